@@ -1,0 +1,37 @@
+"""User-facing errors.
+
+Every problem a user can cause (an unknown name, a malformed file, an impossible value) is raised as an
+``InputError``: the CLI prints its one-line message and exits with code 2, never a traceback. It subclasses
+``ValueError`` so that library callers can catch the standard exception.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class InputError(ValueError):
+    """Bad input from a user: the message names the field, the value and what is allowed."""
+
+
+class UnknownNameError(InputError, KeyError):
+    """A name (model, accelerator, cluster ...) that is not in the catalog."""
+
+    def __init__(self, kind: str, name: str, known: Iterable[str]) -> None:
+        known_list = sorted(known)
+        close = difflib.get_close_matches(name.lower(), known_list, n=3, cutoff=0.5)
+        hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        listing = "" if close else f"; known: {', '.join(known_list[:12])}{' ...' if len(known_list) > 12 else ''}"
+        super().__init__(f"unknown {kind} {name!r}{hint}{listing}")
+        self.kind = kind
+        self.name = name
+        self.suggestions = close
+
+    def __str__(self) -> str:  # KeyError would otherwise quote the message
+        return str(self.args[0])
+
+
+def field_error(field: str, value: object, allowed: str) -> InputError:
+    """The standard one-line error: ``field=value is invalid: allowed ...``."""
+    return InputError(f"{field}={value!r} is invalid: {allowed}")
