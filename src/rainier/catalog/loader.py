@@ -53,7 +53,7 @@ def load_yaml(path: Path | str, text: str | None = None) -> Any:
     except OSError as exc:
         raise CatalogError(f"{path}: cannot read file ({exc.strerror or exc})") from None
     try:
-        return yaml.load(source, Loader=_StrictLoader)  # noqa: S506 - strict SafeLoader subclass
+        return yaml.load(source, Loader=_StrictLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
@@ -85,24 +85,25 @@ class SourceIndex:
 
 @functools.cache
 def source_index() -> SourceIndex:
-    """Load ``sources.yaml`` once."""
-    path = catalog_file("sources.yaml")
-    raw = load_yaml(path)
-    if not isinstance(raw, dict) or not isinstance(raw.get("sources"), list):
-        raise CatalogError(f"{path}: expected a top-level 'sources' list")
+    """Load every ``sources*.yaml`` in the catalog once (hardware and model citations live in separate files)."""
     titles: dict[str, str] = {}
     urls: dict[str, str] = {}
-    for index, item in enumerate(raw["sources"]):
-        fields = Fields(item, path=path, where=f"sources[{index}]", sources=None)
-        source_id = fields.string("id")
-        if source_id in titles:
-            raise CatalogError(f"{path}: sources[{index}]: duplicate id {source_id!r}")
-        titles[source_id] = fields.string("title")
-        url = fields.string("url", required=False)
-        if url:
-            urls[source_id] = url
-        fields.string("note", required=False)
-        fields.finish()
+    folder = catalog_file("sources.yaml").parent
+    for path in sorted(folder.glob("sources*.yaml")):
+        raw = load_yaml(path)
+        if not isinstance(raw, dict) or not isinstance(raw.get("sources"), list) or set(raw) != {"sources"}:
+            raise CatalogError(f"{path}: expected exactly one top-level 'sources' list")
+        for index, item in enumerate(raw["sources"]):
+            fields = Fields(item, path=path, where=f"sources[{index}]", sources=None)
+            source_id = fields.string("id")
+            if source_id in titles:
+                raise CatalogError(f"{path}: sources[{index}]: duplicate id {source_id!r}")
+            titles[source_id] = fields.string("title")
+            url = fields.string("url", required=False)
+            if url:
+                urls[source_id] = url
+            fields.string("note", required=False)
+            fields.finish()
     return SourceIndex(titles=titles, urls=urls)
 
 
