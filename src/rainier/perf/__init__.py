@@ -1,0 +1,1 @@
+"""Cost models: compute, memory, collectives and pipeline, combined into a StepEstimate."""
