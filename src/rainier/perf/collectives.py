@@ -15,11 +15,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any
 
 import numpy as np
 
-Num = TypeVar("Num", float, np.ndarray)
+# A float or a numpy array of floats: each formula is written once for the scalar and vectorised paths.
+Num = Any
 
 
 def ring_all_reduce_s(size_bytes: Num, n: Num, bw_bytes_per_s: Num, alpha_s: Num) -> Num:
