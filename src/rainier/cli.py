@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import shutil
 import sys
 from collections.abc import Callable
 from enum import StrEnum
@@ -39,7 +40,9 @@ model_app = typer.Typer(help="Model shapes: parameters, FLOPs, memory, KV cache.
 app.add_typer(catalog_app, name="catalog")
 app.add_typer(model_app, name="model")
 
-_out = Console(soft_wrap=False)
+# Piped output keeps a wide layout instead of rich's 80-column default.
+_WIDTH = shutil.get_terminal_size((160, 40)).columns
+_out = Console(soft_wrap=False, width=_WIDTH)
 _err = Console(stderr=True)
 
 
@@ -71,6 +74,89 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document instead of tables.")]
+
+
+def _print_tables(tables: list[Any]) -> None:
+    for table in tables:
+        _out.print(table)
+
+
+# --------------------------------------------------------------------------------------------- model
+@model_app.command("show")
+@user_errors
+def model_show(
+    model: Annotated[str, typer.Argument(help="A catalog model name, or a Hugging Face config.json (or its folder).")],
+    seq_len: Annotated[
+        int | None, typer.Option("--seq-len", min=1, help="Sequence length (default: the model's own).")
+    ] = None,
+    kv_precision: Annotated[str, typer.Option("--kv-precision", help="KV-cache element type.")] = "bf16",
+    as_json: JsonOption = False,
+) -> None:
+    """Parameters (total, active), FLOPs per token, training-state bytes by group and KV bytes per token."""
+    from rainier.precision import Precision
+    from rainier.report.model_view import model_tables
+    from rainier.workload import resolve_model, summarize
+
+    shape = resolve_model(model)
+    summary = summarize(shape, seq_len=seq_len, kv_precision=Precision.parse(kv_precision, "kv-precision")).to_dict()
+    if as_json:
+        emit_json(summary)
+    else:
+        _print_tables(model_tables(summary))
+
+
+# --------------------------------------------------------------------------------------------- catalog
+def _catalog_rows(kind: str) -> list[dict[str, Any]]:
+    from rainier import hardware
+    from rainier.catalog import source_index
+
+    if kind == "sources":
+        index = source_index()
+        return [{"id": k, "title": t, "url": index.urls.get(k)} for k, t in index.titles.items()]
+    registry = {
+        "accelerators": hardware.accelerators, "systems": hardware.systems,
+        "fabrics": hardware.fabrics, "clusters": hardware.clusters,
+    }[kind]()
+    return [item.to_dict() for item in registry]
+
+
+def _catalog_command(kind: str, doc: str) -> None:
+    @user_errors
+    def command(as_json: JsonOption = False) -> None:
+        from rainier.report.catalog_view import TABLES
+
+        rows = _catalog_rows(kind)
+        if as_json:
+            emit_json(rows)
+        else:
+            _out.print(TABLES[kind](rows))
+
+    command.__doc__ = doc
+    catalog_app.command(kind)(command)
+
+
+_catalog_command("accelerators", "Accelerators: dense peak FLOP/s per precision, HBM, SRAM, cores, power.")
+_catalog_command("systems", "Servers and scale-up domains: devices, topology, links per axis, host NICs.")
+_catalog_command("fabrics", "Interconnects: bandwidth per device (stated and per direction), latency.")
+_catalog_command("clusters", "Named clusters: systems, devices, sites, network tiers, power, prices.")
+_catalog_command("sources", "Every citation the catalog refers to.")
+
+
+@catalog_app.command("models")
+@user_errors
+def catalog_models(as_json: JsonOption = False) -> None:
+    """Named models (with their aliases and sources)."""
+    from rainier.report.model_view import models_table
+    from rainier.workload import catalog_model_rows
+
+    rows = catalog_model_rows()
+    if as_json:
+        emit_json(rows)
+    else:
+        _out.print(models_table(rows))
 
 
 def _version(value: bool) -> None:

@@ -58,7 +58,7 @@ def test_number_without_source_is_rejected(tmp_path: Path) -> None:
 
 def test_unknown_source_id_is_rejected(tmp_path: Path) -> None:
     path = _write(tmp_path, "things:\n  - id: x\n    size_gib: 2\n    sources: {default: NOT-A-SOURCE}\n")
-    with pytest.raises(CatalogError, match="sources.default='NOT-A-SOURCE' is not a known source"):
+    with pytest.raises(CatalogError, match=r"sources\.default='NOT-A-SOURCE' is not a known source"):
         load_entries(path, "things", _build, id_of=lambda t: t[0])
 
 

@@ -1,0 +1,132 @@
+"""Accelerator chips: the per-device numbers (peak FLOP/s, HBM, cores, power) every cost model starts from."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from rainier.errors import field_error
+from rainier.hardware._checks import (
+    FrozenMap,
+    check_count,
+    check_enum,
+    check_id,
+    check_optional_positive,
+    check_positive,
+    check_sources,
+    check_text,
+    jsonable,
+)
+from rainier.precision import Precision
+
+
+class Vendor(enum.StrEnum):
+    """Who designs the chip."""
+
+    AWS = "aws"
+    NVIDIA = "nvidia"
+    GOOGLE = "google"
+
+
+class Family(enum.StrEnum):
+    """Chip family; decides e.g. whether parallel degrees count devices or NeuronCores."""
+
+    TRAINIUM = "trainium"
+    INFERENTIA = "inferentia"
+    NVIDIA_GPU = "nvidia-gpu"
+    TPU = "tpu"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Accelerator:
+    """One accelerator chip as software sees it: a GPU, a Trainium or Inferentia device, or a TPU chip.
+
+    Quantities are SI. ``peak_dense_flop_per_s`` holds dense (never sparse) peaks for the precisions the chip
+    runs natively. ``num_cores`` counts physical cores software can address separately (NeuronCores, TPU
+    TensorCores; 1 for an NVIDIA GPU) and ``num_logical_cores`` the ranks the runtime exposes per device (4 for
+    Trn2 at the default LNC=2). ``sources`` maps catalog field names (or ``default``) to source ids and
+    ``estimated`` names the fields that are estimates, both as written in ``accelerators.yaml``.
+    """
+
+    id: str
+    name: str
+    vendor: Vendor
+    family: Family
+    peak_dense_flop_per_s: Mapping[Precision, float]
+    hbm_bytes: float
+    hbm_bw_bytes_per_s: float
+    sram_bytes: float | None = None
+    num_cores: int = 1
+    num_logical_cores: int = 1
+    power_w: float | None = None
+    notes: str = ""
+    sources: Mapping[str, str] = field(default_factory=FrozenMap)
+    estimated: frozenset[str] = frozenset()
+
+    def __post_init__(self) -> None:
+        check_id("id", self.id)
+        check_text("name", self.name)
+        object.__setattr__(self, "vendor", check_enum("vendor", Vendor, self.vendor))
+        object.__setattr__(self, "family", check_enum("family", Family, self.family))
+        if not isinstance(self.peak_dense_flop_per_s, Mapping) or not self.peak_dense_flop_per_s:
+            raise field_error("peak_dense_flop_per_s", self.peak_dense_flop_per_s, "expected at least one precision")
+        peaks = {
+            check_enum("peak_dense_flop_per_s", Precision, key): check_positive(f"peak_dense_flop_per_s.{key}", value)
+            for key, value in self.peak_dense_flop_per_s.items()
+        }
+        object.__setattr__(self, "peak_dense_flop_per_s", FrozenMap(peaks))
+        check_positive("hbm_bytes", self.hbm_bytes)
+        check_positive("hbm_bw_bytes_per_s", self.hbm_bw_bytes_per_s)
+        check_optional_positive("sram_bytes", self.sram_bytes)
+        check_optional_positive("power_w", self.power_w)
+        check_count("num_cores", self.num_cores)
+        check_count("num_logical_cores", self.num_logical_cores)
+        if self.num_logical_cores > self.num_cores or self.num_cores % self.num_logical_cores:
+            raise field_error(
+                "num_logical_cores", self.num_logical_cores, f"must divide num_cores={self.num_cores}"
+            )
+        check_text("notes", self.notes, allow_empty=True)
+        object.__setattr__(self, "sources", check_sources("sources", self.sources))
+        object.__setattr__(self, "estimated", frozenset(self.estimated))
+
+    @property
+    def precisions(self) -> tuple[Precision, ...]:
+        """Precisions with a published dense peak, in :class:`Precision` order (widest first)."""
+        return tuple(p for p in Precision if p in self.peak_dense_flop_per_s)
+
+    def supports(self, precision: Precision) -> bool:
+        return precision in self.peak_dense_flop_per_s
+
+    def peak_flop_per_s(self, precision: Precision) -> float:
+        """Dense peak FLOP/s (OP/s for int8) at ``precision``; an ``InputError`` if the chip has no such rate."""
+        try:
+            return self.peak_dense_flop_per_s[precision]
+        except KeyError:
+            supported = ", ".join(p.value for p in self.precisions)
+            raise field_error("precision", str(precision), f"{self.id} supports {supported}") from None
+
+    @property
+    def cores_per_logical_core(self) -> int:
+        """Physical cores fused into one logical core (Trn2 LNC=2 -> 2)."""
+        return self.num_cores // self.num_logical_cores
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (SI units), keyed as the dataclass fields."""
+        return {
+            "id": self.id,
+            "name": self.name,
+            "vendor": self.vendor.value,
+            "family": self.family.value,
+            "peak_dense_flop_per_s": {p.value: self.peak_dense_flop_per_s[p] for p in self.precisions},
+            "hbm_bytes": self.hbm_bytes,
+            "hbm_bw_bytes_per_s": self.hbm_bw_bytes_per_s,
+            "sram_bytes": self.sram_bytes,
+            "num_cores": self.num_cores,
+            "num_logical_cores": self.num_logical_cores,
+            "power_w": self.power_w,
+            "notes": self.notes,
+            "sources": jsonable(self.sources),
+            "estimated": jsonable(self.estimated),
+        }

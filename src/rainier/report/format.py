@@ -1,0 +1,38 @@
+"""Number formatting shared by every table."""
+
+from __future__ import annotations
+
+from rainier.units import GIB
+
+
+def count(value: float) -> str:
+    """A large count with a scale word: 70.55B, 12.9M."""
+    for scale, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= scale:
+            return f"{value / scale:,.2f}{suffix}"
+    return f"{value:,.0f}"
+
+
+def si(value: float, unit: str) -> str:
+    """Value with an SI prefix: 1.30 PFLOP/s, 2.9 TB/s."""
+    for scale, prefix in ((1e18, "E"), (1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= scale:
+            return f"{value / scale:,.3g} {prefix}{unit}"
+    return f"{value:,.3g} {unit}"
+
+
+def gib(num_bytes: float) -> str:
+    """Bytes as GiB (or TiB when large)."""
+    if abs(num_bytes) >= 1024 * GIB:
+        return f"{num_bytes / (1024 * GIB):,.2f} TiB"
+    if abs(num_bytes) >= GIB:
+        return f"{num_bytes / GIB:,.1f} GiB"
+    return f"{num_bytes / 2**20:,.2f} MiB"
+
+
+def kib(num_bytes: float) -> str:
+    return f"{num_bytes / 1024:,.1f} KiB"
+
+
+def maybe(value: float | None, render: str) -> str:
+    return "—" if value is None else render

@@ -1,0 +1,79 @@
+"""Plan parsing and divisibility checks."""
+
+from __future__ import annotations
+
+import pytest
+
+from rainier.errors import InputError
+from rainier.parallel import InfeasibleKind, Plan, Schedule, check_plan, parse_plan
+from rainier.precision import Precision
+from rainier.workload import Recompute, get_model
+
+
+def test_parse_full_plan() -> None:
+    plan = parse_plan("tp=8,pp=8,dp=64,mbs=1,gbs=1024,recompute=selective,precision=bf16")
+    assert (plan.tp_degree, plan.pp_degree, plan.dp_degree) == (8, 8, 64)
+    assert plan.recompute is Recompute.SELECTIVE and plan.precision is Precision.BF16
+    assert plan.num_devices == 4096 and plan.num_microbatches == 16
+
+
+def test_dp_inferred_from_device_count_and_vpp_implies_interleaved() -> None:
+    plan = parse_plan("tp=4,pp=4,vpp=5,cp=2,gbs=128", num_devices=64)
+    assert plan.dp_degree == 2 and plan.schedule is Schedule.INTERLEAVED
+
+
+def test_fsdp_means_zero_3_and_describe_round_trips() -> None:
+    plan = parse_plan("tp=2,dp=4,fsdp=true,sp=true,gbs=64,precision=fp8")
+    assert plan.zero_stage == 3
+    assert parse_plan(plan.describe()) == plan
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("tp=0", "tp='0' is invalid: a positive integer"),
+        ("tp=eight", "tp='eight' is invalid"),
+        ("tq=8", r"plan\.tq='8' is invalid: unknown key"),
+        ("tp=8,tp=4", "each key once"),
+        ("recompute=some", "recompute='some' is invalid: allowed: none, selective, full"),
+        ("precision=int4", "precision='int4' is invalid"),
+        ("zero=5", "zero='5' is invalid"),
+        ("tp8", "is not key=value"),
+        ("pp=1,vpp=2", "vpp=2 is invalid"),
+        ("sp=true", "sp=True is invalid"),
+        ("precision=int8", "a training matmul precision"),
+    ],
+)
+def test_malformed_plans_are_one_line_errors(text: str, match: str) -> None:
+    with pytest.raises(InputError, match=match):
+        parse_plan(text)
+
+
+def test_dp_cannot_be_inferred_when_not_dividing() -> None:
+    with pytest.raises(InputError, match="must divide the device count 100"):
+        parse_plan("tp=8", num_devices=100)
+
+
+def test_check_plan_reports_divisibility() -> None:
+    shape = get_model("gpt3-175b")  # 96 layers, 96 heads
+    ok = Plan(tp_degree=8, pp_degree=8, dp_degree=2, mbs=1, gbs=64)
+    assert check_plan(ok, shape, 128) is None
+    cases = [
+        (ok, 64, "must equal the device count 64"),
+        (ok.with_(tp_degree=5, dp_degree=1), 40, "heads 96 not divisible by tp=5"),
+        (ok.with_(pp_degree=7, dp_degree=1), 56, "layers 96 not divisible by pp\\*vpp=7"),
+        (ok.with_(gbs=63), 128, "gbs 63 not divisible by dp\\*mbs=2"),
+        (ok.with_(ep_degree=2), 128, "ep=2 needs a mixture-of-experts model"),
+    ]
+    for plan, devices, match in cases:
+        verdict = check_plan(plan, shape, devices)
+        assert verdict is not None and verdict.kind is InfeasibleKind.DIVISIBILITY
+        assert pytest.importorskip("re").search(match, verdict.reason), verdict.reason
+
+
+def test_expert_parallel_must_divide_experts_and_dp() -> None:
+    shape = get_model("mixtral-8x7b")
+    plan = Plan(tp_degree=2, dp_degree=8, ep_degree=8, gbs=64)
+    assert check_plan(plan, shape, 16, num_experts=8) is None
+    bad = check_plan(plan.with_(ep_degree=16, dp_degree=16), shape, 32, num_experts=8)
+    assert bad is not None and "experts 8 not divisible by ep=16" in bad.reason
