@@ -116,11 +116,13 @@ def _catalog_rows(kind: str) -> list[dict[str, Any]]:
     if kind == "sources":
         index = source_index()
         return [{"id": k, "title": t, "url": index.urls.get(k)} for k, t in index.titles.items()]
-    registry = {
-        "accelerators": hardware.accelerators, "systems": hardware.systems,
-        "fabrics": hardware.fabrics, "clusters": hardware.clusters,
-    }[kind]()
-    return [item.to_dict() for item in registry]
+    if kind == "accelerators":
+        return [a.to_dict() for a in hardware.accelerators()]
+    if kind == "systems":
+        return [s.to_dict() for s in hardware.systems()]
+    if kind == "fabrics":
+        return [f.to_dict() for f in hardware.fabrics()]
+    return [c.to_dict() for c in hardware.clusters()]
 
 
 def _catalog_command(kind: str, doc: str) -> None:
