@@ -18,10 +18,11 @@ $(STAMP): requirements.lock pyproject.toml
 demo: setup
 	$(BIN)/rainier catalog clusters
 	$(BIN)/rainier catalog accelerators
-	$(BIN)/rainier model show frontier-2t-moe --seq-len 8192
+	$(BIN)/rainier model show frontier-2t-moe --seq-len 8192 --accelerator trn2
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
 
 typecheck: setup
 	$(BIN)/mypy

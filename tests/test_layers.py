@@ -9,9 +9,23 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "rainier"
 
 # Rank of each top-level module or subpackage; a module may import only modules of lower or equal rank.
 RANK = {
-    "errors": 0, "units": 0, "precision": 0, "catalog": 1,
-    "hardware": 2, "workload": 2, "parallel": 3, "perf": 4, "calibrate": 5,
-    "sim": 5, "fleet": 6, "serve": 6, "search": 7, "report": 8, "api": 9, "cli": 10, "web": 10,
+    "errors": 0,
+    "units": 0,
+    "precision": 0,
+    "catalog": 1,
+    "hardware": 2,
+    "workload": 2,
+    "parallel": 3,
+    "perf": 4,
+    "calibrate": 5,
+    "sim": 5,
+    "fleet": 6,
+    "serve": 6,
+    "search": 7,
+    "report": 8,
+    "api": 9,
+    "cli": 10,
+    "web": 10,
 }
 # Same-rank siblings that must stay independent of each other.
 INDEPENDENT = [("hardware", "workload"), ("fleet", "serve")]

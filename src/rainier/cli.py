@@ -93,19 +93,34 @@ def model_show(
         int | None, typer.Option("--seq-len", min=1, help="Sequence length (default: the model's own).")
     ] = None,
     kv_precision: Annotated[str, typer.Option("--kv-precision", help="KV-cache element type.")] = "bf16",
+    accelerator: Annotated[
+        str | None,
+        typer.Option("--accelerator", help="Also show memory floors and the peak-rate bound on this accelerator."),
+    ] = None,
+    precision: Annotated[str, typer.Option("--precision", help="Matmul precision for the peak-rate bound.")] = "bf16",
     as_json: JsonOption = False,
 ) -> None:
     """Parameters (total, active), FLOPs per token, training-state bytes by group and KV bytes per token."""
+    from rainier.hardware import get_accelerator
+    from rainier.perf.fit import device_fit
     from rainier.precision import Precision
-    from rainier.report.model_view import model_tables
+    from rainier.report.model_view import fit_table, model_tables
     from rainier.workload import resolve_model, summarize
 
     shape = resolve_model(model)
-    summary = summarize(shape, seq_len=seq_len, kv_precision=Precision.parse(kv_precision, "kv-precision")).to_dict()
+    if seq_len is not None:
+        shape = shape.with_seq_len(seq_len)
+    summary = summarize(shape, kv_precision=Precision.parse(kv_precision, "kv-precision")).to_dict()
+    fit = None
+    if accelerator is not None:
+        fit = device_fit(shape, get_accelerator(accelerator), precision=Precision.parse(precision)).to_dict()
+        summary["device_fit"] = fit
     if as_json:
         emit_json(summary)
-    else:
-        _print_tables(model_tables(summary))
+        return
+    _print_tables(model_tables(summary))
+    if fit is not None:
+        _out.print(fit_table(fit))
 
 
 # --------------------------------------------------------------------------------------------- catalog

@@ -63,7 +63,9 @@ def test_unknown_source_id_is_rejected(tmp_path: Path) -> None:
 
 
 def test_unknown_key_is_rejected(tmp_path: Path) -> None:
-    path = _write(tmp_path, "things:\n  - id: x\n    size_gib: 2\n    colour: red\n    sources: {default: https://a.b}\n")
+    path = _write(
+        tmp_path, "things:\n  - id: x\n    size_gib: 2\n    colour: red\n    sources: {default: https://a.b}\n"
+    )
     with pytest.raises(CatalogError, match=r"things\[0\] \(x\): unknown field\(s\): colour"):
         load_entries(path, "things", _build, id_of=lambda t: t[0])
 
@@ -110,8 +112,13 @@ def test_registry_suggests_close_names() -> None:
         registry.get("zzz")
 
 
-@given(st.recursive(st.none() | st.booleans() | st.floats() | st.text(max_size=5), lambda c: st.lists(c, max_size=3)
-                    | st.dictionaries(st.text(max_size=5), c, max_size=3), max_leaves=10))
+@given(
+    st.recursive(
+        st.none() | st.booleans() | st.floats() | st.text(max_size=5),
+        lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=5), c, max_size=3),
+        max_leaves=10,
+    )
+)
 def test_fields_only_ever_raise_catalog_errors(data: object) -> None:
     try:
         fields = Fields(data, path="f", where="e", sources=source_index())

@@ -26,22 +26,66 @@ from rainier.hardware import (
 from rainier.precision import Precision
 
 REQUIRED_ACCELERATORS = [
-    "a100-80gb", "h100-sxm", "h200-sxm", "h800", "b200", "gb200",
-    "trn1", "trn2", "trn3", "inf2", "tpu-v4", "tpu-v5p",
+    "a100-80gb",
+    "h100-sxm",
+    "h200-sxm",
+    "h800",
+    "b200",
+    "gb200",
+    "trn1",
+    "trn2",
+    "trn3",
+    "inf2",
+    "tpu-v4",
+    "tpu-v5p",
 ]
 REQUIRED_FABRICS = [
-    "nvlink3", "nvlink4", "nvlink5", "neuronlink-v2", "neuronlink-v3", "neuronlink-v4", "ib-hdr", "ib-ndr",
-    "efa-v1", "efa-v2", "efa-v3", "efa-v4", "tpu-ici-v4", "tpu-ici-v5p", "tpu-dcn",
+    "nvlink3",
+    "nvlink4",
+    "nvlink5",
+    "neuronlink-v2",
+    "neuronlink-v3",
+    "neuronlink-v4",
+    "ib-hdr",
+    "ib-ndr",
+    "efa-v1",
+    "efa-v2",
+    "efa-v3",
+    "efa-v4",
+    "tpu-ici-v4",
+    "tpu-ici-v5p",
+    "tpu-dcn",
 ]
 REQUIRED_SYSTEMS = [
-    "dgx-a100", "p5.48xlarge", "dgx-h100", "p5en.48xlarge", "dgx-b200", "gb200-nvl72", "trn1.32xlarge",
-    "trn2.48xlarge", "trn2-ultraserver", "trn3-ultraserver-gen1", "trn3-ultraserver-gen2", "inf2.48xlarge",
-    "tpu-v4-pod", "tpu-v5p-pod",
+    "dgx-a100",
+    "p5.48xlarge",
+    "dgx-h100",
+    "p5en.48xlarge",
+    "dgx-b200",
+    "gb200-nvl72",
+    "trn1.32xlarge",
+    "trn2.48xlarge",
+    "trn2-ultraserver",
+    "trn3-ultraserver-gen1",
+    "trn3-ultraserver-gen2",
+    "inf2.48xlarge",
+    "tpu-v4-pod",
+    "tpu-v5p-pod",
 ]
 REQUIRED_CLUSTERS = ["rainier-trn2-500k", "rainier-trn2-1m", "rainier-trn3-144"]
 # Accelerator ids used by shared/validation (README, "Accelerator IDs").
 VALIDATION_ACCELERATORS = [
-    "a100-80gb", "h100-sxm", "h200-sxm", "h800", "b200", "gb200", "trn1", "trn2", "inf2", "tpu-v4", "tpu-v5p",
+    "a100-80gb",
+    "h100-sxm",
+    "h200-sxm",
+    "h800",
+    "b200",
+    "gb200",
+    "trn1",
+    "trn2",
+    "inf2",
+    "tpu-v4",
+    "tpu-v5p",
 ]
 ALL_REGISTRIES = (accelerators, fabrics, systems, clusters)
 
@@ -55,9 +99,14 @@ def test_required_accelerators_exist(name: str) -> None:
     assert get_accelerator(name).id == name
 
 
-@pytest.mark.parametrize(("getter", "names"), [
-    (get_fabric, REQUIRED_FABRICS), (get_system, REQUIRED_SYSTEMS), (get_cluster, REQUIRED_CLUSTERS),
-])
+@pytest.mark.parametrize(
+    ("getter", "names"),
+    [
+        (get_fabric, REQUIRED_FABRICS),
+        (get_system, REQUIRED_SYSTEMS),
+        (get_cluster, REQUIRED_CLUSTERS),
+    ],
+)
 def test_required_entries_exist(getter: Callable[[str], Any], names: list[str]) -> None:
     for name in names:
         assert getter(name).id == name
@@ -134,7 +183,9 @@ def test_trn2_ultraserver_is_a_4x4x4_torus() -> None:
     assert system.num_servers == 4
     assert system.topology is Topology.TORUS
     assert [(a.name, a.size, a.wraparound, a.links_per_device) for a in system.axes] == [
-        ("x", 4, True, 2), ("y", 4, True, 2), ("z", 4, True, 2),
+        ("x", 4, True, 2),
+        ("y", 4, True, 2),
+        ("z", 4, True, 2),
     ]
     # 256 GB/s per X/Y link and 128 GB/s per Z link, direction unstated -> halved, two links per axis.
     assert [a.bw_bytes_per_s_per_direction for a in system.axes] == pytest.approx([256e9, 256e9, 128e9])

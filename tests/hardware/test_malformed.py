@@ -193,7 +193,9 @@ def test_sites_must_add_up(tmp_path: Path) -> None:
 
 def test_equal_power_must_refer_to_an_earlier_cluster(tmp_path: Path) -> None:
     later = (
-        CLUSTERS.split("\n", 1)[1].replace("id: small", "id: big").replace("num_systems: 4", "equal_power_to: nope")
+        CLUSTERS.split("\n", 1)[1]
+        .replace("id: small", "id: big")
+        .replace("num_systems: 4", "equal_power_to: nope")
         .replace("estimated: [num_systems, ", "estimated: [")
     )
     expected = r"\(big\): equal_power_to='nope' is invalid: must name a cluster defined earlier"
@@ -203,7 +205,9 @@ def test_equal_power_must_refer_to_an_earlier_cluster(tmp_path: Path) -> None:
 
 def test_equal_power_sizes_by_facility_power(tmp_path: Path) -> None:
     later = (
-        CLUSTERS.split("\n", 1)[1].replace("id: small", "id: twice").replace("num_systems: 4", "equal_power_to: small")
+        CLUSTERS.split("\n", 1)[1]
+        .replace("id: small", "id: twice")
+        .replace("num_systems: 4", "equal_power_to: small")
         .replace("power_w_per_device_all_in: 800", "power_w_per_device_all_in: 400")
         .replace("estimated: [num_systems, ", "estimated: [")
     )

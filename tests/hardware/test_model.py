@@ -96,7 +96,11 @@ def test_direction_rule(stated: float) -> None:
 
 def _axis(name: str, size: int, link: float = 100e9) -> TopologyAxis:
     return TopologyAxis(
-        name=name, size=size, link_bw_bytes_per_s_per_direction=link, links_per_device=2, latency_s=1e-6,
+        name=name,
+        size=size,
+        link_bw_bytes_per_s_per_direction=link,
+        links_per_device=2,
+        latency_s=1e-6,
         wraparound=True,
     )
 
@@ -125,8 +129,10 @@ def test_system_needs_nic_and_scale_out_together() -> None:
 
 def test_network_tiers_must_grow() -> None:
     base = get_cluster("rainier-trn2-500k")
-    tiers = (NetworkTier(name="a", devices_per_group=64, oversubscription=1, latency_s=1e-5),
-             NetworkTier(name="b", devices_per_group=64, oversubscription=2, latency_s=2e-5))
+    tiers = (
+        NetworkTier(name="a", devices_per_group=64, oversubscription=1, latency_s=1e-5),
+        NetworkTier(name="b", devices_per_group=64, oversubscription=2, latency_s=2e-5),
+    )
     with pytest.raises(ValueError, match="devices_per_group must grow"):
         dataclasses.replace(base, network_tiers=tiers)
     with pytest.raises(ValueError, match=r"oversubscription=0.5 is invalid: must be >= 1"):

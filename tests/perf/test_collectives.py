@@ -77,7 +77,10 @@ def test_vectorised_equals_scalar() -> None:
 
 
 @given(
-    size=st.floats(1.0, 1e11), n=st.integers(2, 1 << 20), bw=st.floats(1e8, 1e13), alpha=st.floats(0.0, 1e-4),
+    size=st.floats(1.0, 1e11),
+    n=st.integers(2, 1 << 20),
+    bw=st.floats(1e8, 1e13),
+    alpha=st.floats(0.0, 1e-4),
     factor=st.floats(1.0, 100.0),
 )
 def test_more_bandwidth_never_slower(size: float, n: int, bw: float, alpha: float, factor: float) -> None:

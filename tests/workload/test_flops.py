@@ -79,8 +79,10 @@ def test_palm_formula_close_to_exact_count() -> None:
     assert ratio == pytest.approx(1.0, abs=1e-3)
 
 
-@pytest.mark.parametrize(("model", "seq_len"), [("mixtral-8x7b", 4096), ("deepseek-v3", 4096), ("llama-3-70b", 8192),
-                                                 ("frontier-2t-moe", 8192)])
+@pytest.mark.parametrize(
+    ("model", "seq_len"),
+    [("mixtral-8x7b", 4096), ("deepseek-v3", 4096), ("llama-3-70b", 8192), ("frontier-2t-moe", 8192)],
+)
 @pytest.mark.parametrize("causal", [True, False])
 def test_gemms_match_per_token_count(model: str, seq_len: int, causal: bool) -> None:
     # b·s·top_k is a multiple of the expert count here, so no rounding of tokens per expert.
@@ -118,8 +120,12 @@ def test_gemm_shapes_llama_70b_tp8() -> None:
 
 def test_gemm_shapes_deepseek_mla_and_experts() -> None:
     shape = get_model("deepseek-v3")
-    gemms = {g.kind: g for g in layer_gemms(shape, micro_batch=1, seq_len=4096, tp_degree=8, moe_layer=True,
-                                            ep_degree=8, expert_tp_degree=1)}
+    gemms = {
+        g.kind: g
+        for g in layer_gemms(
+            shape, micro_batch=1, seq_len=4096, tp_degree=8, moe_layer=True, ep_degree=8, expert_tp_degree=1
+        )
+    }
     assert (gemms[GemmKind.Q_DOWN].n, gemms[GemmKind.Q_DOWN].k) == (1536, 7168)
     assert (gemms[GemmKind.Q_UP].n, gemms[GemmKind.Q_UP].k) == (16 * 192, 1536)
     assert (gemms[GemmKind.KV_DOWN].n, gemms[GemmKind.KV_DOWN].k) == (512 + 64, 7168)

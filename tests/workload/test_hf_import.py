@@ -138,12 +138,27 @@ def test_file_errors(tmp_path: Path) -> None:
 
 # --- fuzzing ------------------------------------------------------------------------------------------------------
 
-json_scalars = st.none() | st.booleans() | st.integers(min_value=-(2**70), max_value=2**70) | st.text(max_size=8) | \
-    st.floats(allow_nan=False, allow_infinity=False)
-json_values = st.recursive(json_scalars, lambda inner: st.lists(inner, max_size=3) |
-                           st.dictionaries(st.text(max_size=6), inner, max_size=3), max_leaves=8)
-FIXTURES = ["Meta-Llama-3-70B", "Mixtral-8x7B-v0.1", "Mistral-7B-v0.1", "Qwen2-7B", "Qwen3-8B", "Qwen3-30B-A3B",
-            "DeepSeek-V3"]
+json_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.text(max_size=8)
+    | st.floats(allow_nan=False, allow_infinity=False)
+)
+json_values = st.recursive(
+    json_scalars,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+    max_leaves=8,
+)
+FIXTURES = [
+    "Meta-Llama-3-70B",
+    "Mixtral-8x7B-v0.1",
+    "Mistral-7B-v0.1",
+    "Qwen2-7B",
+    "Qwen3-8B",
+    "Qwen3-30B-A3B",
+    "DeepSeek-V3",
+]
 
 
 def _only_input_error(data: Any) -> None:
@@ -178,10 +193,27 @@ def test_fuzz_mutated_real_configs(fixture: str, edits: list[tuple[bool, int, An
 
 @given(
     fixture=st.sampled_from(FIXTURES),
-    key=st.sampled_from(["hidden_size", "num_attention_heads", "num_key_value_heads", "head_dim", "intermediate_size",
-                         "num_hidden_layers", "vocab_size", "num_experts_per_tok", "n_routed_experts", "kv_lora_rank",
-                         "q_lora_rank", "first_k_dense_replace", "num_local_experts", "num_experts",
-                         "moe_intermediate_size", "max_position_embeddings", "decoder_sparse_step"]),
+    key=st.sampled_from(
+        [
+            "hidden_size",
+            "num_attention_heads",
+            "num_key_value_heads",
+            "head_dim",
+            "intermediate_size",
+            "num_hidden_layers",
+            "vocab_size",
+            "num_experts_per_tok",
+            "n_routed_experts",
+            "kv_lora_rank",
+            "q_lora_rank",
+            "first_k_dense_replace",
+            "num_local_experts",
+            "num_experts",
+            "moe_intermediate_size",
+            "max_position_embeddings",
+            "decoder_sparse_step",
+        ]
+    ),
     value=st.integers(min_value=-(2**40), max_value=2**40),
 )
 def test_fuzz_numeric_fields(fixture: str, key: str, value: int) -> None:

@@ -78,8 +78,13 @@ def test_moe_layer_activations_by_hand() -> None:
     assert layer_activation_bytes(shape, micro_batch=1, moe_layer=True).mlp_bytes == 576
 
 
-@given(b=st.integers(1, 64), t=st.sampled_from([1, 2, 4, 8]), sp=st.booleans(),
-       recompute=st.sampled_from(list(Recompute)), flash=st.booleans())
+@given(
+    b=st.integers(1, 64),
+    t=st.sampled_from([1, 2, 4, 8]),
+    sp=st.booleans(),
+    recompute=st.sampled_from(list(Recompute)),
+    flash=st.booleans(),
+)
 def test_activation_invariants(b: int, t: int, sp: bool, recompute: Recompute, flash: bool) -> None:
     shape = get_model("llama-3-8b").with_seq_len(1024)
     kwargs = {"tp_degree": t, "sequence_parallel": sp, "recompute": recompute, "flash_attention": flash}

@@ -65,8 +65,15 @@ def test_moe_and_mla_by_hand() -> None:
     # sigmoid router 8*4 + 4 bias = 36. MLA: q 8*4 + 4 (norm) + 4*4*(2+2) = 100; kv_down 8*(4+2) + 4 = 52;
     # kv_up 4*4*(2+2) = 64; out 4*2*8 = 64 -> 280 attention.
     mla = MlaConfig(q_lora_rank=4, kv_lora_rank=4, qk_nope_head_dim=2, qk_rope_head_dim=2, v_head_dim=2)
-    moe = MoeConfig(num_experts=4, top_k=2, expert_ffn_hidden_dim=4, num_shared_experts=1,
-                    shared_expert_ffn_hidden_dim=8, first_k_dense_layers=1, router=Router.SIGMOID_BIAS)
+    moe = MoeConfig(
+        num_experts=4,
+        top_k=2,
+        expert_ffn_hidden_dim=4,
+        num_shared_experts=1,
+        shared_expert_ffn_hidden_dim=8,
+        first_k_dense_layers=1,
+        router=Router.SIGMOID_BIAS,
+    )
     shape = llama_shape(num_kv_heads=4, mla=mla, moe=moe)
     counts = count_params(shape)
     assert counts.dense_layer.attention == 280

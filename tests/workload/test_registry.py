@@ -28,10 +28,27 @@ from .conftest import DATA
 
 VALIDATION = Path(__file__).resolve().parents[3] / "shared" / "validation"
 REQUIRED_IDS = [
-    "gpt3-175b", "megatron-1t", "llama-2-7b", "llama-2-13b", "llama-2-70b", "llama-3-8b", "llama-3-70b",
-    "llama-3-405b", "mixtral-8x7b", "mixtral-8x22b", "deepseek-v3", "frontier-2t-moe", "megatron-gpt-1.7b",
-    "mcore-gpt-7.1b", "korthikanti-gpt-22b", "nemotron-4-340b", "falcon-180b", "nemo-gpt3-5b", "nemotron-22b",
-    "neuron-gpt3-23b", "mistral-7b-v0.2",
+    "gpt3-175b",
+    "megatron-1t",
+    "llama-2-7b",
+    "llama-2-13b",
+    "llama-2-70b",
+    "llama-3-8b",
+    "llama-3-70b",
+    "llama-3-405b",
+    "mixtral-8x7b",
+    "mixtral-8x22b",
+    "deepseek-v3",
+    "frontier-2t-moe",
+    "megatron-gpt-1.7b",
+    "mcore-gpt-7.1b",
+    "korthikanti-gpt-22b",
+    "nemotron-4-340b",
+    "falcon-180b",
+    "nemo-gpt3-5b",
+    "nemotron-22b",
+    "neuron-gpt3-23b",
+    "mistral-7b-v0.2",
 ]
 
 
@@ -105,17 +122,40 @@ def test_validation_blocks_resolve_to_their_catalog_shapes() -> None:
 
 
 BLOCK: dict[str, Any] = {
-    "name": "held-back gpt", "arch": "dense", "layers": 24, "hidden": 2048, "ffn_hidden": None, "heads": 16,
-    "kv_heads": None, "head_dim": None, "vocab": 50000, "seq_len": 2048, "activation": None, "num_experts": None,
-    "top_k": None, "shared_experts": None, "expert_ffn_hidden": None, "params_b": 1.3,
+    "name": "held-back gpt",
+    "arch": "dense",
+    "layers": 24,
+    "hidden": 2048,
+    "ffn_hidden": None,
+    "heads": 16,
+    "kv_heads": None,
+    "head_dim": None,
+    "vocab": 50000,
+    "seq_len": 2048,
+    "activation": None,
+    "num_experts": None,
+    "top_k": None,
+    "shared_experts": None,
+    "expert_ffn_hidden": None,
+    "params_b": 1.3,
 }
 
 
 def test_validation_block_without_catalog_entry() -> None:
     gpt = shape_from_validation_model(BLOCK)
     assert gpt.ffn_hidden_dim == 4 * 2048 and gpt.tied_embeddings and gpt.num_kv_heads == 16 and gpt.head_dim == 128
-    moe = shape_from_validation_model({**BLOCK, "name": "held-back moe", "arch": "moe", "activation": "swiglu",
-                                       "num_experts": 64, "top_k": 6, "shared_experts": 2, "expert_ffn_hidden": 1408})
+    moe = shape_from_validation_model(
+        {
+            **BLOCK,
+            "name": "held-back moe",
+            "arch": "moe",
+            "activation": "swiglu",
+            "num_experts": 64,
+            "top_k": 6,
+            "shared_experts": 2,
+            "expert_ffn_hidden": 1408,
+        }
+    )
     assert moe.moe is not None and moe.moe.num_shared_experts == 2 and not moe.tied_embeddings
     assert moe.ffn_hidden_dim == 5632  # 8/3·2048 rounded up to a multiple of 256
     llama = shape_from_validation_model({**BLOCK, "name": "Llama 2 70B", "seq_len": 8192})
@@ -175,8 +215,10 @@ models:
         (ENTRY.replace("num_heads: 2", "num_heads: 4\n    num_kv_heads: 3"), r"num_kv_heads=3 is invalid"),
         (ENTRY.replace("seq_len: 4", "seq_len: -4"), r"seq_len=-4 is invalid"),
         (ENTRY + "    moe: {num_experts: 4, top_k: 8, expert_ffn_hidden_dim: 4}\n", r"moe.top_k=8 is invalid"),
-        (ENTRY + ENTRY.removeprefix("models:\n").replace("id: toy", "id: toy2") + "    aliases: [TOY]\n",
-         r"alias 'toy' of 'toy2' is already used by 'toy'"),
+        (
+            ENTRY + ENTRY.removeprefix("models:\n").replace("id: toy", "id: toy2") + "    aliases: [TOY]\n",
+            r"alias 'toy' of 'toy2' is already used by 'toy'",
+        ),
     ],
 )
 def test_strict_model_file(tmp_path: Path, text: str, match: str) -> None:

@@ -35,9 +35,7 @@ def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool
     for key_node, value_node in node.value:
         key = loader.construct_object(key_node, deep=deep)
         if key in mapping:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r}", key_node.start_mark
-            )
+            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
         mapping[key] = loader.construct_object(value_node, deep=deep)
     return mapping
 
@@ -215,7 +213,12 @@ class Fields:
         return self.number(key, **kwargs)
 
     def integer(
-        self, key: str, *, required: bool = True, default: int | None = None, minimum: int = 1,
+        self,
+        key: str,
+        *,
+        required: bool = True,
+        default: int | None = None,
+        minimum: int = 1,
         sourced: bool = True,
     ) -> int:
         value = self._take(key, required)
@@ -270,9 +273,7 @@ class Fields:
             return None
         child = Fields(value, path=self.path, where=f"{self.where}.{key}", sources=None)
         child._index = self._index
-        child.source_map = {
-            k[len(key) + 1 :]: v for k, v in self.source_map.items() if k.startswith(key + ".")
-        }
+        child.source_map = {k[len(key) + 1 :]: v for k, v in self.source_map.items() if k.startswith(key + ".")}
         if key in self.source_map:
             child.source_map.setdefault(DEFAULT_SOURCE, self.source_map[key])
         elif DEFAULT_SOURCE in self.source_map:

@@ -84,9 +84,7 @@ class Accelerator:
         check_count("num_cores", self.num_cores)
         check_count("num_logical_cores", self.num_logical_cores)
         if self.num_logical_cores > self.num_cores or self.num_cores % self.num_logical_cores:
-            raise field_error(
-                "num_logical_cores", self.num_logical_cores, f"must divide num_cores={self.num_cores}"
-            )
+            raise field_error("num_logical_cores", self.num_logical_cores, f"must divide num_cores={self.num_cores}")
         check_text("notes", self.notes, allow_empty=True)
         object.__setattr__(self, "sources", check_sources("sources", self.sources))
         object.__setattr__(self, "estimated", frozenset(self.estimated))

@@ -104,8 +104,14 @@ class Plan:
 
 
 _SHORT = {
-    "tp_degree": "tp", "pp_degree": "pp", "dp_degree": "dp", "cp_degree": "cp", "ep_degree": "ep",
-    "vpp_degree": "vpp", "sequence_parallel": "sp", "zero_stage": "zero",
+    "tp_degree": "tp",
+    "pp_degree": "pp",
+    "dp_degree": "dp",
+    "cp_degree": "cp",
+    "ep_degree": "ep",
+    "vpp_degree": "vpp",
+    "sequence_parallel": "sp",
+    "zero_stage": "zero",
 }
 _INT_KEYS = {"tp", "pp", "dp", "cp", "ep", "vpp", "mbs", "gbs"}
 _ALLOWED_KEYS = (*_INT_KEYS, "sp", "zero", "fsdp", "recompute", "precision", "schedule")
@@ -201,10 +207,9 @@ class Infeasible:
     reason: str
 
 
-def check_plan(
-    plan: Plan, shape: _Shape, num_devices: int, *, num_experts: int | None = None
-) -> Infeasible | None:
+def check_plan(plan: Plan, shape: _Shape, num_devices: int, *, num_experts: int | None = None) -> Infeasible | None:
     """Divisibility checks of a plan against a model and a device count; ``None`` when the plan is valid."""
+
     def bad(reason: str) -> Infeasible:
         return Infeasible(InfeasibleKind.DIVISIBILITY, reason)
 

@@ -34,19 +34,36 @@ def accelerators_table(rows: Iterable[Mapping[str, Any]]) -> Table:
         sram = r.get("sram_bytes")
         power = r.get("power_w")
         table.add_row(
-            r["id"], r["vendor"], _peak(r, "fp32"), _peak(r, "bf16"), _peak(r, "fp8"), _peak(r, "fp4"),
-            fmt.gib(r["hbm_bytes"]), fmt.si(r["hbm_bw_bytes_per_s"], "B/s"),
-            "—" if sram is None else fmt.gib(sram), f"{r['num_cores']}/{r['num_logical_cores']}",
+            r["id"],
+            r["vendor"],
+            _peak(r, "fp32"),
+            _peak(r, "bf16"),
+            _peak(r, "fp8"),
+            _peak(r, "fp4"),
+            fmt.gib(r["hbm_bytes"]),
+            fmt.si(r["hbm_bw_bytes_per_s"], "B/s"),
+            "—" if sram is None else fmt.gib(sram),
+            f"{r['num_cores']}/{r['num_logical_cores']}",
             "—" if power is None else f"{power:,.0f} W{_est(r, 'power_w')}",
         )
     return table
 
 
 def systems_table(rows: Iterable[Mapping[str, Any]]) -> Table:
-    table = Table(title="systems: servers and scale-up domains (bandwidth per device, per direction)",
-                  title_justify="left")
-    for column in ("id", "accel", "devices", "per server", "topology", "scale-up", "scale-up BW", "NIC per device",
-                   "price/h"):
+    table = Table(
+        title="systems: servers and scale-up domains (bandwidth per device, per direction)", title_justify="left"
+    )
+    for column in (
+        "id",
+        "accel",
+        "devices",
+        "per server",
+        "topology",
+        "scale-up",
+        "scale-up BW",
+        "NIC per device",
+        "price/h",
+    ):
         table.add_column(column, justify="left" if column in ("id", "accel", "topology", "scale-up") else "right")
     for r in rows:
         axes = r.get("axes") or []
@@ -56,8 +73,14 @@ def systems_table(rows: Iterable[Mapping[str, Any]]) -> Table:
         nic = r.get("nic_bw_bytes_per_s_per_device")
         price = r.get("price_usd_per_hour")
         table.add_row(
-            r["id"], r["accelerator"], str(r["num_devices"]), str(r["devices_per_server"]), topology, r["scale_up"],
-            fmt.si(r["scale_up_bw_bytes_per_s"], "B/s"), "—" if nic is None else fmt.si(nic * 8, "bit/s"),
+            r["id"],
+            r["accelerator"],
+            str(r["num_devices"]),
+            str(r["devices_per_server"]),
+            topology,
+            r["scale_up"],
+            fmt.si(r["scale_up_bw_bytes_per_s"], "B/s"),
+            "—" if nic is None else fmt.si(nic * 8, "bit/s"),
             "—" if price is None else f"${price:,.2f}",
         )
     return table
@@ -69,8 +92,12 @@ def fabrics_table(rows: Iterable[Mapping[str, Any]]) -> Table:
         table.add_column(column, justify="right" if column in ("stated", "per direction", "latency") else "left")
     for r in rows:
         table.add_row(
-            r["id"], r["kind"], fmt.si(r["stated_bw_bytes_per_s"], "B/s"), r["direction"],
-            fmt.si(r["bw_bytes_per_s_per_direction"], "B/s"), r["bw_per"],
+            r["id"],
+            r["kind"],
+            fmt.si(r["stated_bw_bytes_per_s"], "B/s"),
+            r["direction"],
+            fmt.si(r["bw_bytes_per_s_per_direction"], "B/s"),
+            r["bw_per"],
             f"{r['latency_s'] * 1e6:.1f} us{_est(r, 'latency_us')}",
         )
     return table
@@ -78,17 +105,20 @@ def fabrics_table(rows: Iterable[Mapping[str, Any]]) -> Table:
 
 def clusters_table(rows: Iterable[Mapping[str, Any]]) -> Table:
     table = Table(title="clusters (* = estimate; see --json for notes and sources)", title_justify="left")
-    for column in ("id", "system", "systems", "devices", "sites", "IT power", "facility power", "PUE",
-                   "$/device-h"):
+    for column in ("id", "system", "systems", "devices", "sites", "IT power", "facility power", "PUE", "$/device-h"):
         table.add_column(column, justify="left" if column in ("id", "system") else "right")
     for r in rows:
         price = r.get("price_usd_per_device_hour")
         table.add_row(
-            r["id"], r["system"], f"{r['num_systems']:,}{_est(r, 'num_systems')}", f"{r['num_devices']:,}",
+            r["id"],
+            r["system"],
+            f"{r['num_systems']:,}{_est(r, 'num_systems')}",
+            f"{r['num_devices']:,}",
             str(len(r.get("sites") or [])),
             fmt.si(r["it_power_w"], "W") + EST,
             fmt.si(r["facility_power_w"], "W") + EST,
-            f"{r['pue']:.2f}", "—" if price is None else f"${price:,.3f}",
+            f"{r['pue']:.2f}",
+            "—" if price is None else f"${price:,.3f}",
         )
     return table
 

@@ -45,7 +45,9 @@ def model_tables(summary: dict[str, Any]) -> list[Table]:
     for label, key in (("causal (half matrix)", "causal"), ("full matrix (Megatron)", "full_attention_matrix")):
         f = summary["flops_per_token"][key]
         flops.add_row(
-            label, fmt.si(f["forward_flop"], "FLOP"), fmt.si(f["backward_flop"], "FLOP"),
+            label,
+            fmt.si(f["forward_flop"], "FLOP"),
+            fmt.si(f["backward_flop"], "FLOP"),
             fmt.si(f["training_flop"], "FLOP"),
             fmt.si(f["forward_flop_without_attention"] + f["backward_flop_without_attention"], "FLOP"),
         )
@@ -61,8 +63,13 @@ def model_tables(summary: dict[str, Any]) -> list[Table]:
         groups.add_column(column, justify="right" if column != "group" else "left")
     for name, g in state["by_group"].items():
         if g["params"]:
-            groups.add_row(name, fmt.count(g["params"]), fmt.gib(g["weight_bytes"]), fmt.gib(g["gradient_bytes"]),
-                           fmt.gib(g["optimizer_bytes"]))
+            groups.add_row(
+                name,
+                fmt.count(g["params"]),
+                fmt.gib(g["weight_bytes"]),
+                fmt.gib(g["gradient_bytes"]),
+                fmt.gib(g["optimizer_bytes"]),
+            )
     groups.add_row("[bold]total[/]", fmt.count(summary["params_total"]), "", "", fmt.gib(state["total_bytes"]) + " all")
     return [overview, flops, groups]
 
@@ -74,7 +81,37 @@ def models_table(rows: Iterable[dict[str, Any]]) -> Table:
         table.add_column(column, justify="left" if column in ("id", "arch") else "right")
     for r in rows:
         table.add_row(
-            r["id"], r["arch"], str(r["num_layers"]), str(r["hidden_dim"]), f"{r['num_heads']}/{r['num_kv_heads']}",
-            fmt.count(r["params_total"]), fmt.count(r["params_active"]), f"{r['seq_len']:,}",
+            r["id"],
+            r["arch"],
+            str(r["num_layers"]),
+            str(r["hidden_dim"]),
+            f"{r['num_heads']}/{r['num_kv_heads']}",
+            fmt.count(r["params_total"]),
+            fmt.count(r["params_active"]),
+            f"{r['seq_len']:,}",
         )
+    return table
+
+
+def fit_table(fit: dict[str, Any]) -> Table:
+    """Memory floors and the peak-rate bound from ``DeviceFit.to_dict()``."""
+    table = Table(
+        title=f"on {fit['accelerator']} ({fmt.gib(fit['hbm_bytes'])} HBM per device): floors, not estimates",
+        show_header=False,
+        title_justify="left",
+    )
+    table.add_column("quantity", style="bold")
+    table.add_column("value")
+    table.add_row(
+        "devices to hold bf16 weights", f"{fit['min_devices_for_weights']:,}  ({fmt.gib(fit['weight_bytes'])})"
+    )
+    table.add_row(
+        "devices to hold the Adam training state (ZeRO-3)",
+        f"{fit['min_devices_for_training_state']:,}  ({fmt.gib(fit['training_state_bytes'])}, before activations)",
+    )
+    table.add_row(
+        f"training tokens/s per device at 100% of {fit['precision']} peak",
+        f"{fit['max_training_tokens_per_s_per_device']:,.0f}  ({fmt.si(fit['peak_flop_per_s'], 'FLOP/s')} / "
+        f"{fmt.si(fit['training_flop_per_token'], 'FLOP')} per token)",
+    )
     return table

@@ -237,12 +237,21 @@ class Gemm:
 
         Each has the forward's FLOPs, hence backward = 2 x forward (Kaplan et al. 2020 sec. 2.1).
         """
-        return (replace(self, m=self.m, n=self.k, k=self.n),
-                replace(self, m=self.k, n=self.n, k=self.m, has_weight=False))
+        return (
+            replace(self, m=self.m, n=self.k, k=self.n),
+            replace(self, m=self.k, n=self.n, k=self.m, has_weight=False),
+        )
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind.value, "m": self.m, "n": self.n, "k": self.k, "batch": self.batch,
-                "flop_fraction": self.flop_fraction, "flop": self.flop}
+        return {
+            "kind": self.kind.value,
+            "m": self.m,
+            "n": self.n,
+            "k": self.k,
+            "batch": self.batch,
+            "flop_fraction": self.flop_fraction,
+            "flop": self.flop,
+        }
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -257,9 +266,11 @@ class ModelGemms:
 
     @property
     def forward_flop(self) -> float:
-        return (sum(g.flop for g in self.dense_layer) * self.num_dense_layers
-                + sum(g.flop for g in self.moe_layer) * self.num_moe_layers
-                + sum(g.flop for g in self.head))
+        return (
+            sum(g.flop for g in self.dense_layer) * self.num_dense_layers
+            + sum(g.flop for g in self.moe_layer) * self.num_moe_layers
+            + sum(g.flop for g in self.head)
+        )
 
 
 def tp_divisibility_problem(shape: TransformerShape, tp_degree: int) -> str | None:
@@ -318,16 +329,35 @@ def layer_gemms(
         else:
             gemms.append(Gemm(kind=GemmKind.Q_UP, m=tokens, n=heads * mla.qk_head_dim, k=h))
         gemms.append(Gemm(kind=GemmKind.KV_DOWN, m=tokens, n=mla.kv_lora_rank + mla.qk_rope_head_dim, k=h))
-        gemms.append(Gemm(kind=GemmKind.KV_UP, m=tokens, n=heads * (mla.qk_nope_head_dim + mla.v_head_dim),
-                          k=mla.kv_lora_rank))
+        gemms.append(
+            Gemm(kind=GemmKind.KV_UP, m=tokens, n=heads * (mla.qk_nope_head_dim + mla.v_head_dim), k=mla.kv_lora_rank)
+        )
     else:
         kv_heads = max(shape.num_kv_heads // t, 1)
         gemms.append(Gemm(kind=GemmKind.QKV, m=tokens, n=(heads + 2 * kv_heads) * shape.head_dim, k=h))
     core = micro_batch * heads
-    gemms.append(Gemm(kind=GemmKind.ATTENTION_SCORE, m=s, n=s, k=shape.qk_head_dim, batch=core,
-                      flop_fraction=fraction, has_weight=False))
-    gemms.append(Gemm(kind=GemmKind.ATTENTION_VALUE, m=s, n=shape.v_head_dim, k=s, batch=core,
-                      flop_fraction=fraction, has_weight=False))
+    gemms.append(
+        Gemm(
+            kind=GemmKind.ATTENTION_SCORE,
+            m=s,
+            n=s,
+            k=shape.qk_head_dim,
+            batch=core,
+            flop_fraction=fraction,
+            has_weight=False,
+        )
+    )
+    gemms.append(
+        Gemm(
+            kind=GemmKind.ATTENTION_VALUE,
+            m=s,
+            n=shape.v_head_dim,
+            k=s,
+            batch=core,
+            flop_fraction=fraction,
+            has_weight=False,
+        )
+    )
     gemms.append(Gemm(kind=GemmKind.ATTENTION_OUT, m=tokens, n=h, k=heads * shape.v_head_dim))
     up_factor = 2 if shape.mlp_activation.gated else 1
     moe = shape.moe
@@ -354,16 +384,18 @@ def layer_gemms(
     return tuple(gemms)
 
 
-def head_gemms(shape: TransformerShape, *, micro_batch: int, seq_len: int | None = None,
-               tp_degree: int = 1) -> tuple[Gemm, ...]:
+def head_gemms(
+    shape: TransformerShape, *, micro_batch: int, seq_len: int | None = None, tp_degree: int = 1
+) -> tuple[Gemm, ...]:
     """The LM head (vocabulary projection), column-parallel over ``tp_degree`` (vocabulary padded to divide)."""
     s = _seq_len(shape, seq_len)
     if isinstance(micro_batch, bool) or not isinstance(micro_batch, int) or micro_batch < 1:
         raise field_error("micro_batch", micro_batch, "a positive integer")
     if isinstance(tp_degree, bool) or not isinstance(tp_degree, int) or tp_degree < 1:
         raise field_error("tp_degree", tp_degree, "a positive integer")
-    return (Gemm(kind=GemmKind.LM_HEAD, m=micro_batch * s, n=_ceil_div(shape.vocab_size, tp_degree),
-                 k=shape.hidden_dim),)
+    return (
+        Gemm(kind=GemmKind.LM_HEAD, m=micro_batch * s, n=_ceil_div(shape.vocab_size, tp_degree), k=shape.hidden_dim),
+    )
 
 
 def model_gemms(
@@ -377,8 +409,7 @@ def model_gemms(
     causal: bool = True,
 ) -> ModelGemms:
     """All forward GEMMs of one micro-batch on one tensor-parallel rank (pipeline stages take layer slices)."""
-    common: dict[str, Any] = {"micro_batch": micro_batch, "seq_len": seq_len, "tp_degree": tp_degree,
-                              "causal": causal}
+    common: dict[str, Any] = {"micro_batch": micro_batch, "seq_len": seq_len, "tp_degree": tp_degree, "causal": causal}
     dense = layer_gemms(shape, **common)
     moe: tuple[Gemm, ...] = ()
     if shape.moe is not None:

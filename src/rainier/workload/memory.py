@@ -69,8 +69,11 @@ class StateBytesPerParam:
         cls, weight_precision: Precision = Precision.BF16, grad_precision: Precision = Precision.BF16
     ) -> StateBytesPerParam:
         """2 + 2 + 12 = 16 bytes for bf16 weights and gradients (Rajbhandari et al. 2020, sec. 3, K = 12)."""
-        return cls(weight=weight_precision.bytes_per_element, gradient=grad_precision.bytes_per_element,
-                   optimizer=ADAM_OPTIMIZER_BYTES_PER_PARAM)
+        return cls(
+            weight=weight_precision.bytes_per_element,
+            gradient=grad_precision.bytes_per_element,
+            optimizer=ADAM_OPTIMIZER_BYTES_PER_PARAM,
+        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -86,8 +89,12 @@ class ModelStateBytes:
         return self.weight_bytes + self.gradient_bytes + self.optimizer_bytes
 
     def to_dict(self) -> dict[str, float]:
-        return {"weight_bytes": self.weight_bytes, "gradient_bytes": self.gradient_bytes,
-                "optimizer_bytes": self.optimizer_bytes, "total_bytes": self.total_bytes}
+        return {
+            "weight_bytes": self.weight_bytes,
+            "gradient_bytes": self.gradient_bytes,
+            "optimizer_bytes": self.optimizer_bytes,
+            "total_bytes": self.total_bytes,
+        }
 
 
 def model_state_bytes(
@@ -134,13 +141,19 @@ class ActivationBytes:
 
     @property
     def total_bytes(self) -> float:
-        return (self.norm_bytes + self.attention_bytes + self.attention_core_bytes + self.mlp_bytes
-                + self.layer_input_bytes)
+        return (
+            self.norm_bytes + self.attention_bytes + self.attention_core_bytes + self.mlp_bytes + self.layer_input_bytes
+        )
 
     def to_dict(self) -> dict[str, float]:
-        return {"norm_bytes": self.norm_bytes, "attention_bytes": self.attention_bytes,
-                "attention_core_bytes": self.attention_core_bytes, "mlp_bytes": self.mlp_bytes,
-                "layer_input_bytes": self.layer_input_bytes, "total_bytes": self.total_bytes}
+        return {
+            "norm_bytes": self.norm_bytes,
+            "attention_bytes": self.attention_bytes,
+            "attention_core_bytes": self.attention_core_bytes,
+            "mlp_bytes": self.mlp_bytes,
+            "layer_input_bytes": self.layer_input_bytes,
+            "total_bytes": self.total_bytes,
+        }
 
 
 def _positive(field: str, value: Any) -> int:
@@ -180,8 +193,13 @@ def layer_activation_bytes(
     seq_shard = t if sequence_parallel else 1  # divides the tensors that tensor parallelism replicates
     if recompute is Recompute.FULL:
         # Full recompute: only the layer input survives (Korthikanti et al. 2022, Table 2, last rows).
-        return ActivationBytes(norm_bytes=0.0, attention_bytes=0.0, attention_core_bytes=0.0, mlp_bytes=0.0,
-                               layer_input_bytes=ACTIVATION_BYTES * sb * h / seq_shard)
+        return ActivationBytes(
+            norm_bytes=0.0,
+            attention_bytes=0.0,
+            attention_core_bytes=0.0,
+            mlp_bytes=0.0,
+            layer_input_bytes=ACTIVATION_BYTES * sb * h / seq_shard,
+        )
     heads = shape.num_heads / t
     kv_heads = max(shape.num_kv_heads / t, 1.0) if shape.mla is None else heads
     d_qk, d_v = shape.qk_head_dim, shape.v_head_dim
@@ -209,8 +227,9 @@ def layer_activation_bytes(
         mlp = mlp_replicated / seq_shard + routed + shared + router
     else:
         mlp = mlp_replicated / seq_shard + _mlp_inner_bytes(sb, shape.ffn_hidden_dim / t, gated)
-    return ActivationBytes(norm_bytes=norms, attention_bytes=attention, attention_core_bytes=core, mlp_bytes=mlp,
-                           layer_input_bytes=0.0)
+    return ActivationBytes(
+        norm_bytes=norms, attention_bytes=attention, attention_core_bytes=core, mlp_bytes=mlp, layer_input_bytes=0.0
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------------

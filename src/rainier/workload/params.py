@@ -178,6 +178,10 @@ def _dense_layer(shape: TransformerShape) -> LayerParams:
     h = shape.hidden_dim
     dense = mlp_params(h, shape.ffn_hidden_dim, shape.mlp_activation, bias=shape.linear_bias)
     return LayerParams(
-        attention=attention_params(shape), mlp=dense, active_mlp=dense, shared_experts=0, router=0,
+        attention=attention_params(shape),
+        mlp=dense,
+        active_mlp=dense,
+        shared_experts=0,
+        router=0,
         norms=2 * shape.norm.params(h),
     )

@@ -226,8 +226,19 @@ def resolve_model(name_or_path: str | Path) -> TransformerShape:
 # Validation cases (shared/validation/*.yaml, model: block)
 # ----------------------------------------------------------------------------------------------------------------
 
-_VALIDATION_INTS = ("layers", "hidden", "ffn_hidden", "heads", "kv_heads", "head_dim", "vocab", "seq_len",
-                    "num_experts", "top_k", "expert_ffn_hidden")
+_VALIDATION_INTS = (
+    "layers",
+    "hidden",
+    "ffn_hidden",
+    "heads",
+    "kv_heads",
+    "head_dim",
+    "vocab",
+    "seq_len",
+    "num_experts",
+    "top_k",
+    "expert_ffn_hidden",
+)
 
 
 def shape_from_validation_model(block: Mapping[str, Any], *, source: str = "validation case") -> TransformerShape:
@@ -265,8 +276,16 @@ def shape_from_validation_model(block: Mapping[str, Any], *, source: str = "vali
 def _override(
     base: TransformerShape, values: Mapping[str, int | None], activation: MlpActivation | None
 ) -> TransformerShape:
-    mapping = {"layers": "num_layers", "hidden": "hidden_dim", "ffn_hidden": "ffn_hidden_dim", "heads": "num_heads",
-               "kv_heads": "num_kv_heads", "head_dim": "head_dim", "vocab": "vocab_size", "seq_len": "seq_len"}
+    mapping = {
+        "layers": "num_layers",
+        "hidden": "hidden_dim",
+        "ffn_hidden": "ffn_hidden_dim",
+        "heads": "num_heads",
+        "kv_heads": "num_kv_heads",
+        "head_dim": "head_dim",
+        "vocab": "vocab_size",
+        "seq_len": "seq_len",
+    }
     changes: dict[str, Any] = {field: values[key] for key, field in mapping.items() if values[key] is not None}
     if base.mla is not None:  # MLA head widths live in MlaConfig; the block's head_dim/kv_heads describe the same
         changes.pop("head_dim", None)
@@ -321,7 +340,11 @@ def _validation_moe(shape: TransformerShape, values: Mapping[str, int | None], s
         raise InputError("arch=moe needs num_experts and top_k")
     expert_ffn = values["expert_ffn_hidden"] or (base.expert_ffn_hidden_dim if base else shape.ffn_hidden_dim)
     if base is not None:
-        return replace(base, num_experts=experts, top_k=top_k, expert_ffn_hidden_dim=expert_ffn,
-                       num_shared_experts=base.num_shared_experts if shared is None else shared)
-    return MoeConfig(num_experts=experts, top_k=top_k, expert_ffn_hidden_dim=expert_ffn,
-                     num_shared_experts=shared or 0)
+        return replace(
+            base,
+            num_experts=experts,
+            top_k=top_k,
+            expert_ffn_hidden_dim=expert_ffn,
+            num_shared_experts=base.num_shared_experts if shared is None else shared,
+        )
+    return MoeConfig(num_experts=experts, top_k=top_k, expert_ffn_hidden_dim=expert_ffn, num_shared_experts=shared or 0)

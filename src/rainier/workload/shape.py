@@ -207,12 +207,23 @@ class TransformerShape:
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip():
             raise field_error("name", self.name, "a non-empty name")
-        for field in ("num_layers", "hidden_dim", "num_heads", "num_kv_heads", "head_dim", "ffn_hidden_dim",
-                      "vocab_size", "seq_len"):
+        for field in (
+            "num_layers",
+            "hidden_dim",
+            "num_heads",
+            "num_kv_heads",
+            "head_dim",
+            "ffn_hidden_dim",
+            "vocab_size",
+            "seq_len",
+        ):
             _check_int(field, getattr(self, field))
         if self.num_kv_heads > self.num_heads or self.num_heads % self.num_kv_heads:
-            raise field_error("num_kv_heads", self.num_kv_heads,
-                              f"must divide num_heads={self.num_heads} (one query group per KV head)")
+            raise field_error(
+                "num_kv_heads",
+                self.num_kv_heads,
+                f"must divide num_heads={self.num_heads} (one query group per KV head)",
+            )
         _check_enum("mlp_activation", self.mlp_activation, MlpActivation)
         _check_enum("position_embedding", self.position_embedding, PositionEmbedding)
         _check_enum("norm", self.norm, Norm)
@@ -223,14 +234,20 @@ class TransformerShape:
             if not isinstance(self.mla, MlaConfig):
                 raise field_error("mla", self.mla, "an MlaConfig or None")
             if self.num_kv_heads != self.num_heads:
-                raise field_error("num_kv_heads", self.num_kv_heads,
-                                  f"must equal num_heads={self.num_heads} with MLA (keys/values per head)")
+                raise field_error(
+                    "num_kv_heads",
+                    self.num_kv_heads,
+                    f"must equal num_heads={self.num_heads} with MLA (keys/values per head)",
+                )
         if self.moe is not None:
             if not isinstance(self.moe, MoeConfig):
                 raise field_error("moe", self.moe, "a MoeConfig or None")
             if self.moe.first_k_dense_layers >= self.num_layers:
-                raise field_error("moe.first_k_dense_layers", self.moe.first_k_dense_layers,
-                                  f"must be < num_layers={self.num_layers} (at least one MoE layer)")
+                raise field_error(
+                    "moe.first_k_dense_layers",
+                    self.moe.first_k_dense_layers,
+                    f"must be < num_layers={self.num_layers} (at least one MoE layer)",
+                )
 
     # -- derived quantities (computed here, once: STYLE.md point 10) ---------------------------------------------
     @property

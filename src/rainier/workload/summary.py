@@ -34,8 +34,12 @@ class ModelSummary:
     def to_dict(self) -> dict[str, Any]:
         per = self.state_bytes_per_param
         groups = {
-            group: {"params": n, "weight_bytes": n * per.weight, "gradient_bytes": n * per.gradient,
-                    "optimizer_bytes": n * per.optimizer}
+            group: {
+                "params": n,
+                "weight_bytes": n * per.weight,
+                "gradient_bytes": n * per.gradient,
+                "optimizer_bytes": n * per.optimizer,
+            }
             for group, n in self.params_by_group.items()
         }
         return {
@@ -46,8 +50,12 @@ class ModelSummary:
             "params_embedding": self.params_embedding,
             "flops_per_token": {"causal": self.flops_causal, "full_attention_matrix": self.flops_full},
             "training_state": {
-                "bytes_per_param": {"weight": per.weight, "gradient": per.gradient, "optimizer": per.optimizer,
-                                    "total": per.total},
+                "bytes_per_param": {
+                    "weight": per.weight,
+                    "gradient": per.gradient,
+                    "optimizer": per.optimizer,
+                    "total": per.total,
+                },
                 "by_group": groups,
                 "total_bytes": self.params_total * per.total,
             },
@@ -89,20 +97,22 @@ def catalog_model_rows() -> list[dict[str, Any]]:
     for entry in model_entries():
         shape = entry.shape
         counts = count_params(shape)
-        rows.append({
-            "id": entry.id,
-            "title": entry.title,
-            "aliases": list(entry.aliases),
-            "arch": "moe" if shape.moe else "dense",
-            "num_layers": shape.num_layers,
-            "hidden_dim": shape.hidden_dim,
-            "num_heads": shape.num_heads,
-            "num_kv_heads": shape.num_kv_heads,
-            "seq_len": shape.seq_len,
-            "params_total": counts.total,
-            "params_active": counts.active,
-            "published_params": entry.published_params,
-            "sources": dict(entry.sources),
-            "notes": entry.notes,
-        })
+        rows.append(
+            {
+                "id": entry.id,
+                "title": entry.title,
+                "aliases": list(entry.aliases),
+                "arch": "moe" if shape.moe else "dense",
+                "num_layers": shape.num_layers,
+                "hidden_dim": shape.hidden_dim,
+                "num_heads": shape.num_heads,
+                "num_kv_heads": shape.num_kv_heads,
+                "seq_len": shape.seq_len,
+                "params_total": counts.total,
+                "params_active": counts.active,
+                "published_params": entry.published_params,
+                "sources": dict(entry.sources),
+                "notes": entry.notes,
+            }
+        )
     return rows
