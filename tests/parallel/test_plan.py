@@ -52,7 +52,7 @@ def test_malformed_plans_are_one_line_errors(text: str, match: str) -> None:
 
 
 def test_dp_cannot_be_inferred_when_not_dividing() -> None:
-    with pytest.raises(InputError, match="must divide the device count 100"):
+    with pytest.raises(InputError, match="must divide the rank count 100"):
         parse_plan("tp=8", num_devices=100)
 
 

@@ -28,6 +28,13 @@ class Schedule(enum.StrEnum):
     GPIPE = "gpipe"  # Huang et al. 2019: all forwards, then all backwards
 
 
+class DegreeUnit(enum.StrEnum):
+    """What the parallel degrees count: whole devices, or (AWS Neuron convention) logical NeuronCores."""
+
+    DEVICE = "device"
+    CORE = "core"
+
+
 class _Shape(Protocol):
     """What plan checks need from a transformer shape."""
 
@@ -60,6 +67,7 @@ class Plan:
     recompute: Recompute = Recompute.NONE
     precision: Precision = Precision.BF16
     schedule: Schedule = Schedule.ONE_F_ONE_B
+    degrees_unit: DegreeUnit = DegreeUnit.DEVICE
 
     def __post_init__(self) -> None:
         for name in ("tp_degree", "pp_degree", "dp_degree", "cp_degree", "ep_degree", "vpp_degree", "mbs", "gbs"):
@@ -77,9 +85,14 @@ class Plan:
             raise field_error("sp", True, "false when tp=1 (sequence parallelism splits over the TP group)")
 
     @property
-    def num_devices(self) -> int:
-        """Ranks the plan occupies: tp * pp * dp * cp (ep is carved out of dp)."""
+    def num_ranks(self) -> int:
+        """Ranks the plan occupies: tp * pp * dp * cp (ep is carved out of dp); devices or cores by the unit."""
         return self.tp_degree * self.pp_degree * self.dp_degree * self.cp_degree
+
+    @property
+    def num_devices(self) -> int:
+        """Ranks, for device-unit plans (kept for readability where the unit is known to be devices)."""
+        return self.num_ranks
 
     @property
     def num_microbatches(self) -> int:
@@ -112,9 +125,18 @@ _SHORT = {
     "vpp_degree": "vpp",
     "sequence_parallel": "sp",
     "zero_stage": "zero",
+    "degrees_unit": "unit",
 }
 _INT_KEYS = {"tp", "pp", "dp", "cp", "ep", "vpp", "mbs", "gbs"}
-_ALLOWED_KEYS = (*_INT_KEYS, "sp", "zero", "fsdp", "recompute", "precision", "schedule")
+_ALLOWED_KEYS = (*_INT_KEYS, "sp", "zero", "fsdp", "recompute", "precision", "schedule", "unit")
+_UNIT_ALIASES = {
+    "device": DegreeUnit.DEVICE,
+    "devices": DegreeUnit.DEVICE,
+    "core": DegreeUnit.CORE,
+    "cores": DegreeUnit.CORE,
+    "neuroncore": DegreeUnit.CORE,
+    "neuroncores": DegreeUnit.CORE,
+}
 _LONG = {v: k for k, v in _SHORT.items()}
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -129,10 +151,11 @@ def _parse_bool(key: str, text: str) -> bool:
     raise field_error(key, text, "true or false")
 
 
-def parse_plan(text: str, *, num_devices: int | None = None) -> Plan:
+def parse_plan(text: str, *, num_devices: int | None = None, cores_per_device: int = 1) -> Plan:
     """Parse ``"tp=8,pp=8,dp=64,mbs=1,gbs=1024,recompute=selective,precision=bf16"``.
 
-    ``dp`` may be left out when ``num_devices`` is known: it is then ``num_devices / (tp*pp*cp)``. Unknown
+    ``dp`` may be left out when ``num_devices`` is known: it is then ``ranks / (tp*pp*cp)``, ranks being devices
+    (or ``num_devices * cores_per_device`` when ``unit=core``). Unknown
     keys, repeated keys and malformed values are one-line :class:`InputError` s naming the key.
     """
     values: dict[str, Any] = {}
@@ -170,15 +193,20 @@ def parse_plan(text: str, *, num_devices: int | None = None) -> Plan:
             values["recompute"] = _parse_enum(Recompute, key, raw)
         elif key == "precision":
             values["precision"] = Precision.parse(raw)
+        elif key == "unit":
+            if raw.lower() not in _UNIT_ALIASES:
+                raise field_error("unit", raw, "device or core (NeuronCores)")
+            values["degrees_unit"] = _UNIT_ALIASES[raw.lower()]
         else:
             values["schedule"] = _parse_enum(Schedule, key, raw)
     if "fsdp" in seen and "zero" in seen and values.get("zero_stage") != 3:
         raise field_error("zero", values.get("zero_stage"), "3 when fsdp=true")
     if "dp_degree" not in values and num_devices is not None:
         per_replica = values.get("tp_degree", 1) * values.get("pp_degree", 1) * values.get("cp_degree", 1)
-        if num_devices % per_replica:
-            raise field_error("plan", text, f"tp*pp*cp={per_replica} must divide the device count {num_devices}")
-        values["dp_degree"] = num_devices // per_replica
+        ranks = num_devices * (cores_per_device if values.get("degrees_unit") is DegreeUnit.CORE else 1)
+        if ranks % per_replica:
+            raise field_error("plan", text, f"tp*pp*cp={per_replica} must divide the rank count {ranks}")
+        values["dp_degree"] = ranks // per_replica
     if values.get("vpp_degree", 1) > 1 and "schedule" not in values:
         values["schedule"] = Schedule.INTERLEAVED
     return Plan(**values)
@@ -207,14 +235,18 @@ class Infeasible:
     reason: str
 
 
-def check_plan(plan: Plan, shape: _Shape, num_devices: int, *, num_experts: int | None = None) -> Infeasible | None:
-    """Divisibility checks of a plan against a model and a device count; ``None`` when the plan is valid."""
+def check_plan(plan: Plan, shape: _Shape, num_ranks: int, *, num_experts: int | None = None) -> Infeasible | None:
+    """Divisibility checks of a plan against a model and a rank count; ``None`` when the plan is valid.
+
+    ``num_ranks`` is the device count, or devices x logical cores for a ``unit=core`` plan.
+    """
 
     def bad(reason: str) -> Infeasible:
         return Infeasible(InfeasibleKind.DIVISIBILITY, reason)
 
-    if plan.num_devices != num_devices:
-        return bad(f"tp*pp*dp*cp = {plan.num_devices} must equal the device count {num_devices}")
+    if plan.num_ranks != num_ranks:
+        unit = "device" if plan.degrees_unit is DegreeUnit.DEVICE else "core"
+        return bad(f"tp*pp*dp*cp = {plan.num_ranks} must equal the {unit} count {num_ranks}")
     if shape.num_heads % plan.tp_degree:
         return bad(f"attention heads {shape.num_heads} not divisible by tp={plan.tp_degree}")
     if shape.num_kv_heads % plan.tp_degree and plan.tp_degree % shape.num_kv_heads:
