@@ -16,6 +16,8 @@ from rainier.errors import InputError, field_error
 from rainier.precision import Precision
 from rainier.workload.memory import Recompute
 
+__all__ = ["DegreeUnit", "Infeasible", "InfeasibleKind", "Plan", "Recompute", "Schedule", "check_plan", "parse_plan"]
+
 MATMUL_PRECISIONS = (Precision.BF16, Precision.FP16, Precision.FP8, Precision.FP32, Precision.TF32)
 
 
@@ -68,6 +70,7 @@ class Plan:
     precision: Precision = Precision.BF16
     schedule: Schedule = Schedule.ONE_F_ONE_B
     degrees_unit: DegreeUnit = DegreeUnit.DEVICE
+    lora: bool = False  # fine-tune low-rank adapters only: base weights frozen (Hu et al. 2021)
 
     def __post_init__(self) -> None:
         for name in ("tp_degree", "pp_degree", "dp_degree", "cp_degree", "ep_degree", "vpp_degree", "mbs", "gbs"):
@@ -128,7 +131,7 @@ _SHORT = {
     "degrees_unit": "unit",
 }
 _INT_KEYS = {"tp", "pp", "dp", "cp", "ep", "vpp", "mbs", "gbs"}
-_ALLOWED_KEYS = (*_INT_KEYS, "sp", "zero", "fsdp", "recompute", "precision", "schedule", "unit")
+_ALLOWED_KEYS = (*_INT_KEYS, "sp", "zero", "fsdp", "recompute", "precision", "schedule", "unit", "lora")
 _UNIT_ALIASES = {
     "device": DegreeUnit.DEVICE,
     "devices": DegreeUnit.DEVICE,
@@ -182,6 +185,8 @@ def parse_plan(text: str, *, num_devices: int | None = None, cores_per_device: i
             values[_LONG.get(key, key)] = number
         elif key == "sp":
             values["sequence_parallel"] = _parse_bool(key, raw)
+        elif key == "lora":
+            values["lora"] = _parse_bool(key, raw)
         elif key == "fsdp":
             if _parse_bool(key, raw):
                 values["zero_stage"] = 3
@@ -225,6 +230,7 @@ class InfeasibleKind(enum.StrEnum):
     DIVISIBILITY = "divisibility"
     MEMORY = "memory"
     TOPOLOGY = "topology"
+    UNSUPPORTED = "unsupported"
 
 
 @dataclass(frozen=True, slots=True)

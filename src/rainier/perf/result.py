@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from rainier.parallel.placement import AxisPlacement
 from rainier.parallel.plan import Plan
 
 
@@ -61,43 +62,6 @@ class MemoryBreakdown:
         out["total"] = self.total
         out["capacity"] = self.capacity
         return out
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class LinkLevel:
-    """One level of the topology a parallel group spans: ranks at that level, bandwidth, latency."""
-
-    name: str
-    size: int
-    bw_bytes_per_s: float  # per rank, per direction, before efficiency
-    latency_s: float
-    bidirectional_ring: bool = False
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class AxisPlacement:
-    """Where one parallel axis (tp, cp, ep, dp, pp) lands on the topology, innermost level first."""
-
-    axis: str
-    degree: int
-    levels: tuple[LinkLevel, ...]
-    warning: str = ""
-
-    @property
-    def slowest(self) -> str:
-        return self.levels[-1].name if self.levels else "none"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "axis": self.axis,
-            "degree": self.degree,
-            "levels": [level.to_dict() for level in self.levels],
-            "slowest_level": self.slowest,
-            "warning": self.warning,
-        }
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
