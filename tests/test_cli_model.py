@@ -81,3 +81,98 @@ def test_catalog_tables_render() -> None:
 def test_unknown_catalog_kind_is_usage_error() -> None:
     result = runner.invoke(app, ["catalog", "gpus"])
     assert result.exit_code == 2
+
+
+def test_train_estimate_json_has_the_contract_keys() -> None:
+    args = [
+        "train",
+        "estimate",
+        "--model",
+        "llama-2-7b",
+        "--accelerator",
+        "h100-sxm",
+        "--count",
+        "16",
+        "--plan",
+        "tp=2,pp=2,mbs=1,gbs=64,recompute=selective,precision=bf16",
+        "--json",
+    ]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    for key in (
+        "step_time_s",
+        "tokens_per_s",
+        "tokens_per_s_per_device",
+        "model_flops_per_s_per_device",
+        "mfu",
+        "hfu",
+        "memory_bytes",
+        "fits",
+        "breakdown_s",
+        "placement",
+    ):
+        assert key in doc, key
+    assert set(doc["breakdown_s"]) == {
+        "compute",
+        "recompute",
+        "tp_comm",
+        "cp_comm",
+        "ep_comm",
+        "dp_comm_exposed",
+        "pp_comm",
+        "pipeline_bubble",
+        "optimizer",
+        "other",
+    }
+    assert doc["plan"]["dp"] == 4
+
+
+def test_train_estimate_table_and_not_fitting_is_an_answer() -> None:
+    args = [
+        "train",
+        "estimate",
+        "--model",
+        "llama-3-70b",
+        "--accelerator",
+        "h100-sxm",
+        "--count",
+        "8",
+        "--plan",
+        "tp=1,gbs=8",
+    ]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "does NOT fit" in result.stdout
+
+
+def test_train_estimate_bad_plans_are_one_line_errors() -> None:
+    base = ["train", "estimate", "--model", "gpt3-175b", "--accelerator", "a100-80gb", "--count", "64", "--plan"]
+    for plan, message in (
+        ("tp=8,pp=7,gbs=64", "layers 96 not divisible by pp*vpp=7"),
+        ("tq=8", "plan.tq='8' is invalid"),
+        ("tp=8,precision=fp8,gbs=64", "has no fp8"),
+    ):
+        result = runner.invoke(app, [*base, plan])
+        assert result.exit_code == 2, (plan, result.output)
+        assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    both = runner.invoke(
+        app,
+        [
+            "train",
+            "estimate",
+            "--model",
+            "gpt3-175b",
+            "--cluster",
+            "rainier-trn2-500k",
+            "--accelerator",
+            "trn2",
+            "--count",
+            "4",
+            "--plan",
+            "tp=4",
+        ],
+    )
+    assert both.exit_code == 2 and "not both" in both.stderr
+    negative = runner.invoke(app, [*base[:5], "a100-80gb", "--count", "-3", "--plan", "tp=1"])
+    assert negative.exit_code == 2

@@ -37,8 +37,10 @@ app = typer.Typer(
 )
 catalog_app = typer.Typer(help="List the cited hardware and model catalog.", no_args_is_help=True)
 model_app = typer.Typer(help="Model shapes: parameters, FLOPs, memory, KV cache.", no_args_is_help=True)
+train_app = typer.Typer(help="Training: step-time estimates.", no_args_is_help=True)
 app.add_typer(catalog_app, name="catalog")
 app.add_typer(model_app, name="model")
+app.add_typer(train_app, name="train")
 
 # Piped output keeps a wide layout instead of rich's 80-column default.
 _WIDTH = shutil.get_terminal_size((160, 40)).columns
@@ -121,6 +123,52 @@ def model_show(
     _print_tables(model_tables(summary))
     if fit is not None:
         _out.print(fit_table(fit))
+
+
+# --------------------------------------------------------------------------------------------- train
+@train_app.command("estimate")
+@user_errors
+def train_estimate(
+    model: Annotated[str, typer.Option("--model", help="Catalog model name or Hugging Face config.json.")],
+    plan: Annotated[
+        str,
+        typer.Option(
+            "--plan",
+            help="Parallel plan, e.g. tp=8,pp=8,dp=64,mbs=1,gbs=1024,recompute=selective,precision=bf16 "
+            "(dp may be left out; keys: tp pp dp cp ep vpp sp zero fsdp mbs gbs recompute precision schedule "
+            "unit lora).",
+        ),
+    ],
+    cluster: Annotated[str | None, typer.Option("--cluster", help="Named cluster (rainier catalog clusters).")] = None,
+    accelerator: Annotated[
+        str | None, typer.Option("--accelerator", help="Accelerator id, with --count, instead of --cluster.")
+    ] = None,
+    count: Annotated[int | None, typer.Option("--count", help="Number of devices (with --accelerator).")] = None,
+    seq_len: Annotated[int | None, typer.Option("--seq-len", min=1, help="Sequence length (default: model's).")] = None,
+    efficiency: Annotated[
+        Path | None, typer.Option("--efficiency", help="Efficiency file (default: the committed fit).")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Estimate one training step: time, throughput, MFU, where the time goes, memory per device, placement."""
+    from rainier.api import run_estimate
+    from rainier.perf.efficiency import load_efficiency
+    from rainier.report.step_view import step_tables
+
+    result = run_estimate(
+        model=model,
+        plan=plan,
+        cluster=cluster,
+        accelerator=accelerator,
+        count=count,
+        seq_len=seq_len,
+        efficiency=load_efficiency(efficiency) if efficiency is not None else None,
+    )
+    document = result.to_dict()
+    if as_json:
+        emit_json(document)
+    else:
+        _print_tables(step_tables(document))
 
 
 # --------------------------------------------------------------------------------------------- catalog
