@@ -31,6 +31,13 @@ GRAD_BYTES = 2.0  # gradients reduced in 16 bits
 LORA_FLOP_FRACTION = 2.0 / 3.0  # forward (2N) + input gradients (2N) of full training's 6N (Hu et al. 2021)
 
 
+def _exposed(comm_s: float, window_s: float, buckets: float) -> float:
+    """Part of a bucketed collective not hidden behind ``window_s`` of compute: at least its last bucket."""
+    if comm_s <= 0.0:
+        return 0.0
+    return max(comm_s - window_s, comm_s / buckets)
+
+
 def _efficiency(cluster: Cluster, efficiency: Efficiency | EfficiencyTable | None) -> tuple[Efficiency, str]:
     if isinstance(efficiency, Efficiency):
         return efficiency, "given"
@@ -176,25 +183,29 @@ def _estimate(
     if plan.schedule is Schedule.ZERO_BUBBLE:
         bubble *= ZERO_BUBBLE_FRACTION
 
-    # Data parallelism: reduce the stage's gradients over dp*cp (experts over dp*cp/ep), hidden behind the
-    # last micro-batch's backward except the last bucket (one layer's worth); ZeRO>=1 also all-gathers the
-    # updated weights before the next forward.
+    # Data parallelism: reduce the stage's gradients over dp*cp (experts over dp*cp/ep). The reduction runs
+    # bucket by bucket behind the last micro-batch's backward; with ZeRO >= 1 the updated weights are all-gathered
+    # behind the next step's first forward (Megatron-Core --overlap-grad-reduce / --overlap-param-gather). The
+    # last bucket (one layer's worth) of each is always exposed. FSDP (ZeRO-3) also gathers weights for every
+    # micro-batch's forward and backward, hidden behind all compute.
     counts = count_params(shape)
     params = stage_params(counts, plan)
     grad_levels = cp_levels + dp_levels
     dense_bytes = GRAD_BYTES * params.dense
     expert_bytes = GRAD_BYTES * params.expert
+    fwd_mb = fwd_compute + overhead + tp_fwd + cp_fwd + ep_fwd
     if plan.lora:  # frozen base: only the (negligible) adapter gradients are reduced
-        dp_total = 0.0
+        reduce, gather = 0.0, 0.0
     elif plan.zero_stage == 0:
-        dp_total = all_reduce_s(dense_bytes, grad_levels) + all_reduce_s(expert_bytes, dp_levels)
+        reduce, gather = all_reduce_s(dense_bytes, grad_levels) + all_reduce_s(expert_bytes, dp_levels), 0.0
     else:
-        dp_total = 2.0 * (reduce_scatter_s(dense_bytes, grad_levels) + reduce_scatter_s(expert_bytes, dp_levels))
-    if plan.zero_stage == 3:  # FSDP re-gathers weights in forward and backward of every micro-batch
-        dp_total += 2.0 * m * reduce_scatter_s(dense_bytes + expert_bytes, grad_levels)
-    hide_window = bwd_compute + (m - 1) * per_mb if plan.zero_stage == 3 else bwd_compute
-    last_bucket = dp_total / max(layers, 1.0)
-    dp_exposed = max(dp_total - hide_window, last_bucket) if dp_total > 0 else 0.0
+        reduce = reduce_scatter_s(dense_bytes, grad_levels) + reduce_scatter_s(expert_bytes, dp_levels)
+        gather = reduce
+    buckets = max(layers, 1.0)
+    dp_exposed = _exposed(reduce, bwd_compute, buckets) + _exposed(gather, fwd_mb, buckets)
+    if plan.zero_stage == 3:
+        per_micro_batch_gathers = 2.0 * reduce_scatter_s(dense_bytes + expert_bytes, grad_levels)
+        dp_exposed += m * _exposed(per_micro_batch_gathers, per_mb, buckets)
 
     optimizer_params = params.dense / (plan.dp_degree * cp if plan.zero_stage >= 1 else 1) + params.expert / (
         max(plan.dp_degree * cp // plan.ep_degree, 1) if plan.zero_stage >= 1 else 1
