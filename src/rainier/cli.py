@@ -7,9 +7,11 @@ Set ``RAINIER_DEBUG=1`` to see the traceback of an unexpected error.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
+import shlex
 import shutil
 import sys
 from collections.abc import Callable
@@ -222,6 +224,79 @@ def catalog_models(as_json: JsonOption = False) -> None:
         emit_json(rows)
     else:
         _out.print(models_table(rows))
+
+
+# --------------------------------------------------------------------------------------------- validation
+CasesArgument = Annotated[
+    Path, typer.Argument(help="A validation cases file (validation/training.yaml or inference.yaml).")
+]
+
+
+@app.command("validate")
+@user_errors
+def validate(
+    cases: CasesArgument,
+    group: Annotated[str | None, typer.Option("--group", help="Only the cases of this group.")] = None,
+    efficiency: Annotated[
+        Path | None,
+        typer.Option("--efficiency", help="Efficiency file to predict with (default: the committed fit)."),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Predict every published case and compare: per-case error, median / mean / p90 |error|."""
+    from rainier.calibrate import validate_file
+    from rainier.report.calibrate_view import validation_tables
+
+    report = validate_file(cases, group=group, efficiency_path=efficiency).to_dict()
+    if as_json:
+        emit_json(report)
+    else:
+        _print_tables(validation_tables(report))
+
+
+@app.command("calibrate")
+@user_errors
+def calibrate(
+    cases: CasesArgument,
+    exclude_group: Annotated[
+        list[str] | None, typer.Option("--exclude-group", help="Leave a group out of the fit (repeatable).")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Where to write the fit (default: the package's efficiency.yaml).")
+    ] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Fit and report, but write nothing.")] = False,
+    leave_one_group_out: Annotated[
+        bool, typer.Option("--leave-one-group-out", help="Also cross-validate: fit without each group, predict it.")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Fit the step model's efficiency parameters per accelerator family on published runs."""
+    from rainier.calibrate import calibrate_file
+    from rainier.report.calibrate_view import fit_tables
+
+    excluded = tuple(exclude_group or ())
+    command = " ".join(
+        ["rainier calibrate", shlex.quote(str(cases))]
+        + [f"--exclude-group {shlex.quote(g)}" for g in excluded]
+        + ([f"--out {shlex.quote(str(out))}"] if out is not None else [])
+    )
+    show_status = not as_json and _err.is_terminal
+    with _err.status("fitting ...") if show_status else contextlib.nullcontext() as status:
+        run = calibrate_file(
+            cases,
+            exclude_groups=excluded,
+            out=out,
+            dry_run=dry_run,
+            cross_validate=leave_one_group_out,
+            command=command,
+            progress=status.update if status is not None else None,
+        )
+    doc = run.to_dict()
+    if as_json:
+        emit_json(doc)
+        return
+    _print_tables(fit_tables(doc))
+    _out.print(f"wrote {run.written}" if run.written is not None else "dry run: nothing written")
 
 
 def _version(value: bool) -> None:

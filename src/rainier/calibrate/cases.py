@@ -1,0 +1,305 @@
+"""Validation cases: published training and inference runs read from ``validation/*.yaml`` into typed objects.
+
+The schema is that of ``validation/README.md`` ("Training case", "Inference case", "Conventions"). A file is
+read strictly: ``schema_version: 1``, ``kind: training|inference`` and a ``cases`` list; a malformed file or a
+case missing a required field is one :class:`~rainier.errors.InputError` line naming the file, the case and
+the field. A well-formed case that rainier cannot express (an unknown accelerator, a plan whose degrees do
+not divide the model) becomes a :class:`SkippedCase` with its reason, never silently dropped. Where the file
+leaves a plan field ``null`` the value assumed is recorded in the case's ``assumptions`` and shown in reports.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rainier.calibrate.plan_block import LORA_ASSUMPTION, Assumption, is_lora, read_parallel
+from rainier.catalog.loader import CatalogError, Fields, load_yaml
+from rainier.errors import InputError, UnknownNameError
+from rainier.hardware import Accelerator, Cluster, cluster_of, get_accelerator
+from rainier.parallel import DegreeUnit, Plan, check_plan
+from rainier.workload import TransformerShape, shape_from_validation_model
+
+SCHEMA_VERSION = 1
+
+
+class CaseKind(enum.StrEnum):
+    """What a cases file holds (validation/README.md, top of file)."""
+
+    TRAINING = "training"
+    INFERENCE = "inference"
+
+
+class Trust(enum.StrEnum):
+    """Trust tier of a case (validation/README.md, "Trust tiers")."""
+
+    A = "A"  # full configuration published and a measured number
+    B = "B"  # good configuration with gaps, simulated with stated assumptions
+    C = "C"  # coarse: sanity checks only
+
+
+class Metric(enum.StrEnum):
+    """Training target metrics (validation/README.md, "Metrics")."""
+
+    STEP_TIME_S = "step_time_s"
+    TOKENS_PER_S_PER_DEVICE = "tokens_per_s_per_device"
+    MODEL_TFLOPS_PER_DEVICE = "model_tflops_per_device"
+    MFU = "mfu"
+
+
+class Basis(enum.StrEnum):
+    """Whether a target is the published number or computed from published numbers (README, "Metrics")."""
+
+    MEASURED = "measured"
+    DERIVED = "derived"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TrainingCase:
+    """One published training run: model shape, accelerator and count, plan, and the measured target."""
+
+    id: str
+    group: str
+    trust: Trust
+    source: str
+    shape: TransformerShape
+    accelerator: str
+    count: int
+    plan: Plan
+    metric: Metric
+    value: float
+    basis: Basis
+    assumptions: tuple[Assumption, ...] = ()
+
+    @property
+    def device(self) -> Accelerator:
+        return get_accelerator(self.accelerator)
+
+    @property
+    def family(self) -> str:
+        """The accelerator family (``nvidia-gpu``, ``trainium`` ...): the key efficiencies are fitted under."""
+        return self.device.family.value
+
+    @property
+    def cluster(self) -> Cluster:
+        """An ad-hoc cluster of ``count`` devices of the accelerator's default system (built once)."""
+        return _cluster(self.accelerator, self.count)
+
+    @property
+    def seq_len(self) -> int:
+        return self.shape.seq_len
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InferenceCase:
+    """One published inference run, its fields kept as read (no serving model consumes them yet)."""
+
+    id: str
+    group: str
+    trust: Trust
+    source: str
+    model: Mapping[str, Any]
+    system: Mapping[str, Any]
+    serving: Mapping[str, Any]
+    targets: tuple[Mapping[str, Any], ...]
+    notes: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SkippedCase:
+    """A well-formed case that rainier cannot evaluate, and why."""
+
+    id: str
+    group: str
+    trust: Trust
+    reason: str
+
+
+Case = TrainingCase | InferenceCase | SkippedCase
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CaseFile:
+    """The cases of one file, in file order; skipped ones included."""
+
+    path: str
+    kind: CaseKind
+    cases: tuple[Case, ...] = field(default_factory=tuple)
+
+    @property
+    def training(self) -> tuple[TrainingCase, ...]:
+        return tuple(c for c in self.cases if isinstance(c, TrainingCase))
+
+    @property
+    def skipped(self) -> tuple[SkippedCase, ...]:
+        return tuple(c for c in self.cases if isinstance(c, SkippedCase))
+
+    @property
+    def groups(self) -> tuple[str, ...]:
+        """Group names in order of first appearance."""
+        return tuple(dict.fromkeys(c.group for c in self.cases))
+
+
+@functools.cache
+def _cluster(accelerator: str, count: int) -> Cluster:
+    return cluster_of(accelerator, count)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Reading
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def load_cases(path: Path | str) -> CaseFile:
+    """Read a validation cases file (training or inference) strictly; see the module docstring."""
+    path = Path(path)
+    raw = load_yaml(path)
+    if not isinstance(raw, Mapping) or set(raw) != {"schema_version", "kind", "cases"}:
+        found = sorted(map(str, raw)) if isinstance(raw, Mapping) else type(raw).__name__
+        raise CatalogError(f"{path}: expected top-level keys schema_version, kind, cases; found {found}")
+    if raw["schema_version"] != SCHEMA_VERSION:
+        raise CatalogError(f"{path}: schema_version={raw['schema_version']!r} is invalid: allowed: {SCHEMA_VERSION}")
+    kinds = tuple(k.value for k in CaseKind)
+    if raw["kind"] not in kinds:
+        raise CatalogError(f"{path}: kind={raw['kind']!r} is invalid: allowed: {', '.join(kinds)}")
+    kind = CaseKind(raw["kind"])
+    items = raw["cases"]
+    if not isinstance(items, list) or not items:
+        raise CatalogError(f"{path}: 'cases' must be a non-empty list")
+    cases: list[Case] = []
+    seen: set[str] = set()
+    for position, item in enumerate(items):
+        label = item.get("id") if isinstance(item, Mapping) else None
+        where = f"case {label}" if isinstance(label, str) and label else f"cases[{position}]"
+        reader = Fields(item, path=path, where=where, sources=None)
+        case = _read_training(reader, path) if kind is CaseKind.TRAINING else _read_inference(reader)
+        if case.id in seen:
+            raise CatalogError(f"{path}: {where}: duplicate id {case.id!r}")
+        seen.add(case.id)
+        cases.append(case)
+    return CaseFile(path=str(path), kind=kind, cases=tuple(cases))
+
+
+@dataclass(frozen=True, slots=True)
+class _Header:
+    id: str
+    group: str
+    trust: Trust
+    source: str
+    notes: str
+
+
+def _header(reader: Fields) -> _Header:
+    return _Header(
+        id=reader.string("id").strip(),
+        group=reader.string("group").strip(),
+        trust=Trust(reader.choice("trust", tuple(t.value for t in Trust))),
+        source=reader.string("source"),
+        notes=reader.string("notes", required=False),
+    )
+
+
+def _read_inference(reader: Fields) -> InferenceCase:
+    head = _header(reader)
+    model = reader.mapping("model")
+    system = reader.mapping("system")
+    serving = reader.mapping("serving")
+    targets = reader.items("targets")
+    if not targets or not all(isinstance(t, Mapping) for t in targets):
+        raise reader.error("targets must be a non-empty list of {metric, value, basis, note}")
+    reader.finish()
+    return InferenceCase(
+        id=head.id,
+        group=head.group,
+        trust=head.trust,
+        source=head.source,
+        model=model,
+        system=system,
+        serving=serving,
+        targets=tuple(dict(t) for t in targets),
+        notes=head.notes,
+    )
+
+
+def _read_target(reader: Fields) -> tuple[Metric, float, Basis]:
+    metric = Metric(reader.choice("metric", tuple(m.value for m in Metric)))
+    value = reader.number("value", sourced=False)
+    basis = Basis(reader.choice("basis", tuple(b.value for b in Basis)))
+    reader.string("note", required=False)
+    reader.finish()
+    return metric, value, basis
+
+
+def _read_system(reader: Fields) -> tuple[str, int]:
+    accelerator = reader.string("accelerator").strip().lower()
+    count = reader.integer("count", sourced=False)
+    reader.integer("devices_per_node", required=False, default=1, sourced=False)
+    reader.string("scale_up", required=False)
+    reader.string("scale_out", required=False)
+    reader.finish()
+    return accelerator, count
+
+
+def _sub(reader: Fields, key: str) -> Fields:
+    sub = reader.sub(key)
+    assert sub is not None  # required=True raises instead of returning None
+    return sub
+
+
+def _read_training(reader: Fields, path: Path) -> TrainingCase | SkippedCase:
+    head = _header(reader)
+    case_id, group, trust = head.id, head.group, head.trust
+    model_block = reader.mapping("model")
+    accelerator, count = _read_system(_sub(reader, "system"))
+    parallel = read_parallel(_sub(reader, "parallel"))
+    metric, value, basis = _read_target(_sub(reader, "target"))
+    reader.finish()
+    shape = shape_from_validation_model(model_block, source=f"{path}: {reader.where}")
+
+    def skipped(reason: str) -> SkippedCase:
+        return SkippedCase(id=case_id, group=group, trust=trust, reason=reason)
+
+    try:
+        device = get_accelerator(accelerator)
+    except UnknownNameError as exc:
+        return skipped(str(exc))
+    lora = is_lora(case_id, group)
+    try:
+        plan = Plan(**parallel.values, lora=lora)
+    except InputError as exc:
+        return skipped(f"plan cannot be expressed: {exc}")
+    if not device.supports(plan.precision):
+        return skipped(f"{device.id} has no {plan.precision.value} peak")
+    ranks = count * (device.num_logical_cores if plan.degrees_unit is DegreeUnit.CORE else 1)
+    problem = check_plan(plan, shape, ranks, num_experts=shape.moe.num_experts if shape.moe else None)
+    if problem is not None:
+        return skipped(f"plan does not divide ({problem.kind.value}): {problem.reason}")
+    try:
+        _cluster(accelerator, count)
+    except InputError as exc:
+        return skipped(f"no cluster of {count} x {accelerator}: {exc}")
+    assumptions = parallel.assumptions + ((LORA_ASSUMPTION,) if lora else ())
+    return TrainingCase(
+        id=case_id,
+        group=group,
+        trust=trust,
+        source=head.source,
+        shape=shape,
+        accelerator=device.id,
+        count=count,
+        plan=plan,
+        metric=metric,
+        value=value,
+        basis=basis,
+        assumptions=assumptions,
+    )
+
+
+def training_cases(cases: CaseFile | Sequence[Case]) -> tuple[TrainingCase, ...]:
+    """The evaluable training cases of a file or sequence."""
+    items = cases.cases if isinstance(cases, CaseFile) else tuple(cases)
+    return tuple(c for c in items if isinstance(c, TrainingCase))
