@@ -85,7 +85,8 @@ def test_calibrate_dry_run_writes_nothing(fake_model: None) -> None:
     doc = _json(["calibrate", str(TRAINING), "--dry-run", "--json"])
     assert doc["written"] is None and doc["leave_one_group_out"] is None
     fit = doc["fit"]
-    assert isinstance(fit, dict) and [e["id"] for e in fit["entries"]] == ["default", "nvidia-gpu", "trainium"]
+    assert isinstance(fit, dict)
+    assert [e["id"] for e in fit["entries"]] == ["default", "nvidia-gpu", "a100-80gb", "h100-sxm", "trainium"]
     assert fit["num_cases"] == 51 and fit["after"]["median_abs_error_pct"] < fit["before"]["median_abs_error_pct"]
     assert (target.read_bytes() if target.exists() else None) == before
 
@@ -99,7 +100,7 @@ def test_calibrate_writes_a_file_validate_reads(fake_model: None, tmp_path: Path
     assert "fitted efficiency parameters" in result.stdout and f"wrote {out}" in result.stdout
     assert "held-out groups" in result.stdout
     table = load_efficiency(out)
-    assert set(table.entries) == {"default", "nvidia-gpu", "trainium"}
+    assert set(table.entries) == {"default", "nvidia-gpu", "a100-80gb", "h100-sxm", "trainium"}
     assert "--exclude-group MLPerf_Training_v4.0_Llama2_70B_LoRA" in out.read_text()
     doc = _json(["validate", str(TRAINING), "--efficiency", str(out), "--json"])
     assert doc["summary"]["efficiency"] == str(out)

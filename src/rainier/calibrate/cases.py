@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rainier.calibrate.plan_block import LORA_ASSUMPTION, Assumption, is_lora, read_parallel
+from rainier.calibrate.plan_block import LORA_ASSUMPTION, Assumption, ParallelBlock, is_lora, read_parallel
 from rainier.catalog.loader import CatalogError, Fields, load_yaml
 from rainier.errors import InputError, UnknownNameError
 from rainier.hardware import Accelerator, Cluster, cluster_of, get_accelerator
@@ -250,6 +250,42 @@ def _sub(reader: Fields, key: str) -> Fields:
     return sub
 
 
+# Framework options a case's notes may name, and what they imply for a field the structured block leaves null.
+# Megatron-LM accepts --tp-comm-overlap only with --sequence-parallel (arguments.py); "distributed optimizer"
+# is recorded as zero_stage 1 by the validation README (convention 5).
+TP_COMM_OVERLAP_MARKERS = ("tp-comm-overlap", "tp comm overlap")
+DISTRIBUTED_OPTIMIZER_MARKERS = ("distributed optimizer",)
+
+
+def apply_published_flags(parallel: ParallelBlock, notes: str) -> tuple[dict[str, Any], tuple[Assumption, ...]]:
+    """Fill null fields from options the case's notes publish; other nulls keep their stated assumptions."""
+    values = dict(parallel.values)
+    text = notes.lower()
+    kept: list[Assumption] = []
+    for assumption in parallel.assumptions:
+        if assumption.field == "sequence_parallel" and any(m in text for m in TP_COMM_OVERLAP_MARKERS):
+            values["sequence_parallel"] = True
+            kept.append(
+                Assumption(
+                    field="sequence_parallel",
+                    text="sequence_parallel null: on, because the notes "
+                    "list TP comm overlap, which Megatron-LM allows only with sequence parallelism",
+                )
+            )
+        elif assumption.field == "zero_stage" and any(m in text for m in DISTRIBUTED_OPTIMIZER_MARKERS):
+            values["zero_stage"] = 1
+            kept.append(
+                Assumption(
+                    field="zero_stage",
+                    text="zero_stage null: 1, because the notes name the "
+                    "distributed optimizer (validation README convention 5)",
+                )
+            )
+        else:
+            kept.append(assumption)
+    return values, tuple(kept)
+
+
 def _read_training(reader: Fields, path: Path) -> TrainingCase | SkippedCase:
     head = _header(reader)
     case_id, group, trust = head.id, head.group, head.trust
@@ -268,8 +304,9 @@ def _read_training(reader: Fields, path: Path) -> TrainingCase | SkippedCase:
     except UnknownNameError as exc:
         return skipped(str(exc))
     lora = is_lora(case_id, group)
+    values, flag_notes = apply_published_flags(parallel, head.notes)
     try:
-        plan = Plan(**parallel.values, lora=lora)
+        plan = Plan(**values, lora=lora)
     except InputError as exc:
         return skipped(f"plan cannot be expressed: {exc}")
     if not device.supports(plan.precision):
@@ -282,7 +319,7 @@ def _read_training(reader: Fields, path: Path) -> TrainingCase | SkippedCase:
         _cluster(accelerator, count)
     except InputError as exc:
         return skipped(f"no cluster of {count} x {accelerator}: {exc}")
-    assumptions = parallel.assumptions + ((LORA_ASSUMPTION,) if lora else ())
+    assumptions = flag_notes + ((LORA_ASSUMPTION,) if lora else ())
     return TrainingCase(
         id=case_id,
         group=group,

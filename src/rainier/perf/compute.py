@@ -116,12 +116,16 @@ def layer_pass(
     """
     gemm_s = 0.0
     attention_flop = 0.0
+    scores = 0.0
     for gemm in gemms:
         if gemm.kind in ATTENTION_KINDS:
             attention_flop += gemm.flop * cp_degree
+            if gemm.kind is GemmKind.ATTENTION_SCORE:
+                scores = float(gemm.batch) * gemm.m * gemm.n * cp_degree  # the whole s x s matrix, masked or not
         else:
             gemm_s += gemm_time_s(gemm, rank, eff)
-    attention_s = attention_flop / (rank.peak_16bit_flop_per_s * eff.attention)
+    score_traffic_s = eff.attention_score_bytes * scores / (rank.hbm_bw_bytes_per_s * eff.memory)
+    attention_s = attention_flop / (rank.peak_16bit_flop_per_s * eff.attention) + score_traffic_s
     moved = elementwise_bytes(shape, gemms, tokens, norm_tokens, tp_degree, rank.fp8)
     return PassTimes(
         gemm_s=gemm_s, attention_s=attention_s, elementwise_s=moved / (rank.hbm_bw_bytes_per_s * eff.memory)

@@ -29,16 +29,24 @@ class Efficiency:
 
     The defaults are priors used before any fit (typical of published kernel benchmarks: cuBLAS large-GEMM
     efficiency of 70-80% of dense peak, FlashAttention-2 forward at 50-70%, NCCL bus bandwidth at 70-90% of
-    NVLink/IB line rate); fitted values replace them.
+    NVLink/IB line rate); fitted values replace them. ``tp_comm_exposed`` starts at 1 (no overlap, as in
+    Megatron-LM before 2023); Transformer Engine's user-buffer overlap of TP collectives with the GEMMs that
+    produce or consume them lowers it (Megatron-Core ``--tp-comm-overlap``). ``attention_score_bytes`` is the
+    traffic of an unfused attention core, which writes the ``s x s`` scores to HBM and reads them back for the
+    softmax, dropout and the value product (about 13 bytes per score in 16 bits, Korthikanti et al. 2022 sec. 4:
+    the ``5as/h`` activation term); a fused FlashAttention kernel keeps them on chip (Dao et al. 2022), so its
+    prior is ~0 and the fit says which kernels a chip's published runs used.
     """
 
     gemm: float = 0.75  # large 16-bit GEMM, fraction of dense peak
-    gemm_fp8: float = 0.55  # large FP8 GEMM, fraction of FP8 dense peak (scaling and casts included)
+    gemm_fp8: float = 0.7  # large FP8 GEMM, fraction of FP8 dense peak (scaling and casts included)
     gemm_size_knee: float = 96.0  # smallest GEMM dimension at which efficiency is half of `gemm`
     attention: float = 0.55  # fused (flash) attention, fraction of 16-bit dense peak
     memory: float = 0.7  # memory-bound kernels, fraction of HBM bandwidth
     scale_up: float = 0.8  # collective bus bandwidth, fraction of scale-up link bandwidth per direction
     scale_out: float = 0.7  # same for the scale-out network
+    tp_comm_exposed: float = 1.0  # share of tensor-parallel collective time not overlapped with GEMMs
+    attention_score_bytes: float = 1.0  # HBM bytes per attention score per layer forward (~0 when fused)
     layer_overhead_s: float = 20e-6  # fixed cost per layer per micro-batch pass (launches, syncs)
     step_overhead_s: float = 0.05  # fixed cost per step (optimizer launch, data loading, logging)
 
@@ -64,6 +72,7 @@ FRACTION_FIELDS: dict[str, float] = {
     "memory": 1.0,
     "scale_up": 1.0,
     "scale_out": 1.0,
+    "tp_comm_exposed": 1.0,
 }
 PARAMETER_NAMES: tuple[str, ...] = tuple(f.name for f in fields(Efficiency))
 

@@ -28,6 +28,7 @@ from rainier.workload.shape import TransformerShape
 ZERO_BUBBLE_FRACTION = 1.0 / 3.0  # ZB-H1 leaves about a third of 1F1B's bubble (Qi et al. 2023, sec. 3)
 OPTIMIZER_BYTES_PER_PARAM = 28.0  # Adam: read fp32 master, m, v and 16-bit grad; write master, m, v, 16-bit weight
 GRAD_BYTES = 2.0  # gradients reduced in 16 bits
+GRAD_ACCUM_BYTES_PER_PARAM = 10.0  # fp32 main-gradient accumulation: read 4 + read 2 + write 4 bytes
 LORA_FLOP_FRACTION = 2.0 / 3.0  # forward (2N) + input gradients (2N) of full training's 6N (Hu et al. 2021)
 
 
@@ -133,7 +134,7 @@ def _estimate(
 
     # Tensor parallelism: 2 all-reduces (or AG + RS pairs) of the layer's activations per pass (Korthikanti 2022).
     activation_bytes = ACTIVATION_BYTES * tokens * shape.hidden_dim
-    tp_per_pass = 2.0 * all_reduce_s(activation_bytes, tp_levels)
+    tp_per_pass = 2.0 * all_reduce_s(activation_bytes, tp_levels) * eff.tp_comm_exposed
     # Context parallelism: cp-1 ring steps of the local keys and values per pass, hidden behind attention.
     kv_bytes = ACTIVATION_BYTES * tokens * 2 * max(shape.num_kv_heads // tp, 1) * shape.head_dim
     cp_ring = (cp - 1) * p2p_s(kv_bytes, cp_levels) if cp > 1 else 0.0
@@ -167,13 +168,25 @@ def _estimate(
     else:
         recompute, recompute_comm = 0.0, 0.0
 
-    compute_mb = fwd_compute + bwd_compute + 2 * overhead + head.forward_s + head.backward_s
+    counts = count_params(shape)
+    params = stage_params(counts, plan)
+    # Each micro-batch's weight gradients are added into an fp32 main-gradient buffer (Megatron-LM's
+    # main_grad; Narayanan et al. 2021): read fp32, read the 16-bit gradient, write fp32 per local parameter.
+    accumulate = (
+        0.0
+        if plan.lora
+        else GRAD_ACCUM_BYTES_PER_PARAM * (params.dense + params.expert) / (rank.hbm_bw_bytes_per_s * eff.memory)
+    )
+    compute_mb = fwd_compute + bwd_compute + 2 * overhead + head.forward_s + head.backward_s + accumulate
     tp_mb = 2 * tp_fwd + (recompute_comm and tp_fwd)
     cp_mb = cp_fwd + cp_bwd + (cp_fwd if plan.recompute is Recompute.FULL else 0.0)
     ep_mb = 2 * ep_fwd + (ep_fwd if plan.recompute is Recompute.FULL else 0.0)
     recompute_mb = recompute - recompute_comm
-    stage_activation_bytes = activation_bytes / (tp if plan.sequence_parallel else 1)
-    pp_mb = 2.0 * v * p2p_s(stage_activation_bytes, pp_levels) if pp > 1 else 0.0
+    # Each TP rank sends 1/tp of the boundary activation and the receivers all-gather it over the scale-up
+    # links (scatter/gather optimisation, Narayanan et al. 2021 sec. 4.1; implicit with sequence parallelism).
+    stage_activation_bytes = activation_bytes / tp
+    regather = 0.0 if plan.sequence_parallel else reduce_scatter_s(activation_bytes, tp_levels)
+    pp_mb = 2.0 * v * (p2p_s(stage_activation_bytes, pp_levels) + regather) if pp > 1 else 0.0
     per_mb = compute_mb + tp_mb + cp_mb + ep_mb + recompute_mb + pp_mb
 
     m = plan.num_microbatches
@@ -188,8 +201,6 @@ def _estimate(
     # behind the next step's first forward (Megatron-Core --overlap-grad-reduce / --overlap-param-gather). The
     # last bucket (one layer's worth) of each is always exposed. FSDP (ZeRO-3) also gathers weights for every
     # micro-batch's forward and backward, hidden behind all compute.
-    counts = count_params(shape)
-    params = stage_params(counts, plan)
     grad_levels = cp_levels + dp_levels
     dense_bytes = GRAD_BYTES * params.dense
     expert_bytes = GRAD_BYTES * params.expert
