@@ -8,6 +8,9 @@ from rich.table import Table
 
 from rainier.report import format as fmt
 
+PLAN_DEFAULTS = {"cp": 1, "ep": 1, "vpp": 1, "sp": False, "unit": "device", "lora": False, "schedule": "1f1b"}
+ALWAYS_SHOWN = ("tp", "pp", "dp", "mbs", "gbs", "zero", "recompute", "precision")
+
 BREAKDOWN_LABELS = {
     "compute": "compute (forward + backward)",
     "recompute": "activation recompute",
@@ -32,7 +35,7 @@ def step_tables(est: dict[str, Any]) -> list[Table]:
     )
     head.add_column("quantity", style="bold")
     head.add_column("value")
-    plan_text = ", ".join(f"{k}={v}" for k, v in plan.items())
+    plan_text = ", ".join(f"{k}={v}" for k, v in plan.items() if k in ALWAYS_SHOWN or v != PLAN_DEFAULTS.get(k))
     head.add_row("plan", plan_text)
     head.add_row("step time", f"{est['step_time_s']:.4g} s")
     head.add_row(
