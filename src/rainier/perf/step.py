@@ -26,7 +26,10 @@ from rainier.workload.params import count_params
 from rainier.workload.shape import TransformerShape
 
 ZERO_BUBBLE_FRACTION = 1.0 / 3.0  # ZB-H1 leaves about a third of 1F1B's bubble (Qi et al. 2023, sec. 3)
-OPTIMIZER_BYTES_PER_PARAM = 28.0  # Adam: read fp32 master, m, v and 16-bit grad; write master, m, v, 16-bit weight
+# Mixed-precision Adam step per local parameter (Megatron-LM's optimizer): read the fp32 main gradient twice
+# (inf/NaN check, global norm) = 8; Adam reads master, gradient, m, v and writes master, m, v = 28; copy the
+# fp32 master into the 16-bit model weight = 6 (Micikevicius et al. 2018; Rajbhandari et al. 2020 sec. 3).
+OPTIMIZER_BYTES_PER_PARAM = 42.0
 GRAD_BYTES = 2.0  # gradients reduced in 16 bits
 GRAD_ACCUM_BYTES_PER_PARAM = 10.0  # fp32 main-gradient accumulation: read 4 + read 2 + write 4 bytes
 LORA_FLOP_FRACTION = 2.0 / 3.0  # forward (2N) + input gradients (2N) of full training's 6N (Hu et al. 2021)
