@@ -3,9 +3,10 @@
 These bounds can fail: a change to the step model that makes predictions worse (or a fit that is not
 refreshed after one) fails CI. Targets from the issue: tier A+B median |error| <= 8% and p90 <= 20%;
 leave-one-group-out median <= 12%; the 8 Korthikanti et al. 2022 step times at a mean |error| <= 3.65%
-(Calculon's figure). The last is not met (6.2% with the committed fit: the 2022 runs are ~9% faster than the
-2021 runs of the same layouts, and one A100 parameter set serves both); the bound below guards the level
-reached so that it cannot regress silently.
+(Calculon's figure). With the committed fit, which serves every group, the Korthikanti mean is ~6%: the 2022
+runs are ~9% faster than the 2021 Narayanan runs of the same layouts on the same A100s, and one A100 parameter
+set serves both. Fitted on the Korthikanti group alone (Calculon's situation) the model meets 3.65%; both are
+asserted, so neither the general fit nor the model's structure can regress silently.
 """
 
 from __future__ import annotations
@@ -49,3 +50,9 @@ def test_committed_fit_is_what_calibrate_produces(training: CaseFile) -> None:
         ours = committed.entries[entry.key]
         for name in PARAMETER_NAMES:
             assert getattr(entry.efficiency, name) == pytest.approx(getattr(ours, name), rel=2e-3), (entry.key, name)
+
+
+def test_korthikanti_target_when_fitted_on_its_own_group(training: CaseFile) -> None:
+    others = tuple(g for g in training.groups if g != "Korthikanti2022_Table5")
+    result = fit(training, exclude_groups=others)
+    assert result.after.summary["korthikanti2022_table5_mean_abs_error_pct"] <= KORTHIKANTI_TARGET_PCT
