@@ -4,14 +4,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from rainier.parallel.placement import LinkLevel
-from rainier.perf.collectives import (
-    Level,
-    hierarchical_all_reduce_s,
-    hierarchical_reduce_scatter_s,
-    send_recv_s,
-)
+from rainier.perf.collectives import Level
 from rainier.perf.efficiency import Efficiency
 
 
@@ -28,38 +24,51 @@ def effective_levels(levels: Sequence[LinkLevel], eff: Efficiency) -> list[Level
     ]
 
 
-def all_reduce_s(size_bytes: float, levels: Sequence[Level]) -> float:
-    """Hierarchical all-reduce over the group's levels (0 for a group of one)."""
-    return hierarchical_all_reduce_s(size_bytes, levels) if levels else 0.0
+@dataclass(frozen=True, slots=True)
+class GroupCost:
+    """Collectives over one placed group as linear functions of the message size: ``slope * bytes + intercept``."""
+
+    all_reduce: tuple[float, float] = (0.0, 0.0)
+    reduce_scatter: tuple[float, float] = (0.0, 0.0)
+    all_to_all: tuple[float, float] = (0.0, 0.0)
+    p2p: tuple[float, float] = (0.0, 0.0)
 
 
-def reduce_scatter_s(size_bytes: float, levels: Sequence[Level]) -> float:
-    """Hierarchical reduce-scatter (an all-gather costs the same)."""
-    return hierarchical_reduce_scatter_s(size_bytes, levels) if levels else 0.0
+def group_cost(levels: Sequence[Level]) -> GroupCost:
+    """Coefficients of ``perf.comm``'s collectives over ``levels`` (innermost first).
 
-
-def all_to_all_hier_s(size_bytes: float, levels: Sequence[Level]) -> float:
-    """All-to-all over nested levels: the share of each rank's data that must cross each level, at its rate.
-
-    Of the ``(n-1)/n`` of its buffer a rank sends away, the part going to peers outside level ``i`` but inside
-    level ``i+1`` crosses level ``i+1``'s links; latency is one step per peer at the outermost level's alpha.
+    Reduce-scatter: ring on each level in turn, the buffer shrinking by each level's size (Thakur et al. 2005).
+    All-reduce: reduce-scatter inside, ring or tree across the outermost level, all-gather back; ring and tree
+    share the bandwidth term, so the faster one is the one with less latency. All-to-all: the share of the
+    buffer leaving each level at that level's rate, one latency per peer. Send/receive: the innermost level.
     """
     if not levels:
-        return 0.0
-    n = math.prod(level.size for level in levels)
-    total = 0.0
-    inside = 1
-    for level in levels:
-        outside = inside * level.size
-        share = (outside - inside) / n
-        total += size_bytes * share / level.bw_bytes_per_s  # pairwise exchange (Thakur et al. 2005, sec. 4.4)
+        return GroupCost()
+    rs_slope = rs_icpt = 0.0
+    ar_slope = ar_icpt = 0.0
+    a2a_slope = 0.0
+    inside = 1.0
+    n_total = float(math.prod(level.size for level in levels))
+    for position, level in enumerate(levels):
+        n = float(level.size)
+        bw = level.ring_bw_bytes_per_s
+        slope = (n - 1) / n / inside / bw
+        rs_slope += slope
+        rs_icpt += (n - 1) * level.alpha_s
+        if position < len(levels) - 1:
+            ar_slope += 2.0 * slope
+            ar_icpt += 2.0 * (n - 1) * level.alpha_s
+        else:
+            ar_slope += 2.0 * slope
+            ar_icpt += min(2.0 * (n - 1) * level.alpha_s, 2.0 * math.log2(n) * level.alpha_s)
+        outside = inside * n
+        a2a_slope += (outside - inside) / n_total / level.bw_bytes_per_s
         inside = outside
-    return total + (n - 1) * levels[-1].alpha_s
-
-
-def p2p_s(size_bytes: float, levels: Sequence[Level]) -> float:
-    """Send/receive between neighbouring ranks of a group (pipeline stages): the innermost level it spans."""
-    if not levels:
-        return 0.0
-    level = levels[0]
-    return float(send_recv_s(size_bytes, level.bw_bytes_per_s, level.alpha_s))
+    a2a_icpt = (n_total - 1) * levels[-1].alpha_s
+    first = levels[0]
+    return GroupCost(
+        all_reduce=(ar_slope, ar_icpt),
+        reduce_scatter=(rs_slope, rs_icpt),
+        all_to_all=(a2a_slope, a2a_icpt),
+        p2p=(1.0 / first.bw_bytes_per_s, first.alpha_s),
+    )

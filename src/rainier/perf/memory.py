@@ -10,14 +10,22 @@ stage of 1F1B holds ``min(p, m)`` (Narayanan et al. 2021, sec. 2.2), the interle
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from rainier.parallel.plan import Plan, Schedule
-from rainier.perf.result import MemoryBreakdown
+import numpy as np
+from numpy.typing import NDArray
+
 from rainier.units import GIB
-from rainier.workload.memory import StateBytesPerParam, layer_activation_bytes
+from rainier.workload.memory import StateBytesPerParam
 from rainier.workload.params import ParamCounts
-from rainier.workload.shape import TransformerShape
+
+if TYPE_CHECKING:
+    from rainier.perf.batch import PlanColumns
+    from rainier.workload.shape import TransformerShape
+
+FloatArray = NDArray[np.float64]
+INTERLEAVED = 1  # perf.batch.SCHEDULE_CODES[Schedule.INTERLEAVED]
+GPIPE = 3  # perf.batch.SCHEDULE_CODES[Schedule.GPIPE]
 
 # Framework reserve: CUDA/Neuron runtime context, allocator fragmentation and collective buffers. A fixed
 # 1 GiB plus 5% of everything else is a common rule of thumb for PyTorch training jobs (stated assumption).
@@ -26,94 +34,65 @@ RESERVE_FRACTION = 0.05
 LOGIT_BYTES = 4.0  # fp32 logits kept for the loss's backward
 
 
-@dataclass(frozen=True, slots=True)
-class StageParams:
-    """Parameters one rank holds on the most loaded (first) pipeline stage, split into dense and expert."""
-
-    dense: float  # replicated over data parallelism (split by tp)
-    expert: float  # split by ep (and expert tp = tp)
-
-
-def stage_params(counts: ParamCounts, plan: Plan) -> StageParams:
+def stage_params(counts: ParamCounts, cols: PlanColumns) -> tuple[FloatArray, FloatArray]:
     """Per-rank parameters of one pipeline stage: layers split evenly, embeddings on the end stages.
 
     The first stage holds the input embedding, the last the output head; the larger end is charged (with
     ``pp=1`` both). Tensor parallelism splits every matrix (Shoeybi et al. 2019); norms are replicated but small.
+    Returns (dense parameters replicated over data parallelism, expert parameters split by ep and tp).
     """
-    pp, tp = plan.pp_degree, plan.tp_degree
-    dense_layers = counts.num_dense_layers * counts.dense_layer.total
+    pp = cols.pp.astype(np.float64)
+    tp = cols.tp.astype(np.float64)
     moe = counts.moe_layer
     expert_per_layer = moe.mlp if moe is not None else 0
     moe_dense = (moe.total - moe.mlp) if moe is not None else 0
-    per_stage_dense = (dense_layers + counts.num_moe_layers * moe_dense) / pp
-    ends = counts.embedding + counts.position_embedding
-    if pp == 1:
-        ends += counts.output_head + counts.final_norm
-    else:
-        ends = max(ends, counts.output_head + counts.final_norm)
-    expert = counts.num_moe_layers * expert_per_layer / pp / (plan.ep_degree * tp)
-    return StageParams(dense=(per_stage_dense + ends) / tp, expert=expert)
-
-
-def in_flight_factor(plan: Plan) -> float:
-    """How many micro-batches' activations the first stage holds at once."""
-    p, v = plan.pp_degree, plan.vpp_degree
-    held = float(min(p, plan.num_microbatches))
-    if plan.schedule is Schedule.INTERLEAVED and p > 1:
-        held *= 1 + (p - 1) / (p * v)
-    elif plan.schedule is Schedule.GPIPE:
-        held = float(plan.num_microbatches)
-    return held
+    per_stage = (counts.num_dense_layers * counts.dense_layer.total + counts.num_moe_layers * moe_dense) / pp
+    inputs = float(counts.embedding + counts.position_embedding)
+    outputs = float(counts.output_head + counts.final_norm)
+    ends = np.where(cols.pp == 1, inputs + outputs, max(inputs, outputs))
+    expert = counts.num_moe_layers * expert_per_layer / pp / (cols.ep * tp)
+    return (per_stage + ends) / tp, expert
 
 
 def memory_per_rank(
     shape: TransformerShape,
-    counts: ParamCounts,
-    plan: Plan,
-    *,
-    capacity_bytes: float,
-) -> MemoryBreakdown:
-    """Peak bytes on one rank of the first pipeline stage."""
-    params = stage_params(counts, plan)
+    cols: PlanColumns,
+    dense: FloatArray,
+    expert: FloatArray,
+    m: FloatArray,
+    dense_layer: FloatArray,
+    moe_layer: FloatArray,
+) -> dict[str, FloatArray]:
+    """Peak bytes per rank on the first pipeline stage, by kind, for every plan of ``cols``.
+
+    ``dense`` and ``expert`` are the stage's parameters per rank (:func:`stage_params`), ``m`` the micro-batches
+    per step, ``dense_layer`` and ``moe_layer`` one layer's activation bytes for one micro-batch.
+    """
     state = StateBytesPerParam.mixed_precision_adam()
-    dense_dp = plan.dp_degree * plan.cp_degree  # CP ranks hold replicas of the same weights
-    expert_dp = max(dense_dp // plan.ep_degree, 1)
-    zero = plan.zero_stage
+    dense_dp = (cols.dp * cols.cp).astype(np.float64)
+    expert_dp = np.maximum(np.floor_divide(cols.dp * cols.cp, cols.ep), 1).astype(np.float64)
 
-    def shard(num: float, group: int, stage_needed: int) -> float:
-        return num / group if zero >= stage_needed else num
+    def shard(num: FloatArray, group: FloatArray, stage: int) -> FloatArray:
+        return np.where(cols.zero >= stage, num / group, num)
 
-    weights = state.weight * (shard(params.dense, dense_dp, 3) + shard(params.expert, expert_dp, 3))
-    gradients = state.gradient * (shard(params.dense, dense_dp, 2) + shard(params.expert, expert_dp, 2))
-    optimizer = state.optimizer * (shard(params.dense, dense_dp, 1) + shard(params.expert, expert_dp, 1))
-    if plan.lora:  # frozen base weights: no gradients or optimizer state (adapters are negligible)
-        gradients = optimizer = 0.0
-
-    seq_local = shape.seq_len // plan.cp_degree
-    common = {
-        "micro_batch": plan.mbs,
-        "seq_len": seq_local,
-        "tp_degree": plan.tp_degree,
-        "sequence_parallel": plan.sequence_parallel,
-        "recompute": plan.recompute,
-        "flash_attention": True,
-    }
-    per_layer_dense = layer_activation_bytes(shape, **common).total_bytes  # type: ignore[arg-type]
-    per_layer_moe = (
-        layer_activation_bytes(shape, moe_layer=True, **common).total_bytes  # type: ignore[arg-type]
-        if shape.moe is not None
-        else 0.0
-    )
-    layers = (shape.num_dense_layers * per_layer_dense + shape.num_moe_layers * per_layer_moe) / plan.pp_degree
-    activations = layers * in_flight_factor(plan)
-    if plan.pp_degree == 1:  # the loss's fp32 logits of the micro-batch being processed
-        activations += LOGIT_BYTES * plan.mbs * seq_local * shape.vocab_size / plan.tp_degree
+    weights = state.weight * (shard(dense, dense_dp, 3) + shard(expert, expert_dp, 3))
+    gradients = np.where(cols.lora, 0.0, state.gradient * (shard(dense, dense_dp, 2) + shard(expert, expert_dp, 2)))
+    optimizer = np.where(cols.lora, 0.0, state.optimizer * (shard(dense, dense_dp, 1) + shard(expert, expert_dp, 1)))
+    pp = cols.pp.astype(np.float64)
+    per_stage = (shape.num_dense_layers * dense_layer + shape.num_moe_layers * moe_layer) / pp
+    held = np.minimum(pp, m)
+    interleaved = (cols.schedule == INTERLEAVED) & (cols.pp > 1)
+    held = np.where(interleaved, held * (1 + (pp - 1) / (pp * cols.vpp)), held)
+    held = np.where(cols.schedule == GPIPE, m, held)
+    activations = per_stage * held
+    seq_local = np.floor_divide(shape.seq_len, cols.cp)
+    logits = LOGIT_BYTES * cols.mbs * seq_local * shape.vocab_size / cols.tp
+    activations = activations + np.where(cols.pp == 1, logits, 0.0)
     subtotal = weights + gradients + optimizer + activations
-    return MemoryBreakdown(
-        weights=weights,
-        gradients=gradients,
-        optimizer=optimizer,
-        activations=activations,
-        buffers=RESERVE_BYTES + RESERVE_FRACTION * subtotal,
-        capacity=capacity_bytes,
-    )
+    return {
+        "weights": weights,
+        "gradients": gradients,
+        "optimizer": optimizer,
+        "activations": activations,
+        "buffers": RESERVE_BYTES + RESERVE_FRACTION * subtotal,
+    }
