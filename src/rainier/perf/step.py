@@ -15,9 +15,11 @@ scalar answer and the vectorised search's answer are the same computation.
 
 from __future__ import annotations
 
+import functools
+
 from rainier.hardware import Cluster
 from rainier.parallel.placement import place, ranks_per_device
-from rainier.parallel.plan import Infeasible, InfeasibleKind, Plan, check_plan
+from rainier.parallel.plan import DegreeUnit, Infeasible, InfeasibleKind, Plan, check_plan
 from rainier.perf.batch import (
     BREAKDOWN_FIELDS,
     MEMORY_FIELDS,
@@ -59,6 +61,13 @@ def plan_problem(shape: TransformerShape, plan: Plan, cluster: Cluster) -> Infea
     return None
 
 
+@functools.lru_cache(maxsize=64)
+def step_context(shape: TransformerShape, cluster: Cluster, eff: Efficiency, unit: DegreeUnit) -> StepContext:
+    """A context with its per-key caches, reused across estimates of the same model, cluster and efficiencies."""
+    return StepContext(shape=shape, cluster=cluster, eff=eff, unit=unit)
+
+
+@functools.lru_cache(maxsize=64)
 def flops_per_token_table(shape: TransformerShape) -> tuple[float, dict[int, float]]:
     """Model FLOPs per token and hardware FLOPs per token by recompute code (Megatron's full-matrix counting)."""
     model = model_flops_per_token(shape, causal=False)
@@ -85,7 +94,7 @@ def estimate(
     if problem is not None:
         return problem
     eff, eff_key = resolve_efficiency(cluster, efficiency)
-    ctx = StepContext(shape=shape, cluster=cluster, eff=eff, unit=plan.degrees_unit)
+    ctx = step_context(shape, cluster, eff, plan.degrees_unit)
     model_flops, hardware_flops = flops_per_token_table(shape)
     batch = evaluate(
         ctx, PlanColumns.from_plans([plan]), model_flops_per_token=model_flops, hardware_flops_per_token=hardware_flops
