@@ -1,14 +1,57 @@
-"""Plan search entry point (the vectorised engine lands in the next commit)."""
+"""Plan search: enumerate the space, evaluate every valid plan with the vectorised step model, rank.
+
+Objectives are per token trained: seconds (``time``), dollars (``cost``: devices x price per device-hour) and
+joules (``energy``: devices x all-in power per device). On one fixed cluster the three rank plans alike (each
+is step time times a constant); they differ when cluster sizes vary (``--pareto``, ``train scale``).
+"""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
+import numpy as np
+
+from rainier.errors import InputError
 from rainier.hardware import Cluster
+from rainier.parallel.plan import DegreeUnit, InfeasibleKind
+from rainier.perf.batch import evaluate
 from rainier.perf.efficiency import Efficiency, EfficiencyTable
-from rainier.search.result import Objective, SearchResult
-from rainier.search.space import SearchSpace
+from rainier.perf.result import StepEstimate
+from rainier.perf.step import estimate, flops_per_token_table, resolve_efficiency, step_context
+from rainier.search.result import Objective, RankedPlan, SearchResult
+from rainier.search.space import SearchSpace, check_gbs, enumerate_plans
+from rainier.units import GIB, SECONDS_PER_HOUR
 from rainier.workload.shape import TransformerShape
+
+CHUNK = 131_072  # plans evaluated per numpy pass (bounds memory: ~100 float arrays of this length)
+
+
+@dataclass(frozen=True, slots=True)
+class Rates:
+    """Price and power per device, for the cost and energy objectives (None when the catalog has none)."""
+
+    usd_per_device_hour: float | None
+    watts_per_device: float | None
+
+    @classmethod
+    def of(cls, cluster: Cluster, price: float | None = None) -> Rates:
+        power = cluster.power_w_per_device_all_in or cluster.accelerator.power_w
+        return cls(
+            usd_per_device_hour=price if price is not None else cluster.device_price_usd_per_hour,
+            watts_per_device=power,
+        )
+
+
+def _require(objective: Objective, rates: Rates, cluster: Cluster) -> None:
+    if objective is Objective.COST and rates.usd_per_device_hour is None:
+        raise InputError(
+            f"objective=cost needs a price: {cluster.id} has no public price per device-hour; "
+            "pass --price USD_PER_DEVICE_HOUR"
+        )
+    if objective is Objective.ENERGY and rates.watts_per_device is None:
+        raise InputError(f"objective=energy needs power: {cluster.accelerator.id} has no power in the catalog")
 
 
 def search(
@@ -21,10 +64,93 @@ def search(
     top_k: int = 10,
     space: SearchSpace | None = None,
     efficiency: Efficiency | EfficiencyTable | None = None,
+    price: float | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> SearchResult:
     """Every valid plan of ``shape`` on all of ``cluster`` at global batch ``gbs`` sequences, ranked.
 
     Raises ``InputError`` when no plan is feasible, naming the binding constraint.
     """
-    raise NotImplementedError
+    check_gbs(gbs)
+    if top_k < 1:
+        raise InputError(f"top={top_k} is invalid: at least 1")
+    if seq_len is not None:
+        shape = shape.with_seq_len(seq_len)
+    space = space or SearchSpace()
+    rates = Rates.of(cluster, price)
+    _require(objective, rates, cluster)
+    started = time.perf_counter()
+    eff, _ = resolve_efficiency(cluster, efficiency)
+    ctx = step_context(shape, cluster, eff, DegreeUnit.DEVICE)
+    found = enumerate_plans(shape, cluster, gbs, space)
+    cols = found.valid
+    model_flops, hardware_flops = flops_per_token_table(shape)
+    steps = np.empty(len(cols))
+    memory = np.empty(len(cols))
+    capacity = 0.0
+    for start in range(0, len(cols), CHUNK):
+        part = cols.take(np.arange(start, min(start + CHUNK, len(cols))))
+        batch = evaluate(ctx, part, model_flops_per_token=model_flops, hardware_flops_per_token=hardware_flops)
+        steps[start : start + len(part)] = batch.step_time_s
+        memory[start : start + len(part)] = batch.memory_total
+        capacity = batch.capacity_bytes
+        if progress is not None:
+            progress(start + len(part), len(cols))
+    elapsed = time.perf_counter() - started
+    fits = memory <= capacity
+    rejected = dict(found.rejected)
+    if (~fits).any():
+        rejected[InfeasibleKind.MEMORY.value] = int((~fits).sum())
+    tokens = gbs * shape.seq_len
+    seconds_per_token = steps / tokens
+    score = seconds_per_token  # the three objectives order one cluster's plans alike (module docstring)
+    feasible = np.flatnonzero(fits)
+    if len(feasible) == 0:
+        raise InputError(_binding_constraint(found.reasons, rejected, memory, capacity, len(cols)))
+    order = feasible[np.argsort(score[feasible], kind="stable")][:top_k]
+    top = tuple(_ranked(shape, cols.plan_at(int(i)), cluster, eff, rates, tokens) for i in order)
+    return SearchResult(
+        model=shape.name,
+        cluster=cluster.id,
+        num_devices=cluster.num_devices,
+        gbs=gbs,
+        seq_len=shape.seq_len,
+        objective=objective,
+        evaluated=len(cols),
+        candidates=found.candidates,
+        infeasible=rejected,
+        elapsed_s=elapsed,
+        top=top,
+    )
+
+
+def _ranked(
+    shape: TransformerShape, plan: object, cluster: Cluster, eff: Efficiency, rates: Rates, tokens: int
+) -> RankedPlan:
+    result = estimate(shape, plan, cluster, efficiency=eff)  # type: ignore[arg-type]
+    assert isinstance(result, StepEstimate), result  # enumerated plans pass the same checks
+    per_token = result.step_time_s / tokens
+    devices = cluster.num_devices
+    dollars = (
+        None
+        if rates.usd_per_device_hour is None
+        else per_token * devices * rates.usd_per_device_hour / (SECONDS_PER_HOUR)
+    )
+    joules = None if rates.watts_per_device is None else per_token * devices * rates.watts_per_device
+    return RankedPlan(estimate=result, seconds_per_token=per_token, dollars_per_token=dollars, joules_per_token=joules)
+
+
+def _binding_constraint(
+    reasons: dict[str, str], rejected: dict[str, int], memory: np.ndarray, capacity: float, evaluated: int
+) -> str:
+    """One line saying why no plan is feasible and what to try."""
+    if evaluated and rejected.get(InfeasibleKind.MEMORY.value, 0) == evaluated:
+        need = float(memory.min())
+        return (
+            f"no valid plan: memory: smallest need {need / GIB:.1f} GiB per device > {capacity / GIB:.1f} GiB; "
+            "try zero=3, recompute=full, a smaller micro-batch, or more devices"
+        )
+    if not evaluated and rejected:
+        kind = max(rejected, key=lambda k: rejected[k])
+        return f"no valid plan: {kind}: {reasons.get(kind, kind)} (every candidate failed a check)"
+    return "no valid plan in the search space"
