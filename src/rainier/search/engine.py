@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rainier.errors import InputError
-from rainier.hardware import Cluster
+from rainier.hardware import Cluster, systems
 from rainier.parallel.plan import DegreeUnit, InfeasibleKind
 from rainier.perf.batch import evaluate
 from rainier.perf.efficiency import Efficiency, EfficiencyTable
@@ -35,13 +35,26 @@ class Rates:
     usd_per_device_hour: float | None
     watts_per_device: float | None
 
+    price_source: str = ""
+
     @classmethod
     def of(cls, cluster: Cluster, price: float | None = None) -> Rates:
+        """The cluster's own price, else the cheapest priced catalog system of the same accelerator."""
         power = cluster.power_w_per_device_all_in or cluster.accelerator.power_w
-        return cls(
-            usd_per_device_hour=price if price is not None else cluster.device_price_usd_per_hour,
-            watts_per_device=power,
+        if price is not None:
+            return cls(usd_per_device_hour=price, watts_per_device=power, price_source="--price")
+        if cluster.device_price_usd_per_hour is not None:
+            return cls(
+                usd_per_device_hour=cluster.device_price_usd_per_hour, watts_per_device=power, price_source=cluster.id
+            )
+        priced = sorted(
+            (s.price_usd_per_device_hour, s.id)
+            for s in systems()
+            if s.accelerator.id == cluster.accelerator.id and s.price_usd_per_device_hour is not None
         )
+        if priced:
+            return cls(usd_per_device_hour=priced[0][0], watts_per_device=power, price_source=priced[0][1])
+        return cls(usd_per_device_hour=None, watts_per_device=power)
 
 
 def _require(objective: Objective, rates: Rates, cluster: Cluster) -> None:
@@ -109,6 +122,7 @@ def search(
         raise InputError(_binding_constraint(found.reasons, rejected, memory, capacity, len(cols)))
     order = feasible[np.argsort(score[feasible], kind="stable")][:top_k]
     top = tuple(_ranked(shape, cols.plan_at(int(i)), cluster, eff, rates, tokens) for i in order)
+    notes = (f"price per device-hour from {rates.price_source}",) if rates.price_source else ()
     return SearchResult(
         model=shape.name,
         cluster=cluster.id,
@@ -121,6 +135,7 @@ def search(
         infeasible=rejected,
         elapsed_s=elapsed,
         top=top,
+        notes=notes,
     )
 
 
