@@ -51,10 +51,11 @@ def test_vectorised_evaluations_per_second(benchmark: Any) -> None:
 def test_full_search(benchmark: Any, model: str, accelerator: str, devices: int, gbs: int) -> None:
     shape, cluster = get_model(model), cluster_of(accelerator, devices)
     started = time.perf_counter()
-    result = benchmark.pedantic(search, args=(shape, cluster), kwargs={"gbs": gbs, "top_k": 10}, rounds=1,
-                                iterations=1)
+    result = benchmark.pedantic(search, args=(shape, cluster), kwargs={"gbs": gbs, "top_k": 10}, rounds=1, iterations=1)
     elapsed = time.perf_counter() - started
     peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     benchmark.extra_info.update({"elapsed_s": elapsed, "evaluated": result.evaluated, "peak_rss_gib": peak_gib})
-    print(f"\n{model} on {devices:,} {accelerator}: {result.candidates:,} candidates, {result.evaluated:,} evaluated "
-          f"in {elapsed:.2f} s; best {result.top[0].estimate.plan.describe()}; peak RSS {peak_gib:.2f} GiB")
+    print(
+        f"\n{model} on {devices:,} {accelerator}: {result.candidates:,} candidates, {result.evaluated:,} evaluated "
+        f"in {elapsed:.2f} s; best {result.top[0].estimate.plan.describe()}; peak RSS {peak_gib:.2f} GiB"
+    )

@@ -7,12 +7,18 @@ scripts share one path and one set of error messages.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from rainier.errors import InputError, field_error
 from rainier.hardware import Cluster, cluster_of, get_cluster
 from rainier.parallel.plan import DegreeUnit, Infeasible, parse_plan
 from rainier.perf.efficiency import Efficiency, EfficiencyTable
 from rainier.perf.result import StepEstimate
 from rainier.perf.step import estimate
+from rainier.search.engine import search
+from rainier.search.result import Objective, SearchResult
+from rainier.search.scaling import SizePoint, parse_counts, scale
+from rainier.search.space import load_space
 from rainier.workload import resolve_model
 
 
@@ -50,3 +56,78 @@ def run_estimate(
         unit = " (NeuronCore degrees)" if parsed.degrees_unit is DegreeUnit.CORE else ""
         raise InputError(f"plan{unit}: {result.reason}")
     return result
+
+
+def run_search(
+    *,
+    model: str,
+    gbs: int,
+    cluster: str | None = None,
+    accelerator: str | None = None,
+    count: int | None = None,
+    seq_len: int | None = None,
+    objective: str = "time",
+    top: int = 10,
+    space: str | None = None,
+    price: float | None = None,
+    efficiency: Efficiency | EfficiencyTable | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> SearchResult:
+    """Every valid plan of a model on a cluster, ranked (``rainier train search``)."""
+    shape = resolve_model(model)
+    target = resolve_cluster(cluster, accelerator, count)
+    return search(
+        shape,
+        target,
+        gbs=gbs,
+        seq_len=seq_len,
+        objective=parse_objective(objective),
+        top_k=top,
+        space=load_space(space) if space else None,
+        efficiency=efficiency,
+        price=_price(price),
+        progress=progress,
+    )
+
+
+def run_scale(
+    *,
+    model: str,
+    accelerator: str,
+    counts: str,
+    gbs: int | None = None,
+    gbs_per_device: float | None = None,
+    seq_len: int | None = None,
+    objective: str = "time",
+    space: str | None = None,
+    price: float | None = None,
+    efficiency: Efficiency | EfficiencyTable | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[SizePoint]:
+    """Best plan at each device count (``rainier train scale``, ``train search --pareto``)."""
+    return scale(
+        resolve_model(model),
+        accelerator,
+        parse_counts(counts),
+        gbs=gbs,
+        gbs_per_device=gbs_per_device,
+        seq_len=seq_len,
+        objective=parse_objective(objective),
+        space=load_space(space) if space else None,
+        efficiency=efficiency,
+        price=_price(price),
+        progress=progress,
+    )
+
+
+def parse_objective(text: str) -> Objective:
+    try:
+        return Objective(text.strip().lower())
+    except ValueError:
+        raise field_error("objective", text, "time, cost or energy") from None
+
+
+def _price(price: float | None) -> float | None:
+    if price is not None and not price > 0:
+        raise field_error("price", price, "a positive price in USD per device-hour")
+    return price

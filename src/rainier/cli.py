@@ -14,13 +14,14 @@ import os
 import shlex
 import shutil
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from rainier import __version__
 
@@ -40,9 +41,11 @@ app = typer.Typer(
 catalog_app = typer.Typer(help="List the cited hardware and model catalog.", no_args_is_help=True)
 model_app = typer.Typer(help="Model shapes: parameters, FLOPs, memory, KV cache.", no_args_is_help=True)
 train_app = typer.Typer(help="Training: step-time estimates.", no_args_is_help=True)
+results_app = typer.Typer(help="Stored sweep results (the DuckDB file of `rainier sweep`).", no_args_is_help=True)
 app.add_typer(catalog_app, name="catalog")
 app.add_typer(model_app, name="model")
 app.add_typer(train_app, name="train")
+app.add_typer(results_app, name="results")
 
 # Piped output keeps a wide layout instead of rich's 80-column default.
 _WIDTH = shutil.get_terminal_size((160, 40)).columns
@@ -58,7 +61,7 @@ def user_errors(func: Callable[P, R]) -> Callable[P, R]:
         try:
             return func(*args, **kwargs)
         except ValueError as exc:  # InputError and config validation errors
-            _err.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False, soft_wrap=True)
+            _err.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True, highlight=False, soft_wrap=True)
             raise typer.Exit(EXIT_BAD_INPUT) from None
         except KeyboardInterrupt:
             _err.print("interrupted")
@@ -171,6 +174,233 @@ def train_estimate(
         emit_json(document)
     else:
         _print_tables(step_tables(document))
+
+
+# --------------------------------------------------------------------------------------------- sweep
+DbOption = Annotated[
+    Path | None, typer.Option("--db", help="Results database, a DuckDB file (default: rainier-results.duckdb).")
+]
+
+
+@contextlib.contextmanager
+def _progress(label: str, quiet: bool) -> Iterator[Callable[[int, int], None] | None]:
+    """A rich progress bar on stderr for a terminal; nothing for --json or pipes."""
+    if quiet or not _err.is_terminal:
+        yield None
+        return
+    from rich.progress import Progress
+
+    with Progress(console=_err, transient=True) as bar:
+        task = bar.add_task(label, total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update
+
+
+ClusterOption = Annotated[str | None, typer.Option("--cluster", help="Named cluster (rainier catalog clusters).")]
+AcceleratorOption = Annotated[
+    str | None, typer.Option("--accelerator", help="Accelerator id, with --count, instead of --cluster.")
+]
+SeqLenOption = Annotated[int | None, typer.Option("--seq-len", min=1, help="Sequence length (default: model's).")]
+ObjectiveOption = Annotated[str, typer.Option("--objective", help="Minimise per token: time, cost or energy.")]
+SpaceOption = Annotated[Path | None, typer.Option("--space", help="YAML file narrowing or widening the plan space.")]
+PriceOption = Annotated[
+    float | None, typer.Option("--price", help="USD per device-hour (default: the catalog's, where public).")
+]
+
+
+@train_app.command("search")
+@user_errors
+def train_search(
+    model: Annotated[str, typer.Option("--model", help="Catalog model name or Hugging Face config.json.")],
+    gbs: Annotated[int, typer.Option("--gbs", help="Global batch in sequences per step.")],
+    cluster: ClusterOption = None,
+    accelerator: AcceleratorOption = None,
+    count: Annotated[
+        str | None,
+        typer.Option("--count", help="Devices (with --accelerator); a range 1024..1048576 or list with --pareto."),
+    ] = None,
+    seq_len: SeqLenOption = None,
+    objective: ObjectiveOption = "time",
+    top: Annotated[int, typer.Option("--top", min=1, help="How many best plans to show.")] = 10,
+    space: SpaceOption = None,
+    price: PriceOption = None,
+    pareto: Annotated[
+        str | None, typer.Option("--pareto", help="time,cost or time,energy: the front over cluster sizes.")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Evaluate every valid parallel plan (vectorised) and rank them; or a Pareto front over cluster sizes."""
+    from rainier import api
+    from rainier.report.search_view import scale_table, search_tables
+    from rainier.search.scaling import pareto_front, parse_count, parse_pareto
+
+    if pareto is not None:
+        axes = parse_pareto(pareto)
+        if accelerator is None or count is None or cluster is not None:
+            raise ValueError("--pareto needs --accelerator and --count (a range like 1024..1048576 or a list)")
+        with _progress("searching cluster sizes", as_json) as progress:
+            points = api.run_scale(
+                model=model,
+                accelerator=accelerator,
+                counts=count,
+                gbs=gbs,
+                seq_len=seq_len,
+                objective=objective,
+                space=str(space) if space else None,
+                price=price,
+                progress=progress,
+            )
+        front = pareto_front(points, axes)
+        rows = [p.to_dict() for p in points]
+        if as_json:
+            emit_json({"pareto": list(axes), "points": rows, "front": front, "front_points": [rows[i] for i in front]})
+        else:
+            _out.print(scale_table(f"Pareto front of {axes[0]} vs {axes[1]} per token (* = on the front)", rows, front))
+        return
+    devices = parse_count(count, "count") if count is not None else None
+    with _progress("evaluating plans", as_json) as progress:
+        result = api.run_search(
+            model=model,
+            gbs=gbs,
+            cluster=cluster,
+            accelerator=accelerator,
+            count=devices,
+            seq_len=seq_len,
+            objective=objective,
+            top=top,
+            space=str(space) if space else None,
+            price=price,
+            progress=progress,
+        )
+    if as_json:
+        emit_json(result.to_dict())
+    else:
+        _print_tables(search_tables(result.to_dict()))
+
+
+@train_app.command("scale")
+@user_errors
+def train_scale(
+    model: Annotated[str, typer.Option("--model", help="Catalog model name or Hugging Face config.json.")],
+    accelerator: Annotated[str, typer.Option("--accelerator", help="Accelerator id.")],
+    counts: Annotated[str, typer.Option("--counts", help="Device counts: 1k,4k,1M or a range 1024..1048576.")],
+    gbs_per_device: Annotated[
+        float | None, typer.Option("--gbs-per-device", help="Weak scaling: sequences per device per step.")
+    ] = None,
+    gbs: Annotated[int | None, typer.Option("--gbs", help="Strong scaling: fixed global batch (sequences).")] = None,
+    seq_len: SeqLenOption = None,
+    objective: ObjectiveOption = "time",
+    space: SpaceOption = None,
+    price: PriceOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Best plan, step time and MFU at each cluster size (a scaling curve)."""
+    from rainier import api
+    from rainier.report.search_view import scale_table
+
+    with _progress("searching cluster sizes", as_json) as progress:
+        points = api.run_scale(
+            model=model,
+            accelerator=accelerator,
+            counts=counts,
+            gbs=gbs,
+            gbs_per_device=gbs_per_device,
+            seq_len=seq_len,
+            objective=objective,
+            space=str(space) if space else None,
+            price=price,
+            progress=progress,
+        )
+    rows = [p.to_dict() for p in points]
+    if as_json:
+        emit_json({"points": rows})
+    else:
+        _out.print(scale_table(f"scaling of {model} on {accelerator}", rows))
+
+
+@app.command("sweep")
+@user_errors
+def sweep(
+    spec: Annotated[
+        Path,
+        typer.Argument(help="Sweep file (YAML): models, clusters, gbs; optional seq_len, objective, top."),
+    ],
+    db: DbOption = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Skip the cells already stored in --db and run the rest.")
+    ] = False,
+    ray: Annotated[
+        str | None,
+        typer.Option(
+            "--ray",
+            help="Run the cells as Ray tasks on an existing Ray cluster: auto or ADDRESS "
+            "(needs the ray extra: pip install 'rainier\\[ray]').",
+        ),
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option("--workers", min=1, help="Local worker processes (default: every core).")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Search every cell of a grid of models x clusters x batch sizes; each result is stored as it finishes."""
+    from rainier.errors import InputError
+    from rainier.report.sweep_view import SweepLog, SweepProgressBar, results_table
+    from rainier.search.runner import SweepObserver, run_sweep
+    from rainier.search.store import DEFAULT_DB, read_rows
+    from rainier.search.sweep import load_sweep_spec
+
+    if ray is not None and workers is not None:
+        raise InputError("give --workers (local processes) or --ray (Ray schedules the cells), not both")
+    parsed = load_sweep_spec(spec)
+    path = db if db is not None else DEFAULT_DB
+    observer: SweepObserver | None = None
+    display: contextlib.AbstractContextManager[object] = contextlib.nullcontext()
+    if not as_json and _err.is_terminal:
+        observer = bar = SweepProgressBar(_err)
+        display = bar
+    elif not as_json:
+        observer = SweepLog(_err)
+    with display:
+        summary = run_sweep(parsed, db=path, resume=resume, workers=workers, ray_address=ray, observer=observer)
+    if as_json:
+        emit_json(summary.to_dict())
+        return
+    rows = read_rows(path, {cell.cell_id for cell in parsed.cells()})
+    _out.print(results_table(rows, title=f"sweep {spec.name}: best plan per cell ({parsed.objective.value})"))
+    _out.print(
+        f"{summary.done} ok, {summary.failed} failed, {summary.skipped_existing} already stored; "
+        f"{len(rows)} rows in {path}",
+        highlight=False,
+    )
+
+
+@results_app.command("export")
+@user_errors
+def results_export(
+    out: Annotated[Path, typer.Option("-o", "--out", help="File to write (one row per cell).")],
+    file_format: Annotated[
+        str | None, typer.Option("--format", help="csv or parquet (default: from the -o suffix).")
+    ] = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Write every stored sweep row (inputs, status, best plan, metrics, full search JSON) to CSV or Parquet."""
+    from rainier.errors import field_error
+    from rainier.search.store import DEFAULT_DB, ExportFormat, export_results
+
+    text = file_format if file_format is not None else out.suffix.lstrip(".").lower()
+    allowed = tuple(f.value for f in ExportFormat)
+    if text not in allowed:
+        raise field_error("format", text, f"one of {', '.join(allowed)} (or an -o name ending .csv or .parquet)")
+    path = db if db is not None else DEFAULT_DB
+    count = export_results(path, out, ExportFormat(text))
+    if as_json:
+        emit_json({"db": path, "out": out, "format": text, "rows": count})
+    else:
+        _out.print(f"wrote {count} rows from {path} to {out} ({text})", highlight=False)
 
 
 # --------------------------------------------------------------------------------------------- catalog

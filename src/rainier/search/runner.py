@@ -24,9 +24,10 @@ import json
 import logging
 import multiprocessing
 import os
+import socket
 import threading
 import time
-from collections.abc import Callable, Generator, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -95,8 +96,11 @@ def run_sweep(
     if workers is not None and workers < 1:
         raise InputError(f"workers={workers!r} is invalid: a positive number of processes")
     cells = spec.cells()
-    ray = _import_ray() if ray_address is not None else None  # before touching the db: fail fast
-    with open_store(db) as store:
+    # Ray first: a missing extra or an unreachable cluster fails before the database file is created.
+    with (
+        _ray_session(ray_address) if ray_address is not None else contextlib.nullcontext() as ray,
+        open_store(db) as store,
+    ):
         stored = store.stored_ids(c.cell_id for c in cells)
         if stored and not resume:
             raise InputError(
@@ -107,8 +111,8 @@ def run_sweep(
         if observer is not None:
             observer.started(to_run=len(todo), skipped=len(cells) - len(todo))
         counts = {CellStatus.OK: 0, CellStatus.ERROR: 0}
-        if ray is not None and ray_address is not None:
-            results = _ray_results(ray, todo, ray_address, search_fn)
+        if ray is not None:
+            results = _ray_results(ray, todo, search_fn)
         else:
             results = _local_results(todo, workers or os.cpu_count() or 1, search_fn)
         with contextlib.closing(results):  # stops the pool or the Ray tasks if storing fails or on Ctrl-C
@@ -135,11 +139,11 @@ def run_cell(cell: SweepCell, search_fn: SearchFn | None = None) -> CellRecord:
     """Resolve the cell's names, search, and turn the outcome (result or exception) into a row; never raises."""
     started = _utc_now()
     clock = time.perf_counter()
-    delay_s = float(os.environ.get(CELL_DELAY_ENV, "0") or 0)
-    if delay_s > 0:
-        time.sleep(delay_s)
     cluster: Cluster | None = None
     try:
+        delay_s = float(os.environ.get(CELL_DELAY_ENV, "0") or 0)
+        if delay_s > 0:
+            time.sleep(delay_s)
         shape = resolve_model(cell.model)
         cluster = _resolve_cluster(cell)
         if search_fn is None:
@@ -152,11 +156,9 @@ def run_cell(cell: SweepCell, search_fn: SearchFn | None = None) -> CellRecord:
         outcome = _from_result(result)
     except Exception as exc:  # a failing cell is data, not a crash: the sweep goes on
         outcome = {"status": CellStatus.ERROR, "error": _one_line(exc)}
-    inputs = cell.inputs()
-    inputs["objective"] = cell.objective.value
     row: dict[str, Any] = {
         "cell_id": cell.cell_id,
-        **inputs,
+        **cell.inputs(),
         "status": CellStatus.OK,
         "error": None,
         "num_devices": cluster.num_devices if cluster is not None else None,
@@ -271,45 +273,57 @@ def _exit_with_parent(parent_pid: int) -> None:
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def _import_ray() -> Any:
+RAY_CONNECT_TIMEOUT_S = 5.0  # ray.init retries an unreachable address for minutes; probe it first
+
+
+@contextlib.contextmanager
+def _ray_session(address: str) -> Iterator[Any]:
+    """The ``ray`` module, connected to the cluster at ``address`` while the block runs.
+
+    A Ray session already open in this process (``ray.init`` by the caller, as the tests do) is used as is and
+    left open; one opened here is shut down on exit.
+    """
     try:
         import ray
     except ImportError:
         raise InputError("--ray needs Ray, an optional extra: pip install 'rainier[ray]'") from None
-    return ray
-
-
-def _ray_results(
-    ray: Any, cells: list[SweepCell], address: str, search_fn: SearchFn | None
-) -> Generator[CellRecord, None, None]:
-    """Records in completion order from Ray tasks (one CPU each) on the cluster at ``address``.
-
-    A Ray session already open in this process (``ray.init`` by the caller, as the tests do) is used as is.
-    """
-    if not cells:
+    if ray.is_initialized():
+        yield ray
         return
-    started_here = False
-    if not ray.is_initialized():
-        try:
-            ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
-        except Exception as exc:  # ConnectionError, RuntimeError, ValueError depending on what is wrong
-            raise InputError(f"--ray {address}: cannot connect to a Ray cluster: {_one_line(exc)}") from None
-        started_here = True
+    _probe(address)
+    try:
+        ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
+    except Exception as exc:  # ConnectionError, RuntimeError, ValueError depending on what is wrong
+        raise InputError(f"--ray {address}: cannot connect to a Ray cluster: {_one_line(exc)}") from None
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
+
+
+def _probe(address: str) -> None:
+    """Fail fast on a ``[ray://]host:port`` nobody listens on (``auto`` is left to Ray)."""
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host, int(port)), timeout=RAY_CONNECT_TIMEOUT_S).close()
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise InputError(f"--ray {address}: cannot connect to a Ray cluster: {reason}") from None
+
+
+def _ray_results(ray: Any, cells: list[SweepCell], search_fn: SearchFn | None) -> Generator[CellRecord, None, None]:
+    """Records in completion order from Ray tasks (one CPU each); queued tasks are cancelled on early exit."""
     task = ray.remote(num_cpus=1)(run_cell)
     pending = [task.remote(cell, search_fn) for cell in cells]
     try:
         while pending:
             ready, pending = ray.wait(pending, num_returns=1)
-            yield from _ray_get(ray, ready)
+            for ref in ready:
+                record = ray.get(ref)
+                assert isinstance(record, CellRecord)
+                yield record
     finally:
         for ref in pending:  # only after an error or Ctrl-C
             ray.cancel(ref)
-        if started_here:
-            ray.shutdown()
-
-
-def _ray_get(ray: Any, refs: Iterable[Any]) -> Iterator[CellRecord]:
-    for ref in refs:
-        record = ray.get(ref)
-        assert isinstance(record, CellRecord)
-        yield record

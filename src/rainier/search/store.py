@@ -168,10 +168,11 @@ def open_store(path: Path | str = DEFAULT_DB) -> Iterator[ResultStore]:
         db.close()
 
 
-def read_rows(path: Path | str) -> list[dict[str, Any]]:
-    """Every stored row of a database, opened read-only."""
+def read_rows(path: Path | str, cell_ids: Iterable[str] | None = None) -> list[dict[str, Any]]:
+    """The stored rows of a database (only ``cell_ids`` when given), opened read-only."""
+    wanted = None if cell_ids is None else set(cell_ids)
     with _read_only(Path(path)) as db:
-        return _rows(db)
+        return [row for row in _rows(db) if wanted is None or row["cell_id"] in wanted]
 
 
 def export_results(path: Path | str, out: Path | str, fmt: ExportFormat) -> int:

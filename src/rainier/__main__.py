@@ -1,0 +1,6 @@
+"""``python -m rainier``: the same as the ``rainier`` command."""
+
+from rainier.cli import main
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,106 @@
+"""Tables for ``rainier train search`` and ``rainier train scale``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from rich.table import Table
+
+from rainier.report import format as fmt
+
+PLAN_KEYS = ("tp", "pp", "dp", "cp", "ep", "vpp", "mbs", "zero", "recompute", "precision", "schedule")
+
+
+def _plan(plan: dict[str, Any]) -> str:
+    defaults = {"cp": 1, "ep": 1, "vpp": 1, "schedule": "1f1b", "precision": "bf16"}
+    parts = [f"{k}={plan[k]}" for k in PLAN_KEYS if k in plan and defaults.get(k) != plan[k]]
+    if plan.get("sp"):
+        parts.append("sp")
+    return ",".join(parts)
+
+
+def search_tables(doc: dict[str, Any]) -> list[Table]:
+    """Summary, top plans with their breakdowns, and rejection counts, from ``SearchResult.to_dict()``."""
+    head = Table(
+        title=f"plan search: {doc['model']} on {doc['cluster']} ({doc['num_devices']:,} devices), "
+        f"gbs {doc['gbs']:,} x {doc['seq_len']:,} tokens",
+        show_header=False,
+        title_justify="left",
+    )
+    head.add_column("quantity", style="bold")
+    head.add_column("value")
+    head.add_row("candidates", f"{doc['candidates']:,} enumerated, {doc['evaluated']:,} timed by the cost model")
+    head.add_row("speed", f"{doc['plans_per_s']:,.0f} plans/s ({doc['elapsed_s']:.2f} s)")
+    rejected = ", ".join(f"{k}: {v:,}" for k, v in sorted(doc["infeasible"].items())) or "none"
+    head.add_row("infeasible", rejected)
+    head.add_row("objective", doc["objective"])
+    for note in doc.get("notes", []):
+        head.add_row("note", note)
+
+    top = Table(title="best plans (parts of the step in seconds)", title_justify="left")
+    for column in (
+        "#",
+        "plan",
+        "step s",
+        "tokens/s/dev",
+        "MFU",
+        "mem GiB",
+        "compute",
+        "recomp",
+        "tp",
+        "cp",
+        "ep",
+        "dp exp",
+        "pp",
+        "bubble",
+        "$/M tok",
+    ):
+        top.add_column(column, justify="left" if column == "plan" else "right")
+    for rank, row in enumerate(doc["top"], start=1):
+        b = row["breakdown_s"]
+        dollars = row["objective"]["dollars_per_million_tokens"]
+        top.add_row(
+            str(rank),
+            _plan(row["plan"]),
+            f"{row['step_time_s']:.4g}",
+            f"{row['tokens_per_s_per_device']:,.0f}",
+            f"{row['mfu']:.1%}",
+            f"{row['memory_bytes']['total'] / 2**30:.1f}",
+            f"{b['compute']:.3g}",
+            f"{b['recompute']:.3g}",
+            f"{b['tp_comm']:.3g}",
+            f"{b['cp_comm']:.3g}",
+            f"{b['ep_comm']:.3g}",
+            f"{b['dp_comm_exposed']:.3g}",
+            f"{b['pp_comm']:.3g}",
+            f"{b['pipeline_bubble']:.3g}",
+            "—" if dollars is None else f"{dollars:.3g}",
+        )
+    return [head, top]
+
+
+def scale_table(title: str, points: Sequence[dict[str, Any]], front: Sequence[int] | None = None) -> Table:
+    """One row per cluster size: best plan, step time, throughput, MFU, cost and energy per token."""
+    table = Table(title=title, title_justify="left")
+    for column in ("devices", "gbs", "best plan", "step s", "tokens/s", "MFU", "$/M tokens", "J/token", "front"):
+        table.add_column(column, justify="left" if column in ("best plan", "front") else "right")
+    on_front = set(front or ())
+    for i, p in enumerate(points):
+        if "error" in p:
+            table.add_row(f"{p['num_devices']:,}", f"{p['gbs']:,}", f"[red]{p['error']}[/]", "", "", "", "", "", "")
+            continue
+        dollars = p["dollars_per_million_tokens"]
+        joules = p["joules_per_token"]
+        table.add_row(
+            f"{p['num_devices']:,}",
+            f"{p['gbs']:,}",
+            _plan(p["plan"]),
+            f"{p['step_time_s']:.4g}",
+            fmt.count(p["tokens_per_s"]),
+            f"{p['mfu']:.1%}",
+            "—" if dollars is None else f"{dollars:.3g}",
+            "—" if joules is None else f"{joules:.3g}",
+            "*" if i in on_front else "",
+        )
+    return table
