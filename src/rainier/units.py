@@ -72,6 +72,16 @@ def gbit_per_s(value: float) -> float:
     return value * GIGA / BITS_PER_BYTE
 
 
+def tbit_per_s(value: float) -> float:
+    """Terabits per second -> bytes per second."""
+    return value * TERA / BITS_PER_BYTE
+
+
+def ms(value: float) -> float:
+    """Milliseconds -> seconds."""
+    return value * 1e-3
+
+
 def us(value: float) -> float:
     """Microseconds to seconds."""
     return value * MICROSECOND

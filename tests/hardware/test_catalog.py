@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Callable
 from typing import Any
@@ -223,7 +224,11 @@ def test_rainier_500k() -> None:
     assert rainier.num_servers == 7812 * 4
     assert sum(site.num_systems for site in rainier.sites) == 7812
     assert rainier.pue == pytest.approx(1.14)
-    assert rainier.network_tiers[-1].devices_per_group == rainier.num_devices
+    # the network tiers describe one site; the sites are joined by WAN links forming a connected graph
+    assert rainier.network_tiers[-1].devices_per_group == 3906 * 64
+    assert {frozenset((w.site_a, w.site_b)) for w in rainier.wan_links} == {
+        frozenset(pair) for pair in itertools.combinations([s.name for s in rainier.sites], 2)
+    }
     assert get_cluster("rainier-trn2-1m").num_devices == 1_000_000
 
 

@@ -157,6 +157,10 @@ class Fields:
     def has(self, key: str) -> bool:
         return key in self._data and self._data[key] is not None
 
+    def peek(self, key: str) -> Any:
+        """The raw value of ``key`` without reading it (to choose how to read a field of several forms)."""
+        return self._data.get(key)
+
     def _take(self, key: str, required: bool) -> Any:
         self._consumed.add(key)
         value = self._data.get(key)

@@ -10,7 +10,7 @@ figures whose direction the vendor leaves unstated (NeuronLink) are halved.
 """
 
 from rainier.hardware.accelerator import Accelerator, Family, Vendor
-from rainier.hardware.cluster import Cluster, NetworkTier, Site
+from rainier.hardware.cluster import Cluster, NetworkTier, Site, WanLink
 from rainier.hardware.fabric import BandwidthScope, Direction, Fabric, FabricKind, per_direction
 from rainier.hardware.registry import (
     accelerators,
@@ -21,10 +21,12 @@ from rainier.hardware.registry import (
     get_cluster,
     get_fabric,
     get_system,
+    largest_system_for_accelerator,
     load_accelerators,
     load_clusters,
     load_fabrics,
     load_systems,
+    resize_cluster,
     system_for_accelerator,
     systems,
 )
@@ -44,6 +46,7 @@ __all__ = [
     "Topology",
     "TopologyAxis",
     "Vendor",
+    "WanLink",
     "accelerators",
     "cluster_of",
     "clusters",
@@ -52,11 +55,13 @@ __all__ = [
     "get_cluster",
     "get_fabric",
     "get_system",
+    "largest_system_for_accelerator",
     "load_accelerators",
     "load_clusters",
     "load_fabrics",
     "load_systems",
     "per_direction",
+    "resize_cluster",
     "system_for_accelerator",
     "systems",
 ]

@@ -17,7 +17,7 @@ from rainier import units
 from rainier.catalog import Fields, Registry
 from rainier.hardware._fields import Converter, construct, list_fields, lookup, one_of, optional_lookup
 from rainier.hardware.accelerator import Accelerator, Family, Vendor
-from rainier.hardware.cluster import Cluster, NetworkTier, Site
+from rainier.hardware.cluster import Cluster, NetworkTier, Site, WanLink
 from rainier.hardware.fabric import BandwidthScope, Direction, Fabric, FabricKind, per_direction
 from rainier.hardware.system import System, Topology, TopologyAxis
 from rainier.precision import Precision
@@ -133,6 +133,7 @@ def system_builder(accelerators: Registry[Accelerator], fabrics: Registry[Fabric
             scale_out=optional_lookup(fields, "scale_out", fabrics),
             nic_bw_bytes_per_s_per_device=one_of(fields, nic_per_device, required=False),
             power_w=None if power_kw is None else power_kw * units.KILO,
+            devices_per_rack=fields.integer("devices_per_rack", required=False, default=0) or None,
             price_usd_per_hour=fields.optional_number("price_usd_per_hour"),
             price_note=fields.string("price_note", required=False),
             default_for_accelerator=is_default,
@@ -225,6 +226,7 @@ def cluster_builder(systems: Registry[System]) -> Callable[[Fields], Cluster]:
         num_devices = num_systems * system.num_devices
         tiers = list_fields(fields, "network_tiers", required=False)
         sites = list_fields(fields, "sites", required=False)
+        wan_links = list_fields(fields, "wan_links", required=False)
         cluster = construct(
             fields,
             Cluster,
@@ -237,6 +239,7 @@ def cluster_builder(systems: Registry[System]) -> Callable[[Fields], Cluster]:
                 _build_tier(item, system, num_devices, last=i == len(tiers) - 1) for i, item in enumerate(tiers)
             ),
             sites=tuple(_build_site(item) for item in sites) or (Site(name=SINGLE_SITE, num_systems=num_systems),),
+            wan_links=tuple(_build_wan_link(item) for item in wan_links),
             pue=pue,
             power_w_per_device_all_in=power_w,
             price_usd_per_device_hour=fields.optional_number("price_usd_per_device_hour"),
@@ -320,3 +323,21 @@ def _build_site(item: Fields) -> Site:
     )
     item.finish()
     return site
+
+
+def _build_wan_link(item: Fields) -> WanLink:
+    ends = item.items("sites")
+    if len(ends) != 2 or not all(isinstance(e, str) and e for e in ends):
+        raise item.error(f"sites={ends!r} is invalid: a list of two site names")
+    link = construct(
+        item,
+        WanLink,
+        site_a=ends[0],
+        site_b=ends[1],
+        bw_bytes_per_s=units.tbit_per_s(item.number("tbit_per_s")),
+        latency_s=units.ms(item.number("latency_ms")),
+        sources=dict(item.source_map),
+        estimated=item.estimated,
+    )
+    item.finish()
+    return link

@@ -90,6 +90,67 @@ class Site:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class WanLink:
+    """A wide-area link between two sites: bandwidth per direction (all fibres together) and one-way latency."""
+
+    site_a: str
+    site_b: str
+    bw_bytes_per_s: float
+    latency_s: float
+    sources: Mapping[str, str] = field(default_factory=FrozenMap)
+    estimated: frozenset[str] = frozenset()
+
+    def __post_init__(self) -> None:
+        check_text("site_a", self.site_a)
+        check_text("site_b", self.site_b)
+        if self.site_a == self.site_b:
+            raise field_error("wan_links.sites", [self.site_a, self.site_b], "two different sites")
+        check_positive("bw_bytes_per_s", self.bw_bytes_per_s)
+        check_positive("latency_s", self.latency_s)
+        object.__setattr__(self, "sources", check_sources("sources", self.sources))
+        object.__setattr__(self, "estimated", frozenset(self.estimated))
+
+    @property
+    def pair(self) -> frozenset[str]:
+        return frozenset((self.site_a, self.site_b))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "sites": [self.site_a, self.site_b],
+            "bw_bytes_per_s": self.bw_bytes_per_s,
+            "latency_s": self.latency_s,
+            "sources": jsonable(self.sources),
+            "estimated": jsonable(self.estimated),
+        }
+
+
+def _check_site_graph(sites: tuple[Site, ...], links: tuple[WanLink, ...]) -> None:
+    """WAN links must join named sites, once per pair, into one connected graph."""
+    names = [s.name for s in sites]
+    seen: set[frozenset[str]] = set()
+    for link in links:
+        for end in (link.site_a, link.site_b):
+            if end not in names:
+                raise field_error("wan_links.sites", end, f"a site of this cluster ({', '.join(names)})")
+        if link.pair in seen:
+            raise field_error("wan_links.sites", sorted(link.pair), "one link per pair of sites")
+        seen.add(link.pair)
+    reached = {names[0]}
+    frontier = [names[0]]
+    while frontier:
+        here = frontier.pop()
+        for link in links:
+            if here in link.pair:
+                (other,) = link.pair - {here}
+                if other not in reached:
+                    reached.add(other)
+                    frontier.append(other)
+    missing = [n for n in names if n not in reached]
+    if missing:
+        raise field_error("wan_links", ", ".join(missing), f"a connected site graph: no WAN path from {names[0]}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Cluster:
     """``num_systems`` copies of ``system`` holding ``num_devices`` devices, their network, sites and power.
 
@@ -106,6 +167,7 @@ class Cluster:
     num_devices: int
     network_tiers: tuple[NetworkTier, ...] = ()
     sites: tuple[Site, ...] = ()
+    wan_links: tuple[WanLink, ...] = ()
     pue: float | None = None
     power_w_per_device_all_in: float | None = None
     price_usd_per_device_hour: float | None = None
@@ -137,6 +199,11 @@ class Cluster:
         if self.sites and sum(s.num_systems for s in self.sites) != self.num_systems:
             split = {s.name: s.num_systems for s in self.sites}
             raise field_error("sites", split, f"site sizes must add up to num_systems={self.num_systems}")
+        object.__setattr__(self, "wan_links", tuple(self.wan_links))
+        if self.wan_links:
+            if len(self.sites) < 2:
+                raise field_error("wan_links", len(self.wan_links), "WAN links need a cluster of two or more sites")
+            _check_site_graph(self.sites, self.wan_links)
         if self.pue is not None:
             check_at_least("pue", self.pue, 1.0)
         check_optional_positive("power_w_per_device_all_in", self.power_w_per_device_all_in)
@@ -208,6 +275,7 @@ class Cluster:
             "num_servers": self.num_servers,
             "network_tiers": [t.to_dict() for t in self.network_tiers],
             "sites": [s.to_dict() for s in self.sites],
+            "wan_links": [link.to_dict() for link in self.wan_links],
             "pue": self.pue,
             "power_w_per_device_all_in": self.power_w_per_device_all_in,
             "it_power_w": self.it_power_w,

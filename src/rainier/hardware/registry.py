@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 from pathlib import Path
 
 from rainier.catalog import CatalogError, Registry, catalog_file, load_entries
@@ -109,14 +110,55 @@ def system_for_accelerator(accelerator_id: str) -> System:
     return next(s for s in systems() if s.default_for_accelerator and s.accelerator.id == accelerator.id)
 
 
-def cluster_of(accelerator_id: str, count: int) -> Cluster:
-    """An ad-hoc cluster of ``count`` devices built from the accelerator's default system.
+def largest_system_for_accelerator(accelerator_id: str) -> System:
+    """The accelerator's system with the largest scale-up domain (ties: the default system, then catalog order).
+
+    A fleet of Trainium2 is built from Trn2 UltraServers, of GB200 from NVL72 racks: the unit of a large cluster.
+    """
+    accelerator = get_accelerator(accelerator_id)
+    candidates = [s for s in systems() if s.accelerator.id == accelerator.id]
+    return max(candidates, key=lambda s: (s.num_devices, s.default_for_accelerator))
+
+
+_RESIZED = re.compile(r"-x\d+$")  # the size suffix of an ad-hoc or resized cluster's id
+
+
+def resize_cluster(cluster: Cluster, num_systems: int) -> Cluster:
+    """``cluster`` cut (or grown) to ``num_systems`` of its systems on one site, keeping network, power and price.
+
+    Network tiers at or above the new size are dropped (the top of what is left spans the whole); several sites
+    and their WAN links become one site, since a deadline search or a per-site estimate wants one building block.
+    """
+    check_count("num_systems", num_systems)
+    if num_systems == cluster.num_systems and cluster.num_devices == num_systems * cluster.system.num_devices:
+        return cluster
+    devices = num_systems * cluster.system.num_devices
+    return Cluster(
+        id=f"{_RESIZED.sub('', cluster.id)}-x{devices}",
+        name=f"{cluster.name}, {devices} devices",
+        system=cluster.system,
+        num_systems=num_systems,
+        num_devices=devices,
+        network_tiers=tuple(t for t in cluster.network_tiers if t.devices_per_group < devices),
+        sites=(Site(name=SINGLE_SITE, num_systems=num_systems),),
+        pue=cluster.pue,
+        power_w_per_device_all_in=cluster.power_w_per_device_all_in,
+        price_usd_per_device_hour=cluster.price_usd_per_device_hour,
+        price_note=cluster.price_note,
+        notes=f"{num_systems} of the {cluster.num_systems} systems of {cluster.id}, on one site",
+        sources=cluster.sources,
+        estimated=cluster.estimated,
+    )
+
+
+def cluster_of(accelerator_id: str, count: int, *, system: System | None = None) -> Cluster:
+    """An ad-hoc cluster of ``count`` devices built from ``system`` (default: the accelerator's default system).
 
     Uses as many systems as needed (the last one possibly partly filled), one site, a flat non-blocking
     scale-out network, and no power or price beyond the system's own.
     """
     check_count("count", count)
-    system = system_for_accelerator(accelerator_id)
+    system = system or system_for_accelerator(accelerator_id)
     num_systems = math.ceil(count / system.num_devices)
     return Cluster(
         id=f"{system.accelerator.id}-x{count}",

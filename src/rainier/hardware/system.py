@@ -118,6 +118,7 @@ class System:
     scale_out: Fabric | None = None
     nic_bw_bytes_per_s_per_device: float | None = None
     power_w: float | None = None
+    devices_per_rack: int | None = None
     price_usd_per_hour: float | None = None
     price_note: str = ""
     default_for_accelerator: bool = False
@@ -153,6 +154,8 @@ class System:
                 "give both a scale-out fabric and a NIC bandwidth, or neither",
             )
         check_optional_positive("power_w", self.power_w)
+        if self.devices_per_rack is not None:
+            check_count("devices_per_rack", self.devices_per_rack)
         check_optional_positive("price_usd_per_hour", self.price_usd_per_hour)
         if self.price_usd_per_hour is not None:
             check_text("price_note", self.price_note)
@@ -223,6 +226,7 @@ class System:
             "scale_out": None if self.scale_out is None else self.scale_out.id,
             "nic_bw_bytes_per_s_per_device": self.nic_bw_bytes_per_s_per_device,
             "power_w": self.power_w,
+            "devices_per_rack": self.devices_per_rack,
             "price_usd_per_hour": self.price_usd_per_hour,
             "price_note": self.price_note,
             "default_for_accelerator": self.default_for_accelerator,

@@ -116,6 +116,11 @@ def estimate_from_batch(
     model_flops = float(batch.model_flops_per_step[i])
     hardware_flops = float(batch.hardware_flops_per_step[i])
     warnings = tuple(a.warning for a in placement if a.warning)
+    if cluster.wan_links:
+        warnings += (
+            f"{cluster.id} spans {len(cluster.sites)} sites: this step treats them as one network; "
+            "`rainier fleet sites` adds the WAN",
+        )
     if not memory.fits:
         warnings += (
             f"does not fit: {memory.total / 2**30:.1f} GiB needed per rank > {memory.capacity / 2**30:.1f} GiB",

@@ -44,8 +44,9 @@ class Rates:
         if price is not None:
             return cls(usd_per_device_hour=price, watts_per_device=power, price_source="--price")
         if cluster.device_price_usd_per_hour is not None:
+            source = cluster.id if cluster.price_usd_per_device_hour is not None else cluster.system.id
             return cls(
-                usd_per_device_hour=cluster.device_price_usd_per_hour, watts_per_device=power, price_source=cluster.id
+                usd_per_device_hour=cluster.device_price_usd_per_hour, watts_per_device=power, price_source=source
             )
         priced = sorted(
             (s.price_usd_per_device_hour, s.id)
@@ -79,9 +80,11 @@ def search(
     efficiency: Efficiency | EfficiencyTable | None = None,
     price: float | None = None,
     progress: Callable[[int, int], None] | None = None,
+    round_gbs: bool = False,
 ) -> SearchResult:
     """Every valid plan of ``shape`` on all of ``cluster`` at global batch ``gbs`` sequences, ranked.
 
+    With ``round_gbs``, ``gbs`` is a target each plan rounds up to a batch it can run (see ``enumerate_plans``).
     Raises ``InputError`` when no plan is feasible, naming the binding constraint.
     """
     check_gbs(gbs)
@@ -95,7 +98,7 @@ def search(
     started = time.perf_counter()
     eff, _ = resolve_efficiency(cluster, efficiency)
     ctx = step_context(shape, cluster, eff, DegreeUnit.DEVICE)
-    found = enumerate_plans(shape, cluster, gbs, space)
+    found = enumerate_plans(shape, cluster, gbs, space, round_gbs=round_gbs)
     cols = found.valid
     model_flops, hardware_flops = flops_per_token_table(shape)
     steps = np.empty(len(cols))
@@ -114,14 +117,14 @@ def search(
     rejected = dict(found.rejected)
     if (~fits).any():
         rejected[InfeasibleKind.MEMORY.value] = int((~fits).sum())
-    tokens = gbs * shape.seq_len
+    tokens = cols.gbs * shape.seq_len
     seconds_per_token = steps / tokens
     score = seconds_per_token  # the three objectives order one cluster's plans alike (module docstring)
     feasible = np.flatnonzero(fits)
     if len(feasible) == 0:
         raise InputError(_binding_constraint(found.reasons, rejected, memory, capacity, len(cols)))
     order = feasible[np.argsort(score[feasible], kind="stable")][:top_k]
-    top = tuple(_ranked(shape, cols.plan_at(int(i)), cluster, eff, rates, tokens) for i in order)
+    top = tuple(_ranked(shape, cols.plan_at(int(i)), cluster, eff, rates, int(tokens[i])) for i in order)
     notes = (f"price per device-hour from {rates.price_source}",) if rates.price_source else ()
     return SearchResult(
         model=shape.name,

@@ -73,8 +73,15 @@ class Enumeration:
     reasons: dict[str, str]  # one example sentence per rejection kind
 
 
-def enumerate_plans(shape: TransformerShape, cluster: Cluster, gbs: int, space: SearchSpace) -> Enumeration:
-    """Every combination of the space's values, with the invalid ones counted by reason and removed."""
+def enumerate_plans(
+    shape: TransformerShape, cluster: Cluster, gbs: int, space: SearchSpace, *, round_gbs: bool = False
+) -> Enumeration:
+    """Every combination of the space's values, with the invalid ones counted by reason and removed.
+
+    With ``round_gbs`` the global batch is a target: each plan takes the smallest multiple of its
+    ``dp * mbs`` (times ``pp`` when interleaved) at or above ``gbs``, and plans that would need more than twice
+    the target are rejected.
+    """
     devices = cluster.num_devices
     experts = shape.moe.num_experts if shape.moe is not None else 1
     tp_values = list(space.tp) if space.tp is not None else _powers_of_two(min(space.max_tp, devices))
@@ -133,13 +140,22 @@ def enumerate_plans(shape: TransformerShape, cluster: Cluster, gbs: int, space: 
     # One schedule per plan shape: interleaving exactly when vpp > 1; other pipeline schedules only with vpp = 1.
     reject((vpp > 1) != interleaved, InfeasibleKind.DIVISIBILITY, "interleaving needs vpp > 1 and vice versa")
     reject((pp == 1) & pipelined_schedule, InfeasibleKind.DIVISIBILITY, "pipeline schedules need pp > 1")
-    reject(gbs % np.maximum(dp * mbs, 1) != 0, InfeasibleKind.DIVISIBILITY, f"gbs {gbs} must divide by dp*mbs")
-    micro_batches = gbs // np.maximum(dp * mbs, 1)
-    reject(
-        interleaved & (micro_batches % pp != 0),
-        InfeasibleKind.DIVISIBILITY,
-        "the interleaved schedule needs micro-batches divisible by pp",
-    )
+    batch_unit = np.maximum(dp * mbs, 1) * np.where(interleaved, pp, 1)
+    if round_gbs:
+        plan_gbs = -(-gbs // batch_unit) * batch_unit
+        reject(
+            plan_gbs > 2 * gbs,
+            InfeasibleKind.DIVISIBILITY,
+            f"dp*mbs (x pp when interleaved) exceeds the batch target of {gbs} sequences",
+        )
+    else:
+        plan_gbs = np.full(total, gbs, dtype=np.int64)
+        reject(gbs % np.maximum(dp * mbs, 1) != 0, InfeasibleKind.DIVISIBILITY, f"gbs {gbs} must divide by dp*mbs")
+        reject(
+            interleaved & (gbs % batch_unit != 0),
+            InfeasibleKind.DIVISIBILITY,
+            "the interleaved schedule needs micro-batches divisible by pp",
+        )
     reject(experts % ep != 0, InfeasibleKind.DIVISIBILITY, f"experts {experts} must divide by ep")
     reject((dp * cp) % ep != 0, InfeasibleKind.DIVISIBILITY, "ep must divide dp*cp")
     if space.tp_within_scale_up:
@@ -162,7 +178,7 @@ def enumerate_plans(shape: TransformerShape, cluster: Cluster, gbs: int, space: 
         ep=ep[index],
         vpp=vpp[index],
         mbs=mbs[index],
-        gbs=np.full(len(index), gbs, dtype=np.int64),
+        gbs=plan_gbs[index].astype(np.int64),
         sp=tp[index] > 1,
         zero=zero[index],
         recompute=recompute[index],

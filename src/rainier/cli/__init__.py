@@ -557,5 +557,10 @@ def main() -> None:
         sys.exit(EXIT_INTERNAL)
 
 
+# Command groups in their own modules register themselves on ``app`` (they import the helpers above).
+from rainier.cli import fleet as _fleet  # noqa: E402
+
+__all__ = ["_fleet", "app", "main"]
+
 if __name__ == "__main__":
     main()

@@ -1,0 +1,308 @@
+"""Whole training runs: best plan, days, device-hours, footprint, power, energy, cost, deadline sizing.
+
+``plan_run`` answers the planner's first question: train this model on this many tokens on this cluster — how
+long, how much power, energy and money. The step comes from the step model (a given plan) or the plan search;
+the run is ``ceil(tokens / tokens per step)`` steps; failures stretch the wall clock by the effective training
+time ratio (``fleet.goodput``) and a multi-site cluster pays for its WAN (``fleet.multisite``). Energy is
+facility power over the wall clock at the catalog's all-in power per device (an upper bound: devices rarely
+average their rated power). Cost is device-hours at a price per device-hour.
+
+``smallest_for_deadline`` finds the fewest devices that finish by a deadline, over cluster sizes of whole
+systems in the series 1, 2, 3, 4, 6, 8, 12, ... (powers of two and three times powers of two, the sizes plans
+divide well).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from rainier.errors import InputError, field_error
+from rainier.fleet.multisite import SiteAnalysis
+from rainier.fleet.power import Footprint, footprint, usable_systems
+from rainier.hardware import Cluster, resize_cluster
+from rainier.perf.result import StepEstimate
+from rainier.units import JOULES_PER_MWH, SECONDS_PER_DAY, SECONDS_PER_HOUR
+from rainier.workload.flops import model_flops_per_token
+from rainier.workload.shape import TransformerShape
+
+# Batch size that minimises loss for a compute budget C (FLOPs): B_opt = 0.2920 * C ** 0.3271 tokens
+# (Bi et al. 2024, "DeepSeek LLM", arXiv 2401.02954, eq. 1, fitted on 1e17-3e20 FLOP runs; extrapolated here).
+CRITICAL_BATCH_COEFF = 0.2920
+CRITICAL_BATCH_EXPONENT = 0.3271
+MAX_DEADLINE_DEVICES = 10_000_000
+# Below this many tokens per device per step a run is scale-limited (Llama 3 405B trained with ~1,000 per GPU:
+# 16M tokens on 16,384 H100, shared/reference/hardware.md section 9); the run plan says so.
+SMALL_BATCH_TOKENS_PER_DEVICE = 1024
+
+
+def critical_batch_tokens(compute_flop: float) -> float:
+    """DeepSeek LLM's optimal batch in tokens for a training compute budget (see the constants above)."""
+    if not compute_flop > 0:
+        raise field_error("compute", compute_flop, "a positive number of FLOPs")
+    return float(CRITICAL_BATCH_COEFF * compute_flop**CRITICAL_BATCH_EXPONENT)
+
+
+def default_batch_sequences(shape: TransformerShape, tokens: float) -> int:
+    """Global batch in sequences from DeepSeek LLM's batch law at C = model FLOPs per token x tokens."""
+    compute = model_flops_per_token(shape) * tokens
+    return max(1, round(critical_batch_tokens(compute) / shape.seq_len))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Price:
+    """USD per device-hour and where it came from (a catalog price, ``--price``, or none)."""
+
+    usd_per_device_hour: float | None
+    source: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"price_usd_per_device_hour": self.usd_per_device_hour, "price_source": self.source}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunPlan:
+    """A whole training run: its step, length, footprint, power, energy and cost."""
+
+    model: str
+    cluster: str
+    accelerator: str
+    tokens: float
+    estimate: StepEstimate
+    step_time_s: float  # the step used for the run: the estimate, plus the WAN on a multi-site cluster
+    num_steps: int
+    effective_training_time_ratio: float
+    footprint: Footprint
+    price: Price
+    sites: SiteAnalysis | None = None
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def tokens_per_step(self) -> int:
+        return self.estimate.plan.gbs * self.estimate.seq_len
+
+    @property
+    def compute_days(self) -> float:
+        """Days of failure-free training."""
+        return self.num_steps * self.step_time_s / SECONDS_PER_DAY
+
+    @property
+    def wall_clock_days(self) -> float:
+        return self.compute_days / self.effective_training_time_ratio
+
+    @property
+    def device_hours(self) -> float:
+        return self.footprint.devices * self.wall_clock_days * 24.0
+
+    @property
+    def energy_mwh(self) -> float | None:
+        power = self.footprint.facility_power_w
+        return None if power is None else power * self.wall_clock_days * SECONDS_PER_DAY / JOULES_PER_MWH
+
+    @property
+    def cost_usd(self) -> float | None:
+        price = self.price.usd_per_device_hour
+        return None if price is None else price * self.device_hours
+
+    @property
+    def trained_tokens(self) -> float:
+        return self.num_steps * self.tokens_per_step
+
+    @property
+    def tokens_per_joule(self) -> float | None:
+        energy = self.energy_mwh
+        return None if energy is None else self.trained_tokens / (energy * JOULES_PER_MWH)
+
+    @property
+    def usd_per_million_tokens(self) -> float | None:
+        cost = self.cost_usd
+        return None if cost is None else cost / self.trained_tokens * 1e6
+
+    def to_dict(self) -> dict[str, Any]:
+        plan = self.estimate.plan
+        return {
+            "model": self.model,
+            "cluster": self.cluster,
+            "accelerator": self.accelerator,
+            "tokens": self.tokens,
+            "plan": plan.describe(),
+            "gbs": plan.gbs,
+            "tokens_per_step": self.tokens_per_step,
+            "num_steps": self.num_steps,
+            "step_time_s": self.step_time_s,
+            "mfu": self.estimate.mfu * self.estimate.step_time_s / self.step_time_s,
+            **self.footprint.to_dict(),
+            "compute_days": self.compute_days,
+            "effective_training_time_ratio": self.effective_training_time_ratio,
+            "wall_clock_days": self.wall_clock_days,
+            "device_hours": self.device_hours,
+            "energy_mwh": self.energy_mwh,
+            **self.price.to_dict(),
+            "cost_usd": self.cost_usd,
+            "tokens_per_joule": self.tokens_per_joule,
+            "usd_per_million_tokens": self.usd_per_million_tokens,
+            "sites": None if self.sites is None else self.sites.to_dict(),
+            "notes": list(self.notes),
+        }
+
+
+# A step source: the best (or the given) plan's estimate on a cluster at a batch target, or None if none fits.
+StepSource = Callable[[Cluster], StepEstimate | None]
+# Effective training time ratio of a run: (cluster, shape, failure-free hours) -> ratio in (0, 1].
+GoodputModel = Callable[[Cluster, TransformerShape, float], float]
+# Multi-site analysis on a cluster with WAN links, starting from the best one-network estimate (it may pick
+# another plan: its ``one_site`` is the plan the run uses).
+SiteModel = Callable[[Cluster, StepEstimate], SiteAnalysis]
+
+
+def check_tokens(tokens: float) -> float:
+    if isinstance(tokens, bool) or not isinstance(tokens, int | float) or not math.isfinite(tokens) or tokens <= 0:
+        raise field_error("tokens", tokens, "a positive number of training tokens (e.g. 15e12)")
+    return float(tokens)
+
+
+def plan_run(
+    shape: TransformerShape,
+    cluster: Cluster,
+    tokens: float,
+    *,
+    step_on: StepSource,
+    price: Price,
+    goodput: GoodputModel | None = None,
+    sites: SiteModel | None = None,
+) -> RunPlan:
+    """The run of ``tokens`` tokens of ``shape`` on ``cluster`` with the step ``step_on`` gives there."""
+    check_tokens(tokens)
+    estimate = step_on(cluster)
+    notes: tuple[str, ...] = ()
+    if estimate is None:
+        usable = usable_systems(cluster.num_systems)
+        if usable != cluster.num_systems:
+            smaller = resize_cluster(cluster, usable)
+            estimate = step_on(smaller)
+            if estimate is not None:
+                notes = (
+                    f"no plan divides all {cluster.num_devices:,} devices: the job uses {smaller.num_devices:,} "
+                    f"({1 - smaller.num_devices / cluster.num_devices:.1%} idle, not counted)",
+                )
+                cluster = smaller
+    if estimate is None:
+        raise InputError(f"no valid plan for {shape.name} on {cluster.id} ({cluster.num_devices} devices)")
+    run = _run(shape, cluster, tokens, estimate, price=price, goodput=goodput, sites=sites)
+    return replace(run, notes=notes + run.notes) if notes else run
+
+
+def _run(
+    shape: TransformerShape,
+    cluster: Cluster,
+    tokens: float,
+    estimate: StepEstimate,
+    *,
+    price: Price,
+    goodput: GoodputModel | None,
+    sites: SiteModel | None,
+) -> RunPlan:
+    notes: list[str] = []
+    analysis = None
+    step_time = estimate.step_time_s
+    if sites is not None and cluster.wan_links:
+        analysis = sites(cluster, estimate)
+        estimate = analysis.one_site  # the site model may prefer another plan once the WAN is counted
+        best = analysis.best
+        if best.estimate is not None:  # one site alone beats spanning the WAN
+            spanning = analysis.best_spanning
+            cluster = resize_cluster(cluster, best.devices // cluster.system.num_devices)
+            estimate = best.estimate
+            step_time = estimate.step_time_s
+            notes.append(
+                f"{best.note} ({best.devices:,} devices) is faster than spanning {len(analysis.sites)} sites "
+                f"({spanning.name}: {spanning.slowdown:.2f}x one site's step time); the run uses that site only"
+            )
+        else:
+            step_time = best.step_time_s
+            notes.append(
+                f"{len(cluster.sites)} sites: {best.name} costs {best.wan_time_s:.2f} s of WAN per step "
+                f"({(best.slowdown - 1) * 100:.1f}% slower than one site)"
+            )
+    tokens_per_step = estimate.plan.gbs * estimate.seq_len
+    num_steps = math.ceil(tokens / tokens_per_step)
+    hours = num_steps * step_time / SECONDS_PER_HOUR
+    ratio = 1.0 if goodput is None else goodput(cluster, shape, hours)
+    if goodput is None:
+        notes.append("no failures modelled")
+    per_device = tokens_per_step / cluster.num_devices
+    if per_device < SMALL_BATCH_TOKENS_PER_DEVICE:
+        notes.append(
+            f"the batch gives {per_device:,.0f} tokens per device per step: pipeline bubbles and collectives "
+            "dominate at this scale; a larger batch (--batch-tokens) or fewer devices uses each device better"
+        )
+    if price.usd_per_device_hour is None:
+        notes.append(f"no public price for {cluster.accelerator.id}: pass --price USD_PER_DEVICE_HOUR for cost")
+    return RunPlan(
+        model=shape.name,
+        cluster=cluster.id,
+        accelerator=cluster.accelerator.id,
+        tokens=tokens,
+        estimate=estimate,
+        step_time_s=step_time,
+        num_steps=num_steps,
+        effective_training_time_ratio=ratio,
+        footprint=footprint(cluster),
+        price=price,
+        sites=analysis,
+        notes=tuple(notes),
+    )
+
+
+def deadline_sizes(system_devices: int, limit_devices: int) -> list[int]:
+    """Whole-system cluster sizes 1, 2, 3, 4, 6, 8, 12, ... systems, up to ``limit_devices`` devices."""
+    sizes: set[int] = set()
+    power = 1
+    while power * system_devices <= limit_devices:
+        sizes.add(power)
+        if 3 * power * system_devices // 2 <= limit_devices and power >= 2:
+            sizes.add(3 * power // 2)
+        power *= 2
+    return sorted(n * system_devices for n in sizes)
+
+
+def smallest_for_deadline(
+    shape: TransformerShape,
+    base: Cluster,
+    tokens: float,
+    deadline_days: float,
+    *,
+    step_on: StepSource,
+    price: Price,
+    goodput: GoodputModel | None = None,
+    limit_devices: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> RunPlan:
+    """The run on the fewest devices of ``base``'s kind (sizes: :func:`deadline_sizes`) that ends in time."""
+    check_tokens(tokens)
+    if isinstance(deadline_days, bool) or not deadline_days > 0 or not math.isfinite(deadline_days):
+        raise field_error("deadline-days", deadline_days, "a positive number of days")
+    limit = limit_devices or MAX_DEADLINE_DEVICES
+    sizes = deadline_sizes(base.system.num_devices, limit)
+    if not sizes:
+        raise field_error("count", limit, f"at least one {base.system.id} ({base.system.num_devices} devices)")
+    best_days = math.inf
+    for index, devices in enumerate(sizes):
+        cluster = resize_cluster(base, devices // base.system.num_devices)
+        estimate = step_on(cluster)
+        if progress is not None:
+            progress(index + 1, len(sizes))
+        if estimate is None:
+            continue
+        run = _run(shape, cluster, tokens, estimate, price=price, goodput=goodput, sites=None)
+        best_days = min(best_days, run.wall_clock_days)
+        if run.wall_clock_days <= deadline_days:
+            return run
+    reach = "no size has a valid plan" if math.isinf(best_days) else f"the fastest takes {best_days:.1f} days"
+    raise field_error(
+        "deadline-days",
+        deadline_days,
+        f"a deadline some cluster of up to {sizes[-1]:,} {base.accelerator.id} can meet ({reach})",
+    )
