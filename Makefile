@@ -16,11 +16,7 @@ $(STAMP): requirements.lock pyproject.toml
 	touch $(STAMP)
 
 demo: setup
-	$(BIN)/rainier catalog clusters
-	$(BIN)/rainier catalog accelerators
-	$(BIN)/rainier model show frontier-2t-moe --seq-len 8192 --accelerator trn2
-	$(BIN)/rainier train estimate --model frontier-2t-moe --seq-len 8192 --cluster rainier-trn2-500k \
-		--plan tp=4,pp=8,vpp=3,cp=2,ep=8,mbs=1,gbs=62496,recompute=full,sp=true
+	$(BIN)/rainier fleet scenario examples/rainier-frontier.yaml
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks
