@@ -191,6 +191,18 @@ def test_sites_must_add_up(tmp_path: Path) -> None:
         _clusters(tmp_path, text)
 
 
+def test_disconnected_site_graph_is_rejected(tmp_path: Path) -> None:
+    sites = (
+        "    sites: [{name: a, num_systems: 2}, {name: b, num_systems: 1}, {name: c, num_systems: 1}]\n"
+        "    wan_links: [{sites: [a, b], tbit_per_s: 10, latency_ms: 2}]\n"
+    )
+    text = CLUSTERS.replace("    sources:", sites + "    sources:")
+    with pytest.raises(CatalogError, match=r"\(small\): wan_links='c' is invalid: a connected site graph"):
+        _clusters(tmp_path, text)
+    joined = text.replace("latency_ms: 2}]", "latency_ms: 2}, {sites: [b, c], tbit_per_s: 5, latency_ms: 3}]")
+    _clusters(tmp_path, joined)
+
+
 def test_equal_power_must_refer_to_an_earlier_cluster(tmp_path: Path) -> None:
     later = (
         CLUSTERS.split("\n", 1)[1]

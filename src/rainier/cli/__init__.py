@@ -477,7 +477,13 @@ def validate(
     from rainier.calibrate import validate_file
     from rainier.report.calibrate_view import validation_tables
 
-    report = validate_file(cases, group=group, efficiency_path=efficiency).to_dict()
+    if _is_inference(cases):
+        from rainier.serve.validate import validate_inference_file
+
+        served = validate_inference_file(cases, group=group, efficiency_path=efficiency)
+        report = {**served.to_dict(), "summary": {**served.summary, "kind": "inference", "cases_file": str(cases)}}
+    else:
+        report = validate_file(cases, group=group, efficiency_path=efficiency).to_dict()
     if as_json:
         emit_json(report)
     else:
@@ -504,6 +510,18 @@ def calibrate(
     from rainier.calibrate import calibrate_file
     from rainier.report.calibrate_view import fit_tables
 
+    if _is_inference(cases):
+        from rainier.report.serve_view import serve_fit_tables
+        from rainier.serve.validate import calibrate_inference_file
+
+        result = calibrate_inference_file(
+            cases, out=out, dry_run=dry_run, cross_validate=leave_one_group_out, command=f"rainier calibrate {cases}"
+        )
+        if as_json:
+            emit_json(result)
+        else:
+            _print_tables(serve_fit_tables(result))
+        return
     excluded = tuple(exclude_group or ())
     command = " ".join(
         ["rainier calibrate", shlex.quote(str(cases))]
@@ -527,6 +545,13 @@ def calibrate(
         return
     _print_tables(fit_tables(doc))
     _out.print(f"wrote {run.written}" if run.written is not None else "dry run: nothing written")
+
+
+def _is_inference(path: Path) -> bool:
+    """Whether a validation file holds inference cases (they are scored by the serving model)."""
+    from rainier.calibrate.cases import CaseKind, load_cases
+
+    return load_cases(path).kind is CaseKind.INFERENCE
 
 
 def _version(value: bool) -> None:
@@ -559,8 +584,9 @@ def main() -> None:
 
 # Command groups in their own modules register themselves on ``app`` (they import the helpers above).
 from rainier.cli import fleet as _fleet  # noqa: E402
+from rainier.cli import serve as _serve  # noqa: E402
 
-__all__ = ["_fleet", "app", "main"]
+__all__ = ["_fleet", "_serve", "app", "main"]
 
 if __name__ == "__main__":
     main()

@@ -1,0 +1,76 @@
+"""Tables for ``rainier serve estimate`` and for the serving fit of ``rainier calibrate inference.yaml``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.table import Table
+
+from rainier.report.calibrate_view import summary_table
+
+
+def serve_tables(est: dict[str, Any]) -> list[Table]:
+    """Tables from ``ServeEstimate.to_dict()``."""
+    c = est["config"]
+    head = Table(
+        title=(
+            f"serving: {est['model']} on {est['cluster']} ({est['replicas']} replica(s) of {est['replica_devices']} x "
+            f"{est['accelerator']})"
+        ),
+        show_header=False,
+        title_justify="left",
+    )
+    head.add_column("quantity", style="bold")
+    head.add_column("value")
+    unit = " NeuronCores" if c["unit"] == "core" else ""
+    head.add_row(
+        "configuration",
+        f"tp={c['tp']}{unit}, pp={c['pp']}, ep={c['ep']}, batch={c['batch']}, input {c['input_len']} / output "
+        f"{c['output_len']} tokens, {c['precision']}",
+    )
+    head.add_row("TTFT (prefill)", f"{est['ttft_ms']:,.1f} ms")
+    head.add_row(
+        "TPOT (decode)",
+        f"{est['tpot_ms']:,.2f} ms mean ({est['tpot_first_ms']:,.2f} ms at the first token, "
+        f"{est['tpot_last_ms']:,.2f} ms at the last)",
+    )
+    head.add_row("end to end", f"{est['e2e_ms']:,.0f} ms per batch")
+    head.add_row(
+        "throughput",
+        f"{est['output_tokens_per_s']:,.0f} output tokens/s ({est['output_tokens_per_s_per_device']:,.1f} per device), "
+        f"{est['total_tokens_per_s']:,.0f} total tokens/s",
+    )
+    mem = est["memory_per_device_gib"]
+    verdict = "[green]fits[/]" if est["fits"] else "[bold red]does NOT fit[/]"
+    head.add_row(
+        "memory per device",
+        f"weights {mem['weights']:,.1f} GiB + KV cache {mem['kv_cache']:,.2f} GiB of {mem['capacity']:,.1f} GiB: "
+        f"{verdict} (largest batch at these lengths: {est['max_batch']:,})",
+    )
+    head.add_row("efficiency set", est["efficiency"])
+    parts = Table(title="where an iteration's time goes (ms)", title_justify="left")
+    parts.add_column("part")
+    parts.add_column("prefill", justify="right")
+    parts.add_column("decode (mid-output)", justify="right")
+    for name, value in est["prefill_parts_ms"].items():
+        parts.add_row(name, f"{value:,.3f}", f"{est['decode_parts_ms'][name]:,.3f}")
+    return [head, parts]
+
+
+def serve_fit_tables(result: dict[str, Any]) -> list[Table]:
+    """Fitted serving efficiencies and the errors before and after."""
+    entries = result["entries"]
+    params = Table(title="fitted serving efficiency parameters", title_justify="left")
+    params.add_column("parameter")
+    for key in entries:
+        params.add_column(key, justify="right")
+    for name in next(iter(entries.values())):
+        params.add_row(name, *(f"{entries[key][name]:.4g}" for key in entries))
+    tables = [params, summary_table(result["before"], title="before the fit (priors)")]
+    tables.append(summary_table(result["after"]["summary"], title="after the fit"))
+    if "leave_one_group_out" in result:
+        tables.append(summary_table(result["leave_one_group_out"], title="leave one group out"))
+    caption = f"wrote {result['written']}" if result["written"] else "dry run: nothing written"
+    params.caption = caption
+    params.caption_justify = "left"
+    return tables

@@ -1,0 +1,250 @@
+"""Time of one inference engine iteration on one model replica, and what fits in its memory.
+
+A replica is ``tp x pp`` ranks (NeuronCores for ``unit=core`` configurations) on one system. One iteration
+prefills some new tokens and decodes one token for each running sequence (continuous batching, Yu et al. 2022).
+Its time is a roofline per kernel class plus collectives and fixed overheads (shared/reference/formulas.md,
+"Inference"):
+
+- weight GEMMs: ``max(2 x active weights x tokens / FLOP/s, weight bytes read / HBM bandwidth)`` -- compute-bound
+  in prefill, memory-bound in decode. A MoE decode step reads only the experts its tokens select: of ``E``
+  experts with top-``k`` routing, ``n`` tokens touch ``E (1 - (1 - k/E)^n)`` on average.
+- attention: ``max(QK^T and AV FLOPs / FLOP/s, KV-cache bytes read / HBM bandwidth + score traffic)``, the
+  score traffic being that of an unfused kernel writing and reading the ``s x s`` scores (Korthikanti et al.
+  2022 sec. 4; ~0 for fused kernels, Dao et al. 2022);
+- tensor parallelism: two all-reduces of the iteration's activations per layer (Megatron-LM's layout), on the
+  placed topology levels (``parallel.placement``, alpha-beta, ``perf.collectives``);
+- per-layer and per-iteration overheads (kernel launches, sampling, scheduling): fitted per accelerator family.
+
+Pipeline stages run one after another for one iteration, so ``pp`` divides memory, not latency. The fitted
+fractions live in ``catalog/serve-efficiency.yaml`` (``serve.efficiency``).
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass, replace
+from typing import Any
+
+from rainier.errors import field_error
+from rainier.hardware import Cluster
+from rainier.parallel.placement import _machine_levels, place_axis
+from rainier.perf.collectives import Level
+from rainier.perf.comm import group_cost
+from rainier.precision import Precision
+from rainier.serve.efficiency import ServeEfficiency
+from rainier.workload import count_params, kv_cache_bytes_per_token
+from rainier.workload.flops import FLOP_PER_MAC, attention_core_flop_per_token, flops_per_token
+from rainier.workload.shape import TransformerShape
+
+ACTIVATION_BYTES = 2.0  # 16-bit activations in the tensor-parallel all-reduces
+ALL_REDUCES_PER_LAYER = 2  # after attention and after the MLP (Shoeybi et al. 2019, fig. 3)
+# Share of device memory the engine may use for weights + KV cache: vLLM's default gpu_memory_utilization.
+MEMORY_UTILIZATION = 0.9
+
+
+class WeightFormat(enum.StrEnum):
+    """How weights are stored and multiplied: ``int8-weights`` stores int8 and multiplies in bf16."""
+
+    BF16 = "bf16"
+    FP16 = "fp16"
+    FP8 = "fp8"
+    INT8_WEIGHTS = "int8-weights"
+
+    @classmethod
+    def parse(cls, text: str) -> WeightFormat:
+        try:
+            return cls(text.strip().lower())
+        except ValueError:
+            allowed = ", ".join(f.value for f in cls)
+            raise field_error("precision", text, f"allowed: {allowed}") from None
+
+    @property
+    def weight_bytes(self) -> float:
+        return 1.0 if self in (WeightFormat.FP8, WeightFormat.INT8_WEIGHTS) else 2.0
+
+    @property
+    def matmul(self) -> Precision:
+        return {WeightFormat.FP8: Precision.FP8, WeightFormat.FP16: Precision.FP16}.get(self, Precision.BF16)
+
+    @property
+    def kv(self) -> Precision:
+        """KV-cache format: fp8 with fp8 weights (TensorRT-LLM's fp8 KV cache), else 16-bit."""
+        return Precision.FP8 if self is WeightFormat.FP8 else Precision.BF16
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReplicaCost:
+    """Per-iteration cost coefficients of one replica (satisfies ``serve.simulate.IterationCost``)."""
+
+    model: str
+    num_layers: int
+    replica_devices: int  # devices of one replica (tp x pp ranks / ranks per device)
+    tp_devices: float  # devices sharing one layer's work
+    gemm_flop_per_token: float  # weight GEMM FLOPs per token over all layers (LM head separate)
+    head_flop_per_token: float
+    attention_flop_per_context_token: float  # QK^T + AV FLOPs per (query, key) pair, all layers
+    dense_weight_bytes: float  # whole model, weights every token reads
+    expert_weight_bytes: float  # whole model, all routed experts
+    num_experts: int
+    top_k: int
+    kv_bytes_per_token_replica: float  # KV bytes per context token over the replica
+    kv_capacity: int  # KV tokens that fit
+    weight_bytes_per_device: float
+    flop_per_s: float  # per device, at the matmul precision
+    hbm_bytes_per_s: float  # per device
+    all_reduce: tuple[float, float]  # seconds = slope x bytes + intercept, on the placed tp group
+    eff: ServeEfficiency
+    engine_max_batch: int = 1024
+
+    # -- IterationCost protocol ------------------------------------------------------------------------
+    @property
+    def kv_capacity_tokens(self) -> int:
+        return self.kv_capacity
+
+    @property
+    def kv_bytes_per_token(self) -> float:
+        return self.kv_bytes_per_token_replica
+
+    @property
+    def max_batch(self) -> int:
+        return self.engine_max_batch
+
+    def iteration_s(self, prefill_tokens: int, decode_seqs: int, kv_tokens: int, prefill_seqs: int = 1) -> float:
+        """One forward pass: ``prefill_tokens`` new tokens of ``prefill_seqs`` prompts, one token for each of
+        ``decode_seqs`` sequences whose caches hold ``kv_tokens``."""
+        return sum(self.parts(prefill_tokens, decode_seqs, kv_tokens, prefill_seqs).values())
+
+    def parts(self, prefill_tokens: int, decode_seqs: int, kv_tokens: int, prefill_seqs: int = 1) -> dict[str, float]:
+        """The iteration's time by part (GEMMs, attention, collectives, overheads), seconds."""
+        tokens = prefill_tokens + decode_seqs
+        eff = self.eff
+        flop_rate = self.flop_per_s * self.tp_devices * eff.compute
+        byte_rate = self.hbm_bytes_per_s * self.tp_devices * eff.memory
+        head_tokens = decode_seqs + (prefill_seqs if prefill_tokens else 0)
+        gemm_flop = tokens * self.gemm_flop_per_token + head_tokens * self.head_flop_per_token
+        touched = 1.0
+        if self.num_experts > 1 and tokens > 0:
+            touched = 1.0 - (1.0 - self.top_k / self.num_experts) ** tokens
+        weight_bytes = self.dense_weight_bytes + self.expert_weight_bytes * touched
+        gemm = max(gemm_flop / flop_rate, weight_bytes / byte_rate) if tokens else 0.0
+        # prompts attend causally to themselves: P^2 / (2 x prompts) pairs; decode tokens to their caches
+        pairs = (prefill_tokens**2 / (2 * max(prefill_seqs, 1))) + kv_tokens
+        kv_bytes = (kv_tokens + tokens) * self.kv_bytes_per_token_replica * self.query_groups**eff.gqa_reads
+        score_bytes = pairs * self.scores_per_pair * eff.attention_score_bytes
+        kv_rate = self.hbm_bytes_per_s * self.tp_devices * eff.kv_memory
+        attention = max(
+            pairs * self.attention_flop_per_context_token / flop_rate, kv_bytes / kv_rate + score_bytes / byte_rate
+        )
+        slope, intercept = self.all_reduce
+        message = tokens * self.hidden_bytes_per_token
+        comm = self.num_layers * ALL_REDUCES_PER_LAYER * (slope * message + intercept) if self.tp_devices > 1 else 0
+        overhead = self.num_layers * eff.layer_overhead_s + eff.iteration_overhead_s
+        return {"gemm": gemm, "attention": attention, "tp_comm": comm, "overhead": overhead}
+
+    hidden_bytes_per_token: float = 0.0
+    scores_per_pair: float = 0.0  # attention scores per (query, key) pair: heads x layers
+    query_groups: float = 1.0  # query heads per KV head (1 for MHA and MLA)
+
+    def with_efficiency(self, eff: ServeEfficiency) -> ReplicaCost:
+        """The same replica under other efficiencies (the all-reduce bandwidth term scales with ``comm``)."""
+        slope, intercept = self.all_reduce
+        return replace(self, eff=eff, all_reduce=(slope * self.eff.comm / eff.comm, intercept))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "replica_devices": self.replica_devices,
+            "weight_bytes_per_device": self.weight_bytes_per_device,
+            "kv_bytes_per_token": self.kv_bytes_per_token_replica,
+            "kv_capacity_tokens": self.kv_capacity,
+        }
+
+
+def ranks_per_device(cluster: Cluster, unit_core: bool) -> int:
+    return cluster.accelerator.num_logical_cores if unit_core else 1
+
+
+def replica_cost(
+    shape: TransformerShape,
+    cluster: Cluster,
+    *,
+    tp: int,
+    pp: int = 1,
+    unit_core: bool = False,
+    weights: WeightFormat = WeightFormat.BF16,
+    eff: ServeEfficiency,
+    max_batch: int = 1024,
+) -> ReplicaCost:
+    """The cost coefficients of one ``tp x pp`` replica of ``shape`` on ``cluster``'s devices."""
+    for name, value in (("tp", tp), ("pp", pp)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise field_error(name, value, "a positive integer")
+    cores = ranks_per_device(cluster, unit_core)
+    ranks = tp * pp
+    if ranks % cores:
+        raise field_error("tp", tp, f"tp x pp in NeuronCores must fill whole devices of {cores} cores")
+    devices = ranks // cores
+    if devices > cluster.num_devices:
+        raise field_error("tp", tp, f"a replica of at most {cluster.num_devices} devices ({cluster.id})")
+    # Heads that tp does not divide are padded to the next multiple (transformers-neuronx pads, e.g. 40 -> 64 at
+    # tp=32); the padded heads cost attention time and KV cache like real ones.
+    head_padding = 1.0 if tp % shape.num_heads == 0 else math.ceil(shape.num_heads / tp) * tp / shape.num_heads
+    accelerator = cluster.accelerator
+    matmul = weights.matmul if accelerator.supports(weights.matmul) else Precision.BF16
+    if not accelerator.supports(matmul):
+        raise field_error("precision", weights.value, f"{accelerator.id} supports {accelerator.precisions}")
+    counts = count_params(shape)
+    per_token = flops_per_token(shape, 1)
+    head = FLOP_PER_MAC * shape.vocab_size * shape.hidden_dim
+    expert_params = 0
+    num_experts = top_k = 1
+    if shape.moe is not None and counts.moe_layer is not None:
+        moe = shape.moe
+        num_experts, top_k = moe.num_experts, moe.top_k
+        per_expert = shape.mlp_activation.num_matrices * shape.hidden_dim * moe.expert_ffn_hidden_dim
+        expert_params = per_expert * num_experts * shape.num_moe_layers
+    total_weight_bytes = counts.total * weights.weight_bytes
+    expert_bytes = expert_params * weights.weight_bytes
+    kv_rank = kv_cache_bytes_per_token(shape, precision=weights.kv, tp_degree=tp)
+    kv_replica = kv_rank * tp  # bytes per context token over the replica (replicated KV heads counted)
+    if shape.num_kv_heads % tp and tp % shape.num_kv_heads:
+        kv_replica *= math.ceil(shape.num_kv_heads / tp) * tp / shape.num_kv_heads / max(shape.num_kv_heads / tp, 1.0)
+        kv_replica = max(kv_replica, kv_rank * tp)
+    weight_per_device = total_weight_bytes / devices
+    free = accelerator.hbm_bytes * MEMORY_UTILIZATION * devices - total_weight_bytes
+    tp_devices = max(tp / cores, 1.0)
+    tp_group = place_axis("tp", tp, 1, _machine_levels(cluster, cores), cluster, cores)
+    levels = [
+        Level(
+            size=lv.size,
+            bw_bytes_per_s=lv.bw_bytes_per_s * eff.comm,
+            alpha_s=lv.latency_s,
+            bidirectional_ring=lv.bidirectional_ring,
+        )
+        for lv in tp_group.levels
+    ]
+    cost = group_cost(levels)
+    return ReplicaCost(
+        model=shape.name,
+        num_layers=shape.num_layers,
+        replica_devices=devices,
+        tp_devices=tp_devices,
+        gemm_flop_per_token=per_token.forward_matmul_flop - head,
+        head_flop_per_token=head,
+        attention_flop_per_context_token=attention_core_flop_per_token(shape, 1, causal=False) * head_padding,
+        dense_weight_bytes=total_weight_bytes - expert_bytes,
+        expert_weight_bytes=expert_bytes,
+        num_experts=num_experts,
+        top_k=top_k,
+        kv_bytes_per_token_replica=kv_replica,
+        kv_capacity=max(0, math.floor(free / kv_replica)),
+        weight_bytes_per_device=weight_per_device,
+        flop_per_s=accelerator.peak_flop_per_s(matmul),
+        hbm_bytes_per_s=accelerator.hbm_bw_bytes_per_s,
+        all_reduce=cost.all_reduce,
+        eff=eff,
+        engine_max_batch=max_batch,
+        hidden_bytes_per_token=shape.hidden_dim * ACTIVATION_BYTES,
+        scores_per_pair=float(shape.num_heads * shape.num_layers) * head_padding,
+        query_groups=1.0 if shape.mla is not None else shape.num_heads / shape.num_kv_heads,
+    )

@@ -1,0 +1,196 @@
+"""One serving configuration, analytically: TTFT, TPOT as the cache grows, end-to-end latency, throughput, memory.
+
+A batch of ``batch`` requests, each ``input_len`` prompt tokens and ``output_len`` generated tokens, runs as a
+static batch (TensorRT-LLM's gptSessionBenchmark and Neuron's benchmarks do): one prefill pass over all
+prompts, then ``output_len - 1`` decode iterations whose KV cache grows by one token per sequence each time.
+TTFT = the prefill pass; TPOT = the mean decode iteration (integrated over the growing cache by Simpson's rule);
+end-to-end = TTFT + (output_len - 1) x TPOT; throughput counts output tokens over the end-to-end time, prefill
+included (validation/README.md convention 11).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from rainier.errors import field_error
+from rainier.hardware import Cluster
+from rainier.serve.cost import ReplicaCost, WeightFormat, replica_cost
+from rainier.serve.efficiency import ServeEfficiency, ServeEfficiencyTable, committed_serve_efficiency
+from rainier.units import GIB
+from rainier.workload.shape import TransformerShape
+
+SIMPSON_POINTS = 9  # odd number of points over the decode phase
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServeConfig:
+    """How one replica serves: parallel degrees (devices, or NeuronCores with ``unit_core``), batch, lengths."""
+
+    tp: int = 1
+    pp: int = 1
+    ep: int = 1
+    batch: int = 1
+    input_len: int = 128
+    output_len: int = 128
+    weights: WeightFormat = WeightFormat.BF16
+    unit_core: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("tp", "pp", "ep", "batch", "input_len", "output_len"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise field_error(name.replace("_", "-"), value, "a positive integer")
+        if self.ep > self.tp:
+            raise field_error("ep", self.ep, f"at most tp={self.tp} (experts are spread over the tensor ranks)")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "tp": self.tp,
+            "pp": self.pp,
+            "ep": self.ep,
+            "batch": self.batch,
+            "input_len": self.input_len,
+            "output_len": self.output_len,
+            "precision": self.weights.value,
+            "unit": "core" if self.unit_core else "device",
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServeEstimate:
+    """Latency, throughput and memory of one configuration."""
+
+    model: str
+    cluster: str
+    accelerator: str
+    config: ServeConfig
+    replica_devices: int
+    replicas: int
+    ttft_s: float
+    tpot_s: float  # mean over the decode phase
+    tpot_first_s: float
+    tpot_last_s: float
+    e2e_s: float
+    weight_bytes_per_device: float
+    kv_bytes_per_device: float
+    capacity_bytes_per_device: float
+    max_batch: int  # largest batch whose KV cache fits with these lengths
+    prefill_parts: dict[str, float]
+    decode_parts: dict[str, float]
+    efficiency_key: str
+
+    @property
+    def fits(self) -> bool:
+        return self.config.batch <= self.max_batch
+
+    @property
+    def output_tokens_per_s(self) -> float:
+        """Output tokens per second of all replicas (static batches back to back)."""
+        return self.replicas * self.config.batch * self.config.output_len / self.e2e_s
+
+    @property
+    def total_tokens_per_s(self) -> float:
+        c = self.config
+        return self.replicas * c.batch * (c.input_len + c.output_len) / self.e2e_s
+
+    @property
+    def devices(self) -> int:
+        return self.replicas * self.replica_devices
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "cluster": self.cluster,
+            "accelerator": self.accelerator,
+            "config": self.config.to_dict(),
+            "replica_devices": self.replica_devices,
+            "replicas": self.replicas,
+            "ttft_ms": self.ttft_s * 1e3,
+            "tpot_ms": self.tpot_s * 1e3,
+            "tpot_first_ms": self.tpot_first_s * 1e3,
+            "tpot_last_ms": self.tpot_last_s * 1e3,
+            "e2e_ms": self.e2e_s * 1e3,
+            "output_tokens_per_s": self.output_tokens_per_s,
+            "output_tokens_per_s_per_device": self.output_tokens_per_s / self.devices,
+            "total_tokens_per_s": self.total_tokens_per_s,
+            "total_tokens_per_s_per_device": self.total_tokens_per_s / self.devices,
+            "memory_per_device_gib": {
+                "weights": self.weight_bytes_per_device / GIB,
+                "kv_cache": self.kv_bytes_per_device / GIB,
+                "capacity": self.capacity_bytes_per_device / GIB,
+            },
+            "fits": self.fits,
+            "max_batch": self.max_batch,
+            "prefill_parts_ms": {k: v * 1e3 for k, v in self.prefill_parts.items()},
+            "decode_parts_ms": {k: v * 1e3 for k, v in self.decode_parts.items()},
+            "efficiency": self.efficiency_key,
+        }
+
+
+def resolve_serve_efficiency(
+    cluster: Cluster, efficiency: ServeEfficiency | ServeEfficiencyTable | None
+) -> tuple[ServeEfficiency, str]:
+    if isinstance(efficiency, ServeEfficiency):
+        return efficiency, "given"
+    table = efficiency if efficiency is not None else committed_serve_efficiency()
+    return table.for_accelerator(cluster.accelerator), table.key_for(cluster.accelerator)
+
+
+def estimate_serving(
+    shape: TransformerShape,
+    cluster: Cluster,
+    config: ServeConfig,
+    *,
+    efficiency: ServeEfficiency | ServeEfficiencyTable | None = None,
+) -> ServeEstimate:
+    """TTFT, TPOT, end-to-end latency, throughput and memory of ``config`` on every replica of ``cluster``."""
+    eff, key = resolve_serve_efficiency(cluster, efficiency)
+    cost = replica_cost(
+        shape, cluster, tp=config.tp, pp=config.pp, unit_core=config.unit_core, weights=config.weights, eff=eff
+    )
+    b, i, o = config.batch, config.input_len, config.output_len
+    prefill = cost.parts(b * i, 0, 0, prefill_seqs=b)
+    ttft = sum(prefill.values())
+    decode_times, first_parts = _decode_curve(cost, b, i, o)
+    tpot = _simpson(decode_times) if o > 1 else 0.0
+    kv_per_device = b * (i + o) * cost.kv_bytes_per_token_replica / cost.replica_devices
+    capacity = cluster.accelerator.hbm_bytes
+    max_batch = cost.kv_capacity // (i + o)
+    return ServeEstimate(
+        model=shape.name,
+        cluster=cluster.id,
+        accelerator=cluster.accelerator.id,
+        config=config,
+        replica_devices=cost.replica_devices,
+        replicas=max(1, cluster.num_devices // cost.replica_devices),
+        ttft_s=ttft,
+        tpot_s=tpot,
+        tpot_first_s=decode_times[0] if o > 1 else 0.0,
+        tpot_last_s=decode_times[-1] if o > 1 else 0.0,
+        e2e_s=ttft + (o - 1) * tpot,
+        weight_bytes_per_device=cost.weight_bytes_per_device,
+        kv_bytes_per_device=kv_per_device,
+        capacity_bytes_per_device=capacity,
+        max_batch=max_batch,
+        prefill_parts=prefill,
+        decode_parts=first_parts,
+        efficiency_key=key,
+    )
+
+
+def _decode_curve(
+    cost: ReplicaCost, batch: int, input_len: int, output_len: int
+) -> tuple[list[float], dict[str, float]]:
+    """Decode iteration times at evenly spaced points of the decode phase (cache of input_len + t per sequence)."""
+    steps = max(output_len - 1, 1)
+    points = [input_len + 1 + round(k * (steps - 1) / (SIMPSON_POINTS - 1)) for k in range(SIMPSON_POINTS)]
+    times = [cost.iteration_s(0, batch, batch * context) for context in points]
+    return times, cost.parts(0, batch, batch * (input_len + 1 + steps // 2))
+
+
+def _simpson(values: list[float]) -> float:
+    """Mean of a function sampled at an odd number of equally spaced points (composite Simpson's rule)."""
+    n = len(values) - 1
+    weights = [1.0 if k in (0, n) else (4.0 if k % 2 else 2.0) for k in range(n + 1)]
+    return sum(w * v for w, v in zip(weights, values, strict=True)) / (3.0 * n)

@@ -1,0 +1,315 @@
+"""Scoring and fitting the serving model on published inference runs (``validation/inference.yaml``).
+
+Each case is a static batch on one replica; each of its targets (output tokens/s, per device or for the
+replica, TTFT, TPOT) becomes one scored row. Weight-only int8 (Neuron's ``weights stored int8`` in the notes)
+is read from the notes as validation/README.md convention 7 says. ``fit_serving`` fits the five
+:class:`ServeEfficiency` numbers as a hierarchy -- ``default`` on every case, each accelerator family on its
+cases pulled towards the default, each accelerator with at least ``MIN_CASES_PER_ACCELERATOR`` cases pulled
+towards its family -- by least squares on log errors with physical bounds and a soft-L1 loss (a few Neuron
+long-context rows contradict their own TTFT and TPOT: 8,192 output tokens at the published median TPOT would take
+half the published time; a robust loss keeps them from pulling every other case); ``leave_one_group_out`` refits
+without each source in turn and predicts it.
+"""
+
+from __future__ import annotations
+
+import datetime
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+from scipy.optimize import least_squares
+
+from rainier import __version__
+from rainier.calibrate.cases import Case, CaseFile, InferenceCase, SkippedCase, load_cases
+from rainier.calibrate.score import CaseResult, ValidationReport, error_pct, select_group
+from rainier.calibrate.summary import summarize
+from rainier.catalog.loader import catalog_file
+from rainier.errors import InputError
+from rainier.hardware import cluster_of, get_accelerator
+from rainier.serve.cost import ReplicaCost, WeightFormat, replica_cost
+from rainier.serve.efficiency import (
+    DEFAULT_KEY,
+    PARAMETERS,
+    SERVE_EFFICIENCY_FILE,
+    ServeEfficiency,
+    ServeEfficiencyTable,
+    committed_serve_efficiency,
+    load_serve_efficiency,
+)
+from rainier.serve.estimate import ServeConfig, ServeEstimate, estimate_serving
+from rainier.workload import shape_from_validation_model
+
+MIN_CASES_PER_ACCELERATOR = 5
+PRIOR_WEIGHT = 0.3  # pull of a family (accelerator) entry towards its parent, per parameter, in log units
+_BOUNDS = {  # name: (lower, upper, scale)
+    "compute": (0.05, 1.0, 0.1),
+    "memory": (0.05, 1.0, 0.1),
+    "kv_memory": (0.05, 1.0, 0.1),
+    "attention_score_bytes": (0.0, 16.0, 1.0),  # an unfused kernel moves ~13 bytes per score (training model)
+    "gqa_reads": (0.0, 1.0, 0.1),
+    "comm": (0.02, 1.0, 0.1),
+    "layer_overhead_s": (0.0, 5e-4, 1e-5),
+    "iteration_overhead_s": (0.0, 0.2, 1e-3),
+}
+LOWER = {name: b[0] for name, b in _BOUNDS.items()}
+UPPER = {name: b[1] for name, b in _BOUNDS.items()}
+SCALE = {name: b[2] for name, b in _BOUNDS.items()}
+INT8_NOTE = "weights stored int8"
+METRICS = ("output_tokens_per_s_per_device", "output_tokens_per_s", "ttft_ms", "tpot_ms")
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A case ready to predict: its replica cost (efficiency swapped in cheaply) and its targets."""
+
+    case: InferenceCase
+    config: ServeConfig
+    cost: ReplicaCost
+    targets: tuple[tuple[str, float], ...]
+    accelerator: str
+    family: str
+
+
+def serve_config(case: InferenceCase) -> ServeConfig:
+    """A case's ``serving`` block as a :class:`ServeConfig`."""
+    s = case.serving
+    precision = str(s.get("precision") or "bf16")
+    weights = WeightFormat.INT8_WEIGHTS if INT8_NOTE in case.notes else WeightFormat.parse(precision)
+    return ServeConfig(
+        tp=int(s.get("tp") or 1),
+        pp=int(s.get("pp") or 1),
+        ep=int(s.get("ep") or 1),
+        batch=int(s["batch"]),
+        input_len=int(s["input_len"]),
+        output_len=int(s["output_len"]),
+        weights=weights,
+        unit_core=s.get("degrees_unit") == "neuroncore",
+    )
+
+
+def prepare(case: InferenceCase) -> Prepared:
+    shape = shape_from_validation_model(case.model, source=case.id)
+    accelerator = get_accelerator(str(case.system["accelerator"]))
+    cluster = cluster_of(accelerator.id, int(case.system["count"]))
+    config = serve_config(case)
+    cost = replica_cost(
+        shape, cluster, tp=config.tp, pp=config.pp, unit_core=config.unit_core, weights=config.weights,
+        eff=ServeEfficiency(),
+    )  # fmt: skip
+    targets = tuple((str(t["metric"]), float(t["value"])) for t in case.targets if t["metric"] in METRICS)
+    return Prepared(case, config, cost, targets, accelerator.id, accelerator.family.value)
+
+
+def predict_metrics(item: Prepared, eff: ServeEfficiency) -> dict[str, float]:
+    """The case's metrics under ``eff`` (static batch on one replica, see ``serve.estimate``)."""
+    cost = item.cost.with_efficiency(eff)
+    c = item.config
+    ttft = cost.iteration_s(c.batch * c.input_len, 0, 0, prefill_seqs=c.batch)
+    decode = [
+        cost.iteration_s(0, c.batch, c.batch * (c.input_len + 1 + round(k * (c.output_len - 2) / 4))) for k in range(5)
+    ]
+    tpot = (decode[0] + 4 * decode[1] + 2 * decode[2] + 4 * decode[3] + decode[4]) / 12 if c.output_len > 1 else 0.0
+    e2e = ttft + (c.output_len - 1) * tpot
+    throughput = c.batch * c.output_len / e2e
+    return {
+        "output_tokens_per_s": throughput,
+        "output_tokens_per_s_per_device": throughput / cost.replica_devices,
+        "ttft_ms": ttft * 1e3,
+        "tpot_ms": tpot * 1e3,
+    }
+
+
+def _prepared(cases: Sequence[Case]) -> tuple[list[Prepared], list[CaseResult]]:
+    ready: list[Prepared] = []
+    skipped: list[CaseResult] = []
+    for case in cases:
+        if isinstance(case, SkippedCase):
+            skipped.append(CaseResult(id=case.id, group=case.group, trust=case.trust.value, skipped=case.reason))
+        elif isinstance(case, InferenceCase):
+            try:
+                ready.append(prepare(case))
+            except ValueError as exc:
+                skipped.append(CaseResult(id=case.id, group=case.group, trust=case.trust.value, skipped=str(exc)))
+        else:
+            skipped.append(CaseResult(id=case.id, group=case.group, trust=case.trust.value, skipped="a training case"))
+    return ready, skipped
+
+
+def score(
+    items: Sequence[Prepared], efficiency: Callable[[Prepared], ServeEfficiency], skipped: Sequence[CaseResult] = ()
+) -> ValidationReport:
+    rows: list[CaseResult] = list(skipped)
+    for item in items:
+        predicted = predict_metrics(item, efficiency(item))
+        for metric, measured in item.targets:
+            rows.append(
+                CaseResult(
+                    id=f"{item.case.id}:{metric}",
+                    group=item.case.group,
+                    trust=item.case.trust.value,
+                    metric=metric,
+                    measured=measured,
+                    predicted=predicted[metric],
+                    error_pct=error_pct(predicted[metric], measured),
+                )
+            )
+    return ValidationReport(rows=tuple(rows), summary=summarize([r.scored() for r in rows]))
+
+
+def _lookup(table: ServeEfficiencyTable) -> Callable[[Prepared], ServeEfficiency]:
+    def of(item: Prepared) -> ServeEfficiency:
+        return table.for_accelerator(get_accelerator(item.accelerator))
+
+    return of
+
+
+def validate_inference_file(
+    path: Path | str, *, group: str | None = None, efficiency_path: Path | str | None = None
+) -> ValidationReport:
+    """``rainier validate inference.yaml``: every case predicted with the committed (or given) fit."""
+    table = load_serve_efficiency(efficiency_path) if efficiency_path else committed_serve_efficiency()
+    ready, skipped = _prepared(select_group(load_cases(path), group))
+    return score(ready, _lookup(table), skipped)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Fitting
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _vector(eff: ServeEfficiency) -> np.ndarray:
+    return np.array([getattr(eff, name) / SCALE[name] for name in PARAMETERS])
+
+
+def _efficiency(x: np.ndarray) -> ServeEfficiency:
+    return ServeEfficiency(**{name: float(x[i]) * SCALE[name] for i, name in enumerate(PARAMETERS)})
+
+
+def _fit_entry(items: Sequence[Prepared], parent: ServeEfficiency | None) -> ServeEfficiency:
+    """Least squares on log errors of ``items``' targets, pulled towards ``parent`` when given."""
+    start = _vector(parent or ServeEfficiency())
+    lower = np.array([LOWER[n] / SCALE[n] for n in PARAMETERS])
+    upper = np.array([UPPER[n] / SCALE[n] for n in PARAMETERS])
+    start = np.clip(start, lower + 1e-9, upper)
+    anchor = _vector(parent) if parent is not None else None
+
+    def residuals(x: np.ndarray) -> np.ndarray:
+        eff = _efficiency(np.maximum(x, lower + 1e-12))
+        out: list[float] = []
+        for item in items:
+            predicted = predict_metrics(item, eff)
+            out.extend(math.log(predicted[m] / v) for m, v in item.targets)
+        if anchor is not None:
+            out.extend(PRIOR_WEIGHT * (np.log(x + 1e-2) - np.log(anchor + 1e-2)))
+        return np.array(out)
+
+    result = least_squares(
+        residuals, start, bounds=(lower, upper), method="trf", x_scale="jac", max_nfev=400, loss="soft_l1", f_scale=0.3
+    )
+    return _efficiency(result.x)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServeFit:
+    """A fitted table, its report on the cases it used, and the cases per entry."""
+
+    table: ServeEfficiencyTable
+    before: ValidationReport
+    after: ValidationReport
+    cases_per_entry: dict[str, int]
+
+
+def fit_serving(items: Sequence[Prepared]) -> ServeFit:
+    """The hierarchical fit of the module docstring."""
+    if not items:
+        raise InputError("no inference cases to fit")
+    default = _fit_entry(items, None)
+    entries = {DEFAULT_KEY: default}
+    counts = {DEFAULT_KEY: len(items)}
+    for family in sorted({i.family for i in items}):
+        mine = [i for i in items if i.family == family]
+        entries[family] = _fit_entry(mine, default)
+        counts[family] = len(mine)
+        for accelerator in sorted({i.accelerator for i in mine}):
+            own = [i for i in mine if i.accelerator == accelerator]
+            if len(own) >= MIN_CASES_PER_ACCELERATOR and len(own) < len(mine):
+                entries[accelerator] = _fit_entry(own, entries[family])
+                counts[accelerator] = len(own)
+    table = ServeEfficiencyTable(entries=entries, provenance={})
+    before = score(items, lambda _item: ServeEfficiency())
+    after = score(items, _lookup(table))
+    return ServeFit(table=table, before=before, after=after, cases_per_entry=counts)
+
+
+def leave_one_group_out(items: Sequence[Prepared]) -> ValidationReport:
+    """Each group predicted by a fit on the other groups."""
+    rows: list[CaseResult] = []
+    for group in dict.fromkeys(i.case.group for i in items):
+        train = [i for i in items if i.case.group != group]
+        held = [i for i in items if i.case.group == group]
+        fit = fit_serving(train)
+        rows.extend(score(held, _lookup(fit.table)).rows)
+    return ValidationReport(rows=tuple(rows), summary=summarize([r.scored() for r in rows]))
+
+
+def calibrate_inference_file(
+    path: Path | str,
+    *,
+    out: Path | str | None = None,
+    dry_run: bool = False,
+    cross_validate: bool = False,
+    command: str = "rainier calibrate validation/inference.yaml",
+) -> dict[str, Any]:
+    """``rainier calibrate inference.yaml``: fit, report before/after (and LOGO), write the efficiency file."""
+    cases = load_cases(path)
+    items, _ = _prepared(cases.cases if isinstance(cases, CaseFile) else cases)
+    fit = fit_serving(items)
+    document = {
+        "provenance": {
+            "command": command,
+            "date": datetime.datetime.now(datetime.UTC).date().isoformat(),
+            "rainier_version": __version__,
+            "num_cases": len(items),
+            "num_targets": sum(len(i.targets) for i in items),
+            "median_abs_error_pct": round(fit.after.summary["median_abs_error_pct"], 3),
+            "p90_abs_error_pct": round(fit.after.summary["p90_abs_error_pct"], 3),
+            "cases_per_entry": fit.cases_per_entry,
+            "prior_weight": PRIOR_WEIGHT,
+        },
+        "entries": {
+            key: {name: float(f"{getattr(eff, name):.6g}") for name in PARAMETERS}
+            for key, eff in fit.table.entries.items()
+        },
+    }
+    written = None
+    if not dry_run:
+        target = Path(out) if out is not None else catalog_file(SERVE_EFFICIENCY_FILE)
+        header = (
+            "# Efficiency parameters of the serving model, fitted by `rainier calibrate` on published runs.\n"
+            "# Generated file: re-run the command in `provenance.command` instead of editing it by hand.\n"
+        )
+        target.write_text(header + yaml.safe_dump(document, sort_keys=False, width=120), encoding="utf-8")
+        load_serve_efficiency(target)
+        committed_serve_efficiency.cache_clear()
+        written = str(target)
+    result: dict[str, Any] = {
+        "before": fit.before.summary,
+        "after": fit.after.to_dict(),
+        "entries": document["entries"],
+        "written": written,
+    }
+    if cross_validate:
+        result["leave_one_group_out"] = leave_one_group_out(items).summary
+    return result
+
+
+def serve_estimate_for_case(case: InferenceCase) -> ServeEstimate:
+    """The full estimate of a case with the committed fit (for reports)."""
+    item = prepare(case)
+    cluster = cluster_of(item.accelerator, int(case.system["count"]))
+    return estimate_serving(shape_from_validation_model(case.model), cluster, item.config)

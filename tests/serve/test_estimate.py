@@ -1,0 +1,108 @@
+"""The serving cost model: hand-computed roofline pieces, monotonicity, memory, bad input."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rainier.hardware import cluster_of, get_accelerator
+from rainier.precision import Precision
+from rainier.serve.cost import WeightFormat, replica_cost
+from rainier.serve.efficiency import ServeEfficiency
+from rainier.serve.estimate import ServeConfig, estimate_serving
+from rainier.workload import count_params, get_model, kv_cache_bytes_per_token
+
+IDEAL = ServeEfficiency(
+    compute=1.0, memory=1.0, kv_memory=1.0, comm=1.0, layer_overhead_s=0.0, iteration_overhead_s=0.0
+)
+
+
+def test_decode_of_one_sequence_reads_the_weights_once() -> None:
+    shape = get_model("llama-2-7b")
+    h100 = get_accelerator("h100-sxm")
+    cost = replica_cost(shape, cluster_of("h100-sxm", 1), tp=1, weights=WeightFormat.BF16, eff=IDEAL)
+    weights = count_params(shape).total * 2.0
+    # one token, empty cache: memory-bound on the weights (+ one token's KV write)
+    expected = weights / h100.hbm_bw_bytes_per_s
+    assert cost.iteration_s(0, 1, 0) == pytest.approx(expected, rel=0.01)
+
+
+def test_prefill_is_compute_bound_at_the_peak() -> None:
+    shape = get_model("llama-2-7b")
+    h100 = get_accelerator("h100-sxm")
+    cost = replica_cost(shape, cluster_of("h100-sxm", 1), tp=1, weights=WeightFormat.FP8, eff=IDEAL)
+    tokens = 64 * 2048
+    gemm = cost.parts(tokens, 0, 0, prefill_seqs=64)["gemm"]
+    flops = tokens * cost.gemm_flop_per_token + 64 * cost.head_flop_per_token
+    assert gemm == pytest.approx(flops / h100.peak_flop_per_s(Precision.FP8))
+
+
+def test_kv_capacity_and_fit() -> None:
+    shape = get_model("llama-2-70b")
+    cluster = cluster_of("h100-sxm", 4)
+    cost = replica_cost(shape, cluster, tp=4, weights=WeightFormat.FP8, eff=IDEAL)
+    free = 4 * get_accelerator("h100-sxm").hbm_bytes * 0.9 - count_params(shape).total * 1.0
+    per_token = kv_cache_bytes_per_token(shape, precision=Precision.FP8, tp_degree=4) * 4
+    assert cost.kv_capacity_tokens == int(free // per_token)
+    est = estimate_serving(shape, cluster, ServeConfig(tp=4, batch=8, weights=WeightFormat.FP8), efficiency=IDEAL)
+    assert est.fits and est.max_batch == cost.kv_capacity_tokens // 256
+    too_big = ServeConfig(tp=4, batch=est.max_batch + 1, weights=WeightFormat.FP8)
+    assert not estimate_serving(shape, cluster, too_big, efficiency=IDEAL).fits
+
+
+def test_throughput_counts_output_tokens_over_end_to_end() -> None:
+    est = estimate_serving(get_model("llama-3-8b"), cluster_of("h100-sxm", 8), ServeConfig(tp=1, batch=32))
+    assert est.replicas == 8
+    assert est.e2e_s == pytest.approx(est.ttft_s + 127 * est.tpot_s)
+    assert est.output_tokens_per_s == pytest.approx(8 * 32 * 128 / est.e2e_s)
+    doc = est.to_dict()
+    assert {"ttft_ms", "tpot_ms", "output_tokens_per_s", "fits"} <= set(doc)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    batch=st.integers(min_value=1, max_value=256),
+    context=st.integers(min_value=1, max_value=32_768),
+    extra=st.integers(min_value=1, max_value=64),
+)
+def test_iteration_time_grows_with_batch_and_cache(batch: int, context: int, extra: int) -> None:
+    cost = replica_cost(get_model("llama-3-70b"), cluster_of("h100-sxm", 8), tp=8, eff=ServeEfficiency())
+    base = cost.iteration_s(0, batch, batch * context)
+    assert cost.iteration_s(0, batch + extra, (batch + extra) * context) >= base
+    assert cost.iteration_s(0, batch, batch * (context + extra)) >= base
+
+
+def test_more_bandwidth_never_slows_decode() -> None:
+    shape, cluster = get_model("llama-3-70b"), cluster_of("h100-sxm", 8)
+    slow = replica_cost(shape, cluster, tp=8, eff=ServeEfficiency(memory=0.5, kv_memory=0.5))
+    fast = slow.with_efficiency(ServeEfficiency(memory=0.9, kv_memory=0.9))
+    assert fast.iteration_s(0, 64, 64 * 2048) < slow.iteration_s(0, 64, 64 * 2048)
+
+
+def test_moe_decode_reads_only_the_touched_experts() -> None:
+    cost = replica_cost(get_model("mixtral-8x7b"), cluster_of("h100-sxm", 2), tp=2, eff=IDEAL)
+    one = cost.parts(0, 1, 0)["gemm"]
+    many = cost.parts(0, 256, 0)["gemm"]
+    assert many > one  # more tokens touch more of the 8 experts (top-2)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"tp": 0}, "tp"),
+        ({"batch": -1}, "batch"),
+        ({"input_len": 0}, "input-len"),
+        ({"ep": 4, "tp": 2}, "ep"),
+    ],
+)
+def test_bad_configs_name_the_field(kwargs: dict[str, int], field: str) -> None:
+    with pytest.raises(ValueError, match=field):
+        ServeConfig(**kwargs)
+
+
+def test_replica_larger_than_cluster_is_rejected() -> None:
+    with pytest.raises(ValueError, match="tp"):
+        replica_cost(get_model("llama-2-7b"), cluster_of("h100-sxm", 2), tp=4, eff=IDEAL)
+    with pytest.raises(ValueError, match="precision"):
+        WeightFormat.parse("int4")
