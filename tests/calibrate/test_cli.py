@@ -56,10 +56,10 @@ def test_validate_tables() -> None:
 def test_validate_group_and_inference() -> None:
     doc = _json(["validate", str(TRAINING), "--group", "Korthikanti2022_Table5", "--json"])
     assert len(doc["cases"]) == 8
-    doc = _json(["validate", str(INFERENCE), "--json"])
-    assert all("inference model not implemented" in row["skipped"] for row in doc["cases"])
-    result = runner.invoke(app, ["validate", str(INFERENCE)])
-    assert result.exit_code == 0 and "skipped" in result.stdout
+    doc = _json(["validate", str(INFERENCE), "--group", "TensorRT-LLM_v0.5_static", "--json"])
+    assert len(doc["cases"]) == 4 and all("error_pct" in row for row in doc["cases"])  # scored by serve.validate
+    result = runner.invoke(app, ["validate", str(INFERENCE), "--group", "TensorRT-LLM_v0.5_static"])
+    assert result.exit_code == 0 and "validation summary" in result.stdout
 
 
 @pytest.mark.parametrize(
@@ -68,7 +68,6 @@ def test_validate_group_and_inference() -> None:
         (["validate", "nowhere.yaml"], "nowhere.yaml: cannot read file"),
         (["validate", str(TRAINING), "--group", "nope"], "unknown group 'nope'"),
         (["validate", str(TRAINING), "--efficiency", "nowhere.yaml"], "nowhere.yaml: no such efficiency file"),
-        (["calibrate", str(INFERENCE), "--dry-run"], "nothing to fit"),
         (["calibrate", str(TRAINING), "--exclude-group", "nope", "--dry-run"], "unknown group 'nope'"),
     ],
 )

@@ -52,3 +52,53 @@ def test_bad_serve_input(args: list[str], needle: str) -> None:
     assert result.exit_code == 2, result.output
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and needle in lines[0]
+
+
+def test_serve_simulate_and_size_json() -> None:
+    sim = runner.invoke(
+        app,
+        [
+            "serve", "simulate", "--model", "llama-3-8b", "--accelerator", "h100-sxm", "--count", "2",
+            "--rate", "5", "--duration", "20", "--seed", "3", "--json",
+        ],
+    )  # fmt: skip
+    assert sim.exit_code == 0, sim.output
+    doc = json.loads(sim.stdout)
+    assert doc["requests_completed"] > 0 and doc["ttft_ms"]["p99"] >= doc["ttft_ms"]["p50"]
+    again = runner.invoke(
+        app,
+        [
+            "serve", "simulate", "--model", "llama-3-8b", "--accelerator", "h100-sxm", "--count", "2",
+            "--rate", "5", "--duration", "20", "--seed", "3", "--json",
+        ],
+    )  # fmt: skip
+    assert again.stdout == sim.stdout  # same seed, same bytes
+    size_args = ["serve", "size", "--models", "llama-3-8b:20", "--slo", "tpot_p99_ms=50"]
+    size = runner.invoke(app, [*size_args, "--accelerators", "h100-sxm", "--json"])
+    assert size.exit_code == 0, size.output
+    assert json.loads(size.stdout)["best"] == "h100-sxm"
+
+
+def test_disaggregated_simulation_costs_the_kv_transfer() -> None:
+    args = ["serve", "simulate", "--model", "llama-3-8b", "--rate", "5", "--duration", "20", "--json"]
+    result = runner.invoke(app, [*args, "--disaggregate", "prefill=h100-sxm:2,decode=trn2:4"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["prefill_replicas"] == 2 and doc["replicas"] == 4 and doc["kv_transfer_ms"]["p50"] > 0
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--rate", "5"], "--duration"),
+        (["--rate", "5", "--duration", "10", "--scheduler", "fifo"], "scheduler"),
+        (["--rate", "5", "--duration", "10", "--disaggregate", "prefill=h100-sxm:2"], "disaggregate"),
+        (["--trace", "missing.csv"], "missing.csv"),
+    ],
+)
+def test_bad_simulate_input(args: list[str], needle: str) -> None:
+    base = ["serve", "simulate", "--model", "llama-3-8b", "--accelerator", "h100-sxm", "--count", "2"]
+    result = runner.invoke(app, [*base, *args])
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and needle in lines[0], result.stderr

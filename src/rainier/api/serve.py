@@ -2,11 +2,26 @@
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+from typing import Any
+
 from rainier.api import resolve_cluster
-from rainier.errors import field_error
+from rainier.errors import InputError, field_error
 from rainier.serve.cost import WeightFormat
 from rainier.serve.efficiency import ServeEfficiency, ServeEfficiencyTable
 from rainier.serve.estimate import ServeConfig, ServeEstimate, estimate_serving
+from rainier.serve.size import (
+    DEFAULT_UTILISATION,
+    ModelFleet,
+    Slo,
+    Traffic,
+    Verifier,
+    parse_models,
+    parse_slo,
+    size_model,
+)
+from rainier.units import SECONDS_PER_HOUR
 from rainier.workload import resolve_model
 
 
@@ -67,3 +82,180 @@ def run_serve_estimate(
             "batch", batch, f"at most {result.max_batch} sequences of {input_len} + {output_len} tokens fit one replica"
         )
     return result
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FleetOption:
+    """Serving every model on one accelerator kind (or, for ``mixed``, each on its cheapest kind)."""
+
+    name: str
+    models: tuple[ModelFleet, ...]
+    devices: int
+    facility_power_w: float | None
+    usd_per_hour: float | None
+    output_tokens_per_s: float
+    total_tokens_per_s: float
+
+    @property
+    def usd_per_million_output_tokens(self) -> float | None:
+        if self.usd_per_hour is None:
+            return None
+        return self.usd_per_hour / (self.output_tokens_per_s * SECONDS_PER_HOUR) * 1e6
+
+    @property
+    def usd_per_million_tokens(self) -> float | None:
+        if self.usd_per_hour is None:
+            return None
+        return self.usd_per_hour / (self.total_tokens_per_s * SECONDS_PER_HOUR) * 1e6
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "fleet": self.name,
+            "devices": self.devices,
+            "facility_power_mw": None if self.facility_power_w is None else self.facility_power_w / 1e6,
+            "usd_per_hour": self.usd_per_hour,
+            "usd_per_million_output_tokens": self.usd_per_million_output_tokens,
+            "usd_per_million_tokens": self.usd_per_million_tokens,
+            "models": [m.to_dict() for m in self.models],
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SizingResult:
+    """Fleets per accelerator kind and mixed, ranked; the best one first."""
+
+    slo: Slo
+    ranked_by: str
+    options: tuple[FleetOption, ...]
+    infeasible: dict[str, str]
+    notes: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "slo": self.slo.to_dict(),
+            "ranked_by": self.ranked_by,
+            "best": self.options[0].name if self.options else None,
+            "options": [o.to_dict() for o in self.options],
+            "infeasible": dict(self.infeasible),
+            "notes": list(self.notes),
+        }
+
+
+def run_serve_size(
+    *,
+    models: str,
+    slo: str,
+    accelerators: str = "trn2,h100-sxm",
+    input_len: int = 1024,
+    output_len: int = 256,
+    price: str | float | None = None,
+    utilisation: float = DEFAULT_UTILISATION,
+    simulate: bool = True,
+    seed: int = 0,
+    efficiency: ServeEfficiency | ServeEfficiencyTable | None = None,
+) -> SizingResult:
+    """``rainier serve size``: the cheapest fleet meeting every SLO, per accelerator kind and mixed."""
+    from rainier.api.fleet import parse_prices
+    from rainier.fleet.compare import parse_accelerators
+    from rainier.fleet.power import fleet_cluster, power_basis
+
+    targets = parse_slo(slo)
+    traffic = [
+        Traffic(model=name, rate_per_s=rate, input_len=input_len, output_len=output_len)
+        for name, rate in parse_models(models)
+    ]
+    for name, value in (("input-len", input_len), ("output-len", output_len)):
+        if value < 1:
+            raise field_error(name, value, "a positive number of tokens")
+    kinds = parse_accelerators(accelerators)
+    prices = parse_prices(price)
+    shapes = {t.model: resolve_model(t.model) for t in traffic}
+    usd = {a: prices.for_cluster(fleet_cluster(a, 1)).usd_per_device_hour for a in kinds}
+    watts: dict[str, float | None] = {}
+    for a in kinds:
+        basis = power_basis(fleet_cluster(a, 1))
+        watts[a] = None if basis.watts_per_device is None else basis.watts_per_device * basis.pue
+    by_usd = all(usd[a] is not None for a in kinds)
+    notes: list[str] = []
+    if not by_usd:
+        missing = ", ".join(a for a in kinds if usd[a] is None)
+        notes.append(f"no price for {missing} (pass --price): fleets are ranked by facility power instead")
+
+    def cost_of(accelerator: str) -> tuple[float, str]:
+        if by_usd:
+            return float(usd[accelerator] or 0.0), "usd"
+        return float(watts[accelerator] or math.inf), "watts"
+
+    verify = _simulation_verifier(seed) if simulate else None
+    per_kind: dict[str, list[ModelFleet]] = {}
+    infeasible: dict[str, str] = {}
+    for kind in kinds:
+        fleets = []
+        try:
+            for t in traffic:
+                fleets.append(
+                    size_model(
+                        shapes[t.model],
+                        t,
+                        kind,
+                        targets,
+                        cost_of=cost_of,
+                        utilisation=utilisation,
+                        verify=verify,
+                        efficiency=efficiency,
+                    )
+                )
+        except InputError as exc:
+            infeasible[kind] = str(exc)
+            continue
+        per_kind[kind] = fleets
+    if not per_kind:
+        raise InputError(f"slo: no fleet of {', '.join(kinds)} meets it ({next(iter(infeasible.values()))})")
+
+    def option(name: str, fleets: list[ModelFleet]) -> FleetOption:
+        devices = sum(f.devices for f in fleets)
+        power = [f.devices * w for f in fleets if (w := watts[f.layout.accelerator]) is not None]
+        cost = [f.devices * p for f in fleets if (p := usd[f.layout.accelerator]) is not None]
+        return FleetOption(
+            name=name,
+            models=tuple(fleets),
+            devices=devices,
+            facility_power_w=sum(power) if len(power) == len(fleets) else None,
+            usd_per_hour=sum(cost) if len(cost) == len(fleets) else None,
+            output_tokens_per_s=sum(f.traffic.rate_per_s * f.traffic.output_len for f in fleets),
+            total_tokens_per_s=sum(f.traffic.rate_per_s * (f.traffic.input_len + f.traffic.output_len) for f in fleets),
+        )
+
+    options = [option(kind, fleets) for kind, fleets in per_kind.items()]
+    if len(per_kind) > 1 and len(traffic) > 1:
+        cheapest = []
+        for t in traffic:
+            candidates = [f for fleets in per_kind.values() for f in fleets if f.traffic.model == t.model]
+            cheapest.append(min(candidates, key=lambda f: f.devices * f.cost_per_device_hour))
+        if len({f.layout.accelerator for f in cheapest}) > 1:
+            options.append(option("mixed", cheapest))
+
+    def rank(o: FleetOption) -> float:
+        if by_usd:
+            return o.usd_per_hour if o.usd_per_hour is not None else math.inf
+        return o.facility_power_w if o.facility_power_w is not None else math.inf
+
+    options.sort(key=rank)
+    return SizingResult(
+        slo=targets,
+        ranked_by="usd_per_hour" if by_usd else "facility_power",
+        options=tuple(options),
+        infeasible=infeasible,
+        notes=tuple(notes),
+    )
+
+
+def _simulation_verifier(seed: int) -> Verifier | None:
+    """Checks a sized fleet with the batching simulation, when the simulator is available."""
+    try:
+        from rainier.serve.simulate import simulate_serving  # noqa: F401
+    except ImportError:  # pragma: no cover - the simulator ships with the package
+        return None
+    from rainier.api.serve_sim import verify_with_simulation
+
+    return verify_with_simulation(seed)

@@ -26,7 +26,7 @@ from rainier.perf.efficiency import Efficiency, EfficiencyTable
 from rainier.perf.result import StepEstimate
 from rainier.workload import TransformerShape, model_flops_per_token
 
-INFERENCE_SKIP = "inference model not implemented yet (serving issue)"
+INFERENCE_SKIP = "an inference case: scored by the serving model (rainier.serve.validate)"
 TERA = 1e12
 
 

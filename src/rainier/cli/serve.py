@@ -64,3 +64,110 @@ def serve_estimate(
         emit_json(result.to_dict())
     else:
         _print_tables(serve_tables(result.to_dict()))
+
+
+@serve_app.command("simulate")
+@user_errors
+def serve_simulate(
+    model: ServeModelOption,
+    cluster: ClusterOption = None,
+    accelerator: AcceleratorOption = None,
+    count: Annotated[int | None, typer.Option("--count", help="Devices (with --accelerator).")] = None,
+    tp: Annotated[int, typer.Option("--tp", help="Tensor-parallel degree of one replica.")] = 1,
+    pp: Annotated[int, typer.Option("--pp", help="Pipeline-parallel degree of one replica.")] = 1,
+    precision: PrecisionOption = "bf16",
+    unit: UnitOption = "device",
+    rate: Annotated[float | None, typer.Option("--rate", help="Poisson arrivals, requests per second.")] = None,
+    trace: Annotated[
+        str | None, typer.Option("--trace", help="CSV or JSONL of arrival_s, input_len, output_len.")
+    ] = None,
+    duration: Annotated[float | None, typer.Option("--duration", help="Arrival window in seconds.")] = None,
+    input_len: Annotated[int, typer.Option("--input-len", help="Mean prompt tokens (Poisson).")] = 1024,
+    output_len: Annotated[int, typer.Option("--output-len", help="Mean output tokens (Poisson).")] = 256,
+    lengths: Annotated[str, typer.Option("--lengths", help="fixed, uniform or geometric around the means.")] = "fixed",
+    scheduler: Annotated[str, typer.Option("--scheduler", help="continuous or static batching.")] = "continuous",
+    chunked_prefill: Annotated[
+        bool, typer.Option("--chunked-prefill", help="Split prompts into chunks shared with decodes.")
+    ] = False,
+    max_batch: Annotated[int, typer.Option("--max-batch", help="Engine limit on sequences per iteration.")] = 256,
+    disaggregate: Annotated[
+        str | None,
+        typer.Option("--disaggregate", help="prefill=ID:DEVICES,decode=ID:DEVICES (e.g. h100-sxm:16 and trn2:64)."),
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed: same seed, same output.")] = 0,
+    as_json: JsonOption = False,
+) -> None:
+    """Discrete-event simulation of serving: TTFT/TPOT/e2e percentiles, throughput, utilisation, queueing."""
+    from rainier.api.serve import parse_unit
+    from rainier.api.serve_sim import run_serve_simulate
+    from rainier.report.serve_sim_view import serve_sim_tables
+
+    result = run_serve_simulate(
+        model=model,
+        cluster=cluster,
+        accelerator=accelerator,
+        count=count,
+        tp=tp,
+        pp=pp,
+        precision=precision,
+        unit_core=parse_unit(unit),
+        rate=rate,
+        trace=trace,
+        duration=duration,
+        input_len=input_len,
+        output_len=output_len,
+        lengths=lengths,
+        scheduler=scheduler,
+        chunked_prefill=chunked_prefill,
+        max_batch=max_batch,
+        disaggregate=disaggregate,
+        seed=seed,
+    )
+    if as_json:
+        emit_json(result.to_dict())
+    else:
+        _print_tables(serve_sim_tables(result))
+
+
+@serve_app.command("size")
+@user_errors
+def serve_size(
+    models: Annotated[str, typer.Option("--models", help='Traffic: "MODEL:REQUESTS_PER_S,MODEL:REQUESTS_PER_S".')],
+    slo: Annotated[str, typer.Option("--slo", help="p99 targets: ttft_p99_ms=2000,tpot_p99_ms=50[,e2e_p99_ms=...].")],
+    accelerators: Annotated[
+        str, typer.Option("--accelerators", help="Kinds to size fleets of, e.g. trn2,trn3,h100-sxm.")
+    ] = "trn2,h100-sxm",
+    input_len: Annotated[int, typer.Option("--input-len", help="Prompt tokens per request.")] = 1024,
+    output_len: Annotated[int, typer.Option("--output-len", help="Output tokens per request.")] = 256,
+    price: Annotated[
+        str | None,
+        typer.Option("--price", help="USD per device-hour: a number or trn2=1.2,h100-sxm=4.9 (default: catalog)."),
+    ] = None,
+    utilisation: Annotated[
+        float, typer.Option("--utilisation", help="Load per replica as a share of its capacity.")
+    ] = 0.8,
+    simulate: Annotated[
+        bool, typer.Option("--simulate/--no-simulate", help="Check each sized fleet by simulation.")
+    ] = True,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the checking simulations.")] = 0,
+    as_json: JsonOption = False,
+) -> None:
+    """The cheapest fleet meeting every SLO, per accelerator kind and mixed: layouts, devices, power, $/M tokens."""
+    from rainier.api.serve import run_serve_size
+    from rainier.report.serve_view import size_tables
+
+    result = run_serve_size(
+        models=models,
+        slo=slo,
+        accelerators=accelerators,
+        input_len=input_len,
+        output_len=output_len,
+        price=price,
+        utilisation=utilisation,
+        simulate=simulate,
+        seed=seed,
+    )
+    if as_json:
+        emit_json(result.to_dict())
+    else:
+        _print_tables(size_tables(result.to_dict()))

@@ -74,3 +74,47 @@ def serve_fit_tables(result: dict[str, Any]) -> list[Table]:
     params.caption = caption
     params.caption_justify = "left"
     return tables
+
+
+def size_tables(result: dict[str, Any]) -> list[Table]:
+    """Tables from ``SizingResult.to_dict()``: fleets ranked, then each model's layout in the best one."""
+    slo = ", ".join(f"{k}={v:g}" for k, v in result["slo"].items() if v is not None)
+    fleets = Table(title=f"serving fleets meeting {slo} (ranked by {result['ranked_by']})", title_justify="left")
+    for column in ("fleet", "devices", "facility MW", "$/hour", "$/M output tokens", "$/M tokens"):
+        fleets.add_column(column, justify="left" if column == "fleet" else "right")
+
+    def money(value: float | None, digits: int = 2) -> str:
+        return "n/a" if value is None else f"${value:,.{digits}f}"
+
+    for option in result["options"]:
+        power = option["facility_power_mw"]
+        fleets.add_row(
+            option["fleet"] + (" *" if option["fleet"] == result["best"] else ""),
+            f"{option['devices']:,}",
+            "n/a" if power is None else f"{power:,.3f}",
+            money(option["usd_per_hour"]),
+            money(option["usd_per_million_output_tokens"], 3),
+            money(option["usd_per_million_tokens"], 3),
+        )
+    notes = list(result["notes"]) + [f"{k}: {v}" for k, v in result["infeasible"].items()]
+    if notes:
+        fleets.caption = "\n".join(notes)
+        fleets.caption_justify = "left"
+    tables = [fleets]
+    for option in result["options"]:
+        table = Table(title=f"{option['fleet']}: per model", title_justify="left")
+        for column in ("model", "req/s", "layout", "batch", "replicas", "devices", "simulated p99 TTFT / TPOT"):
+            table.add_column(column, justify="left" if column in ("model", "layout") else "right")
+        for item in option["models"]:
+            layout, sim = item["layout"], item["simulated"]
+            table.add_row(
+                item["traffic"]["model"],
+                f"{item['traffic']['rate_per_s']:g}",
+                f"{layout['accelerator']} tp={layout['tp']} {layout['precision']} ({layout['system']})",
+                f"{layout['batch']:,}",
+                f"{item['replicas']:,}",
+                f"{item['devices']:,}",
+                "—" if sim is None else f"{sim['ttft_p99_ms']:,.0f} / {sim['tpot_p99_ms']:,.1f} ms",
+            )
+        tables.append(table)
+    return tables

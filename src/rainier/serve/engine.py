@@ -1,0 +1,260 @@
+"""The engine of one serving replica: its queue, admissions, iterations, preemptions; and the router of a pool.
+
+Split out of :mod:`rainier.serve.simulate` (whose docstring describes the schedulers, the KV-cache policy and the
+event rules these classes implement); private to that module.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections import deque
+from collections.abc import Callable
+
+from rainier.serve.iteration import KV_WATERMARK_FRACTION, IterationCost, takes_prefill_seqs
+from rainier.sim.kernel import Environment, Event
+
+_UNBOUNDED = 1 << 62  # token budget of an iteration without chunked prefill
+
+# ----------------------------------------------------------------------------------------------------------------
+# Engines
+# ----------------------------------------------------------------------------------------------------------------
+
+
+class _Router:
+    """Join-the-shortest-queue over one pool: a heap of (load, replica) with stale entries skipped lazily."""
+
+    __slots__ = ("heap", "load")
+
+    def __init__(self, num_replicas: int) -> None:
+        self.load = [0] * num_replicas
+        self.heap = [(0, r) for r in range(num_replicas)]
+
+    def pick(self) -> int:
+        heap, load = self.heap, self.load
+        while heap[0][0] != load[heap[0][1]]:
+            heapq.heappop(heap)
+        n, replica = heap[0]
+        load[replica] = n + 1
+        heapq.heapreplace(heap, (n + 1, replica))
+        return replica
+
+    def release(self, replica: int) -> None:
+        load = self.load
+        load[replica] -= 1
+        heapq.heappush(self.heap, (load[replica], replica))
+        if len(self.heap) > 4 * len(load) + 64:  # drop stale entries, amortised O(1)
+            self.heap = [(n, r) for r, n in enumerate(load)]
+            heapq.heapify(self.heap)
+
+
+class _State:
+    """Per-request state shared by every engine of a run (Python lists: scalar access is faster than numpy's)."""
+
+    def __init__(self, arrival: list[float], inputs: list[int], outputs: list[int]) -> None:
+        n = len(arrival)
+        self.arrival, self.input_len, self.output_len = arrival, inputs, outputs
+        self.prefill = list(inputs)  # tokens to prefill on the next admission (0: cache already present)
+        self.context = list(inputs)  # cache tokens held right after that prefill
+        self.remaining = list(outputs)  # tokens still to generate from the next admission on
+        self.decode_start = [0] * n  # first decode iteration of the current stay on a replica
+        self.left = [0] * n  # prompt tokens not yet prefilled (chunked prefill)
+        self.first = [math.nan] * n
+        self.finish = [math.nan] * n
+        self.transfer = [math.nan] * n
+        self.queued = [0.0] * n
+        self.enqueued = [0.0] * n
+        self.busy_s = self.busy_prefill_s = 0.0
+        self.iterations = self.batch_seqs = self.preemptions = 0
+
+
+class _Engine:
+    """One replica: a FIFO queue and the running sequences, advanced one iteration per event."""
+
+    def __init__(
+        self,
+        env: Environment,
+        state: _State,
+        cost: IterationCost,
+        *,
+        index: int,
+        router: _Router,
+        on_done: Callable[[int, float, int], None],
+        chunk_tokens: int | None,
+        static: bool = False,
+        prefill_pool: bool = False,
+    ) -> None:
+        self.env, self.state, self.index, self.router, self.on_done = env, state, index, router, on_done
+        self.iteration_s: Callable[..., float] = cost.iteration_s
+        self.takes_prefill_seqs = takes_prefill_seqs(cost)
+        self.capacity = int(cost.kv_capacity_tokens)
+        self.watermark_capacity = self.capacity - int(KV_WATERMARK_FRACTION * self.capacity)
+        self.max_batch = int(cost.max_batch)
+        self.chunk = _UNBOUNDED if chunk_tokens is None else chunk_tokens
+        self.prefill_pool = prefill_pool
+        self.queue: deque[int] = deque()
+        self.running: dict[int, int] = {}  # admission order -> finish iteration (-1 while prefilling)
+        self.finish_heap: list[tuple[int, int]] = []
+        self.prefilling: deque[int] = deque()  # chunked prompts not done yet, in admission order
+        self.prefilled: list[int] = []  # prompts whose prefill ends with the current iteration
+        self.static_batch: list[int] = []
+        self.iteration = 0
+        self.kv = 0  # cache tokens held, prompts reserved whole on admission
+        self.kv_prefilling = 0  # part of kv reserved by prompts still prefilling
+        self.num_decoding = 0
+        self.busy = False
+        self._boundary = self._static_boundary if static else self._continuous_boundary
+
+    def enqueue(self, rid: int, now: float) -> None:
+        self.queue.append(rid)
+        self.state.enqueued[rid] = now
+        if not self.busy:
+            self.busy = True
+            self.env.schedule(0.0, self._boundary)
+
+    def _done(self, rid: int, now: float) -> None:
+        self.router.release(self.index)
+        self.on_done(rid, now, self.index)
+
+    def _continuous_boundary(self, event: Event) -> None:
+        """End the current iteration (first tokens, finished requests), then plan and start the next one."""
+        st, now, it = self.state, event.time, self.iteration
+        running, heap = self.running, self.finish_heap
+        context, remaining, decode_start = st.context, st.remaining, st.decode_start
+        kv, decoding = self.kv, self.num_decoding
+        for rid in self.prefilled:
+            if st.first[rid] != st.first[rid]:  # NaN: the first token (a recompute after preemption keeps the old)
+                st.first[rid] = now
+            self.kv_prefilling -= context[rid]
+            if remaining[rid] == 1:
+                del running[rid]
+                kv -= context[rid]
+                self._done(rid, now)
+            else:
+                finish = it + remaining[rid] - 1
+                running[rid] = finish
+                decode_start[rid] = it + 1
+                heapq.heappush(heap, (finish, rid))
+                decoding += 1
+        self.prefilled = []
+        while heap and heap[0][0] <= it:
+            finish, rid = heapq.heappop(heap)
+            if running.get(rid) != finish:
+                continue  # preempted since
+            del running[rid]
+            decoding -= 1
+            kv -= context[rid] + finish - decode_start[rid] + 1
+            self._done(rid, now)
+
+        it += 1
+        queue = self.queue
+        # every decoding sequence appends one token to its cache this iteration: preempt the newest until they fit
+        while kv + decoding > self.capacity:
+            rid, finish = running.popitem()
+            st.preemptions += 1
+            if finish < 0:
+                kv -= context[rid]
+                self.kv_prefilling -= context[rid]
+                self.prefilling.remove(rid)
+            else:
+                held = context[rid] + it - decode_start[rid]
+                kv -= held
+                decoding -= 1
+                st.prefill[rid] = context[rid] = held + 1  # recompute prompt + generated tokens
+                remaining[rid] = finish - it + 1
+            queue.appendleft(rid)
+            st.enqueued[rid] = now
+        kv += decoding
+
+        budget = self.chunk - decoding
+        prefill_tokens = prefill_seqs = 0
+        left, prefilled, prefilling = st.left, self.prefilled, self.prefilling
+        while prefilling and budget > 0:
+            rid = prefilling[0]
+            take = min(left[rid], budget)
+            left[rid] -= take
+            budget -= take
+            prefill_tokens += take
+            prefill_seqs += 1
+            if left[rid]:
+                break
+            prefilled.append(prefilling.popleft())
+        prefill = st.prefill
+        while queue and len(running) < self.max_batch:
+            rid = queue[0]
+            tokens = prefill[rid]
+            if tokens and budget <= 0:
+                break
+            need = context[rid] + (0 if tokens else 1)
+            if kv + need > (self.watermark_capacity if running else self.capacity):
+                break
+            queue.popleft()
+            st.queued[rid] += now - st.enqueued[rid]
+            kv += need
+            if tokens:
+                take = min(tokens, budget)
+                budget -= take
+                prefill_tokens += take
+                prefill_seqs += 1
+                running[rid] = -1
+                self.kv_prefilling += context[rid]
+                if take == tokens:
+                    prefilled.append(rid)
+                else:
+                    left[rid] = tokens - take
+                    prefilling.append(rid)
+            else:  # KV arrived from a prefill replica: decodes from this iteration on
+                finish = it + remaining[rid] - 1
+                running[rid] = finish
+                decode_start[rid] = it
+                heapq.heappush(heap, (finish, rid))
+                decoding += 1
+        self.iteration, self.kv, self.num_decoding = it, kv, decoding
+        if not running:
+            self.busy = False
+            return
+        if self.takes_prefill_seqs:
+            duration = self.iteration_s(prefill_tokens, decoding, kv - self.kv_prefilling, prefill_seqs=prefill_seqs)
+        else:
+            duration = self.iteration_s(prefill_tokens, decoding, kv - self.kv_prefilling)
+        st.busy_s += duration
+        if self.prefill_pool:
+            st.busy_prefill_s += duration
+        st.iterations += 1
+        st.batch_seqs += decoding + prefill_seqs
+        self.env.schedule(duration, self._boundary)
+
+    def _static_boundary(self, event: Event) -> None:
+        """Return the finished batch, then form the next one and time it whole (no admissions in between)."""
+        st, now = self.state, event.time
+        for rid in self.static_batch:
+            self._done(rid, now)
+        batch: list[int] = []
+        queue, inputs, outputs = self.queue, st.input_len, st.output_len
+        prompt_tokens = longest = 0
+        while queue and len(batch) < self.max_batch:
+            rid = queue[0]
+            new_longest = max(longest, outputs[rid])
+            # every sequence is padded to the batch's longest output
+            if prompt_tokens + inputs[rid] + (len(batch) + 1) * (new_longest - 1) > self.capacity:
+                break
+            queue.popleft()
+            st.queued[rid] += now - st.enqueued[rid]
+            batch.append(rid)
+            prompt_tokens += inputs[rid]
+            longest = new_longest
+        self.static_batch = batch
+        if not batch:
+            self.busy = False
+            return
+        n = len(batch)
+        extra = ({"prefill_seqs": n}, {"prefill_seqs": 0}) if self.takes_prefill_seqs else ({}, {})
+        elapsed = self.iteration_s(prompt_tokens, 0, 0, **extra[0])
+        for rid in batch:
+            st.first[rid] = now + elapsed
+        for step in range(1, longest):
+            elapsed += self.iteration_s(0, n, prompt_tokens + n * step, **extra[1])
+        st.busy_s += elapsed
+        st.iterations += longest
+        st.batch_seqs += n * longest
+        self.env.schedule(elapsed, self._boundary)

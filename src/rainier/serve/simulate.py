@@ -1,0 +1,551 @@
+"""Discrete-event simulation of LLM serving: arrivals, routing, batching, KV-cache admission, prefill and decode.
+
+Requests arrive (a Poisson process or a trace), join the least-loaded replica (fewest requests routed to it and not
+yet done; ties to the lowest index) and wait in its FIFO queue. Each replica is one engine (a tp x pp group of
+devices) that runs *iterations*: one forward pass that prefills some prompt tokens and decodes one token for every
+running sequence; its duration comes from an :class:`IterationCost`. Only iteration boundaries, arrivals and KV
+transfers are events, never tokens: a running sequence finishes at a known iteration index, so finishing requests
+are found with a min-heap keyed by that index and the KV cache is one counter per replica.
+
+Schedulers:
+
+- ``continuous`` (Orca, Yu et al. 2022): at every iteration boundary the engine admits queued requests in arrival
+  order while ``max_batch`` and the KV cache allow. Prefill produces the first token; every later iteration
+  produces one more, so a request with ``output_len`` tokens decodes for ``output_len - 1`` iterations.
+  Without chunked prefill a newly admitted prompt is prefilled whole, in the same iteration as the running decodes.
+- chunked prefill (Sarathi-Serve, Agrawal et al. 2024): each iteration has a token budget (``chunk_tokens``) that
+  running decodes spend first (one token each) and prompts share, in arrival order, in chunks.
+- ``static``: an idle engine takes as many queued requests as fit (``max_batch``; KV for every sequence padded
+  to the batch's longest output), prefills them in one iteration and decodes them until the longest finishes,
+  finished sequences still computing as padding; no request joins in between, and all return at the end of the
+  batch (Orca's critique of request-level scheduling). TTFT is the end of the prefill iteration.
+
+KV cache (continuous): the cache grows one token per decoded token, as in vLLM's paged attention (Kwon et al.
+2023). A request is admitted when its prompt fits, keeping :data:`KV_WATERMARK_FRACTION` of the cache free
+(vLLM's watermark) unless the engine is empty. When the running decodes need more cache than there is, the most
+recently admitted request is preempted: its cache is dropped and it goes back to the head of the queue, to
+recompute prompt + generated tokens as one prefill when readmitted (vLLM's recompute preemption). The prompt's
+cache is reserved whole on admission, also while it is prefilled in chunks. A request that cannot fit alone
+(``input_len + output_len - 1`` tokens of cache) is rejected on arrival and counted in ``rejected``.
+
+Disaggregated serving (Splitwise, Patel et al. 2024; DistServe, Zhong et al. 2024): new requests go to a prefill
+pool (``prefill_cost`` x ``prefill_replicas``) whose engines only prefill; the first token comes out there. The
+prompt's KV (``input_len x prefill_cost.kv_bytes_per_token`` bytes) then crosses the prefill replica's link to
+the decode pool: transfers from one prefill replica are sent one after another at ``kv_link_bytes_per_s``, each
+arriving ``kv_link_latency_s`` after its last byte leaves. The prefill replica frees the cache when the prefill
+ends (the copy is staged out; Splitwise overlaps it with the prefill). The request then joins the least-loaded
+decode replica (``cost`` x ``replicas``) and decodes there without a prefill (a preempted one recomputes there).
+
+Events run on :class:`rainier.sim.kernel.Environment` (ties by ``(time, priority, seq)``): its ~2 us per event is
+well within budget (1,000,000 requests, ~4M iterations, take ~15 s; ``benchmarks/test_bench_serve_sim.py``), so
+there is no private event loop. Arrivals are URGENT: requests arriving at an iteration boundary join that boundary.
+Random numbers (arrival gaps, lengths) are drawn in numpy blocks of :data:`RANDOM_BLOCK` before the run, so a seed
+fixes the output byte for byte. The run ends when every accepted request has completed; ``duration_s`` runs from 0
+to the later of the last completion and the end of the arrival window. Queueing (``queue_ms``) is all the time a
+request waits in a queue: before its prefill, after a preemption, and before a decode replica takes it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, fields
+from enum import Enum
+from typing import Any
+
+import numpy as np
+
+from rainier.errors import field_error
+from rainier.serve.engine import _Engine, _Router, _State
+from rainier.serve.iteration import IterationCost
+from rainier.sim.kernel import URGENT, Environment, Event
+
+DEFAULT_CHUNK_TOKENS = 512
+"""Sarathi-Serve's token budget per iteration is typically 512-2048; vLLM's chunked-prefill default is 512."""
+RANDOM_BLOCK = 65_536
+"""Random numbers drawn per call to the generator (part of what fixes a seed's output)."""
+MAX_REQUESTS = 20_000_000
+"""Largest run simulated (per-request state is kept in memory, ~1 KB per request)."""
+PERCENTILES = (50.0, 90.0, 99.0)
+OVERLOAD_GROWTH, OVERLOAD_SLACK = 1.5, 20
+"""A run whose requests in the system grow by this factor (plus slack for noise) from halfway through the arrivals
+to their end is flagged as overloaded: its queue grows without bound."""
+
+
+class Scheduler(Enum):
+    """How an engine forms its batches."""
+
+    CONTINUOUS = "continuous"
+    """Iteration-level scheduling (Orca): admissions at every iteration."""
+    STATIC = "static"
+    """Request-level scheduling: a batch runs until its longest request is done."""
+
+
+class LengthDistribution(Enum):
+    """How Poisson requests' input and output lengths are drawn around the means given."""
+
+    FIXED = "fixed"
+    """Every request has exactly the mean."""
+    UNIFORM = "uniform"
+    """Integers uniform on [1, 2 x mean - 1] (mean exact)."""
+    GEOMETRIC = "geometric"
+    """Geometric on {1, 2, ...} with the mean given: memoryless, a long tail like chat outputs."""
+
+
+def _integer(name: str, value: object, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
+        raise field_error(name, value, f"must be an integer >= {minimum}")
+
+
+def _number(name: str, value: object, *, positive: bool) -> None:
+    number = value if not isinstance(value, bool) and isinstance(value, int | float) else math.nan
+    if not math.isfinite(number) or (number <= 0 if positive else number < 0):
+        raise field_error(name, value, f"must be a finite number {'> 0' if positive else '>= 0'}")
+
+
+def _check_cost(name: str, cost: object) -> None:
+    if not isinstance(cost, IterationCost):
+        raise field_error(
+            name, cost, "expected an IterationCost (kv_capacity_tokens, kv_bytes_per_token, max_batch, iteration_s)"
+        )
+    _integer(f"{name}.kv_capacity_tokens", cost.kv_capacity_tokens, 1)
+    _integer(f"{name}.max_batch", cost.max_batch, 1)
+    _number(f"{name}.kv_bytes_per_token", cost.kv_bytes_per_token, positive=False)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Request:
+    """One request: when it arrives, its prompt length and how many tokens it generates."""
+
+    arrival_s: float
+    input_len: int
+    output_len: int
+
+    def __post_init__(self) -> None:
+        _number("arrival_s", self.arrival_s, positive=False)
+        _integer("input_len", self.input_len, 1)
+        _integer("output_len", self.output_len, 1)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServeScenario:
+    """A serving deployment and its load. Give either ``rate_per_s`` and ``duration_s`` (Poisson arrivals with
+    lengths drawn around ``input_len``/``output_len``) or ``requests`` (a trace).
+
+    With ``prefill_cost`` the deployment is disaggregated: ``prefill_replicas`` engines of ``prefill_cost`` prefill,
+    ``replicas`` engines of ``cost`` decode, and the KV cache crosses a link of ``kv_link_bytes_per_s``.
+    """
+
+    cost: IterationCost
+    """Iteration time and limits of one replica (the decode replicas when disaggregated)."""
+    replicas: int = 1
+    """Model replicas serving (decode replicas when disaggregated)."""
+    scheduler: Scheduler = Scheduler.CONTINUOUS
+    chunked_prefill: bool = False
+    """Split prompts into chunks that share iterations with decodes (continuous scheduler only)."""
+    chunk_tokens: int = DEFAULT_CHUNK_TOKENS
+    """Tokens per iteration (decodes count one each) with chunked prefill."""
+    rate_per_s: float | None = None
+    """Mean Poisson arrival rate (requests per second)."""
+    duration_s: float | None = None
+    """Arrival window of the Poisson process; the run goes on until every request is done."""
+    input_len: int = 1024
+    """Mean prompt length of Poisson requests (tokens)."""
+    output_len: int = 256
+    """Mean generated length of Poisson requests (tokens, the first one included)."""
+    length_distribution: LengthDistribution = LengthDistribution.FIXED
+    requests: tuple[Request, ...] | None = None
+    """Explicit requests (a trace); simulated in arrival order (ties in the order given)."""
+    seed: int = 0
+    """Seed of the random generator: the same seed gives the same result, byte for byte."""
+    prefill_cost: IterationCost | None = None
+    """Iteration cost of a prefill replica: setting it disaggregates prefill from decode."""
+    prefill_replicas: int | None = None
+    """Prefill replicas (required with ``prefill_cost``)."""
+    kv_link_bytes_per_s: float | None = None
+    """Bandwidth of each prefill replica's link to the decode pool (required with ``prefill_cost``)."""
+    kv_link_latency_s: float = 0.0
+    """One-way latency of a KV transfer."""
+    warnings: tuple[str, ...] = ()
+    """Notes carried into the result (e.g. bad trace rows)."""
+
+    def __post_init__(self) -> None:
+        _check_cost("cost", self.cost)
+        _integer("replicas", self.replicas, 1)
+        if not isinstance(self.scheduler, Scheduler):
+            raise field_error("scheduler", self.scheduler, f"expected one of {[s.value for s in Scheduler]}")
+        if not isinstance(self.chunked_prefill, bool):
+            raise field_error("chunked_prefill", self.chunked_prefill, "expected true or false")
+        _integer("chunk_tokens", self.chunk_tokens, 1)
+        if self.chunked_prefill and self.scheduler is Scheduler.STATIC:
+            raise field_error("chunked_prefill", True, "needs the continuous scheduler (static batches prefill once)")
+        _integer("input_len", self.input_len, 1)
+        _integer("output_len", self.output_len, 1)
+        if not isinstance(self.length_distribution, LengthDistribution):
+            raise field_error(
+                "length_distribution", self.length_distribution, f"one of {[d.value for d in LengthDistribution]}"
+            )
+        _integer("seed", self.seed, 0)
+        self._check_source()
+        self._check_disaggregation()
+        warnings: Any = self.warnings  # lists are accepted and stored as tuples
+        if isinstance(warnings, list):
+            object.__setattr__(self, "warnings", tuple(warnings))
+        if not isinstance(self.warnings, tuple) or not all(isinstance(w, str) for w in self.warnings):
+            raise field_error("warnings", self.warnings, "expected a tuple of strings")
+
+    def _check_source(self) -> None:
+        if self.requests is None:
+            if self.rate_per_s is None or self.duration_s is None:
+                raise field_error(
+                    "rate_per_s/duration_s", (self.rate_per_s, self.duration_s), "give both, or requests (a trace)"
+                )
+            _number("rate_per_s", self.rate_per_s, positive=True)
+            _number("duration_s", self.duration_s, positive=True)
+            if self.rate_per_s * self.duration_s > MAX_REQUESTS:
+                raise field_error(
+                    "rate_per_s", self.rate_per_s, f"rate x duration_s must stay <= {MAX_REQUESTS:,} requests"
+                )
+            return
+        if self.rate_per_s is not None or self.duration_s is not None:
+            raise field_error("requests", "...", "give either requests or rate_per_s/duration_s, not both")
+        requests: Any = self.requests  # lists are accepted and stored as tuples
+        if isinstance(requests, list):
+            object.__setattr__(self, "requests", tuple(requests))
+        if not isinstance(self.requests, tuple) or not 1 <= len(self.requests) <= MAX_REQUESTS:
+            raise field_error("requests", type(self.requests).__name__, f"1 to {MAX_REQUESTS:,} Request objects")
+        for index, request in enumerate(self.requests):
+            if not isinstance(request, Request):
+                raise field_error(f"requests[{index}]", request, "expected a Request")
+
+    def _check_disaggregation(self) -> None:
+        _number("kv_link_latency_s", self.kv_link_latency_s, positive=False)
+        if self.prefill_cost is None:
+            for name in ("prefill_replicas", "kv_link_bytes_per_s"):
+                if getattr(self, name) is not None:
+                    raise field_error(name, getattr(self, name), "only with prefill_cost (disaggregated serving)")
+            return
+        _check_cost("prefill_cost", self.prefill_cost)
+        _integer("prefill_replicas", self.prefill_replicas, 1)
+        _number("kv_link_bytes_per_s", self.kv_link_bytes_per_s, positive=True)
+        if self.scheduler is not Scheduler.CONTINUOUS:
+            raise field_error("scheduler", self.scheduler.value, "disaggregated serving needs 'continuous'")
+
+    @property
+    def disaggregated(self) -> bool:
+        return self.prefill_cost is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The inputs, for JSON (the cost objects by type name, a trace by its size)."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, Enum):
+                value = value.value
+            elif f.name in {"cost", "prefill_cost"} and value is not None:
+                value = type(value).__name__
+            elif f.name == "requests" and value is not None:
+                value = len(value)
+            elif f.name == "warnings":
+                value = list(value)
+            out[f.name] = value
+        return out
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Results
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Percentiles:
+    """Distribution of one latency over requests, in milliseconds."""
+
+    p50: float
+    p90: float
+    p99: float
+    mean: float
+
+    @staticmethod
+    def of(values_s: np.ndarray) -> Percentiles | None:
+        """Percentiles of ``values_s`` (seconds) in ms; None without samples."""
+        if values_s.size == 0:
+            return None
+        p50, p90, p99 = (float(v) * 1e3 for v in np.percentile(values_s, PERCENTILES))
+        return Percentiles(p50=p50, p90=p90, p99=p99, mean=float(values_s.mean()) * 1e3)
+
+    def to_dict(self) -> dict[str, float]:
+        return {"p50": self.p50, "p90": self.p90, "p99": self.p99, "mean": self.mean}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False)
+class ServeTimeline:
+    """Per-request times of one run (seconds; NaN where a request never got there), in arrival order."""
+
+    arrival_s: np.ndarray
+    input_len: np.ndarray
+    output_len: np.ndarray
+    first_token_s: np.ndarray
+    finish_s: np.ndarray
+    queue_s: np.ndarray
+    """Time spent waiting in queues (readmissions after preemption and the decode queue included)."""
+    transfer_s: np.ndarray
+    """KV transfer time from the end of the prefill to the decode pool (NaN when not disaggregated)."""
+    rejected: np.ndarray
+    """True for requests that can never fit a replica's KV cache."""
+    busy_s: float
+    """Replica-seconds spent in iterations (both pools)."""
+    busy_prefill_s: float
+    iterations: int
+    batch_seqs: int
+    """Sequences summed over iterations (mean batch = batch_seqs / iterations)."""
+    preemptions: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServeResult:
+    """What a serving simulation measured, with the scenario's key inputs. Latencies are over completed requests;
+    TPOT is ``(e2e - ttft) / (output_len - 1)`` over requests with more than one output token."""
+
+    requests_submitted: int
+    requests_completed: int
+    rejected: int
+    duration_s: float
+    arrival_window_s: float
+    ttft_ms: Percentiles | None
+    tpot_ms: Percentiles | None
+    e2e_ms: Percentiles | None
+    queue_ms: Percentiles | None
+    kv_transfer_ms: Percentiles | None
+    output_tokens_per_s: float
+    total_tokens_per_s: float
+    requests_per_s: float
+    utilisation: float
+    """Busy fraction of all replicas over ``duration_s``."""
+    prefill_utilisation: float | None
+    """Busy fraction of the prefill pool (disaggregated only)."""
+    mean_batch: float
+    """Sequences per iteration, averaged over iterations."""
+    iterations: int
+    preemptions: int
+    scheduler: str
+    chunked_prefill: bool
+    replicas: int
+    prefill_replicas: int | None
+    seed: int
+    warnings: tuple[str, ...] = field(default=())
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = value.to_dict() if isinstance(value, Percentiles) else value
+        out["warnings"] = list(self.warnings)
+        return out
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Request generation
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _lengths(rng: np.random.Generator, mean: int, n: int, kind: LengthDistribution) -> np.ndarray:
+    if kind is LengthDistribution.FIXED or mean == 1:
+        return np.full(n, mean, dtype=np.int64)
+    parts = []
+    for start in range(0, n, RANDOM_BLOCK):
+        size = min(RANDOM_BLOCK, n - start)
+        if kind is LengthDistribution.UNIFORM:
+            parts.append(rng.integers(1, 2 * mean, size=size, dtype=np.int64))
+        else:
+            parts.append(rng.geometric(1.0 / mean, size=size).astype(np.int64))
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+
+
+def poisson_requests(scenario: ServeScenario, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Arrival times, input and output lengths of a Poisson scenario (exponential gaps drawn in blocks)."""
+    assert scenario.rate_per_s is not None and scenario.duration_s is not None  # checked on construction
+    gaps: list[np.ndarray] = []
+    total = 0.0
+    while total < scenario.duration_s:
+        block = rng.standard_exponential(RANDOM_BLOCK) / scenario.rate_per_s
+        gaps.append(block)
+        total += float(block.sum())
+    arrivals = np.cumsum(np.concatenate(gaps))
+    arrivals = arrivals[arrivals < scenario.duration_s]
+    n = arrivals.size
+    inputs = _lengths(rng, scenario.input_len, n, scenario.length_distribution)
+    outputs = _lengths(rng, scenario.output_len, n, scenario.length_distribution)
+    return arrivals, inputs, outputs
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The run
+# ----------------------------------------------------------------------------------------------------------------
+
+
+class _Run:
+    """Wires arrivals, pools and KV transfers for one scenario on one kernel."""
+
+    def __init__(self, scenario: ServeScenario) -> None:
+        self.sc = scenario
+        self.rng = np.random.default_rng(scenario.seed)
+        if scenario.requests is None:
+            arrival, inputs, outputs = poisson_requests(scenario, self.rng)
+        else:
+            reqs = scenario.requests
+            arrival = np.array([r.arrival_s for r in reqs], dtype=float)
+            order = np.argsort(arrival, kind="stable")
+            arrival = arrival[order]
+            inputs = np.array([r.input_len for r in reqs], dtype=np.int64)[order]
+            outputs = np.array([r.output_len for r in reqs], dtype=np.int64)[order]
+        self.arrival_array, self.input_array, self.output_array = arrival, inputs, outputs
+        self.arrival: list[float] = arrival.tolist()
+        self.state = _State(self.arrival, inputs.tolist(), outputs.tolist())
+        self.env = Environment(self.rng)
+        chunk = scenario.chunk_tokens if scenario.chunked_prefill else None
+        static = scenario.scheduler is Scheduler.STATIC
+        held = inputs + outputs - 1  # cache a request holds when its last token is generated
+        self.rejected = held > scenario.cost.kv_capacity_tokens
+        self.decode_router = _Router(scenario.replicas)
+        self.decode = [
+            _Engine(self.env, self.state, scenario.cost, index=r, router=self.decode_router, on_done=self._complete,
+                    chunk_tokens=chunk, static=static)
+            for r in range(scenario.replicas)
+        ]  # fmt: skip
+        self.entry, self.entry_router = self.decode, self.decode_router
+        if scenario.prefill_cost is not None:
+            assert scenario.prefill_replicas is not None and scenario.kv_link_bytes_per_s is not None
+            self.rejected |= inputs > scenario.prefill_cost.kv_capacity_tokens
+            self.entry_router = _Router(scenario.prefill_replicas)
+            self.entry = [
+                _Engine(self.env, self.state, scenario.prefill_cost, index=r, router=self.entry_router,
+                        on_done=self._handoff, chunk_tokens=chunk, prefill_pool=True)
+                for r in range(scenario.prefill_replicas)
+            ]  # fmt: skip
+            self.state.remaining = [1] * len(self.arrival)  # the prefill pool produces the first token only
+            self.link_free_s = [0.0] * scenario.prefill_replicas
+            self.transfer_s_per_token = scenario.prefill_cost.kv_bytes_per_token / scenario.kv_link_bytes_per_s
+        self.rejected_list: list[bool] = self.rejected.tolist()
+        self.next_arrival = 0
+
+    def _arrive(self, event: Event) -> None:
+        rid = self.next_arrival
+        self.next_arrival = rid + 1
+        if rid + 1 < len(self.arrival):
+            self.env.schedule_at(self.arrival[rid + 1], self._arrive, priority=URGENT)
+        if not self.rejected_list[rid]:
+            self.entry[self.entry_router.pick()].enqueue(rid, event.time)
+
+    def _complete(self, rid: int, now: float, replica: int) -> None:
+        self.state.finish[rid] = now
+
+    def _handoff(self, rid: int, now: float, replica: int) -> None:
+        """A prefill is done: send the prompt's KV over the prefill replica's link, then decode elsewhere."""
+        st = self.state
+        if st.output_len[rid] == 1:
+            st.finish[rid] = now
+            return
+        tokens = st.input_len[rid]
+        start = max(now, self.link_free_s[replica])
+        self.link_free_s[replica] = start + tokens * self.transfer_s_per_token
+        arrive = self.link_free_s[replica] + self.sc.kv_link_latency_s
+        st.transfer[rid] = arrive - now
+        st.prefill[rid], st.context[rid], st.remaining[rid] = 0, tokens, st.output_len[rid] - 1
+        self.env.schedule_at(arrive, self._arrive_decode, priority=URGENT, payload=rid)
+
+    def _arrive_decode(self, event: Event) -> None:
+        self.decode[self.decode_router.pick()].enqueue(event.payload, event.time)
+
+    def run(self) -> ServeTimeline:
+        if self.arrival:
+            self.env.schedule_at(self.arrival[0], self._arrive, priority=URGENT)
+        self.env.run()
+        st = self.state
+        return ServeTimeline(
+            arrival_s=self.arrival_array,
+            input_len=self.input_array,
+            output_len=self.output_array,
+            first_token_s=np.array(st.first),
+            finish_s=np.array(st.finish),
+            queue_s=np.array(st.queued),
+            transfer_s=np.array(st.transfer),
+            rejected=self.rejected,
+            busy_s=st.busy_s,
+            busy_prefill_s=st.busy_prefill_s,
+            iterations=st.iterations,
+            batch_seqs=st.batch_seqs,
+            preemptions=st.preemptions,
+        )
+
+
+def simulate_timeline(scenario: ServeScenario) -> ServeTimeline:
+    """Run the simulation of ``scenario`` and return every request's times (deterministic for its seed)."""
+    return _Run(scenario).run()
+
+
+def summarise(scenario: ServeScenario, timeline: ServeTimeline) -> ServeResult:
+    """Percentiles, throughput and utilisation of a run."""
+    t = timeline
+    done = ~np.isnan(t.finish_s)
+    window = scenario.duration_s if scenario.duration_s is not None else float(t.arrival_s.max())
+    last = float(t.finish_s[done].max()) if done.any() else 0.0
+    duration = max(last, window)
+    inputs, outputs = t.input_len[done], t.output_len[done]
+    ttft = t.first_token_s[done] - t.arrival_s[done]
+    e2e = t.finish_s[done] - t.arrival_s[done]
+    multi = outputs > 1
+    tpot = (e2e[multi] - ttft[multi]) / (outputs[multi] - 1)
+    transfer = t.transfer_s[done & ~np.isnan(t.transfer_s)]
+    num_rejected = int(t.rejected.sum())
+    warnings = list(scenario.warnings)
+    if num_rejected:
+        limits = f"input_len + output_len - 1 > {scenario.cost.kv_capacity_tokens:,} tokens"
+        if scenario.prefill_cost is not None:
+            limits += f", or input_len > {scenario.prefill_cost.kv_capacity_tokens:,} on a prefill replica"
+        warnings.append(f"{num_rejected:,} requests rejected: too long for a replica's KV cache ({limits})")
+    if window > 0:
+        # a queue that keeps growing: twice as many requests in the system at the end of the arrivals as halfway
+        finished = np.sort(t.finish_s[done])
+        in_system = [
+            int(np.searchsorted(t.arrival_s, when, side="right") - np.searchsorted(finished, when, side="right"))
+            for when in (window / 2, window)
+        ]
+        if in_system[1] > OVERLOAD_GROWTH * in_system[0] + OVERLOAD_SLACK:
+            warnings.append(
+                f"overloaded: {in_system[1]:,} requests in the system when arrivals stopped at {window:,.1f} s "
+                f"({in_system[0]:,} halfway); the last finished at {duration:,.1f} s"
+            )
+    prefill_replicas = scenario.prefill_replicas if scenario.disaggregated else None
+    num_replicas = scenario.replicas + (prefill_replicas or 0)
+    scale = 1.0 / duration if duration > 0 else 0.0
+    return ServeResult(
+        requests_submitted=int(t.arrival_s.size),
+        requests_completed=int(done.sum()),
+        rejected=num_rejected,
+        duration_s=duration,
+        arrival_window_s=float(window),
+        ttft_ms=Percentiles.of(ttft),
+        tpot_ms=Percentiles.of(tpot),
+        e2e_ms=Percentiles.of(e2e),
+        queue_ms=Percentiles.of(t.queue_s[done]),
+        kv_transfer_ms=Percentiles.of(transfer) if scenario.disaggregated else None,
+        output_tokens_per_s=float(outputs.sum()) * scale,
+        total_tokens_per_s=float(inputs.sum() + outputs.sum()) * scale,
+        requests_per_s=float(done.sum()) * scale,
+        utilisation=t.busy_s * scale / num_replicas,
+        prefill_utilisation=t.busy_prefill_s * scale / prefill_replicas if prefill_replicas else None,
+        mean_batch=t.batch_seqs / t.iterations if t.iterations else 0.0,
+        iterations=t.iterations,
+        preemptions=t.preemptions,
+        scheduler=scenario.scheduler.value,
+        chunked_prefill=scenario.chunked_prefill,
+        replicas=scenario.replicas,
+        prefill_replicas=prefill_replicas,
+        seed=scenario.seed,
+        warnings=tuple(warnings),
+    )
+
+
+def simulate_serving(scenario: ServeScenario) -> ServeResult:
+    """Simulate ``scenario`` and summarise it: the same seed gives the same result, byte for byte."""
+    return summarise(scenario, simulate_timeline(scenario))

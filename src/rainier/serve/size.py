@@ -1,0 +1,306 @@
+"""Fleet sizing under latency SLOs: for each model, the replica layout and count that serves its traffic cheapest.
+
+For one model on one accelerator kind, every replica layout is tried: tensor parallelism in powers of two
+inside the scale-up domain, fp8 weights where the chip has fp8 matmuls and 16-bit otherwise. With continuous
+batching a replica runs up to ``B`` sequences per decode iteration; ``B`` is the largest batch whose decode
+iteration at the longest context (``input + output`` tokens, the p99 TPOT) meets the TPOT SLO and whose KV cache
+fits. One request costs a prefill pass and ``output / B`` of a decode iteration per generated token, so a replica
+serves ``1 / (t_prefill + output x t_decode(B) / B)`` requests per second; replicas run at
+``utilisation`` of that to keep queueing for TTFT in check. The layout with the lowest cost (devices x price per
+device-hour, or devices x watts where a price is missing) wins; ``verify`` (a batching simulation, see
+``serve.simulate``) may then add replicas until the simulated p99s meet the SLOs.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from rainier.errors import InputError, field_error
+from rainier.hardware import Cluster, cluster_of, largest_system_for_accelerator
+from rainier.precision import Precision
+from rainier.serve.cost import ReplicaCost, WeightFormat, replica_cost
+from rainier.serve.efficiency import ServeEfficiency, ServeEfficiencyTable, committed_serve_efficiency
+from rainier.workload.shape import TransformerShape
+
+DEFAULT_UTILISATION = 0.8
+MAX_VERIFY_ROUNDS = 6
+VERIFY_GROWTH = 1.15  # replicas added per failed simulation round
+_SLO_KEYS = {"ttft_p99_ms": "ttft", "tpot_p99_ms": "tpot", "e2e_p99_ms": "e2e"}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Slo:
+    """p99 latency targets in seconds (``None``: no target)."""
+
+    ttft_s: float | None = None
+    tpot_s: float | None = None
+    e2e_s: float | None = None
+
+    def to_dict(self) -> dict[str, float | None]:
+        return {
+            "ttft_p99_ms": None if self.ttft_s is None else self.ttft_s * 1e3,
+            "tpot_p99_ms": None if self.tpot_s is None else self.tpot_s * 1e3,
+            "e2e_p99_ms": None if self.e2e_s is None else self.e2e_s * 1e3,
+        }
+
+
+def parse_slo(text: str) -> Slo:
+    """``ttft_p99_ms=2000,tpot_p99_ms=50`` -> :class:`Slo`."""
+    values: dict[str, float] = {}
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        key, sep, raw = part.partition("=")
+        key = key.strip().lower()
+        if not sep or key not in _SLO_KEYS:
+            raise field_error("slo", part, f"key=value with keys {', '.join(_SLO_KEYS)}")
+        try:
+            value = float(raw)
+        except ValueError:
+            raise field_error("slo", part, "a number of milliseconds") from None
+        if not value > 0 or not math.isfinite(value):
+            raise field_error("slo", part, "a positive number of milliseconds")
+        values[_SLO_KEYS[key] + "_s"] = value / 1e3
+    if not values:
+        raise field_error("slo", text, "at least one of ttft_p99_ms, tpot_p99_ms, e2e_p99_ms")
+    return Slo(**values)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Traffic:
+    """One model's traffic: requests per second and request lengths."""
+
+    model: str
+    rate_per_s: float
+    input_len: int
+    output_len: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "rate_per_s": self.rate_per_s,
+            "input_len": self.input_len,
+            "output_len": self.output_len,
+        }
+
+
+_MODEL_RATE = re.compile(r"^(?P<model>[^:]+):(?P<rate>[0-9.eE+-]+)$")
+
+
+def parse_models(text: str) -> list[tuple[str, float]]:
+    """``modelA:rate,modelB:rate`` (requests per second) -> [(name, rate)]."""
+    out: list[tuple[str, float]] = []
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        match = _MODEL_RATE.match(part)
+        if match is None:
+            raise field_error("models", part, "NAME:REQUESTS_PER_S, e.g. llama-3-70b:20")
+        try:
+            rate = float(match["rate"])
+        except ValueError:
+            raise field_error("models", part, "a number of requests per second after ':'") from None
+        if not rate > 0 or not math.isfinite(rate):
+            raise field_error("models", part, "a positive rate in requests per second")
+        out.append((match["model"].strip(), rate))
+    if not out:
+        raise field_error("models", text, "NAME:REQUESTS_PER_S[,NAME:REQUESTS_PER_S...]")
+    return out
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Layout:
+    """One replica layout for a model on an accelerator, and what it sustains under the SLOs."""
+
+    accelerator: str
+    system: str
+    tp: int
+    weights: WeightFormat
+    replica_devices: int
+    batch: int  # decode batch cap meeting the TPOT target
+    prefill_s: float
+    tpot_p99_s: float
+    requests_per_s: float  # one replica at full load
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "accelerator": self.accelerator,
+            "system": self.system,
+            "tp": self.tp,
+            "precision": self.weights.value,
+            "replica_devices": self.replica_devices,
+            "batch": self.batch,
+            "ttft_ms_unloaded": self.prefill_s * 1e3,
+            "tpot_p99_ms_estimate": self.tpot_p99_s * 1e3,
+            "requests_per_s_per_replica": self.requests_per_s,
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ModelFleet:
+    """A model's share of the fleet on one accelerator kind."""
+
+    traffic: Traffic
+    layout: Layout
+    replicas: int
+    cost_per_device_hour: float  # price in USD, or watts when ranking by power (see ``basis``)
+    basis: str
+    simulated: dict[str, Any] | None = None
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def devices(self) -> int:
+        return self.replicas * self.layout.replica_devices
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "traffic": self.traffic.to_dict(),
+            "layout": self.layout.to_dict(),
+            "replicas": self.replicas,
+            "devices": self.devices,
+            "simulated": self.simulated,
+            "notes": list(self.notes),
+        }
+
+
+# (accelerator id) -> (cost per device-hour for ranking, what it is: "usd" or "watts")
+CostOf = Callable[[str], tuple[float, str]]
+# (layout, cost, traffic, replicas) -> simulated p99s in seconds {"ttft": .., "tpot": .., "e2e": ..} and a summary
+Verifier = Callable[[Layout, ReplicaCost, Traffic, int], tuple[dict[str, float], dict[str, Any]]]
+
+
+def _tp_values(limit: int) -> list[int]:
+    return [1 << i for i in range(int(math.log2(max(limit, 1))) + 1)]
+
+
+def layouts(
+    shape: TransformerShape,
+    traffic: Traffic,
+    accelerator: str,
+    slo: Slo,
+    *,
+    efficiency: ServeEfficiency | ServeEfficiencyTable | None = None,
+) -> tuple[list[tuple[Layout, ReplicaCost]], list[str]]:
+    """Every replica layout of ``shape`` on ``accelerator`` that meets the SLOs on its own, and why others fail."""
+    system = largest_system_for_accelerator(accelerator)
+    chip = system.accelerator
+    table = efficiency if efficiency is not None else committed_serve_efficiency()
+    eff = table if isinstance(table, ServeEfficiency) else table.for_accelerator(chip)
+    formats = [WeightFormat.FP8] if chip.supports(Precision.FP8) else []
+    formats.append(WeightFormat.BF16)
+    found: list[tuple[Layout, ReplicaCost]] = []
+    reasons: list[str] = []
+    context = traffic.input_len + traffic.output_len
+    for weights in formats:
+        for tp in _tp_values(system.num_devices):
+            cluster = cluster_of(chip.id, tp, system=system)
+            try:
+                cost = replica_cost(shape, cluster, tp=tp, weights=weights, eff=eff)
+            except ValueError as exc:
+                reasons.append(f"tp={tp} {weights.value}: {exc}")
+                continue
+            cap = min(cost.max_batch, cost.kv_capacity_tokens // context)
+            if cap < 1:
+                reasons.append(f"tp={tp} {weights.value}: the KV cache of one {context}-token request does not fit")
+                continue
+            prefill = cost.iteration_s(traffic.input_len, 0, 0)
+            if slo.ttft_s is not None and prefill > slo.ttft_s:
+                reasons.append(f"tp={tp} {weights.value}: prefill alone takes {prefill * 1e3:.0f} ms > TTFT target")
+                continue
+            batch = _largest_batch(cost, cap, context, slo.tpot_s)
+            if batch == 0:
+                reasons.append(f"tp={tp} {weights.value}: one sequence's decode step misses the TPOT target")
+                continue
+            tpot = cost.iteration_s(0, batch, batch * context)
+            mean_decode = cost.iteration_s(0, batch, batch * (traffic.input_len + traffic.output_len // 2))
+            per_request = prefill + traffic.output_len * mean_decode / batch
+            if slo.e2e_s is not None and prefill + traffic.output_len * tpot > slo.e2e_s:
+                reasons.append(f"tp={tp} {weights.value}: an unloaded request misses the end-to-end target")
+                continue
+            layout = Layout(
+                accelerator=chip.id,
+                system=system.id,
+                tp=tp,
+                weights=weights,
+                replica_devices=cost.replica_devices,
+                batch=batch,
+                prefill_s=prefill,
+                tpot_p99_s=tpot,
+                requests_per_s=1.0 / per_request,
+            )
+            found.append((layout, cost))
+    return found, reasons
+
+
+def _largest_batch(cost: ReplicaCost, cap: int, context: int, tpot_s: float | None) -> int:
+    """Largest decode batch <= cap whose iteration at ``context`` tokens per sequence meets ``tpot_s``."""
+    if tpot_s is None:
+        return cap
+
+    def ok(batch: int) -> bool:
+        return cost.iteration_s(0, batch, batch * context) <= tpot_s
+
+    if not ok(1):
+        return 0
+    lo, hi = 1, cap
+    while lo < hi:  # iteration time grows with the batch (tests check it), so bisect
+        mid = (lo + hi + 1) // 2
+        if ok(mid):
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+def size_model(
+    shape: TransformerShape,
+    traffic: Traffic,
+    accelerator: str,
+    slo: Slo,
+    *,
+    cost_of: CostOf,
+    utilisation: float = DEFAULT_UTILISATION,
+    verify: Verifier | None = None,
+    efficiency: ServeEfficiency | ServeEfficiencyTable | None = None,
+) -> ModelFleet:
+    """The cheapest fleet of one accelerator kind for one model's traffic (module docstring)."""
+    if not 0 < utilisation <= 1:
+        raise field_error("utilisation", utilisation, "a fraction in (0, 1]")
+    options, reasons = layouts(shape, traffic, accelerator, slo, efficiency=efficiency)
+    if not options:
+        why = reasons[-1] if reasons else "no layout"
+        raise InputError(f"slo: no {accelerator} layout of {traffic.model} meets it ({why})")
+    price, basis = cost_of(accelerator)
+
+    def replicas_for(layout: Layout) -> int:
+        return max(1, math.ceil(traffic.rate_per_s / (utilisation * layout.requests_per_s)))
+
+    layout, cost = min(options, key=lambda o: (replicas_for(o[0]) * o[0].replica_devices, o[0].tp))
+    replicas = replicas_for(layout)
+    simulated = None
+    notes: list[str] = []
+    if verify is not None:
+        for _round in range(MAX_VERIFY_ROUNDS):
+            p99, simulated = verify(layout, cost, traffic, replicas)
+            misses = [k for k, target in (("ttft", slo.ttft_s), ("tpot", slo.tpot_s), ("e2e", slo.e2e_s))
+                      if target is not None and p99.get(k, 0.0) > target]  # fmt: skip
+            if not misses:
+                break
+            notes.append(f"{replicas} replicas: simulated p99 {', '.join(misses)} over target; adding replicas")
+            replicas = math.ceil(replicas * VERIFY_GROWTH)
+        else:
+            notes.append(f"still over target after {MAX_VERIFY_ROUNDS} simulated rounds")
+    return ModelFleet(
+        traffic=traffic,
+        layout=layout,
+        replicas=replicas,
+        cost_per_device_hour=price,
+        basis=basis,
+        simulated=simulated,
+        notes=tuple(notes),
+    )
+
+
+def replica_cluster(layout: Layout) -> Cluster:
+    """The devices of one replica, for reports."""
+    return cluster_of(layout.accelerator, layout.replica_devices)

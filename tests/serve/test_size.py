@@ -1,0 +1,80 @@
+"""Fleet sizing under SLOs: SLO grammar, layout choice, capacity arithmetic, simulation check, bad input."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from rainier.api.serve import run_serve_size
+from rainier.serve.size import Slo, Traffic, layouts, parse_models, parse_slo, size_model
+from rainier.workload import get_model
+
+
+def test_parse_slo_and_models() -> None:
+    assert parse_slo("ttft_p99_ms=2000, tpot_p99_ms=50") == Slo(ttft_s=2.0, tpot_s=0.05)
+    assert parse_models("llama-3-70b:20,llama-3-8b:1e2") == [("llama-3-70b", 20.0), ("llama-3-8b", 100.0)]
+    for bad, field in (("ttft=5", "slo"), ("tpot_p99_ms=-1", "slo"), ("", "slo")):
+        with pytest.raises(ValueError, match=field):
+            parse_slo(bad)
+    for bad in ("llama-3-70b", "llama-3-70b:0", "x:abc"):
+        with pytest.raises(ValueError, match="models"):
+            parse_models(bad)
+
+
+def test_layouts_meet_the_tpot_target_and_capacity_is_arithmetic() -> None:
+    traffic = Traffic(model="llama-3-70b", rate_per_s=10.0, input_len=1024, output_len=256)
+    slo = Slo(ttft_s=2.0, tpot_s=0.05)
+    found, _ = layouts(get_model("llama-3-70b"), traffic, "h100-sxm", slo)
+    assert found
+    for layout, cost in found:
+        context = traffic.input_len + traffic.output_len
+        assert cost.iteration_s(0, layout.batch, layout.batch * context) <= 0.05
+        if layout.batch < min(cost.max_batch, cost.kv_capacity_tokens // context):
+            nxt = layout.batch + 1
+            assert cost.iteration_s(0, nxt, nxt * context) > 0.05  # the largest batch under the target
+        mean = cost.iteration_s(0, layout.batch, layout.batch * (1024 + 128))
+        assert layout.requests_per_s == pytest.approx(1 / (layout.prefill_s + 256 * mean / layout.batch))
+
+
+def test_size_model_replicas_and_verification_growth() -> None:
+    traffic = Traffic(model="llama-3-8b", rate_per_s=50.0, input_len=512, output_len=128)
+    slo = Slo(tpot_s=0.05)
+    plain = size_model(get_model("llama-3-8b"), traffic, "h100-sxm", slo, cost_of=lambda a: (1.0, "usd"))
+    assert plain.replicas == math.ceil(50.0 / (0.8 * plain.layout.requests_per_s))
+    calls: list[int] = []
+
+    def strict(layout, cost, t, replicas):  # type: ignore[no-untyped-def]
+        calls.append(replicas)
+        return ({"tpot": 0.06 if len(calls) < 3 else 0.04}, {"replicas": replicas})
+
+    checked = size_model(
+        get_model("llama-3-8b"), traffic, "h100-sxm", slo, cost_of=lambda a: (1.0, "usd"), verify=strict
+    )
+    assert len(calls) == 3 and checked.replicas > plain.replicas and len(checked.notes) == 2
+
+
+def test_sizing_picks_the_cheapest_and_offers_a_mixed_fleet() -> None:
+    result = run_serve_size(
+        models="llama-3-70b:20,llama-3-8b:100",
+        slo="ttft_p99_ms=2000,tpot_p99_ms=60",
+        accelerators="trn2,trn3,h100-sxm",
+        price="trn2=2.0,trn3=4.0",
+        simulate=False,
+    )
+    costs = [o.usd_per_hour for o in result.options]
+    assert costs == sorted(costs)  # ranked, best first
+    names = [o.name for o in result.options]
+    assert set(names) >= {"trn2", "trn3", "h100-sxm"}
+    doc = result.to_dict()
+    assert doc["best"] == names[0] and doc["options"][0]["usd_per_million_output_tokens"] > 0
+
+
+def test_unmeetable_slo_is_an_error() -> None:
+    with pytest.raises(ValueError, match="slo"):
+        run_serve_size(models="llama-3-70b:5", slo="tpot_p99_ms=0.5", accelerators="h100-sxm", simulate=False)
+
+
+def test_without_prices_fleets_rank_by_power() -> None:
+    result = run_serve_size(models="llama-3-8b:10", slo="tpot_p99_ms=50", accelerators="trn2,trn3", simulate=False)
+    assert result.ranked_by == "facility_power" and result.notes
