@@ -12,6 +12,7 @@ RANK = {
     "errors": 0,
     "units": 0,
     "precision": 0,
+    "frame": 0,
     "catalog": 1,
     "hardware": 2,
     "workload": 2,

@@ -130,6 +130,12 @@ class SizingResult:
     infeasible: dict[str, str]
     notes: tuple[str, ...]
 
+    def to_frame(self) -> Any:
+        """The fleets as a pandas DataFrame, one row per option (``rainier.frame``)."""
+        from rainier.frame import frame
+
+        return frame(self.to_dict(), self.to_dict()["options"])
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "slo": self.slo.to_dict(),

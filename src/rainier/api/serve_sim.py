@@ -109,7 +109,15 @@ def _link(prefill: System, decode: System, replica_devices: int) -> tuple[float,
     return min(rates) * replica_devices, max(latencies)
 
 
-def run_serve_simulate(
+def run_serve_simulate(**kwargs: Any) -> ServeResult:
+    """``rainier serve simulate``: continuous (or static) batching of Poisson or traced requests, by event.
+
+    Takes the keyword arguments of :func:`simulation_scenario`.
+    """
+    return simulate_serving(simulation_scenario(**kwargs))
+
+
+def simulation_scenario(
     *,
     model: str,
     cluster: str | None = None,
@@ -130,8 +138,8 @@ def run_serve_simulate(
     max_batch: int = 256,
     disaggregate: str | None = None,
     seed: int = 0,
-) -> ServeResult:
-    """``rainier serve simulate``: continuous (or static) batching of Poisson or traced requests, by event."""
+) -> ServeScenario:
+    """The simulation of a named model on a named (or ad-hoc, or disaggregated) cluster, ready to run."""
     from rainier.serve.simulate import LengthDistribution
 
     shape = resolve_model(model)
@@ -179,7 +187,7 @@ def run_serve_simulate(
         eff, _ = resolve_serve_efficiency(target, None)
         cost = replica_cost(shape, target, tp=tp, pp=pp, unit_core=unit_core, weights=weights, eff=eff)
         replicas = max(1, target.num_devices // cost.replica_devices)
-    scenario = ServeScenario(
+    return ServeScenario(
         cost=replace(cost, engine_max_batch=max_batch),
         replicas=replicas,
         scheduler=mode,
@@ -190,4 +198,3 @@ def run_serve_simulate(
         **source,
         **extra,
     )
-    return simulate_serving(scenario)

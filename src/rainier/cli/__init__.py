@@ -84,6 +84,12 @@ def _json_default(value: Any) -> Any:
 
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document instead of tables.")]
+ReportOption = Annotated[
+    Path | None, typer.Option("--report", help="Also write a self-contained HTML report (plots) to this file.")
+]
+TraceOption = Annotated[
+    Path | None, typer.Option("--trace", help="Also write a Chrome/Perfetto trace (JSON) to this file.")
+]
 
 
 def _print_tables(tables: list[Any]) -> None:
@@ -153,6 +159,8 @@ def train_estimate(
     efficiency: Annotated[
         Path | None, typer.Option("--efficiency", help="Efficiency file (default: the committed fit).")
     ] = None,
+    report_path: ReportOption = None,
+    trace_path: TraceOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Estimate one training step: time, throughput, MFU, where the time goes, memory per device, placement."""
@@ -170,6 +178,7 @@ def train_estimate(
         efficiency=load_efficiency(efficiency) if efficiency is not None else None,
     )
     document = result.to_dict()
+    _write_extras(report_path, trace_path, result)
     if as_json:
         emit_json(document)
     else:
@@ -230,6 +239,7 @@ def train_search(
     pareto: Annotated[
         str | None, typer.Option("--pareto", help="time,cost or time,energy: the front over cluster sizes.")
     ] = None,
+    report_path: ReportOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Evaluate every valid parallel plan (vectorised) and rank them; or a Pareto front over cluster sizes."""
@@ -275,6 +285,7 @@ def train_search(
             price=price,
             progress=progress,
         )
+    _write_extras(report_path, None, result)
     if as_json:
         emit_json(result.to_dict())
     else:
@@ -462,6 +473,25 @@ CasesArgument = Annotated[
 ]
 
 
+@app.command("report")
+@user_errors
+def report(
+    scenario: Annotated[Path, typer.Argument(help="A scenario file (examples/*.yaml): kind fleet (default) or serve.")],
+    out: Annotated[Path, typer.Option("-o", "--out", help="The HTML file to write.")] = Path("report.html"),
+    as_json: JsonOption = False,
+) -> None:
+    """Run a scenario and write one self-contained HTML report with plots (opens without a network)."""
+    from rainier.api.report import scenario_report
+
+    with _progress("running the scenario", as_json):
+        page, document = scenario_report(scenario)
+    written = page.write(out)
+    if as_json:
+        emit_json({"report": str(written), **document})
+    else:
+        _out.print(f"wrote {written}")
+
+
 @app.command("validate")
 @user_errors
 def validate(
@@ -547,6 +577,20 @@ def calibrate(
     _out.print(f"wrote {run.written}" if run.written is not None else "dry run: nothing written")
 
 
+def _write_extras(report_path: Path | None, trace_path: Path | None, result: Any) -> None:
+    """``--report`` and ``--trace`` of a command's result (each only where it applies)."""
+    if report_path is not None:
+        from rainier.api.report import report_of
+
+        report_of(result).write(report_path)
+        _err.print(f"wrote {report_path}")
+    if trace_path is not None:
+        from rainier.api.report import trace_of
+
+        trace_of(result, trace_path)
+        _err.print(f"wrote {trace_path}")
+
+
 def _is_inference(path: Path) -> bool:
     """Whether a validation file holds inference cases (they are scored by the serving model)."""
     from rainier.calibrate.cases import CaseKind, load_cases
@@ -585,8 +629,9 @@ def main() -> None:
 # Command groups in their own modules register themselves on ``app`` (they import the helpers above).
 from rainier.cli import fleet as _fleet  # noqa: E402
 from rainier.cli import serve as _serve  # noqa: E402
+from rainier.cli import web as _web  # noqa: E402
 
-__all__ = ["_fleet", "_serve", "app", "main"]
+__all__ = ["_fleet", "_serve", "_web", "app", "main"]
 
 if __name__ == "__main__":
     main()

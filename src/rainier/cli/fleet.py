@@ -14,11 +14,13 @@ from rainier.cli import (
     AcceleratorOption,
     ClusterOption,
     JsonOption,
+    ReportOption,
     SeqLenOption,
     SpaceOption,
     _out,
     _print_tables,
     _progress,
+    _write_extras,
     app,
     emit_json,
     user_errors,
@@ -86,6 +88,7 @@ def fleet_plan(
     ] = "power",
     failures: FailuresOption = True,
     space: SpaceOption = None,
+    report_path: ReportOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """A whole training run: best plan, days, devices, servers, racks, MW, MWh, cost, tokens per joule."""
@@ -126,6 +129,7 @@ def fleet_plan(
                 failures=failures,
             )
     document = run.to_dict()
+    _write_extras(report_path, None, run)
     if as_json:
         emit_json(document if comparison is None else {**document, "comparison": comparison.to_dict()})
         return
@@ -251,6 +255,7 @@ def fleet_goodput(
 @user_errors
 def fleet_scenario(
     path: Annotated[str, typer.Argument(help="Scenario YAML file (see examples/rainier-frontier.yaml).")],
+    report_path: ReportOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Run a scenario file: the best plan, days with simulated failures, MW, MWh, cost, and the comparison."""
@@ -259,6 +264,11 @@ def fleet_scenario(
 
     with _progress("running the scenario", as_json):
         result = run_fleet_scenario(path)
+    if report_path is not None:
+        from rainier.api.report import fleet_report
+
+        with open(path, encoding="utf-8") as handle:
+            fleet_report(result, inputs=handle.read()).write(report_path)
     if as_json:
         emit_json(result.to_dict())
     else:

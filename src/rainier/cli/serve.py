@@ -6,11 +6,22 @@ renders with ``rainier.report``.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from rainier.cli import AcceleratorOption, ClusterOption, JsonOption, _print_tables, app, emit_json, user_errors
+from rainier.cli import (
+    AcceleratorOption,
+    ClusterOption,
+    JsonOption,
+    ReportOption,
+    _print_tables,
+    _write_extras,
+    app,
+    emit_json,
+    user_errors,
+)
 
 serve_app = typer.Typer(
     help="Serving: latency and throughput of a configuration, batching simulation, fleet sizing.",
@@ -40,6 +51,7 @@ def serve_estimate(
     output_len: Annotated[int, typer.Option("--output-len", help="Generated tokens per request.")] = 128,
     precision: PrecisionOption = "bf16",
     unit: UnitOption = "device",
+    report_path: ReportOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """TTFT, TPOT, end-to-end latency, tokens/s and memory of one configuration (static batch)."""
@@ -60,6 +72,7 @@ def serve_estimate(
         precision=precision,
         unit=unit,
     )
+    _write_extras(report_path, None, result)
     if as_json:
         emit_json(result.to_dict())
     else:
@@ -95,14 +108,25 @@ def serve_simulate(
         typer.Option("--disaggregate", help="prefill=ID:DEVICES,decode=ID:DEVICES (e.g. h100-sxm:16 and trn2:64)."),
     ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Random seed: same seed, same output.")] = 0,
+    report_path: ReportOption = None,
+    trace_path: Annotated[
+        Path | None,
+        typer.Option(
+            "--perfetto",
+            "--trace-out",
+            help="Also write a Chrome/Perfetto trace (JSON) of the simulation (--trace is the request trace input).",
+        ),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Discrete-event simulation of serving: TTFT/TPOT/e2e percentiles, throughput, utilisation, queueing."""
+    from rainier.api.report import SimulationRun
     from rainier.api.serve import parse_unit
-    from rainier.api.serve_sim import run_serve_simulate
+    from rainier.api.serve_sim import simulation_scenario
     from rainier.report.serve_sim_view import serve_sim_tables
+    from rainier.serve.simulate import simulate_serving
 
-    result = run_serve_simulate(
+    scenario = simulation_scenario(
         model=model,
         cluster=cluster,
         accelerator=accelerator,
@@ -123,6 +147,8 @@ def serve_simulate(
         disaggregate=disaggregate,
         seed=seed,
     )
+    result = simulate_serving(scenario)
+    _write_extras(report_path, trace_path, SimulationRun(scenario, result))
     if as_json:
         emit_json(result.to_dict())
     else:

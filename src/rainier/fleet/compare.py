@@ -18,13 +18,17 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rainier.errors import field_error
 from rainier.fleet.plan import RunPlan
 from rainier.fleet.power import devices_for_power, fleet_cluster, power_basis
+from rainier.frame import frame
 from rainier.hardware import Cluster, clusters, get_accelerator, get_system
 from rainier.precision import Precision
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 # AWS's launch claims for the Trn3 Gen2 UltraServer over the Trn2 UltraServer (AIW-trn3).
 AWS_TRN3_CLAIMS = {"compute": 4.4, "memory_bandwidth": 4.0, "energy_per_token": 4.0}
@@ -65,6 +69,10 @@ class Comparison:
     base_cluster: str
     rows: tuple[CompareRow, ...]
     trn3_vs_trn2: dict[str, dict[str, float | None]] | None
+
+    def to_frame(self) -> pd.DataFrame:
+        """This result as a pandas DataFrame (``rainier.frame``)."""
+        return frame(self.to_dict(), self.to_dict()["rows"])
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -29,7 +29,7 @@ from __future__ import annotations
 import bisect
 import math
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -43,10 +43,14 @@ from rainier.fleet.checkpoint import (
     default_storage,
 )
 from rainier.fleet.failures import FailureCatalog, FailureModel, committed_failures
+from rainier.frame import frame
 from rainier.hardware import Cluster
 from rainier.sim.kernel import URGENT, Environment, Event
 from rainier.units import SECONDS_PER_DAY, SECONDS_PER_HOUR
 from rainier.workload.shape import TransformerShape
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 # Above this many expected interruptions a run is refused: it would take minutes to simulate, and a job that
 # fails this often makes no progress worth simulating event by event.
@@ -318,6 +322,10 @@ class GoodputResult:
     young_interval_s: float
     daly_interval_s: float
     failure_model: str
+
+    def to_frame(self) -> pd.DataFrame:
+        """This result as a pandas DataFrame (``rainier.frame``)."""
+        return frame(self.to_dict())
 
     def to_dict(self) -> dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in fields(self)}

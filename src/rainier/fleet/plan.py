@@ -17,16 +17,20 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rainier.errors import InputError, field_error
 from rainier.fleet.multisite import SiteAnalysis
 from rainier.fleet.power import Footprint, footprint, usable_systems
+from rainier.frame import frame
 from rainier.hardware import Cluster, resize_cluster
 from rainier.perf.result import StepEstimate
 from rainier.units import JOULES_PER_MWH, SECONDS_PER_DAY, SECONDS_PER_HOUR
 from rainier.workload.flops import model_flops_per_token
 from rainier.workload.shape import TransformerShape
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 # Batch size that minimises loss for a compute budget C (FLOPs): B_opt = 0.2920 * C ** 0.3271 tokens
 # (Bi et al. 2024, "DeepSeek LLM", arXiv 2401.02954, eq. 1, fitted on 1e17-3e20 FLOP runs; extrapolated here).
@@ -119,6 +123,10 @@ class RunPlan:
     def usd_per_million_tokens(self) -> float | None:
         cost = self.cost_usd
         return None if cost is None else cost / self.trained_tokens * 1e6
+
+    def to_frame(self) -> pd.DataFrame:
+        """This result as a pandas DataFrame (``rainier.frame``)."""
+        return frame(self.to_dict())
 
     def to_dict(self) -> dict[str, Any]:
         plan = self.estimate.plan

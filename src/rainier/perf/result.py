@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from rainier.frame import frame
 from rainier.parallel.placement import AxisPlacement
 from rainier.parallel.plan import Plan
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -92,6 +96,10 @@ class StepEstimate:
     @property
     def fits(self) -> bool:
         return self.memory.fits
+
+    def to_frame(self) -> pd.DataFrame:
+        """This result as a pandas DataFrame (``rainier.frame``)."""
+        return frame(self.to_dict())
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from rainier.frame import frame
 from rainier.perf.result import StepEstimate
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 class Objective(enum.StrEnum):
@@ -57,6 +61,10 @@ class SearchResult:
     @property
     def plans_per_s(self) -> float:
         return self.evaluated / self.elapsed_s if self.elapsed_s > 0 else float("inf")
+
+    def to_frame(self) -> pd.DataFrame:
+        """This result as a pandas DataFrame (``rainier.frame``)."""
+        return frame(self.to_dict(), self.to_dict()["top"])
 
     def to_dict(self) -> dict[str, Any]:
         return {

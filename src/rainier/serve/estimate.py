@@ -11,14 +11,18 @@ included (validation/README.md convention 11).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rainier.errors import field_error
+from rainier.frame import frame
 from rainier.hardware import Cluster
 from rainier.serve.cost import ReplicaCost, WeightFormat, replica_cost
 from rainier.serve.efficiency import ServeEfficiency, ServeEfficiencyTable, committed_serve_efficiency
 from rainier.units import GIB
 from rainier.workload.shape import TransformerShape
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 SIMPSON_POINTS = 9  # odd number of points over the decode phase
 
@@ -97,6 +101,10 @@ class ServeEstimate:
     @property
     def devices(self) -> int:
         return self.replicas * self.replica_devices
+
+    def to_frame(self) -> pd.DataFrame:
+        """This result as a pandas DataFrame (``rainier.frame``)."""
+        return frame(self.to_dict())
 
     def to_dict(self) -> dict[str, Any]:
         return {

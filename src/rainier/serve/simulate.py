@@ -50,14 +50,18 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, fields
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from rainier.errors import field_error
+from rainier.frame import frame
 from rainier.serve.engine import _Engine, _Router, _State
 from rainier.serve.iteration import IterationCost
 from rainier.sim.kernel import URGENT, Environment, Event
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 DEFAULT_CHUNK_TOKENS = 512
 """Sarathi-Serve's token budget per iteration is typically 512-2048; vLLM's chunked-prefill default is 512."""
@@ -333,6 +337,10 @@ class ServeResult:
     prefill_replicas: int | None
     seed: int
     warnings: tuple[str, ...] = field(default=())
+
+    def to_frame(self) -> pd.DataFrame:
+        """This result as a pandas DataFrame (``rainier.frame``)."""
+        return frame(self.to_dict())
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}

@@ -1,0 +1,381 @@
+"""HTML reports of scenarios and single results (``rainier report``, ``--report PATH``).
+
+A scenario file is a fleet scenario (``examples/rainier-frontier.yaml``; ``kind: fleet``, the default) or a
+serving scenario (``kind: serve``: traffic, SLOs and accelerators to size a fleet for, and optionally one
+configuration to simulate). Each becomes one self-contained HTML page (``report.html``): its inputs, the
+headline numbers, and plots of the step-time breakdown, memory, top plans, the scaling curve and Pareto front,
+the comparison across accelerators and the goodput of the run; or, for serving, the sized fleets and the
+simulated latency distributions.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from rainier.catalog.loader import CatalogError, Fields, load_yaml
+from rainier.errors import InputError
+from rainier.fleet.plan import RunPlan
+from rainier.fleet.scenario import ScenarioResult
+from rainier.perf.result import StepEstimate
+from rainier.report import html as fig
+from rainier.report.html import HtmlReport
+from rainier.search.result import SearchResult
+from rainier.search.scaling import SizePoint, pareto_front
+from rainier.serve.estimate import ServeEstimate
+from rainier.serve.simulate import ServeResult, ServeScenario
+
+SCALING_FRACTIONS = (1 / 16, 1 / 8, 1 / 4, 1 / 2, 1.0)  # cluster sizes of the scaling curve, as shares of the run's
+
+
+def scenario_kind(path: Path | str) -> str:
+    raw = load_yaml(path)
+    if not isinstance(raw, dict):
+        raise CatalogError(f"{path}: expected a mapping of scenario fields")
+    kind = raw.get("kind", "fleet")
+    if kind not in ("fleet", "serve"):
+        raise CatalogError(f"{path}: scenario: kind={kind!r} is invalid: fleet or serve")
+    return str(kind)
+
+
+def scenario_report(path: Path | str) -> tuple[HtmlReport, dict[str, Any]]:
+    """The report of a scenario file and the JSON document behind it."""
+    if scenario_kind(path) == "serve":
+        return serve_scenario_report(path)
+    from rainier.api.fleet import run_fleet_scenario
+
+    result = run_fleet_scenario(str(path))
+    return fleet_report(result, inputs=Path(path).read_text(encoding="utf-8")), result.to_dict()
+
+
+# ------------------------------------------------------------------------------------------------------ training
+def add_step(report: HtmlReport, estimate: StepEstimate) -> None:
+    doc = estimate.to_dict()
+    report.add_figure("Where the step time goes", fig.step_breakdown_figure(doc))
+    report.add_figure("Memory per device", fig.memory_figure(doc))
+
+
+def _plan_rows(estimates: list[StepEstimate]) -> list[dict[str, Any]]:
+    return [
+        {
+            "rank": i + 1,
+            "plan": e.plan.describe(),
+            "step s": e.step_time_s,
+            "MFU %": e.mfu * 100,
+            "tokens/s per device": e.tokens_per_s_per_device,
+            "memory GiB": e.memory.total / 2**30,
+        }
+        for i, e in enumerate(estimates)
+    ]
+
+
+def estimate_report(estimate: StepEstimate) -> HtmlReport:
+    report = HtmlReport(title=f"Training step: {estimate.model} on {estimate.cluster}")
+    report.add_table("Headline", [_headline_step(estimate)])
+    add_step(report, estimate)
+    report.data = {"estimate": estimate.to_dict()}
+    return report
+
+
+def _headline_step(estimate: StepEstimate) -> dict[str, Any]:
+    return {
+        "plan": estimate.plan.describe(),
+        "devices": estimate.num_devices,
+        "step time s": estimate.step_time_s,
+        "MFU %": estimate.mfu * 100,
+        "tokens/s": estimate.tokens_per_s,
+        "fits": estimate.fits,
+    }
+
+
+def search_report(result: SearchResult) -> HtmlReport:
+    report = HtmlReport(title=f"Plan search: {result.model} on {result.cluster}")
+    report.add_table(
+        "Search",
+        [
+            {
+                "evaluated": result.evaluated,
+                "candidates": result.candidates,
+                "gbs": result.gbs,
+                "seq_len": result.seq_len,
+            }
+        ],
+    )
+    report.add_table("Top plans", _plan_rows([r.estimate for r in result.top]))
+    if result.top:
+        add_step(report, result.top[0].estimate)
+    report.data = {"search": result.to_dict()}
+    return report
+
+
+def add_scaling(report: HtmlReport, points: list[SizePoint], *, accelerator: str) -> None:
+    rows = [p.to_dict() for p in points]
+    report.add_figure("Scaling", fig.scaling_figure(rows, f"Best plan per cluster size ({accelerator})"))
+    axis, key, title = ("cost", "dollars_per_million_tokens", "dollars per million tokens")
+    if all(r.get(key) is None for r in rows if "mfu" in r):
+        axis, key, title = ("energy", "joules_per_token", "joules per token")
+    usable = [i for i, r in enumerate(rows) if r.get(key) is not None]
+    if usable:
+        front = pareto_front(points, ("time", axis))
+        kept = [rows[i] for i in usable]
+        index = {i: n for n, i in enumerate(usable)}
+        report.add_figure("Pareto front", fig.pareto_figure(kept, [index[i] for i in front if i in index], key, title))
+
+
+# ------------------------------------------------------------------------------------------------------ fleet
+def fleet_report(result: ScenarioResult, *, inputs: str = "") -> HtmlReport:
+    """Everything about a fleet scenario's run (see the module docstring)."""
+    from rainier.api import run_scale
+    from rainier.api.fleet import StepFinder
+    from rainier.fleet.power import fleet_cluster
+    from rainier.workload import resolve_model
+
+    run = result.run
+    doc = result.to_dict()
+    report = HtmlReport(title=result.scenario.title or f"{run.model} on {run.cluster}")
+    if inputs:
+        report.add_pre("Inputs (scenario file)", inputs)
+    head = {
+        "devices": run.footprint.devices,
+        "plan": run.estimate.plan.describe(),
+        "step s": run.step_time_s,
+        "MFU %": doc["run"]["mfu"] * 100,
+        "wall-clock days": run.wall_clock_days,
+        "effective training time %": run.effective_training_time_ratio * 100,
+        "facility MW": run.footprint.facility_power_mw,
+        "energy MWh": run.energy_mwh,
+        "cost USD": run.cost_usd,
+        "tokens per joule": run.tokens_per_joule,
+    }
+    report.add_table("Headline", [head], note="; ".join(run.notes))
+    add_step(report, run.estimate)
+    shape = resolve_model(result.scenario.model)
+    finder = StepFinder(shape, run.tokens, gbs=run.estimate.plan.gbs)
+    used = fleet_cluster(run.accelerator, run.footprint.devices)
+    report.add_table("Top plans on the cluster used", _plan_rows(finder.candidates(used, 10)))
+    sizes = sorted({max(1, round(run.footprint.devices * f)) for f in SCALING_FRACTIONS})
+    points = run_scale(
+        model=result.scenario.model,
+        accelerator=run.accelerator,
+        counts=",".join(str(n) for n in sizes),
+        gbs=run.estimate.plan.gbs,
+        price=run.price.usd_per_device_hour,
+    )
+    add_scaling(report, points, accelerator=run.accelerator)
+    if result.comparison is not None:
+        rows = doc["comparison"]["rows"]
+        report.add_figure("Across accelerators", fig.fleet_comparison_figure(rows))
+        report.add_table(
+            "Across accelerators (table)",
+            [
+                {
+                    "accelerator": r["accelerator"],
+                    "cluster": r["run"]["cluster"] if r["run"] else None,
+                    "devices": r["run"]["devices"] if r["run"] else None,
+                    "days": r["run"]["wall_clock_days"] if r["run"] else None,
+                    "MWh": r["run"]["energy_mwh"] if r["run"] else None,
+                    "USD per M tokens": r["run"]["usd_per_million_tokens"] if r["run"] else None,
+                    "break-even USD/device-h": r["break_even_usd_per_device_hour"],
+                    "error": r["error"] or None,
+                }
+                for r in rows
+            ],
+        )
+    if doc["goodput"] is not None:
+        report.add_figure("Goodput of the run", fig.goodput_figure(doc["goodput"]))
+        report.add_figure("Interruptions", fig.interruptions_figure(doc["goodput"]))
+    report.data = doc
+    return report
+
+
+# ------------------------------------------------------------------------------------------------------ serving
+def serve_estimate_report(estimate: ServeEstimate) -> HtmlReport:
+    doc = estimate.to_dict()
+    report = HtmlReport(title=f"Serving: {estimate.model} on {estimate.cluster}")
+    report.add_table(
+        "Headline",
+        [
+            {
+                "configuration": ", ".join(f"{k}={v}" for k, v in doc["config"].items()),
+                "TTFT ms": doc["ttft_ms"],
+                "TPOT ms": doc["tpot_ms"],
+                "e2e ms": doc["e2e_ms"],
+                "output tokens/s": doc["output_tokens_per_s"],
+                "fits": doc["fits"],
+            }
+        ],
+    )
+    parts = [
+        {"part": k, "prefill ms": v, "decode ms": doc["decode_parts_ms"][k]} for k, v in doc["prefill_parts_ms"].items()
+    ]
+    report.add_table("Where an iteration's time goes", parts)
+    report.data = {"serve": doc}
+    return report
+
+
+def add_simulation(report: HtmlReport, scenario: ServeScenario, result: ServeResult) -> None:
+    from rainier.serve.simulate import simulate_timeline
+
+    timeline = simulate_timeline(scenario)
+    ttft = (timeline.first_token_s - timeline.arrival_s) * 1e3
+    e2e = (timeline.finish_s - timeline.arrival_s) * 1e3
+    with_decode = timeline.output_len > 1
+    tpot = ((timeline.finish_s - timeline.first_token_s)[with_decode] / (timeline.output_len[with_decode] - 1)) * 1e3
+    doc = result.to_dict()
+    report.add_table(
+        "Simulation",
+        [
+            {
+                "requests": doc["requests_completed"],
+                "replicas": doc["replicas"],
+                "output tokens/s": doc["output_tokens_per_s"],
+                "utilisation %": doc["utilisation"] * 100,
+                "TTFT p99 ms": (doc["ttft_ms"] or {}).get("p99"),
+                "TPOT p99 ms": (doc["tpot_ms"] or {}).get("p99"),
+            }
+        ],
+        note="; ".join(doc["warnings"]),
+    )
+    report.add_figure(
+        "Latency distributions",
+        fig.latency_cdf_figure({"TTFT": ttft, "TPOT": tpot, "end to end": e2e}, "Per-request latency (simulated)"),
+    )
+
+
+def serve_scenario_report(path: Path | str) -> tuple[HtmlReport, dict[str, Any]]:
+    """A ``kind: serve`` scenario: size fleets for the traffic and SLOs, simulate one configuration."""
+    from rainier.api.serve import run_serve_size
+    from rainier.api.serve_sim import run_serve_simulate, simulation_scenario
+
+    raw = load_yaml(path)
+    reader = Fields(raw, path=path, where="scenario", sources=None)
+    reader.string("kind")
+    title = reader.string("title", required=False) or "Serving fleet"
+    models = reader.peek("models")
+    if isinstance(models, dict):
+        reader.mapping("models")
+        models_text = ",".join(f"{k}:{v}" for k, v in models.items())
+    else:
+        models_text = reader.string("models")
+    slo = reader.mapping("slo")
+    accelerators = reader.items("accelerators")
+    input_len = reader.integer("input_len", required=False, default=1024, sourced=False)
+    output_len = reader.integer("output_len", required=False, default=256, sourced=False)
+    price = reader.peek("price")
+    reader.mapping("price", required=False) if isinstance(price, dict) else reader.string("price", required=False)
+    simulate = reader.mapping("simulate", required=False)
+    reader.finish()
+    sizing = run_serve_size(
+        models=models_text,
+        slo=",".join(f"{k}={v}" for k, v in slo.items()),
+        accelerators=",".join(str(a) for a in accelerators),
+        input_len=input_len,
+        output_len=output_len,
+        price=",".join(f"{k}={v}" for k, v in price.items()) if isinstance(price, dict) else price,
+    )
+    report = HtmlReport(title=title)
+    report.add_pre("Inputs (scenario file)", Path(path).read_text(encoding="utf-8"))
+    sized = sizing.to_dict()
+    report.add_figure("Fleets", fig.sizing_figure(sized["options"], sized["ranked_by"]))
+    report.add_table(
+        "Fleets (table)",
+        [
+            {
+                "fleet": o["fleet"],
+                "devices": o["devices"],
+                "facility MW": o["facility_power_mw"],
+                "USD/hour": o["usd_per_hour"],
+                "USD per M output tokens": o["usd_per_million_output_tokens"],
+            }
+            for o in sized["options"]
+        ],
+        note="; ".join(sized["notes"]),
+    )
+    for option in sized["options"]:
+        report.add_table(
+            f"{option['fleet']}: per model",
+            [
+                {
+                    "model": m["traffic"]["model"],
+                    "req/s": m["traffic"]["rate_per_s"],
+                    "layout": f"{m['layout']['accelerator']} tp={m['layout']['tp']} {m['layout']['precision']}",
+                    "batch": m["layout"]["batch"],
+                    "replicas": m["replicas"],
+                    "devices": m["devices"],
+                }
+                for m in option["models"]
+            ],
+        )
+    document: dict[str, Any] = {"sizing": sized}
+    if simulate:
+        kwargs = {k: v for k, v in simulate.items()}
+        scenario = simulation_scenario(**kwargs)
+        result = run_serve_simulate(**kwargs)
+        add_simulation(report, scenario, result)
+        document["simulation"] = result.to_dict()
+    report.data = document
+    return report, document
+
+
+def scenario_yaml(document: dict[str, Any]) -> str:
+    """A scenario document as YAML text (the web app's download)."""
+    return str(yaml.safe_dump(document, sort_keys=False))
+
+
+def finite(value: float | None) -> float | None:
+    return None if value is None or not math.isfinite(value) else value
+
+
+@dataclass(frozen=True, slots=True)
+class SimulationRun:
+    """A serving simulation's scenario and result (its timeline is recomputed for plots and traces)."""
+
+    scenario: ServeScenario
+    result: ServeResult
+
+
+def run_report(run: RunPlan) -> HtmlReport:
+    """A fleet run without a scenario file: headline, step, memory."""
+    report = HtmlReport(title=f"Training run: {run.model} on {run.cluster}")
+    doc = run.to_dict()
+    keys = ("devices", "plan", "step_time_s", "wall_clock_days", "facility_power_mw", "energy_mwh", "cost_usd")
+    report.add_table("Headline", [{k: doc[k] for k in keys}], note="; ".join(run.notes))
+    add_step(report, run.estimate)
+    report.data = {"run": doc}
+    return report
+
+
+def report_of(result: object) -> HtmlReport:
+    """The report of one command's result (``--report PATH``)."""
+    if isinstance(result, StepEstimate):
+        return estimate_report(result)
+    if isinstance(result, SearchResult):
+        return search_report(result)
+    if isinstance(result, RunPlan):
+        return run_report(result)
+    if isinstance(result, ServeEstimate):
+        return serve_estimate_report(result)
+    if isinstance(result, SimulationRun):
+        report = HtmlReport(title="Serving simulation")
+        add_simulation(report, result.scenario, result.result)
+        report.data = {"simulation": result.result.to_dict()}
+        return report
+    raise InputError(f"--report: no report for a {type(result).__name__}")
+
+
+def trace_of(result: object, path: Path | str) -> None:
+    """The Chrome/Perfetto trace of one command's result (``--trace PATH``): a training step or a simulation."""
+    from rainier.report.trace import serving_trace, step_trace, write_trace
+    from rainier.serve.simulate import simulate_timeline
+
+    if isinstance(result, StepEstimate):
+        write_trace(step_trace(result), path)
+    elif isinstance(result, SimulationRun):
+        write_trace(serving_trace(simulate_timeline(result.scenario)), path)
+    else:
+        kind = type(result).__name__
+        raise InputError(f"--trace: traces are written for a training step or a serving simulation, not a {kind}")

@@ -1,0 +1,268 @@
+"""Self-contained HTML reports: headline tables and plotly figures in one file that opens without a network.
+
+``HtmlReport`` collects sections (a heading, optional text, an HTML table or a plotly figure) and ``render``
+writes one page with plotly.js inlined once (``plotly.offline.get_plotlyjs``), so the file works offline. The
+figure builders take the ``to_dict()`` documents of rainier's results, the same JSON the CLI prints, so a report
+shows exactly the numbers ``--json`` gives. Every plot has a title, axis titles with units and a legend where
+there is more than one series.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.offline import get_plotlyjs
+
+from rainier.errors import InputError
+
+BREAKDOWN_ORDER = (
+    "compute",
+    "recompute",
+    "tp_comm",
+    "cp_comm",
+    "ep_comm",
+    "pp_comm",
+    "dp_comm_exposed",
+    "pipeline_bubble",
+    "optimizer",
+    "other",
+)
+MEMORY_ORDER = ("weights", "gradients", "optimizer", "activations", "buffers")
+GIB = 2**30
+_STYLE = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1100px;color:#222}
+h1{font-size:1.6rem}h2{font-size:1.2rem;margin-top:2rem;border-bottom:1px solid #ddd;padding-bottom:.2rem}
+table{border-collapse:collapse;margin:.5rem 0;font-size:.9rem}td,th{border:1px solid #ddd;padding:.25rem .6rem}
+th{background:#f4f4f4;text-align:left}td.num{text-align:right;font-variant-numeric:tabular-nums}
+pre{background:#f7f7f7;padding:.8rem;overflow:auto;font-size:.85rem}.note{color:#555;font-size:.9rem}
+"""
+
+
+@dataclass
+class HtmlReport:
+    """A report being built: sections in order, each HTML; ``render`` wraps them in one page."""
+
+    title: str
+    sections: list[tuple[str, str]] = field(default_factory=list)
+    data: dict[str, Any] = field(default_factory=dict)  # the JSON documents shown, embedded for programs
+
+    def add_text(self, heading: str, text: str) -> None:
+        self.sections.append((heading, f"<p class='note'>{html.escape(text)}</p>"))
+
+    def add_pre(self, heading: str, text: str) -> None:
+        self.sections.append((heading, f"<pre>{html.escape(text)}</pre>"))
+
+    def add_table(self, heading: str, rows: Sequence[Mapping[str, Any]], note: str = "") -> None:
+        self.sections.append((heading, table_html(rows) + (f"<p class='note'>{html.escape(note)}</p>" if note else "")))
+
+    def add_figure(self, heading: str, figure: go.Figure) -> None:
+        figure.update_layout(template="plotly_white", margin={"l": 60, "r": 20, "t": 60, "b": 60})
+        self.sections.append((heading, figure.to_html(full_html=False, include_plotlyjs=False)))
+
+    def render(self) -> str:
+        body = "\n".join(f"<h2>{html.escape(h)}</h2>\n{content}" for h, content in self.sections)
+        # inside <script> entities are not decoded: keep the JSON as is, only breaking a closing tag sequence
+        data = json.dumps(self.data, default=str).replace("</", "<\\/")
+        return (
+            "<!DOCTYPE html><html><head><meta charset='utf-8'>"
+            f"<title>{html.escape(self.title)}</title><style>{_STYLE}</style>"
+            f"<script type='text/javascript'>{get_plotlyjs()}</script></head><body>"
+            f"<h1>{html.escape(self.title)}</h1>\n{body}\n"
+            f"<script type='application/json' id='rainier-data'>{data}</script></body></html>"
+        )
+
+    def write(self, path: Path | str) -> Path:
+        target = Path(path)
+        try:
+            target.write_text(self.render(), encoding="utf-8")
+        except OSError as exc:
+            raise InputError(f"{target}: cannot write the report ({exc.strerror or exc})") from None
+        return target
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        text = f"{value:,.4g}" if abs(value) < 1e6 else f"{value:,.0f}"
+        return f"<td class='num'>{text}</td>"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"<td class='num'>{value:,}</td>"
+    return f"<td>{html.escape('—' if value is None else str(value))}</td>"
+
+
+def table_html(rows: Sequence[Mapping[str, Any]]) -> str:
+    """An HTML table of rows with the same keys (the first row's keys are the columns)."""
+    if not rows:
+        return "<p class='note'>(none)</p>"
+    columns = list(rows[0])
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    body = "".join("<tr>" + "".join(_cell(row.get(c)) for c in columns) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+# ---------------------------------------------------------------------------------------------------- figures
+def step_breakdown_figure(estimate: Mapping[str, Any]) -> go.Figure:
+    """Stacked bar of where one training step's time goes (``StepEstimate.to_dict()``)."""
+    parts = estimate["breakdown_s"]
+    figure = go.Figure()
+    for name in BREAKDOWN_ORDER:
+        value = parts.get(name, 0.0)
+        if value > 0:
+            figure.add_bar(name=name.replace("_", " "), x=["step"], y=[value], hovertemplate="%{y:.4g} s")
+    figure.update_layout(
+        barmode="stack",
+        title=f"Step time {estimate['step_time_s']:.3g} s: {estimate['model']} on {estimate['cluster']}",
+        yaxis_title="time per step (s)",
+        xaxis_title="",
+        legend_title="part",
+    )
+    return figure
+
+
+def memory_figure(estimate: Mapping[str, Any]) -> go.Figure:
+    """Memory per device by kind against the device's capacity (``StepEstimate.to_dict()``)."""
+    memory = estimate["memory_bytes"]
+    figure = go.Figure()
+    for name in MEMORY_ORDER:
+        if memory.get(name, 0.0) > 0:
+            figure.add_bar(name=name, x=["per device"], y=[memory[name] / GIB], hovertemplate="%{y:.2f} GiB")
+    capacity = memory["capacity"] / GIB
+    figure.add_hline(y=capacity, line_dash="dash", annotation_text=f"capacity {capacity:.0f} GiB")
+    figure.update_layout(barmode="stack", title="Memory per device vs capacity", yaxis_title="GiB", legend_title="kind")
+    return figure
+
+
+def scaling_figure(points: Sequence[Mapping[str, Any]], title: str) -> go.Figure:
+    """MFU and step time of the best plan at each device count (``SizePoint.to_dict()`` rows)."""
+    points = [p for p in points if "mfu" in p]
+    devices = [p["num_devices"] for p in points]
+    figure = go.Figure()
+    figure.add_scatter(x=devices, y=[p["mfu"] * 100 for p in points], name="MFU (%)", mode="lines+markers")
+    figure.add_scatter(
+        x=devices, y=[p["step_time_s"] for p in points], name="step time (s)", mode="lines+markers", yaxis="y2"
+    )
+    figure.update_layout(
+        title=title,
+        xaxis={"title": "devices", "type": "log"},
+        yaxis={"title": "MFU (%)"},
+        yaxis2={"title": "step time (s)", "overlaying": "y", "side": "right"},
+        legend_title="series",
+    )
+    return figure
+
+
+def pareto_figure(points: Sequence[Mapping[str, Any]], front: Sequence[int], y_key: str, y_title: str) -> go.Figure:
+    """Time vs cost (or energy) per token over cluster sizes, the Pareto-optimal points highlighted."""
+    x = [p["seconds_per_million_tokens"] for p in points]
+    y = [p[y_key] for p in points]
+    labels = [f"{p['num_devices']:,} devices" for p in points]
+    figure = go.Figure()
+    figure.add_scatter(x=x, y=y, mode="markers", name="best plan per size", text=labels)
+    figure.add_scatter(
+        x=[x[i] for i in front],
+        y=[y[i] for i in front],
+        mode="lines+markers",
+        name="Pareto front",
+        text=[labels[i] for i in front],
+    )
+    figure.update_layout(
+        title="Pareto front over cluster sizes", xaxis_title="seconds per million tokens", yaxis_title=y_title
+    )
+    return figure
+
+
+def fleet_comparison_figure(rows: Sequence[Mapping[str, Any]]) -> go.Figure:
+    """Days, energy and dollars of the same run on each accelerator (``Comparison.to_dict()['rows']``)."""
+    runs = [(r["accelerator"], r["run"]) for r in rows if r["run"] is not None]
+    names = [a for a, _ in runs]
+    figure = go.Figure()
+    figure.add_bar(name="wall-clock days", x=names, y=[run["wall_clock_days"] for _, run in runs])
+    figure.add_bar(name="energy (GWh)", x=names, y=[(run["energy_mwh"] or 0.0) / 1e3 for _, run in runs], yaxis="y2")
+    figure.update_layout(
+        title="The same run on each accelerator (equal facility power)",
+        barmode="group",
+        xaxis_title="accelerator",
+        yaxis={"title": "days"},
+        yaxis2={"title": "energy (GWh)", "overlaying": "y", "side": "right"},
+        legend_title="metric",
+    )
+    return figure
+
+
+def goodput_figure(goodput: Mapping[str, Any]) -> go.Figure:
+    """Where the wall clock of a simulated run goes (``GoodputResult.to_dict()``)."""
+    parts = {
+        "productive": goodput["productive_days"] * 24,
+        "lost work": goodput["lost_work_hours"],
+        "checkpointing": goodput["checkpoint_hours"],
+        "restarting": goodput["restart_hours"],
+        "waiting for spares": goodput["waiting_for_spares_hours"],
+    }
+    figure = go.Figure()
+    for name, hours in parts.items():
+        figure.add_bar(name=name, x=["wall clock"], y=[hours], hovertemplate="%{y:,.1f} h")
+    figure.update_layout(
+        barmode="stack",
+        title=(
+            f"Goodput: {goodput['effective_training_time_ratio']:.1%} effective, "
+            f"{goodput['interruptions_unexpected']:,} interruptions"
+        ),
+        yaxis_title="hours",
+        legend_title="time spent",
+    )
+    return figure
+
+
+def interruptions_figure(goodput: Mapping[str, Any]) -> go.Figure:
+    """Interruptions by cause (``GoodputResult.to_dict()``)."""
+    causes = goodput["interruptions_by_cause"]
+    figure = go.Figure()
+    figure.add_bar(x=list(causes), y=list(causes.values()), name="interruptions")
+    figure.update_layout(title="Unexpected interruptions by cause", xaxis_title="component", yaxis_title="count")
+    return figure
+
+
+def latency_cdf_figure(samples_ms: Mapping[str, np.ndarray], title: str) -> go.Figure:
+    """Empirical CDFs of per-request latencies (TTFT, TPOT, end to end), milliseconds on a log axis."""
+    figure = go.Figure()
+    for name, values in samples_ms.items():
+        clean = np.sort(values[np.isfinite(values)])
+        if clean.size == 0:
+            continue
+        step = max(1, clean.size // 2000)  # at most ~2,000 points per curve
+        xs = clean[::step]
+        ys = np.arange(1, clean.size + 1)[::step] / clean.size
+        figure.add_scatter(x=xs, y=ys, mode="lines", name=name)
+    figure.update_layout(
+        title=title,
+        xaxis={"title": "latency (ms)", "type": "log"},
+        yaxis={"title": "share of requests", "range": [0, 1]},
+        legend_title="latency",
+    )
+    return figure
+
+
+def sizing_figure(options: Sequence[Mapping[str, Any]], ranked_by: str) -> go.Figure:
+    """Devices and cost (or power) of each sized serving fleet (``SizingResult.to_dict()['options']``)."""
+    names = [o["fleet"] for o in options]
+    figure = go.Figure()
+    figure.add_bar(name="devices", x=names, y=[o["devices"] for o in options])
+    if ranked_by == "usd_per_hour":
+        second, label = [o["usd_per_million_output_tokens"] for o in options], "$ per million output tokens"
+    else:
+        second, label = [(o["facility_power_mw"] or 0) * 1e3 for o in options], "facility power (kW)"
+    figure.add_scatter(name=label, x=names, y=second, mode="markers", marker={"size": 12}, yaxis="y2")
+    figure.update_layout(
+        title="Serving fleets meeting the SLOs",
+        xaxis_title="fleet",
+        yaxis={"title": "devices"},
+        yaxis2={"title": label, "overlaying": "y", "side": "right"},
+        legend_title="metric",
+    )
+    return figure

@@ -1,0 +1,254 @@
+"""End to end in headless Chromium (Selenium): fill the form, read the numbers shown, compare with the CLI's JSON.
+
+Needs Debian's ``chromium`` and ``chromium-driver`` packages (``.ci/run`` installs them); skipped without them.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rainier.web.evaluate import SEARCH_TOP
+from tests.web.conftest import cli_args, cli_error, cli_json, plan_text
+
+webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
+from selenium.common.exceptions import TimeoutException  # noqa: E402
+from selenium.webdriver.chrome.service import Service  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.remote.webdriver import WebDriver  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+if not (Path(CHROMIUM).is_file() and Path(CHROMEDRIVER).is_file()):
+    pytest.skip(
+        "headless browser tests need Debian's chromium and chromium-driver (apt-get install chromium chromium-driver)",
+        allow_module_level=True,
+    )
+
+WAIT_S = 20.0
+HF_CONFIG = Path(__file__).resolve().parents[1] / "workload" / "data" / "Meta-Llama-3-70B.json"
+FLAGS = (
+    "--headless=new",
+    "--no-sandbox",  # tests run as root in CI containers
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--window-size=1400,1000",
+)
+
+
+@pytest.fixture(scope="module")
+def downloads(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("downloads")
+
+
+@pytest.fixture(scope="module")
+def driver(tmp_path_factory: pytest.TempPathFactory, downloads: Path) -> Iterator[WebDriver]:
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in FLAGS:
+        options.add_argument(flag)
+    options.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}")
+    options.add_experimental_option(
+        "prefs", {"download.default_directory": str(downloads), "download.prompt_for_download": False}
+    )
+    browser = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    browser.set_page_load_timeout(WAIT_S)
+    try:
+        yield browser
+    finally:
+        browser.quit()
+
+
+def _open(driver: WebDriver, base_url: str) -> None:
+    driver.get(base_url + "/")
+    ready = WebDriverWait(driver, WAIT_S)
+    ready.until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == "true")
+
+
+def _set(driver: WebDriver, field: str, value: str) -> None:
+    element = driver.find_element(By.ID, f"{field.replace('_', '-')}-input")
+    if element.tag_name == "textarea":  # typing a whole config.json key by key is slow: paste it
+        driver.execute_script("arguments[0].value = arguments[1]", element, value)
+        return
+    element.clear()
+    element.send_keys(value)
+
+
+def _fill(driver: WebDriver, fields: dict[str, str]) -> None:
+    """Fill the form as a user would: choose the model and cluster kinds, then type every field."""
+    driver.find_element(By.ID, "model-source-config" if "config" in fields else "model-source-catalog").click()
+    driver.find_element(By.ID, "cluster-source-named" if "cluster" in fields else "cluster-source-build").click()
+    for field in ("model", "config", "cluster", "accelerator", "count", "plan", "gbs", "seq_len"):
+        element = driver.find_element(By.ID, f"{field.replace('_', '-')}-input")
+        if element.is_displayed() and element.is_enabled():
+            _set(driver, field, fields.get(field, ""))
+
+
+def _answer(driver: WebDriver, action: str = "run") -> str:
+    """Press a button and wait for the page to show the answer to the current fields; the results' state."""
+    before = int(driver.find_element(By.ID, "results").get_attribute("data-runs") or "0")
+    driver.find_element(By.ID, action).click()
+
+    def answered(d: WebDriver) -> str | bool:
+        results = d.find_element(By.ID, "results")
+        state = str(results.get_attribute("data-state"))
+        return int(results.get_attribute("data-runs") or "0") > before and state in ("ok", "error") and state
+
+    try:
+        return str(WebDriverWait(driver, WAIT_S).until(answered))
+    except TimeoutException:
+        pytest.fail(f"no answer shown; form error: {driver.find_element(By.ID, 'form-error').text!r}")
+
+
+def _text(driver: WebDriver, element_id: str) -> str:
+    return str(driver.find_element(By.ID, element_id).text)
+
+
+def _assert_shown(shown: str, value: float) -> None:
+    """``shown`` (e.g. ``1,234``, ``3.632 s``, ``41.5 %``) is ``value`` rounded to the digits displayed."""
+    number = re.sub(r"[^0-9.eE+-]", "", shown.replace(",", ""))
+    decimals = len(number.split(".")[1]) if "." in number else 0
+    assert abs(float(number) - value) <= 0.5 * 10**-decimals * (1 + 1e-9), (shown, value)
+
+
+def _assert_headline(driver: WebDriver, expected: dict[str, Any]) -> None:
+    _assert_shown(_text(driver, "step-time"), expected["step_time_s"])
+    _assert_shown(_text(driver, "mfu"), expected["mfu"] * 100)
+    _assert_shown(_text(driver, "tokens-per-s"), expected["tokens_per_s"])
+    _assert_shown(_text(driver, "tokens-per-s-per-device"), expected["tokens_per_s_per_device"])
+    _assert_shown(_text(driver, "memory"), expected["memory_bytes"]["total"] / 2**30)
+    _assert_shown(_text(driver, "devices"), expected["num_devices"])
+    assert _text(driver, "plan") == plan_text(expected["plan"])
+    assert float(str(driver.find_element(By.ID, "step-time").get_attribute("data-value"))) == expected["step_time_s"]
+    assert driver.find_element(By.ID, "breakdown-plot").find_elements(By.CSS_SELECTOR, ".main-svg")  # plotted
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"model": "llama-3-8b", "accelerator": "h100-sxm", "count": "64", "plan": "tp=8,pp=1,mbs=1,gbs=256"},
+        {"model": "llama-3-70b", "cluster": "rainier-trn2-500k", "plan": "tp=4,pp=8,gbs=15624", "seq_len": "4096"},
+    ],
+)
+def test_form_shows_the_cli_numbers(driver: WebDriver, base_url: str, fields: dict[str, str]) -> None:
+    _open(driver, base_url)
+    _fill(driver, fields)
+    assert _answer(driver) == "ok"
+    _assert_headline(driver, cli_json(cli_args(fields)))
+
+
+def test_search_shows_the_cli_best_plan(driver: WebDriver, base_url: str) -> None:
+    fields = {"model": "llama-3-8b", "accelerator": "h100-sxm", "count": "64", "plan": "search", "gbs": "64"}
+    _open(driver, base_url)
+    _fill(driver, fields)
+    assert _answer(driver) == "ok"
+    expected = cli_json(cli_args(fields))
+    _assert_headline(driver, expected["top"][0])
+    rows = driver.find_elements(By.CSS_SELECTOR, "#top-plans tbody tr")
+    assert len(rows) == min(SEARCH_TOP, len(expected["top"]))
+    assert rows[0].find_elements(By.TAG_NAME, "td")[1].text == plan_text(expected["top"][0]["plan"])
+
+
+def test_pasted_config_and_live_update(driver: WebDriver, base_url: str, tmp_path: Path) -> None:
+    text = HF_CONFIG.read_text()
+    fields = {"config": text, "accelerator": "h100-sxm", "count": "64", "plan": "tp=8,pp=2,gbs=256"}
+    _open(driver, base_url)
+    _fill(driver, fields)
+    assert _answer(driver) == "ok"
+    folder = tmp_path / "pasted-config"
+    folder.mkdir()
+    (folder / "config.json").write_text(text)
+    args = ["train", "estimate", "--model", str(folder / "config.json"), "--accelerator", "h100-sxm", "--count", "64"]
+    _assert_headline(driver, cli_json([*args, "--plan", fields["plan"]]))
+    # Live: once estimated, an edited field updates the numbers without pressing Estimate.
+    _set(driver, "count", "128")
+    driver.find_element(By.ID, "plan-input").click()  # leaving the field commits the change
+
+    def updated(d: WebDriver) -> bool:
+        results = d.find_element(By.ID, "results")
+        sent = json.loads(results.get_attribute("data-fields") or "{}")
+        return sent.get("count") == "128" and results.get_attribute("data-state") == "ok"
+
+    WebDriverWait(driver, WAIT_S).until(updated)
+    args[-1] = "128"
+    _assert_headline(driver, cli_json([*args, "--plan", fields["plan"]]))
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"model": "llama-3-8b", "accelerator": "h100-sxm", "count": "64", "plan": "tp=3"}, "plan"),
+        ({"model": "llama-3-8", "accelerator": "h100-sxm", "count": "64", "plan": "tp=8"}, "model"),
+        ({"model": "llama-3-8b", "accelerator": "h100-sxm", "count": "0", "plan": "tp=8"}, "count"),
+    ],
+)
+def test_bad_input_shows_the_cli_message_beside_the_field(
+    driver: WebDriver, base_url: str, fields: dict[str, str], field: str
+) -> None:
+    _open(driver, base_url)
+    _fill(driver, fields)
+    assert _answer(driver) == "error"
+    assert _text(driver, f"{field}-error") == cli_error(cli_args(fields))
+    assert driver.find_element(By.ID, f"{field}-input").get_attribute("aria-invalid") == "true"
+    assert _text(driver, "form-error") == ""
+    assert "Traceback" not in driver.page_source
+
+
+def test_download_then_upload_a_scenario(driver: WebDriver, base_url: str, downloads: Path) -> None:
+    fields = {"model": "llama-3-70b", "accelerator": "trn2", "count": "128", "plan": "search", "gbs": "512"}
+    _open(driver, base_url)
+    _fill(driver, fields)
+    driver.find_element(By.ID, "download").click()
+    target = downloads / "scenario.yaml"
+    deadline = time.monotonic() + WAIT_S
+    while not target.is_file() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert target.is_file(), "the scenario was not downloaded"
+    text = target.read_text()
+    assert "kind: training" in text and "plan: search" in text and "gbs: 512" in text
+    _open(driver, base_url)  # a fresh page, its defaults in the fields
+    driver.find_element(By.ID, "upload-input").send_keys(str(target))
+    WebDriverWait(driver, WAIT_S).until(
+        lambda d: d.find_element(By.ID, "results").get_attribute("data-state") in ("ok", "error")
+    )
+    assert driver.find_element(By.ID, "model-input").get_attribute("value") == "llama-3-70b"
+    assert driver.find_element(By.ID, "gbs-input").get_attribute("value") == "512"
+    _assert_headline(driver, cli_json(cli_args(fields))["top"][0])
+
+
+def test_malformed_upload_shows_one_line(driver: WebDriver, base_url: str, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("kind: training\nmodel: [llama\n")
+    _open(driver, base_url)
+    driver.find_element(By.ID, "upload-input").send_keys(str(bad))
+    WebDriverWait(driver, WAIT_S).until(lambda d: _text(d, "scenario-error") != "")
+    message = _text(driver, "scenario-error")
+    assert message.startswith("scenario: not valid YAML") and "\n" not in message
+
+
+def test_report_opens_in_a_new_tab(driver: WebDriver, base_url: str) -> None:
+    _open(driver, base_url)
+    first = driver.current_window_handle
+    driver.find_element(By.ID, "open-report").click()
+    WebDriverWait(driver, WAIT_S).until(lambda d: len(d.window_handles) > 1)
+    driver.switch_to.window(next(h for h in driver.window_handles if h != first))
+    try:
+        WebDriverWait(driver, WAIT_S).until(lambda d: d.find_elements(By.ID, "rainier-data"))
+        embedded = str(driver.find_element(By.ID, "rainier-data").get_attribute("textContent"))
+        data = json.loads(embedded)
+        assert data["estimate"]["model"] == "llama-3-8b"
+    finally:
+        driver.close()
+        driver.switch_to.window(first)
