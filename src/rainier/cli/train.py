@@ -1,0 +1,191 @@
+"""``rainier train ...``: one step's estimate, the plan search and scaling.
+
+Registered on the main app by ``rainier.cli`` (imported at the end of that module); each command parses its
+options, calls one ``rainier.api`` function and renders with ``rainier.report``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from rainier.cli import (
+    AcceleratorOption,
+    ClusterOption,
+    JsonOption,
+    ObjectiveOption,
+    PriceOption,
+    ReportOption,
+    SeqLenOption,
+    SpaceOption,
+    TraceOption,
+    _out,
+    _print_tables,
+    _progress,
+    _write_extras,
+    emit_json,
+    train_app,
+    user_errors,
+)
+
+
+@train_app.command("estimate")
+@user_errors
+def train_estimate(
+    model: Annotated[str, typer.Option("--model", help="Catalog model name or Hugging Face config.json.")],
+    plan: Annotated[
+        str,
+        typer.Option(
+            "--plan",
+            help="Parallel plan, e.g. tp=8,pp=8,dp=64,mbs=1,gbs=1024,recompute=selective,precision=bf16 "
+            "(dp may be left out; keys: tp pp dp cp ep vpp sp zero fsdp mbs gbs recompute precision schedule "
+            "unit lora).",
+        ),
+    ],
+    cluster: Annotated[str | None, typer.Option("--cluster", help="Named cluster (rainier catalog clusters).")] = None,
+    accelerator: Annotated[
+        str | None, typer.Option("--accelerator", help="Accelerator id, with --count, instead of --cluster.")
+    ] = None,
+    count: Annotated[int | None, typer.Option("--count", help="Number of devices (with --accelerator).")] = None,
+    seq_len: Annotated[int | None, typer.Option("--seq-len", min=1, help="Sequence length (default: model's).")] = None,
+    efficiency: Annotated[
+        Path | None, typer.Option("--efficiency", help="Efficiency file (default: the committed fit).")
+    ] = None,
+    report_path: ReportOption = None,
+    trace_path: TraceOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Estimate one training step: time, throughput, MFU, where the time goes, memory per device, placement."""
+    from rainier.api import run_estimate
+    from rainier.perf.efficiency import load_efficiency
+    from rainier.report.step_view import step_tables
+
+    result = run_estimate(
+        model=model,
+        plan=plan,
+        cluster=cluster,
+        accelerator=accelerator,
+        count=count,
+        seq_len=seq_len,
+        efficiency=load_efficiency(efficiency) if efficiency is not None else None,
+    )
+    document = result.to_dict()
+    _write_extras(report_path, trace_path, result)
+    if as_json:
+        emit_json(document)
+    else:
+        _print_tables(step_tables(document))
+
+
+@train_app.command("search")
+@user_errors
+def train_search(
+    model: Annotated[str, typer.Option("--model", help="Catalog model name or Hugging Face config.json.")],
+    gbs: Annotated[int, typer.Option("--gbs", help="Global batch in sequences per step.")],
+    cluster: ClusterOption = None,
+    accelerator: AcceleratorOption = None,
+    count: Annotated[
+        str | None,
+        typer.Option("--count", help="Devices (with --accelerator); a range 1024..1048576 or list with --pareto."),
+    ] = None,
+    seq_len: SeqLenOption = None,
+    objective: ObjectiveOption = "time",
+    top: Annotated[int, typer.Option("--top", min=1, help="How many best plans to show.")] = 10,
+    space: SpaceOption = None,
+    price: PriceOption = None,
+    pareto: Annotated[
+        str | None, typer.Option("--pareto", help="time,cost or time,energy: the front over cluster sizes.")
+    ] = None,
+    report_path: ReportOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Evaluate every valid parallel plan (vectorised) and rank them; or a Pareto front over cluster sizes."""
+    from rainier import api
+    from rainier.report.search_view import scale_table, search_tables
+    from rainier.search.scaling import pareto_front, parse_count, parse_pareto
+
+    if pareto is not None:
+        axes = parse_pareto(pareto)
+        if accelerator is None or count is None or cluster is not None:
+            raise ValueError("--pareto needs --accelerator and --count (a range like 1024..1048576 or a list)")
+        with _progress("searching cluster sizes", as_json) as progress:
+            points = api.run_scale(
+                model=model,
+                accelerator=accelerator,
+                counts=count,
+                gbs=gbs,
+                seq_len=seq_len,
+                objective=objective,
+                space=str(space) if space else None,
+                price=price,
+                progress=progress,
+            )
+        front = pareto_front(points, axes)
+        rows = [p.to_dict() for p in points]
+        if as_json:
+            emit_json({"pareto": list(axes), "points": rows, "front": front, "front_points": [rows[i] for i in front]})
+        else:
+            _out.print(scale_table(f"Pareto front of {axes[0]} vs {axes[1]} per token (* = on the front)", rows, front))
+        return
+    devices = parse_count(count, "count") if count is not None else None
+    with _progress("evaluating plans", as_json) as progress:
+        result = api.run_search(
+            model=model,
+            gbs=gbs,
+            cluster=cluster,
+            accelerator=accelerator,
+            count=devices,
+            seq_len=seq_len,
+            objective=objective,
+            top=top,
+            space=str(space) if space else None,
+            price=price,
+            progress=progress,
+        )
+    _write_extras(report_path, None, result)
+    if as_json:
+        emit_json(result.to_dict())
+    else:
+        _print_tables(search_tables(result.to_dict()))
+
+
+@train_app.command("scale")
+@user_errors
+def train_scale(
+    model: Annotated[str, typer.Option("--model", help="Catalog model name or Hugging Face config.json.")],
+    accelerator: Annotated[str, typer.Option("--accelerator", help="Accelerator id.")],
+    counts: Annotated[str, typer.Option("--counts", help="Device counts: 1k,4k,1M or a range 1024..1048576.")],
+    gbs_per_device: Annotated[
+        float | None, typer.Option("--gbs-per-device", help="Weak scaling: sequences per device per step.")
+    ] = None,
+    gbs: Annotated[int | None, typer.Option("--gbs", help="Strong scaling: fixed global batch (sequences).")] = None,
+    seq_len: SeqLenOption = None,
+    objective: ObjectiveOption = "time",
+    space: SpaceOption = None,
+    price: PriceOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Best plan, step time and MFU at each cluster size (a scaling curve)."""
+    from rainier import api
+    from rainier.report.search_view import scale_table
+
+    with _progress("searching cluster sizes", as_json) as progress:
+        points = api.run_scale(
+            model=model,
+            accelerator=accelerator,
+            counts=counts,
+            gbs=gbs,
+            gbs_per_device=gbs_per_device,
+            seq_len=seq_len,
+            objective=objective,
+            space=str(space) if space else None,
+            price=price,
+            progress=progress,
+        )
+    rows = [p.to_dict() for p in points]
+    if as_json:
+        emit_json({"points": rows})
+    else:
+        _out.print(scale_table(f"scaling of {model} on {accelerator}", rows))
