@@ -185,7 +185,11 @@ def fleet_report(result: ScenarioResult, *, inputs: str = "") -> HtmlReport:
                 for r in rows
             ],
         )
-    if doc["goodput"] is not None:
+    if doc["goodput"] is not None and result.goodput is not None:
+        g = result.goodput
+        report.add_figure(
+            "Goodput timeline", fig.goodput_timeline_figure(g.timeline_dict(), g.wall_clock_days, g.productive_days)
+        )
         report.add_figure("Goodput of the run", fig.goodput_figure(doc["goodput"]))
         report.add_figure("Interruptions", fig.interruptions_figure(doc["goodput"]))
     report.data = doc

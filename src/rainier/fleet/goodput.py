@@ -58,6 +58,7 @@ MAX_EXPECTED_INTERRUPTIONS = 5_000_000
 # A job that needs this many times the analytic expectation of failures to finish its work is starved of spares
 # (the analytic model ignores waiting); the simulation stops and says so instead of running on.
 STARVED_FAILURE_FACTOR = 20
+MAX_TIMELINE = 20_000  # interruptions kept with their times for plots (the counts cover all of them)
 RANDOM_BLOCK = 4096  # random numbers drawn per call to the generator (part of what fixes a seed's output)
 
 
@@ -322,13 +323,24 @@ class GoodputResult:
     young_interval_s: float
     daly_interval_s: float
     failure_model: str
+    timeline: tuple[tuple[float, float, str], ...] = ()
+    """(wall-clock day, productive days so far, cause) at each of the first :data:`MAX_TIMELINE` interruptions;
+    for plots, left out of ``to_dict`` (see :meth:`timeline_dict`)."""
+
+    def timeline_dict(self) -> dict[str, list[Any]]:
+        """The interruption timeline as columns: wall-clock days, productive days, causes."""
+        return {
+            "wall_clock_days": [t for t, _, _ in self.timeline],
+            "productive_days": [p for _, p, _ in self.timeline],
+            "cause": [c for _, _, c in self.timeline],
+        }
 
     def to_frame(self) -> pd.DataFrame:
         """This result as a pandas DataFrame (``rainier.frame``)."""
         return frame(self.to_dict())
 
     def to_dict(self) -> dict[str, Any]:
-        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "timeline"}
         out["interruptions_by_cause"] = dict(self.interruptions_by_cause)
         return out
 
@@ -375,6 +387,7 @@ class _Job:
         self.max_in_repair = 0
         self.productive_s = self.lost_s = self.checkpoint_s = self.restart_s = self.waiting_s = 0.0
         self.hardware_interruptions = 0
+        self.timeline: list[tuple[float, float, int]] = []
         self._exp: list[float] = []
         self._uni: list[float] = []
 
@@ -448,6 +461,8 @@ class _Job:
             self._close_running(now, failed=True)
         else:
             self.restart_s += now - self.since
+        if len(self.timeline) < MAX_TIMELINE:
+            self.timeline.append((now, self.productive_s, cause))
         self._start_recovery(now)
 
     def _on_repaired(self, event: Event) -> None:
@@ -548,4 +563,5 @@ def simulate_goodput(scenario: GoodputScenario) -> GoodputResult:
         young_interval_s=plan.young_interval_s,
         daly_interval_s=plan.daly_interval_s,
         failure_model=scenario.failure_model.name,
+        timeline=tuple((t / SECONDS_PER_DAY, p / SECONDS_PER_DAY, job.names[c]) for t, p, c in job.timeline),
     )

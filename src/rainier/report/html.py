@@ -266,3 +266,33 @@ def sizing_figure(options: Sequence[Mapping[str, Any]], ranked_by: str) -> go.Fi
         legend_title="metric",
     )
     return figure
+
+
+def goodput_timeline_figure(
+    timeline: Mapping[str, Sequence[Any]], wall_clock_days: float, productive_days: float
+) -> go.Figure:
+    """Productive days against wall-clock days, each interruption a marker coloured by cause."""
+    figure = go.Figure()
+    xs = [0.0, *timeline["wall_clock_days"], wall_clock_days]
+    ys = [0.0, *timeline["productive_days"], productive_days]
+    figure.add_scatter(x=xs, y=ys, mode="lines", name="productive training", line={"shape": "hv"})
+    figure.add_scatter(
+        x=[0.0, wall_clock_days], y=[0.0, wall_clock_days], mode="lines", name="no failures", line={"dash": "dot"}
+    )
+    causes = list(dict.fromkeys(timeline["cause"]))
+    for cause in causes:
+        picks = [i for i, c in enumerate(timeline["cause"]) if c == cause]
+        figure.add_scatter(
+            x=[timeline["wall_clock_days"][i] for i in picks],
+            y=[timeline["productive_days"][i] for i in picks],
+            mode="markers",
+            marker={"size": 5},
+            name=f"interruption: {cause}",
+        )
+    figure.update_layout(
+        title="Goodput timeline: productive training against wall clock",
+        xaxis_title="wall-clock days",
+        yaxis_title="productive days",
+        legend_title="series",
+    )
+    return figure
