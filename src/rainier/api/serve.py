@@ -71,6 +71,13 @@ def run_serve_estimate(
     )
     result = estimate_serving(shape, target, config, efficiency=efficiency)
     if not result.fits and not allow_oversize:
+        if result.config.batch <= result.max_batch:
+            raise field_error(
+                "batch",
+                batch,
+                f"a batch whose prefill activations ({result.activation_bytes_per_device / 2**30:.1f} GiB per device) "
+                "fit the memory reserve; prefill fewer prompts at once",
+            )
         if result.max_batch == 0:
             raise field_error(
                 "input-len + output-len",

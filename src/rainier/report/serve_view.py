@@ -44,7 +44,8 @@ def serve_tables(est: dict[str, Any]) -> list[Table]:
     verdict = "[green]fits[/]" if est["fits"] else "[bold red]does NOT fit[/]"
     head.add_row(
         "memory per device",
-        f"weights {mem['weights']:,.1f} GiB + KV cache {mem['kv_cache']:,.2f} GiB of {mem['capacity']:,.1f} GiB: "
+        f"weights {mem['weights']:,.1f} GiB + KV cache {mem['kv_cache']:,.2f} GiB + activations "
+        f"{mem['activations']:,.2f} GiB of {mem['capacity']:,.1f} GiB: "
         f"{verdict} (largest batch at these lengths: {est['max_batch']:,})",
     )
     head.add_row("efficiency set", est["efficiency"])

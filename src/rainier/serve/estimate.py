@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from rainier.errors import field_error
 from rainier.frame import frame
 from rainier.hardware import Cluster
-from rainier.serve.cost import ReplicaCost, WeightFormat, replica_cost
+from rainier.serve.cost import ACTIVATION_BYTES, MEMORY_UTILIZATION, ReplicaCost, WeightFormat, replica_cost
 from rainier.serve.efficiency import ServeEfficiency, ServeEfficiencyTable, committed_serve_efficiency
 from rainier.units import GIB
 from rainier.workload.shape import TransformerShape
@@ -78,6 +78,7 @@ class ServeEstimate:
     e2e_s: float
     weight_bytes_per_device: float
     kv_bytes_per_device: float
+    activation_bytes_per_device: float  # transient, one layer of the batch's prefill at a time
     capacity_bytes_per_device: float
     max_batch: int  # largest batch whose KV cache fits with these lengths
     prefill_parts: dict[str, float]
@@ -86,7 +87,9 @@ class ServeEstimate:
 
     @property
     def fits(self) -> bool:
-        return self.config.batch <= self.max_batch
+        """The batch's KV cache fits beside the weights, and the prefill's activations fit the reserve."""
+        reserve = (1.0 - MEMORY_UTILIZATION) * self.capacity_bytes_per_device
+        return self.config.batch <= self.max_batch and self.activation_bytes_per_device <= reserve
 
     @property
     def output_tokens_per_s(self) -> float:
@@ -126,6 +129,7 @@ class ServeEstimate:
             "memory_per_device_gib": {
                 "weights": self.weight_bytes_per_device / GIB,
                 "kv_cache": self.kv_bytes_per_device / GIB,
+                "activations": self.activation_bytes_per_device / GIB,
                 "capacity": self.capacity_bytes_per_device / GIB,
             },
             "fits": self.fits,
@@ -163,6 +167,7 @@ def estimate_serving(
     decode_times, first_parts = _decode_curve(cost, b, i, o)
     tpot = _simpson(decode_times) if o > 1 else 0.0
     kv_per_device = b * (i + o) * cost.kv_bytes_per_token_replica / cost.replica_devices
+    activations = prefill_activation_bytes(shape, b * i, cost.tp_devices)
     capacity = cluster.accelerator.hbm_bytes
     max_batch = cost.kv_capacity // (i + o)
     return ServeEstimate(
@@ -179,12 +184,24 @@ def estimate_serving(
         e2e_s=ttft + (o - 1) * tpot,
         weight_bytes_per_device=cost.weight_bytes_per_device,
         kv_bytes_per_device=kv_per_device,
+        activation_bytes_per_device=activations,
         capacity_bytes_per_device=capacity,
         max_batch=max_batch,
         prefill_parts=prefill,
         decode_parts=first_parts,
         efficiency_key=key,
     )
+
+
+def prefill_activation_bytes(shape: TransformerShape, tokens: int, tp_devices: float) -> float:
+    """Peak transient activations of a prefill pass on one device: one layer's tensors for every prompt token.
+
+    Per token a layer holds its input and output (``2h``), the query/key/value and attention output (``2h`` for
+    MHA, less with GQA: counted as ``2h``) and the MLP's intermediate (``ffn`` x matrices - 1 for gated), in 16
+    bits, split over the tensor-parallel devices (inference keeps no activations across layers).
+    """
+    width = 4 * shape.hidden_dim + (shape.mlp_activation.num_matrices - 1) * shape.ffn_hidden_dim
+    return tokens * width * ACTIVATION_BYTES / tp_devices
 
 
 def _decode_curve(
