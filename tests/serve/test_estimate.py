@@ -112,7 +112,7 @@ def test_prefill_activations_are_reported_and_limit_fit() -> None:
     shape = get_model("llama-2-7b")
     cluster = cluster_of("h100-sxm", 1)
     est = estimate_serving(shape, cluster, ServeConfig(batch=8, input_len=512, output_len=16), efficiency=IDEAL)
-    width = 4 * 4096 + 11008  # in/out, qkv + attention output, one extra gated MLP matrix
+    width = 4 * 4096 + 2 * 11008  # in/out, qkv + attention output, gate and up intermediates (SwiGLU)
     assert est.activation_bytes_per_device == 8 * 512 * width * 2.0
     assert est.to_dict()["memory_per_device_gib"]["activations"] > 0 and est.fits
     huge = estimate_serving(shape, cluster, ServeConfig(batch=512, input_len=4096, output_len=1), efficiency=IDEAL)
