@@ -117,3 +117,15 @@ def test_prefill_activations_are_reported_and_limit_fit() -> None:
     assert est.to_dict()["memory_per_device_gib"]["activations"] > 0 and est.fits
     huge = estimate_serving(shape, cluster, ServeConfig(batch=512, input_len=4096, output_len=1), efficiency=IDEAL)
     assert not huge.fits  # ~115 GB of transient activations in one prefill pass
+
+
+def test_expert_parallelism_adds_the_all_to_all() -> None:
+    shape, cluster = get_model("mixtral-8x7b"), cluster_of("h100-sxm", 8)
+    plain = replica_cost(shape, cluster, tp=8, eff=IDEAL)
+    spread = replica_cost(shape, cluster, tp=8, ep=8, eff=IDEAL)
+    assert plain.parts(0, 64, 64 * 1024)["ep_comm"] == 0.0
+    assert spread.parts(0, 64, 64 * 1024)["ep_comm"] > 0.0
+    with pytest.raises(ValueError, match="ep"):
+        replica_cost(get_model("llama-2-7b"), cluster, tp=8, ep=2, eff=IDEAL)
+    with pytest.raises(ValueError, match="ep"):
+        replica_cost(shape, cluster, tp=8, ep=3, eff=IDEAL)

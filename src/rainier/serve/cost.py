@@ -139,17 +139,29 @@ class ReplicaCost:
         slope, intercept = self.all_reduce
         message = tokens * self.hidden_bytes_per_token
         comm = self.num_layers * ALL_REDUCES_PER_LAYER * (slope * message + intercept) if self.tp_devices > 1 else 0
+        expert = 0.0
+        if self.ep > 1 and tokens:
+            a2a_slope, a2a_intercept = self.all_to_all
+            routed = tokens * self.top_k * self.hidden_bytes_per_token / self.ep  # per rank
+            expert = self.moe_layers * 2 * (a2a_slope * routed + a2a_intercept)
         overhead = self.num_layers * eff.layer_overhead_s + eff.iteration_overhead_s
-        return {"gemm": gemm, "attention": attention, "tp_comm": comm, "overhead": overhead}
+        return {"gemm": gemm, "attention": attention, "tp_comm": comm, "ep_comm": expert, "overhead": overhead}
 
     hidden_bytes_per_token: float = 0.0
     scores_per_pair: float = 0.0  # attention scores per (query, key) pair: heads x layers
     query_groups: float = 1.0  # query heads per KV head (1 for MHA and MLA)
+    all_to_all: tuple[float, float] = (0.0, 0.0)  # expert dispatch/combine on the ep ranks: slope x bytes + intercept
+    ep: int = 1
+    moe_layers: int = 0
 
     def with_efficiency(self, eff: ServeEfficiency) -> ReplicaCost:
         """The same replica under other efficiencies (the all-reduce bandwidth term scales with ``comm``)."""
         slope, intercept = self.all_reduce
-        return replace(self, eff=eff, all_reduce=(slope * self.eff.comm / eff.comm, intercept))
+        a2a_slope, a2a_intercept = self.all_to_all
+        scale = self.eff.comm / eff.comm
+        return replace(
+            self, eff=eff, all_reduce=(slope * scale, intercept), all_to_all=(a2a_slope * scale, a2a_intercept)
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -174,9 +186,15 @@ def replica_cost(
     weights: WeightFormat = WeightFormat.BF16,
     eff: ServeEfficiency,
     max_batch: int = 1024,
+    ep: int = 1,
 ) -> ReplicaCost:
-    """The cost coefficients of one ``tp x pp`` replica of ``shape`` on ``cluster``'s devices."""
-    for name, value in (("tp", tp), ("pp", pp)):
+    """The cost coefficients of one ``tp x pp`` replica of ``shape`` on ``cluster``'s devices.
+
+    With ``ep > 1`` a MoE model's experts are spread over ``ep`` of the tensor-parallel ranks and every MoE layer
+    adds a dispatch and a combine all-to-all of each token's ``top_k`` hidden vectors (DeepSpeed-MoE / Megatron
+    expert parallelism) on those ranks' links.
+    """
+    for name, value in (("tp", tp), ("pp", pp), ("ep", ep)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise field_error(name, value, "a positive integer")
     cores = ranks_per_device(cluster, unit_core)
@@ -189,6 +207,8 @@ def replica_cost(
     # Heads that tp does not divide are padded to the next multiple (transformers-neuronx pads, e.g. 40 -> 64 at
     # tp=32); the padded heads cost attention time and KV cache like real ones.
     head_padding = 1.0 if tp % shape.num_heads == 0 else math.ceil(shape.num_heads / tp) * tp / shape.num_heads
+    if ep > 1 and (shape.moe is None or tp % ep or shape.moe.num_experts % ep):
+        raise field_error("ep", ep, "a divisor of tp and of the expert count, for a MoE model (1 otherwise)")
     accelerator = cluster.accelerator
     matmul = weights.matmul if accelerator.supports(weights.matmul) else Precision.BF16
     if not accelerator.supports(matmul):
@@ -224,6 +244,20 @@ def replica_cost(
         for lv in tp_group.levels
     ]
     cost = group_cost(levels)
+    expert_a2a = (0.0, 0.0)
+    if ep > 1:
+        ep_group = place_axis("ep", ep, 1, _machine_levels(cluster, cores), cluster, cores)
+        expert_a2a = group_cost(
+            [
+                Level(
+                    size=lv.size,
+                    bw_bytes_per_s=lv.bw_bytes_per_s * eff.comm,
+                    alpha_s=lv.latency_s,
+                    bidirectional_ring=lv.bidirectional_ring,
+                )
+                for lv in ep_group.levels
+            ]
+        ).all_to_all
     return ReplicaCost(
         model=shape.name,
         num_layers=shape.num_layers,
@@ -242,6 +276,9 @@ def replica_cost(
         flop_per_s=accelerator.peak_flop_per_s(matmul),
         hbm_bytes_per_s=accelerator.hbm_bw_bytes_per_s,
         all_reduce=cost.all_reduce,
+        all_to_all=expert_a2a,
+        ep=ep,
+        moe_layers=shape.num_moe_layers if shape.moe is not None else 0,
         eff=eff,
         engine_max_batch=max_batch,
         hidden_bytes_per_token=shape.hidden_dim * ACTIVATION_BYTES,

@@ -159,7 +159,14 @@ def estimate_serving(
     """TTFT, TPOT, end-to-end latency, throughput and memory of ``config`` on every replica of ``cluster``."""
     eff, key = resolve_serve_efficiency(cluster, efficiency)
     cost = replica_cost(
-        shape, cluster, tp=config.tp, pp=config.pp, unit_core=config.unit_core, weights=config.weights, eff=eff
+        shape,
+        cluster,
+        tp=config.tp,
+        pp=config.pp,
+        ep=config.ep,
+        unit_core=config.unit_core,
+        weights=config.weights,
+        eff=eff,
     )
     b, i, o = config.batch, config.input_len, config.output_len
     prefill = cost.parts(b * i, 0, 0, prefill_seqs=b)

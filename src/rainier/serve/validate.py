@@ -98,7 +98,7 @@ def prepare(case: InferenceCase) -> Prepared:
     cluster = cluster_of(accelerator.id, int(case.system["count"]))
     config = serve_config(case)
     cost = replica_cost(
-        shape, cluster, tp=config.tp, pp=config.pp, unit_core=config.unit_core, weights=config.weights,
+        shape, cluster, tp=config.tp, pp=config.pp, ep=config.ep, unit_core=config.unit_core, weights=config.weights,
         eff=ServeEfficiency(),
     )  # fmt: skip
     targets = tuple((str(t["metric"]), float(t["value"])) for t in case.targets if t["metric"] in METRICS)
