@@ -11,7 +11,7 @@ simulated latency distributions.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ from rainier.search.scaling import SizePoint, pareto_front
 from rainier.serve.estimate import ServeEstimate
 from rainier.serve.simulate import ServeResult, ServeScenario
 
+TRACE_BATCHES = 50_000  # engine iterations kept for a serving trace
 SCALING_FRACTIONS = (1 / 16, 1 / 8, 1 / 4, 1 / 2, 1.0)  # cluster sizes of the scaling curve, as shares of the run's
 
 
@@ -379,7 +380,8 @@ def trace_of(result: object, path: Path | str) -> None:
     if isinstance(result, StepEstimate):
         write_trace(step_trace(result), path)
     elif isinstance(result, SimulationRun):
-        write_trace(serving_trace(simulate_timeline(result.scenario)), path)
+        recorded = replace(result.scenario, record_batches=TRACE_BATCHES)
+        write_trace(serving_trace(simulate_timeline(recorded)), path)
     else:
         kind = type(result).__name__
         raise InputError(f"--trace: traces are written for a training step or a serving simulation, not a {kind}")

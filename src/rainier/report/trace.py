@@ -79,6 +79,7 @@ MIN_GAP_S = 1e-9  # idle time shorter than this (float noise) is not drawn
 STEP_PID = 1
 SERVE_PID = 1
 SERVE_INFO_TID = 0  # counters and rejected requests; request lanes are tids 1, 2, ...
+BATCH_PID = 2  # engine iterations, one thread per replica (recorded with ServeScenario.record_batches)
 
 
 class _Pass(Enum):
@@ -503,6 +504,7 @@ def serving_trace(timeline: ServeTimeline, *, max_requests: int = 2000) -> dict[
         ts = _us(float(t.arrival_s[rid]))
         instant = {"name": "rejected", "cat": "rejected", "ph": "i", "s": "t", "ts": ts, "pid": SERVE_PID}
         events.append(instant | {"tid": SERVE_INFO_TID, "args": args})
+    events += _batch_events(t)
     until = max(ends, default=0.0)
     decoding = accepted & (t.finish_s > decode_start)
     events += _counter("requests in system", "requests", t.arrival_s[accepted], t.finish_s[accepted], until)
@@ -520,10 +522,40 @@ def serving_trace(timeline: ServeTimeline, *, max_requests: int = 2000) -> dict[
         "preemptions": t.preemptions,
         "busy_s": t.busy_s,
         "disaggregated": bool((~np.isnan(t.transfer_s)).any()),
+        "batches_traced": len(t.batches),
         "note": "queue slices end at min(arrival + queue_s, first token) (rainier.report.trace); event ts and dur "
         "in microseconds, *_s in seconds",
     }
     return {"traceEvents": events, "displayTimeUnit": "ms", "otherData": other}
+
+
+def _batch_events(timeline: ServeTimeline) -> list[dict[str, Any]]:
+    """Engine iterations as slices, one thread per replica: "prefill", "decode" or "prefill + decode" batches."""
+    if not timeline.batches:
+        return []
+    events = [_metadata("process_name", BATCH_PID, 0, name="replicas (engine iterations)")]
+    tids: dict[tuple[bool, int], int] = {}
+    for replica, prefill_pool, *_ in timeline.batches:
+        key = (prefill_pool, replica)
+        if key not in tids:
+            tids[key] = len(tids) + 1
+    for (prefill_pool, replica), tid in sorted(tids.items(), key=lambda item: item[1]):
+        label = f"prefill replica {replica}" if prefill_pool else f"replica {replica}"
+        events.append(_metadata("thread_name", BATCH_PID, tid, name=label))
+    for replica, prefill_pool, start, duration, prefill_tokens, decoding in timeline.batches:
+        if prefill_tokens and decoding:
+            name, cat = "prefill + decode", "batch"
+        elif prefill_tokens:
+            name, cat = "prefill", "prefill"
+        else:
+            name, cat = "decode", "decode"
+        tid = tids[(prefill_pool, replica)]
+        events.append(
+            _complete(
+                name, cat, start, start + duration, BATCH_PID, tid, prefill_tokens=prefill_tokens, decoding=decoding
+            )
+        )
+    return events
 
 
 def write_trace(document: Mapping[str, Any], path: Path | str) -> Path:

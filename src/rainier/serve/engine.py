@@ -66,6 +66,8 @@ class _State:
         self.enqueued = [0.0] * n
         self.busy_s = self.busy_prefill_s = 0.0
         self.iterations = self.batch_seqs = self.preemptions = 0
+        self.batch_limit = 0  # iterations to record for traces (ServeScenario.record_batches)
+        self.batches: list[tuple[int, bool, float, float, int, int]] = []
 
 
 class _Engine:
@@ -222,6 +224,8 @@ class _Engine:
             st.busy_prefill_s += duration
         st.iterations += 1
         st.batch_seqs += decoding + prefill_seqs
+        if len(st.batches) < st.batch_limit:
+            st.batches.append((self.index, self.prefill_pool, event.time, duration, prefill_tokens, decoding))
         self.env.schedule(duration, self._boundary)
 
     def _static_boundary(self, event: Event) -> None:
@@ -257,4 +261,6 @@ class _Engine:
         st.busy_s += elapsed
         st.iterations += longest
         st.batch_seqs += n * longest
+        if len(st.batches) < st.batch_limit:
+            st.batches.append((self.index, self.prefill_pool, now, elapsed, prompt_tokens, n))
         self.env.schedule(elapsed, self._boundary)

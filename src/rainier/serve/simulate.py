@@ -171,9 +171,12 @@ class ServeScenario:
     """One-way latency of a KV transfer."""
     warnings: tuple[str, ...] = ()
     """Notes carried into the result (e.g. bad trace rows)."""
+    record_batches: int = 0
+    """Keep the first this many engine iterations (replica, start, duration, prefill tokens, decodes) for traces."""
 
     def __post_init__(self) -> None:
         _check_cost("cost", self.cost)
+        _integer("record_batches", self.record_batches, 0)
         _integer("replicas", self.replicas, 1)
         if not isinstance(self.scheduler, Scheduler):
             raise field_error("scheduler", self.scheduler, f"expected one of {[s.value for s in Scheduler]}")
@@ -303,6 +306,9 @@ class ServeTimeline:
     batch_seqs: int
     """Sequences summed over iterations (mean batch = batch_seqs / iterations)."""
     preemptions: int
+    batches: tuple[tuple[int, bool, float, float, int, int], ...] = ()
+    """The first ``record_batches`` iterations: (replica, in the prefill pool, start s, duration s, prefill tokens,
+    decoding sequences); a static batch is one entry for its whole run."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -409,6 +415,7 @@ class _Run:
         self.arrival_array, self.input_array, self.output_array = arrival, inputs, outputs
         self.arrival: list[float] = arrival.tolist()
         self.state = _State(self.arrival, inputs.tolist(), outputs.tolist())
+        self.state.batch_limit = scenario.record_batches
         self.env = Environment(self.rng)
         chunk = scenario.chunk_tokens if scenario.chunked_prefill else None
         static = scenario.scheduler is Scheduler.STATIC
@@ -483,6 +490,7 @@ class _Run:
             iterations=st.iterations,
             batch_seqs=st.batch_seqs,
             preemptions=st.preemptions,
+            batches=tuple(st.batches),
         )
 
 
