@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 
 from rainier.api.serve_sim import simulation_scenario
 from rainier.report.trace import BATCH_PID, serving_trace
@@ -25,6 +26,6 @@ def test_recorded_iterations_match_the_run_and_do_not_change_it() -> None:
         by_replica.setdefault(event["tid"], []).append((event["ts"], event["ts"] + event["dur"]))
     for spans in by_replica.values():
         spans.sort()
-        assert all(a_end <= b_start + 1e-6 for (_, a_end), (b_start, _) in zip(spans, spans[1:], strict=False))
+        assert all(a_end <= b_start + 1e-6 for (_, a_end), (b_start, _) in itertools.pairwise(spans))
     capped = simulate_timeline(dataclasses.replace(base, record_batches=5))
     assert len(capped.batches) == 5
