@@ -40,7 +40,7 @@ app = typer.Typer(
 )
 catalog_app = typer.Typer(help="List the cited hardware and model catalog.", no_args_is_help=True)
 model_app = typer.Typer(help="Model shapes: parameters, FLOPs, memory, KV cache.", no_args_is_help=True)
-train_app = typer.Typer(help="Training: step-time estimates.", no_args_is_help=True)
+train_app = typer.Typer(help="Training: step-time estimates, plan search, scaling.", no_args_is_help=True)
 results_app = typer.Typer(help="Stored sweep results (the DuckDB file of `rainier sweep`).", no_args_is_help=True)
 app.add_typer(catalog_app, name="catalog")
 app.add_typer(model_app, name="model")
@@ -375,7 +375,7 @@ def calibrate(
     ] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Fit the step model's efficiency parameters per accelerator family on published runs."""
+    """Fit efficiency parameters on published runs: the step model's, or the serving model's for inference."""
     from rainier.calibrate import calibrate_file
     from rainier.report.calibrate_view import fit_tables
 
