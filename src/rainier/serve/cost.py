@@ -30,7 +30,7 @@ from rainier.errors import field_error
 from rainier.hardware import Cluster
 from rainier.parallel.placement import _machine_levels, place_axis
 from rainier.perf.collectives import Level
-from rainier.perf.comm import group_cost
+from rainier.perf.comm import GroupCost, group_cost
 from rainier.precision import Precision
 from rainier.serve.efficiency import ServeEfficiency
 from rainier.workload import count_params, kv_cache_bytes_per_token
@@ -172,6 +172,21 @@ class ReplicaCost:
         }
 
 
+def _placed_group(cluster: Cluster, cores: int, axis: str, degree: int, comm: float) -> GroupCost:
+    """Collective coefficients of a group of ``degree`` consecutive ranks on ``cluster``, links at ``comm``."""
+    placed = place_axis(axis, degree, 1, _machine_levels(cluster, cores), cluster, cores)
+    levels = [
+        Level(
+            size=level.size,
+            bw_bytes_per_s=level.bw_bytes_per_s * comm,
+            alpha_s=level.latency_s,
+            bidirectional_ring=level.bidirectional_ring,
+        )
+        for level in placed.levels
+    ]
+    return group_cost(levels)
+
+
 def ranks_per_device(cluster: Cluster, unit_core: bool) -> int:
     return cluster.accelerator.num_logical_cores if unit_core else 1
 
@@ -233,31 +248,8 @@ def replica_cost(
     weight_per_device = total_weight_bytes / devices
     free = accelerator.hbm_bytes * MEMORY_UTILIZATION * devices - total_weight_bytes
     tp_devices = max(tp / cores, 1.0)
-    tp_group = place_axis("tp", tp, 1, _machine_levels(cluster, cores), cluster, cores)
-    levels = [
-        Level(
-            size=lv.size,
-            bw_bytes_per_s=lv.bw_bytes_per_s * eff.comm,
-            alpha_s=lv.latency_s,
-            bidirectional_ring=lv.bidirectional_ring,
-        )
-        for lv in tp_group.levels
-    ]
-    cost = group_cost(levels)
-    expert_a2a = (0.0, 0.0)
-    if ep > 1:
-        ep_group = place_axis("ep", ep, 1, _machine_levels(cluster, cores), cluster, cores)
-        expert_a2a = group_cost(
-            [
-                Level(
-                    size=lv.size,
-                    bw_bytes_per_s=lv.bw_bytes_per_s * eff.comm,
-                    alpha_s=lv.latency_s,
-                    bidirectional_ring=lv.bidirectional_ring,
-                )
-                for lv in ep_group.levels
-            ]
-        ).all_to_all
+    cost = _placed_group(cluster, cores, "tp", tp, eff.comm)
+    expert_a2a = _placed_group(cluster, cores, "ep", ep, eff.comm).all_to_all if ep > 1 else (0.0, 0.0)
     return ReplicaCost(
         model=shape.name,
         num_layers=shape.num_layers,

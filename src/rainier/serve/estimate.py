@@ -169,10 +169,7 @@ def estimate_serving(
         eff=eff,
     )
     b, i, o = config.batch, config.input_len, config.output_len
-    prefill = cost.parts(b * i, 0, 0, prefill_seqs=b)
-    ttft = sum(prefill.values())
-    decode_times, first_parts = _decode_curve(cost, b, i, o)
-    tpot = _simpson(decode_times) if o > 1 else 0.0
+    times = static_batch_times(cost, b, i, o)
     kv_per_device = b * (i + o) * cost.kv_bytes_per_token_replica / cost.replica_devices
     activations = prefill_activation_bytes(shape, b * i, cost.tp_devices)
     capacity = cluster.accelerator.hbm_bytes
@@ -184,18 +181,18 @@ def estimate_serving(
         config=config,
         replica_devices=cost.replica_devices,
         replicas=max(1, cluster.num_devices // cost.replica_devices),
-        ttft_s=ttft,
-        tpot_s=tpot,
-        tpot_first_s=decode_times[0] if o > 1 else 0.0,
-        tpot_last_s=decode_times[-1] if o > 1 else 0.0,
-        e2e_s=ttft + (o - 1) * tpot,
+        ttft_s=times.ttft_s,
+        tpot_s=times.tpot_s,
+        tpot_first_s=times.decode_s[0] if o > 1 else 0.0,
+        tpot_last_s=times.decode_s[-1] if o > 1 else 0.0,
+        e2e_s=times.e2e_s(o),
         weight_bytes_per_device=cost.weight_bytes_per_device,
         kv_bytes_per_device=kv_per_device,
         activation_bytes_per_device=activations,
         capacity_bytes_per_device=capacity,
         max_batch=max_batch,
-        prefill_parts=prefill,
-        decode_parts=first_parts,
+        prefill_parts=cost.parts(b * i, 0, 0, prefill_seqs=b),
+        decode_parts=cost.parts(0, b, b * (i + 1 + max(o - 1, 1) // 2)),
         efficiency_key=key,
     )
 
@@ -211,17 +208,33 @@ def prefill_activation_bytes(shape: TransformerShape, tokens: int, tp_devices: f
     return tokens * width * ACTIVATION_BYTES / tp_devices
 
 
-def _decode_curve(
-    cost: ReplicaCost, batch: int, input_len: int, output_len: int
-) -> tuple[list[float], dict[str, float]]:
-    """Decode iteration times at evenly spaced points of the decode phase (cache of input_len + t per sequence)."""
+@dataclass(frozen=True, slots=True)
+class StaticBatchTimes:
+    """A static batch's prefill time, decode iteration times across its output, and their mean (the TPOT)."""
+
+    ttft_s: float
+    decode_s: tuple[float, ...]  # at SIMPSON_POINTS evenly spaced points of the decode phase
+    tpot_s: float  # mean decode iteration (0 when only one token is generated)
+
+    def e2e_s(self, output_len: int) -> float:
+        return self.ttft_s + (output_len - 1) * self.tpot_s
+
+
+def static_batch_times(cost: ReplicaCost, batch: int, input_len: int, output_len: int) -> StaticBatchTimes:
+    """One prefill of ``batch`` prompts, then decode iterations whose caches hold ``input_len + t`` tokens each.
+
+    The decode times are sampled at evenly spaced points of the decode phase and averaged by composite Simpson's
+    rule. ``serve estimate`` and the validation (``serve.validate``) both use this, so what is validated is what
+    users see.
+    """
+    ttft = cost.iteration_s(batch * input_len, 0, 0, prefill_seqs=batch)
     steps = max(output_len - 1, 1)
     points = [input_len + 1 + round(k * (steps - 1) / (SIMPSON_POINTS - 1)) for k in range(SIMPSON_POINTS)]
-    times = [cost.iteration_s(0, batch, batch * context) for context in points]
-    return times, cost.parts(0, batch, batch * (input_len + 1 + steps // 2))
+    decode = tuple(cost.iteration_s(0, batch, batch * context) for context in points)
+    return StaticBatchTimes(ttft_s=ttft, decode_s=decode, tpot_s=_simpson(decode) if output_len > 1 else 0.0)
 
 
-def _simpson(values: list[float]) -> float:
+def _simpson(values: tuple[float, ...]) -> float:
     """Mean of a function sampled at an odd number of equally spaced points (composite Simpson's rule)."""
     n = len(values) - 1
     weights = [1.0 if k in (0, n) else (4.0 if k % 2 else 2.0) for k in range(n + 1)]

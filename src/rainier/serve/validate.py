@@ -41,7 +41,7 @@ from rainier.serve.efficiency import (
     committed_serve_efficiency,
     load_serve_efficiency,
 )
-from rainier.serve.estimate import ServeConfig, ServeEstimate, estimate_serving
+from rainier.serve.estimate import ServeConfig, static_batch_times
 from rainier.workload import shape_from_validation_model
 
 MIN_CASES_PER_ACCELERATOR = 5
@@ -109,18 +109,13 @@ def predict_metrics(item: Prepared, eff: ServeEfficiency) -> dict[str, float]:
     """The case's metrics under ``eff`` (static batch on one replica, see ``serve.estimate``)."""
     cost = item.cost.with_efficiency(eff)
     c = item.config
-    ttft = cost.iteration_s(c.batch * c.input_len, 0, 0, prefill_seqs=c.batch)
-    decode = [
-        cost.iteration_s(0, c.batch, c.batch * (c.input_len + 1 + round(k * (c.output_len - 2) / 4))) for k in range(5)
-    ]
-    tpot = (decode[0] + 4 * decode[1] + 2 * decode[2] + 4 * decode[3] + decode[4]) / 12 if c.output_len > 1 else 0.0
-    e2e = ttft + (c.output_len - 1) * tpot
-    throughput = c.batch * c.output_len / e2e
+    times = static_batch_times(cost, c.batch, c.input_len, c.output_len)
+    throughput = c.batch * c.output_len / times.e2e_s(c.output_len)
     return {
         "output_tokens_per_s": throughput,
         "output_tokens_per_s_per_device": throughput / cost.replica_devices,
-        "ttft_ms": ttft * 1e3,
-        "tpot_ms": tpot * 1e3,
+        "ttft_ms": times.ttft_s * 1e3,
+        "tpot_ms": times.tpot_s * 1e3,
     }
 
 
@@ -306,10 +301,3 @@ def calibrate_inference_file(
     if cross_validate:
         result["leave_one_group_out"] = leave_one_group_out(items).summary
     return result
-
-
-def serve_estimate_for_case(case: InferenceCase) -> ServeEstimate:
-    """The full estimate of a case with the committed fit (for reports)."""
-    item = prepare(case)
-    cluster = cluster_of(item.accelerator, int(case.system["count"]))
-    return estimate_serving(shape_from_validation_model(case.model), cluster, item.config)
