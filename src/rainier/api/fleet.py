@@ -36,7 +36,7 @@ from rainier.perf.result import StepEstimate
 from rainier.perf.step import estimate
 from rainier.search.engine import Rates, search
 from rainier.search.space import SearchSpace, load_space
-from rainier.workload import resolve_model
+from rainier.workload import count_params, resolve_model
 from rainier.workload.shape import TransformerShape
 
 # Compute-optimal tokens per parameter when --tokens is not given (Hoffmann et al. 2022, "Chinchilla", ~20).
@@ -352,7 +352,7 @@ def run_fleet_grow(
             raise InputError("--tokens needs --model (runs of which model?)")
         return grow(steps)
     shape = _shape(model, seq_len)
-    run_tokens = check_tokens(tokens if tokens is not None else CHINCHILLA_TOKENS_PER_PARAM * _params(shape))
+    run_tokens = check_tokens(tokens if tokens is not None else CHINCHILLA_TOKENS_PER_PARAM * count_params(shape).total)
     step_on = StepFinder(shape, run_tokens, efficiency=efficiency)
 
     def rate(cluster: Cluster) -> float | None:
@@ -360,12 +360,6 @@ def run_fleet_grow(
         return None if found is None else found.tokens_per_s
 
     return grow(steps, tokens_per_run=run_tokens, model=shape.name, rate_of=rate)
-
-
-def _params(shape: TransformerShape) -> int:
-    from rainier.workload import count_params
-
-    return count_params(shape).total
 
 
 def _shape(model: str, seq_len: int | None) -> TransformerShape:

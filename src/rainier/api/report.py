@@ -10,12 +10,9 @@ simulated latency distributions.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 from rainier.catalog.loader import CatalogError, Fields, load_yaml
 from rainier.errors import InputError
@@ -324,15 +321,6 @@ def serve_scenario_report(path: Path | str) -> tuple[HtmlReport, dict[str, Any]]
         document["simulation"] = result.to_dict()
     report.data = document
     return report, document
-
-
-def scenario_yaml(document: dict[str, Any]) -> str:
-    """A scenario document as YAML text (the web app's download)."""
-    return str(yaml.safe_dump(document, sort_keys=False))
-
-
-def finite(value: float | None) -> float | None:
-    return None if value is None or not math.isfinite(value) else value
 
 
 @dataclass(frozen=True, slots=True)

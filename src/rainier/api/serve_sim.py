@@ -16,7 +16,7 @@ from typing import Any
 
 from rainier.api import resolve_cluster
 from rainier.errors import InputError, field_error
-from rainier.hardware import Cluster, System, get_accelerator, largest_system_for_accelerator
+from rainier.hardware import Cluster, System, cluster_of, get_accelerator, largest_system_for_accelerator
 from rainier.serve.cost import ReplicaCost, WeightFormat, replica_cost
 from rainier.serve.estimate import resolve_serve_efficiency
 from rainier.serve.simulate import Scheduler, ServeResult, ServeScenario, simulate_serving
@@ -89,13 +89,12 @@ def parse_disaggregate(text: str) -> tuple[tuple[str, int], tuple[str, int]]:
 def _pool_cost(
     shape: TransformerShape, accelerator: str, devices: int, tp: int, weights: WeightFormat, role: str
 ) -> tuple[ReplicaCost, int, System]:
-    from rainier.hardware import cluster_of
-
     system = largest_system_for_accelerator(accelerator)
     chip = system.accelerator
     fmt = weights if chip.supports(weights.matmul) else WeightFormat.BF16
-    eff, _ = resolve_serve_efficiency(cluster_of(chip.id, tp, system=system), None)
-    cost = replica_cost(shape, cluster_of(chip.id, tp, system=system), tp=tp, weights=fmt, eff=eff)
+    replica = cluster_of(chip.id, tp, system=system)
+    eff, _ = resolve_serve_efficiency(replica, None)
+    cost = replica_cost(shape, replica, tp=tp, weights=fmt, eff=eff)
     replicas = devices // cost.replica_devices
     if replicas < 1:
         raise field_error("disaggregate", f"{role}={accelerator}:{devices}", f"at least tp={tp} devices per pool")

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rainier.errors import InputError, field_error
-from rainier.hardware import Cluster, cluster_of, largest_system_for_accelerator
+from rainier.hardware import cluster_of, largest_system_for_accelerator
 from rainier.precision import Precision
 from rainier.serve.cost import ReplicaCost, WeightFormat, replica_cost
 from rainier.serve.efficiency import ServeEfficiency, ServeEfficiencyTable, committed_serve_efficiency
@@ -299,8 +299,3 @@ def size_model(
         simulated=simulated,
         notes=tuple(notes),
     )
-
-
-def replica_cluster(layout: Layout) -> Cluster:
-    """The devices of one replica, for reports."""
-    return cluster_of(layout.accelerator, layout.replica_devices)
