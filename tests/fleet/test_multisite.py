@@ -78,7 +78,8 @@ def test_sites_analysis_on_rainier() -> None:
     assert dp.step_time_s == pytest.approx(analysis.one_site.step_time_s + dp.wan_time_s)
     assert dp.slowdown > 1.0
     doc = analysis.to_dict()
-    assert (doc["best_split"] in names and doc["min_wan_tbit_per_s"] is None) or doc["min_wan_tbit_per_s"] > 0
+    assert doc["best_split"] in names
+    assert doc["min_wan_tbit_per_s"] is None or doc["min_wan_tbit_per_s"] > 0
 
 
 def test_sites_needs_wan_links() -> None:
