@@ -117,6 +117,7 @@ def test_train_estimate_json_has_the_contract_keys() -> None:
         "compute",
         "recompute",
         "tp_comm",
+        "link_contention",
         "cp_comm",
         "ep_comm",
         "dp_comm_exposed",
@@ -149,7 +150,7 @@ def test_train_estimate_table_and_not_fitting_is_an_answer() -> None:
 def test_train_estimate_bad_plans_are_one_line_errors() -> None:
     base = ["train", "estimate", "--model", "gpt3-175b", "--accelerator", "a100-80gb", "--count", "64", "--plan"]
     for plan, message in (
-        ("tp=1,pp=64,gbs=64", "layers 96 not divisible by pp*vpp=64"),
+        ("tp=1,pp=64,vpp=2,gbs=64", "96 layers cannot fill pp*chunks=128 virtual stages"),
         ("tq=8", "plan.tq='8' is invalid"),
         ("tp=8,precision=fp8,gbs=64", "has no fp8"),
     ):

@@ -21,6 +21,15 @@ def training() -> CaseFile:
     return load_cases(TRAINING)
 
 
+SHARED_CASES = 51  # the first cases of validation/training.yaml are shared/validation's public set
+
+
+@pytest.fixture(scope="session")
+def shared51(training: CaseFile) -> CaseFile:
+    """The 51 shared public cases (7 groups, 3 efficiency families): a small fixed set for fitting tests."""
+    return CaseFile(path=training.path, kind=training.kind, cases=training.cases[:SHARED_CASES])
+
+
 @pytest.fixture(scope="session")
 def inference() -> CaseFile:
     return load_cases(INFERENCE)

@@ -1,6 +1,6 @@
 """A fake step model with known efficiency dependence, for testing scoring and fitting without ``estimate``.
 
-Its step time is ``compute / gemm (or gemm_fp8) + tp_comm / scale_up + step_overhead_s``, with ``compute`` the
+Its step time is ``compute / gemm (or gemm_8bit) + tp_comm / scale_up + step_overhead_s``, with ``compute`` the
 model FLOPs per device at dense peak and ``tp_comm`` a Megatron-style TP all-reduce volume over the scale-up
 bandwidth. It reads only those four fields, so the fit must find that only they are exercised.
 """
@@ -14,7 +14,7 @@ from rainier.perf.result import MemoryBreakdown, StepBreakdown, StepEstimate
 from rainier.precision import Precision
 from rainier.workload import TransformerShape, model_flops_per_token
 
-USED_FIELDS = ("gemm", "gemm_fp8", "scale_up", "step_overhead_s")
+USED_FIELDS = ("gemm", "gemm_8bit", "scale_up", "step_overhead_s")
 BYTES_PER_ELEMENT = 2
 TP_ALLREDUCES_PER_LAYER = 4  # forward and backward, attention and MLP (Narayanan et al. 2021 sec. 3.2)
 
@@ -66,7 +66,7 @@ def fake_estimate(
     volume = TP_ALLREDUCES_PER_LAYER * 2 * (tp - 1) / tp * tokens * shape.hidden_dim * BYTES_PER_ELEMENT
     per_device_volume = volume * shape.num_layers / (plan.dp_degree * plan.pp_degree * plan.cp_degree)
     comm = per_device_volume / cluster.system.scale_up_bw_bytes_per_s if tp > 1 else 0.0
-    step = compute / (eff.gemm_fp8 if fp8 else eff.gemm) + comm / eff.scale_up + eff.step_overhead_s
+    step = compute / (eff.gemm_8bit if fp8 else eff.gemm) + comm / eff.scale_up + eff.step_overhead_s
     return step_estimate(step, plan=plan, num_devices=cluster.num_devices)
 
 

@@ -21,12 +21,14 @@ def _case(cases: CaseFile, case_id: str) -> TrainingCase:
 
 
 def test_shipped_files_load_with_every_case(training: CaseFile, inference: CaseFile) -> None:
-    assert training.kind is CaseKind.TRAINING and len(training.cases) == 51
+    assert training.kind is CaseKind.TRAINING and len(training.cases) >= 120
     assert inference.kind is CaseKind.INFERENCE and len(inference.cases) == 65
     assert all(isinstance(c, TrainingCase | SkippedCase) for c in training.cases)
     assert all(isinstance(c, InferenceCase) for c in inference.cases)
     assert all(c.reason for c in training.skipped)
-    assert len(training.groups) == 7 and training.groups[0] == "Narayanan2021_Table1"
+    # Issue 11: no more than 5% of the public cases skipped.
+    assert len(training.skipped) <= 0.05 * len(training.cases)
+    assert len(training.groups) >= 14 and training.groups[0] == "Narayanan2021_Table1"
 
 
 def test_neuron_case_keeps_neuroncore_degrees(training: CaseFile) -> None:
@@ -52,17 +54,19 @@ def test_nulls_become_stated_assumptions(training: CaseFile) -> None:
     plan = case.plan
     assert (plan.mbs, plan.vpp_degree, plan.sequence_parallel, plan.zero_stage) == (1, 1, False, 0)
     assert plan.schedule is Schedule.ONE_F_ONE_B and plan.recompute is Recompute.FULL
-    assert {a.field for a in case.assumptions} == {"micro_batch", "vpp", "sequence_parallel", "zero_stage"}
+    assert {a.field for a in case.assumptions} == {"micro_batch", "vpp", "sequence_parallel", "zero_stage", "attention"}
+    assert not plan.flash_attention  # a 2021 source: Megatron-LM's unfused attention
     # pp = 1 and tp = 1: vpp and sequence parallelism cannot be anything else, so nothing is assumed about them.
-    assert {a.field for a in _case(training, "nar21-1.7b").assumptions} == {"micro_batch", "zero_stage"}
+    assert {a.field for a in _case(training, "nar21-1.7b").assumptions} == {"micro_batch", "zero_stage", "attention"}
     mcore = _case(training, "mcore-h100-1.7b")
     assert mcore.plan.recompute is Recompute.NONE and "recompute" in {a.field for a in mcore.assumptions}
     assert _case(training, "kor22-22b-full").assumptions[0].field == "zero_stage"
+    assert _case(training, "mcore-h100-1.7b").plan.flash_attention  # a 2024 source: fused attention
 
 
 def test_lora_cases_use_the_plans_lora_option(training: CaseFile) -> None:
-    lora = [c for c in training.training if c.group == "MLPerf_Training_v4.0_Llama2_70B_LoRA"]
-    assert len(lora) == 4
+    lora = [c for c in training.training if "lora" in c.group.lower() or "lora" in c.id.lower()]
+    assert len([c for c in lora if c.group == "MLPerf_Training_v4.0_Llama2_70B_LoRA"]) == 4
     assert all(c.plan.lora and "lora" in {a.field for a in c.assumptions} for c in lora)
     assert not any(c.plan.lora for c in training.training if c not in lora)
 
@@ -78,8 +82,7 @@ def test_fsdp_true_means_zero_3(tmp_path: Path) -> None:
     case = load_cases(write_cases(tmp_path, [raw])).cases[0]
     assert isinstance(case, TrainingCase) and case.plan.zero_stage == 3
     raw["parallel"]["zero_stage"] = 1
-    with pytest.raises(InputError, match=r"case nar21-1\.7b\.parallel: zero_stage=1 is invalid"):
-        load_cases(write_cases(tmp_path, [raw]))
+    assert "case nar21-1.7b.parallel: zero_stage=1 is invalid" in _skip_reason(tmp_path, raw)
 
 
 # ----------------------------------------------------------------------------------------------------- malformed
@@ -88,24 +91,21 @@ def test_fsdp_true_means_zero_3(tmp_path: Path) -> None:
 def test_missing_field_names_file_case_and_field(tmp_path: Path) -> None:
     raw = raw_case("kor22-22b-full")
     del raw["parallel"]["tp"]
-    path = write_cases(tmp_path, [raw])
-    with pytest.raises(InputError, match=r"cases\.yaml: case kor22-22b-full\.parallel: missing required field 'tp'"):
-        load_cases(path)
+    assert "cases.yaml: case kor22-22b-full.parallel: missing required field 'tp'" in _skip_reason(tmp_path, raw)
 
 
 def test_missing_target_value(tmp_path: Path) -> None:
     raw = raw_case("kor22-22b-full")
     raw["target"]["value"] = None
-    with pytest.raises(InputError, match=r"case kor22-22b-full\.target: missing required field 'value'"):
-        load_cases(write_cases(tmp_path, [raw]))
+    assert "case kor22-22b-full.target: missing required field 'value'" in _skip_reason(tmp_path, raw)
 
 
 def test_missing_model_size_names_the_case(tmp_path: Path) -> None:
     raw = raw_case("kor22-22b-full")
     raw["model"]["name"] = "not in the catalog"
     raw["model"]["layers"] = None
-    with pytest.raises(InputError, match=r"case kor22-22b-full.*missing layers"):
-        load_cases(write_cases(tmp_path, [raw]))
+    reason = _skip_reason(tmp_path, raw)
+    assert "case kor22-22b-full" in reason and "missing layers" in reason
 
 
 @pytest.mark.parametrize(
@@ -119,14 +119,18 @@ def test_missing_model_size_names_the_case(tmp_path: Path) -> None:
         (None, "trust", "D", r"trust='D' is invalid"),
     ],
 )
-def test_bad_values_are_one_line_errors(
+def test_bad_values_skip_the_case_with_a_one_line_reason(
     tmp_path: Path, block: str | None, key: str, value: object, message: str
 ) -> None:
+    """A bad case never aborts the file (issue 11): it is skipped, its reason the one-line error."""
     raw = raw_case("kor22-22b-full")
     (raw[block] if block else raw)[key] = value
-    with pytest.raises(InputError, match=message) as info:
-        load_cases(write_cases(tmp_path, [raw]))
-    assert "\n" not in str(info.value) and "kor22-22b-full" in str(info.value)
+    good = raw_case("nar21-1.7b")
+    cases = load_cases(write_cases(tmp_path, [raw, good])).cases
+    assert isinstance(cases[0], SkippedCase) and isinstance(cases[1], TrainingCase)
+    import re
+
+    assert re.search(message, cases[0].reason) and "\n" not in cases[0].reason and "kor22-22b-full" in cases[0].reason
 
 
 @pytest.mark.parametrize(
@@ -153,8 +157,9 @@ def test_syntax_error_and_missing_file(tmp_path: Path) -> None:
 
 def test_duplicate_ids_and_empty_cases(tmp_path: Path) -> None:
     raw = raw_case("nar21-1.7b")
-    with pytest.raises(InputError, match=r"duplicate id 'nar21-1\.7b'"):
-        load_cases(write_cases(tmp_path, [raw, raw]))
+    first, second = load_cases(write_cases(tmp_path, [raw, raw])).cases
+    assert isinstance(first, TrainingCase) and isinstance(second, SkippedCase)
+    assert "duplicate id 'nar21-1.7b'" in second.reason
     with pytest.raises(InputError, match=r"'cases' must be a non-empty list"):
         load_cases(write_cases(tmp_path, []))
 
@@ -164,16 +169,16 @@ def test_inference_case_without_targets(tmp_path: Path) -> None:
 
     raw = raw_case("trtllm0.6-h100-llama2-7b-b768-tp1-128-128", INFERENCE)
     raw["targets"] = []
-    with pytest.raises(InputError, match=r"targets must be a non-empty list"):
-        load_cases(write_cases(tmp_path, [raw], kind="inference"))
+    (case,) = load_cases(write_cases(tmp_path, [raw], kind="inference")).cases
+    assert isinstance(case, SkippedCase) and "targets must be a non-empty list" in case.reason
     del raw["serving"]
-    with pytest.raises(InputError, match=r"missing required field 'serving'"):
-        load_cases(write_cases(tmp_path, [raw], kind="inference"))
+    (case,) = load_cases(write_cases(tmp_path, [raw], kind="inference")).cases
+    assert isinstance(case, SkippedCase) and "missing required field 'serving'" in case.reason
 
 
-def test_training_file_declared_as_inference_is_rejected(tmp_path: Path) -> None:
-    with pytest.raises(InputError, match=r"case nar21-1\.7b: missing required field 'serving'"):
-        load_cases(write_cases(tmp_path, [raw_case("nar21-1.7b")], kind="inference"))
+def test_training_file_declared_as_inference_skips_every_case(tmp_path: Path) -> None:
+    (case,) = load_cases(write_cases(tmp_path, [raw_case("nar21-1.7b")], kind="inference")).cases
+    assert isinstance(case, SkippedCase) and "case nar21-1.7b: missing required field 'serving'" in case.reason
 
 
 # ----------------------------------------------------------------------------------------------------- skipped
@@ -196,8 +201,11 @@ def test_indivisible_plan_is_skipped_with_reason(tmp_path: Path) -> None:
     raw["parallel"]["dp"] = 2  # tp*pp*dp*cp = 16 on 8 GPUs
     assert "must equal the device count 8" in _skip_reason(tmp_path, raw)
     raw = raw_case("kor22-175b-full")
-    raw["parallel"]["vpp"] = 5  # 96 layers over pp*vpp = 40 stages
-    assert "not divisible by pp*vpp=40" in _skip_reason(tmp_path, raw)
+    raw["parallel"]["vpp"] = 13  # 96 layers cannot fill pp*vpp = 104 virtual stages
+    assert "96 layers cannot fill pp*chunks=104 virtual stages" in _skip_reason(tmp_path, raw)
+    raw = raw_case("kor22-175b-full")
+    raw["parallel"]["vpp"] = 5  # 96 layers over 40 stages: uneven chunks are fine now (issue 11)
+    assert isinstance(load_cases(write_cases(tmp_path, [raw])).cases[0], TrainingCase)
 
 
 def test_inexpressible_plan_is_skipped_with_reason(tmp_path: Path) -> None:
@@ -205,5 +213,23 @@ def test_inexpressible_plan_is_skipped_with_reason(tmp_path: Path) -> None:
     raw["parallel"]["vpp"] = 2  # interleaving without a pipeline
     assert "plan cannot be expressed: vpp=2 is invalid" in _skip_reason(tmp_path, raw)
     raw = raw_case("nar21-1.7b")
-    raw["parallel"]["precision"] = "int8"
-    assert "plan cannot be expressed: precision='int8'" in _skip_reason(tmp_path, raw)
+    raw["parallel"]["precision"] = "fp8"  # A100 has no FP8 tensor cores
+    assert "a100-80gb has no fp8 peak" in _skip_reason(tmp_path, raw)
+
+
+def test_null_precision_and_count_are_assumed_or_skipped(tmp_path: Path) -> None:
+    raw = raw_case("nemo2407-h100-llama3-70b")
+    raw["parallel"]["precision"] = None  # the notes say FP8
+    case = load_cases(write_cases(tmp_path, [raw])).cases[0]
+    assert isinstance(case, TrainingCase) and case.plan.precision is Precision.FP8
+    assert "precision" in {a.field for a in case.assumptions}
+    raw = raw_case("nar21-1.7b")
+    raw["system"]["count"] = None
+    assert "count null" in _skip_reason(tmp_path, raw)
+
+
+def test_int8_training_is_a_plan(tmp_path: Path) -> None:
+    raw = raw_case("nar21-1.7b")
+    raw["parallel"]["precision"] = "int8"  # A100 int8 tensor cores (TPU v5p AQT-style training)
+    case = load_cases(write_cases(tmp_path, [raw])).cases[0]
+    assert isinstance(case, TrainingCase) and case.plan.precision is Precision.INT8

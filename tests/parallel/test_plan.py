@@ -43,7 +43,11 @@ def test_fsdp_means_zero_3_and_describe_round_trips() -> None:
         ("tp8", "is not key=value"),
         ("pp=1,vpp=2", "vpp=2 is invalid"),
         ("sp=true", "sp=True is invalid"),
-        ("precision=int8", "a training matmul precision"),
+        ("precision=fp4", "a training matmul precision"),
+        ("schedule=zb-v,pp=1", "a pipeline"),
+        ("tp=2,pp=2,schedule=dualpipe,vpp=2", "vpp=2 is invalid"),
+        ("pp=3,schedule=dualpipe", "an even number"),
+        ("recompute_modules=core_attn+foo", "recompute_modules"),
     ],
 )
 def test_malformed_plans_are_one_line_errors(text: str, match: str) -> None:
@@ -63,7 +67,8 @@ def test_check_plan_reports_divisibility() -> None:
     cases = [
         (ok, 64, "must equal the device count 64"),
         (ok.with_(tp_degree=5, dp_degree=1), 40, "heads 96 not divisible by tp=5"),
-        (ok.with_(pp_degree=7, dp_degree=1), 56, "layers 96 not divisible by pp\\*vpp=7"),
+        (ok.with_(pp_degree=100, dp_degree=1), 800, "pp=100 exceeds the 96 layers"),
+        (ok.with_(pp_degree=4, dp_degree=4, first_stage_layers=60, last_stage_layers=40), 128, "exceed the 96 layers"),
         (ok.with_(gbs=63), 128, "gbs 63 not divisible by dp\\*mbs=2"),
         (ok.with_(ep_degree=2), 128, "ep=2 needs a mixture-of-experts model"),
     ]

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from rainier.hardware import Cluster, cluster_of, get_cluster
 from rainier.parallel import InfeasibleKind, Plan, Schedule
 from rainier.parallel.placement import place
-from rainier.perf.compute import Rank, gemm_time_s
+from rainier.perf.compute import Rank, gemm_time_s, shape_efficiency
 from rainier.perf.efficiency import Efficiency
 from rainier.perf.result import StepEstimate
 from rainier.perf.step import estimate
@@ -41,16 +41,26 @@ def _scaled_bandwidth(cluster: Cluster, factor: float) -> Cluster:
 
 
 def test_single_large_gemm_by_hand() -> None:
-    # 8192^3 GEMM on a 1 PFLOP/s rank at 75% x 8192/(8192+96): 2*8192^3 / (1e15 * 0.75 * 0.98841) s.
-    rank = Rank(peak_16bit_flop_per_s=1e15, peak_matmul_flop_per_s=1e15, hbm_bw_bytes_per_s=3e12, fp8=False)
+    # 8192^3 GEMM on a 1 PFLOP/s rank at 75%: whole 128x128 tiles, one unit, so no quantisation loss.
+    rank = Rank(peak_16bit_flop_per_s=1e15, peak_matmul_flop_per_s=1e15, hbm_bw_bytes_per_s=3e12, bits8=False)
     gemm = Gemm(kind=GemmKind.MLP_UP, m=8192, n=8192, k=8192)
-    expected = 2 * 8192**3 / (1e15 * 0.75 * 8192 / (8192 + 96))
-    assert gemm_time_s(gemm, rank, EFF) == pytest.approx(expected)
+    assert gemm_time_s(gemm, rank, EFF) == pytest.approx(2 * 8192**3 / (1e15 * 0.75))
+
+
+def test_tile_and_wave_quantisation_by_hand() -> None:
+    # NVIDIA's Matrix Multiplication Background guide, sec. 3: an A100 (108 SMs, 256x128 tiles).
+    # N = 1728 over 128-wide tiles: 14 tiles, 1792 computed -> 1728/1792 of the work is useful.
+    assert shape_efficiency(256, 1728, 4096, 1, (256, 128), 1) == pytest.approx(1728 / 1792)
+    # 108 tiles on 108 SMs: one full wave; 109 tiles need two waves, the second nearly empty.
+    assert shape_efficiency(256 * 108, 128, 4096, 1, (256, 128), 108) == pytest.approx(1.0)
+    assert shape_efficiency(256 * 109, 128, 4096, 1, (256, 128), 108) == pytest.approx(109 / 216)
+    # Fewer tiles than units: K is split (at least 256 per slice) to fill the units.
+    assert shape_efficiency(256, 128, 8192, 1, (256, 128), 108) > 0.25
 
 
 def test_skinny_gemm_is_memory_bound() -> None:
     # m=1 (decode-like): 2 bytes x (8192 + 8192^2 + 8192) at 70% of 1 TB/s.
-    rank = Rank(peak_16bit_flop_per_s=1e15, peak_matmul_flop_per_s=1e15, hbm_bw_bytes_per_s=1e12, fp8=False)
+    rank = Rank(peak_16bit_flop_per_s=1e15, peak_matmul_flop_per_s=1e15, hbm_bw_bytes_per_s=1e12, bits8=False)
     gemm = Gemm(kind=GemmKind.MLP_UP, m=1, n=8192, k=8192)
     assert gemm_time_s(gemm, rank, EFF) == pytest.approx(2 * (8192 + 8192**2 + 8192) / (1e12 * 0.7))
 

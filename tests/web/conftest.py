@@ -75,4 +75,6 @@ def cli_args(fields: dict[str, Any]) -> list[str]:
 
 def plan_text(plan: dict[str, Any]) -> str:
     """A plan's JSON as ``Plan.describe`` writes it (what the page shows in ``#plan``)."""
-    return ",".join(f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in plan.items())
+    from rainier.parallel.plan import describe_plan_dict
+
+    return describe_plan_dict(plan)

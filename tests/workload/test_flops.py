@@ -134,8 +134,9 @@ def test_gemm_shapes_deepseek_mla_and_experts() -> None:
     assert gemms[GemmKind.ATTENTION_OUT].k == 16 * 128
     assert (gemms[GemmKind.ROUTER].n, gemms[GemmKind.ROUTER].k) == (256, 7168)
     expert = gemms[GemmKind.EXPERT_UP]
-    # 32 local experts; each gets b·s·top_k·ep/E = 4096·8·8/256 = 1024 tokens from the 8 EP ranks.
-    assert (expert.m, expert.n, expert.k, expert.batch) == (1024, 2 * 2048, 7168, 32)
+    # 32 local experts; with etp=1 (MoE parallel folding) each rank routes its sequence shard b·s/tp, so each
+    # local expert gets b·s·top_k·ep·etp/(tp·E) = 4096·8·8·1/(8·256) = 128 tokens.
+    assert (expert.m, expert.n, expert.k, expert.batch) == (128, 2 * 2048, 7168, 32)
     assert (gemms[GemmKind.SHARED_EXPERT_DOWN].k, gemms[GemmKind.SHARED_EXPERT_DOWN].n) == (2048 // 8, 7168)
 
 

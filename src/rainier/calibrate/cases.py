@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import enum
 import functools
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,7 @@ from rainier.catalog.loader import CatalogError, Fields, load_yaml
 from rainier.errors import InputError, UnknownNameError
 from rainier.hardware import Accelerator, Cluster, cluster_of, get_accelerator
 from rainier.parallel import DegreeUnit, Plan, check_plan
+from rainier.precision import Precision
 from rainier.workload import TransformerShape, shape_from_validation_model
 
 SCHEMA_VERSION = 1
@@ -81,8 +83,8 @@ class TrainingCase:
 
     @property
     def family(self) -> str:
-        """The accelerator family (``nvidia-gpu``, ``trainium`` ...): the key efficiencies are fitted under."""
-        return self.device.family.value
+        """The accelerator's efficiency family (``nvidia-hopper``, ``tpu`` ...), the key of its fitted efficiencies."""
+        return str(self.device.efficiency_family)
 
     @property
     def cluster(self) -> Cluster:
@@ -176,12 +178,28 @@ def load_cases(path: Path | str) -> CaseFile:
         label = item.get("id") if isinstance(item, Mapping) else None
         where = f"case {label}" if isinstance(label, str) and label else f"cases[{position}]"
         reader = Fields(item, path=path, where=where, sources=None)
-        case = _read_training(reader, path) if kind is CaseKind.TRAINING else _read_inference(reader)
+        try:
+            case = _read_training(reader, path) if kind is CaseKind.TRAINING else _read_inference(reader)
+        except (InputError, CatalogError, ValueError) as exc:
+            # A case that cannot be read never aborts the file: it is skipped with its reason (issue 11).
+            case = _unreadable(item, position, str(exc))
         if case.id in seen:
-            raise CatalogError(f"{path}: {where}: duplicate id {case.id!r}")
+            case = SkippedCase(
+                id=f"{case.id}#{position}", group=case.group, trust=case.trust, reason=f"duplicate id {case.id!r}"
+            )
         seen.add(case.id)
         cases.append(case)
     return CaseFile(path=str(path), kind=kind, cases=tuple(cases))
+
+
+def _unreadable(item: Any, position: int, reason: str) -> SkippedCase:
+    """A skipped stand-in for a case that could not be read (its id, group and trust where they can be told)."""
+    raw = item if isinstance(item, Mapping) else {}
+    case_id = raw.get("id") if isinstance(raw.get("id"), str) and raw.get("id") else f"cases[{position}]"
+    group = raw.get("group") if isinstance(raw.get("group"), str) and raw.get("group") else "(unreadable)"
+    trust_text = raw.get("trust")
+    trust = Trust(trust_text) if trust_text in tuple(t.value for t in Trust) else Trust.C
+    return SkippedCase(id=str(case_id), group=str(group), trust=trust, reason=f"cannot be read: {reason}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,6 +254,8 @@ def _read_target(reader: Fields) -> tuple[Metric, float, Basis]:
 
 def _read_system(reader: Fields) -> tuple[str, int]:
     accelerator = reader.string("accelerator").strip().lower()
+    if not reader.has("count"):
+        raise reader.error("count null: the device count is not published, so the run cannot be timed")
     count = reader.integer("count", sourced=False)
     reader.integer("devices_per_node", required=False, default=1, sourced=False)
     reader.string("scale_up", required=False)
@@ -253,8 +273,103 @@ def _sub(reader: Fields, key: str) -> Fields:
 # Framework options a case's notes may name, and what they imply for a field the structured block leaves null.
 # Megatron-LM accepts --tp-comm-overlap only with --sequence-parallel (arguments.py); "distributed optimizer"
 # is recorded as zero_stage 1 by the validation README (convention 5).
-TP_COMM_OVERLAP_MARKERS = ("tp-comm-overlap", "tp comm overlap")
+TP_COMM_OVERLAP_MARKERS = ("tp-comm-overlap", "tp comm overlap", "tp_comm_overlap", "async tp", "asynctp", "async-tp")
+NEGATIONS = ("off", "false", "not set", "disabled", "=0", "none")
+NEGATION_WINDOW = 24  # characters after a marker searched for a negation ("TP comm overlap off")
+
+
+def mentions_on(text: str, markers: tuple[str, ...]) -> bool:
+    """Whether ``text`` names an option (any of ``markers``) without negating it right after ("... off")."""
+    low = text.lower()
+    found = False
+    for marker in markers:
+        start = low.find(marker)
+        while start >= 0:
+            after = low[start + len(marker) : start + len(marker) + NEGATION_WINDOW]
+            if any(word in after for word in NEGATIONS):
+                return False
+            found = True
+            start = low.find(marker, start + 1)
+    return found
+
+
 DISTRIBUTED_OPTIMIZER_MARKERS = ("distributed optimizer",)
+DEEPEP_MARKERS = ("deepep",)
+# Transformer Engine's FP8 dot-product attention (NeMo/MLPerf FP8_DPA=1, Megatron --fp8-dot-product-attention).
+FP8_ATTENTION_MARKERS = ("fp8_dpa=1", "fp8 dot-product attention", "fp8-dot-product-attention")
+# NVIDIA's published NeMo performance runs (performance summaries, DGX Cloud benchmarking recipes, MLPerf
+# submissions built on NeMo) enable userbuffer TP comm overlap whenever TP > 1 with sequence parallelism
+# (NeMo 1.0 perf configs `ub_tp_comm_overlap: true`; NeMo 2.0 `MegatronCommOverlapCallback(tp_comm_overlap=True)`).
+NEMO_SOURCES = (
+    "nemo",
+    "megatron-bridge",
+    "dgxc-benchmarking",
+)  # DeepEP dispatcher: one copy of a token per remote node (deduplicated dispatch)
+# FlashAttention was released in May 2022 (Dao et al., arXiv:2205.14135) and reached Megatron-LM, NeMo and
+# Megatron-DeepSpeed through Transformer Engine and FlashAttention-2 in 2023. A case that does not name its
+# attention kernel ran fused attention unless its source is from 2022 or earlier (unfused: scores in HBM).
+LAST_UNFUSED_YEAR = 2022
+_ARXIV = re.compile(r"\b(\d{2})(\d{2})\.\d{4,5}\b")
+_YEAR = re.compile(r"\b(20[12]\d)\b")
+
+
+def source_year(text: str) -> int | None:
+    """The earliest publication year a source citation names (arXiv ids ``YYMM.NNNNN`` or 4-digit years)."""
+    years = [2000 + int(m.group(1)) for m in _ARXIV.finditer(text) if 1 <= int(m.group(2)) <= 12]
+    years += [int(m.group(1)) for m in _YEAR.finditer(text)]
+    return min(years) if years else None
+
+
+def framework_defaults(
+    values: dict[str, Any], *, accelerator: Accelerator, source: str, notes: str, attention: str
+) -> tuple[dict[str, Any], tuple[Assumption, ...]]:
+    """Framework behaviour a case implies without a field for it, each recorded as an Assumption.
+
+    - attention kernel: the case's ``parallel.attention`` (fused/unfused), else from its source's date;
+    - XLA (every TPU run) overlaps tensor-parallel collectives with the matmuls around them (asynchronous
+      collectives / collective matmul), as Megatron's ``--tp-comm-overlap`` does;
+    - a DeepEP dispatcher sends each token once per remote node.
+    """
+    values = dict(values)
+    notes_low = notes.lower()
+    out: list[Assumption] = []
+    if attention:
+        values["flash_attention"] = attention != "unfused"
+        values["fp8_attention"] = attention == "fp8"
+    else:
+        year = source_year(source)
+        if year is not None and year <= LAST_UNFUSED_YEAR:
+            values["flash_attention"] = False
+            out.append(
+                Assumption(
+                    field="attention",
+                    text=f"attention null: unfused (source from {year}, before FlashAttention reached the frameworks)",
+                )
+            )
+    tp_sp = values.get("tp_degree", 1) > 1 and values.get("sequence_parallel")
+    negated = any(m in notes_low for m in TP_COMM_OVERLAP_MARKERS) and not mentions_on(notes, TP_COMM_OVERLAP_MARKERS)
+    if tp_sp and not values.get("tp_comm_overlap") and not negated and any(w in source.lower() for w in NEMO_SOURCES):
+        values["tp_comm_overlap"] = True
+        out.append(
+            Assumption(
+                field="tp_comm_overlap",
+                text="tp_comm_overlap null: on (NeMo / Megatron-Bridge performance recipes enable TP comm overlap "
+                "with sequence parallelism)",
+            )
+        )
+    if accelerator.family.value == "tpu" and values.get("tp_degree", 1) > 1 and not values.get("tp_comm_overlap"):
+        values["tp_comm_overlap"] = True
+        out.append(Assumption(field="tp_comm_overlap", text="TPU (XLA): tensor-parallel collectives overlapped"))
+    fp8 = values.get("precision") is Precision.FP8 and values.get("flash_attention", True)
+    if not attention and fp8 and mentions_on(notes, FP8_ATTENTION_MARKERS):
+        values["fp8_attention"] = True
+        out.append(
+            Assumption(field="attention", text="attention null: fused FP8 (the notes name FP8 dot-product attention)")
+        )
+    if any(m in notes_low for m in DEEPEP_MARKERS) and values.get("ep_degree", 1) > 1:
+        values["ep_dedup"] = True
+        out.append(Assumption(field="ep_dedup", text="DeepEP dispatcher: one copy per remote node"))
+    return values, tuple(out)
 
 
 def apply_published_flags(parallel: ParallelBlock, notes: str) -> tuple[dict[str, Any], tuple[Assumption, ...]]:
@@ -262,8 +377,11 @@ def apply_published_flags(parallel: ParallelBlock, notes: str) -> tuple[dict[str
     values = dict(parallel.values)
     text = notes.lower()
     kept: list[Assumption] = []
+    overlap = mentions_on(notes, TP_COMM_OVERLAP_MARKERS)
+    if overlap and values.get("tp_degree", 1) > 1:
+        values["tp_comm_overlap"] = True
     for assumption in parallel.assumptions:
-        if assumption.field == "sequence_parallel" and any(m in text for m in TP_COMM_OVERLAP_MARKERS):
+        if assumption.field == "sequence_parallel" and overlap:
             values["sequence_parallel"] = True
             kept.append(
                 Assumption(
@@ -291,7 +409,7 @@ def _read_training(reader: Fields, path: Path) -> TrainingCase | SkippedCase:
     case_id, group, trust = head.id, head.group, head.trust
     model_block = reader.mapping("model")
     accelerator, count = _read_system(_sub(reader, "system"))
-    parallel = read_parallel(_sub(reader, "parallel"))
+    parallel = read_parallel(_sub(reader, "parallel"), head.notes)
     metric, value, basis = _read_target(_sub(reader, "target"))
     reader.finish()
     shape = shape_from_validation_model(model_block, source=f"{path}: {reader.where}")
@@ -305,6 +423,10 @@ def _read_training(reader: Fields, path: Path) -> TrainingCase | SkippedCase:
         return skipped(str(exc))
     lora = is_lora(case_id, group)
     values, flag_notes = apply_published_flags(parallel, head.notes)
+    values, framework_notes = framework_defaults(
+        values, accelerator=device, source=head.source, notes=head.notes, attention=parallel.attention
+    )
+    flag_notes += framework_notes
     try:
         plan = Plan(**values, lora=lora)
     except InputError as exc:

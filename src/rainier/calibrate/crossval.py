@@ -78,6 +78,7 @@ def leave_one_group_out(
             families=None if families is None else [f for f in families if _has_family(items, f, group)],
             estimator=estimator,
             prior_weight=prior_weight,
+            report=False,
         )
         held_out = run_validation([c for c in items if c.group == group], result.table, estimator=estimator)
         folds.append(HeldOutFold(group=group, num_fit_cases=result.num_cases, rows=held_out.rows))

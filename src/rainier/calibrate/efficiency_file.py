@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 from rainier import __version__
-from rainier.calibrate.fit import BASIS_WEIGHT, PRIOR_WEIGHT, TRUST_WEIGHT, FitResult
+from rainier.calibrate.fit import BASIS_WEIGHT, MIN_CASES_PER_FAMILY, PRIOR_WEIGHT, TRUST_WEIGHT, FitResult
 from rainier.catalog.loader import catalog_file
 from rainier.errors import InputError
 from rainier.perf.efficiency import EFFICIENCY_FILE, PARAMETER_NAMES, committed_efficiency, load_efficiency
@@ -82,6 +82,14 @@ def efficiency_document(result: FitResult, *, command: str | None = None) -> dic
             "median_abs_error_pct": _maybe_round(entry.median_abs_error_pct),
         }
         entries.append(item)
+    for family, lender in result.borrows.items():
+        entries.append(
+            {
+                "id": family,
+                "borrows": lender,
+                "reason": f"fewer than {MIN_CASES_PER_FAMILY} cases of this family in the fit",
+            }
+        )
     return {"fit": provenance, "efficiency": entries}
 
 

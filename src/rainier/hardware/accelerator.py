@@ -39,6 +39,19 @@ class Family(enum.StrEnum):
     TPU = "tpu"
 
 
+class EfficiencyFamily(enum.StrEnum):
+    """Chips whose kernels and collectives reach similar fractions of their peaks: the unit the step model's
+    efficiencies are fitted per (one architecture generation and its software stack)."""
+
+    NVIDIA_AMPERE = "nvidia-ampere"
+    NVIDIA_HOPPER = "nvidia-hopper"
+    NVIDIA_BLACKWELL = "nvidia-blackwell"
+    TPU = "tpu"
+    TPU_TRILLIUM = "tpu-trillium"
+    TRAINIUM = "trainium"
+    INFERENTIA = "inferentia"
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Accelerator:
     """One accelerator chip as software sees it: a GPU, a Trainium or Inferentia device, or a TPU chip.
@@ -48,6 +61,15 @@ class Accelerator:
     TensorCores; 1 for an NVIDIA GPU) and ``num_logical_cores`` the ranks the runtime exposes per device (4 for
     Trn2 at the default LNC=2). ``sources`` maps catalog field names (or ``default``) to source ids and
     ``estimated`` names the fields that are estimates, both as written in ``accelerators.yaml``.
+
+    ``matmul_tile`` is the (rows, columns) output tile a large GEMM is cut into and ``matmul_units`` the number
+    of units the tiles are spread over (streaming multiprocessors of a GPU; systolic arrays of a TPU or a
+    NeuronCore): together they give tile and wave quantisation (NVIDIA, "Matrix Multiplication Background
+    User's Guide", sec. 3). ``microscaling`` says the matrix units apply OCP MX block scales in hardware
+    (MXFP8 on Blackwell and NeuronCore-v4). ``exp_per_s`` is the rate of the special-function units that
+    evaluate the softmax exponentials of attention (NVIDIA MUFU.EX2; None where unpublished): a FlashAttention
+    kernel can run no faster than its exponentials. ``efficiency_family`` (default: ``family``) keys the fitted
+    efficiencies.
     """
 
     id: str
@@ -61,6 +83,11 @@ class Accelerator:
     num_cores: int = 1
     num_logical_cores: int = 1
     power_w: float | None = None
+    efficiency_family: EfficiencyFamily | None = None
+    matmul_tile: tuple[int, int] = (128, 128)
+    matmul_units: int = 1
+    microscaling: bool = False
+    exp_per_s: float | None = None
     notes: str = ""
     sources: Mapping[str, str] = field(default_factory=FrozenMap)
     estimated: frozenset[str] = frozenset()
@@ -85,6 +112,18 @@ class Accelerator:
         check_count("num_logical_cores", self.num_logical_cores)
         if self.num_logical_cores > self.num_cores or self.num_cores % self.num_logical_cores:
             raise field_error("num_logical_cores", self.num_logical_cores, f"must divide num_cores={self.num_cores}")
+        family = self.efficiency_family if self.efficiency_family is not None else self.family.value
+        object.__setattr__(self, "efficiency_family", check_enum("efficiency_family", EfficiencyFamily, family))
+        tile = tuple(self.matmul_tile)
+        if len(tile) != 2:
+            raise field_error("matmul_tile", self.matmul_tile, "two positive integers (rows, columns)")
+        for value in tile:
+            check_count("matmul_tile", value)
+        object.__setattr__(self, "matmul_tile", tile)
+        check_count("matmul_units", self.matmul_units)
+        if not isinstance(self.microscaling, bool):
+            raise field_error("microscaling", self.microscaling, "true or false")
+        check_optional_positive("exp_per_s", self.exp_per_s)
         check_text("notes", self.notes, allow_empty=True)
         object.__setattr__(self, "sources", check_sources("sources", self.sources))
         object.__setattr__(self, "estimated", frozenset(self.estimated))
@@ -124,6 +163,11 @@ class Accelerator:
             "num_cores": self.num_cores,
             "num_logical_cores": self.num_logical_cores,
             "power_w": self.power_w,
+            "efficiency_family": str(self.efficiency_family),
+            "matmul_tile": list(self.matmul_tile),
+            "matmul_units": self.matmul_units,
+            "microscaling": self.microscaling,
+            "exp_per_s": self.exp_per_s,
             "notes": self.notes,
             "sources": jsonable(self.sources),
             "estimated": jsonable(self.estimated),

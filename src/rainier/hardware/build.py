@@ -16,7 +16,7 @@ from typing import Any
 from rainier import units
 from rainier.catalog import Fields, Registry
 from rainier.hardware._fields import Converter, construct, list_fields, lookup, one_of, optional_lookup
-from rainier.hardware.accelerator import Accelerator, Family, Vendor
+from rainier.hardware.accelerator import Accelerator, EfficiencyFamily, Family, Vendor
 from rainier.hardware.cluster import Cluster, NetworkTier, Site, WanLink
 from rainier.hardware.fabric import BandwidthScope, Direction, Fabric, FabricKind, per_direction
 from rainier.hardware.system import System, Topology, TopologyAxis
@@ -70,9 +70,22 @@ def build_accelerator(fields: Fields) -> Accelerator:
         num_cores=fields.integer("num_cores", required=False, default=1),
         num_logical_cores=fields.integer("num_logical_cores", required=False, default=1),
         power_w=fields.optional_number("power_w"),
+        efficiency_family=fields.choice("efficiency_family", tuple(f.value for f in EfficiencyFamily), required=False)
+        or None,
+        matmul_tile=(
+            fields.integer("matmul_tile_rows", required=False, default=128),
+            fields.integer("matmul_tile_cols", required=False, default=128),
+        ),
+        matmul_units=fields.integer("matmul_units", required=False, default=1),
+        microscaling=fields.boolean("microscaling", required=False, default=False),
+        exp_per_s=_tera(fields.optional_number("exp_tera_per_s")),
         notes=fields.string("notes", required=False),
         **_provenance(fields, estimated),
     )
+
+
+def _tera(value: float | None) -> float | None:
+    return None if value is None else value * 1e12
 
 
 # -- fabrics.yaml ---------------------------------------------------------------------------------------
@@ -137,6 +150,7 @@ def system_builder(accelerators: Registry[Accelerator], fabrics: Registry[Fabric
             price_usd_per_hour=fields.optional_number("price_usd_per_hour"),
             price_note=fields.string("price_note", required=False),
             default_for_accelerator=is_default,
+            slice_wraparound_multiple=fields.integer("slice_wraparound_multiple", required=False, default=0) or None,
             notes=fields.string("notes", required=False),
             **_provenance(fields, estimated),
         )

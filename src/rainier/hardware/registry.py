@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import math
 import re
+from dataclasses import replace
 from pathlib import Path
 
 from rainier.catalog import CatalogError, Registry, catalog_file, load_entries
@@ -25,7 +26,7 @@ from rainier.hardware.build import (
     cluster_builder,
     system_builder,
 )
-from rainier.hardware.cluster import Cluster, Site
+from rainier.hardware.cluster import Cluster, NetworkTier, Site
 from rainier.hardware.fabric import Fabric
 from rainier.hardware.system import System
 
@@ -126,20 +127,32 @@ _RESIZED = re.compile(r"-x\d+$")  # the size suffix of an ad-hoc or resized clus
 def resize_cluster(cluster: Cluster, num_systems: int) -> Cluster:
     """``cluster`` cut (or grown) to ``num_systems`` of its systems on one site, keeping network, power and price.
 
-    Network tiers at or above the new size are dropped (the top of what is left spans the whole); several sites
+    Network tiers whose lower groups already hold the whole new size are dropped; the highest tier still crossed
+    is cut to span the new size, keeping its oversubscription (an oversubscribed top tier stays); several sites
     and their WAN links become one site, since a deadline search or a per-site estimate wants one building block.
     """
     check_count("num_systems", num_systems)
     if num_systems == cluster.num_systems and cluster.num_devices == num_systems * cluster.system.num_devices:
         return cluster
     devices = num_systems * cluster.system.num_devices
+    # Tiers whose lower groups are smaller than the new cluster are still crossed; the first tier whose group
+    # reaches the new size becomes the top one, spanning it (keeping its oversubscription and latency).
+    tiers: list[NetworkTier] = []
+    below = cluster.scale_up_domain_devices
+    for tier in cluster.network_tiers:
+        if below >= devices:
+            break
+        tiers.append(replace(tier, devices_per_group=min(tier.devices_per_group, devices)))
+        below = tier.devices_per_group
+    if tiers and below < devices:  # one site: the top tier spans all of it
+        tiers[-1] = replace(tiers[-1], devices_per_group=devices)
     return Cluster(
         id=f"{_RESIZED.sub('', cluster.id)}-x{devices}",
         name=f"{cluster.name}, {devices} devices",
         system=cluster.system,
         num_systems=num_systems,
         num_devices=devices,
-        network_tiers=tuple(t for t in cluster.network_tiers if t.devices_per_group < devices),
+        network_tiers=tuple(tiers),
         sites=(Site(name=SINGLE_SITE, num_systems=num_systems),),
         pue=cluster.pue,
         power_w_per_device_all_in=cluster.power_w_per_device_all_in,

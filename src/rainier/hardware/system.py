@@ -104,7 +104,9 @@ class System:
     systems into a cluster; both are ``None`` where not published. ``power_w`` is the whole system's power where
     a figure exists; ``price_usd_per_hour`` is for one system (an instance or UltraServer), with ``price_note``
     saying which price it is. ``default_for_accelerator`` marks the system that :func:`cluster_of` builds
-    ad-hoc clusters from.
+    ad-hoc clusters from. ``slice_wraparound_multiple`` (tori only): a slice smaller than the pod gets
+    wraparound links on each axis whose length is a multiple of it (TPU v4/v5p: optical circuit switches join
+    4x4x4 cubes into tori); without it only full-length axes wrap around.
     """
 
     id: str
@@ -122,6 +124,7 @@ class System:
     price_usd_per_hour: float | None = None
     price_note: str = ""
     default_for_accelerator: bool = False
+    slice_wraparound_multiple: int | None = None
     notes: str = ""
     sources: Mapping[str, str] = field(default_factory=FrozenMap)
     estimated: frozenset[str] = frozenset()
@@ -154,6 +157,8 @@ class System:
                 "give both a scale-out fabric and a NIC bandwidth, or neither",
             )
         check_optional_positive("power_w", self.power_w)
+        if self.slice_wraparound_multiple is not None:
+            check_count("slice_wraparound_multiple", self.slice_wraparound_multiple)
         if self.devices_per_rack is not None:
             check_count("devices_per_rack", self.devices_per_rack)
         check_optional_positive("price_usd_per_hour", self.price_usd_per_hour)
@@ -230,6 +235,7 @@ class System:
             "price_usd_per_hour": self.price_usd_per_hour,
             "price_note": self.price_note,
             "default_for_accelerator": self.default_for_accelerator,
+            "slice_wraparound_multiple": self.slice_wraparound_multiple,
             "notes": self.notes,
             "sources": jsonable(self.sources),
             "estimated": jsonable(self.estimated),

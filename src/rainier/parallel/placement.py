@@ -10,6 +10,7 @@ whose members are ``stride`` ranks apart therefore spans, at each level, the dig
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -23,18 +24,41 @@ ON_CHIP_LATENCY_S = 1e-6
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class LinkLevel:
-    """One level of the topology a parallel group spans: ranks at that level, bandwidth, latency."""
+class TierCrossing:
+    """A scale-out tier a group's traffic crosses: its link class, members per lower group, oversubscription."""
 
-    name: str
-    size: int
-    bw_bytes_per_s: float  # per rank, per direction, before efficiency
-    latency_s: float
-    bidirectional_ring: bool = False
-    scale_out: bool = False
+    link: str
+    members_per_group: int  # q: group members inside one group below this tier
+    oversubscription: float  # product of the oversubscriptions up to and including this tier
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LinkLevel:
+    """One level of the topology a parallel group spans: ranks at that level, bandwidth, latency.
+
+    ``bw_bytes_per_s`` is what a ring at this level gets per rank and direction before efficiency: the link
+    rate, reduced at the scale-out level by the tightest tier it crosses (``tiers``). ``link`` names the link
+    class the level's traffic loads and ``link_bw_bytes_per_s`` that class's per-rank rate.
+    """
+
+    name: str
+    size: int
+    bw_bytes_per_s: float  # per rank, per direction, before efficiency (slowest edge of the ring)
+    latency_s: float
+    bidirectional_ring: bool = False
+    scale_out: bool = False
+    link: str = ""
+    link_bw_bytes_per_s: float = 0.0
+    torus_hops: float = 1.0  # mean hops between two members (torus axes; 1 on a switch or NIC)
+    tiers: tuple[TierCrossing, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["tiers"] = [t.to_dict() for t in self.tiers]
+        return out
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -75,6 +99,23 @@ class _Capacity:
     latency_s: float
     bidirectional_ring: bool
     scale_out: bool
+    wraparound: bool = False
+    torus: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class LinkClass:
+    """A kind of link every device has (or a share of one): its name, per-rank rate, and whether it is scale-out.
+
+    Tier classes carry the per-rank share of a tier's uplinks (the NIC rate over the oversubscriptions up to
+    that tier); ``group_ranks`` is the size in ranks of the groups joined *below* the tier.
+    """
+
+    name: str
+    bw_bytes_per_s: float
+    scale_out: bool
+    group_ranks: int = 0
+    oversubscription: float = 1.0
 
 
 def ranks_per_device(plan: Plan, cluster: Cluster) -> int:
@@ -94,22 +135,28 @@ def _machine_levels(cluster: Cluster, cores: int) -> list[_Capacity]:
         )
     domain = cluster.scale_up_domain_devices
     if system.topology is Topology.TORUS:
-        covered = 1
-        for axis in system.axes:
-            if covered >= domain:
-                break
-            size = min(axis.size, math.ceil(domain / covered))
+        sizes = torus_slice(domain, tuple(axis.size for axis in system.axes))
+        multiple = system.slice_wraparound_multiple
+        # A sliced torus's axes, shortest first: XLA's mesh builder gives the innermost (fastest-varying) mesh
+        # axes the shortest physical axes, so a tensor-parallel group fills a whole ring where it can.
+        order = sorted(range(len(sizes)), key=lambda i: sizes[i]) if domain < system.num_devices else range(len(sizes))
+        for i in order:
+            axis, size = system.axes[i], sizes[i]
+            if size < 2:
+                continue
+            wraps = axis.wraparound and (size == axis.size or (multiple is not None and size % multiple == 0))
             levels.append(
                 _Capacity(
                     f"{system.scale_up.id}:{axis.name}",
                     size,
                     axis.link_bw_bytes_per_s_per_direction / cores,
                     axis.latency_s,
-                    axis.wraparound and size > 2,
+                    size > 2,
                     False,
+                    wraps,
+                    True,
                 )
             )
-            covered *= size
     elif domain > 1:
         levels.append(
             _Capacity(
@@ -127,6 +174,37 @@ def _machine_levels(cluster: Cluster, cores: int) -> list[_Capacity]:
     return levels
 
 
+@functools.lru_cache(maxsize=256)
+def torus_slice(devices: int, axis_sizes: tuple[int, ...]) -> tuple[int, ...]:
+    """The per-axis lengths of a ``devices``-chip slice of a torus with ``axis_sizes``: the most compact exact
+    factorisation (smallest sum of lengths, as TPU slice shapes are), else the axes filled in order."""
+    best: tuple[int, ...] | None = None
+
+    def walk(i: int, left: int, chosen: tuple[int, ...]) -> None:
+        nonlocal best
+        if i == len(axis_sizes) - 1:
+            if left <= axis_sizes[i]:
+                found = (*chosen, left)
+                if best is None or sum(found) < sum(best):
+                    best = found
+            return
+        for size in range(1, min(left, axis_sizes[i]) + 1):
+            if left % size == 0:
+                walk(i + 1, left // size, (*chosen, size))
+
+    if devices >= math.prod(axis_sizes):
+        return axis_sizes
+    walk(0, devices, ())
+    if best is not None:
+        return best
+    out, covered = [], 1
+    for size in axis_sizes:
+        length = max(1, min(size, math.ceil(devices / covered)))
+        out.append(length)
+        covered *= length
+    return tuple(out)
+
+
 def _scale_out_level(cluster: Cluster, cores: int, num_domains: int) -> _Capacity:
     system = cluster.system
     nic = system.nic_bw_bytes_per_s_per_device
@@ -139,23 +217,63 @@ def _scale_out_level(cluster: Cluster, cores: int, num_domains: int) -> _Capacit
     return _Capacity(name if nic is not None else f"{name} (assumed)", num_domains, bw / cores, latency, False, True)
 
 
-def _tier_penalty(cluster: Cluster, span_devices: int) -> tuple[float, float, str]:
-    """Oversubscription and latency of the highest network tier a group of ``span_devices`` crosses."""
-    oversubscription, latency, name = 1.0, 0.0, ""
+def tier_link(name: str) -> str:
+    """The link-class name of a scale-out tier's uplinks."""
+    return f"tier:{name}"
+
+
+def link_classes(cluster: Cluster, cores: int) -> tuple[LinkClass, ...]:
+    """Every link class of a device of ``cluster``, per rank (``cores`` ranks per device), innermost first."""
+    out = [LinkClass(level.name, level.bw_bytes_per_s, level.scale_out) for level in _machine_levels(cluster, cores)]
+    if any(c.scale_out for c in out):
+        nic = next(c for c in out if c.scale_out)
+        below = cluster.scale_up_domain_devices
+        cumulative = 1.0
+        for tier in cluster.network_tiers:
+            cumulative *= tier.oversubscription
+            out.append(
+                LinkClass(
+                    tier_link(tier.name),
+                    nic.bw_bytes_per_s / cumulative,
+                    True,
+                    group_ranks=below * cores,
+                    oversubscription=cumulative,
+                )
+            )
+            below = tier.devices_per_group
+    return tuple(out)
+
+
+def _tier_crossings(
+    cluster: Cluster, cores: int, spacing: int, extent: int, degree: int
+) -> tuple[tuple[TierCrossing, ...], float]:
+    """Tiers crossed by a scale-out group of ``degree`` members ``spacing`` ranks apart (``extent`` ranks wide).
+
+    Returns the crossings and the worst latency of a crossed tier (0 when none).
+    """
+    crossings: list[TierCrossing] = []
+    latency = 0.0
+    below = cluster.scale_up_domain_devices * cores
+    cumulative = 1.0
     for tier in cluster.network_tiers:
-        if span_devices > 1 and tier.devices_per_group >= 1:
-            crossed = span_devices > _previous_group(cluster, tier)
-            if crossed:
-                oversubscription = max(oversubscription, tier.oversubscription)
-                latency = max(latency, tier.latency_s)
-                name = tier.name
-    return oversubscription, latency, name
+        cumulative *= tier.oversubscription
+        if extent > below:
+            members = max(1, min(degree, below // max(spacing, 1)))
+            crossings.append(
+                TierCrossing(link=tier_link(tier.name), members_per_group=members, oversubscription=cumulative)
+            )
+            latency = max(latency, tier.latency_s)
+        below = tier.devices_per_group * cores
+    return tuple(crossings), latency
 
 
-def _previous_group(cluster: Cluster, tier: Any) -> int:
-    tiers = list(cluster.network_tiers)
-    index = tiers.index(tier)
-    return tiers[index - 1].devices_per_group if index > 0 else cluster.scale_up_domain_devices
+def _mean_ring_hops(span: int, wraparound: bool) -> float:
+    """Mean hop count between two distinct members of a ring (wraparound) or line of ``span`` positions."""
+    if span < 2:
+        return 1.0
+    if wraparound:
+        return sum(min(d, span - d) for d in range(1, span)) / (span - 1)
+    return (span + 1) / 3.0
 
 
 def place_axis(
@@ -171,19 +289,31 @@ def place_axis(
         span = min(span, level.size)
         if span > 1:
             bw, latency, name = level.bw_bytes_per_s, level.latency_s, level.name
+            tiers: tuple[TierCrossing, ...] = ()
             if level.scale_out:
-                over, tier_latency, tier = _tier_penalty(cluster, span * below // cores)
-                bw /= over
+                # The group's real extent: members ``spacing`` ranks apart (the inner levels' ranks, or the
+                # stride when that is wider), ``span`` of them at this level.
+                spacing = max(below, lo)
+                tiers, tier_latency = _tier_crossings(cluster, cores, spacing, span * spacing, span)
+                slowest = max((t.oversubscription / t.members_per_group for t in tiers), default=1.0)
+                bw /= max(1.0, slowest)
                 latency = max(latency, tier_latency)
-                name = f"{name}/{tier}" if tier else name
+                if tiers:
+                    name = f"{name}/{tiers[-1].link.removeprefix('tier:')}"
             spans.append(
                 LinkLevel(
                     name=name,
                     size=span,
                     bw_bytes_per_s=bw,
                     latency_s=latency,
-                    bidirectional_ring=level.bidirectional_ring and span == level.size,
+                    # Both link directions carry a torus group's collective, ring or line alike: on a line of
+                    # n the middle link carries n/2 shards each way, as a ring's links carry (n-1)/2.
+                    bidirectional_ring=level.bidirectional_ring and span > 2 and (level.torus or span == level.size),
                     scale_out=level.scale_out,
+                    link=level.name,
+                    link_bw_bytes_per_s=level.bw_bytes_per_s,
+                    torus_hops=_mean_ring_hops(span, level.wraparound and span == level.size) if level.torus else 1.0,
+                    tiers=tiers,
                 )
             )
         below = above

@@ -1,46 +1,49 @@
-"""The step model over arrays of plans: one code path for the scalar estimate and the vectorised search.
+"""The step model over arrays of plans: one code path for the scalar estimate, the search and the fit.
 
-The model splits in two. Quantities that depend on a few plan fields only (one layer's pass times for a given
-``tp, cp, ep, mbs, sp, precision, lora``; the activation bytes of a layer; the cost of a collective over a
-placed group) are computed once per distinct key with the scalar functions of ``perf.compute``,
-``perf.comm`` and ``workload.memory``, and gathered into arrays. Everything else (layers per stage, micro-batch
-counts, recompute, pipeline bubble, data-parallel overlap, ZeRO sharding, memory) is numpy arithmetic over
-all plans at once. ``perf.step.estimate`` calls this with a single plan, so the scalar and vectorised answers
-are the same computation.
+Two phases. :func:`prepare` turns plans into arrays that do not depend on the fitted efficiencies: message sizes,
+collective slopes at full link rate, link loads, layer-pass times as linear forms over the inverse efficiencies
+(``perf.compute``), the pipeline's rank rows, memory and FLOPs. :func:`assemble` applies an
+:class:`~rainier.perf.efficiency.Efficiency` and does the rest. ``perf.step.estimate`` runs both on a single plan,
+the search on chunks of plans, and the fit prepares every validation case once and re-assembles all of them
+together for each trial of the efficiencies (:meth:`Prepared.concat`).
 
-Every collective of ``perf.comm`` is linear in its message size once the group's levels are fixed (ring and
-tree all-reduce share the bandwidth term and differ only in latency), so a placed group is summarised by
-slope/intercept pairs (:class:`GroupCost`).
+**Windows.** One micro-batch on one pipeline rank is a forward window and a backward window. In each, compute
+runs; some communication blocks it (tensor-parallel collectives without overlap, the expert all-to-all without
+overlap, pipeline sends of the non-overlapping schedules, the part of the context-parallel exchange attention
+cannot hide); other transfers run beside it (overlapped TP, CP and EP traffic, FSDP gathers, overlapped pipeline
+sends). Every transfer also loads the link classes it uses (``perf.links``). A window lasts
+
+    T = max(compute + blocking communication, busiest link's load, longest overlapped transfer)
+
+so transfers that run at the same time share each link's bandwidth, and no window is shorter than its busiest
+link. The data-parallel gradient reduction joins the last backward window of each rank (Megatron
+``overlap_grad_reduce``), the parameter all-gather its first forward window (``overlap_param_gather``); what
+they lengthen those windows by, less the rank's lead in the pipeline drain, is the exposed data-parallel time.
+The pipeline (``perf.schedule``) turns per-rank micro-batch times into the steady state and the schedule's
+bubble. Finally the step can never be shorter than any rank's whole-step load on any link class.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from rainier.hardware import Cluster
-from rainier.parallel.placement import _machine_levels, place_axis
-from rainier.parallel.plan import DegreeUnit, Plan, Recompute, Schedule
-from rainier.perf.collectives import Level
-from rainier.perf.comm import GroupCost, effective_levels, group_cost
-from rainier.perf.compute import ACTIVATION_BYTES, PassTimes, Rank, head_pass, layer_pass
+from rainier.parallel.plan import RECOMPUTE_MODULES, Recompute, Schedule
+from rainier.perf.columns import PRECISION_CODES, RECOMPUTE_CODES, SCHEDULE_CODES, PlanColumns
+from rainier.perf.compute import ACTIVATION_BYTES, FLASH_BACKWARD_FACTOR, PassForms
+from rainier.perf.context import Placed, StepContext
 from rainier.perf.efficiency import Efficiency
-from rainier.perf.memory import memory_per_rank, stage_params
-from rainier.precision import Precision
-from rainier.workload.flops import model_gemms
-from rainier.workload.memory import layer_activation_bytes
-from rainier.workload.params import ParamCounts, count_params
-from rainier.workload.shape import TransformerShape
+from rainier.perf.memory import memory_per_rank, row_params
+from rainier.perf.schedule import in_flight, parameter_copies, pipeline_time
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
 
-ZERO_BUBBLE_FRACTION = 1.0 / 3.0  # ZB-H1 leaves about a third of 1F1B's bubble (Qi et al. 2023, sec. 3)
 GRAD_BYTES = 2.0  # gradients reduced in 16 bits
+PARAM_BYTES = 2.0  # 16-bit weights gathered (ZeRO-1 parameter all-gather, FSDP)
 GRAD_ACCUM_BYTES_PER_PARAM = 10.0  # fp32 main-gradient accumulation: read 4 + read 2 + write 4 bytes
 # Mixed-precision Adam step per local parameter (Megatron-LM's optimizer): read the fp32 main gradient twice
 # (inf/NaN check, global norm) = 8; Adam reads master, gradient, m, v and writes master, m, v = 28; copy the
@@ -48,197 +51,69 @@ GRAD_ACCUM_BYTES_PER_PARAM = 10.0  # fp32 main-gradient accumulation: read 4 + r
 OPTIMIZER_BYTES_PER_PARAM = 42.0
 LORA_FLOP_FRACTION = 2.0 / 3.0  # forward (2N) + input gradients (2N) of full training's 6N (Hu et al. 2021)
 
-RECOMPUTE_CODES = {Recompute.NONE: 0, Recompute.SELECTIVE: 1, Recompute.FULL: 2}
-SCHEDULE_CODES = {Schedule.ONE_F_ONE_B: 0, Schedule.INTERLEAVED: 1, Schedule.ZERO_BUBBLE: 2, Schedule.GPIPE: 3}
-PRECISION_CODES = {p: i for i, p in enumerate(Precision)}
-_RECOMPUTES = {v: k for k, v in RECOMPUTE_CODES.items()}
-_SCHEDULES = {v: k for k, v in SCHEDULE_CODES.items()}
-_PRECISIONS = {v: k for k, v in PRECISION_CODES.items()}
+OVERLAPPED_P2P = (
+    SCHEDULE_CODES[Schedule.INTERLEAVED],
+    SCHEDULE_CODES[Schedule.ZB_V],
+    SCHEDULE_CODES[Schedule.DUALPIPE],
+)
+DUALPIPE = SCHEDULE_CODES[Schedule.DUALPIPE]
+# The quantities of a pass table (perf.compute.PassForms fields), per layer kind.
+PASS_FIELDS = (
+    "forward",
+    "input_grad",
+    "weight_grad",
+    "gemm",
+    "attention",
+    "expert_forward",
+    "expert_input_grad",
+    "expert_weight_grad",
+    "expert_gemm",
+    "elementwise",
+    "mlp_gemm",
+)
+LAYER_KINDS = ("dense", "moe", "head")
+COMM_KINDS = ("tp_ar", "tp_rs", "etp_ar", "cp_step", "ep_a2a", "pp_p2p", "dp_ar", "dp_rs", "edp_ar", "edp_rs")
+
+BREAKDOWN_FIELDS = (
+    "compute",
+    "recompute",
+    "tp_comm",
+    "cp_comm",
+    "ep_comm",
+    "dp_comm_exposed",
+    "pp_comm",
+    "link_contention",
+    "pipeline_bubble",
+    "optimizer",
+    "other",
+)
+MEMORY_FIELDS = ("weights", "gradients", "optimizer", "activations", "buffers")
 
 
 @dataclass(frozen=True, slots=True)
-class PlanColumns:
-    """Plans as columns of equal length (integer codes for enums): the vectorised form of :class:`Plan`."""
+class BatchResult:
+    """Per-plan arrays: step time, its breakdown, memory per rank, FLOPs per step, and the link loads."""
 
-    tp: IntArray
-    pp: IntArray
-    dp: IntArray
-    cp: IntArray
-    ep: IntArray
-    vpp: IntArray
-    mbs: IntArray
-    gbs: IntArray
-    sp: NDArray[np.bool_]
-    zero: IntArray
-    recompute: IntArray
-    precision: IntArray
-    schedule: IntArray
-    lora: NDArray[np.bool_]
+    step_time_s: FloatArray
+    breakdown: dict[str, FloatArray]
+    memory: dict[str, FloatArray]
+    capacity_bytes: FloatArray
+    model_flops_per_step: FloatArray
+    hardware_flops_per_step: FloatArray
+    link_load_s: FloatArray  # (plans x link classes): the most loaded rank's seconds of each link per step
+    link_names: tuple[str, ...] = ()
 
-    def __len__(self) -> int:
-        return len(self.tp)
+    @property
+    def memory_total(self) -> FloatArray:
+        return sum((self.memory[k] for k in MEMORY_FIELDS), start=np.zeros_like(self.step_time_s))
 
-    @classmethod
-    def from_plans(cls, plans: Sequence[Plan]) -> PlanColumns:
-        def ints(values: list[int]) -> IntArray:
-            return np.asarray(values, dtype=np.int64)
-
-        return cls(
-            tp=ints([p.tp_degree for p in plans]),
-            pp=ints([p.pp_degree for p in plans]),
-            dp=ints([p.dp_degree for p in plans]),
-            cp=ints([p.cp_degree for p in plans]),
-            ep=ints([p.ep_degree for p in plans]),
-            vpp=ints([p.vpp_degree for p in plans]),
-            mbs=ints([p.mbs for p in plans]),
-            gbs=ints([p.gbs for p in plans]),
-            sp=np.asarray([p.sequence_parallel for p in plans], dtype=bool),
-            zero=ints([p.zero_stage for p in plans]),
-            recompute=ints([RECOMPUTE_CODES[p.recompute] for p in plans]),
-            precision=ints([PRECISION_CODES[p.precision] for p in plans]),
-            schedule=ints([SCHEDULE_CODES[p.schedule] for p in plans]),
-            lora=np.asarray([p.lora for p in plans], dtype=bool),
-        )
-
-    def take(self, index: IntArray | NDArray[np.bool_]) -> PlanColumns:
-        """The plans selected by an index or mask."""
-        return PlanColumns(**{name: getattr(self, name)[index] for name in self.__slots__})
-
-    def plan_at(self, i: int, unit: DegreeUnit = DegreeUnit.DEVICE) -> Plan:
-        """Row ``i`` as a :class:`Plan`."""
-        return Plan(
-            tp_degree=int(self.tp[i]),
-            pp_degree=int(self.pp[i]),
-            dp_degree=int(self.dp[i]),
-            cp_degree=int(self.cp[i]),
-            ep_degree=int(self.ep[i]),
-            vpp_degree=int(self.vpp[i]),
-            sequence_parallel=bool(self.sp[i]),
-            zero_stage=int(self.zero[i]),
-            mbs=int(self.mbs[i]),
-            gbs=int(self.gbs[i]),
-            recompute=_RECOMPUTES[int(self.recompute[i])],
-            precision=_PRECISIONS[int(self.precision[i])],
-            schedule=_SCHEDULES[int(self.schedule[i])],
-            degrees_unit=unit,
-            lora=bool(self.lora[i]),
-        )
-
-
-@dataclass(slots=True)
-class StepContext:
-    """What stays fixed while plans vary: model, cluster, efficiencies, and caches of per-key results."""
-
-    shape: TransformerShape
-    cluster: Cluster
-    eff: Efficiency
-    unit: DegreeUnit = DegreeUnit.DEVICE
-    counts: ParamCounts = field(init=False)
-    cores: int = field(init=False)
-    _levels: list[Any] = field(init=False)
-    _groups: dict[tuple[str, int, int], GroupCost] = field(init=False, default_factory=dict)
-    _grad_groups: dict[tuple[int, int, int], GroupCost] = field(init=False, default_factory=dict)
-    _passes: dict[tuple[int, ...], tuple[PassTimes, PassTimes | None, PassTimes]] = field(
-        init=False, default_factory=dict
-    )
-    _activations: dict[tuple[int, ...], tuple[float, float]] = field(init=False, default_factory=dict)
-
-    def __post_init__(self) -> None:
-        self.counts = count_params(self.shape)
-        self.cores = self.cluster.accelerator.num_logical_cores if self.unit is DegreeUnit.CORE else 1
-        self._levels = _machine_levels(self.cluster, self.cores)
-
-    # -- per-key scalar pieces -----------------------------------------------------------------------------
-    def axis_levels(self, axis: str, degree: int, stride: int) -> list[Level]:
-        placed = place_axis(axis, degree, stride, self._levels, self.cluster, self.cores)
-        return effective_levels(placed.levels, self.eff)
-
-    def group(self, axis: str, degree: int, stride: int) -> GroupCost:
-        key = (axis, degree, stride)
-        cost = self._groups.get(key)
-        if cost is None:
-            cost = group_cost(self.axis_levels(axis, degree, stride))
-            self._groups[key] = cost
-        return cost
-
-    def grad_group(self, tp: int, cp: int, dp: int) -> GroupCost:
-        """The gradient-reduction group: the context-parallel levels, then the data-parallel ones."""
-        key = (tp, cp, dp)
-        cost = self._grad_groups.get(key)
-        if cost is None:
-            cost = group_cost(self.axis_levels("cp", cp, tp) + self.axis_levels("dp", dp, tp * cp))
-            self._grad_groups[key] = cost
-        return cost
-
-    def rank(self, precision: Precision) -> Rank:
-        accelerator = self.cluster.accelerator
-        peak16 = accelerator.peak_flop_per_s(Precision.BF16 if accelerator.supports(Precision.BF16) else Precision.FP16)
-        return Rank(
-            peak_16bit_flop_per_s=peak16 / self.cores,
-            peak_matmul_flop_per_s=accelerator.peak_flop_per_s(precision) / self.cores,
-            hbm_bw_bytes_per_s=accelerator.hbm_bw_bytes_per_s / self.cores,
-            fp8=precision is Precision.FP8,
-        )
-
-    def passes(
-        self, tp: int, cp: int, ep: int, mbs: int, sp: bool, precision: int, lora: bool
-    ) -> tuple[PassTimes, PassTimes | None, PassTimes]:
-        """Forward pass times of a dense layer, a MoE layer (or None) and the head for one micro-batch."""
-        key = (tp, cp, ep, mbs, int(sp), precision, int(lora))
-        found = self._passes.get(key)
-        if found is not None:
-            return found
-        shape = self.shape
-        seq_local = shape.seq_len // cp
-        tokens = mbs * seq_local
-        norm_tokens = tokens / tp if sp else float(tokens)
-        rank = self.rank(_PRECISIONS[precision])
-        gemms = model_gemms(shape, micro_batch=mbs, seq_len=seq_local, tp_degree=tp, ep_degree=ep)
-
-        def timed(layer: Any) -> PassTimes:
-            return layer_pass(
-                shape,
-                layer,
-                rank=rank,
-                eff=self.eff,
-                tokens=tokens,
-                norm_tokens=norm_tokens,
-                tp_degree=tp,
-                cp_degree=cp,
-                weight_gradients=not lora,
-            )
-
-        result = (
-            timed(gemms.dense_layer),
-            timed(gemms.moe_layer) if gemms.moe_layer else None,
-            head_pass(gemms.head, rank=rank, eff=self.eff, weight_gradients=not lora),
-        )
-        self._passes[key] = result
-        return result
-
-    def activations(self, tp: int, cp: int, mbs: int, sp: bool, recompute: int) -> tuple[float, float]:
-        """Activation bytes of one dense and one MoE layer for one micro-batch (Korthikanti et al. 2022)."""
-        key = (tp, cp, mbs, int(sp), recompute)
-        found = self._activations.get(key)
-        if found is None:
-            shape = self.shape
-            kwargs: dict[str, Any] = {
-                "micro_batch": mbs,
-                "seq_len": shape.seq_len // cp,
-                "tp_degree": tp,
-                "sequence_parallel": sp,
-                "recompute": _RECOMPUTES[recompute],
-                "flash_attention": True,
-            }
-            dense = layer_activation_bytes(shape, **kwargs).total_bytes
-            moe = layer_activation_bytes(shape, moe_layer=True, **kwargs).total_bytes if shape.moe else 0.0
-            found = (dense, moe)
-            self._activations[key] = found
-        return found
+    @property
+    def fits(self) -> NDArray[np.bool_]:
+        return self.memory_total <= self.capacity_bytes
 
 
 def _gather(keys: NDArray[np.int64], compute: Any) -> tuple[IntArray, list[Any]]:
-    """Unique rows of ``keys``, the value of ``compute`` for each, and each plan's row index into them.
+    """Unique rows of ``keys`` (non-negative), ``compute`` of each, and each plan's row index into them.
 
     Rows are encoded as one mixed-radix integer per plan so that a one-dimensional ``np.unique`` suffices
     (row-wise unique is several times slower); a single plan skips the sort altogether.
@@ -255,213 +130,542 @@ def _gather(keys: NDArray[np.int64], compute: Any) -> tuple[IntArray, list[Any]]
     return inverse.reshape(-1), [compute(*(int(v) for v in row)) for row in rows]
 
 
-def _linear(costs: list[GroupCost], inverse: IntArray, kind: str) -> tuple[FloatArray, FloatArray]:
-    slope = np.array([getattr(c, kind)[0] for c in costs])[inverse]
-    intercept = np.array([getattr(c, kind)[1] for c in costs])[inverse]
-    return slope, intercept
-
-
-def _cost(coefficients: tuple[FloatArray, FloatArray], size: FloatArray) -> FloatArray:
-    slope, intercept = coefficients
-    return np.where(size > 0, slope * size + intercept, 0.0) * (slope > 0)
-
-
-def _exposed(comm: FloatArray, window: FloatArray, buckets: FloatArray) -> FloatArray:
-    """Part of a bucketed collective not hidden behind ``window`` of compute: at least its last bucket."""
-    return np.where(comm > 0, np.maximum(comm - window, comm / buckets), 0.0)
-
-
-BREAKDOWN_FIELDS = (
-    "compute",
-    "recompute",
-    "tp_comm",
-    "cp_comm",
-    "ep_comm",
-    "dp_comm_exposed",
-    "pp_comm",
-    "pipeline_bubble",
-    "optimizer",
-    "other",
-)
-MEMORY_FIELDS = ("weights", "gradients", "optimizer", "activations", "buffers")
+# ----------------------------------------------------------------------------------------------------------------
+# Prepared plans
+# ----------------------------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
-class BatchResult:
-    """Per-plan arrays: step time, its breakdown, memory per rank, and FLOPs per step."""
+class Prepared:
+    """Plans turned into efficiency-free arrays (see the module docstring).
 
-    step_time_s: FloatArray
-    breakdown: dict[str, FloatArray]
+    ``plan`` arrays have one value per plan, ``rows`` one per plan and pipeline rank row (padded with zero-count
+    rows), ``links`` one per plan and link class (padded with zero loads), ``passes`` is a table of pass forms
+    (unique keys x layer kinds x :data:`PASS_FIELDS` x forms) indexed by ``pass_index``.
+    """
+
+    plan: dict[str, FloatArray]
+    rows: dict[str, FloatArray]
+    links: dict[str, FloatArray]
+    passes: FloatArray
+    pass_index: IntArray
     memory: dict[str, FloatArray]
-    capacity_bytes: float
-    model_flops_per_step: FloatArray
-    hardware_flops_per_step: FloatArray
+    link_names: tuple[str, ...]
 
-    @property
-    def memory_total(self) -> FloatArray:
-        return sum((self.memory[k] for k in MEMORY_FIELDS), start=np.zeros_like(self.step_time_s))
+    def __len__(self) -> int:
+        return len(self.pass_index)
 
-    @property
-    def fits(self) -> NDArray[np.bool_]:
-        return self.memory_total <= self.capacity_bytes
+    @classmethod
+    def concat(cls, items: list[Prepared]) -> Prepared:
+        """Several prepared batches as one (rows and link classes padded), e.g. every validation case."""
+        width = max(next(iter(p.rows.values())).shape[1] for p in items)
+        links = max(next(iter(p.links.values())).shape[1] for p in items)
+
+        def pad(x: FloatArray, size: int) -> FloatArray:
+            if x.shape[1] == size:
+                return x
+            out = np.zeros((x.shape[0], size), dtype=x.dtype)
+            out[:, : x.shape[1]] = x
+            return out
+
+        offsets = np.cumsum([0] + [len(p.passes) for p in items[:-1]])
+        return cls(
+            plan={k: np.concatenate([p.plan[k] for p in items]) for k in items[0].plan},
+            rows={k: np.concatenate([pad(p.rows[k], width) for p in items]) for k in items[0].rows},
+            links={k: np.concatenate([pad(p.links[k], links) for p in items]) for k in items[0].links},
+            passes=np.concatenate([p.passes for p in items]),
+            pass_index=np.concatenate([p.pass_index + o for p, o in zip(items, offsets, strict=True)]),
+            memory={k: np.concatenate([p.memory[k] for p in items]) for k in items[0].memory},
+            link_names=(),
+        )
 
 
-def evaluate(
+def _pass_table(forms: tuple[PassForms, PassForms | None, PassForms]) -> FloatArray:
+    table = np.zeros((len(LAYER_KINDS), len(PASS_FIELDS), 4))
+    for k, item in enumerate(forms):
+        if item is not None:
+            for q, name in enumerate(PASS_FIELDS):
+                table[k, q] = getattr(item, name)
+    return table
+
+
+def _groups(ctx: StepContext, axis: str, degree: IntArray, stride: IntArray) -> tuple[IntArray, list[Placed]]:
+    return _gather(np.stack([degree, stride], axis=1), lambda d, s: ctx.group(axis, d, s))
+
+
+def _comm_arrays(
+    out: dict[str, FloatArray],
+    links: dict[str, FloatArray],
+    name: str,
+    placed: list[Placed],
+    inverse: IntArray,
+    kind: str,
+) -> None:
+    items = [getattr(p.links, kind) for p in placed]
+    out[f"{name}_up"] = np.array([c.slope_up for c in items])[inverse]
+    out[f"{name}_out"] = np.array([c.slope_out for c in items])[inverse]
+    out[f"{name}_icpt"] = np.array([c.intercept for c in items])[inverse]
+    links[name] = np.stack([c.loads for c in items])[inverse]
+
+
+def _row_arrays(ctx: StepContext, cols: PlanColumns, chunks: IntArray) -> dict[str, FloatArray]:
+    """Each plan's pipeline rank rows as (plans x rows) arrays, padded with zero-count rows."""
+    keys = np.stack([cols.pp, chunks, cols.pp_first + 1, cols.pp_last + 1], axis=1)
+    inverse, layouts = _gather(keys, lambda p, c, f, last: ctx.rows(p, c, f - 1, last - 1))
+    width = max(len(layout) for layout in layouts)
+    names = ("num_dense", "num_moe", "embedding", "head", "count", "first_rank")
+    table = {name: np.zeros((len(layouts), width)) for name in names}
+    for u, layout in enumerate(layouts):
+        for r, row in enumerate(layout):
+            for name in names:
+                table[name][u, r] = float(getattr(row, name))
+    return {name: values[inverse] for name, values in table.items()}
+
+
+def prepare(
     ctx: StepContext, cols: PlanColumns, *, model_flops_per_token: float, hardware_flops_per_token: dict[int, float]
-) -> BatchResult:
-    """The step model for every plan of ``cols`` (all assumed valid: see ``search.space`` for the checks)."""
-    shape, eff = ctx.shape, ctx.eff
-    tp, pp, dp, cp, vpp, mbs = (getattr(cols, n).astype(np.float64) for n in ("tp", "pp", "dp", "cp", "vpp", "mbs"))
-    full = cols.recompute == RECOMPUTE_CODES[Recompute.FULL]
-    selective = cols.recompute == RECOMPUTE_CODES[Recompute.SELECTIVE]
+) -> Prepared:
+    """The efficiency-free arrays of every plan of ``cols`` (all assumed valid: ``search.space`` checks)."""
+    shape = ctx.shape
+    n = len(cols)
+    f64 = np.float64
+    tp, pp, dp, cp, mbs = (getattr(cols, k).astype(f64) for k in ("tp", "pp", "dp", "cp", "mbs"))
+    chunks_i = cols.chunks
+    etp_i = cols.expert_tp
     h = float(shape.hidden_dim)
-    seq = float(shape.seq_len)
     tokens = mbs * np.floor_divide(shape.seq_len, cols.cp)
     norm_tokens = np.where(cols.sp, tokens / tp, tokens)
+    moe = shape.moe
+    top_k = float(moe.top_k) if moe is not None else 0.0
 
-    # Per-key layer passes, gathered.
+    # Layer passes as forms, per distinct key.
     pass_keys = np.stack(
-        [cols.tp, cols.cp, cols.ep, cols.mbs, cols.sp.astype(np.int64), cols.precision, cols.lora.astype(np.int64)],
+        [
+            cols.tp,
+            cols.cp,
+            cols.ep,
+            etp_i,
+            cols.mbs,
+            cols.sp.astype(np.int64),
+            cols.precision,
+            cols.lora.astype(np.int64),
+            cols.flash,
+            cols.fp8_recipe + 1,
+        ],
         axis=1,
     )
-    inverse, passes = _gather(pass_keys, lambda *k: ctx.passes(k[0], k[1], k[2], k[3], bool(k[4]), k[5], bool(k[6])))
+    pass_index, pass_forms = _gather(pass_keys, lambda *k: ctx.passes((*k[:9], k[9] - 1)))
+    passes = np.stack([_pass_table(f) for f in pass_forms])
 
-    def field_of(index: int, name: str) -> FloatArray:
-        values = [getattr(p[index], name) if p[index] is not None else 0.0 for p in passes]
-        return np.asarray(values, dtype=np.float64)[inverse]
-
-    dense_fwd, dense_bwd, dense_att = field_of(0, "forward_s"), field_of(0, "backward_s"), field_of(0, "attention_s")
-    moe_fwd, moe_bwd, moe_att = field_of(1, "forward_s"), field_of(1, "backward_s"), field_of(1, "attention_s")
-    head_mb = field_of(2, "forward_s") + field_of(2, "backward_s")
-
-    # Placed groups, gathered.
-    def groups(axis: str, degree: IntArray, stride: IntArray) -> tuple[IntArray, list[GroupCost]]:
-        return _gather(np.stack([degree, stride], axis=1), lambda d, s: ctx.group(axis, d, s))
-
-    tp_inv, tp_costs = groups("tp", cols.tp, np.ones_like(cols.tp))
-    cp_inv, cp_costs = groups("cp", cols.cp, cols.tp)
-    ep_inv, ep_costs = groups("ep", cols.ep, cols.tp * cols.cp)
-    dp_inv, dp_costs = groups("dp", cols.dp, cols.tp * cols.cp)
-    pp_inv, pp_costs = groups("pp", cols.pp, cols.tp * cols.cp * cols.dp)
-    grad_inv, grad_costs = _gather(np.stack([cols.tp, cols.cp, cols.dp], axis=1), ctx.grad_group)
-
-    # Tensor parallelism: 2 all-reduces (or AG + RS pairs) of the layer's activations per pass, minus overlap.
-    activation_bytes = ACTIVATION_BYTES * tokens * h
-    tp_per_pass = 2.0 * _cost(_linear(tp_costs, tp_inv, "all_reduce"), activation_bytes) * eff.tp_comm_exposed
-    # Context parallelism: cp-1 ring steps of the local keys and values per pass, hidden behind attention.
-    kv_heads = np.maximum(np.floor_divide(shape.num_kv_heads, cols.tp), 1)
-    kv_bytes = ACTIVATION_BYTES * tokens * 2 * kv_heads * shape.head_dim
-    cp_ring = np.where(cols.cp > 1, (cp - 1) * _cost(_linear(cp_costs, cp_inv, "p2p"), kv_bytes), 0.0)
-    # Expert parallelism: dispatch and combine all-to-alls of top_k copies of each token, per pass.
-    if shape.moe is not None:
-        routed = ACTIVATION_BYTES * norm_tokens * shape.moe.top_k * h
-        ep_per_pass = np.where(cols.ep > 1, 2.0 * _cost(_linear(ep_costs, ep_inv, "all_to_all"), routed), 0.0)
-    else:
-        ep_per_pass = np.zeros_like(tp)
-
-    n_dense = shape.num_dense_layers / pp
-    n_moe = shape.num_moe_layers / pp
-    layers = n_dense + n_moe
-    fwd_compute = n_dense * dense_fwd + n_moe * moe_fwd
-    bwd_compute = n_dense * dense_bwd + n_moe * moe_bwd
-    attention_fwd = n_dense * dense_att + n_moe * moe_att
-    overhead = eff.layer_overhead_s * layers
-    tp_fwd = tp_per_pass * layers
-    cp_fwd = np.where(
-        cols.cp > 1, n_dense * np.maximum(0.0, cp_ring - dense_att) + n_moe * np.maximum(0.0, cp_ring - moe_att), 0.0
-    )
-    cp_bwd = np.where(
-        cols.cp > 1,
-        n_dense * np.maximum(0.0, 2 * cp_ring - 2 * dense_att) + n_moe * np.maximum(0.0, 2 * cp_ring - 2 * moe_att),
-        0.0,
-    )
-    ep_fwd = ep_per_pass * n_moe
-
-    recompute = np.where(
-        full, fwd_compute + overhead + tp_fwd + cp_fwd + ep_fwd, np.where(selective, attention_fwd, 0.0)
-    )
-    recompute_comm = np.where(full, tp_fwd + cp_fwd + ep_fwd, 0.0)
-
-    params_dense, params_expert = stage_params(ctx.counts, cols)
-    hbm_rate = ctx.cluster.accelerator.hbm_bw_bytes_per_s / ctx.cores * eff.memory
-    # Each micro-batch's weight gradients are added into an fp32 main-gradient buffer (Megatron-LM main_grad).
-    accumulate = np.where(cols.lora, 0.0, GRAD_ACCUM_BYTES_PER_PARAM * (params_dense + params_expert) / hbm_rate)
-    compute_mb = fwd_compute + bwd_compute + 2 * overhead + head_mb + accumulate
-    tp_mb = 2 * tp_fwd + np.where(full, tp_fwd, 0.0)
-    cp_mb = cp_fwd + cp_bwd + np.where(full, cp_fwd, 0.0)
-    ep_mb = 2 * ep_fwd + np.where(full, ep_fwd, 0.0)
-    recompute_mb = recompute - recompute_comm
-    # Each TP rank sends 1/tp of the boundary activation; receivers all-gather it over the scale-up links
-    # (scatter/gather optimisation, Narayanan et al. 2021 sec. 4.1; implicit with sequence parallelism).
-    regather = np.where(cols.sp, 0.0, _cost(_linear(tp_costs, tp_inv, "reduce_scatter"), activation_bytes))
-    pp_mb = np.where(
-        cols.pp > 1, 2.0 * vpp * (_cost(_linear(pp_costs, pp_inv, "p2p"), activation_bytes / tp) + regather), 0.0
-    )
-    per_mb = compute_mb + tp_mb + cp_mb + ep_mb + recompute_mb + pp_mb
-
-    m = np.floor_divide(cols.gbs, cols.dp * cols.mbs).astype(np.float64)
-    body_mb = per_mb - head_mb
-    bubble = np.where(cols.pp > 1, (pp - 1) / vpp * body_mb, 0.0)
-    bubble = np.where(cols.schedule == SCHEDULE_CODES[Schedule.ZERO_BUBBLE], bubble * ZERO_BUBBLE_FRACTION, bubble)
-
-    # Data parallelism: reduce-scatter behind the last backward, weight all-gather behind the next first forward
-    # (ZeRO >= 1; Megatron-Core overlap-grad-reduce / overlap-param-gather), the last bucket always exposed;
-    # FSDP also gathers weights for every micro-batch, behind all compute.
-    dense_bytes = GRAD_BYTES * params_dense
-    expert_bytes = GRAD_BYTES * params_expert
-    grad_ar = _linear(grad_costs, grad_inv, "all_reduce")
-    grad_rs = _linear(grad_costs, grad_inv, "reduce_scatter")
-    dp_ar = _linear(dp_costs, dp_inv, "all_reduce")
-    dp_rs = _linear(dp_costs, dp_inv, "reduce_scatter")
-    zero0 = cols.zero == 0
-    reduce = np.where(
-        zero0,
-        _cost(grad_ar, dense_bytes) + _cost(dp_ar, expert_bytes),
-        _cost(grad_rs, dense_bytes) + _cost(dp_rs, expert_bytes),
-    )
-    reduce = np.where(cols.lora, 0.0, reduce)
-    gather = np.where(zero0, 0.0, reduce)
-    fwd_mb = fwd_compute + overhead + tp_fwd + cp_fwd + ep_fwd
-    buckets = np.maximum(layers, 1.0)
-    dp_exposed = _exposed(reduce, bwd_compute, buckets) + _exposed(gather, fwd_mb, buckets)
-    fsdp = (cols.zero == 3) & ~cols.lora
-    fsdp_gathers = 2.0 * _cost(grad_rs, dense_bytes + expert_bytes)
-    dp_exposed = dp_exposed + np.where(fsdp, m * _exposed(fsdp_gathers, per_mb, buckets), 0.0)
-
-    sharded = cols.zero >= 1
-    opt_params = params_dense / np.where(sharded, dp * cp, 1.0) + params_expert / np.where(
-        sharded, np.maximum(np.floor_divide(cols.dp * cols.cp, cols.ep), 1), 1.0
-    )
-    optimizer = np.where(cols.lora, 0.0, OPTIMIZER_BYTES_PER_PARAM * opt_params / hbm_rate)
-
-    breakdown = {
-        "compute": m * compute_mb,
-        "recompute": m * recompute_mb,
-        "tp_comm": m * tp_mb,
-        "cp_comm": m * cp_mb,
-        "ep_comm": m * ep_mb,
-        "dp_comm_exposed": dp_exposed,
-        "pp_comm": m * pp_mb,
-        "pipeline_bubble": bubble,
-        "optimizer": optimizer,
-        "other": np.full_like(tp, eff.step_overhead_s),
+    # Placed groups and their collectives.
+    plan: dict[str, FloatArray] = {}
+    links: dict[str, FloatArray] = {}
+    ones = np.ones_like(cols.tp)
+    ep_stride = np.where(etp_i == cols.tp, cols.tp * cols.cp, etp_i)
+    edp = np.maximum(np.floor_divide(cols.tp * cols.dp * cols.cp, etp_i * cols.ep), 1)
+    groups = {
+        "tp": _groups(ctx, "tp", cols.tp, ones),
+        "etp": _groups(ctx, "tp", etp_i, ones),
+        "cp": _groups(ctx, "cp", cols.cp, cols.tp),
+        "ep": _groups(ctx, "ep", cols.ep, ep_stride),
+        "pp": _groups(ctx, "pp", cols.pp, cols.tp * cols.cp * cols.dp),
+        "dp": _groups(ctx, "dp", cols.dp * cols.cp, cols.tp),  # dense gradients: over dp x cp
+        "edp": _groups(ctx, "dp", edp, etp_i * cols.ep),  # expert gradients: the expert-dp group
     }
-    step = sum((breakdown[k] for k in BREAKDOWN_FIELDS), start=np.zeros_like(tp))
-    tokens_per_step = cols.gbs * seq
+    for name, group, kind in (
+        ("tp_ar", "tp", "all_reduce"),
+        ("tp_rs", "tp", "reduce_scatter"),
+        ("etp_ar", "etp", "all_reduce"),
+        ("cp_step", "cp", "ring_step"),
+        ("ep_a2a", "ep", "all_to_all"),
+        ("pp_p2p", "pp", "p2p"),
+        ("dp_ar", "dp", "all_reduce"),
+        ("dp_rs", "dp", "reduce_scatter"),
+        ("edp_ar", "edp", "all_reduce"),
+        ("edp_rs", "edp", "reduce_scatter"),
+    ):
+        inverse, placed = groups[group]
+        _comm_arrays(plan, links, name, placed, inverse, kind)
+    links["scale_out"] = np.broadcast_to(ctx.scale_out_mask, (n, len(ctx.link_names))).copy()
+    ep_inverse, ep_placed = groups["ep"]
+    ep_domains = np.array([g.domains for g in ep_placed], dtype=f64)[ep_inverse]
+
+    # Message sizes (bytes, per rank) and flags.
+    activation = ACTIVATION_BYTES * tokens * h
+    plan["activation"] = activation
+    plan["routed"] = top_k * activation * etp_i / tp  # expert-TP pair over the routed tokens (times the load)
+    plan["ep_bytes"] = ACTIVATION_BYTES * norm_tokens * top_k * h  # one all-to-all (times the expert load)
+    # Scale-out share of the dispatch: plainly, top_k copies of which (D-1)/D leave the domain; deduplicated
+    # (DeepEP, or node-limited routing as in DeepSeek-V3), one copy per distinct remote domain, of which a token
+    # reaches (D-1)(1 - (1 - 1/D)^top_k) on average with uniform routing, at most the routing limit.
+    domains = np.maximum(ep_domains, 1.0)
+    plain = top_k * (domains - 1.0) / domains
+    distinct = (domains - 1.0) * (1.0 - (1.0 - 1.0 / domains) ** top_k)
+    limit = np.where(cols.ep_domains > 0, cols.ep_domains.astype(f64), np.inf)
+    dedup = cols.ep_dedup | (cols.ep_domains > 0)
+    plan["ep_dedup"] = np.where(
+        (plain > 0) & dedup, np.minimum(1.0, np.minimum(distinct, limit) / np.maximum(plain, 1e-9)), 1.0
+    )
+    if shape.mla is not None:  # MLA keys and values travel expanded, per local head (ring attention over K, V)
+        kv_bytes = ACTIVATION_BYTES * tokens * (shape.num_heads / tp) * (shape.qk_head_dim + shape.v_head_dim)
+    else:
+        kv_heads = np.maximum(np.floor_divide(shape.num_kv_heads, cols.tp), 1)
+        kv_bytes = ACTIVATION_BYTES * tokens * kv_heads * 2.0 * shape.head_dim
+    plan["kv_bytes"] = kv_bytes
+    plan["pp_bytes"] = activation / tp  # scatter/gather: 1/tp of the boundary activation per rank
+    plan.update(
+        m=np.floor_divide(cols.gbs, cols.dp * cols.mbs).astype(f64),
+        tp=tp,
+        pp=pp,
+        cp=cp,
+        dp=dp,
+        edp=edp.astype(f64),
+        chunks=chunks_i.astype(f64),
+        schedule=cols.schedule.astype(f64),
+        moe=np.full(n, 1.0 if moe is not None else 0.0),
+        shared=np.full(n, 1.0 if moe is not None and moe.num_shared_experts else 0.0),
+        etp_on=((etp_i > 1) & (moe is not None)).astype(f64),
+        ep_on=(cols.ep > 1).astype(f64),
+        cp_on=(cols.cp > 1).astype(f64),
+        pp_on=(cols.pp > 1).astype(f64),
+        sp=cols.sp.astype(f64),
+        full=(cols.recompute == RECOMPUTE_CODES[Recompute.FULL]).astype(f64),
+        selective=(cols.recompute == RECOMPUTE_CODES[Recompute.SELECTIVE]).astype(f64),
+        **{f"rc_{m}": ((cols.recompute_mask >> i) & 1).astype(f64) for i, m in enumerate(RECOMPUTE_MODULES)},
+        tp_overlap=cols.tp_overlap.astype(f64),
+        a2a_overlap=(cols.a2a_overlap | (cols.schedule == DUALPIPE)).astype(f64),
+        pp_blocking=((cols.pp > 1) & ~np.isin(cols.schedule, OVERLAPPED_P2P)).astype(f64),
+        fsdp=((cols.zero == 3) & ~cols.lora).astype(f64),
+        zero=cols.zero.astype(f64),
+        lora=cols.lora.astype(f64),
+        capacity=cols.capacity.astype(f64),
+        imbalance=cols.imbalance.astype(f64),
+        hbm_bw=np.full(n, ctx.cluster.accelerator.hbm_bw_bytes_per_s / ctx.cores),
+        capacity_bytes=np.full(n, ctx.cluster.accelerator.hbm_bytes / ctx.cores),
+    )
+    tokens_per_step = cols.gbs * float(shape.seq_len)
     lora_factor = np.where(cols.lora, LORA_FLOP_FRACTION, 1.0)
     hardware_per_token = np.array([hardware_flops_per_token[int(r)] for r in range(3)])[cols.recompute]
-    return BatchResult(
-        step_time_s=step,
-        breakdown=breakdown,
-        memory=memory_per_rank(shape, cols, params_dense, params_expert, m, *_layer_activations(ctx, cols)),
-        capacity_bytes=ctx.cluster.accelerator.hbm_bytes / ctx.cores,
-        model_flops_per_step=np.asarray(model_flops_per_token * tokens_per_step * lora_factor, dtype=np.float64),
-        hardware_flops_per_step=hardware_per_token * tokens_per_step * lora_factor,
+    plan["model_flops"] = np.asarray(model_flops_per_token * tokens_per_step * lora_factor, dtype=f64)
+    plan["hardware_flops"] = hardware_per_token * tokens_per_step * lora_factor
+
+    rows = _row_arrays(ctx, cols, chunks_i)
+    params_dense, params_expert = row_params(ctx.counts, cols, rows)
+    rows["params_dense"], rows["params_expert"] = params_dense, params_expert
+    memory = memory_per_rank(
+        shape,
+        cols,
+        rows,
+        params_dense,
+        params_expert,
+        plan["m"],
+        _layer_activations(ctx, cols),
+        plan["chunks"],
+        in_flight=in_flight,
+        copies=parameter_copies(cols.schedule),
+    )
+    return Prepared(
+        plan=plan,
+        rows=rows,
+        links=links,
+        passes=passes,
+        pass_index=pass_index,
+        memory=memory,
+        link_names=ctx.link_names,
     )
 
 
 def _layer_activations(ctx: StepContext, cols: PlanColumns) -> tuple[FloatArray, FloatArray]:
     """One dense and one MoE layer's activation bytes per micro-batch, for every plan."""
-    keys = np.stack([cols.tp, cols.cp, cols.mbs, cols.sp.astype(np.int64), cols.recompute], axis=1)
-    inverse, per_layer = _gather(keys, lambda t, c, b, s, r: ctx.activations(t, c, b, bool(s), r))
+    keys = np.stack(
+        [cols.tp, cols.cp, cols.mbs, cols.sp.astype(np.int64), cols.recompute, (cols.flash > 0).astype(np.int64)],
+        axis=1,
+    )
+    inverse, per_layer = _gather(keys, lambda t, c, b, s, r, f: ctx.activations(t, c, b, bool(s), r, bool(f)))
     return np.array([p[0] for p in per_layer])[inverse], np.array([p[1] for p in per_layer])[inverse]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Assembly under an efficiency set
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _max_last(values: FloatArray) -> FloatArray:
+    """``values.max(axis=-1)`` for a short last axis (link classes, pipeline rows): elementwise maxima of its
+    slices, several times faster than numpy's strided reduction over an axis of 2-8."""
+    out: FloatArray = values[..., 0].copy()
+    for i in range(1, values.shape[-1]):
+        np.maximum(out, values[..., i], out=out)
+    return out
+
+
+def _window(compute: FloatArray, blocking: FloatArray, loads: FloatArray, overlapped: FloatArray) -> FloatArray:
+    """A window's length: compute plus blocking transfers, the busiest link, the longest overlapped transfer."""
+    out: FloatArray = np.maximum(np.maximum(compute + blocking, _max_last(loads)), overlapped)
+    return out
+
+
+def assemble(prep: Prepared, eff: Efficiency) -> BatchResult:
+    """Step times and breakdowns of prepared plans under ``eff`` (see the module docstring)."""
+    p, rows, lk = prep.plan, prep.rows, prep.links
+    n = len(prep)
+    x = np.array([1.0 / eff.gemm, 1.0 / eff.gemm_8bit, 1.0 / eff.attention, 1.0 / eff.memory])
+    seconds = (prep.passes @ x)[prep.pass_index]  # plans x layer kinds x PASS_FIELDS
+    load = np.where(p["capacity"] > 0, p["capacity"], np.where(p["imbalance"] > 0, p["imbalance"], eff.moe_imbalance))
+
+    def kind(k: int, name: str) -> FloatArray:
+        value: FloatArray = seconds[:, k, PASS_FIELDS.index(name)]
+        if name in ("forward", "input_grad", "weight_grad", "gemm"):
+            value = value + load * seconds[:, k, PASS_FIELDS.index(f"expert_{name}")]
+        return value
+
+    f_d, b_d, w_d, g_d, a_d = (kind(0, q) for q in ("forward", "input_grad", "weight_grad", "gemm", "attention"))
+    f_m, b_m, w_m, g_m, a_m = (kind(1, q) for q in ("forward", "input_grad", "weight_grad", "gemm", "attention"))
+    e_d, e_m = kind(0, "elementwise"), kind(1, "elementwise")
+    mlp_d, mlp_m = kind(0, "mlp_gemm"), kind(1, "mlp_gemm")
+    expert_m = load * seconds[:, 1, PASS_FIELDS.index("expert_forward")]
+    f_h, b_h, w_h = (kind(2, q) for q in ("forward", "input_grad", "weight_grad"))
+
+    link_eff = np.where(lk["scale_out"] > 0, eff.scale_out, eff.scale_up)
+
+    def duration(name: str, size: FloatArray) -> FloatArray:
+        slope = p[f"{name}_up"] / eff.scale_up + p[f"{name}_out"] / eff.scale_out
+        return np.where(size > 0, slope * size + p[f"{name}_icpt"], 0.0) * (slope > 0)
+
+    def loads(name: str, size: FloatArray) -> FloatArray:
+        return lk[name] / link_eff * size[:, None]
+
+    tp, pp, cp, m, chunks = p["tp"], p["pp"], p["cp"], p["m"], p["chunks"]
+    activation = p["activation"]
+    # Tensor parallelism: two all-reduces (or all-gather + reduce-scatter pairs with SP) per dense layer; a MoE
+    # layer keeps the attention's pair, the shared experts' one, and an expert-TP pair over the routed tokens.
+    tp_d_dur = 2.0 * duration("tp_ar", activation)
+    tp_d_load = 2.0 * loads("tp_ar", activation)
+    routed = p["routed"] * load
+    etp_on = p["etp_on"] > 0
+    tp_m_dur = (1.0 + p["shared"]) * duration("tp_ar", activation)
+    etp_dur = np.where(etp_on, duration("etp_ar", routed), 0.0)  # the token dispatcher's, never overlapped
+    tp_m_load = (1.0 + p["shared"])[:, None] * loads("tp_ar", activation) + np.where(
+        etp_on[:, None], loads("etp_ar", routed), 0.0
+    )
+    # Expert parallelism: dispatch and combine of the busiest rank's share; node-limited routing trims the
+    # scale-out part.
+    ep_bytes = p["ep_bytes"] * load
+    ep_on = p["ep_on"] > 0
+    dedup = p["ep_dedup"]
+    trimmed = p["ep_a2a_out"] / eff.scale_out * ep_bytes * (1.0 - dedup)
+    ep_dur = np.where(ep_on, 2.0 * (duration("ep_a2a", ep_bytes) - trimmed), 0.0)
+    ep_scale = 1.0 - lk["scale_out"] * (1.0 - dedup[:, None])
+    ep_load = np.where(ep_on[:, None], 2.0 * loads("ep_a2a", ep_bytes) * ep_scale, 0.0)
+    # Context parallelism: cp-1 ring steps of the local keys and values per forward, twice that backward.
+    cp_on = p["cp_on"] > 0
+    cp_dur = np.where(cp_on, (cp - 1.0) * duration("cp_step", p["kv_bytes"]), 0.0)
+    cp_load = np.where(cp_on[:, None], (cp - 1.0)[:, None] * loads("cp_step", p["kv_bytes"]), 0.0)
+    # Pipeline: per chunk boundary, the send and (without SP) the receivers' all-gather over the TP group.
+    pp_on = p["pp_on"] > 0
+    sp = p["sp"] > 0
+    regather = np.where(sp, 0.0, duration("tp_rs", activation))
+    regather_load = np.where(sp[:, None], 0.0, loads("tp_rs", activation))
+    pp_dur = np.where(pp_on, chunks * (duration("pp_p2p", p["pp_bytes"]) + regather), 0.0)
+    pp_load = np.where(pp_on[:, None], chunks[:, None] * (loads("pp_p2p", p["pp_bytes"]) + regather_load), 0.0)
+
+    def col(v: NDArray[Any]) -> NDArray[Any]:
+        return v[:, None]
+
+    nd, nm, head, count, first_rank = (rows[k] for k in ("num_dense", "num_moe", "head", "count", "first_rank"))
+    params_dense, params_expert = rows["params_dense"], rows["params_expert"]
+    layers = nd + nm
+    hbm_rate = p["hbm_bw"] * eff.memory
+    full, selective, lora = p["full"] > 0, p["selective"] > 0, p["lora"] > 0
+    overhead = eff.layer_overhead_s * layers
+    fwd_compute = nd * col(f_d) + nm * col(f_m) + head * col(f_h) + overhead
+    # fp32 main-gradient accumulation per micro-batch: the whole stage's gradients under ZeRO-0/1 (Megatron's
+    # main_grad buffer), only the rank's shard when gradients are reduce-scattered every micro-batch (ZeRO-2/3).
+    grad_shard = np.where(col(p["zero"] >= 2), col(p["dp"] * cp), 1.0)
+    accumulate = np.where(
+        col(lora), 0.0, GRAD_ACCUM_BYTES_PER_PARAM * (params_dense + params_expert) / grad_shard / col(hbm_rate)
+    )
+    bwd_input = nd * col(b_d) + nm * col(b_m) + head * col(b_h) + overhead
+    bwd_weight = nd * col(w_d) + nm * col(w_m) + head * col(w_h) + accumulate
+    attention_fwd = nd * col(a_d) + nm * col(a_m)
+    # Selective recompute repeats the listed modules' forward (Megatron --recompute-modules; default core_attn):
+    # the attention core; the norms (~40% of the elementwise traffic), the MoE activation (~30%); the dense MLP or
+    # shared experts; the routed experts; MLA's up projections (~10% of the layer's GEMMs).
+    light = (
+        col(p["rc_core_attn"]) * attention_fwd
+        + col(p["rc_layernorm"]) * 0.4 * (nd * col(e_d) + nm * col(e_m))
+        + col(p["rc_moe_act"]) * 0.3 * nm * col(e_m)
+        + col(np.maximum(p["rc_mlp"], p["rc_shared_experts"])) * (nd * col(mlp_d) + nm * col(mlp_m))
+        + col(p["rc_moe"]) * nm * col(expert_m)
+        + col(p["rc_mla_up_proj"]) * 0.1 * (nd * col(g_d) + nm * col(g_m))
+    )
+    recompute_compute = np.where(col(full), fwd_compute - head * col(f_h), np.where(col(selective), light, 0.0))
+
+    # What blocks each window (per layer, times the rank's layers).
+    tp_overlap = p["tp_overlap"] > 0
+    tp_d_exposed = np.where(tp_overlap, np.maximum(tp_d_dur - g_d, tp_d_dur / tp), tp_d_dur)
+    # Userbuffer overlap (Megatron --tp-comm-overlap) covers the GEMMs of attention and dense MLPs; the expert
+    # layer's all-gather / reduce-scatter of routed tokens belongs to the token dispatcher.
+    tp_m_exposed = np.where(tp_overlap, np.maximum(tp_m_dur - g_m, tp_m_dur / tp), tp_m_dur) + etp_dur
+    tp_fwd = nd * col(tp_d_exposed) + nm * col(tp_m_exposed)
+    # Backward: Megatron's linear layers launch the column-parallel layers' collectives asynchronously and run
+    # the weight-gradient GEMM meanwhile (LinearWithGradAccumulationAndAsyncCommunication; Korthikanti et al.
+    # 2022 sec. 4.2.2), so half of the backward's TP traffic hides behind the weight gradients by default.
+    half_d, half_m = 0.5 * tp_d_dur, 0.5 * tp_m_dur
+    tp_d_back = np.where(tp_overlap, tp_d_exposed, half_d + np.maximum(half_d - w_d, 0.0))
+    tp_m_back = np.where(tp_overlap, tp_m_exposed - etp_dur, half_m + np.maximum(half_m - w_m, 0.0)) + etp_dur
+    tp_bwd = nd * col(tp_d_back) + nm * col(tp_m_back)
+    ep_exposed = np.where(p["a2a_overlap"] > 0, np.maximum(ep_dur - f_m, 0.0), ep_dur)
+    ep_fwd = nm * col(ep_exposed)
+    cp_fwd = nd * col(np.maximum(cp_dur - a_d, 0.0)) + nm * col(np.maximum(cp_dur - a_m, 0.0))
+    cp_bwd = nd * col(np.maximum(2 * cp_dur - FLASH_BACKWARD_FACTOR * a_d, 0.0)) + nm * col(
+        np.maximum(2 * cp_dur - FLASH_BACKWARD_FACTOR * a_m, 0.0)
+    )
+    pp_fwd = np.where(col(p["pp_blocking"] > 0), col(pp_dur), 0.0) * (count > 0)
+    recompute_comm = np.where(col(full), tp_fwd + ep_fwd + cp_fwd, 0.0)
+
+    layer_load = nd[..., None] * tp_d_load[:, None, :] + nm[..., None] * tp_m_load[:, None, :]
+    layer_load = layer_load + nm[..., None] * ep_load[:, None, :] + layers[..., None] * cp_load[:, None, :]
+    fwd_load = layer_load + pp_load[:, None, :]
+    bwd_load = 2.0 * layer_load + np.where(full[:, None, None], layer_load, 0.0) + pp_load[:, None, :]
+
+    def rowwise(name: str, size: FloatArray) -> tuple[FloatArray, FloatArray]:
+        slope = col(p[f"{name}_up"] / eff.scale_up + p[f"{name}_out"] / eff.scale_out)
+        dur = np.where(size > 0, slope * size + col(p[f"{name}_icpt"]), 0.0) * (slope > 0)
+        return dur, (lk[name] / link_eff)[:, None, :] * size[..., None]
+
+    # FSDP (ZeRO-3): every micro-batch gathers the rank's weights for the forward and again for the backward,
+    # and reduce-scatters the gradients in the backward, each behind the window's compute.
+    fsdp = p["fsdp"] > 0
+    fsdp_dur_d, fsdp_load_d = rowwise("dp_rs", PARAM_BYTES * params_dense)
+    fsdp_dur_e, fsdp_load_e = rowwise("edp_rs", PARAM_BYTES * params_expert)
+    fsdp_dur = np.where(col(fsdp), fsdp_dur_d + fsdp_dur_e, 0.0)
+    fsdp_load = np.where(fsdp[:, None, None], fsdp_load_d + fsdp_load_e, 0.0)
+    buckets = np.maximum(layers, 1.0)
+
+    fwd_block = tp_fwd + ep_fwd + cp_fwd + pp_fwd
+    bwd_block = 2.0 * tp_bwd + 2.0 * ep_fwd + cp_bwd + pp_fwd + recompute_comm
+    fwd_c = fwd_compute
+    bwd_c = bwd_input + bwd_weight + recompute_compute
+    t_fwd = _window(fwd_c, fwd_block + fsdp_dur / buckets, fwd_load + fsdp_load, fsdp_dur)
+    t_bwd = _window(bwd_c, bwd_block + fsdp_dur / buckets, bwd_load + 2.0 * fsdp_load, 2.0 * fsdp_dur)
+    contention = (t_fwd - fwd_c - fwd_block) + (t_bwd - bwd_c - bwd_block)
+
+    # Zero-bubble schedules move the weight-gradient pass; it takes its share of the backward window.
+    w_share = np.where(bwd_c > 0, bwd_weight / np.maximum(bwd_c, 1e-30), 0.0)
+    t_w = t_bwd * w_share
+    schedule = p["schedule"].astype(np.int64)
+    steady, bubble, slowest = pipeline_time(schedule, pp, chunks, m, t_fwd, t_bwd - t_w, t_w, count)
+
+    # Data parallelism: gradient reduction behind each rank's last backward, parameter gather behind its first
+    # forward; a rank ahead in the pipeline drain has that much slack.
+    zero0 = p["zero"] == 0
+    ar_d, ar_load_d = rowwise("dp_ar", GRAD_BYTES * params_dense)
+    ar_e, ar_load_e = rowwise("edp_ar", GRAD_BYTES * params_expert)
+    rs_d, rs_load_d = rowwise("dp_rs", GRAD_BYTES * params_dense)
+    rs_e, rs_load_e = rowwise("edp_rs", GRAD_BYTES * params_expert)
+    sync = col(~lora & ~fsdp)  # FSDP reduce-scatters inside every backward window instead
+    reduce_dur = np.where(sync, np.where(col(zero0), ar_d + ar_e, rs_d + rs_e), 0.0)
+    reduce_load = np.where(
+        sync[..., None], np.where(zero0[:, None, None], ar_load_d + ar_load_e, rs_load_d + rs_load_e), 0.0
+    )
+    gather_on = sync & ~col(zero0)
+    gather_dur = np.where(gather_on, (rs_d + rs_e) * PARAM_BYTES / GRAD_BYTES, 0.0)
+    gather_load = np.where(gather_on[..., None], (rs_load_d + rs_load_e) * PARAM_BYTES / GRAD_BYTES, 0.0)
+    # With v interleaved chunks a chunk's gradients are final once the last micro-batches' backward of that chunk
+    # is done; Megatron's cool-down runs the chunks in turn over groups of pp micro-batches, so the reduction of
+    # the earlier-finished chunks overlaps about pp*(v-1)/v more micro-batch backwards (and the parameter gather,
+    # symmetrically, the warm-up's forwards).
+    spread = col(
+        np.where(p["schedule"] == SCHEDULE_CODES[Schedule.INTERLEAVED], 1.0 + pp * (chunks - 1.0) / chunks, 1.0)
+    )
+    last_bwd = _window(
+        spread * bwd_c,
+        spread * bwd_block + reduce_dur / buckets,
+        spread[..., None] * bwd_load + reduce_load,
+        reduce_dur,
+    )
+    first_fwd = _window(
+        spread * fwd_c,
+        spread * fwd_block + gather_dur / buckets,
+        spread[..., None] * fwd_load + gather_load,
+        gather_dur,
+    )
+    dp_rows = np.maximum(last_bwd - spread * t_bwd, 0.0) + np.maximum(first_fwd - spread * t_fwd, 0.0)
+    lead = first_rank * t_bwd  # rank i ends its last backward i backward passes before the first rank does
+    dp_exposed = np.maximum(_max_last(np.where(count > 0, dp_rows - lead, -np.inf)), 0.0)
+
+    # Optimizer: the slowest rank's update of its (ZeRO-sharded) parameters.
+    sharded = col(p["zero"] >= 1)
+    opt_params = params_dense / np.where(sharded, col(p["dp"] * cp), 1.0) + params_expert / np.where(
+        sharded, col(p["edp"]), 1.0
+    )
+    optimizer_rows = np.where(col(lora), 0.0, OPTIMIZER_BYTES_PER_PARAM * opt_params / col(hbm_rate))
+    optimizer = _max_last(np.where(count > 0, optimizer_rows, 0.0))
+
+    step = steady + bubble + dp_exposed + optimizer + eff.step_overhead_s
+    # No step is shorter than any rank's whole-step load on any link class.
+    step_load = col(m)[..., None] * (fwd_load + bwd_load + 3.0 * fsdp_load) + reduce_load + gather_load
+    step_load = np.where((count > 0)[..., None], step_load, 0.0)
+    link_load = _max_last(np.moveaxis(step_load, 1, -1))
+    extra = np.maximum(_max_last(link_load) - step, 0.0)
+    step = step + extra
+
+    def at_slowest(v: FloatArray) -> FloatArray:
+        return np.take_along_axis(v, slowest[:, None], axis=1)[:, 0]
+
+    breakdown = {
+        "compute": m * at_slowest(fwd_compute + bwd_input + bwd_weight),
+        "recompute": m * at_slowest(recompute_compute),
+        "tp_comm": m * at_slowest(tp_fwd + 2.0 * tp_bwd + np.where(col(full), tp_fwd, 0.0)),
+        "cp_comm": m * at_slowest(cp_fwd + cp_bwd + np.where(col(full), cp_fwd, 0.0)),
+        "ep_comm": m * at_slowest(3.0 * ep_fwd + np.where(col(full), ep_fwd, 0.0)),
+        "dp_comm_exposed": dp_exposed,
+        "pp_comm": m * at_slowest(2.0 * pp_fwd),
+        "link_contention": m * at_slowest(contention) + extra,
+        "pipeline_bubble": bubble,
+        "optimizer": optimizer,
+        "other": np.full(n, eff.step_overhead_s),
+    }
+    return BatchResult(
+        step_time_s=step,
+        breakdown=breakdown,
+        memory=prep.memory,
+        capacity_bytes=p["capacity_bytes"],
+        model_flops_per_step=p["model_flops"],
+        hardware_flops_per_step=p["hardware_flops"],
+        link_load_s=link_load,
+        link_names=prep.link_names,
+    )
+
+
+def evaluate(
+    ctx: StepContext,
+    cols: PlanColumns,
+    *,
+    model_flops_per_token: float,
+    hardware_flops_per_token: dict[int, float],
+    eff: Efficiency | None = None,
+) -> BatchResult:
+    """The step model for every plan of ``cols`` under ``eff`` (default: the context's)."""
+    prep = prepare(
+        ctx, cols, model_flops_per_token=model_flops_per_token, hardware_flops_per_token=hardware_flops_per_token
+    )
+    return assemble(prep, eff if eff is not None else ctx.eff)
+
+
+__all__ = [
+    "BREAKDOWN_FIELDS",
+    "COMM_KINDS",
+    "MEMORY_FIELDS",
+    "PRECISION_CODES",
+    "RECOMPUTE_CODES",
+    "SCHEDULE_CODES",
+    "BatchResult",
+    "PlanColumns",
+    "Prepared",
+    "StepContext",
+    "assemble",
+    "evaluate",
+    "prepare",
+]

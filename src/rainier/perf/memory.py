@@ -1,15 +1,16 @@
 """Memory per rank at the peak of a training step: model state, activations in flight, buffers.
 
 Model state is mixed-precision Adam, 2 + 2 + 12 bytes per parameter, sharded by ZeRO over the data-parallel
-group (Rajbhandari et al. 2020, sec. 5); expert weights are split over ``ep`` and sharded over the expert
-data-parallel group ``dp*cp/ep``. Activations follow Korthikanti et al. 2022 (eqs. 1-5, generalised in
-``rainier.workload.memory``) with FlashAttention, times the micro-batches a stage keeps in flight: the first
-stage of 1F1B holds ``min(p, m)`` (Narayanan et al. 2021, sec. 2.2), the interleaved schedule
-``(1 + (p-1)/(p*v))`` times more per layer held (Korthikanti et al. 2022, sec. 4.2.3).
+group (Rajbhandari et al. 2020, sec. 5); expert weights are split over ``ep x etp`` and sharded over the expert
+data-parallel group. Activations follow Korthikanti et al. 2022 (eqs. 1-5, generalised in
+``rainier.workload.memory``) times the micro-batches a rank keeps in flight under its schedule
+(``perf.schedule.in_flight``). Every pipeline rank row is evaluated (uneven stages move the peak) and the
+fullest is reported.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -20,12 +21,11 @@ from rainier.workload.memory import StateBytesPerParam
 from rainier.workload.params import ParamCounts
 
 if TYPE_CHECKING:
-    from rainier.perf.batch import PlanColumns
+    from rainier.perf.columns import PlanColumns
     from rainier.workload.shape import TransformerShape
 
 FloatArray = NDArray[np.float64]
-INTERLEAVED = 1  # perf.batch.SCHEDULE_CODES[Schedule.INTERLEAVED]
-GPIPE = 3  # perf.batch.SCHEDULE_CODES[Schedule.GPIPE]
+IntArray = NDArray[np.int64]
 
 # Framework reserve: CUDA/Neuron runtime context, allocator fragmentation and collective buffers. A fixed
 # 1 GiB plus 5% of everything else is a common rule of thumb for PyTorch training jobs (stated assumption).
@@ -34,65 +34,80 @@ RESERVE_FRACTION = 0.05
 LOGIT_BYTES = 4.0  # fp32 logits kept for the loss's backward
 
 
-def stage_params(counts: ParamCounts, cols: PlanColumns) -> tuple[FloatArray, FloatArray]:
-    """Per-rank parameters of one pipeline stage: layers split evenly, embeddings on the end stages.
+def row_params(counts: ParamCounts, cols: PlanColumns, rows: dict[str, FloatArray]) -> tuple[FloatArray, FloatArray]:
+    """Per-rank parameters of each pipeline rank row: (dense parameters, expert parameters), (plans x rows).
 
-    The first stage holds the input embedding, the last the output head; the larger end is charged (with
-    ``pp=1`` both). Tensor parallelism splits every matrix (Shoeybi et al. 2019); norms are replicated but small.
-    Returns (dense parameters replicated over data parallelism, expert parameters split by ep and tp).
+    Tensor parallelism splits every matrix (Shoeybi et al. 2019; norms are replicated but small); the input
+    embedding sits on the first rank, the output head and final norm on the last; experts are split over
+    ``ep x etp``.
     """
-    pp = cols.pp.astype(np.float64)
-    tp = cols.tp.astype(np.float64)
+    tp = cols.tp.astype(np.float64)[:, None]
+    etp = np.where(cols.etp > 0, cols.etp, cols.tp).astype(np.float64)[:, None]
+    ep = cols.ep.astype(np.float64)[:, None]
     moe = counts.moe_layer
-    expert_per_layer = moe.mlp if moe is not None else 0
-    moe_dense = (moe.total - moe.mlp) if moe is not None else 0
-    per_stage = (counts.num_dense_layers * counts.dense_layer.total + counts.num_moe_layers * moe_dense) / pp
+    expert_per_layer = float(moe.mlp) if moe is not None else 0.0
+    moe_dense = float(moe.total - moe.mlp) if moe is not None else 0.0
     inputs = float(counts.embedding + counts.position_embedding)
     outputs = float(counts.output_head + counts.final_norm)
-    ends = np.where(cols.pp == 1, inputs + outputs, max(inputs, outputs))
-    expert = counts.num_moe_layers * expert_per_layer / pp / (cols.ep * tp)
-    return (per_stage + ends) / tp, expert
+    dense = (
+        rows["num_dense"] * counts.dense_layer.total
+        + rows["num_moe"] * moe_dense
+        + rows["embedding"] * inputs
+        + rows["head"] * outputs
+    ) / tp
+    expert = rows["num_moe"] * expert_per_layer / (ep * etp)
+    return dense, expert
 
 
 def memory_per_rank(
     shape: TransformerShape,
     cols: PlanColumns,
+    rows: dict[str, FloatArray],
     dense: FloatArray,
     expert: FloatArray,
     m: FloatArray,
-    dense_layer: FloatArray,
-    moe_layer: FloatArray,
+    layer_bytes: tuple[FloatArray, FloatArray],
+    chunks: FloatArray,
+    *,
+    in_flight: Callable[..., FloatArray],
+    copies: FloatArray,
 ) -> dict[str, FloatArray]:
-    """Peak bytes per rank on the first pipeline stage, by kind, for every plan of ``cols``.
-
-    ``dense`` and ``expert`` are the stage's parameters per rank (:func:`stage_params`), ``m`` the micro-batches
-    per step, ``dense_layer`` and ``moe_layer`` one layer's activation bytes for one micro-batch.
-    """
+    """Peak bytes per rank by kind, on the fullest pipeline rank row, for every plan of ``cols``."""
     state = StateBytesPerParam.mixed_precision_adam()
-    dense_dp = (cols.dp * cols.cp).astype(np.float64)
-    expert_dp = np.maximum(np.floor_divide(cols.dp * cols.cp, cols.ep), 1).astype(np.float64)
+    dense_dp = (cols.dp * cols.cp).astype(np.float64)[:, None]
+    etp = np.where(cols.etp > 0, cols.etp, cols.tp)
+    expert_dp = np.maximum(np.floor_divide(cols.tp * cols.dp * cols.cp, etp * cols.ep), 1).astype(np.float64)[:, None]
+    zero = cols.zero[:, None]
+    lora = cols.lora[:, None]
+    copy = copies[:, None]
 
     def shard(num: FloatArray, group: FloatArray, stage: int) -> FloatArray:
-        return np.where(cols.zero >= stage, num / group, num)
+        return np.where(zero >= stage, num / group, num)
 
-    weights = state.weight * (shard(dense, dense_dp, 3) + shard(expert, expert_dp, 3))
-    gradients = np.where(cols.lora, 0.0, state.gradient * (shard(dense, dense_dp, 2) + shard(expert, expert_dp, 2)))
-    optimizer = np.where(cols.lora, 0.0, state.optimizer * (shard(dense, dense_dp, 1) + shard(expert, expert_dp, 1)))
-    pp = cols.pp.astype(np.float64)
-    per_stage = (shape.num_dense_layers * dense_layer + shape.num_moe_layers * moe_layer) / pp
-    held = np.minimum(pp, m)
-    interleaved = (cols.schedule == INTERLEAVED) & (cols.pp > 1)
-    held = np.where(interleaved, held * (1 + (pp - 1) / (pp * cols.vpp)), held)
-    held = np.where(cols.schedule == GPIPE, m, held)
-    activations = per_stage * held
+    weights = copy * state.weight * (shard(dense, dense_dp, 3) + shard(expert, expert_dp, 3))
+    gradients = np.where(lora, 0.0, copy * state.gradient * (shard(dense, dense_dp, 2) + shard(expert, expert_dp, 2)))
+    optimizer = np.where(lora, 0.0, copy * state.optimizer * (shard(dense, dense_dp, 1) + shard(expert, expert_dp, 1)))
+    dense_layer, moe_layer = layer_bytes
+    per_micro_batch = rows["num_dense"] * dense_layer[:, None] + rows["num_moe"] * moe_layer[:, None]
+    held = in_flight(
+        cols.schedule[:, None], cols.pp.astype(np.float64)[:, None], chunks[:, None], m[:, None], rows["first_rank"]
+    )
+    activations = per_micro_batch * held
     seq_local = np.floor_divide(shape.seq_len, cols.cp)
     logits = LOGIT_BYTES * cols.mbs * seq_local * shape.vocab_size / cols.tp
-    activations = activations + np.where(cols.pp == 1, logits, 0.0)
+    activations = activations + rows["head"] * logits[:, None]
     subtotal = weights + gradients + optimizer + activations
+    buffers = RESERVE_BYTES + RESERVE_FRACTION * subtotal
+    total = np.where(rows["count"] > 0, subtotal + buffers, -np.inf)
+    fullest = np.argmax(total, axis=1)[:, None]
+
+    def pick(x: FloatArray) -> FloatArray:
+        return np.take_along_axis(x, fullest, axis=1)[:, 0]
+
     return {
-        "weights": weights,
-        "gradients": gradients,
-        "optimizer": optimizer,
-        "activations": activations,
-        "buffers": RESERVE_BYTES + RESERVE_FRACTION * subtotal,
+        "weights": pick(weights),
+        "gradients": pick(gradients),
+        "optimizer": pick(optimizer),
+        "activations": pick(activations),
+        "buffers": pick(buffers),
     }

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
 from rainier.frame import frame
@@ -18,9 +18,11 @@ class StepBreakdown:
     """Where one step's wall time goes, in seconds; the parts add up to the step time.
 
     ``compute`` is forward + backward matmuls and memory-bound kernels of every micro-batch on the critical
-    path; ``recompute`` the extra forward work of activation recomputation; ``*_comm`` the exposed (not hidden
-    behind compute) part of each collective; ``pipeline_bubble`` the idle time of the schedule;
-    ``optimizer`` the weight update; ``other`` fixed per-step overheads.
+    path (the slowest pipeline rank); ``recompute`` the extra forward work of activation recomputation;
+    ``*_comm`` the exposed (blocking, or not hidden behind compute) part of each collective;
+    ``link_contention`` the time a window waits because a link carries more bytes than fit beside its
+    compute (transfers sharing a link); ``pipeline_bubble`` the idle time of the schedule; ``optimizer`` the
+    weight update; ``other`` fixed per-step overheads.
     """
 
     compute: float = 0.0
@@ -30,6 +32,7 @@ class StepBreakdown:
     ep_comm: float = 0.0
     dp_comm_exposed: float = 0.0
     pp_comm: float = 0.0
+    link_contention: float = 0.0
     pipeline_bubble: float = 0.0
     optimizer: float = 0.0
     other: float = 0.0
@@ -91,11 +94,20 @@ class StepEstimate:
     memory: MemoryBreakdown
     placement: tuple[AxisPlacement, ...]
     efficiency_key: str
+    link_load_s: dict[str, float] = field(default_factory=dict)  # busiest rank's seconds per step on each link
     warnings: tuple[str, ...] = ()
 
     @property
     def fits(self) -> bool:
         return self.memory.fits
+
+    @property
+    def busiest_link(self) -> tuple[str, float]:
+        """The link class with the most load per step, and its seconds (("none", 0) without traffic)."""
+        if not self.link_load_s:
+            return ("none", 0.0)
+        name = max(self.link_load_s, key=lambda k: self.link_load_s[k])
+        return name, self.link_load_s[name]
 
     def to_frame(self) -> pd.DataFrame:
         """This result as a pandas DataFrame (``rainier.frame``)."""
@@ -121,6 +133,8 @@ class StepEstimate:
             "memory_bytes": self.memory.to_dict(),
             "breakdown_s": self.breakdown.to_dict(),
             "placement": [p.to_dict() for p in self.placement],
+            "link_load_s": dict(self.link_load_s),
+            "busiest_link": {"name": self.busiest_link[0], "load_s": self.busiest_link[1]},
             "efficiency": self.efficiency_key,
             "warnings": list(self.warnings),
         }

@@ -1,13 +1,14 @@
 """The training step model: one pure function of (workload, plan, system) -> StepEstimate.
 
-Per micro-batch and pipeline stage: the forward and backward of the stage's layers (``perf.compute``), each
-layer's tensor-parallel collectives on the critical path (two all-reduces, or all-gather + reduce-scatter with
-sequence parallelism, in each direction: Shoeybi et al. 2019, Korthikanti et al. 2022 sec. 4.2.2), context-
-parallel ring exchange of keys and values not hidden behind attention (Liu et al. 2023, ring attention),
-expert-parallel all-to-all dispatch and combine (Lepikhin et al. 2020), activation recomputation, and the
-point-to-point transfers between stages. Then the step: ``m`` micro-batches plus the schedule's bubble of
-``(p-1)/v`` micro-batch times (Narayanan et al. 2021, sec. 2.2), the data-parallel gradient reduction not
-hidden behind the last backward, the optimizer, and a fixed per-step overhead.
+Per micro-batch and pipeline rank: the forward, input-gradient and weight-gradient passes of the rank's layers
+(``perf.compute``: GEMMs by shape, attention, memory-bound kernels), each layer's tensor-parallel collectives
+(two all-reduces, or all-gather + reduce-scatter with sequence parallelism, per direction: Shoeybi et al. 2019,
+Korthikanti et al. 2022 sec. 4.2.2), the context-parallel ring exchange of keys and values behind attention
+(Liu et al. 2023), the expert-parallel all-to-all dispatch and combine (Lepikhin et al. 2020), activation
+recomputation and the point-to-point transfers between stages, all laid on the links they use and sharing them
+(``perf.links``, ``perf.batch``). Then the step: the slowest rank's ``m`` micro-batches plus the schedule's
+bubble (``perf.schedule``: 1F1B, interleaved, ZB-H1, ZB-V, DualPipe, GPipe), the data-parallel traffic not
+hidden, the optimizer, a fixed per-step overhead, and never less than the busiest link's load.
 
 The arithmetic lives in ``perf.batch`` and runs on arrays of plans; a single estimate is a batch of one, so the
 scalar answer and the vectorised search's answer are the same computation.
@@ -19,16 +20,10 @@ import functools
 
 from rainier.hardware import Cluster
 from rainier.parallel.placement import place, ranks_per_device
-from rainier.parallel.plan import DegreeUnit, Infeasible, InfeasibleKind, Plan, check_plan
-from rainier.perf.batch import (
-    BREAKDOWN_FIELDS,
-    MEMORY_FIELDS,
-    RECOMPUTE_CODES,
-    BatchResult,
-    PlanColumns,
-    StepContext,
-    evaluate,
-)
+from rainier.parallel.plan import DegreeUnit, Fp8Recipe, Infeasible, InfeasibleKind, Plan, check_plan
+from rainier.perf.batch import BREAKDOWN_FIELDS, MEMORY_FIELDS, BatchResult, evaluate
+from rainier.perf.columns import RECOMPUTE_CODES, PlanColumns
+from rainier.perf.context import StepContext
 from rainier.perf.efficiency import Efficiency, EfficiencyTable, committed_efficiency
 from rainier.perf.result import MemoryBreakdown, StepBreakdown, StepEstimate
 from rainier.workload.flops import hardware_flops_per_token, model_flops_per_token
@@ -57,6 +52,12 @@ def plan_problem(shape: TransformerShape, plan: Plan, cluster: Cluster) -> Infea
         return Infeasible(
             InfeasibleKind.UNSUPPORTED,
             f"{cluster.accelerator.id} has no {plan.precision.value} matmuls (has {supported})",
+        )
+    if plan.fp8_recipe is Fp8Recipe.MXFP8 and not cluster.accelerator.microscaling:
+        return Infeasible(
+            InfeasibleKind.UNSUPPORTED,
+            f"{cluster.accelerator.id} has no MX (microscaling) matmuls: fp8_recipe=mxfp8 needs Blackwell or "
+            "Trainium3; use tensorwise, delayed or blockwise",
         )
     return None
 
@@ -108,7 +109,10 @@ def estimate_from_batch(
     """Row ``i`` of a batch evaluation as a full :class:`StepEstimate` (with placement and warnings)."""
     step = float(batch.step_time_s[i])
     breakdown = StepBreakdown(**{k: float(batch.breakdown[k][i]) for k in BREAKDOWN_FIELDS})
-    memory = MemoryBreakdown(**{k: float(batch.memory[k][i]) for k in MEMORY_FIELDS}, capacity=batch.capacity_bytes)
+    loads = {name: float(batch.link_load_s[i, j]) for j, name in enumerate(batch.link_names)}
+    memory = MemoryBreakdown(
+        **{k: float(batch.memory[k][i]) for k in MEMORY_FIELDS}, capacity=float(batch.capacity_bytes[i])
+    )
     placement = place(plan, cluster)
     tokens_per_step = plan.gbs * shape.seq_len
     devices = cluster.num_devices
@@ -145,5 +149,6 @@ def estimate_from_batch(
         memory=memory,
         placement=placement,
         efficiency_key=eff_key,
+        link_load_s=loads,
         warnings=warnings,
     )

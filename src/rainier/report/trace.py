@@ -11,7 +11,7 @@ events (``"ph": "X"``, ``ts`` and ``dur`` in microseconds), counters (``"C"``), 
 
 - per micro-batch and stage, ``compute + recompute + tp/cp/ep/pp comm`` divided by ``m`` micro-batches is the
   model's per-micro-batch time; the model's bubble is ``(pp - 1) / vpp`` times that time *without* the LM head
-  (times ZB-H1's third for zero-bubble), so inverting it gives the head's share, which runs on the last stage only
+  (1F1B, interleaved, GPipe), so inverting it gives the head's share, which runs on the last stage only
   (the model's step is ``m`` per-micro-batch times plus the bubble: the critical path through the last stage);
 - compute splits forward : backward = 1 : 2 (2N and 4N FLOP per token, the 6N rule); recompute runs right before
   each backward; each collective is its own slice right after the pass it belongs to (tp and ep: half forward,
@@ -33,10 +33,11 @@ events (``"ph": "X"``, ``ts`` and ``dur`` in microseconds), counters (``"C"``), 
 How close it comes (Llama-3-70B on 64 H100s, tp=8, pp=4, m=32, and other plans in the tests): for 1F1B, GPipe and
 interleaved (``m`` a multiple of ``pp``) the trace ends at ``step_time_s`` and every stage's "bubble" slices add
 up to ``pipeline_bubble``, both to rounding (the model's ``(pp - 1) / vpp`` formula is exact for these schedules
-with equal stages). Zero-bubble: the trace is 0.1-0.2% longer and its bubble ~5% larger than the model's third of
-1F1B's, because the B pass carries the recompute and communication, which W cannot hide (ZB-H1's bubble is
-``(pp - 1)(F + B - W)``). With fewer micro-batches than stages (interleaved with ``m < pp``, zero-bubble with
-``m < pp``) the schedule cannot reach the model's formula and the trace is longer (10-45% in the extremes tried).
+with equal stages). Zero-bubble schedules (ZB-H1, and ZB-V and DualPipe, which are drawn as ZB-H1): the trace
+is a greedy ZB-H1 with the backward split in equal B and W halves, while the step model uses each pass's own
+weight-gradient share (``perf.schedule``), so the trace is an illustration that can end some percent away from
+the step time. With fewer micro-batches than stages (interleaved with ``m < pp``, zero-bubble with ``m < pp``)
+the schedule cannot reach the model's formula and the trace is longer (10-45% in the extremes tried).
 With ``pp = 1`` there is no bubble and the head is not separated from the forward/backward slices.
 
 **Serving** (:func:`serving_trace`): the first ``max_requests`` requests by arrival, one slice row ("lane") per set
@@ -66,7 +67,6 @@ import numpy as np
 
 from rainier.errors import InputError, field_error
 from rainier.parallel.plan import Plan, Recompute, Schedule
-from rainier.perf.batch import ZERO_BUBBLE_FRACTION
 from rainier.perf.result import StepEstimate
 from rainier.serve.simulate import ServeTimeline
 from rainier.units import MICROSECOND
@@ -117,14 +117,15 @@ def _work(estimate: StepEstimate) -> _Work:
     """Split the breakdown's per-micro-batch parts into the slices of a forward, backward (and W) pass per chunk."""
     plan, b = estimate.plan, estimate.breakdown
     m, pp, vpp = plan.num_microbatches, plan.pp_degree, plan.vpp_degree
-    totals = (b.compute, b.recompute, b.tp_comm, b.cp_comm, b.ep_comm, b.pp_comm)
+    totals = (b.compute + b.link_contention, b.recompute, b.tp_comm, b.cp_comm, b.ep_comm, b.pp_comm)
     compute, recompute, tp, cp, ep, p2p = (x / m for x in totals)
     per_mb = compute + recompute + tp + cp + ep + p2p
     head = 0.0
-    if pp > 1 and b.pipeline_bubble > 0:
-        # perf.batch: bubble = (pp - 1) / vpp x (per-micro-batch time without the head) [x ZB-H1's third]
-        shrink = ZERO_BUBBLE_FRACTION if plan.schedule is Schedule.ZERO_BUBBLE else 1.0
-        body = b.pipeline_bubble * vpp / ((pp - 1) * shrink)
+    plain = plan.schedule in (Schedule.ONE_F_ONE_B, Schedule.INTERLEAVED, Schedule.GPIPE)
+    if pp > 1 and b.pipeline_bubble > 0 and plain:
+        # perf.schedule: bubble = the other ranks' passes once, / vpp; the slowest (last, with the LM head) rank
+        # sets the steady state, so the head is what the slowest rank's micro-batch has beyond the others'.
+        body = b.pipeline_bubble * vpp / (pp - 1)
         head = min(max(per_mb - body, 0.0), compute)
     full = plan.recompute is Recompute.FULL
     # (forward, recompute, backward) shares of each collective, as perf.batch adds them up
@@ -136,7 +137,7 @@ def _work(estimate: StepEstimate) -> _Work:
     head_fwd = head / (1 + BACKWARD_PER_FORWARD)
     head_bwd = head - head_fwd
     send = p2p / 2 / vpp
-    zero_bubble = plan.schedule is Schedule.ZERO_BUBBLE and pp > 1
+    zero_bubble = plan.schedule in (Schedule.ZERO_BUBBLE, Schedule.ZB_V, Schedule.DUALPIPE) and pp > 1
     pieces: dict[tuple[_Pass, bool], tuple[_Piece, ...]] = {}
     for last in (False, True):
         h = 1.0 if last else 0.0
@@ -219,7 +220,7 @@ def _queues(plan: Plan) -> list[_StageQueue]:
     queues = []
     for stage in range(pp):
         warm = _warmup(stage, m, pp, vpp)
-        if plan.schedule is Schedule.ZERO_BUBBLE and pp > 1:
+        if plan.schedule in (Schedule.ZERO_BUBBLE, Schedule.ZB_V, Schedule.DUALPIPE) and pp > 1:
             queues.append(_StageQueue(None, deque(forwards), deque(backwards), max_in_flight=warm + 1))
             continue
         if plan.schedule is Schedule.GPIPE:

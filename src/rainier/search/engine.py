@@ -25,7 +25,7 @@ from rainier.search.space import SearchSpace, check_gbs, enumerate_plans
 from rainier.units import GIB, SECONDS_PER_HOUR
 from rainier.workload.shape import TransformerShape
 
-CHUNK = 131_072  # plans evaluated per numpy pass (bounds memory: ~100 float arrays of this length)
+CHUNK = 32_768  # plans evaluated per numpy pass (bounds memory: ~200 arrays of plans x rows x link classes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +109,7 @@ def search(
         batch = evaluate(ctx, part, model_flops_per_token=model_flops, hardware_flops_per_token=hardware_flops)
         steps[start : start + len(part)] = batch.step_time_s
         memory[start : start + len(part)] = batch.memory_total
-        capacity = batch.capacity_bytes
+        capacity = float(batch.capacity_bytes[0]) if len(part) else capacity
         if progress is not None:
             progress(start + len(part), len(cols))
     elapsed = time.perf_counter() - started

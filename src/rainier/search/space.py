@@ -1,11 +1,15 @@
 """The space of plans a search enumerates, its YAML form (``--space SPACE.yaml``), and the enumeration.
 
 By default a search tries every parallel degree that can divide the model and the cluster: tensor, context
-and expert parallelism in powers of two (the sizes collective libraries and topologies are built for), every
-divisor of the layer count as the pipeline degree, interleaving 1, 2 or 4, micro-batches 1-8, all three
-recompute policies, ZeRO-1 (distributed optimizer) and ZeRO-3 (FSDP), sequence parallelism whenever tensor
-parallelism is on, and BF16 matmuls; a space file narrows or widens any of these. The grid is built with numpy
-and every rejected combination is counted by its reason.
+and expert parallelism in powers of two (the sizes collective libraries and topologies are built for), as the
+pipeline degree every divisor of the layer count and every power of two up to it (a count that pp does not
+divide is split unevenly, balanced against the output head: ``parallel.pipeline``), interleaving 1, 2 or 4,
+micro-batches 1-8, all three recompute policies, ZeRO-1 (distributed optimizer) and ZeRO-3 (FSDP), sequence
+parallelism whenever tensor parallelism is on, BF16 matmuls, and the 1F1B and interleaved schedules; a space
+file narrows or widens any of these (``schedule: [1f1b, interleaved, zb-h1, zb-v, dualpipe]``). The grid is
+built with numpy and every rejected combination is counted by its reason; the schedule rules are
+``parallel.plan.check_plan``'s (interleaved and ZB-V need at least pp micro-batches, DualPipe an even count of
+at least 2*pp on an even pp).
 """
 
 from __future__ import annotations
@@ -21,8 +25,8 @@ from numpy.typing import NDArray
 from rainier.catalog.loader import CatalogError, Fields, load_yaml
 from rainier.errors import field_error
 from rainier.hardware import Cluster
-from rainier.parallel.plan import InfeasibleKind, Schedule
-from rainier.perf.batch import PRECISION_CODES, RECOMPUTE_CODES, SCHEDULE_CODES, PlanColumns
+from rainier.parallel.plan import SCHEDULE_ALIASES, InfeasibleKind, Schedule
+from rainier.perf.columns import PRECISION_CODES, RECOMPUTE_CODES, SCHEDULE_CODES, PlanColumns
 from rainier.precision import Precision
 from rainier.workload.memory import Recompute
 from rainier.workload.shape import TransformerShape
@@ -47,7 +51,8 @@ class SearchSpace:
     recompute: tuple[Recompute, ...] = (Recompute.NONE, Recompute.SELECTIVE, Recompute.FULL)
     zero: tuple[int, ...] = (1, 3)
     precision: tuple[Precision, ...] = (Precision.BF16,)
-    zero_bubble: bool = False  # also try the zero-bubble schedule for pipelined plans
+    zero_bubble: bool = False  # also try the zero-bubble (ZB-H1) schedule for pipelined plans
+    schedules: tuple[Schedule, ...] = (Schedule.ONE_F_ONE_B, Schedule.INTERLEAVED)
     max_tp: int = DEFAULT_MAX_TP
     max_pp: int = 128
     max_cp: int = DEFAULT_MAX_CP
@@ -61,6 +66,12 @@ def _powers_of_two(limit: int) -> list[int]:
 
 def _divisors(n: int, limit: int) -> list[int]:
     return [d for d in range(1, min(n, limit) + 1) if n % d == 0]
+
+
+def _pipeline_degrees(layers: int, limit: int) -> list[int]:
+    """Every divisor of the layer count and every power of two, up to ``min(layers, limit)``."""
+    top = min(layers, limit)
+    return sorted(set(_divisors(layers, top)) | set(_powers_of_two(top)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,14 +97,16 @@ def enumerate_plans(
     experts = shape.moe.num_experts if shape.moe is not None else 1
     tp_values = list(space.tp) if space.tp is not None else _powers_of_two(min(space.max_tp, devices))
     cp_values = list(space.cp) if space.cp is not None else _powers_of_two(min(space.max_cp, devices))
-    pp_values = list(space.pp) if space.pp is not None else _divisors(shape.num_layers, min(space.max_pp, devices))
+    pp_values = (
+        list(space.pp) if space.pp is not None else _pipeline_degrees(shape.num_layers, min(space.max_pp, devices))
+    )
     if shape.moe is None:
         ep_values = [1]
     else:
         ep_values = list(space.ep) if space.ep is not None else _powers_of_two(min(experts, DEFAULT_MAX_EP))
     precisions = [p for p in space.precision if cluster.accelerator.supports(p)]
     unsupported = [p for p in space.precision if not cluster.accelerator.supports(p)]
-    schedules = [Schedule.ONE_F_ONE_B, Schedule.INTERLEAVED] + ([Schedule.ZERO_BUBBLE] if space.zero_bubble else [])
+    schedules = list(dict.fromkeys([*space.schedules, *([Schedule.ZERO_BUBBLE] if space.zero_bubble else [])]))
     axes = [
         tp_values,
         cp_values,
@@ -130,32 +143,42 @@ def enumerate_plans(
     kv = shape.num_kv_heads
     reject((kv % tp != 0) & (tp % kv != 0), InfeasibleKind.DIVISIBILITY, "kv heads and tp must divide one another")
     reject(shape.seq_len % cp != 0, InfeasibleKind.DIVISIBILITY, f"seq_len {shape.seq_len} must divide by cp")
-    reject(
-        shape.num_layers % (pp * vpp) != 0,
-        InfeasibleKind.DIVISIBILITY,
-        f"layers {shape.num_layers} must divide by pp*vpp",
-    )
     interleaved = schedule == SCHEDULE_CODES[Schedule.INTERLEAVED]
+    two_chunk = (schedule == SCHEDULE_CODES[Schedule.ZB_V]) | (schedule == SCHEDULE_CODES[Schedule.DUALPIPE])
+    dualpipe = schedule == SCHEDULE_CODES[Schedule.DUALPIPE]
     pipelined_schedule = schedule != SCHEDULE_CODES[Schedule.ONE_F_ONE_B]
     # One schedule per plan shape: interleaving exactly when vpp > 1; other pipeline schedules only with vpp = 1.
     reject((vpp > 1) != interleaved, InfeasibleKind.DIVISIBILITY, "interleaving needs vpp > 1 and vice versa")
     reject((pp == 1) & pipelined_schedule, InfeasibleKind.DIVISIBILITY, "pipeline schedules need pp > 1")
-    batch_unit = np.maximum(dp * mbs, 1) * np.where(interleaved, pp, 1)
+    chunks = np.where(two_chunk, 2, vpp)
+    reject(
+        pp * chunks > shape.num_layers,
+        InfeasibleKind.DIVISIBILITY,
+        f"{shape.num_layers} layers cannot fill pp*chunks virtual stages (one layer each at least)",
+    )
+    reject(dualpipe & (pp % 2 == 1), InfeasibleKind.DIVISIBILITY, "dualpipe pairs ranks: pp must be even")
+    batch_unit = np.maximum(dp * mbs, 1)
     if round_gbs:
         plan_gbs = -(-gbs // batch_unit) * batch_unit
         reject(
             plan_gbs > 2 * gbs,
             InfeasibleKind.DIVISIBILITY,
-            f"dp*mbs (x pp when interleaved) exceeds the batch target of {gbs} sequences",
+            f"dp*mbs exceeds the batch target of {gbs} sequences",
         )
     else:
         plan_gbs = np.full(total, gbs, dtype=np.int64)
-        reject(gbs % np.maximum(dp * mbs, 1) != 0, InfeasibleKind.DIVISIBILITY, f"gbs {gbs} must divide by dp*mbs")
-        reject(
-            interleaved & (gbs % batch_unit != 0),
-            InfeasibleKind.DIVISIBILITY,
-            "the interleaved schedule needs micro-batches divisible by pp",
-        )
+        reject(gbs % batch_unit != 0, InfeasibleKind.DIVISIBILITY, f"gbs {gbs} must divide by dp*mbs")
+    microbatches = plan_gbs // batch_unit
+    reject(
+        (interleaved | (schedule == SCHEDULE_CODES[Schedule.ZB_V])) & (microbatches < pp),
+        InfeasibleKind.DIVISIBILITY,
+        "interleaved and zb-v schedules need at least pp micro-batches",
+    )
+    reject(
+        dualpipe & ((microbatches % 2 == 1) | (microbatches < 2 * pp)),
+        InfeasibleKind.DIVISIBILITY,
+        "dualpipe needs an even micro-batch count of at least 2*pp",
+    )
     reject(experts % ep != 0, InfeasibleKind.DIVISIBILITY, f"experts {experts} must divide by ep")
     reject((dp * cp) % ep != 0, InfeasibleKind.DIVISIBILITY, "ep must divide dp*cp")
     if space.tp_within_scale_up:
@@ -170,7 +193,8 @@ def enumerate_plans(
         )
         candidates += per_precision * len(unsupported)
     index = np.flatnonzero(keep)
-    cols = PlanColumns(
+    cols = PlanColumns.defaults(
+        len(index),
         tp=tp[index],
         pp=pp[index],
         dp=dp[index],
@@ -184,7 +208,6 @@ def enumerate_plans(
         recompute=recompute[index],
         precision=precision[index],
         schedule=schedule[index],
-        lora=np.zeros(len(index), dtype=bool),
     )
     return Enumeration(valid=cols, candidates=candidates, rejected=rejected, reasons=reasons)
 
@@ -219,6 +242,9 @@ def load_space(path: Path | str) -> SearchSpace:
             values[limit] = reader.integer(limit, sourced=False)
         else:
             reader.integer(limit, required=False, default=1, sourced=False)
+    schedules = reader.items("schedule", required=False)
+    if schedules:
+        values["schedules"] = tuple(_schedule(path, v) for v in schedules)
     values["zero_bubble"] = reader.boolean("zero_bubble", required=False, default=False)
     values["tp_within_scale_up"] = reader.boolean("tp_within_scale_up", required=False, default=True)
     reader.finish()
@@ -231,6 +257,14 @@ def _choice(path: Path | str, name: str, kind: Any, value: Any) -> Any:
     except ValueError:
         allowed = ", ".join(m.value for m in kind)
         raise CatalogError(f"{path}: space.{name}={value!r} is invalid: allowed {allowed}") from None
+
+
+def _schedule(path: Path | str, value: Any) -> Schedule:
+    found = SCHEDULE_ALIASES.get(str(value).lower())
+    if found is None:
+        allowed = ", ".join(sorted(SCHEDULE_ALIASES))
+        raise CatalogError(f"{path}: space.schedule={value!r} is invalid: allowed {allowed}")
+    return found
 
 
 def check_gbs(gbs: int) -> int:

@@ -373,7 +373,10 @@ def layer_gemms(
         raise field_error("expert_tp_degree", expert_tp_degree, "a positive integer")
     gemms.append(Gemm(kind=GemmKind.ROUTER, m=tokens, n=moe.num_experts, k=h))
     local_experts = moe.num_experts // ep_degree
-    expert_tokens = _ceil_div(tokens * moe.top_k * ep_degree, moe.num_experts)
+    # The EP x ETP ranks of an expert group hold tokens / tp each (sequence parallel) and route top_k copies to
+    # the experts; each local expert (width split over etp) gets tokens*top_k*ep*etp/(tp*E) rows. With etp = tp
+    # (Megatron's default) this is tokens*top_k*ep/E ("MoE parallel folding" regroups the same ranks).
+    expert_tokens = _ceil_div(tokens * moe.top_k * ep_degree * etp, moe.num_experts * t)
     expert_ffn = _ceil_div(moe.expert_ffn_hidden_dim, etp)
     gemms.append(Gemm(kind=GemmKind.EXPERT_UP, m=expert_tokens, n=up_factor * expert_ffn, k=h, batch=local_experts))
     gemms.append(Gemm(kind=GemmKind.EXPERT_DOWN, m=expert_tokens, n=h, k=expert_ffn, batch=local_experts))

@@ -259,13 +259,29 @@ def shape_from_validation_model(block: Mapping[str, Any], *, source: str = "vali
     shared = _optional_int(fields, "shared_experts", minimum=0)
     activation_text = fields.choice("activation", tuple(m.value for m in MlpActivation), required=False)
     fields.optional_number("params_b", sourced=False)
+    mla = _mla(fields.sub("mla", required=False))
+    first_dense = _optional_int(fields, "first_k_dense_layers", minimum=0)
+    moe_interval = _optional_int(fields, "moe_layer_freq")
+    window = _optional_int(fields, "sliding_window")
+    fields.optional_number("sliding_window_fraction", sourced=False)
     fields.finish()
+    if window is not None:
+        raise InputError(
+            f"{source}: model {name!r}: sliding-window attention (sliding_window={window}) is not modelled yet"
+        )
     activation = MlpActivation(activation_text) if activation_text else None
     base = get_entry(name).shape if name.lower() in model_entries() or name.lower() in _alias_index() else None
     try:
         shape = _override(base, values, activation) if base is not None else _from_block(name, values, activation)
+        if mla is not None:
+            shape = replace(shape, mla=mla, num_kv_heads=shape.num_heads)
         if arch == "moe" or values["num_experts"] is not None:
-            shape = replace(shape, moe=_validation_moe(shape, values, shared))
+            moe = _validation_moe(shape, values, shared)
+            if first_dense is not None:
+                moe = replace(moe, first_k_dense_layers=first_dense)
+            if moe_interval is not None:
+                moe = replace(moe, moe_layer_interval=moe_interval)
+            shape = replace(shape, moe=moe)
         return shape
     except CatalogError:
         raise
