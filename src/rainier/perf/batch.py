@@ -25,6 +25,7 @@ bubble. Finally the step can never be shorter than any rank's whole-step load on
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,11 +33,12 @@ import numpy as np
 from numpy.typing import NDArray
 
 from rainier.parallel.plan import RECOMPUTE_MODULES, Recompute, Schedule
+from rainier.perf import kernel
 from rainier.perf.columns import PRECISION_CODES, RECOMPUTE_CODES, SCHEDULE_CODES, PlanColumns
 from rainier.perf.compute import ACTIVATION_BYTES, FLASH_BACKWARD_FACTOR, PassForms
 from rainier.perf.context import Placed, StepContext
 from rainier.perf.efficiency import Efficiency
-from rainier.perf.memory import memory_per_rank, row_params
+from rainier.perf.memory import MEMORY_FIELDS, memory_per_rank, row_params
 from rainier.perf.schedule import in_flight, parameter_copies, pipeline_time
 
 FloatArray = NDArray[np.float64]
@@ -87,7 +89,6 @@ BREAKDOWN_FIELDS = (
     "optimizer",
     "other",
 )
-MEMORY_FIELDS = ("weights", "gradients", "optimizer", "activations", "buffers")
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,27 +108,64 @@ class BatchResult:
     def memory_total(self) -> FloatArray:
         return sum((self.memory[k] for k in MEMORY_FIELDS), start=np.zeros_like(self.step_time_s))
 
+    @classmethod
+    def concat(cls, parts: list[BatchResult]) -> BatchResult:
+        """Results of consecutive chunks of plans as one."""
+
+        def joined(values: list[FloatArray]) -> FloatArray:
+            return np.concatenate(values)
+
+        return cls(
+            step_time_s=joined([r.step_time_s for r in parts]),
+            breakdown={k: joined([r.breakdown[k] for r in parts]) for k in parts[0].breakdown},
+            memory={k: joined([r.memory[k] for r in parts]) for k in parts[0].memory},
+            capacity_bytes=joined([r.capacity_bytes for r in parts]),
+            model_flops_per_step=joined([r.model_flops_per_step for r in parts]),
+            hardware_flops_per_step=joined([r.hardware_flops_per_step for r in parts]),
+            link_load_s=joined([r.link_load_s for r in parts]),
+            link_names=parts[0].link_names,
+        )
+
     @property
     def fits(self) -> NDArray[np.bool_]:
         return self.memory_total <= self.capacity_bytes
 
 
-def _gather(keys: NDArray[np.int64], compute: Any) -> tuple[IntArray, list[Any]]:
-    """Unique rows of ``keys`` (non-negative), ``compute`` of each, and each plan's row index into them.
+DENSE_KEYS = 1 << 22  # key spaces up to this size are deduplicated with a lookup table instead of a sort
 
-    Rows are encoded as one mixed-radix integer per plan so that a one-dimensional ``np.unique`` suffices
-    (row-wise unique is several times slower); a single plan skips the sort altogether.
+
+def _gather(keys: list[IntArray], compute: Any) -> tuple[IntArray, list[Any]]:
+    """Unique combinations of the key columns ``keys`` (non-negative integers, one array per column),
+    ``compute`` of each, and each plan's index into them.
+
+    Columns are packed into one mixed-radix integer per plan; a small code space is deduplicated through a
+    presence table (linear time), a larger one with ``np.unique``; a single plan skips both.
     """
-    if len(keys) == 1:
-        return np.zeros(1, dtype=np.int64), [compute(*(int(v) for v in keys[0]))]
-    radix = keys.max(axis=0) + 1
-    if float(np.prod(radix.astype(np.float64))) < 2.0**62:
-        codes = np.ravel_multi_index(tuple(keys.T), tuple(int(r) for r in radix))
-        unique_codes, inverse = np.unique(codes, return_inverse=True)
-        rows = np.stack(np.unravel_index(unique_codes, tuple(int(r) for r in radix)), axis=1)
+    if len(keys[0]) == 1:
+        return np.zeros(1, dtype=np.int64), [compute(*(int(k[0]) for k in keys))]
+    radix = [int(k.max()) + 1 for k in keys]
+    size = math.prod(radix)
+    if size >= 2**62:
+        rows, inverse = np.unique(np.stack(keys, axis=1), axis=0, return_inverse=True)
+        return inverse.reshape(-1), [compute(*(int(v) for v in row)) for row in rows]
+    codes = keys[0].astype(np.int64)
+    for column, r in zip(keys[1:], radix[1:], strict=True):
+        codes = codes * r + column
+    if size <= max(DENSE_KEYS, 4 * len(codes)):
+        present = np.zeros(size, dtype=bool)
+        present[codes] = True
+        unique_codes = np.flatnonzero(present)
+        lookup = np.empty(size, dtype=np.int64)
+        lookup[unique_codes] = np.arange(len(unique_codes))
+        inverse = lookup[codes]
     else:
-        rows, inverse = np.unique(keys, axis=0, return_inverse=True)
-    return inverse.reshape(-1), [compute(*(int(v) for v in row)) for row in rows]
+        unique_codes, inverse = np.unique(codes, return_inverse=True)
+    values: list[list[int]] = [[] for _ in keys]
+    rest = unique_codes
+    for j in range(len(keys) - 1, -1, -1):
+        rest, digit = np.divmod(rest, radix[j])
+        values[j] = digit.tolist()
+    return inverse.reshape(-1), [compute(*row) for row in zip(*values, strict=True)]
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -151,9 +189,24 @@ class Prepared:
     pass_index: IntArray
     memory: dict[str, FloatArray]
     link_names: tuple[str, ...]
+    # Collectives (COMM_KINDS) per distinct placed group: (slope up, slope out, intercept) and per-link loads,
+    # and each plan's index into them.
+    comm_slopes: dict[str, FloatArray]
+    comm_loads: dict[str, FloatArray]
+    comm_index: dict[str, IntArray]
 
     def __len__(self) -> int:
         return len(self.pass_index)
+
+    def gathered(self) -> tuple[dict[str, FloatArray], dict[str, FloatArray]]:
+        """``plan`` and ``links`` with every plan's collective slopes (``<kind>_up/_out/_icpt``) and loads."""
+        plan, links = dict(self.plan), dict(self.links)
+        for name in COMM_KINDS:
+            index = self.comm_index[name]
+            table = self.comm_slopes[name][index]
+            plan[f"{name}_up"], plan[f"{name}_out"], plan[f"{name}_icpt"] = table[:, 0], table[:, 1], table[:, 2]
+            links[name] = self.comm_loads[name][index]
+        return plan, links
 
     @classmethod
     def concat(cls, items: list[Prepared]) -> Prepared:
@@ -169,6 +222,16 @@ class Prepared:
             return out
 
         offsets = np.cumsum([0] + [len(p.passes) for p in items[:-1]])
+
+        def stacked(name: str) -> tuple[FloatArray, FloatArray, IntArray]:
+            starts = np.cumsum([0] + [len(p.comm_slopes[name]) for p in items[:-1]])
+            return (
+                np.concatenate([p.comm_slopes[name] for p in items]),
+                np.concatenate([pad(p.comm_loads[name], links) for p in items]),
+                np.concatenate([p.comm_index[name] + o for p, o in zip(items, starts, strict=True)]),
+            )
+
+        comms = {name: stacked(name) for name in COMM_KINDS}
         return cls(
             plan={k: np.concatenate([p.plan[k] for p in items]) for k in items[0].plan},
             rows={k: np.concatenate([pad(p.rows[k], width) for p in items]) for k in items[0].rows},
@@ -177,10 +240,22 @@ class Prepared:
             pass_index=np.concatenate([p.pass_index + o for p, o in zip(items, offsets, strict=True)]),
             memory={k: np.concatenate([p.memory[k] for p in items]) for k in items[0].memory},
             link_names=(),
+            comm_slopes={name: c[0] for name, c in comms.items()},
+            comm_loads={name: c[1] for name, c in comms.items()},
+            comm_index={name: c[2] for name, c in comms.items()},
         )
 
 
-def _pass_table(forms: tuple[PassForms, PassForms | None, PassForms]) -> FloatArray:
+def _pass_table(ctx: StepContext, key: tuple[Any, ...]) -> FloatArray:
+    """The pass forms of ``ctx.passes(key)`` as one array (layer kinds x PASS_FIELDS x forms), cached."""
+    found: FloatArray | None = ctx.tables.get(key)
+    if found is None:
+        found = _forms_table(ctx.passes(key))
+        ctx.tables[key] = found
+    return found
+
+
+def _forms_table(forms: tuple[PassForms, PassForms | None, PassForms]) -> FloatArray:
     table = np.zeros((len(LAYER_KINDS), len(PASS_FIELDS), 4))
     for k, item in enumerate(forms):
         if item is not None:
@@ -190,27 +265,18 @@ def _pass_table(forms: tuple[PassForms, PassForms | None, PassForms]) -> FloatAr
 
 
 def _groups(ctx: StepContext, axis: str, degree: IntArray, stride: IntArray) -> tuple[IntArray, list[Placed]]:
-    return _gather(np.stack([degree, stride], axis=1), lambda d, s: ctx.group(axis, d, s))
+    return _gather([degree, stride], lambda d, s: ctx.group(axis, d, s))
 
 
-def _comm_arrays(
-    out: dict[str, FloatArray],
-    links: dict[str, FloatArray],
-    name: str,
-    placed: list[Placed],
-    inverse: IntArray,
-    kind: str,
-) -> None:
+def _comm_table(placed: list[Placed], kind: str) -> tuple[FloatArray, FloatArray]:
+    """A collective's (slope up, slope out, intercept) and per-link loads for each distinct placed group."""
     items = [getattr(p.links, kind) for p in placed]
-    out[f"{name}_up"] = np.array([c.slope_up for c in items])[inverse]
-    out[f"{name}_out"] = np.array([c.slope_out for c in items])[inverse]
-    out[f"{name}_icpt"] = np.array([c.intercept for c in items])[inverse]
-    links[name] = np.stack([c.loads for c in items])[inverse]
+    return np.array([[c.slope_up, c.slope_out, c.intercept] for c in items]), np.stack([c.loads for c in items])
 
 
 def _row_arrays(ctx: StepContext, cols: PlanColumns, chunks: IntArray) -> dict[str, FloatArray]:
     """Each plan's pipeline rank rows as (plans x rows) arrays, padded with zero-count rows."""
-    keys = np.stack([cols.pp, chunks, cols.pp_first + 1, cols.pp_last + 1], axis=1)
+    keys = [cols.pp, chunks, cols.pp_first + 1, cols.pp_last + 1]
     inverse, layouts = _gather(keys, lambda p, c, f, last: ctx.rows(p, c, f - 1, last - 1))
     width = max(len(layout) for layout in layouts)
     names = ("num_dense", "num_moe", "embedding", "head", "count", "first_rank")
@@ -239,27 +305,27 @@ def prepare(
     top_k = float(moe.top_k) if moe is not None else 0.0
 
     # Layer passes as forms, per distinct key.
-    pass_keys = np.stack(
-        [
-            cols.tp,
-            cols.cp,
-            cols.ep,
-            etp_i,
-            cols.mbs,
-            cols.sp.astype(np.int64),
-            cols.precision,
-            cols.lora.astype(np.int64),
-            cols.flash,
-            cols.fp8_recipe + 1,
-        ],
-        axis=1,
-    )
-    pass_index, pass_forms = _gather(pass_keys, lambda *k: ctx.passes((*k[:9], k[9] - 1)))
-    passes = np.stack([_pass_table(f) for f in pass_forms])
+    pass_keys = [
+        cols.tp,
+        cols.cp,
+        cols.ep,
+        etp_i,
+        cols.mbs,
+        cols.sp.astype(np.int64),
+        cols.precision,
+        cols.lora.astype(np.int64),
+        cols.flash,
+        cols.fp8_recipe + 1,
+    ]
+    pass_index, pass_tables = _gather(pass_keys, lambda *k: _pass_table(ctx, (*k[:9], k[9] - 1)))
+    passes = np.stack(pass_tables)
 
     # Placed groups and their collectives.
     plan: dict[str, FloatArray] = {}
     links: dict[str, FloatArray] = {}
+    comm_slopes: dict[str, FloatArray] = {}
+    comm_loads: dict[str, FloatArray] = {}
+    comm_index: dict[str, IntArray] = {}
     ones = np.ones_like(cols.tp)
     ep_stride = np.where(etp_i == cols.tp, cols.tp * cols.cp, etp_i)
     edp = np.maximum(np.floor_divide(cols.tp * cols.dp * cols.cp, etp_i * cols.ep), 1)
@@ -285,7 +351,8 @@ def prepare(
         ("edp_rs", "edp", "reduce_scatter"),
     ):
         inverse, placed = groups[group]
-        _comm_arrays(plan, links, name, placed, inverse, kind)
+        comm_slopes[name], comm_loads[name] = _comm_table(placed, kind)
+        comm_index[name] = inverse
     links["scale_out"] = np.broadcast_to(ctx.scale_out_mask, (n, len(ctx.link_names))).copy()
     ep_inverse, ep_placed = groups["ep"]
     ep_domains = np.array([g.domains for g in ep_placed], dtype=f64)[ep_inverse]
@@ -372,15 +439,15 @@ def prepare(
         pass_index=pass_index,
         memory=memory,
         link_names=ctx.link_names,
+        comm_slopes=comm_slopes,
+        comm_loads=comm_loads,
+        comm_index=comm_index,
     )
 
 
 def _layer_activations(ctx: StepContext, cols: PlanColumns) -> tuple[FloatArray, FloatArray]:
     """One dense and one MoE layer's activation bytes per micro-batch, for every plan."""
-    keys = np.stack(
-        [cols.tp, cols.cp, cols.mbs, cols.sp.astype(np.int64), cols.recompute, (cols.flash > 0).astype(np.int64)],
-        axis=1,
-    )
+    keys = [cols.tp, cols.cp, cols.mbs, cols.sp.astype(np.int64), cols.recompute, (cols.flash > 0).astype(np.int64)]
     inverse, per_layer = _gather(keys, lambda t, c, b, s, r, f: ctx.activations(t, c, b, bool(s), r, bool(f)))
     return np.array([p[0] for p in per_layer])[inverse], np.array([p[1] for p in per_layer])[inverse]
 
@@ -406,8 +473,61 @@ def _window(compute: FloatArray, blocking: FloatArray, loads: FloatArray, overla
 
 
 def assemble(prep: Prepared, eff: Efficiency) -> BatchResult:
-    """Step times and breakdowns of prepared plans under ``eff`` (see the module docstring)."""
+    """Step times and breakdowns of prepared plans under ``eff`` (see the module docstring).
+
+    Runs the compiled loop of ``perf.kernel`` where numba is installed, else :func:`assemble_reference`.
+    """
+    if not kernel.AVAILABLE or len(prep) == 0:
+        return assemble_reference(prep, eff)
+    n = len(prep)
     p, rows, lk = prep.plan, prep.rows, prep.links
+
+    def floats(value: FloatArray) -> FloatArray:
+        return np.ascontiguousarray(value, dtype=np.float64)
+
+    plan = tuple(floats(p[name]) for name in kernel.PLAN_FIELDS)
+    slopes = tuple(floats(prep.comm_slopes[name]) for name in kernel.COMM_FIELDS)
+    loads = tuple(floats(prep.comm_loads[name]) for name in kernel.COMM_FIELDS)
+    index = tuple(np.ascontiguousarray(prep.comm_index[name], dtype=np.int64) for name in kernel.COMM_FIELDS)
+    row_cols = tuple(floats(rows[name]) for name in kernel.ROW_FIELDS)
+    num_links = lk["scale_out"].shape[1]
+    x = np.array([1.0 / eff.gemm, 1.0 / eff.gemm_8bit, 1.0 / eff.attention, 1.0 / eff.memory])
+    seconds = np.ascontiguousarray(prep.passes @ x)
+    effv = np.array([getattr(eff, name) for name in kernel.EFF_FIELDS], dtype=np.float64)
+    consts = np.array([GRAD_BYTES, PARAM_BYTES, GRAD_ACCUM_BYTES_PER_PARAM, OPTIMIZER_BYTES_PER_PARAM])
+    step = np.empty(n)
+    breakdown = np.empty((n, kernel.NUM_BREAKDOWN))
+    link_load = np.empty((n, num_links))
+    kernel.assemble_kernel(
+        plan,
+        slopes,
+        loads,
+        index,
+        floats(lk["scale_out"]),
+        row_cols,
+        seconds,
+        prep.pass_index.astype(np.int64),
+        effv,
+        consts,
+        step,
+        breakdown,
+        link_load,
+    )
+    return BatchResult(
+        step_time_s=step,
+        breakdown={name: breakdown[:, j] for j, name in enumerate(BREAKDOWN_FIELDS)},
+        memory=prep.memory,
+        capacity_bytes=p["capacity_bytes"],
+        model_flops_per_step=p["model_flops"],
+        hardware_flops_per_step=p["hardware_flops"],
+        link_load_s=link_load,
+        link_names=prep.link_names,
+    )
+
+
+def assemble_reference(prep: Prepared, eff: Efficiency) -> BatchResult:
+    """:func:`assemble` in numpy array operations: the reference the compiled loop is checked against."""
+    (p, lk), rows = prep.gathered(), prep.rows
     n = len(prep)
     x = np.array([1.0 / eff.gemm, 1.0 / eff.gemm_8bit, 1.0 / eff.attention, 1.0 / eff.memory])
     seconds = (prep.passes @ x)[prep.pass_index]  # plans x layer kinds x PASS_FIELDS
@@ -639,6 +759,9 @@ def assemble(prep: Prepared, eff: Efficiency) -> BatchResult:
     )
 
 
+EVALUATE_CHUNK = 16_384  # plans per prepare/assemble pass: keeps temporaries in cache and memory bounded
+
+
 def evaluate(
     ctx: StepContext,
     cols: PlanColumns,
@@ -647,11 +770,18 @@ def evaluate(
     hardware_flops_per_token: dict[int, float],
     eff: Efficiency | None = None,
 ) -> BatchResult:
-    """The step model for every plan of ``cols`` under ``eff`` (default: the context's)."""
-    prep = prepare(
-        ctx, cols, model_flops_per_token=model_flops_per_token, hardware_flops_per_token=hardware_flops_per_token
-    )
-    return assemble(prep, eff if eff is not None else ctx.eff)
+    """The step model for every plan of ``cols`` under ``eff`` (default: the context's), in chunks."""
+    eff = eff if eff is not None else ctx.eff
+    parts = []
+    for start in range(0, max(len(cols), 1), EVALUATE_CHUNK):
+        part = (
+            cols if len(cols) <= EVALUATE_CHUNK else cols.take(np.arange(start, min(start + EVALUATE_CHUNK, len(cols))))
+        )
+        prep = prepare(
+            ctx, part, model_flops_per_token=model_flops_per_token, hardware_flops_per_token=hardware_flops_per_token
+        )
+        parts.append(assemble(prep, eff))
+    return parts[0] if len(parts) == 1 else BatchResult.concat(parts)
 
 
 __all__ = [

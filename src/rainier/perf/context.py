@@ -64,6 +64,7 @@ class StepContext:
         init=False, default_factory=dict
     )
     _activations: dict[tuple[int, ...], tuple[float, float]] = field(init=False, default_factory=dict)
+    tables: dict[tuple[Any, ...], Any] = field(init=False, default_factory=dict)  # perf.batch's pass tables
 
     def __post_init__(self) -> None:
         self.counts = count_params(self.shape)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from numpy.typing import NDArray
 
+from rainier.perf import kernel
 from rainier.units import GIB
 from rainier.workload.memory import StateBytesPerParam
 from rainier.workload.params import ParamCounts
@@ -32,6 +33,7 @@ IntArray = NDArray[np.int64]
 RESERVE_BYTES = 1.0 * GIB
 RESERVE_FRACTION = 0.05
 LOGIT_BYTES = 4.0  # fp32 logits kept for the loss's backward
+MEMORY_FIELDS = ("weights", "gradients", "optimizer", "activations", "buffers")
 
 
 def row_params(counts: ParamCounts, cols: PlanColumns, rows: dict[str, FloatArray]) -> tuple[FloatArray, FloatArray]:
@@ -71,15 +73,45 @@ def memory_per_rank(
     *,
     in_flight: Callable[..., FloatArray],
     copies: FloatArray,
+    compiled: bool = True,
 ) -> dict[str, FloatArray]:
-    """Peak bytes per rank by kind, on the fullest pipeline rank row, for every plan of ``cols``."""
+    """Peak bytes per rank by kind, on the fullest pipeline rank row, for every plan of ``cols``.
+
+    Runs ``perf.kernel.memory_kernel`` where numba is installed (``compiled``), else numpy array operations.
+    """
     state = StateBytesPerParam.mixed_precision_adam()
-    dense_dp = (cols.dp * cols.cp).astype(np.float64)[:, None]
     etp = np.where(cols.etp > 0, cols.etp, cols.tp)
-    expert_dp = np.maximum(np.floor_divide(cols.tp * cols.dp * cols.cp, etp * cols.ep), 1).astype(np.float64)[:, None]
+    dense_dp = (cols.dp * cols.cp).astype(np.float64)
+    expert_dp = np.maximum(np.floor_divide(cols.tp * cols.dp * cols.cp, etp * cols.ep), 1).astype(np.float64)
+    seq_local = np.floor_divide(shape.seq_len, cols.cp)
+    logits = LOGIT_BYTES * cols.mbs * seq_local * shape.vocab_size / cols.tp
+    dense_layer, moe_layer = layer_bytes
+    if compiled and kernel.AVAILABLE and len(cols):
+        full = dict(rows, params_dense=dense, params_expert=expert)
+        out = np.zeros((len(cols), len(MEMORY_FIELDS)))
+        kernel.memory_kernel(
+            tuple(np.ascontiguousarray(full[name], dtype=np.float64) for name in kernel.ROW_FIELDS),
+            dense_dp,
+            expert_dp,
+            cols.zero.astype(np.float64),
+            cols.lora.astype(np.float64),
+            np.ascontiguousarray(copies, dtype=np.float64),
+            np.ascontiguousarray(dense_layer, dtype=np.float64),
+            np.ascontiguousarray(moe_layer, dtype=np.float64),
+            cols.schedule.astype(np.float64),
+            cols.pp.astype(np.float64),
+            np.ascontiguousarray(chunks, dtype=np.float64),
+            np.ascontiguousarray(m, dtype=np.float64),
+            np.asarray(logits, dtype=np.float64),
+            np.array([state.weight, state.gradient, state.optimizer], dtype=np.float64),
+            np.array([RESERVE_BYTES, RESERVE_FRACTION]),
+            out,
+        )
+        return {name: out[:, j] for j, name in enumerate(MEMORY_FIELDS)}
     zero = cols.zero[:, None]
     lora = cols.lora[:, None]
     copy = copies[:, None]
+    dense_dp, expert_dp = dense_dp[:, None], expert_dp[:, None]
 
     def shard(num: FloatArray, group: FloatArray, stage: int) -> FloatArray:
         return np.where(zero >= stage, num / group, num)
@@ -87,15 +119,11 @@ def memory_per_rank(
     weights = copy * state.weight * (shard(dense, dense_dp, 3) + shard(expert, expert_dp, 3))
     gradients = np.where(lora, 0.0, copy * state.gradient * (shard(dense, dense_dp, 2) + shard(expert, expert_dp, 2)))
     optimizer = np.where(lora, 0.0, copy * state.optimizer * (shard(dense, dense_dp, 1) + shard(expert, expert_dp, 1)))
-    dense_layer, moe_layer = layer_bytes
     per_micro_batch = rows["num_dense"] * dense_layer[:, None] + rows["num_moe"] * moe_layer[:, None]
     held = in_flight(
         cols.schedule[:, None], cols.pp.astype(np.float64)[:, None], chunks[:, None], m[:, None], rows["first_rank"]
     )
-    activations = per_micro_batch * held
-    seq_local = np.floor_divide(shape.seq_len, cols.cp)
-    logits = LOGIT_BYTES * cols.mbs * seq_local * shape.vocab_size / cols.tp
-    activations = activations + rows["head"] * logits[:, None]
+    activations = per_micro_batch * held + rows["head"] * logits[:, None]
     subtotal = weights + gradients + optimizer + activations
     buffers = RESERVE_BYTES + RESERVE_FRACTION * subtotal
     total = np.where(rows["count"] > 0, subtotal + buffers, -np.inf)

@@ -1,0 +1,80 @@
+"""The compiled assembly (perf.kernel) computes what the numpy reference computes, plan by plan."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rainier.calibrate import load_cases
+from rainier.calibrate.fit import CaseBank
+from rainier.hardware import cluster_of
+from rainier.parallel import Schedule
+from rainier.parallel.plan import DegreeUnit
+from rainier.perf import batch, kernel, memory
+from rainier.perf.efficiency import committed_efficiency
+from rainier.perf.step import flops_per_token_table, resolve_efficiency, step_context
+from rainier.precision import Precision
+from rainier.search.space import SearchSpace, enumerate_plans
+from rainier.workload import get_model
+
+pytestmark = pytest.mark.skipif(not kernel.AVAILABLE, reason="numba not installed: the numpy path is the only one")
+
+SETUPS = [
+    ("llama-3-70b", "h100-sxm", 1024, 1024),
+    ("deepseek-v3", "gb200", 576, 1152),
+    ("mixtral-8x7b", "trn2", 256, 256),
+    ("llama-3-8b", "tpu-v5p", 512, 512),
+]
+
+
+def _agree(prep: batch.Prepared, eff: object) -> None:
+    fast = batch.assemble(prep, eff)  # type: ignore[arg-type]
+    slow = batch.assemble_reference(prep, eff)  # type: ignore[arg-type]
+    np.testing.assert_allclose(fast.step_time_s, slow.step_time_s, rtol=1e-12)
+    np.testing.assert_allclose(fast.link_load_s, slow.link_load_s, rtol=1e-12, atol=1e-15)
+    for name in batch.BREAKDOWN_FIELDS:
+        gap = np.abs(fast.breakdown[name] - slow.breakdown[name])
+        assert np.all(gap <= 1e-9 * slow.step_time_s), name
+
+
+@pytest.mark.parametrize(("model", "accelerator", "devices", "gbs"), SETUPS)
+def test_kernel_matches_the_numpy_reference(model: str, accelerator: str, devices: int, gbs: int) -> None:
+    shape, cluster = get_model(model), cluster_of(accelerator, devices)
+    space = SearchSpace(
+        schedules=tuple(Schedule), zero=(0, 1, 3), mbs=(1, 2), precision=(Precision.BF16, Precision.FP8)
+    )
+    cols = enumerate_plans(shape, cluster, gbs, space, round_gbs=True).valid
+    cols = cols.take(np.random.default_rng(3).choice(len(cols), size=min(4000, len(cols)), replace=False))
+    eff, _ = resolve_efficiency(cluster, None)
+    ctx = step_context(shape, cluster, eff, DegreeUnit.DEVICE)
+    model_flops, hardware_flops = flops_per_token_table(shape)
+    prep = batch.prepare(ctx, cols, model_flops_per_token=model_flops, hardware_flops_per_token=hardware_flops)
+    _agree(prep, eff)
+    numpy_memory = memory.memory_per_rank  # the numpy path of the memory model, on the same plans
+    rows = dict(prep.rows)
+    slow = numpy_memory(
+        shape,
+        cols,
+        {k: v for k, v in rows.items() if k not in ("params_dense", "params_expert")},
+        rows["params_dense"],
+        rows["params_expert"],
+        prep.plan["m"],
+        batch._layer_activations(ctx, cols),
+        prep.plan["chunks"],
+        in_flight=batch.in_flight,
+        copies=batch.parameter_copies(cols.schedule),
+        compiled=False,
+    )
+    for name in memory.MEMORY_FIELDS:
+        np.testing.assert_allclose(prep.memory[name], slow[name], rtol=1e-12)
+
+
+def test_kernel_matches_on_every_validation_case() -> None:
+    """The fit's path: every case prepared once and concatenated (padded rows and link classes)."""
+    cases = load_cases("validation/training.yaml")
+    table = committed_efficiency()
+    for key in ("default", "nvidia-hopper", "tpu"):
+        eff = table.entries[key]
+        bank = CaseBank(cases.training, eff)
+        assert bank.prepared is not None
+        _agree(bank.prepared, eff)
