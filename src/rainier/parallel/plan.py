@@ -286,7 +286,7 @@ _SHORT = {
     "recompute_modules": "recompute_modules",
 }
 # Options that describe() leaves out at their default (the degrees, batch and precision are always written).
-_OPTIONAL_DEFAULTS: dict[str, Any] = {
+OPTION_DEFAULTS: dict[str, Any] = {
     "pp_first": None,
     "pp_last": None,
     "etp": None,
@@ -308,7 +308,7 @@ def describe_plan_dict(plan: dict[str, Any]) -> str:
     """A plan's ``to_dict()`` in :func:`parse_plan` syntax, options at their default left out."""
     parts = []
     for key, value in plan.items():
-        if key in _OPTIONAL_DEFAULTS and value == _OPTIONAL_DEFAULTS[key]:
+        if key in OPTION_DEFAULTS and value == OPTION_DEFAULTS[key]:
             continue
         parts.append(f"{key}={str(value).lower() if isinstance(value, bool) else value}")
     return ",".join(parts)

@@ -6,9 +6,19 @@ from typing import Any
 
 from rich.table import Table
 
+from rainier.parallel.plan import OPTION_DEFAULTS
 from rainier.report import format as fmt
 
-PLAN_DEFAULTS = {"cp": 1, "ep": 1, "vpp": 1, "sp": False, "unit": "device", "lora": False, "schedule": "1f1b"}
+PLAN_DEFAULTS = {
+    **OPTION_DEFAULTS,
+    "cp": 1,
+    "ep": 1,
+    "vpp": 1,
+    "sp": False,
+    "unit": "device",
+    "lora": False,
+    "schedule": "1f1b",
+}
 ALWAYS_SHOWN = ("tp", "pp", "dp", "mbs", "gbs", "zero", "recompute", "precision")
 
 BREAKDOWN_LABELS = {
@@ -19,6 +29,7 @@ BREAKDOWN_LABELS = {
     "ep_comm": "expert all-to-all",
     "dp_comm_exposed": "data-parallel gradients (exposed)",
     "pp_comm": "pipeline send/recv",
+    "link_contention": "link contention (transfers sharing links)",
     "pipeline_bubble": "pipeline bubble",
     "optimizer": "optimizer step",
     "other": "fixed per-step overhead",
