@@ -93,9 +93,11 @@ TOLERANCE = 1e-6  # least_squares ftol/xtol/gtol: 1e-6 in log space is far below
 MAX_EVALUATIONS = 400  # residual evaluations per fit (each one estimate per case)
 # Robust loss: published runs include software-limited outliers (a first port of a model to a new chip), so the
 # fit uses scipy's soft-L1 loss, quadratic for log errors below ~LOSS_SCALE and linear beyond (a Huber-like
-# M-estimator): one 3x outlier cannot drag a family's efficiencies.
+# M-estimator): one 3x outlier cannot drag a family's efficiencies. The scale is the scatter of repeated
+# measurements of one configuration (MLPerf result files of one submission, successive releases of a
+# performance table: a few percent), so only errors beyond that are treated as outliers.
 LOSS = "soft_l1"
-LOSS_SCALE = 0.1
+LOSS_SCALE = 0.05
 
 Progress = Callable[[str], None]
 
