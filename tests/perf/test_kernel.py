@@ -28,7 +28,7 @@ SETUPS = [
 
 
 def _agree(prep: batch.Prepared, eff: object) -> None:
-    fast = batch.assemble(prep, eff)  # type: ignore[arg-type]
+    fast = batch.assemble(prep, eff, compiled=True)  # type: ignore[arg-type]
     slow = batch.assemble_reference(prep, eff)  # type: ignore[arg-type]
     np.testing.assert_allclose(fast.step_time_s, slow.step_time_s, rtol=1e-12)
     np.testing.assert_allclose(fast.link_load_s, slow.link_load_s, rtol=1e-12, atol=1e-15)
@@ -50,23 +50,26 @@ def test_kernel_matches_the_numpy_reference(model: str, accelerator: str, device
     model_flops, hardware_flops = flops_per_token_table(shape)
     prep = batch.prepare(ctx, cols, model_flops_per_token=model_flops, hardware_flops_per_token=hardware_flops)
     _agree(prep, eff)
-    numpy_memory = memory.memory_per_rank  # the numpy path of the memory model, on the same plans
     rows = dict(prep.rows)
-    slow = numpy_memory(
-        shape,
-        cols,
-        {k: v for k, v in rows.items() if k not in ("params_dense", "params_expert")},
-        rows["params_dense"],
-        rows["params_expert"],
-        prep.plan["m"],
-        batch._layer_activations(ctx, cols),
-        prep.plan["chunks"],
-        in_flight=batch.in_flight,
-        copies=batch.parameter_copies(cols.schedule),
-        compiled=False,
-    )
+
+    def memory_of(compiled: bool) -> dict[str, np.ndarray]:
+        return memory.memory_per_rank(
+            shape,
+            cols,
+            {k: v for k, v in rows.items() if k not in ("params_dense", "params_expert")},
+            rows["params_dense"],
+            rows["params_expert"],
+            prep.plan["m"],
+            batch._layer_activations(ctx, cols),
+            prep.plan["chunks"],
+            in_flight=batch.in_flight,
+            copies=batch.parameter_copies(cols.schedule),
+            compiled=compiled,
+        )
+
+    fast, slow = memory_of(True), memory_of(False)
     for name in memory.MEMORY_FIELDS:
-        np.testing.assert_allclose(prep.memory[name], slow[name], rtol=1e-12)
+        np.testing.assert_allclose(fast[name], slow[name], rtol=1e-12)
 
 
 def test_kernel_matches_on_every_validation_case() -> None:

@@ -35,7 +35,7 @@ from numpy.typing import NDArray
 from rainier.parallel.plan import RECOMPUTE_MODULES, Recompute, Schedule
 from rainier.perf import kernel
 from rainier.perf.columns import PRECISION_CODES, RECOMPUTE_CODES, SCHEDULE_CODES, PlanColumns
-from rainier.perf.compute import ACTIVATION_BYTES, FLASH_BACKWARD_FACTOR, PassForms
+from rainier.perf.compute import ACTIVATION_BYTES, FLASH_BACKWARD_FACTOR, PassForms, inverse_efficiencies
 from rainier.perf.context import Placed, StepContext
 from rainier.perf.efficiency import Efficiency
 from rainier.perf.memory import MEMORY_FIELDS, memory_per_rank, row_params
@@ -59,36 +59,10 @@ OVERLAPPED_P2P = (
     SCHEDULE_CODES[Schedule.DUALPIPE],
 )
 DUALPIPE = SCHEDULE_CODES[Schedule.DUALPIPE]
-# The quantities of a pass table (perf.compute.PassForms fields), per layer kind.
-PASS_FIELDS = (
-    "forward",
-    "input_grad",
-    "weight_grad",
-    "gemm",
-    "attention",
-    "expert_forward",
-    "expert_input_grad",
-    "expert_weight_grad",
-    "expert_gemm",
-    "elementwise",
-    "mlp_gemm",
-)
+PASS_FIELDS = kernel.PASS_FIELDS  # the quantities of a pass table (perf.compute.PassForms fields)
 LAYER_KINDS = ("dense", "moe", "head")
-COMM_KINDS = ("tp_ar", "tp_rs", "etp_ar", "cp_step", "ep_a2a", "pp_p2p", "dp_ar", "dp_rs", "edp_ar", "edp_rs")
-
-BREAKDOWN_FIELDS = (
-    "compute",
-    "recompute",
-    "tp_comm",
-    "cp_comm",
-    "ep_comm",
-    "dp_comm_exposed",
-    "pp_comm",
-    "link_contention",
-    "pipeline_bubble",
-    "optimizer",
-    "other",
-)
+COMM_KINDS = kernel.COMM_FIELDS
+BREAKDOWN_FIELDS = kernel.BREAKDOWN_FIELDS
 
 
 @dataclass(frozen=True, slots=True)
@@ -472,12 +446,15 @@ def _window(compute: FloatArray, blocking: FloatArray, loads: FloatArray, overla
     return out
 
 
-def assemble(prep: Prepared, eff: Efficiency) -> BatchResult:
+def assemble(prep: Prepared, eff: Efficiency, *, compiled: bool | None = None) -> BatchResult:
     """Step times and breakdowns of prepared plans under ``eff`` (see the module docstring).
 
-    Runs the compiled loop of ``perf.kernel`` where numba is installed, else :func:`assemble_reference`.
+    Runs the compiled loop of ``perf.kernel`` (``compiled``; by default where numba is installed and the batch
+    has at least ``kernel.COMPILED_MIN_PLANS`` plans), else :func:`assemble_reference`.
     """
-    if not kernel.AVAILABLE or len(prep) == 0:
+    if compiled is None:
+        compiled = kernel.AVAILABLE and len(prep) >= kernel.COMPILED_MIN_PLANS
+    if not compiled or len(prep) == 0:
         return assemble_reference(prep, eff)
     n = len(prep)
     p, rows, lk = prep.plan, prep.rows, prep.links
@@ -491,12 +468,12 @@ def assemble(prep: Prepared, eff: Efficiency) -> BatchResult:
     index = tuple(np.ascontiguousarray(prep.comm_index[name], dtype=np.int64) for name in kernel.COMM_FIELDS)
     row_cols = tuple(floats(rows[name]) for name in kernel.ROW_FIELDS)
     num_links = lk["scale_out"].shape[1]
-    x = np.array([1.0 / eff.gemm, 1.0 / eff.gemm_8bit, 1.0 / eff.attention, 1.0 / eff.memory])
+    x = inverse_efficiencies(eff)
     seconds = np.ascontiguousarray(prep.passes @ x)
     effv = np.array([getattr(eff, name) for name in kernel.EFF_FIELDS], dtype=np.float64)
     consts = np.array([GRAD_BYTES, PARAM_BYTES, GRAD_ACCUM_BYTES_PER_PARAM, OPTIMIZER_BYTES_PER_PARAM])
     step = np.empty(n)
-    breakdown = np.empty((n, kernel.NUM_BREAKDOWN))
+    breakdown = np.empty((n, len(BREAKDOWN_FIELDS)))
     link_load = np.empty((n, num_links))
     kernel.assemble_kernel(
         plan,
@@ -513,13 +490,17 @@ def assemble(prep: Prepared, eff: Efficiency) -> BatchResult:
         breakdown,
         link_load,
     )
+    return _result(prep, step, {name: breakdown[:, j] for j, name in enumerate(BREAKDOWN_FIELDS)}, link_load)
+
+
+def _result(prep: Prepared, step: FloatArray, breakdown: dict[str, FloatArray], link_load: FloatArray) -> BatchResult:
     return BatchResult(
         step_time_s=step,
-        breakdown={name: breakdown[:, j] for j, name in enumerate(BREAKDOWN_FIELDS)},
+        breakdown=breakdown,
         memory=prep.memory,
-        capacity_bytes=p["capacity_bytes"],
-        model_flops_per_step=p["model_flops"],
-        hardware_flops_per_step=p["hardware_flops"],
+        capacity_bytes=prep.plan["capacity_bytes"],
+        model_flops_per_step=prep.plan["model_flops"],
+        hardware_flops_per_step=prep.plan["hardware_flops"],
         link_load_s=link_load,
         link_names=prep.link_names,
     )
@@ -529,7 +510,7 @@ def assemble_reference(prep: Prepared, eff: Efficiency) -> BatchResult:
     """:func:`assemble` in numpy array operations: the reference the compiled loop is checked against."""
     (p, lk), rows = prep.gathered(), prep.rows
     n = len(prep)
-    x = np.array([1.0 / eff.gemm, 1.0 / eff.gemm_8bit, 1.0 / eff.attention, 1.0 / eff.memory])
+    x = inverse_efficiencies(eff)
     seconds = (prep.passes @ x)[prep.pass_index]  # plans x layer kinds x PASS_FIELDS
     load = np.where(p["capacity"] > 0, p["capacity"], np.where(p["imbalance"] > 0, p["imbalance"], eff.moe_imbalance))
 
@@ -747,16 +728,7 @@ def assemble_reference(prep: Prepared, eff: Efficiency) -> BatchResult:
         "optimizer": optimizer,
         "other": np.full(n, eff.step_overhead_s),
     }
-    return BatchResult(
-        step_time_s=step,
-        breakdown=breakdown,
-        memory=prep.memory,
-        capacity_bytes=p["capacity_bytes"],
-        model_flops_per_step=p["model_flops"],
-        hardware_flops_per_step=p["hardware_flops"],
-        link_load_s=link_load,
-        link_names=prep.link_names,
-    )
+    return _result(prep, step, breakdown, link_load)
 
 
 EVALUATE_CHUNK = 16_384  # plans per prepare/assemble pass: keeps temporaries in cache and memory bounded

@@ -1,4 +1,5 @@
-"""Collectives of one parallel group on its placed topology levels (alpha-beta, ``perf.collectives``)."""
+"""Collectives of one parallel group on its placed topology levels (alpha-beta, ``perf.collectives``), for the
+serving model; the training step model uses ``perf.links``, which adds each collective's link loads."""
 
 from __future__ import annotations
 
@@ -6,22 +7,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from rainier.parallel.placement import LinkLevel
 from rainier.perf.collectives import Level
-from rainier.perf.efficiency import Efficiency
-
-
-def effective_levels(levels: Sequence[LinkLevel], eff: Efficiency) -> list[Level]:
-    """Placed levels with achieved bus bandwidth (scale-up or scale-out efficiency applied)."""
-    return [
-        Level(
-            size=level.size,
-            bw_bytes_per_s=level.bw_bytes_per_s * (eff.scale_out if level.scale_out else eff.scale_up),
-            alpha_s=level.latency_s,
-            bidirectional_ring=level.bidirectional_ring,
-        )
-        for level in levels
-    ]
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,8 +13,11 @@ Backward GEMMs are timed by their own shapes: the input gradient ``dX = dY W^T``
 ``dW = X^T dY`` (Kaplan et al. 2020 sec. 2.1: each has the forward's FLOPs), kept apart so that zero-bubble
 schedules can move the weight-gradient pass (Qi et al. 2023).
 
-Attention runs fused (FlashAttention, Dao 2023): causal forward at the ``attention`` fraction of 16-bit peak,
-backward 2.5x the forward's matmul FLOPs. Without fused attention (Megatron-LM before 2023) the scores are
+Attention runs fused (FlashAttention, Dao 2023) at the ``attention`` fraction of peak: the forward takes the
+longer of its matmuls (16-bit, or 8-bit with FP8 dot-product attention) and its softmax exponentials on the
+special-function units (``Accelerator.exp_per_s``), the backward the longer of 2.5x the matmuls and one
+exponential per score (:func:`flash_seconds`), both times the kernel's tiling overhead
+(:func:`flash_tile_overhead`). Without fused attention (Megatron-LM before 2023) the scores are
 batched GEMMs over the full ``s x s`` matrix at GEMM efficiency, and the softmax, mask and dropout move
 ``UNFUSED_SCORE_BYTES`` per score through HBM.
 

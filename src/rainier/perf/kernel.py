@@ -4,15 +4,18 @@
 The numpy reference allocates a temporary array for each of its ~400 operations; over a million plans that
 is memory traffic, not arithmetic. Here each plan's windows, pipeline and link loads are computed in registers
 and small scratch arrays, which is what lets a search time a million plans a second on one core. The numpy
-path stays as the reference (``tests/perf/test_kernel.py`` checks that both agree) and as the fallback where
-numba is not installed. Inputs are the columns of :class:`~rainier.perf.batch.Prepared` stacked into matrices
-in the orders of :data:`PLAN_FIELDS`, :data:`ROW_FIELDS` and :data:`LINK_FIELDS`.
+path stays as the reference (``tests/perf/test_kernel.py`` checks that both agree), as the fallback where numba
+is not installed, and for batches under :data:`COMPILED_MIN_PLANS` (a single estimate does not pay numba's
+import and cache load, about half a second). numba is imported on the first compiled call, not with the module.
+Inputs are the columns of :class:`~rainier.perf.batch.Prepared` in the orders of :data:`PLAN_FIELDS`,
+:data:`COMM_FIELDS` and :data:`ROW_FIELDS`.
 """
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Callable
-from typing import Any, TypeVar, cast
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -21,21 +24,8 @@ from rainier.parallel.plan import Schedule
 from rainier.perf.columns import SCHEDULE_CODES
 from rainier.perf.compute import FLASH_BACKWARD_FACTOR
 
-F = TypeVar("F", bound=Callable[..., Any])
-
-try:  # pragma: no cover - exercised by whichever of the two is installed
-    import numba
-
-    def _compiled(function: F) -> F:
-        return cast(F, numba.njit(cache=True, nogil=True)(function))
-
-    AVAILABLE = True
-except ImportError:  # pragma: no cover
-
-    def _compiled(function: F) -> F:
-        return function
-
-    AVAILABLE = False
+AVAILABLE = importlib.util.find_spec("numba") is not None
+COMPILED_MIN_PLANS = 64  # smaller batches take the numpy path
 
 PLAN_FIELDS = (
     "capacity",
@@ -77,62 +67,87 @@ PLAN_FIELDS = (
     "rc_moe",
     "rc_mla_up_proj",
 )
-# Collectives with a slope (scale-up, scale-out seconds per byte at full rate) and an intercept per plan.
+# numba reads module globals as compile-time constants: one plain int per field, in PLAN_FIELDS order.
+(
+    CAPACITY,
+    IMBALANCE,
+    TP,
+    PP,
+    CP,
+    DP,
+    EDP,
+    M,
+    CHUNKS,
+    SCHEDULE,
+    ACTIVATION,
+    ROUTED,
+    SHARED,
+    ETP_ON,
+    EP_BYTES,
+    EP_ON,
+    EP_DEDUP,
+    CP_ON,
+    KV_BYTES,
+    PP_ON,
+    SP,
+    PP_BYTES,
+    HBM_BW,
+    FULL,
+    SELECTIVE,
+    LORA,
+    ZERO,
+    FSDP,
+    TP_OVERLAP,
+    A2A_OVERLAP,
+    PP_BLOCKING,
+    RC_CORE_ATTN,
+    RC_LAYERNORM,
+    RC_MOE_ACT,
+    RC_MLP,
+    RC_SHARED,
+    RC_MOE,
+    RC_MLA,
+) = range(len(PLAN_FIELDS))
+# Collectives, each with a slope (scale-up, scale-out seconds per byte at full rate) and an intercept.
 COMM_FIELDS = ("tp_ar", "tp_rs", "etp_ar", "cp_step", "ep_a2a", "pp_p2p", "dp_ar", "dp_rs", "edp_ar", "edp_rs")
+TP_AR, TP_RS, ETP_AR, CP_STEP, EP_A2A, PP_P2P, DP_AR, DP_RS, EDP_AR, EDP_RS = range(len(COMM_FIELDS))
+# The quantities of a pass table (perf.compute.PassForms fields), per layer kind.
+PASS_FIELDS = (
+    "forward",
+    "input_grad",
+    "weight_grad",
+    "gemm",
+    "attention",
+    "expert_forward",
+    "expert_input_grad",
+    "expert_weight_grad",
+    "expert_gemm",
+    "elementwise",
+    "mlp_gemm",
+)
+FWD, IGRAD, WGRAD, GEMM, ATTN, E_FWD, E_IGRAD, E_WGRAD, E_GEMM, ELEM, MLP = range(len(PASS_FIELDS))
 ROW_FIELDS = ("num_dense", "num_moe", "head", "count", "first_rank", "params_dense", "params_expert")
+BREAKDOWN_FIELDS = (
+    "compute",
+    "recompute",
+    "tp_comm",
+    "cp_comm",
+    "ep_comm",
+    "dp_comm_exposed",
+    "pp_comm",
+    "link_contention",
+    "pipeline_bubble",
+    "optimizer",
+    "other",
+)
 # Efficiency scalars in this order.
 EFF_FIELDS = ("scale_up", "scale_out", "moe_imbalance", "layer_overhead_s", "step_overhead_s", "memory")
-# Byte constants (perf.batch) in this order.
-CONST_FIELDS = ("grad_bytes", "param_bytes", "grad_accum_bytes", "optimizer_bytes")
-NUM_BREAKDOWN = 11
-
-_P = {name: i for i, name in enumerate(PLAN_FIELDS)}
-_C = {name: i for i, name in enumerate(COMM_FIELDS)}
-# numba reads module globals as compile-time constants: plain ints.
-CAPACITY, IMBALANCE, TP, PP, CP, DP, EDP, M, CHUNKS, SCHEDULE = (
-    _P[k] for k in ("capacity", "imbalance", "tp", "pp", "cp", "dp", "edp", "m", "chunks", "schedule")
-)
-ACTIVATION, ROUTED, SHARED, ETP_ON, EP_BYTES, EP_ON, EP_DEDUP, CP_ON, KV_BYTES, PP_ON, SP, PP_BYTES = (
-    _P[k]
-    for k in (
-        "activation",
-        "routed",
-        "shared",
-        "etp_on",
-        "ep_bytes",
-        "ep_on",
-        "ep_dedup",
-        "cp_on",
-        "kv_bytes",
-        "pp_on",
-        "sp",
-        "pp_bytes",
-    )
-)
-HBM_BW, FULL, SELECTIVE, LORA, ZERO, FSDP, TP_OVERLAP, A2A_OVERLAP, PP_BLOCKING = (
-    _P[k] for k in ("hbm_bw", "full", "selective", "lora", "zero", "fsdp", "tp_overlap", "a2a_overlap", "pp_blocking")
-)
-RC_CORE_ATTN, RC_LAYERNORM, RC_MOE_ACT, RC_MLP, RC_SHARED, RC_MOE, RC_MLA = (
-    _P[k]
-    for k in (
-        "rc_core_attn",
-        "rc_layernorm",
-        "rc_moe_act",
-        "rc_mlp",
-        "rc_shared_experts",
-        "rc_moe",
-        "rc_mla_up_proj",
-    )
-)
-TP_AR, TP_RS, ETP_AR, CP_STEP, EP_A2A, PP_P2P, DP_AR, DP_RS, EDP_AR, EDP_RS = range(len(COMM_FIELDS))
 INTERLEAVED = SCHEDULE_CODES[Schedule.INTERLEAVED]
 ZERO_BUBBLE = SCHEDULE_CODES[Schedule.ZERO_BUBBLE]
 ZB_V = SCHEDULE_CODES[Schedule.ZB_V]
 DUALPIPE = SCHEDULE_CODES[Schedule.DUALPIPE]
 GPIPE = SCHEDULE_CODES[Schedule.GPIPE]
 FBF = FLASH_BACKWARD_FACTOR
-# Pass-table quantities (perf.batch.PASS_FIELDS order).
-FWD, IGRAD, WGRAD, GEMM, ATTN, E_FWD, E_IGRAD, E_WGRAD, E_GEMM, ELEM, MLP = range(11)
 
 FloatArray = NDArray[np.float64]
 
@@ -145,7 +160,7 @@ def _duration(slopes: Any, index: Any, i: int, j: int, up: float, out: float, si
     return 0.0
 
 
-_duration_c = _compiled(_duration)
+_duration_c = _duration  # replaced by its compiled version on the first compiled call (see _load)
 
 
 def _fill_drain(values: FloatArray, count: FloatArray, rows: int, slowest: int) -> float:
@@ -155,7 +170,7 @@ def _fill_drain(values: FloatArray, count: FloatArray, rows: int, slowest: int) 
     return float(max(total - max(values[slowest], 0.0), 0.0))
 
 
-_fill_drain_c = _compiled(_fill_drain)
+_fill_drain_c = _fill_drain
 
 
 def _assemble(
@@ -168,9 +183,9 @@ def _assemble(
     seconds: FloatArray,  # unique pass keys x layer kinds x pass fields (efficiencies applied)
     pass_index: NDArray[np.int64],
     eff: FloatArray,  # EFF_FIELDS
-    consts: FloatArray,  # CONST_FIELDS
+    consts: FloatArray,  # bytes: gradient, parameter, fp32 gradient accumulation, optimizer step per parameter
     step_out: FloatArray,
-    breakdown_out: FloatArray,  # plans x NUM_BREAKDOWN (perf.batch.BREAKDOWN_FIELDS order)
+    breakdown_out: FloatArray,  # plans x BREAKDOWN_FIELDS
     link_out: FloatArray,  # plans x links
 ) -> None:
     n = plan[0].shape[0]
@@ -480,7 +495,26 @@ def _assemble(
         out[10] = step_oh
 
 
-assemble_kernel = _compiled(_assemble)
+_COMPILED: dict[str, Callable[..., None]] = {}
+
+
+def _load() -> dict[str, Callable[..., None]]:
+    """Compile (or load from numba's on-disk cache) the loops, the helpers they call first."""
+    global _duration_c, _fill_drain_c
+    if not _COMPILED:
+        import numba
+
+        def jit(function: Callable[..., Any]) -> Any:
+            return numba.njit(cache=True, nogil=True)(function)
+
+        _duration_c, _fill_drain_c = jit(_duration), jit(_fill_drain)
+        _COMPILED.update(assemble=jit(_assemble), memory=jit(_memory))
+    return _COMPILED
+
+
+def assemble_kernel(*args: Any) -> None:
+    """The compiled :func:`_assemble` (numba must be installed: :data:`AVAILABLE`)."""
+    _load()["assemble"](*args)
 
 
 def _memory(
@@ -539,4 +573,6 @@ def _memory(
                 out[i, 0], out[i, 1], out[i, 2], out[i, 3], out[i, 4] = w, g, o, a, buffers
 
 
-memory_kernel = _compiled(_memory)
+def memory_kernel(*args: Any) -> None:
+    """The compiled :func:`_memory` (numba must be installed: :data:`AVAILABLE`)."""
+    _load()["memory"](*args)

@@ -73,11 +73,12 @@ def memory_per_rank(
     *,
     in_flight: Callable[..., FloatArray],
     copies: FloatArray,
-    compiled: bool = True,
+    compiled: bool | None = None,
 ) -> dict[str, FloatArray]:
     """Peak bytes per rank by kind, on the fullest pipeline rank row, for every plan of ``cols``.
 
-    Runs ``perf.kernel.memory_kernel`` where numba is installed (``compiled``), else numpy array operations.
+    Runs ``perf.kernel.memory_kernel`` where numba is installed and the batch is large enough (``compiled``:
+    None decides by size, as ``perf.batch.assemble`` does), else numpy array operations.
     """
     state = StateBytesPerParam.mixed_precision_adam()
     etp = np.where(cols.etp > 0, cols.etp, cols.tp)
@@ -86,7 +87,9 @@ def memory_per_rank(
     seq_local = np.floor_divide(shape.seq_len, cols.cp)
     logits = LOGIT_BYTES * cols.mbs * seq_local * shape.vocab_size / cols.tp
     dense_layer, moe_layer = layer_bytes
-    if compiled and kernel.AVAILABLE and len(cols):
+    if compiled is None:
+        compiled = kernel.AVAILABLE and len(cols) >= kernel.COMPILED_MIN_PLANS
+    if compiled and len(cols):
         full = dict(rows, params_dense=dense, params_expert=expert)
         out = np.zeros((len(cols), len(MEMORY_FIELDS)))
         kernel.memory_kernel(
