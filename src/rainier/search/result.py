@@ -32,6 +32,7 @@ class RankedPlan:
 
     def to_dict(self) -> dict[str, Any]:
         out = self.estimate.to_dict()
+        out["plan_text"] = self.estimate.plan.describe()  # the plan as a ``--plan`` argument
         out["objective"] = {
             "seconds_per_million_tokens": self.seconds_per_token * 1e6,
             "dollars_per_million_tokens": None if self.dollars_per_token is None else self.dollars_per_token * 1e6,

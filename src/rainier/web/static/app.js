@@ -140,12 +140,6 @@
     cell.dataset.value = value === null || value === undefined ? "" : String(value);
   }
 
-  function describePlan(plan) {
-    return Object.entries(plan)
-      .map(([key, value]) => `${key}=${typeof value === "boolean" ? String(value) : value}`)
-      .join(",");
-  }
-
   function show(body) {
     const est = body.estimate;
     const memory = est.memory_bytes;
@@ -187,7 +181,7 @@
     const rows = search.top.map((entry, i) => {
       const cells = [
         String(i + 1),
-        describePlan(entry.plan),
+        entry.plan_text,
         significant(entry.step_time_s),
         (entry.mfu * 100).toFixed(1),
         significant(entry.tokens_per_s_per_device),
