@@ -20,10 +20,11 @@ class UnknownNameError(InputError, KeyError):
 
     def __init__(self, kind: str, name: str, known: Iterable[str]) -> None:
         known_list = sorted(known)
-        close = difflib.get_close_matches(name.lower(), known_list, n=3, cutoff=0.5)
+        long = len(name) > 2 * MAX_QUOTE  # no catalog name is this long; matching it would only cost time
+        close = [] if long else difflib.get_close_matches(name.lower(), known_list, n=3, cutoff=0.5)
         hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
         listing = "" if close else f"; known: {', '.join(known_list[:12])}{' ...' if len(known_list) > 12 else ''}"
-        super().__init__(f"unknown {kind} {name!r}{hint}{listing}")
+        super().__init__(f"unknown {kind} {quote(name)}{hint}{listing}")
         self.kind = kind
         self.name = name
         self.suggestions = close
@@ -32,6 +33,21 @@ class UnknownNameError(InputError, KeyError):
         return str(self.args[0])
 
 
+MAX_QUOTE = 80  # characters of a user's input an error message repeats
+
+
+def clip(text: str, limit: int = MAX_QUOTE) -> str:
+    """``text`` cut to ``limit`` characters (with the count of the rest), so a message never echoes a whole input."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text) - limit:,} more characters)"
+
+
+def quote(value: object, limit: int = MAX_QUOTE) -> str:
+    """``repr(value)`` clipped to ``limit`` characters: how an error message shows what the user gave."""
+    return clip(repr(value), limit)
+
+
 def field_error(field: str, value: object, allowed: str) -> InputError:
     """The standard one-line error: ``field=value is invalid: allowed ...``."""
-    return InputError(f"{field}={value!r} is invalid: {allowed}")
+    return InputError(f"{field}={quote(value)} is invalid: {allowed}")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import os
 import shlex
 import shutil
@@ -30,6 +29,7 @@ R = TypeVar("R")
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERNAL = 1
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
 
 app = typer.Typer(
     name="rainier",
@@ -65,14 +65,16 @@ def user_errors(func: Callable[P, R]) -> Callable[P, R]:
             raise typer.Exit(EXIT_BAD_INPUT) from None
         except KeyboardInterrupt:
             _err.print("interrupted")
-            raise typer.Exit(130) from None
+            raise typer.Exit(EXIT_INTERRUPTED) from None
 
     return wrapper
 
 
 def emit_json(document: Any) -> None:
-    """Print one JSON document on stdout (no rich markup, no wrapping)."""
-    sys.stdout.write(json.dumps(document, indent=2, sort_keys=False, default=_json_default) + "\n")
+    """Print one strict JSON document on stdout (no NaN or infinity: ``null`` with ``null_reasons``)."""
+    from rainier.report.jsondoc import dumps
+
+    sys.stdout.write(dumps(document, indent=2, sort_keys=False, default=_json_default) + "\n")
 
 
 def _json_default(value: Any) -> Any:
@@ -458,6 +460,9 @@ def main() -> None:
         app()
     except SystemExit:
         raise
+    except KeyboardInterrupt:  # Ctrl-C outside a command's own handler (while importing, between phases)
+        _err.print("interrupted")
+        sys.exit(EXIT_INTERRUPTED)
     except Exception as exc:  # an internal bug: say so in one line unless debugging
         if os.environ.get("RAINIER_DEBUG"):
             raise

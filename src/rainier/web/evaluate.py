@@ -10,7 +10,6 @@ API's, word for word. A pasted ``config.json`` is written to a temporary folder 
 from __future__ import annotations
 
 import json
-import math
 import re
 import tempfile
 from collections.abc import Iterator
@@ -22,6 +21,7 @@ from typing import Any
 from rainier import api
 from rainier.perf.result import StepEstimate
 from rainier.report import html as figures
+from rainier.report.jsondoc import strict_document
 from rainier.search.result import SearchResult
 from rainier.web.scenario import FieldError, TrainingScenario
 from rainier.workload import get_model, load_hf_config
@@ -104,14 +104,8 @@ def response_document(outcome: Outcome) -> dict[str, Any]:
 
 
 def finite_json(value: Any) -> Any:
-    """``value`` with infinities and NaNs as ``null``: JSON has no such numbers and browsers reject them."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {key: finite_json(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [finite_json(item) for item in value]
-    return value
+    """``value`` as strict JSON: infinities and NaNs as ``null``, with ``null_reasons`` (as the CLI writes it)."""
+    return strict_document(value)
 
 
 # ------------------------------------------------------------------------------------------------ resolution
