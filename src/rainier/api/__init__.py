@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 from rainier.errors import InputError, field_error
 from rainier.hardware import Cluster, cluster_of, get_cluster
+from rainier.limits import MAX_PRICE_PER_DEVICE_HOUR, check_float_range
 from rainier.parallel.plan import DegreeUnit, Infeasible, parse_plan
 from rainier.perf.efficiency import Efficiency, EfficiencyTable
 from rainier.perf.result import StepEstimate
@@ -128,6 +129,6 @@ def parse_objective(text: str) -> Objective:
 
 
 def _price(price: float | None) -> float | None:
-    if price is not None and not price > 0:
-        raise field_error("price", price, "a positive price in USD per device-hour")
-    return price
+    if price is None:
+        return None
+    return check_float_range("price", price, 0.0, MAX_PRICE_PER_DEVICE_HOUR, "a price in USD per device-hour")

@@ -360,13 +360,16 @@ def report_of(result: object) -> HtmlReport:
     raise InputError(f"--report: no report for a {type(result).__name__}")
 
 
-def trace_of(result: object, path: Path | str) -> None:
-    """The Chrome/Perfetto trace of one command's result (``--trace PATH``): a training step or a simulation."""
-    from rainier.report.trace import serving_trace, step_trace, write_trace
+def trace_of(result: object, path: Path | str, *, max_events: int | None = None) -> None:
+    """The Chrome/Perfetto trace of one command's result (``--trace PATH``): a training step or a simulation.
+
+    A training step's trace is refused past ``max_events`` events (default ``report.trace.MAX_TRACE_EVENTS``).
+    """
+    from rainier.report.trace import MAX_TRACE_EVENTS, serving_trace, step_trace, write_trace
     from rainier.serve.simulate import simulate_timeline
 
     if isinstance(result, StepEstimate):
-        write_trace(step_trace(result), path)
+        write_trace(step_trace(result, max_events=max_events or MAX_TRACE_EVENTS), path)
     elif isinstance(result, SimulationRun):
         recorded = replace(result.scenario, record_batches=TRACE_BATCHES)
         write_trace(serving_trace(simulate_timeline(recorded)), path)

@@ -85,6 +85,35 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
+DUCKDB_MAGIC = b"DUCK"  # bytes 8-11 of every DuckDB database file (its storage header)
+
+
+def _is_duckdb(path: Path) -> bool:
+    try:
+        with path.open("rb") as handle:
+            return handle.read(12)[8:12] == DUCKDB_MAGIC
+    except OSError:
+        return False
+
+
+def check_output(path: Path | None, option: str, *inputs: Path | str | None) -> None:
+    """Refuse (exit 2) to write ``path`` over one of the command's ``inputs``, a results database or a folder."""
+    from rainier.errors import InputError, clip
+
+    if path is None:
+        return
+    shown = clip(str(path))
+    if path.is_dir():
+        raise InputError(f"{option} {shown}: is a folder; give a file name")
+    if not path.exists():
+        return
+    for source in inputs:
+        if source is not None and Path(source).exists() and path.samefile(source):
+            raise InputError(f"{option} {shown}: is also an input of this command; refusing to write over it")
+    if _is_duckdb(path):
+        raise InputError(f"{option} {shown}: is a rainier results database; refusing to write over it")
+
+
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document instead of tables.")]
 ReportOption = Annotated[
     Path | None, typer.Option("--report", help="Also write a self-contained HTML report (plots) to this file.")
@@ -208,6 +237,8 @@ def sweep(
         raise InputError("give --workers (local processes) or --ray (Ray schedules the cells), not both")
     parsed = load_sweep_spec(spec)
     path = db if db is not None else DEFAULT_DB
+    if path.exists() and path.samefile(spec):
+        raise InputError(f"--db {path}: is the sweep file; refusing to write over it")
     observer: SweepObserver | None = None
     display: contextlib.AbstractContextManager[object] = contextlib.nullcontext()
     if not as_json and _err.is_terminal:
@@ -248,6 +279,7 @@ def results_export(
     if text not in allowed:
         raise field_error("format", text, f"one of {', '.join(allowed)} (or an -o name ending .csv or .parquet)")
     path = db if db is not None else DEFAULT_DB
+    check_output(out, "--out", path)
     count = export_results(path, out, ExportFormat(text))
     if as_json:
         emit_json({"db": path, "out": out, "format": text, "rows": count})
@@ -324,6 +356,7 @@ def report(
     """Run a scenario and write one self-contained HTML report with plots (opens without a network)."""
     from rainier.api.report import scenario_report
 
+    check_output(out, "--out", scenario)
     with _progress("running the scenario", as_json):
         page, document = scenario_report(scenario)
     written = page.write(out)
@@ -385,6 +418,7 @@ def calibrate(
         from rainier.report.serve_view import serve_fit_tables
         from rainier.serve.validate import calibrate_inference_file
 
+        check_output(out, "--out", cases)
         result = calibrate_inference_file(
             cases, out=out, dry_run=dry_run, cross_validate=leave_one_group_out, command=f"rainier calibrate {cases}"
         )
@@ -393,6 +427,7 @@ def calibrate(
         else:
             _print_tables(serve_fit_tables(result))
         return
+    check_output(out, "--out", cases)
     excluded = tuple(exclude_group or ())
     command = " ".join(
         ["rainier calibrate", shlex.quote(str(cases))]
@@ -418,8 +453,17 @@ def calibrate(
     _out.print(f"wrote {run.written}" if run.written is not None else "dry run: nothing written")
 
 
-def _write_extras(report_path: Path | None, trace_path: Path | None, result: Any) -> None:
-    """``--report`` and ``--trace`` of a command's result (each only where it applies)."""
+def _write_extras(
+    report_path: Path | None,
+    trace_path: Path | None,
+    result: Any,
+    inputs: tuple[Path | str | None, ...] = (),
+    *,
+    trace_max_events: int | None = None,
+) -> None:
+    """``--report`` and ``--trace`` of a command's result (each only where it applies), never over ``inputs``."""
+    check_output(report_path, "--report", *inputs)
+    check_output(trace_path, "--trace", *inputs, report_path)
     if report_path is not None:
         from rainier.api.report import report_of
 
@@ -428,7 +472,7 @@ def _write_extras(report_path: Path | None, trace_path: Path | None, result: Any
     if trace_path is not None:
         from rainier.api.report import trace_of
 
-        trace_of(result, trace_path)
+        trace_of(result, trace_path, max_events=trace_max_events)
         _err.print(f"wrote {trace_path}")
 
 

@@ -57,6 +57,12 @@ def train_estimate(
     ] = None,
     report_path: ReportOption = None,
     trace_path: TraceOption = None,
+    trace_max_events: Annotated[
+        int | None,
+        typer.Option(
+            "--trace-max-events", min=1, help="Most events a --trace may hold (default 500,000, about 90 MB)."
+        ),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Estimate one training step: time, throughput, MFU, where the time goes, memory per device, placement."""
@@ -74,7 +80,7 @@ def train_estimate(
         efficiency=load_efficiency(efficiency) if efficiency is not None else None,
     )
     document = result.to_dict()
-    _write_extras(report_path, trace_path, result)
+    _write_extras(report_path, trace_path, result, (model, efficiency), trace_max_events=trace_max_events)
     if as_json:
         emit_json(document)
     else:

@@ -27,6 +27,7 @@ from rainier.hardware._checks import (
 )
 from rainier.hardware.accelerator import Accelerator
 from rainier.hardware.system import System
+from rainier.limits import MAX_DEVICES, check_int_range
 from rainier.precision import Precision
 
 
@@ -183,7 +184,7 @@ class Cluster:
         if not isinstance(self.system, System):
             raise field_error("system", self.system, "expected a System")
         check_count("num_systems", self.num_systems)
-        check_count("num_devices", self.num_devices)
+        check_int_range("num_devices", self.num_devices, 1, MAX_DEVICES, "a whole number of devices")
         per_system = self.system.num_devices
         if not (self.num_systems - 1) * per_system < self.num_devices <= self.num_systems * per_system:
             raise field_error(

@@ -29,6 +29,7 @@ from rainier.hardware.build import (
 from rainier.hardware.cluster import Cluster, NetworkTier, Site
 from rainier.hardware.fabric import Fabric
 from rainier.hardware.system import System
+from rainier.limits import MAX_DEVICES, check_int_range
 
 ACCELERATORS_FILE = "accelerators.yaml"
 FABRICS_FILE = "fabrics.yaml"
@@ -170,7 +171,7 @@ def cluster_of(accelerator_id: str, count: int, *, system: System | None = None)
     Uses as many systems as needed (the last one possibly partly filled), one site, a flat non-blocking
     scale-out network, and no power or price beyond the system's own.
     """
-    check_count("count", count)
+    check_int_range("count", count, 1, MAX_DEVICES, "a whole number of devices")
     system = system or system_for_accelerator(accelerator_id)
     num_systems = math.ceil(count / system.num_devices)
     return Cluster(

@@ -20,6 +20,7 @@ from dataclasses import dataclass, fields, replace
 from typing import Any, Protocol
 
 from rainier.errors import InputError, field_error
+from rainier.limits import MAX_DEVICES, MAX_GLOBAL_BATCH, check_int_range
 from rainier.parallel.pipeline import pipeline_problem
 from rainier.precision import Precision
 from rainier.workload.memory import Recompute
@@ -149,10 +150,10 @@ class Plan:
     recompute_modules: tuple[str, ...] = DEFAULT_RECOMPUTE_MODULES  # what recompute=selective recomputes
 
     def __post_init__(self) -> None:
-        for name in ("tp_degree", "pp_degree", "dp_degree", "cp_degree", "ep_degree", "vpp_degree", "mbs", "gbs"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise field_error(name, value, "a positive integer")
+        for name in ("tp_degree", "pp_degree", "dp_degree", "cp_degree", "ep_degree", "vpp_degree"):
+            check_int_range(name, getattr(self, name), 1, MAX_DEVICES, "a whole number of devices")
+        for name in ("mbs", "gbs"):
+            check_int_range(name, getattr(self, name), 1, MAX_GLOBAL_BATCH, "a whole number of sequences")
         for name in ("expert_tp_degree", "ep_domain_limit"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):

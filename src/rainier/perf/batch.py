@@ -433,7 +433,10 @@ def _layer_activations(ctx: StepContext, cols: PlanColumns) -> tuple[FloatArray,
 
 def _max_last(values: FloatArray) -> FloatArray:
     """``values.max(axis=-1)`` for a short last axis (link classes, pipeline rows): elementwise maxima of its
-    slices, several times faster than numpy's strided reduction over an axis of 2-8."""
+    slices, several times faster than numpy's strided reduction over an axis of 2-8. An empty axis (one
+    device: no links) gives zeros."""
+    if values.shape[-1] == 0:
+        return np.zeros(values.shape[:-1])
     out: FloatArray = values[..., 0].copy()
     for i in range(1, values.shape[-1]):
         np.maximum(out, values[..., i], out=out)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from rainier.catalog.loader import CatalogError, Fields, catalog_file, load_yaml
-from rainier.errors import field_error
+from rainier.errors import clip, field_error
 from rainier.hardware import Accelerator
 
 EFFICIENCY_FILE = "efficiency.yaml"
@@ -165,9 +165,14 @@ def _build(raw: Any, path: Path) -> EfficiencyTable:
 
 
 def load_efficiency(path: Path | str | None = None) -> EfficiencyTable:
-    """Read an efficiency file (default: the committed fit in the catalog)."""
+    """Read an efficiency file (default: the committed fit in the catalog; the priors where none is committed).
+
+    A file the caller names must exist: a mistyped path never falls back to the priors silently.
+    """
     target = Path(path) if path is not None else catalog_file(EFFICIENCY_FILE)
-    if not target.exists():
+    if not target.is_file():
+        if path is not None:
+            raise CatalogError(f"--efficiency {clip(str(path))}: no such efficiency file")
         return EfficiencyTable(entries={}, provenance={}, borrows={})
     return _build(load_yaml(target), target)
 

@@ -76,6 +76,9 @@ __all__ = ["serving_trace", "step_trace", "write_trace"]
 BACKWARD_PER_FORWARD = 2.0  # backward = 2x forward FLOP: input and weight gradients (the 6N-per-token rule)
 TS_DECIMALS = 3  # microsecond timestamps rounded to nanoseconds
 MIN_GAP_S = 1e-9  # idle time shorter than this (float noise) is not drawn
+# A step trace has one event per slice of every pass on every stage (plus idle gaps): its size is known before it
+# is built. 500,000 events is a file of about 90 MB that Perfetto still opens; a larger one is asked for by name.
+MAX_TRACE_EVENTS = 500_000
 STEP_PID = 1
 SERVE_PID = 1
 SERVE_INFO_TID = 0  # counters and rejected requests; request lanes are tids 1, 2, ...
@@ -379,8 +382,27 @@ def _stage_events(
     return events + _idle(stage, clock, pipeline_end_s, schedule_gaps[None])
 
 
-def step_trace(estimate: StepEstimate) -> dict[str, Any]:
-    """A Chrome trace of one training step of ``estimate``: one thread per pipeline stage (see the module text)."""
+def step_trace_events(estimate: StepEstimate) -> int:
+    """An upper bound on the events of :func:`step_trace` (``estimate``): slices and gaps of every pass."""
+    plan = estimate.plan
+    work = _work(estimate)
+    per_pass = max(len(parts) for parts in work.pieces.values()) + 2  # the pass's slices and two idle slices
+    passes = plan.num_microbatches * plan.vpp_degree * len(_Pass)
+    return plan.pp_degree * (passes * per_pass + 8)
+
+
+def step_trace(estimate: StepEstimate, *, max_events: int = MAX_TRACE_EVENTS) -> dict[str, Any]:
+    """A Chrome trace of one training step of ``estimate``: one thread per pipeline stage (see the module text).
+
+    Refuses (``InputError``) a trace of more than ``max_events`` events, counted before anything is built.
+    """
+    needed = step_trace_events(estimate)
+    if needed > max_events:
+        raise InputError(
+            f"--trace: this step has about {needed:,} trace events ({estimate.plan.num_microbatches:,} micro-batches "
+            f"x {estimate.plan.pp_degree} stages), more than the budget of {max_events:,}; raise it with "
+            "--trace-max-events, or trace a smaller global batch"
+        )
     plan, b = estimate.plan, estimate.breakdown
     work = _work(estimate)
     slots = _simulate(plan, work)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rainier.errors import InputError, field_error
-from rainier.hardware import cluster_of
+from rainier.hardware import cluster_of, get_accelerator
 from rainier.perf.efficiency import Efficiency, EfficiencyTable
 from rainier.search.engine import search
 from rainier.search.result import Objective, RankedPlan
@@ -106,6 +106,7 @@ def scale(
         raise InputError("give exactly one of --gbs (strong scaling) or --gbs-per-device (weak scaling)")
     if gbs_per_device is not None and not gbs_per_device > 0:
         raise field_error("gbs-per-device", gbs_per_device, "a positive number of sequences per device")
+    get_accelerator(accelerator)  # an unknown name is bad input for every size, not a row's note
     points = []
     for done, count in enumerate(counts):
         batch = gbs if gbs is not None else max(1, round(count * (gbs_per_device or 0)))
@@ -126,6 +127,8 @@ def scale(
             points.append(SizePoint(num_devices=count, gbs=batch, best=None, error=str(exc)))
         if progress is not None:
             progress(done + 1, len(counts))
+    if points and all(point.best is None for point in points):  # nothing to scale: bad input, as in search
+        raise InputError(f"no valid plan at any size; at {points[0].num_devices:,} devices: {points[0].error}")
     return points
 
 

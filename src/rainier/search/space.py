@@ -23,8 +23,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from rainier.catalog.loader import CatalogError, Fields, load_yaml
-from rainier.errors import field_error
 from rainier.hardware import Cluster
+from rainier.limits import MAX_GLOBAL_BATCH, check_int_range
 from rainier.parallel.plan import SCHEDULE_ALIASES, InfeasibleKind, Schedule
 from rainier.perf.columns import PRECISION_CODES, RECOMPUTE_CODES, SCHEDULE_CODES, PlanColumns
 from rainier.precision import Precision
@@ -268,6 +268,4 @@ def _schedule(path: Path | str, value: Any) -> Schedule:
 
 
 def check_gbs(gbs: int) -> int:
-    if isinstance(gbs, bool) or not isinstance(gbs, int) or gbs < 1:
-        raise field_error("gbs", gbs, "a positive number of sequences per step")
-    return gbs
+    return check_int_range("gbs", gbs, 1, MAX_GLOBAL_BATCH, "a whole number of sequences per step")

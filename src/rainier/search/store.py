@@ -10,6 +10,7 @@ Export uses DuckDB's own ``COPY ... TO ... (FORMAT csv|parquet)``, so Parquet ne
 
 from __future__ import annotations
 
+import contextlib
 import enum
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -136,13 +137,16 @@ class ResultStore:
     def insert(self, record: CellRecord) -> None:
         """Store one finished cell in its own transaction (committed, hence durable, on return)."""
         values = [v.value if isinstance(v, enum.Enum) else v for v in astuple(record)]
-        self._db.execute("BEGIN TRANSACTION")
         try:
+            self._db.execute("BEGIN TRANSACTION")
             self._db.execute(_INSERT, values)
-        except BaseException:
-            self._db.execute("ROLLBACK")
+            self._db.execute("COMMIT")
+        except BaseException as exc:
+            with contextlib.suppress(duckdb.Error, RuntimeError):  # nothing to undo if the commit went through
+                self._db.execute("ROLLBACK")
+            if _interrupted(exc):  # DuckDB turns a Ctrl-C during a statement into "Query interrupted"
+                raise KeyboardInterrupt from None
             raise
-        self._db.execute("COMMIT")
 
     def rows(self) -> list[dict[str, Any]]:
         """Every row, as dicts keyed by column, in insertion-independent order (model, cluster, gbs, seq_len)."""
@@ -160,10 +164,11 @@ def open_store(path: Path | str = DEFAULT_DB) -> Iterator[ResultStore]:
         raise InputError(f"--db {path}: folder {path.parent} does not exist")
     db = _connect(path, read_only=False)
     try:
-        db.execute(CREATE_TABLE)
-        _check_columns(path, db)
-        store = ResultStore(path, db)
-        yield store
+        with _damaged_as_input_error(path):
+            db.execute(CREATE_TABLE)
+            _check_columns(path, db)
+            store = ResultStore(path, db)
+            yield store
     finally:
         db.close()
 
@@ -214,10 +219,26 @@ def _read_only(path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
         raise InputError(f"--db {path}: no such results database (run `rainier sweep` first)")
     db = _connect(path, read_only=True)
     try:
-        _check_columns(path, db)
-        yield db
+        with _damaged_as_input_error(path):
+            _check_columns(path, db)
+            yield db
     finally:
         db.close()
+
+
+@contextmanager
+def _damaged_as_input_error(path: Path) -> Iterator[None]:
+    """A database that opens but fails when read (a truncated or damaged file) is bad input, not a crash."""
+    try:
+        yield
+    except (RuntimeError, duckdb.InterruptException) as exc:
+        if _interrupted(exc):
+            raise KeyboardInterrupt from None
+        raise
+    except (duckdb.IOException, duckdb.InternalException, duckdb.SerializationException) as exc:
+        raise InputError(
+            f"--db {path}: damaged or truncated ({_first_line(exc)[:80]}); give a new --db to sweep again"
+        ) from None
 
 
 def _check_columns(path: Path, db: duckdb.DuckDBPyConnection) -> None:
@@ -228,6 +249,13 @@ def _check_columns(path: Path, db: duckdb.DuckDBPyConnection) -> None:
         raise InputError(f"--db {path}: not a rainier results database (no '{TABLE}' table)")
     if tuple(r[0] for r in found) != COLUMNS:
         raise InputError(f"--db {path}: written by another rainier version (its '{TABLE}' columns differ)")
+
+
+def _interrupted(exc: BaseException) -> bool:
+    """Whether ``exc`` is a Ctrl-C: Python's own, or DuckDB's report of a statement it interrupted."""
+    if isinstance(exc, KeyboardInterrupt | duckdb.InterruptException):
+        return True
+    return isinstance(exc, RuntimeError) and "interrupted" in str(exc).lower()
 
 
 def _first_line(exc: BaseException) -> str:

@@ -31,8 +31,10 @@ from typing import Any
 from rainier.catalog.loader import CatalogError, Fields, load_yaml
 from rainier.errors import InputError
 from rainier.hardware import get_accelerator, get_cluster, systems
+from rainier.limits import MAX_DEVICES, MAX_GLOBAL_BATCH, check_int_range
 from rainier.search.result import Objective
 from rainier.workload import resolve_model
+from rainier.workload.shape import MAX_INT
 
 DEFAULT_TOP_K = 10
 CELL_ID_HEX_DIGITS = 16  # 64 bits of SHA-256: collisions are out of reach for any sweep that fits in a file
@@ -56,10 +58,10 @@ class SweepCell:
     def __post_init__(self) -> None:
         if (self.cluster is None) == (self.accelerator is None) or (self.accelerator is None) != (self.count is None):
             raise InputError("a sweep cell needs either cluster, or accelerator with count")
-        for name in ("gbs", "seq_len", "count", "top_k"):
+        for name, high in (("gbs", MAX_GLOBAL_BATCH), ("seq_len", MAX_INT), ("count", MAX_DEVICES), ("top_k", 1000)):
             value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                raise InputError(f"{name}={value!r} is invalid: a positive integer")
+            if value is not None:
+                check_int_range(name, value, 1, high)
 
     @property
     def cluster_label(self) -> str:
