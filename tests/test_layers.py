@@ -13,6 +13,7 @@ RANK = {
     "units": 0,
     "precision": 0,
     "frame": 0,
+    "limits": 0,
     "catalog": 1,
     "hardware": 2,
     "workload": 2,

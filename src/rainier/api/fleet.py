@@ -8,34 +8,54 @@ itself does not import.
 
 from __future__ import annotations
 
-import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from rainier.api import resolve_cluster
-from rainier.errors import InputError, field_error
+from rainier.errors import InputError, clip, field_error
 from rainier.fleet.compare import CompareAt, Comparison, compare_runs, parse_accelerators
 from rainier.fleet.goodput import GoodputResult
 from rainier.fleet.grow import GrowthPlan, grow, parse_power_schedule
+from rainier.fleet.limits import (
+    MAX_CHECKPOINT_GIB,
+    MAX_CHECKPOINT_INTERVAL_MIN,
+    MAX_DAYS,
+    MAX_REPAIR_HOURS,
+    MAX_RESTART_MIN,
+    MAX_SLOWDOWN,
+    MAX_SPARE_SERVERS,
+    check_batch_tokens,
+    check_days,
+    check_devices,
+    check_gbs,
+    check_seed,
+    check_tokens,
+    integer_in,
+    number_in,
+)
 from rainier.fleet.multisite import DEFAULT_TARGET_SLOWDOWN, SiteAnalysis, analyse_sites
 from rainier.fleet.plan import (
     GoodputModel,
     Price,
+    PriceText,
     RunPlan,
-    check_tokens,
     default_batch_sequences,
+    does_not_fit,
+    parse_price_text,
     plan_run,
     smallest_for_deadline,
 )
 from rainier.fleet.power import fleet_cluster
-from rainier.fleet.scenario import ScenarioResult, load_scenario
+from rainier.fleet.scenario import Scenario, ScenarioResult, load_scenario
 from rainier.hardware import Cluster, get_cluster
-from rainier.parallel.plan import DegreeUnit, Infeasible, Plan, parse_plan
+from rainier.parallel.plan import DegreeUnit, Infeasible, InfeasibleKind, Plan, parse_plan
 from rainier.perf.efficiency import Efficiency, EfficiencyTable
 from rainier.perf.result import StepEstimate
 from rainier.perf.step import estimate
 from rainier.search.engine import Rates, search
 from rainier.search.space import SearchSpace, load_space
+from rainier.units import GIB
 from rainier.workload import count_params, resolve_model
 from rainier.workload.shape import TransformerShape
 
@@ -58,40 +78,20 @@ class PriceSpec:
         return Price(usd_per_device_hour=rates.usd_per_device_hour, source=rates.price_source or "none")
 
 
-def parse_prices(text: str | float | None) -> PriceSpec:
-    """``2.5`` or ``"trn2=1.2,h100-sxm=4.9"`` (USD per device-hour) -> :class:`PriceSpec`."""
-    if text is None:
-        return PriceSpec()
-    if isinstance(text, int | float):
-        return PriceSpec(default=_positive_price(str(text), float(text)))
-    spec = PriceSpec()
-    for part in (p.strip() for p in text.split(",") if p.strip()):
-        name, sep, value = part.partition("=")
-        try:
-            number = float(value if sep else name)
-        except ValueError:
-            raise field_error("price", part, "USD per device-hour, e.g. 2.5 or trn2=1.2,h100-sxm=4.9") from None
-        _positive_price(part, number)
-        if sep:
-            from rainier.hardware import get_accelerator
+def parse_prices(text: PriceText) -> PriceSpec:
+    """``2.5`` or ``"trn2=1.2,h100-sxm=4.9"`` (USD per device-hour) -> :class:`PriceSpec` (see ``parse_price_text``).
 
-            spec.per_accelerator[get_accelerator(name.strip()).id] = number
-        else:
-            spec = PriceSpec(default=number, per_accelerator=spec.per_accelerator)
-    return spec
-
-
-def _positive_price(text: str, value: float) -> float:
-    if not value > 0 or not math.isfinite(value):
-        raise field_error("price", text, "a positive price in USD per device-hour")
-    return value
+    A sequence holds the texts of repeated ``--price`` flags; an accelerator priced twice is refused.
+    """
+    default, per_accelerator = parse_price_text(text)
+    return PriceSpec(default=default, per_accelerator=per_accelerator)
 
 
 def fleet_target(cluster: str | None, accelerator: str | None, count: int | None) -> Cluster:
     """A named cluster, or ``count`` devices of ``accelerator`` in its fleet building block (whole systems)."""
+    if count is not None:
+        check_devices(count)
     if cluster is None and accelerator is not None and count is not None:
-        if count <= 0:
-            raise field_error("count", count, "a positive number of devices")
         return fleet_cluster(accelerator, count)
     return resolve_cluster(cluster, accelerator, count)
 
@@ -99,8 +99,10 @@ def fleet_target(cluster: str | None, accelerator: str | None, count: int | None
 class StepFinder:
     """The step on a cluster: ``plan`` there, else the fastest plans at the batch (given, or DeepSeek LLM's law).
 
-    Calling it gives the best estimate (or ``None`` when nothing fits); :meth:`candidates` gives the fastest few,
-    for choices the step model does not see (the WAN between sites).
+    Calling it gives the best estimate, or an ``Infeasible`` naming the search's binding constraint when no plan
+    fits; :meth:`candidates` gives the fastest few, for choices the step model does not see (the WAN between
+    sites). A given ``plan`` that cannot run there (it does not divide the cluster, or does not fit in memory) is
+    bad input: an ``InputError`` naming the plan, the memory it needs and the capacity.
     """
 
     def __init__(
@@ -116,10 +118,10 @@ class StepFinder:
     ) -> None:
         if gbs is not None and batch_tokens is not None:
             raise InputError("give --gbs (sequences) or --batch-tokens, not both")
-        if gbs is not None and gbs <= 0:
-            raise field_error("gbs", gbs, "a positive number of sequences per step")
-        if batch_tokens is not None and not batch_tokens >= shape.seq_len:
-            raise field_error("batch-tokens", batch_tokens, f"at least one sequence ({shape.seq_len} tokens)")
+        if gbs is not None:
+            check_gbs(gbs)
+        if batch_tokens is not None:
+            check_batch_tokens(batch_tokens, shape.seq_len)
         self.shape = shape
         self.plan = plan
         self.space = space
@@ -129,20 +131,20 @@ class StepFinder:
             max(1, round(batch_tokens / shape.seq_len)) if batch_tokens else default_batch_sequences(shape, tokens)
         )
 
-    def __call__(self, cluster: Cluster) -> StepEstimate | None:
-        found = self.candidates(cluster, 1)
-        return found[0] if found else None
+    def __call__(self, cluster: Cluster) -> StepEstimate | Infeasible:
+        try:
+            found = self.candidates(cluster, 1, strict=True)
+        except _NoPlan as none:
+            return none.infeasible
+        return found[0]
 
-    def candidates(self, cluster: Cluster, count: int) -> list[StepEstimate]:
+    def candidates(self, cluster: Cluster, count: int, *, strict: bool = False) -> list[StepEstimate]:
+        """The fastest ``count`` estimates on ``cluster`` (the given plan's alone); ``[]`` when the search finds none.
+
+        With ``strict`` an empty search raises ``_NoPlan`` carrying its binding constraint instead.
+        """
         if self.plan is not None:
-            parsed = parse_plan(
-                self.plan, num_devices=cluster.num_devices, cores_per_device=cluster.accelerator.num_logical_cores
-            )
-            result = estimate(self.shape, parsed, cluster, efficiency=self.efficiency)
-            if isinstance(result, Infeasible):
-                unit = " (NeuronCore degrees)" if parsed.degrees_unit is DegreeUnit.CORE else ""
-                raise InputError(f"plan{unit}: {result.reason}")
-            return [result]
+            return [self.given(cluster)]
         try:
             found = search(
                 self.shape,
@@ -153,9 +155,47 @@ class StepFinder:
                 efficiency=self.efficiency,
                 round_gbs=not self.exact,
             )
-        except InputError:
+        except InputError as exc:
+            if strict:
+                raise _NoPlan(_search_infeasible(str(exc))) from None
             return []
         return [ranked.estimate for ranked in found.top]
+
+    def given(self, cluster: Cluster) -> StepEstimate:
+        """The given plan's estimate on ``cluster``; ``InputError`` when it does not divide it or fit in memory."""
+        assert self.plan is not None
+        parsed = parse_plan(
+            self.plan, num_devices=cluster.num_devices, cores_per_device=cluster.accelerator.num_logical_cores
+        )
+        result = estimate(self.shape, parsed, cluster, efficiency=self.efficiency)
+        if isinstance(result, Infeasible):
+            unit = " (NeuronCore degrees)" if parsed.degrees_unit is DegreeUnit.CORE else ""
+            raise InputError(f"plan{unit}: {result.reason}")
+        if not result.fits:
+            raise field_error("plan", self.plan, does_not_fit(result))
+        return result
+
+
+class _NoPlan(Exception):
+    """The plan search found nothing on a cluster (internal: :meth:`StepFinder.__call__` returns its reason)."""
+
+    def __init__(self, infeasible: Infeasible) -> None:
+        super().__init__(infeasible.reason)
+        self.infeasible = infeasible
+
+
+_SEARCH_KIND = re.compile(r"^no valid plan: (?P<kind>[a-z]+):")
+
+
+def _search_infeasible(message: str) -> Infeasible:
+    """The search's one-line binding constraint as an ``Infeasible`` (its kind read from the message)."""
+    match = _SEARCH_KIND.match(message)
+    kinds = {k.value: k for k in InfeasibleKind}
+    kind = kinds.get(match["kind"], InfeasibleKind.DIVISIBILITY) if match else InfeasibleKind.DIVISIBILITY
+    reason = message.removeprefix("no valid plan: ")
+    return Infeasible(
+        kind, "no plan in the search space runs" if reason == "no valid plan in the search space" else reason
+    )
 
 
 def goodput_model(enabled: bool) -> GoodputModel | None:
@@ -183,20 +223,36 @@ def _sites_model(shape: TransformerShape, finder: StepFinder) -> Callable[[Clust
     """Multi-site analysis that re-ranks the fastest plans by their throughput once the WAN is counted."""
 
     def sites(cluster: Cluster, first: StepEstimate) -> SiteAnalysis:
-        alone: dict[int, StepEstimate | None] = {}
+        alone: dict[int, StepEstimate | Infeasible] = {}
 
-        def best_on(site: Cluster) -> StepEstimate | None:
+        def best_on(site: Cluster) -> StepEstimate | Infeasible:
             if site.num_devices not in alone:
-                alone[site.num_devices] = finder(site)
+                alone[site.num_devices] = _on_site(finder, site)
             return alone[site.num_devices]
 
         options = finder.candidates(cluster, SITE_CANDIDATES) or [first]
         analyses = [
             analyse_sites(shape, cluster, option.plan, step=_fixed(option), best_on=best_on) for option in options
         ]
-        return max(analyses, key=lambda a: a.best_spanning.tokens_per_s)
+        return _most_throughput(analyses)
 
     return sites
+
+
+def _on_site(finder: StepFinder, site: Cluster) -> StepEstimate | Infeasible:
+    """The step on one site alone; a given plan that cannot run there makes that split infeasible, not the run."""
+    try:
+        return finder(site)
+    except InputError as exc:
+        return Infeasible(InfeasibleKind.DIVISIBILITY, str(exc))
+
+
+def _most_throughput(analyses: list[SiteAnalysis]) -> SiteAnalysis:
+    """The analysis whose best split across all sites trains fastest (any split, when none spans them)."""
+    return max(
+        analyses,
+        key=lambda a: (a.spanning_tokens_per_s, 0.0 if a.best is None else a.best.tokens_per_s or 0.0),
+    )
 
 
 def run_fleet_plan(
@@ -211,7 +267,7 @@ def run_fleet_plan(
     gbs: int | None = None,
     batch_tokens: float | None = None,
     seq_len: int | None = None,
-    price: str | float | None = None,
+    price: PriceText = None,
     failures: bool = True,
     space: str | None = None,
     efficiency: Efficiency | EfficiencyTable | None = None,
@@ -231,6 +287,7 @@ def run_fleet_plan(
         efficiency=efficiency,
     )
     if deadline_days is not None:
+        check_days(deadline_days, "deadline-days")
         if plan is not None:
             raise InputError("--deadline-days searches cluster sizes, so it takes no --plan")
         if cluster is not None and (accelerator is not None or count is not None):
@@ -239,8 +296,8 @@ def run_fleet_plan(
             base = get_cluster(cluster)
             limit: int | None = base.num_devices
         elif accelerator is not None:
-            if count is not None and count <= 0:
-                raise field_error("count", count, "a positive upper limit on devices")
+            if count is not None:
+                check_devices(count)
             base = fleet_cluster(accelerator, 1)
             limit = count
         else:
@@ -280,7 +337,7 @@ def run_fleet_compare(
     gbs: int | None = None,
     batch_tokens: float | None = None,
     seq_len: int | None = None,
-    price: str | float | None = None,
+    price: PriceText = None,
     failures: bool = True,
     efficiency: Efficiency | EfficiencyTable | None = None,
 ) -> Comparison:
@@ -320,20 +377,24 @@ def run_fleet_sites(
 ) -> SiteAnalysis:
     """``rainier fleet sites``: a plan across the sites of a multi-site cluster, each split, the WAN needed."""
     shape = _shape(model, seq_len)
+    tokens = check_tokens(tokens)
+    if isinstance(slowdown, bool) or not isinstance(slowdown, int | float) or not 1.0 < slowdown <= MAX_SLOWDOWN:
+        raise field_error("slowdown", slowdown, f"a target step-time ratio above 1 and at most {MAX_SLOWDOWN:g}")
     target = get_cluster(cluster)
-    finder = StepFinder(
-        shape, check_tokens(tokens), plan=plan, gbs=gbs, batch_tokens=batch_tokens, efficiency=efficiency
-    )
+    finder = StepFinder(shape, tokens, plan=plan, gbs=gbs, batch_tokens=batch_tokens, efficiency=efficiency)
     best = StepFinder(shape, tokens, gbs=gbs, batch_tokens=batch_tokens, efficiency=efficiency)
     if not target.wan_links:
         raise InputError(f"cluster {target.id} has no WAN links between sites: nothing to place across sites")
-    options = finder.candidates(target, 1 if plan is not None else SITE_CANDIDATES)
-    if not options:
-        raise InputError(f"no valid plan for {shape.name} on {target.id}")
+    try:
+        options = finder.candidates(target, 1 if plan is not None else SITE_CANDIDATES, strict=True)
+    except _NoPlan as none:
+        raise InputError(
+            f"no valid plan for {shape.name} on {target.id} ({target.num_devices:,} devices): {none.infeasible.reason}"
+        ) from None
     analyses = [
         analyse_sites(shape, target, o.plan, step=_fixed(o), best_on=best, target_slowdown=slowdown) for o in options
     ]
-    return max(analyses, key=lambda a: a.best_spanning.tokens_per_s)
+    return _most_throughput(analyses)
 
 
 def run_fleet_grow(
@@ -357,7 +418,7 @@ def run_fleet_grow(
 
     def rate(cluster: Cluster) -> float | None:
         found = step_on(cluster)
-        return None if found is None else found.tokens_per_s
+        return found.tokens_per_s if isinstance(found, StepEstimate) else None
 
     return grow(steps, tokens_per_run=run_tokens, model=shape.name, rate_of=rate)
 
@@ -365,7 +426,7 @@ def run_fleet_grow(
 def _shape(model: str, seq_len: int | None) -> TransformerShape:
     shape = resolve_model(model)
     if seq_len is not None:
-        if seq_len <= 0:
+        if isinstance(seq_len, bool) or not isinstance(seq_len, int) or seq_len <= 0:
             raise field_error("seq-len", seq_len, "a positive number of tokens")
         shape = shape.with_seq_len(seq_len)
     return shape
@@ -396,26 +457,25 @@ def run_fleet_goodput(
     (from the step model) are done. Without a model the checkpoint is ``checkpoint_gib`` or the default size.
     """
     from rainier.fleet.goodput import build_scenario, simulate_goodput
-    from rainier.units import GIB, SECONDS_PER_HOUR, SECONDS_PER_MINUTE
+    from rainier.units import SECONDS_PER_HOUR, SECONDS_PER_MINUTE
 
     if (days is None) == (tokens is None):
         raise InputError("give --days D (a fixed window) or --tokens T with --model (run until trained), not both")
     if tokens is not None and model is None:
         raise InputError("--tokens needs --model (how long is a step?)")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise field_error("seed", seed, "a non-negative integer")
-    for name, value in (
-        ("days", days),
-        ("checkpoint-gib", checkpoint_gib),
-        ("checkpoint-interval-min", checkpoint_interval_min),
-        ("repair-hours", repair_hours),
+    check_seed(seed)
+    for name, value, high, what in (
+        ("days", days, MAX_DAYS, "days"),
+        ("checkpoint-gib", checkpoint_gib, MAX_CHECKPOINT_GIB, "GiB"),
+        ("interval-min", checkpoint_interval_min, MAX_CHECKPOINT_INTERVAL_MIN, "minutes"),
+        ("repair-hours", repair_hours, MAX_REPAIR_HOURS, "hours"),
     ):
-        if value is not None and (not value > 0 or not math.isfinite(value)):
-            raise field_error(name, value, "a positive number")
-    if restart_min is not None and (not restart_min >= 0 or not math.isfinite(restart_min)):
-        raise field_error("restart-min", restart_min, "a non-negative number of minutes")
-    if spare_servers is not None and spare_servers < 0:
-        raise field_error("spares", spare_servers, "a non-negative number of servers")
+        if value is not None:
+            number_in(name, value, 0.0, high, what=what, low_open=True)
+    if restart_min is not None:
+        number_in("restart-min", restart_min, 0.0, MAX_RESTART_MIN, what="minutes")
+    if spare_servers is not None:
+        integer_in("spares", spare_servers, 0, MAX_SPARE_SERVERS, what="spare servers")
     target = fleet_target(cluster, accelerator, count)
     shape = _shape(model, None) if model is not None else None
     work_hours = None
@@ -454,9 +514,16 @@ def _resized(cluster: Cluster, run: RunPlan) -> Cluster:
 
 def run_fleet_scenario(path: str, *, efficiency: Efficiency | EfficiencyTable | None = None) -> ScenarioResult:
     """``rainier fleet scenario FILE``: the run, its seeded failure simulation and the comparison of a scenario."""
+    scenario = load_scenario(path)
+    try:
+        return _run_scenario(scenario, efficiency)
+    except InputError as exc:  # name the file: the field names are the API's (flags), the values the file's
+        raise InputError(f"{clip(str(path))}: {exc}") from None
+
+
+def _run_scenario(scenario: Scenario, efficiency: Efficiency | EfficiencyTable | None) -> ScenarioResult:
     from dataclasses import replace
 
-    scenario = load_scenario(path)
     run = run_fleet_plan(
         model=scenario.model,
         tokens=scenario.tokens,

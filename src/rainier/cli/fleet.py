@@ -35,11 +35,11 @@ app.add_typer(fleet_app, name="fleet")
 ModelOption = Annotated[str, typer.Option("--model", help="Catalog model name or Hugging Face config.json.")]
 TokensOption = Annotated[float, typer.Option("--tokens", help="Training tokens, e.g. 15e12.")]
 FleetPriceOption = Annotated[
-    str | None,
+    list[str] | None,
     typer.Option(
         "--price",
-        help="USD per device-hour: one number, or per accelerator trn2=1.2,h100-sxm=4.9 "
-        "(default: the catalog's price where public).",
+        help="USD per device-hour: one number, or per accelerator trn2=1.2,h100-sxm=4.9 (repeatable; each "
+        "accelerator once; default: the catalog's price where public).",
     ),
 ]
 GbsOption = Annotated[int | None, typer.Option("--gbs", help="Global batch in sequences (exact).")]

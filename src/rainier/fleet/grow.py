@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rainier.errors import field_error
+from rainier.fleet.limits import MAX_FACILITY_POWER_W, MAX_MIX_SHARE
 from rainier.fleet.power import fleet_cluster, power_basis
 from rainier.hardware import Cluster, get_accelerator
 from rainier.precision import Precision
@@ -60,8 +61,8 @@ def parse_mix(text: str, field: str = "mix") -> tuple[tuple[str, float], ...]:
             weight = float(weight_text) if weight_text else 1.0
         except ValueError:
             raise field_error(field, part, "a share after ':' such as trn3:0.5") from None
-        if not weight > 0 or not math.isfinite(weight):
-            raise field_error(field, part, "a positive share")
+        if not 0 < weight <= MAX_MIX_SHARE:  # also refuses nan and inf
+            raise field_error(field, part, f"a positive share, at most {MAX_MIX_SHARE:g}")
         items.append((get_accelerator(name).id, weight))
     total = sum(w for _, w in items)
     return tuple((name, w / total) for name, w in items)
@@ -87,6 +88,10 @@ def parse_power_schedule(text: str, mix: str) -> list[PowerStep]:
         if added <= 0:
             raise field_error(
                 "power-schedule", entry, f"more power than the {total / 1e9:g} GW already installed (or +increment)"
+            )
+        if not total + added <= MAX_FACILITY_POWER_W:  # also refuses inf (a power written with 400 digits)
+            raise field_error(
+                "power-schedule", entry, f"a facility of at most {MAX_FACILITY_POWER_W / 1e9:,.0f} GW in all"
             )
         chips = parse_mix(match["chips"], "power-schedule") if match["chips"] else default_mix
         steps.append(PowerStep(year=year, quarter=quarter, added_w=added, mix=chips))

@@ -25,9 +25,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from rainier.errors import InputError, field_error
+from rainier.fleet.limits import MAX_SLOWDOWN
 from rainier.hardware import Cluster, resize_cluster
 from rainier.parallel.placement import ranks_per_device
-from rainier.parallel.plan import Plan
+from rainier.parallel.plan import Infeasible, Plan
 from rainier.perf.result import StepEstimate
 from rainier.workload import count_params
 from rainier.workload.shape import TransformerShape
@@ -101,29 +102,56 @@ def wan_ring(cluster: Cluster) -> WanRing:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SiteSplit:
-    """One way of running the job on the sites: its step, throughput and cost of the WAN."""
+    """One way of running the job on the sites: its step, throughput and cost of the WAN.
+
+    A split that cannot run (:func:`infeasible_split`) has ``feasible`` false, a ``reason``, and no step time,
+    throughput, WAN time or slowdown (``None``): it has no step to time, rather than an infinitely long one.
+    """
 
     name: str
     devices: int
-    step_time_s: float
-    tokens_per_s: float
-    wan_time_s: float
-    slowdown: float  # one-site tokens/s over this split's tokens/s
+    step_time_s: float | None
+    tokens_per_s: float | None
+    wan_time_s: float | None
+    slowdown: float | None  # one-site tokens/s over this split's tokens/s
     feasible: bool = True
+    reason: str = ""  # why the split cannot run (infeasible splits only)
     note: str = ""
     estimate: StepEstimate | None = None  # the plan run on fewer devices (largest-site-only), if any
+
+    def __post_init__(self) -> None:
+        timed = (self.step_time_s, self.tokens_per_s, self.wan_time_s, self.slowdown)
+        if self.feasible:
+            assert all(v is not None and math.isfinite(v) for v in timed), (self.name, timed)
+        else:
+            assert self.reason and all(v is None for v in timed), (self.name, self.reason, timed)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "split": self.name,
             "devices": self.devices,
+            "feasible": self.feasible,
+            "reason": self.reason or None,
             "step_time_s": self.step_time_s,
             "tokens_per_s": self.tokens_per_s,
             "wan_time_s": self.wan_time_s,
             "slowdown": self.slowdown,
-            "feasible": self.feasible,
             "note": self.note,
         }
+
+
+def infeasible_split(name: str, devices: int, reason: str) -> SiteSplit:
+    """A split that cannot run, and why: no step time, throughput, WAN time or slowdown."""
+    return SiteSplit(
+        name=name,
+        devices=devices,
+        step_time_s=None,
+        tokens_per_s=None,
+        wan_time_s=None,
+        slowdown=None,
+        feasible=False,
+        reason=reason,
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -139,16 +167,25 @@ class SiteAnalysis:
     min_wan_bw_bytes_per_s: float | None  # ring bottleneck needed by dp-across-sites for the target slowdown
 
     @property
-    def best(self) -> SiteSplit:
-        return max((s for s in self.splits if s.feasible), key=lambda s: s.tokens_per_s)
+    def best(self) -> SiteSplit | None:
+        """The feasible split with the most tokens/s; ``None`` when no split can run."""
+        feasible = [s for s in self.splits if s.feasible]
+        return max(feasible, key=lambda s: s.tokens_per_s or 0.0) if feasible else None
 
     @property
-    def best_spanning(self) -> SiteSplit:
-        """The best split that uses every site (what a run on the whole cluster gets); dp-across if none is."""
+    def best_spanning(self) -> SiteSplit | None:
+        """The best feasible split that uses every site (what a run on the whole cluster gets); ``None`` if none."""
         spanning = [s for s in self.splits if s.feasible and s.devices == self.one_site.num_devices]
-        return max(spanning, key=lambda s: s.tokens_per_s) if spanning else self.splits[0]
+        return max(spanning, key=lambda s: s.tokens_per_s or 0.0) if spanning else None
+
+    @property
+    def spanning_tokens_per_s(self) -> float:
+        """Tokens/s of :attr:`best_spanning`, 0 when no split spans the sites (to rank plans; not a result)."""
+        spanning = self.best_spanning
+        return 0.0 if spanning is None or spanning.tokens_per_s is None else spanning.tokens_per_s
 
     def to_dict(self) -> dict[str, Any]:
+        best, spanning = self.best, self.best_spanning
         return {
             "cluster": self.cluster,
             "sites": [{"name": n, "devices": d} for n, d in self.sites],
@@ -157,8 +194,13 @@ class SiteAnalysis:
             "one_site_step_time_s": self.one_site.step_time_s,
             "one_site_tokens_per_s": self.one_site.tokens_per_s,
             "splits": [s.to_dict() for s in self.splits],
-            "best_split": self.best.name,
-            "slowdown": self.best_spanning.slowdown,
+            "feasible": best is not None,
+            "reason": None if best is not None else "; ".join(f"{s.name}: {s.reason}" for s in self.splits),
+            "best_split": None if best is None else best.name,
+            "slowdown": None if spanning is None else spanning.slowdown,
+            "slowdown_note": (
+                "" if spanning is not None else "no split across all sites is feasible: see each split's reason"
+            ),
             "target_slowdown": self.target_slowdown,
             "min_wan_bw_bytes_per_s": self.min_wan_bw_bytes_per_s,
             "min_wan_tbit_per_s": None
@@ -188,16 +230,18 @@ def analyse_sites(
     plan: Plan,
     *,
     step: Callable[[Plan, Cluster], StepEstimate],
-    best_on: Callable[[Cluster], StepEstimate | None],
+    best_on: Callable[[Cluster], StepEstimate | Infeasible | None],
     target_slowdown: float = DEFAULT_TARGET_SLOWDOWN,
 ) -> SiteAnalysis:
     """Each way of spanning ``cluster``'s sites with ``plan``, against the same devices on one site.
 
     ``step(plan, cluster)`` estimates one step on a cluster seen as one network; ``best_on(cluster)`` finds the
-    best plan for a smaller cluster (the largest site alone) or ``None`` when nothing fits.
+    best plan for a smaller cluster (the largest site alone), or ``Infeasible`` (or ``None``) when nothing fits.
     """
-    if not target_slowdown > 1.0:
-        raise field_error("slowdown", target_slowdown, "a target step-time ratio above 1 (e.g. 1.05)")
+    if isinstance(target_slowdown, bool) or not 1.0 < target_slowdown <= MAX_SLOWDOWN:
+        raise field_error(
+            "slowdown", target_slowdown, f"a target step-time ratio above 1 and at most {MAX_SLOWDOWN:g} (e.g. 1.05)"
+        )
     ring = wan_ring(cluster)
     per_site = [(s.name, s.num_systems * cluster.system.num_devices) for s in cluster.sites]
     num_sites = len(per_site)
@@ -210,38 +254,32 @@ def analyse_sites(
     dp_step = one_site.step_time_s + dp_wan
     replica = plan.tp_degree * plan.cp_degree * plan.pp_degree // ranks_per_device(plan, cluster)
     idle = sum(devices % replica for _, devices in per_site)
-    splits = [
-        SiteSplit(
+    if plan.dp_degree < num_sites:
+        dp_split = infeasible_split(
+            "dp-across-sites",
+            cluster.num_devices,
+            f"dp={plan.dp_degree} < {num_sites} sites: a replica would span the WAN",
+        )
+    else:
+        dp_split = SiteSplit(
             name="dp-across-sites",
             devices=cluster.num_devices,
             step_time_s=dp_step,
             tokens_per_s=tokens / dp_step,
             wan_time_s=dp_wan,
             slowdown=dp_step / one_site.step_time_s,
-            feasible=plan.dp_degree >= num_sites,
-            note=(
-                f"dp={plan.dp_degree} < {num_sites} sites: a replica would span the WAN"
-                if plan.dp_degree < num_sites
-                else (f"site sizes are not whole replicas of {replica} devices: ~{idle} idle" if idle else "")
-            ),
+            note=f"site sizes are not whole replicas of {replica} devices: ~{idle} idle" if idle else "",
         )
-    ]
-    splits.append(_pp_split(shape, plan, one_site, ring, per_site, tokens))
+    splits = [dp_split, _pp_split(shape, plan, one_site, ring, per_site, tokens)]
     largest = max(per_site, key=lambda item: item[1])
     alone = best_on(resize_cluster(cluster, largest[1] // cluster.system.num_devices))
-    if alone is None:
-        splits.append(
-            SiteSplit(
-                name="largest-site-only",
-                devices=largest[1],
-                step_time_s=math.inf,
-                tokens_per_s=0.0,
-                wan_time_s=0.0,
-                slowdown=math.inf,
-                feasible=False,
-                note=f"no plan fits {largest[0]} alone",
-            )
+    if not isinstance(alone, StepEstimate):
+        why = (
+            f"{largest[0]} alone: {alone.reason}"
+            if isinstance(alone, Infeasible)
+            else f"no plan fits {largest[0]} alone"
         )
+        splits.append(infeasible_split("largest-site-only", largest[1], why))
     else:
         splits.append(
             SiteSplit(
@@ -279,16 +317,15 @@ def _pp_split(
     """Consecutive pipeline stages per site: bandwidth bound on activation traffic plus latency in fill/drain."""
     num_sites = len(per_site)
     stage_devices = one_site.num_devices // plan.pp_degree
-    if plan.pp_degree < num_sites or any(devices % stage_devices for _, devices in per_site):
-        return SiteSplit(
-            name="pp-across-sites",
-            devices=one_site.num_devices,
-            step_time_s=math.inf,
-            tokens_per_s=0.0,
-            wan_time_s=math.inf,
-            slowdown=math.inf,
-            feasible=False,
-            note=f"pp={plan.pp_degree} stages of {stage_devices} devices do not tile the sites",
+    if plan.pp_degree < num_sites:
+        return infeasible_split(
+            "pp-across-sites", one_site.num_devices, f"pp={plan.pp_degree} < {num_sites} sites: a site without a stage"
+        )
+    if any(devices % stage_devices for _, devices in per_site):
+        return infeasible_split(
+            "pp-across-sites",
+            one_site.num_devices,
+            f"pp={plan.pp_degree} stages of {stage_devices:,} devices do not tile the sites",
         )
     crossings = plan.vpp_degree  # each token passes every stage boundary once per model chunk
     # Forward activations and backward gradients of every token cross each boundary (all pipelines at once).

@@ -15,17 +15,26 @@ divide well).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from rainier.errors import InputError, field_error
+from rainier.fleet.limits import (
+    MAX_DEVICES,
+    MAX_USD_PER_DEVICE_HOUR,
+    MIN_EFFECTIVE_TRAINING_TIME_RATIO,
+    check_days,
+    check_price,
+    check_tokens,
+)
 from rainier.fleet.multisite import SiteAnalysis
 from rainier.fleet.power import Footprint, footprint, usable_systems
 from rainier.frame import frame
-from rainier.hardware import Cluster, resize_cluster
+from rainier.hardware import Cluster, get_accelerator, resize_cluster
+from rainier.parallel.plan import Infeasible
 from rainier.perf.result import StepEstimate
-from rainier.units import JOULES_PER_MWH, SECONDS_PER_DAY, SECONDS_PER_HOUR
+from rainier.units import GIB, JOULES_PER_MWH, SECONDS_PER_DAY, SECONDS_PER_HOUR
 from rainier.workload.flops import model_flops_per_token
 from rainier.workload.shape import TransformerShape
 
@@ -36,7 +45,7 @@ if TYPE_CHECKING:
 # (Bi et al. 2024, "DeepSeek LLM", arXiv 2401.02954, eq. 1, fitted on 1e17-3e20 FLOP runs; extrapolated here).
 CRITICAL_BATCH_COEFF = 0.2920
 CRITICAL_BATCH_EXPONENT = 0.3271
-MAX_DEADLINE_DEVICES = 10_000_000
+MAX_DEADLINE_DEVICES = MAX_DEVICES
 # Below this many tokens per device per step a run is scale-limited (Llama 3 405B trained with ~1,000 per GPU:
 # 16M tokens on 16,384 H100, shared/reference/hardware.md section 9); the run plan says so.
 SMALL_BATCH_TOKENS_PER_DEVICE = 1024
@@ -44,8 +53,8 @@ SMALL_BATCH_TOKENS_PER_DEVICE = 1024
 
 def critical_batch_tokens(compute_flop: float) -> float:
     """DeepSeek LLM's optimal batch in tokens for a training compute budget (see the constants above)."""
-    if not compute_flop > 0:
-        raise field_error("compute", compute_flop, "a positive number of FLOPs")
+    if not compute_flop > 0 or not math.isfinite(compute_flop):
+        raise field_error("compute", compute_flop, "a positive, finite number of FLOPs")
     return float(CRITICAL_BATCH_COEFF * compute_flop**CRITICAL_BATCH_EXPONENT)
 
 
@@ -64,6 +73,60 @@ class Price:
 
     def to_dict(self) -> dict[str, Any]:
         return {"price_usd_per_device_hour": self.usd_per_device_hour, "price_source": self.source}
+
+
+PriceText = str | float | Sequence[str] | None  # --price: one text, a number, or the texts of repeated flags
+PRICE_FORMAT = "USD per device-hour, e.g. 2.5 or trn2=1.2,h100-sxm=4.9"
+
+
+def parse_price_text(text: PriceText) -> tuple[float | None, dict[str, float]]:
+    """``2.5`` or ``"trn2=1.2,h100-sxm=4.9"`` -> (USD per device-hour for every accelerator, per accelerator id).
+
+    A sequence holds the texts of repeated ``--price`` flags, read as one list. An accelerator priced twice (also
+    under two spellings of its id), or two prices for every accelerator, is refused: no price silently wins.
+    Each price is above 0 and at most ``MAX_USD_PER_DEVICE_HOUR``.
+    """
+    if text is None:
+        return None, {}
+    if isinstance(text, int | float) and not isinstance(text, bool):
+        return check_price(text), {}
+    if isinstance(text, str):
+        parts = [text]
+    elif isinstance(text, Sequence) and all(isinstance(item, str) for item in text):
+        parts = list(text)
+    else:
+        raise field_error("price", text, PRICE_FORMAT)
+    default: float | None = None
+    per_accelerator: dict[str, float] = {}
+    for part in (p.strip() for item in parts for p in item.split(",") if p.strip()):
+        name, sep, value = part.partition("=")
+        try:
+            number = float(value if sep else name)
+        except ValueError:
+            raise field_error("price", part, PRICE_FORMAT) from None
+        if not 0.0 < number <= MAX_USD_PER_DEVICE_HOUR:  # also refuses nan and inf
+            raise field_error("price", part, f"USD per device-hour above 0 to {MAX_USD_PER_DEVICE_HOUR:g}")
+        if not sep:
+            if default is not None:
+                raise field_error("price", part, f"one price for every accelerator (already {default:g})")
+            default = number
+            continue
+        accelerator = get_accelerator(name.strip()).id
+        if accelerator in per_accelerator:
+            earlier = per_accelerator[accelerator]
+            raise field_error("price", part, f"one price per accelerator ({accelerator} is already {earlier:g})")
+        per_accelerator[accelerator] = number
+    return default, per_accelerator
+
+
+def does_not_fit(result: StepEstimate) -> str:
+    """Why an estimate cannot run, as ``train estimate`` reports ``fits``: the memory needed and the capacity."""
+    memory = result.memory
+    return (
+        f"does not fit in memory: {memory.total / GIB:,.1f} GiB needed per device > {memory.capacity / GIB:,.1f} GiB "
+        f"on {result.num_devices:,} {result.accelerator}; try zero=3, recompute=full, a smaller mbs, more tp or pp, "
+        "or more devices"
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -156,8 +219,9 @@ class RunPlan:
         }
 
 
-# A step source: the best (or the given) plan's estimate on a cluster at a batch target, or None if none fits.
-StepSource = Callable[[Cluster], StepEstimate | None]
+# A step source: the best (or the given) plan's estimate on a cluster at a batch target; when none fits, why
+# (``Infeasible``: the binding constraint of the search) or ``None``.
+StepSource = Callable[[Cluster], StepEstimate | Infeasible | None]
 # Effective training time ratio of a run: (cluster, shape, failure-free hours) -> ratio in (0, 1].
 GoodputModel = Callable[[Cluster, TransformerShape, float], float]
 # Multi-site analysis on a cluster with WAN links, starting from the best one-network estimate (it may pick
@@ -165,10 +229,9 @@ GoodputModel = Callable[[Cluster, TransformerShape, float], float]
 SiteModel = Callable[[Cluster, StepEstimate], SiteAnalysis]
 
 
-def check_tokens(tokens: float) -> float:
-    if isinstance(tokens, bool) or not isinstance(tokens, int | float) or not math.isfinite(tokens) or tokens <= 0:
-        raise field_error("tokens", tokens, "a positive number of training tokens (e.g. 15e12)")
-    return float(tokens)
+def _why(found: StepEstimate | Infeasible | None) -> str:
+    """The reason a step source gave for finding no plan ("" when it gave none)."""
+    return f": {found.reason}" if isinstance(found, Infeasible) else ""
 
 
 def plan_run(
@@ -183,22 +246,24 @@ def plan_run(
 ) -> RunPlan:
     """The run of ``tokens`` tokens of ``shape`` on ``cluster`` with the step ``step_on`` gives there."""
     check_tokens(tokens)
-    estimate = step_on(cluster)
+    found = step_on(cluster)
     notes: tuple[str, ...] = ()
-    if estimate is None:
+    if not isinstance(found, StepEstimate):
         usable = usable_systems(cluster.num_systems)
         if usable != cluster.num_systems:
             smaller = resize_cluster(cluster, usable)
-            estimate = step_on(smaller)
-            if estimate is not None:
+            retry = step_on(smaller)
+            if isinstance(retry, StepEstimate):
                 notes = (
                     f"no plan divides all {cluster.num_devices:,} devices: the job uses {smaller.num_devices:,} "
                     f"({1 - smaller.num_devices / cluster.num_devices:.1%} idle, not counted)",
                 )
-                cluster = smaller
-    if estimate is None:
-        raise InputError(f"no valid plan for {shape.name} on {cluster.id} ({cluster.num_devices} devices)")
-    run = _run(shape, cluster, tokens, estimate, price=price, goodput=goodput, sites=sites)
+                cluster, found = smaller, retry
+    if not isinstance(found, StepEstimate):
+        raise InputError(
+            f"no valid plan for {shape.name} on {cluster.id} ({cluster.num_devices:,} devices){_why(found)}"
+        )
+    run = _run(shape, cluster, tokens, found, price=price, goodput=goodput, sites=sites)
     return replace(run, notes=notes + run.notes) if notes else run
 
 
@@ -219,16 +284,27 @@ def _run(
         analysis = sites(cluster, estimate)
         estimate = analysis.one_site  # the site model may prefer another plan once the WAN is counted
         best = analysis.best
+        if best is None:  # no split runs: replicas and stages do not tile the sites, and one site alone fits nothing
+            raise InputError(
+                f"no way to run {shape.name} on {cluster.id} across its {len(analysis.sites)} sites: "
+                + "; ".join(f"{s.name}: {s.reason}" for s in analysis.splits)
+            )
         if best.estimate is not None:  # one site alone beats spanning the WAN
             spanning = analysis.best_spanning
             cluster = resize_cluster(cluster, best.devices // cluster.system.num_devices)
             estimate = best.estimate
             step_time = estimate.step_time_s
+            across = (
+                f"{spanning.name}: {spanning.slowdown:.2f}x one site's step time"
+                if spanning is not None and spanning.slowdown is not None
+                else "no split across the sites is feasible"
+            )
             notes.append(
                 f"{best.note} ({best.devices:,} devices) is faster than spanning {len(analysis.sites)} sites "
-                f"({spanning.name}: {spanning.slowdown:.2f}x one site's step time); the run uses that site only"
+                f"({across}); the run uses that site only"
             )
         else:
+            assert best.step_time_s is not None and best.wan_time_s is not None and best.slowdown is not None
             step_time = best.step_time_s
             notes.append(
                 f"{len(cluster.sites)} sites: {best.name} costs {best.wan_time_s:.2f} s of WAN per step "
@@ -240,6 +316,13 @@ def _run(
     ratio = 1.0 if goodput is None else goodput(cluster, shape, hours)
     if goodput is None:
         notes.append("no failures modelled")
+    elif not ratio >= MIN_EFFECTIVE_TRAINING_TIME_RATIO:  # also nan
+        # Daly's model gives ~0 when the job fails faster than it restarts: no wall clock, no price (limits module)
+        raise InputError(
+            f"no run of {shape.name} on {cluster.id} ({cluster.num_devices:,} devices) finishes under failures: "
+            f"effective training time ratio {ratio:.2g} < {MIN_EFFECTIVE_TRAINING_TIME_RATIO:.0%} (interrupted "
+            "faster than it restarts); use fewer devices, or --no-failures for the failure-free time"
+        )
     per_device = tokens_per_step / cluster.num_devices
     if per_device < SMALL_BATCH_TOKENS_PER_DEVICE:
         notes.append(
@@ -290,25 +373,30 @@ def smallest_for_deadline(
 ) -> RunPlan:
     """The run on the fewest devices of ``base``'s kind (sizes: :func:`deadline_sizes`) that ends in time."""
     check_tokens(tokens)
-    if isinstance(deadline_days, bool) or not deadline_days > 0 or not math.isfinite(deadline_days):
-        raise field_error("deadline-days", deadline_days, "a positive number of days")
-    limit = limit_devices or MAX_DEADLINE_DEVICES
+    check_days(deadline_days, "deadline-days")
+    limit = min(limit_devices or MAX_DEADLINE_DEVICES, MAX_DEADLINE_DEVICES)
     sizes = deadline_sizes(base.system.num_devices, limit)
     if not sizes:
         raise field_error("count", limit, f"at least one {base.system.id} ({base.system.num_devices} devices)")
-    best_days = math.inf
+    best_days: float | None = None
+    why = ""
     for index, devices in enumerate(sizes):
         cluster = resize_cluster(base, devices // base.system.num_devices)
-        estimate = step_on(cluster)
+        found = step_on(cluster)
         if progress is not None:
             progress(index + 1, len(sizes))
-        if estimate is None:
+        if not isinstance(found, StepEstimate):
+            why = why or _why(found)
             continue
-        run = _run(shape, cluster, tokens, estimate, price=price, goodput=goodput, sites=None)
-        best_days = min(best_days, run.wall_clock_days)
+        try:
+            run = _run(shape, cluster, tokens, found, price=price, goodput=goodput, sites=None)
+        except InputError as exc:  # too large to finish under failures: larger sizes only fail more often
+            why = why or f": {exc}"
+            continue
+        best_days = run.wall_clock_days if best_days is None else min(best_days, run.wall_clock_days)
         if run.wall_clock_days <= deadline_days:
             return run
-    reach = "no size has a valid plan" if math.isinf(best_days) else f"the fastest takes {best_days:.1f} days"
+    reach = f"no size has a valid plan{why}" if best_days is None else f"the fastest takes {best_days:.1f} days"
     raise field_error(
         "deadline-days",
         deadline_days,

@@ -12,19 +12,35 @@
     failures: {seed: 1, simulate_days: null, checkpoint_interval_min: null}
     compare: {accelerators: [trn3, gb200], at: power}
 
-Unknown keys and malformed values are one-line errors naming the file and the field.
+Unknown keys, wrong types and numbers out of range (:mod:`rainier.fleet.limits`) are one-line errors naming the
+file, the field, the value (clipped) and what is allowed.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rainier.catalog.loader import CatalogError, Fields, load_yaml
+from rainier.catalog.loader import CatalogError, load_yaml
+from rainier.errors import InputError, clip, quote
 from rainier.fleet.compare import Comparison
 from rainier.fleet.goodput import GoodputResult
+from rainier.fleet.limits import (
+    MAX_BATCH_TOKENS,
+    MAX_CHECKPOINT_INTERVAL_MIN,
+    MAX_DAYS,
+    MAX_DEVICES,
+    MAX_GBS,
+    MAX_SEED,
+    MAX_TOKENS,
+    MAX_USD_PER_DEVICE_HOUR,
+    MIN_TOKENS,
+)
 from rainier.fleet.plan import RunPlan
+from rainier.hardware import get_accelerator
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -72,53 +88,171 @@ class Scenario:
         }
 
 
+TOP_KEYS = (
+    "kind",
+    "title",
+    "model",
+    "tokens",
+    "cluster",
+    "accelerator",
+    "count",
+    "plan",
+    "gbs",
+    "batch_tokens",
+    "price",
+    "failures",
+    "compare",
+)
+FAILURE_KEYS = ("enabled", "seed", "simulate_days", "checkpoint_interval_min")
+COMPARE_KEYS = ("accelerators", "at")
+COMPARE_AT = ("power", "devices")
+MAX_TEXT = 1_000  # characters of a name, plan or title (a catalog name or a Hugging Face path is far shorter)
+MAX_COMPARED = 16  # accelerators in one comparison (the catalog has about a dozen)
+
+
+class _Reader:
+    """Checks one mapping of a scenario file: each field's type and range, then that no unknown key is left.
+
+    Every problem is one :class:`CatalogError` line: ``FILE: scenario: key=value is invalid: what is allowed``,
+    with the value clipped (:func:`rainier.errors.quote`).
+    """
+
+    def __init__(self, data: object, *, path: str, where: str, keys: tuple[str, ...]) -> None:
+        self.path = path
+        self.where = where
+        if not isinstance(data, Mapping):
+            raise self.error(f"expected a mapping of {', '.join(keys)}; got {type(data).__name__}")
+        self.data = {str(key): value for key, value in data.items()}
+        unknown = sorted(set(self.data) - set(keys))
+        if unknown:
+            names = ", ".join(quote(name, 40) for name in unknown[:5]) + (" ..." if len(unknown) > 5 else "")
+            raise self.error(f"unknown field(s) {names}; allowed: {', '.join(keys)}")
+
+    def error(self, message: str) -> CatalogError:
+        return CatalogError(f"{self.path}: {self.where}: {message}")
+
+    def invalid(self, key: str, value: object, allowed: str) -> CatalogError:
+        return self.error(f"{key}={quote(value)} is invalid: {allowed}")
+
+    def get(self, key: str) -> object:
+        return self.data.get(key)
+
+    def text(self, key: str, *, required: bool = False) -> str | None:
+        value = self.data.get(key)
+        if value is None or value == "":
+            if required:
+                raise self.error(f"missing required field '{key}'")
+            return None
+        if not isinstance(value, str):
+            raise self.invalid(key, value, "expected text")
+        if len(value) > MAX_TEXT:
+            raise self.invalid(key, value, f"text of at most {MAX_TEXT:,} characters")
+        return value
+
+    def number(self, key: str, low: float, high: float, *, what: str, low_open: bool = False) -> float | None:
+        """A number in range, or ``None`` when absent; YAML 1.1 reads ``15e12`` as text, so numeric text counts."""
+        value = self.data.get(key)
+        if value is None:
+            return None
+        number = _as_number(value)
+        below = number <= low if low_open else number < low
+        if not math.isfinite(number) or below or number > high:
+            lower = f"above {low:g}" if low_open else f"from {low:g}"
+            raise self.invalid(key, value, f"{what} {lower} to {high:g}")
+        return number
+
+    def integer(self, key: str, low: int, high: int, *, what: str) -> int | None:
+        """An integer in range (``65536``, or a whole number such as ``1e6``), or ``None`` when absent."""
+        value = self.data.get(key)
+        if value is None:
+            return None
+        number = _as_number(value)
+        if not (math.isfinite(number) and number == int(number) and low <= number <= high):
+            raise self.invalid(key, value, f"{what}: an integer from {low:,} to {high:,}")
+        return int(number)
+
+    def boolean(self, key: str, default: bool) -> bool:
+        value = self.data.get(key)
+        if value is None:
+            return default
+        if not isinstance(value, bool):
+            raise self.invalid(key, value, "true or false")
+        return value
+
+    def sub(self, key: str, keys: tuple[str, ...]) -> _Reader | None:
+        value = self.data.get(key)
+        if value is None:
+            return None
+        return _Reader(value, path=self.path, where=f"{self.where}.{key}", keys=keys)
+
+
+def _as_number(value: object) -> float:
+    """``value`` as a float (nan when it is no number: a bool, a list, text that is not numeric)."""
+    if isinstance(value, bool):
+        return math.nan
+    if isinstance(value, int):
+        return float(value) if abs(value) < 2**1000 else math.inf
+    if isinstance(value, float):
+        return value
+    if isinstance(value, str) and len(value) <= 64:
+        try:
+            return float(value.strip().replace("_", ""))
+        except ValueError:
+            return math.nan
+    return math.nan
+
+
 def load_scenario(path: Path | str) -> Scenario:
-    """Read and check a scenario file (module docstring)."""
+    """Read and check a scenario file (module docstring): every field's type and range, no unknown key."""
+    where = clip(str(path))
     raw = load_yaml(path)
-    reader = Fields(raw if raw is not None else {}, path=path, where="scenario", sources=None)
-    title = reader.string("title", required=False)
-    model = reader.string("model")
-    tokens = _number(reader, "tokens")
-    cluster = reader.string("cluster", required=False) or None
-    accelerator = reader.string("accelerator", required=False) or None
-    count = reader.integer("count", required=False, default=0, sourced=False) or None
-    plan = reader.string("plan", required=False) or None
-    gbs = reader.integer("gbs", required=False, default=0, sourced=False) or None
-    batch_tokens = _number(reader, "batch_tokens", required=False)
-    price = _price_text(reader)
-    failures = reader.sub("failures", required=False)
+    if raw is None:
+        raise CatalogError(f"{where}: scenario: empty file; expected a mapping with model, tokens and cluster")
+    top = _Reader(raw, path=where, where="scenario", keys=TOP_KEYS)
+    kind = top.get("kind")
+    if kind is not None and kind != "fleet":
+        raise top.invalid("kind", kind, "fleet (a serving scenario is read by rainier report)")
+    model = top.text("model", required=True)
+    if top.get("tokens") is None:
+        raise top.error("missing required field 'tokens'")
+    tokens = top.number("tokens", MIN_TOKENS, MAX_TOKENS, what="training tokens")
+    cluster = top.text("cluster")
+    accelerator = top.text("accelerator")
+    count = top.integer("count", 1, MAX_DEVICES, what="devices")
+    if (cluster is None) == (accelerator is None):
+        raise top.error("give cluster, or accelerator with count (exactly one of cluster and accelerator)")
+    if cluster is not None and count is not None:
+        raise top.error("count goes with accelerator; a named cluster has its own size")
+    if accelerator is not None and count is None:
+        raise top.error("accelerator needs count (the number of devices)")
+    gbs = top.integer("gbs", 1, MAX_GBS, what="sequences per step")
+    batch_tokens = top.number("batch_tokens", 1.0, MAX_BATCH_TOKENS, what="tokens per step")
+    if gbs is not None and batch_tokens is not None:
+        raise top.error("give gbs (sequences) or batch_tokens, not both")
+    failures = top.sub("failures", FAILURE_KEYS)
     enabled, seed, days, interval = True, 1, None, None
     if failures is not None:
-        enabled = failures.boolean("enabled", required=False, default=True)
-        seed = failures.integer("seed", required=False, default=1, minimum=0, sourced=False)
-        days = failures.optional_number("simulate_days", sourced=False)
-        interval = failures.optional_number("checkpoint_interval_min", sourced=False)
-        failures.finish()
-    compare = reader.sub("compare", required=False)
-    accelerators: tuple[str, ...] = ()
-    at = "power"
-    if compare is not None:
-        items = compare.items("accelerators", required=False)
-        if not all(isinstance(item, str) and item for item in items):
-            raise compare.error(f"accelerators={items!r} is invalid: a list of accelerator ids")
-        accelerators = tuple(items)
-        at = compare.choice("at", ("power", "devices"), required=False, default="power")
-        compare.finish()
-    reader.finish()
-    if (cluster is None) == (accelerator is None):
-        raise CatalogError(f"{path}: scenario: give cluster, or accelerator with count (exactly one)")
+        enabled = failures.boolean("enabled", True)
+        given_seed = failures.integer("seed", 0, MAX_SEED, what="random seed")
+        seed = 1 if given_seed is None else given_seed
+        days = failures.number("simulate_days", 0.0, MAX_DAYS, what="days", low_open=True)
+        interval = failures.number(
+            "checkpoint_interval_min", 0.0, MAX_CHECKPOINT_INTERVAL_MIN, what="minutes", low_open=True
+        )
+    accelerators, at = _compare(top)
+    assert model is not None and tokens is not None  # required above
     return Scenario(
-        title=title,
+        title=top.text("title") or "",
         path=str(path),
         model=model,
         tokens=tokens,
         cluster=cluster,
         accelerator=accelerator,
         count=count,
-        plan=plan,
+        plan=top.text("plan"),
         gbs=gbs,
         batch_tokens=batch_tokens,
-        price=price,
+        price=_price_text(top),
         failures=enabled,
         seed=seed,
         simulate_days=days,
@@ -128,32 +262,50 @@ def load_scenario(path: Path | str) -> Scenario:
     )
 
 
-def _number(reader: Fields, key: str, *, required: bool = True) -> Any:
-    """A positive number; YAML 1.1 reads ``15e12`` (no sign, no dot) as text, so numeric text is accepted too."""
-    raw = reader.peek(key)
-    if isinstance(raw, str):
-        reader.string(key)
-        try:
-            value = float(raw)
-        except ValueError:
-            raise reader.error(f"{key}={raw!r} is invalid: expected a number such as 15e12") from None
-        if not value > 0 or value == float("inf"):
-            raise reader.error(f"{key}={raw!r} is invalid: must be > 0")
-        return value
-    if not required and not reader.has(key):
-        return reader.optional_number(key, sourced=False)
-    return reader.number(key, sourced=False)
+def _compare(top: _Reader) -> tuple[tuple[str, ...], str]:
+    """``compare: {accelerators: [trn3, gb200], at: power}`` -> (accelerator ids, power or devices)."""
+    compare = top.sub("compare", COMPARE_KEYS)
+    if compare is None:
+        return (), "power"
+    items = compare.get("accelerators")
+    if items is None:
+        items = []
+    if not isinstance(items, list) or len(items) > MAX_COMPARED:
+        raise compare.invalid("accelerators", items, f"a list of up to {MAX_COMPARED} accelerator ids")
+    for item in items:
+        if not isinstance(item, str) or not item.strip() or len(item) > MAX_TEXT:
+            raise compare.invalid("accelerators", item, "accelerator ids (text), e.g. [trn3, h100-sxm]")
+    at = compare.text("at") or "power"
+    if at not in COMPARE_AT:
+        raise compare.invalid("at", at, " or ".join(COMPARE_AT))
+    return tuple(items), at
 
 
-def _price_text(reader: Fields) -> str | None:
-    """``price: 2.5`` or ``price: {trn2: 1.5}`` as the ``--price`` text the API parses."""
-    if not reader.has("price"):
-        reader.string("price", required=False)
+def _price_text(top: _Reader) -> str | None:
+    """``price: 2.5`` or ``price: {trn2: 1.5}`` (USD per device-hour, in range) as the ``--price`` text."""
+    value = top.get("price")
+    if value is None:
         return None
-    value = reader.mapping("price") if isinstance(reader.peek("price"), dict) else None
-    if value is not None:
-        return ",".join(f"{name}={amount}" for name, amount in value.items())
-    return str(reader.number("price", sourced=False))
+    if isinstance(value, list | tuple) or (isinstance(value, Mapping) and not value):
+        raise top.invalid(
+            "price", value, "USD per device-hour: a number, or a mapping such as {trn2: 1.5, h100-sxm: 4.9}"
+        )
+    if isinstance(value, Mapping):
+        prices = top.sub("price", tuple(str(key) for key in value))
+        assert prices is not None
+        parts: dict[str, str] = {}
+        for name in prices.data:
+            try:
+                accelerator = get_accelerator(name).id
+            except InputError as exc:
+                raise prices.error(str(exc)) from None
+            if accelerator in parts:
+                raise prices.invalid(name, prices.get(name), f"one price per accelerator ({accelerator} has one)")
+            amount = prices.number(name, 0.0, MAX_USD_PER_DEVICE_HOUR, what="USD per device-hour", low_open=True)
+            parts[accelerator] = f"{accelerator}={amount!r}"
+        return ",".join(parts.values())
+    amount = top.number("price", 0.0, MAX_USD_PER_DEVICE_HOUR, what="USD per device-hour", low_open=True)
+    return repr(amount)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

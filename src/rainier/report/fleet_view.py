@@ -97,7 +97,8 @@ def sites_tables(analysis: dict[str, Any]) -> list[Table]:
     for split in analysis["splits"]:
         marker = " *" if split["split"] == analysis["best_split"] else ""
         if not split["feasible"]:
-            table.add_row(split["split"], f"{split['devices']:,}", "—", "—", "—", "—", split["note"])
+            why = f"infeasible: {split['reason']}"
+            table.add_row(split["split"], f"{split['devices']:,}", "—", "—", "—", "—", why)
             continue
         table.add_row(
             split["split"] + marker,
@@ -109,8 +110,9 @@ def sites_tables(analysis: dict[str, Any]) -> list[Table]:
             split["note"],
         )
     need = analysis["min_wan_tbit_per_s"]
+    best = "* best." if analysis["best_split"] is not None else "no split is feasible."
     table.caption = (
-        f"* best. dp-across-sites stays within {analysis['target_slowdown']:.2f}x of one site with a WAN ring of "
+        f"{best} dp-across-sites stays within {analysis['target_slowdown']:.2f}x of one site with a WAN ring of "
         + (f">= {need:,.1f} Tb/s per direction." if need is not None else "no bandwidth: latency alone exceeds it.")
     )
     table.caption_justify = "left"
