@@ -7,10 +7,12 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
 import uvicorn
+from starlette.types import ASGIApp
 from typer.testing import CliRunner
 
 from rainier.cli import app
@@ -21,14 +23,14 @@ STARTUP_TIMEOUT_S = 15.0
 runner = CliRunner()
 
 
-@pytest.fixture(scope="session")
-def base_url() -> Iterator[str]:
-    """``http://127.0.0.1:PORT``: the app served by uvicorn in a background thread, on a socket bound here."""
+@contextmanager
+def served(application: ASGIApp) -> Iterator[str]:
+    """``http://127.0.0.1:PORT``: ``application`` served by uvicorn in a background thread, on a socket bound here."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(), log_level="warning", lifespan="off"))
+    server = uvicorn.Server(uvicorn.Config(application, log_level="warning", lifespan="off"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
@@ -36,10 +38,19 @@ def base_url() -> Iterator[str]:
         if not thread.is_alive() or time.monotonic() > deadline:
             raise RuntimeError("the test server did not start")
         time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
-    sock.close()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+
+
+@pytest.fixture(scope="session")
+def base_url() -> Iterator[str]:
+    """The app as ``rainier web`` serves it by default (bound to 127.0.0.1)."""
+    with served(create_app()) as url:
+        yield url
 
 
 def cli_json(args: list[str]) -> dict[str, Any]:

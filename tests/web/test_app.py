@@ -192,7 +192,7 @@ def test_pasted_config_round_trips_as_a_mapping(base_url: str) -> None:
 @pytest.mark.parametrize(
     ("content", "needle"),
     [
-        (b"kind: training\nmodel: [llama", "scenario: not valid YAML"),
+        (b"kind: training\nmodel: [llama", "scenario: line 3: malformed YAML: "),
         (b"- a list\n", "scenario: expected a mapping"),
         (b"", "scenario: empty file"),
         (b"\xff\xfe\x00", "scenario: not UTF-8 text"),

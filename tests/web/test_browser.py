@@ -235,7 +235,7 @@ def test_malformed_upload_shows_one_line(driver: WebDriver, base_url: str, tmp_p
     driver.find_element(By.ID, "upload-input").send_keys(str(bad))
     WebDriverWait(driver, WAIT_S).until(lambda d: _text(d, "scenario-error") != "")
     message = _text(driver, "scenario-error")
-    assert message.startswith("scenario: not valid YAML") and "\n" not in message
+    assert message.startswith("scenario: line 3: malformed YAML: ") and "\n" not in message
 
 
 def test_report_opens_in_a_new_tab(driver: WebDriver, base_url: str) -> None:

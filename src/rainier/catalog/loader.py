@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Hashable, Iterator, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -12,7 +12,7 @@ from typing import Any, Generic, TypeVar
 
 import yaml
 
-from rainier.errors import InputError, UnknownNameError, clip
+from rainier.errors import InputError, UnknownNameError, clip, quote
 
 T = TypeVar("T")
 E = TypeVar("E")
@@ -38,6 +38,10 @@ def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool
     mapping: dict[Any, Any] = {}
     for key_node, value_node in node.value:
         key = loader.construct_object(key_node, deep=deep)
+        if not isinstance(key, Hashable):  # a list or mapping as a key ("? [a]")
+            raise yaml.constructor.ConstructorError(
+                None, None, f"a mapping key must be text or a number, not a {type(key).__name__}", key_node.start_mark
+            )
         if key in mapping:
             raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
         mapping[key] = loader.construct_object(value_node, deep=deep)
@@ -53,6 +57,7 @@ _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _c
 MAX_YAML_BYTES = 4 * 2**20  # 4 MiB of text
 MAX_YAML_NODES = 1_000_000  # nodes after alias expansion ("billion laughs" grows far past this)
 MAX_YAML_DEPTH = 64  # nesting of mappings and sequences
+MAX_EXACT_INT = 2**53 - 1  # the largest integer a float holds exactly: no count in any input is near it
 
 
 def _check_budget(node: yaml.Node, where: str) -> None:
@@ -226,7 +231,7 @@ class Fields:
         return CatalogError(f"{self.path}: {self.where}: {message}")
 
     def _field_error(self, key: str, value: Any, allowed: str) -> CatalogError:
-        return self.error(f"{key}={value!r} is invalid: {allowed}")
+        return self.error(f"{key}={quote(value)} is invalid: {allowed}")
 
     # -- accessors ------------------------------------------------------------------------------------
     def has(self, key: str) -> bool:
@@ -298,8 +303,10 @@ class Fields:
         required: bool = True,
         default: int | None = None,
         minimum: int = 1,
+        maximum: int = MAX_EXACT_INT,
         sourced: bool = True,
     ) -> int:
+        """An integer in ``[minimum, maximum]`` (by default at most 2^53 - 1: exact as a float, finite in numpy)."""
         value = self._take(key, required)
         if value is None:
             if default is None:
@@ -309,6 +316,8 @@ class Fields:
             raise self._field_error(key, value, "expected an integer")
         if value < minimum:
             raise self._field_error(key, value, f"must be >= {minimum}")
+        if value > maximum:
+            raise self._field_error(key, value, f"must be <= {maximum:,}")
         if sourced:
             self._note_number(key)
         return value

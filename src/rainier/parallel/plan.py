@@ -19,7 +19,7 @@ import math
 from dataclasses import dataclass, fields, replace
 from typing import Any, Protocol
 
-from rainier.errors import InputError, field_error
+from rainier.errors import InputError, field_error, quote
 from rainier.limits import MAX_DEVICES, MAX_GLOBAL_BATCH, check_int_range
 from rainier.parallel.pipeline import pipeline_problem
 from rainier.precision import Precision
@@ -380,7 +380,7 @@ def parse_plan(text: str, *, num_devices: int | None = None, cores_per_device: i
         key, raw = key.strip().lower(), raw.strip()
         key = _KEY_ALIASES.get(key, key)
         if not sep or not raw:
-            raise InputError(f"plan: {part!r} is not key=value (keys: {', '.join(_ALLOWED_KEYS)})")
+            raise InputError(f"plan: {quote(part)} is not key=value (keys: {', '.join(_ALLOWED_KEYS)})")
         if key not in _ALLOWED_KEYS:
             raise field_error(f"plan.{key}", raw, f"unknown key; allowed: {', '.join(_ALLOWED_KEYS)}")
         if key in seen:

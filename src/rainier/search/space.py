@@ -23,8 +23,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from rainier.catalog.loader import CatalogError, Fields, load_yaml
+from rainier.errors import quote
 from rainier.hardware import Cluster
-from rainier.limits import MAX_GLOBAL_BATCH, check_int_range
+from rainier.limits import MAX_DEVICES, MAX_GLOBAL_BATCH, check_int_range
 from rainier.parallel.plan import SCHEDULE_ALIASES, InfeasibleKind, Schedule
 from rainier.perf.columns import PRECISION_CODES, RECOMPUTE_CODES, SCHEDULE_CODES, PlanColumns
 from rainier.precision import Precision
@@ -224,12 +225,10 @@ def load_space(path: Path | str) -> SearchSpace:
     for name in _INT_DIMS:
         items = reader.items(name, required=False)
         if items:
-            if not all(
-                isinstance(v, int) and not isinstance(v, bool) and v >= (0 if name == "zero" else 1) for v in items
-            ):
-                raise CatalogError(f"{path}: space.{name}={items!r} is invalid: a list of positive integers")
-            if name == "zero" and any(v > 3 for v in items):
-                raise CatalogError(f"{path}: space.zero={items!r} is invalid: ZeRO stages 0-3")
+            low, high = (0, 3) if name == "zero" else (1, MAX_GLOBAL_BATCH if name == "mbs" else MAX_DEVICES)
+            if not all(isinstance(v, int) and not isinstance(v, bool) and low <= v <= high for v in items):
+                what = "ZeRO stages 0-3" if name == "zero" else f"a list of integers from {low} to {high:,}"
+                raise CatalogError(f"{path}: space.{name}={quote(items)} is invalid: {what}")
             values[name] = tuple(items)
     recompute = reader.items("recompute", required=False)
     if recompute:
@@ -239,7 +238,7 @@ def load_space(path: Path | str) -> SearchSpace:
         values["precision"] = tuple(_choice(path, "precision", Precision, v) for v in precision)
     for limit in ("max_tp", "max_pp", "max_cp"):
         if reader.has(limit):
-            values[limit] = reader.integer(limit, sourced=False)
+            values[limit] = reader.integer(limit, sourced=False, maximum=MAX_DEVICES)
         else:
             reader.integer(limit, required=False, default=1, sourced=False)
     schedules = reader.items("schedule", required=False)
@@ -256,14 +255,14 @@ def _choice(path: Path | str, name: str, kind: Any, value: Any) -> Any:
         return kind(str(value).lower())
     except ValueError:
         allowed = ", ".join(m.value for m in kind)
-        raise CatalogError(f"{path}: space.{name}={value!r} is invalid: allowed {allowed}") from None
+        raise CatalogError(f"{path}: space.{name}={quote(value)} is invalid: allowed {allowed}") from None
 
 
 def _schedule(path: Path | str, value: Any) -> Schedule:
     found = SCHEDULE_ALIASES.get(str(value).lower())
     if found is None:
         allowed = ", ".join(sorted(SCHEDULE_ALIASES))
-        raise CatalogError(f"{path}: space.schedule={value!r} is invalid: allowed {allowed}")
+        raise CatalogError(f"{path}: space.schedule={quote(value)} is invalid: allowed {allowed}")
     return found
 
 

@@ -13,8 +13,13 @@ Routes:
   ``POST /api/scenario``: an uploaded YAML file (multipart ``file``, or the raw text) -> the fields.
 
 Bad input is HTTP 400 with ``{"error": one line, "field": the form field or null}``; anything unexpected is 500
-with one line (the traceback goes to the server's log only). The heavy work runs in worker threads, so the
-server keeps answering under many concurrent requests.
+with one line (the traceback goes to the server's log only). Every message quotes at most 80 characters of the
+input. Requests the app refuses are one line too: 403 for a Host that is not this server or a cross-origin post
+(:mod:`rainier.web.guard`), 413 for a body past its route's limit, 415 for a content type the route does not
+take (``text/plain`` nowhere), 503 when the request's time budget runs out (:mod:`rainier.web.limits`).
+
+Parsing (JSON, YAML through the CLI's own bounded loader) and evaluation run in a few worker threads, never on
+the event loop, so a slow search or a hostile upload never stalls the other clients.
 """
 
 from __future__ import annotations
@@ -24,36 +29,75 @@ import ipaddress
 import json
 import logging
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
-from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+from starlette.requests import ClientDisconnect
 
 from rainier.api.report import report_of
-from rainier.errors import InputError
+from rainier.errors import MAX_QUOTE, InputError, clip
 from rainier.web.evaluate import SEARCH_TOP, finite_json, response_document, run_scenario
-from rainier.web.scenario import (
-    MAX_SCENARIO_BYTES,
-    FieldError,
-    TrainingScenario,
-    scenario_from_mapping,
-    scenario_from_yaml,
+from rainier.web.guard import HostPolicy, LocalOnly
+from rainier.web.limits import (
+    FORM_TYPES,
+    JSON_TYPES,
+    MAX_FORM_BYTES,
+    MAX_JSON_BYTES,
+    MAX_UPLOAD_BYTES,
+    NUM_WORKERS,
+    REQUEST_BUDGET_S,
+    UPLOAD_TYPES,
+    Refused,
+    RequestBudget,
+    Workers,
+    media_type,
 )
+from rainier.web.scenario import FieldError, scenario_from_mapping, scenario_from_yaml
 
 STATIC = Path(__file__).parent / "static"
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
 SCENARIO_FILE = "scenario.yaml"
+MAX_CONNECTIONS = 256  # uvicorn answers 503 past this many open connections (each holds at most one body)
+# Backstops for messages that quote a user's input whole: a word longer than a quote clipped by rainier.errors
+# (80 characters, its quotes and "...") is clipped to 80, and a message to MAX_MESSAGE_CHARS.
+MAX_WORD_CHARS = MAX_QUOTE + 8
+MAX_MESSAGE_CHARS = 400
 _log = logging.getLogger("rainier.web")
+Work = Callable[[RequestBudget], Awaitable[Response]]
 
 
-def create_app() -> FastAPI:
-    """The FastAPI application (no interactive API docs: they would load scripts from a CDN)."""
-    app = FastAPI(title="rainier", docs_url=None, redoc_url=None, openapi_url=None)
+def create_app(
+    *,
+    bind_host: str = DEFAULT_HOST,
+    allowed_hosts: Iterable[str] = (),
+    request_budget_s: float = REQUEST_BUDGET_S,
+    num_workers: int = NUM_WORKERS,
+) -> FastAPI:
+    """The FastAPI application (no interactive API docs: they would load scripts from a CDN).
+
+    ``bind_host`` is the address served, ``allowed_hosts`` more names it is reached by (``Host`` must name one
+    of them or localhost; :mod:`rainier.web.guard`); ``request_budget_s`` and ``num_workers`` bound each
+    request's time and the heavy work done at once (:mod:`rainier.web.limits`).
+    """
+    workers = Workers(num_workers=num_workers, budget_s=request_budget_s)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        workers.close()
+
+    app = FastAPI(title="rainier", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
+    app.add_middleware(LocalOnly, policy=HostPolicy.for_bind(bind_host, allowed_hosts))
+
+    async def answer(work: Work, *, html: bool = False) -> Response:
+        return await _answer(workers.budget(), work, html=html)
 
     @app.get("/", response_class=HTMLResponse)
     async def index() -> Response:
@@ -65,54 +109,46 @@ def create_app() -> FastAPI:
 
     @app.get("/api/catalog")
     async def catalog() -> Response:
-        async def work() -> Response:
-            return _json(await run_in_threadpool(catalog_document))
+        async def work(budget: RequestBudget) -> Response:
+            return _json_response(await budget.run(_catalog_json))
 
-        return await _answer(work)
+        return await answer(work)
 
     @app.post("/api/estimate")
     async def estimate(request: Request) -> Response:
-        async def work() -> Response:
-            scenario = scenario_from_mapping(await _json_body(request), where="request")
-            outcome = await run_in_threadpool(run_scenario, scenario)
-            return _json(await run_in_threadpool(response_document, outcome))
+        async def work(budget: RequestBudget) -> Response:
+            body = await budget.body(request, limit=MAX_JSON_BYTES, kinds=JSON_TYPES)
+            return _json_response(await budget.run(_estimate_json, body))
 
-        return await _answer(work)
+        return await answer(work)
 
     @app.post("/api/report")
     async def report(request: Request) -> Response:
-        form_post = _is_form(request)
+        async def work(budget: RequestBudget) -> Response:
+            return HTMLResponse(await budget.run(_report_html, await _scenario_text(request, budget)))
 
-        async def work() -> Response:
-            raw = await _form_scenario(request) if form_post else await _json_body(request)
-            outcome = await run_in_threadpool(run_scenario, scenario_from_mapping(raw, where="request"))
-            page = await run_in_threadpool(lambda: report_of(outcome.result).render())
-            return HTMLResponse(page)
-
-        return await _answer(work, html=form_post)
+        return await answer(work, html=_is_form(request))
 
     @app.get("/api/scenario.yaml")
     async def scenario_download_get(request: Request) -> Response:
-        async def work() -> Response:
-            return _yaml_file(scenario_from_mapping(dict(request.query_params), where="request"))
+        async def work(budget: RequestBudget) -> Response:
+            return _yaml_file(await budget.run(_yaml_of_fields, dict(request.query_params)))
 
-        return await _answer(work)
+        return await answer(work)
 
     @app.post("/api/scenario.yaml")
     async def scenario_download_post(request: Request) -> Response:
-        async def work() -> Response:
-            raw = await _form_scenario(request) if _is_form(request) else await _json_body(request)
-            return _yaml_file(scenario_from_mapping(raw, where="request"))
+        async def work(budget: RequestBudget) -> Response:
+            return _yaml_file(await budget.run(_yaml_of_text, await _scenario_text(request, budget)))
 
-        return await _answer(work)
+        return await answer(work)
 
     @app.post("/api/scenario")
     async def scenario_upload(request: Request) -> Response:
-        async def work() -> Response:
-            scenario = scenario_from_yaml(await _uploaded(request))
-            return _json({"scenario": scenario.to_fields()})
+        async def work(budget: RequestBudget) -> Response:
+            return _json_response(await budget.run(_upload_json, await _uploaded(request, budget)))
 
-        return await _answer(work)
+        return await answer(work)
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
@@ -139,7 +175,8 @@ def serve(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> None:
     import uvicorn
 
     check_listen(host, port)
-    uvicorn.run(create_app(), host=host, port=port, log_level="warning")
+    app = create_app(bind_host=host)
+    uvicorn.run(app, host=host, port=port, log_level="warning", limit_concurrency=MAX_CONNECTIONS)
 
 
 def check_listen(host: str, port: int) -> None:
@@ -168,18 +205,65 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+# ------------------------------------------------------------------------------------------------ jobs
+# What the routes run in a worker thread (rainier.web.limits): parsing, evaluation and serialisation.
+def _catalog_json() -> bytes:
+    return _json_bytes(catalog_document())
+
+
+def _estimate_json(body: bytes) -> bytes:
+    outcome = run_scenario(scenario_from_mapping(_json_of(body), where="request"))
+    return _json_bytes(response_document(outcome))
+
+
+def _report_html(text: bytes | str) -> str:
+    outcome = run_scenario(scenario_from_mapping(_json_of(text), where="request"))
+    return report_of(outcome.result).render()
+
+
+def _yaml_of_fields(fields: dict[str, str]) -> str:
+    return scenario_from_mapping(fields, where="request").to_yaml()
+
+
+def _yaml_of_text(text: bytes | str) -> str:
+    return scenario_from_mapping(_json_of(text), where="request").to_yaml()
+
+
+def _upload_json(data: bytes | str) -> bytes:
+    return _json_bytes({"scenario": scenario_from_yaml(data).to_fields()})
+
+
+def _json_of(text: bytes | str) -> Any:
+    """The form's fields from a JSON body (bytes) or a form field ``scenario`` (text)."""
+    what = "the body" if isinstance(text, bytes) else "the form field 'scenario'"
+    try:
+        return json.loads(text) if text.strip() else {}
+    except (ValueError, RecursionError):
+        raise FieldError(f"request: {what} is not JSON (expected the form's fields as a JSON object)", None) from None
+
+
+def _json_bytes(document: Any) -> bytes:
+    return json.dumps(finite_json(document), allow_nan=False, default=str, separators=(",", ":")).encode()
+
+
 # ------------------------------------------------------------------------------------------------ helpers
-async def _answer(work: Callable[[], Awaitable[Response]], *, html: bool = False) -> Response:
+async def _answer(budget: RequestBudget, work: Work, *, html: bool = False) -> Response:
     """Run a route's work; user errors become 400 with one line and the field, anything else 500."""
     try:
-        return await work()
+        return await work(budget)
+    except Refused as exc:
+        return _error(exc.status, _one_line(exc.message), None, html=html)
     except FieldError as exc:
         return _error(400, _one_line(str(exc)), exc.field, html=html)
     except ValueError as exc:  # InputError, and any config validation error: the API's one-line messages
         return _error(400, _one_line(str(exc)), None, html=html)
+    except ClientDisconnect:  # the client left while sending its body: nobody to answer
+        return Response(status_code=400)
     except Exception as exc:  # never a traceback to the client
         _log.exception("unexpected error")
         return _error(500, f"internal error ({type(exc).__name__}); the server log has the details", None, html=html)
+    finally:
+        budget.close()
 
 
 def _error(status: int, message: str, field: str | None, *, html: bool) -> Response:
@@ -192,64 +276,54 @@ def _error(status: int, message: str, field: str | None, *, html: bool) -> Respo
 
 
 def _one_line(message: str) -> str:
-    return " ".join(message.split()) or "error"
+    """``message`` on one line; a word longer than a clipped quote (a user's input that a message repeats whole)
+    is clipped, and so is the whole, so that no answer echoes a large input."""
+    words = (clip(word) if len(word) > MAX_WORD_CHARS else word for word in message.split())
+    return clip(" ".join(words), MAX_MESSAGE_CHARS) or "error"
 
 
-def _json(document: Any) -> Response:
-    body = json.dumps(finite_json(document), allow_nan=False, default=str, separators=(",", ":"))
+def _json_response(body: bytes) -> Response:
     return Response(body, media_type="application/json")
 
 
 def _is_form(request: Request) -> bool:
-    kind = request.headers.get("content-type", "")
-    return kind.startswith(("application/x-www-form-urlencoded", "multipart/form-data"))
+    return media_type(request) in FORM_TYPES
 
 
-async def _body(request: Request) -> bytes:
-    body = await request.body()
-    if len(body) > MAX_SCENARIO_BYTES:
-        raise FieldError(f"request: body too large ({len(body)} bytes; at most {MAX_SCENARIO_BYTES})", None)
-    return body
-
-
-async def _json_body(request: Request) -> Any:
-    body = await _body(request)
+async def _scenario_text(request: Request, budget: RequestBudget) -> bytes | str:
+    """The form's fields as JSON: the body (bytes), or a form post's ``scenario`` field (text; the page's report
+    and download buttons)."""
+    if not _is_form(request):
+        return await budget.body(request, limit=MAX_JSON_BYTES, kinds=JSON_TYPES)
+    body = await budget.body(request, limit=MAX_FORM_BYTES, kinds=FORM_TYPES)
+    form = await budget.form(request, body, limit=MAX_FORM_BYTES)
     try:
-        return json.loads(body) if body.strip() else {}
-    except (ValueError, RecursionError):
-        raise FieldError("request: the body is not JSON (expected the form's fields as a JSON object)", None) from None
-
-
-async def _form_scenario(request: Request) -> Any:
-    """The JSON text of a form post's ``scenario`` field (the page's report and download buttons)."""
-    await _body(request)
-    form = await request.form()
-    text = form.get("scenario")
+        text = form.get("scenario")
+    finally:
+        await form.close()
     if not isinstance(text, str):
         raise FieldError("request: expected a form field 'scenario' holding the form's fields as JSON", None)
-    try:
-        return json.loads(text)
-    except (ValueError, RecursionError):
-        raise FieldError("request: the form field 'scenario' is not JSON", None) from None
+    return text
 
 
-async def _uploaded(request: Request) -> bytes | str:
+async def _uploaded(request: Request, budget: RequestBudget) -> bytes | str:
     """An uploaded scenario: a multipart ``file`` (or ``text``) field, else the raw body."""
-    body = await _body(request)
+    body = await budget.body(request, limit=MAX_UPLOAD_BYTES, kinds=UPLOAD_TYPES)
     if not _is_form(request):
         return body
-    form = await request.form()
-    item = form.get("file", form.get("text"))
-    if item is None:
-        raise FieldError("scenario: expected a file field 'file' (or a text field 'text')", "scenario")
-    if isinstance(item, str):
-        return item
-    return await item.read()
+    form = await budget.form(request, body, limit=MAX_UPLOAD_BYTES)
+    try:
+        item = form.get("file", form.get("text"))
+        if item is None:
+            raise FieldError("scenario: expected a file field 'file' (or a text field 'text')", "scenario")
+        return await item.read() if isinstance(item, UploadFile) else item
+    finally:
+        await form.close()
 
 
-def _yaml_file(scenario: TrainingScenario) -> Response:
+def _yaml_file(text: str) -> Response:
     headers = {"Content-Disposition": f'attachment; filename="{SCENARIO_FILE}"'}
-    return Response(scenario.to_yaml(), media_type="application/yaml", headers=headers)
+    return Response(text, media_type="application/yaml", headers=headers)
 
 
 @functools.cache

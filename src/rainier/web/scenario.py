@@ -19,14 +19,21 @@ from typing import Any
 
 import yaml
 
-from rainier.errors import InputError, field_error
+from rainier.catalog.loader import CatalogError, parse_yaml
+from rainier.errors import InputError, field_error, quote
 
 KIND = "training"
 SEARCH = "search"
 TEXT_FIELDS = ("model", "cluster", "accelerator", "plan")
 INT_FIELDS = ("count", "gbs", "seq_len")
 FIELDS = ("model", "config", "cluster", "accelerator", "count", "plan", "gbs", "seq_len")
-MAX_SCENARIO_BYTES = 2 * 2**20  # a scenario is a few lines, a pasted config.json a few KiB
+# A scenario is a few lines and a pasted config.json a few KiB (the largest in tests/workload/data is 1.5 KiB).
+# The bound keeps the worst parse of an upload under a second (pure-Python object building and its garbage
+# collection pause every thread of the server, so a 2 MiB file of tiny flow mappings paused the others ~1 s).
+MAX_SCENARIO_BYTES = 2**18
+# A config.json as JSON text, however it arrived: a YAML mapping whose aliases repeat a large part many times
+# stays within the parser's 1M values yet could expand to gigabytes of text.
+MAX_CONFIG_CHARS = 2**20
 MAX_INT_DIGITS = 18  # larger numbers are typos; int() of a huge string is also slow
 
 
@@ -55,11 +62,11 @@ class TrainingScenario:
         for name in (*TEXT_FIELDS, "config"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, str):
-                raise FieldError(f"{name}={value!r} is invalid: text", name)
+                raise FieldError(f"{name}={quote(value)} is invalid: text", name)
         for name in INT_FIELDS:
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-                raise FieldError(f"{name}={value!r} is invalid: a whole number", name)
+                raise FieldError(f"{name}={quote(value)} is invalid: a whole number", name)
 
     @property
     def is_search(self) -> bool:
@@ -99,10 +106,10 @@ def scenario_from_mapping(raw: object, *, where: str, whole_field: str | None = 
     unknown = [str(key) for key in raw if key not in FIELDS and key != "kind"]
     if unknown:
         allowed = ", ".join(("kind", *FIELDS))
-        raise FieldError(f"{where}: unknown key {unknown[0]!r}; allowed: {allowed}", whole_field)
+        raise FieldError(f"{where}: unknown key {quote(unknown[0])}; allowed: {allowed}", whole_field)
     kind = raw.get("kind", KIND)
     if kind != KIND:
-        raise FieldError(f"kind={kind!r} is invalid: {KIND} (this app runs training scenarios)", whole_field)
+        raise FieldError(f"kind={quote(kind)} is invalid: {KIND} (this app runs training scenarios)", whole_field)
     values: dict[str, Any] = {name: _text(name, raw.get(name)) for name in TEXT_FIELDS}
     values.update({name: _integer(name, raw.get(name)) for name in INT_FIELDS})
     values["config"] = _config_text(raw.get("config"))
@@ -110,33 +117,31 @@ def scenario_from_mapping(raw: object, *, where: str, whole_field: str | None = 
 
 
 def scenario_from_yaml(data: bytes | str) -> TrainingScenario:
-    """A scenario from an uploaded YAML file; every problem is one line, shown beside the upload field."""
-    if len(data) > MAX_SCENARIO_BYTES:
-        raise FieldError(f"scenario: file too large ({len(data)} bytes; at most {MAX_SCENARIO_BYTES})", "scenario")
+    """A scenario from an uploaded YAML file; every problem is one line, shown beside the upload field.
+
+    The file is read as the CLI reads its YAML (:func:`rainier.catalog.loader.parse_yaml`: duplicate keys refused,
+    size, alias expansion and nesting bounded), so the same file gets the same message from both.
+    """
+    size = len(data if isinstance(data, bytes) else data.encode("utf-8", errors="replace"))
+    if size > MAX_SCENARIO_BYTES:
+        raise FieldError(f"scenario: file too large ({size:,} bytes; at most {MAX_SCENARIO_BYTES:,})", "scenario")
     if isinstance(data, bytes):
         try:
             data = data.decode("utf-8")
         except UnicodeDecodeError:
             raise FieldError("scenario: not UTF-8 text (expected a YAML file)", "scenario") from None
     try:
-        raw = yaml.safe_load(data)
-    except yaml.YAMLError as exc:
-        raise FieldError(f"scenario: not valid YAML ({_yaml_problem(exc)})", "scenario") from None
-    except RecursionError:
-        raise FieldError("scenario: not valid YAML (nested too deeply)", "scenario") from None
+        raw = parse_yaml(data, "scenario")
+    except CatalogError as exc:
+        raise FieldError(str(exc), "scenario") from None
+    except TypeError:  # the strict loader's duplicate-key check meets a key that is a list or a mapping
+        raise FieldError("scenario: malformed YAML: a key is a list or a mapping", "scenario") from None
     if raw is None:
         raise FieldError("scenario: empty file; expected kind: training and the form's fields", "scenario")
     try:
         return scenario_from_mapping(raw, where="scenario", whole_field="scenario")
     except FieldError as exc:  # the file did not load: its problem is shown beside the upload, not a field
         raise FieldError(str(exc), "scenario") from None
-
-
-def _yaml_problem(exc: yaml.YAMLError) -> str:
-    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-    mark = getattr(exc, "problem_mark", None)
-    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-    return f"{problem}{where}"
 
 
 def _text(name: str, value: object) -> str | None:
@@ -169,10 +174,34 @@ def _config_text(value: object) -> str | None:
     if value is None:
         return None
     if isinstance(value, Mapping):
-        try:
-            return json.dumps(value, indent=2)
-        except (TypeError, ValueError, RecursionError):
-            raise FieldError("config: the mapping is not JSON data (expected a config.json object)", "config") from None
+        return _bounded_json(value)
     if isinstance(value, str):
+        if len(value) > MAX_CONFIG_CHARS:
+            raise FieldError(
+                f"config: {len(value):,} characters; a config.json has at most {MAX_CONFIG_CHARS:,}", "config"
+            )
         return value if value.strip() else None
     raise FieldError(f"config: expected a config.json object or its text, got {type(value).__name__}", "config")
+
+
+def _bounded_json(value: Mapping[Any, Any]) -> str:
+    """``value`` as indented JSON text, refused once it passes ``MAX_CONFIG_CHARS`` (encoded piece by piece, so
+    a mapping that aliases repeat a million times costs at most that much text, not its full expansion)."""
+    pieces: list[str] = []
+    size = 0
+    encoded = json.JSONEncoder(indent=2).iterencode(value)
+    while True:
+        try:
+            piece = next(encoded, None)
+        except (TypeError, ValueError, RecursionError):
+            raise FieldError("config: the mapping is not JSON data (expected a config.json object)", "config") from None
+        if piece is None:
+            return "".join(pieces)
+        size += len(piece)
+        if size > MAX_CONFIG_CHARS:
+            raise FieldError(
+                f"config: more than {MAX_CONFIG_CHARS:,} characters as JSON; a config.json is a few KiB"
+                " (does the file repeat a part through YAML aliases?)",
+                "config",
+            )
+        pieces.append(piece)

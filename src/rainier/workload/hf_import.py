@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from rainier.errors import InputError
+from rainier.errors import InputError, quote
 from rainier.workload.shape import (
     MAX_INT,
     MlaConfig,
@@ -251,7 +251,7 @@ def shape_from_hf_config(data: Mapping[str, Any], name: str, *, source: str | No
     model_type = cfg.text("model_type", "")
     if model_type not in _BUILDERS:
         raise InputError(
-            f"{label}: model_type={model_type!r} is not supported; supported: {', '.join(SUPPORTED_MODEL_TYPES)}"
+            f"{label}: model_type={quote(model_type)} is not supported; supported: {', '.join(SUPPORTED_MODEL_TYPES)}"
         )
     try:
         return TransformerShape(**_BUILDERS[model_type](cfg, name))
