@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test lint typecheck pytest bench lock clean
+.PHONY: setup demo test lint typecheck pytest bench fuzz schemas lock clean
 
 setup: $(STAMP)
 
@@ -32,6 +32,14 @@ test: lint typecheck pytest
 
 bench: setup
 	$(BIN)/pytest benchmarks -m bench -p no:randomly -o addopts="" -q
+
+# Nightly-style fuzzing: the suite's fuzz tests (tests/test_fuzz.py) at 100,000 examples each (hours).
+fuzz: setup
+	RAINIER_FUZZ_EXAMPLES=100000 $(BIN)/pytest tests/test_fuzz.py -p no:randomly -o addopts="" -q -x
+
+# Rewrite docs/schemas/*.schema.json from the invocations in tests/json_commands.py (review the diff).
+schemas: setup
+	$(BIN)/python -m tests.json_commands
 
 # Regenerate the lock file from pyproject.toml (needs network; commit the result).
 lock:

@@ -31,7 +31,10 @@ def test_alias_bomb_is_refused_fast() -> None:
 
 
 def test_a_few_aliases_are_fine() -> None:
-    assert parse_yaml("base: &b {tp: 8}\nrun: {plan: *b}\n", "ok.yaml") == {"base": {"tp": 8}, "run": {"plan": {"tp": 8}}}
+    assert parse_yaml("base: &b {tp: 8}\nrun: {plan: *b}\n", "ok.yaml") == {
+        "base": {"tp": 8},
+        "run": {"plan": {"tp": 8}},
+    }
 
 
 @pytest.mark.parametrize("text", ["[" * 5000 + "]" * 5000, "a:\n" + "".join(" " * i + "- \n" for i in range(1, 200))])

@@ -98,7 +98,7 @@ def test_aliases_under_the_value_limit_cannot_blow_up_the_config(base_url: str) 
     [
         ("kind: training\nconfig: " + "[" * 100 + "]" * 100 + "\n", "scenario: YAML nested deeper than 64 levels"),
         ("kind: training\nconfig:\n" + "".join(f"{' ' * n}k:\n" for n in range(1, 100)), "nested deeper than 64"),
-        ("? [a]\n: 1\n", "scenario: malformed YAML: a key is a list or a mapping"),
+        ("? [a]\n: 1\n", "scenario: line 1: malformed YAML: a mapping key must be text or a number, not a list"),
     ],
 )
 def test_deep_or_strange_yaml_is_one_line(base_url: str, content: str, needle: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,6 +12,7 @@ from rainier.errors import InputError, field_error
 from rainier.serve.cost import WeightFormat
 from rainier.serve.efficiency import ServeEfficiency, ServeEfficiencyTable
 from rainier.serve.estimate import ServeConfig, ServeEstimate, estimate_serving
+from rainier.serve.limits import MAX_DEVICES, MAX_SEED, MAX_TOKENS, check_float, check_int, check_text
 from rainier.serve.size import (
     DEFAULT_UTILISATION,
     ModelFleet,
@@ -57,6 +59,11 @@ def run_serve_estimate(
     A batch whose KV cache cannot fit is an ``InputError`` naming the largest batch that does (``allow_oversize``
     returns the estimate with ``fits`` false instead).
     """
+    check_text("model", model, "a catalog model name or a Hugging Face config.json")
+    check_text("precision", precision, "bf16, fp16, fp8 or int8-weights")
+    check_text("unit", unit, "device or core")
+    if count is not None:
+        check_int("count", count, 1, MAX_DEVICES, "devices")
     shape = resolve_model(model)
     target = resolve_cluster(cluster, accelerator, count)
     config = ServeConfig(
@@ -166,20 +173,28 @@ def run_serve_size(
     simulate: bool = True,
     seed: int = 0,
     efficiency: ServeEfficiency | ServeEfficiencyTable | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> SizingResult:
-    """``rainier serve size``: the cheapest fleet meeting every SLO, per accelerator kind and mixed."""
+    """``rainier serve size``: the cheapest fleet meeting every SLO, per accelerator kind and mixed.
+
+    ``progress`` is called with (models sized, models to size) as each model's fleet on each kind is done.
+    """
     from rainier.api.fleet import parse_prices
     from rainier.fleet.compare import parse_accelerators
     from rainier.fleet.power import fleet_cluster, power_basis
 
+    check_text("models", models, "NAME:REQUESTS_PER_S[,NAME:REQUESTS_PER_S...]")
+    check_text("slo", slo, "ttft_p99_ms=...,tpot_p99_ms=...[,e2e_p99_ms=...]")
+    check_text("accelerators", accelerators, "accelerator ids, e.g. trn2,h100-sxm")
+    for name, value in (("input-len", input_len), ("output-len", output_len)):
+        check_int(name, value, 1, MAX_TOKENS, "tokens")
+    check_float("utilisation", utilisation, 1.0, "a share of each replica's capacity")
+    check_int("seed", seed, 0, MAX_SEED, "")
     targets = parse_slo(slo)
     traffic = [
         Traffic(model=name, rate_per_s=rate, input_len=input_len, output_len=output_len)
         for name, rate in parse_models(models)
     ]
-    for name, value in (("input-len", input_len), ("output-len", output_len)):
-        if value < 1:
-            raise field_error(name, value, "a positive number of tokens")
     kinds = parse_accelerators(accelerators)
     prices = parse_prices(price)
     shapes = {t.model: resolve_model(t.model) for t in traffic}
@@ -202,10 +217,11 @@ def run_serve_size(
     verify = _simulation_verifier(seed) if simulate else None
     per_kind: dict[str, list[ModelFleet]] = {}
     infeasible: dict[str, str] = {}
-    for kind in kinds:
+    total = len(kinds) * len(traffic)
+    for number, kind in enumerate(kinds):
         fleets = []
         try:
-            for t in traffic:
+            for index, t in enumerate(traffic):
                 fleets.append(
                     size_model(
                         shapes[t.model],
@@ -218,6 +234,8 @@ def run_serve_size(
                         efficiency=efficiency,
                     )
                 )
+                if progress is not None:
+                    progress(number * len(traffic) + index + 1, total)
         except InputError as exc:
             infeasible[kind] = str(exc)
             continue

@@ -6,19 +6,44 @@ A replica's iteration cost comes from ``serve.cost`` with the committed serving 
 ``M`` devices of another decodes (both at ``--tp`` devices per replica); each prefill replica sends its KV cache
 to the decode pool over the slower side's scale-out NICs (all of the replica's NICs together) with the slower
 side's scale-out latency -- a GPU prefill pool beside Trainium decode, for instance.
+
+The same keywords are the keys of a serving scenario's ``simulate:`` block (``rainier report``): an unknown key or
+a value of the wrong type or out of range (``serve.limits``) is an ``InputError`` naming it.
 """
 
 from __future__ import annotations
 
+import difflib
+import functools
+import inspect
 import math
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from rainier.api import resolve_cluster
-from rainier.errors import InputError, field_error
+from rainier.api.serve import parse_unit
+from rainier.errors import InputError, field_error, quote
 from rainier.hardware import Cluster, System, cluster_of, get_accelerator, largest_system_for_accelerator
 from rainier.serve.cost import ReplicaCost, WeightFormat, replica_cost
 from rainier.serve.estimate import resolve_serve_efficiency
+from rainier.serve.limits import (
+    DEFAULT_MAX_ITERATIONS,
+    DEFAULT_MAX_REQUESTS,
+    MAX_BATCH,
+    MAX_DEGREE,
+    MAX_DEVICES,
+    MAX_DURATION_S,
+    MAX_ITERATIONS,
+    MAX_RATE_PER_S,
+    MAX_REQUESTS,
+    MAX_SEED,
+    MAX_TOKENS,
+    check_flag,
+    check_float,
+    check_int,
+    check_text,
+)
 from rainier.serve.simulate import Scheduler, ServeResult, ServeScenario, simulate_serving
 from rainier.serve.size import Layout, Traffic, Verifier
 from rainier.serve.trace import load_trace
@@ -27,6 +52,11 @@ from rainier.workload.shape import TransformerShape
 
 VERIFY_REQUESTS = 20_000  # requests per simulated check of a sized fleet (at least 120 s of traffic)
 VERIFY_MIN_SECONDS = 120.0
+VERIFY_MAX_REQUESTS = 200_000  # the most requests one check simulates (its arrival window shrinks to fit)
+# The most replicas one check simulates: a bigger fleet is checked on a slice of this many replicas with their
+# share of the traffic. Join-the-shortest-queue over 64 replicas already pools nearly all that a larger pool
+# would, so a slice is at most slightly pessimistic, and the work of a check no longer grows with the fleet.
+VERIFY_MAX_REPLICAS = 64
 
 
 def verify_with_simulation(seed: int) -> Verifier:
@@ -35,18 +65,29 @@ def verify_with_simulation(seed: int) -> Verifier:
     def verify(
         layout: Layout, cost: ReplicaCost, traffic: Traffic, replicas: int
     ) -> tuple[dict[str, float], dict[str, Any]]:
-        duration = max(VERIFY_MIN_SECONDS, VERIFY_REQUESTS / traffic.rate_per_s)
-        duration = min(duration, 2_000_000 / traffic.rate_per_s)  # bound the work of one check
-        scenario = ServeScenario(
-            cost=replace(cost, engine_max_batch=layout.batch),
-            replicas=replicas,
-            rate_per_s=traffic.rate_per_s,
-            duration_s=duration,
-            input_len=traffic.input_len,
-            output_len=traffic.output_len,
-            seed=seed,
-        )
-        result = simulate_serving(scenario)
+        simulated = min(replicas, VERIFY_MAX_REPLICAS)
+        rate = traffic.rate_per_s * simulated / replicas
+        duration = max(VERIFY_MIN_SECONDS, VERIFY_REQUESTS / rate)
+        duration = min(duration, VERIFY_MAX_REQUESTS / rate)  # bound the work of one check
+        try:
+            scenario = ServeScenario(
+                cost=replace(cost, engine_max_batch=layout.batch),
+                replicas=simulated,
+                rate_per_s=rate,
+                duration_s=duration,
+                input_len=traffic.input_len,
+                output_len=traffic.output_len,
+                seed=seed,
+                max_requests=VERIFY_MAX_REQUESTS,
+            )
+            result = simulate_serving(scenario)
+        except InputError as exc:  # over a simulation budget: the analytic sizing stands unchecked
+            return {}, {"skipped": f"simulation check skipped: {exc}"}
+        if not result.requests_completed:  # nothing served: every target is missed
+            return {"ttft": math.inf, "tpot": math.inf, "e2e": math.inf}, {
+                "requests": 0,
+                "replicas_simulated": simulated,
+            }
         p99 = {
             name: getattr(result, f"{name}_ms").p99 / 1e3
             for name in ("ttft", "tpot", "e2e")
@@ -54,9 +95,10 @@ def verify_with_simulation(seed: int) -> Verifier:
         }
         summary = {
             "requests": result.requests_completed,
-            "ttft_p99_ms": p99.get("ttft", math.nan) * 1e3,
-            "tpot_p99_ms": p99.get("tpot", math.nan) * 1e3,
-            "e2e_p99_ms": p99.get("e2e", math.nan) * 1e3,
+            "replicas_simulated": simulated,
+            "ttft_p99_ms": p99["ttft"] * 1e3 if "ttft" in p99 else None,
+            "tpot_p99_ms": p99["tpot"] * 1e3 if "tpot" in p99 else None,
+            "e2e_p99_ms": p99["e2e"] * 1e3 if "e2e" in p99 else None,
             "utilisation": result.utilisation,
             "mean_batch": result.mean_batch,
         }
@@ -78,8 +120,8 @@ def parse_disaggregate(text: str) -> tuple[tuple[str, int], tuple[str, int]]:
             count = int(count_text)
         except ValueError:
             raise field_error("disaggregate", part, "a whole number of devices after ':'") from None
-        if count < 1:
-            raise field_error("disaggregate", part, "a positive number of devices")
+        if not 1 <= count <= MAX_DEVICES:
+            raise field_error("disaggregate", part, f"a number of devices from 1 to {MAX_DEVICES:,} after ':'")
         pools[role] = (get_accelerator(name.strip()).id, count)
     if set(pools) != {"prefill", "decode"}:
         raise field_error("disaggregate", text, "both prefill=ID:DEVICES and decode=ID:DEVICES")
@@ -91,10 +133,9 @@ def _pool_cost(
 ) -> tuple[ReplicaCost, int, System]:
     system = largest_system_for_accelerator(accelerator)
     chip = system.accelerator
-    fmt = weights if chip.supports(weights.matmul) else WeightFormat.BF16
     replica = cluster_of(chip.id, tp, system=system)
     eff, _ = resolve_serve_efficiency(replica, None)
-    cost = replica_cost(shape, replica, tp=tp, weights=fmt, eff=eff)
+    cost = replica_cost(shape, replica, tp=tp, weights=weights, eff=eff)
     replicas = devices // cost.replica_devices
     if replicas < 1:
         raise field_error("disaggregate", f"{role}={accelerator}:{devices}", f"at least tp={tp} devices per pool")
@@ -111,14 +152,66 @@ def _link(prefill: System, decode: System, replica_devices: int) -> tuple[float,
 def run_serve_simulate(**kwargs: Any) -> ServeResult:
     """``rainier serve simulate``: continuous (or static) batching of Poisson or traced requests, by event.
 
-    Takes the keyword arguments of :func:`simulation_scenario`.
+    Takes the keyword arguments of :func:`simulation_scenario` (the keys of a scenario's ``simulate:`` block);
+    for progress reports call :func:`rainier.serve.simulate.simulate_serving` on the scenario instead.
     """
     return simulate_serving(simulation_scenario(**kwargs))
 
 
+@functools.cache
+def scenario_keys() -> tuple[str, ...]:
+    """The keywords of :func:`simulation_scenario`: the keys a ``simulate:`` block may have."""
+    parameters = inspect.signature(simulation_scenario).parameters.values()
+    return tuple(p.name for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY)
+
+
+def _unknown_keys(unknown: dict[str, object]) -> InputError:
+    allowed = scenario_keys()
+    name = next(iter(unknown))
+    close = difflib.get_close_matches(str(name), allowed, n=1, cutoff=0.6)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    names = ", ".join(quote(k) for k in unknown)
+    return InputError(f"simulate: unknown key {names}{hint} allowed: {', '.join(allowed)}")
+
+
+def _optional_text(field: str, value: object, allowed: str) -> str | None:
+    return None if value is None else check_text(field, value, allowed)
+
+
+def _check_types(values: dict[str, Any]) -> None:
+    """Every keyword of :func:`simulation_scenario` of its type and in its range (``serve.limits``)."""
+    v = values
+    check_text("model", v["model"], "a catalog model name or a Hugging Face config.json")
+    _optional_text("cluster", v["cluster"], "a catalog cluster name")
+    _optional_text("accelerator", v["accelerator"], "an accelerator id")
+    if v["count"] is not None:
+        check_int("count", v["count"], 1, MAX_DEVICES, "devices")
+    check_int("tp", v["tp"], 1, MAX_DEGREE, "ranks")
+    check_int("pp", v["pp"], 1, MAX_DEGREE, "stages")
+    check_text("precision", v["precision"], "bf16, fp16, fp8 or int8-weights")
+    check_flag("unit_core", v["unit_core"])
+    _optional_text("unit", v["unit"], "device or core")
+    if v["rate"] is not None:
+        check_float("rate", v["rate"], MAX_RATE_PER_S, "requests per second")
+    if v["trace"] is not None and not isinstance(v["trace"], str | Path):
+        raise field_error("trace", v["trace"], "the path of a CSV or JSONL request trace")
+    if v["duration"] is not None:
+        check_float("duration", v["duration"], MAX_DURATION_S, "seconds")
+    check_int("input_len", v["input_len"], 1, MAX_TOKENS, "tokens")
+    check_int("output_len", v["output_len"], 1, MAX_TOKENS, "tokens")
+    check_text("lengths", v["lengths"], "fixed, uniform or geometric")
+    check_text("scheduler", v["scheduler"], "continuous or static")
+    check_flag("chunked_prefill", v["chunked_prefill"])
+    check_int("max_batch", v["max_batch"], 1, MAX_BATCH, "sequences")
+    _optional_text("disaggregate", v["disaggregate"], "prefill=ID:DEVICES,decode=ID:DEVICES")
+    check_int("seed", v["seed"], 0, MAX_SEED, "")
+    check_int("max_requests", v["max_requests"], 1, MAX_REQUESTS, "requests")
+    check_int("max_iterations", v["max_iterations"], 1, MAX_ITERATIONS, "engine iterations")
+
+
 def simulation_scenario(
     *,
-    model: str,
+    model: str | None = None,
     cluster: str | None = None,
     accelerator: str | None = None,
     count: int | None = None,
@@ -126,6 +219,7 @@ def simulation_scenario(
     pp: int = 1,
     precision: str = "bf16",
     unit_core: bool = False,
+    unit: str | None = None,
     rate: float | None = None,
     trace: str | None = None,
     duration: float | None = None,
@@ -137,10 +231,24 @@ def simulation_scenario(
     max_batch: int = 256,
     disaggregate: str | None = None,
     seed: int = 0,
+    max_requests: int = DEFAULT_MAX_REQUESTS,
+    max_iterations: int = DEFAULT_MAX_ITERATIONS,
+    **unknown: object,
 ) -> ServeScenario:
-    """The simulation of a named model on a named (or ad-hoc, or disaggregated) cluster, ready to run."""
+    """The simulation of a named model on a named (or ad-hoc, or disaggregated) cluster, ready to run.
+
+    ``max_requests`` and ``max_iterations`` bound the work (``serve.simulate``); an unknown keyword is an
+    ``InputError`` listing the known ones (they are the keys of a scenario file's ``simulate:`` block).
+    """
     from rainier.serve.simulate import LengthDistribution
 
+    if unknown:
+        raise _unknown_keys(unknown)
+    if model is None:
+        raise InputError(f"simulate: model is required (a catalog model name); keys: {', '.join(scenario_keys())}")
+    _check_types(dict(locals()))
+    if unit is not None:  # the CLI's --unit spelling, for a simulate: block
+        unit_core = parse_unit(unit)
     shape = resolve_model(model)
     weights = WeightFormat.parse(precision)
     try:
@@ -152,23 +260,19 @@ def simulation_scenario(
     except ValueError:
         allowed = ", ".join(d.value for d in LengthDistribution)
         raise field_error("lengths", lengths, allowed) from None
-    if max_batch < 1:
-        raise field_error("max-batch", max_batch, "a positive number of sequences")
     source: dict[str, Any]
     warnings: tuple[str, ...] = ()
     if trace is not None:
-        if rate is not None:
-            raise InputError("give --rate (Poisson arrivals) or --trace FILE, not both")
-        requests, notes = load_trace(trace)
+        if rate is not None or duration is not None:
+            raise InputError("give --rate R with --duration S (Poisson arrivals) or --trace FILE, not both")
+        requests, notes = load_trace(trace, limit=max_requests)
         source = {"requests": tuple(requests)}
         warnings = tuple(notes)
     else:
         if rate is None or duration is None:
             raise InputError("give --rate R with --duration S, or --trace FILE")
-        source = {"rate_per_s": rate, "duration_s": duration, "input_len": input_len, "output_len": output_len}
-        for name, value in (("rate", rate), ("duration", duration)):
-            if not value > 0 or not math.isfinite(value):
-                raise field_error(name, value, "a positive number")
+        source = {"rate_per_s": float(rate), "duration_s": float(duration), "input_len": input_len,
+                  "output_len": output_len}  # fmt: skip
     extra: dict[str, Any] = {}
     if disaggregate is not None:
         (pre_acc, pre_devices), (dec_acc, dec_devices) = parse_disaggregate(disaggregate)
@@ -194,6 +298,8 @@ def simulation_scenario(
         length_distribution=spread,
         seed=seed,
         warnings=warnings,
+        max_requests=max_requests,
+        max_iterations=max_iterations,
         **source,
         **extra,
     )

@@ -6,8 +6,11 @@ renders with ``rainier.report``.
 
 from __future__ import annotations
 
+import contextlib
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -16,12 +19,14 @@ from rainier.cli import (
     ClusterOption,
     JsonOption,
     ReportOption,
+    _err,
     _print_tables,
     _write_extras,
     app,
     emit_json,
     user_errors,
 )
+from rainier.serve.limits import DEFAULT_MAX_ITERATIONS, DEFAULT_MAX_REQUESTS, MAX_ITERATIONS, MAX_REQUESTS
 
 serve_app = typer.Typer(
     help="Serving: latency and throughput of a configuration, batching simulation, fleet sizing.",
@@ -34,6 +39,36 @@ PrecisionOption = Annotated[str, typer.Option("--precision", help="bf16, fp16, f
 UnitOption = Annotated[
     str, typer.Option("--unit", help="Parallel degrees in devices or NeuronCores (core), as in the validation data.")
 ]
+
+
+PROGRESS_AFTER_S = 1.0  # a command quicker than this draws no progress bar
+
+
+@contextlib.contextmanager
+def _progress_after(label: str) -> Iterator[Callable[[int, int], None]]:
+    """A progress bar on stderr (a terminal only) for a command that has run over :data:`PROGRESS_AFTER_S`:
+    ``update(done, total)`` draws it from the first call after that, so short commands draw nothing."""
+    bar: Any = None
+    task: Any = None
+    started = time.perf_counter()
+
+    def update(done: int, total: int) -> None:
+        nonlocal bar, task
+        if not _err.is_terminal or time.perf_counter() - started < PROGRESS_AFTER_S:
+            return
+        if bar is None:
+            from rich.progress import Progress
+
+            bar = Progress(console=_err, transient=True)
+            bar.start()
+            task = bar.add_task(label, total=total)
+        bar.update(task, completed=done, total=total)
+
+    try:
+        yield update
+    finally:
+        if bar is not None:
+            bar.stop()
 
 
 @serve_app.command("estimate")
@@ -108,6 +143,20 @@ def serve_simulate(
         typer.Option("--disaggregate", help="prefill=ID:DEVICES,decode=ID:DEVICES (e.g. h100-sxm:16 and trn2:64)."),
     ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Random seed: same seed, same output.")] = 0,
+    max_requests: Annotated[
+        int,
+        typer.Option(
+            "--max-requests",
+            help=f"Budget: most requests simulated (~330 bytes each; up to {MAX_REQUESTS:,}).",
+        ),
+    ] = DEFAULT_MAX_REQUESTS,
+    max_iterations: Annotated[
+        int,
+        typer.Option(
+            "--max-iterations",
+            help=f"Budget: most engine iterations simulated (~3 us each; up to {MAX_ITERATIONS:,}).",
+        ),
+    ] = DEFAULT_MAX_ITERATIONS,
     report_path: ReportOption = None,
     trace_path: Annotated[
         Path | None,
@@ -146,8 +195,11 @@ def serve_simulate(
         max_batch=max_batch,
         disaggregate=disaggregate,
         seed=seed,
+        max_requests=max_requests,
+        max_iterations=max_iterations,
     )
-    result = simulate_serving(scenario)
+    with _progress_after("simulating requests") as progress:
+        result = simulate_serving(scenario, progress)
     _write_extras(report_path, trace_path, SimulationRun(scenario, result))
     if as_json:
         emit_json(result.to_dict())
@@ -182,17 +234,19 @@ def serve_size(
     from rainier.api.serve import run_serve_size
     from rainier.report.serve_view import size_tables
 
-    result = run_serve_size(
-        models=models,
-        slo=slo,
-        accelerators=accelerators,
-        input_len=input_len,
-        output_len=output_len,
-        price=price,
-        utilisation=utilisation,
-        simulate=simulate,
-        seed=seed,
-    )
+    with _progress_after("sizing fleets") as progress:
+        result = run_serve_size(
+            models=models,
+            slo=slo,
+            accelerators=accelerators,
+            input_len=input_len,
+            output_len=output_len,
+            price=price,
+            utilisation=utilisation,
+            simulate=simulate,
+            seed=seed,
+            progress=progress,
+        )
     if as_json:
         emit_json(result.to_dict())
     else:

@@ -73,7 +73,8 @@ def serve_sim_tables(serving: ServeResult | Mapping[str, Any]) -> list[Table]:
     load.add_row("replica utilisation (busy fraction)", f"{result['utilisation']:.1%}")
     if result.get("prefill_utilisation") is not None:
         load.add_row("prefill pool utilisation", f"{result['prefill_utilisation']:.1%}")
-    load.add_row("mean batch (sequences per iteration)", f"{result['mean_batch']:,.1f}")
+    mean_batch = result.get("mean_batch")
+    load.add_row("mean batch (sequences per iteration)", "—" if mean_batch is None else f"{mean_batch:,.1f}")
     load.add_row("engine iterations", f"{result['iterations']:,}")
     load.add_row("preemptions (KV cache full, recomputed)", f"{result['preemptions']:,}")
     tables = [head, latency, load]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from rich.table import Table
@@ -115,7 +116,15 @@ def size_tables(result: dict[str, Any]) -> list[Table]:
                 f"{layout['batch']:,}",
                 f"{item['replicas']:,}",
                 f"{item['devices']:,}",
-                "—" if sim is None else f"{sim['ttft_p99_ms']:,.0f} / {sim['tpot_p99_ms']:,.1f} ms",
+                _simulated_p99(sim),
             )
         tables.append(table)
     return tables
+
+
+def _simulated_p99(sim: Mapping[str, Any] | None) -> str:
+    """The simulated p99 TTFT / TPOT of a sized fleet; a dash where the check was skipped or measured nothing."""
+    if sim is None or "skipped" in sim:
+        return "—"
+    ttft, tpot = sim.get("ttft_p99_ms"), sim.get("tpot_p99_ms")
+    return f"{'—' if ttft is None else f'{ttft:,.0f}'} / {'—' if tpot is None else f'{tpot:,.1f}'} ms"

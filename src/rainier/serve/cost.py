@@ -27,12 +27,13 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from rainier.errors import field_error
-from rainier.hardware import Cluster
+from rainier.hardware import Accelerator, Cluster
 from rainier.parallel.placement import _machine_levels, place_axis
 from rainier.perf.collectives import Level
 from rainier.perf.comm import GroupCost, group_cost
 from rainier.precision import Precision
 from rainier.serve.efficiency import ServeEfficiency
+from rainier.serve.limits import MAX_BATCH, MAX_DEGREE, check_int
 from rainier.workload import count_params, kv_cache_bytes_per_token
 from rainier.workload.flops import FLOP_PER_MAC, attention_core_flop_per_token, flops_per_token
 from rainier.workload.shape import TransformerShape
@@ -172,6 +173,16 @@ class ReplicaCost:
         }
 
 
+def check_precision(accelerator: Accelerator, weights: WeightFormat) -> None:
+    """Refuse a weight format whose matmuls ``accelerator`` has no published peak for, as training does
+    (``perf.step.plan_problem``): fp8 on an A100, for instance, would otherwise be costed at a rate it lacks."""
+    if not accelerator.supports(weights.matmul):
+        supported = ", ".join(p.value for p in accelerator.precisions)
+        raise field_error(
+            "precision", weights.value, f"{accelerator.id} has no {weights.matmul.value} matmuls (has {supported})"
+        )
+
+
 def _placed_group(cluster: Cluster, cores: int, axis: str, degree: int, comm: float) -> GroupCost:
     """Collective coefficients of a group of ``degree`` consecutive ranks on ``cluster``, links at ``comm``."""
     placed = place_axis(axis, degree, 1, _machine_levels(cluster, cores), cluster, cores)
@@ -210,24 +221,25 @@ def replica_cost(
     expert parallelism) on those ranks' links.
     """
     for name, value in (("tp", tp), ("pp", pp), ("ep", ep)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise field_error(name, value, "a positive integer")
+        check_int(name, value, 1, MAX_DEGREE, "ranks")
+    check_int("max_batch", max_batch, 1, MAX_BATCH, "sequences")
     cores = ranks_per_device(cluster, unit_core)
     ranks = tp * pp
     if ranks % cores:
         raise field_error("tp", tp, f"tp x pp in NeuronCores must fill whole devices of {cores} cores")
     devices = ranks // cores
     if devices > cluster.num_devices:
-        raise field_error("tp", tp, f"a replica of at most {cluster.num_devices} devices ({cluster.id})")
+        name, value = ("pp", pp) if pp > 1 else ("tp", tp)
+        allowed = f"tp x pp = {ranks:,} ranks: a replica of at most {cluster.num_devices:,} devices ({cluster.id})"
+        raise field_error(name, value, allowed)
     # Heads that tp does not divide are padded to the next multiple (transformers-neuronx pads, e.g. 40 -> 64 at
     # tp=32); the padded heads cost attention time and KV cache like real ones.
     head_padding = 1.0 if tp % shape.num_heads == 0 else math.ceil(shape.num_heads / tp) * tp / shape.num_heads
     if ep > 1 and (shape.moe is None or tp % ep or shape.moe.num_experts % ep):
         raise field_error("ep", ep, "a divisor of tp and of the expert count, for a MoE model (1 otherwise)")
     accelerator = cluster.accelerator
-    matmul = weights.matmul if accelerator.supports(weights.matmul) else Precision.BF16
-    if not accelerator.supports(matmul):
-        raise field_error("precision", weights.value, f"{accelerator.id} supports {accelerator.precisions}")
+    check_precision(accelerator, weights)
+    matmul = weights.matmul
     counts = count_params(shape)
     per_token = flops_per_token(shape, 1)
     head = FLOP_PER_MAC * shape.vocab_size * shape.hidden_dim

@@ -22,21 +22,33 @@ _UNBOUNDED = 1 << 62  # token budget of an iteration without chunked prefill
 
 
 class _Router:
-    """Join-the-shortest-queue over one pool: a heap of (load, replica) with stale entries skipped lazily."""
+    """Join-the-shortest-queue over one pool (ties to the lowest index): a heap of (load, replica) over the
+    replicas used so far, stale entries skipped lazily.
 
-    __slots__ = ("heap", "load")
+    A replica never used has load 0 and a higher index than every used one, so it is taken exactly when no used
+    replica is idle: the picks are those of a heap over the whole pool, in memory that follows the requests in
+    flight rather than the pool's size (a fleet of millions of devices costs nothing until it has work).
+    """
+
+    __slots__ = ("heap", "load", "size")
 
     def __init__(self, num_replicas: int) -> None:
-        self.load = [0] * num_replicas
-        self.heap = [(0, r) for r in range(num_replicas)]
+        self.size = num_replicas
+        self.load: list[int] = []
+        self.heap: list[tuple[int, int]] = []
 
     def pick(self) -> int:
         heap, load = self.heap, self.load
-        while heap[0][0] != load[heap[0][1]]:
+        while heap and heap[0][0] != load[heap[0][1]]:
             heapq.heappop(heap)
-        n, replica = heap[0]
-        load[replica] = n + 1
-        heapq.heapreplace(heap, (n + 1, replica))
+        if heap and (heap[0][0] == 0 or len(load) == self.size):
+            n, replica = heap[0]
+            load[replica] = n + 1
+            heapq.heapreplace(heap, (n + 1, replica))
+            return replica
+        replica = len(load)  # the lowest unused replica beats every busy one
+        load.append(1)
+        heapq.heappush(heap, (1, replica))
         return replica
 
     def release(self, replica: int) -> None:
@@ -46,6 +58,26 @@ class _Router:
         if len(self.heap) > 4 * len(load) + 64:  # drop stale entries, amortised O(1)
             self.heap = [(n, r) for r, n in enumerate(load)]
             heapq.heapify(self.heap)
+
+
+class _Pool:
+    """The engines of one pool, each made the first time the router sends it work (indices come in order)."""
+
+    __slots__ = ("engines", "make")
+
+    def __init__(self, make: Callable[[int], _Engine]) -> None:
+        self.make = make
+        self.engines: list[_Engine] = []
+
+    def __getitem__(self, index: int) -> _Engine:
+        engines = self.engines
+        if index == len(engines):
+            engines.append(self.make(index))
+        return engines[index]
+
+
+def _no_checkpoint() -> None:
+    return None
 
 
 class _State:
@@ -68,6 +100,8 @@ class _State:
         self.iterations = self.batch_seqs = self.preemptions = 0
         self.batch_limit = 0  # iterations to record for traces (ServeScenario.record_batches)
         self.batches: list[tuple[int, bool, float, float, int, int]] = []
+        self.next_check = 1 << 62  # iteration count at which to call checkpoint (budget, progress)
+        self.checkpoint: Callable[[], None] = _no_checkpoint
 
 
 class _Engine:
@@ -224,6 +258,8 @@ class _Engine:
             st.busy_prefill_s += duration
         st.iterations += 1
         st.batch_seqs += decoding + prefill_seqs
+        if st.iterations >= st.next_check:
+            st.checkpoint()
         if len(st.batches) < st.batch_limit:
             st.batches.append((self.index, self.prefill_pool, event.time, duration, prefill_tokens, decoding))
         self.env.schedule(duration, self._boundary)
@@ -261,6 +297,8 @@ class _Engine:
         st.busy_s += elapsed
         st.iterations += longest
         st.batch_seqs += n * longest
+        if st.iterations >= st.next_check:
+            st.checkpoint()
         if len(st.batches) < st.batch_limit:
             st.batches.append((self.index, self.prefill_pool, now, elapsed, prompt_tokens, n))
         self.env.schedule(elapsed, self._boundary)

@@ -18,6 +18,7 @@ from rainier.frame import frame
 from rainier.hardware import Cluster
 from rainier.serve.cost import ACTIVATION_BYTES, MEMORY_UTILIZATION, ReplicaCost, WeightFormat, replica_cost
 from rainier.serve.efficiency import ServeEfficiency, ServeEfficiencyTable, committed_serve_efficiency
+from rainier.serve.limits import MAX_BATCH, MAX_DEGREE, MAX_TOKENS, check_int
 from rainier.units import GIB
 from rainier.workload.shape import TransformerShape
 
@@ -41,10 +42,15 @@ class ServeConfig:
     unit_core: bool = False
 
     def __post_init__(self) -> None:
-        for name in ("tp", "pp", "ep", "batch", "input_len", "output_len"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise field_error(name.replace("_", "-"), value, "a positive integer")
+        ranges = {"tp": (MAX_DEGREE, "ranks"), "pp": (MAX_DEGREE, "stages"), "ep": (MAX_DEGREE, "ranks"),
+                  "batch": (MAX_BATCH, "sequences"), "input_len": (MAX_TOKENS, "tokens"),
+                  "output_len": (MAX_TOKENS, "tokens")}  # fmt: skip
+        for name, (high, unit) in ranges.items():
+            check_int(name.replace("_", "-"), getattr(self, name), 1, high, unit)
+        if not isinstance(self.weights, WeightFormat):
+            raise field_error("precision", self.weights, f"one of {', '.join(w.value for w in WeightFormat)}")
+        if not isinstance(self.unit_core, bool):
+            raise field_error("unit", self.unit_core, "device or core")
         if self.ep > self.tp:
             raise field_error("ep", self.ep, f"at most tp={self.tp} (experts are spread over the tensor ranks)")
 

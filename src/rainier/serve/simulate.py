@@ -38,41 +38,81 @@ decode replica (``cost`` x ``replicas``) and decodes there without a prefill (a 
 
 Events run on :class:`rainier.sim.kernel.Environment` (ties by ``(time, priority, seq)``): its ~2 us per event is
 well within budget (1,000,000 requests, ~4M iterations, take ~15 s; ``benchmarks/test_bench_serve_sim.py``), so
-there is no private event loop. Arrivals are URGENT: requests arriving at an iteration boundary join that boundary.
-Random numbers (arrival gaps, lengths) are drawn in numpy blocks of :data:`RANDOM_BLOCK` before the run, so a seed
-fixes the output byte for byte. The run ends when every accepted request has completed; ``duration_s`` runs from 0
-to the later of the last completion and the end of the arrival window. Queueing (``queue_ms``) is all the time a
+there is no private event loop. Replicas and their engines are made when the router first sends them work, so
+memory follows the requests, not the size of the fleet. Arrivals are URGENT: requests arriving at an iteration
+boundary join that boundary. Random numbers (arrival gaps, lengths) are drawn in numpy blocks of
+:data:`RANDOM_BLOCK` before the run, so a seed fixes the output byte for byte. The run ends when every accepted
+request has completed; ``duration_s`` runs from 0 to the later of the run's last event (the last completion) and
+the end of the arrival window, so a busy fraction never exceeds 1. Queueing (``queue_ms``) is all the time a
 request waits in a queue: before its prefill, after a preemption, and before a decode replica takes it.
+
+Budgets: a run simulates at most ``max_requests`` requests (:data:`DEFAULT_MAX_REQUESTS`; ~330 bytes each) and
+``max_iterations`` engine iterations (:data:`DEFAULT_MAX_ITERATIONS`; ~3 us each with the real cost model). The
+expected requests (``rate x duration`` or the trace's length) and a lower bound on the iterations are checked
+before the run, and the iterations are counted during it; either over its budget is an ``InputError`` naming the
+option that raises it. The lower bound (all replicas together) is the largest of: the longest request's output
+(its decodes run one after another), the output tokens over ``max_batch`` (an iteration decodes at most that
+many sequences), and the cache token-iterations of the requests over the cache capacity (a request holds
+``input_len + t`` tokens in its ``t``-th decode iteration; an iteration holds at most ``kv_capacity_tokens``).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, fields
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, fields
 from enum import Enum
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from rainier.errors import field_error
-from rainier.frame import frame
-from rainier.serve.engine import _Engine, _Router, _State
+from rainier.serve.engine import _Engine, _Pool, _Router, _State
 from rainier.serve.iteration import IterationCost
+from rainier.serve.limits import (
+    DEFAULT_MAX_ITERATIONS,
+    DEFAULT_MAX_REQUESTS,
+    MAX_BATCH,
+    MAX_DEVICES,
+    MAX_DURATION_S,
+    MAX_ITERATIONS,
+    MAX_RATE_PER_S,
+    MAX_REQUESTS,
+    MAX_SEED,
+    MAX_TOKENS,
+    budget_error,
+    check_float,
+)
+from rainier.serve.results import Percentiles, ServeResult, ServeTimeline, summarise
 from rainier.sim.kernel import URGENT, Environment, Event
 
-if TYPE_CHECKING:
-    import pandas as pd
+__all__ = [  # the results live in serve.results and are re-exported here, where callers have always found them
+    "DEFAULT_CHUNK_TOKENS",
+    "IterationCost",
+    "LengthDistribution",
+    "Percentiles",
+    "Progress",
+    "Request",
+    "Scheduler",
+    "ServeResult",
+    "ServeScenario",
+    "ServeTimeline",
+    "iteration_lower_bound",
+    "poisson_requests",
+    "simulate_serving",
+    "simulate_timeline",
+    "summarise",
+]
 
 DEFAULT_CHUNK_TOKENS = 512
 """Sarathi-Serve's token budget per iteration is typically 512-2048; vLLM's chunked-prefill default is 512."""
 RANDOM_BLOCK = 65_536
 """Random numbers drawn per call to the generator (part of what fixes a seed's output)."""
-MAX_REQUESTS = 20_000_000
-"""Largest run simulated (per-request state is kept in memory, ~1 KB per request)."""
-PERCENTILES = (50.0, 90.0, 99.0)
-OVERLOAD_GROWTH, OVERLOAD_SLACK = 1.5, 20
-"""A run whose requests in the system grow by this factor (plus slack for noise) from halfway through the arrivals
-to their end is flagged as overloaded: its queue grows without bound."""
+PROGRESS_ITERATIONS = 16_384
+"""Iterations between budget checks and progress reports (a few tens of milliseconds)."""
+PROGRESS_AFTER_S = 1.0
+"""Wall time after which a run starts reporting progress."""
 
 
 class Scheduler(Enum):
@@ -95,9 +135,10 @@ class LengthDistribution(Enum):
     """Geometric on {1, 2, ...} with the mean given: memoryless, a long tail like chat outputs."""
 
 
-def _integer(name: str, value: object, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
-        raise field_error(name, value, f"must be an integer >= {minimum}")
+def _integer(name: str, value: object, minimum: int, maximum: int = 2**62) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or not minimum <= value <= maximum:
+        limit = f" and <= {maximum:,}" if maximum < 2**62 else ""
+        raise field_error(name, value, f"must be an integer >= {minimum}{limit}")
 
 
 def _number(name: str, value: object, *, positive: bool) -> None:
@@ -112,7 +153,7 @@ def _check_cost(name: str, cost: object) -> None:
             name, cost, "expected an IterationCost (kv_capacity_tokens, kv_bytes_per_token, max_batch, iteration_s)"
         )
     _integer(f"{name}.kv_capacity_tokens", cost.kv_capacity_tokens, 1)
-    _integer(f"{name}.max_batch", cost.max_batch, 1)
+    _integer(f"{name}.max_batch", cost.max_batch, 1, MAX_BATCH)
     _number(f"{name}.kv_bytes_per_token", cost.kv_bytes_per_token, positive=False)
 
 
@@ -126,8 +167,10 @@ class Request:
 
     def __post_init__(self) -> None:
         _number("arrival_s", self.arrival_s, positive=False)
-        _integer("input_len", self.input_len, 1)
-        _integer("output_len", self.output_len, 1)
+        if self.arrival_s > MAX_DURATION_S:
+            raise field_error("arrival_s", self.arrival_s, f"a time of at most {MAX_DURATION_S:,.0f} s (one year)")
+        _integer("input_len", self.input_len, 1, MAX_TOKENS)
+        _integer("output_len", self.output_len, 1, MAX_TOKENS)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -173,25 +216,31 @@ class ServeScenario:
     """Notes carried into the result (e.g. bad trace rows)."""
     record_batches: int = 0
     """Keep the first this many engine iterations (replica, start, duration, prefill tokens, decodes) for traces."""
+    max_requests: int = DEFAULT_MAX_REQUESTS
+    """Budget: the most requests the run may simulate (up to :data:`MAX_REQUESTS`)."""
+    max_iterations: int = DEFAULT_MAX_ITERATIONS
+    """Budget: the most engine iterations the run may simulate (up to :data:`MAX_ITERATIONS`)."""
 
     def __post_init__(self) -> None:
         _check_cost("cost", self.cost)
-        _integer("record_batches", self.record_batches, 0)
-        _integer("replicas", self.replicas, 1)
+        _integer("record_batches", self.record_batches, 0, MAX_ITERATIONS)
+        _integer("replicas", self.replicas, 1, MAX_DEVICES)
+        _integer("max_requests", self.max_requests, 1, MAX_REQUESTS)
+        _integer("max_iterations", self.max_iterations, 1, MAX_ITERATIONS)
         if not isinstance(self.scheduler, Scheduler):
             raise field_error("scheduler", self.scheduler, f"expected one of {[s.value for s in Scheduler]}")
         if not isinstance(self.chunked_prefill, bool):
             raise field_error("chunked_prefill", self.chunked_prefill, "expected true or false")
-        _integer("chunk_tokens", self.chunk_tokens, 1)
+        _integer("chunk_tokens", self.chunk_tokens, 1, MAX_TOKENS)
         if self.chunked_prefill and self.scheduler is Scheduler.STATIC:
             raise field_error("chunked_prefill", True, "needs the continuous scheduler (static batches prefill once)")
-        _integer("input_len", self.input_len, 1)
-        _integer("output_len", self.output_len, 1)
+        _integer("input_len", self.input_len, 1, MAX_TOKENS)
+        _integer("output_len", self.output_len, 1, MAX_TOKENS)
         if not isinstance(self.length_distribution, LengthDistribution):
             raise field_error(
                 "length_distribution", self.length_distribution, f"one of {[d.value for d in LengthDistribution]}"
             )
-        _integer("seed", self.seed, 0)
+        _integer("seed", self.seed, 0, MAX_SEED)
         self._check_source()
         self._check_disaggregation()
         warnings: Any = self.warnings  # lists are accepted and stored as tuples
@@ -206,11 +255,17 @@ class ServeScenario:
                 raise field_error(
                     "rate_per_s/duration_s", (self.rate_per_s, self.duration_s), "give both, or requests (a trace)"
                 )
-            _number("rate_per_s", self.rate_per_s, positive=True)
-            _number("duration_s", self.duration_s, positive=True)
-            if self.rate_per_s * self.duration_s > MAX_REQUESTS:
-                raise field_error(
-                    "rate_per_s", self.rate_per_s, f"rate x duration_s must stay <= {MAX_REQUESTS:,} requests"
+            check_float("rate_per_s", self.rate_per_s, MAX_RATE_PER_S, "requests per second")
+            check_float("duration_s", self.duration_s, MAX_DURATION_S, "seconds")
+            expected = self.rate_per_s * self.duration_s
+            if expected > self.max_requests + 0.5:  # the mean of the Poisson count, rounded
+                raise budget_error(
+                    f"requests expected (rate {self.rate_per_s:,g}/s x duration {self.duration_s:,g} s)",
+                    round(expected),
+                    self.max_requests,
+                    "--max-requests",
+                    MAX_REQUESTS,
+                    "lower the rate or the duration",
                 )
             return
         if self.rate_per_s is not None or self.duration_s is not None:
@@ -218,8 +273,17 @@ class ServeScenario:
         requests: Any = self.requests  # lists are accepted and stored as tuples
         if isinstance(requests, list):
             object.__setattr__(self, "requests", tuple(requests))
-        if not isinstance(self.requests, tuple) or not 1 <= len(self.requests) <= MAX_REQUESTS:
-            raise field_error("requests", type(self.requests).__name__, f"1 to {MAX_REQUESTS:,} Request objects")
+        if not isinstance(self.requests, tuple) or not self.requests:
+            raise field_error("requests", type(self.requests).__name__, "a tuple of Request objects (at least one)")
+        if len(self.requests) > self.max_requests:
+            raise budget_error(
+                "requests in the trace",
+                len(self.requests),
+                self.max_requests,
+                "--max-requests",
+                MAX_REQUESTS,
+                "simulate a slice of the trace",
+            )
         for index, request in enumerate(self.requests):
             if not isinstance(request, Request):
                 raise field_error(f"requests[{index}]", request, "expected a Request")
@@ -232,7 +296,7 @@ class ServeScenario:
                     raise field_error(name, getattr(self, name), "only with prefill_cost (disaggregated serving)")
             return
         _check_cost("prefill_cost", self.prefill_cost)
-        _integer("prefill_replicas", self.prefill_replicas, 1)
+        _integer("prefill_replicas", self.prefill_replicas, 1, MAX_DEVICES)
         _number("kv_link_bytes_per_s", self.kv_link_bytes_per_s, positive=True)
         if self.scheduler is not Scheduler.CONTINUOUS:
             raise field_error("scheduler", self.scheduler.value, "disaggregated serving needs 'continuous'")
@@ -255,105 +319,6 @@ class ServeScenario:
             elif f.name == "warnings":
                 value = list(value)
             out[f.name] = value
-        return out
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Results
-# ----------------------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Percentiles:
-    """Distribution of one latency over requests, in milliseconds."""
-
-    p50: float
-    p90: float
-    p99: float
-    mean: float
-
-    @staticmethod
-    def of(values_s: np.ndarray) -> Percentiles | None:
-        """Percentiles of ``values_s`` (seconds) in ms; None without samples."""
-        if values_s.size == 0:
-            return None
-        p50, p90, p99 = (float(v) * 1e3 for v in np.percentile(values_s, PERCENTILES))
-        return Percentiles(p50=p50, p90=p90, p99=p99, mean=float(values_s.mean()) * 1e3)
-
-    def to_dict(self) -> dict[str, float]:
-        return {"p50": self.p50, "p90": self.p90, "p99": self.p99, "mean": self.mean}
-
-
-@dataclass(frozen=True, slots=True, kw_only=True, eq=False)
-class ServeTimeline:
-    """Per-request times of one run (seconds; NaN where a request never got there), in arrival order."""
-
-    arrival_s: np.ndarray
-    input_len: np.ndarray
-    output_len: np.ndarray
-    first_token_s: np.ndarray
-    finish_s: np.ndarray
-    queue_s: np.ndarray
-    """Time spent waiting in queues (readmissions after preemption and the decode queue included)."""
-    transfer_s: np.ndarray
-    """KV transfer time from the end of the prefill to the decode pool (NaN when not disaggregated)."""
-    rejected: np.ndarray
-    """True for requests that can never fit a replica's KV cache."""
-    busy_s: float
-    """Replica-seconds spent in iterations (both pools)."""
-    busy_prefill_s: float
-    iterations: int
-    batch_seqs: int
-    """Sequences summed over iterations (mean batch = batch_seqs / iterations)."""
-    preemptions: int
-    batches: tuple[tuple[int, bool, float, float, int, int], ...] = ()
-    """The first ``record_batches`` iterations: (replica, in the prefill pool, start s, duration s, prefill tokens,
-    decoding sequences); a static batch is one entry for its whole run."""
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ServeResult:
-    """What a serving simulation measured, with the scenario's key inputs. Latencies are over completed requests;
-    TPOT is ``(e2e - ttft) / (output_len - 1)`` over requests with more than one output token."""
-
-    requests_submitted: int
-    requests_completed: int
-    rejected: int
-    duration_s: float
-    arrival_window_s: float
-    ttft_ms: Percentiles | None
-    tpot_ms: Percentiles | None
-    e2e_ms: Percentiles | None
-    queue_ms: Percentiles | None
-    kv_transfer_ms: Percentiles | None
-    output_tokens_per_s: float
-    total_tokens_per_s: float
-    requests_per_s: float
-    utilisation: float
-    """Busy fraction of all replicas over ``duration_s``."""
-    prefill_utilisation: float | None
-    """Busy fraction of the prefill pool (disaggregated only)."""
-    mean_batch: float
-    """Sequences per iteration, averaged over iterations."""
-    iterations: int
-    preemptions: int
-    scheduler: str
-    chunked_prefill: bool
-    replicas: int
-    prefill_replicas: int | None
-    seed: int
-    warnings: tuple[str, ...] = field(default=())
-
-    def to_frame(self) -> pd.DataFrame:
-        """This result as a pandas DataFrame (``rainier.frame``)."""
-        return frame(self.to_dict())
-
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for f in fields(self):
-            value = getattr(self, f.name)
-            out[f.name] = value.to_dict() if isinstance(value, Percentiles) else value
-        out["warnings"] = list(self.warnings)
         return out
 
 
@@ -397,11 +362,39 @@ def poisson_requests(scenario: ServeScenario, rng: np.random.Generator) -> tuple
 # ----------------------------------------------------------------------------------------------------------------
 
 
+Progress = Callable[[int, int], None]
+"""Called now and then during a long run with (requests completed, requests accepted)."""
+
+
+def iteration_lower_bound(scenario: ServeScenario, inputs: np.ndarray, outputs: np.ndarray) -> int:
+    """Fewest engine iterations (all replicas together) that can serve requests of these lengths (module docstring).
+
+    Each request's ``output_len`` tokens take that many iterations in a row (one prefill, then one decode each);
+    an iteration serves at most ``max_batch`` sequences (the larger pool's, when disaggregated) and holds at most
+    the decode replica's ``kv_capacity_tokens`` of cache, while request ``i`` holds ``input_i + t`` tokens in its
+    ``t``-th decode iteration.
+    """
+    if outputs.size == 0:
+        return 0
+    cost = scenario.cost
+    max_batch = max(cost.max_batch, scenario.prefill_cost.max_batch if scenario.prefill_cost else 0)
+    out = outputs.astype(np.float64)
+    # sum over t = 1 .. out - 1 of (input + t)
+    cache_token_iterations = float(((out - 1.0) * (inputs + out / 2.0)).sum())
+    bounds = (
+        float(out.max()),
+        float(out.sum()) / max_batch,
+        cache_token_iterations / max(cost.kv_capacity_tokens, 1),
+    )
+    return math.floor(max(bounds))
+
+
 class _Run:
     """Wires arrivals, pools and KV transfers for one scenario on one kernel."""
 
-    def __init__(self, scenario: ServeScenario) -> None:
+    def __init__(self, scenario: ServeScenario, progress: Progress | None = None) -> None:
         self.sc = scenario
+        self.progress = progress
         self.rng = np.random.default_rng(scenario.seed)
         if scenario.requests is None:
             arrival, inputs, outputs = poisson_requests(scenario, self.rng)
@@ -422,26 +415,41 @@ class _Run:
         held = inputs + outputs - 1  # cache a request holds when its last token is generated
         self.rejected = held > scenario.cost.kv_capacity_tokens
         self.decode_router = _Router(scenario.replicas)
-        self.decode = [
-            _Engine(self.env, self.state, scenario.cost, index=r, router=self.decode_router, on_done=self._complete,
-                    chunk_tokens=chunk, static=static)
-            for r in range(scenario.replicas)
-        ]  # fmt: skip
+        self.decode = _Pool(
+            lambda r: _Engine(self.env, self.state, scenario.cost, index=r, router=self.decode_router,
+                              on_done=self._complete, chunk_tokens=chunk, static=static)
+        )  # fmt: skip
         self.entry, self.entry_router = self.decode, self.decode_router
         if scenario.prefill_cost is not None:
             assert scenario.prefill_replicas is not None and scenario.kv_link_bytes_per_s is not None
-            self.rejected |= inputs > scenario.prefill_cost.kv_capacity_tokens
+            prefill_cost = scenario.prefill_cost
+            self.rejected |= inputs > prefill_cost.kv_capacity_tokens
             self.entry_router = _Router(scenario.prefill_replicas)
-            self.entry = [
-                _Engine(self.env, self.state, scenario.prefill_cost, index=r, router=self.entry_router,
-                        on_done=self._handoff, chunk_tokens=chunk, prefill_pool=True)
-                for r in range(scenario.prefill_replicas)
-            ]  # fmt: skip
+            self.entry = _Pool(
+                lambda r: _Engine(self.env, self.state, prefill_cost, index=r, router=self.entry_router,
+                                  on_done=self._handoff, chunk_tokens=chunk, prefill_pool=True)
+            )  # fmt: skip
             self.state.remaining = [1] * len(self.arrival)  # the prefill pool produces the first token only
-            self.link_free_s = [0.0] * scenario.prefill_replicas
-            self.transfer_s_per_token = scenario.prefill_cost.kv_bytes_per_token / scenario.kv_link_bytes_per_s
+            self.link_free_s: dict[int, float] = {}
+            self.transfer_s_per_token = prefill_cost.kv_bytes_per_token / scenario.kv_link_bytes_per_s
         self.rejected_list: list[bool] = self.rejected.tolist()
         self.next_arrival = 0
+        self.completed = 0
+        self.accepted = int((~self.rejected).sum())
+        kept = ~self.rejected
+        needed = iteration_lower_bound(scenario, inputs[kept], outputs[kept])
+        if needed > scenario.max_iterations:
+            raise budget_error(
+                f"engine iterations needed (at least, for {self.accepted:,} requests)",
+                needed,
+                scenario.max_iterations,
+                "--max-iterations",
+                MAX_ITERATIONS,
+                "simulate fewer or shorter requests",
+            )
+        self.state.next_check = min(PROGRESS_ITERATIONS, scenario.max_iterations + 1)
+        self.state.checkpoint = self._checkpoint
+        self.started = time.perf_counter()
 
     def _arrive(self, event: Event) -> None:
         rid = self.next_arrival
@@ -451,17 +459,36 @@ class _Run:
         if not self.rejected_list[rid]:
             self.entry[self.entry_router.pick()].enqueue(rid, event.time)
 
+    def _checkpoint(self) -> None:
+        """Every few thousand iterations: hold the iteration budget and report progress."""
+        st = self.state
+        if st.iterations > self.sc.max_iterations:
+            raise budget_error(
+                f"engine iterations (stopped at {self.env.now:,.1f} s simulated, {self.completed:,} of "
+                f"{self.accepted:,} requests done)",
+                st.iterations,
+                self.sc.max_iterations,
+                "--max-iterations",
+                MAX_ITERATIONS,
+                "simulate fewer or shorter requests",
+            )
+        st.next_check = min(st.iterations + PROGRESS_ITERATIONS, self.sc.max_iterations + 1)
+        if self.progress is not None and time.perf_counter() - self.started >= PROGRESS_AFTER_S:
+            self.progress(self.completed, self.accepted)
+
     def _complete(self, rid: int, now: float, replica: int) -> None:
         self.state.finish[rid] = now
+        self.completed += 1
 
     def _handoff(self, rid: int, now: float, replica: int) -> None:
         """A prefill is done: send the prompt's KV over the prefill replica's link, then decode elsewhere."""
         st = self.state
         if st.output_len[rid] == 1:
             st.finish[rid] = now
+            self.completed += 1
             return
         tokens = st.input_len[rid]
-        start = max(now, self.link_free_s[replica])
+        start = max(now, self.link_free_s.get(replica, 0.0))
         self.link_free_s[replica] = start + tokens * self.transfer_s_per_token
         arrive = self.link_free_s[replica] + self.sc.kv_link_latency_s
         st.transfer[rid] = arrive - now
@@ -476,6 +503,8 @@ class _Run:
             self.env.schedule_at(self.arrival[0], self._arrive, priority=URGENT)
         self.env.run()
         st = self.state
+        if self.progress is not None and time.perf_counter() - self.started >= PROGRESS_AFTER_S:
+            self.progress(self.completed, self.accepted)
         return ServeTimeline(
             arrival_s=self.arrival_array,
             input_len=self.input_array,
@@ -491,77 +520,19 @@ class _Run:
             batch_seqs=st.batch_seqs,
             preemptions=st.preemptions,
             batches=tuple(st.batches),
+            end_s=self.env.now,
         )
 
 
-def simulate_timeline(scenario: ServeScenario) -> ServeTimeline:
-    """Run the simulation of ``scenario`` and return every request's times (deterministic for its seed)."""
-    return _Run(scenario).run()
+def simulate_timeline(scenario: ServeScenario, progress: Progress | None = None) -> ServeTimeline:
+    """Run the simulation of ``scenario`` and return every request's times (deterministic for its seed).
+
+    A run over its budgets (``max_requests``, ``max_iterations``) is an ``InputError``; ``progress`` is called
+    with (requests completed, requests accepted) every few thousand iterations once a second has passed.
+    """
+    return _Run(scenario, progress).run()
 
 
-def summarise(scenario: ServeScenario, timeline: ServeTimeline) -> ServeResult:
-    """Percentiles, throughput and utilisation of a run."""
-    t = timeline
-    done = ~np.isnan(t.finish_s)
-    window = scenario.duration_s if scenario.duration_s is not None else float(t.arrival_s.max())
-    last = float(t.finish_s[done].max()) if done.any() else 0.0
-    duration = max(last, window)
-    inputs, outputs = t.input_len[done], t.output_len[done]
-    ttft = t.first_token_s[done] - t.arrival_s[done]
-    e2e = t.finish_s[done] - t.arrival_s[done]
-    multi = outputs > 1
-    tpot = (e2e[multi] - ttft[multi]) / (outputs[multi] - 1)
-    transfer = t.transfer_s[done & ~np.isnan(t.transfer_s)]
-    num_rejected = int(t.rejected.sum())
-    warnings = list(scenario.warnings)
-    if num_rejected:
-        limits = f"input_len + output_len - 1 > {scenario.cost.kv_capacity_tokens:,} tokens"
-        if scenario.prefill_cost is not None:
-            limits += f", or input_len > {scenario.prefill_cost.kv_capacity_tokens:,} on a prefill replica"
-        warnings.append(f"{num_rejected:,} requests rejected: too long for a replica's KV cache ({limits})")
-    if window > 0:
-        # a queue that keeps growing: twice as many requests in the system at the end of the arrivals as halfway
-        finished = np.sort(t.finish_s[done])
-        in_system = [
-            int(np.searchsorted(t.arrival_s, when, side="right") - np.searchsorted(finished, when, side="right"))
-            for when in (window / 2, window)
-        ]
-        if in_system[1] > OVERLOAD_GROWTH * in_system[0] + OVERLOAD_SLACK:
-            warnings.append(
-                f"overloaded: {in_system[1]:,} requests in the system when arrivals stopped at {window:,.1f} s "
-                f"({in_system[0]:,} halfway); the last finished at {duration:,.1f} s"
-            )
-    prefill_replicas = scenario.prefill_replicas if scenario.disaggregated else None
-    num_replicas = scenario.replicas + (prefill_replicas or 0)
-    scale = 1.0 / duration if duration > 0 else 0.0
-    return ServeResult(
-        requests_submitted=int(t.arrival_s.size),
-        requests_completed=int(done.sum()),
-        rejected=num_rejected,
-        duration_s=duration,
-        arrival_window_s=float(window),
-        ttft_ms=Percentiles.of(ttft),
-        tpot_ms=Percentiles.of(tpot),
-        e2e_ms=Percentiles.of(e2e),
-        queue_ms=Percentiles.of(t.queue_s[done]),
-        kv_transfer_ms=Percentiles.of(transfer) if scenario.disaggregated else None,
-        output_tokens_per_s=float(outputs.sum()) * scale,
-        total_tokens_per_s=float(inputs.sum() + outputs.sum()) * scale,
-        requests_per_s=float(done.sum()) * scale,
-        utilisation=t.busy_s * scale / num_replicas,
-        prefill_utilisation=t.busy_prefill_s * scale / prefill_replicas if prefill_replicas else None,
-        mean_batch=t.batch_seqs / t.iterations if t.iterations else 0.0,
-        iterations=t.iterations,
-        preemptions=t.preemptions,
-        scheduler=scenario.scheduler.value,
-        chunked_prefill=scenario.chunked_prefill,
-        replicas=scenario.replicas,
-        prefill_replicas=prefill_replicas,
-        seed=scenario.seed,
-        warnings=tuple(warnings),
-    )
-
-
-def simulate_serving(scenario: ServeScenario) -> ServeResult:
+def simulate_serving(scenario: ServeScenario, progress: Progress | None = None) -> ServeResult:
     """Simulate ``scenario`` and summarise it: the same seed gives the same result, byte for byte."""
-    return summarise(scenario, simulate_timeline(scenario))
+    return summarise(scenario, simulate_timeline(scenario, progress))

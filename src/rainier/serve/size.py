@@ -24,6 +24,7 @@ from rainier.hardware import cluster_of, largest_system_for_accelerator
 from rainier.precision import Precision
 from rainier.serve.cost import ReplicaCost, WeightFormat, replica_cost
 from rainier.serve.efficiency import ServeEfficiency, ServeEfficiencyTable, committed_serve_efficiency
+from rainier.serve.limits import MAX_LATENCY_MS, MAX_RATE_PER_S
 from rainier.workload.shape import TransformerShape
 
 DEFAULT_UTILISATION = 0.8
@@ -60,8 +61,8 @@ def parse_slo(text: str) -> Slo:
             value = float(raw)
         except ValueError:
             raise field_error("slo", part, "a number of milliseconds") from None
-        if not value > 0 or not math.isfinite(value):
-            raise field_error("slo", part, "a positive number of milliseconds")
+        if not 0 < value <= MAX_LATENCY_MS:
+            raise field_error("slo", part, f"a number of milliseconds above 0 and at most {MAX_LATENCY_MS:,.0f}")
         values[_SLO_KEYS[key] + "_s"] = value / 1e3
     if not values:
         raise field_error("slo", text, "at least one of ttft_p99_ms, tpot_p99_ms, e2e_p99_ms")
@@ -100,8 +101,10 @@ def parse_models(text: str) -> list[tuple[str, float]]:
             rate = float(match["rate"])
         except ValueError:
             raise field_error("models", part, "a number of requests per second after ':'") from None
-        if not rate > 0 or not math.isfinite(rate):
-            raise field_error("models", part, "a positive rate in requests per second")
+        if not 0 < rate <= MAX_RATE_PER_S:
+            raise field_error(
+                "models", part, f"a rate above 0 and at most {MAX_RATE_PER_S:,.0f} requests per second after ':'"
+            )
         out.append((match["model"].strip(), rate))
     if not out:
         raise field_error("models", text, "NAME:REQUESTS_PER_S[,NAME:REQUESTS_PER_S...]")
@@ -282,6 +285,9 @@ def size_model(
     if verify is not None:
         for _round in range(MAX_VERIFY_ROUNDS):
             p99, simulated = verify(layout, cost, traffic, replicas)
+            if "skipped" in simulated:
+                notes.append(str(simulated["skipped"]))
+                break
             misses = [k for k, target in (("ttft", slo.ttft_s), ("tpot", slo.tpot_s), ("e2e", slo.e2e_s))
                       if target is not None and p99.get(k, 0.0) > target]  # fmt: skip
             if not misses:

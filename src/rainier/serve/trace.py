@@ -16,7 +16,8 @@ import math
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-from rainier.errors import InputError
+from rainier.errors import InputError, clip, quote
+from rainier.serve.limits import MAX_REQUESTS, budget_error
 from rainier.serve.simulate import Request
 
 COLUMNS = ("arrival_s", "input_len", "output_len")
@@ -35,13 +36,13 @@ def _length(name: str, value: object) -> int:
             try:
                 value = float(value)
             except ValueError:
-                raise ValueError(f"{name}={value!r} is not a number") from None
+                raise ValueError(f"{name}={quote(value)} is not a number") from None
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{name}={value!r} is not a whole number")
+        raise ValueError(f"{name}={quote(value)} is not a whole number")
     if value < 1:
-        raise ValueError(f"{name}={value!r} must be >= 1")
+        raise ValueError(f"{name}={quote(value)} must be >= 1")
     return value
 
 
@@ -50,11 +51,11 @@ def _arrival(value: object) -> float:
         try:
             value = float(value.strip())
         except ValueError:
-            raise ValueError(f"arrival_s={value!r} is not a number") from None
+            raise ValueError(f"arrival_s={quote(value)} is not a number") from None
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueError(f"arrival_s={value!r} is not a number")
+        raise ValueError(f"arrival_s={quote(value)} is not a number")
     if not math.isfinite(value) or value < 0:
-        raise ValueError(f"arrival_s={value!r} must be a finite time >= 0")
+        raise ValueError(f"arrival_s={quote(value)} must be a finite time >= 0")
     return float(value)
 
 
@@ -76,7 +77,7 @@ def _csv_rows(path: Path) -> Iterator[tuple[int, Mapping[str, object] | str]]:
         missing = [c for c in COLUMNS if c not in header]
         if missing:
             raise InputError(
-                f"trace {path}: the CSV header must name {', '.join(COLUMNS)}; missing {', '.join(missing)}"
+                f"trace {clip(str(path))}: the CSV header must name {', '.join(COLUMNS)}; missing {', '.join(missing)}"
             )
         reader.fieldnames = header
         for row in reader:
@@ -99,18 +100,23 @@ def _jsonl_rows(path: Path) -> Iterator[tuple[int, Mapping[str, object] | str]]:
             yield number, (row if isinstance(row, dict) else "expected a JSON object")
 
 
-def load_trace(path: str | Path) -> tuple[list[Request], list[str]]:
-    """Requests of the trace at ``path`` and a warning per skipped row ("line N: reason")."""
+def load_trace(path: str | Path, limit: int | None = None) -> tuple[list[Request], list[str]]:
+    """Requests of the trace at ``path`` and a warning per skipped row ("line N: reason").
+
+    With ``limit``, a trace of more usable rows is refused as soon as the row after the limit is read (the
+    simulation's ``max_requests`` budget), before the whole file is held in memory.
+    """
     path = Path(path)
+    where = clip(str(path))
     suffix = path.suffix.lower()
     if suffix in CSV_SUFFIXES:
         rows = _csv_rows(path)
     elif suffix in JSONL_SUFFIXES:
         rows = _jsonl_rows(path)
     else:
-        raise InputError(f"trace {path}: unknown format {suffix!r}; allowed: .csv, .jsonl, .ndjson")
+        raise InputError(f"trace {where}: unknown format {quote(suffix)}; allowed: .csv, .jsonl, .ndjson")
     if not path.is_file():
-        raise InputError(f"trace {path}: no such file")
+        raise InputError(f"trace {where}: no such file")
     requests: list[Request] = []
     warnings: list[str] = []
     bad = 0
@@ -124,11 +130,16 @@ def load_trace(path: str | Path) -> tuple[list[Request], list[str]]:
                 bad += 1
                 if bad <= MAX_WARNINGS:
                     warnings.append(f"line {number}: {exc}")
+            if limit is not None and len(requests) > limit:
+                raise budget_error(
+                    f"trace {where}: requests", len(requests), limit, "--max-requests",
+                    MAX_REQUESTS, "simulate a slice of the trace",
+                )  # fmt: skip
     except (UnicodeDecodeError, csv.Error) as exc:
-        raise InputError(f"trace {path}: cannot be read ({exc})") from None
+        raise InputError(f"trace {where}: cannot be read ({clip(str(exc))})") from None
     if bad > MAX_WARNINGS:
         warnings.append(f"... and {bad - MAX_WARNINGS:,} more bad rows ({bad:,} skipped in all)")
     if not requests:
         detail = f" ({bad:,} bad rows; first: {warnings[0]})" if warnings else " (no rows)"
-        raise InputError(f"trace {path}: no usable request{detail}")
+        raise InputError(f"trace {where}: no usable request{detail}")
     return requests, warnings

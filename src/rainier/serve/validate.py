@@ -9,13 +9,17 @@ towards its family -- by least squares on log errors with physical bounds and a 
 long-context rows contradict their own TTFT and TPOT: 8,192 output tokens at the published median TPOT would take
 half the published time; a robust loss keeps them from pulling every other case); ``leave_one_group_out`` refits
 without each source in turn and predicts it.
+
+A case whose ``system``, ``serving`` or ``targets`` fields are missing, of the wrong type or out of range
+(``serve.limits``), or that the model cannot express (``batch: null``, in-flight batching; a precision the chip
+has no matmuls for), is skipped with a reason naming the field, as training's validation skips its cases.
 """
 
 from __future__ import annotations
 
 import datetime
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +33,7 @@ from rainier.calibrate.cases import Case, CaseFile, InferenceCase, SkippedCase, 
 from rainier.calibrate.score import CaseResult, ValidationReport, error_pct, select_group
 from rainier.calibrate.summary import summarize
 from rainier.catalog.loader import catalog_file
-from rainier.errors import InputError
+from rainier.errors import InputError, field_error
 from rainier.hardware import cluster_of, get_accelerator
 from rainier.serve.cost import ReplicaCost, WeightFormat, replica_cost
 from rainier.serve.efficiency import (
@@ -42,6 +46,7 @@ from rainier.serve.efficiency import (
     load_serve_efficiency,
 )
 from rainier.serve.estimate import ServeConfig, static_batch_times
+from rainier.serve.limits import MAX_BATCH, MAX_DEGREE, MAX_DEVICES, MAX_TOKENS, check_int
 from rainier.workload import shape_from_validation_model
 
 MIN_CASES_PER_ACCELERATOR = 5
@@ -61,6 +66,7 @@ UPPER = {name: b[1] for name, b in _BOUNDS.items()}
 SCALE = {name: b[2] for name, b in _BOUNDS.items()}
 INT8_NOTE = "weights stored int8"
 METRICS = ("output_tokens_per_s_per_device", "output_tokens_per_s", "ttft_ms", "tpot_ms")
+DEGREE_UNITS = ("device", "neuroncore")
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,33 +81,84 @@ class Prepared:
     family: str
 
 
+def _whole(block: str, fields: Any, key: str, high: int, unit: str, *, default: int | None = None) -> int:
+    """``fields[key]`` as a whole number in ``[1, high]`` (``default`` when absent or null, if given)."""
+    value = fields.get(key) if isinstance(fields, Mapping) else None
+    if value is None and default is not None:
+        return default
+    if value is None:
+        raise field_error(f"{block}.{key}", value, f"a whole number of {unit} (required)")
+    return check_int(f"{block}.{key}", value, 1, high, unit)
+
+
+def _text(block: str, fields: Any, key: str, allowed: str, *, default: str | None = None) -> str:
+    value = fields.get(key) if isinstance(fields, Mapping) else None
+    if value is None and default is not None:
+        return default
+    if not isinstance(value, str) or not value.strip():
+        raise field_error(f"{block}.{key}", value, allowed)
+    return value
+
+
 def serve_config(case: InferenceCase) -> ServeConfig:
-    """A case's ``serving`` block as a :class:`ServeConfig`."""
-    s = case.serving
-    precision = str(s.get("precision") or "bf16")
-    weights = WeightFormat.INT8_WEIGHTS if INT8_NOTE in case.notes else WeightFormat.parse(precision)
+    """A case's ``serving`` block as a :class:`ServeConfig`; a bad field is an ``InputError`` naming it."""
+    s = dict(case.serving)
+    if s.get("batch", 0) is None:
+        raise field_error(
+            "serving.batch",
+            None,
+            "a static batch size (null is in-flight batching, which the static model cannot time)",
+        )
+    unit = _text("serving", s, "degrees_unit", " or ".join(DEGREE_UNITS), default="device")
+    if unit not in DEGREE_UNITS:
+        raise field_error("serving.degrees_unit", unit, " or ".join(DEGREE_UNITS))
+    precision = _text("serving", s, "precision", ", ".join(w.value for w in WeightFormat), default="bf16")
+    try:
+        weights = WeightFormat.INT8_WEIGHTS if INT8_NOTE in case.notes else WeightFormat.parse(precision)
+    except InputError:
+        raise field_error("serving.precision", precision, ", ".join(w.value for w in WeightFormat)) from None
     return ServeConfig(
-        tp=int(s.get("tp") or 1),
-        pp=int(s.get("pp") or 1),
-        ep=int(s.get("ep") or 1),
-        batch=int(s["batch"]),
-        input_len=int(s["input_len"]),
-        output_len=int(s["output_len"]),
+        tp=_whole("serving", s, "tp", MAX_DEGREE, "ranks", default=1),
+        pp=_whole("serving", s, "pp", MAX_DEGREE, "stages", default=1),
+        ep=_whole("serving", s, "ep", MAX_DEGREE, "ranks", default=1),
+        batch=_whole("serving", s, "batch", MAX_BATCH, "sequences"),
+        input_len=_whole("serving", s, "input_len", MAX_TOKENS, "tokens"),
+        output_len=_whole("serving", s, "output_len", MAX_TOKENS, "tokens"),
         weights=weights,
-        unit_core=s.get("degrees_unit") == "neuroncore",
+        unit_core=unit == "neuroncore",
     )
 
 
+def case_targets(case: InferenceCase) -> tuple[tuple[str, float], ...]:
+    """The case's targets the serving model predicts, as (metric, value); a malformed one is an ``InputError``."""
+    out: list[tuple[str, float]] = []
+    for index, target in enumerate(case.targets):
+        where = f"targets[{index}]"
+        metric = _text(where, target, "metric", "a metric name, e.g. " + ", ".join(METRICS))
+        if metric not in METRICS:
+            continue  # published beside the ones modelled (validation/README.md: all published metrics)
+        value = target.get("value")
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
+            raise field_error(f"{where}.value", value, f"a positive finite measurement of {metric}")
+        out.append((metric, float(value)))
+    if not out:
+        raise field_error("targets", [t.get("metric") for t in case.targets], f"at least one of {', '.join(METRICS)}")
+    return tuple(out)
+
+
 def prepare(case: InferenceCase) -> Prepared:
+    """A case ready to predict; a field that is missing, mistyped, out of range or inexpressible raises an
+    ``InputError`` (a ``ValueError``) naming it, and :func:`_prepared` skips the case with that reason."""
     shape = shape_from_validation_model(case.model, source=case.id)
-    accelerator = get_accelerator(str(case.system["accelerator"]))
-    cluster = cluster_of(accelerator.id, int(case.system["count"]))
+    system = dict(case.system)
+    accelerator = get_accelerator(_text("system", system, "accelerator", "an accelerator id"))
+    cluster = cluster_of(accelerator.id, _whole("system", system, "count", MAX_DEVICES, "devices"))
     config = serve_config(case)
+    targets = case_targets(case)
     cost = replica_cost(
         shape, cluster, tp=config.tp, pp=config.pp, ep=config.ep, unit_core=config.unit_core, weights=config.weights,
         eff=ServeEfficiency(),
     )  # fmt: skip
-    targets = tuple((str(t["metric"]), float(t["value"])) for t in case.targets if t["metric"] in METRICS)
     return Prepared(case, config, cost, targets, accelerator.id, accelerator.family.value)
 
 

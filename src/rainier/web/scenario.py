@@ -134,8 +134,6 @@ def scenario_from_yaml(data: bytes | str) -> TrainingScenario:
         raw = parse_yaml(data, "scenario")
     except CatalogError as exc:
         raise FieldError(str(exc), "scenario") from None
-    except TypeError:  # the strict loader's duplicate-key check meets a key that is a list or a mapping
-        raise FieldError("scenario: malformed YAML: a key is a list or a mapping", "scenario") from None
     if raw is None:
         raise FieldError("scenario: empty file; expected kind: training and the form's fields", "scenario")
     try:
