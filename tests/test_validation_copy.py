@@ -15,12 +15,27 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "validation"
 
 
-def test_vendored_inference_copy_matches_shared() -> None:
-    ours = ROOT / "validation" / "inference.yaml"
+@pytest.mark.parametrize("name", ["inference.yaml", "inference-trn2.yaml"])
+def test_vendored_inference_copy_matches_shared(name: str) -> None:
+    ours = ROOT / "validation" / name
     assert ours.is_file()
-    shared = SHARED / "inference.yaml"
+    shared = SHARED / name
     if shared.is_file():
-        assert ours.read_bytes() == shared.read_bytes(), f"validation/inference.yaml differs from {shared}"
+        assert ours.read_bytes() == shared.read_bytes(), f"validation/{name} differs from {shared}"
+
+
+def test_public_inference_set_breadth() -> None:
+    """Issue 13: >= 200 targets in >= 10 groups, with in-flight batching, H200/B200, MoE, speculation, Trainium2."""
+    cases = []
+    for name in ("inference.yaml", "inference-trn2.yaml", "inference-mlperf.yaml", "inference-open.yaml"):
+        cases += yaml.safe_load((ROOT / "validation" / name).read_text(encoding="utf-8"))["cases"]
+    accelerators = {c["system"]["accelerator"] for c in cases}
+    assert sum(len(c["targets"]) for c in cases) >= 200
+    assert len({c["group"] for c in cases}) >= 10
+    assert any(c["serving"].get("batch") is None for c in cases)
+    assert {"h200-sxm", "b200", "trn2"} <= accelerators
+    assert any(c["model"].get("arch") == "moe" for c in cases)
+    assert any(c["serving"].get("speculative") for c in cases)
 
 
 def test_training_cases_start_with_the_shared_ones_unchanged() -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 from rainier.api import resolve_cluster
 from rainier.errors import InputError, field_error
-from rainier.serve.cost import WeightFormat
+from rainier.serve.cost import AttentionKernels, WeightFormat
 from rainier.serve.efficiency import ServeEfficiency, ServeEfficiencyTable
 from rainier.serve.estimate import ServeConfig, ServeEstimate, estimate_serving
 from rainier.serve.limits import MAX_DEVICES, MAX_SEED, MAX_TOKENS, check_float, check_int, check_text
@@ -23,6 +23,7 @@ from rainier.serve.size import (
     parse_slo,
     size_model,
 )
+from rainier.serve.speculative import parse_speculation
 from rainier.units import SECONDS_PER_HOUR
 from rainier.workload import resolve_model
 
@@ -53,14 +54,19 @@ def run_serve_estimate(
     unit: str = "device",
     efficiency: ServeEfficiency | ServeEfficiencyTable | None = None,
     allow_oversize: bool = False,
+    speculative: str | None = None,
+    attention: str = "fused",
 ) -> ServeEstimate:
     """``rainier serve estimate``: one static-batch configuration on every replica that fits the cluster.
+
+    ``speculative`` is ``METHOD:k=K[,accept=RATE|,len=TOKENS][,model=DRAFT]`` (``serve.speculative``);
+    ``attention`` names the engine's attention kernels (``serve.cost.AttentionKernels``).
 
     A batch whose KV cache cannot fit is an ``InputError`` naming the largest batch that does (``allow_oversize``
     returns the estimate with ``fits`` false instead).
     """
     check_text("model", model, "a catalog model name or a Hugging Face config.json")
-    check_text("precision", precision, "bf16, fp16, fp8 or int8-weights")
+    check_text("precision", precision, "bf16, fp16, fp8, fp4 or int8-weights")
     check_text("unit", unit, "device or core")
     if count is not None:
         check_int("count", count, 1, MAX_DEVICES, "devices")
@@ -75,8 +81,12 @@ def run_serve_estimate(
         output_len=output_len,
         weights=WeightFormat.parse(precision),
         unit_core=parse_unit(unit),
+        speculative=parse_speculation(speculative) if speculative is not None else None,
+        attention=AttentionKernels.parse(attention),
     )
-    result = estimate_serving(shape, target, config, efficiency=efficiency)
+    spec = config.speculative
+    draft = resolve_model(spec.draft_model) if spec is not None and spec.draft_model is not None else None
+    result = estimate_serving(shape, target, config, efficiency=efficiency, draft=draft)
     if not result.fits and not allow_oversize:
         if result.config.batch <= result.max_batch:
             raise field_error(

@@ -188,7 +188,7 @@ def _check_types(values: dict[str, Any]) -> None:
         check_int("count", v["count"], 1, MAX_DEVICES, "devices")
     check_int("tp", v["tp"], 1, MAX_DEGREE, "ranks")
     check_int("pp", v["pp"], 1, MAX_DEGREE, "stages")
-    check_text("precision", v["precision"], "bf16, fp16, fp8 or int8-weights")
+    check_text("precision", v["precision"], "bf16, fp16, fp8, fp4 or int8-weights")
     check_flag("unit_core", v["unit_core"])
     _optional_text("unit", v["unit"], "device or core")
     if v["rate"] is not None:

@@ -342,8 +342,22 @@ def catalog_models(as_json: JsonOption = False) -> None:
 
 # --------------------------------------------------------------------------------------------- validation
 CasesArgument = Annotated[
-    Path, typer.Argument(help="A validation cases file (validation/training.yaml or inference.yaml).")
+    list[Path],
+    typer.Argument(
+        help="A validation cases file (validation/training.yaml or inference.yaml); inference files may be several "
+        "(validation/inference*.yaml), scored and fitted together."
+    ),
 ]
+
+
+def _one_kind(cases: list[Path]) -> tuple[Path, bool]:
+    """The first cases file and whether the files hold inference cases; several files must all be inference."""
+    from rainier.errors import InputError
+
+    inference = [_is_inference(path) for path in cases]
+    if len(cases) > 1 and not all(inference):
+        raise InputError("several cases files are read together only for inference cases; give one training file")
+    return cases[0], inference[0]
 
 
 @app.command("report")
@@ -381,13 +395,15 @@ def validate(
     from rainier.calibrate import validate_file
     from rainier.report.calibrate_view import validation_tables
 
-    if _is_inference(cases):
+    first, inference = _one_kind(cases)
+    if inference:
         from rainier.serve.validate import validate_inference_file
 
         served = validate_inference_file(cases, group=group, efficiency_path=efficiency)
-        report = {**served.to_dict(), "summary": {**served.summary, "kind": "inference", "cases_file": str(cases)}}
+        files = ", ".join(str(path) for path in cases)
+        report = {**served.to_dict(), "summary": {**served.summary, "kind": "inference", "cases_file": files}}
     else:
-        report = validate_file(cases, group=group, efficiency_path=efficiency).to_dict()
+        report = validate_file(first, group=group, efficiency_path=efficiency).to_dict()
     if as_json:
         emit_json(report)
     else:
@@ -414,30 +430,32 @@ def calibrate(
     from rainier.calibrate import calibrate_file
     from rainier.report.calibrate_view import fit_tables
 
-    if _is_inference(cases):
+    first, inference = _one_kind(cases)
+    check_output(out, "--out", *cases)
+    if inference:
         from rainier.report.serve_view import serve_fit_tables
         from rainier.serve.validate import calibrate_inference_file
 
-        check_output(out, "--out", cases)
+        command = " ".join(["rainier calibrate", *(shlex.quote(str(path)) for path in cases)])
         result = calibrate_inference_file(
-            cases, out=out, dry_run=dry_run, cross_validate=leave_one_group_out, command=f"rainier calibrate {cases}"
+            cases, out=out, dry_run=dry_run, cross_validate=leave_one_group_out, command=command
         )
         if as_json:
             emit_json(result)
         else:
             _print_tables(serve_fit_tables(result))
         return
-    check_output(out, "--out", cases)
+    cases_file = first
     excluded = tuple(exclude_group or ())
     command = " ".join(
-        ["rainier calibrate", shlex.quote(str(cases))]
+        ["rainier calibrate", shlex.quote(str(cases_file))]
         + [f"--exclude-group {shlex.quote(g)}" for g in excluded]
         + ([f"--out {shlex.quote(str(out))}"] if out is not None else [])
     )
     show_status = not as_json and _err.is_terminal
     with _err.status("fitting ...") if show_status else contextlib.nullcontext() as status:
         run = calibrate_file(
-            cases,
+            cases_file,
             exclude_groups=excluded,
             out=out,
             dry_run=dry_run,

@@ -35,7 +35,9 @@ serve_app = typer.Typer(
 app.add_typer(serve_app, name="serve")
 
 ServeModelOption = Annotated[str, typer.Option("--model", help="Catalog model name or Hugging Face config.json.")]
-PrecisionOption = Annotated[str, typer.Option("--precision", help="bf16, fp16, fp8 or int8-weights.")]
+PrecisionOption = Annotated[
+    str, typer.Option("--precision", help="bf16, fp16, fp8, fp4 (Blackwell, Trainium3) or int8-weights.")
+]
 UnitOption = Annotated[
     str, typer.Option("--unit", help="Parallel degrees in devices or NeuronCores (core), as in the validation data.")
 ]
@@ -86,6 +88,20 @@ def serve_estimate(
     output_len: Annotated[int, typer.Option("--output-len", help="Generated tokens per request.")] = 128,
     precision: PrecisionOption = "bf16",
     unit: UnitOption = "device",
+    speculative: Annotated[
+        str | None,
+        typer.Option(
+            "--speculative",
+            help="Speculative decoding: METHOD:k=K[,accept=RATE|,len=TOKENS][,model=DRAFT], METHOD one of draft, "
+            "eagle, eagle3, medusa, mtp, ngram (e.g. eagle3:k=3,accept=0.74).",
+        ),
+    ] = None,
+    attention: Annotated[
+        str,
+        typer.Option(
+            "--attention", help="The engine's attention kernels: fused (today's engines), per-head-decode, unfused."
+        ),
+    ] = "fused",
     report_path: ReportOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -106,6 +122,8 @@ def serve_estimate(
         output_len=output_len,
         precision=precision,
         unit=unit,
+        speculative=speculative,
+        attention=attention,
     )
     _write_extras(report_path, None, result)
     if as_json:

@@ -44,12 +44,54 @@ ALL_REDUCES_PER_LAYER = 2  # after attention and after the MLP (Shoeybi et al. 2
 MEMORY_UTILIZATION = 0.9
 
 
+# An unfused attention kernel writes each score and reads it back around the softmax, which runs in fp32:
+# 4 B written by QK^T + 4 B read by the softmax + 2 B of probabilities written + 2 B read by PV = 12 B per score
+# (per head and layer; Korthikanti et al. 2022 sec. 4 count the same tensors for training, in 16 bits).
+UNFUSED_SCORE_BYTES = 12.0
+# NVFP4 stores 4-bit values with one FP8 scale per 16 (NVIDIA, "Introducing NVFP4", 2025): 0.5 + 1/16 bytes.
+FP4_BYTES_PER_WEIGHT = 0.5 + 1.0 / 16
+
+
+class AttentionKernels(enum.StrEnum):
+    """Which attention kernels an engine runs; the KV and score traffic follow from the kernel, not from a fit.
+
+    - ``fused``: FlashAttention-style prefill (scores stay on chip, Dao et al. 2022) and a decode kernel that reads
+      each KV head once for all query heads of its group (FlashAttention/FlashInfer decode, TensorRT-LLM XQA from
+      v0.7, vLLM V1, SGLang, NxD Inference): today's engines.
+    - ``per-head-decode``: fused prefill, but a decode kernel with one query head per thread block, so a KV head is
+      read once per query head of its group (TensorRT-LLM's masked multi-head attention before XQA, v0.5-0.6;
+      vLLM's V0 paged attention).
+    - ``unfused``: prefill scores written to HBM and read back around the softmax (``UNFUSED_SCORE_BYTES``), and a
+      per-head decode (transformers-neuronx on Trn1/Inf2, SDK 2.18, before its flash attention kernel).
+    """
+
+    FUSED = "fused"
+    PER_HEAD_DECODE = "per-head-decode"
+    UNFUSED = "unfused"
+
+    @classmethod
+    def parse(cls, text: str) -> AttentionKernels:
+        try:
+            return cls(text.strip().lower())
+        except ValueError:
+            raise field_error("attention", text, f"allowed: {', '.join(k.value for k in cls)}") from None
+
+    @property
+    def shares_kv(self) -> bool:
+        return self is AttentionKernels.FUSED
+
+    @property
+    def score_bytes(self) -> float:
+        return UNFUSED_SCORE_BYTES if self is AttentionKernels.UNFUSED else 0.0
+
+
 class WeightFormat(enum.StrEnum):
     """How weights are stored and multiplied: ``int8-weights`` stores int8 and multiplies in bf16."""
 
     BF16 = "bf16"
     FP16 = "fp16"
     FP8 = "fp8"
+    FP4 = "fp4"  # NVFP4/MXFP4 weights and matmuls (Blackwell, Trainium3), FP8 KV cache
     INT8_WEIGHTS = "int8-weights"
 
     @classmethod
@@ -62,16 +104,19 @@ class WeightFormat(enum.StrEnum):
 
     @property
     def weight_bytes(self) -> float:
+        if self is WeightFormat.FP4:
+            return FP4_BYTES_PER_WEIGHT
         return 1.0 if self in (WeightFormat.FP8, WeightFormat.INT8_WEIGHTS) else 2.0
 
     @property
     def matmul(self) -> Precision:
-        return {WeightFormat.FP8: Precision.FP8, WeightFormat.FP16: Precision.FP16}.get(self, Precision.BF16)
+        formats = {WeightFormat.FP8: Precision.FP8, WeightFormat.FP16: Precision.FP16, WeightFormat.FP4: Precision.FP4}
+        return formats.get(self, Precision.BF16)
 
     @property
     def kv(self) -> Precision:
-        """KV-cache format: fp8 with fp8 weights (TensorRT-LLM's fp8 KV cache), else 16-bit."""
-        return Precision.FP8 if self is WeightFormat.FP8 else Precision.BF16
+        """KV-cache format: fp8 with fp8 or fp4 weights (TensorRT-LLM's fp8 KV cache), else 16-bit."""
+        return Precision.FP8 if self in (WeightFormat.FP8, WeightFormat.FP4) else Precision.BF16
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -116,13 +161,22 @@ class ReplicaCost:
         ``decode_seqs`` sequences whose caches hold ``kv_tokens``."""
         return sum(self.parts(prefill_tokens, decode_seqs, kv_tokens, prefill_seqs).values())
 
-    def parts(self, prefill_tokens: int, decode_seqs: int, kv_tokens: int, prefill_seqs: int = 1) -> dict[str, float]:
-        """The iteration's time by part (GEMMs, attention, collectives, overheads), seconds."""
-        tokens = prefill_tokens + decode_seqs
+    def pass_s(self, decode_seqs: int, kv_tokens: int, queries: int = 1) -> float:
+        """A decode pass of ``queries`` tokens per sequence (speculative verification, or one drafter step)
+        without the per-iteration overhead, which the step it belongs to pays once."""
+        parts = self.parts(0, decode_seqs, kv_tokens, queries=queries)
+        return sum(parts.values()) - parts["overhead"]
+
+    def parts(
+        self, prefill_tokens: int, decode_seqs: int, kv_tokens: int, prefill_seqs: int = 1, queries: int = 1
+    ) -> dict[str, float]:
+        """The iteration's time by part (GEMMs, attention, collectives, overheads), seconds; each decoding
+        sequence brings ``queries`` tokens (1, or k + 1 when verifying k speculative tokens)."""
+        tokens = prefill_tokens + decode_seqs * queries
         eff = self.eff
         flop_rate = self.flop_per_s * self.tp_devices * eff.compute
         byte_rate = self.hbm_bytes_per_s * self.tp_devices * eff.memory
-        head_tokens = decode_seqs + (prefill_seqs if prefill_tokens else 0)
+        head_tokens = decode_seqs * queries + (prefill_seqs if prefill_tokens else 0)
         gemm_flop = tokens * self.gemm_flop_per_token + head_tokens * self.head_flop_per_token
         touched = 1.0
         if self.num_experts > 1 and tokens > 0:
@@ -130,27 +184,32 @@ class ReplicaCost:
         weight_bytes = self.dense_weight_bytes + self.expert_weight_bytes * touched
         gemm = max(gemm_flop / flop_rate, weight_bytes / byte_rate) if tokens else 0.0
         # prompts attend causally to themselves: P^2 / (2 x prompts) pairs; decode tokens to their caches
-        pairs = (prefill_tokens**2 / (2 * max(prefill_seqs, 1))) + kv_tokens
-        kv_bytes = (kv_tokens + tokens) * self.kv_bytes_per_token_replica * self.query_groups**eff.gqa_reads
-        score_bytes = pairs * self.scores_per_pair * eff.attention_score_bytes
+        pairs = (prefill_tokens**2 / (2 * max(prefill_seqs, 1))) + kv_tokens * queries
+        kv_bytes = (kv_tokens + tokens) * self.kv_bytes_per_token_replica * self.kv_reads_per_head
+        score_bytes = pairs * self.scores_per_pair * self.score_bytes
         kv_rate = self.hbm_bytes_per_s * self.tp_devices * eff.kv_memory
         attention = max(
             pairs * self.attention_flop_per_context_token / flop_rate, kv_bytes / kv_rate + score_bytes / byte_rate
         )
         slope, intercept = self.all_reduce
         message = tokens * self.hidden_bytes_per_token
-        comm = self.num_layers * ALL_REDUCES_PER_LAYER * (slope * message + intercept) if self.tp_devices > 1 else 0
+        # one all-reduce after attention in every layer, one after the MLP -- except in MoE layers under expert
+        # parallelism, whose experts exchange tokens by all-to-all instead (below)
+        all_reduces = self.num_layers * ALL_REDUCES_PER_LAYER - (self.moe_layers if self.ep > 1 else 0)
+        fixed = intercept + eff.collective_latency_s  # the links' latencies, then the call's own
+        comm = all_reduces * (slope * message + fixed) if self.tp_devices > 1 else 0
         expert = 0.0
         if self.ep > 1 and tokens:
             a2a_slope, a2a_intercept = self.all_to_all
             routed = tokens * self.top_k * self.hidden_bytes_per_token / self.ep  # per rank
-            expert = self.moe_layers * 2 * (a2a_slope * routed + a2a_intercept)
-        overhead = self.num_layers * eff.layer_overhead_s + eff.iteration_overhead_s
+            expert = self.moe_layers * 2 * (a2a_slope * routed + a2a_intercept + eff.collective_latency_s)
+        overhead = eff.iteration_overhead_s
         return {"gemm": gemm, "attention": attention, "tp_comm": comm, "ep_comm": expert, "overhead": overhead}
 
     hidden_bytes_per_token: float = 0.0
     scores_per_pair: float = 0.0  # attention scores per (query, key) pair: heads x layers
-    query_groups: float = 1.0  # query heads per KV head (1 for MHA and MLA)
+    kv_reads_per_head: float = 1.0  # times each stored KV head is read per step: 1, or its query heads per rank
+    score_bytes: float = 0.0  # HBM bytes per attention score (AttentionKernels.score_bytes)
     all_to_all: tuple[float, float] = (0.0, 0.0)  # expert dispatch/combine on the ep ranks: slope x bytes + intercept
     ep: int = 1
     moe_layers: int = 0
@@ -213,12 +272,14 @@ def replica_cost(
     eff: ServeEfficiency,
     max_batch: int = 1024,
     ep: int = 1,
+    attention: AttentionKernels = AttentionKernels.FUSED,
 ) -> ReplicaCost:
     """The cost coefficients of one ``tp x pp`` replica of ``shape`` on ``cluster``'s devices.
 
-    With ``ep > 1`` a MoE model's experts are spread over ``ep`` of the tensor-parallel ranks and every MoE layer
-    adds a dispatch and a combine all-to-all of each token's ``top_k`` hidden vectors (DeepSpeed-MoE / Megatron
-    expert parallelism) on those ranks' links.
+    With ``ep > 1`` a MoE model's experts are spread over ``ep`` of the tensor-parallel ranks: every MoE layer
+    exchanges each token's ``top_k`` hidden vectors by a dispatch and a combine all-to-all (DeepSpeed-MoE /
+    Megatron expert parallelism; vLLM ``--enable-expert-parallel``) in place of the MLP's tensor-parallel
+    all-reduce; attention keeps its all-reduce.
     """
     for name, value in (("tp", tp), ("pp", pp), ("ep", ep)):
         check_int(name, value, 1, MAX_DEGREE, "ranks")
@@ -287,5 +348,16 @@ def replica_cost(
         engine_max_batch=max_batch,
         hidden_bytes_per_token=shape.hidden_dim * ACTIVATION_BYTES,
         scores_per_pair=float(shape.num_heads * shape.num_layers) * head_padding,
-        query_groups=1.0 if shape.mla is not None else shape.num_heads / shape.num_kv_heads,
+        kv_reads_per_head=1.0 if attention.shares_kv else _query_heads_per_stored_kv_head(shape, tp, head_padding),
+        score_bytes=attention.score_bytes,
     )
+
+
+def _query_heads_per_stored_kv_head(shape: TransformerShape, tp: int, head_padding: float) -> float:
+    """How many query heads read each KV head a rank stores, when every query head reads its own (per-head kernels):
+    a rank holds ``heads/tp`` query heads and ``max(kv_heads/tp, 1)`` KV heads (replicated when tp > kv_heads)."""
+    if shape.mla is not None:
+        return 1.0  # MLA decode absorbs the projections: one latent cache read per token (DeepSeek-V2 sec. 2.1)
+    query_per_rank = shape.num_heads * head_padding / tp
+    kv_per_rank = max(shape.num_kv_heads / tp, 1.0)
+    return max(query_per_rank / kv_per_rank, 1.0)

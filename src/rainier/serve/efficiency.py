@@ -2,9 +2,9 @@
 
 Inference kernels differ from training ones (small decode GEMMs, paged attention, one launch per layer per
 token), so serving has its own numbers: fractions of peak FLOP/s, of HBM bandwidth for weights and for the KV
-cache, and of link bandwidth; the HBM traffic of unfused attention scores (as in the training model, ~0 for
-FlashAttention-style kernels); how far grouped-query attention kernels share one KV read among the query heads
-of a group (early decode kernels re-read it per head); fixed per-layer and per-iteration overheads. They live
+cache, and of link bandwidth; fixed per-layer and per-iteration overheads. What the attention kernels move (KV
+read once per group or once per query head, scores kept on chip or written to HBM) is not fitted: it follows
+from the engine's kernels (``serve.cost.AttentionKernels``). They live
 in ``catalog/serve-efficiency.yaml`` as ``default``, per family and per accelerator (with at least
 ``serve.validate.MIN_CASES_PER_ACCELERATOR`` published cases), written by ``rainier calibrate
 validation/inference.yaml``; nothing is tuned per case.
@@ -24,7 +24,6 @@ from rainier.hardware import Accelerator
 SERVE_EFFICIENCY_FILE = "serve-efficiency.yaml"
 DEFAULT_KEY = "default"
 FRACTIONS = ("compute", "memory", "kv_memory", "comm")
-UNIT_INTERVAL = ("gqa_reads",)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -34,10 +33,8 @@ class ServeEfficiency:
     compute: float = 0.6  # weight and attention GEMMs, fraction of dense peak at the matmul precision
     memory: float = 0.7  # weight reads (GEMM operands), fraction of HBM bandwidth
     kv_memory: float = 0.5  # KV-cache reads by (paged) attention, fraction of HBM bandwidth
-    attention_score_bytes: float = 0.0  # HBM bytes per attention score per head and layer (0: fused kernels)
-    gqa_reads: float = 0.0  # KV reads grow as (query heads / KV heads) ** gqa_reads: 0 shares, 1 re-reads per head
     comm: float = 0.5  # tensor-parallel all-reduce bus bandwidth, fraction of link bandwidth
-    layer_overhead_s: float = 20e-6  # per layer per iteration: kernel launches, synchronisation
+    collective_latency_s: float = 10e-6  # fixed cost of one collective call: launch and synchronisation of the ranks
     iteration_overhead_s: float = 1e-3  # per iteration: sampling, scheduling, host work
 
     def __post_init__(self) -> None:
@@ -46,9 +43,6 @@ class ServeEfficiency:
             if f.name in FRACTIONS:
                 if not isinstance(value, int | float) or not 0 < value <= 1:
                     raise field_error(f"serve-efficiency.{f.name}", value, "a fraction in (0, 1]")
-            elif f.name in UNIT_INTERVAL:
-                if not isinstance(value, int | float) or not 0 <= value <= 1:
-                    raise field_error(f"serve-efficiency.{f.name}", value, "a number in [0, 1]")
             elif not isinstance(value, int | float) or value < 0:
                 raise field_error(f"serve-efficiency.{f.name}", value, "a number >= 0")
 

@@ -16,9 +16,17 @@ from typing import TYPE_CHECKING, Any
 from rainier.errors import field_error
 from rainier.frame import frame
 from rainier.hardware import Cluster
-from rainier.serve.cost import ACTIVATION_BYTES, MEMORY_UTILIZATION, ReplicaCost, WeightFormat, replica_cost
+from rainier.serve.cost import (
+    ACTIVATION_BYTES,
+    MEMORY_UTILIZATION,
+    AttentionKernels,
+    ReplicaCost,
+    WeightFormat,
+    replica_cost,
+)
 from rainier.serve.efficiency import ServeEfficiency, ServeEfficiencyTable, committed_serve_efficiency
 from rainier.serve.limits import MAX_BATCH, MAX_DEGREE, MAX_TOKENS, check_int
+from rainier.serve.speculative import SpecMethod, Speculation
 from rainier.units import GIB
 from rainier.workload.shape import TransformerShape
 
@@ -40,6 +48,8 @@ class ServeConfig:
     output_len: int = 128
     weights: WeightFormat = WeightFormat.BF16
     unit_core: bool = False
+    speculative: Speculation | None = None
+    attention: AttentionKernels = AttentionKernels.FUSED
 
     def __post_init__(self) -> None:
         ranges = {"tp": (MAX_DEGREE, "ranks"), "pp": (MAX_DEGREE, "stages"), "ep": (MAX_DEGREE, "ranks"),
@@ -64,6 +74,8 @@ class ServeConfig:
             "output_len": self.output_len,
             "precision": self.weights.value,
             "unit": "core" if self.unit_core else "device",
+            "speculative": self.speculative.to_dict() if self.speculative is not None else None,
+            "attention": self.attention.value,
         }
 
 
@@ -161,6 +173,7 @@ def estimate_serving(
     config: ServeConfig,
     *,
     efficiency: ServeEfficiency | ServeEfficiencyTable | None = None,
+    draft: TransformerShape | None = None,
 ) -> ServeEstimate:
     """TTFT, TPOT, end-to-end latency, throughput and memory of ``config`` on every replica of ``cluster``."""
     eff, key = resolve_serve_efficiency(cluster, efficiency)
@@ -173,9 +186,11 @@ def estimate_serving(
         unit_core=config.unit_core,
         weights=config.weights,
         eff=eff,
+        attention=config.attention,
     )
     b, i, o = config.batch, config.input_len, config.output_len
-    times = static_batch_times(cost, b, i, o)
+    drafter = draft_cost(shape, cluster, config, eff, draft)
+    times = static_batch_times(cost, b, i, o, speculative=config.speculative, drafter=drafter)
     kv_per_device = b * (i + o) * cost.kv_bytes_per_token_replica / cost.replica_devices
     activations = prefill_activation_bytes(shape, b * i, cost.tp_devices)
     capacity = cluster.accelerator.hbm_bytes
@@ -226,18 +241,63 @@ class StaticBatchTimes:
         return self.ttft_s + (output_len - 1) * self.tpot_s
 
 
-def static_batch_times(cost: ReplicaCost, batch: int, input_len: int, output_len: int) -> StaticBatchTimes:
+def static_batch_times(
+    cost: ReplicaCost,
+    batch: int,
+    input_len: int,
+    output_len: int,
+    *,
+    speculative: Speculation | None = None,
+    drafter: ReplicaCost | None = None,
+) -> StaticBatchTimes:
     """One prefill of ``batch`` prompts, then decode iterations whose caches hold ``input_len + t`` tokens each.
 
     The decode times are sampled at evenly spaced points of the decode phase and averaged by composite Simpson's
-    rule. ``serve estimate`` and the validation (``serve.validate``) both use this, so what is validated is what
-    users see.
+    rule. With ``speculative``, a decode step is the drafter's passes (``drafter``) plus one verification of
+    ``k + 1`` tokens per sequence, and yields ``tokens_per_step`` tokens: the TPOT is the step over that
+    (``serve.speculative``). ``serve estimate`` and the validation (``serve.validate``) both use this, so what is
+    validated is what users see.
     """
     ttft = cost.iteration_s(batch * input_len, 0, 0, prefill_seqs=batch)
     steps = max(output_len - 1, 1)
     points = [input_len + 1 + round(k * (steps - 1) / (SIMPSON_POINTS - 1)) for k in range(SIMPSON_POINTS)]
-    decode = tuple(cost.iteration_s(0, batch, batch * context) for context in points)
+    if speculative is None:
+        decode = tuple(cost.iteration_s(0, batch, batch * context) for context in points)
+    else:
+        per_token = 1.0 / speculative.tokens_per_step
+        overhead = cost.eff.iteration_overhead_s
+        decode = tuple(
+            per_token
+            * (
+                overhead
+                + cost.pass_s(batch, batch * context, queries=speculative.num_tokens + 1)
+                + speculative.draft_passes * (drafter.pass_s(batch, batch * context) if drafter is not None else 0.0)
+            )
+            for context in points
+        )
     return StaticBatchTimes(ttft_s=ttft, decode_s=decode, tpot_s=_simpson(decode) if output_len > 1 else 0.0)
+
+
+def draft_cost(
+    target: TransformerShape,
+    cluster: Cluster,
+    config: ServeConfig,
+    eff: ServeEfficiency,
+    draft: TransformerShape | None = None,
+) -> ReplicaCost | None:
+    """The cost of one drafter pass of ``config.speculative`` on the target's devices (None: no drafter)."""
+    spec = config.speculative
+    if spec is None:
+        return None
+    shape = spec.draft_shape(target, draft)
+    if shape is None:
+        if spec.method is SpecMethod.DRAFT:
+            raise field_error("speculative.model", spec.draft_model, "a catalog model or config.json to draft with")
+        return None
+    return replica_cost(
+        shape, cluster, tp=config.tp, pp=1, unit_core=config.unit_core, weights=config.weights, eff=eff,
+        attention=config.attention,
+    )  # fmt: skip
 
 
 def _simpson(values: tuple[float, ...]) -> float:

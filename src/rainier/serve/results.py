@@ -138,6 +138,9 @@ class ServeResult:
         return out
 
 
+MIN_RATE_WINDOW_S = 1e-9  # a run shorter than a nanosecond has no meaningful rate
+
+
 def summarise(scenario: ServeScenario, timeline: ServeTimeline) -> ServeResult:
     """Percentiles, throughput and utilisation of a run."""
     t = timeline
@@ -179,7 +182,7 @@ def summarise(scenario: ServeScenario, timeline: ServeTimeline) -> ServeResult:
             )
     prefill_replicas = scenario.prefill_replicas if scenario.disaggregated else None
     num_replicas = scenario.replicas + (prefill_replicas or 0)
-    scale = 1.0 / duration if duration > 0 else 0.0
+    scale = 1.0 / duration if duration > MIN_RATE_WINDOW_S else 0.0  # no rate over a vanishing run (1/5e-324 = inf)
     # every iteration ends by duration_s, so a busy fraction is at most 1 (min() only absorbs rounding)
     utilisation = min(1.0, t.busy_s * scale / num_replicas)
     prefill_busy = min(1.0, t.busy_prefill_s * scale / prefill_replicas) if prefill_replicas else None

@@ -220,6 +220,9 @@ class ServeScenario:
     """Budget: the most requests the run may simulate (up to :data:`MAX_REQUESTS`)."""
     max_iterations: int = DEFAULT_MAX_ITERATIONS
     """Budget: the most engine iterations the run may simulate (up to :data:`MAX_ITERATIONS`)."""
+    concurrency: int | None = None
+    """Closed loop (``vllm bench serve --max-concurrency``, NIM's concurrency sweeps): this many clients each send
+    their next request (of ``requests``, in order) the moment their last one ends; arrival times are ignored."""
 
     def __post_init__(self) -> None:
         _check_cost("cost", self.cost)
@@ -241,6 +244,11 @@ class ServeScenario:
                 "length_distribution", self.length_distribution, f"one of {[d.value for d in LengthDistribution]}"
             )
         _integer("seed", self.seed, 0, MAX_SEED)
+        if self.concurrency is not None:
+            _integer("concurrency", self.concurrency, 1, MAX_REQUESTS)
+            if self.requests is None or self.prefill_cost is not None:
+                raise field_error("concurrency", self.concurrency, "with requests (the clients' requests in order), "
+                                  "on a pool that is not disaggregated")  # fmt: skip
         self._check_source()
         self._check_disaggregation()
         warnings: Any = self.warnings  # lists are accepted and stored as tuples
@@ -451,6 +459,22 @@ class _Run:
         self.state.checkpoint = self._checkpoint
         self.started = time.perf_counter()
 
+    def _arrive_closed(self, event: Event) -> None:
+        """Closed loop: one client's next request arrives now."""
+        rid = self.next_arrival
+        if rid >= len(self.arrival):
+            return
+        self.next_arrival = rid + 1
+        self.arrival[rid] = self.arrival_array[rid] = event.time
+        if self.rejected_list[rid]:  # refused on arrival: its client moves on at once
+            self._next_client_request(event.time)
+        else:
+            self.entry[self.entry_router.pick()].enqueue(rid, event.time)
+
+    def _next_client_request(self, now: float) -> None:
+        if self.sc.concurrency is not None and self.next_arrival < len(self.arrival):
+            self.env.schedule_at(now, self._arrive_closed, priority=URGENT)
+
     def _arrive(self, event: Event) -> None:
         rid = self.next_arrival
         self.next_arrival = rid + 1
@@ -479,6 +503,7 @@ class _Run:
     def _complete(self, rid: int, now: float, replica: int) -> None:
         self.state.finish[rid] = now
         self.completed += 1
+        self._next_client_request(now)
 
     def _handoff(self, rid: int, now: float, replica: int) -> None:
         """A prefill is done: send the prompt's KV over the prefill replica's link, then decode elsewhere."""
@@ -486,6 +511,7 @@ class _Run:
         if st.output_len[rid] == 1:
             st.finish[rid] = now
             self.completed += 1
+            self._next_client_request(now)
             return
         tokens = st.input_len[rid]
         start = max(now, self.link_free_s.get(replica, 0.0))
@@ -499,7 +525,10 @@ class _Run:
         self.decode[self.decode_router.pick()].enqueue(event.payload, event.time)
 
     def run(self) -> ServeTimeline:
-        if self.arrival:
+        if self.sc.concurrency is not None:
+            for _ in range(min(self.sc.concurrency, len(self.arrival))):
+                self.env.schedule_at(0.0, self._arrive_closed, priority=URGENT)
+        elif self.arrival:
             self.env.schedule_at(self.arrival[0], self._arrive, priority=URGENT)
         self.env.run()
         st = self.state

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime
 import math
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,13 +30,14 @@ import yaml
 from scipy.optimize import least_squares
 
 from rainier import __version__
-from rainier.calibrate.cases import Case, CaseFile, InferenceCase, SkippedCase, load_cases
+from rainier.calibrate.cases import Case, CaseFile, InferenceCase, SkippedCase, Trust, load_cases
+from rainier.calibrate.fit import TRUST_WEIGHT
 from rainier.calibrate.score import CaseResult, ValidationReport, error_pct, select_group
 from rainier.calibrate.summary import summarize
 from rainier.catalog.loader import catalog_file
 from rainier.errors import InputError, field_error
 from rainier.hardware import cluster_of, get_accelerator
-from rainier.serve.cost import ReplicaCost, WeightFormat, replica_cost
+from rainier.serve.cost import AttentionKernels, ReplicaCost, WeightFormat, replica_cost
 from rainier.serve.efficiency import (
     DEFAULT_KEY,
     PARAMETERS,
@@ -45,27 +47,43 @@ from rainier.serve.efficiency import (
     committed_serve_efficiency,
     load_serve_efficiency,
 )
-from rainier.serve.estimate import ServeConfig, static_batch_times
+from rainier.serve.estimate import ServeConfig, draft_cost, static_batch_times
+from rainier.serve.inflight import InFlight, in_flight_of, simulate_case
 from rainier.serve.limits import MAX_BATCH, MAX_DEGREE, MAX_DEVICES, MAX_TOKENS, check_int
+from rainier.serve.speculative import speculation_from_case
 from rainier.workload import shape_from_validation_model
 
 MIN_CASES_PER_ACCELERATOR = 5
+# Residual weight per trust tier (validation/README.md): A and B as the training fit weighs them; C rows ("sanity
+# checks only": community ports, a statistic over 10 requests) are scored but do not steer the fit.
+FIT_WEIGHT = {Trust.A: TRUST_WEIGHT[Trust.A], Trust.B: TRUST_WEIGHT[Trust.B], Trust.C: 0.0}
 PRIOR_WEIGHT = 0.3  # pull of a family (accelerator) entry towards its parent, per parameter, in log units
 _BOUNDS = {  # name: (lower, upper, scale)
     "compute": (0.05, 1.0, 0.1),
     "memory": (0.05, 1.0, 0.1),
     "kv_memory": (0.05, 1.0, 0.1),
-    "attention_score_bytes": (0.0, 16.0, 1.0),  # an unfused kernel moves ~13 bytes per score (training model)
-    "gqa_reads": (0.0, 1.0, 0.1),
     "comm": (0.02, 1.0, 0.1),
-    "layer_overhead_s": (0.0, 5e-4, 1e-5),
+    # NCCL's base latency of one all-reduce is 4-7 us on NVLink (src/graph/tuning.cc baseLat, LL/LL128/Simple);
+    # 100 us bounds a software collective that synchronises dozens of ranks
+    "collective_latency_s": (1e-6, 1e-4, 1e-5),
     "iteration_overhead_s": (0.0, 0.2, 1e-3),
 }
 LOWER = {name: b[0] for name, b in _BOUNDS.items()}
 UPPER = {name: b[1] for name, b in _BOUNDS.items()}
 SCALE = {name: b[2] for name, b in _BOUNDS.items()}
 INT8_NOTE = "weights stored int8"
-METRICS = ("output_tokens_per_s_per_device", "output_tokens_per_s", "ttft_ms", "tpot_ms")
+METRICS = (
+    "output_tokens_per_s_per_device",
+    "output_tokens_per_s",
+    "total_tokens_per_s",
+    "requests_per_s",
+    "ttft_ms",
+    "tpot_ms",
+    "e2e_latency_ms",
+    "ttft_p99_ms",
+    "tpot_p99_ms",
+    "e2e_latency_p99_ms",
+)
 DEGREE_UNITS = ("device", "neuroncore")
 
 
@@ -79,6 +97,8 @@ class Prepared:
     targets: tuple[tuple[str, float], ...]
     accelerator: str
     family: str
+    drafter: ReplicaCost | None = None  # one speculative drafter pass, when the case speculates
+    in_flight: InFlight | None = None  # the load of an in-flight batching case (simulated, not fitted)
 
 
 def _whole(block: str, fields: Any, key: str, high: int, unit: str, *, default: int | None = None) -> int:
@@ -104,11 +124,7 @@ def serve_config(case: InferenceCase) -> ServeConfig:
     """A case's ``serving`` block as a :class:`ServeConfig`; a bad field is an ``InputError`` naming it."""
     s = dict(case.serving)
     if s.get("batch", 0) is None:
-        raise field_error(
-            "serving.batch",
-            None,
-            "a static batch size (null is in-flight batching, which the static model cannot time)",
-        )
+        s["batch"] = 1  # in-flight batching: the load, not a batch, sets the work (serve.inflight)
     unit = _text("serving", s, "degrees_unit", " or ".join(DEGREE_UNITS), default="device")
     if unit not in DEGREE_UNITS:
         raise field_error("serving.degrees_unit", unit, " or ".join(DEGREE_UNITS))
@@ -118,6 +134,8 @@ def serve_config(case: InferenceCase) -> ServeConfig:
     except InputError:
         raise field_error("serving.precision", precision, ", ".join(w.value for w in WeightFormat)) from None
     return ServeConfig(
+        speculative=speculation_from_case(s.get("speculative")),
+        attention=attention_kernels(case),
         tp=_whole("serving", s, "tp", MAX_DEGREE, "ranks", default=1),
         pp=_whole("serving", s, "pp", MAX_DEGREE, "stages", default=1),
         ep=_whole("serving", s, "ep", MAX_DEGREE, "ranks", default=1),
@@ -146,6 +164,28 @@ def case_targets(case: InferenceCase) -> tuple[tuple[str, float], ...]:
     return tuple(out)
 
 
+_TRTLLM_VERSION = re.compile(r"tensorrt-llm\s+v?(\d+)\.(\d+)", re.IGNORECASE)
+XQA_VERSION = (0, 7)  # TensorRT-LLM release that brought the XQA decode kernel for MQA/GQA (release notes, v0.7.0)
+
+
+def attention_kernels(case: InferenceCase) -> AttentionKernels:
+    """The attention kernels a case's engine ran: ``serving.attention`` when given, else from ``framework``.
+
+    TensorRT-LLM before 0.7 decoded with masked multi-head attention (one query head per block); transformers-
+    neuronx (Trn1/Inf2 benchmarks of SDK 2.18) wrote prefill scores to HBM; other engines run fused kernels.
+    """
+    given = case.serving.get("attention")
+    if isinstance(given, str):
+        return AttentionKernels.parse(given)
+    framework = str(case.serving.get("framework") or "")
+    version = _TRTLLM_VERSION.search(framework)
+    if version is not None and (int(version[1]), int(version[2])) < XQA_VERSION:
+        return AttentionKernels.PER_HEAD_DECODE
+    if "transformers-neuronx" in framework.lower():
+        return AttentionKernels.UNFUSED
+    return AttentionKernels.FUSED
+
+
 def prepare(case: InferenceCase) -> Prepared:
     """A case ready to predict; a field that is missing, mistyped, out of range or inexpressible raises an
     ``InputError`` (a ``ValueError``) naming it, and :func:`_prepared` skips the case with that reason."""
@@ -157,22 +197,35 @@ def prepare(case: InferenceCase) -> Prepared:
     targets = case_targets(case)
     cost = replica_cost(
         shape, cluster, tp=config.tp, pp=config.pp, ep=config.ep, unit_core=config.unit_core, weights=config.weights,
-        eff=ServeEfficiency(),
+        eff=ServeEfficiency(), attention=config.attention,
     )  # fmt: skip
-    return Prepared(case, config, cost, targets, accelerator.id, accelerator.family.value)
+    drafter = draft_cost(shape, cluster, config, ServeEfficiency())
+    load = None
+    if case.serving.get("batch", 0) is None:
+        if config.speculative is not None:
+            raise field_error("serving.speculative", "in-flight", "static batches only (the simulator drafts nothing)")
+        load = in_flight_of(dict(case.serving), cluster.num_devices, cost.replica_devices)
+    return Prepared(case, config, cost, targets, accelerator.id, accelerator.family.value, drafter, load)
 
 
 def predict_metrics(item: Prepared, eff: ServeEfficiency) -> dict[str, float]:
     """The case's metrics under ``eff`` (static batch on one replica, see ``serve.estimate``)."""
     cost = item.cost.with_efficiency(eff)
     c = item.config
-    times = static_batch_times(cost, c.batch, c.input_len, c.output_len)
-    throughput = c.batch * c.output_len / times.e2e_s(c.output_len)
-    return {
+    if item.in_flight is not None:
+        return simulate_case(item.in_flight, cost, c.input_len, c.output_len)
+    drafter = item.drafter.with_efficiency(eff) if item.drafter is not None else None
+    times = static_batch_times(cost, c.batch, c.input_len, c.output_len, speculative=c.speculative, drafter=drafter)
+    e2e = times.e2e_s(c.output_len)
+    throughput = c.batch * c.output_len / e2e
+    latencies = {"ttft": times.ttft_s * 1e3, "tpot": times.tpot_s * 1e3, "e2e_latency": e2e * 1e3}
+    return {  # a static batch: every request sees the same latencies, so each percentile is the same number
         "output_tokens_per_s": throughput,
         "output_tokens_per_s_per_device": throughput / cost.replica_devices,
-        "ttft_ms": times.ttft_s * 1e3,
-        "tpot_ms": times.tpot_s * 1e3,
+        "total_tokens_per_s": c.batch * (c.input_len + c.output_len) / e2e,
+        "requests_per_s": c.batch / e2e,
+        **{f"{name}_ms": value for name, value in latencies.items()},
+        **{f"{name}_p99_ms": value for name, value in latencies.items()},
     }
 
 
@@ -220,12 +273,28 @@ def _lookup(table: ServeEfficiencyTable) -> Callable[[Prepared], ServeEfficiency
     return of
 
 
+Paths = Path | str | Sequence[Path | str]
+
+
+def load_inference_cases(paths: Paths) -> list[Case]:
+    """The cases of one or more inference files (``validation/inference.yaml`` and its siblings), in order."""
+    out: list[Case] = []
+    for path in [paths] if isinstance(paths, Path | str) else paths:
+        cases = load_cases(path)
+        out.extend(cases.cases if isinstance(cases, CaseFile) else cases)
+    ids = [c.id for c in out]
+    if len(set(ids)) != len(ids):
+        repeated = sorted({i for i in ids if ids.count(i) > 1})
+        raise InputError(f"case ids repeated across the files: {', '.join(repeated[:5])}")
+    return out
+
+
 def validate_inference_file(
-    path: Path | str, *, group: str | None = None, efficiency_path: Path | str | None = None
+    path: Paths, *, group: str | None = None, efficiency_path: Path | str | None = None
 ) -> ValidationReport:
-    """``rainier validate inference.yaml``: every case predicted with the committed (or given) fit."""
+    """``rainier validate inference.yaml [more.yaml ...]``: every case predicted with the committed (or given) fit."""
     table = load_serve_efficiency(efficiency_path) if efficiency_path else committed_serve_efficiency()
-    ready, skipped = _prepared(select_group(load_cases(path), group))
+    ready, skipped = _prepared(select_group(load_inference_cases(path), group))
     return score(ready, _lookup(table), skipped)
 
 
@@ -253,9 +322,10 @@ def _fit_entry(items: Sequence[Prepared], parent: ServeEfficiency | None) -> Ser
     def residuals(x: np.ndarray) -> np.ndarray:
         eff = _efficiency(np.maximum(x, lower + 1e-12))
         out: list[float] = []
-        for item in items:
+        for item in (i for i in items if i.in_flight is None):  # in-flight cases are scored, not fitted
             predicted = predict_metrics(item, eff)
-            out.extend(math.log(predicted[m] / v) for m, v in item.targets)
+            weight = FIT_WEIGHT[item.case.trust]
+            out.extend(weight * math.log(predicted[m] / v) for m, v in item.targets)
         if anchor is not None:
             out.extend(PRIOR_WEIGHT * (np.log(x + 1e-2) - np.log(anchor + 1e-2)))
         return np.array(out)
@@ -276,8 +346,13 @@ class ServeFit:
     cases_per_entry: dict[str, int]
 
 
-def fit_serving(items: Sequence[Prepared]) -> ServeFit:
-    """The hierarchical fit of the module docstring."""
+def _fitted(items: Sequence[Prepared]) -> int:
+    """Cases that steer a fit (trust A or B)."""
+    return sum(1 for i in items if FIT_WEIGHT[i.case.trust] > 0 and i.in_flight is None)
+
+
+def fit_table(items: Sequence[Prepared]) -> tuple[ServeEfficiencyTable, dict[str, int]]:
+    """The hierarchical fit of the module docstring on ``items``' static cases: the table and cases per entry."""
     if not items:
         raise InputError("no inference cases to fit")
     default = _fit_entry(items, None)
@@ -285,41 +360,51 @@ def fit_serving(items: Sequence[Prepared]) -> ServeFit:
     counts = {DEFAULT_KEY: len(items)}
     for family in sorted({i.family for i in items}):
         mine = [i for i in items if i.family == family]
+        if _fitted(mine) < MIN_CASES_PER_ACCELERATOR:
+            continue  # too few cases to fit six numbers: the family uses the default's
         entries[family] = _fit_entry(mine, default)
         counts[family] = len(mine)
         for accelerator in sorted({i.accelerator for i in mine}):
             own = [i for i in mine if i.accelerator == accelerator]
-            if len(own) >= MIN_CASES_PER_ACCELERATOR and len(own) < len(mine):
+            if _fitted(own) >= MIN_CASES_PER_ACCELERATOR and len(own) < len(mine):
                 entries[accelerator] = _fit_entry(own, entries[family])
                 counts[accelerator] = len(own)
-    table = ServeEfficiencyTable(entries=entries, provenance={})
+    return ServeEfficiencyTable(entries=entries, provenance={}), counts
+
+
+def fit_serving(items: Sequence[Prepared]) -> ServeFit:
+    """The hierarchical fit, with every case scored before (priors) and after it."""
+    table, counts = fit_table(items)
     before = score(items, lambda _item: ServeEfficiency())
     after = score(items, _lookup(table))
     return ServeFit(table=table, before=before, after=after, cases_per_entry=counts)
 
 
 def leave_one_group_out(items: Sequence[Prepared]) -> ValidationReport:
-    """Each group predicted by a fit on the other groups."""
+    """Each group predicted by a fit on the other groups (a group of in-flight cases only, which the fit does not
+    use, is predicted by the fit on every static case, computed once)."""
     rows: list[CaseResult] = []
+    fits: dict[frozenset[str], ServeEfficiencyTable] = {}
     for group in dict.fromkeys(i.case.group for i in items):
         train = [i for i in items if i.case.group != group]
         held = [i for i in items if i.case.group == group]
-        fit = fit_serving(train)
-        rows.extend(score(held, _lookup(fit.table)).rows)
+        key = frozenset(i.case.id for i in train if i.in_flight is None)
+        if key not in fits:
+            fits[key] = fit_table(train)[0]
+        rows.extend(score(held, _lookup(fits[key])).rows)
     return ValidationReport(rows=tuple(rows), summary=summarize([r.scored() for r in rows]))
 
 
 def calibrate_inference_file(
-    path: Path | str,
+    path: Paths,
     *,
     out: Path | str | None = None,
     dry_run: bool = False,
     cross_validate: bool = False,
     command: str = "rainier calibrate validation/inference.yaml",
 ) -> dict[str, Any]:
-    """``rainier calibrate inference.yaml``: fit, report before/after (and LOGO), write the efficiency file."""
-    cases = load_cases(path)
-    items, _ = _prepared(cases.cases if isinstance(cases, CaseFile) else cases)
+    """``rainier calibrate inference.yaml [more.yaml ...]``: fit, report before/after (and LOGO), write the fit."""
+    items, _ = _prepared(load_inference_cases(path))
     fit = fit_serving(items)
     document = {
         "provenance": {

@@ -1,0 +1,120 @@
+"""In-flight (continuous) batching benchmarks as validation cases: the benchmark's load replayed in the simulator.
+
+Most serving numbers published today come from engines that batch in flight (TensorRT-LLM's GptManager, vLLM,
+SGLang; MLPerf Inference, trtllm-bench, ``vllm bench serve``). A case with ``serving.batch: null`` states its
+load instead of a batch, and is scored on what the simulator (``serve.simulate``) measures under that load on
+the case's replicas (``system.count`` devices over the replica's), each engine admitting at most
+``serving.max_batch`` sequences (default ``DEFAULT_ENGINE_MAX_BATCH``) and as many as its KV cache holds:
+
+- ``load: offline``: every request available at once (MLPerf Offline, throughput mode); enough requests for
+  ``WAVES`` full batches on every replica, so the ramp-up and the drain weigh little;
+- ``load: rate``: Poisson arrivals at ``request_rate`` per second (MLPerf Server, ``--request-rate``);
+- ``load: concurrency``: a closed loop of ``concurrency`` clients, each sending its next request the moment its
+  last one ends (``vllm bench serve --max-concurrency``, NIM and LLMPerf sweeps); ``num_requests`` of them when
+  stated, else ``CLOSED_LOOP_ROUNDS`` per client.
+
+Latency targets are read at the percentile they name: ``ttft_ms``/``tpot_ms``/``e2e_latency_ms`` at the median
+(validation/README.md), ``*_p99_ms`` at the 99th.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, replace
+from typing import Any
+
+from rainier.errors import field_error
+from rainier.serve.cost import ReplicaCost
+from rainier.serve.limits import MAX_BATCH, MAX_RATE_PER_S, MAX_REQUESTS, check_int
+from rainier.serve.simulate import Request, ServeScenario, simulate_serving
+
+DEFAULT_ENGINE_MAX_BATCH = 256  # vLLM's default max_num_seqs; TensorRT-LLM and SGLang cases state theirs
+WAVES = 4  # offline: requests for this many full batches per replica
+MIN_REQUESTS = 1_000  # at least this many simulated requests per case (stable p99s)
+MAX_CASE_REQUESTS = 20_000  # and at most this many (a case costs well under a second)
+CLOSED_LOOP_ROUNDS = 8  # requests per client of a closed loop whose benchmark does not state its count
+
+
+class Load(enum.StrEnum):
+    OFFLINE = "offline"
+    RATE = "rate"
+    CONCURRENCY = "concurrency"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InFlight:
+    """How an in-flight batching case loads its replicas."""
+
+    load: Load
+    replicas: int
+    max_batch: int
+    request_rate: float | None = None
+    concurrency: int | None = None
+    num_requests: int | None = None
+
+    def requests(self) -> int:
+        """Requests to simulate: a few full batches per replica (offline), a Poisson window of that size, or the
+        closed loop's stated count (a few rounds per client)."""
+        if self.load is Load.CONCURRENCY and self.concurrency is not None:
+            return min(MAX_CASE_REQUESTS, self.num_requests or CLOSED_LOOP_ROUNDS * self.concurrency)
+        return min(MAX_CASE_REQUESTS, max(MIN_REQUESTS, WAVES * self.replicas * self.max_batch))
+
+
+def in_flight_of(serving: dict[str, Any], devices: int, replica_devices: int) -> InFlight:
+    """The load of a case's ``serving`` block; a load the simulator cannot replay is an ``InputError``."""
+    text = serving.get("load")
+    try:
+        load = Load(str(text).strip().lower())
+    except ValueError:
+        raise field_error("serving.load", text, "offline, rate or concurrency (with batch: null)") from None
+    concurrency = serving.get("concurrency")
+    if load is Load.CONCURRENCY:
+        concurrency = check_int("serving.concurrency", concurrency, 1, MAX_CASE_REQUESTS, "clients")
+    requests = serving.get("num_requests")
+    if requests is not None:
+        requests = check_int("serving.num_requests", requests, 1, MAX_REQUESTS, "requests")
+    max_batch = serving.get("max_batch")
+    engine_batch = DEFAULT_ENGINE_MAX_BATCH
+    if max_batch is not None:
+        engine_batch = check_int("serving.max_batch", max_batch, 1, MAX_BATCH, "sequences")
+    rate = serving.get("request_rate")
+    bad_rate = isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 < rate <= MAX_RATE_PER_S
+    if load is Load.RATE and bad_rate:
+        raise field_error("serving.request_rate", rate, f"requests per second above 0, at most {MAX_RATE_PER_S:g}")
+    replicas = devices // replica_devices
+    if replicas < 1:
+        raise field_error("system.count", devices, f"at least one replica of {replica_devices} devices")
+    return InFlight(
+        load=load, replicas=replicas, max_batch=engine_batch, request_rate=float(rate) if rate else None,
+        concurrency=concurrency if load is Load.CONCURRENCY else None, num_requests=requests,
+    )  # fmt: skip
+
+
+def simulate_case(load: InFlight, cost: ReplicaCost, input_len: int, output_len: int) -> dict[str, float]:
+    """The metrics an in-flight benchmark reports, measured on the simulated run."""
+    engine = replace(cost, engine_max_batch=load.max_batch)
+    n = load.requests()
+    if load.load is not Load.RATE:
+        requests = tuple(Request(arrival_s=0.0, input_len=input_len, output_len=output_len) for _ in range(n))
+        scenario = ServeScenario(
+            cost=engine, replicas=load.replicas, requests=requests, max_requests=n, concurrency=load.concurrency
+        )
+    else:
+        rate = load.request_rate or 1.0
+        scenario = ServeScenario(
+            cost=engine, replicas=load.replicas, rate_per_s=rate, duration_s=n / rate, input_len=input_len,
+            output_len=output_len, max_requests=2 * n + 100,
+        )  # fmt: skip
+    result = simulate_serving(scenario)
+    devices = load.replicas * cost.replica_devices
+    out: dict[str, float] = {
+        "output_tokens_per_s": result.output_tokens_per_s,
+        "output_tokens_per_s_per_device": result.output_tokens_per_s / devices,
+        "total_tokens_per_s": result.total_tokens_per_s,
+        "requests_per_s": result.requests_per_s,
+    }
+    for metric, percentiles in (("ttft", result.ttft_ms), ("tpot", result.tpot_ms), ("e2e_latency", result.e2e_ms)):
+        if percentiles is not None:
+            out[f"{metric}_ms"] = percentiles.p50
+            out[f"{metric}_p99_ms"] = percentiles.p99
+    return out

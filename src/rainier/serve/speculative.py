@@ -1,0 +1,198 @@
+"""Speculative decoding: a cheap drafter proposes ``k`` tokens, the target model verifies them in one pass.
+
+Each decode step of a sequence then costs the drafter's ``k`` proposals plus one target pass over ``k + 1``
+query tokens (the proposals and the bonus token), and yields on average ``tau`` tokens: the mean acceptance
+length, given, or from a per-token acceptance rate ``alpha`` as ``tau = (1 - alpha^(k+1)) / (1 - alpha)``
+(Leviathan et al. 2023, "Fast Inference from Transformers via Speculative Decoding", eq. 1, i.i.d. acceptance).
+
+What a drafter costs follows from what it is:
+
+- ``eagle``, ``eagle3``: one decoder layer over the target's features plus the target's LM head, run ``k`` times
+  (Li et al. 2024, EAGLE sec. 3; EAGLE-3, 2025, keeps one layer);
+- ``mtp``: DeepSeek-V3's multi-token-prediction module, one transformer layer and the shared head per draft
+  token (DeepSeek-V3 report sec. 2.2);
+- ``medusa``: ``k`` extra heads evaluated in one pass (Cai et al. 2024), costed as one head layer pass;
+- ``draft``: a separate small model (``model=``), ``k`` of its own decode steps on the same devices;
+- ``ngram``: prompt lookup, no model (costed as free).
+
+When no acceptance is given, a documented default per method is used (``DEFAULT_ACCEPTANCE``): the middle of
+the per-token acceptance rates the methods' papers report on chat benchmarks. Measured acceptance varies with
+the data far more than between hardware, so give it when known.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import re
+from dataclasses import dataclass, replace
+from typing import Any
+
+from rainier.errors import field_error, quote
+from rainier.workload.shape import TransformerShape
+
+MAX_SPECULATIVE_TOKENS = 64
+
+
+class SpecMethod(enum.StrEnum):
+    DRAFT = "draft"
+    EAGLE = "eagle"
+    EAGLE3 = "eagle3"
+    MEDUSA = "medusa"
+    MTP = "mtp"
+    NGRAM = "ngram"
+
+
+# Per-token acceptance rate when none is given. Leviathan et al. 2023 report alpha 0.5-0.9 for small drafts of
+# the same family; EAGLE reports acceptance lengths of ~3.5-4 at depth 5 (alpha ~0.75); EAGLE-3's are higher
+# (alpha ~0.8); Medusa-1's ~0.6; DeepSeek-V3 sec. 5.4.3 reports 85-90% acceptance of its second token; prompt
+# lookup (n-gram) is data-dependent and usually low.
+DEFAULT_ACCEPTANCE = {
+    SpecMethod.DRAFT: 0.7,
+    SpecMethod.EAGLE: 0.75,
+    SpecMethod.EAGLE3: 0.8,
+    SpecMethod.MEDUSA: 0.6,
+    SpecMethod.MTP: 0.85,
+    SpecMethod.NGRAM: 0.5,
+}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Speculation:
+    """A speculative-decoding setting: method, tokens proposed per step, and how many are accepted."""
+
+    method: SpecMethod
+    num_tokens: int
+    acceptance_rate: float | None = None  # per proposed token, in (0, 1)
+    acceptance_length: float | None = None  # mean tokens a step yields, bonus included, in [1, k + 1]
+    draft_model: str | None = None  # catalog name or config.json, for method=draft
+
+    def __post_init__(self) -> None:
+        if isinstance(self.num_tokens, bool) or not isinstance(self.num_tokens, int):
+            raise field_error("speculative.k", self.num_tokens, f"a whole number from 1 to {MAX_SPECULATIVE_TOKENS}")
+        if not 1 <= self.num_tokens <= MAX_SPECULATIVE_TOKENS:
+            raise field_error("speculative.k", self.num_tokens, f"a whole number from 1 to {MAX_SPECULATIVE_TOKENS}")
+        if self.acceptance_rate is not None and not 0 < self.acceptance_rate < 1:
+            raise field_error("speculative.accept", self.acceptance_rate, "a per-token acceptance rate in (0, 1)")
+        if self.acceptance_length is not None and not 1 <= self.acceptance_length <= self.num_tokens + 1:
+            raise field_error(
+                "speculative.len",
+                self.acceptance_length,
+                f"a mean acceptance length from 1 to k + 1 = {self.num_tokens + 1}",
+            )
+        if self.acceptance_rate is not None and self.acceptance_length is not None:
+            raise field_error("speculative", "accept and len", "one of accept (per token) or len (per step)")
+        if (self.method is SpecMethod.DRAFT) != (self.draft_model is not None):
+            raise field_error("speculative.model", self.draft_model, "a draft model with method draft (only then)")
+
+    @property
+    def tokens_per_step(self) -> float:
+        """Mean tokens one verification step yields (tau)."""
+        if self.acceptance_length is not None:
+            return self.acceptance_length
+        alpha = self.acceptance_rate if self.acceptance_rate is not None else DEFAULT_ACCEPTANCE[self.method]
+        return (1.0 - alpha ** (self.num_tokens + 1)) / (1.0 - alpha)
+
+    @property
+    def draft_passes(self) -> int:
+        """Sequential drafter passes per step (Medusa's heads run in one; n-gram lookup runs none)."""
+        if self.method is SpecMethod.NGRAM:
+            return 0
+        return 1 if self.method is SpecMethod.MEDUSA else self.num_tokens
+
+    def draft_shape(self, target: TransformerShape, draft: TransformerShape | None = None) -> TransformerShape | None:
+        """The network one drafter pass runs: a one-layer head on the target's width, or the draft model."""
+        if self.method is SpecMethod.NGRAM:
+            return None
+        if self.method is SpecMethod.DRAFT:
+            return draft
+        if target.moe is not None and self.method is not SpecMethod.MTP:
+            return replace(target, num_layers=1, moe=None)  # EAGLE/Medusa heads are dense layers
+        if target.moe is not None:
+            return replace(target, num_layers=1, moe=replace(target.moe, first_k_dense_layers=0))
+        return replace(target, num_layers=1)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "method": self.method.value,
+            "num_tokens": self.num_tokens,
+            "acceptance_rate": self.acceptance_rate,
+            "acceptance_length": self.acceptance_length,
+            "draft_model": self.draft_model,
+            "tokens_per_step": self.tokens_per_step,
+        }
+
+
+_KEYS = {"k": "num_tokens", "accept": "acceptance_rate", "len": "acceptance_length", "model": "draft_model"}
+_SYNTAX = "METHOD:k=K[,accept=RATE | ,len=TOKENS][,model=DRAFT] with METHOD " + ", ".join(m.value for m in SpecMethod)
+
+
+def parse_speculation(text: str) -> Speculation:
+    """``eagle3:k=3,accept=0.74`` (or ``len=3.22``), ``draft:k=4,model=llama-3.1-8b``, ``mtp:k=1``."""
+    method_text, _, rest = text.strip().partition(":")
+    try:
+        method = SpecMethod(method_text.strip().lower())
+    except ValueError:
+        raise field_error("speculative", text, _SYNTAX) from None
+    values: dict[str, Any] = {}
+    for part in filter(None, (p.strip() for p in rest.split(","))):
+        key, sep, raw = part.partition("=")
+        name = _KEYS.get(key.strip().lower())
+        if not sep or name is None or name in values:
+            raise field_error("speculative", text, f"{_SYNTAX}; each key once")
+        raw = raw.strip()
+        if name == "draft_model":
+            values[name] = raw
+            continue
+        try:
+            number = float(raw) if name != "num_tokens" else int(raw)
+        except ValueError:
+            raise field_error(f"speculative.{key.strip()}", raw, "a number") from None
+        if isinstance(number, float) and not math.isfinite(number):
+            raise field_error(f"speculative.{key.strip()}", raw, "a finite number")
+        values[name] = number
+    if "num_tokens" not in values:
+        raise field_error("speculative", text, f"{_SYNTAX} (k is required)")
+    return Speculation(method=method, **values)
+
+
+_FREE_TEXT = re.compile(r"num_speculative_tokens\D{0,4}(\d+)", re.IGNORECASE)
+_RATE = re.compile(r"acceptance rate\D{0,4}(\d+(?:\.\d+)?)\s*%", re.IGNORECASE)
+_LENGTH = re.compile(r"acceptance length\D{0,4}(\d+(?:\.\d+)?)", re.IGNORECASE)
+
+
+def speculation_from_case(value: object) -> Speculation | None:
+    """A validation case's ``serving.speculative``: null, a mapping (``method, num_tokens, acceptance_length,
+    acceptance_rate, draft_model``) or the free text of the older cases, read for its method, ``k`` and
+    published acceptance; a draft model that is not a catalog name is costed as an EAGLE-style head."""
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        name = str(value.get("method", "")).lower()
+        draft = value.get("draft_model")
+        kind = SpecMethod(name) if name in {m.value for m in SpecMethod} else None
+        if kind is None:
+            raise field_error("serving.speculative.method", value.get("method"), ", ".join(m.value for m in SpecMethod))
+        return Speculation(
+            method=kind if kind is not SpecMethod.DRAFT or draft else SpecMethod.EAGLE,
+            num_tokens=int(value.get("num_tokens") or 0),
+            acceptance_length=value.get("acceptance_length"),
+            acceptance_rate=value.get("acceptance_rate"),
+            draft_model=str(draft) if kind is SpecMethod.DRAFT and draft else None,
+        )
+    text = str(value)
+    low = text.lower()
+    method = SpecMethod.EAGLE3 if "eagle3" in low else SpecMethod.EAGLE if "eagle" in low else None
+    method = method or (SpecMethod.MEDUSA if "medusa" in low else SpecMethod.MTP if "mtp" in low else None)
+    k = _FREE_TEXT.search(text)
+    if method is None or k is None:
+        raise field_error(
+            "serving.speculative", quote(text), "a method (eagle, eagle3, medusa, mtp) and num_speculative_tokens"
+        )
+    rate, length = _RATE.search(text), _LENGTH.search(text)
+    return Speculation(
+        method=method,
+        num_tokens=int(k[1]),
+        acceptance_length=float(length[1]) if length else None,
+        acceptance_rate=float(rate[1]) / 100 if rate and not length else None,
+    )

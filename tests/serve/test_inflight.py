@@ -1,0 +1,62 @@
+"""In-flight batching cases replayed in the simulator, and the closed loop of ``concurrency`` clients."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from rainier.errors import InputError
+from rainier.hardware import cluster_of
+from rainier.serve.cost import replica_cost
+from rainier.serve.efficiency import ServeEfficiency
+from rainier.serve.inflight import Load, in_flight_of, simulate_case
+from rainier.serve.simulate import Request, ServeScenario, simulate_timeline
+from rainier.serve.validate import validate_inference_file
+from rainier.workload import get_model
+from tests.serve.test_bad_input import FixedCost
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_a_closed_loop_keeps_exactly_its_clients_in_flight() -> None:
+    requests = tuple(Request(arrival_s=99.0, input_len=10, output_len=5) for _ in range(12))
+    scenario = ServeScenario(cost=FixedCost(max_batch=64), requests=requests, concurrency=3)
+    t = simulate_timeline(scenario)
+    assert (t.finish_s > 0).all()
+    arrivals = sorted(t.arrival_s.tolist())
+    assert arrivals[:3] == [0.0, 0.0, 0.0]  # the clients start together; the given arrival times are ignored
+    for k in range(3, 12):  # every later request arrives when an earlier one finishes
+        assert any(abs(arrivals[k] - f) < 1e-12 for f in t.finish_s.tolist())
+    assert t.batch_seqs <= 3 * t.iterations  # never more than three sequences in an iteration
+
+
+def test_concurrency_needs_requests() -> None:
+    with pytest.raises(InputError, match="concurrency"):
+        ServeScenario(cost=FixedCost(), rate_per_s=1.0, duration_s=10.0, concurrency=4)
+
+
+def test_loads_of_a_case() -> None:
+    offline = in_flight_of({"load": "offline", "max_batch": 64}, 8, 2)
+    assert offline.load is Load.OFFLINE and offline.replicas == 4 and offline.requests() == 1_024
+    closed = in_flight_of({"load": "concurrency", "concurrency": 16}, 2, 2)
+    assert closed.requests() == 128 and closed.max_batch == 256  # vLLM's default max_num_seqs
+    with pytest.raises(InputError, match="request_rate"):
+        in_flight_of({"load": "rate"}, 8, 8)
+    with pytest.raises(InputError, match=r"serving\.load"):
+        in_flight_of({"load": "burst"}, 8, 8)
+
+
+def test_more_load_means_more_throughput_and_more_latency() -> None:
+    cost = replica_cost(get_model("llama-3.1-8b"), cluster_of("h100-sxm", 1), tp=1, eff=ServeEfficiency())
+    low = simulate_case(in_flight_of({"load": "concurrency", "concurrency": 1}, 1, 1), cost, 1024, 128)
+    high = simulate_case(in_flight_of({"load": "concurrency", "concurrency": 64}, 1, 1), cost, 1024, 128)
+    assert high["output_tokens_per_s"] > 10 * low["output_tokens_per_s"]
+    assert high["tpot_ms"] > low["tpot_ms"] and high["ttft_p99_ms"] >= high["ttft_ms"]
+
+
+def test_in_flight_files_are_scored_with_reasons_for_what_is_skipped() -> None:
+    report = validate_inference_file([ROOT / "validation" / "inference-open.yaml"])
+    skipped = [r.skipped for r in report.rows if r.skipped]
+    assert report.summary["predicted"] >= 70
+    assert all("is invalid" in reason for reason in skipped)  # each names its field
