@@ -90,3 +90,21 @@ def test_validate_and_calibrate_read_several_inference_files() -> None:
     assert "AWS_Neuron_trn1_inference" in groups and "trn2-vllmneuron-eagle3-tutorials" in groups
     mixed = runner.invoke(app, ["validate", files[0], str(ROOT / "validation" / "training.yaml")])
     assert mixed.exit_code == 2 and "only for inference cases" in mixed.stderr
+
+
+def _simulated_tpot(*extra: str) -> float:
+    args = ["serve", "simulate", "--model", "llama-3.1-8b", "--accelerator", "h100-sxm", "--count", "1", "--rate", "4",
+            "--duration", "30", "--input-len", "512", "--output-len", "256", *extra]  # fmt: skip
+    result = runner.invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    return float(json.loads(result.stdout)["tpot_ms"]["mean"])
+
+
+def test_the_simulator_speculates_as_the_estimate_does() -> None:
+    plain, eagle = _simulated_tpot(), _simulated_tpot("--speculative", "eagle3:k=3,accept=0.74")
+    assert eagle < plain / 1.5
+    result = runner.invoke(
+        app, ["serve", "simulate", "--model", "llama-3-8b", "--rate", "5", "--duration", "10", "--speculative",
+              "eagle3:k=3", "--disaggregate", "prefill=h100-sxm:8,decode=trn2:16"],
+    )  # fmt: skip
+    assert result.exit_code == 2 and "not disaggregated" in result.stderr

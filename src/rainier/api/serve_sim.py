@@ -26,7 +26,8 @@ from rainier.api.serve import parse_unit
 from rainier.errors import InputError, field_error, quote
 from rainier.hardware import Cluster, System, cluster_of, get_accelerator, largest_system_for_accelerator
 from rainier.serve.cost import ReplicaCost, WeightFormat, replica_cost
-from rainier.serve.estimate import resolve_serve_efficiency
+from rainier.serve.estimate import ServeConfig, draft_cost, resolve_serve_efficiency
+from rainier.serve.iteration import IterationCost
 from rainier.serve.limits import (
     DEFAULT_MAX_ITERATIONS,
     DEFAULT_MAX_REQUESTS,
@@ -46,6 +47,7 @@ from rainier.serve.limits import (
 )
 from rainier.serve.simulate import Scheduler, ServeResult, ServeScenario, simulate_serving
 from rainier.serve.size import Layout, Traffic, Verifier
+from rainier.serve.speculative import SpeculativeCost, parse_speculation
 from rainier.serve.trace import load_trace
 from rainier.workload import resolve_model
 from rainier.workload.shape import TransformerShape
@@ -207,6 +209,7 @@ def _check_types(values: dict[str, Any]) -> None:
     check_int("seed", v["seed"], 0, MAX_SEED, "")
     check_int("max_requests", v["max_requests"], 1, MAX_REQUESTS, "requests")
     check_int("max_iterations", v["max_iterations"], 1, MAX_ITERATIONS, "engine iterations")
+    _optional_text("speculative", v["speculative"], "METHOD:k=K[,accept=RATE|,len=TOKENS][,model=DRAFT]")
 
 
 def simulation_scenario(
@@ -233,6 +236,7 @@ def simulation_scenario(
     seed: int = 0,
     max_requests: int = DEFAULT_MAX_REQUESTS,
     max_iterations: int = DEFAULT_MAX_ITERATIONS,
+    speculative: str | None = None,
     **unknown: object,
 ) -> ServeScenario:
     """The simulation of a named model on a named (or ad-hoc, or disaggregated) cluster, ready to run.
@@ -290,8 +294,17 @@ def simulation_scenario(
         eff, _ = resolve_serve_efficiency(target, None)
         cost = replica_cost(shape, target, tp=tp, pp=pp, unit_core=unit_core, weights=weights, eff=eff)
         replicas = max(1, target.num_devices // cost.replica_devices)
+    engine: IterationCost = replace(cost, engine_max_batch=max_batch)
+    if speculative is not None:
+        if disaggregate is not None:
+            raise field_error("speculative", speculative, "a pool that is not disaggregated")
+        spec = parse_speculation(speculative)
+        config = ServeConfig(tp=tp, pp=pp, weights=weights, unit_core=unit_core, speculative=spec)
+        draft = resolve_model(spec.draft_model) if spec.draft_model is not None else None
+        drafter = draft_cost(shape, target, config, eff, draft)
+        engine = SpeculativeCost(cost=replace(cost, engine_max_batch=max_batch), drafter=drafter, spec=spec)
     return ServeScenario(
-        cost=replace(cost, engine_max_batch=max_batch),
+        cost=engine,
         replicas=replicas,
         scheduler=mode,
         chunked_prefill=chunked_prefill,

@@ -43,6 +43,12 @@ UnitOption = Annotated[
 ]
 
 
+SPECULATIVE_HELP = (
+    "Speculative decoding: METHOD:k=K[,accept=RATE|,len=TOKENS][,model=DRAFT], METHOD one of draft, eagle, eagle3, "
+    "medusa, mtp, ngram (e.g. eagle3:k=3,accept=0.74)."
+)
+SpeculativeOption = Annotated[str | None, typer.Option("--speculative", help=SPECULATIVE_HELP)]
+
 PROGRESS_AFTER_S = 1.0  # a command quicker than this draws no progress bar
 
 
@@ -88,14 +94,7 @@ def serve_estimate(
     output_len: Annotated[int, typer.Option("--output-len", help="Generated tokens per request.")] = 128,
     precision: PrecisionOption = "bf16",
     unit: UnitOption = "device",
-    speculative: Annotated[
-        str | None,
-        typer.Option(
-            "--speculative",
-            help="Speculative decoding: METHOD:k=K[,accept=RATE|,len=TOKENS][,model=DRAFT], METHOD one of draft, "
-            "eagle, eagle3, medusa, mtp, ngram (e.g. eagle3:k=3,accept=0.74).",
-        ),
-    ] = None,
+    speculative: SpeculativeOption = None,
     attention: Annotated[
         str,
         typer.Option(
@@ -175,6 +174,7 @@ def serve_simulate(
             help=f"Budget: most engine iterations simulated (~3 us each; up to {MAX_ITERATIONS:,}).",
         ),
     ] = DEFAULT_MAX_ITERATIONS,
+    speculative: SpeculativeOption = None,
     report_path: ReportOption = None,
     trace_path: Annotated[
         Path | None,
@@ -215,6 +215,7 @@ def serve_simulate(
         seed=seed,
         max_requests=max_requests,
         max_iterations=max_iterations,
+        speculative=speculative,
     )
     with _progress_after("simulating requests") as progress:
         result = simulate_serving(scenario, progress)

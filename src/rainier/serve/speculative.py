@@ -29,6 +29,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from rainier.errors import field_error, quote
+from rainier.serve.cost import ReplicaCost
 from rainier.workload.shape import TransformerShape
 
 MAX_SPECULATIVE_TOKENS = 64
@@ -196,3 +197,46 @@ def speculation_from_case(value: object) -> Speculation | None:
         acceptance_length=float(length[1]) if length else None,
         acceptance_rate=float(rate[1]) / 100 if rate and not length else None,
     )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SpeculativeCost:
+    """A replica's iteration cost under speculative decoding, for the simulator (``serve.simulate``).
+
+    The engine counts one token per decoding sequence per iteration; a speculative step yields ``tau`` tokens
+    (``Speculation.tokens_per_step``), so an iteration here is ``1 / tau`` of a step: its decode part is the
+    drafter's passes plus the ``k + 1``-token verification, over ``tau``. Throughput and mean TPOT are exact
+    under that reading; a prompt prefilled beside the decodes is charged in full (not over ``tau``).
+    """
+
+    cost: ReplicaCost
+    drafter: ReplicaCost | None
+    spec: Speculation
+
+    @property
+    def kv_capacity_tokens(self) -> int:
+        return self.cost.kv_capacity_tokens
+
+    @property
+    def kv_bytes_per_token(self) -> float:
+        return self.cost.kv_bytes_per_token
+
+    @property
+    def max_batch(self) -> int:
+        return self.cost.max_batch
+
+    @property
+    def replica_devices(self) -> int:
+        return self.cost.replica_devices
+
+    def iteration_s(self, prefill_tokens: int, decode_seqs: int, kv_tokens: int, prefill_seqs: int = 1) -> float:
+        if decode_seqs == 0:
+            return self.cost.iteration_s(prefill_tokens, 0, kv_tokens, prefill_seqs)
+        prefill = self.cost.parts(prefill_tokens, 0, 0, prefill_seqs) if prefill_tokens else {}
+        verify = self.cost.pass_s(decode_seqs, kv_tokens, queries=self.spec.num_tokens + 1)
+        draft = self.spec.draft_passes * (self.drafter.pass_s(decode_seqs, kv_tokens) if self.drafter else 0.0)
+        overhead = self.cost.eff.iteration_overhead_s
+        step = (verify + draft) / self.spec.tokens_per_step
+        if not prefill_tokens:  # the step's one host overhead is spread over its tau engine iterations too
+            return overhead / self.spec.tokens_per_step + step
+        return overhead + sum(prefill.values()) - prefill["overhead"] + step
