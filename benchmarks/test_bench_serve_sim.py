@@ -19,6 +19,7 @@ import pytest
 from rainier.hardware import cluster_of
 from rainier.serve.cost import replica_cost
 from rainier.serve.estimate import resolve_serve_efficiency
+from rainier.serve.limits import MAX_ITERATIONS
 from rainier.serve.simulate import IterationCost, LengthDistribution, ServeResult, ServeScenario, simulate_serving
 from rainier.workload import get_model
 
@@ -56,6 +57,8 @@ def _run(benchmark: Any, label: str, cost: IterationCost, rate_per_replica_per_s
         output_len=250,
         length_distribution=LengthDistribution.GEOMETRIC,
         seed=0,
+        max_requests=2 * NUM_REQUESTS,  # the benchmark measures speed: the CLI's default budgets do not apply
+        max_iterations=MAX_ITERATIONS,
     )
     start = time.perf_counter()
     result: ServeResult = benchmark.pedantic(simulate_serving, args=(scenario,), rounds=1, iterations=1)
