@@ -29,6 +29,15 @@ def serve_tables(est: dict[str, Any]) -> list[Table]:
         f"tp={c['tp']}{unit}, pp={c['pp']}, ep={c['ep']}, batch={c['batch']}, input {c['input_len']} / output "
         f"{c['output_len']} tokens, {c['precision']}",
     )
+    spec = c.get("speculative")
+    if spec:
+        drafter = f", draft model {spec['draft_model']}" if spec.get("draft_model") else ""
+        head.add_row(
+            "speculative decoding",
+            f"{spec['method']}, k={spec['num_tokens']}{drafter}: {spec['tokens_per_step']:.2f} tokens per step",
+        )
+    if c.get("attention", "fused") != "fused":
+        head.add_row("attention kernels", c["attention"])
     head.add_row("TTFT (prefill)", f"{est['ttft_ms']:,.1f} ms")
     head.add_row(
         "TPOT (decode)",
