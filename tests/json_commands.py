@@ -59,7 +59,27 @@ COMMANDS: dict[str, list[list[str]]] = {
     ],
     "fleet-scenario": [["fleet", "scenario", str(EXAMPLES / "rainier-frontier.yaml")]],
     "serve-estimate": [
-        ["serve", "estimate", "--model", "llama-3-8b", "--accelerator", "h100-sxm", "--count", "1", "--batch", "4"]
+        ["serve", "estimate", "--model", "llama-3-8b", "--accelerator", "h100-sxm", "--count", "1", "--batch", "4"],
+        [
+            "serve",
+            "estimate",
+            "--model",
+            "mixtral-8x7b",
+            "--accelerator",
+            "h100-sxm",
+            "--count",
+            "8",
+            "--tp",
+            "8",
+            "--ep",
+            "8",
+            "--batch",
+            "4",
+            "--speculative",
+            "eagle3:k=3,accept=0.7",
+            "--attention",
+            "per-head-decode",
+        ],
     ],
     "serve-simulate": [
         [
@@ -77,7 +97,23 @@ COMMANDS: dict[str, list[list[str]]] = {
             "10",
             "--seed",
             "1",
-        ]
+        ],
+        [
+            "serve",
+            "simulate",
+            "--model",
+            "llama-3-8b",
+            "--accelerator",
+            "h100-sxm",
+            "--count",
+            "1",
+            "--rate",
+            "2",
+            "--duration",
+            "10",
+            "--speculative",
+            "mtp:k=1,len=1.8",
+        ],
     ],
     "serve-size": [
         [

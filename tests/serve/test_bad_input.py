@@ -88,6 +88,7 @@ class FixedCost:
         (["--rate", "5", "--duration", "10", "--input-len", HUGE], ("input_len=", "10,000,000")),
         (["--rate", "5", "--duration", "10", "--output-len", "9223372036854775807"], ("output_len=", "10,000,000")),
         (["--rate", "1e300", "--duration", "1e-300"], ("rate=", "10,000,000")),
+        (["--rate", "1e-300", "--duration", "10"], ("rate=", "at least 1e-06")),
         (["--rate", "5", "--duration", "1e300"], ("duration=", "31,536,000")),
         (["--rate", "5", "--duration", "10", "--max-batch", HUGE], ("max_batch=", "1,048,576")),
         (["--rate", "5", "--duration", "10", "--tp", HUGE], ("tp=", "65,536")),

@@ -40,6 +40,7 @@ from rainier.serve.limits import (
     MAX_REQUESTS,
     MAX_SEED,
     MAX_TOKENS,
+    MIN_RATE_PER_S,
     check_flag,
     check_float,
     check_int,
@@ -195,6 +196,8 @@ def _check_types(values: dict[str, Any]) -> None:
     _optional_text("unit", v["unit"], "device or core")
     if v["rate"] is not None:
         check_float("rate", v["rate"], MAX_RATE_PER_S, "requests per second")
+        if v["rate"] < MIN_RATE_PER_S:
+            raise field_error("rate", v["rate"], f"at least {MIN_RATE_PER_S:g} requests per second")
     if v["trace"] is not None and not isinstance(v["trace"], str | Path):
         raise field_error("trace", v["trace"], "the path of a CSV or JSONL request trace")
     if v["duration"] is not None:

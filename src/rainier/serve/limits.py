@@ -30,6 +30,7 @@ __all__ = [  # MAX_DEVICES is rainier.limits', re-exported beside the serving ra
     "MAX_REQUESTS",
     "MAX_SEED",
     "MAX_TOKENS",
+    "MIN_RATE_PER_S",
     "budget_error",
     "check_flag",
     "check_float",
@@ -45,6 +46,8 @@ MAX_TOKENS = 10_000_000
 """Tokens of one prompt or one output (Llama 4 Scout's 10M-token context window, Meta 2025)."""
 MAX_RATE_PER_S = 10_000_000.0
 """Requests per second arriving at one deployment (more than a large consumer service's peak)."""
+MIN_RATE_PER_S = 1e-6
+"""Slowest Poisson arrival rate: one request in about 12 days (slower gaps overflow the arrival clock)."""
 MAX_DURATION_S = 365 * 86_400.0
 """Seconds of arrivals simulated: one year."""
 MAX_LATENCY_MS = 86_400_000.0

@@ -81,6 +81,7 @@ from rainier.serve.limits import (
     MAX_REQUESTS,
     MAX_SEED,
     MAX_TOKENS,
+    MIN_RATE_PER_S,
     budget_error,
     check_float,
 )
@@ -264,6 +265,8 @@ class ServeScenario:
                     "rate_per_s/duration_s", (self.rate_per_s, self.duration_s), "give both, or requests (a trace)"
                 )
             check_float("rate_per_s", self.rate_per_s, MAX_RATE_PER_S, "requests per second")
+            if self.rate_per_s < MIN_RATE_PER_S:
+                raise field_error("rate_per_s", self.rate_per_s, f"at least {MIN_RATE_PER_S:g} requests per second")
             check_float("duration_s", self.duration_s, MAX_DURATION_S, "seconds")
             expected = self.rate_per_s * self.duration_s
             if expected > self.max_requests + 0.5:  # the mean of the Poisson count, rounded
