@@ -50,6 +50,13 @@ MEMORY_UTILIZATION = 0.9
 UNFUSED_SCORE_BYTES = 12.0
 # NVFP4 stores 4-bit values with one FP8 scale per 16 (NVIDIA, "Introducing NVFP4", 2025): 0.5 + 1/16 bytes.
 FP4_BYTES_PER_WEIGHT = 0.5 + 1.0 / 16
+# An engine that does not replay a CUDA graph launches every kernel from the host: a few microseconds each (CUDA C
+# Best Practices Guide, "kernel launch overhead": a few microseconds) for about a dozen kernels per
+# layer (norm, QKV GEMM, rotary, attention, output GEMM, all-reduce, residual, norm, gate/up GEMM, activation,
+# down GEMM, all-reduce). Engines that capture their decode step in a graph pay this once, inside the fitted
+# per-iteration overhead.
+KERNEL_LAUNCH_S = 4e-6
+KERNELS_PER_LAYER = 12
 
 
 class AttentionKernels(enum.StrEnum):
@@ -203,11 +210,12 @@ class ReplicaCost:
             a2a_slope, a2a_intercept = self.all_to_all
             routed = tokens * self.top_k * self.hidden_bytes_per_token / self.ep  # per rank
             expert = self.moe_layers * 2 * (a2a_slope * routed + a2a_intercept + eff.collective_latency_s)
-        overhead = eff.iteration_overhead_s
+        overhead = eff.iteration_overhead_s + self.launch_s
         return {"gemm": gemm, "attention": attention, "tp_comm": comm, "ep_comm": expert, "overhead": overhead}
 
     hidden_bytes_per_token: float = 0.0
     scores_per_pair: float = 0.0  # attention scores per (query, key) pair: heads x layers
+    launch_s: float = 0.0  # host time launching the iteration's kernels one by one (no CUDA graph replayed)
     kv_reads_per_head: float = 1.0  # times each stored KV head is read per step: 1, or its query heads per rank
     score_bytes: float = 0.0  # HBM bytes per attention score (AttentionKernels.score_bytes)
     all_to_all: tuple[float, float] = (0.0, 0.0)  # expert dispatch/combine on the ep ranks: slope x bytes + intercept
@@ -273,6 +281,7 @@ def replica_cost(
     max_batch: int = 1024,
     ep: int = 1,
     attention: AttentionKernels = AttentionKernels.FUSED,
+    cuda_graphs: bool = True,
 ) -> ReplicaCost:
     """The cost coefficients of one ``tp x pp`` replica of ``shape`` on ``cluster``'s devices.
 
@@ -350,6 +359,7 @@ def replica_cost(
         scores_per_pair=float(shape.num_heads * shape.num_layers) * head_padding,
         kv_reads_per_head=1.0 if attention.shares_kv else _query_heads_per_stored_kv_head(shape, tp, head_padding),
         score_bytes=attention.score_bytes,
+        launch_s=0.0 if cuda_graphs else KERNEL_LAUNCH_S * KERNELS_PER_LAYER * shape.num_layers,
     )
 
 

@@ -186,6 +186,13 @@ def attention_kernels(case: InferenceCase) -> AttentionKernels:
     return AttentionKernels.FUSED
 
 
+def replays_cuda_graphs(case: InferenceCase) -> bool:
+    """Whether a case's engine replays a captured graph per iteration: not TensorRT-LLM's gptSession before 0.7,
+    which launched each kernel from the host (its CUDA-graph option came later); Neuron runs compiled graphs."""
+    version = _TRTLLM_VERSION.search(str(case.serving.get("framework") or ""))
+    return version is None or (int(version[1]), int(version[2])) >= XQA_VERSION
+
+
 def prepare(case: InferenceCase) -> Prepared:
     """A case ready to predict; a field that is missing, mistyped, out of range or inexpressible raises an
     ``InputError`` (a ``ValueError``) naming it, and :func:`_prepared` skips the case with that reason."""
@@ -197,7 +204,7 @@ def prepare(case: InferenceCase) -> Prepared:
     targets = case_targets(case)
     cost = replica_cost(
         shape, cluster, tp=config.tp, pp=config.pp, ep=config.ep, unit_core=config.unit_core, weights=config.weights,
-        eff=ServeEfficiency(), attention=config.attention,
+        eff=ServeEfficiency(), attention=config.attention, cuda_graphs=replays_cuda_graphs(case),
     )  # fmt: skip
     drafter = draft_cost(shape, cluster, config, ServeEfficiency())
     load = None
