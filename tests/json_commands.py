@@ -19,6 +19,8 @@ SCHEMA_DIR = ROOT / "docs" / "schemas"
 EXAMPLES = ROOT / "examples"
 
 H100_64 = ["--accelerator", "h100-sxm", "--count", "64"]
+SIMULATE = ["serve", "simulate", "--model", "llama-3-8b", "--accelerator", "h100-sxm", "--count", "1", "--rate", "2",
+            "--duration", "10"]  # fmt: skip
 
 # command name (the schema's file name) -> invocations whose --json outputs the schema must describe
 COMMANDS: dict[str, list[list[str]]] = {
@@ -82,38 +84,8 @@ COMMANDS: dict[str, list[list[str]]] = {
         ],
     ],
     "serve-simulate": [
-        [
-            "serve",
-            "simulate",
-            "--model",
-            "llama-3-8b",
-            "--accelerator",
-            "h100-sxm",
-            "--count",
-            "1",
-            "--rate",
-            "2",
-            "--duration",
-            "10",
-            "--seed",
-            "1",
-        ],
-        [
-            "serve",
-            "simulate",
-            "--model",
-            "llama-3-8b",
-            "--accelerator",
-            "h100-sxm",
-            "--count",
-            "1",
-            "--rate",
-            "2",
-            "--duration",
-            "10",
-            "--speculative",
-            "mtp:k=1,len=1.8",
-        ],
+        [*SIMULATE, "--seed", "1"],
+        [*SIMULATE, "--speculative", "mtp:k=1,len=1.8"],
     ],
     "serve-size": [
         [

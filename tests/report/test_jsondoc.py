@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from typing import Any
 
@@ -10,15 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rainier.report.jsondoc import NULL_REASONS_KEY, dumps, strict_document
-
-
-def strict_loads(text: str) -> Any:
-    """``json.loads`` that refuses NaN and infinities, as JavaScript, Go and jq do."""
-
-    def refuse(name: str) -> Any:
-        raise ValueError(f"non-standard JSON constant {name}")
-
-    return json.loads(text, parse_constant=refuse)
+from tests.json_commands import strict_loads
 
 
 def test_non_finite_values_become_null_with_reasons() -> None:

@@ -166,6 +166,15 @@ def case_targets(case: InferenceCase) -> tuple[tuple[str, float], ...]:
 
 _TRTLLM_VERSION = re.compile(r"tensorrt-llm\s+v?(\d+)\.(\d+)", re.IGNORECASE)
 XQA_VERSION = (0, 7)  # TensorRT-LLM release that brought the XQA decode kernel for MQA/GQA (release notes, v0.7.0)
+# First TensorRT-LLM release timed here with the batch manager rather than gptSession's per-kernel host launches
+# (the gptSession cases in validation/inference.yaml are v0.5-0.6).
+GRAPH_REPLAY_VERSION = (0, 7)
+
+
+def _trtllm_version(case: InferenceCase) -> tuple[int, int] | None:
+    """The TensorRT-LLM (major, minor) a case's ``framework`` names, if any."""
+    found = _TRTLLM_VERSION.search(str(case.serving.get("framework") or ""))
+    return (int(found[1]), int(found[2])) if found is not None else None
 
 
 def attention_kernels(case: InferenceCase) -> AttentionKernels:
@@ -177,11 +186,10 @@ def attention_kernels(case: InferenceCase) -> AttentionKernels:
     given = case.serving.get("attention")
     if isinstance(given, str):
         return AttentionKernels.parse(given)
-    framework = str(case.serving.get("framework") or "")
-    version = _TRTLLM_VERSION.search(framework)
-    if version is not None and (int(version[1]), int(version[2])) < XQA_VERSION:
+    version = _trtllm_version(case)
+    if version is not None and version < XQA_VERSION:
         return AttentionKernels.PER_HEAD_DECODE
-    if "transformers-neuronx" in framework.lower():
+    if "transformers-neuronx" in str(case.serving.get("framework") or "").lower():
         return AttentionKernels.UNFUSED
     return AttentionKernels.FUSED
 
@@ -189,8 +197,8 @@ def attention_kernels(case: InferenceCase) -> AttentionKernels:
 def replays_cuda_graphs(case: InferenceCase) -> bool:
     """Whether a case's engine replays a captured graph per iteration: not TensorRT-LLM's gptSession before 0.7,
     which launched each kernel from the host (its CUDA-graph option came later); Neuron runs compiled graphs."""
-    version = _TRTLLM_VERSION.search(str(case.serving.get("framework") or ""))
-    return version is None or (int(version[1]), int(version[2])) >= XQA_VERSION
+    version = _trtllm_version(case)
+    return version is None or version >= GRAPH_REPLAY_VERSION
 
 
 def prepare(case: InferenceCase) -> Prepared:
