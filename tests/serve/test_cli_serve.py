@@ -41,7 +41,7 @@ def test_validate_inference_file() -> None:
         (["--tp", "0"], "tp"),
         (["--batch", "100000"], "batch=100000 is invalid: at most"),
         (["--input-len", "3000000"], "input-len + output-len"),
-        (["--precision", "int4"], "precision"),
+        (["--precision", "int3"], "precision"),
         (["--unit", "chip"], "unit"),
         (["--tp", "16"], "tp"),
     ],

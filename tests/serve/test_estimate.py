@@ -105,7 +105,7 @@ def test_replica_larger_than_cluster_is_rejected() -> None:
     with pytest.raises(ValueError, match="tp"):
         replica_cost(get_model("llama-2-7b"), cluster_of("h100-sxm", 2), tp=4, eff=IDEAL)
     with pytest.raises(ValueError, match="precision"):
-        WeightFormat.parse("int4")
+        WeightFormat.parse("int3")
 
 
 def test_prefill_activations_are_reported_and_limit_fit() -> None:

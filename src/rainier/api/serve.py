@@ -9,7 +9,7 @@ from typing import Any
 
 from rainier.api import resolve_cluster
 from rainier.errors import InputError, field_error
-from rainier.serve.cost import AttentionKernels, WeightFormat
+from rainier.serve.cost import AttentionKernels, WeightFormat, parse_kv_precision
 from rainier.serve.efficiency import ServeEfficiency, ServeEfficiencyTable
 from rainier.serve.estimate import ServeConfig, ServeEstimate, estimate_serving
 from rainier.serve.limits import MAX_DEVICES, MAX_SEED, MAX_TOKENS, check_float, check_int, check_text
@@ -26,6 +26,8 @@ from rainier.serve.size import (
 from rainier.serve.speculative import parse_speculation
 from rainier.units import SECONDS_PER_HOUR
 from rainier.workload import resolve_model
+
+PRECISION_ALLOWED = "bf16, fp16, fp8, fp4, int8-weights, int4-weights (awq, gptq) or mxfp4-experts"
 
 
 def parse_unit(unit: str) -> bool:
@@ -56,18 +58,24 @@ def run_serve_estimate(
     allow_oversize: bool = False,
     speculative: str | None = None,
     attention: str = "fused",
+    kv_precision: str | None = None,
+    prefix_hit: float = 0.0,
 ) -> ServeEstimate:
     """``rainier serve estimate``: one static-batch configuration on every replica that fits the cluster.
 
     ``speculative`` is ``METHOD:k=K[,accept=RATE|,len=TOKENS][,model=DRAFT]`` (``serve.speculative``);
-    ``attention`` names the engine's attention kernels (``serve.cost.AttentionKernels``).
+    ``attention`` names the engine's attention kernels (``serve.cost.AttentionKernels``); ``kv_precision`` stores
+    the KV cache in bf16, fp16 or fp8 whatever the weights (default: the weight format's); ``prefix_hit`` is the
+    share of each prompt found in the prefix cache.
 
     A batch whose KV cache cannot fit is an ``InputError`` naming the largest batch that does (``allow_oversize``
     returns the estimate with ``fits`` false instead).
     """
     check_text("model", model, "a catalog model name or a Hugging Face config.json")
-    check_text("precision", precision, "bf16, fp16, fp8, fp4 or int8-weights")
+    check_text("precision", precision, PRECISION_ALLOWED)
     check_text("unit", unit, "device or core")
+    if kv_precision is not None:
+        check_text("kv-precision", kv_precision, "auto, bf16, fp16 or fp8")
     if count is not None:
         check_int("count", count, 1, MAX_DEVICES, "devices")
     shape = resolve_model(model)
@@ -83,6 +91,8 @@ def run_serve_estimate(
         unit_core=parse_unit(unit),
         speculative=parse_speculation(speculative) if speculative is not None else None,
         attention=AttentionKernels.parse(attention),
+        kv_precision=parse_kv_precision(kv_precision),
+        prefix_hit=prefix_hit,
     )
     spec = config.speculative
     draft = resolve_model(spec.draft_model) if spec is not None and spec.draft_model is not None else None

@@ -22,10 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from rainier.api import resolve_cluster
-from rainier.api.serve import parse_unit
+from rainier.api.serve import PRECISION_ALLOWED, parse_unit
 from rainier.errors import InputError, field_error, quote
 from rainier.hardware import Cluster, System, cluster_of, get_accelerator, largest_system_for_accelerator
-from rainier.serve.cost import ReplicaCost, WeightFormat, replica_cost
+from rainier.precision import Precision
+from rainier.serve.cost import ReplicaCost, WeightFormat, parse_kv_precision, replica_cost
 from rainier.serve.estimate import ServeConfig, draft_cost, resolve_serve_efficiency
 from rainier.serve.iteration import IterationCost
 from rainier.serve.limits import (
@@ -44,6 +45,7 @@ from rainier.serve.limits import (
     check_flag,
     check_float,
     check_int,
+    check_share,
     check_text,
 )
 from rainier.serve.simulate import Scheduler, ServeResult, ServeScenario, simulate_serving
@@ -132,13 +134,19 @@ def parse_disaggregate(text: str) -> tuple[tuple[str, int], tuple[str, int]]:
 
 
 def _pool_cost(
-    shape: TransformerShape, accelerator: str, devices: int, tp: int, weights: WeightFormat, role: str
+    shape: TransformerShape,
+    accelerator: str,
+    devices: int,
+    tp: int,
+    weights: WeightFormat,
+    role: str,
+    kv: Precision | None = None,
 ) -> tuple[ReplicaCost, int, System]:
     system = largest_system_for_accelerator(accelerator)
     chip = system.accelerator
     replica = cluster_of(chip.id, tp, system=system)
     eff, _ = resolve_serve_efficiency(replica, None)
-    cost = replica_cost(shape, replica, tp=tp, weights=weights, eff=eff)
+    cost = replica_cost(shape, replica, tp=tp, weights=weights, eff=eff, kv_precision=kv)
     replicas = devices // cost.replica_devices
     if replicas < 1:
         raise field_error("disaggregate", f"{role}={accelerator}:{devices}", f"at least tp={tp} devices per pool")
@@ -191,7 +199,9 @@ def _check_types(values: dict[str, Any]) -> None:
         check_int("count", v["count"], 1, MAX_DEVICES, "devices")
     check_int("tp", v["tp"], 1, MAX_DEGREE, "ranks")
     check_int("pp", v["pp"], 1, MAX_DEGREE, "stages")
-    check_text("precision", v["precision"], "bf16, fp16, fp8, fp4 or int8-weights")
+    check_text("precision", v["precision"], PRECISION_ALLOWED)
+    _optional_text("kv_precision", v["kv_precision"], "auto, bf16, fp16 or fp8")
+    check_share("prefix_hit", v["prefix_hit"])
     check_flag("unit_core", v["unit_core"])
     _optional_text("unit", v["unit"], "device or core")
     if v["rate"] is not None:
@@ -240,6 +250,8 @@ def simulation_scenario(
     max_requests: int = DEFAULT_MAX_REQUESTS,
     max_iterations: int = DEFAULT_MAX_ITERATIONS,
     speculative: str | None = None,
+    kv_precision: str | None = None,
+    prefix_hit: float = 0.0,
     **unknown: object,
 ) -> ServeScenario:
     """The simulation of a named model on a named (or ad-hoc, or disaggregated) cluster, ready to run.
@@ -258,6 +270,7 @@ def simulation_scenario(
         unit_core = parse_unit(unit)
     shape = resolve_model(model)
     weights = WeightFormat.parse(precision)
+    kv = parse_kv_precision(kv_precision)
     try:
         mode = Scheduler(scheduler.strip().lower())
     except ValueError:
@@ -283,8 +296,8 @@ def simulation_scenario(
     extra: dict[str, Any] = {}
     if disaggregate is not None:
         (pre_acc, pre_devices), (dec_acc, dec_devices) = parse_disaggregate(disaggregate)
-        pre_cost, pre_replicas, pre_system = _pool_cost(shape, pre_acc, pre_devices, tp, weights, "prefill")
-        cost, replicas, dec_system = _pool_cost(shape, dec_acc, dec_devices, tp, weights, "decode")
+        pre_cost, pre_replicas, pre_system = _pool_cost(shape, pre_acc, pre_devices, tp, weights, "prefill", kv)
+        cost, replicas, dec_system = _pool_cost(shape, dec_acc, dec_devices, tp, weights, "decode", kv)
         bandwidth, latency = _link(pre_system, dec_system, pre_cost.replica_devices)
         extra = {
             "prefill_cost": replace(pre_cost, engine_max_batch=max_batch),
@@ -295,14 +308,14 @@ def simulation_scenario(
     else:
         target: Cluster = resolve_cluster(cluster, accelerator, count)
         eff, _ = resolve_serve_efficiency(target, None)
-        cost = replica_cost(shape, target, tp=tp, pp=pp, unit_core=unit_core, weights=weights, eff=eff)
+        cost = replica_cost(shape, target, tp=tp, pp=pp, unit_core=unit_core, weights=weights, eff=eff, kv_precision=kv)
         replicas = max(1, target.num_devices // cost.replica_devices)
     engine: IterationCost = replace(cost, engine_max_batch=max_batch)
     if speculative is not None:
         if disaggregate is not None:
             raise field_error("speculative", speculative, "a pool that is not disaggregated")
         spec = parse_speculation(speculative)
-        config = ServeConfig(tp=tp, pp=pp, weights=weights, unit_core=unit_core, speculative=spec)
+        config = ServeConfig(tp=tp, pp=pp, weights=weights, unit_core=unit_core, speculative=spec, kv_precision=kv)
         draft = resolve_model(spec.draft_model) if spec.draft_model is not None else None
         drafter = draft_cost(shape, target, config, eff, draft)
         engine = SpeculativeCost(cost=replace(cost, engine_max_batch=max_batch), drafter=drafter, spec=spec)
@@ -316,6 +329,7 @@ def simulation_scenario(
         warnings=warnings,
         max_requests=max_requests,
         max_iterations=max_iterations,
+        prefix_hit=float(prefix_hit),
         **source,
         **extra,
     )

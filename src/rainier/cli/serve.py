@@ -36,7 +36,19 @@ app.add_typer(serve_app, name="serve")
 
 ServeModelOption = Annotated[str, typer.Option("--model", help="Catalog model name or Hugging Face config.json.")]
 PrecisionOption = Annotated[
-    str, typer.Option("--precision", help="bf16, fp16, fp8, fp4 (Blackwell, Trainium3) or int8-weights.")
+    str,
+    typer.Option(
+        "--precision",
+        help="Weights: bf16, fp16, fp8, fp4 (Blackwell, Trainium3), int8-weights, int4-weights (AWQ/GPTQ) or "
+        "mxfp4-experts (gpt-oss).",
+    ),
+]
+KvPrecisionOption = Annotated[
+    str | None,
+    typer.Option("--kv-precision", help="KV-cache format: bf16, fp16 or fp8 (default: fp8 with fp8/fp4 weights)."),
+]
+PrefixHitOption = Annotated[
+    float, typer.Option("--prefix-hit", help="Share of each prompt's tokens found in the prefix cache (0 to <1).")
 ]
 UnitOption = Annotated[
     str, typer.Option("--unit", help="Parallel degrees in devices or NeuronCores (core), as in the validation data.")
@@ -101,6 +113,8 @@ def serve_estimate(
             "--attention", help="The engine's attention kernels: fused (today's engines), per-head-decode, unfused."
         ),
     ] = "fused",
+    kv_precision: KvPrecisionOption = None,
+    prefix_hit: PrefixHitOption = 0.0,
     report_path: ReportOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -123,6 +137,8 @@ def serve_estimate(
         unit=unit,
         speculative=speculative,
         attention=attention,
+        kv_precision=kv_precision,
+        prefix_hit=prefix_hit,
     )
     _write_extras(report_path, None, result)
     if as_json:
@@ -175,6 +191,8 @@ def serve_simulate(
         ),
     ] = DEFAULT_MAX_ITERATIONS,
     speculative: SpeculativeOption = None,
+    kv_precision: KvPrecisionOption = None,
+    prefix_hit: PrefixHitOption = 0.0,
     report_path: ReportOption = None,
     trace_path: Annotated[
         Path | None,
@@ -216,6 +234,8 @@ def serve_simulate(
         max_requests=max_requests,
         max_iterations=max_iterations,
         speculative=speculative,
+        kv_precision=kv_precision,
+        prefix_hit=prefix_hit,
     )
     with _progress_after("simulating requests") as progress:
         result = simulate_serving(scenario, progress)

@@ -27,8 +27,11 @@ def serve_tables(est: dict[str, Any]) -> list[Table]:
     head.add_row(
         "configuration",
         f"tp={c['tp']}{unit}, pp={c['pp']}, ep={c['ep']}, batch={c['batch']}, input {c['input_len']} / output "
-        f"{c['output_len']} tokens, {c['precision']}",
+        f"{c['output_len']} tokens, {c['precision']}"
+        + (f", KV cache {c['kv_precision']}" if "kv_precision" in c else ""),
     )
+    if c.get("prefix_hit"):
+        head.add_row("prefix cache", f"{c['prefix_hit']:.0%} of each prompt cached: its prefill computes the rest")
     spec = c.get("speculative")
     if spec:
         drafter = f", draft model {spec['draft_model']}" if spec.get("draft_model") else ""

@@ -50,6 +50,14 @@ MEMORY_UTILIZATION = 0.9
 UNFUSED_SCORE_BYTES = 12.0
 # NVFP4 stores 4-bit values with one FP8 scale per 16 (NVIDIA, "Introducing NVFP4", 2025): 0.5 + 1/16 bytes.
 FP4_BYTES_PER_WEIGHT = 0.5 + 1.0 / 16
+# MXFP4 stores 4-bit E2M1 values with one 8-bit E8M0 scale per block of 32 (OCP Microscaling Formats v1.0, 2023,
+# sec. 5): 0.5 + 1/32 bytes. gpt-oss ships its MoE expert weights so, the rest in bf16 (OpenAI gpt-oss model card).
+MXFP4_BYTES_PER_WEIGHT = 0.5 + 1.0 / 32
+# AWQ and GPTQ store 4-bit weights in groups of 128 with a 16-bit scale and a 4-bit zero point per group (Lin et al.
+# 2023, AWQ sec. 4 "group size 128"; Frantar et al. 2022, GPTQ): 0.5 + (2 + 0.5)/128 bytes. Engines dequantise
+# them to 16 bits inside the GEMM (W4A16: Marlin, AWQ kernels), so they multiply at the bf16 rate.
+INT4_GROUP = 128
+INT4_BYTES_PER_WEIGHT = 0.5 + (2.0 + 0.5) / INT4_GROUP
 # An engine that does not replay a CUDA graph launches every kernel from the host: a few microseconds each (CUDA C
 # Best Practices Guide, "kernel launch overhead": a few microseconds) for about a dozen kernels per
 # layer (norm, QKV GEMM, rotary, attention, output GEMM, all-reduce, residual, norm, gate/up GEMM, activation,
@@ -93,37 +101,87 @@ class AttentionKernels(enum.StrEnum):
 
 
 class WeightFormat(enum.StrEnum):
-    """How weights are stored and multiplied: ``int8-weights`` stores int8 and multiplies in bf16."""
+    """How weights are stored and multiplied.
+
+    - ``bf16``/``fp16``/``fp8``/``fp4``: weights stored and multiplied in that format (fp8 and fp4 keep an fp8 KV
+      cache, TensorRT-LLM's default with them);
+    - ``int8-weights``/``int4-weights``: weight-only quantisation (W8A16, W4A16 as AWQ/GPTQ store it), dequantised
+      in the GEMM and multiplied in bf16;
+    - ``mxfp4-experts``: a MoE model's routed experts in MXFP4 and everything else in bf16 (gpt-oss); the experts
+      multiply in fp4 on chips with fp4 matmuls (Blackwell, Trainium3) and in bf16 elsewhere.
+    """
 
     BF16 = "bf16"
     FP16 = "fp16"
     FP8 = "fp8"
     FP4 = "fp4"  # NVFP4/MXFP4 weights and matmuls (Blackwell, Trainium3), FP8 KV cache
     INT8_WEIGHTS = "int8-weights"
+    INT4_WEIGHTS = "int4-weights"
+    MXFP4_EXPERTS = "mxfp4-experts"
 
     @classmethod
     def parse(cls, text: str) -> WeightFormat:
+        key = text.strip().lower()
         try:
-            return cls(text.strip().lower())
+            return cls(WEIGHT_FORMAT_ALIASES.get(key, key))
         except ValueError:
             allowed = ", ".join(f.value for f in cls)
-            raise field_error("precision", text, f"allowed: {allowed}") from None
+            raise field_error("precision", text, f"allowed: {allowed} (or awq, gptq, w4a16, w8a16, mxfp4)") from None
 
     @property
     def weight_bytes(self) -> float:
-        if self is WeightFormat.FP4:
-            return FP4_BYTES_PER_WEIGHT
-        return 1.0 if self in (WeightFormat.FP8, WeightFormat.INT8_WEIGHTS) else 2.0
+        """Bytes per weight of everything but a MoE model's routed experts."""
+        return {
+            WeightFormat.FP8: 1.0,
+            WeightFormat.INT8_WEIGHTS: 1.0,
+            WeightFormat.FP4: FP4_BYTES_PER_WEIGHT,
+            WeightFormat.INT4_WEIGHTS: INT4_BYTES_PER_WEIGHT,
+        }.get(self, 2.0)
+
+    @property
+    def expert_bytes(self) -> float:
+        """Bytes per weight of a MoE model's routed experts."""
+        return MXFP4_BYTES_PER_WEIGHT if self is WeightFormat.MXFP4_EXPERTS else self.weight_bytes
 
     @property
     def matmul(self) -> Precision:
+        """The precision the (non-expert) GEMMs multiply in."""
         formats = {WeightFormat.FP8: Precision.FP8, WeightFormat.FP16: Precision.FP16, WeightFormat.FP4: Precision.FP4}
         return formats.get(self, Precision.BF16)
 
+    def expert_matmul(self, accelerator: Accelerator) -> Precision:
+        """The precision the routed experts multiply in on ``accelerator``."""
+        if self is WeightFormat.MXFP4_EXPERTS and accelerator.supports(Precision.FP4):
+            return Precision.FP4
+        return self.matmul
+
     @property
     def kv(self) -> Precision:
-        """KV-cache format: fp8 with fp8 or fp4 weights (TensorRT-LLM's fp8 KV cache), else 16-bit."""
+        """Default KV-cache format: fp8 with fp8 or fp4 weights (TensorRT-LLM's fp8 KV cache), else 16-bit."""
         return Precision.FP8 if self in (WeightFormat.FP8, WeightFormat.FP4) else Precision.BF16
+
+
+WEIGHT_FORMAT_ALIASES = {
+    "awq": "int4-weights",
+    "gptq": "int4-weights",
+    "w4a16": "int4-weights",
+    "int4": "int4-weights",
+    "w8a16": "int8-weights",
+    "mxfp4": "mxfp4-experts",
+}
+KV_PRECISIONS = (Precision.BF16, Precision.FP16, Precision.FP8)
+
+
+def parse_kv_precision(text: str | None) -> Precision | None:
+    """``--kv-precision``: bf16, fp16 or fp8 (``None`` or ``auto``: the weight format's default)."""
+    if text is None or text.strip().lower() in ("", "auto"):
+        return None
+    key = text.strip().lower()
+    key = {"fp8_e4m3": "fp8", "fp8_e5m2": "fp8", "float16": "fp16", "bfloat16": "bf16"}.get(key, key)
+    for p in KV_PRECISIONS:
+        if p.value == key:
+            return p
+    raise field_error("kv-precision", text, f"auto, {', '.join(p.value for p in KV_PRECISIONS)}")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -134,7 +192,7 @@ class ReplicaCost:
     num_layers: int
     replica_devices: int  # devices of one replica (tp x pp ranks / ranks per device)
     tp_devices: float  # devices sharing one layer's work
-    gemm_flop_per_token: float  # weight GEMM FLOPs per token over all layers (LM head separate)
+    gemm_flop_per_token: float  # weight GEMM FLOPs per token over all layers (LM head and routed experts separate)
     head_flop_per_token: float
     attention_flop_per_context_token: float  # QK^T + AV FLOPs per (query, key) pair, all layers
     dense_weight_bytes: float  # whole model, weights every token reads
@@ -163,10 +221,14 @@ class ReplicaCost:
     def max_batch(self) -> int:
         return self.engine_max_batch
 
-    def iteration_s(self, prefill_tokens: int, decode_seqs: int, kv_tokens: int, prefill_seqs: int = 1) -> float:
+    def iteration_s(
+        self, prefill_tokens: int, decode_seqs: int, kv_tokens: int, prefill_seqs: int = 1, cached_tokens: int = 0
+    ) -> float:
         """One forward pass: ``prefill_tokens`` new tokens of ``prefill_seqs`` prompts, one token for each of
-        ``decode_seqs`` sequences whose caches hold ``kv_tokens``."""
-        return sum(self.parts(prefill_tokens, decode_seqs, kv_tokens, prefill_seqs).values())
+        ``decode_seqs`` sequences whose caches hold ``kv_tokens``; the prompts find ``cached_tokens`` of their
+        context already in the cache (a prefix-cache hit, or their earlier chunks) and attend to them."""
+        parts = self.parts(prefill_tokens, decode_seqs, kv_tokens, prefill_seqs, cached_tokens=cached_tokens)
+        return sum(parts.values())
 
     def pass_s(self, decode_seqs: int, kv_tokens: int, queries: int = 1) -> float:
         """A decode pass of ``queries`` tokens per sequence (speculative verification, or one drafter step)
@@ -175,24 +237,35 @@ class ReplicaCost:
         return sum(parts.values()) - parts["overhead"]
 
     def parts(
-        self, prefill_tokens: int, decode_seqs: int, kv_tokens: int, prefill_seqs: int = 1, queries: int = 1
+        self,
+        prefill_tokens: int,
+        decode_seqs: int,
+        kv_tokens: int,
+        prefill_seqs: int = 1,
+        queries: int = 1,
+        cached_tokens: int = 0,
     ) -> dict[str, float]:
         """The iteration's time by part (GEMMs, attention, collectives, overheads), seconds; each decoding
-        sequence brings ``queries`` tokens (1, or k + 1 when verifying k speculative tokens)."""
+        sequence brings ``queries`` tokens (1, or k + 1 when verifying k speculative tokens), and the prompts'
+        new tokens attend to ``cached_tokens`` already cached (spread evenly over the ``prefill_seqs`` prompts)."""
         tokens = prefill_tokens + decode_seqs * queries
         eff = self.eff
         flop_rate = self.flop_per_s * self.tp_devices * eff.compute
         byte_rate = self.hbm_bytes_per_s * self.tp_devices * eff.memory
         head_tokens = decode_seqs * queries + (prefill_seqs if prefill_tokens else 0)
         gemm_flop = tokens * self.gemm_flop_per_token + head_tokens * self.head_flop_per_token
+        expert_rate = (self.expert_flop_per_s or self.flop_per_s) * self.tp_devices * eff.compute
+        gemm_compute = gemm_flop / flop_rate + tokens * self.expert_flop_per_token / expert_rate
         touched = 1.0
         if self.num_experts > 1 and tokens > 0:
             touched = 1.0 - (1.0 - self.top_k / self.num_experts) ** tokens
         weight_bytes = self.dense_weight_bytes + self.expert_weight_bytes * touched
-        gemm = max(gemm_flop / flop_rate, weight_bytes / byte_rate) if tokens else 0.0
-        # prompts attend causally to themselves: P^2 / (2 x prompts) pairs; decode tokens to their caches
-        pairs = (prefill_tokens**2 / (2 * max(prefill_seqs, 1))) + kv_tokens * queries
-        kv_bytes = (kv_tokens + tokens) * self.kv_bytes_per_token_replica * self.kv_reads_per_head
+        gemm = max(gemm_compute, weight_bytes / byte_rate) if tokens else 0.0
+        # prompts attend causally to themselves (P^2 / (2 x prompts) pairs) and to their cached context; decode
+        # tokens to their caches
+        prompts = max(prefill_seqs, 1)
+        pairs = prefill_tokens**2 / (2 * prompts) + prefill_tokens * cached_tokens / prompts + kv_tokens * queries
+        kv_bytes = (kv_tokens + cached_tokens + tokens) * self.kv_bytes_per_token_replica * self.kv_reads_per_head
         score_bytes = pairs * self.scores_per_pair * self.score_bytes
         kv_rate = self.hbm_bytes_per_s * self.tp_devices * eff.kv_memory
         attention = max(
@@ -221,6 +294,8 @@ class ReplicaCost:
     all_to_all: tuple[float, float] = (0.0, 0.0)  # expert dispatch/combine on the ep ranks: slope x bytes + intercept
     ep: int = 1
     moe_layers: int = 0
+    expert_flop_per_token: float = 0.0  # routed experts' GEMM FLOPs per token (top-k of them), all MoE layers
+    expert_flop_per_s: float = 0.0  # per device, at the experts' matmul precision (0: flop_per_s)
 
     def with_efficiency(self, eff: ServeEfficiency) -> ReplicaCost:
         """The same replica under other efficiencies (the all-reduce bandwidth term scales with ``comm``)."""
@@ -282,13 +357,15 @@ def replica_cost(
     ep: int = 1,
     attention: AttentionKernels = AttentionKernels.FUSED,
     cuda_graphs: bool = True,
+    kv_precision: Precision | None = None,
 ) -> ReplicaCost:
     """The cost coefficients of one ``tp x pp`` replica of ``shape`` on ``cluster``'s devices.
 
     With ``ep > 1`` a MoE model's experts are spread over ``ep`` of the tensor-parallel ranks: every MoE layer
     exchanges each token's ``top_k`` hidden vectors by a dispatch and a combine all-to-all (DeepSpeed-MoE /
     Megatron expert parallelism; vLLM ``--enable-expert-parallel``) in place of the MLP's tensor-parallel
-    all-reduce; attention keeps its all-reduce.
+    all-reduce; attention keeps its all-reduce. ``kv_precision`` stores the KV cache in another format than the
+    weight format's default (vLLM ``--kv-cache-dtype fp8`` with 16-bit weights, for instance).
     """
     for name, value in (("tp", tp), ("pp", pp), ("ep", ep)):
         check_int(name, value, 1, MAX_DEGREE, "ranks")
@@ -309,20 +386,25 @@ def replica_cost(
         raise field_error("ep", ep, "a divisor of tp and of the expert count, for a MoE model (1 otherwise)")
     accelerator = cluster.accelerator
     check_precision(accelerator, weights)
+    if weights is WeightFormat.MXFP4_EXPERTS and shape.moe is None:
+        raise field_error("precision", weights.value, "a MoE model (its routed experts hold the MXFP4 weights)")
+    kv_format = weights.kv if kv_precision is None else kv_precision
     matmul = weights.matmul
     counts = count_params(shape)
     per_token = flops_per_token(shape, 1)
     head = FLOP_PER_MAC * shape.vocab_size * shape.hidden_dim
     expert_params = 0
+    expert_flop = 0.0
     num_experts = top_k = 1
     if shape.moe is not None and counts.moe_layer is not None:
         moe = shape.moe
         num_experts, top_k = moe.num_experts, moe.top_k
         per_expert = shape.mlp_activation.num_matrices * shape.hidden_dim * moe.expert_ffn_hidden_dim
         expert_params = per_expert * num_experts * shape.num_moe_layers
-    total_weight_bytes = counts.total * weights.weight_bytes
-    expert_bytes = expert_params * weights.weight_bytes
-    kv_rank = kv_cache_bytes_per_token(shape, precision=weights.kv, tp_degree=tp)
+        expert_flop = FLOP_PER_MAC * per_expert * top_k * shape.num_moe_layers
+    expert_bytes = expert_params * weights.expert_bytes
+    total_weight_bytes = (counts.total - expert_params) * weights.weight_bytes + expert_bytes
+    kv_rank = kv_cache_bytes_per_token(shape, precision=kv_format, tp_degree=tp)
     kv_replica = kv_rank * tp  # bytes per context token over the replica (replicated KV heads counted)
     if shape.num_kv_heads % tp and tp % shape.num_kv_heads:
         kv_replica *= math.ceil(shape.num_kv_heads / tp) * tp / shape.num_kv_heads / max(shape.num_kv_heads / tp, 1.0)
@@ -337,7 +419,7 @@ def replica_cost(
         num_layers=shape.num_layers,
         replica_devices=devices,
         tp_devices=tp_devices,
-        gemm_flop_per_token=per_token.forward_matmul_flop - head,
+        gemm_flop_per_token=per_token.forward_matmul_flop - head - expert_flop,
         head_flop_per_token=head,
         attention_flop_per_context_token=attention_core_flop_per_token(shape, 1, causal=False) * head_padding,
         dense_weight_bytes=total_weight_bytes - expert_bytes,
@@ -360,6 +442,8 @@ def replica_cost(
         kv_reads_per_head=1.0 if attention.shares_kv else _query_heads_per_stored_kv_head(shape, tp, head_padding),
         score_bytes=attention.score_bytes,
         launch_s=0.0 if cuda_graphs else KERNEL_LAUNCH_S * KERNELS_PER_LAYER * shape.num_layers,
+        expert_flop_per_token=expert_flop,
+        expert_flop_per_s=accelerator.peak_flop_per_s(weights.expert_matmul(accelerator)),
     )
 
 

@@ -11,7 +11,7 @@ import math
 from collections import deque
 from collections.abc import Callable
 
-from rainier.serve.iteration import KV_WATERMARK_FRACTION, IterationCost, takes_prefill_seqs
+from rainier.serve.iteration import KV_WATERMARK_FRACTION, IterationCost, takes_cached_tokens, takes_prefill_seqs
 from rainier.sim.kernel import Environment, Event
 
 _UNBOUNDED = 1 << 62  # token budget of an iteration without chunked prefill
@@ -83,10 +83,14 @@ def _no_checkpoint() -> None:
 class _State:
     """Per-request state shared by every engine of a run (Python lists: scalar access is faster than numpy's)."""
 
-    def __init__(self, arrival: list[float], inputs: list[int], outputs: list[int]) -> None:
+    def __init__(
+        self, arrival: list[float], inputs: list[int], outputs: list[int], cached: list[int] | None = None
+    ) -> None:
         n = len(arrival)
         self.arrival, self.input_len, self.output_len = arrival, inputs, outputs
-        self.prefill = list(inputs)  # tokens to prefill on the next admission (0: cache already present)
+        # tokens to prefill on the next admission (0: cache already present); a prefix-cache hit of cached[i]
+        # tokens leaves the rest
+        self.prefill = list(inputs) if cached is None else [i - c for i, c in zip(inputs, cached, strict=True)]
         self.context = list(inputs)  # cache tokens held right after that prefill
         self.remaining = list(outputs)  # tokens still to generate from the next admission on
         self.decode_start = [0] * n  # first decode iteration of the current stay on a replica
@@ -119,14 +123,17 @@ class _Engine:
         chunk_tokens: int | None,
         static: bool = False,
         prefill_pool: bool = False,
+        token_budget: int | None = None,
     ) -> None:
         self.env, self.state, self.index, self.router, self.on_done = env, state, index, router, on_done
         self.iteration_s: Callable[..., float] = cost.iteration_s
         self.takes_prefill_seqs = takes_prefill_seqs(cost)
+        self.takes_cached_tokens = takes_cached_tokens(cost)
         self.capacity = int(cost.kv_capacity_tokens)
         self.watermark_capacity = self.capacity - int(KV_WATERMARK_FRACTION * self.capacity)
         self.max_batch = int(cost.max_batch)
         self.chunk = _UNBOUNDED if chunk_tokens is None else chunk_tokens
+        self.whole = _UNBOUNDED if token_budget is None else token_budget  # whole prompts per iteration, in tokens
         self.prefill_pool = prefill_pool
         self.queue: deque[int] = deque()
         self.running: dict[int, int] = {}  # admission order -> finish iteration (-1 while prefilling)
@@ -203,10 +210,11 @@ class _Engine:
         kv += decoding
 
         budget = self.chunk - decoding
-        prefill_tokens = prefill_seqs = 0
+        prefill_tokens = prefill_seqs = cached = 0
         left, prefilled, prefilling = st.left, self.prefilled, self.prefilling
         while prefilling and budget > 0:
             rid = prefilling[0]
+            cached += context[rid] - left[rid]  # its prefix hit and earlier chunks, attended to by this chunk
             take = min(left[rid], budget)
             left[rid] -= take
             budget -= take
@@ -219,7 +227,7 @@ class _Engine:
         while queue and len(running) < self.max_batch:
             rid = queue[0]
             tokens = prefill[rid]
-            if tokens and budget <= 0:
+            if tokens and (budget <= 0 or (prefill_seqs and prefill_tokens + tokens + decoding > self.whole)):
                 break
             need = context[rid] + (0 if tokens else 1)
             if kv + need > (self.watermark_capacity if running else self.capacity):
@@ -228,6 +236,7 @@ class _Engine:
             st.queued[rid] += now - st.enqueued[rid]
             kv += need
             if tokens:
+                cached += context[rid] - tokens  # a prefix-cache hit (0 after a preemption: all recomputed)
                 take = min(tokens, budget)
                 budget -= take
                 prefill_tokens += take
@@ -249,7 +258,11 @@ class _Engine:
         if not running:
             self.busy = False
             return
-        if self.takes_prefill_seqs:
+        if self.takes_cached_tokens:
+            duration = self.iteration_s(
+                prefill_tokens, decoding, kv - self.kv_prefilling, prefill_seqs=prefill_seqs, cached_tokens=cached
+            )
+        elif self.takes_prefill_seqs:
             duration = self.iteration_s(prefill_tokens, decoding, kv - self.kv_prefilling, prefill_seqs=prefill_seqs)
         else:
             duration = self.iteration_s(prefill_tokens, decoding, kv - self.kv_prefilling)
@@ -288,8 +301,13 @@ class _Engine:
             self.busy = False
             return
         n = len(batch)
-        extra = ({"prefill_seqs": n}, {"prefill_seqs": 0}) if self.takes_prefill_seqs else ({}, {})
-        elapsed = self.iteration_s(prompt_tokens, 0, 0, **extra[0])
+        extra: tuple[dict[str, int], dict[str, int]] = ({}, {})
+        if self.takes_prefill_seqs:
+            extra = ({"prefill_seqs": n}, {"prefill_seqs": 0})
+        new_tokens = sum(st.prefill[rid] for rid in batch)  # less any prefix-cache hits
+        if self.takes_cached_tokens:
+            extra[0]["cached_tokens"] = prompt_tokens - new_tokens
+        elapsed = self.iteration_s(new_tokens, 0, 0, **extra[0])
         for rid in batch:
             st.first[rid] = now + elapsed
         for step in range(1, longest):

@@ -10,12 +10,14 @@ included (validation/README.md convention 11).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from rainier.errors import field_error
 from rainier.frame import frame
 from rainier.hardware import Cluster
+from rainier.precision import Precision
 from rainier.serve.cost import (
     ACTIVATION_BYTES,
     MEMORY_UTILIZATION,
@@ -25,7 +27,7 @@ from rainier.serve.cost import (
     replica_cost,
 )
 from rainier.serve.efficiency import ServeEfficiency, ServeEfficiencyTable, committed_serve_efficiency
-from rainier.serve.limits import MAX_BATCH, MAX_DEGREE, MAX_TOKENS, check_int
+from rainier.serve.limits import MAX_BATCH, MAX_DEGREE, MAX_TOKENS, check_int, check_share
 from rainier.serve.speculative import SpecMethod, Speculation
 from rainier.units import GIB
 from rainier.workload.shape import TransformerShape
@@ -50,6 +52,8 @@ class ServeConfig:
     unit_core: bool = False
     speculative: Speculation | None = None
     attention: AttentionKernels = AttentionKernels.FUSED
+    kv_precision: Precision | None = None  # None: the weight format's default (WeightFormat.kv)
+    prefix_hit: float = 0.0  # share of each prompt's tokens found in the prefix cache
 
     def __post_init__(self) -> None:
         ranges = {"tp": (MAX_DEGREE, "ranks"), "pp": (MAX_DEGREE, "stages"), "ep": (MAX_DEGREE, "ranks"),
@@ -63,6 +67,16 @@ class ServeConfig:
             raise field_error("unit", self.unit_core, "device or core")
         if self.ep > self.tp:
             raise field_error("ep", self.ep, f"at most tp={self.tp} (experts are spread over the tensor ranks)")
+        check_share("prefix-hit", self.prefix_hit)
+
+    @property
+    def kv(self) -> Precision:
+        """The KV-cache format: the one given, else the weight format's default."""
+        return self.weights.kv if self.kv_precision is None else self.kv_precision
+
+    def cached_tokens(self) -> int:
+        """Prompt tokens per request found in the prefix cache (at least one token is always computed)."""
+        return min(math.floor(self.prefix_hit * self.input_len), self.input_len - 1)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -76,6 +90,8 @@ class ServeConfig:
             "unit": "core" if self.unit_core else "device",
             "speculative": self.speculative.to_dict() if self.speculative is not None else None,
             "attention": self.attention.value,
+            "kv_precision": self.kv.value,
+            "prefix_hit": self.prefix_hit,
         }
 
 
@@ -187,12 +203,14 @@ def estimate_serving(
         weights=config.weights,
         eff=eff,
         attention=config.attention,
+        kv_precision=config.kv_precision,
     )
     b, i, o = config.batch, config.input_len, config.output_len
+    cached = config.cached_tokens()
     drafter = draft_cost(shape, cluster, config, eff, draft)
-    times = static_batch_times(cost, b, i, o, speculative=config.speculative, drafter=drafter)
+    times = static_batch_times(cost, b, i, o, speculative=config.speculative, drafter=drafter, cached=cached)
     kv_per_device = b * (i + o) * cost.kv_bytes_per_token_replica / cost.replica_devices
-    activations = prefill_activation_bytes(shape, b * i, cost.tp_devices)
+    activations = prefill_activation_bytes(shape, b * (i - cached), cost.tp_devices)
     capacity = cluster.accelerator.hbm_bytes
     max_batch = cost.kv_capacity // (i + o)
     return ServeEstimate(
@@ -212,7 +230,7 @@ def estimate_serving(
         activation_bytes_per_device=activations,
         capacity_bytes_per_device=capacity,
         max_batch=max_batch,
-        prefill_parts=cost.parts(b * i, 0, 0, prefill_seqs=b),
+        prefill_parts=cost.parts(b * (i - cached), 0, 0, prefill_seqs=b, cached_tokens=b * cached),
         decode_parts=cost.parts(0, b, b * (i + 1 + max(o - 1, 1) // 2)),
         efficiency_key=key,
     )
@@ -249,8 +267,10 @@ def static_batch_times(
     *,
     speculative: Speculation | None = None,
     drafter: ReplicaCost | None = None,
+    cached: int = 0,
 ) -> StaticBatchTimes:
     """One prefill of ``batch`` prompts, then decode iterations whose caches hold ``input_len + t`` tokens each.
+    Each prompt finds ``cached`` of its tokens in the prefix cache: its prefill computes the rest, attending to them.
 
     The decode times are sampled at evenly spaced points of the decode phase and averaged by composite Simpson's
     rule. With ``speculative``, a decode step is the drafter's passes (``drafter``) plus one verification of
@@ -258,7 +278,7 @@ def static_batch_times(
     (``serve.speculative``). ``serve estimate`` and the validation (``serve.validate``) both use this, so what is
     validated is what users see.
     """
-    ttft = cost.iteration_s(batch * input_len, 0, 0, prefill_seqs=batch)
+    ttft = cost.iteration_s(batch * (input_len - cached), 0, 0, prefill_seqs=batch, cached_tokens=batch * cached)
     steps = max(output_len - 1, 1)
     points = [input_len + 1 + round(k * (steps - 1) / (SIMPSON_POINTS - 1)) for k in range(SIMPSON_POINTS)]
     if speculative is None:
@@ -294,9 +314,12 @@ def draft_cost(
         if spec.method is SpecMethod.DRAFT:
             raise field_error("speculative.model", spec.draft_model, "a catalog model or config.json to draft with")
         return None
+    weights = config.weights
+    if weights is WeightFormat.MXFP4_EXPERTS and shape.moe is None:
+        weights = WeightFormat.BF16  # a dense drafter of a gpt-oss target keeps its 16-bit weights
     return replica_cost(
-        shape, cluster, tp=config.tp, pp=1, unit_core=config.unit_core, weights=config.weights, eff=eff,
-        attention=config.attention,
+        shape, cluster, tp=config.tp, pp=1, unit_core=config.unit_core, weights=weights, eff=eff,
+        attention=config.attention, kv_precision=config.kv_precision,
     )  # fmt: skip
 
 

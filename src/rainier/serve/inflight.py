@@ -20,18 +20,25 @@ Latency targets are read at the percentile they name: ``ttft_ms``/``tpot_ms``/``
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass, replace
 from typing import Any
 
 from rainier.errors import field_error
 from rainier.serve.cost import ReplicaCost
-from rainier.serve.limits import MAX_BATCH, MAX_RATE_PER_S, MAX_REQUESTS, check_int
+from rainier.serve.limits import MAX_BATCH, MAX_RATE_PER_S, MAX_REQUESTS, MAX_TOKENS, check_int
 from rainier.serve.simulate import Request, ServeScenario, simulate_serving
 
 DEFAULT_ENGINE_MAX_BATCH = 256  # vLLM's default max_num_seqs; TensorRT-LLM and SGLang cases state theirs
 WAVES = 4  # offline: requests for this many full batches per replica
 MIN_REQUESTS = 1_000  # at least this many simulated requests per case (stable p99s)
 MAX_CASE_REQUESTS = 20_000  # and at most this many (a case costs well under a second)
+# Case fields naming the tokens one engine iteration may schedule: TensorRT-LLM ``max_num_tokens``, vLLM
+# ``max_num_batched_tokens``, SGLang ``chunked_prefill_size``.
+TOKEN_BUDGET_KEYS = ("max_num_tokens", "max_num_batched_tokens", "chunked_prefill_size")
+VLLM_V1_VERSION = (0, 8)  # vLLM release whose V1 engine is on by default, with chunked prefill always on
+VLLM_V1_TOKEN_BUDGET = 8192
+_VLLM_VERSION = re.compile(r"vllm\s+v?(\d+)\.(\d+)", re.IGNORECASE)
 CLOSED_LOOP_ROUNDS = 8  # requests per client of a closed loop whose benchmark does not state its count
 
 
@@ -51,6 +58,8 @@ class InFlight:
     request_rate: float | None = None
     concurrency: int | None = None
     num_requests: int | None = None
+    token_budget: int | None = None  # tokens one iteration may schedule; None: unbounded
+    chunked: bool = False  # prompts split to fit the budget (vLLM V1, SGLang), else admitted whole (TensorRT-LLM)
 
     def requests(self) -> int:
         """Requests to simulate: a few full batches per replica (offline), a Poisson window of that size, or the
@@ -81,29 +90,57 @@ def in_flight_of(serving: dict[str, Any], devices: int, replica_devices: int) ->
     bad_rate = isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 < rate <= MAX_RATE_PER_S
     if load is Load.RATE and bad_rate:
         raise field_error("serving.request_rate", rate, f"requests per second above 0, at most {MAX_RATE_PER_S:g}")
+    budget = None
+    chunked = True
+    for key in TOKEN_BUDGET_KEYS:
+        if serving.get(key) is not None:
+            budget = check_int(f"serving.{key}", serving[key], 1, MAX_TOKENS, "tokens per iteration")
+            chunked = key != "max_num_tokens" or bool(serving.get("chunked_context"))
+            break
+    else:
+        budget = default_token_budget(str(serving.get("framework") or ""))
     replicas = devices // replica_devices
     if replicas < 1:
         raise field_error("system.count", devices, f"at least one replica of {replica_devices} devices")
     return InFlight(
         load=load, replicas=replicas, max_batch=engine_batch, request_rate=float(rate) if rate else None,
-        concurrency=concurrency if load is Load.CONCURRENCY else None, num_requests=requests,
+        concurrency=concurrency if load is Load.CONCURRENCY else None, num_requests=requests, token_budget=budget,
+        chunked=chunked,
     )  # fmt: skip
 
 
-def simulate_case(load: InFlight, cost: ReplicaCost, input_len: int, output_len: int) -> dict[str, float]:
+def default_token_budget(framework: str) -> int | None:
+    """The per-iteration token budget an engine schedules by default: vLLM's V1 engine (v0.8 on) chunks prompts
+    to ``max_num_batched_tokens`` = 8192 for its OpenAI server on large-memory GPUs (vLLM ``EngineArgs`` defaults);
+    other engines' cases state theirs (``max_num_tokens``), or batch whole prompts."""
+    match = _VLLM_VERSION.search(framework)
+    if match and (int(match.group(1)), int(match.group(2))) >= VLLM_V1_VERSION:
+        return VLLM_V1_TOKEN_BUDGET
+    return None
+
+
+def simulate_case(
+    load: InFlight, cost: ReplicaCost, input_len: int, output_len: int, *, prefix_hit: float = 0.0
+) -> dict[str, float]:
     """The metrics an in-flight benchmark reports, measured on the simulated run."""
     engine = replace(cost, engine_max_batch=load.max_batch)
     n = load.requests()
+    chunking: dict[str, Any] = {}
+    if load.token_budget is not None and load.chunked:
+        chunking = {"chunked_prefill": True, "chunk_tokens": load.token_budget}
+    elif load.token_budget is not None:
+        chunking = {"token_budget": load.token_budget}
     if load.load is not Load.RATE:
         requests = tuple(Request(arrival_s=0.0, input_len=input_len, output_len=output_len) for _ in range(n))
         scenario = ServeScenario(
-            cost=engine, replicas=load.replicas, requests=requests, max_requests=n, concurrency=load.concurrency
-        )
+            cost=engine, replicas=load.replicas, requests=requests, max_requests=n, concurrency=load.concurrency,
+            prefix_hit=prefix_hit, **chunking,
+        )  # fmt: skip
     else:
         rate = load.request_rate or 1.0
         scenario = ServeScenario(
             cost=engine, replicas=load.replicas, rate_per_s=rate, duration_s=n / rate, input_len=input_len,
-            output_len=output_len, max_requests=2 * n + 100,
+            output_len=output_len, max_requests=2 * n + 100, prefix_hit=prefix_hit, **chunking,
         )  # fmt: skip
     result = simulate_serving(scenario)
     devices = load.replicas * cost.replica_devices

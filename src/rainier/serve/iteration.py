@@ -40,6 +40,14 @@ class IterationCost(Protocol):
         ...
 
 
+def takes_cached_tokens(cost: IterationCost) -> bool:
+    """Whether ``cost.iteration_s`` accepts ``cached_tokens`` (context its prompts find cached and attend to)."""
+    try:
+        return "cached_tokens" in inspect.signature(cost.iteration_s).parameters
+    except (TypeError, ValueError):
+        return False
+
+
 def takes_prefill_seqs(cost: IterationCost) -> bool:
     """Whether ``cost.iteration_s`` accepts ``prefill_seqs`` (the number of prompts in the prefill tokens)."""
     try:

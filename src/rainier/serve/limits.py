@@ -91,6 +91,15 @@ def check_float(field: str, value: object, high: float, unit: str, *, zero: bool
     return number
 
 
+def check_share(field: str, value: object) -> float:
+    """``value`` as a ``float`` if it is a share in ``[0, 1)`` (a prefix-cache hit rate: one prompt token is
+    always computed)."""
+    ok = not isinstance(value, bool) and isinstance(value, int | float | np.number) and 0.0 <= float(value) < 1.0
+    if not ok:
+        raise field_error(field, value, "a share of prompt tokens from 0 up to (not including) 1")
+    return float(value)  # type: ignore[arg-type]
+
+
 def check_text(field: str, value: object, allowed: str) -> str:
     """``value`` if it is a string; else an ``InputError`` saying what the string names."""
     if not isinstance(value, str):

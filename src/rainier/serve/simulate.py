@@ -84,6 +84,7 @@ from rainier.serve.limits import (
     MIN_RATE_PER_S,
     budget_error,
     check_float,
+    check_share,
 )
 from rainier.serve.results import Percentiles, ServeResult, ServeTimeline, summarise
 from rainier.sim.kernel import URGENT, Environment, Event
@@ -191,6 +192,9 @@ class ServeScenario:
     chunked_prefill: bool = False
     """Split prompts into chunks that share iterations with decodes (continuous scheduler only)."""
     chunk_tokens: int = DEFAULT_CHUNK_TOKENS
+    token_budget: int | None = None
+    """Without chunked prefill: tokens one iteration may schedule (decodes count one each), prompts admitted whole
+    while they fit and at least one per iteration (TensorRT-LLM ``max_num_tokens`` without chunked context)."""
     """Tokens per iteration (decodes count one each) with chunked prefill."""
     rate_per_s: float | None = None
     """Mean Poisson arrival rate (requests per second)."""
@@ -215,6 +219,9 @@ class ServeScenario:
     """One-way latency of a KV transfer."""
     warnings: tuple[str, ...] = ()
     """Notes carried into the result (e.g. bad trace rows)."""
+    prefix_hit: float = 0.0
+    """Share of each prompt's tokens found in the prefix cache: prefill computes the rest (attending to them); the
+    cache still holds the whole prompt per sequence (shared prefix blocks are not deduplicated)."""
     record_batches: int = 0
     """Keep the first this many engine iterations (replica, start, duration, prefill tokens, decodes) for traces."""
     max_requests: int = DEFAULT_MAX_REQUESTS
@@ -236,6 +243,8 @@ class ServeScenario:
         if not isinstance(self.chunked_prefill, bool):
             raise field_error("chunked_prefill", self.chunked_prefill, "expected true or false")
         _integer("chunk_tokens", self.chunk_tokens, 1, MAX_TOKENS)
+        if self.token_budget is not None:
+            _integer("token_budget", self.token_budget, 1, MAX_TOKENS)
         if self.chunked_prefill and self.scheduler is Scheduler.STATIC:
             raise field_error("chunked_prefill", True, "needs the continuous scheduler (static batches prefill once)")
         _integer("input_len", self.input_len, 1, MAX_TOKENS)
@@ -245,6 +254,7 @@ class ServeScenario:
                 "length_distribution", self.length_distribution, f"one of {[d.value for d in LengthDistribution]}"
             )
         _integer("seed", self.seed, 0, MAX_SEED)
+        check_share("prefix_hit", self.prefix_hit)
         if self.concurrency is not None:
             _integer("concurrency", self.concurrency, 1, MAX_REQUESTS)
             if self.requests is None or self.prefill_cost is not None:
@@ -418,17 +428,21 @@ class _Run:
             outputs = np.array([r.output_len for r in reqs], dtype=np.int64)[order]
         self.arrival_array, self.input_array, self.output_array = arrival, inputs, outputs
         self.arrival: list[float] = arrival.tolist()
-        self.state = _State(self.arrival, inputs.tolist(), outputs.tolist())
+        cached = None
+        if scenario.prefix_hit:
+            cached = np.minimum(np.floor(scenario.prefix_hit * inputs), inputs - 1).astype(np.int64).tolist()
+        self.state = _State(self.arrival, inputs.tolist(), outputs.tolist(), cached)
         self.state.batch_limit = scenario.record_batches
         self.env = Environment(self.rng)
         chunk = scenario.chunk_tokens if scenario.chunked_prefill else None
+        whole = None if scenario.chunked_prefill else scenario.token_budget
         static = scenario.scheduler is Scheduler.STATIC
         held = inputs + outputs - 1  # cache a request holds when its last token is generated
         self.rejected = held > scenario.cost.kv_capacity_tokens
         self.decode_router = _Router(scenario.replicas)
         self.decode = _Pool(
             lambda r: _Engine(self.env, self.state, scenario.cost, index=r, router=self.decode_router,
-                              on_done=self._complete, chunk_tokens=chunk, static=static)
+                              on_done=self._complete, chunk_tokens=chunk, static=static, token_budget=whole)
         )  # fmt: skip
         self.entry, self.entry_router = self.decode, self.decode_router
         if scenario.prefill_cost is not None:
@@ -438,7 +452,7 @@ class _Run:
             self.entry_router = _Router(scenario.prefill_replicas)
             self.entry = _Pool(
                 lambda r: _Engine(self.env, self.state, prefill_cost, index=r, router=self.entry_router,
-                                  on_done=self._handoff, chunk_tokens=chunk, prefill_pool=True)
+                                  on_done=self._handoff, chunk_tokens=chunk, prefill_pool=True, token_budget=whole)
             )  # fmt: skip
             self.state.remaining = [1] * len(self.arrival)  # the prefill pool produces the first token only
             self.link_free_s: dict[int, float] = {}

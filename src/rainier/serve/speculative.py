@@ -229,10 +229,14 @@ class SpeculativeCost:
     def replica_devices(self) -> int:
         return self.cost.replica_devices
 
-    def iteration_s(self, prefill_tokens: int, decode_seqs: int, kv_tokens: int, prefill_seqs: int = 1) -> float:
+    def iteration_s(
+        self, prefill_tokens: int, decode_seqs: int, kv_tokens: int, prefill_seqs: int = 1, cached_tokens: int = 0
+    ) -> float:
         if decode_seqs == 0:
-            return self.cost.iteration_s(prefill_tokens, 0, kv_tokens, prefill_seqs)
-        prefill = self.cost.parts(prefill_tokens, 0, 0, prefill_seqs) if prefill_tokens else {}
+            return self.cost.iteration_s(prefill_tokens, 0, kv_tokens, prefill_seqs, cached_tokens)
+        prefill = {}
+        if prefill_tokens:
+            prefill = self.cost.parts(prefill_tokens, 0, 0, prefill_seqs, cached_tokens=cached_tokens)
         verify = self.cost.pass_s(decode_seqs, kv_tokens, queries=self.spec.num_tokens + 1)
         draft = self.spec.draft_passes * (self.drafter.pass_s(decode_seqs, kv_tokens) if self.drafter else 0.0)
         overhead = self.cost.eff.iteration_overhead_s

@@ -37,7 +37,8 @@ from rainier.calibrate.summary import summarize
 from rainier.catalog.loader import catalog_file
 from rainier.errors import InputError, field_error
 from rainier.hardware import cluster_of, get_accelerator
-from rainier.serve.cost import AttentionKernels, ReplicaCost, WeightFormat, replica_cost
+from rainier.precision import Precision
+from rainier.serve.cost import AttentionKernels, ReplicaCost, WeightFormat, parse_kv_precision, replica_cost
 from rainier.serve.efficiency import (
     DEFAULT_KEY,
     PARAMETERS,
@@ -49,7 +50,7 @@ from rainier.serve.efficiency import (
 )
 from rainier.serve.estimate import ServeConfig, draft_cost, static_batch_times
 from rainier.serve.inflight import InFlight, in_flight_of, simulate_case
-from rainier.serve.limits import MAX_BATCH, MAX_DEGREE, MAX_DEVICES, MAX_TOKENS, check_int
+from rainier.serve.limits import MAX_BATCH, MAX_DEGREE, MAX_DEVICES, MAX_TOKENS, check_int, check_share
 from rainier.serve.speculative import speculation_from_case
 from rainier.workload import shape_from_validation_model
 
@@ -144,7 +145,25 @@ def serve_config(case: InferenceCase) -> ServeConfig:
         output_len=_whole("serving", s, "output_len", MAX_TOKENS, "tokens"),
         weights=weights,
         unit_core=unit == "neuroncore",
+        kv_precision=_kv_precision(s),
+        prefix_hit=check_share("serving.prefix_hit", s.get("prefix_hit") or 0.0),
     )
+
+
+def _kv_precision(s: Mapping[str, Any]) -> Precision | None:
+    """The KV-cache format a case states (``kv_cache_precision`` or vLLM's ``kv_cache_dtype``); None: the weight
+    format's default. An ``auto`` or absent value keeps the default."""
+    for key in ("kv_cache_precision", "kv_cache_dtype"):
+        text = s.get(key)
+        if text is None:
+            continue
+        if not isinstance(text, str):
+            raise field_error(f"serving.{key}", text, "auto, bf16, fp16 or fp8")
+        try:
+            return parse_kv_precision(text)
+        except InputError:
+            raise field_error(f"serving.{key}", text, "auto, bf16, fp16 or fp8") from None
+    return None
 
 
 def case_targets(case: InferenceCase) -> tuple[tuple[str, float], ...]:
@@ -213,6 +232,7 @@ def prepare(case: InferenceCase) -> Prepared:
     cost = replica_cost(
         shape, cluster, tp=config.tp, pp=config.pp, ep=config.ep, unit_core=config.unit_core, weights=config.weights,
         eff=ServeEfficiency(), attention=config.attention, cuda_graphs=replays_cuda_graphs(case),
+        kv_precision=config.kv_precision,
     )  # fmt: skip
     drafter = draft_cost(shape, cluster, config, ServeEfficiency())
     load = None
@@ -228,9 +248,11 @@ def predict_metrics(item: Prepared, eff: ServeEfficiency) -> dict[str, float]:
     cost = item.cost.with_efficiency(eff)
     c = item.config
     if item.in_flight is not None:
-        return simulate_case(item.in_flight, cost, c.input_len, c.output_len)
+        return simulate_case(item.in_flight, cost, c.input_len, c.output_len, prefix_hit=c.prefix_hit)
     drafter = item.drafter.with_efficiency(eff) if item.drafter is not None else None
-    times = static_batch_times(cost, c.batch, c.input_len, c.output_len, speculative=c.speculative, drafter=drafter)
+    times = static_batch_times(
+        cost, c.batch, c.input_len, c.output_len, speculative=c.speculative, drafter=drafter, cached=c.cached_tokens()
+    )
     e2e = times.e2e_s(c.output_len)
     throughput = c.batch * c.output_len / e2e
     latencies = {"ttft": times.ttft_s * 1e3, "tpot": times.tpot_s * 1e3, "e2e_latency": e2e * 1e3}
