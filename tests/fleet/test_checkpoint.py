@@ -55,10 +55,12 @@ def test_default_storage_is_the_devices_share_of_tectonic() -> None:
 def test_write_and_restore_times() -> None:
     assert write_time_s(5.67e12, 2e12) == pytest.approx(2.835)
     assert restore_time_s(5.67e12, 7e12) == pytest.approx(0.81)
-    # the default checkpoint on default storage takes the same time at any scale
-    for devices in (8, 16384, 1_000_000):
+    # the default checkpoint on default storage takes the same time at any scale until the site's ceiling binds
+    for devices in (8, 16384, 65536):
         storage = default_storage(devices)
         assert write_time_s(default_checkpoint_bytes(devices), storage.write_bytes_per_s) == pytest.approx(2.835)
+    huge = default_storage(1_000_000)
+    assert write_time_s(default_checkpoint_bytes(1_000_000), huge.write_bytes_per_s) > 2.835
 
 
 def test_young_and_daly_intervals() -> None:

@@ -450,11 +450,15 @@ def run_fleet_goodput(
     gbs: int | None = None,
     batch_tokens: float | None = None,
     efficiency: Efficiency | EfficiencyTable | None = None,
+    hot_spares: bool = False,
+    in_memory_checkpoint: bool = False,
 ) -> GoodputResult:
     """``rainier fleet goodput``: a seeded simulation of a whole job under failures and checkpoints.
 
     ``days`` simulates a fixed window; ``tokens`` (with ``model``) simulates until the run's failure-free hours
     (from the step model) are done. Without a model the checkpoint is ``checkpoint_gib`` or the default size.
+    ``hot_spares`` restarts in place with running standbys; ``in_memory_checkpoint`` keeps checkpoints in a peer
+    server's host memory (``fleet.goodput.build_scenario``).
     """
     from rainier.fleet.goodput import build_scenario, simulate_goodput
     from rainier.units import SECONDS_PER_HOUR, SECONDS_PER_MINUTE
@@ -479,6 +483,7 @@ def run_fleet_goodput(
     target = fleet_target(cluster, accelerator, count)
     shape = _shape(model, None) if model is not None else None
     work_hours = None
+    step_time_s = None
     if tokens is not None:
         assert shape is not None
         finder = StepFinder(
@@ -486,6 +491,7 @@ def run_fleet_goodput(
         )
         run = plan_run(shape, target, tokens, step_on=finder, price=Price(usd_per_device_hour=None, source="none"))
         work_hours = run.compute_days * 24.0
+        step_time_s = run.step_time_s
         if run.footprint.devices != target.num_devices:
             target = _resized(target, run)
     scenario = build_scenario(
@@ -501,6 +507,11 @@ def run_fleet_goodput(
         checkpoint_interval_s=None if checkpoint_interval_min is None else checkpoint_interval_min * SECONDS_PER_MINUTE,
         spare_servers=spare_servers,
         repair_time_s=None if repair_hours is None else repair_hours * SECONDS_PER_HOUR,
+        hot_spares=hot_spares,
+        in_memory_checkpoint=in_memory_checkpoint,
+        nic_bytes_per_s_per_device=target.system.nic_bw_bytes_per_s_per_device,
+        sites=max(1, len(target.sites)),
+        step_time_s=step_time_s,
     )
     return simulate_goodput(scenario)
 

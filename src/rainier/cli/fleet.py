@@ -223,8 +223,18 @@ def fleet_goodput(
         float | None, typer.Option("--interval-min", help="Checkpoint interval (default: Young/Daly optimum).")
     ] = None,
     restart_min: Annotated[float | None, typer.Option("--restart-min", help="Restart time after a failure.")] = None,
-    spares: Annotated[int | None, typer.Option("--spares", help="Hot-spare servers (default: a fraction).")] = None,
+    spares: Annotated[
+        int | None, typer.Option("--spares", help="Spare servers (default: a fraction of the job's).")
+    ] = None,
     repair_hours: Annotated[float | None, typer.Option("--repair-hours", help="Time to repair a server.")] = None,
+    hot_spares: Annotated[
+        bool,
+        typer.Option("--hot-spares", help="Spares run as standby processes; healthy ranks restart in place."),
+    ] = False,
+    in_memory_checkpoint: Annotated[
+        bool,
+        typer.Option("--in-memory-checkpoint", help="Checkpoint to a peer server's host memory over the NICs."),
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Simulate a whole job under failures: interruptions by cause, lost work, checkpoints, restarts, goodput."""
@@ -244,6 +254,8 @@ def fleet_goodput(
         restart_min=restart_min,
         spare_servers=spares,
         repair_hours=repair_hours,
+        hot_spares=hot_spares,
+        in_memory_checkpoint=in_memory_checkpoint,
     )
     if as_json:
         emit_json(result.to_dict())

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rainier.errors import field_error
-from rainier.fleet.failures import ReferenceRun, committed_failures
+from rainier.fleet.failures import RecoveryDefaults, ReferenceRun, committed_failures
 from rainier.precision import Precision
 from rainier.workload.memory import ADAM_OPTIMIZER_BYTES_PER_PARAM
 from rainier.workload.params import count_params
@@ -106,19 +106,40 @@ class StorageBandwidth:
         }
 
 
-def default_storage(num_devices: int, reference: ReferenceRun | None = None) -> StorageBandwidth:
-    """Storage scaled with the cluster: ``num_devices`` x Tectonic's bandwidth per Llama 3 GPU (an estimate).
+def default_storage(
+    num_devices: int, reference: ReferenceRun | None = None, *, sites: int = 1, recovery: RecoveryDefaults | None = None
+) -> StorageBandwidth:
+    """Storage scaled with the cluster, up to a ceiling per site (both estimates).
 
-    2 TB/s sustained write and 7 TB/s peak read for 16,384 GPUs (Llama 3 paper sec. 3.3.1) are 122 MB/s and
-    427 MB/s per device.
+    ``num_devices`` x Tectonic's bandwidth per Llama 3 GPU: 2 TB/s sustained write and 7 TB/s peak read for 16,384
+    GPUs (Llama 3 paper sec. 3.3.1) are 122 MB/s and 427 MB/s per device. One site's file system does not grow
+    without limit: the job gets at most ``sites`` times the catalog's ceiling per site (``failures.yaml``
+    ``recovery.storage_ceiling_*``), which binds above ~82,000 devices per site for writes (10 TB/s against
+    122 MB/s per device).
     """
-    ref = reference or committed_failures().reference
+    catalog = committed_failures()
+    ref = reference or catalog.reference
+    limits = recovery or catalog.recovery
     share = _count("num_devices", num_devices) / ref.num_devices
+    _count("sites", sites)
     return StorageBandwidth(
-        write_bytes_per_s=ref.storage_write_bytes_per_s * share,
-        read_bytes_per_s=ref.storage_read_bytes_per_s * share,
+        write_bytes_per_s=min(ref.storage_write_bytes_per_s * share, limits.storage_ceiling_write_bytes_per_s * sites),
+        read_bytes_per_s=min(ref.storage_read_bytes_per_s * share, limits.storage_ceiling_read_bytes_per_s * sites),
         estimated=True,
     )
+
+
+def peer_memory_storage(num_devices: int, nic_bytes_per_s_per_device: float) -> StorageBandwidth:
+    """In-memory checkpoints (Gemini, SOSP '23; NVRx local checkpointing): each device's shard to a peer's host memory.
+
+    Every device sends its shard of the state to the host memory of a server other than its own (so one failed
+    server's state survives) over its NIC, and a restarted job reads the shards back the same way: the aggregate
+    bandwidth is the device count times the per-device NIC bandwidth, each way. Charged as blocking (Gemini hides
+    much of it in the network's idle time between collectives, so this is conservative); the copy to durable
+    storage is taken from host memory off the critical path.
+    """
+    aggregate = _count("num_devices", num_devices) * _positive("nic_bytes_per_s_per_device", nic_bytes_per_s_per_device)
+    return StorageBandwidth(write_bytes_per_s=aggregate, read_bytes_per_s=aggregate, estimated=False)
 
 
 def write_time_s(size_bytes: float, write_bytes_per_s: float) -> float:
@@ -179,11 +200,22 @@ class CheckpointPlan:
 
 
 def checkpoint_plan(
-    *, size_bytes: float, storage: StorageBandwidth, job_mtbf_s: float, interval_s: float | None = None
+    *,
+    size_bytes: float,
+    storage: StorageBandwidth,
+    job_mtbf_s: float,
+    interval_s: float | None = None,
+    min_interval_s: float | None = None,
 ) -> CheckpointPlan:
-    """Write/restore times and intervals for a checkpoint of ``size_bytes`` on ``storage``."""
+    """Write/restore times and intervals for a checkpoint of ``size_bytes`` on ``storage``.
+
+    Without a given interval the job checkpoints at Daly's optimum, but not more often than ``min_interval_s``
+    (one training step: a checkpoint is taken between steps).
+    """
     write = write_time_s(size_bytes, storage.write_bytes_per_s)
     daly = daly_interval_s(write, job_mtbf_s)
+    if interval_s is None and min_interval_s is not None:
+        interval_s = max(daly, _positive("min_checkpoint_interval_s", min_interval_s))
     return CheckpointPlan(
         checkpoint_bytes=float(size_bytes),
         write_s=write,

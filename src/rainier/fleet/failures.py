@@ -25,7 +25,7 @@ from typing import Any
 from rainier.catalog.loader import CatalogError, Fields, catalog_file, load_yaml, source_index
 from rainier.errors import field_error
 from rainier.hardware import accelerators
-from rainier.units import SECONDS_PER_HOUR, SECONDS_PER_MINUTE, tb_per_s
+from rainier.units import SECONDS_PER_HOUR, tb_per_s
 
 FAILURES_FILE = "failures.yaml"
 HOURS_PER_DAY = 24.0
@@ -203,13 +203,72 @@ class ReferenceRun:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class RecoveryDefaults:
-    """How a job recovers: restart time (before the checkpoint restore) and spare servers as a share of the job's."""
+class RestartParts:
+    """The parts of one restart (before the checkpoint restore), in seconds; which apply depends on the mode."""
 
-    restart_s: float
+    detection_s: float
+    reschedule_s: float
+    """Drain, allocate a spare server, start its containers (0 with hot spares)."""
+    process_start_s: float
+    """Imports, device runtime, model construction on every rank (0 with hot spares: in-process restart)."""
+    swap_in_s: float
+    """A running standby joins in place of the failed server (hot spares only)."""
+    communicator_init_s: float
+    """Rendezvous and communicator set-up over all ranks: ``init_s_per_doubling * log2(ranks)``."""
+
+    @property
+    def total_s(self) -> float:
+        return self.detection_s + self.reschedule_s + self.process_start_s + self.swap_in_s + self.communicator_init_s
+
+    def to_dict(self) -> dict[str, float]:
+        return {
+            "detection_s": self.detection_s,
+            "reschedule_s": self.reschedule_s,
+            "process_start_s": self.process_start_s,
+            "swap_in_s": self.swap_in_s,
+            "communicator_init_s": self.communicator_init_s,
+            "total_s": self.total_s,
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RecoveryDefaults:
+    """How a job recovers: the parts of a restart, spare servers, and the storage ceiling per site.
+
+    A cold restart relaunches the job: detection, rescheduling onto a spare, process start and communicator
+    set-up, which grows with ``log2`` of the rank count. With hot spares and in-process restart (NVIDIA Resiliency
+    Extension) the healthy ranks keep their processes and a running standby swaps in: detection, swap-in and
+    communicator set-up only.
+    """
+
+    detection_s: float
+    reschedule_s: float
+    process_start_s: float
+    init_s_per_doubling: float
+    hot_spare_swap_s: float
     spare_fraction: float
+    storage_ceiling_write_bytes_per_s: float
+    """Checkpoint write bandwidth one site's storage can give a job, however large."""
+    storage_ceiling_read_bytes_per_s: float
     notes: str = ""
     estimated: frozenset[str] = frozenset()
+
+    def restart_parts(self, num_ranks: int, *, hot_spares: bool = False) -> RestartParts:
+        """The restart of a job of ``num_ranks`` ranks, cold or with hot spares (see the class doc)."""
+        if isinstance(num_ranks, bool) or not isinstance(num_ranks, int) or num_ranks < 1:
+            raise field_error("num_devices", num_ranks, "must be an integer >= 1")
+        init = self.init_s_per_doubling * math.log2(num_ranks) if num_ranks > 1 else 0.0
+        return RestartParts(
+            detection_s=self.detection_s,
+            reschedule_s=0.0 if hot_spares else self.reschedule_s,
+            process_start_s=0.0 if hot_spares else self.process_start_s,
+            swap_in_s=self.hot_spare_swap_s if hot_spares else 0.0,
+            communicator_init_s=init,
+        )
+
+    def restart_s(self, num_ranks: int, *, hot_spares: bool = False) -> float:
+        """Seconds from an interruption to computing again, before the checkpoint restore."""
+        return self.restart_parts(num_ranks, hot_spares=hot_spares).total_s
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -317,9 +376,18 @@ def _reference(fields: Fields) -> ReferenceRun:
 
 
 def _recovery(fields: Fields) -> RecoveryDefaults:
+    def seconds(key: str) -> float:
+        return fields.number(key, minimum=0.0, exclusive_minimum=False)
+
     recovery = RecoveryDefaults(
-        restart_s=fields.number("restart_minutes", minimum=0.0, exclusive_minimum=False) * SECONDS_PER_MINUTE,
+        detection_s=seconds("detection_s"),
+        reschedule_s=seconds("reschedule_s"),
+        process_start_s=seconds("process_start_s"),
+        init_s_per_doubling=seconds("init_s_per_doubling"),
+        hot_spare_swap_s=seconds("hot_spare_swap_s"),
         spare_fraction=fields.number("spare_fraction", minimum=0.0, exclusive_minimum=False, maximum=1.0),
+        storage_ceiling_write_bytes_per_s=tb_per_s(fields.number("storage_ceiling_write_tb_per_s")),
+        storage_ceiling_read_bytes_per_s=tb_per_s(fields.number("storage_ceiling_read_tb_per_s")),
         notes=fields.string("notes", required=False),
         estimated=fields.estimated,
     )

@@ -41,6 +41,7 @@ from rainier.fleet.checkpoint import (
     checkpoint_plan,
     default_checkpoint_bytes,
     default_storage,
+    peer_memory_storage,
 )
 from rainier.fleet.failures import FailureCatalog, FailureModel, committed_failures
 from rainier.frame import frame
@@ -60,6 +61,7 @@ MAX_EXPECTED_INTERRUPTIONS = 5_000_000
 STARVED_FAILURE_FACTOR = 20
 MAX_TIMELINE = 20_000  # interruptions kept with their times for plots (the counts cover all of them)
 RANDOM_BLOCK = 4096  # random numbers drawn per call to the generator (part of what fixes a seed's output)
+CHECKPOINT_TIERS = ("storage", "peer-memory")
 
 
 def _number(name: str, value: object, *, positive: bool, optional: bool = False) -> None:
@@ -109,6 +111,14 @@ class GoodputScenario:
     """Productive training hours the job needs; the simulation runs until they are done."""
     seed: int = 0
     """Seed of the random generator: the same seed gives the same result, byte for byte."""
+    hot_spares: bool = False
+    """Spares run as standby processes and the healthy ranks restart in place (the restart's parts say so)."""
+    checkpoint_tier: str = "storage"
+    """Where checkpoints go: ``storage`` (the file system) or ``peer-memory`` (host memory of another server)."""
+    min_checkpoint_interval_s: float | None = None
+    """Shortest compute time between checkpoints (one step); bounds Daly's optimum from below."""
+    restart_parts: dict[str, float] | None = field(default=None, compare=False)
+    """The parts the restart time was built from, when it came from the catalog (for reports)."""
     checkpoint: CheckpointPlan = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -130,6 +140,9 @@ class GoodputScenario:
                 "days/work_hours", (self.days, self.work_hours), "give exactly one horizon: days or work_hours"
             )
         _integer("seed", self.seed, 0)
+        if self.checkpoint_tier not in CHECKPOINT_TIERS:
+            raise field_error("checkpoint_tier", self.checkpoint_tier, f"expected one of {', '.join(CHECKPOINT_TIERS)}")
+        _number("min_checkpoint_interval_s", self.min_checkpoint_interval_s, positive=True, optional=True)
         storage = StorageBandwidth(
             write_bytes_per_s=self.storage_write_bytes_per_s, read_bytes_per_s=self.storage_read_bytes_per_s
         )
@@ -138,6 +151,7 @@ class GoodputScenario:
             storage=storage,
             job_mtbf_s=self.job_mtbf_s,
             interval_s=self.checkpoint_interval_s,
+            min_interval_s=self.min_checkpoint_interval_s,
         )
         object.__setattr__(self, "checkpoint", plan)
 
@@ -183,13 +197,21 @@ def build_scenario(
     storage: StorageBandwidth | None = None,
     failure_model: FailureModel | None = None,
     catalog: FailureCatalog | None = None,
+    hot_spares: bool = False,
+    in_memory_checkpoint: bool = False,
+    nic_bytes_per_s_per_device: float | None = None,
+    sites: int = 1,
+    step_time_s: float | None = None,
 ) -> GoodputScenario:
     """A scenario with the catalog's defaults for everything not given.
 
     Checkpoint size: ``checkpoint_size_bytes``, else ``shape``'s 14 bytes per parameter, else the per-device
     default (Llama 3 405B's state over 16,384 GPUs) times ``num_devices``. Failure model: ``accelerator``'s
-    (the GPU-derived defaults when it has no override). Storage: the devices' share of Llama 3's. Restart time
-    and spare servers (a fraction of the job's servers, rounded up): ``failures.yaml``'s ``recovery``.
+    (the GPU-derived defaults when it has no override). Storage: the devices' share of Llama 3's, up to the
+    catalog's ceiling per site times ``sites``; with ``in_memory_checkpoint``, peer host memory over each
+    device's NIC (``nic_bytes_per_s_per_device``). Restart time: the catalog's parts for this many ranks, cold or
+    with ``hot_spares`` (``failures.yaml`` ``recovery``), unless ``restart_time_s`` gives the total. Spare
+    servers: a fraction of the job's servers, rounded up. ``step_time_s`` is the shortest checkpoint interval.
     """
     cat = catalog or committed_failures()
     if checkpoint_size_bytes is not None:
@@ -198,11 +220,21 @@ def build_scenario(
         size = checkpoint_bytes(shape)
     else:
         size = default_checkpoint_bytes(num_devices, cat.reference)
-    bandwidth = storage or default_storage(num_devices, cat.reference)
     _integer("devices_per_server", devices_per_server, 1)
     _integer("num_devices", num_devices, 1)
+    if in_memory_checkpoint:
+        if storage is not None:
+            raise field_error("storage", storage, "in-memory checkpoints use peer host memory, not a given storage")
+        if nic_bytes_per_s_per_device is None:
+            raise field_error(
+                "in_memory_checkpoint", True, "needs the system's NIC bandwidth per device (the copy goes to a peer)"
+            )
+        bandwidth = peer_memory_storage(num_devices, nic_bytes_per_s_per_device)
+    else:
+        bandwidth = storage or default_storage(num_devices, cat.reference, sites=sites, recovery=cat.recovery)
     num_servers = -(-num_devices // devices_per_server)
     spares = spare_servers if spare_servers is not None else math.ceil(cat.recovery.spare_fraction * num_servers)
+    parts = None if restart_time_s is not None else cat.recovery.restart_parts(num_devices, hot_spares=hot_spares)
     return GoodputScenario(
         num_devices=num_devices,
         devices_per_server=devices_per_server,
@@ -210,13 +242,17 @@ def build_scenario(
         checkpoint_bytes=size,
         storage_write_bytes_per_s=bandwidth.write_bytes_per_s,
         storage_read_bytes_per_s=bandwidth.read_bytes_per_s,
-        restart_time_s=cat.recovery.restart_s if restart_time_s is None else restart_time_s,
+        restart_time_s=parts.total_s if parts is not None else float(restart_time_s),  # type: ignore[arg-type]
         spare_servers=spares,
         checkpoint_interval_s=checkpoint_interval_s,
         repair_time_s=repair_time_s,
         days=days,
         work_hours=work_hours,
         seed=seed,
+        hot_spares=hot_spares,
+        checkpoint_tier="peer-memory" if in_memory_checkpoint else "storage",
+        min_checkpoint_interval_s=step_time_s,
+        restart_parts=None if parts is None else parts.to_dict(),
     )
 
 
@@ -280,6 +316,7 @@ def expected_ettr_for_run(cluster: Cluster, shape: TransformerShape, productive_
         accelerator=cluster.system.accelerator.id,
         shape=shape,
         work_hours=productive_hours,
+        sites=max(1, len(cluster.sites)),
     )
     return analytic_goodput(scenario).effective_training_time_ratio
 
@@ -323,6 +360,10 @@ class GoodputResult:
     young_interval_s: float
     daly_interval_s: float
     failure_model: str
+    hot_spares: bool = False
+    checkpoint_tier: str = "storage"
+    restart_parts: dict[str, float] | None = None
+    """Detection, rescheduling, process start, swap-in and communicator set-up (s), when from the catalog."""
     timeline: tuple[tuple[float, float, str], ...] = ()
     """(wall-clock day, productive days so far, cause) at each of the first :data:`MAX_TIMELINE` interruptions;
     for plots, left out of ``to_dict`` (see :meth:`timeline_dict`)."""
@@ -563,5 +604,8 @@ def simulate_goodput(scenario: GoodputScenario) -> GoodputResult:
         young_interval_s=plan.young_interval_s,
         daly_interval_s=plan.daly_interval_s,
         failure_model=scenario.failure_model.name,
+        hot_spares=scenario.hot_spares,
+        checkpoint_tier=scenario.checkpoint_tier,
+        restart_parts=None if scenario.restart_parts is None else dict(scenario.restart_parts),
         timeline=tuple((t / SECONDS_PER_DAY, p / SECONDS_PER_DAY, job.names[c]) for t, p, c in job.timeline),
     )

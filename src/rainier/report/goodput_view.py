@@ -103,5 +103,21 @@ def goodput_tables(goodput: GoodputResult | Mapping[str, Any]) -> list[Table]:
         "optimum: Young 1974 / Daly 2006",
         f"{_duration(result['young_interval_s'])} / {_duration(result['daly_interval_s'])}",
     )
+    checkpoint.add_row("checkpoint tier", _TIERS.get(result.get("checkpoint_tier", "storage"), "storage"))
     checkpoint.add_row("restart (before restore)", _duration(result["restart_time_s"]))
+    parts = result.get("restart_parts")
+    if parts:
+        kept = [(label, parts[key]) for key, label in _RESTART_PARTS if parts.get(key)]
+        mode = "hot spares, in-place restart" if result.get("hot_spares") else "cold restart"
+        checkpoint.add_row(f"  {mode}", " + ".join(f"{label} {_duration(value)}" for label, value in kept))
     return [head, causes, budget, checkpoint]
+
+
+_TIERS = {"storage": "shared storage", "peer-memory": "peer host memory (in-memory checkpoints)"}
+_RESTART_PARTS = (
+    ("detection_s", "detect"),
+    ("reschedule_s", "reschedule"),
+    ("process_start_s", "start"),
+    ("swap_in_s", "swap in"),
+    ("communicator_init_s", "communicators"),
+)
