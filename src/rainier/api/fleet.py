@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from rainier.api import resolve_cluster
 from rainier.errors import InputError, clip, field_error
@@ -314,7 +314,7 @@ def run_fleet_plan(
             progress=progress,
         )
     target = fleet_target(cluster, accelerator, count)
-    return plan_run(
+    run = plan_run(
         shape,
         target,
         tokens,
@@ -323,6 +323,52 @@ def run_fleet_plan(
         goodput=goodput_model(failures),
         sites=_sites_model(shape, step_on),
     )
+    return with_uncertainty(run, shape, target, efficiency=efficiency, failures=failures)
+
+
+def with_uncertainty(
+    run: RunPlan,
+    shape: TransformerShape,
+    cluster: Cluster,
+    *,
+    efficiency: Efficiency | EfficiencyTable | None,
+    failures: bool,
+) -> RunPlan:
+    """``run`` with the intervals of its headlines and the inputs that move them (``fleet.uncertainty``)."""
+    from rainier.fleet.failures import committed_failures
+    from rainier.fleet.goodput import analytic_goodput, build_scenario
+    from rainier.fleet.uncertainty import productive_hours, run_uncertainty, scaled_failures
+
+    used = cluster if run.footprint.devices == cluster.num_devices else _resized(cluster, run)
+    plan = run.estimate.plan
+
+    def step_on(changed: Cluster) -> StepEstimate | None:
+        found = estimate(shape, plan, changed, efficiency=efficiency, seq_len=run.estimate.seq_len)
+        return found if isinstance(found, StepEstimate) else None
+
+    ettr_of = None
+    if failures:
+        catalog = committed_failures()
+        rates = catalog.model_for(used.accelerator.id)
+        restart = catalog.recovery.restart_s(used.num_devices)
+        hours = productive_hours(run)
+
+        def ettr_of(restart_factor: float, rate_factor: float) -> float:
+            scenario = build_scenario(
+                num_devices=used.num_devices,
+                devices_per_server=used.system.devices_per_server,
+                shape=shape,
+                work_hours=hours,
+                sites=max(1, len(used.sites)),
+                restart_time_s=restart * restart_factor,
+                failure_model=scaled_failures(rates, rate_factor),
+            )
+            return analytic_goodput(scenario).effective_training_time_ratio
+
+    family = used.accelerator.efficiency_family
+    assert family is not None
+    found = run_uncertainty(run, used, step_on=step_on, ettr_of=ettr_of, family=family.value)
+    return run if found is None else replace(run, uncertainty=found)
 
 
 def run_fleet_compare(

@@ -11,6 +11,7 @@ from rainier.calibrate.cases import load_cases
 from rainier.calibrate.crossval import CrossValidationReport, leave_one_group_out
 from rainier.calibrate.efficiency_file import default_efficiency_path, write_efficiency
 from rainier.calibrate.fit import FitResult, Progress, fit
+from rainier.calibrate.residuals_file import families_of, residuals_path_beside, write_residuals
 from rainier.calibrate.score import Estimator, ValidationReport, run_validation
 from rainier.errors import InputError
 from rainier.perf.efficiency import EfficiencyTable, committed_efficiency, load_efficiency
@@ -50,11 +51,13 @@ class CalibrationRun:
     result: FitResult
     written: Path | None
     cross_validation: CrossValidationReport | None = None
+    residuals_written: Path | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "fit": self.result.to_dict(),
             "written": str(self.written) if self.written is not None else None,
+            "residuals_written": str(self.residuals_written) if self.residuals_written is not None else None,
             "leave_one_group_out": self.cross_validation.to_dict() if self.cross_validation is not None else None,
         }
 
@@ -70,12 +73,24 @@ def calibrate_file(
     estimator: Estimator | None = None,
     progress: Progress | None = None,
 ) -> CalibrationRun:
-    """Fit on a training cases file, write ``efficiency.yaml`` (unless ``dry_run``), optionally cross-validate."""
+    """Fit on a training cases file, write ``efficiency.yaml`` (unless ``dry_run``), optionally cross-validate.
+
+    A cross-validation over every group (none excluded, not a dry run, the committed model) also writes the
+    held-out errors to ``residuals.yaml`` beside the fit: the intervals of the fleet commands come from them.
+    """
     cases = load_cases(path)
     result = fit(cases, exclude_groups=exclude_groups, estimator=estimator, progress=progress)
     written = None if dry_run else write_efficiency(result, out, command=command)
     folds = None
+    residuals = None
     if cross_validate:
         kept = [c for c in cases.cases if c.group not in exclude_groups]
         folds = leave_one_group_out(kept, estimator=estimator, progress=progress)
-    return CalibrationRun(result=result, written=written, cross_validation=folds)
+        if written is not None and not exclude_groups and estimator is None:
+            residuals = write_residuals(
+                folds,
+                families_of(kept),
+                residuals_path_beside(written),
+                command=None if command is None else f"{command} --leave-one-group-out",
+            )
+    return CalibrationRun(result=result, written=written, cross_validation=folds, residuals_written=residuals)

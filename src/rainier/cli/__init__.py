@@ -469,6 +469,8 @@ def calibrate(
         return
     _print_tables(fit_tables(doc))
     _out.print(f"wrote {run.written}" if run.written is not None else "dry run: nothing written")
+    if run.residuals_written is not None:
+        _out.print(f"wrote {run.residuals_written} (held-out errors: the fleet commands' intervals)")
 
 
 def _write_extras(

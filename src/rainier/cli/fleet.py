@@ -88,6 +88,12 @@ def fleet_plan(
     ] = "power",
     failures: FailuresOption = True,
     space: SpaceOption = None,
+    sensitivity: Annotated[
+        bool,
+        typer.Option(
+            "--sensitivity", help="Also rank the uncertain inputs by how far each moves the days (a tornado table)."
+        ),
+    ] = False,
     report_path: ReportOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -133,7 +139,7 @@ def fleet_plan(
     if as_json:
         emit_json(document if comparison is None else {**document, "comparison": comparison.to_dict()})
         return
-    _print_tables(run_tables(document))
+    _print_tables(run_tables(document, sensitivity=sensitivity))
     if comparison is not None:
         _print_tables(compare_tables(comparison.to_dict()))
 

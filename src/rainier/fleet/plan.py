@@ -41,6 +41,8 @@ from rainier.workload.shape import TransformerShape
 if TYPE_CHECKING:
     import pandas as pd
 
+    from rainier.fleet.uncertainty import Uncertainty
+
 # Batch size that minimises loss for a compute budget C (FLOPs): B_opt = 0.2920 * C ** 0.3271 tokens
 # (Bi et al. 2024, "DeepSeek LLM", arXiv 2401.02954, eq. 1, fitted on 1e17-3e20 FLOP runs; extrapolated here).
 CRITICAL_BATCH_COEFF = 0.2920
@@ -145,6 +147,8 @@ class RunPlan:
     price: Price
     sites: SiteAnalysis | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
+    uncertainty: Uncertainty | None = None
+    """Intervals of the headlines and the inputs that move them (``fleet.uncertainty``), where computed."""
 
     @property
     def tokens_per_step(self) -> int:
@@ -216,6 +220,8 @@ class RunPlan:
             "usd_per_million_tokens": self.usd_per_million_tokens,
             "sites": None if self.sites is None else self.sites.to_dict(),
             "notes": list(self.notes),
+            **({} if self.uncertainty is None else self.uncertainty.flat()),
+            "uncertainty": None if self.uncertainty is None else self.uncertainty.to_dict(),
         }
 
 

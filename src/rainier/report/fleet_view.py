@@ -30,8 +30,21 @@ def _opt(value: float | None, pattern: str) -> str:
     return "n/a" if value is None else pattern.format(value)
 
 
-def run_tables(run: dict[str, Any]) -> list[Table]:
-    """Tables from ``RunPlan.to_dict()``."""
+def _band(run: dict[str, Any], key: str, pattern: str) -> str:
+    """`` (low-high)`` of a headline when the run carries its interval, else nothing."""
+    low, high = run.get(f"{key}_low"), run.get(f"{key}_high")
+    if low is None or high is None:
+        return ""
+    return f" ({pattern.format(low)}-{pattern.format(high)})"
+
+
+def _money_band(run: dict[str, Any], key: str) -> str:
+    low, high = run.get(f"{key}_low"), run.get(f"{key}_high")
+    return "" if low is None or high is None else f" ({_money(low)}-{_money(high)})"
+
+
+def run_tables(run: dict[str, Any], *, sensitivity: bool = False) -> list[Table]:
+    """Tables from ``RunPlan.to_dict()``; intervals in brackets (10th-90th percentile) where the run has them."""
     head = Table(
         title=f"training run: {run['model']}, {fmt.count(run['tokens'])} tokens on {run['cluster']}",
         show_header=False,
@@ -44,7 +57,7 @@ def run_tables(run: dict[str, Any]) -> list[Table]:
         "batch",
         f"{run['gbs']:,} sequences = {fmt.count(run['tokens_per_step'])} tokens/step, {run['num_steps']:,} steps",
     )
-    head.add_row("step time", f"{run['step_time_s']:.3g} s (MFU {run['mfu']:.1%})")
+    head.add_row("step time", f"{run['step_time_s']:.3g} s{_band(run, 'step_time_s', '{:.3g}')} (MFU {run['mfu']:.1%})")
     racks = f", {run['racks']:,} racks" if run["racks"] is not None else ""
     head.add_row(
         "hardware",
@@ -53,7 +66,8 @@ def run_tables(run: dict[str, Any]) -> list[Table]:
     )
     head.add_row(
         "time",
-        f"{run['wall_clock_days']:,.1f} days wall clock = {run['compute_days']:,.1f} days of training / "
+        f"{run['wall_clock_days']:,.1f} days{_band(run, 'wall_clock_days', '{:,.1f}')} wall clock = "
+        f"{run['compute_days']:,.1f} days of training / "
         f"{run['effective_training_time_ratio']:.1%} effective training time",
     )
     head.add_row("device-hours", fmt.count(run["device_hours"]))
@@ -64,22 +78,58 @@ def run_tables(run: dict[str, Any]) -> list[Table]:
     )
     head.add_row(
         "energy",
-        f"{_opt(run['energy_mwh'], '{:,.0f}')} MWh, {_opt(run['tokens_per_joule'], '{:.3g}')} tokens per joule",
+        f"{_opt(run['energy_mwh'], '{:,.0f}')} MWh{_band(run, 'energy_mwh', '{:,.0f}')}, "
+        f"{_opt(run['tokens_per_joule'], '{:.3g}')}{_band(run, 'tokens_per_joule', '{:.3g}')} tokens per joule",
     )
     price = run["price_usd_per_device_hour"]
     head.add_row(
         "cost",
-        f"{_money(run['cost_usd'])} = {_money(run['usd_per_million_tokens'])} per million tokens "
+        f"{_money(run['cost_usd'])}{_money_band(run, 'cost_usd')} = {_money(run['usd_per_million_tokens'])} per "
+        "million tokens "
         f"(at {_money(price)}/device-hour, {run['price_source']})"
         if price is not None
         else "n/a (no price: pass --price USD_PER_DEVICE_HOUR)",
     )
     for note in run["notes"]:
         head.add_row("note", note)
+    uncertainty = run.get("uncertainty")
+    if uncertainty is not None:
+        head.add_row(
+            "intervals",
+            "10th-90th percentile: the step model's held-out error for this family and the catalog's estimated "
+            "inputs (fleet plan --sensitivity ranks them)",
+        )
     tables = [head]
+    if sensitivity and uncertainty is not None:
+        tables.append(sensitivity_table(uncertainty))
     if run["sites"] is not None:
         tables.extend(sites_tables(run["sites"]))
     return tables
+
+
+def sensitivity_table(uncertainty: dict[str, Any]) -> Table:
+    """The tornado rows: each uncertain input at both ends of its range, ranked by how far it moves the days."""
+    table = Table(title="what moves the answer (one input at a time)", title_justify="left")
+    for name, justify in (
+        ("input", "left"),
+        ("range", "left"),
+        ("days", "right"),
+        ("MWh", "right"),
+        ("cost", "right"),
+        ("why uncertain", "left"),
+    ):
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for row in uncertainty["sensitivity"]:
+        low, high = row["at_low"], row["at_high"]
+        table.add_row(
+            row["input"],
+            row["range"],
+            f"{low['wall_clock_days']:,.1f} .. {high['wall_clock_days']:,.1f}",
+            "n/a" if low["energy_mwh"] is None else f"{low['energy_mwh']:,.0f} .. {high['energy_mwh']:,.0f}",
+            "n/a" if low["cost_usd"] is None else f"{_money(low['cost_usd'])} .. {_money(high['cost_usd'])}",
+            row["reason"],
+        )
+    return table
 
 
 def sites_tables(analysis: dict[str, Any]) -> list[Table]:
