@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from rainier.api import resolve_cluster
 from rainier.errors import InputError, field_error
+from rainier.hardware import get_accelerator
 from rainier.serve.cost import AttentionKernels, WeightFormat, parse_kv_precision
 from rainier.serve.efficiency import ServeEfficiency, ServeEfficiencyTable
 from rainier.serve.estimate import ServeConfig, ServeEstimate, estimate_serving
 from rainier.serve.limits import MAX_DEVICES, MAX_SEED, MAX_TOKENS, check_float, check_int, check_text
+from rainier.serve.residuals import devices_interval
+from rainier.serve.residuals import intervals as serve_intervals
 from rainier.serve.size import (
     DEFAULT_UTILISATION,
     ModelFleet,
@@ -97,6 +100,7 @@ def run_serve_estimate(
     spec = config.speculative
     draft = resolve_model(spec.draft_model) if spec is not None and spec.draft_model is not None else None
     result = estimate_serving(shape, target, config, efficiency=efficiency, draft=draft)
+    result = replace(result, intervals=serve_intervals(result.to_dict(), target.accelerator.family.value))
     if not result.fits and not allow_oversize:
         if result.config.batch <= result.max_batch:
             raise field_error(
@@ -142,10 +146,24 @@ class FleetOption:
             return None
         return self.usd_per_hour / (self.total_tokens_per_s * SECONDS_PER_HOUR) * 1e6
 
+    @property
+    def devices_interval(self) -> tuple[int, int] | None:
+        """Devices if every model's replicas serve the 90th / 10th percentile of the throughput band."""
+        parts = [
+            devices_interval(m.replicas, m.layout.replica_devices, get_accelerator(m.layout.accelerator).family.value)
+            for m in self.models
+        ]
+        if any(p is None for p in parts):
+            return None
+        return sum(p[0] for p in parts if p), sum(p[1] for p in parts if p)
+
     def to_dict(self) -> dict[str, Any]:
+        interval = self.devices_interval
         return {
             "fleet": self.name,
             "devices": self.devices,
+            "devices_low": None if interval is None else interval[0],
+            "devices_high": None if interval is None else interval[1],
             "facility_power_mw": None if self.facility_power_w is None else self.facility_power_w / 1e6,
             "usd_per_hour": self.usd_per_hour,
             "usd_per_million_output_tokens": self.usd_per_million_output_tokens,

@@ -10,6 +10,12 @@ from rich.table import Table
 from rainier.report.calibrate_view import summary_table
 
 
+def _band(values: dict[str, Any], key: str, pattern: str) -> str:
+    """`` (low-high)`` of a quantity that carries its interval, else nothing."""
+    low, high = values.get(f"{key}_low"), values.get(f"{key}_high")
+    return "" if low is None or high is None else f" ({pattern.format(low)}-{pattern.format(high)})"
+
+
 def serve_tables(est: dict[str, Any]) -> list[Table]:
     """Tables from ``ServeEstimate.to_dict()``."""
     c = est["config"]
@@ -41,18 +47,24 @@ def serve_tables(est: dict[str, Any]) -> list[Table]:
         )
     if c.get("attention", "fused") != "fused":
         head.add_row("attention kernels", c["attention"])
-    head.add_row("TTFT (prefill)", f"{est['ttft_ms']:,.1f} ms")
+    head.add_row("TTFT (prefill)", f"{est['ttft_ms']:,.1f} ms{_band(est, 'ttft_ms', '{:,.1f}')}")
     head.add_row(
         "TPOT (decode)",
-        f"{est['tpot_ms']:,.2f} ms mean ({est['tpot_first_ms']:,.2f} ms at the first token, "
-        f"{est['tpot_last_ms']:,.2f} ms at the last)",
+        f"{est['tpot_ms']:,.2f} ms{_band(est, 'tpot_ms', '{:,.2f}')} mean ({est['tpot_first_ms']:,.2f} ms at the "
+        f"first token, {est['tpot_last_ms']:,.2f} ms at the last)",
     )
-    head.add_row("end to end", f"{est['e2e_ms']:,.0f} ms per batch")
+    head.add_row("end to end", f"{est['e2e_ms']:,.0f} ms{_band(est, 'e2e_ms', '{:,.0f}')} per batch")
     head.add_row(
         "throughput",
-        f"{est['output_tokens_per_s']:,.0f} output tokens/s ({est['output_tokens_per_s_per_device']:,.1f} per device), "
-        f"{est['total_tokens_per_s']:,.0f} total tokens/s",
+        f"{est['output_tokens_per_s']:,.0f}{_band(est, 'output_tokens_per_s', '{:,.0f}')} output tokens/s "
+        f"({est['output_tokens_per_s_per_device']:,.1f} per device), {est['total_tokens_per_s']:,.0f} total tokens/s",
     )
+    if "ttft_ms_low" in est:
+        head.add_row(
+            "intervals",
+            "10th-90th percentile of the serving model's held-out error for this accelerator family "
+            "(catalog/serve-residuals.yaml)",
+        )
     mem = est["memory_per_device_gib"]
     verdict = "[green]fits[/]" if est["fits"] else "[bold red]does NOT fit[/]"
     head.add_row(
@@ -104,13 +116,23 @@ def size_tables(result: dict[str, Any]) -> list[Table]:
         power = option["facility_power_mw"]
         fleets.add_row(
             option["fleet"] + (" *" if option["fleet"] == result["best"] else ""),
-            f"{option['devices']:,}",
+            f"{option['devices']:,}"
+            + (
+                f" ({option['devices_low']:,}-{option['devices_high']:,})"
+                if option.get("devices_low") is not None
+                else ""
+            ),
             "n/a" if power is None else f"{power:,.3f}",
             money(option["usd_per_hour"]),
             money(option["usd_per_million_output_tokens"], 3),
             money(option["usd_per_million_tokens"], 3),
         )
     notes = list(result["notes"]) + [f"{k}: {v}" for k, v in result["infeasible"].items()]
+    if any(o.get("devices_low") is not None for o in result["options"]):
+        notes.append(
+            "devices (low-high): replicas at the 90th / 10th percentile of the serving model's held-out "
+            "throughput error for the chip's family"
+        )
     if notes:
         fleets.caption = "\n".join(notes)
         fleets.caption_justify = "left"

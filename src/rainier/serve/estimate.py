@@ -11,7 +11,7 @@ included (validation/README.md convention 11).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from rainier.errors import field_error
@@ -118,6 +118,8 @@ class ServeEstimate:
     prefill_parts: dict[str, float]
     decode_parts: dict[str, float]
     efficiency_key: str
+    intervals: dict[str, float] = field(default_factory=dict)
+    """``<quantity>_low`` / ``_high`` from the serving model's held-out errors (``serve.residuals``), if added."""
 
     @property
     def fits(self) -> bool:
@@ -171,6 +173,7 @@ class ServeEstimate:
             "prefill_parts_ms": {k: v * 1e3 for k, v in self.prefill_parts.items()},
             "decode_parts_ms": {k: v * 1e3 for k, v in self.decode_parts.items()},
             "efficiency": self.efficiency_key,
+            **self.intervals,
         }
 
 

@@ -478,5 +478,15 @@ def calibrate_inference_file(
         "written": written,
     }
     if cross_validate:
-        result["leave_one_group_out"] = leave_one_group_out(items).summary
+        held_out = leave_one_group_out(items)
+        result["leave_one_group_out"] = held_out.summary
+        if written is not None:
+            from rainier.serve.residuals import SERVE_RESIDUALS_FILE, write_serve_residuals
+
+            family = {i.case.id: i.family for i in items}
+            in_flight = frozenset(i.case.id for i in items if i.in_flight is not None)
+            where = Path(written).with_name(SERVE_RESIDUALS_FILE)
+            result["residuals_written"] = str(
+                write_serve_residuals(held_out.rows, family, where, f"{command} --leave-one-group-out", in_flight)
+            )
     return result
