@@ -661,5 +661,7 @@ def _run_scenario(scenario: Scenario, efficiency: Efficiency | EfficiencyTable |
             price=scenario.price,
             failures=scenario.failures,
             efficiency=efficiency,
+            precision=scenario.compare_precision,
+            idle_share=scenario.compare_idle_share,
         )
     return ScenarioResult(scenario=scenario, run=run, goodput=goodput, comparison=comparison)
