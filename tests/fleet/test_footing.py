@@ -15,6 +15,8 @@ from rainier.fleet.footing import (
     candidate_domain_counts,
     check_idle_share,
     common_batch_sequences,
+    fit_penalty,
+    largest_dp,
     model_parallel_sizes,
     plan_divides,
     size_cluster,
@@ -60,11 +62,21 @@ def test_best_training_precision_and_idle_share_limits() -> None:
 def test_candidate_counts_stay_within_the_idle_share() -> None:
     shape = resolve_model("llama-3-405b")
     sizes = model_parallel_sizes(shape, 72)
-    assert candidate_domain_counts(409, 0.05, lambda n: plan_divides(n * 72, 1944, sizes)) == []
-    counts = candidate_domain_counts(409, 0.1, lambda n: plan_divides(n * 72, 1944, sizes))
+
+    def penalty(n: int) -> float | None:
+        return fit_penalty(n * 72, 409 * 72, 1944, sizes)
+
+    assert candidate_domain_counts(409, 0.05, penalty) == []
+    counts = candidate_domain_counts(409, 0.1, penalty)
     assert counts and all(369 <= n <= 409 for n in counts) and counts == sorted(counts, reverse=True)
     # 409 NVL72 racks (a prime) no plan divides; 384 racks = 27,648 GPUs = dp 72 x tp 8 x cp 8 x pp 6 can
     assert not plan_divides(409 * 72, 1944, sizes) and plan_divides(384 * 72, 1944, sizes)
+    # a count that forces model parallelism the batch does not need fits worse: 8,192 H100 at 5,832 = 2^3 x 3^6
+    # sequences leave dp at most 8, at 6,144 = 3 x 2^11 dp can reach 2,048 (the B200 row of the README's compare)
+    h100 = model_parallel_sizes(resolve_model("llama-3-8b"), 8)
+    assert largest_dp(8192, 5832, h100) == 8 and largest_dp(8192, 6144, h100) == 2048
+    wide, narrow = fit_penalty(8192, 8192, 5832, h100), fit_penalty(8192, 8192, 6144, h100)
+    assert wide is not None and narrow is not None and wide > narrow
 
 
 def test_every_row_stands_on_the_same_footing() -> None:

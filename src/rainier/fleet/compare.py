@@ -31,8 +31,8 @@ from rainier.fleet.footing import (
     StepSource,
     best_training_precision,
     common_batch_sequences,
-    least_idle_share,
     model_parallel_sizes,
+    row_fit,
     size_cluster,
 )
 from rainier.fleet.plan import RunPlan
@@ -261,11 +261,10 @@ def _common_batch(footing: Footing, shape: TransformerShape, targets: list[Clust
     """The batch of ``footing.common_batch_sequences`` for these rows' target clusters."""
     sizes = {t.id: model_parallel_sizes(shape, t.scale_up_domain_devices) for t in targets}
 
-    def worst_idle(gbs: int) -> float:
-        shares = [least_idle_share(t.num_systems, t.system.num_devices, gbs, sizes[t.id]) for t in targets]
-        return max(shares, default=0.0)
+    def worst_fit(gbs: int) -> float:
+        return max((row_fit(t.num_systems, t.system.num_devices, gbs, sizes[t.id]) for t in targets), default=0.0)
 
-    return common_batch_sequences(footing.batch_target_sequences, worst_idle)
+    return common_batch_sequences(footing.batch_target_sequences, worst_fit)
 
 
 def _precision(footing: Footing, accelerator_id: str) -> str:

@@ -42,6 +42,9 @@ NEARBY_COUNTS = 4
 MAX_TP = 64
 MAX_CP = 32
 MAX_PP = 128
+# Fit penalty per halving of a count's largest data-parallel degree below the batch, in idle-share units: each
+# doubling of the model parallelism a count forces beyond what the batch needs weighs like 1% of devices idle.
+DP_SHORTFALL_PENALTY = 0.01
 # When no count within the idle share has a plan at the common batch, sizing looks further down, in these
 # steps, and says so: a row that runs on fewer devices is an answer, "no valid plan" is not.
 FALLBACK_IDLE_SHARES = (0.1, 0.2, 0.4)
@@ -53,7 +56,7 @@ TRAINING_PRECISIONS = (Precision.FP8, Precision.BF16)
 BATCH_TOLERANCE = 0.25
 BATCH_RULE = (
     f"of the 2^a x 3^b sequence counts within {BATCH_TOLERANCE:.0%} of the target, the one every row's cluster "
-    "divides with the least idle share, then the nearest"
+    "divides best (least idle share, least forced model parallelism), then the nearest"
 )
 SITES_RULE = "one network each (WAN between sites not counted)"
 POWER_RULE = "catalog all-in W where given, else chip W x a catalog sibling's all-in ratio (fleet.power)"
@@ -79,27 +82,16 @@ def batch_options(target_sequences: float) -> list[int]:
     return sorted(options, key=lambda n: (abs(math.log(n / target_sequences)), n))
 
 
-def common_batch_sequences(target_sequences: float, idle_of: Callable[[int], float] | None = None) -> int:
+def common_batch_sequences(target_sequences: float, misfit: Callable[[int], float] | None = None) -> int:
     """The one global batch every row of a comparison runs (module docstring, :data:`BATCH_RULE`).
 
-    Of :func:`batch_options`, the one whose worst row leaves the smallest share of its devices idle (``idle_of``:
-    batch -> that share, by :func:`plan_divides`; compared to the whole percent), nearest the target on ties.
-    Without ``idle_of``, the nearest option.
+    Of :func:`batch_options`, the one whose worst-fitting row fits best (``misfit``: batch -> the worst row's
+    :func:`row_fit`, compared to the whole percent), nearest the target on ties. Without ``misfit``, the nearest.
     """
     options = batch_options(target_sequences)
-    if idle_of is None:
+    if misfit is None:
         return options[0]
-    return min(options, key=lambda n: (math.ceil(idle_of(n) * 100 - 1e-9), options.index(n)))
-
-
-def least_idle_share(num_domains: int, per_domain: int, gbs: int, sizes: frozenset[int]) -> float:
-    """The smallest share of ``num_domains`` domains left idle so that a plan at ``gbs`` can divide the rest
-    (1.0 when none can, down to :data:`MAX_IDLE_SHARE` below the target)."""
-    low = max(1, math.floor((1 - MAX_IDLE_SHARE) * num_domains))
-    for count in range(num_domains, low - 1, -1):
-        if plan_divides(count * per_domain, gbs, sizes):
-            return 1 - count / num_domains
-    return 1.0
+    return min(options, key=lambda n: (math.ceil(misfit(n) * 100 - 1e-9), options.index(n)))
 
 
 def best_training_precision(accelerator: Accelerator) -> Precision:
@@ -130,10 +122,15 @@ def _powers(limit: int) -> list[int]:
     return [1 << i for i in range(max(limit, 1).bit_length()) if 1 << i <= limit]
 
 
+def largest_dp(devices: int, gbs: int, sizes: frozenset[int]) -> int | None:
+    """The largest data-parallel degree dividing ``gbs`` whose model-parallel size (``devices / dp``) is one of
+    ``sizes``; ``None`` when no plan at exactly ``gbs`` sequences can divide ``devices``."""
+    return next((dp for dp in reversed(_divisors(gbs)) if devices % dp == 0 and devices // dp in sizes), None)
+
+
 def plan_divides(devices: int, gbs: int, sizes: frozenset[int]) -> bool:
-    """Whether some model-parallel size of ``sizes`` divides ``devices`` with a data-parallel degree dividing
-    ``gbs``: the divisibility a plan at exactly ``gbs`` sequences needs (memory is the search's to check)."""
-    return any(devices % dp == 0 and devices // dp in sizes for dp in _divisors(gbs))
+    """Whether a plan at exactly ``gbs`` sequences can divide ``devices`` (memory is the search's to check)."""
+    return largest_dp(devices, gbs, sizes) is not None
 
 
 @functools.lru_cache(maxsize=64)
@@ -142,17 +139,37 @@ def _divisors(n: int) -> tuple[int, ...]:
     return tuple(sorted({*small, *(n // d for d in small)}))
 
 
-def candidate_domain_counts(num_domains: int, idle_share: float, fits: Callable[[int], bool]) -> list[int]:
-    """Counts of scale-up domains to try for a target of ``num_domains``: the ``NEARBY_COUNTS`` largest from
-    ``(1 - idle_share) x num_domains`` up to the target that ``fits`` (a plan can divide them), largest first."""
+def fit_penalty(devices: int, target_devices: int, gbs: int, sizes: frozenset[int]) -> float | None:
+    """How badly ``devices`` fits a target at ``gbs`` (lower is better; ``None``: no plan divides it): the idle
+    share, plus :data:`DP_SHORTFALL_PENALTY` per halving of the largest data-parallel degree below the batch (a
+    count that forces more model parallelism than the batch needs leaves the search fewer good plans)."""
+    dp = largest_dp(devices, gbs, sizes)
+    if dp is None:
+        return None
+    return (1 - devices / target_devices) + DP_SHORTFALL_PENALTY * math.log2(gbs / dp)
+
+
+def candidate_domain_counts(num_domains: int, idle_share: float, penalty: Callable[[int], float | None]) -> list[int]:
+    """Counts of scale-up domains to try for a target of ``num_domains``: of the counts from ``(1 - idle_share) x
+    num_domains`` up to the target, the ``NEARBY_COUNTS`` with the least ``penalty`` (``None``: no plan divides
+    it), largest first."""
     low = max(1, math.ceil((1.0 - idle_share) * num_domains - 1e-9))
-    found: list[int] = []
-    for count in range(num_domains, low - 1, -1):
-        if fits(count):
-            found.append(count)
-            if len(found) == NEARBY_COUNTS:
-                break
-    return found
+    scored = [(score, -count) for count in range(num_domains, low - 1, -1) if (score := penalty(count)) is not None]
+    return sorted((-count for _, count in sorted(scored)[:NEARBY_COUNTS]), reverse=True)
+
+
+def row_fit(num_domains: int, per_domain: int, gbs: int, sizes: frozenset[int]) -> float:
+    """The least :func:`fit_penalty` of any count from the target down to :data:`MAX_IDLE_SHARE` below it (1.0
+    when none fits): how well a row's cluster takes batch ``gbs``."""
+    target = num_domains * per_domain
+    best = 1.0
+    for count in range(num_domains, max(1, math.floor((1 - MAX_IDLE_SHARE) * num_domains)) - 1, -1):
+        if 1 - count / num_domains >= best:  # the idle share alone is already worse: stop
+            break
+        score = fit_penalty(count * per_domain, target, gbs, sizes)
+        if score is not None:
+            best = min(best, score)
+    return best
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -258,15 +275,15 @@ def size_cluster(
     per_domain = target.system.num_devices
     sizes = model_parallel_sizes(shape, target.scale_up_domain_devices)
 
-    def fits(count: int) -> bool:
-        return plan_divides(count * per_domain, gbs, sizes)
+    def penalty(count: int) -> float | None:
+        return fit_penalty(count * per_domain, target.num_devices, gbs, sizes)
 
     tried: list[SizingTry] = []
     seen: set[int] = set()
     best: tuple[float, Cluster] | None = None
     window = idle_share
     for window in (idle_share, *(s for s in FALLBACK_IDLE_SHARES if s > idle_share)):
-        for count in candidate_domain_counts(target.num_systems, window, fits) or [target.num_systems]:
+        for count in candidate_domain_counts(target.num_systems, window, penalty) or [target.num_systems]:
             if count in seen:
                 continue
             seen.add(count)
