@@ -169,8 +169,11 @@ def compare_tables(comparison: dict[str, Any]) -> list[Table]:
             prices.append(f"{row['accelerator']} {_money(price)} {row['price_kind']} ({row['price_note']})")
         if row["break_even_usd_per_device_hour"] is not None:
             price_text = f"n/a (≤{_money(row['break_even_usd_per_device_hour'])})"
+            kinds = {r["accelerator"]: r.get("price_kind", "") for r in comparison["rows"]}
+            against = row["break_even_against"]
+            kind = f" ({kinds[against]} price)" if kinds.get(against) not in ("", "none", None) else ""
             notes.append(
-                f"{row['accelerator']}: no public price; it matches {row['break_even_against']}'s cost per token at "
+                f"{row['accelerator']}: no public price; it matches {against}'s cost per token{kind} at "
                 f"{_money(row['break_even_usd_per_device_hour'])} per device-hour"
             )
         facility = row.get("provisioned_facility_mw") or run["facility_power_mw"]
