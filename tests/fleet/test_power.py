@@ -32,10 +32,20 @@ def test_rainier_footprint_by_hand() -> None:
 def test_power_fallbacks_for_ad_hoc_clusters() -> None:
     nvl72 = cluster_of("gb200", 144, system=get_system("gb200-nvl72"))
     assert power_basis(nvl72).watts_per_device == pytest.approx(120_000 / 72)
+    # a chip in an 8-GPU server takes the H100 P5 cluster's all-in ratio (1,340 W / 700 W), not a flat 1.6x
     b200 = cluster_of("b200", 8)
     basis = power_basis(b200)
-    assert basis.watts_per_device == pytest.approx(1000 * HOST_NETWORK_OVERHEAD)
-    assert basis.pue == DEFAULT_PUE and "estimate" in basis.basis
+    assert basis.watts_per_device == pytest.approx(1000 * 1340 / 700)
+    assert basis.pue == DEFAULT_PUE and "estimate" in basis.basis and "h100-p5-equal-power" in basis.basis
+    tpu_v4 = cluster_of("tpu-v4", 4096)  # no catalog cluster on its kind of system: the flat overhead
+    assert power_basis(tpu_v4).watts_per_device == pytest.approx(192 * HOST_NETWORK_OVERHEAD)
+
+
+def test_same_chassis_never_gets_less_power() -> None:
+    """H200 in a P5en draws at least H100's all-in power in a P5 (the issue's H200 < H100 inversion)."""
+    h100 = power_basis(fleet_cluster("h100-sxm", 8)).watts_per_device
+    h200 = power_basis(fleet_cluster("h200-sxm", 8)).watts_per_device
+    assert h100 is not None and h200 is not None and h200 >= h100
     tpu = cluster_of("tpu-v5e", 256)
     assert power_basis(tpu).watts_per_device is None
     assert footprint(tpu).facility_power_w is None and footprint(tpu).racks is None

@@ -15,6 +15,13 @@ from dataclasses import dataclass, field, replace
 from rainier.api import resolve_cluster
 from rainier.errors import InputError, clip, field_error
 from rainier.fleet.compare import CompareAt, Comparison, compare_runs, parse_accelerators
+from rainier.fleet.footing import (
+    DEFAULT_IDLE_SHARE,
+    Footing,
+    best_training_precision,
+    check_idle_share,
+    common_batch_sequences,
+)
 from rainier.fleet.goodput import GoodputResult
 from rainier.fleet.grow import GrowthPlan, grow, parse_power_schedule
 from rainier.fleet.limits import (
@@ -40,23 +47,26 @@ from rainier.fleet.plan import (
     Price,
     PriceText,
     RunPlan,
+    critical_batch_tokens,
     default_batch_sequences,
     does_not_fit,
     parse_price_text,
     plan_run,
     smallest_for_deadline,
 )
-from rainier.fleet.power import fleet_cluster
+from rainier.fleet.power import fleet_cluster, footprint
 from rainier.fleet.scenario import Scenario, ScenarioResult, load_scenario
-from rainier.hardware import Cluster, get_cluster
+from rainier.hardware import Cluster, get_accelerator, get_cluster
 from rainier.parallel.plan import DegreeUnit, Infeasible, InfeasibleKind, Plan, parse_plan
 from rainier.perf.efficiency import Efficiency, EfficiencyTable
 from rainier.perf.result import StepEstimate
 from rainier.perf.step import estimate
+from rainier.precision import Precision
 from rainier.search.engine import Rates, search
 from rainier.search.space import SearchSpace, load_space
 from rainier.units import GIB
 from rainier.workload import count_params, resolve_model
+from rainier.workload.flops import model_flops_per_token
 from rainier.workload.shape import TransformerShape
 
 # Compute-optimal tokens per parameter when --tokens is not given (Hoffmann et al. 2022, "Chinchilla", ~20).
@@ -386,27 +396,102 @@ def run_fleet_compare(
     price: PriceText = None,
     failures: bool = True,
     efficiency: Efficiency | EfficiencyTable | None = None,
+    precision: str | None = None,
+    idle_share: float = DEFAULT_IDLE_SHARE,
 ) -> Comparison:
-    """``rainier fleet plan --compare trn2,trn3,...``: the same run on clusters of equal power (or devices)."""
+    """``rainier fleet plan --compare trn2,trn3,...``: the same run on clusters of equal power (or devices).
+
+    Every row stands on one footing (``fleet.footing``): one global batch (``gbs`` exactly, else the batch target
+    rounded by ``common_batch_sequences``), each chip's best training precision (or ``precision`` for all), one
+    network, and a count within ``idle_share`` of its target chosen for the fastest step.
+    """
     shape = _shape(model, seq_len)
     tokens = check_tokens(tokens)
     prices = parse_prices(price)
+    idle_share = check_idle_share(idle_share)
     try:
         compare_at = CompareAt(at.strip().lower())
     except ValueError:
         raise field_error("compare-at", at, "power or devices") from None
+    forced = None if precision is None else Precision.parse(precision)
     accelerators = parse_accelerators(compare)
     base = fleet_target(cluster, accelerator, count)
-    step_on = StepFinder(shape, tokens, gbs=gbs, batch_tokens=batch_tokens, efficiency=efficiency)
+    footing = compare_footing(shape, tokens, base, compare_at, gbs=gbs, batch_tokens=batch_tokens)
+    footing = replace(footing, precision="best" if forced is None else forced.value, idle_share=idle_share)
     goodput = goodput_model(failures)
-    sites = _sites_model(shape, step_on)
+    finders: dict[str, Callable[[Cluster], StepEstimate | Infeasible]] = {}
 
-    def run_on(target: Cluster) -> RunPlan:
-        return plan_run(
-            shape, target, tokens, step_on=step_on, price=prices.for_cluster(target), goodput=goodput, sites=sites
-        )
+    def step_for(accelerator_id: str, batch: int) -> Callable[[Cluster], StepEstimate | Infeasible]:
+        key = f"{accelerator_id}@{batch}"
+        if key not in finders:
+            chosen = forced or best_training_precision(get_accelerator(accelerator_id))
+            finder = StepFinder(shape, tokens, gbs=batch, space=SearchSpace(precision=(chosen,)), efficiency=efficiency)
+            finders[key] = _cached(finder)
+        return finders[key]
 
-    return compare_runs(base, accelerators, at=compare_at, run_on=run_on)
+    def run_on(target: Cluster, step_on: Callable[[Cluster], StepEstimate | Infeasible | None]) -> RunPlan:
+        return plan_run(shape, target, tokens, step_on=step_on, price=prices.for_cluster(target), goodput=goodput)
+
+    return compare_runs(
+        base,
+        accelerators,
+        at=compare_at,
+        footing=footing,
+        shape=shape,
+        step_for=step_for,
+        run_on=run_on,
+    )
+
+
+def compare_footing(
+    shape: TransformerShape,
+    tokens: float,
+    base: Cluster,
+    at: CompareAt,
+    *,
+    gbs: int | None = None,
+    batch_tokens: float | None = None,
+) -> Footing:
+    """The footing of a comparison with ``base``: its size constraint and the one batch every row runs."""
+    if gbs is not None and batch_tokens is not None:
+        raise InputError("give --gbs (sequences) or --batch-tokens, not both")
+    if gbs is not None:
+        target, source, batch = float(check_gbs(gbs)), "gbs", gbs
+    else:
+        if batch_tokens is not None:
+            check_batch_tokens(batch_tokens, shape.seq_len)
+            target, source = batch_tokens / shape.seq_len, "--batch-tokens"
+        else:
+            target = critical_batch_tokens(model_flops_per_token(shape) * tokens) / shape.seq_len
+            source = "batch law"
+        batch = common_batch_sequences(target)  # compare_runs may choose another that fits the rows better
+    facility = footprint(base).facility_power_w
+    return Footing(
+        at=at.value,
+        facility_power_mw=None if facility is None else facility / 1e6,
+        devices=base.num_devices,
+        batch_target_sequences=target,
+        batch_source=source,
+        gbs=batch,
+        seq_len=shape.seq_len,
+        precision="best",
+        idle_share=DEFAULT_IDLE_SHARE,
+    )
+
+
+def _cached(
+    finder: Callable[[Cluster], StepEstimate | Infeasible],
+) -> Callable[[Cluster], StepEstimate | Infeasible]:
+    """``finder`` remembering its answer per cluster (sizing and the run ask about the chosen count twice)."""
+    seen: dict[tuple[str, int], StepEstimate | Infeasible] = {}
+
+    def step_on(cluster: Cluster) -> StepEstimate | Infeasible:
+        key = (cluster.id, cluster.num_devices)
+        if key not in seen:
+            seen[key] = finder(cluster)
+        return seen[key]
+
+    return step_on
 
 
 def run_fleet_sites(
@@ -579,8 +664,6 @@ def run_fleet_scenario(path: str, *, efficiency: Efficiency | EfficiencyTable | 
 
 
 def _run_scenario(scenario: Scenario, efficiency: Efficiency | EfficiencyTable | None) -> ScenarioResult:
-    from dataclasses import replace
-
     run = run_fleet_plan(
         model=scenario.model,
         tokens=scenario.tokens,
@@ -635,5 +718,7 @@ def _run_scenario(scenario: Scenario, efficiency: Efficiency | EfficiencyTable |
             price=scenario.price,
             failures=scenario.failures,
             efficiency=efficiency,
+            precision=scenario.compare_precision,
+            idle_share=scenario.compare_idle_share,
         )
     return ScenarioResult(scenario=scenario, run=run, goodput=goodput, comparison=comparison)

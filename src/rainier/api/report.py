@@ -173,7 +173,10 @@ def fleet_report(result: ScenarioResult, *, inputs: str = "") -> HtmlReport:
                 {
                     "accelerator": r["accelerator"],
                     "cluster": r["run"]["cluster"] if r["run"] else None,
+                    "precision": r["precision"] or None,
                     "devices": r["run"]["devices"] if r["run"] else None,
+                    "target devices": r["target_devices"],
+                    "facility MW (target)": r["provisioned_facility_mw"],
                     "days": r["run"]["wall_clock_days"] if r["run"] else None,
                     "MWh": r["run"]["energy_mwh"] if r["run"] else None,
                     "USD per M tokens": r["run"]["usd_per_million_tokens"] if r["run"] else None,
@@ -182,6 +185,7 @@ def fleet_report(result: ScenarioResult, *, inputs: str = "") -> HtmlReport:
                 }
                 for r in rows
             ],
+            note=doc["comparison"]["footing_line"],
         )
     if doc["goodput"] is not None and result.goodput is not None:
         g = result.goodput

@@ -86,6 +86,18 @@ def fleet_plan(
     compare_at: Annotated[
         str, typer.Option("--compare-at", help="Size compared clusters at equal facility power or equal devices.")
     ] = "power",
+    precision: Annotated[
+        str | None,
+        typer.Option(
+            "--precision", help="Compared rows' training precision (default: each chip's best, fp8 where it has it)."
+        ),
+    ] = None,
+    idle_share: Annotated[
+        float,
+        typer.Option(
+            "--idle-share", help="Compared rows may leave up to this share of devices idle for a better count."
+        ),
+    ] = 0.05,
     failures: FailuresOption = True,
     space: SpaceOption = None,
     sensitivity: Annotated[
@@ -133,6 +145,8 @@ def fleet_plan(
                 seq_len=seq_len,
                 price=price,
                 failures=failures,
+                precision=precision,
+                idle_share=idle_share,
             )
     document = run.to_dict()
     _write_extras(report_path, None, run)

@@ -2,8 +2,11 @@
 
 A named cluster carries its own all-in power per device and PUE (``catalog/clusters.yaml``, with sources). An
 ad-hoc cluster (``--accelerator ID --count N``) takes, in order: its system's published power spread over its
-devices (GB200 NVL72's ~120 kW rack), else the accelerator's power times a host-and-network overhead; and AWS's
-fleet PUE. Every fallback is named in :attr:`PowerBasis.basis` so a report can say where the watts came from.
+devices (GB300 NVL72's rack), else the accelerator's power times the all-in-to-chip ratio of a catalog cluster
+built on the same kind of server (same vendor, devices per server and scale-up domain: an H200 or B200 in an
+8-GPU server takes the H100 P5 cluster's 1,340 W / 700 W, so a chip in the same chassis never gets less for its
+host and network), else times a host-and-network overhead; and AWS's fleet PUE. Every fallback is named in
+:attr:`PowerBasis.basis` so a report can say where the watts came from.
 """
 
 from __future__ import annotations
@@ -54,6 +57,19 @@ def power_basis(cluster: Cluster) -> PowerBasis:
             basis=f"{system.id} power {system.power_w / 1e3:g} kW / {system.num_devices} devices; {pue_note}",
         )
     chip = cluster.accelerator.power_w
+    sibling = _sibling(cluster)
+    if chip is not None and sibling is not None:
+        assert sibling.power_w_per_device_all_in is not None and sibling.accelerator.power_w is not None
+        ratio = sibling.power_w_per_device_all_in / sibling.accelerator.power_w
+        return PowerBasis(
+            watts_per_device=chip * ratio,
+            pue=pue,
+            basis=(
+                f"{cluster.accelerator.id} {chip:g} W x {ratio:.3g}, the all-in ratio of {sibling.id} "
+                f"({sibling.power_w_per_device_all_in:g} W / {sibling.accelerator.power_w:g} W, the same kind of "
+                f"server; estimate); {pue_note}"
+            ),
+        )
     if chip is not None:
         return PowerBasis(
             watts_per_device=chip * HOST_NETWORK_OVERHEAD,
@@ -64,6 +80,22 @@ def power_basis(cluster: Cluster) -> PowerBasis:
             ),
         )
     return PowerBasis(watts_per_device=None, pue=pue, basis=f"no power figure for {cluster.accelerator.id}")
+
+
+def _sibling(cluster: Cluster) -> Cluster | None:
+    """The first catalog cluster with power figures on the same kind of server as ``cluster`` (module docstring)."""
+    system = cluster.system
+    for named in clusters():
+        other = named.system
+        if (
+            named.power_w_per_device_all_in is not None
+            and named.accelerator.power_w is not None
+            and other.accelerator.vendor == system.accelerator.vendor
+            and other.devices_per_server == system.devices_per_server
+            and other.num_devices == system.num_devices
+        ):
+            return named
+    return None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -10,7 +10,7 @@
     batch_tokens: null              # a batch target in tokens; both null: DeepSeek LLM's batch law
     price: null                     # USD per device-hour: a number or {trn2: 1.5, h100-sxm: 4.9}
     failures: {seed: 1, simulate_days: null, checkpoint_interval_min: null}
-    compare: {accelerators: [trn3, gb200], at: power}
+    compare: {accelerators: [trn3, gb200], at: power, precision: null, idle_share: 0.05}
 
 Unknown keys, wrong types and numbers out of range (:mod:`rainier.fleet.limits`) are one-line errors naming the
 file, the field, the value (clipped) and what is allowed.
@@ -27,6 +27,7 @@ from typing import Any
 from rainier.catalog.loader import CatalogError, load_yaml
 from rainier.errors import InputError, clip, quote
 from rainier.fleet.compare import Comparison
+from rainier.fleet.footing import DEFAULT_IDLE_SHARE, MAX_IDLE_SHARE
 from rainier.fleet.goodput import GoodputResult
 from rainier.fleet.limits import (
     MAX_BATCH_TOKENS,
@@ -41,6 +42,7 @@ from rainier.fleet.limits import (
 )
 from rainier.fleet.plan import RunPlan
 from rainier.hardware import get_accelerator
+from rainier.precision import Precision
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -62,6 +64,8 @@ class Scenario:
     checkpoint_interval_min: float | None = None
     compare: tuple[str, ...] = ()
     compare_at: str = "power"
+    compare_precision: str | None = None  # None: each chip's best training precision
+    compare_idle_share: float = DEFAULT_IDLE_SHARE
     title: str = ""
     path: str = ""
     notes: tuple[str, ...] = field(default_factory=tuple)
@@ -85,6 +89,8 @@ class Scenario:
             "checkpoint_interval_min": self.checkpoint_interval_min,
             "compare": list(self.compare),
             "compare_at": self.compare_at,
+            "compare_precision": self.compare_precision,
+            "compare_idle_share": self.compare_idle_share,
         }
 
 
@@ -104,7 +110,7 @@ TOP_KEYS = (
     "compare",
 )
 FAILURE_KEYS = ("enabled", "seed", "simulate_days", "checkpoint_interval_min")
-COMPARE_KEYS = ("accelerators", "at")
+COMPARE_KEYS = ("accelerators", "at", "precision", "idle_share")
 COMPARE_AT = ("power", "devices")
 MAX_TEXT = 1_000  # characters of a name, plan or title (a catalog name or a Hugging Face path is far shorter)
 MAX_COMPARED = 16  # accelerators in one comparison (the catalog has about a dozen)
@@ -239,7 +245,7 @@ def load_scenario(path: Path | str) -> Scenario:
         interval = failures.number(
             "checkpoint_interval_min", 0.0, MAX_CHECKPOINT_INTERVAL_MIN, what="minutes", low_open=True
         )
-    accelerators, at = _compare(top)
+    accelerators, at, precision, idle_share = _compare(top)
     assert model is not None and tokens is not None  # required above
     return Scenario(
         title=top.text("title") or "",
@@ -259,14 +265,17 @@ def load_scenario(path: Path | str) -> Scenario:
         checkpoint_interval_min=interval,
         compare=accelerators,
         compare_at=at,
+        compare_precision=precision,
+        compare_idle_share=idle_share,
     )
 
 
-def _compare(top: _Reader) -> tuple[tuple[str, ...], str]:
-    """``compare: {accelerators: [trn3, gb200], at: power}`` -> (accelerator ids, power or devices)."""
+def _compare(top: _Reader) -> tuple[tuple[str, ...], str, str | None, float]:
+    """``compare: {accelerators: [trn3, gb200], at: power, precision: fp8, idle_share: 0.05}`` -> (accelerator
+    ids, power or devices, a forced precision or None, the idle share sizing may leave)."""
     compare = top.sub("compare", COMPARE_KEYS)
     if compare is None:
-        return (), "power"
+        return (), "power", None, DEFAULT_IDLE_SHARE
     items = compare.get("accelerators")
     if items is None:
         items = []
@@ -278,7 +287,16 @@ def _compare(top: _Reader) -> tuple[tuple[str, ...], str]:
     at = compare.text("at") or "power"
     if at not in COMPARE_AT:
         raise compare.invalid("at", at, " or ".join(COMPARE_AT))
-    return tuple(items), at
+    precision = compare.text("precision")
+    if precision is not None and precision.strip().lower() not in {p.value for p in Precision}:
+        raise compare.invalid("precision", precision, ", ".join(p.value for p in Precision))
+    idle = compare.number("idle_share", 0.0, MAX_IDLE_SHARE, what="a fraction of devices")
+    return (
+        tuple(items),
+        at,
+        None if precision is None else precision.strip().lower(),
+        DEFAULT_IDLE_SHARE if idle is None else idle,
+    )
 
 
 def _price_text(top: _Reader) -> str | None:

@@ -169,13 +169,26 @@ def sites_tables(analysis: dict[str, Any]) -> list[Table]:
     return [table]
 
 
+PRICE_KIND_SHORT = {"capacity-block": "CB", "on-demand": "OD", "reserved": "RI", "given": "given"}
+# Ratio rows of the Trn3-vs-Trn2 table; "energy_per_token" is the JSON's older name of "tokens_per_joule".
+RATIO_LABELS = {
+    "compute": "dense FP8 compute",
+    "memory_bandwidth": "memory bandwidth",
+    "peak_fp8_per_watt": "peak FP8 per watt",
+    "tokens_per_joule": "tokens per joule",
+    "tokens_per_s_per_ultraserver": "tokens per s per UltraServer",
+}
+
+
 def compare_tables(comparison: dict[str, Any]) -> list[Table]:
-    """Tables from ``Comparison.to_dict()``."""
-    table = Table(
-        title=f"the same run at equal {comparison['at']} to {comparison['base_cluster']}", title_justify="left"
-    )
+    """Tables from ``Comparison.to_dict()``: the footing line, the rows, and the Trn3-vs-Trn2 ratios."""
+    title = f"the same run at equal {comparison['at']} to {comparison['base_cluster']}"
+    if comparison.get("footing_line"):
+        title += "\n" + comparison["footing_line"]
+    table = Table(title=title, title_justify="left")
     columns = (
         "accelerator",
+        "precision",
         "devices",
         "facility MW",
         "step s",
@@ -188,26 +201,37 @@ def compare_tables(comparison: dict[str, Any]) -> list[Table]:
         "$/M tokens",
     )
     for column in columns:
-        table.add_column(column, justify="left" if column == "accelerator" else "right")
+        table.add_column(column, justify="left" if column in ("accelerator", "precision") else "right")
     notes: list[str] = []
+    prices: list[str] = []
     for row in comparison["rows"]:
         run = row["run"]
+        if row.get("sizing_reason") and row.get("chosen_devices") != row.get("target_devices"):
+            notes.append(f"{row['accelerator']}: {row['sizing_reason']}")
         if run is None:
-            table.add_row(row["accelerator"], *["—"] * (len(columns) - 1))
+            table.add_row(row["accelerator"], row.get("precision") or "—", *["—"] * (len(columns) - 2))
             notes.append(f"{row['accelerator']}: {row['error']}")
             continue
         price = run["price_usd_per_device_hour"]
-        price_text = _money(price) if price is not None else "n/a"
+        kind = PRICE_KIND_SHORT.get(row.get("price_kind", ""), "")
+        price_text = (_money(price) + (f" {kind}" if kind else "")) if price is not None else "n/a"
+        if price is not None and row.get("price_note"):
+            prices.append(f"{row['accelerator']} {_money(price)} {row['price_kind']} ({row['price_note']})")
         if row["break_even_usd_per_device_hour"] is not None:
             price_text = f"n/a (≤{_money(row['break_even_usd_per_device_hour'])})"
+            kinds = {r["accelerator"]: r.get("price_kind", "") for r in comparison["rows"]}
+            against = row["break_even_against"]
+            kind = f" ({kinds[against]} price)" if kinds.get(against) not in ("", "none", None) else ""
             notes.append(
-                f"{row['accelerator']}: no public price; it matches {row['break_even_against']}'s cost per token at "
+                f"{row['accelerator']}: no public price; it matches {against}'s cost per token{kind} at "
                 f"{_money(row['break_even_usd_per_device_hour'])} per device-hour"
             )
+        facility = row.get("provisioned_facility_mw") or run["facility_power_mw"]
         table.add_row(
             f"{row['accelerator']} ({run['cluster']})",
+            row.get("precision") or "—",
             f"{run['devices']:,}",
-            _opt(run["facility_power_mw"], "{:,.3g}"),
+            _opt(facility, "{:,.3g}"),
             f"{run['step_time_s']:.3g}",
             f"{run['mfu']:.1%}",
             f"{run['wall_clock_days']:,.1f}",
@@ -217,26 +241,38 @@ def compare_tables(comparison: dict[str, Any]) -> list[Table]:
             _money(run["cost_usd"]),
             _money(run["usd_per_million_tokens"]),
         )
-    if notes:
-        table.caption = "\n".join(notes)
-        table.caption_justify = "left"
+    if prices:
+        notes.append(
+            "prices (CB: EC2 Capacity Block, OD: on-demand; not comparable with each other): " + "; ".join(prices)
+        )
+    notes.extend(comparison.get("price_claims", []))
+    notes.append(
+        "facility MW: the cluster each row is sized to; devices, MWh and cost: the devices the job uses (idle ones "
+        "draw and cost nothing here)"
+    )
+    table.caption = "\n".join(notes)
+    table.caption_justify = "left"
     tables = [table]
     ratios = comparison["trn3_vs_trn2"]
     if ratios is not None:
-        trn = Table(title="Trn3 Gen2 UltraServer vs Trn2 UltraServer", title_justify="left")
-        trn.add_column("ratio")
+        workload = comparison.get("trn3_vs_trn2_workload") or "this model"
+        trn = Table(title="Trn3 Gen2 UltraServer vs Trn2 UltraServer, higher is better", title_justify="left")
+        trn.add_column("ratio, Trn3 / Trn2")
         trn.add_column("rainier", justify="right")
         trn.add_column("AWS claim", justify="right")
         for name, values in ratios.items():
+            if name not in RATIO_LABELS and name == "energy_per_token" and "tokens_per_joule" in ratios:
+                continue
             trn.add_row(
-                name.replace("_", " "),
+                RATIO_LABELS.get(name, name.replace("_", " ")),
                 _opt(values["rainier"], "{:.2f}x"),
                 _opt(values["aws_claim"], "{:.1f}x"),
             )
         trn.caption = (
+            f"workload: {workload}. "
             "compute: dense FP8 peak per UltraServer; memory bandwidth: HBM per UltraServer; peak per watt: all-in "
-            "catalog power; energy per token and tokens/s per UltraServer: this model on 128 UltraServers of each "
-            "kind, failure-free (AWS's energy claim: 'energy efficiency', workload not stated)"
+            "catalog power; tokens per joule and per second: the workload on about 128 UltraServers of each kind, "
+            "failure-free (AWS's claim: 4x 'energy efficiency', workload not stated; AIW-trn3)"
         )
         trn.caption_justify = "left"
         tables.append(trn)
