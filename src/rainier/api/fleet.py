@@ -208,13 +208,30 @@ def _search_infeasible(message: str) -> Infeasible:
     )
 
 
-def goodput_model(enabled: bool) -> GoodputModel | None:
-    """Expected effective training time ratio under the catalog failure model (``fleet.goodput``), if enabled."""
+def goodput_model(
+    enabled: bool, *, hot_spares: bool = False, in_memory_checkpoint: bool = False
+) -> GoodputModel | None:
+    """Expected effective training time ratio under the catalog failure model (``fleet.goodput``), if enabled.
+
+    ``hot_spares`` and ``in_memory_checkpoint`` choose the recovery (``fleet.goodput.build_scenario``); every row
+    of a comparison gets the same.
+    """
     if not enabled:
         return None
+    from functools import partial
+
     from rainier.fleet.goodput import expected_ettr_for_run
 
-    return expected_ettr_for_run
+    return partial(expected_ettr_for_run, hot_spares=hot_spares, in_memory_checkpoint=in_memory_checkpoint)
+
+
+def recovery_text(failures: bool, *, hot_spares: bool, in_memory_checkpoint: bool) -> str:
+    """How every row of a comparison recovers from failures, in words (for the footing line)."""
+    if not failures:
+        return "no failures modelled"
+    restart = "hot spares, in-place restarts" if hot_spares else "cold restarts"
+    where = "checkpoints in peer host memory" if in_memory_checkpoint else "checkpoints to shared storage"
+    return f"{restart}, {where}"
 
 
 SITE_CANDIDATES = 10  # fastest one-network plans re-ranked with the WAN counted
@@ -282,8 +299,14 @@ def run_fleet_plan(
     space: str | None = None,
     efficiency: Efficiency | EfficiencyTable | None = None,
     progress: Callable[[int, int], None] | None = None,
+    hot_spares: bool = False,
+    in_memory_checkpoint: bool = False,
 ) -> RunPlan:
-    """``rainier fleet plan``: a whole run on a cluster, or on the smallest cluster that meets a deadline."""
+    """``rainier fleet plan``: a whole run on a cluster, or on the smallest cluster that meets a deadline.
+
+    ``hot_spares`` and ``in_memory_checkpoint`` choose how the job recovers from failures (``fleet.goodput``).
+    """
+    recovery = {"hot_spares": hot_spares, "in_memory_checkpoint": in_memory_checkpoint}
     shape = _shape(model, seq_len)
     tokens = check_tokens(tokens)
     prices = parse_prices(price)
@@ -319,7 +342,7 @@ def run_fleet_plan(
             deadline_days,
             step_on=step_on,
             price=prices.for_cluster(base),
-            goodput=goodput_model(failures),
+            goodput=goodput_model(failures, **recovery),
             limit_devices=limit,
             progress=progress,
         )
@@ -330,10 +353,10 @@ def run_fleet_plan(
         tokens,
         step_on=step_on,
         price=prices.for_cluster(target),
-        goodput=goodput_model(failures),
+        goodput=goodput_model(failures, **recovery),
         sites=_sites_model(shape, step_on),
     )
-    return with_uncertainty(run, shape, target, efficiency=efficiency, failures=failures)
+    return with_uncertainty(run, shape, target, efficiency=efficiency, failures=failures, hot_spares=hot_spares)
 
 
 def with_uncertainty(
@@ -343,6 +366,7 @@ def with_uncertainty(
     *,
     efficiency: Efficiency | EfficiencyTable | None,
     failures: bool,
+    hot_spares: bool = False,
 ) -> RunPlan:
     """``run`` with the intervals of its headlines and the inputs that move them (``fleet.uncertainty``)."""
     from rainier.fleet.failures import committed_failures
@@ -360,7 +384,7 @@ def with_uncertainty(
     if failures:
         catalog = committed_failures()
         rates = catalog.model_for(used.accelerator.id)
-        restart = catalog.recovery.restart_s(used.num_devices)
+        restart = catalog.recovery.restart_s(used.num_devices, hot_spares=hot_spares)
         hours = productive_hours(run)
 
         def ettr_of(restart_factor: float, rate_factor: float) -> float:
@@ -398,6 +422,8 @@ def run_fleet_compare(
     efficiency: Efficiency | EfficiencyTable | None = None,
     precision: str | None = None,
     idle_share: float = DEFAULT_IDLE_SHARE,
+    hot_spares: bool = False,
+    in_memory_checkpoint: bool = False,
 ) -> Comparison:
     """``rainier fleet plan --compare trn2,trn3,...``: the same run on clusters of equal power (or devices).
 
@@ -417,8 +443,13 @@ def run_fleet_compare(
     accelerators = parse_accelerators(compare)
     base = fleet_target(cluster, accelerator, count)
     footing = compare_footing(shape, tokens, base, compare_at, gbs=gbs, batch_tokens=batch_tokens)
-    footing = replace(footing, precision="best" if forced is None else forced.value, idle_share=idle_share)
-    goodput = goodput_model(failures)
+    footing = replace(
+        footing,
+        precision="best" if forced is None else forced.value,
+        idle_share=idle_share,
+        recovery=recovery_text(failures, hot_spares=hot_spares, in_memory_checkpoint=in_memory_checkpoint),
+    )
+    goodput = goodput_model(failures, hot_spares=hot_spares, in_memory_checkpoint=in_memory_checkpoint)
     finders: dict[str, Callable[[Cluster], StepEstimate | Infeasible]] = {}
 
     def step_for(accelerator_id: str, batch: int) -> Callable[[Cluster], StepEstimate | Infeasible]:
@@ -430,7 +461,8 @@ def run_fleet_compare(
         return finders[key]
 
     def run_on(target: Cluster, step_on: Callable[[Cluster], StepEstimate | Infeasible | None]) -> RunPlan:
-        return plan_run(shape, target, tokens, step_on=step_on, price=prices.for_cluster(target), goodput=goodput)
+        run = plan_run(shape, target, tokens, step_on=step_on, price=prices.for_cluster(target), goodput=goodput)
+        return with_uncertainty(run, shape, target, efficiency=efficiency, failures=failures, hot_spares=hot_spares)
 
     return compare_runs(
         base,
@@ -676,6 +708,8 @@ def _run_scenario(scenario: Scenario, efficiency: Efficiency | EfficiencyTable |
         price=scenario.price,
         failures=scenario.failures,
         efficiency=efficiency,
+        hot_spares=scenario.hot_spares,
+        in_memory_checkpoint=scenario.in_memory_checkpoint,
     )
     goodput = None
     if scenario.failures:
@@ -684,6 +718,8 @@ def _run_scenario(scenario: Scenario, efficiency: Efficiency | EfficiencyTable |
 
         interval = scenario.checkpoint_interval_min
         used = run.footprint
+        target = fleet_target(scenario.cluster, scenario.accelerator, scenario.count)
+        on = target if used.devices == target.num_devices else _resized(target, run)
         goodput = simulate_goodput(
             build_scenario(
                 num_devices=used.devices,
@@ -694,6 +730,11 @@ def _run_scenario(scenario: Scenario, efficiency: Efficiency | EfficiencyTable |
                 work_hours=None if scenario.simulate_days is not None else run.compute_days * 24.0,
                 seed=scenario.seed,
                 checkpoint_interval_s=None if interval is None else interval * SECONDS_PER_MINUTE,
+                hot_spares=scenario.hot_spares,
+                in_memory_checkpoint=scenario.in_memory_checkpoint,
+                nic_bytes_per_s_per_device=on.system.nic_bw_bytes_per_s_per_device,
+                sites=max(1, len(on.sites)),
+                step_time_s=run.step_time_s,
             )
         )
         if scenario.simulate_days is None:
@@ -701,6 +742,15 @@ def _run_scenario(scenario: Scenario, efficiency: Efficiency | EfficiencyTable |
                 run,
                 effective_training_time_ratio=goodput.effective_training_time_ratio,
                 notes=(*run.notes, f"wall clock from the seeded failure simulation (seed {scenario.seed})"),
+            )
+            # the intervals follow the simulated wall clock
+            run = with_uncertainty(
+                run,
+                _shape(scenario.model, None),
+                target,
+                efficiency=efficiency,
+                failures=True,
+                hot_spares=scenario.hot_spares,
             )
     comparison = None
     if scenario.compare:
@@ -720,5 +770,7 @@ def _run_scenario(scenario: Scenario, efficiency: Efficiency | EfficiencyTable |
             efficiency=efficiency,
             precision=scenario.compare_precision,
             idle_share=scenario.compare_idle_share,
+            hot_spares=scenario.hot_spares,
+            in_memory_checkpoint=scenario.in_memory_checkpoint,
         )
     return ScenarioResult(scenario=scenario, run=run, goodput=goodput, comparison=comparison)

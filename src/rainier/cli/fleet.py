@@ -106,6 +106,12 @@ def fleet_plan(
             "--sensitivity", help="Also rank the uncertain inputs by how far each moves the days (a tornado table)."
         ),
     ] = False,
+    hot_spares: Annotated[
+        bool, typer.Option("--hot-spares", help="Recover with running standbys; healthy ranks restart in place.")
+    ] = False,
+    in_memory_checkpoint: Annotated[
+        bool, typer.Option("--in-memory-checkpoint", help="Checkpoint to a peer server's host memory over the NICs.")
+    ] = False,
     report_path: ReportOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -129,6 +135,8 @@ def fleet_plan(
             failures=failures,
             space=str(space) if space else None,
             progress=progress,
+            hot_spares=hot_spares,
+            in_memory_checkpoint=in_memory_checkpoint,
         )
         comparison = None
         if compare is not None:
@@ -147,6 +155,8 @@ def fleet_plan(
                 failures=failures,
                 precision=precision,
                 idle_share=idle_share,
+                hot_spares=hot_spares,
+                in_memory_checkpoint=in_memory_checkpoint,
             )
     document = run.to_dict()
     _write_extras(report_path, None, run)

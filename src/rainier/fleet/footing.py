@@ -188,6 +188,7 @@ class Footing:
     sites: str = SITES_RULE
     power: str = POWER_RULE
     batch_rule: str = BATCH_RULE
+    recovery: str = "cold restarts, checkpoints to shared storage"  # the failure recovery every row gets
 
     @property
     def tokens_per_step(self) -> int:
@@ -207,7 +208,7 @@ class Footing:
         precision = "each chip's best training precision" if self.precision == "best" else self.precision
         return (
             f"footing: {size}; {batch}; {precision}; {self.sites}; up to {self.idle_share:.0%} of a row's devices "
-            "left idle for a count plans divide"
+            f"left idle for a count plans divide; {self.recovery}"
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -225,6 +226,7 @@ class Footing:
             "idle_share": self.idle_share,
             "sites": self.sites,
             "power": self.power,
+            "recovery": self.recovery,
         }
 
 

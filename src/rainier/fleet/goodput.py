@@ -305,10 +305,18 @@ def analytic_goodput(scenario: GoodputScenario) -> AnalyticGoodput:
     )
 
 
-def expected_ettr_for_run(cluster: Cluster, shape: TransformerShape, productive_hours: float) -> float:
+def expected_ettr_for_run(
+    cluster: Cluster,
+    shape: TransformerShape,
+    productive_hours: float,
+    *,
+    hot_spares: bool = False,
+    in_memory_checkpoint: bool = False,
+) -> float:
     """Analytic ETTR of training ``shape`` for ``productive_hours`` on ``cluster`` with the catalog defaults.
 
-    Shaped for :data:`rainier.fleet.plan.GoodputModel`; cheap and deterministic (no simulation).
+    Shaped for :data:`rainier.fleet.plan.GoodputModel` (bind the recovery options first); cheap and
+    deterministic (no simulation).
     """
     scenario = build_scenario(
         num_devices=cluster.num_devices,
@@ -317,6 +325,9 @@ def expected_ettr_for_run(cluster: Cluster, shape: TransformerShape, productive_
         shape=shape,
         work_hours=productive_hours,
         sites=max(1, len(cluster.sites)),
+        hot_spares=hot_spares,
+        in_memory_checkpoint=in_memory_checkpoint and cluster.system.nic_bw_bytes_per_s_per_device is not None,
+        nic_bytes_per_s_per_device=cluster.system.nic_bw_bytes_per_s_per_device,
     )
     return analytic_goodput(scenario).effective_training_time_ratio
 

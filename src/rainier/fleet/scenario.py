@@ -9,7 +9,8 @@
     gbs: null                       # exact global batch in sequences, or
     batch_tokens: null              # a batch target in tokens; both null: DeepSeek LLM's batch law
     price: null                     # USD per device-hour: a number or {trn2: 1.5, h100-sxm: 4.9}
-    failures: {seed: 1, simulate_days: null, checkpoint_interval_min: null}
+    failures: {seed: 1, simulate_days: null, checkpoint_interval_min: null, hot_spares: false,
+               in_memory_checkpoint: false}
     compare: {accelerators: [trn3, gb200], at: power, precision: null, idle_share: 0.05}
 
 Unknown keys, wrong types and numbers out of range (:mod:`rainier.fleet.limits`) are one-line errors naming the
@@ -62,6 +63,8 @@ class Scenario:
     seed: int = 1
     simulate_days: float | None = None
     checkpoint_interval_min: float | None = None
+    hot_spares: bool = False
+    in_memory_checkpoint: bool = False
     compare: tuple[str, ...] = ()
     compare_at: str = "power"
     compare_precision: str | None = None  # None: each chip's best training precision
@@ -87,6 +90,8 @@ class Scenario:
             "seed": self.seed,
             "simulate_days": self.simulate_days,
             "checkpoint_interval_min": self.checkpoint_interval_min,
+            "hot_spares": self.hot_spares,
+            "in_memory_checkpoint": self.in_memory_checkpoint,
             "compare": list(self.compare),
             "compare_at": self.compare_at,
             "compare_precision": self.compare_precision,
@@ -109,7 +114,7 @@ TOP_KEYS = (
     "failures",
     "compare",
 )
-FAILURE_KEYS = ("enabled", "seed", "simulate_days", "checkpoint_interval_min")
+FAILURE_KEYS = ("enabled", "seed", "simulate_days", "checkpoint_interval_min", "hot_spares", "in_memory_checkpoint")
 COMPARE_KEYS = ("accelerators", "at", "precision", "idle_share")
 COMPARE_AT = ("power", "devices")
 MAX_TEXT = 1_000  # characters of a name, plan or title (a catalog name or a Hugging Face path is far shorter)
@@ -236,9 +241,11 @@ def load_scenario(path: Path | str) -> Scenario:
     if gbs is not None and batch_tokens is not None:
         raise top.error("give gbs (sequences) or batch_tokens, not both")
     failures = top.sub("failures", FAILURE_KEYS)
-    enabled, seed, days, interval = True, 1, None, None
+    enabled, seed, days, interval, hot_spares, in_memory = True, 1, None, None, False, False
     if failures is not None:
         enabled = failures.boolean("enabled", True)
+        hot_spares = failures.boolean("hot_spares", False)
+        in_memory = failures.boolean("in_memory_checkpoint", False)
         given_seed = failures.integer("seed", 0, MAX_SEED, what="random seed")
         seed = 1 if given_seed is None else given_seed
         days = failures.number("simulate_days", 0.0, MAX_DAYS, what="days", low_open=True)
@@ -263,6 +270,8 @@ def load_scenario(path: Path | str) -> Scenario:
         seed=seed,
         simulate_days=days,
         checkpoint_interval_min=interval,
+        hot_spares=hot_spares,
+        in_memory_checkpoint=in_memory,
         compare=accelerators,
         compare_at=at,
         compare_precision=precision,

@@ -234,7 +234,7 @@ def compare_tables(comparison: dict[str, Any]) -> list[Table]:
             _opt(facility, "{:,.3g}"),
             f"{run['step_time_s']:.3g}",
             f"{run['mfu']:.1%}",
-            f"{run['wall_clock_days']:,.1f}",
+            f"{run['wall_clock_days']:,.1f}{_band(run, 'wall_clock_days', '{:,.1f}')}",
             _opt(run["energy_mwh"], "{:,.0f}"),
             _opt(run["tokens_per_joule"], "{:.3g}"),
             price_text,
@@ -323,12 +323,13 @@ def scenario_tables(result: dict[str, Any]) -> list[Table]:
     head.add_row("best plan", _plan_text(run["plan"]))
     head.add_row(
         "step",
-        f"{run['step_time_s']:.3g} s for {fmt.count(run['tokens_per_step'])} tokens (MFU {run['mfu']:.1%}), "
-        f"{run['num_steps']:,} steps",
+        f"{run['step_time_s']:.3g} s{_band(run, 'step_time_s', '{:.3g}')} for {fmt.count(run['tokens_per_step'])} "
+        f"tokens (MFU {run['mfu']:.1%}), {run['num_steps']:,} steps",
     )
     head.add_row(
         "time",
-        f"{run['wall_clock_days']:,.1f} days wall clock ({run['compute_days']:,.1f} days of training at "
+        f"{run['wall_clock_days']:,.1f} days{_band(run, 'wall_clock_days', '{:,.1f}')} wall clock "
+        f"({run['compute_days']:,.1f} days of training at "
         f"{run['effective_training_time_ratio']:.1%} effective training time)",
     )
     if goodput is not None:
@@ -349,7 +350,8 @@ def scenario_tables(result: dict[str, Any]) -> list[Table]:
     head.add_row(
         "power, energy",
         f"{_opt(run['facility_power_mw'], '{:,.0f}')} MW facility ({_opt(run['it_power_mw'], '{:,.0f}')} MW IT), "
-        f"{_opt(run['energy_mwh'], '{:,.0f}')} MWh, {_opt(run['tokens_per_joule'], '{:.3g}')} tokens/J",
+        f"{_opt(run['energy_mwh'], '{:,.0f}')} MWh{_band(run, 'energy_mwh', '{:,.0f}')}, "
+        f"{_opt(run['tokens_per_joule'], '{:.3g}')}{_band(run, 'tokens_per_joule', '{:.3g}')} tokens/J",
     )
     price = run["price_usd_per_device_hour"]
     head.add_row(
