@@ -217,10 +217,14 @@ def compare_runs(
         except ValueError as exc:
             targets[accelerator_id] = exc
     clusters_in = [t for t in targets.values() if isinstance(t, Cluster)]
-    if {"trn2", "trn3"} <= set(targets):  # the Trn3-vs-Trn2 run's clusters take the same batch
-        clusters_in += [_ratio_cluster("trn2", TRN2_ULTRASERVER), _ratio_cluster("trn3", TRN3_ULTRASERVER)]
+    ratio_clusters = [_ratio_cluster("trn2", TRN2_ULTRASERVER), _ratio_cluster("trn3", TRN3_ULTRASERVER)]
+    ratio_gbs = footing.gbs
     if footing.batch_source != "gbs":
         footing = replace(footing, gbs=_common_batch(footing, shape, clusters_in))
+        # the Trn3-vs-Trn2 run (128 UltraServers a side) takes the batch target rounded the same way for its own
+        # two clusters: a batch the big rows divide (e.g. 3^6 x 8) can leave a power-of-two Trn2 cluster only
+        # dp=8, and the per-UltraServer ratio would measure that, not the chips
+        ratio_gbs = _common_batch(footing, shape, ratio_clusters)
     rows: list[CompareRow] = []
     for accelerator_id, target in targets.items():
         if not isinstance(target, Cluster):
@@ -241,11 +245,15 @@ def compare_runs(
         except InputError as exc:
             rows.append(replace(row, error=str(exc)))
     rows = _with_break_even(rows)
-    ratios = _trn3_ratios(rows, lambda a: step_for(a, footing.gbs), run_on, footing, shape)
+    ratio_footing = replace(footing, gbs=ratio_gbs)
+    ratios = _trn3_ratios(rows, lambda a: step_for(a, ratio_gbs), run_on, ratio_footing, shape)
     workload = ""
     if ratios is not None:
         precisions = ", ".join(f"{a} {_precision(footing, a)}" for a in ("trn2", "trn3"))
-        workload = f"{shape.name}, {footing.tokens_per_step / 1e6:,.1f}M tokens per step, {precisions}"
+        workload = (
+            f"{shape.name}, {ratio_gbs:,} x {footing.seq_len:,} = {ratio_footing.tokens_per_step / 1e6:,.1f}M tokens "
+            f"per step, {precisions}"
+        )
     return Comparison(
         at=at,
         base_cluster=base.id,
