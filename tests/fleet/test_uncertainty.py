@@ -106,3 +106,15 @@ def test_fleet_plan_reports_intervals_and_sensitivity() -> None:
     table = runner.invoke(app, [*args, "--sensitivity"])
     assert table.exit_code == 0, table.output
     assert "what moves the answer" in table.output and "failure rates" in table.output
+
+
+def test_the_report_shows_intervals_and_the_tornado(run) -> None:  # type: ignore[no-untyped-def]
+    from rainier.api.report import report_of
+    from rainier.report.html import fleet_comparison_figure
+
+    html = report_of(run).render()
+    assert "How far to trust it" in html and "What moves the answer" in html
+    doc = run.to_dict()
+    figure = fleet_comparison_figure([{"accelerator": "h100-sxm", "run": doc}])
+    bars = figure.data[0].error_y
+    assert bars.array[0] == pytest.approx(doc["wall_clock_days_high"] - doc["wall_clock_days"])

@@ -150,6 +150,7 @@ def fleet_report(result: ScenarioResult, *, inputs: str = "") -> HtmlReport:
         "tokens per joule": run.tokens_per_joule,
     }
     report.add_table("Headline", [head], note="; ".join(run.notes))
+    add_uncertainty(report, doc["run"])
     add_step(report, run.estimate)
     shape = resolve_model(result.scenario.model)
     finder = StepFinder(shape, run.tokens, gbs=run.estimate.plan.gbs)
@@ -341,9 +342,41 @@ def run_report(run: RunPlan) -> HtmlReport:
     doc = run.to_dict()
     keys = ("devices", "plan", "step_time_s", "wall_clock_days", "facility_power_mw", "energy_mwh", "cost_usd")
     report.add_table("Headline", [{k: doc[k] for k in keys}], note="; ".join(run.notes))
+    add_uncertainty(report, doc)
     add_step(report, run.estimate)
     report.data = {"run": doc}
     return report
+
+
+def add_uncertainty(report: HtmlReport, run: dict[str, Any]) -> None:
+    """The headline's intervals as a table, and the tornado chart of the inputs that move it (when computed)."""
+    uncertainty = run.get("uncertainty")
+    if uncertainty is None:
+        return
+    names = {
+        "step_time_s": "step s",
+        "wall_clock_days": "wall-clock days",
+        "energy_mwh": "energy MWh",
+        "cost_usd": "cost USD",
+        "tokens_per_joule": "tokens per joule",
+    }
+    rows = [
+        {
+            "quantity": label,
+            "estimate": run[key],
+            "10th percentile": run.get(f"{key}_low"),
+            "90th": run.get(f"{key}_high"),
+        }
+        for key, label in names.items()
+        if run.get(key) is not None
+    ]
+    report.add_table(
+        "How far to trust it",
+        rows,
+        note="the step model's held-out error for this chip family and the catalog's estimated inputs, combined by "
+        f"a seeded Monte Carlo ({uncertainty['samples']:,} draws)",
+    )
+    report.add_figure("What moves the answer", fig.sensitivity_figure(uncertainty))
 
 
 def report_of(result: object) -> HtmlReport:

@@ -177,20 +177,65 @@ def pareto_figure(points: Sequence[Mapping[str, Any]], front: Sequence[int], y_k
     return figure
 
 
+def _error_bars(runs: Sequence[Mapping[str, Any]], key: str, scale: float = 1.0) -> dict[str, Any] | None:
+    """Plotly ``error_y`` from each run's ``<key>_low`` / ``<key>_high`` (None when the runs carry no intervals)."""
+    if not runs or any(run.get(f"{key}_low") is None or run.get(key) is None for run in runs):
+        return None
+    return {
+        "type": "data",
+        "symmetric": False,
+        "array": [(run[f"{key}_high"] - run[key]) * scale for run in runs],
+        "arrayminus": [(run[key] - run[f"{key}_low"]) * scale for run in runs],
+    }
+
+
 def fleet_comparison_figure(rows: Sequence[Mapping[str, Any]]) -> go.Figure:
-    """Days, energy and dollars of the same run on each accelerator (``Comparison.to_dict()['rows']``)."""
+    """Days and energy of the same run on each accelerator, with their 10th-90th percentile intervals.
+
+    The two metrics sit side by side on their own axes (offset groups), so neither bar hides the other.
+    """
     runs = [(r["accelerator"], r["run"]) for r in rows if r["run"] is not None]
     names = [a for a, _ in runs]
+    plain = [run for _, run in runs]
     figure = go.Figure()
-    figure.add_bar(name="wall-clock days", x=names, y=[run["wall_clock_days"] for _, run in runs])
-    figure.add_bar(name="energy (GWh)", x=names, y=[(run["energy_mwh"] or 0.0) / 1e3 for _, run in runs], yaxis="y2")
+    figure.add_bar(
+        name="wall-clock days",
+        x=names,
+        y=[run["wall_clock_days"] for run in plain],
+        error_y=_error_bars(plain, "wall_clock_days"),
+        offsetgroup="days",
+    )
+    figure.add_bar(
+        name="energy (GWh)",
+        x=names,
+        y=[(run["energy_mwh"] or 0.0) / 1e3 for run in plain],
+        error_y=_error_bars(plain, "energy_mwh", 1e-3),
+        yaxis="y2",
+        offsetgroup="energy",
+    )
     figure.update_layout(
-        title="The same run on each accelerator (equal facility power)",
+        title="The same run on each accelerator (bars: 10th-90th percentile)",
         barmode="group",
         xaxis_title="accelerator",
         yaxis={"title": "days"},
         yaxis2={"title": "energy (GWh)", "overlaying": "y", "side": "right"},
         legend_title="metric",
+    )
+    return figure
+
+
+def sensitivity_figure(uncertainty: Mapping[str, Any], key: str = "wall_clock_days", unit: str = "days") -> go.Figure:
+    """A tornado chart: each uncertain input at both ends of its range, ranked by how far it moves ``key``."""
+    rows = [r for r in uncertainty["sensitivity"] if r["at_low"].get(key) is not None]
+    rows.sort(key=lambda r: abs(r["at_high"][key] - r["at_low"][key]))
+    names = [f"{r['input']} ({r['range']})" for r in rows]
+    figure = go.Figure()
+    figure.add_bar(name="input at the low end", y=names, x=[r["at_low"][key] for r in rows], orientation="h")
+    figure.add_bar(name="input at the high end", y=names, x=[r["at_high"][key] for r in rows], orientation="h")
+    figure.update_layout(
+        title=f"What moves the answer: {unit} with one input at each end of its range",
+        barmode="group",
+        xaxis_title=unit,
     )
     return figure
 
