@@ -326,6 +326,9 @@ def _price_claims(rows: list[CompareRow]) -> tuple[str, ...]:
 # UltraServers per side in the controlled Trn3-vs-Trn2 run (8,192 Trn2 / 18,432 Trn3 chips): the same job on
 # the same number of UltraServers, so the ratio is per UltraServer and not an artefact of unequal cluster sizes.
 RATIO_ULTRASERVERS = 128
+# The ratios are per UltraServer used, so idle ones cost nothing there: each side may look this far below 128 for
+# a count its plans divide well (a power-of-two Trn2 cluster and a 2^11 x 9 Trn3 one rarely suit the same batch).
+RATIO_IDLE_SHARE = 0.25
 
 
 def _ratio_cluster(accelerator_id: str, system_id: str) -> Cluster:
@@ -353,7 +356,7 @@ def _trn3_ratios(
         # sized like a row (a count near 128 UltraServers the batch divides); the ratios are per UltraServer used
         step_on = step_for(accelerator_id)
         target = _ratio_cluster(accelerator_id, system_id)
-        chosen, _ = size_cluster(target, step_on, footing.idle_share, shape=shape, gbs=footing.gbs)
+        chosen, _ = size_cluster(target, step_on, RATIO_IDLE_SHARE, shape=shape, gbs=footing.gbs)
         return run_on(chosen, step_on)
 
     try:
