@@ -118,3 +118,11 @@ def test_the_report_shows_intervals_and_the_tornado(run) -> None:  # type: ignor
     figure = fleet_comparison_figure([{"accelerator": "h100-sxm", "run": doc}])
     bars = figure.data[0].error_y
     assert bars.array[0] == pytest.approx(doc["wall_clock_days_high"] - doc["wall_clock_days"])
+
+
+def test_a_rounded_count_is_announced() -> None:
+    run = run_fleet_plan(model="llama-3-8b", tokens=1e12, accelerator="h100-sxm", count=100, failures=False)
+    assert run.footprint.devices == 96
+    assert any("--count 100" in note and "96 devices used" in note for note in run.notes)
+    exact = run_fleet_plan(model="llama-3-8b", tokens=1e12, accelerator="h100-sxm", count=96, failures=False)
+    assert not any("--count" in note for note in exact.notes)

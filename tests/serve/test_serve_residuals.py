@@ -76,3 +76,10 @@ def test_fleet_size_interval_moves_whole_replicas() -> None:
     assert interval is not None
     low, high = interval
     assert low % 4 == 0 and high % 4 == 0 and low <= 40 <= high
+
+
+def test_weights_that_do_not_fit_are_blamed_not_the_request() -> None:
+    from rainier.errors import InputError
+
+    with pytest.raises(InputError, match=r"tp=1 is invalid: a layout whose weights fit: llama-3-70b's take"):
+        run_serve_estimate(model="llama-3-70b", accelerator="h100-sxm", count=1)

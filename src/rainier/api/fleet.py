@@ -347,6 +347,7 @@ def run_fleet_plan(
             progress=progress,
         )
     target = fleet_target(cluster, accelerator, count)
+    rounded = rounding_note(count, target) if cluster is None else None
     run = plan_run(
         shape,
         target,
@@ -356,7 +357,20 @@ def run_fleet_plan(
         goodput=goodput_model(failures, **recovery),
         sites=_sites_model(shape, step_on),
     )
+    if rounded:
+        run = replace(run, notes=(rounded, *run.notes))
     return with_uncertainty(run, shape, target, efficiency=efficiency, failures=failures, hot_spares=hot_spares)
+
+
+def rounding_note(count: int | None, target: Cluster) -> str | None:
+    """Says so when ``--count`` was rounded down to whole systems (None when it was not)."""
+    if count is None or count == target.num_devices:
+        return None
+    system = target.system
+    return (
+        f"--count {count:,} is not a whole number of {system.num_devices}-device {system.id} systems: "
+        f"{target.num_devices:,} devices used"
+    )
 
 
 def with_uncertainty(

@@ -12,7 +12,7 @@ from rainier.errors import InputError, field_error
 from rainier.hardware import get_accelerator
 from rainier.serve.cost import AttentionKernels, WeightFormat, parse_kv_precision
 from rainier.serve.efficiency import ServeEfficiency, ServeEfficiencyTable
-from rainier.serve.estimate import ServeConfig, ServeEstimate, estimate_serving
+from rainier.serve.estimate import MEMORY_UTILIZATION, ServeConfig, ServeEstimate, estimate_serving
 from rainier.serve.limits import MAX_DEVICES, MAX_SEED, MAX_TOKENS, check_float, check_int, check_text
 from rainier.serve.residuals import devices_interval
 from rainier.serve.residuals import intervals as serve_intervals
@@ -108,6 +108,15 @@ def run_serve_estimate(
                 batch,
                 f"a batch whose prefill activations ({result.activation_bytes_per_device / 2**30:.1f} GiB per device) "
                 "fit the memory reserve; prefill fewer prompts at once",
+            )
+        if result.weight_bytes_per_device >= MEMORY_UTILIZATION * result.capacity_bytes_per_device:
+            raise field_error(
+                "tp",
+                result.config.tp,
+                f"a layout whose weights fit: {model}'s take {result.weight_bytes_per_device / 2**30:,.1f} GiB per "
+                f"device at tp={result.config.tp}, pp={result.config.pp}, of "
+                f"{MEMORY_UTILIZATION * result.capacity_bytes_per_device / 2**30:,.1f} GiB usable on "
+                f"{target.accelerator.id} (raise --tp or --pp, or store the weights in fp8 or int4)",
             )
         if result.max_batch == 0:
             raise field_error(
