@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import os
 import shlex
 import shutil
@@ -61,7 +62,10 @@ def user_errors(func: Callable[P, R]) -> Callable[P, R]:
         try:
             return func(*args, **kwargs)
         except ValueError as exc:  # InputError and config validation errors
-            _err.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True, highlight=False, soft_wrap=True)
+            if kwargs.get("as_json") is True:  # a script reading --json gets the error as JSON too (on stderr)
+                sys.stderr.write(json.dumps({"error": str(exc), "exit_code": EXIT_BAD_INPUT}) + "\n")
+            else:
+                _err.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True, highlight=False, soft_wrap=True)
             raise typer.Exit(EXIT_BAD_INPUT) from None
         except KeyboardInterrupt:
             _err.print("interrupted")

@@ -23,9 +23,11 @@ from rainier.cli import (
     _print_tables,
     _write_extras,
     app,
+    check_output,
     emit_json,
     user_errors,
 )
+from rainier.errors import field_error
 from rainier.serve.limits import DEFAULT_MAX_ITERATIONS, DEFAULT_MAX_REQUESTS, MAX_ITERATIONS, MAX_REQUESTS
 
 serve_app = typer.Typer(
@@ -202,6 +204,12 @@ def serve_simulate(
             help="Also write a Chrome/Perfetto trace (JSON) of the simulation (--trace is the request trace input).",
         ),
     ] = None,
+    requests_out: Annotated[
+        Path | None,
+        typer.Option(
+            "--requests-out", help="Also write each request's arrival, queue, TTFT, TPOT, e2e (.csv or .parquet)."
+        ),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Discrete-event simulation of serving: TTFT/TPOT/e2e percentiles, throughput, utilisation, queueing."""
@@ -209,7 +217,12 @@ def serve_simulate(
     from rainier.api.serve import parse_unit
     from rainier.api.serve_sim import simulation_scenario
     from rainier.report.serve_sim_view import serve_sim_tables
-    from rainier.serve.simulate import simulate_serving
+    from rainier.serve.results import summarise, write_requests
+    from rainier.serve.simulate import simulate_timeline
+
+    check_output(requests_out, "--requests-out", *(p for p in (trace, report_path, trace_path) if p))
+    if requests_out is not None and requests_out.suffix.lower() not in (".csv", ".parquet"):
+        raise field_error("requests-out", str(requests_out), "a file name ending .csv or .parquet")
 
     scenario = simulation_scenario(
         model=model,
@@ -238,10 +251,17 @@ def serve_simulate(
         prefix_hit=prefix_hit,
     )
     with _progress_after("simulating requests") as progress:
-        result = simulate_serving(scenario, progress)
+        timeline = simulate_timeline(scenario, progress)
+        result = summarise(scenario, timeline)
     _write_extras(report_path, trace_path, SimulationRun(scenario, result))
+    if requests_out is not None:
+        write_requests(timeline, requests_out)
+        if not as_json:
+            _err.print(f"wrote {requests_out}")
     if as_json:
-        emit_json(result.to_dict())
+        layout = {"tp": tp, "pp": pp, "replicas": result.replicas, "prefill_replicas": result.prefill_replicas}
+        target = {"model": model, "cluster": cluster, "accelerator": accelerator, "count": count, "layout": layout}
+        emit_json({**target, **result.to_dict()})
     else:
         _print_tables(serve_sim_tables(result))
 

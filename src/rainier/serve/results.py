@@ -9,10 +9,12 @@ fits in it and a busy fraction is at most 1; latencies of a run where nothing co
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from rainier.errors import InputError, field_error
 from rainier.frame import frame
 
 if TYPE_CHECKING:
@@ -212,3 +214,69 @@ def summarise(scenario: ServeScenario, timeline: ServeTimeline) -> ServeResult:
         seed=scenario.seed,
         warnings=tuple(warnings),
     )
+
+
+REQUEST_COLUMNS = (
+    "request",
+    "arrival_s",
+    "input_len",
+    "output_len",
+    "status",
+    "queue_ms",
+    "ttft_ms",
+    "tpot_ms",
+    "e2e_ms",
+    "kv_transfer_ms",
+)
+
+
+def request_rows(timeline: ServeTimeline) -> dict[str, np.ndarray]:
+    """One row per request, in arrival order: its arrival, lengths, status and latencies (ms; NaN where none).
+
+    ``status`` is ``completed``, ``rejected`` (too long for a replica's KV cache) or ``unfinished`` (still in
+    flight when the run stopped); TPOT is ``(e2e - ttft) / (output_len - 1)``, NaN for one-token outputs.
+    """
+    t = timeline
+    done = ~np.isnan(t.finish_s)
+    status = np.where(done, "completed", np.where(t.rejected, "rejected", "unfinished"))
+    ttft = (t.first_token_s - t.arrival_s) * 1e3
+    e2e = (t.finish_s - t.arrival_s) * 1e3
+    steps = t.output_len.astype(float) - 1.0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        tpot = np.where(steps > 0, (e2e - ttft) / steps, np.nan)
+    return {
+        "request": np.arange(t.arrival_s.size),
+        "arrival_s": t.arrival_s,
+        "input_len": t.input_len,
+        "output_len": t.output_len,
+        "status": status,
+        "queue_ms": t.queue_s * 1e3,
+        "ttft_ms": ttft,
+        "tpot_ms": tpot,
+        "e2e_ms": e2e,
+        "kv_transfer_ms": t.transfer_s * 1e3,
+    }
+
+
+def write_requests(timeline: ServeTimeline, path: Path | str) -> Path:
+    """Write :func:`request_rows` to ``path``: CSV, or Parquet (through DuckDB, no pyarrow) for a ``.parquet`` name."""
+    import duckdb
+    import pandas as pd
+
+    target = Path(path)
+    table = pd.DataFrame(request_rows(timeline), columns=list(REQUEST_COLUMNS))
+    suffix = target.suffix.lower()
+    if suffix not in (".csv", ".parquet"):
+        raise field_error("requests-out", str(path), "a file name ending .csv or .parquet")
+    try:
+        if suffix == ".csv":
+            table.to_csv(target, index=False)
+        else:
+            connection = duckdb.connect()
+            connection.register("requests", table)
+            escaped = str(target).replace("'", "''")
+            connection.execute(f"COPY requests TO '{escaped}' (FORMAT parquet)")
+            connection.close()
+    except OSError as exc:
+        raise InputError(f"{target}: cannot write ({exc.strerror or exc})") from None
+    return target
