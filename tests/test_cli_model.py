@@ -177,3 +177,11 @@ def test_train_estimate_bad_plans_are_one_line_errors() -> None:
     assert both.exit_code == 2 and "not both" in both.stderr
     negative = runner.invoke(app, [*base[:5], "a100-80gb", "--count", "-3", "--plan", "tp=1"])
     assert negative.exit_code == 2
+
+
+def test_link_names_are_not_emoji() -> None:
+    from rainier.cli import _out
+
+    with _out.capture() as captured:
+        _out.print("neuronlink-v3:x: and :smile:")
+    assert "neuronlink-v3:x: and :smile:" in captured.get()

@@ -50,8 +50,8 @@ app.add_typer(results_app, name="results")
 
 # Piped output keeps a wide layout instead of rich's 80-column default.
 _WIDTH = shutil.get_terminal_size((160, 40)).columns
-_out = Console(soft_wrap=False, width=_WIDTH)
-_err = Console(stderr=True)
+_out = Console(soft_wrap=False, width=_WIDTH, emoji=False)  # "neuronlink-v3:x:" is a name, not an emoji
+_err = Console(stderr=True, emoji=False)
 
 
 def user_errors(func: Callable[P, R]) -> Callable[P, R]:
