@@ -236,6 +236,7 @@ def sensitivity_figure(uncertainty: Mapping[str, Any], key: str = "wall_clock_da
         title=f"What moves the answer: {unit} with one input at each end of its range",
         barmode="group",
         xaxis_title=unit,
+        yaxis_title="uncertain input (its range)",
     )
     return figure
 
