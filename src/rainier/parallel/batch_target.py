@@ -23,11 +23,12 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from rainier.errors import InputError, field_error, quote
+from rainier.errors import InputError, field_error
 from rainier.limits import MAX_GLOBAL_BATCH, check_int_range
 
 DEFAULT_TOLERANCE = 0.05  # a batch target admits batches within +-5% unless told otherwise
 MAX_TOLERANCE = 0.5  # wider than +-50% is no longer a target
+MAX_DIGITS = 40  # longer numbers are refused before they are converted
 TARGET_PREFIX = "~"  # ``--gbs ~2520``: a target, not an exact batch
 
 
@@ -87,10 +88,10 @@ class BatchTarget:
     def describe(self) -> str:
         """One line stating the rule, for the tables and the JSON notes."""
         if self.exact:
-            return f"batch exactly {self.sequences:,} sequences: dp*mbs must divide it"
+            return f"exactly {self.sequences:,} sequences: dp*mbs must divide it"
         return (
-            f"batch target {self.sequences:,} sequences +-{self.tolerance:.0%} ({self.low:,} to {self.high:,}): "
-            "each plan runs the largest batch in that range that dp*mbs divides"
+            f"target {self.sequences:,} +-{self.tolerance:.0%} ({self.low:,} to {self.high:,} sequences): "
+            "each plan runs the largest batch there that dp*mbs divides"
         )
 
     def to_dict(self) -> dict[str, object]:
@@ -118,11 +119,12 @@ def parse_batch_target(
     text = str(gbs).strip().replace(",", "").replace("_", "")
     target = text.startswith(TARGET_PREFIX)
     digits = text.removeprefix(TARGET_PREFIX).strip()
-    if not digits.isdigit():
-        raise field_error("gbs", gbs, "a whole number of sequences (N exact, ~N within --gbs-tolerance)")
-    if len(digits) > 12:
-        raise field_error("gbs", quote(text, 20), f"at most {MAX_GLOBAL_BATCH:,} sequences")
-    sequences = int(digits)
+    if len(digits) > MAX_DIGITS:  # int() of thousands of digits is slow, and no batch is that large
+        raise field_error("gbs", gbs, f"at most {MAX_GLOBAL_BATCH:,} sequences")
+    try:
+        sequences = int(digits)  # a sign is read here and refused by BatchTarget's range check
+    except ValueError:
+        raise field_error("gbs", gbs, "a whole number of sequences (N exact, ~N within --gbs-tolerance)") from None
     if target or tolerance is not None:
         return BatchTarget(sequences=sequences, tolerance=DEFAULT_TOLERANCE if tolerance is None else tolerance)
     return BatchTarget(sequences=sequences)

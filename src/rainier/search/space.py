@@ -3,13 +3,18 @@
 By default a search tries every parallel degree that can divide the model and the cluster: tensor, context
 and expert parallelism in powers of two (the sizes collective libraries and topologies are built for), as the
 pipeline degree every divisor of the layer count and every power of two up to it (a count that pp does not
-divide is split unevenly, balanced against the output head: ``parallel.pipeline``), interleaving 1, 2 or 4,
-micro-batches 1-8, all three recompute policies, ZeRO-1 (distributed optimizer) and ZeRO-3 (FSDP), sequence
-parallelism whenever tensor parallelism is on, BF16 matmuls, and the 1F1B and interleaved schedules; a space
-file narrows or widens any of these (``schedule: [1f1b, interleaved, zb-h1, zb-v, dualpipe]``). The grid is
-built with numpy and every rejected combination is counted by its reason; the schedule rules are
+divide is split unevenly, balanced against the output head: ``parallel.pipeline``), every interleaving depth
+the layers allow (pp * vpp <= layers, chunks uneven where they must be), every micro-batch the batch allows (the
+divisors of an exact batch up to ``max_mbs``, or every size up to it for a batch target: see
+``parallel.batch_target``), all three recompute policies, ZeRO 0-3 (3 = FSDP), sequence parallelism whenever
+tensor parallelism is on, BF16 matmuls, and the 1F1B and interleaved schedules; a space file narrows or widens
+any of these (``schedule: [1f1b, interleaved, zb-h1, zb-v, dualpipe]``). The grid is built with numpy, in
+stages, and every rejected combination is counted by its reason; the schedule rules are
 ``parallel.plan.check_plan``'s (interleaved and ZB-V need at least pp micro-batches, DualPipe an even count of
 at least 2*pp on an even pp).
+
+Not in the space: host offload (weights, optimizer state, activations), recompute of a number of full layers and
+HSDP, which the step model does not express; precisions other than BF16 unless the space names them.
 """
 
 from __future__ import annotations
@@ -37,7 +42,13 @@ IntArray = NDArray[np.int64]
 DEFAULT_MAX_TP = 64
 DEFAULT_MAX_CP = 32
 DEFAULT_MAX_EP = 256
-DEFAULT_MAX_MBS = 64  # largest micro-batch tried when the space names none (memory rejects most above ~16)
+DEFAULT_MAX_MBS = 16  # largest micro-batch tried when the space names none (a space file may raise it)
+ZERO_STAGES = (0, 1, 2, 3)
+# The space the fleet commands' round-up rule (``round_gbs``) searches until they adopt ``BatchTarget``: the
+# space before issue 17, kept so that their answers and their many-cluster searches' speed stay as they were.
+LEGACY_VPP = (1, 2, 4)
+LEGACY_MBS = (1, 2, 4, 8)
+LEGACY_ZERO = (1, 3)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -51,7 +62,7 @@ class SearchSpace:
     ep: tuple[int, ...] | None = None
     mbs: tuple[int, ...] | None = None
     recompute: tuple[Recompute, ...] = (Recompute.NONE, Recompute.SELECTIVE, Recompute.FULL)
-    zero: tuple[int, ...] = (0, 1, 2, 3)
+    zero: tuple[int, ...] | None = None
     precision: tuple[Precision, ...] = (Precision.BF16,)
     zero_bubble: bool = False  # also try the zero-bubble (ZB-H1) schedule for pipelined plans
     schedules: tuple[Schedule, ...] = (Schedule.ONE_F_ONE_B, Schedule.INTERLEAVED)
@@ -122,7 +133,10 @@ def enumerate_plans(
     precisions = [p for p in space.precision if cluster.accelerator.supports(p)]
     unsupported = [p for p in space.precision if not cluster.accelerator.supports(p)]
     schedules = list(dict.fromkeys([*space.schedules, *([Schedule.ZERO_BUBBLE] if space.zero_bubble else [])]))
-    vpp_values = list(space.vpp) if space.vpp is not None else list(range(1, layers // 2 + 1))
+    if space.vpp is not None:
+        vpp_values = list(space.vpp)
+    else:
+        vpp_values = list(LEGACY_VPP) if round_gbs else list(range(1, layers // 2 + 1))
     pairs = [
         (SCHEDULE_CODES[s], v)
         for s in schedules
@@ -132,7 +146,7 @@ def enumerate_plans(
     mbs_values = _microbatch_sizes(space, target, round_gbs)
     rest = {
         "recompute": [RECOMPUTE_CODES[r] for r in space.recompute],
-        "zero": list(space.zero),
+        "zero": list(space.zero if space.zero is not None else LEGACY_ZERO if round_gbs else ZERO_STAGES),
         "precision": [PRECISION_CODES[p] for p in precisions],
     }
     rest_size = math.prod(len(v) for v in rest.values())
@@ -286,7 +300,9 @@ def _microbatch_sizes(space: SearchSpace, target: BatchTarget, round_gbs: bool) 
     """The micro-batch axis: the space's list, else every divisor of an exact batch (every size for a target)."""
     if space.mbs is not None:
         return list(space.mbs)
-    if target.exact and not round_gbs:
+    if round_gbs:
+        return list(LEGACY_MBS)
+    if target.exact:
         return _divisors(target.sequences, space.max_mbs)
     return list(range(1, min(space.max_mbs, target.high) + 1))
 
