@@ -26,6 +26,7 @@ from rainier.parallel.plan import DegreeUnit
 from rainier.perf.batch import evaluate
 from rainier.perf.result import StepEstimate
 from rainier.perf.step import estimate, flops_per_token_table, resolve_efficiency, step_context
+from rainier.precision import Precision
 from rainier.search.engine import search
 from rainier.search.space import SearchSpace, enumerate_plans
 from rainier.workload import Recompute, get_model
@@ -137,11 +138,14 @@ def test_refusals_name_the_batch_rule_and_the_nearest_batches() -> None:
     with pytest.raises(
         InputError,
         match=r"^no valid plan: divisibility: gbs 2,520 must divide by dp\*mbs: nearest "
-        r"batches that work: 1,923 and 2,564 \(or --gbs ~2520 for any batch within 5%\)$",
+        r"batches that do: 1,923 and 2,564 \(or --gbs ~2520 for any batch within 5%\)$",
     ):
         search(shape, cluster, gbs=2520)
-    with pytest.raises(InputError, match=r"batch range 95 to 105: nearest batches that work: 641 \(or a wider"):
+    with pytest.raises(InputError, match=r"batch range 95 to 105: nearest batches that do: 641 \(or a wider"):
         search(shape, cluster, gbs=BatchTarget(sequences=100, tolerance=0.05))
+    only_fp8 = SearchSpace(precision=(Precision.FP8,))  # nothing is built: the kind that rejected most is named
+    with pytest.raises(InputError, match=r"^no valid plan: unsupported: a100-80gb has no fp8 matmuls$"):
+        search(shape, cluster, gbs=1923, space=only_fp8)
     found = search(shape, cluster, gbs=BatchTarget(sequences=2520, tolerance=0.05), top_k=1)
     assert found.top[0].estimate.plan.gbs == 2564 and "2,394 to 2,646" in found.to_dict()["batch_rule"]
 
@@ -150,7 +154,7 @@ def test_cli_batch_target_and_refusal() -> None:
     base = ["train", "search", "--model", "korthikanti-gpt-530b", "--accelerator", "a100-80gb", "--count", "5128"]
     refused = CliRunner().invoke(app, [*base, "--gbs", "2520"])
     assert refused.exit_code == 2 and "Traceback" not in refused.output
-    assert "nearest batches that work: 1,923 and 2,564" in refused.output
+    assert "nearest batches that do: 1,923 and 2,564" in refused.output
     done = CliRunner().invoke(app, [*base, "--gbs", "~2520", "--top", "1", "--json"])
     assert done.exit_code == 0, done.output
     doc = json.loads(done.stdout)

@@ -85,6 +85,7 @@ def search(
 ) -> SearchResult:
     """Every valid plan of ``shape`` on all of ``cluster`` at global batch ``gbs`` sequences, ranked.
 
+    ``gbs`` is an exact batch, or a :class:`BatchTarget` whose rule gives each plan its batch (shown per plan).
     With ``round_gbs``, ``gbs`` is a target each plan rounds up to a batch it can run (see ``enumerate_plans``).
     Raises ``InputError`` when no plan is feasible, naming the binding constraint.
     """
@@ -123,7 +124,7 @@ def search(
     score = seconds_per_token  # the three objectives order one cluster's plans alike (module docstring)
     feasible = np.flatnonzero(fits)
     if len(feasible) == 0:
-        raise InputError(_binding_constraint(found.binding, rejected, memory, capacity, len(cols)))
+        raise InputError(_binding_constraint(found.binding, found.reasons, rejected, memory, capacity, len(cols)))
     order = feasible[np.argsort(score[feasible], kind="stable")][:top_k]
     top = tuple(_ranked(shape, cols.plan_at(int(i)), cluster, eff, rates, int(tokens[i])) for i in order)
     notes = (f"price per device-hour from {rates.price_source}",) if rates.price_source else ()
@@ -161,7 +162,12 @@ def _ranked(
 
 
 def _binding_constraint(
-    binding: tuple[str, str] | None, rejected: dict[str, int], memory: np.ndarray, capacity: float, evaluated: int
+    binding: tuple[str, str] | None,
+    reasons: dict[str, str],
+    rejected: dict[str, int],
+    memory: np.ndarray,
+    capacity: float,
+    evaluated: int,
 ) -> str:
     """One line saying why no plan is feasible and what to try: the check that rejected the last plans left."""
     if evaluated and rejected.get(InfeasibleKind.MEMORY.value, 0) == evaluated:
@@ -170,7 +176,12 @@ def _binding_constraint(
             f"no valid plan: memory: smallest need {need / GIB:.1f} GiB per device > {capacity / GIB:.1f} GiB; "
             "try zero=3, recompute=full, a smaller micro-batch, or more devices"
         )
-    if not evaluated and binding is not None:
+    if not evaluated and rejected:
+        # The check that removed the last plans left; else (no plan was ever built, e.g. every precision is
+        # unsupported) the kind that rejected the most.
+        if binding is None:
+            kind = max(rejected, key=lambda k: rejected[k])
+            binding = (kind, reasons.get(kind, kind))
         kind, why = binding
         return f"no valid plan: {kind}: {why}"
     return "no valid plan in the search space"

@@ -240,11 +240,8 @@ def enumerate_plans(
     candidates = grid.candidates + len(grid)
     rejected, reasons = grid.rejected, grid.reasons
     if unsupported:  # combinations with a precision the chip lacks are counted, never built
-        per_precision = (
-            candidates // max(len(precisions), 1)
-            if precisions
-            else _space_size(tp_values, cp_values, pp_values, ep_values, pairs, mbs_values, rest)
-        )
+        axes = (tp_values, cp_values, pp_values, ep_values, pairs, mbs_values, rest["recompute"], rest["zero"])
+        per_precision = math.prod(len(a) for a in axes)
         rejected[InfeasibleKind.UNSUPPORTED.value] = per_precision * len(unsupported)
         reasons[InfeasibleKind.UNSUPPORTED.value] = (
             f"{cluster.accelerator.id} has no {', '.join(p.value for p in unsupported)} matmuls"
@@ -277,7 +274,7 @@ def enumerate_plans(
 
 
 def _batch_hint(target: BatchTarget, dp: IntArray, space: SearchSpace) -> str:
-    """Why the batch rule rejects plans, with the nearest batches some remaining ``dp * mbs`` would divide."""
+    """Why the batch rule rejects plans, with the nearest batches some remaining ``dp * mbs`` divides."""
     sizes = space.mbs if space.mbs is not None else range(1, space.max_mbs + 1)
     below, above = target.nearest(d * m for d in np.unique(dp).tolist() for m in sizes)
     near = " and ".join(f"{b:,}" for b in (below, above) if b is not None)
@@ -287,13 +284,7 @@ def _batch_hint(target: BatchTarget, dp: IntArray, space: SearchSpace) -> str:
     else:
         rule = f"no multiple of dp*mbs lies in the batch range {target.low:,} to {target.high:,}"
         other = " (or a wider --gbs-tolerance)"
-    return f"{rule}: nearest batches that work: {near}{other}" if near else rule
-
-
-def _space_size(*axes: Any) -> int:
-    """Combinations of the axes (the last a dict of axes) for a space whose every precision is unsupported."""
-    *lists, rest = axes
-    return math.prod(len(a) for a in lists) * math.prod(max(len(v), 1) for k, v in rest.items() if k != "precision")
+    return f"{rule}: nearest batches that do: {near}{other}" if near else rule
 
 
 def _microbatch_sizes(space: SearchSpace, target: BatchTarget, round_gbs: bool) -> list[int]:
