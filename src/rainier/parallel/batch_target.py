@@ -7,7 +7,8 @@ some multiple of ``dp * mbs`` inside ``[target * (1 - tolerance), target * (1 + 
 and the plan takes the largest such batch: under the step model more micro-batches per step never cost more
 time per token (the pipeline bubble, the gradient synchronisation and the optimizer step are paid once per
 step and spread over more tokens). DualPipe runs only an even micro-batch count, so it takes the largest even
-count in the window.
+count in the window. The search also tries smaller batches in the window where activation memory still grows
+with the count (few micro-batches, or GPipe), since those may fit where the largest does not.
 
 This one rule serves every command that searches plans (``train search``, and the fleet commands, which should
 pass ``BatchTarget(sequences=gbs, tolerance=DEFAULT_TOLERANCE)`` instead of their former round-up-to-2x rule),

@@ -219,6 +219,7 @@ def enumerate_plans(
         count = target.microbatches(unit, even=dualpipe)
         grid["gbs"] = count * unit
         grid.reject(count == 0, divisible, _batch_hint(target, grid["dp"], space))
+        _smaller_batches_where_memory_grows(grid, target)
     microbatches = grid["gbs"] // (grid["dp"] * grid["mbs"])
     schedule = grid["schedule"]
     grid.reject(
@@ -271,6 +272,33 @@ def enumerate_plans(
         target=target,
         binding=grid.binding,
     )
+
+
+def _smaller_batches_where_memory_grows(grid: _Grid, target: BatchTarget) -> None:
+    """Also try, at every smaller count in the range, the plans whose activation memory grows with the count.
+
+    A plan runs the largest batch in the range (fewest seconds per token), but a rank holds ``min(stage depth,
+    m)`` micro-batches of activations (``perf.schedule.in_flight``; GPipe all ``m``), so with few micro-batches a
+    smaller batch may fit where the largest does not. That happens only when ``m <= 2 * pp + 1`` (or GPipe), a
+    small count, so the extra rows are few. DualPipe is left out: it runs at least 2 * pp, past the bound.
+    """
+    unit = grid["dp"] * grid["mbs"]
+    top = grid["gbs"] // unit
+    lowest = -(-target.low // unit)
+    schedule = grid["schedule"]
+    grows = ((top <= 2 * grid["pp"] + 1) | (schedule == SCHEDULE_CODES[Schedule.GPIPE])) & (
+        schedule != SCHEDULE_CODES[Schedule.DUALPIPE]
+    )
+    extra = np.where(grows, np.maximum(top - lowest, 0), 0)
+    if not extra.any():
+        return
+    rows = np.repeat(np.arange(len(grid)), extra)
+    # the k-th extra row of a plan runs top - k micro-batches (k = 1 .. extra)
+    step_back = np.arange(len(rows)) - np.repeat(np.cumsum(extra) - extra, extra) + 1
+    counts = top[rows] - step_back
+    for name, values in grid.columns.items():
+        grid[name] = np.concatenate([values, values[rows]])
+    grid["gbs"][len(unit) :] = counts * unit[rows]
 
 
 def _batch_hint(target: BatchTarget, dp: IntArray, space: SearchSpace) -> str:
