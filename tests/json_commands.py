@@ -35,7 +35,10 @@ COMMANDS: dict[str, list[list[str]]] = {
         ["train", "estimate", "--model", "llama-3-8b", *H100_64, "--plan", "tp=2,pp=2,gbs=64"],
         ["train", "estimate", "--model", "mixtral-8x7b", *H100_64, "--plan", "tp=2,ep=4,gbs=64"],
     ],
-    "train-search": [["train", "search", "--model", "llama-3-8b", *H100_64, "--gbs", "64", "--top", "2"]],
+    "train-search": [
+        ["train", "search", "--model", "llama-3-8b", *H100_64, "--gbs", "64", "--top", "2"],
+        ["train", "search", "--model", "llama-3-8b", *H100_64, "--gbs", "~60", "--top", "2"],
+    ],
     "train-scale": [
         ["train", "scale", "--model", "llama-3-8b", "--accelerator", "h100-sxm", "--counts", "8,64", "--gbs", "64"]
     ],

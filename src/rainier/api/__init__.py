@@ -12,6 +12,7 @@ from collections.abc import Callable
 from rainier.errors import InputError, field_error
 from rainier.hardware import Cluster, cluster_of, get_cluster
 from rainier.limits import MAX_PRICE_PER_DEVICE_HOUR, check_float_range
+from rainier.parallel.batch_target import parse_batch_target
 from rainier.parallel.plan import DegreeUnit, Infeasible, parse_plan
 from rainier.perf.efficiency import Efficiency, EfficiencyTable
 from rainier.perf.result import StepEstimate
@@ -62,7 +63,9 @@ def run_estimate(
 def run_search(
     *,
     model: str,
-    gbs: int,
+    gbs: int | str | None = None,
+    gbs_tolerance: float | None = None,
+    batch_tokens: float | None = None,
     cluster: str | None = None,
     accelerator: str | None = None,
     count: int | None = None,
@@ -74,13 +77,22 @@ def run_search(
     efficiency: Efficiency | EfficiencyTable | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> SearchResult:
-    """Every valid plan of a model on a cluster, ranked (``rainier train search``)."""
+    """Every valid plan of a model on a cluster, ranked (``rainier train search``).
+
+    ``gbs`` is exact (``2520``) or a target (``"~2520"``, within ``gbs_tolerance``, default 5%); ``batch_tokens``
+    is a target in tokens instead (:func:`rainier.parallel.batch_target.parse_batch_target`).
+    """
     shape = resolve_model(model)
     target = resolve_cluster(cluster, accelerator, count)
+    if seq_len is not None and seq_len <= 0:
+        raise field_error("seq-len", seq_len, "a positive number of tokens")
+    batch = parse_batch_target(
+        gbs, seq_len=seq_len or shape.seq_len, tolerance=gbs_tolerance, batch_tokens=batch_tokens
+    )
     return search(
         shape,
         target,
-        gbs=gbs,
+        gbs=batch,
         seq_len=seq_len,
         objective=parse_objective(objective),
         top_k=top,
@@ -119,6 +131,16 @@ def run_scale(
         price=_price(price),
         progress=progress,
     )
+
+
+def parse_int_option(name: str, text: str | None) -> int | None:
+    """A whole-number option given as text (``--gbs 2520``); ``None`` stays ``None``."""
+    if text is None:
+        return None
+    digits = text.strip().replace(",", "").replace("_", "")
+    if not digits.isdigit() or len(digits) > 15:
+        raise field_error(name, text, "a whole number")
+    return int(digits)
 
 
 def parse_objective(text: str) -> Objective:

@@ -91,7 +91,22 @@ def train_estimate(
 @user_errors
 def train_search(
     model: Annotated[str, typer.Option("--model", help="Catalog model name or Hugging Face config.json.")],
-    gbs: Annotated[int, typer.Option("--gbs", help="Global batch in sequences per step.")],
+    gbs: Annotated[
+        str | None,
+        typer.Option(
+            "--gbs",
+            help="Global batch in sequences per step: N exactly (dp*mbs must divide it), or ~N for any batch "
+            "within --gbs-tolerance of N (each plan runs the largest such batch it can split evenly).",
+        ),
+    ] = None,
+    gbs_tolerance: Annotated[
+        float | None,
+        typer.Option("--gbs-tolerance", help="Relative tolerance of a batch target (~N, --batch-tokens); 0.05 = +-5%."),
+    ] = None,
+    batch_tokens: Annotated[
+        float | None,
+        typer.Option("--batch-tokens", help="Global batch target in tokens instead of --gbs (within --gbs-tolerance)."),
+    ] = None,
     cluster: ClusterOption = None,
     accelerator: AcceleratorOption = None,
     count: Annotated[
@@ -116,6 +131,8 @@ def train_search(
 
     if pareto is not None:
         axes = parse_pareto(pareto)
+        if gbs is None or batch_tokens is not None or gbs_tolerance is not None or gbs.strip().startswith("~"):
+            raise ValueError("--pareto takes an exact --gbs N (batch targets are for one cluster's search)")
         if accelerator is None or count is None or cluster is not None:
             raise ValueError("--pareto needs --accelerator and --count (a range like 1024..1048576 or a list)")
         with _progress("searching cluster sizes", as_json) as progress:
@@ -123,7 +140,7 @@ def train_search(
                 model=model,
                 accelerator=accelerator,
                 counts=count,
-                gbs=gbs,
+                gbs=api.parse_int_option("gbs", gbs),
                 seq_len=seq_len,
                 objective=objective,
                 space=str(space) if space else None,
@@ -142,6 +159,8 @@ def train_search(
         result = api.run_search(
             model=model,
             gbs=gbs,
+            gbs_tolerance=gbs_tolerance,
+            batch_tokens=batch_tokens,
             cluster=cluster,
             accelerator=accelerator,
             count=devices,

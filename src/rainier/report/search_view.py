@@ -35,6 +35,8 @@ def search_tables(doc: dict[str, Any]) -> list[Table]:
     rejected = ", ".join(f"{k}: {v:,}" for k, v in sorted(doc["infeasible"].items())) or "none"
     head.add_row("infeasible", rejected)
     head.add_row("objective", doc["objective"])
+    if doc.get("batch_rule"):
+        head.add_row("batch", doc["batch_rule"])
     for note in doc.get("notes", []):
         head.add_row("note", note)
 
@@ -43,6 +45,7 @@ def search_tables(doc: dict[str, Any]) -> list[Table]:
         "#",
         "plan",
         "step s",
+        "gbs",
         "tokens/s/dev",
         "MFU",
         "mem GiB",
@@ -64,6 +67,7 @@ def search_tables(doc: dict[str, Any]) -> list[Table]:
             str(rank),
             _plan(row["plan"]),
             f"{row['step_time_s']:.4g}",
+            f"{row['gbs']:,}",
             f"{row['tokens_per_s_per_device']:,.0f}",
             f"{row['mfu']:.1%}",
             f"{row['memory_bytes']['total'] / 2**30:.1f}",

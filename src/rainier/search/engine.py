@@ -15,6 +15,7 @@ import numpy as np
 
 from rainier.errors import InputError
 from rainier.hardware import Cluster, systems
+from rainier.parallel.batch_target import BatchTarget
 from rainier.parallel.plan import DegreeUnit, InfeasibleKind
 from rainier.perf.batch import evaluate
 from rainier.perf.efficiency import Efficiency, EfficiencyTable
@@ -72,7 +73,7 @@ def search(
     shape: TransformerShape,
     cluster: Cluster,
     *,
-    gbs: int,
+    gbs: int | BatchTarget,
     seq_len: int | None = None,
     objective: Objective = Objective.TIME,
     top_k: int = 10,
@@ -84,10 +85,11 @@ def search(
 ) -> SearchResult:
     """Every valid plan of ``shape`` on all of ``cluster`` at global batch ``gbs`` sequences, ranked.
 
+    ``gbs`` is an exact batch, or a :class:`BatchTarget` whose rule gives each plan its batch (shown per plan).
     With ``round_gbs``, ``gbs`` is a target each plan rounds up to a batch it can run (see ``enumerate_plans``).
     Raises ``InputError`` when no plan is feasible, naming the binding constraint.
     """
-    check_gbs(gbs)
+    check_gbs(gbs.sequences if isinstance(gbs, BatchTarget) else gbs)
     if top_k < 1:
         raise InputError(f"top={top_k} is invalid: at least 1")
     if seq_len is not None:
@@ -122,7 +124,7 @@ def search(
     score = seconds_per_token  # the three objectives order one cluster's plans alike (module docstring)
     feasible = np.flatnonzero(fits)
     if len(feasible) == 0:
-        raise InputError(_binding_constraint(found.reasons, rejected, memory, capacity, len(cols)))
+        raise InputError(_binding_constraint(found.binding, found.reasons, rejected, memory, capacity, len(cols)))
     order = feasible[np.argsort(score[feasible], kind="stable")][:top_k]
     top = tuple(_ranked(shape, cols.plan_at(int(i)), cluster, eff, rates, int(tokens[i])) for i in order)
     notes = (f"price per device-hour from {rates.price_source}",) if rates.price_source else ()
@@ -130,7 +132,7 @@ def search(
         model=shape.name,
         cluster=cluster.id,
         num_devices=cluster.num_devices,
-        gbs=gbs,
+        gbs=found.target.sequences,
         seq_len=shape.seq_len,
         objective=objective,
         evaluated=len(cols),
@@ -139,6 +141,7 @@ def search(
         elapsed_s=elapsed,
         top=top,
         notes=notes,
+        batch=None if round_gbs else found.target,
     )
 
 
@@ -159,9 +162,14 @@ def _ranked(
 
 
 def _binding_constraint(
-    reasons: dict[str, str], rejected: dict[str, int], memory: np.ndarray, capacity: float, evaluated: int
+    binding: tuple[str, str] | None,
+    reasons: dict[str, str],
+    rejected: dict[str, int],
+    memory: np.ndarray,
+    capacity: float,
+    evaluated: int,
 ) -> str:
-    """One line saying why no plan is feasible and what to try."""
+    """One line saying why no plan is feasible and what to try: the check that rejected the last plans left."""
     if evaluated and rejected.get(InfeasibleKind.MEMORY.value, 0) == evaluated:
         need = float(memory.min())
         return (
@@ -169,6 +177,11 @@ def _binding_constraint(
             "try zero=3, recompute=full, a smaller micro-batch, or more devices"
         )
     if not evaluated and rejected:
-        kind = max(rejected, key=lambda k: rejected[k])
-        return f"no valid plan: {kind}: {reasons.get(kind, kind)} (every candidate failed a check)"
+        # The check that removed the last plans left; else (no plan was ever built, e.g. every precision is
+        # unsupported) the kind that rejected the most.
+        if binding is None:
+            kind = max(rejected, key=lambda k: rejected[k])
+            binding = (kind, reasons.get(kind, kind))
+        kind, why = binding
+        return f"no valid plan: {kind}: {why}"
     return "no valid plan in the search space"

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from rainier.frame import frame
+from rainier.parallel.batch_target import BatchTarget
 from rainier.perf.result import StepEstimate
 
 if TYPE_CHECKING:
@@ -33,6 +34,7 @@ class RankedPlan:
     def to_dict(self) -> dict[str, Any]:
         out = self.estimate.to_dict()
         out["plan_text"] = self.estimate.plan.describe()  # the plan as a ``--plan`` argument
+        out["gbs"] = self.estimate.plan.gbs  # the batch this plan runs (a batch target lets it differ)
         out["objective"] = {
             "seconds_per_million_tokens": self.seconds_per_token * 1e6,
             "dollars_per_million_tokens": None if self.dollars_per_token is None else self.dollars_per_token * 1e6,
@@ -48,7 +50,7 @@ class SearchResult:
     model: str
     cluster: str
     num_devices: int
-    gbs: int
+    gbs: int  # the batch asked for (sequences): exact, or the centre of ``batch``'s range
     seq_len: int
     objective: Objective
     evaluated: int  # plans timed by the cost model
@@ -58,6 +60,7 @@ class SearchResult:
     top: tuple[RankedPlan, ...]
     binding_constraint: str = ""  # when nothing is feasible: what stopped it, and what to try
     notes: tuple[str, ...] = field(default_factory=tuple)
+    batch: BatchTarget | None = None  # the batch rule (None: a caller's own, e.g. the fleet's round-up)
 
     @property
     def plans_per_s(self) -> float:
@@ -73,6 +76,8 @@ class SearchResult:
             "cluster": self.cluster,
             "num_devices": self.num_devices,
             "gbs": self.gbs,
+            "batch_target": None if self.batch is None else self.batch.to_dict(),
+            "batch_rule": "" if self.batch is None else self.batch.describe(),
             "seq_len": self.seq_len,
             "objective": self.objective.value,
             "evaluated": self.evaluated,

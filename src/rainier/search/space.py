@@ -3,13 +3,18 @@
 By default a search tries every parallel degree that can divide the model and the cluster: tensor, context
 and expert parallelism in powers of two (the sizes collective libraries and topologies are built for), as the
 pipeline degree every divisor of the layer count and every power of two up to it (a count that pp does not
-divide is split unevenly, balanced against the output head: ``parallel.pipeline``), interleaving 1, 2 or 4,
-micro-batches 1-8, all three recompute policies, ZeRO-1 (distributed optimizer) and ZeRO-3 (FSDP), sequence
-parallelism whenever tensor parallelism is on, BF16 matmuls, and the 1F1B and interleaved schedules; a space
-file narrows or widens any of these (``schedule: [1f1b, interleaved, zb-h1, zb-v, dualpipe]``). The grid is
-built with numpy and every rejected combination is counted by its reason; the schedule rules are
+divide is split unevenly, balanced against the output head: ``parallel.pipeline``), every interleaving depth
+the layers allow (pp * vpp <= layers, chunks uneven where they must be), every micro-batch the batch allows (the
+divisors of an exact batch up to ``max_mbs``, or every size up to it for a batch target: see
+``parallel.batch_target``), all three recompute policies, ZeRO 0-3 (3 = FSDP), sequence parallelism whenever
+tensor parallelism is on, BF16 matmuls, and the 1F1B and interleaved schedules; a space file narrows or widens
+any of these (``schedule: [1f1b, interleaved, zb-h1, zb-v, dualpipe]``). The grid is built with numpy, in
+stages, and every rejected combination is counted by its reason; the schedule rules are
 ``parallel.plan.check_plan``'s (interleaved and ZB-V need at least pp micro-batches, DualPipe an even count of
 at least 2*pp on an even pp).
+
+Not in the space: host offload (weights, optimizer state, activations), recompute of a number of full layers and
+HSDP, which the step model does not express; precisions other than BF16 unless the space names them.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from rainier.catalog.loader import CatalogError, Fields, load_yaml
 from rainier.errors import quote
 from rainier.hardware import Cluster
 from rainier.limits import MAX_DEVICES, MAX_GLOBAL_BATCH, check_int_range
+from rainier.parallel.batch_target import DEFAULT_TOLERANCE, BatchTarget
 from rainier.parallel.plan import SCHEDULE_ALIASES, InfeasibleKind, Schedule
 from rainier.perf.columns import PRECISION_CODES, RECOMPUTE_CODES, SCHEDULE_CODES, PlanColumns
 from rainier.precision import Precision
@@ -36,7 +42,13 @@ IntArray = NDArray[np.int64]
 DEFAULT_MAX_TP = 64
 DEFAULT_MAX_CP = 32
 DEFAULT_MAX_EP = 256
-PRECISION_AXIS = 8  # position of the precision values in the grid's axes
+DEFAULT_MAX_MBS = 16  # largest micro-batch tried when the space names none (a space file may raise it)
+ZERO_STAGES = (0, 1, 2, 3)
+# The space the fleet commands' round-up rule (``round_gbs``) searches until they adopt ``BatchTarget``: the
+# space before issue 17, kept so that their answers and their many-cluster searches' speed stay as they were.
+LEGACY_VPP = (1, 2, 4)
+LEGACY_MBS = (1, 2, 4, 8)
+LEGACY_ZERO = (1, 3)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -45,18 +57,19 @@ class SearchSpace:
 
     tp: tuple[int, ...] | None = None
     pp: tuple[int, ...] | None = None
-    vpp: tuple[int, ...] = (1, 2, 4)
+    vpp: tuple[int, ...] | None = None
     cp: tuple[int, ...] | None = None
     ep: tuple[int, ...] | None = None
-    mbs: tuple[int, ...] = (1, 2, 4, 8)
+    mbs: tuple[int, ...] | None = None
     recompute: tuple[Recompute, ...] = (Recompute.NONE, Recompute.SELECTIVE, Recompute.FULL)
-    zero: tuple[int, ...] = (1, 3)
+    zero: tuple[int, ...] | None = None
     precision: tuple[Precision, ...] = (Precision.BF16,)
     zero_bubble: bool = False  # also try the zero-bubble (ZB-H1) schedule for pipelined plans
     schedules: tuple[Schedule, ...] = (Schedule.ONE_F_ONE_B, Schedule.INTERLEAVED)
     max_tp: int = DEFAULT_MAX_TP
     max_pp: int = 128
     max_cp: int = DEFAULT_MAX_CP
+    max_mbs: int = DEFAULT_MAX_MBS
     tp_within_scale_up: bool = True  # reject tensor parallelism that leaves the scale-up domain
     notes: tuple[str, ...] = field(default_factory=tuple)
 
@@ -83,24 +96,36 @@ class Enumeration:
     candidates: int
     rejected: dict[str, int]
     reasons: dict[str, str]  # one example sentence per rejection kind
+    target: BatchTarget  # the batch rule the plans were built under
+    binding: tuple[str, str] | None = None  # (kind, sentence) of the check that rejected the last plans left
 
 
 def enumerate_plans(
-    shape: TransformerShape, cluster: Cluster, gbs: int, space: SearchSpace, *, round_gbs: bool = False
+    shape: TransformerShape,
+    cluster: Cluster,
+    gbs: int | BatchTarget,
+    space: SearchSpace,
+    *,
+    round_gbs: bool = False,
 ) -> Enumeration:
     """Every combination of the space's values, with the invalid ones counted by reason and removed.
 
-    With ``round_gbs`` the global batch is a target: each plan takes the smallest multiple of its
-    ``dp * mbs`` (times ``pp`` when interleaved) at or above ``gbs``, and plans that would need more than twice
-    the target are rejected.
+    ``gbs`` is an exact batch (an ``int``) or a :class:`~rainier.parallel.batch_target.BatchTarget` whose rule
+    gives each plan its batch. ``round_gbs`` (the fleet commands' former rule) makes an ``int`` a target each
+    plan rounds up to: the smallest multiple of its ``dp * mbs`` at or above it, rejecting plans that would need
+    more than twice the target.
+
+    The grid is built in stages (model-parallel shape, expert degree, schedule, micro-batch, then the axes no
+    rule constrains), dropping rejected rows at each stage so that the full Cartesian product is never built; a
+    row rejected early counts once for every combination of the axes not yet expanded.
     """
+    target = gbs if isinstance(gbs, BatchTarget) else BatchTarget(sequences=gbs)
     devices = cluster.num_devices
     experts = shape.moe.num_experts if shape.moe is not None else 1
+    layers = shape.num_layers
     tp_values = list(space.tp) if space.tp is not None else _powers_of_two(min(space.max_tp, devices))
     cp_values = list(space.cp) if space.cp is not None else _powers_of_two(min(space.max_cp, devices))
-    pp_values = (
-        list(space.pp) if space.pp is not None else _pipeline_degrees(shape.num_layers, min(space.max_pp, devices))
-    )
+    pp_values = list(space.pp) if space.pp is not None else _pipeline_degrees(layers, min(space.max_pp, devices))
     if shape.moe is None:
         ep_values = [1]
     else:
@@ -108,109 +133,251 @@ def enumerate_plans(
     precisions = [p for p in space.precision if cluster.accelerator.supports(p)]
     unsupported = [p for p in space.precision if not cluster.accelerator.supports(p)]
     schedules = list(dict.fromkeys([*space.schedules, *([Schedule.ZERO_BUBBLE] if space.zero_bubble else [])]))
-    axes = [
-        tp_values,
-        cp_values,
-        pp_values,
-        list(space.vpp),
-        ep_values,
-        list(space.mbs),
-        [RECOMPUTE_CODES[r] for r in space.recompute],
-        list(space.zero),
-        [PRECISION_CODES[p] for p in precisions],
-        [SCHEDULE_CODES[s] for s in schedules],
-    ]
-    grid = np.meshgrid(*[np.asarray(a, dtype=np.int64) for a in axes], indexing="ij")
-    tp, cp, pp, vpp, ep, mbs, recompute, zero, precision, schedule = (g.reshape(-1) for g in grid)
-    total = len(tp)
-
-    rejected: dict[str, int] = {}
-    reasons: dict[str, str] = {}
-    keep = np.ones(total, dtype=bool)
-
-    def reject(mask: NDArray[np.bool_], kind: InfeasibleKind, example: str) -> None:
-        nonlocal keep
-        hit = keep & mask
-        count = int(hit.sum())
-        if count:
-            rejected[kind.value] = rejected.get(kind.value, 0) + count
-            reasons.setdefault(kind.value, example)
-        keep &= ~mask
-
-    model_ranks = tp * cp * pp
-    reject(devices % model_ranks != 0, InfeasibleKind.DIVISIBILITY, f"tp*cp*pp must divide {devices} devices")
-    dp = np.where(keep, devices // np.maximum(model_ranks, 1), 1)
-    reject(shape.num_heads % tp != 0, InfeasibleKind.DIVISIBILITY, f"heads {shape.num_heads} must divide by tp")
-    kv = shape.num_kv_heads
-    reject((kv % tp != 0) & (tp % kv != 0), InfeasibleKind.DIVISIBILITY, "kv heads and tp must divide one another")
-    reject(shape.seq_len % cp != 0, InfeasibleKind.DIVISIBILITY, f"seq_len {shape.seq_len} must divide by cp")
-    interleaved = schedule == SCHEDULE_CODES[Schedule.INTERLEAVED]
-    two_chunk = (schedule == SCHEDULE_CODES[Schedule.ZB_V]) | (schedule == SCHEDULE_CODES[Schedule.DUALPIPE])
-    dualpipe = schedule == SCHEDULE_CODES[Schedule.DUALPIPE]
-    pipelined_schedule = schedule != SCHEDULE_CODES[Schedule.ONE_F_ONE_B]
-    # One schedule per plan shape: interleaving exactly when vpp > 1; other pipeline schedules only with vpp = 1.
-    reject((vpp > 1) != interleaved, InfeasibleKind.DIVISIBILITY, "interleaving needs vpp > 1 and vice versa")
-    reject((pp == 1) & pipelined_schedule, InfeasibleKind.DIVISIBILITY, "pipeline schedules need pp > 1")
-    chunks = np.where(two_chunk, 2, vpp)
-    reject(
-        pp * chunks > shape.num_layers,
-        InfeasibleKind.DIVISIBILITY,
-        f"{shape.num_layers} layers cannot fill pp*chunks virtual stages (one layer each at least)",
-    )
-    reject(dualpipe & (pp % 2 == 1), InfeasibleKind.DIVISIBILITY, "dualpipe pairs ranks: pp must be even")
-    batch_unit = np.maximum(dp * mbs, 1)
-    if round_gbs:
-        plan_gbs = -(-gbs // batch_unit) * batch_unit
-        reject(
-            plan_gbs > 2 * gbs,
-            InfeasibleKind.DIVISIBILITY,
-            f"dp*mbs exceeds the batch target of {gbs} sequences",
-        )
+    if space.vpp is not None:
+        vpp_values = list(space.vpp)
     else:
-        plan_gbs = np.full(total, gbs, dtype=np.int64)
-        reject(gbs % batch_unit != 0, InfeasibleKind.DIVISIBILITY, f"gbs {gbs} must divide by dp*mbs")
-    microbatches = plan_gbs // batch_unit
-    reject(
-        (interleaved | (schedule == SCHEDULE_CODES[Schedule.ZB_V])) & (microbatches < pp),
-        InfeasibleKind.DIVISIBILITY,
-        "interleaved and zb-v schedules need at least pp micro-batches",
-    )
-    reject(
-        dualpipe & ((microbatches % 2 == 1) | (microbatches < 2 * pp)),
-        InfeasibleKind.DIVISIBILITY,
-        "dualpipe needs an even micro-batch count of at least 2*pp",
-    )
-    reject(experts % ep != 0, InfeasibleKind.DIVISIBILITY, f"experts {experts} must divide by ep")
-    reject((dp * cp) % ep != 0, InfeasibleKind.DIVISIBILITY, "ep must divide dp*cp")
+        vpp_values = list(LEGACY_VPP) if round_gbs else list(range(1, layers // 2 + 1))
+    pairs = [
+        (SCHEDULE_CODES[s], v)
+        for s in schedules
+        for v in vpp_values
+        if (v > 1) == (s is Schedule.INTERLEAVED)  # one schedule per plan shape: interleaving exactly when vpp > 1
+    ]
+    mbs_values = _microbatch_sizes(space, target, round_gbs)
+    rest = {
+        "recompute": [RECOMPUTE_CODES[r] for r in space.recompute],
+        "zero": list(space.zero if space.zero is not None else LEGACY_ZERO if round_gbs else ZERO_STAGES),
+        "precision": [PRECISION_CODES[p] for p in precisions],
+    }
+    rest_size = math.prod(len(v) for v in rest.values())
+    grid = _Grid()
+    divisible = InfeasibleKind.DIVISIBILITY
+
+    # Stage 1: the model-parallel shape (tp x cp x pp) and the data-parallel degree it leaves.
+    grid.expand(tp=tp_values, cp=cp_values, pp=pp_values)
+    grid.weight = len(ep_values) * len(pairs) * len(mbs_values) * rest_size
+    tp, cp, pp = grid["tp"], grid["cp"], grid["pp"]
+    grid.reject(devices % (tp * cp * pp) != 0, divisible, f"tp*cp*pp must divide {devices} devices")
+    grid["dp"] = devices // (grid["tp"] * grid["cp"] * grid["pp"])
+    tp = grid["tp"]
+    grid.reject(shape.num_heads % tp != 0, divisible, f"heads {shape.num_heads} must divide by tp")
+    kv = shape.num_kv_heads
+    tp = grid["tp"]
+    grid.reject((kv % tp != 0) & (tp % kv != 0), divisible, "kv heads and tp must divide one another")
+    grid.reject(shape.seq_len % grid["cp"] != 0, divisible, f"seq_len {shape.seq_len} must divide by cp")
     if space.tp_within_scale_up:
         domain = cluster.scale_up_domain_devices
-        reject(tp > domain, InfeasibleKind.TOPOLOGY, f"tp must stay inside the {domain}-device scale-up domain")
-    candidates = total
+        grid.reject(
+            grid["tp"] > domain, InfeasibleKind.TOPOLOGY, f"tp must stay inside the {domain}-device scale-up domain"
+        )
+
+    # Stage 2: the expert-parallel degree.
+    grid.expand(ep=ep_values)
+    grid.weight = len(pairs) * len(mbs_values) * rest_size
+    grid.reject(experts % grid["ep"] != 0, divisible, f"experts {experts} must divide by ep")
+    grid.reject((grid["dp"] * grid["cp"]) % grid["ep"] != 0, divisible, "ep must divide dp*cp")
+
+    # Stage 3: the pipeline schedule and its chunks per rank.
+    grid.expand_pairs(("schedule", "vpp"), pairs)
+    grid.weight = len(mbs_values) * rest_size
+    schedule = grid["schedule"]
+    grid.reject(
+        (grid["pp"] == 1) & (schedule != SCHEDULE_CODES[Schedule.ONE_F_ONE_B]),
+        divisible,
+        "pipeline schedules need pp > 1",
+    )
+    schedule = grid["schedule"]
+    two_chunk = (schedule == SCHEDULE_CODES[Schedule.ZB_V]) | (schedule == SCHEDULE_CODES[Schedule.DUALPIPE])
+    grid.reject(
+        grid["pp"] * np.where(two_chunk, 2, grid["vpp"]) > layers,
+        divisible,
+        f"{layers} layers cannot fill pp*chunks virtual stages (one layer each at least)",
+    )
+    grid.reject(
+        (grid["schedule"] == SCHEDULE_CODES[Schedule.DUALPIPE]) & (grid["pp"] % 2 == 1),
+        divisible,
+        "dualpipe pairs ranks: pp must be even",
+    )
+
+    # Stage 4: the micro-batch, the batch it gives, and the schedules' micro-batch counts.
+    grid.expand(mbs=mbs_values)
+    grid.weight = rest_size
+    unit = grid["dp"] * grid["mbs"]
+    schedule = grid["schedule"]
+    dualpipe = schedule == SCHEDULE_CODES[Schedule.DUALPIPE]
+    if round_gbs:
+        grid["gbs"] = -(-target.sequences // unit) * unit
+        grid.reject(
+            grid["gbs"] > 2 * target.sequences,
+            divisible,
+            f"dp*mbs exceeds the batch target of {target.sequences} sequences",
+        )
+    elif target.exact:
+        grid.reject(target.sequences % unit != 0, divisible, _batch_hint(target, grid["dp"], space))
+        grid["gbs"] = np.full(len(grid), target.sequences, dtype=np.int64)
+    else:
+        count = target.microbatches(unit, even=dualpipe)
+        grid["gbs"] = count * unit
+        grid.reject(count == 0, divisible, _batch_hint(target, grid["dp"], space))
+        _smaller_batches_where_memory_grows(grid, target)
+    microbatches = grid["gbs"] // (grid["dp"] * grid["mbs"])
+    schedule = grid["schedule"]
+    grid.reject(
+        ((schedule == SCHEDULE_CODES[Schedule.INTERLEAVED]) | (schedule == SCHEDULE_CODES[Schedule.ZB_V]))
+        & (microbatches < grid["pp"]),
+        divisible,
+        "interleaved and zb-v schedules need at least pp micro-batches",
+    )
+    microbatches = grid["gbs"] // (grid["dp"] * grid["mbs"])
+    grid.reject(
+        (grid["schedule"] == SCHEDULE_CODES[Schedule.DUALPIPE])
+        & ((microbatches % 2 == 1) | (microbatches < 2 * grid["pp"])),
+        divisible,
+        "dualpipe needs an even micro-batch count of at least 2*pp",
+    )
+
+    # Stage 5: the axes no rule constrains.
+    grid.expand(**rest)
+    candidates = grid.candidates + len(grid)
+    rejected, reasons = grid.rejected, grid.reasons
     if unsupported:  # combinations with a precision the chip lacks are counted, never built
-        per_precision = math.prod(len(a) for i, a in enumerate(axes) if i != PRECISION_AXIS)
+        axes = (tp_values, cp_values, pp_values, ep_values, pairs, mbs_values, rest["recompute"], rest["zero"])
+        per_precision = math.prod(len(a) for a in axes)
         rejected[InfeasibleKind.UNSUPPORTED.value] = per_precision * len(unsupported)
         reasons[InfeasibleKind.UNSUPPORTED.value] = (
             f"{cluster.accelerator.id} has no {', '.join(p.value for p in unsupported)} matmuls"
         )
         candidates += per_precision * len(unsupported)
-    index = np.flatnonzero(keep)
     cols = PlanColumns.defaults(
-        len(index),
-        tp=tp[index],
-        pp=pp[index],
-        dp=dp[index],
-        cp=cp[index],
-        ep=ep[index],
-        vpp=vpp[index],
-        mbs=mbs[index],
-        gbs=plan_gbs[index].astype(np.int64),
-        sp=tp[index] > 1,
-        zero=zero[index],
-        recompute=recompute[index],
-        precision=precision[index],
-        schedule=schedule[index],
+        len(grid),
+        tp=grid["tp"],
+        pp=grid["pp"],
+        dp=grid["dp"],
+        cp=grid["cp"],
+        ep=grid["ep"],
+        vpp=grid["vpp"],
+        mbs=grid["mbs"],
+        gbs=grid["gbs"].astype(np.int64),
+        sp=grid["tp"] > 1,
+        zero=grid["zero"],
+        recompute=grid["recompute"],
+        precision=grid["precision"],
+        schedule=grid["schedule"],
     )
-    return Enumeration(valid=cols, candidates=candidates, rejected=rejected, reasons=reasons)
+    return Enumeration(
+        valid=cols,
+        candidates=candidates,
+        rejected=rejected,
+        reasons=reasons,
+        target=target,
+        binding=grid.binding,
+    )
+
+
+def _smaller_batches_where_memory_grows(grid: _Grid, target: BatchTarget) -> None:
+    """Also try, at every smaller count in the range, the plans whose activation memory grows with the count.
+
+    A plan runs the largest batch in the range (fewest seconds per token), but a rank holds ``min(stage depth,
+    m)`` micro-batches of activations (``perf.schedule.in_flight``; GPipe all ``m``), so with few micro-batches a
+    smaller batch may fit where the largest does not. That happens only when ``m <= 2 * pp + 1`` (or GPipe), a
+    small count, so the extra rows are few. DualPipe is left out: it runs at least 2 * pp, past the bound.
+    """
+    unit = grid["dp"] * grid["mbs"]
+    top = grid["gbs"] // unit
+    lowest = -(-target.low // unit)
+    schedule = grid["schedule"]
+    grows = ((top <= 2 * grid["pp"] + 1) | (schedule == SCHEDULE_CODES[Schedule.GPIPE])) & (
+        schedule != SCHEDULE_CODES[Schedule.DUALPIPE]
+    )
+    extra = np.where(grows, np.maximum(top - lowest, 0), 0)
+    if not extra.any():
+        return
+    rows = np.repeat(np.arange(len(grid)), extra)
+    # the k-th extra row of a plan runs top - k micro-batches (k = 1 .. extra)
+    step_back = np.arange(len(rows)) - np.repeat(np.cumsum(extra) - extra, extra) + 1
+    counts = top[rows] - step_back
+    for name, values in grid.columns.items():
+        grid[name] = np.concatenate([values, values[rows]])
+    grid["gbs"][len(unit) :] = counts * unit[rows]
+
+
+def _batch_hint(target: BatchTarget, dp: IntArray, space: SearchSpace) -> str:
+    """Why the batch rule rejects plans, with the nearest batches some remaining ``dp * mbs`` divides."""
+    sizes = space.mbs if space.mbs is not None else range(1, space.max_mbs + 1)
+    below, above = target.nearest(d * m for d in np.unique(dp).tolist() for m in sizes)
+    near = " and ".join(f"{b:,}" for b in (below, above) if b is not None)
+    if target.exact:
+        rule = f"gbs {target.sequences:,} must divide by dp*mbs"
+        other = f" (or --gbs ~{target.sequences} for any batch within {DEFAULT_TOLERANCE:.0%})"
+    else:
+        rule = f"no multiple of dp*mbs lies in the batch range {target.low:,} to {target.high:,}"
+        other = " (or a wider --gbs-tolerance)"
+    return f"{rule}: nearest batches that do: {near}{other}" if near else rule
+
+
+def _microbatch_sizes(space: SearchSpace, target: BatchTarget, round_gbs: bool) -> list[int]:
+    """The micro-batch axis: the space's list, else every divisor of an exact batch (every size for a target)."""
+    if space.mbs is not None:
+        return list(space.mbs)
+    if round_gbs:
+        return list(LEGACY_MBS)
+    if target.exact:
+        return _divisors(target.sequences, space.max_mbs)
+    return list(range(1, min(space.max_mbs, target.high) + 1))
+
+
+class _Grid:
+    """Rows of plan columns grown one axis at a time, with the rejected rows counted by reason and dropped."""
+
+    def __init__(self) -> None:
+        self.columns: dict[str, IntArray] = {}
+        self.weight = 1  # candidates each row stands for (the axes not yet expanded)
+        self.candidates = 0  # rejected so far, in candidates
+        self.rejected: dict[str, int] = {}
+        self.reasons: dict[str, str] = {}
+        self.binding: tuple[str, str] | None = None  # the check that removed the last rows
+
+    def __len__(self) -> int:
+        return len(next(iter(self.columns.values()))) if self.columns else 1
+
+    def __getitem__(self, name: str) -> IntArray:
+        return self.columns[name]
+
+    def __setitem__(self, name: str, values: IntArray) -> None:
+        self.columns[name] = values
+
+    def expand(self, **axes: list[int]) -> None:
+        """Every current row times every combination of ``axes``."""
+        arrays = [np.asarray(v, dtype=np.int64) for v in axes.values()]
+        combos = [g.reshape(-1) for g in np.meshgrid(*arrays, indexing="ij")] if arrays else []
+        self._join(dict(zip(axes, combos, strict=True)))
+
+    def expand_pairs(self, names: tuple[str, str], pairs: list[tuple[int, int]]) -> None:
+        """Every current row times every pair of values of two columns."""
+        table = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+        self._join({names[0]: table[:, 0], names[1]: table[:, 1]})
+
+    def _join(self, new: dict[str, IntArray]) -> None:
+        width = len(next(iter(new.values()))) if new else 1
+        rows = len(self)
+        for name, values in self.columns.items():
+            self.columns[name] = np.repeat(values, width)
+        for name, values in new.items():
+            self.columns[name] = np.tile(values, rows)
+
+    def reject(self, mask: NDArray[np.bool_], kind: InfeasibleKind, why: str) -> None:
+        """Drop the rows where ``mask``, counting each as ``weight`` candidates of ``kind``."""
+        count = int(mask.sum())
+        if not count:
+            return
+        self.rejected[kind.value] = self.rejected.get(kind.value, 0) + count * self.weight
+        self.reasons.setdefault(kind.value, why)
+        self.candidates += count * self.weight
+        if count == len(mask):
+            self.binding = (kind.value, why)
+        keep = ~mask
+        for name, values in self.columns.items():
+            self.columns[name] = values[keep]
 
 
 # ---------------------------------------------------------------------------------------------------- file form
@@ -236,7 +403,7 @@ def load_space(path: Path | str) -> SearchSpace:
     precision = reader.items("precision", required=False)
     if precision:
         values["precision"] = tuple(_choice(path, "precision", Precision, v) for v in precision)
-    for limit in ("max_tp", "max_pp", "max_cp"):
+    for limit in ("max_tp", "max_pp", "max_cp", "max_mbs"):
         if reader.has(limit):
             values[limit] = reader.integer(limit, sourced=False, maximum=MAX_DEVICES)
         else:
