@@ -10,9 +10,9 @@ from typing import Any
 from rainier.api import resolve_cluster
 from rainier.errors import InputError, field_error
 from rainier.hardware import get_accelerator
-from rainier.serve.cost import AttentionKernels, WeightFormat, parse_kv_precision
+from rainier.serve.cost import MEMORY_UTILIZATION, AttentionKernels, WeightFormat, parse_kv_precision
 from rainier.serve.efficiency import ServeEfficiency, ServeEfficiencyTable
-from rainier.serve.estimate import MEMORY_UTILIZATION, ServeConfig, ServeEstimate, estimate_serving
+from rainier.serve.estimate import ServeConfig, ServeEstimate, estimate_serving
 from rainier.serve.limits import MAX_DEVICES, MAX_SEED, MAX_TOKENS, check_float, check_int, check_text
 from rainier.serve.residuals import devices_interval
 from rainier.serve.residuals import intervals as serve_intervals
