@@ -647,12 +647,23 @@ def assemble_reference(prep: Prepared, eff: Efficiency) -> BatchResult:
     fsdp_load = np.where(fsdp[:, None, None], fsdp_load_d + fsdp_load_e, 0.0)
     buckets = np.maximum(layers, 1.0)
 
+    # ZeRO-2 keeps only its shard of the gradients, so every micro-batch's gradients are reduce-scattered during
+    # its backward (Rajbhandari et al. 2020 sec. 5.2; DeepSpeed reduces at every micro-step), not once per step
+    # as a full local gradient buffer allows (ZeRO-1, Megatron's distributed optimizer).
+    zero2 = (p["zero"] == 2) & ~lora & ~fsdp
+    z2_d, z2_load_d = rowwise("dp_rs", GRAD_BYTES * params_dense)
+    z2_e, z2_load_e = rowwise("edp_rs", GRAD_BYTES * params_expert)
+    z2_dur = np.where(col(zero2), z2_d + z2_e, 0.0)
+    bwd_load = bwd_load + np.where(zero2[:, None, None], z2_load_d + z2_load_e, 0.0)
+
     fwd_block = tp_fwd + ep_fwd + cp_fwd + pp_fwd
     bwd_block = 2.0 * tp_bwd + 2.0 * ep_fwd + cp_bwd + pp_fwd + recompute_comm
     fwd_c = fwd_compute
     bwd_c = bwd_input + bwd_weight + recompute_compute
     t_fwd = _window(fwd_c, fwd_block + fsdp_dur / buckets, fwd_load + fsdp_load, fsdp_dur)
-    t_bwd = _window(bwd_c, bwd_block + fsdp_dur / buckets, bwd_load + 2.0 * fsdp_load, 2.0 * fsdp_dur)
+    t_bwd = _window(
+        bwd_c, bwd_block + (fsdp_dur + z2_dur) / buckets, bwd_load + 2.0 * fsdp_load, 2.0 * fsdp_dur + z2_dur
+    )
     contention = (t_fwd - fwd_c - fwd_block) + (t_bwd - bwd_c - bwd_block)
 
     # Zero-bubble schedules move the weight-gradient pass; it takes its share of the backward window.
@@ -669,9 +680,10 @@ def assemble_reference(prep: Prepared, eff: Efficiency) -> BatchResult:
     rs_d, rs_load_d = rowwise("dp_rs", GRAD_BYTES * params_dense)
     rs_e, rs_load_e = rowwise("edp_rs", GRAD_BYTES * params_expert)
     sync = col(~lora & ~fsdp)  # FSDP reduce-scatters inside every backward window instead
-    reduce_dur = np.where(sync, np.where(col(zero0), ar_d + ar_e, rs_d + rs_e), 0.0)
+    reduce_on = sync & ~col(zero2)  # ZeRO-2 reduced each micro-batch's gradients in its own backward
+    reduce_dur = np.where(reduce_on, np.where(col(zero0), ar_d + ar_e, rs_d + rs_e), 0.0)
     reduce_load = np.where(
-        sync[..., None], np.where(zero0[:, None, None], ar_load_d + ar_load_e, rs_load_d + rs_load_e), 0.0
+        reduce_on[..., None], np.where(zero0[:, None, None], ar_load_d + ar_load_e, rs_load_d + rs_load_e), 0.0
     )
     gather_on = sync & ~col(zero0)
     gather_dur = np.where(gather_on, (rs_d + rs_e) * PARAM_BYTES / GRAD_BYTES, 0.0)

@@ -359,7 +359,12 @@ def _assemble(
             ar_e = slope_edp_ar * grad_pe + slopes[EDP_AR][g_edp_ar, 2] if (slope_edp_ar > 0 and grad_pe > 0) else 0.0
             rs_d = slope_dp_rs * grad_pd + slopes[DP_RS][g_dp_rs, 2] if (slope_dp_rs > 0 and grad_pd > 0) else 0.0
             rs_e = slope_edp_rs * grad_pe + slopes[EDP_RS][g_edp_rs, 2] if (slope_edp_rs > 0 and grad_pe > 0) else 0.0
-            reduce_dur = (ar_d + ar_e if zero0 else rs_d + rs_e) if sync else 0.0
+            # ZeRO-2 keeps only its shard of the gradients, so every micro-batch's gradients are reduce-scattered
+            # during its backward (Rajbhandari et al. 2020 sec. 5.2; DeepSpeed reduces at every micro-step), not
+            # once per step as a full local gradient buffer allows (ZeRO-1, Megatron's distributed optimizer).
+            zero2 = sync and zero == 2
+            z2_dur = rs_d + rs_e if zero2 else 0.0
+            reduce_dur = (ar_d + ar_e if zero0 else rs_d + rs_e) if (sync and not zero2) else 0.0
             gather_dur = (rs_d + rs_e) * param_bytes / grad_bytes if gather_on else 0.0
             buckets = max(layers, 1.0)
             fwd_block[r] = tp_fwd + ep_fwd + cp_fwd + pp_fwd
@@ -383,11 +388,13 @@ def _assemble(
                 if sync:
                     ar_l = loads[DP_AR][g_dp_ar, lnk] / e * grad_pd + loads[EDP_AR][g_edp_ar, lnk] / e * grad_pe
                     rs_l = loads[DP_RS][g_dp_rs, lnk] / e * grad_pd + loads[EDP_RS][g_edp_rs, lnk] / e * grad_pe
-                    red_l = ar_l if zero0 else rs_l
+                    red_l = 0.0 if zero2 else (ar_l if zero0 else rs_l)
                 else:
                     rs_l = 0.0
                     red_l = 0.0
                 gat_l = rs_l * param_bytes / grad_bytes if gather_on else 0.0
+                if zero2:
+                    bl += rs_l
                 fwd_load[r, lnk] = fl
                 bwd_load[r, lnk] = bl
                 fsdp_load[r, lnk] = fsdp_l
@@ -400,7 +407,9 @@ def _assemble(
                 busiest_lf = max(busiest_lf, lf) if lnk > 0 else lf
                 busiest_lb = max(busiest_lb, lb) if lnk > 0 else lb
             f_win = max(max(fwd_c[r] + fwd_block[r] + fsdp_dur[r] / buckets, busiest_f), fsdp_dur[r])
-            b_win = max(max(bwd_c[r] + bwd_block[r] + fsdp_dur[r] / buckets, busiest_b), 2.0 * fsdp_dur[r])
+            b_win = max(
+                max(bwd_c[r] + bwd_block[r] + (fsdp_dur[r] + z2_dur) / buckets, busiest_b), 2.0 * fsdp_dur[r] + z2_dur
+            )
             t_fwd[r] = f_win
             t_bwd[r] = b_win
             row_contention[r] = (f_win - fwd_c[r] - fwd_block[r]) + (b_win - bwd_c[r] - bwd_block[r])
