@@ -47,8 +47,9 @@ def test_sweep_json_then_resume(tmp_path: Path) -> None:
     assert doc == {"db": str(db), "cells": 4, "done": 2, "failed": 2, "skipped_existing": 0}
     again = _invoke(args, code=2)
     assert again.stdout == ""
-    assert again.stderr.strip().startswith("error: --db") and "pass --resume" in again.stderr
     assert len(again.stderr.strip().splitlines()) == 1
+    error = json.loads(again.stderr)  # under --json the error is JSON too
+    assert error["error"].startswith("--db") and "pass --resume" in error["error"] and error["exit_code"] == 2
     doc = json.loads(_invoke([*args, "--resume"]).stdout)
     assert doc == {"db": str(db), "cells": 4, "done": 0, "failed": 0, "skipped_existing": 4}
 
