@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rainier.errors import InputError
 from rainier.parallel import InfeasibleKind, Plan, Schedule, check_plan, parse_plan
@@ -84,3 +86,62 @@ def test_expert_parallel_must_divide_experts_and_dp() -> None:
     assert check_plan(plan, shape, 16, num_experts=8) is None
     bad = check_plan(plan.with_(ep_degree=16, dp_degree=16), shape, 32, num_experts=8)
     assert bad is not None and "experts 8 not divisible by ep=16" in bad.reason
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    degrees=st.tuples(*(st.sampled_from([1, 2, 3, 4, 8, 16]) for _ in range(5))),
+    vpp=st.sampled_from([1, 2, 3, 7]),
+    mbs=st.integers(1, 8),
+    micro=st.integers(1, 64),
+    sp=st.booleans(),
+    zero=st.integers(0, 3),
+    recompute=st.sampled_from(list(Recompute)),
+    precision=st.sampled_from([Precision.BF16, Precision.FP8]),
+    schedule=st.sampled_from(list(Schedule)),
+    overlap=st.booleans(),
+    capacity=st.sampled_from([None, 1.25]),
+)
+def test_every_printed_plan_is_read_back_unchanged(
+    degrees: tuple[int, ...],
+    vpp: int,
+    mbs: int,
+    micro: int,
+    sp: bool,
+    zero: int,
+    recompute: Recompute,
+    precision: Precision,
+    schedule: Schedule,
+    overlap: bool,
+    capacity: float | None,
+) -> None:
+    """What rainier prints as a plan (search, sweep, fleet, estimate) is exact ``--plan`` syntax, gbs included."""
+    tp, pp, dp, cp, ep = degrees
+    try:
+        plan = Plan(
+            tp_degree=tp,
+            pp_degree=pp,
+            dp_degree=dp,
+            cp_degree=cp,
+            ep_degree=ep,
+            vpp_degree=vpp,
+            sequence_parallel=sp,
+            zero_stage=zero,
+            mbs=mbs,
+            gbs=dp * mbs * micro,
+            recompute=recompute,
+            precision=precision,
+            schedule=schedule,
+            tp_comm_overlap=overlap,
+            capacity_factor=capacity,
+        )
+    except InputError:
+        return  # not a plan rainier would print
+    text = plan.describe()
+    assert "gbs=" in text
+    assert parse_plan(text) == plan
+
+
+def test_a_plan_without_a_batch_is_refused() -> None:
+    with pytest.raises(InputError, match=r"plan\.gbs='missing' is invalid: gbs=N, the global batch in sequences"):
+        parse_plan("tp=8,pp=2,dp=4")

@@ -26,7 +26,7 @@ from tests.web.conftest import cli_args, cli_error, cli_json, plan_text, runner
 
 HF_CONFIG = Path(__file__).resolve().parents[1] / "workload" / "data" / "Meta-Llama-3-70B.json"
 H100_64 = {"model": "llama-3-8b", "accelerator": "h100-sxm", "count": "64"}
-H100_8 = {"accelerator": "h100-sxm", "count": "8", "plan": "tp=8"}
+H100_8 = {"accelerator": "h100-sxm", "count": "8", "plan": "tp=8,gbs=8"}
 TIMEOUT_S = 60.0
 
 
@@ -103,13 +103,13 @@ def test_pasted_config_equals_cli_with_the_file(base_url: str, tmp_path: Path) -
 @pytest.mark.parametrize(
     ("fields", "field"),
     [
-        ({**H100_64, "model": "llama-3-8", "plan": "tp=8"}, "model"),
-        ({**H100_64, "accelerator": "h100", "plan": "tp=8"}, "accelerator"),
-        ({**H100_64, "count": "0", "plan": "tp=8"}, "count"),
-        ({"model": "llama-3-8b", "cluster": "rainier-trn9", "plan": "tp=8"}, "cluster"),
-        ({**H100_64, "plan": "tp=3"}, "plan"),
+        ({**H100_64, "model": "llama-3-8", "plan": "tp=8,gbs=64"}, "model"),
+        ({**H100_64, "accelerator": "h100", "plan": "tp=8,gbs=64"}, "accelerator"),
+        ({**H100_64, "count": "0", "plan": "tp=8,gbs=64"}, "count"),
+        ({"model": "llama-3-8b", "cluster": "rainier-trn9", "plan": "tp=8,gbs=64"}, "cluster"),
+        ({**H100_64, "plan": "tp=3,gbs=64"}, "plan"),
         ({**H100_64, "plan": "tp=8,foo=1"}, "plan"),
-        ({**H100_64, "plan": "tp=x"}, "plan"),
+        ({**H100_64, "plan": "tp=x,gbs=64"}, "plan"),
         ({**H100_64, "plan": "tp=8,mbs=64,gbs=64"}, "plan"),
         ({**H100_64, "plan": "search", "gbs": "-3"}, "gbs"),
         ({"model": "llama-3-70b", "cluster": "rainier-trn3-144", "plan": "search", "gbs": "4096"}, "plan"),
@@ -124,17 +124,21 @@ def test_bad_input_is_the_cli_message_beside_its_field(base_url: str, fields: di
 @pytest.mark.parametrize(
     ("fields", "field", "needle"),
     [
-        ({**H100_64, "plan": "tp=8", "seq_len": "0"}, "seq_len", "seq-len=0 is invalid: a positive number of tokens"),
-        ({**H100_64, "count": "sixty", "plan": "tp=8"}, "count", "count='sixty' is invalid: a whole number"),
+        (
+            {**H100_64, "plan": "tp=8,gbs=64", "seq_len": "0"},
+            "seq_len",
+            "seq-len=0 is invalid: a positive number of tokens",
+        ),
+        ({**H100_64, "count": "sixty", "plan": "tp=8,gbs=64"}, "count", "count='sixty' is invalid: a whole number"),
         ({**H100_64, "plan": "search"}, "gbs", "gbs: give the global batch"),
         ({**H100_64, "plan": "tp=8", "gbs": "64"}, "gbs", "gbs: used with plan search only"),
         (H100_64, "plan", "plan: give a plan"),
-        ({"model": "llama-3-8b", "plan": "tp=8"}, "accelerator", "missing cluster"),
+        ({"model": "llama-3-8b", "plan": "tp=8,gbs=64"}, "accelerator", "missing cluster"),
         (H100_8, "model", "model: choose a catalog model"),
         ({**H100_8, "model": "/etc/hostname"}, "model", "unknown model"),  # no server paths from the form
         ({**H100_8, "config": "{bad"}, "config", "config.json: not valid JSON"),
         ({**H100_8, "config": '{"model_type": "gpt9"}'}, "config", "config.json: model_type='gpt9' is not supported"),
-        ({**H100_64, "plan": "tp=8", "colour": "red"}, None, "request: unknown key 'colour'"),
+        ({**H100_64, "plan": "tp=8,gbs=64", "colour": "red"}, None, "request: unknown key 'colour'"),
     ],
 )
 def test_form_only_errors(base_url: str, fields: dict[str, str], field: str | None, needle: str) -> None:

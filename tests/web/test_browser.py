@@ -189,9 +189,9 @@ def test_pasted_config_and_live_update(driver: WebDriver, base_url: str, tmp_pat
 @pytest.mark.parametrize(
     ("fields", "field"),
     [
-        ({"model": "llama-3-8b", "accelerator": "h100-sxm", "count": "64", "plan": "tp=3"}, "plan"),
-        ({"model": "llama-3-8", "accelerator": "h100-sxm", "count": "64", "plan": "tp=8"}, "model"),
-        ({"model": "llama-3-8b", "accelerator": "h100-sxm", "count": "0", "plan": "tp=8"}, "count"),
+        ({"model": "llama-3-8b", "accelerator": "h100-sxm", "count": "64", "plan": "tp=3,gbs=64"}, "plan"),
+        ({"model": "llama-3-8", "accelerator": "h100-sxm", "count": "64", "plan": "tp=8,gbs=64"}, "model"),
+        ({"model": "llama-3-8b", "accelerator": "h100-sxm", "count": "0", "plan": "tp=8,gbs=64"}, "count"),
     ],
 )
 def test_bad_input_shows_the_cli_message_beside_the_field(

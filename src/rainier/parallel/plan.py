@@ -442,7 +442,10 @@ def parse_plan(text: str, *, num_devices: int | None = None, cores_per_device: i
         values["dp_degree"] = ranks // per_replica
     if values.get("vpp_degree", 1) > 1 and "schedule" not in values:
         values["schedule"] = Schedule.INTERLEAVED
-    return Plan(**values)
+    plan = Plan(**values)
+    if "gbs" not in seen:  # never a silent batch of one sequence
+        raise field_error("plan.gbs", "missing", "gbs=N, the global batch in sequences (a multiple of dp*mbs)")
+    return plan
 
 
 def _parse_enum(enum_type: type[enum.StrEnum], key: str, raw: str) -> Any:
