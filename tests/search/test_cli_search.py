@@ -121,3 +121,17 @@ def test_search_bad_input_is_one_line() -> None:
         result = runner.invoke(app, ["train", "search", *args])
         assert result.exit_code == 2, (args, result.output)
         assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_tied_plans_show_as_one_row() -> None:
+    from rainier.report.search_view import merged_ties
+
+    def row(plan: dict[str, object], step: float, warnings: tuple[str, ...] = ()) -> dict[str, object]:
+        return {"plan": plan, "step_time_s": step, "gbs": 64, "memory_bytes": {"total": 1e9}, "warnings": warnings}
+
+    simple = row({"tp": 8, "pp": 1, "dp": 8}, 1.0)
+    longer = row({"tp": 8, "pp": 1, "dp": 8, "zero": 3, "recompute": "none"}, 1.0)
+    warned = row({"tp": 8}, 1.0, ("does not fit",))
+    slower = row({"tp": 4, "pp": 2, "dp": 8}, 1.1)
+    merged = merged_ties([longer, warned, simple, slower])  # type: ignore[list-item]
+    assert merged == [(simple, 2), (slower, 0)]

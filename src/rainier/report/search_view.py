@@ -49,23 +49,24 @@ def search_tables(doc: dict[str, Any]) -> list[Table]:
         "tokens/s/dev",
         "MFU",
         "mem GiB",
-        "compute",
-        "recomp",
-        "tp",
-        "cp",
-        "ep",
-        "dp exp",
-        "pp",
-        "bubble",
+        "compute s",
+        "recomp s",
+        "tp s",
+        "cp s",
+        "ep s",
+        "dp exp s",
+        "pp s",
+        "bubble s",
         "$/M tok",
     ):
         top.add_column(column, justify="left" if column == "plan" else "right")
-    for rank, row in enumerate(doc["top"], start=1):
+    exact: list[str] = []
+    for rank, (row, equal) in enumerate(merged_ties(doc["top"]), start=1):
         b = row["breakdown_s"]
         dollars = row["objective"]["dollars_per_million_tokens"]
         top.add_row(
             str(rank),
-            _plan(row["plan"]),
+            _plan(row["plan"]) + (f" (+{equal} equal)" if equal else ""),
             f"{row['step_time_s']:.4g}",
             f"{row['gbs']:,}",
             f"{row['tokens_per_s_per_device']:,.0f}",
@@ -81,7 +82,36 @@ def search_tables(doc: dict[str, Any]) -> list[Table]:
             f"{b['pipeline_bubble']:.3g}",
             "—" if dollars is None else f"{dollars:.3g}",
         )
+        if row.get("plan_text"):
+            exact.append(f"#{rank}: {row['plan_text']}")
+    if exact:
+        top.caption = "as --plan (exact, paste back):\n" + "\n".join(exact)
+        top.caption_justify = "left"
     return [head, top]
+
+
+def merged_ties(rows: Sequence[dict[str, Any]]) -> list[tuple[dict[str, Any], int]]:
+    """Plans whose step, batch and memory are the same (to 1e-9) as one row: the simplest (shortest plan text,
+    no warnings first), with how many equal ones it stands for."""
+    groups: list[list[dict[str, Any]]] = []
+    for row in rows:
+        last = groups[-1][0] if groups else None
+        same = (
+            last is not None
+            and abs(row["step_time_s"] - last["step_time_s"]) <= 1e-9 * last["step_time_s"]
+            and row["gbs"] == last["gbs"]
+            and abs(row["memory_bytes"]["total"] - last["memory_bytes"]["total"])
+            <= 1e-9 * last["memory_bytes"]["total"]
+        )
+        if same:
+            groups[-1].append(row)
+        else:
+            groups.append([row])
+
+    def simplicity(row: dict[str, Any]) -> tuple[int, int]:
+        return (len(row.get("warnings") or ()), len(_plan(row["plan"])))
+
+    return [(min(group, key=simplicity), len(group) - 1) for group in groups]
 
 
 def scale_table(title: str, points: Sequence[dict[str, Any]], front: Sequence[int] | None = None) -> Table:
