@@ -133,5 +133,5 @@ def test_tied_plans_show_as_one_row() -> None:
     longer = row({"tp": 8, "pp": 1, "dp": 8, "zero": 3, "recompute": "none"}, 1.0)
     warned = row({"tp": 8}, 1.0, ("does not fit",))
     slower = row({"tp": 4, "pp": 2, "dp": 8}, 1.1)
-    merged = merged_ties([longer, warned, simple, slower])  # type: ignore[list-item]
+    merged = merged_ties([longer, warned, simple, slower])
     assert merged == [(simple, 2), (slower, 0)]
