@@ -301,22 +301,34 @@ def run_fleet_plan(
     progress: Callable[[int, int], None] | None = None,
     hot_spares: bool = False,
     in_memory_checkpoint: bool = False,
+    precision: str | None = None,
 ) -> RunPlan:
     """``rainier fleet plan``: a whole run on a cluster, or on the smallest cluster that meets a deadline.
 
-    ``hot_spares`` and ``in_memory_checkpoint`` choose how the job recovers from failures (``fleet.goodput``).
+    ``hot_spares`` and ``in_memory_checkpoint`` choose how the job recovers from failures (``fleet.goodput``);
+    ``precision`` limits the plan search to one training precision (``best``: the chip's best, as compared rows
+    get; default: the search space's).
     """
     recovery = {"hot_spares": hot_spares, "in_memory_checkpoint": in_memory_checkpoint}
     shape = _shape(model, seq_len)
     tokens = check_tokens(tokens)
     prices = parse_prices(price)
+    searched = load_space(space) if space else None
+    if precision is not None:
+        if searched is not None:
+            raise InputError("give --precision or --space (whose precision list applies), not both")
+        if accelerator is None and cluster is None:
+            raise InputError("--precision needs --cluster or --accelerator")
+        chip = get_cluster(cluster).accelerator if cluster is not None else get_accelerator(accelerator or "")
+        chosen = best_training_precision(chip) if precision.strip().lower() == "best" else Precision.parse(precision)
+        searched = SearchSpace(precision=(chosen,))
     step_on = StepFinder(
         shape,
         tokens,
         plan=plan,
         gbs=gbs,
         batch_tokens=batch_tokens,
-        space=load_space(space) if space else None,
+        space=searched,
         efficiency=efficiency,
     )
     if deadline_days is not None:
@@ -453,7 +465,7 @@ def run_fleet_compare(
         compare_at = CompareAt(at.strip().lower())
     except ValueError:
         raise field_error("compare-at", at, "power or devices") from None
-    forced = None if precision is None else Precision.parse(precision)
+    forced = None if precision is None or precision.strip().lower() == "best" else Precision.parse(precision)
     accelerators = parse_accelerators(compare)
     base = fleet_target(cluster, accelerator, count)
     footing = compare_footing(shape, tokens, base, compare_at, gbs=gbs, batch_tokens=batch_tokens)
@@ -724,6 +736,7 @@ def _run_scenario(scenario: Scenario, efficiency: Efficiency | EfficiencyTable |
         efficiency=efficiency,
         hot_spares=scenario.hot_spares,
         in_memory_checkpoint=scenario.in_memory_checkpoint,
+        precision=scenario.precision,
     )
     goodput = None
     if scenario.failures:

@@ -89,7 +89,9 @@ def fleet_plan(
     precision: Annotated[
         str | None,
         typer.Option(
-            "--precision", help="Compared rows' training precision (default: each chip's best, fp8 where it has it)."
+            "--precision",
+            help="Training precision of the run and the compared rows: bf16, fp8 or best (default: the search's for "
+            "the run, each chip's best for compared rows).",
         ),
     ] = None,
     idle_share: Annotated[
@@ -137,6 +139,7 @@ def fleet_plan(
             progress=progress,
             hot_spares=hot_spares,
             in_memory_checkpoint=in_memory_checkpoint,
+            precision=precision,
         )
         comparison = None
         if compare is not None:

@@ -197,7 +197,7 @@ class Footing:
     def describe(self) -> str:
         """The footing in one line, for above the comparison table."""
         size = (
-            f"equal facility power ({self.facility_power_mw:,.0f} MW)"
+            f"equal facility power ({_mw(self.facility_power_mw)} MW)"
             if self.at == "power" and self.facility_power_mw is not None
             else f"equal devices ({self.devices:,})"
         )
@@ -349,3 +349,8 @@ def _chosen(
 
 def _mfu(tried: list[SizingTry], devices: int) -> float:
     return next(t.mfu for t in tried if t.devices == devices and t.mfu is not None)
+
+
+def _mw(value: float) -> str:
+    """Megawatts to three significant figures below 100 (0.0584, 58.8), whole above (456)."""
+    return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"

@@ -9,6 +9,7 @@
     gbs: null                       # exact global batch in sequences, or
     batch_tokens: null              # a batch target in tokens; both null: DeepSeek LLM's batch law
     price: null                     # USD per device-hour: a number or {trn2: 1.5, h100-sxm: 4.9}
+    precision: null                 # the run's training precision: bf16, fp8 or best (the chip's best); null: search
     failures: {seed: 1, simulate_days: null, checkpoint_interval_min: null, hot_spares: false,
                in_memory_checkpoint: false}
     compare: {accelerators: [trn3, gb200], at: power, precision: null, idle_share: 0.05}
@@ -59,6 +60,7 @@ class Scenario:
     gbs: int | None = None
     batch_tokens: float | None = None
     price: str | None = None
+    precision: str | None = None  # the run's training precision (``best``: the chip's best); None: the search's
     failures: bool = True
     seed: int = 1
     simulate_days: float | None = None
@@ -86,6 +88,7 @@ class Scenario:
             "gbs": self.gbs,
             "batch_tokens": self.batch_tokens,
             "price": self.price,
+            "precision": self.precision,
             "failures": self.failures,
             "seed": self.seed,
             "simulate_days": self.simulate_days,
@@ -111,6 +114,7 @@ TOP_KEYS = (
     "gbs",
     "batch_tokens",
     "price",
+    "precision",
     "failures",
     "compare",
 )
@@ -266,6 +270,7 @@ def load_scenario(path: Path | str) -> Scenario:
         gbs=gbs,
         batch_tokens=batch_tokens,
         price=_price_text(top),
+        precision=_run_precision(top),
         failures=enabled,
         seed=seed,
         simulate_days=days,
@@ -351,3 +356,14 @@ class ScenarioResult:
             "goodput": None if self.goodput is None else self.goodput.to_dict(),
             "comparison": None if self.comparison is None else self.comparison.to_dict(),
         }
+
+
+def _run_precision(top: Any) -> str | None:
+    """``precision:`` of the run: bf16, fp8 (any precision the catalog names) or ``best``; None when absent."""
+    text = top.text("precision")
+    if text is None or text.strip().lower() == "best":
+        return None if text is None else "best"
+    try:
+        return Precision.parse(text).value
+    except ValueError:
+        raise top.invalid("precision", text, "bf16, fp8, ... or best (the chip's best)") from None
