@@ -126,3 +126,11 @@ def test_a_rounded_count_is_announced() -> None:
     assert any("--count 100" in note and "96 devices used" in note for note in run.notes)
     exact = run_fleet_plan(model="llama-3-8b", tokens=1e12, accelerator="h100-sxm", count=96, failures=False)
     assert not any("--count" in note for note in exact.notes)
+
+
+def test_the_batch_rounding_is_announced() -> None:
+    run = run_fleet_plan(model="llama-3-8b", tokens=1e12, accelerator="h100-sxm", count=64, failures=False)
+    note = next(n for n in run.notes if n.startswith("batch:"))
+    assert "DeepSeek LLM's batch law" in note and f"{run.estimate.plan.gbs:,}" in note
+    exact = run_fleet_plan(model="llama-3-8b", tokens=1e12, accelerator="h100-sxm", count=64, gbs=512, failures=False)
+    assert not any(n.startswith("batch:") for n in exact.notes)

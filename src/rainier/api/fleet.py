@@ -371,7 +371,21 @@ def run_fleet_plan(
     )
     if rounded:
         run = replace(run, notes=(rounded, *run.notes))
+    if plan is None and not step_on.exact:
+        run = replace(run, notes=(*run.notes, batch_note(step_on.gbs, run, "--batch-tokens" if batch_tokens else None)))
     return with_uncertainty(run, shape, target, efficiency=efficiency, failures=failures, hot_spares=hot_spares)
+
+
+def batch_note(target: int, run: RunPlan, source: str | None) -> str:
+    """Says how the batch target became the run's batch (the fleet's rule: up to the nearest a plan divides)."""
+    used = run.estimate.plan.gbs
+    where = source or "DeepSeek LLM's batch law"
+    if used == target:
+        return f"batch: {used:,} sequences ({where}), as targeted"
+    return (
+        f"batch: target {target:,} sequences ({where}) run at {used:,} (x{used / target:.2f}), the nearest the "
+        "fastest plan's dp x mbs divides; --gbs N fixes it exactly"
+    )
 
 
 def rounding_note(count: int | None, target: Cluster) -> str | None:
