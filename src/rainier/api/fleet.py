@@ -411,7 +411,7 @@ def with_uncertainty(
     """``run`` with the intervals of its headlines and the inputs that move them (``fleet.uncertainty``)."""
     from rainier.fleet.failures import committed_failures
     from rainier.fleet.goodput import analytic_goodput, build_scenario
-    from rainier.fleet.uncertainty import productive_hours, run_uncertainty, scaled_failures
+    from rainier.fleet.uncertainty import run_uncertainty, scaled_failures
 
     used = cluster if run.footprint.devices == cluster.num_devices else _resized(cluster, run)
     plan = run.estimate.plan
@@ -425,7 +425,7 @@ def with_uncertainty(
         catalog = committed_failures()
         rates = catalog.model_for(used.accelerator.id)
         restart = catalog.recovery.restart_s(used.num_devices, hot_spares=hot_spares)
-        hours = productive_hours(run)
+        hours = run.compute_days * 24.0  # failure-free hours
 
         def ettr_of(restart_factor: float, rate_factor: float) -> float:
             scenario = build_scenario(

@@ -68,16 +68,21 @@ def write_residuals(
     report: CrossValidationReport, family: Mapping[str, str], path: Path | str, *, command: str | None = None
 ) -> Path:
     """Write the held-out ratios to ``path`` and check that they load back."""
+    target = write_generated(path, HEADER, residual_document(report, family, command=command))
+    load_residuals(target)
+    committed_residuals.cache_clear()
+    return target
+
+
+def write_generated(path: Path | str, header: str, document: dict[str, Any]) -> Path:
+    """Write a generated catalog file: its header comment, then the document (lists of numbers kept inline)."""
     target = Path(path)
-    document = residual_document(report, family, command=command)
-    text = HEADER + yaml.safe_dump(document, sort_keys=False, width=116, default_flow_style=None)
+    text = header + yaml.safe_dump(document, sort_keys=False, width=116, default_flow_style=None)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(text, encoding="utf-8")
     except OSError as exc:
         raise InputError(f"{target}: cannot write ({exc.strerror or exc})") from None
-    load_residuals(target)
-    committed_residuals.cache_clear()
     return target
 
 

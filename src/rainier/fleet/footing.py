@@ -311,13 +311,7 @@ def _chosen(
     whole = next((t for t in tried if t.devices == target.num_devices), None)
     if best is None:
         reason = f"no plan on any of {counts} x {domain} (down to {window:.0%} idle)"
-        return target, Sizing(
-            target_devices=target.num_devices,
-            chosen_devices=target.num_devices,
-            idle_share=idle_share,
-            reason=reason,
-            tried=tuple(tried),
-        )
+        return target, _sizing(target, target, idle_share, tried, reason)
     step, cluster = best
     domains = cluster.num_systems
     wider = (
@@ -338,9 +332,13 @@ def _chosen(
             f"{domains:,} of {target.num_systems:,} x {domain} ({idle:.1%} idle): {step:.3g} s per step (MFU "
             f"{_mfu(tried, cluster.num_devices):.1%}) vs {against}{wider}"
         )
-    return cluster, Sizing(
+    return cluster, _sizing(target, cluster, idle_share, tried, reason)
+
+
+def _sizing(target: Cluster, chosen: Cluster, idle_share: float, tried: list[SizingTry], reason: str) -> Sizing:
+    return Sizing(
         target_devices=target.num_devices,
-        chosen_devices=cluster.num_devices,
+        chosen_devices=chosen.num_devices,
         idle_share=idle_share,
         reason=reason,
         tried=tuple(tried),

@@ -234,7 +234,11 @@ def build_scenario(
         bandwidth = storage or default_storage(num_devices, cat.reference, sites=sites, recovery=cat.recovery)
     num_servers = -(-num_devices // devices_per_server)
     spares = spare_servers if spare_servers is not None else math.ceil(cat.recovery.spare_fraction * num_servers)
-    parts = None if restart_time_s is not None else cat.recovery.restart_parts(num_devices, hot_spares=hot_spares)
+    parts = None
+    restart = restart_time_s
+    if restart is None:
+        parts = cat.recovery.restart_parts(num_devices, hot_spares=hot_spares)
+        restart = parts.total_s
     return GoodputScenario(
         num_devices=num_devices,
         devices_per_server=devices_per_server,
@@ -242,7 +246,7 @@ def build_scenario(
         checkpoint_bytes=size,
         storage_write_bytes_per_s=bandwidth.write_bytes_per_s,
         storage_read_bytes_per_s=bandwidth.read_bytes_per_s,
-        restart_time_s=parts.total_s if parts is not None else float(restart_time_s),  # type: ignore[arg-type]
+        restart_time_s=restart,
         spare_servers=spares,
         checkpoint_interval_s=checkpoint_interval_s,
         repair_time_s=repair_time_s,

@@ -27,13 +27,13 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from rainier.fleet.failures import FailureModel, committed_failures
 from rainier.fleet.plan import RunPlan
 from rainier.hardware import Cluster
 from rainier.perf.residuals import HIGH_QUANTILE, LOW_QUANTILE, ResidualBand, committed_residuals
 from rainier.perf.result import StepEstimate
-from rainier.units import JOULES_PER_MWH, SECONDS_PER_DAY, SECONDS_PER_HOUR
 
 ESTIMATE_SPAN = 1.25  # an estimated catalog figure: anywhere from /1.25 to x1.25
 RESTART_SPAN = 2.0  # the restart time's parts are engineering estimates: /2 to x2
@@ -41,6 +41,7 @@ FAILURE_SPAN = 2.0  # failure rates measured on H100 (Llama 3) and carried to an
 FAILURE_SPAN_REFERENCE = 1.25  # on the reference chip: another site and software stack, /1.25 to x1.25
 SAMPLES = 4000
 SEED = 0
+Factor = float | NDArray[np.float64]  # one change, or one per Monte Carlo draw
 HEADLINES = (
     "step_time_s",
     "wall_clock_days",
@@ -135,22 +136,26 @@ class Uncertainty:
 
 def headlines(run: RunPlan, change: Change) -> dict[str, float | None]:
     """The run's headline numbers after ``change`` (the plan, batch and footprint stay as they are)."""
-    step = run.step_time_s * change.step
-    wall_days = run.compute_days * change.step / (run.effective_training_time_ratio * change.ettr)
-    device_hours = run.footprint.devices * wall_days * 24.0
-    power = run.footprint.facility_power_w
-    energy = None if power is None else power * change.power * wall_days * SECONDS_PER_DAY / JOULES_PER_MWH
-    price = run.price.usd_per_device_hour
-    cost = None if price is None else price * device_hours
-    tokens = run.trained_tokens
+    scaled = scaled_headlines(run, change.step, change.power, change.ettr)
+    return {key: None if value is None else float(value) for key, value in scaled.items()}
+
+
+def scaled_headlines(run: RunPlan, step: Factor, power: Factor, ettr: Factor) -> dict[str, Factor | None]:
+    """The run's own headlines scaled by factors on step time, power and effective training time ratio (floats, or
+    arrays of Monte Carlo draws): time, device-hours and cost go as ``step / ettr``, energy also as ``power``."""
+    time = step / ettr
+    energy = run.energy_mwh
+    cost = run.cost_usd
+    per_joule = run.tokens_per_joule
+    per_million = run.usd_per_million_tokens
     return {
-        "step_time_s": step,
-        "wall_clock_days": wall_days,
-        "device_hours": device_hours,
-        "energy_mwh": energy,
-        "cost_usd": cost,
-        "tokens_per_joule": None if energy is None else tokens / (energy * JOULES_PER_MWH),
-        "usd_per_million_tokens": None if cost is None else cost / tokens * 1e6,
+        "step_time_s": run.step_time_s * step,
+        "wall_clock_days": run.wall_clock_days * time,
+        "device_hours": run.device_hours * time,
+        "energy_mwh": None if energy is None else energy * power * time,
+        "cost_usd": None if cost is None else cost * time,
+        "tokens_per_joule": None if per_joule is None else per_joule / (power * time),
+        "usd_per_million_tokens": None if per_million is None else per_million * time,
     }
 
 
@@ -199,27 +204,18 @@ def input_ranges(
     spread = f"/{span:g} to x{span:g}"
     one_site = run.estimate.step_time_s
     system = cluster.system
+
+    def bandwidth(name: str, reason: str, scaled: Callable[[Cluster, float], Cluster]) -> InputRange:
+        """The run's plan re-estimated with one bandwidth at each end of its range."""
+        low, high = (Change(step=_step_change(run, step_on, scaled(cluster, f), one_site)) for f in (1 / span, span))
+        return InputRange(name=name, range_text=spread, reason=reason, low=low, high=high)
+
     if "axes.link_gb_per_s" in system.estimated or any("link_gb_per_s" in a.estimated for a in system.axes):
-        out.append(
-            InputRange(
-                name="scale-up bandwidth",
-                range_text=spread,
-                reason=f"{system.id}: link bandwidth is an estimate",
-                low=Change(step=_step_change(run, step_on, _scaled_axes(cluster, 1 / span), one_site)),
-                high=Change(step=_step_change(run, step_on, _scaled_axes(cluster, span), one_site)),
-            )
-        )
+        out.append(bandwidth("scale-up bandwidth", f"{system.id}: link bandwidth is an estimate", _scaled_axes))
     tiers = {e for e in cluster.estimated if e.startswith("network_tiers.")}
     if system.nic_bw_bytes_per_s_per_device is not None and (tiers or "nic_bw_gb_per_s" in system.estimated):
-        out.append(
-            InputRange(
-                name="scale-out bandwidth",
-                range_text=spread,
-                reason=f"{cluster.id}: {', '.join(sorted(tiers)) or 'NIC bandwidth'} estimated",
-                low=Change(step=_step_change(run, step_on, _scaled_nic(cluster, 1 / span), one_site)),
-                high=Change(step=_step_change(run, step_on, _scaled_nic(cluster, span), one_site)),
-            )
-        )
+        what = ", ".join(sorted(tiers)) or "NIC bandwidth"
+        out.append(bandwidth("scale-out bandwidth", f"{cluster.id}: {what} estimated", _scaled_nic))
     best = run.sites.best if run.sites is not None else None
     if best is not None and best.estimate is None and best.wan_time_s and "wan_links.tbit_per_s" in cluster.estimated:
         wan = best.wan_time_s
@@ -314,18 +310,14 @@ def analyse(
     for item in inputs:
         u = rng.uniform(-1.0, 1.0, size=samples)[:, None]
         logs += np.where(u < 0, -u * item.low.log(), u * item.high.log())
-    changes = np.exp(logs)
-    values: dict[str, list[float]] = {k: [] for k in HEADLINES}
-    for step, power, ettr in changes:
-        for key, value in headlines(run, Change(step=step, power=power, ettr=ettr)).items():
-            if value is not None:
-                values[key].append(value)
-    intervals: dict[str, tuple[float, float] | None] = {}
-    for key in HEADLINES:
-        drawn = values[key]
-        intervals[key] = (
-            (float(np.quantile(drawn, LOW_QUANTILE)), float(np.quantile(drawn, HIGH_QUANTILE))) if drawn else None
-        )
+    step, power, ettr = np.exp(logs).T
+    drawn = scaled_headlines(run, step, power, ettr)
+    intervals: dict[str, tuple[float, float] | None] = {
+        key: None
+        if (values := drawn[key]) is None
+        else (float(np.quantile(values, LOW_QUANTILE)), float(np.quantile(values, HIGH_QUANTILE)))
+        for key in HEADLINES
+    }
     ranked = tuple(sorted(rows, key=lambda r: -r.swing))
     return Uncertainty(intervals=intervals, sensitivities=ranked, band=band, samples=samples, seed=seed)
 
@@ -345,7 +337,3 @@ def run_uncertainty(
     reference = committed_failures().reference.accelerator
     inputs = input_ranges(run, cluster, step_on=step_on, ettr_of=ettr_of, reference_accelerator=reference)
     return analyse(run, inputs, residuals.for_family(family))
-
-
-def productive_hours(run: RunPlan) -> float:
-    return run.num_steps * run.step_time_s / SECONDS_PER_HOUR

@@ -21,8 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from rainier.calibrate.residuals_file import write_generated
 from rainier.calibrate.score import CaseResult
 from rainier.catalog.loader import CatalogError, catalog_file, load_yaml
 from rainier.errors import InputError
@@ -110,13 +109,7 @@ def write_serve_residuals(
     in_flight: frozenset[str] = frozenset(),
 ) -> Path:
     """Write the held-out ratios to ``path`` and check that they load back."""
-    target = Path(path)
-    document = residual_document(rows, family, command, in_flight)
-    text = HEADER + yaml.safe_dump(document, sort_keys=False, width=116, default_flow_style=None)
-    try:
-        target.write_text(text, encoding="utf-8")
-    except OSError as exc:
-        raise InputError(f"{target}: cannot write ({exc.strerror or exc})") from None
+    target = write_generated(path, HEADER, residual_document(rows, family, command, in_flight))
     load_serve_residuals(target)
     committed_serve_residuals.cache_clear()
     return target
