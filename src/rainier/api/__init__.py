@@ -21,7 +21,7 @@ from rainier.search.engine import search
 from rainier.search.result import Objective, SearchResult
 from rainier.search.scaling import SizePoint, parse_counts, scale
 from rainier.search.space import load_space
-from rainier.workload import resolve_model
+from rainier.workload import TransformerShape, resolve_model
 
 
 def resolve_cluster(cluster: str | None, accelerator: str | None, count: int | None) -> Cluster:
@@ -37,6 +37,14 @@ def resolve_cluster(cluster: str | None, accelerator: str | None, count: int | N
     return cluster_of(accelerator, count)
 
 
+def _packed(shape: TransformerShape, document_len: int | None) -> TransformerShape:
+    if document_len is None:
+        return shape
+    if isinstance(document_len, bool) or not isinstance(document_len, int) or document_len <= 0:
+        raise field_error("document-len", document_len, "a positive number of tokens per packed document")
+    return shape.with_documents(document_len)
+
+
 def run_estimate(
     *,
     model: str,
@@ -46,9 +54,14 @@ def run_estimate(
     count: int | None = None,
     seq_len: int | None = None,
     efficiency: Efficiency | EfficiencyTable | None = None,
+    document_len: int | None = None,
 ) -> StepEstimate:
-    """Estimate one training step from names; a plan that cannot run is a one-line :class:`InputError`."""
-    shape = resolve_model(model)
+    """Estimate one training step from names; a plan that cannot run is a one-line :class:`InputError`.
+
+    ``document_len``: the sequences hold packed documents of this many tokens, each attending only to itself
+    (:attr:`rainier.workload.TransformerShape.document_len`).
+    """
+    shape = _packed(resolve_model(model), document_len)
     target = resolve_cluster(cluster, accelerator, count)
     parsed = parse_plan(plan, num_devices=target.num_devices, cores_per_device=target.accelerator.num_logical_cores)
     if seq_len is not None and seq_len <= 0:
@@ -76,13 +89,15 @@ def run_search(
     price: float | None = None,
     efficiency: Efficiency | EfficiencyTable | None = None,
     progress: Callable[[int, int], None] | None = None,
+    document_len: int | None = None,
 ) -> SearchResult:
     """Every valid plan of a model on a cluster, ranked (``rainier train search``).
 
     ``gbs`` is exact (``2520``) or a target (``"~2520"``, within ``gbs_tolerance``, default 5%); ``batch_tokens``
-    is a target in tokens instead (:func:`rainier.parallel.batch_target.parse_batch_target`).
+    is a target in tokens instead (:func:`rainier.parallel.batch_target.parse_batch_target`). ``document_len`` as
+    in :func:`run_estimate`.
     """
-    shape = resolve_model(model)
+    shape = _packed(resolve_model(model), document_len)
     target = resolve_cluster(cluster, accelerator, count)
     if seq_len is not None and seq_len <= 0:
         raise field_error("seq-len", seq_len, "a positive number of tokens")
@@ -116,10 +131,11 @@ def run_scale(
     price: float | None = None,
     efficiency: Efficiency | EfficiencyTable | None = None,
     progress: Callable[[int, int], None] | None = None,
+    document_len: int | None = None,
 ) -> list[SizePoint]:
     """Best plan at each device count (``rainier train scale``, ``train search --pareto``)."""
     return scale(
-        resolve_model(model),
+        _packed(resolve_model(model), document_len),
         accelerator,
         parse_counts(counts),
         gbs=gbs,

@@ -199,6 +199,14 @@ AcceleratorOption = Annotated[
     str | None, typer.Option("--accelerator", help="Accelerator id, with --count, instead of --cluster.")
 ]
 SeqLenOption = Annotated[int | None, typer.Option("--seq-len", min=1, help="Sequence length (default: model's).")]
+DocumentLenOption = Annotated[
+    int | None,
+    typer.Option(
+        "--document-len",
+        min=1,
+        help="Packed sequences: mean tokens per document (each attends only within itself); default: unpacked.",
+    ),
+]
 ObjectiveOption = Annotated[str, typer.Option("--objective", help="Minimise per token: time, cost or energy.")]
 SpaceOption = Annotated[Path | None, typer.Option("--space", help="YAML file narrowing or widening the plan space.")]
 PriceOption = Annotated[
