@@ -12,40 +12,95 @@ CONFIGS = Path(__file__).parent / "configs"
 
 # file, devices given (None: the file's own), framework, expected plan text, expected catalog model (None: open)
 TRAINING = [
-    ("megatron_train_gpt3_175b_distributed.sh", 128, Framework.MEGATRON,
-     "tp=8,pp=16,dp=1,cp=1,ep=1,vpp=1,sp=false,zero=0,mbs=1,gbs=1536,recompute=none,precision=fp16,schedule=1f1b,"
-     "unit=device", None),
-    ("megatron_train_llama3_8b_h100_fp8.sh", None, Framework.MEGATRON,
-     "tp=1,pp=1,dp=8,cp=1,ep=1,vpp=1,sp=false,zero=1,mbs=1,gbs=128,recompute=none,precision=fp8,schedule=1f1b,"
-     "unit=device,fp8_recipe=delayed", "megatron-import"),  # complete shape; llama-3-8b and 3.1-8b alike
-    ("megatron_train_mixtral_8x7b_distributed.sh", 32, Framework.MEGATRON,
-     "tp=1,pp=4,dp=8,cp=1,ep=8,vpp=1,sp=false,zero=1,mbs=1,gbs=256,recompute=none,precision=bf16,schedule=1f1b,"
-     "unit=device", "mixtral-8x7b"),
-    ("nemo_megatron_gpt_config.yaml", None, Framework.NEMO,
-     "tp=1,pp=1,dp=1,cp=1,ep=1,vpp=1,sp=false,zero=0,mbs=4,gbs=8,recompute=none,precision=bf16,schedule=1f1b,"
-     "unit=device", None),
-    ("nemo_megatron_llama_config.yaml", None, Framework.NEMO,
-     "tp=1,pp=1,dp=1,cp=1,ep=1,vpp=1,sp=false,zero=0,mbs=4,gbs=8,recompute=none,precision=fp32,schedule=1f1b,"
-     "unit=device", "llama-2-7b"),
-    ("maxtext_gpu_llama3_8b.yml", 8, Framework.MAXTEXT,
-     "tp=1,pp=1,dp=8,cp=1,ep=1,vpp=1,sp=false,zero=3,mbs=12,gbs=96,recompute=none,precision=bf16,schedule=1f1b,"
-     "unit=device", "llama-3-8b"),
-    ("maxtext_gpu_llama2_70b.yml", 64, Framework.MAXTEXT,
-     "tp=1,pp=1,dp=64,cp=1,ep=1,vpp=1,sp=false,zero=3,mbs=6,gbs=384,recompute=full,precision=bf16,schedule=1f1b,"
-     "unit=device", "llama-2-70b"),
-    ("maxtext_gpu_mixtral_8x7b.yml", 8, Framework.MAXTEXT,
-     "tp=1,pp=1,dp=8,cp=1,ep=1,vpp=1,sp=false,zero=3,mbs=12,gbs=96,recompute=none,precision=bf16,schedule=1f1b,"
-     "unit=device,capacity=1.0", "mixtral-8x7b"),
-    ("nxd_hf_llama3_8B_config.yaml", None, Framework.NXD,
-     "tp=32,pp=1,dp=4,cp=1,ep=1,vpp=1,sp=true,zero=1,mbs=1,gbs=1024,recompute=selective,precision=bf16,"
-     "schedule=1f1b,unit=core", None),
-    ("nxd_hf_llama3_70B_config.yaml", None, Framework.NXD,
-     "tp=32,pp=8,dp=2,cp=1,ep=1,vpp=1,sp=true,zero=1,mbs=1,gbs=1024,recompute=selective,precision=bf16,"
-     "schedule=1f1b,unit=core,recompute_modules=core_attn+mlp", None),
-    ("nxd_megatron_llama_7B_config.yaml", None, Framework.NXD,
-     "tp=8,pp=1,dp=4,cp=1,ep=1,vpp=1,sp=true,zero=1,mbs=1,gbs=1024,recompute=selective,precision=bf16,"
-     "schedule=1f1b,unit=core,flash=false", "llama-2-7b"),
-]  # fmt: skip
+    (
+        "megatron_train_gpt3_175b_distributed.sh",
+        128,
+        Framework.MEGATRON,
+        "tp=8,pp=16,dp=1,cp=1,ep=1,vpp=1,sp=false,zero=0,mbs=1,gbs=1536,recompute=none,precision=fp16,schedule=1f1b,"
+        "unit=device",
+        None,
+    ),
+    (
+        "megatron_train_llama3_8b_h100_fp8.sh",
+        None,
+        Framework.MEGATRON,
+        "tp=1,pp=1,dp=8,cp=1,ep=1,vpp=1,sp=false,zero=1,mbs=1,gbs=128,recompute=none,precision=fp8,schedule=1f1b,"
+        "unit=device,fp8_recipe=delayed",
+        "megatron-import",
+    ),  # complete shape; llama-3-8b and 3.1-8b alike
+    (
+        "megatron_train_mixtral_8x7b_distributed.sh",
+        32,
+        Framework.MEGATRON,
+        "tp=1,pp=4,dp=8,cp=1,ep=8,vpp=1,sp=false,zero=1,mbs=1,gbs=256,recompute=none,precision=bf16,schedule=1f1b,"
+        "unit=device",
+        "mixtral-8x7b",
+    ),
+    (
+        "nemo_megatron_gpt_config.yaml",
+        None,
+        Framework.NEMO,
+        "tp=1,pp=1,dp=1,cp=1,ep=1,vpp=1,sp=false,zero=0,mbs=4,gbs=8,recompute=none,precision=bf16,schedule=1f1b,"
+        "unit=device",
+        None,
+    ),
+    (
+        "nemo_megatron_llama_config.yaml",
+        None,
+        Framework.NEMO,
+        "tp=1,pp=1,dp=1,cp=1,ep=1,vpp=1,sp=false,zero=0,mbs=4,gbs=8,recompute=none,precision=fp32,schedule=1f1b,"
+        "unit=device",
+        "llama-2-7b",
+    ),
+    (
+        "maxtext_gpu_llama3_8b.yml",
+        8,
+        Framework.MAXTEXT,
+        "tp=1,pp=1,dp=8,cp=1,ep=1,vpp=1,sp=false,zero=3,mbs=12,gbs=96,recompute=none,precision=bf16,schedule=1f1b,"
+        "unit=device",
+        "llama-3-8b",
+    ),
+    (
+        "maxtext_gpu_llama2_70b.yml",
+        64,
+        Framework.MAXTEXT,
+        "tp=1,pp=1,dp=64,cp=1,ep=1,vpp=1,sp=false,zero=3,mbs=6,gbs=384,recompute=full,precision=bf16,schedule=1f1b,"
+        "unit=device",
+        "llama-2-70b",
+    ),
+    (
+        "maxtext_gpu_mixtral_8x7b.yml",
+        8,
+        Framework.MAXTEXT,
+        "tp=1,pp=1,dp=8,cp=1,ep=1,vpp=1,sp=false,zero=3,mbs=12,gbs=96,recompute=none,precision=bf16,schedule=1f1b,"
+        "unit=device,capacity=1.0",
+        "mixtral-8x7b",
+    ),
+    (
+        "nxd_hf_llama3_8B_config.yaml",
+        None,
+        Framework.NXD,
+        "tp=32,pp=1,dp=4,cp=1,ep=1,vpp=1,sp=true,zero=1,mbs=1,gbs=1024,recompute=selective,precision=bf16,"
+        "schedule=1f1b,unit=core",
+        None,
+    ),
+    (
+        "nxd_hf_llama3_70B_config.yaml",
+        None,
+        Framework.NXD,
+        "tp=32,pp=8,dp=2,cp=1,ep=1,vpp=1,sp=true,zero=1,mbs=1,gbs=1024,recompute=selective,precision=bf16,"
+        "schedule=1f1b,unit=core,recompute_modules=core_attn+mlp",
+        None,
+    ),
+    (
+        "nxd_megatron_llama_7B_config.yaml",
+        None,
+        Framework.NXD,
+        "tp=8,pp=1,dp=4,cp=1,ep=1,vpp=1,sp=true,zero=1,mbs=1,gbs=1024,recompute=selective,precision=bf16,"
+        "schedule=1f1b,unit=core,flash=false",
+        "llama-2-7b",
+    ),
+]
 
 
 @pytest.mark.parametrize(("name", "devices", "framework", "plan", "model"), TRAINING, ids=[t[0] for t in TRAINING])

@@ -93,7 +93,9 @@ def plans(draw: st.DrawFn, framework: Framework) -> Plan:
             sequence_parallel=tp > 1 and draw(st.booleans()),
             zero_stage=draw(st.sampled_from([0, 1])),
             flash_attention=draw(st.booleans()),
-            recompute_modules=tuple(draw(st.sets(st.sampled_from(["core_attn", "mlp", "moe", "layernorm"]), min_size=1))),
+            recompute_modules=tuple(
+                draw(st.sets(st.sampled_from(["core_attn", "mlp", "moe", "layernorm"]), min_size=1))
+            ),
         )
     return Plan(**values)  # type: ignore[arg-type]
 
@@ -161,5 +163,5 @@ def test_refused_fields(framework: Framework, change: dict[str, object], field: 
 
 
 def test_vllm_refuses_partial_expert_parallelism() -> None:
-    with pytest.raises(ValueError, match="^ep=2 cannot be written for vllm"):
+    with pytest.raises(ValueError, match=r"^ep=2 cannot be written for vllm"):
         write_launch(Framework.VLLM, MOE, serve=ServeConfig(tp=4, ep=2, batch=8))

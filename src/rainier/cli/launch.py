@@ -63,7 +63,8 @@ def export(
 def import_(
     path: Annotated[Path, typer.Argument(help="A launch script, argument list or recipe/config YAML.")],
     from_: Annotated[
-        str | None, typer.Option("--from", help="Framework, when not recognised: megatron nemo maxtext nxd vllm trtllm.")
+        str | None,
+        typer.Option("--from", help="Framework, when not recognised: megatron nemo maxtext nxd vllm trtllm."),
     ] = None,
     devices: Annotated[
         int | None,

@@ -13,10 +13,10 @@ script without running it:
   brackets, ``${ARRAY[@]}`` and a program name (``pretrain_gpt.py``) end a flag's values.
 
 Limits, stated so that nothing is silently wrong: a script's ``if`` branches are all read (a flag set in two
-branches to different values is refused when an importer reads it); variables the script does not assign stay unresolved and
-a flag whose value still holds a ``$`` is reported as unresolved, never guessed. ``--flag=value`` is split at the
-first ``=``. YAML flag maps (``--tensor-model-parallel-size: 8``, Megatron-MoE-ModelZoo's files) are read by
-:func:`flags_from_mapping`.
+branches to different values is refused when an importer reads it); variables the script does not assign stay
+unresolved and a flag whose value still holds a ``$`` is reported as unresolved, never guessed. ``--flag=value``
+is split at the first ``=``. YAML flag maps (``--tensor-model-parallel-size: 8``, Megatron-MoE-ModelZoo's files)
+are read by :func:`flags_from_mapping`.
 """
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ def _substitute(word: str, env: Mapping[str, str]) -> str:
         if not _ARITH_SAFE.match(expr) or "**" in expr:
             return match.group(0)
         try:
-            return str(int(eval(expr, {"__builtins__": {}}, {})))  # noqa: S307 - digits and + - * / ( ) only
+            return str(int(eval(expr, {"__builtins__": {}}, {})))
         except (ArithmeticError, SyntaxError):
             return match.group(0)
 

@@ -39,8 +39,19 @@ from rainier.workload.shape import MlpActivation, MoeConfig, Norm, PositionEmbed
 FW = Framework.MAXTEXT
 FILL = -1  # an axis that takes the devices left over
 DEFAULT_PER_DEVICE_BATCH = 12.0
-_AXES = ("data", "fsdp", "fsdp_transpose", "sequence", "context", "tensor", "tensor_transpose", "tensor_sequence",
-         "expert", "autoregressive", "pipeline")  # fmt: skip
+_AXES = (
+    "data",
+    "fsdp",
+    "fsdp_transpose",
+    "sequence",
+    "context",
+    "tensor",
+    "tensor_transpose",
+    "tensor_sequence",
+    "expert",
+    "autoregressive",
+    "pipeline",
+)
 _DEFAULT_FILL = {"ici": "fsdp", "dcn": "data"}
 _NO_RECOMPUTE = {"minimal", "minimal_with_context"}
 _EXPORT_REMAT = {Recompute.FULL: "full", Recompute.NONE: "minimal_with_context", Recompute.SELECTIVE: "save_qkv_proj"}
@@ -156,8 +167,13 @@ def _stated_devices(t: Tree) -> int | None:
 def _shape(t: Tree, notes: list[str]) -> tuple[TransformerShape | None, str | None, tuple[str, ...]]:
     name = t.text("model_name")
     seq = t.integer("max_target_length")
-    base = {"num_layers": "base_num_decoder_layers", "hidden_dim": "base_emb_dim", "num_heads": "base_num_query_heads",
-            "ffn_hidden_dim": "base_mlp_dim", "vocab_size": "vocab_size"}  # fmt: skip
+    base = {
+        "num_layers": "base_num_decoder_layers",
+        "hidden_dim": "base_emb_dim",
+        "num_heads": "base_num_query_heads",
+        "ffn_hidden_dim": "base_mlp_dim",
+        "vocab_size": "vocab_size",
+    }
     values = {field: t.integer(key) for field, key in base.items()}
     if name not in (None, "default") and all(v is None for v in values.values()):
         shape = catalog_model_for(name)
@@ -248,8 +264,11 @@ def write_maxtext(shape: TransformerShape, plan: Plan, *, devices_per_node: int 
     if shape.moe is not None:
         if shape.moe.num_shared_experts or shape.moe.first_k_dense_layers or shape.moe.moe_layer_interval != 1:
             raise not_expressible(FW, "model", shape.name, "shared experts and dense layers are not base_* keys")
-        document.update(num_experts=shape.moe.num_experts, num_experts_per_tok=shape.moe.top_k,
-                        base_moe_mlp_dim=shape.moe.expert_ffn_hidden_dim)  # fmt: skip
+        document.update(
+            num_experts=shape.moe.num_experts,
+            num_experts_per_tok=shape.moe.top_k,
+            base_moe_mlp_dim=shape.moe.expert_ffn_hidden_dim,
+        )
     ranks_per_chip = plan.tp_degree * plan.cp_degree
     if plan.dp_degree % plan.ep_degree:
         raise not_expressible(FW, "ep", plan.ep_degree, f"MaxText's expert axis must divide dp={plan.dp_degree}")

@@ -22,7 +22,15 @@ from rainier.launch.argv import Flags, format_command
 from rainier.launch.config import Framework, LaunchConfig, StatedCluster, check_stated, match_catalog, not_expressible
 from rainier.parallel.plan import DegreeUnit, Fp8Recipe, Plan, Recompute, Schedule
 from rainier.precision import Precision
-from rainier.workload.shape import MlaConfig, MlpActivation, MoeConfig, Norm, PositionEmbedding, Router, TransformerShape
+from rainier.workload.shape import (
+    MlaConfig,
+    MlpActivation,
+    MoeConfig,
+    Norm,
+    PositionEmbedding,
+    Router,
+    TransformerShape,
+)
 
 FW = Framework.MEGATRON
 PROGRAM = "pretrain_gpt.py"
@@ -33,25 +41,71 @@ _FREQ_PATTERN = re.compile(r"^\(?\[0\]\*(\d+)\+\[1\]\*(\d+)\)?$")
 
 # Flags read into the model, the plan or the cluster; every other flag is listed as ignored.
 _MODEL_FLAGS = {
-    "--num-layers", "--hidden-size", "--ffn-hidden-size", "--num-attention-heads", "--group-query-attention",
-    "--num-query-groups", "--kv-channels", "--seq-length", "--vocab-size", "--padded-vocab-size", "--swiglu",
-    "--squared-relu", "--normalization", "--position-embedding-type", "--untie-embeddings-and-output-weights",
-    "--disable-bias-linear", "--add-qkv-bias", "--qk-layernorm", "--num-experts", "--moe-router-topk",
-    "--moe-ffn-hidden-size", "--moe-shared-expert-intermediate-size", "--moe-layer-freq",
-    "--moe-router-score-function", "--moe-router-enable-expert-bias", "--multi-latent-attention", "--q-lora-rank",
-    "--kv-lora-rank", "--qk-head-dim", "--qk-pos-emb-head-dim", "--v-head-dim",
-}  # fmt: skip
+    "--num-layers",
+    "--hidden-size",
+    "--ffn-hidden-size",
+    "--num-attention-heads",
+    "--group-query-attention",
+    "--num-query-groups",
+    "--kv-channels",
+    "--seq-length",
+    "--vocab-size",
+    "--padded-vocab-size",
+    "--swiglu",
+    "--squared-relu",
+    "--normalization",
+    "--position-embedding-type",
+    "--untie-embeddings-and-output-weights",
+    "--disable-bias-linear",
+    "--add-qkv-bias",
+    "--qk-layernorm",
+    "--num-experts",
+    "--moe-router-topk",
+    "--moe-ffn-hidden-size",
+    "--moe-shared-expert-intermediate-size",
+    "--moe-layer-freq",
+    "--moe-router-score-function",
+    "--moe-router-enable-expert-bias",
+    "--multi-latent-attention",
+    "--q-lora-rank",
+    "--kv-lora-rank",
+    "--qk-head-dim",
+    "--qk-pos-emb-head-dim",
+    "--v-head-dim",
+}
 _PLAN_FLAGS = {
-    "--tensor-model-parallel-size", "--pipeline-model-parallel-size", "--context-parallel-size",
-    "--expert-model-parallel-size", "--expert-tensor-parallel-size", "--num-layers-per-virtual-pipeline-stage",
-    "--num-virtual-stages-per-pipeline-rank", "--sequence-parallel", "--use-distributed-optimizer",
-    "--use-megatron-fsdp", "--data-parallel-sharding-strategy", "--micro-batch-size", "--global-batch-size",
-    "--recompute-granularity", "--recompute-modules", "--recompute-method", "--recompute-num-layers", "--bf16",
-    "--fp16", "--fp8-format", "--fp8-recipe", "--decoder-first-pipeline-num-layers",
-    "--decoder-last-pipeline-num-layers", "--tp-comm-overlap", "--overlap-moe-expert-parallel-comm",
-    "--moe-expert-capacity-factor", "--attention-backend", "--fp8-dot-product-attention", "--moe-enable-deepep",
-    "--nproc_per_node", "--nnodes",
-}  # fmt: skip
+    "--tensor-model-parallel-size",
+    "--pipeline-model-parallel-size",
+    "--context-parallel-size",
+    "--expert-model-parallel-size",
+    "--expert-tensor-parallel-size",
+    "--num-layers-per-virtual-pipeline-stage",
+    "--num-virtual-stages-per-pipeline-rank",
+    "--sequence-parallel",
+    "--use-distributed-optimizer",
+    "--use-megatron-fsdp",
+    "--data-parallel-sharding-strategy",
+    "--micro-batch-size",
+    "--global-batch-size",
+    "--recompute-granularity",
+    "--recompute-modules",
+    "--recompute-method",
+    "--recompute-num-layers",
+    "--bf16",
+    "--fp16",
+    "--fp8-format",
+    "--fp8-recipe",
+    "--decoder-first-pipeline-num-layers",
+    "--decoder-last-pipeline-num-layers",
+    "--tp-comm-overlap",
+    "--overlap-moe-expert-parallel-comm",
+    "--moe-expert-capacity-factor",
+    "--attention-backend",
+    "--fp8-dot-product-attention",
+    "--moe-enable-deepep",
+    "--nproc_per_node",
+    "--nnodes",
+}
 
 
 class _Reader:
@@ -97,9 +151,7 @@ class _Reader:
         values = self.flags.get(name, self.where)
         if values is None:
             return False
-        if values and values[0].lower() in ("false", "0"):
-            return False
-        return True
+        return not (values and values[0].lower() in ("false", "0"))
 
 
 # ----------------------------------------------------------------------------------------------------- import
@@ -131,15 +183,25 @@ def _shape(r: _Reader, notes: list[str]) -> tuple[TransformerShape | None, tuple
     layers, hidden, heads = r.integer("--num-layers"), r.integer("--hidden-size"), r.integer("--num-attention-heads")
     seq = r.integer("--seq-length")
     vocab = r.integer("--vocab-size") or r.integer("--padded-vocab-size")
-    needed = {"--num-layers": layers, "--hidden-size": hidden, "--num-attention-heads": heads, "--seq-length": seq,
-              "--vocab-size": vocab}  # fmt: skip
+    needed = {
+        "--num-layers": layers,
+        "--hidden-size": hidden,
+        "--num-attention-heads": heads,
+        "--seq-length": seq,
+        "--vocab-size": vocab,
+    }
     missing = tuple(k for k, v in needed.items() if v is None)
     if missing == ("--vocab-size",) and layers is not None and hidden is not None and heads is not None:
         # a tokenizer file sets the vocabulary: a catalog model with the same dimensions supplies it
         groups = r.integer("--num-query-groups") if r.switch("--group-query-attention") else None
-        stated = {"num_layers": layers, "hidden_dim": hidden, "num_heads": heads, "num_kv_heads": groups or heads,
-                  "ffn_hidden_dim": r.integer("--ffn-hidden-size") or 4 * hidden,
-                  "num_experts": r.integer("--num-experts") or 0}  # fmt: skip
+        stated = {
+            "num_layers": layers,
+            "hidden_dim": hidden,
+            "num_heads": heads,
+            "num_kv_heads": groups or heads,
+            "ffn_hidden_dim": r.integer("--ffn-hidden-size") or 4 * hidden,
+            "num_experts": r.integer("--num-experts") or 0,
+        }
         match, note = match_catalog(stated)
         notes.append(note)
         if match is not None:
@@ -172,9 +234,16 @@ def _shape(r: _Reader, notes: list[str]) -> tuple[TransformerShape | None, tuple
             v_head_dim=r.integer("--v-head-dim") or 128,
         )
     ffn = r.integer("--ffn-hidden-size") or 4 * hidden
-    catalog, _ = match_catalog({"num_layers": layers, "hidden_dim": hidden, "num_heads": heads,
-                                "num_kv_heads": groups or heads, "ffn_hidden_dim": r.integer("--ffn-hidden-size") or 4 * hidden,
-                                "num_experts": r.integer("--num-experts") or 0})  # fmt: skip
+    catalog, _ = match_catalog(
+        {
+            "num_layers": layers,
+            "hidden_dim": hidden,
+            "num_heads": heads,
+            "num_kv_heads": groups or heads,
+            "ffn_hidden_dim": r.integer("--ffn-hidden-size") or 4 * hidden,
+            "num_experts": r.integer("--num-experts") or 0,
+        }
+    )
     shape = TransformerShape(
         name=catalog.name if catalog is not None and catalog.vocab_size == vocab else "megatron-import",
         num_layers=layers,
@@ -243,7 +312,8 @@ def _plan(
         )
     if world % (tp * pp * cp):
         raise InputError(
-            f"{r.where}: tp*pp*cp = {tp * pp * cp} does not divide the {world} devices; give the device count (--devices N)"
+            f"{r.where}: tp*pp*cp = {tp * pp * cp} does not divide the {world} devices; "
+            "give the device count (--devices N)"
         )
     vpp = r.integer("--num-virtual-stages-per-pipeline-rank")
     per_stage = r.integer("--num-layers-per-virtual-pipeline-stage")
@@ -339,7 +409,10 @@ def write_megatron(shape: TransformerShape, plan: Plan, *, devices_per_node: int
         per_node = world if devices_per_node is None else per_node
         if world % per_node:
             raise InputError(f"plan: {world} ranks do not fill whole nodes of {devices_per_node} devices")
-    args: list[tuple[str, tuple[str, ...]]] = [("--nproc_per_node", (str(per_node),)), ("--nnodes", (str(world // per_node),))]
+    args: list[tuple[str, tuple[str, ...]]] = [
+        ("--nproc_per_node", (str(per_node),)),
+        ("--nnodes", (str(world // per_node),)),
+    ]
     program = ["torchrun"]
     model_args = _shape_args(shape)
     plan_args = _plan_args(plan)
@@ -348,7 +421,9 @@ def write_megatron(shape: TransformerShape, plan: Plan, *, devices_per_node: int
         "# Mock data and a null tokenizer, as Megatron-LM's own benchmark scripts use; set your data and tokenizer.\n"
     )
     body = format_command(program, [*args]).rstrip("\n")
-    rest = format_command([PROGRAM], [*model_args, *plan_args, ("--mock-data", ()), ("--tokenizer-type", ("NullTokenizer",))])
+    rest = format_command(
+        [PROGRAM], [*model_args, *plan_args, ("--mock-data", ()), ("--tokenizer-type", ("NullTokenizer",))]
+    )
     return head + body + " \\\n    " + rest
 
 

@@ -150,8 +150,12 @@ def read_nemo(data: dict[str, Any], where: str, *, num_devices: int | None = Non
 
 
 def _shape(t: Tree, notes: list[str]) -> tuple[TransformerShape | None, tuple[str, ...]]:
-    keys = {"num_layers": "model.num_layers", "hidden_dim": "model.hidden_size", "num_heads": "model.num_attention_heads",
-            "seq_len": "model.encoder_seq_length"}  # fmt: skip
+    keys = {
+        "num_layers": "model.num_layers",
+        "hidden_dim": "model.hidden_size",
+        "num_heads": "model.num_attention_heads",
+        "seq_len": "model.encoder_seq_length",
+    }
     stated = {field: t.integer(key) for field, key in keys.items()}
     missing = tuple(keys[f] for f, v in stated.items() if v is None)
     if missing:
@@ -182,8 +186,9 @@ def _shape(t: Tree, notes: list[str]) -> tuple[TransformerShape | None, tuple[st
             top_k=t.integer("model.moe_router_topk") or 2,
             expert_ffn_hidden_dim=values["ffn_hidden_dim"],
         )
-    match, note = match_catalog({k: values[k] for k in ("num_layers", "hidden_dim", "num_heads", "num_kv_heads",
-                                                       "ffn_hidden_dim")})  # fmt: skip
+    match, note = match_catalog(
+        {k: values[k] for k in ("num_layers", "hidden_dim", "num_heads", "num_kv_heads", "ffn_hidden_dim")}
+    )
     notes.append(note)
     if match is None:
         return None, ("vocab_size",)

@@ -36,7 +36,13 @@ from rainier.workload.shape import MlpActivation, Norm, PositionEmbedding, Trans
 FW = Framework.NXD
 CORES_PER_TRN1_NODE = 32  # trn1.32xlarge: 16 Trainium chips x 2 NeuronCores (NxD's example trainer.devices)
 _STRATEGY = "distributed_strategy"
-_MODULES = {"CoreAttention": "core_attn", "LlamaMLP": "mlp", "MLP": "mlp", "MixtralMLP": "moe", "LayerNorm": "layernorm"}
+_MODULES = {
+    "CoreAttention": "core_attn",
+    "LlamaMLP": "mlp",
+    "MLP": "mlp",
+    "MixtralMLP": "moe",
+    "LayerNorm": "layernorm",
+}
 _EXPORT_MODULES = {"core_attn": "CoreAttention", "mlp": "LlamaMLP", "moe": "MixtralMLP", "layernorm": "LayerNorm"}
 _BF16_TYPES = {"mixed_precision", "mixed_precisionsr", "bf16sr", "autocast", "manual"}
 
@@ -45,9 +51,13 @@ def read_nxd(data: dict[str, Any], where: str, *, num_devices: int | None = None
     """An NxD config's model, plan (NeuronCore degrees) and cores."""
     t = Tree(data, where)
     notes: list[str] = []
-    keys = {"tensor": "tensor_model_parallel_size", "pipeline": "pipeline_model_parallel_size",
-            "virtual_pipeline": "virtual_pipeline_model_parallel_size", "context": "context_parallel_size",
-            "expert": "expert_model_parallel_size"}  # fmt: skip
+    keys = {
+        "tensor": "tensor_model_parallel_size",
+        "pipeline": "pipeline_model_parallel_size",
+        "virtual_pipeline": "virtual_pipeline_model_parallel_size",
+        "context": "context_parallel_size",
+        "expert": "expert_model_parallel_size",
+    }
     degree = {k: t.integer(f"{_STRATEGY}.{key}") or 1 for k, key in keys.items()}
     cores, nodes = t.integer("trainer.devices"), t.integer("trainer.num_nodes") or 1
     cluster = StatedCluster(num_nodes=nodes, devices_per_node=cores, unit="core") if cores is not None else None
@@ -112,8 +122,13 @@ def read_nxd(data: dict[str, Any], where: str, *, num_devices: int | None = None
 
 
 def _shape(t: Tree, notes: list[str]) -> tuple[TransformerShape | None, tuple[str, ...]]:
-    keys = {"num_layers": "model.num_layers", "hidden_dim": "model.hidden_size", "num_heads": "model.num_attention_heads",
-            "ffn_hidden_dim": "model.ffn_hidden_size", "seq_len": "model.encoder_seq_length"}  # fmt: skip
+    keys = {
+        "num_layers": "model.num_layers",
+        "hidden_dim": "model.hidden_size",
+        "num_heads": "model.num_attention_heads",
+        "ffn_hidden_dim": "model.ffn_hidden_size",
+        "seq_len": "model.encoder_seq_length",
+    }
     stated = {f: t.integer(k) for f, k in keys.items()}
     missing = tuple(keys[f] for f, v in stated.items() if v is None)
     if missing:
@@ -127,8 +142,9 @@ def _shape(t: Tree, notes: list[str]) -> tuple[TransformerShape | None, tuple[st
     if activation not in ("swiglu", "gelu"):
         raise t.error("model.activation", activation, "swiglu or gelu")
     bias = bool(t.boolean("model.has_bias"))
-    match, note = match_catalog({k: values[k] for k in ("num_layers", "hidden_dim", "num_heads", "num_kv_heads",
-                                                       "ffn_hidden_dim")})  # fmt: skip
+    match, note = match_catalog(
+        {k: values[k] for k in ("num_layers", "hidden_dim", "num_heads", "num_kv_heads", "ffn_hidden_dim")}
+    )
     notes.append(note)
     if match is None:
         return None, ("vocab_size",)

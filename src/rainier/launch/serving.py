@@ -33,8 +33,14 @@ from rainier.serve.estimate import ServeConfig
 VLLM_ASSUMED_MAX_NUM_SEQS = 256  # vLLM's default when --max-num-seqs is absent (1024 on some GPUs and versions)
 TRTLLM_DEFAULT_MAX_BATCH = 2048  # TensorRT-LLM BaseLlmArgs.max_batch_size default
 _CHECKPOINT_FORMAT = re.compile(r"[-_](fp8|nvfp4|fp4)(?:[-_].*)?$", re.IGNORECASE)
-_KV = {"auto": None, "fp8": Precision.FP8, "fp8_e4m3": Precision.FP8, "fp8_e5m2": Precision.FP8,
-       "bfloat16": Precision.BF16, "float16": Precision.FP16}  # fmt: skip
+_KV = {
+    "auto": None,
+    "fp8": Precision.FP8,
+    "fp8_e4m3": Precision.FP8,
+    "fp8_e5m2": Precision.FP8,
+    "bfloat16": Precision.BF16,
+    "float16": Precision.FP16,
+}
 _VLLM_QUANT = {"fp8": WeightFormat.FP8, "awq": WeightFormat.INT4_WEIGHTS, "gptq": WeightFormat.INT4_WEIGHTS}
 
 
@@ -74,7 +80,9 @@ def read_vllm(flags: Flags, where: str) -> LaunchConfig:
     model = words[words.index("serve") + 1] if "serve" in words and words.index("serve") + 1 < len(words) else None
     model = model or (flags.get("--model", where) or (None,))[0]
     tp = _int(where, "--tensor-parallel-size", flags.get("--tensor-parallel-size", where) or flags.get("-tp", where), 1)
-    pp = _int(where, "--pipeline-parallel-size", flags.get("--pipeline-parallel-size", where) or flags.get("-pp", where), 1)
+    pp = _int(
+        where, "--pipeline-parallel-size", flags.get("--pipeline-parallel-size", where) or flags.get("-pp", where), 1
+    )
     seqs = flags.get("--max-num-seqs", where)
     if seqs is None:
         notes.append(f"--max-num-seqs not given: vLLM's default, taken as {VLLM_ASSUMED_MAX_NUM_SEQS}")
@@ -104,8 +112,21 @@ def read_vllm(flags: Flags, where: str) -> LaunchConfig:
         weights=weights,
         kv_precision=kv,
     )
-    used = {"--tensor-parallel-size", "-tp", "--pipeline-parallel-size", "-pp", "--max-num-seqs", "--quantization",
-            "-q", "--dtype", "--kv-cache-dtype", "--enable-expert-parallel", "--model", "--data-parallel-size", "-dp"}  # fmt: skip
+    used = {
+        "--tensor-parallel-size",
+        "-tp",
+        "--pipeline-parallel-size",
+        "-pp",
+        "--max-num-seqs",
+        "--quantization",
+        "-q",
+        "--dtype",
+        "--kv-cache-dtype",
+        "--enable-expert-parallel",
+        "--model",
+        "--data-parallel-size",
+        "-dp",
+    }
     return LaunchConfig(
         framework=Framework.VLLM,
         source=where,
@@ -148,7 +169,9 @@ def write_vllm(model: str, config: ServeConfig) -> str:
     elif weights in (WeightFormat.BF16, WeightFormat.FP16):
         args.append(("--dtype", ("bfloat16" if weights is WeightFormat.BF16 else "float16",)))
     else:
-        raise not_expressible(fw, "precision", weights.value, "vLLM quantises to fp8 at load; serve others pre-quantised")
+        raise not_expressible(
+            fw, "precision", weights.value, "vLLM quantises to fp8 at load; serve others pre-quantised"
+        )
     activation = Precision.FP16 if weights is WeightFormat.FP16 else Precision.BF16
     if config.kv is Precision.FP8:
         args.append(("--kv-cache-dtype", ("fp8",)))
@@ -158,8 +181,12 @@ def write_vllm(model: str, config: ServeConfig) -> str:
 
 
 # --------------------------------------------------------------------------------------------------- TensorRT-LLM
-_TRT_FLAGS = {"--tp_size": "tensor_parallel_size", "--pp_size": "pipeline_parallel_size",
-              "--ep_size": "moe_expert_parallel_size", "--max_batch_size": "max_batch_size"}  # fmt: skip
+_TRT_FLAGS = {
+    "--tp_size": "tensor_parallel_size",
+    "--pp_size": "pipeline_parallel_size",
+    "--ep_size": "moe_expert_parallel_size",
+    "--max_batch_size": "max_batch_size",
+}
 
 
 def read_trtllm_options(data: dict[str, Any], where: str, *, model: str | None = None) -> LaunchConfig:
