@@ -548,11 +548,12 @@ def main() -> None:
 
 # Command groups in their own modules register themselves on ``app`` (they import the helpers above).
 from rainier.cli import fleet as _fleet  # noqa: E402
+from rainier.cli import launch as _launch  # noqa: E402
 from rainier.cli import serve as _serve  # noqa: E402
 from rainier.cli import train as _train  # noqa: E402
 from rainier.cli import web as _web  # noqa: E402
 
-__all__ = ["_fleet", "_serve", "_train", "_web", "app", "main"]
+__all__ = ["_fleet", "_launch", "_serve", "_train", "_web", "app", "main"]
 
 if __name__ == "__main__":
     main()
