@@ -24,6 +24,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from rainier import __version__
+from rainier.report.console import FittingConsole
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -57,7 +58,8 @@ def _terminal_width() -> int:
     return shutil.get_terminal_size((PIPED_WIDTH, 40)).columns
 
 
-_out = Console(soft_wrap=False, width=_terminal_width(), emoji=False)  # "neuronlink-v3:x:" is a name, not an emoji
+# Names are not markup or emoji ("neuronlink-v3:x:", "[...]"): views style cells with rich Text, never markup.
+_out = FittingConsole(soft_wrap=False, width=_terminal_width(), emoji=False, markup=False)
 _err = Console(stderr=True, emoji=False)
 
 
