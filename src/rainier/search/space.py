@@ -44,11 +44,10 @@ DEFAULT_MAX_CP = 32
 DEFAULT_MAX_EP = 256
 DEFAULT_MAX_MBS = 16  # largest micro-batch tried when the space names none (a space file may raise it)
 ZERO_STAGES = (0, 1, 2, 3)
-# The space the fleet commands' round-up rule (``round_gbs``) searches until they adopt ``BatchTarget``: the
-# space before issue 17, kept so that their answers and their many-cluster searches' speed stay as they were.
-LEGACY_VPP = (1, 2, 4)
+# The micro-batch sizes of the fleet commands' round-up rule (``round_gbs``): each plan rounds the batch up to a
+# multiple of dp x mbs, so larger sizes would only grow the batch (up to 2x) rather than find a faster split of
+# it. Every other axis (every vpp, ZeRO 0-3) is searched as ``train search`` does.
 LEGACY_MBS = (1, 2, 4, 8)
-LEGACY_ZERO = (1, 3)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -136,7 +135,7 @@ def enumerate_plans(
     if space.vpp is not None:
         vpp_values = list(space.vpp)
     else:
-        vpp_values = list(LEGACY_VPP) if round_gbs else list(range(1, layers // 2 + 1))
+        vpp_values = list(range(1, layers // 2 + 1))
     pairs = [
         (SCHEDULE_CODES[s], v)
         for s in schedules
@@ -146,7 +145,7 @@ def enumerate_plans(
     mbs_values = _microbatch_sizes(space, target, round_gbs)
     rest = {
         "recompute": [RECOMPUTE_CODES[r] for r in space.recompute],
-        "zero": list(space.zero if space.zero is not None else LEGACY_ZERO if round_gbs else ZERO_STAGES),
+        "zero": list(space.zero if space.zero is not None else ZERO_STAGES),
         "precision": [PRECISION_CODES[p] for p in precisions],
     }
     rest_size = math.prod(len(v) for v in rest.values())
