@@ -132,10 +132,7 @@ def enumerate_plans(
     precisions = [p for p in space.precision if cluster.accelerator.supports(p)]
     unsupported = [p for p in space.precision if not cluster.accelerator.supports(p)]
     schedules = list(dict.fromkeys([*space.schedules, *([Schedule.ZERO_BUBBLE] if space.zero_bubble else [])]))
-    if space.vpp is not None:
-        vpp_values = list(space.vpp)
-    else:
-        vpp_values = list(range(1, layers // 2 + 1))
+    vpp_values = list(space.vpp) if space.vpp is not None else list(range(1, layers // 2 + 1))
     pairs = [
         (SCHEDULE_CODES[s], v)
         for s in schedules
