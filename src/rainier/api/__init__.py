@@ -21,6 +21,7 @@ from rainier.search.engine import search
 from rainier.search.result import Objective, SearchResult
 from rainier.search.scaling import SizePoint, parse_counts, scale
 from rainier.search.space import load_space
+from rainier.sim.training import SimulatedStep, simulate
 from rainier.workload import resolve_model
 
 
@@ -54,6 +55,37 @@ def run_estimate(
     if seq_len is not None and seq_len <= 0:
         raise field_error("seq-len", seq_len, "a positive number of tokens")
     result = estimate(shape, parsed, target, efficiency=efficiency, seq_len=seq_len)
+    if isinstance(result, Infeasible):
+        unit = " (NeuronCore degrees)" if parsed.degrees_unit is DegreeUnit.CORE else ""
+        raise InputError(f"plan{unit}: {result.reason}")
+    return result
+
+
+def run_simulate(
+    *,
+    model: str,
+    plan: str,
+    cluster: str | None = None,
+    accelerator: str | None = None,
+    count: int | None = None,
+    seq_len: int | None = None,
+    efficiency: Efficiency | EfficiencyTable | None = None,
+    sharing: bool = True,
+    trace: bool = False,
+) -> SimulatedStep:
+    """Simulate one training step from names (``rainier train simulate``); the inputs of :func:`run_estimate`.
+
+    ``sharing=False`` lets every transfer run at its own speed; ``trace`` records link use over time for
+    ``--trace``.
+    """
+    shape = resolve_model(model)
+    target = resolve_cluster(cluster, accelerator, count)
+    parsed = parse_plan(plan, num_devices=target.num_devices, cores_per_device=target.accelerator.num_logical_cores)
+    if seq_len is not None and seq_len <= 0:
+        raise field_error("seq-len", seq_len, "a positive number of tokens")
+    result = simulate(
+        shape, parsed, target, efficiency=efficiency, seq_len=seq_len, sharing=sharing, record_links=trace
+    )
     if isinstance(result, Infeasible):
         unit = " (NeuronCore degrees)" if parsed.degrees_unit is DegreeUnit.CORE else ""
         raise InputError(f"plan{unit}: {result.reason}")

@@ -25,6 +25,7 @@ from rainier.search.result import SearchResult
 from rainier.search.scaling import SizePoint, pareto_front
 from rainier.serve.estimate import ServeEstimate
 from rainier.serve.simulate import ServeResult, ServeScenario
+from rainier.sim.training import SimulatedStep
 
 TRACE_BATCHES = 50_000  # engine iterations kept for a serving trace
 SCALING_FRACTIONS = (1 / 16, 1 / 8, 1 / 4, 1 / 2, 1.0)  # cluster sizes of the scaling curve, as shares of the run's
@@ -405,7 +406,11 @@ def trace_of(result: object, path: Path | str, *, max_events: int | None = None)
     from rainier.report.trace import MAX_TRACE_EVENTS, serving_trace, step_trace, write_trace
     from rainier.serve.simulate import simulate_timeline
 
-    if isinstance(result, StepEstimate):
+    if isinstance(result, SimulatedStep):
+        from rainier.report.sim_trace import sim_trace
+
+        write_trace(sim_trace(result, max_events=max_events or MAX_TRACE_EVENTS), path)
+    elif isinstance(result, StepEstimate):
         write_trace(step_trace(result, max_events=max_events or MAX_TRACE_EVENTS), path)
     elif isinstance(result, SimulationRun):
         recorded = replace(result.scenario, record_batches=TRACE_BATCHES)

@@ -98,9 +98,11 @@ class _Domain:
 class FlowNetwork:
     """Active flows, their fair rates, and what each link carried (``link_busy_s``: link-seconds at capacity)."""
 
-    def __init__(self, env: Environment, *, sharing: bool = True) -> None:
+    def __init__(self, env: Environment, *, sharing: bool = True, record: bool = False) -> None:
         self.env = env
         self.sharing = sharing
+        # With ``record``: (time, domain, link -> used fraction) after every change of rates (trace counters).
+        self.samples: list[tuple[float, int, dict[str, float]]] | None = [] if record else None
         self._domains: dict[int, _Domain] = {}
         self.link_busy_s: dict[LinkKey, float] = {}
         self.contended_s = 0.0  # time (summed over domains) during which some link was asked for more than 1
@@ -141,6 +143,12 @@ class FlowNetwork:
         for flow, rate in zip(flows, rates, strict=True):
             flow.rate = rate
             soonest = min(soonest, max(flow.remaining_s, 0.0) / rate)
+        if self.samples is not None:
+            used: dict[str, float] = {}
+            for flow in flows:
+                for name, u in flow.demand:
+                    used[name] = used.get(name, 0.0) + u * flow.rate
+            self.samples.append((self.env.now, key, used))
         if domain.event is not None:
             domain.event.cancel()
             domain.event = None

@@ -89,10 +89,10 @@ class _Rank:
 class StepRun:
     """One simulation of a :class:`StepGraph` (``sharing=False``: transfers never slow each other)."""
 
-    def __init__(self, graph: StepGraph, *, sharing: bool = True) -> None:
+    def __init__(self, graph: StepGraph, *, sharing: bool = True, record_links: bool = False) -> None:
         self.graph = graph
         self.env = Environment(np.random.default_rng(0))
-        self.network = FlowNetwork(self.env, sharing=sharing)
+        self.network = FlowNetwork(self.env, sharing=sharing, record=record_links)
         self.intervals: list[Interval] = []
         self.ranks = [_Rank(work=w, order=static_order(graph, i)) for i, w in enumerate(graph.ranks)]
         self.arrived: dict[tuple[PassKind, int, int], int] = {}  # input of a pass ready -> enabling interval

@@ -76,6 +76,7 @@ class SimulatedStep:
     slowed_s: float  # flow-seconds transfers lost to sharing
     intervals: tuple[Interval, ...]
     link_busy_s: dict[tuple[int, str], float]
+    link_samples: tuple[tuple[float, int, dict[str, float]], ...] = ()  # with record_links: rates over time
 
     @property
     def difference(self) -> float:
@@ -160,11 +161,13 @@ def simulate(
     seq_len: int | None = None,
     sharing: bool = True,
     max_blocks: int = 64,
+    record_links: bool = False,
 ) -> SimulatedStep | Infeasible:
     """Simulate one step of ``shape`` under ``plan`` on ``cluster`` (the same inputs as ``perf.step.estimate``).
 
     ``sharing=False`` lets every transfer run at its own speed (the no-contention reference); ``max_blocks``
-    caps the layer blocks a pass is cut into (one per layer by default up to 64).
+    caps the layer blocks a pass is cut into (one per layer by default up to 64); ``record_links`` keeps every
+    link's use over time (for a trace's counters).
     """
     if seq_len is not None:
         shape = shape.with_seq_len(seq_len)
@@ -174,7 +177,7 @@ def simulate(
     fast = estimate(shape, plan, cluster, efficiency=efficiency)
     assert isinstance(fast, StepEstimate)
     graph = step_graph(shape, plan, cluster, efficiency=efficiency, max_blocks=max_blocks)
-    run = StepRun(graph, sharing=sharing)
+    run = StepRun(graph, sharing=sharing, record_links=record_links)
     step = run.run()
     return _summarise(fast, graph, run, step, sharing)
 
@@ -226,6 +229,7 @@ def _summarise(fast: StepEstimate, graph: StepGraph, run: StepRun, step: float, 
         slowed_s=run.network.slowed_s,
         intervals=tuple(intervals),
         link_busy_s=dict(run.network.link_busy_s),
+        link_samples=tuple(run.network.samples or ()),
     )
 
 
