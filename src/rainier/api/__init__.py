@@ -7,6 +7,7 @@ scripts share one path and one set of error messages.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 from rainier.errors import InputError, field_error
@@ -21,6 +22,7 @@ from rainier.search.engine import search
 from rainier.search.result import Objective, SearchResult
 from rainier.search.scaling import SizePoint, parse_counts, scale
 from rainier.search.space import load_space
+from rainier.search.verify import verify_top
 from rainier.sim.training import SimulatedStep, simulate
 from rainier.workload import resolve_model
 
@@ -108,8 +110,10 @@ def run_search(
     price: float | None = None,
     efficiency: Efficiency | EfficiencyTable | None = None,
     progress: Callable[[int, int], None] | None = None,
+    verify: int | None = None,
 ) -> SearchResult:
-    """Every valid plan of a model on a cluster, ranked (``rainier train search``).
+    """Every valid plan of a model on a cluster, ranked (``rainier train search``); with ``verify=K`` the best
+    ``K`` re-ranked by simulation (``result.verification``).
 
     ``gbs`` is exact (``2520``) or a target (``"~2520"``, within ``gbs_tolerance``, default 5%); ``batch_tokens``
     is a target in tokens instead (:func:`rainier.parallel.batch_target.parse_batch_target`).
@@ -121,18 +125,24 @@ def run_search(
     batch = parse_batch_target(
         gbs, seq_len=seq_len or shape.seq_len, tolerance=gbs_tolerance, batch_tokens=batch_tokens
     )
-    return search(
+    if verify is not None and verify < 1:
+        raise field_error("verify", verify, "a number of plans >= 1")
+    result = search(
         shape,
         target,
         gbs=batch,
         seq_len=seq_len,
         objective=parse_objective(objective),
-        top_k=top,
+        top_k=max(top, verify or 0),
         space=load_space(space) if space else None,
         efficiency=efficiency,
         price=_price(price),
         progress=progress,
     )
+    if verify is None:
+        return result
+    checked = verify_top(shape, target, result, verify, efficiency=efficiency)
+    return dataclasses.replace(result, top=result.top[:top], verification=checked)
 
 
 def run_scale(

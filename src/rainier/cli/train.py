@@ -168,6 +168,10 @@ def train_search(
     pareto: Annotated[
         str | None, typer.Option("--pareto", help="time,cost or time,energy: the front over cluster sizes.")
     ] = None,
+    verify: Annotated[
+        int | None,
+        typer.Option("--verify", min=1, help="Re-rank the best K plans by simulation and say where the order changed."),
+    ] = None,
     report_path: ReportOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -217,12 +221,17 @@ def train_search(
             space=str(space) if space else None,
             price=price,
             progress=progress,
+            verify=verify,
         )
     _write_extras(report_path, None, result)
     if as_json:
         emit_json(result.to_dict())
     else:
         _print_tables(search_tables(result.to_dict()))
+        if result.verification is not None:
+            from rainier.report.search_view import verification_table
+
+            _out.print(verification_table(result.verification.to_dict()))
 
 
 @train_app.command("scale")

@@ -378,7 +378,8 @@ class StepRun:
             for transfer in work.blocking:
                 cause = yield _Wait("transfer", transfer=transfer.scaled(1.0 / blocks))
             if work.scatter is not None:
-                self._launch_dp(index, work.scatter.scaled(1.0 / blocks), side, "dp", cause)
+                # Reduce-scatters keep running behind later passes (DeepSpeed, FSDP); the optimizer waits for them.
+                self._launch_dp(index, work.scatter.scaled(1.0 / blocks), rank.grads, "dp", cause)
             if last_grads and rank.work.reduce is not None:
                 self._launch_dp(index, rank.work.reduce.scaled(1.0 / blocks), rank.grads, "dp", cause)
         if kind is not PassKind.FORWARD:
