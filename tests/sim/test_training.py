@@ -157,3 +157,23 @@ def test_zero_bubble_schedules_finish_every_pass(schedule: str) -> None:
     fast = sim.estimate
     # Greedy orders are the simulator's own; they stay within a bubble's width of the closed form.
     assert abs(sim.difference) < 0.25, (sim.step_time_s, fast.step_time_s)
+
+
+def test_without_contention_simulation_and_estimate_agree_within_2pct_on_public_cases() -> None:
+    # Issue 16's bound, on every public case small enough for the test suite (at most 4,096 pass visits per
+    # step; `rainier validate validation/training.yaml --simulate` runs all of them: 63 cases, max 0.96%).
+    from rainier.calibrate import load_cases
+    from rainier.perf.efficiency import committed_efficiency
+
+    table = committed_efficiency()
+    checked, worst = 0, 0.0
+    for case in load_cases("validation/training.yaml").training:
+        plan = case.plan
+        if plan.pp_degree * plan.num_microbatches * plan.chunks_per_rank > 4096:
+            continue
+        sim = simulate(case.shape, plan, case.cluster, efficiency=table, seq_len=case.seq_len)
+        if isinstance(sim, SimulatedStep) and sim.contended_s == 0.0:
+            checked += 1
+            worst = max(worst, abs(sim.difference))
+    assert checked >= 30
+    assert worst <= 0.02
