@@ -66,3 +66,11 @@ def test_validate_simulate_reports_both_errors_and_agreement() -> None:
     agreement = doc["summary"]["agreement"]
     assert agreement["within_bound"] and agreement["max_abs_difference_pct"] <= 2.0
     assert doc["summary"]["simulation"]["predicted"] == len(rows)
+
+
+def test_simulate_report_holds_the_simulation(tmp_path: Path) -> None:
+    out = tmp_path / "sim.html"
+    result = runner.invoke(app, ["train", "simulate", *CLUSTER, "--plan", PLAN, "--report", str(out)])
+    assert result.exit_code == 0, result.output
+    text = out.read_text()
+    assert "Simulated training step" in text and "Critical path" in text

@@ -91,6 +91,40 @@ def _headline_step(estimate: StepEstimate) -> dict[str, Any]:
     }
 
 
+def simulation_report(sim: SimulatedStep) -> HtmlReport:
+    """``train simulate --report``: the simulated step beside the estimate, its critical path, streams and links."""
+    doc = sim.to_dict()
+    report = HtmlReport(title=f"Simulated training step: {doc['model']} on {doc['cluster']}")
+    report.add_table(
+        "Headline",
+        [
+            {
+                "plan": doc["plan"],
+                "simulated step s": doc["step_time_s"],
+                "estimated step s": doc["estimate_step_time_s"],
+                "difference %": 100 * doc["difference"],
+                "cause": doc["cause"],
+            }
+        ],
+    )
+    report.add_table(
+        "Where the last rank's time goes (s)",
+        [
+            {"part": k, "simulated": v, "estimate": doc["estimate_breakdown"].get(k, 0.0)}
+            for k, v in doc["breakdown"].items()
+        ],
+    )
+    report.add_table("Critical path (s)", [{"category": k, "seconds": v} for k, v in doc["critical_path_s"].items()])
+    report.add_table(
+        "Busy fraction of each stream",
+        [{"rank class": rank, **{k: 100 * v for k, v in lanes.items()}} for rank, lanes in doc["stream_busy"].items()],
+    )
+    report.add_table("Busiest links", doc["busiest_links"])
+    add_step(report, sim.estimate)
+    report.data = {"simulation": doc}
+    return report
+
+
 def search_report(result: SearchResult) -> HtmlReport:
     report = HtmlReport(title=f"Plan search: {result.model} on {result.cluster}")
     report.add_table(
@@ -384,8 +418,14 @@ def report_of(result: object) -> HtmlReport:
     """The report of one command's result (``--report PATH``)."""
     if isinstance(result, StepEstimate):
         return estimate_report(result)
+    if isinstance(result, SimulatedStep):
+        return simulation_report(result)
     if isinstance(result, SearchResult):
-        return search_report(result)
+        report = search_report(result)
+        if result.verification is not None:
+            doc = result.verification.to_dict()
+            report.add_table("Best plans verified by simulation", doc["plans"], note="; ".join(doc["moves"]))
+        return report
     if isinstance(result, RunPlan):
         return run_report(result)
     if isinstance(result, ServeEstimate):

@@ -102,6 +102,7 @@ def train_simulate(
     no_sharing: Annotated[
         bool, typer.Option("--no-sharing", help="Let every transfer run at its own speed (no link contention).")
     ] = False,
+    report_path: ReportOption = None,
     trace_path: TraceOption = None,
     trace_max_events: Annotated[
         int | None,
@@ -127,7 +128,7 @@ def train_simulate(
         sharing=not no_sharing,
         trace=trace_path is not None,
     )
-    _write_extras(None, trace_path, result, (model, efficiency), trace_max_events=trace_max_events)
+    _write_extras(report_path, trace_path, result, (model, efficiency), trace_max_events=trace_max_events)
     if as_json:
         emit_json(result.to_dict())
     else:
