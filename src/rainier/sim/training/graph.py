@@ -42,14 +42,15 @@ class PassKind(Enum):
 
 @dataclass(frozen=True, slots=True)
 class Transfer:
-    """A collective or send: ``work_s`` alone, ``demand`` on each link class (load / duration alone)."""
+    """A collective or send: ``work_s`` alone, run as ``phases`` in turn, each a share of the work and its demand
+    on each link class (load / duration of the phase alone)."""
 
     category: str  # tp, ep, cp, pp, dp, fsdp
     work_s: float
-    demand: Demand
+    phases: tuple[tuple[float, Demand], ...]
 
     def scaled(self, factor: float) -> Transfer:
-        return Transfer(self.category, self.work_s * factor, self.demand)
+        return Transfer(self.category, self.work_s * factor, self.phases)
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,14 +121,35 @@ class StepGraph:
         return kinds * self.num_micro_batches * self.num_virtual
 
 
-def _demand(load: np.ndarray, duration: float, names: tuple[str, ...]) -> Demand:
-    if duration <= 0.0:
-        return ()
-    return tuple((names[c], float(load[c]) / duration) for c in range(len(names)) if load[c] > 0.0)
+PHASED = ("tp", "dp", "fsdp")  # rings over nested levels: one level after the other (Thakur et al. 2005)
+TIER_PREFIX = "tier:"  # parallel.placement.tier_link: a tier's uplinks, loaded while the scale-out ring runs
 
 
 def _transfer(category: str, work: float, load: np.ndarray, duration: float, names: tuple[str, ...]) -> Transfer:
-    return Transfer(category, max(float(work), 0.0), _demand(load, duration, names))
+    """A transfer of ``work`` seconds whose whole collective lasts ``duration`` alone and loads ``load``.
+
+    Hierarchical rings (tensor- and data-parallel collectives, FSDP) run level by level: one phase per link class
+    of a level, lasting its share of the load (the collective's time alone is split in proportion, latency
+    included), with the tier uplinks loaded during the scale-out phase. An all-to-all, a send or a context-
+    parallel ring step is one phase using all its links at once.
+    """
+    work = max(float(work), 0.0)
+    if duration <= 0.0:
+        return Transfer(category, work, ((1.0, ()),))
+    loaded = [(names[c], float(load[c])) for c in range(len(names)) if load[c] > 0.0]
+    levels = [(name, value) for name, value in loaded if not name.startswith(TIER_PREFIX)]
+    tiers = [(name, value) for name, value in loaded if name.startswith(TIER_PREFIX)]
+    if category not in PHASED or len(levels) < 2:
+        return Transfer(category, work, ((1.0, tuple((name, value / duration) for name, value in loaded)),))
+    total = sum(value for _, value in levels)
+    phases = []
+    for position, (name, value) in enumerate(levels):
+        share = value / total
+        demand = [(name, value / (share * duration))]
+        if position == len(levels) - 1:  # the outermost level is the scale-out one where tiers are crossed
+            demand += [(tier, tier_load / (share * duration)) for tier, tier_load in tiers]
+        phases.append((share, tuple(demand)))
+    return Transfer(category, work, tuple(phases))
 
 
 def build_graph(

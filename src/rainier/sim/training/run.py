@@ -111,6 +111,8 @@ class StepRun:
         ]
         kinds = 3 if graph.split_weight else 2
         self.passes_per_rank = [kinds * len(v) for v in self.visits]
+        # Greedy ranks look at earlier micro-batches first and, within one, the visit nearest its path's end.
+        self.greedy_order = [sorted(v, key=lambda visit: (visit[0], -visit[1])) for v in self.visits]
 
     # -- recording ---------------------------------------------------------------------------------------------
     def _record(self, interval: Interval) -> int:
@@ -181,8 +183,7 @@ class StepRun:
         best: tuple[PassId, int] | None = None
         for kind in (PassKind.BACKWARD, PassKind.FORWARD):
             full = kind is PassKind.FORWARD and rank.in_flight >= forward_limit(g, index)
-            # Backwards and forwards nearest the end of their micro-batch's path first.
-            for j, v in sorted(self.visits[index], key=lambda visit: (visit[0], -visit[1])):
+            for j, v in self.greedy_order[index]:
                 pid = (kind, j, v)
                 if pid in self.started or (full and self._injects(pid)):
                     continue
@@ -238,15 +239,11 @@ class StepRun:
                 assert transfer is not None
                 if transfer.work_s <= 0.0:
                     continue
-                start_cause = cause
 
-                def finished(flow: Flow, proc: Generator[_Wait, int, None] = proc, c: int = start_cause) -> None:
-                    done = self._record(
-                        Interval(index, "comm", flow.label, flow.started_s, flow.ended_s, c, flow.work_s)
-                    )
+                def finished(done: int, proc: Generator[_Wait, int, None] = proc) -> None:
                     self._drive(index, proc, done)
 
-                self.network.start(Flow(index, transfer.work_s, transfer.demand, finished, transfer.category))
+                self._transfer(index, transfer, "comm", cause, finished)
                 return
             else:
                 group = wait.group
@@ -266,17 +263,27 @@ class StepRun:
         self._drive(index, proc, cause)
 
     # -- side streams ------------------------------------------------------------------------------------------
+    def _transfer(
+        self, index: int, transfer: Transfer, lane: str, cause: int, on_done: Callable[[int], None], phase: int = 0
+    ) -> None:
+        """Run ``transfer``'s phases one after the other as flows; ``on_done(last interval)`` after the last."""
+        share, demand = transfer.phases[phase]
+
+        def finished(flow: Flow) -> None:
+            done = self._record(Interval(index, lane, flow.label, flow.started_s, flow.ended_s, cause, flow.work_s))
+            if phase + 1 < len(transfer.phases):
+                self._transfer(index, transfer, lane, done, on_done, phase + 1)
+            else:
+                on_done(done)
+
+        self.network.start(Flow(index, transfer.work_s * share, demand, finished, transfer.category))
+
     def _launch(self, index: int, transfer: Transfer, group: _Group, lane: str, cause: int) -> None:
         """A transfer beside the compute stream (no queue), counted in ``group``."""
         if transfer.work_s <= 0.0:
             return
         group.outstanding += 1
-
-        def finished(flow: Flow) -> None:
-            done = self._record(Interval(index, lane, flow.label, flow.started_s, flow.ended_s, cause, flow.work_s))
-            self._release(group, done)
-
-        self.network.start(Flow(index, transfer.work_s, transfer.demand, finished, transfer.category))
+        self._transfer(index, transfer, lane, cause, lambda done: self._release(group, done))
 
     def _release(self, group: _Group, done: int) -> None:
         group.outstanding -= 1
@@ -302,15 +309,14 @@ class StepRun:
         cause = self._later(launched, rank.dp_last)
         rank.dp_busy = True
 
-        def finished(flow: Flow) -> None:
-            done = self._record(Interval(index, lane, flow.label, flow.started_s, flow.ended_s, cause, flow.work_s))
+        def finished(done: int) -> None:
             rank.dp_last = done
             rank.dp_busy = False
             self._release(group, done)
             self._pump_dp(index)
             self._maybe_optimizer(index)
 
-        self.network.start(Flow(index, transfer.work_s, transfer.demand, finished, transfer.category))
+        self._transfer(index, transfer, lane, cause, finished)
 
     def _send(self, index: int, transfer: Transfer, deliver: Callable[[int], None], cause: int) -> None:
         rank = self.ranks[index]
@@ -326,13 +332,12 @@ class StepRun:
         transfer, deliver = rank.pp_queue.pop(0)
         rank.pp_busy = True
 
-        def finished(flow: Flow) -> None:
-            done = self._record(Interval(index, "pp", "pp", flow.started_s, flow.ended_s, cause, flow.work_s))
+        def finished(done: int) -> None:
             rank.pp_busy = False
             deliver(done)
             self._pump_pp(index, done)
 
-        self.network.start(Flow(index, transfer.work_s, transfer.demand, finished, "pp"))
+        self._transfer(index, transfer, "pp", cause, finished)
 
     # -- one pass ----------------------------------------------------------------------------------------------
     def _pass(self, index: int, pid: PassId) -> Generator[_Wait, int, None]:
