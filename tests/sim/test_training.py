@@ -177,3 +177,20 @@ def test_without_contention_simulation_and_estimate_agree_within_2pct_on_public_
             worst = max(worst, abs(sim.difference))
     assert checked >= 30
     assert worst <= 0.02
+
+
+def test_hierarchical_rings_run_level_by_level_and_all_to_alls_at_once() -> None:
+    from rainier.sim.training.graph import make_transfer
+
+    names = ("nvlink", "nic", "tier:spine")
+    load = np.array([0.2, 0.6, 0.3])  # seconds of each link class; the collective alone lasts 1.0 s
+    ring = make_transfer("dp", 0.5, load, 1.0, names)
+    assert [share for share, _ in ring.phases] == pytest.approx([0.25, 0.75])
+    # Each level's phase uses its link at load / phase time (0.2 / 0.25 = 0.8 of NVLink, 0.6 / 0.75 of the NIC);
+    # the tier's uplinks carry their load during the scale-out phase.
+    assert dict(ring.phases[0][1]) == pytest.approx({"nvlink": 0.8})
+    assert dict(ring.phases[1][1]) == pytest.approx({"nic": 0.8, "tier:spine": 0.4})
+    exchange = make_transfer("ep", 0.5, load, 1.0, names)
+    assert len(exchange.phases) == 1 and dict(exchange.phases[0][1]) == pytest.approx(
+        dict(zip(names, load, strict=True))
+    )

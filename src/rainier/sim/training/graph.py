@@ -125,7 +125,7 @@ PHASED = ("tp", "dp", "fsdp")  # rings over nested levels: one level after the o
 TIER_PREFIX = "tier:"  # parallel.placement.tier_link: a tier's uplinks, loaded while the scale-out ring runs
 
 
-def _transfer(category: str, work: float, load: np.ndarray, duration: float, names: tuple[str, ...]) -> Transfer:
+def make_transfer(category: str, work: float, load: np.ndarray, duration: float, names: tuple[str, ...]) -> Transfer:
     """A transfer of ``work`` seconds whose whole collective lasts ``duration`` alone and loads ``load``.
 
     Hierarchical rings (tensor- and data-parallel collectives, FSDP) run level by level: one phase per link class
@@ -212,21 +212,21 @@ def build_graph(
                 if duration <= 0.0:
                     continue
                 exposed = min(exposed, duration)
-                blocking.append(_transfer(category, exposed * share, load * share, duration * share, names))
+                blocking.append(make_transfer(category, exposed * share, load * share, duration * share, names))
                 if duration - exposed > 0.0:
                     hidden.append(
-                        _transfer(category, (duration - exposed) * share, load * share, duration * share, names)
+                        make_transfer(category, (duration - exposed) * share, load * share, duration * share, names)
                     )
             return tuple(blocking), tuple(hidden)
 
         fsdp_dur = row(q.fsdp_dur)
         fsdp = (
-            _transfer("fsdp", fsdp_dur * share, q.fsdp_load[0, r] * share, fsdp_dur * share, names)
+            make_transfer("fsdp", fsdp_dur * share, q.fsdp_load[0, r] * share, fsdp_dur * share, names)
             if fsdp_dur > 0
             else None
         )
         z2_dur = row(q.z2_dur)
-        z2 = _transfer("dp", z2_dur * share, q.z2_load[0, r] * share, z2_dur * share, names) if z2_dur > 0 else None
+        z2 = make_transfer("dp", z2_dur * share, q.z2_load[0, r] * share, z2_dur * share, names) if z2_dur > 0 else None
         f_block, f_hidden = split_items(forward_items)
         b_block, b_hidden = split_items(backward_items)
         weight_s = row(q.bwd_weight) * share
@@ -251,7 +251,7 @@ def build_graph(
         send = None
         if pp_dur > 0 and p > 1:
             per_visit = pp_dur / chunks
-            send = _transfer("pp", per_visit, q.pp_load[0] / chunks, per_visit, names)
+            send = make_transfer("pp", per_visit, q.pp_load[0] / chunks, per_visit, names)
         ranks.append(
             RankWork(
                 row=r,
@@ -259,12 +259,12 @@ def build_graph(
                 passes=passes,
                 send=send,
                 send_blocks=bool(q.pp_blocking[0]),
-                reduce=_transfer(
+                reduce=make_transfer(
                     "dp", reduce_dur * grad_share, q.reduce_load[0, r] * grad_share, reduce_dur * grad_share, names
                 )
                 if reduce_dur > 0
                 else None,
-                param_gather=_transfer(
+                param_gather=make_transfer(
                     "dp", gather_dur * grad_share, q.gather_load[0, r] * grad_share, gather_dur * grad_share, names
                 )
                 if gather_dur > 0
