@@ -74,3 +74,10 @@ def test_simulate_report_holds_the_simulation(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     text = out.read_text()
     assert "Simulated training step" in text and "Critical path" in text
+
+
+def test_simulate_refuses_a_step_past_its_budget_with_exit_2() -> None:
+    plan = "tp=8,pp=4,mbs=1,gbs=200000"  # dp = 2: 100,000 micro-batches x 4 ranks
+    result = runner.invoke(app, ["train", "simulate", *CLUSTER, "--plan", plan])
+    assert result.exit_code == 2
+    assert "400,000 pass visits" in result.output and "100,000" in result.output

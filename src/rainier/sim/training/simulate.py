@@ -13,6 +13,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
+from rainier.errors import InputError
 from rainier.hardware import Cluster
 from rainier.parallel.pipeline import rank_rows
 from rainier.parallel.plan import Infeasible, Plan, Schedule
@@ -26,6 +27,9 @@ from rainier.sim.training.graph import StepGraph, build_graph
 from rainier.sim.training.run import Interval, StepRun, critical_path, union_length
 from rainier.workload.shape import TransformerShape
 
+# Pass visits (pipeline ranks x micro-batches x chunks) one simulation may run: about 30 s on one core (the
+# largest public case, a 1T-parameter model at pp=64 with 512 micro-batches, is 32,768).
+MAX_PASS_VISITS = 100_000
 COMPUTE_CATEGORIES = {"forward": "compute", "backward": "compute", "weight": "compute", "recompute": "recompute"}
 COMM_CATEGORIES = {"tp": "tp_comm", "ep": "ep_comm", "cp": "cp_comm", "pp": "pp_comm"}
 TOP_LINKS = 8
@@ -165,6 +169,8 @@ def simulate(
 ) -> SimulatedStep | Infeasible:
     """Simulate one step of ``shape`` under ``plan`` on ``cluster`` (the same inputs as ``perf.step.estimate``).
 
+    Raises :class:`~rainier.errors.InputError` past :data:`MAX_PASS_VISITS` pass visits.
+
     ``sharing=False`` lets every transfer run at its own speed (the no-contention reference); ``max_blocks``
     caps the layer blocks a pass is cut into (one per layer by default up to 64); ``record_links`` keeps every
     link's use over time (for a trace's counters).
@@ -174,6 +180,12 @@ def simulate(
     problem = plan_problem(shape, plan, cluster)
     if problem is not None:
         return problem
+    visits = plan.pp_degree * plan.num_microbatches * plan.chunks_per_rank
+    if visits > MAX_PASS_VISITS:
+        raise InputError(
+            f"plan: simulating {visits:,} pass visits (pp x micro-batches x chunks) exceeds the simulator's budget of "
+            f"{MAX_PASS_VISITS:,}; simulate a smaller gbs or a larger mbs"
+        )
     fast = estimate(shape, plan, cluster, efficiency=efficiency)
     assert isinstance(fast, StepEstimate)
     graph = step_graph(shape, plan, cluster, efficiency=efficiency, max_blocks=max_blocks)
