@@ -110,7 +110,7 @@ COMMANDS: dict[str, list[list[str]]] = {
     ],
     "validate": [
         ["validate", str(ROOT / "validation" / "training.yaml"), "--group", "Narayanan2021_Table1"],
-        ["validate", str(ROOT / "validation" / "training.yaml"), "--group", "Narayanan2021_Table1", "--simulate"],
+        ["validate", str(ROOT / "validation" / "training.yaml"), "--group", "torchtitan_docs_2024", "--simulate"],
     ],
 }
 

@@ -58,7 +58,7 @@ def test_search_verify_reranks_the_best_plans() -> None:
 
 def test_validate_simulate_reports_both_errors_and_agreement() -> None:
     path = "validation/training.yaml"
-    result = runner.invoke(app, ["validate", path, "--group", "Narayanan2021_Table1", "--simulate", "--json"])
+    result = runner.invoke(app, ["validate", path, "--group", "MaxText_v4_2023", "--simulate", "--json"])
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
     rows = [r for r in doc["cases"] if "simulated" in r]
