@@ -93,7 +93,9 @@ class SimulatedStep:
         deltas = {k: self.breakdown.get(k, 0.0) - est.get(k, 0.0) for k in est}
         key = max(deltas, key=lambda k: abs(deltas[k]))
         if abs(self.difference) < 1e-3:
-            return "agree (no transfer slowed by another; the schedule's order gives the closed form's bubble)"
+            if self.contended_s == 0.0:
+                return "agree: no link asked for more than its capacity, the schedule's order gives the closed form's"
+            return "agree within 0.1%"
         sign = "more" if deltas[key] > 0 else "less"
         return f"{key.replace('_', ' ')}: {abs(deltas[key]):.4g} s {sign} in the simulation"
 
