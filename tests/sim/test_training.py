@@ -194,3 +194,27 @@ def test_hierarchical_rings_run_level_by_level_and_all_to_alls_at_once() -> None
     assert len(exchange.phases) == 1 and dict(exchange.phases[0][1]) == pytest.approx(
         dict(zip(names, load, strict=True))
     )
+
+
+@pytest.mark.parametrize(
+    "plan_text", ["tp=8,pp=2,dp=4,mbs=1,gbs=64,zero=3", "tp=4,pp=4,dp=4,mbs=1,gbs=64,schedule=zb-h1"]
+)
+def test_more_link_bandwidth_never_slows_a_simulated_step(plan_text: str) -> None:
+    import dataclasses
+
+    cluster = cluster_of("h100-sxm", 64)
+    system = cluster.system
+    axes = tuple(
+        dataclasses.replace(a, link_bw_bytes_per_s_per_direction=2 * a.link_bw_bytes_per_s_per_direction)
+        for a in system.axes
+    )
+    nic = system.nic_bw_bytes_per_s_per_device
+    faster = dataclasses.replace(
+        cluster,
+        system=dataclasses.replace(system, axes=axes, nic_bw_bytes_per_s_per_device=None if nic is None else 2 * nic),
+    )
+    plan = parse_plan(plan_text, num_devices=64)
+    slow = simulate(LLAMA, plan, cluster, efficiency=EFF)
+    fast = simulate(LLAMA, plan, faster, efficiency=EFF)
+    assert isinstance(slow, SimulatedStep) and isinstance(fast, SimulatedStep)
+    assert fast.step_time_s <= slow.step_time_s * (1 + 1e-9)

@@ -74,6 +74,7 @@ class SimulatedStep:
     critical_path: tuple[PathSegment, ...]
     critical_path_s: dict[str, float]  # seconds of the critical path by category
     breakdown: dict[str, float]  # the last rank's time in the estimate's breakdown fields
+    last_rank: int  # the pipeline rank whose optimizer ends the step
     stream_busy: dict[str, dict[str, float]]  # rank class -> stream -> busy fraction of the step
     busiest_links: tuple[LinkUse, ...]
     contended_s: float  # time some link was asked for more than its capacity (summed over rank classes)
@@ -91,13 +92,18 @@ class SimulatedStep:
         """The breakdown field that moves most between the estimate and the simulation, in words."""
         est = self.estimate.breakdown.to_dict()
         deltas = {k: self.breakdown.get(k, 0.0) - est.get(k, 0.0) for k in est}
-        key = max(deltas, key=lambda k: abs(deltas[k]))
+        # The part that moved most in the direction of the whole difference (others may move back a little).
+        same = {k: v for k, v in deltas.items() if v * self.difference > 0} or deltas
+        key = max(same, key=lambda k: abs(same[k]))
         if abs(self.difference) < 1e-3:
             if self.contended_s == 0.0:
                 return "agree: no link asked for more than its capacity, the schedule's order gives the closed form's"
             return "agree within 0.1%"
         sign = "more" if deltas[key] > 0 else "less"
-        return f"{key.replace('_', ' ')}: {abs(deltas[key]):.4g} s {sign} in the simulation"
+        return (
+            f"{key.replace('_', ' ')}: {abs(deltas[key]):.4g} s {sign} on the last rank to finish (pipeline rank "
+            f"{self.last_rank}) than on the estimate's slowest rank"
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -116,6 +122,7 @@ class SimulatedStep:
             "critical_path_s": self.critical_path_s,
             "critical_path": [s.to_dict() for s in self.critical_path],
             "breakdown": self.breakdown,
+            "last_rank": self.last_rank,
             "estimate_breakdown": self.estimate.breakdown.to_dict(),
             "stream_busy": self.stream_busy,
             "busiest_links": [u.to_dict() for u in self.busiest_links],
@@ -237,6 +244,7 @@ def _summarise(fast: StepEstimate, graph: StepGraph, run: StepRun, step: float, 
         critical_path=tuple(segments),
         critical_path_s=dict(by_category),
         breakdown=_rank_breakdown(intervals, end_rank, graph, step),
+        last_rank=end_rank,
         stream_busy=busy,
         busiest_links=tuple(uses[:TOP_LINKS]),
         contended_s=run.network.contended_s,
