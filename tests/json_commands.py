@@ -112,6 +112,12 @@ COMMANDS: dict[str, list[list[str]]] = {
         ["validate", str(ROOT / "validation" / "training.yaml"), "--group", "Narayanan2021_Table1"],
         ["validate", str(ROOT / "validation" / "training.yaml"), "--group", "torchtitan_docs_2024", "--simulate"],
     ],
+    "import": [
+        ["import", str(ROOT / "tests" / "launch" / "configs" / "nxd_megatron_llama_7B_config.yaml")],
+        ["import", str(ROOT / "tests" / "launch" / "configs" / "nxd_hf_llama3_8B_config.yaml")],
+        ["import", str(ROOT / "tests" / "launch" / "configs" / "vllm_llama31_405b_tp8_pp2.sh")],
+        ["import", str(ROOT / "tests" / "launch" / "configs" / "trtllm_curated_llama-3.3-70b.yaml")],
+    ],
 }
 
 

@@ -24,13 +24,14 @@ RANK = {
     "fleet": 6,
     "serve": 6,
     "search": 7,
+    "launch": 7,
     "report": 8,
     "api": 9,
     "cli": 10,
     "web": 10,
 }
 # Same-rank siblings that must stay independent of each other.
-INDEPENDENT = [("hardware", "workload"), ("fleet", "serve")]
+INDEPENDENT = [("hardware", "workload"), ("fleet", "serve"), ("search", "launch")]
 
 
 def _layer(path: Path) -> str:

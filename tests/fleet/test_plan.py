@@ -76,6 +76,10 @@ def test_smallest_cluster_meets_the_deadline_and_the_next_smaller_does_not() -> 
     smaller = sizes[sizes.index(run.footprint.devices) - 1]
     slower = plan_run(shape, fleet_cluster("h100-sxm", smaller), 2e12, step_on=finder, price=price)
     assert slower.wall_clock_days > 10.0
+    assert run.notes[0] == (  # the output says which deadline the size was chosen for
+        f"deadline 10 days: {run.footprint.devices:,} devices is the smallest size tried that meets it "
+        f"({run.wall_clock_days:.1f} days; {smaller:,} devices take {slower.wall_clock_days:.1f})"
+    )
 
 
 def test_impossible_deadline_names_the_field() -> None:

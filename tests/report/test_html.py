@@ -13,6 +13,7 @@ from rainier.api import run_estimate
 from rainier.api.report import estimate_report
 from rainier.cli import app
 from rainier.report import html as fig
+from tests.report.conftest import Report
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted(p for p in (ROOT / "examples").glob("*.yaml") if p.name != "sweep.yaml")
@@ -44,11 +45,8 @@ def test_estimate_report_is_self_contained_with_labelled_plots() -> None:
 
 
 @pytest.mark.parametrize("scenario", EXAMPLES, ids=lambda p: p.name)
-def test_every_example_scenario_reports(scenario: Path, tmp_path: Path) -> None:
-    out = tmp_path / "report.html"
-    result = runner.invoke(app, ["report", str(scenario), "-o", str(out), "--json"])
-    assert result.exit_code == 0, result.output
-    page = out.read_text()
+def test_every_example_scenario_reports(scenario: Path, example_reports: dict[str, Report]) -> None:
+    page = example_reports[scenario.name].page
     specs = _figures(page)
     assert len(specs) >= 2
     for spec in specs:

@@ -72,6 +72,9 @@ def test_estimate_equals_cli_json(base_url: str, fields: dict[str, str]) -> None
     breakdown = body["figures"]["breakdown"]
     assert breakdown["layout"]["yaxis"]["title"]["text"] and breakdown["data"]
     assert math.isclose(sum(bar["y"][0] for bar in breakdown["data"]), expected["step_time_s"], rel_tol=1e-9)
+    losses = {k: v for k, v in expected["breakdown_s"].items() if k != "compute"}
+    share = max(losses.values()) / expected["step_time_s"]  # the why line names the largest loss's share
+    assert body["why"].startswith(f"{share:.0%} " if share >= 0.1 else "compute-bound: ")
 
 
 def test_search_equals_cli_json(base_url: str) -> None:

@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from rainier.errors import InputError
 from rainier.workload import (
     GemmKind,
     Recompute,
@@ -164,3 +165,28 @@ def test_flops_grow_with_context_and_causal_is_cheaper(short: int, extra: int, l
     shape = gpt_shape(layers=layers, hidden=heads * 16, heads=heads)
     assert model_flops_per_token(shape, short + extra) > model_flops_per_token(shape, short)
     assert model_flops_per_token(shape, short, causal=True) < model_flops_per_token(shape, short, causal=False)
+
+
+@given(
+    span=st.integers(min_value=1, max_value=4096),
+    tp=st.sampled_from([1, 2, 4, 8]),
+)
+def test_packed_documents_scale_the_attention_core_by_keys_per_query(span: int, tp: int) -> None:
+    """A query that sees ``span`` keys costs span/s of the full core; every other GEMM is unchanged."""
+    shape = get_model("llama-2-7b")
+    full = {g.kind: g for g in layer_gemms(shape, micro_batch=2, seq_len=4096, tp_degree=tp)}
+    packed = {g.kind: g for g in layer_gemms(shape, micro_batch=2, seq_len=4096, tp_degree=tp, attention_span=span)}
+    for kind, gemm in full.items():
+        if kind in (GemmKind.ATTENTION_SCORE, GemmKind.ATTENTION_VALUE):
+            assert packed[kind].flop == pytest.approx(gemm.flop * span / 4096, rel=EXACT)
+        else:
+            assert packed[kind] == gemm
+
+
+def test_a_document_as_long_as_the_sequence_changes_nothing() -> None:
+    shape = get_model("llama-2-7b")
+    assert layer_gemms(shape, micro_batch=1, attention_span=shape.seq_len) == layer_gemms(shape, micro_batch=1)
+    assert layer_gemms(shape, micro_batch=1, attention_span=10 * shape.seq_len) == layer_gemms(shape, micro_batch=1)
+    assert shape.with_documents(shape.seq_len).attention_len == shape.seq_len
+    with pytest.raises(InputError, match="document_len"):
+        shape.with_documents(0)

@@ -24,7 +24,7 @@ from rainier.search.scaling import SizePoint, parse_counts, scale
 from rainier.search.space import load_space
 from rainier.search.verify import verify_top
 from rainier.sim.training import SimulatedStep, simulate
-from rainier.workload import resolve_model
+from rainier.workload import TransformerShape, resolve_model
 
 
 def resolve_cluster(cluster: str | None, accelerator: str | None, count: int | None) -> Cluster:
@@ -40,6 +40,14 @@ def resolve_cluster(cluster: str | None, accelerator: str | None, count: int | N
     return cluster_of(accelerator, count)
 
 
+def _packed(shape: TransformerShape, document_len: int | None) -> TransformerShape:
+    if document_len is None:
+        return shape
+    if isinstance(document_len, bool) or not isinstance(document_len, int) or document_len <= 0:
+        raise field_error("document-len", document_len, "a positive number of tokens per packed document")
+    return shape.with_documents(document_len)
+
+
 def run_estimate(
     *,
     model: str,
@@ -49,9 +57,14 @@ def run_estimate(
     count: int | None = None,
     seq_len: int | None = None,
     efficiency: Efficiency | EfficiencyTable | None = None,
+    document_len: int | None = None,
 ) -> StepEstimate:
-    """Estimate one training step from names; a plan that cannot run is a one-line :class:`InputError`."""
-    shape = resolve_model(model)
+    """Estimate one training step from names; a plan that cannot run is a one-line :class:`InputError`.
+
+    ``document_len``: the sequences hold packed documents of this many tokens, each attending only to itself
+    (:attr:`rainier.workload.TransformerShape.document_len`).
+    """
+    shape = _packed(resolve_model(model), document_len)
     target = resolve_cluster(cluster, accelerator, count)
     parsed = parse_plan(plan, num_devices=target.num_devices, cores_per_device=target.accelerator.num_logical_cores)
     if seq_len is not None and seq_len <= 0:
@@ -74,13 +87,14 @@ def run_simulate(
     efficiency: Efficiency | EfficiencyTable | None = None,
     sharing: bool = True,
     trace: bool = False,
+    document_len: int | None = None,
 ) -> SimulatedStep:
     """Simulate one training step from names (``rainier train simulate``); the inputs of :func:`run_estimate`.
 
     ``sharing=False`` lets every transfer run at its own speed; ``trace`` records link use over time for
     ``--trace``.
     """
-    shape = resolve_model(model)
+    shape = _packed(resolve_model(model), document_len)
     target = resolve_cluster(cluster, accelerator, count)
     parsed = parse_plan(plan, num_devices=target.num_devices, cores_per_device=target.accelerator.num_logical_cores)
     if seq_len is not None and seq_len <= 0:
@@ -110,15 +124,17 @@ def run_search(
     price: float | None = None,
     efficiency: Efficiency | EfficiencyTable | None = None,
     progress: Callable[[int, int], None] | None = None,
+    document_len: int | None = None,
     verify: int | None = None,
 ) -> SearchResult:
     """Every valid plan of a model on a cluster, ranked (``rainier train search``); with ``verify=K`` the best
     ``K`` re-ranked by simulation (``result.verification``).
 
     ``gbs`` is exact (``2520``) or a target (``"~2520"``, within ``gbs_tolerance``, default 5%); ``batch_tokens``
-    is a target in tokens instead (:func:`rainier.parallel.batch_target.parse_batch_target`).
+    is a target in tokens instead (:func:`rainier.parallel.batch_target.parse_batch_target`). ``document_len`` as
+    in :func:`run_estimate`.
     """
-    shape = resolve_model(model)
+    shape = _packed(resolve_model(model), document_len)
     target = resolve_cluster(cluster, accelerator, count)
     if seq_len is not None and seq_len <= 0:
         raise field_error("seq-len", seq_len, "a positive number of tokens")
@@ -158,10 +174,11 @@ def run_scale(
     price: float | None = None,
     efficiency: Efficiency | EfficiencyTable | None = None,
     progress: Callable[[int, int], None] | None = None,
+    document_len: int | None = None,
 ) -> list[SizePoint]:
     """Best plan at each device count (``rainier train scale``, ``train search --pareto``)."""
     return scale(
-        resolve_model(model),
+        _packed(resolve_model(model), document_len),
         accelerator,
         parse_counts(counts),
         gbs=gbs,

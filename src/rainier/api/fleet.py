@@ -250,13 +250,7 @@ def _sites_model(shape: TransformerShape, finder: StepFinder) -> Callable[[Clust
     """Multi-site analysis that re-ranks the fastest plans by their throughput once the WAN is counted."""
 
     def sites(cluster: Cluster, first: StepEstimate) -> SiteAnalysis:
-        alone: dict[int, StepEstimate | Infeasible] = {}
-
-        def best_on(site: Cluster) -> StepEstimate | Infeasible:
-            if site.num_devices not in alone:
-                alone[site.num_devices] = _on_site(finder, site)
-            return alone[site.num_devices]
-
+        best_on = _best_on_sites(finder)
         options = finder.candidates(cluster, SITE_CANDIDATES) or [first]
         analyses = [
             analyse_sites(shape, cluster, option.plan, step=_fixed(option), best_on=best_on) for option in options
@@ -264,6 +258,18 @@ def _sites_model(shape: TransformerShape, finder: StepFinder) -> Callable[[Clust
         return _most_throughput(analyses)
 
     return sites
+
+
+def _best_on_sites(finder: StepFinder) -> Callable[[Cluster], StepEstimate | Infeasible]:
+    """The best step on each site alone, searched once per site size (the splits of every plan share them)."""
+    alone: dict[int, StepEstimate | Infeasible] = {}
+
+    def best_on(site: Cluster) -> StepEstimate | Infeasible:
+        if site.num_devices not in alone:
+            alone[site.num_devices] = _on_site(finder, site)
+        return alone[site.num_devices]
+
+    return best_on
 
 
 def _on_site(finder: StepFinder, site: Cluster) -> StepEstimate | Infeasible:
@@ -313,22 +319,16 @@ def run_fleet_plan(
     shape = _shape(model, seq_len)
     tokens = check_tokens(tokens)
     prices = parse_prices(price)
-    searched = load_space(space) if space else None
-    if precision is not None:
-        if searched is not None:
-            raise InputError("give --precision or --space (whose precision list applies), not both")
-        if accelerator is None and cluster is None:
-            raise InputError("--precision needs --cluster or --accelerator")
-        chip = get_cluster(cluster).accelerator if cluster is not None else get_accelerator(accelerator or "")
-        chosen = best_training_precision(chip) if precision.strip().lower() == "best" else Precision.parse(precision)
-        searched = SearchSpace(precision=(chosen,))
-    step_on = StepFinder(
+    step_on = run_step_finder(
         shape,
         tokens,
+        cluster=cluster,
+        accelerator=accelerator,
         plan=plan,
         gbs=gbs,
         batch_tokens=batch_tokens,
-        space=searched,
+        space=space,
+        precision=precision,
         efficiency=efficiency,
     )
     if deadline_days is not None:
@@ -374,6 +374,72 @@ def run_fleet_plan(
     if plan is None and not step_on.exact:
         run = replace(run, notes=(*run.notes, batch_note(step_on.gbs, run, "--batch-tokens" if batch_tokens else None)))
     return with_uncertainty(run, shape, target, efficiency=efficiency, failures=failures, hot_spares=hot_spares)
+
+
+def run_step_finder(
+    shape: TransformerShape,
+    tokens: float,
+    *,
+    cluster: str | None,
+    accelerator: str | None,
+    plan: str | None = None,
+    gbs: int | None = None,
+    batch_tokens: float | None = None,
+    space: str | None = None,
+    precision: str | None = None,
+    efficiency: Efficiency | EfficiencyTable | None = None,
+) -> StepFinder:
+    """How ``fleet plan`` (and a scenario's run) finds its step: the plan, batch, search space and precision given.
+
+    ``precision`` limits the search to one training precision (``best``: the chip's best); the report's table of
+    the fastest plans is made with the same finder, so it ranks the plans the run chose among.
+    """
+    searched = load_space(space) if space else None
+    if precision is not None:
+        if searched is not None:
+            raise InputError("give --precision or --space (whose precision list applies), not both")
+        if accelerator is None and cluster is None:
+            raise InputError("--precision needs --cluster or --accelerator")
+        chip = get_cluster(cluster).accelerator if cluster is not None else get_accelerator(accelerator or "")
+        chosen = best_training_precision(chip) if precision.strip().lower() == "best" else Precision.parse(precision)
+        searched = SearchSpace(precision=(chosen,))
+    return StepFinder(
+        shape, tokens, plan=plan, gbs=gbs, batch_tokens=batch_tokens, space=searched, efficiency=efficiency
+    )
+
+
+def run_candidates(result: ScenarioResult, count: int) -> list[tuple[StepEstimate, float]]:
+    """The fastest ``count`` plans of a scenario's run on the cluster it used, each with its step time in the run.
+
+    The plans come from the run's own search (same batch target, search space and precision); on a cluster whose
+    sites the run spans each plan's step includes the WAN (the run's site analysis), so the run's plan shows the
+    run's step time. Ordered by tokens per second in the run (plans may run different batches).
+    """
+    scenario, run = result.scenario, result.run
+    shape = _shape(scenario.model, None)
+    finder = run_step_finder(
+        shape,
+        scenario.tokens,
+        cluster=scenario.cluster,
+        accelerator=scenario.accelerator,
+        plan=scenario.plan,
+        gbs=scenario.gbs,
+        batch_tokens=scenario.batch_tokens,
+        precision=scenario.precision,
+    )
+    target = fleet_target(scenario.cluster, scenario.accelerator, scenario.count)
+    used = target if run.footprint.devices == target.num_devices else _resized(target, run)
+    options = finder.candidates(used, count)
+    if run.sites is None or not used.wan_links:
+        return [(option, option.step_time_s) for option in options]
+    best_on = _best_on_sites(finder)
+    rows = []
+    for option in options:
+        analysis = analyse_sites(shape, used, option.plan, step=_fixed(option), best_on=best_on)
+        spanning = analysis.best_spanning
+        if spanning is not None and spanning.step_time_s is not None:
+            rows.append((option, spanning.step_time_s))
+    return sorted(rows, key=lambda row: row[0].plan.gbs / row[1], reverse=True)
 
 
 def batch_note(target: int, run: RunPlan, source: str | None) -> str:

@@ -2,10 +2,12 @@
 
 A scenario file is a fleet scenario (``examples/rainier-frontier.yaml``; ``kind: fleet``, the default) or a
 serving scenario (``kind: serve``: traffic, SLOs and accelerators to size a fleet for, and optionally one
-configuration to simulate). Each becomes one self-contained HTML page (``report.html``): its inputs, the
-headline numbers, and plots of the step-time breakdown, memory, top plans, the scaling curve and Pareto front,
-the comparison across accelerators and the goodput of the run; or, for serving, the sized fleets and the
-simulated latency distributions.
+configuration to simulate). Each becomes one self-contained HTML page (``report.html``) that opens with the
+answer (the headline quantities with their intervals, and why: the largest loss of the step in words,
+``api.explain``), then plots and tables of the step-time breakdown, memory, top plans, the scaling curve and
+Pareto front, the comparison across accelerators and the goodput of the run; or, for serving, the sized fleets
+(with each model's simulated p99) and the simulated latency distributions against the SLOs. The scenario file
+comes last, collapsed. Every quantity is taken from one result, so it reads the same in every section.
 """
 
 from __future__ import annotations
@@ -14,13 +16,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from rainier.api.explain import binding_slo, dominant_loss
 from rainier.catalog.loader import CatalogError, Fields, load_yaml
 from rainier.errors import InputError
 from rainier.fleet.plan import RunPlan
 from rainier.fleet.scenario import ScenarioResult
 from rainier.perf.result import StepEstimate
 from rainier.report import html as fig
-from rainier.report.html import HtmlReport
+from rainier.report.html import AnswerCard, Headline, HtmlReport
 from rainier.search.result import SearchResult
 from rainier.search.scaling import SizePoint, pareto_front
 from rainier.serve.estimate import ServeEstimate
@@ -52,43 +55,51 @@ def scenario_report(path: Path | str) -> tuple[HtmlReport, dict[str, Any]]:
 
 
 # ------------------------------------------------------------------------------------------------------ training
-def add_step(report: HtmlReport, estimate: StepEstimate) -> None:
+def add_step(report: HtmlReport, estimate: StepEstimate, *, wan_s: float = 0.0) -> None:
     doc = estimate.to_dict()
-    report.add_figure("Where the step time goes", fig.step_breakdown_figure(doc))
+    report.add_figure("Where the step time goes", fig.step_breakdown_figure(doc, wan_s=wan_s))
     report.add_figure("Memory per device", fig.memory_figure(doc))
 
 
-def _plan_rows(estimates: list[StepEstimate]) -> list[dict[str, Any]]:
+def _plan_rows(rows: list[tuple[StepEstimate, float]], used: StepEstimate | None = None) -> list[dict[str, Any]]:
+    """Table rows of plans, each with its step time in the run (the estimate's, plus a multi-site run's WAN)."""
     return [
         {
             "rank": i + 1,
+            **({"used": "the run's" if e.plan == used.plan else ""} if used is not None else {}),
             "plan": e.plan.describe(),
-            "step s": e.step_time_s,
-            "MFU %": e.mfu * 100,
-            "tokens/s per device": e.tokens_per_s_per_device,
+            "step s": step,
+            "MFU %": e.mfu * e.step_time_s / step * 100,
+            "tokens/s per device": e.tokens_per_s_per_device * e.step_time_s / step,
             "memory GiB": e.memory.total / 2**30,
         }
-        for i, e in enumerate(estimates)
+        for i, (e, step) in enumerate(rows)
     ]
 
 
+def step_answer(estimate: StepEstimate) -> AnswerCard:
+    """The answer card of one training step: size, time, utilisation, memory, and why."""
+    memory_gib = estimate.memory.total / 2**30
+    return AnswerCard(
+        headlines=(
+            Headline("devices", estimate.num_devices),
+            Headline("step time (s)", estimate.step_time_s),
+            Headline("MFU (%)", estimate.mfu * 100),
+            Headline("tokens/s", estimate.tokens_per_s),
+            Headline(f"memory GiB (of {estimate.memory.capacity / 2**30:,.0f})", memory_gib),
+            Headline("fits in memory", estimate.fits, bad=not estimate.fits),
+        ),
+        why=(dominant_loss(estimate).text,),
+        plan=estimate.plan.describe(),
+        notes=estimate.warnings,
+    )
+
+
 def estimate_report(estimate: StepEstimate) -> HtmlReport:
-    report = HtmlReport(title=f"Training step: {estimate.model} on {estimate.cluster}")
-    report.add_table("Headline", [_headline_step(estimate)])
+    report = HtmlReport(title=f"Training step: {estimate.model} on {estimate.cluster}", answer=step_answer(estimate))
     add_step(report, estimate)
     report.data = {"estimate": estimate.to_dict()}
     return report
-
-
-def _headline_step(estimate: StepEstimate) -> dict[str, Any]:
-    return {
-        "plan": estimate.plan.describe(),
-        "devices": estimate.num_devices,
-        "step time s": estimate.step_time_s,
-        "MFU %": estimate.mfu * 100,
-        "tokens/s": estimate.tokens_per_s,
-        "fits": estimate.fits,
-    }
 
 
 def simulation_report(sim: SimulatedStep) -> HtmlReport:
@@ -127,6 +138,8 @@ def simulation_report(sim: SimulatedStep) -> HtmlReport:
 
 def search_report(result: SearchResult) -> HtmlReport:
     report = HtmlReport(title=f"Plan search: {result.model} on {result.cluster}")
+    if result.top:
+        report.answer = step_answer(result.top[0].estimate)
     report.add_table(
         "Search",
         [
@@ -138,7 +151,7 @@ def search_report(result: SearchResult) -> HtmlReport:
             }
         ],
     )
-    report.add_table("Top plans", _plan_rows([r.estimate for r in result.top]))
+    report.add_table("Top plans", _plan_rows([(r.estimate, r.estimate.step_time_s) for r in result.top]))
     if result.top:
         add_step(report, result.top[0].estimate)
     report.data = {"search": result.to_dict()}
@@ -160,37 +173,57 @@ def add_scaling(report: HtmlReport, points: list[SizePoint], *, accelerator: str
 
 
 # ------------------------------------------------------------------------------------------------------ fleet
+TOP_PLANS = 10  # rows of a fleet report's table of the fastest plans
+
+
+def run_answer(run: RunPlan, doc: dict[str, Any]) -> AnswerCard:
+    """The answer card of a whole run (``RunPlan.to_dict()`` as ``doc``): the headlines with their intervals."""
+
+    def interval(key: str, label: str, scale: float = 1.0) -> Headline:
+        low, high = doc.get(f"{key}_low"), doc.get(f"{key}_high")
+        value = doc[key]
+        return Headline(
+            label,
+            None if value is None else value * scale,
+            None if low is None else low * scale,
+            None if high is None else high * scale,
+        )
+
+    fits = run.estimate.fits
+    return AnswerCard(
+        headlines=(
+            Headline("devices", doc["devices"]),
+            interval("wall_clock_days", "days (wall clock)"),
+            Headline("facility MW", doc["facility_power_mw"]),
+            interval("energy_mwh", "energy MWh"),
+            interval("cost_usd", "cost $" if doc["cost_usd"] is not None else "cost $ (no price)"),
+            interval("step_time_s", "step time (s)"),
+            Headline("MFU (%)", doc["mfu"] * 100),
+            Headline("fits in memory", fits, bad=not fits),
+        ),
+        why=(dominant_loss(run.estimate, wan_s=run.step_time_s - run.estimate.step_time_s).text,),
+        plan=doc["plan"],
+        notes=tuple(doc["notes"]),
+    )
+
+
 def fleet_report(result: ScenarioResult, *, inputs: str = "") -> HtmlReport:
     """Everything about a fleet scenario's run (see the module docstring)."""
     from rainier.api import run_scale
-    from rainier.api.fleet import StepFinder
-    from rainier.fleet.power import fleet_cluster
-    from rainier.workload import resolve_model
+    from rainier.api.fleet import run_candidates
 
     run = result.run
     doc = result.to_dict()
-    report = HtmlReport(title=result.scenario.title or f"{run.model} on {run.cluster}")
-    if inputs:
-        report.add_pre("Inputs (scenario file)", inputs)
-    head = {
-        "devices": run.footprint.devices,
-        "plan": run.estimate.plan.describe(),
-        "step s": run.step_time_s,
-        "MFU %": doc["run"]["mfu"] * 100,
-        "wall-clock days": run.wall_clock_days,
-        "effective training time %": run.effective_training_time_ratio * 100,
-        "facility MW": run.footprint.facility_power_mw,
-        "energy MWh": run.energy_mwh,
-        "cost USD": run.cost_usd,
-        "tokens per joule": run.tokens_per_joule,
-    }
-    report.add_table("Headline", [head], note="; ".join(run.notes))
+    title = result.scenario.title or f"{run.model} on {run.cluster}"
+    report = HtmlReport(title=title, answer=run_answer(run, doc["run"]), inputs=inputs)
     add_uncertainty(report, doc["run"])
-    add_step(report, run.estimate)
-    shape = resolve_model(result.scenario.model)
-    finder = StepFinder(shape, run.tokens, gbs=run.estimate.plan.gbs)
-    used = fleet_cluster(run.accelerator, run.footprint.devices)
-    report.add_table("Top plans on the cluster used", _plan_rows(finder.candidates(used, 10)))
+    add_step(report, run.estimate, wan_s=run.step_time_s - run.estimate.step_time_s)
+    report.add_table(
+        "Top plans on the cluster used",
+        _plan_rows(run_candidates(result, TOP_PLANS), used=run.estimate),
+        note="the run's own search (batch target, precision); step s as in the run"
+        + (", the WAN between sites included" if run.sites is not None else ""),
+    )
     sizes = sorted({max(1, round(run.footprint.devices * f)) for f in SCALING_FRACTIONS})
     points = run_scale(
         model=result.scenario.model,
@@ -237,19 +270,19 @@ def fleet_report(result: ScenarioResult, *, inputs: str = "") -> HtmlReport:
 # ------------------------------------------------------------------------------------------------------ serving
 def serve_estimate_report(estimate: ServeEstimate) -> HtmlReport:
     doc = estimate.to_dict()
-    report = HtmlReport(title=f"Serving: {estimate.model} on {estimate.cluster}")
-    report.add_table(
-        "Headline",
-        [
-            {
-                "configuration": ", ".join(f"{k}={v}" for k, v in doc["config"].items()),
-                "TTFT ms": doc["ttft_ms"],
-                "TPOT ms": doc["tpot_ms"],
-                "e2e ms": doc["e2e_ms"],
-                "output tokens/s": doc["output_tokens_per_s"],
-                "fits": doc["fits"],
-            }
-        ],
+    report = HtmlReport(
+        title=f"Serving: {estimate.model} on {estimate.cluster}",
+        answer=AnswerCard(
+            headlines=(
+                Headline("TTFT (ms)", doc["ttft_ms"]),
+                Headline("TPOT (ms)", doc["tpot_ms"]),
+                Headline("end to end (ms)", doc["e2e_ms"]),
+                Headline("output tokens/s", doc["output_tokens_per_s"]),
+                Headline("fits in memory", doc["fits"], bad=not doc["fits"]),
+            ),
+            plan=",".join(f"{k}={v}" for k, v in doc["config"].items()),
+            plan_label="Configuration",
+        ),
     )
     parts = [
         {"part": k, "prefill ms": v, "decode ms": doc["decode_parts_ms"][k]} for k, v in doc["prefill_parts_ms"].items()
@@ -259,7 +292,10 @@ def serve_estimate_report(estimate: ServeEstimate) -> HtmlReport:
     return report
 
 
-def add_simulation(report: HtmlReport, scenario: ServeScenario, result: ServeResult) -> None:
+def add_simulation(
+    report: HtmlReport, scenario: ServeScenario, result: ServeResult, *, slo: dict[str, Any] | None = None
+) -> None:
+    """The simulation's table and latency CDFs; ``slo`` (``ttft_p99_ms``, ``tpot_p99_ms``, ...) draws the targets."""
     from rainier.serve.simulate import simulate_timeline
 
     timeline = simulate_timeline(scenario)
@@ -284,7 +320,15 @@ def add_simulation(report: HtmlReport, scenario: ServeScenario, result: ServeRes
     )
     report.add_figure(
         "Latency distributions",
-        fig.latency_cdf_figure({"TTFT": ttft, "TPOT": tpot, "end to end": e2e}, "Per-request latency (simulated)"),
+        fig.latency_cdf_figure(
+            {"TTFT": ttft, "TPOT": tpot, "end to end": e2e},
+            "Per-request latency (simulated)",
+            slo_ms={
+                label: float(target)
+                for label, key in (("TTFT", "ttft_p99_ms"), ("TPOT", "tpot_p99_ms"), ("end to end", "e2e_p99_ms"))
+                if (target := (slo or {}).get(key)) is not None
+            },
+        ),
     )
 
 
@@ -319,9 +363,8 @@ def serve_scenario_report(path: Path | str) -> tuple[HtmlReport, dict[str, Any]]
         output_len=output_len,
         price=",".join(f"{k}={v}" for k, v in price.items()) if isinstance(price, dict) else price,
     )
-    report = HtmlReport(title=title)
-    report.add_pre("Inputs (scenario file)", Path(path).read_text(encoding="utf-8"))
     sized = sizing.to_dict()
+    report = HtmlReport(title=title, answer=sizing_answer(sized), inputs=Path(path).read_text(encoding="utf-8"))
     report.add_figure("Fleets", fig.sizing_figure(sized["options"], sized["ranked_by"]))
     report.add_table(
         "Fleets (table)",
@@ -348,19 +391,63 @@ def serve_scenario_report(path: Path | str) -> tuple[HtmlReport, dict[str, Any]]
                     "batch": m["layout"]["batch"],
                     "replicas": m["replicas"],
                     "devices": m["devices"],
+                    "TTFT p99 ms (simulated)": (m.get("simulated") or {}).get("ttft_p99_ms"),
+                    "TPOT p99 ms (simulated)": (m.get("simulated") or {}).get("tpot_p99_ms"),
                 }
                 for m in option["models"]
             ],
+            note=_slo_note(sized["slo"]),
         )
     document: dict[str, Any] = {"sizing": sized}
     if simulate:
         kwargs = {k: v for k, v in simulate.items()}
         scenario = simulation_scenario(**kwargs)
         result = run_serve_simulate(**kwargs)
-        add_simulation(report, scenario, result)
+        add_simulation(report, scenario, result, slo=sized["slo"])
         document["simulation"] = result.to_dict()
     report.data = document
     return report, document
+
+
+def _slo_note(slo: dict[str, Any]) -> str:
+    targets = ", ".join(f"{k.removesuffix('_ms').replace('_', ' ')} {v:,.0f} ms" for k, v in slo.items() if v)
+    return f"SLOs: {targets}" if targets else ""
+
+
+def sizing_answer(sized: dict[str, Any]) -> AnswerCard:
+    """The answer card of a serving sizing (``SizingResult.to_dict()``): the best fleet, its size, power and cost."""
+    best = next((o for o in sized["options"] if o["fleet"] == sized["best"]), None)
+    if best is None:
+        return AnswerCard(headlines=(Headline("fleets meeting the SLOs", 0, bad=True),), notes=tuple(sized["notes"]))
+    slo = sized["slo"]
+    worst = {
+        key: max((v for m in best["models"] if (v := (m.get("simulated") or {}).get(key)) is not None), default=None)
+        for key in ("ttft_p99_ms", "tpot_p99_ms")
+    }
+    latency = tuple(
+        Headline(f"{label} p99 ms, simulated (SLO {slo[key]:,.0f})", worst[key], bad=worst[key] > slo[key])
+        for key, label in (("ttft_p99_ms", "TTFT"), ("tpot_p99_ms", "TPOT"))
+        if worst[key] is not None and slo.get(key)
+    )
+    why = binding_slo(best, slo)
+    return AnswerCard(
+        headlines=(
+            Headline("best fleet", best["fleet"]),
+            Headline("devices", best["devices"], best["devices_low"], best["devices_high"]),
+            Headline("facility MW", best["facility_power_mw"]),
+            Headline("$ per hour", best["usd_per_hour"]),
+            Headline("$ per M output tokens", best["usd_per_million_output_tokens"]),
+            *latency,
+        ),
+        why=(why,) if why else (),
+        plan="; ".join(
+            f"{m['traffic']['model']}: {m['replicas']} x {m['layout']['accelerator']} tp={m['layout']['tp']} "
+            f"{m['layout']['precision']}"
+            for m in best["models"]
+        ),
+        plan_label="Layout",
+        notes=tuple(sized["notes"]),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -375,10 +462,9 @@ def run_report(run: RunPlan) -> HtmlReport:
     """A fleet run without a scenario file: headline, step, memory."""
     report = HtmlReport(title=f"Training run: {run.model} on {run.cluster}")
     doc = run.to_dict()
-    keys = ("devices", "plan", "step_time_s", "wall_clock_days", "facility_power_mw", "energy_mwh", "cost_usd")
-    report.add_table("Headline", [{k: doc[k] for k in keys}], note="; ".join(run.notes))
+    report.answer = run_answer(run, doc)
     add_uncertainty(report, doc)
-    add_step(report, run.estimate)
+    add_step(report, run.estimate, wan_s=run.step_time_s - run.estimate.step_time_s)
     report.data = {"run": doc}
     return report
 
@@ -431,7 +517,20 @@ def report_of(result: object) -> HtmlReport:
     if isinstance(result, ServeEstimate):
         return serve_estimate_report(result)
     if isinstance(result, SimulationRun):
-        report = HtmlReport(title="Serving simulation")
+        doc = result.result.to_dict()
+        report = HtmlReport(
+            title="Serving simulation",
+            answer=AnswerCard(
+                headlines=(
+                    Headline("replicas", doc["replicas"]),
+                    Headline("output tokens/s", doc["output_tokens_per_s"]),
+                    Headline("TTFT p99 (ms)", (doc["ttft_ms"] or {}).get("p99")),
+                    Headline("TPOT p99 (ms)", (doc["tpot_ms"] or {}).get("p99")),
+                    Headline("utilisation (%)", doc["utilisation"] * 100),
+                ),
+                notes=tuple(doc["warnings"]),
+            ),
+        )
         add_simulation(report, result.scenario, result.result)
         report.data = {"simulation": result.result.to_dict()}
         return report

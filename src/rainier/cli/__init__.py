@@ -24,6 +24,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from rainier import __version__
+from rainier.report.console import FittingConsole
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -48,9 +49,17 @@ app.add_typer(model_app, name="model")
 app.add_typer(train_app, name="train")
 app.add_typer(results_app, name="results")
 
-# Piped output keeps a wide layout instead of rich's 80-column default.
-_WIDTH = shutil.get_terminal_size((160, 40)).columns
-_out = Console(soft_wrap=False, width=_WIDTH, emoji=False)  # "neuronlink-v3:x:" is a name, not an emoji
+# Piped output keeps a wide layout instead of rich's 80-column default; a terminal's (or COLUMNS') width is read
+# again when each command starts (``_root``), so tables fit the window the command runs in.
+PIPED_WIDTH = 160
+
+
+def _terminal_width() -> int:
+    return shutil.get_terminal_size((PIPED_WIDTH, 40)).columns
+
+
+# Names are not markup or emoji ("neuronlink-v3:x:", "[...]"): views style cells with rich Text, never markup.
+_out = FittingConsole(soft_wrap=False, width=_terminal_width(), emoji=False, markup=False)
 _err = Console(stderr=True, emoji=False)
 
 
@@ -199,6 +208,14 @@ AcceleratorOption = Annotated[
     str | None, typer.Option("--accelerator", help="Accelerator id, with --count, instead of --cluster.")
 ]
 SeqLenOption = Annotated[int | None, typer.Option("--seq-len", min=1, help="Sequence length (default: model's).")]
+DocumentLenOption = Annotated[
+    int | None,
+    typer.Option(
+        "--document-len",
+        min=1,
+        help="Packed sequences: mean tokens per document (each attends only within itself); default: unpacked.",
+    ),
+]
 ObjectiveOption = Annotated[str, typer.Option("--objective", help="Minimise per token: time, cost or energy.")]
 SpaceOption = Annotated[Path | None, typer.Option("--space", help="YAML file narrowing or widening the plan space.")]
 PriceOption = Annotated[
@@ -369,15 +386,26 @@ def _one_kind(cases: list[Path]) -> tuple[Path, bool]:
 def report(
     scenario: Annotated[Path, typer.Argument(help="A scenario file (examples/*.yaml): kind fleet (default) or serve.")],
     out: Annotated[Path, typer.Option("-o", "--out", help="The HTML file to write.")] = Path("report.html"),
+    plotly: Annotated[
+        str,
+        typer.Option(
+            "--plotly",
+            help="inline: plotly.js in the file once (~5 MB, opens without a network); cdn: a script tag (small).",
+        ),
+    ] = "inline",
     as_json: JsonOption = False,
 ) -> None:
     """Run a scenario and write one self-contained HTML report with plots (opens without a network)."""
     from rainier.api.report import scenario_report
+    from rainier.errors import InputError
+    from rainier.report.html import PLOTLY_MODES
 
+    if plotly not in PLOTLY_MODES:
+        raise InputError(f"--plotly {plotly!r} is invalid: {' or '.join(PLOTLY_MODES)}")
     check_output(out, "--out", scenario)
     with _progress("running the scenario", as_json):
         page, document = scenario_report(scenario)
-    written = page.write(out)
+    written = page.write(out, plotly=plotly)
     if as_json:
         emit_json({"report": str(written), **document})
     else:
@@ -535,6 +563,7 @@ def _root(
     ] = False,
 ) -> None:
     """Software twin of hyperscale AI computers."""
+    _out.width = _terminal_width()
 
 
 def main() -> None:
@@ -555,11 +584,12 @@ def main() -> None:
 
 # Command groups in their own modules register themselves on ``app`` (they import the helpers above).
 from rainier.cli import fleet as _fleet  # noqa: E402
+from rainier.cli import launch as _launch  # noqa: E402
 from rainier.cli import serve as _serve  # noqa: E402
 from rainier.cli import train as _train  # noqa: E402
 from rainier.cli import web as _web  # noqa: E402
 
-__all__ = ["_fleet", "_serve", "_train", "_web", "app", "main"]
+__all__ = ["_fleet", "_launch", "_serve", "_train", "_web", "app", "main"]
 
 if __name__ == "__main__":
     main()

@@ -14,6 +14,7 @@ import typer
 from rainier.cli import (
     AcceleratorOption,
     ClusterOption,
+    DocumentLenOption,
     JsonOption,
     ObjectiveOption,
     PriceOption,
@@ -52,6 +53,7 @@ def train_estimate(
     ] = None,
     count: Annotated[int | None, typer.Option("--count", help="Number of devices (with --accelerator).")] = None,
     seq_len: Annotated[int | None, typer.Option("--seq-len", min=1, help="Sequence length (default: model's).")] = None,
+    document_len: DocumentLenOption = None,
     efficiency: Annotated[
         Path | None, typer.Option("--efficiency", help="Efficiency file (default: the committed fit).")
     ] = None,
@@ -78,6 +80,7 @@ def train_estimate(
         count=count,
         seq_len=seq_len,
         efficiency=load_efficiency(efficiency) if efficiency is not None else None,
+        document_len=document_len,
     )
     document = result.to_dict()
     _write_extras(report_path, trace_path, result, (model, efficiency), trace_max_events=trace_max_events)
@@ -96,6 +99,7 @@ def train_simulate(
     accelerator: AcceleratorOption = None,
     count: Annotated[int | None, typer.Option("--count", help="Number of devices (with --accelerator).")] = None,
     seq_len: SeqLenOption = None,
+    document_len: DocumentLenOption = None,
     efficiency: Annotated[
         Path | None, typer.Option("--efficiency", help="Efficiency file (default: the committed fit).")
     ] = None,
@@ -127,6 +131,7 @@ def train_simulate(
         efficiency=load_efficiency(efficiency) if efficiency is not None else None,
         sharing=not no_sharing,
         trace=trace_path is not None,
+        document_len=document_len,
     )
     _write_extras(report_path, trace_path, result, (model, efficiency), trace_max_events=trace_max_events)
     if as_json:
@@ -162,6 +167,7 @@ def train_search(
         typer.Option("--count", help="Devices (with --accelerator); a range 1024..1048576 or list with --pareto."),
     ] = None,
     seq_len: SeqLenOption = None,
+    document_len: DocumentLenOption = None,
     objective: ObjectiveOption = "time",
     top: Annotated[int, typer.Option("--top", min=1, help="How many best plans to show.")] = 10,
     space: SpaceOption = None,
@@ -194,6 +200,7 @@ def train_search(
                 counts=count,
                 gbs=api.parse_int_option("gbs", gbs),
                 seq_len=seq_len,
+                document_len=document_len,
                 objective=objective,
                 space=str(space) if space else None,
                 price=price,
@@ -222,6 +229,7 @@ def train_search(
             space=str(space) if space else None,
             price=price,
             progress=progress,
+            document_len=document_len,
             verify=verify,
         )
     _write_extras(report_path, None, result)

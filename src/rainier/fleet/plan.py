@@ -386,6 +386,7 @@ def smallest_for_deadline(
         raise field_error("count", limit, f"at least one {base.system.id} ({base.system.num_devices} devices)")
     best_days: float | None = None
     why = ""
+    slower = ""  # the largest size tried that misses the deadline
     for index, devices in enumerate(sizes):
         cluster = resize_cluster(base, devices // base.system.num_devices)
         found = step_on(cluster)
@@ -401,7 +402,12 @@ def smallest_for_deadline(
             continue
         best_days = run.wall_clock_days if best_days is None else min(best_days, run.wall_clock_days)
         if run.wall_clock_days <= deadline_days:
-            return run
+            met = (
+                f"deadline {deadline_days:g} days: {devices:,} devices is the smallest size tried that meets it "
+                f"({run.wall_clock_days:.1f} days{slower})"
+            )
+            return replace(run, notes=(met, *run.notes))
+        slower = f"; {devices:,} devices take {run.wall_clock_days:.1f}"
     reach = f"no size has a valid plan{why}" if best_days is None else f"the fastest takes {best_days:.1f} days"
     raise field_error(
         "deadline-days",

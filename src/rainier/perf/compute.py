@@ -320,8 +320,11 @@ def flash_seconds(flop: float, exponentials: float, rank: Rank, *, fp8: bool = F
 
 
 def gemms_seq(gemms: tuple[Gemm, ...]) -> int:
-    """The local sequence length of a layer's attention core (the score GEMM's M), 1 without attention."""
-    return next((g.m for g in gemms if g.kind is GemmKind.ATTENTION_SCORE), 1)
+    """Keys per query of a layer's attention core on this rank (the score GEMM's N), 1 without attention.
+
+    The local sequence length, or a packed document's local share (``workload.flops.layer_gemms``).
+    """
+    return next((g.n for g in gemms if g.kind is GemmKind.ATTENTION_SCORE), 1)
 
 
 def flash_tile_overhead(seq_len: int, cp_degree: int) -> float:

@@ -129,7 +129,18 @@ class StepContext:
         tokens = mbs * seq_local
         norm_tokens = tokens / tp if sp else float(tokens)
         rank = self.rank(PRECISIONS[precision], recipe)
-        gemms = model_gemms(shape, micro_batch=mbs, seq_len=seq_local, tp_degree=tp, ep_degree=ep, expert_tp_degree=etp)
+        # Packed documents: each rank holds 1/cp of every document (Megatron splits each one over the CP ranks),
+        # so its queries see a document's keys in cp ring steps of ceil(document/cp) keys each.
+        span = None if shape.attention_len >= shape.seq_len else -(-shape.attention_len // cp)
+        gemms = model_gemms(
+            shape,
+            micro_batch=mbs,
+            seq_len=seq_local,
+            tp_degree=tp,
+            ep_degree=ep,
+            expert_tp_degree=etp,
+            attention_span=span,
+        )
 
         def formed(layer: Any) -> PassForms:
             return layer_forms(

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from rich.table import Table
+from rich.text import Text
 
 _METRIC_UNITS = {
     "step_time_s": "s",
@@ -61,15 +62,15 @@ def _group_table(name: str, rows: list[Mapping[str, Any]]) -> Table:
     for row in rows:
         if "skipped" in row:
             pad = ("", "") if simulated else ()
-            table.add_row(row["id"], row["trust"], "[dim]skipped[/]", "", "", "", *pad, end_section=False)
-            table.add_row("", "", f"[dim]{row['skipped']}[/]", "", "", "", *pad)
+            table.add_row(row["id"], row["trust"], Text("skipped", style="dim"), "", "", "", *pad, end_section=False)
+            table.add_row("", "", Text(str(row["skipped"]), style="dim"), "", "", "", *pad)
             continue
         metric = row["metric"]
         unit = _METRIC_UNITS.get(metric, "")
         table.add_row(
             row["id"],
             row["trust"],
-            f"{metric}" + (f" [dim]({unit})[/]" if unit else ""),
+            Text.assemble(metric, (f" ({unit})" if unit else "", "dim")),
             _value(metric, row["measured"]),
             _value(metric, row["predicted"]),
             _pct(row["error_pct"], signed=True),
@@ -94,7 +95,7 @@ def summary_table(summary: Mapping[str, Any], *, title: str) -> Table:
         # The overall summary has "predicted"; per-slice statistics call the same number "count".
         predicted = stats.get("predicted", stats["count"])
         table.add_row(
-            f"[bold]{label}[/]" if bold else label,
+            Text(label, style="bold" if bold else ""),
             str(predicted),
             str(stats["skipped"]),
             _pct(stats["median_abs_error_pct"]),
@@ -131,7 +132,9 @@ def fit_tables(doc: Mapping[str, Any]) -> list[Table]:
             mark = "*" if name in entry["fitted"] else " "
             cells.append(f"{value:.4g}{mark}")
         params.add_row(name, *cells)
-    params.add_row("[dim]median |error| on own cases[/]", *(_pct(entry["median_abs_error_pct"]) for entry in entries))
+    params.add_row(
+        Text("median |error| on own cases", style="dim"), *(_pct(entry["median_abs_error_pct"]) for entry in entries)
+    )
     tables = [params, _before_after(fit)]
     if fit.get("held_out"):
         tables.append(summary_table(fit["held_out"], title="held-out groups under the fit (|error|)"))
@@ -183,7 +186,7 @@ def crossval_table(doc: Mapping[str, Any]) -> Table:
         )
     s = doc["summary"]
     table.add_row(
-        "[bold]all held-out[/]",
+        Text("all held-out", style="bold"),
         "",
         str(s["predicted"]),
         _pct(s["median_abs_error_pct"]),

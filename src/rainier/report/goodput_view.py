@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from rich.table import Table
+from rich.text import Text
 
 from rainier.fleet.goodput import GoodputResult
 from rainier.report import format as fmt
@@ -78,7 +79,7 @@ def goodput_tables(goodput: GoodputResult | Mapping[str, Any]) -> list[Table]:
     for key, count in result["interruptions_by_cause"].items():
         share = f"{count / total:.1%}" if total else "—"
         causes.add_row(CAUSE_LABELS.get(key, key), f"{count:,}", share)
-    causes.add_row("[bold]total[/]", f"[bold]{total:,}[/]", "100.0%" if total else "—")
+    causes.add_row(Text("total", style="bold"), Text(f"{total:,}", style="bold"), "100.0%" if total else "—")
 
     budget = Table(title="where the wall clock goes", title_justify="left")
     budget.add_column("part")
@@ -89,7 +90,7 @@ def goodput_tables(goodput: GoodputResult | Mapping[str, Any]) -> list[Table]:
     for label, key in BUDGET_ROWS:
         hours = values[key]
         budget.add_row(label, f"{hours:,.1f}", f"{hours / wall_h:.1%}" if wall_h else "—")
-    budget.add_row("[bold]wall clock[/]", f"[bold]{wall_h:,.1f}[/]", "100.0%")
+    budget.add_row(Text("wall clock", style="bold"), Text(f"{wall_h:,.1f}", style="bold"), "100.0%")
 
     checkpoint = Table(title="checkpoints and recovery", show_header=False, title_justify="left")
     checkpoint.add_column("quantity", style="bold")

@@ -1,10 +1,13 @@
-"""Self-contained HTML reports: headline tables and plotly figures in one file that opens without a network.
+"""Self-contained HTML reports: the answer first, then why, then tables and plotly figures, the inputs last.
 
-``HtmlReport`` collects sections (a heading, optional text, an HTML table or a plotly figure) and ``render``
-writes one page with plotly.js inlined once (``plotly.offline.get_plotlyjs``), so the file works offline. The
-figure builders take the ``to_dict()`` documents of rainier's results, the same JSON the CLI prints, so a report
-shows exactly the numbers ``--json`` gives. Every plot has a title, axis titles with units and a legend where
-there is more than one series.
+``HtmlReport`` collects an answer card (the headline quantities as a grid of cards, with their 10th-90th
+percentile intervals where computed, and the sentence that says why), sections (a heading, optional text, an
+HTML table or a plotly figure) and the inputs, shown collapsed at the end. ``render`` writes one page that loads
+plotly.js once: inlined (``plotly.offline.get_plotlyjs``, the file works offline) or from the CDN (a script tag,
+a small file that needs a network). The figure builders take the ``to_dict()`` documents of rainier's results,
+the same JSON the CLI prints, so a report shows exactly the numbers ``--json`` gives, and one formatter
+(``format_number``) writes every number, so a quantity reads the same in the card and in every table. Every plot
+has a title, axis titles with units and a legend where there is more than one series.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from typing import Any
 
 import numpy as np
 import plotly.graph_objects as go
-from plotly.offline import get_plotlyjs
+from plotly.offline import get_plotlyjs, get_plotlyjs_version
 
 from rainier.errors import InputError
 
@@ -30,14 +33,26 @@ BREAKDOWN_ORDER = (
     "ep_comm",
     "pp_comm",
     "dp_comm_exposed",
+    "link_contention",
     "pipeline_bubble",
     "optimizer",
     "other",
 )
 MEMORY_ORDER = ("weights", "gradients", "optimizer", "activations", "buffers")
 GIB = 2**30
+PLOTLY_MODES = ("inline", "cdn")  # how a report loads plotly.js (``rainier report --plotly``)
+PLOTLY_CDN = "https://cdn.plot.ly/plotly-{version}.min.js"  # plotly's own CDN, the version plotly.py bundles
 _STYLE = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1100px;color:#222}
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1100px;color:#222;
+padding:0 1rem}
+#answer{max-width:100%;box-sizing:border-box}#answer h1{margin-top:0}
+.cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(9.5rem,1fr));gap:.6rem;margin:.8rem 0}
+.card{border:1px solid #ddd;border-radius:6px;padding:.5rem .7rem;background:#fafafa;min-width:0}
+.card .label{color:#555;font-size:.8rem}.card .value{font-size:1.35rem;font-variant-numeric:tabular-nums;
+overflow-wrap:anywhere}.card .range{color:#555;font-size:.78rem;font-variant-numeric:tabular-nums}
+.card.bad{border-color:#c33;background:#fff4f4}.why{font-size:1.05rem;margin:.4rem 0}
+.plan,.note{overflow-wrap:anywhere}section.inputs{margin-top:2rem}.table{max-width:100%;overflow-x:auto}
+td{overflow-wrap:anywhere}
 h1{font-size:1.6rem}h2{font-size:1.2rem;margin-top:2rem;border-bottom:1px solid #ddd;padding-bottom:.2rem}
 table{border-collapse:collapse;margin:.5rem 0;font-size:.9rem}td,th{border:1px solid #ddd;padding:.25rem .6rem}
 th{background:#f4f4f4;text-align:left}td.num{text-align:right;font-variant-numeric:tabular-nums}
@@ -45,13 +60,58 @@ pre{background:#f7f7f7;padding:.8rem;overflow:auto;font-size:.85rem}.note{color:
 """
 
 
+@dataclass(frozen=True, slots=True)
+class Headline:
+    """One quantity of the answer card: a label with its unit, the value, and its 10th-90th percentile interval."""
+
+    label: str
+    value: Any
+    low: float | None = None
+    high: float | None = None
+    bad: bool = False  # drawn as a warning (does not fit, misses the SLO)
+
+    def html(self) -> str:
+        span = ""
+        if self.low is not None and self.high is not None:
+            span = f"<div class='range'>{format_number(self.low)} – {format_number(self.high)} (p10–p90)</div>"
+        return (
+            f"<div class='card{' bad' if self.bad else ''}'><div class='label'>{html.escape(self.label)}</div>"
+            f"<div class='value'>{html.escape(format_number(self.value))}</div>{span}</div>"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerCard:
+    """What a report opens with: the headline quantities, why in words, the plan or layout, and notes."""
+
+    headlines: tuple[Headline, ...]
+    why: tuple[str, ...] = ()
+    plan: str = ""  # the plan (or layout) the numbers are for, exactly as ``--plan`` takes it
+    notes: tuple[str, ...] = ()
+    plan_label: str = "Plan"
+
+    def html(self, title: str) -> str:
+        cards = "".join(h.html() for h in self.headlines)
+        why = "".join(f"<p class='why'><b>Why:</b> {html.escape(w)}</p>" for w in self.why)
+        label = html.escape(self.plan_label)
+        plan = f"<p class='plan'><b>{label}:</b> <code>{html.escape(self.plan)}</code></p>" if self.plan else ""
+        notes = "".join(f"<li>{html.escape(n)}</li>" for n in self.notes)
+        return (
+            f"<section id='answer'><h1>{html.escape(title)}</h1><div class='cards'>{cards}</div>{why}{plan}"
+            + (f"<ul class='note'>{notes}</ul>" if notes else "")
+            + "</section>"
+        )
+
+
 @dataclass
 class HtmlReport:
-    """A report being built: sections in order, each HTML; ``render`` wraps them in one page."""
+    """A report being built: the answer card, sections in order, the inputs; ``render`` wraps them in one page."""
 
     title: str
     sections: list[tuple[str, str]] = field(default_factory=list)
     data: dict[str, Any] = field(default_factory=dict)  # the JSON documents shown, embedded for programs
+    answer: AnswerCard | None = None
+    inputs: str = ""  # the scenario file as given, shown collapsed at the end
 
     def add_text(self, heading: str, text: str) -> None:
         self.sections.append((heading, f"<p class='note'>{html.escape(text)}</p>"))
@@ -66,34 +126,59 @@ class HtmlReport:
         figure.update_layout(template="plotly_white", margin={"l": 60, "r": 20, "t": 60, "b": 60})
         self.sections.append((heading, figure.to_html(full_html=False, include_plotlyjs=False)))
 
-    def render(self) -> str:
+    def render(self, *, plotly: str = "inline") -> str:
+        """The page; ``plotly`` ``inline`` puts plotly.js in it once (offline), ``cdn`` loads it from the CDN."""
+        if plotly not in PLOTLY_MODES:
+            raise InputError(f"--plotly {plotly!r} is invalid: {' or '.join(PLOTLY_MODES)}")
+        if plotly == "cdn":
+            script = f"<script src='{PLOTLY_CDN.format(version=get_plotlyjs_version())}' charset='utf-8'></script>"
+        else:
+            script = f"<script type='text/javascript'>{get_plotlyjs()}</script>"
+        head = self.answer.html(self.title) if self.answer else f"<h1>{html.escape(self.title)}</h1>"
         body = "\n".join(f"<h2>{html.escape(h)}</h2>\n{content}" for h, content in self.sections)
+        inputs = (
+            "<section class='inputs'><details><summary>Inputs (scenario file)</summary>"
+            f"<pre>{html.escape(self.inputs)}</pre></details></section>"
+            if self.inputs
+            else ""
+        )
         # inside <script> entities are not decoded: keep the JSON as is, only breaking a closing tag sequence
         data = json.dumps(self.data, default=str).replace("</", "<\\/")
         return (
             "<!DOCTYPE html><html><head><meta charset='utf-8'>"
+            "<meta name='viewport' content='width=device-width, initial-scale=1'>"
             f"<title>{html.escape(self.title)}</title><style>{_STYLE}</style>"
-            f"<script type='text/javascript'>{get_plotlyjs()}</script></head><body>"
-            f"<h1>{html.escape(self.title)}</h1>\n{body}\n"
+            f"{script}</head><body>{head}\n{body}\n{inputs}\n"
             f"<script type='application/json' id='rainier-data'>{data}</script></body></html>"
         )
 
-    def write(self, path: Path | str) -> Path:
+    def write(self, path: Path | str, *, plotly: str = "inline") -> Path:
         target = Path(path)
+        page = self.render(plotly=plotly)
         try:
-            target.write_text(self.render(), encoding="utf-8")
+            target.write_text(page, encoding="utf-8")
         except OSError as exc:
             raise InputError(f"{target}: cannot write the report ({exc.strerror or exc})") from None
         return target
 
 
-def _cell(value: Any) -> str:
+def format_number(value: Any) -> str:
+    """How a report writes a value: 4 significant figures below 1,000, whole numbers with separators above."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
     if isinstance(value, float):
-        text = f"{value:,.4g}" if abs(value) < 1e6 else f"{value:,.0f}"
-        return f"<td class='num'>{text}</td>"
-    if isinstance(value, int) and not isinstance(value, bool):
-        return f"<td class='num'>{value:,}</td>"
-    return f"<td>{html.escape('—' if value is None else str(value))}</td>"
+        if value != value or value in (float("inf"), float("-inf")):
+            return "—"
+        return f"{value:,.4g}" if abs(value) < 1e3 else f"{value:,.0f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return "—" if value is None else str(value)
+
+
+def _cell(value: Any) -> str:
+    numeric = isinstance(value, int | float) and not isinstance(value, bool)
+    text = html.escape(format_number(value))
+    return f"<td class='num'>{text}</td>" if numeric else f"<td>{text}</td>"
 
 
 def table_html(rows: Sequence[Mapping[str, Any]]) -> str:
@@ -103,21 +188,25 @@ def table_html(rows: Sequence[Mapping[str, Any]]) -> str:
     columns = list(rows[0])
     head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
     body = "".join("<tr>" + "".join(_cell(row.get(c)) for c in columns) + "</tr>" for row in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return f"<div class='table'><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>"
 
 
 # ---------------------------------------------------------------------------------------------------- figures
-def step_breakdown_figure(estimate: Mapping[str, Any]) -> go.Figure:
-    """Stacked bar of where one training step's time goes (``StepEstimate.to_dict()``)."""
-    parts = estimate["breakdown_s"]
+def step_breakdown_figure(estimate: Mapping[str, Any], *, wan_s: float = 0.0) -> go.Figure:
+    """Stacked bar of where one training step's time goes (``StepEstimate.to_dict()``).
+
+    ``wan_s`` is a multi-site run's WAN time per step, stacked on top, so the bar is the run's step time.
+    """
+    parts = {**estimate["breakdown_s"], "WAN between sites": wan_s}
     figure = go.Figure()
-    for name in BREAKDOWN_ORDER:
+    for name in (*BREAKDOWN_ORDER, "WAN between sites"):
         value = parts.get(name, 0.0)
         if value > 0:
             figure.add_bar(name=name.replace("_", " "), x=["step"], y=[value], hovertemplate="%{y:.4g} s")
+    step = estimate["step_time_s"] + wan_s
     figure.update_layout(
         barmode="stack",
-        title=f"Step time {estimate['step_time_s']:.3g} s: {estimate['model']} on {estimate['cluster']}",
+        title=f"Step time {format_number(step)} s: {estimate['model']} on {estimate['cluster']}",
         yaxis_title="time per step (s)",
         xaxis_title="",
         legend_title="part",
@@ -274,9 +363,21 @@ def interruptions_figure(goodput: Mapping[str, Any]) -> go.Figure:
     return figure
 
 
-def latency_cdf_figure(samples_ms: Mapping[str, np.ndarray], title: str) -> go.Figure:
-    """Empirical CDFs of per-request latencies (TTFT, TPOT, end to end), milliseconds on a log axis."""
+def latency_cdf_figure(
+    samples_ms: Mapping[str, np.ndarray], title: str, slo_ms: Mapping[str, float] | None = None
+) -> go.Figure:
+    """Empirical CDFs of per-request latencies (TTFT, TPOT, end to end), milliseconds on a log axis.
+
+    ``slo_ms`` draws each p99 target (``{"TTFT": 2000}``) as a dashed vertical line (a trace, so it has a legend
+    entry and sits in data coordinates on the log axis), and the 99% share as a dotted horizontal one.
+    """
     figure = go.Figure()
+    for name, target in (slo_ms or {}).items():
+        figure.add_scatter(
+            x=[target, target], y=[0, 1], mode="lines", line={"dash": "dash"}, name=f"{name} p99 SLO ({target:g} ms)"
+        )
+    if slo_ms:
+        figure.add_hline(y=0.99, line_dash="dot", line_color="#999")
     for name, values in samples_ms.items():
         clean = np.sort(values[np.isfinite(values)])
         if clean.size == 0:

@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from rich.table import Table
+from rich.text import Text
 
 from rainier.report import format as fmt
 
@@ -70,7 +71,9 @@ def model_tables(summary: dict[str, Any]) -> list[Table]:
                 fmt.gib(g["gradient_bytes"]),
                 fmt.gib(g["optimizer_bytes"]),
             )
-    groups.add_row("[bold]total[/]", fmt.count(summary["params_total"]), "", "", fmt.gib(state["total_bytes"]) + " all")
+    groups.add_row(
+        Text("total", style="bold"), fmt.count(summary["params_total"]), "", "", fmt.gib(state["total_bytes"]) + " all"
+    )
     return [overview, flops, groups]
 
 

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from rich.table import Table
+from rich.text import Text
 
 from rainier.report import format as fmt
 
@@ -122,7 +123,9 @@ def scale_table(title: str, points: Sequence[dict[str, Any]], front: Sequence[in
     on_front = set(front or ())
     for i, p in enumerate(points):
         if "error" in p:
-            table.add_row(f"{p['num_devices']:,}", f"{p['gbs']:,}", f"[red]{p['error']}[/]", "", "", "", "", "", "")
+            table.add_row(
+                f"{p['num_devices']:,}", f"{p['gbs']:,}", Text(str(p["error"]), style="red"), "", "", "", "", "", ""
+            )
             continue
         dollars = p["dollars_per_million_tokens"]
         joules = p["joules_per_token"]

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from rich.table import Table
+from rich.text import Text
 
 from rainier.report.calibrate_view import summary_table
 
@@ -66,12 +67,15 @@ def serve_tables(est: dict[str, Any]) -> list[Table]:
             "(catalog/serve-residuals.yaml)",
         )
     mem = est["memory_per_device_gib"]
-    verdict = "[green]fits[/]" if est["fits"] else "[bold red]does NOT fit[/]"
+    verdict = Text("fits", style="green") if est["fits"] else Text("does NOT fit", style="bold red")
     head.add_row(
         "memory per device",
-        f"weights {mem['weights']:,.1f} GiB + KV cache {mem['kv_cache']:,.2f} GiB + activations "
-        f"{mem['activations']:,.2f} GiB of {mem['capacity']:,.1f} GiB: "
-        f"{verdict} (largest batch at these lengths: {est['max_batch']:,})",
+        Text.assemble(
+            f"weights {mem['weights']:,.1f} GiB + KV cache {mem['kv_cache']:,.2f} GiB + activations "
+            f"{mem['activations']:,.2f} GiB of {mem['capacity']:,.1f} GiB: ",
+            verdict,
+            f" (largest batch at these lengths: {est['max_batch']:,})",
+        ),
     )
     head.add_row("efficiency set", est["efficiency"])
     parts = Table(title="where an iteration's time goes (ms)", title_justify="left")

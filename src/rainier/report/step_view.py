@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from rich.table import Table
+from rich.text import Text
 
 from rainier.parallel.plan import OPTION_DEFAULTS
 from rainier.report import format as fmt
@@ -58,11 +59,11 @@ def step_tables(est: dict[str, Any]) -> list[Table]:
         f"(MFU {est['mfu']:.1%}, HFU {est['hfu']:.1%} of {fmt.si(est['peak_flop_per_s_per_device'], 'FLOP/s')})",
     )
     mem = est["memory_bytes"]
-    verdict = "[green]fits[/]" if est["fits"] else "[bold red]does NOT fit[/]"
-    head.add_row("memory per rank", f"{fmt.gib(mem['total'])} of {fmt.gib(mem['capacity'])}: {verdict}")
+    verdict = Text("fits", style="green") if est["fits"] else Text("does NOT fit", style="bold red")
+    head.add_row("memory per rank", Text.assemble(f"{fmt.gib(mem['total'])} of {fmt.gib(mem['capacity'])}: ", verdict))
     head.add_row("efficiency set", est["efficiency"])
     for warning in est["warnings"]:
-        head.add_row("[yellow]warning[/]", warning)
+        head.add_row(Text("warning", style="yellow"), warning)
 
     breakdown = Table(title="where the step time goes", title_justify="left")
     breakdown.add_column("part")

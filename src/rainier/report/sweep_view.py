@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 
 from rainier.report import format as fmt
 from rainier.report.step_view import ALWAYS_SHOWN, PLAN_DEFAULTS
@@ -129,7 +130,7 @@ def results_table(rows: Iterable[Mapping[str, Any]], *, title: str) -> Table:
             cluster,
             str(r["gbs"]),
             "model's" if r["seq_len"] is None else str(r["seq_len"]),
-            "[green]ok[/]" if ok else "[red]error[/]",
+            Text("ok", style="green") if ok else Text("error", style="red"),
             compact_plan(r["best_plan_json"]) if ok else escape(str(r["error"])),  # errors may hold [brackets]
             fmt.maybe(r["step_time_s"], f"{r['step_time_s'] or 0:.4g} s"),
             fmt.maybe(r["tokens_per_s"], fmt.count(r["tokens_per_s"] or 0)),

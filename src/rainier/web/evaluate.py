@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from rainier import api
+from rainier.api.explain import dominant_loss
 from rainier.perf.result import StepEstimate
 from rainier.report import html as figures
 from rainier.report.jsondoc import strict_document
@@ -95,6 +96,7 @@ def response_document(outcome: Outcome) -> dict[str, Any]:
             "mode": "search" if outcome.search is not None else "estimate",
             "scenario": outcome.scenario.to_fields(),
             "plan_text": outcome.estimate.plan.describe(),
+            "why": dominant_loss(outcome.estimate).text,  # the step's largest loss in words (the reports' "why")
             "estimate": doc,
             "search": outcome.search.to_dict() if outcome.search is not None else None,
             "figures": {"breakdown": json.loads(breakdown.to_json()), "memory": json.loads(memory.to_json())},

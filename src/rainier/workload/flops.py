@@ -299,6 +299,7 @@ def layer_gemms(
     ep_degree: int = 1,
     expert_tp_degree: int | None = None,
     causal: bool = True,
+    attention_span: int | None = None,
 ) -> tuple[Gemm, ...]:
     """Forward GEMMs of one layer for ``micro_batch`` sequences on one of ``tp_degree`` Megatron-style ranks.
 
@@ -308,8 +309,15 @@ def layer_gemms(
     the router are replicated on every rank. MoE assumes balanced routing: each of the ``E/ep`` local experts
     gets ``b·s·top_k·ep/E`` tokens (rounded up), its width split over ``expert_tp_degree`` (default
     ``tp_degree``). Widths that do not divide are rounded up (padding).
+
+    The attention core's score GEMM has one row per query and one column per key a query sees: ``s`` keys, or
+    ``attention_span`` when the sequence holds packed documents (``TransformerShape.document_len``; the caller
+    passes this rank's share of a document under context parallelism). Its causal fraction halves either.
     """
     s = _seq_len(shape, seq_len)
+    keys = s if attention_span is None else min(attention_span, s)
+    if isinstance(keys, bool) or not isinstance(keys, int) or keys < 1:
+        raise field_error("attention_span", attention_span, "a positive integer")
     if isinstance(micro_batch, bool) or not isinstance(micro_batch, int) or micro_batch < 1:
         raise field_error("micro_batch", micro_batch, "a positive integer")
     problem = tp_divisibility_problem(shape, tp_degree)
@@ -340,7 +348,7 @@ def layer_gemms(
         Gemm(
             kind=GemmKind.ATTENTION_SCORE,
             m=s,
-            n=s,
+            n=keys,
             k=shape.qk_head_dim,
             batch=core,
             flop_fraction=fraction,
@@ -352,7 +360,7 @@ def layer_gemms(
             kind=GemmKind.ATTENTION_VALUE,
             m=s,
             n=shape.v_head_dim,
-            k=s,
+            k=keys,
             batch=core,
             flop_fraction=fraction,
             has_weight=False,
@@ -410,9 +418,16 @@ def model_gemms(
     ep_degree: int = 1,
     expert_tp_degree: int | None = None,
     causal: bool = True,
+    attention_span: int | None = None,
 ) -> ModelGemms:
     """All forward GEMMs of one micro-batch on one tensor-parallel rank (pipeline stages take layer slices)."""
-    common: dict[str, Any] = {"micro_batch": micro_batch, "seq_len": seq_len, "tp_degree": tp_degree, "causal": causal}
+    common: dict[str, Any] = {
+        "micro_batch": micro_batch,
+        "seq_len": seq_len,
+        "tp_degree": tp_degree,
+        "causal": causal,
+        "attention_span": attention_span,
+    }
     dense = layer_gemms(shape, **common)
     moe: tuple[Gemm, ...] = ()
     if shape.moe is not None:

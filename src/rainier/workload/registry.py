@@ -262,6 +262,7 @@ def shape_from_validation_model(block: Mapping[str, Any], *, source: str = "vali
     mla = _mla(fields.sub("mla", required=False))
     first_dense = _optional_int(fields, "first_k_dense_layers", minimum=0)
     moe_interval = _optional_int(fields, "moe_layer_freq")
+    document_len = _optional_int(fields, "document_len")
     window = _optional_int(fields, "sliding_window")
     fields.optional_number("sliding_window_fraction", sourced=False)
     fields.finish()
@@ -282,7 +283,7 @@ def shape_from_validation_model(block: Mapping[str, Any], *, source: str = "vali
             if moe_interval is not None:
                 moe = replace(moe, moe_layer_interval=moe_interval)
             shape = replace(shape, moe=moe)
-        return shape
+        return shape.with_documents(document_len) if document_len is not None else shape
     except CatalogError:
         raise
     except InputError as exc:

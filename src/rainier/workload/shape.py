@@ -183,6 +183,12 @@ class TransformerShape:
     the experts' width is in :class:`MoeConfig`. ``qkv_bias`` adds biases to the Q/K/V projections (GPT,
     Qwen2); ``linear_bias`` to the attention output and MLP projections (GPT/Megatron). ``qk_norm`` is the
     per-head RMSNorm on queries and keys (Qwen3). ``seq_len`` is the native context or default training length.
+    ``document_len`` describes the data rather than the model: with sequence packing (several documents
+    concatenated into one ``seq_len`` sequence, each attending only to itself through per-document masks, as in
+    NeMo's packed SFT and FlashAttention's variable-length kernels) every query attends within its document, so
+    the attention core costs ``document_len`` keys per query instead of ``seq_len``. ``None``: one document per
+    sequence. It is the length-weighted mean ``E[L^2]/E[L]`` of the documents, which is what the causal
+    attention work ``sum L^2 / 2`` divided by the tokens ``sum L`` depends on.
     """
 
     name: str
@@ -203,6 +209,7 @@ class TransformerShape:
     qk_norm: bool = False
     mla: MlaConfig | None = None
     moe: MoeConfig | None = None
+    document_len: int | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip():
@@ -218,6 +225,8 @@ class TransformerShape:
             "seq_len",
         ):
             _check_int(field, getattr(self, field))
+        if self.document_len is not None:
+            _check_int("document_len", self.document_len)
         if self.num_kv_heads > self.num_heads or self.num_heads % self.num_kv_heads:
             raise field_error(
                 "num_kv_heads",
@@ -302,6 +311,15 @@ class TransformerShape:
         """The same model at another sequence length (validated like any other field)."""
         return replace(self, seq_len=seq_len)
 
+    def with_documents(self, document_len: int | None) -> TransformerShape:
+        """The same model trained on packed documents of ``document_len`` tokens (None: unpacked)."""
+        return replace(self, document_len=document_len)
+
+    @property
+    def attention_len(self) -> int:
+        """Keys a query can attend to at most: the packed document's length, else the sequence's."""
+        return self.seq_len if self.document_len is None else min(self.document_len, self.seq_len)
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready description of the shape."""
         return {
@@ -314,6 +332,7 @@ class TransformerShape:
             "ffn_hidden_dim": self.ffn_hidden_dim,
             "vocab_size": self.vocab_size,
             "seq_len": self.seq_len,
+            "document_len": self.document_len,
             "mlp_activation": self.mlp_activation.value,
             "tied_embeddings": self.tied_embeddings,
             "position_embedding": self.position_embedding.value,

@@ -151,6 +151,7 @@
     setNumber("memory-capacity", memory.capacity, `${(memory.capacity / GIB).toFixed(1)} GiB`);
     setNumber("fits", est.fits, est.fits ? "yes" : "no: over capacity");
     setNumber("devices", est.num_devices, est.num_devices.toLocaleString("en-US"));
+    $("why").textContent = body.why ? `why: ${body.why}` : "";
     $("plan").textContent = body.plan_text;
     $("where").textContent = `${est.model} on ${est.cluster}, seq_len ${est.seq_len}`;
     const warnings = $("warnings");

@@ -1,0 +1,273 @@
+"""Serving launch configurations: ``vllm serve`` arguments and TensorRT-LLM's LLM API options (or trtllm-serve flags).
+
+A rainier serving layout (``ServeConfig``: tp, pp, ep, batch, weight and KV formats) is one replica; request
+lengths are the benchmark's, not the server's, so they are neither written nor read.
+
+vLLM (``vllm serve MODEL``; engine arguments of vllm-project/vllm ``vllm/engine/arg_utils.py``):
+``--tensor-parallel-size``/``-tp``, ``--pipeline-parallel-size``/``-pp``, ``--enable-expert-parallel`` (the MoE
+layers then use expert parallelism over the tp x dp ranks instead of tensor parallelism, so one replica's ep = tp),
+``--max-num-seqs`` (the batch cap), ``--quantization fp8`` (weights quantised to fp8 at load), ``--dtype``,
+``--kv-cache-dtype``. TensorRT-LLM (``tensorrt_llm/llmapi/llm_args.py``; the YAML given to
+``trtllm-serve --extra_llm_api_options``): ``tensor_parallel_size``, ``pipeline_parallel_size``,
+``moe_expert_parallel_size``, ``max_batch_size`` (default 2048), ``kv_cache_config.dtype``; the trtllm-serve flags
+``--tp_size``, ``--pp_size``, ``--ep_size``, ``--max_batch_size`` say the same. Neither file states the weight format
+of a pre-quantised checkpoint: it is read from a checkpoint name ending in FP8/FP4 (NVIDIA's and Meta's naming),
+with a note, else bf16.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import yaml
+
+from rainier.errors import InputError
+from rainier.launch.argv import Flags, format_command
+from rainier.launch.config import Framework, LaunchConfig, catalog_model_for, not_expressible
+from rainier.launch.tree import Tree
+from rainier.precision import Precision
+from rainier.serve.cost import AttentionKernels, WeightFormat
+from rainier.serve.estimate import ServeConfig
+
+VLLM_ASSUMED_MAX_NUM_SEQS = 256  # vLLM's default when --max-num-seqs is absent (1024 on some GPUs and versions)
+TRTLLM_DEFAULT_MAX_BATCH = 2048  # TensorRT-LLM BaseLlmArgs.max_batch_size default
+_CHECKPOINT_FORMAT = re.compile(r"[-_](fp8|nvfp4|fp4)(?:[-_].*)?$", re.IGNORECASE)
+_KV = {
+    "auto": None,
+    "fp8": Precision.FP8,
+    "fp8_e4m3": Precision.FP8,
+    "fp8_e5m2": Precision.FP8,
+    "bfloat16": Precision.BF16,
+    "float16": Precision.FP16,
+}
+_VLLM_QUANT = {"fp8": WeightFormat.FP8, "awq": WeightFormat.INT4_WEIGHTS, "gptq": WeightFormat.INT4_WEIGHTS}
+
+
+def _checkpoint_weights(model: str | None, notes: list[str]) -> WeightFormat:
+    match = _CHECKPOINT_FORMAT.search(model or "")
+    if match is None:
+        return WeightFormat.BF16
+    weights = WeightFormat.FP8 if match.group(1).lower() == "fp8" else WeightFormat.FP4
+    notes.append(f"weights {weights.value}: the checkpoint name {model} says so (a pre-quantised checkpoint)")
+    return weights
+
+
+def _int(where: str, flag: str, values: tuple[str, ...] | None, default: int) -> int:
+    if values is None:
+        return default
+    if len(values) != 1 or not values[0].isdigit() or int(values[0]) < 1:
+        raise InputError(f"{where}: {flag} {' '.join(values) or '(no value)'!r} is not a positive integer")
+    return int(values[0])
+
+
+def _config(where: str, **values: Any) -> ServeConfig:
+    try:
+        return ServeConfig(**values)
+    except InputError as exc:
+        raise InputError(f"{where}: {exc}") from None
+
+
+def _model(name: str | None) -> Any:
+    return catalog_model_for(name) if name else None
+
+
+# ----------------------------------------------------------------------------------------------------------- vLLM
+def read_vllm(flags: Flags, where: str) -> LaunchConfig:
+    """``vllm serve MODEL ...`` as one replica's layout."""
+    notes: list[str] = []
+    words = list(flags.words)
+    model = words[words.index("serve") + 1] if "serve" in words and words.index("serve") + 1 < len(words) else None
+    model = model or (flags.get("--model", where) or (None,))[0]
+    tp = _int(where, "--tensor-parallel-size", flags.get("--tensor-parallel-size", where) or flags.get("-tp", where), 1)
+    pp = _int(
+        where, "--pipeline-parallel-size", flags.get("--pipeline-parallel-size", where) or flags.get("-pp", where), 1
+    )
+    seqs = flags.get("--max-num-seqs", where)
+    if seqs is None:
+        notes.append(f"--max-num-seqs not given: vLLM's default, taken as {VLLM_ASSUMED_MAX_NUM_SEQS}")
+    batch = _int(where, "--max-num-seqs", seqs, VLLM_ASSUMED_MAX_NUM_SEQS)
+    quant = flags.get("--quantization", where) or flags.get("-q", where)
+    if quant is not None:
+        if len(quant) != 1 or quant[0].lower() not in _VLLM_QUANT:
+            raise InputError(f"{where}: --quantization {' '.join(quant)!r}: rainier reads {', '.join(_VLLM_QUANT)}")
+        weights = _VLLM_QUANT[quant[0].lower()]
+    else:
+        dtype = (flags.get("--dtype", where) or ("auto",))[0].lower()
+        weights = WeightFormat.FP16 if dtype in ("float16", "half") else _checkpoint_weights(model, notes)
+    kv_text = (flags.get("--kv-cache-dtype", where) or ("auto",))[0].lower()
+    if kv_text not in _KV:
+        raise InputError(f"{where}: --kv-cache-dtype {kv_text!r}: one of {', '.join(_KV)}")
+    data_parallel = flags.get("--data-parallel-size", where) or flags.get("-dp", where)
+    if data_parallel is not None:
+        notes.append(f"--data-parallel-size {data_parallel[0]}: that many replicas of this layout")
+    # vLLM's "auto" KV cache is the model's activation dtype, whatever the weights are quantised to
+    kv = _KV[kv_text] or (Precision.FP16 if weights is WeightFormat.FP16 else Precision.BF16)
+    serve = _config(
+        where,
+        tp=tp,
+        pp=pp,
+        ep=tp if flags.has("--enable-expert-parallel") else 1,
+        batch=batch,
+        weights=weights,
+        kv_precision=kv,
+    )
+    used = {
+        "--tensor-parallel-size",
+        "-tp",
+        "--pipeline-parallel-size",
+        "-pp",
+        "--max-num-seqs",
+        "--quantization",
+        "-q",
+        "--dtype",
+        "--kv-cache-dtype",
+        "--enable-expert-parallel",
+        "--model",
+        "--data-parallel-size",
+        "-dp",
+    }
+    return LaunchConfig(
+        framework=Framework.VLLM,
+        source=where,
+        model=_model(model),
+        model_name=model,
+        model_missing=() if _model(model) is not None else ("model",),
+        serve=serve,
+        notes=tuple(notes),
+        ignored=tuple(sorted(flags.names() - used)),
+    )
+
+
+def _refuse_serving(framework: Framework, config: ServeConfig) -> None:
+    for field, value, default, why in (
+        ("unit", "core" if config.unit_core else "device", "device", "GPU servers count devices"),
+        ("speculative", config.speculative, None, "speculative decoding is not written by rainier yet"),
+        ("attention", config.attention, AttentionKernels.FUSED, "today's engines run fused attention"),
+        ("prefix_hit", config.prefix_hit, 0.0, "a prefix-cache hit rate is the workload's, not a server setting"),
+    ):
+        if value != default:
+            raise not_expressible(framework, field, getattr(value, "value", value), why)
+
+
+def write_vllm(model: str, config: ServeConfig) -> str:
+    """``vllm serve MODEL`` with the layout's flags."""
+    fw = Framework.VLLM
+    _refuse_serving(fw, config)
+    if config.ep not in (1, config.tp):
+        raise not_expressible(fw, "ep", config.ep, f"--enable-expert-parallel makes ep = tp = {config.tp}")
+    args: list[tuple[str, tuple[str, ...]]] = [
+        ("--tensor-parallel-size", (str(config.tp),)),
+        ("--pipeline-parallel-size", (str(config.pp),)),
+    ]
+    if config.ep > 1:
+        args.append(("--enable-expert-parallel", ()))
+    args.append(("--max-num-seqs", (str(config.batch),)))
+    weights = config.weights
+    if weights is WeightFormat.FP8:
+        args.append(("--quantization", ("fp8",)))
+    elif weights in (WeightFormat.BF16, WeightFormat.FP16):
+        args.append(("--dtype", ("bfloat16" if weights is WeightFormat.BF16 else "float16",)))
+    else:
+        raise not_expressible(
+            fw, "precision", weights.value, "vLLM quantises to fp8 at load; serve others pre-quantised"
+        )
+    activation = Precision.FP16 if weights is WeightFormat.FP16 else Precision.BF16
+    if config.kv is Precision.FP8:
+        args.append(("--kv-cache-dtype", ("fp8",)))
+    elif config.kv is not activation:
+        raise not_expressible(fw, "kv_precision", config.kv.value, f"fp8 or the activations' {activation.value}")
+    return format_command(["vllm", "serve", model], args)
+
+
+# --------------------------------------------------------------------------------------------------- TensorRT-LLM
+_TRT_FLAGS = {
+    "--tp_size": "tensor_parallel_size",
+    "--pp_size": "pipeline_parallel_size",
+    "--ep_size": "moe_expert_parallel_size",
+    "--max_batch_size": "max_batch_size",
+}
+
+
+def read_trtllm_options(data: dict[str, Any], where: str, *, model: str | None = None) -> LaunchConfig:
+    """TensorRT-LLM LLM API options (the ``--extra_llm_api_options`` YAML) as one replica's layout."""
+    t = Tree(data, where)
+    notes: list[str] = []
+    model = model or t.text("model")
+    batch = t.integer("max_batch_size")
+    if batch is None:
+        notes.append(f"max_batch_size not given: TensorRT-LLM's default {TRTLLM_DEFAULT_MAX_BATCH}")
+    kv_text = (t.text("kv_cache_config.dtype") or "auto").lower()
+    if kv_text not in _KV:
+        raise t.error("kv_cache_config.dtype", kv_text, ", ".join(_KV))
+    dtype = (t.text("dtype") or "auto").lower()
+    weights = WeightFormat.FP16 if dtype == "float16" else _checkpoint_weights(model, notes)
+    serve = _config(
+        where,
+        tp=t.integer("tensor_parallel_size") or 1,
+        pp=t.integer("pipeline_parallel_size") or 1,
+        ep=t.integer("moe_expert_parallel_size") or 1,
+        batch=batch or TRTLLM_DEFAULT_MAX_BATCH,
+        weights=weights,
+        kv_precision=_KV[kv_text],
+    )
+    shape = _model(model)
+    return LaunchConfig(
+        framework=Framework.TRTLLM,
+        source=where,
+        model=shape,
+        model_name=model,
+        model_missing=() if shape is not None else ("model",),
+        serve=serve,
+        notes=tuple(notes),
+        ignored=tuple(t.unread()),
+    )
+
+
+def read_trtllm_command(flags: Flags, where: str) -> LaunchConfig:
+    """``trtllm-serve MODEL --tp_size ...`` (options files it names are not followed: import them apart)."""
+    words = list(flags.words)
+    model = words[words.index("trtllm-serve") + 1] if "trtllm-serve" in words[:-1] else None
+    options: dict[str, Any] = {}
+    for flag, key in _TRT_FLAGS.items():
+        values = flags.get(flag, where)
+        if values is not None:
+            options[key] = _int(where, flag, values, 1)
+    config = read_trtllm_options(options, where, model=model)
+    extra = flags.get("--extra_llm_api_options", where)
+    notes = list(config.notes)
+    if extra is not None:
+        notes.append(f"--extra_llm_api_options {extra[0]} not followed: import that file for its settings")
+    ignored = sorted(flags.names() - set(_TRT_FLAGS))
+    return LaunchConfig(
+        framework=Framework.TRTLLM,
+        source=where,
+        model=config.model,
+        model_name=model,
+        model_missing=config.model_missing,
+        serve=config.serve,
+        notes=tuple(notes),
+        ignored=tuple(ignored),
+    )
+
+
+def write_trtllm(model: str, config: ServeConfig) -> str:
+    """The LLM API options YAML for ``trtllm-serve MODEL --extra_llm_api_options FILE``."""
+    fw = Framework.TRTLLM
+    _refuse_serving(fw, config)
+    if config.weights not in (WeightFormat.BF16, WeightFormat.FP16):
+        raise not_expressible(
+            fw, "precision", config.weights.value, "the weight format is the checkpoint's: serve a quantised checkpoint"
+        )
+    document: dict[str, Any] = {
+        "tensor_parallel_size": config.tp,
+        "pipeline_parallel_size": config.pp,
+        "moe_expert_parallel_size": config.ep,
+        "max_batch_size": config.batch,
+        "dtype": "float16" if config.weights is WeightFormat.FP16 else "bfloat16",
+        "kv_cache_config": {"dtype": "fp8" if config.kv is Precision.FP8 else "auto"},
+    }
+    if config.kv is not Precision.FP8 and config.kv is not config.weights.kv:
+        raise not_expressible(fw, "kv_precision", config.kv.value, "auto (the weights' format) or fp8")
+    header = f"# trtllm-serve {model} --extra_llm_api_options THIS_FILE\n"
+    return header + yaml.safe_dump(document, sort_keys=False)

@@ -1,0 +1,167 @@
+"""import(export(plan)) == plan, for random plans each framework can express (and serving layouts)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from tempfile import TemporaryDirectory
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rainier.launch import Framework, read_launch, write_launch
+from rainier.parallel.plan import RECOMPUTE_MODULES, DegreeUnit, Fp8Recipe, Plan, Recompute, Schedule
+from rainier.precision import Precision
+from rainier.serve.cost import WeightFormat
+from rainier.serve.estimate import ServeConfig
+from rainier.workload import get_model
+
+SUFFIX = {Framework.MEGATRON: ".sh", Framework.VLLM: ".sh", Framework.TRTLLM: ".yaml"}
+DENSE = get_model("llama-3-70b")
+MOE = get_model("mixtral-8x7b")
+
+
+def _roundtrip(framework: Framework, text: str):  # type: ignore[no-untyped-def]
+    with TemporaryDirectory() as folder:
+        path = Path(folder) / f"launch{SUFFIX.get(framework, '.yaml')}"
+        path.write_text(text)
+        return read_launch(path, framework=framework)
+
+
+@st.composite
+def plans(draw: st.DrawFn, framework: Framework) -> Plan:
+    """Valid plans restricted to what ``framework`` can say."""
+    pow2 = st.sampled_from([1, 2, 4, 8])
+    tp, dp, mbs = draw(pow2), draw(pow2), draw(pow2)
+    pp = draw(pow2) if framework not in (Framework.MAXTEXT,) else 1
+    cp = draw(st.sampled_from([1, 2]))
+    ep = draw(st.sampled_from([e for e in (1, 2, 4) if dp % e == 0]))
+    vpp = draw(st.sampled_from([1, 2, 5])) if pp > 1 and framework is not Framework.MAXTEXT else 1
+    micro = draw(st.integers(1, 8)) * (pp if vpp > 1 else 1)
+    recompute = draw(st.sampled_from(list(Recompute)))
+    values: dict[str, object] = {
+        "tp_degree": tp,
+        "pp_degree": pp,
+        "dp_degree": dp,
+        "cp_degree": cp,
+        "ep_degree": ep,
+        "vpp_degree": vpp,
+        "schedule": Schedule.INTERLEAVED if vpp > 1 else Schedule.ONE_F_ONE_B,
+        "mbs": mbs,
+        "gbs": dp * mbs * micro,
+        "recompute": recompute,
+    }
+    if framework is Framework.MEGATRON:
+        precision = draw(st.sampled_from([Precision.BF16, Precision.FP16, Precision.FP8, Precision.FP32]))
+        values.update(
+            precision=precision,
+            fp8_recipe=draw(st.sampled_from(list(Fp8Recipe))) if precision is Precision.FP8 else None,
+            sequence_parallel=tp > 1 and draw(st.booleans()),
+            zero_stage=draw(st.sampled_from([0, 1, 2, 3])),
+            tp_comm_overlap=tp > 1 and draw(st.booleans()),
+            moe_a2a_overlap=draw(st.booleans()),
+            capacity_factor=draw(st.sampled_from([None, 1.0, 1.25])),
+            flash_attention=draw(st.booleans()),
+            expert_tp_degree=draw(st.sampled_from([None, 1])),
+            recompute_modules=tuple(draw(st.sets(st.sampled_from(RECOMPUTE_MODULES), min_size=1))),
+            ep_dedup=draw(st.booleans()),
+        )
+        if pp > 1 and vpp == 1 and draw(st.booleans()):
+            values.update(first_stage_layers=draw(st.integers(0, 4)), last_stage_layers=draw(st.integers(0, 4)))
+    elif framework is Framework.NEMO:
+        precision = draw(st.sampled_from([Precision.BF16, Precision.FP16, Precision.FP8, Precision.FP32]))
+        values.update(
+            precision=precision,
+            fp8_recipe=draw(st.sampled_from(list(Fp8Recipe))) if precision is Precision.FP8 else None,
+            sequence_parallel=tp > 1 and draw(st.booleans()),
+            zero_stage=draw(st.sampled_from([0, 1, 3])),
+            tp_comm_overlap=tp > 1 and draw(st.booleans()),
+        )
+    elif framework is Framework.MAXTEXT:
+        replicas = dp // ep
+        zero = draw(st.sampled_from([0, 3])) if replicas > 1 else 0
+        values.update(
+            precision=draw(st.sampled_from([Precision.BF16, Precision.INT8, Precision.FP8])),
+            zero_stage=zero,
+            capacity_factor=draw(st.sampled_from([None, 1.0, 1.25])),
+            flash_attention=draw(st.booleans()),
+        )
+    else:  # NxD: NeuronCore degrees
+        values.update(
+            degrees_unit=DegreeUnit.CORE,
+            precision=draw(st.sampled_from([Precision.BF16, Precision.FP32])),
+            sequence_parallel=tp > 1 and draw(st.booleans()),
+            zero_stage=draw(st.sampled_from([0, 1])),
+            flash_attention=draw(st.booleans()),
+            recompute_modules=tuple(
+                draw(st.sets(st.sampled_from(["core_attn", "mlp", "moe", "layernorm"]), min_size=1))
+            ),
+        )
+    return Plan(**values)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("framework", [Framework.MEGATRON, Framework.NEMO, Framework.MAXTEXT, Framework.NXD])
+def test_training_roundtrip(framework: Framework) -> None:
+    @settings(max_examples=60, deadline=None)
+    @given(plan=plans(framework), moe=st.booleans())
+    def check(plan: Plan, moe: bool) -> None:
+        shape = MOE if moe and framework is not Framework.NXD else DENSE
+        if plan.ep_degree > 1 and shape.moe is None:
+            shape = MOE if framework is not Framework.NXD else DENSE
+        config = _roundtrip(framework, write_launch(framework, shape, plan=plan))
+        assert config.plan == plan
+        if framework in (Framework.MEGATRON, Framework.MAXTEXT):  # these files state the whole shape
+            assert config.model is not None
+            assert config.model.to_dict() | {"name": shape.name} == shape.to_dict()
+
+    check()
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    framework=st.sampled_from([Framework.VLLM, Framework.TRTLLM]),
+    tp=st.sampled_from([1, 2, 4, 8]),
+    pp=st.sampled_from([1, 2]),
+    expert=st.booleans(),
+    batch=st.integers(1, 4096),
+    weights=st.sampled_from([WeightFormat.BF16, WeightFormat.FP16, WeightFormat.FP8]),
+    kv_fp8=st.booleans(),
+)
+def test_serving_roundtrip(
+    framework: Framework, tp: int, pp: int, expert: bool, batch: int, weights: WeightFormat, kv_fp8: bool
+) -> None:
+    if framework is Framework.TRTLLM and weights is WeightFormat.FP8:
+        weights = WeightFormat.BF16  # the weight format is the checkpoint's, not a TensorRT-LLM option
+    kv = Precision.FP8 if kv_fp8 else None
+    if framework is Framework.VLLM and weights is WeightFormat.FP16 and kv is None:
+        kv = Precision.FP16  # vLLM's auto KV cache is the activation dtype
+    layout = ServeConfig(tp=tp, pp=pp, ep=tp if expert else 1, batch=batch, weights=weights, kv_precision=kv)
+    config = _roundtrip(framework, write_launch(framework, MOE, serve=layout, model_name="mixtral-8x7b"))
+    got = config.serve
+    assert got is not None
+    assert (got.tp, got.pp, got.ep, got.batch, got.weights, got.kv) == (tp, pp, layout.ep, batch, weights, layout.kv)
+    if framework is Framework.VLLM:  # the model is a vllm serve argument; trtllm-serve takes it beside the YAML
+        assert config.model is not None and config.model.name == "mixtral-8x7b"
+
+
+@pytest.mark.parametrize(
+    ("framework", "change", "field"),
+    [
+        (Framework.MEGATRON, {"schedule": Schedule.ZB_V, "pp_degree": 2}, "schedule"),
+        (Framework.MEGATRON, {"lora": True}, "lora"),
+        (Framework.NEMO, {"zero_stage": 2}, "zero"),
+        (Framework.MAXTEXT, {"sequence_parallel": True}, "sp"),
+        (Framework.MAXTEXT, {"pp_degree": 2, "dp_degree": 1}, "pp"),
+        (Framework.NXD, {}, "unit"),
+        (Framework.NXD, {"degrees_unit": DegreeUnit.CORE, "cp_degree": 1, "precision": Precision.FP8}, "precision"),
+    ],
+)
+def test_refused_fields(framework: Framework, change: dict[str, object], field: str) -> None:
+    plan = Plan(tp_degree=2, dp_degree=2, mbs=1, gbs=8).with_(**change)
+    with pytest.raises(ValueError, match=rf"^{field}=.* cannot be written for {framework.value}"):
+        write_launch(framework, DENSE, plan=plan)
+
+
+def test_vllm_refuses_partial_expert_parallelism() -> None:
+    with pytest.raises(ValueError, match=r"^ep=2 cannot be written for vllm"):
+        write_launch(Framework.VLLM, MOE, serve=ServeConfig(tp=4, ep=2, batch=8))
