@@ -100,15 +100,10 @@ class StepRun:
         self.started: set[PassId] = set()
         self.finished_ranks = 0
         self.end_interval = -1
-        self.visits = [
-            [
-                (j, v)
-                for j in range(graph.num_micro_batches)
-                for v in range(graph.num_virtual)
-                if graph.rank_of(j, v) == i
-            ]
-            for i in range(len(graph.ranks))
-        ]
+        self.visits: list[list[tuple[int, int]]] = [[] for _ in graph.ranks]  # (micro-batch, virtual) per rank
+        for j in range(graph.num_micro_batches):
+            for v in range(graph.num_virtual):
+                self.visits[graph.rank_of(j, v)].append((j, v))
         kinds = 3 if graph.split_weight else 2
         self.passes_per_rank = [kinds * len(v) for v in self.visits]
         # Greedy ranks look at earlier micro-batches first and, within one, the visit nearest its path's end.
