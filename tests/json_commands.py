@@ -35,8 +35,13 @@ COMMANDS: dict[str, list[list[str]]] = {
         ["train", "estimate", "--model", "llama-3-8b", *H100_64, "--plan", "tp=2,pp=2,gbs=64"],
         ["train", "estimate", "--model", "mixtral-8x7b", *H100_64, "--plan", "tp=2,ep=4,gbs=64"],
     ],
+    "train-simulate": [
+        ["train", "simulate", "--model", "llama-3-8b", *H100_64, "--plan", "tp=2,pp=2,gbs=64"],
+        ["train", "simulate", "--model", "mixtral-8x7b", *H100_64, "--plan", "tp=2,pp=2,ep=4,gbs=64,schedule=zb-h1"],
+    ],
     "train-search": [
         ["train", "search", "--model", "llama-3-8b", *H100_64, "--gbs", "64", "--top", "2"],
+        ["train", "search", "--model", "llama-3-8b", *H100_64, "--gbs", "64", "--top", "2", "--verify", "2"],
         ["train", "search", "--model", "llama-3-8b", *H100_64, "--gbs", "~60", "--top", "2"],
     ],
     "train-scale": [
@@ -103,7 +108,10 @@ COMMANDS: dict[str, list[list[str]]] = {
             "--no-simulate",
         ]
     ],
-    "validate": [["validate", str(ROOT / "validation" / "training.yaml"), "--group", "Narayanan2021_Table1"]],
+    "validate": [
+        ["validate", str(ROOT / "validation" / "training.yaml"), "--group", "Narayanan2021_Table1"],
+        ["validate", str(ROOT / "validation" / "training.yaml"), "--group", "torchtitan_docs_2024", "--simulate"],
+    ],
     "import": [
         ["import", str(ROOT / "tests" / "launch" / "configs" / "nxd_megatron_llama_7B_config.yaml")],
         ["import", str(ROOT / "tests" / "launch" / "configs" / "nxd_hf_llama3_8B_config.yaml")],

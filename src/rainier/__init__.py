@@ -30,6 +30,7 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "estimate": ("rainier.api", "run_estimate"),
+    "simulate": ("rainier.api", "run_simulate"),
     "search_plans": ("rainier.api", "run_search"),
     "scale": ("rainier.api", "run_scale"),
     "fleet_plan": ("rainier.api.fleet", "run_fleet_plan"),

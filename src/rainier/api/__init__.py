@@ -7,6 +7,7 @@ scripts share one path and one set of error messages.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 from rainier.errors import InputError, field_error
@@ -21,6 +22,8 @@ from rainier.search.engine import search
 from rainier.search.result import Objective, SearchResult
 from rainier.search.scaling import SizePoint, parse_counts, scale
 from rainier.search.space import load_space
+from rainier.search.verify import verify_top
+from rainier.sim.training import SimulatedStep, simulate
 from rainier.workload import TransformerShape, resolve_model
 
 
@@ -73,6 +76,38 @@ def run_estimate(
     return result
 
 
+def run_simulate(
+    *,
+    model: str,
+    plan: str,
+    cluster: str | None = None,
+    accelerator: str | None = None,
+    count: int | None = None,
+    seq_len: int | None = None,
+    efficiency: Efficiency | EfficiencyTable | None = None,
+    sharing: bool = True,
+    trace: bool = False,
+    document_len: int | None = None,
+) -> SimulatedStep:
+    """Simulate one training step from names (``rainier train simulate``); the inputs of :func:`run_estimate`.
+
+    ``sharing=False`` lets every transfer run at its own speed; ``trace`` records link use over time for
+    ``--trace``.
+    """
+    shape = _packed(resolve_model(model), document_len)
+    target = resolve_cluster(cluster, accelerator, count)
+    parsed = parse_plan(plan, num_devices=target.num_devices, cores_per_device=target.accelerator.num_logical_cores)
+    if seq_len is not None and seq_len <= 0:
+        raise field_error("seq-len", seq_len, "a positive number of tokens")
+    result = simulate(
+        shape, parsed, target, efficiency=efficiency, seq_len=seq_len, sharing=sharing, record_links=trace
+    )
+    if isinstance(result, Infeasible):
+        unit = " (NeuronCore degrees)" if parsed.degrees_unit is DegreeUnit.CORE else ""
+        raise InputError(f"plan{unit}: {result.reason}")
+    return result
+
+
 def run_search(
     *,
     model: str,
@@ -90,8 +125,10 @@ def run_search(
     efficiency: Efficiency | EfficiencyTable | None = None,
     progress: Callable[[int, int], None] | None = None,
     document_len: int | None = None,
+    verify: int | None = None,
 ) -> SearchResult:
-    """Every valid plan of a model on a cluster, ranked (``rainier train search``).
+    """Every valid plan of a model on a cluster, ranked (``rainier train search``); with ``verify=K`` the best
+    ``K`` re-ranked by simulation (``result.verification``).
 
     ``gbs`` is exact (``2520``) or a target (``"~2520"``, within ``gbs_tolerance``, default 5%); ``batch_tokens``
     is a target in tokens instead (:func:`rainier.parallel.batch_target.parse_batch_target`). ``document_len`` as
@@ -104,18 +141,24 @@ def run_search(
     batch = parse_batch_target(
         gbs, seq_len=seq_len or shape.seq_len, tolerance=gbs_tolerance, batch_tokens=batch_tokens
     )
-    return search(
+    if verify is not None and verify < 1:
+        raise field_error("verify", verify, "a number of plans >= 1")
+    result = search(
         shape,
         target,
         gbs=batch,
         seq_len=seq_len,
         objective=parse_objective(objective),
-        top_k=top,
+        top_k=max(top, verify or 0),
         space=load_space(space) if space else None,
         efficiency=efficiency,
         price=_price(price),
         progress=progress,
     )
+    if verify is None:
+        return result
+    checked = verify_top(shape, target, result, verify, efficiency=efficiency)
+    return dataclasses.replace(result, top=result.top[:top], verification=checked)
 
 
 def run_scale(

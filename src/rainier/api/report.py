@@ -28,6 +28,7 @@ from rainier.search.result import SearchResult
 from rainier.search.scaling import SizePoint, pareto_front
 from rainier.serve.estimate import ServeEstimate
 from rainier.serve.simulate import ServeResult, ServeScenario
+from rainier.sim.training import SimulatedStep
 
 TRACE_BATCHES = 50_000  # engine iterations kept for a serving trace
 SCALING_FRACTIONS = (1 / 16, 1 / 8, 1 / 4, 1 / 2, 1.0)  # cluster sizes of the scaling curve, as shares of the run's
@@ -98,6 +99,40 @@ def estimate_report(estimate: StepEstimate) -> HtmlReport:
     report = HtmlReport(title=f"Training step: {estimate.model} on {estimate.cluster}", answer=step_answer(estimate))
     add_step(report, estimate)
     report.data = {"estimate": estimate.to_dict()}
+    return report
+
+
+def simulation_report(sim: SimulatedStep) -> HtmlReport:
+    """``train simulate --report``: the simulated step beside the estimate, its critical path, streams and links."""
+    doc = sim.to_dict()
+    report = HtmlReport(title=f"Simulated training step: {doc['model']} on {doc['cluster']}")
+    report.add_table(
+        "Headline",
+        [
+            {
+                "plan": doc["plan"],
+                "simulated step s": doc["step_time_s"],
+                "estimated step s": doc["estimate_step_time_s"],
+                "difference %": 100 * doc["difference"],
+                "cause": doc["cause"],
+            }
+        ],
+    )
+    report.add_table(
+        "Where the last rank's time goes (s)",
+        [
+            {"part": k, "simulated": v, "estimate": doc["estimate_breakdown"].get(k, 0.0)}
+            for k, v in doc["breakdown"].items()
+        ],
+    )
+    report.add_table("Critical path (s)", [{"category": k, "seconds": v} for k, v in doc["critical_path_s"].items()])
+    report.add_table(
+        "Busy fraction of each stream",
+        [{"rank class": rank, **{k: 100 * v for k, v in lanes.items()}} for rank, lanes in doc["stream_busy"].items()],
+    )
+    report.add_table("Busiest links", doc["busiest_links"])
+    add_step(report, sim.estimate)
+    report.data = {"simulation": doc}
     return report
 
 
@@ -469,8 +504,14 @@ def report_of(result: object) -> HtmlReport:
     """The report of one command's result (``--report PATH``)."""
     if isinstance(result, StepEstimate):
         return estimate_report(result)
+    if isinstance(result, SimulatedStep):
+        return simulation_report(result)
     if isinstance(result, SearchResult):
-        return search_report(result)
+        report = search_report(result)
+        if result.verification is not None:
+            doc = result.verification.to_dict()
+            report.add_table("Best plans verified by simulation", doc["plans"], note="; ".join(doc["moves"]))
+        return report
     if isinstance(result, RunPlan):
         return run_report(result)
     if isinstance(result, ServeEstimate):
@@ -504,7 +545,11 @@ def trace_of(result: object, path: Path | str, *, max_events: int | None = None)
     from rainier.report.trace import MAX_TRACE_EVENTS, serving_trace, step_trace, write_trace
     from rainier.serve.simulate import simulate_timeline
 
-    if isinstance(result, StepEstimate):
+    if isinstance(result, SimulatedStep):
+        from rainier.report.sim_trace import sim_trace
+
+        write_trace(sim_trace(result, max_events=max_events or MAX_TRACE_EVENTS), path)
+    elif isinstance(result, StepEstimate):
         write_trace(step_trace(result, max_events=max_events or MAX_TRACE_EVENTS), path)
     elif isinstance(result, SimulationRun):
         recorded = replace(result.scenario, record_batches=TRACE_BATCHES)

@@ -421,6 +421,12 @@ def validate(
         Path | None,
         typer.Option("--efficiency", help="Efficiency file to predict with (default: the committed fit)."),
     ] = None,
+    simulate: Annotated[
+        bool,
+        typer.Option(
+            "--simulate", help="Also simulate every training case; report the simulation's error beside the estimate's."
+        ),
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Predict every published case and compare: per-case error, median / mean / p90 |error|."""
@@ -428,7 +434,16 @@ def validate(
     from rainier.report.calibrate_view import validation_tables
 
     first, inference = _one_kind(cases)
-    if inference:
+    if simulate and inference:
+        from rainier.errors import InputError
+
+        raise InputError("--simulate: the step simulator predicts training cases, not inference cases")
+    if simulate:
+        from rainier.api.validation import validate_with_simulation
+
+        with _progress("simulating cases", as_json) as progress:
+            report = validate_with_simulation(first, group=group, efficiency_path=efficiency, progress=progress)
+    elif inference:
         from rainier.serve.validate import validate_inference_file
 
         served = validate_inference_file(cases, group=group, efficiency_path=efficiency)

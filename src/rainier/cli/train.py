@@ -90,6 +90,56 @@ def train_estimate(
         _print_tables(step_tables(document))
 
 
+@train_app.command("simulate")
+@user_errors
+def train_simulate(
+    model: Annotated[str, typer.Option("--model", help="Catalog model name or Hugging Face config.json.")],
+    plan: Annotated[str, typer.Option("--plan", help="Parallel plan, as for `train estimate`.")],
+    cluster: ClusterOption = None,
+    accelerator: AcceleratorOption = None,
+    count: Annotated[int | None, typer.Option("--count", help="Number of devices (with --accelerator).")] = None,
+    seq_len: SeqLenOption = None,
+    document_len: DocumentLenOption = None,
+    efficiency: Annotated[
+        Path | None, typer.Option("--efficiency", help="Efficiency file (default: the committed fit).")
+    ] = None,
+    no_sharing: Annotated[
+        bool, typer.Option("--no-sharing", help="Let every transfer run at its own speed (no link contention).")
+    ] = False,
+    report_path: ReportOption = None,
+    trace_path: TraceOption = None,
+    trace_max_events: Annotated[
+        int | None,
+        typer.Option(
+            "--trace-max-events", min=1, help="Most events a --trace may hold (default 500,000, about 90 MB)."
+        ),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Simulate one training step (op graph, schedule order, links shared max-min fairly) beside the estimate."""
+    from rainier.api import run_simulate
+    from rainier.perf.efficiency import load_efficiency
+    from rainier.report.sim_view import simulate_tables
+
+    result = run_simulate(
+        model=model,
+        plan=plan,
+        cluster=cluster,
+        accelerator=accelerator,
+        count=count,
+        seq_len=seq_len,
+        efficiency=load_efficiency(efficiency) if efficiency is not None else None,
+        sharing=not no_sharing,
+        trace=trace_path is not None,
+        document_len=document_len,
+    )
+    _write_extras(report_path, trace_path, result, (model, efficiency), trace_max_events=trace_max_events)
+    if as_json:
+        emit_json(result.to_dict())
+    else:
+        _print_tables(simulate_tables(result.to_dict()))
+
+
 @train_app.command("search")
 @user_errors
 def train_search(
@@ -124,6 +174,10 @@ def train_search(
     price: PriceOption = None,
     pareto: Annotated[
         str | None, typer.Option("--pareto", help="time,cost or time,energy: the front over cluster sizes.")
+    ] = None,
+    verify: Annotated[
+        int | None,
+        typer.Option("--verify", min=1, help="Re-rank the best K plans by simulation and say where the order changed."),
     ] = None,
     report_path: ReportOption = None,
     as_json: JsonOption = False,
@@ -176,12 +230,17 @@ def train_search(
             price=price,
             progress=progress,
             document_len=document_len,
+            verify=verify,
         )
     _write_extras(report_path, None, result)
     if as_json:
         emit_json(result.to_dict())
     else:
         _print_tables(search_tables(result.to_dict()))
+        if result.verification is not None:
+            from rainier.report.search_view import verification_table
+
+            _out.print(verification_table(result.verification.to_dict()))
 
 
 @train_app.command("scale")

@@ -134,6 +134,36 @@ def stage_rows(
     ``layer_is_moe`` lists the model's layers in order (True for MoE layers). Each rank's layers are cut into
     ``chunks`` near-equal virtual stages, assigned to virtual stages ``r, r + pp, ...`` in model order.
     """
+    rows: dict[tuple[int, int, bool, bool], list[int]] = {}
+    for rank, key in enumerate(_rank_keys(layer_is_moe, pp, chunks, first, last, head_weight)):
+        rows.setdefault(key, []).append(rank)
+    return tuple(
+        StageRow(num_dense=k[0], num_moe=k[1], embedding=k[2], head=k[3], count=len(v), first_rank=v[0])
+        for k, v in rows.items()
+    )
+
+
+def rank_rows(
+    layer_is_moe: tuple[bool, ...],
+    pp: int,
+    chunks: int = 1,
+    *,
+    first: int | None = None,
+    last: int | None = None,
+    head_weight: float = 0.0,
+) -> tuple[int, ...]:
+    """For each pipeline rank in order, the index of its row in :func:`stage_rows` (same arguments)."""
+    index: dict[tuple[int, int, bool, bool], int] = {}
+    out = []
+    for key in _rank_keys(layer_is_moe, pp, chunks, first, last, head_weight):
+        out.append(index.setdefault(key, len(index)))
+    return tuple(out)
+
+
+def _rank_keys(
+    layer_is_moe: tuple[bool, ...], pp: int, chunks: int, first: int | None, last: int | None, head_weight: float
+) -> list[tuple[int, int, bool, bool]]:
+    """Each rank's (dense layers, MoE layers, embedding, head)."""
     num_layers = len(layer_is_moe)
     per_rank = rank_layer_counts(num_layers, pp, first=first, last=last, head_weight=head_weight)
     per_chunk = [_spread(n, chunks) for n in per_rank]
@@ -149,14 +179,7 @@ def stage_rows(
             dense_of[rank] += size - moe
             position += size
     assert position == num_layers
-    rows: dict[tuple[int, int, bool, bool], list[int]] = {}
-    for rank in range(pp):
-        key = (dense_of[rank], moe_of[rank], rank == 0, rank == pp - 1)
-        rows.setdefault(key, []).append(rank)
-    return tuple(
-        StageRow(num_dense=k[0], num_moe=k[1], embedding=k[2], head=k[3], count=len(v), first_rank=v[0])
-        for k, v in rows.items()
-    )
+    return [(dense_of[rank], moe_of[rank], rank == 0, rank == pp - 1) for rank in range(pp)]
 
 
 def layer_kinds(num_layers: int, moe_flags: Sequence[bool]) -> tuple[bool, ...]:

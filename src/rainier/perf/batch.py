@@ -35,22 +35,22 @@ from numpy.typing import NDArray
 from rainier.parallel.plan import RECOMPUTE_MODULES, Recompute, Schedule
 from rainier.perf import kernel
 from rainier.perf.columns import PRECISION_CODES, RECOMPUTE_CODES, SCHEDULE_CODES, PlanColumns
-from rainier.perf.compute import ACTIVATION_BYTES, FLASH_BACKWARD_FACTOR, PassForms, inverse_efficiencies
+from rainier.perf.compute import ACTIVATION_BYTES, PassForms, inverse_efficiencies
 from rainier.perf.context import Placed, StepContext
 from rainier.perf.efficiency import Efficiency
 from rainier.perf.memory import MEMORY_FIELDS, memory_per_rank, row_params
+from rainier.perf.parts import (
+    GRAD_ACCUM_BYTES_PER_PARAM,
+    GRAD_BYTES,
+    OPTIMIZER_BYTES_PER_PARAM,
+    PARAM_BYTES,
+    window_parts,
+)
 from rainier.perf.schedule import in_flight, parameter_copies, pipeline_time
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
 
-GRAD_BYTES = 2.0  # gradients reduced in 16 bits
-PARAM_BYTES = 2.0  # 16-bit weights gathered (ZeRO-1 parameter all-gather, FSDP)
-GRAD_ACCUM_BYTES_PER_PARAM = 10.0  # fp32 main-gradient accumulation: read 4 + read 2 + write 4 bytes
-# Mixed-precision Adam step per local parameter (Megatron-LM's optimizer): read the fp32 main gradient twice
-# (inf/NaN check, global norm) = 8; Adam reads master, gradient, m, v and writes master, m, v = 28; copy the
-# fp32 master into the 16-bit model weight = 6 (Micikevicius et al. 2018; Rajbhandari et al. 2020 sec. 3).
-OPTIMIZER_BYTES_PER_PARAM = 42.0
 LORA_FLOP_FRACTION = 2.0 / 3.0  # forward (2N) + input gradients (2N) of full training's 6N (Hu et al. 2021)
 
 OVERLAPPED_P2P = (
@@ -511,155 +511,19 @@ def _result(prep: Prepared, step: FloatArray, breakdown: dict[str, FloatArray], 
 
 def assemble_reference(prep: Prepared, eff: Efficiency) -> BatchResult:
     """:func:`assemble` in numpy array operations: the reference the compiled loop is checked against."""
-    (p, lk), rows = prep.gathered(), prep.rows
+    q = window_parts(prep, eff)
     n = len(prep)
-    x = inverse_efficiencies(eff)
-    seconds = (prep.passes @ x)[prep.pass_index]  # plans x layer kinds x PASS_FIELDS
-    load = np.where(p["capacity"] > 0, p["capacity"], np.where(p["imbalance"] > 0, p["imbalance"], eff.moe_imbalance))
-
-    def kind(k: int, name: str) -> FloatArray:
-        value: FloatArray = seconds[:, k, PASS_FIELDS.index(name)]
-        if name in ("forward", "input_grad", "weight_grad", "gemm"):
-            value = value + load * seconds[:, k, PASS_FIELDS.index(f"expert_{name}")]
-        return value
-
-    f_d, b_d, w_d, g_d, a_d = (kind(0, q) for q in ("forward", "input_grad", "weight_grad", "gemm", "attention"))
-    f_m, b_m, w_m, g_m, a_m = (kind(1, q) for q in ("forward", "input_grad", "weight_grad", "gemm", "attention"))
-    e_d, e_m = kind(0, "elementwise"), kind(1, "elementwise")
-    mlp_d, mlp_m = kind(0, "mlp_gemm"), kind(1, "mlp_gemm")
-    expert_m = load * seconds[:, 1, PASS_FIELDS.index("expert_forward")]
-    f_h, b_h, w_h = (kind(2, q) for q in ("forward", "input_grad", "weight_grad"))
-
-    link_eff = np.where(lk["scale_out"] > 0, eff.scale_out, eff.scale_up)
-
-    def duration(name: str, size: FloatArray) -> FloatArray:
-        slope = p[f"{name}_up"] / eff.scale_up + p[f"{name}_out"] / eff.scale_out
-        return np.where(size > 0, slope * size + p[f"{name}_icpt"], 0.0) * (slope > 0)
-
-    def loads(name: str, size: FloatArray) -> FloatArray:
-        return lk[name] / link_eff * size[:, None]
-
-    tp, pp, cp, m, chunks = p["tp"], p["pp"], p["cp"], p["m"], p["chunks"]
-    activation = p["activation"]
-    # Tensor parallelism: two all-reduces (or all-gather + reduce-scatter pairs with SP) per dense layer; a MoE
-    # layer keeps the attention's pair, the shared experts' one, and an expert-TP pair over the routed tokens.
-    tp_d_dur = 2.0 * duration("tp_ar", activation)
-    tp_d_load = 2.0 * loads("tp_ar", activation)
-    routed = p["routed"] * load
-    etp_on = p["etp_on"] > 0
-    tp_m_dur = (1.0 + p["shared"]) * duration("tp_ar", activation)
-    etp_dur = np.where(etp_on, duration("etp_ar", routed), 0.0)  # the token dispatcher's, never overlapped
-    tp_m_load = (1.0 + p["shared"])[:, None] * loads("tp_ar", activation) + np.where(
-        etp_on[:, None], loads("etp_ar", routed), 0.0
-    )
-    # Expert parallelism: dispatch and combine of the busiest rank's share; node-limited routing trims the
-    # scale-out part.
-    ep_bytes = p["ep_bytes"] * load
-    ep_on = p["ep_on"] > 0
-    dedup = p["ep_dedup"]
-    trimmed = p["ep_a2a_out"] / eff.scale_out * ep_bytes * (1.0 - dedup)
-    ep_dur = np.where(ep_on, 2.0 * (duration("ep_a2a", ep_bytes) - trimmed), 0.0)
-    ep_scale = 1.0 - lk["scale_out"] * (1.0 - dedup[:, None])
-    ep_load = np.where(ep_on[:, None], 2.0 * loads("ep_a2a", ep_bytes) * ep_scale, 0.0)
-    # Context parallelism: cp-1 ring steps of the local keys and values per forward, twice that backward.
-    cp_on = p["cp_on"] > 0
-    cp_dur = np.where(cp_on, (cp - 1.0) * duration("cp_step", p["kv_bytes"]), 0.0)
-    cp_load = np.where(cp_on[:, None], (cp - 1.0)[:, None] * loads("cp_step", p["kv_bytes"]), 0.0)
-    # Pipeline: per chunk boundary, the send and (without SP) the receivers' all-gather over the TP group.
-    pp_on = p["pp_on"] > 0
-    sp = p["sp"] > 0
-    regather = np.where(sp, 0.0, duration("tp_rs", activation))
-    regather_load = np.where(sp[:, None], 0.0, loads("tp_rs", activation))
-    pp_dur = np.where(pp_on, chunks * (duration("pp_p2p", p["pp_bytes"]) + regather), 0.0)
-    pp_load = np.where(pp_on[:, None], chunks[:, None] * (loads("pp_p2p", p["pp_bytes"]) + regather_load), 0.0)
+    m, pp, chunks, count, first_rank = q.m, q.pp, q.chunks, q.count, q.first_rank
+    fwd_c, bwd_c, fwd_block, bwd_block = q.fwd_c, q.bwd_c, q.fwd_block, q.bwd_block
+    fwd_load, bwd_load, fsdp_dur, fsdp_load, z2_dur = q.fwd_load, q.bwd_load, q.fsdp_dur, q.fsdp_load, q.z2_dur
+    buckets, bwd_weight, full = q.buckets, q.bwd_weight, q.full
+    reduce_dur, reduce_load, gather_dur, gather_load = q.reduce_dur, q.reduce_load, q.gather_dur, q.gather_load
+    fwd_compute, bwd_input, recompute_compute = q.fwd_compute, q.bwd_input, q.recompute_compute
+    tp_fwd, tp_bwd, ep_fwd, cp_fwd, cp_bwd, pp_fwd = q.tp_fwd, q.tp_bwd, q.ep_fwd, q.cp_fwd, q.cp_bwd, q.pp_fwd
 
     def col(v: NDArray[Any]) -> NDArray[Any]:
         return v[:, None]
 
-    nd, nm, head, count, first_rank = (rows[k] for k in ("num_dense", "num_moe", "head", "count", "first_rank"))
-    params_dense, params_expert = rows["params_dense"], rows["params_expert"]
-    layers = nd + nm
-    hbm_rate = p["hbm_bw"] * eff.memory
-    full, selective, lora = p["full"] > 0, p["selective"] > 0, p["lora"] > 0
-    overhead = eff.layer_overhead_s * layers
-    fwd_compute = nd * col(f_d) + nm * col(f_m) + head * col(f_h) + overhead
-    # fp32 main-gradient accumulation per micro-batch: the whole stage's gradients under ZeRO-0/1 (Megatron's
-    # main_grad buffer), only the rank's shard when gradients are reduce-scattered every micro-batch (ZeRO-2/3).
-    grad_shard = np.where(col(p["zero"] >= 2), col(p["dp"] * cp), 1.0)
-    accumulate = np.where(
-        col(lora), 0.0, GRAD_ACCUM_BYTES_PER_PARAM * (params_dense + params_expert) / grad_shard / col(hbm_rate)
-    )
-    bwd_input = nd * col(b_d) + nm * col(b_m) + head * col(b_h) + overhead
-    bwd_weight = nd * col(w_d) + nm * col(w_m) + head * col(w_h) + accumulate
-    attention_fwd = nd * col(a_d) + nm * col(a_m)
-    # Selective recompute repeats the listed modules' forward (Megatron --recompute-modules; default core_attn):
-    # the attention core; the norms (~40% of the elementwise traffic), the MoE activation (~30%); the dense MLP or
-    # shared experts; the routed experts; MLA's up projections (~10% of the layer's GEMMs).
-    light = (
-        col(p["rc_core_attn"]) * attention_fwd
-        + col(p["rc_layernorm"]) * 0.4 * (nd * col(e_d) + nm * col(e_m))
-        + col(p["rc_moe_act"]) * 0.3 * nm * col(e_m)
-        + col(np.maximum(p["rc_mlp"], p["rc_shared_experts"])) * (nd * col(mlp_d) + nm * col(mlp_m))
-        + col(p["rc_moe"]) * nm * col(expert_m)
-        + col(p["rc_mla_up_proj"]) * 0.1 * (nd * col(g_d) + nm * col(g_m))
-    )
-    recompute_compute = np.where(col(full), fwd_compute - head * col(f_h), np.where(col(selective), light, 0.0))
-
-    # What blocks each window (per layer, times the rank's layers).
-    tp_overlap = p["tp_overlap"] > 0
-    tp_d_exposed = np.where(tp_overlap, np.maximum(tp_d_dur - g_d, tp_d_dur / tp), tp_d_dur)
-    # Userbuffer overlap (Megatron --tp-comm-overlap) covers the GEMMs of attention and dense MLPs; the expert
-    # layer's all-gather / reduce-scatter of routed tokens belongs to the token dispatcher.
-    tp_m_exposed = np.where(tp_overlap, np.maximum(tp_m_dur - g_m, tp_m_dur / tp), tp_m_dur) + etp_dur
-    tp_fwd = nd * col(tp_d_exposed) + nm * col(tp_m_exposed)
-    # Backward: Megatron's linear layers launch the column-parallel layers' collectives asynchronously and run
-    # the weight-gradient GEMM meanwhile (LinearWithGradAccumulationAndAsyncCommunication; Korthikanti et al.
-    # 2022 sec. 4.2.2), so half of the backward's TP traffic hides behind the weight gradients by default.
-    half_d, half_m = 0.5 * tp_d_dur, 0.5 * tp_m_dur
-    tp_d_back = np.where(tp_overlap, tp_d_exposed, half_d + np.maximum(half_d - w_d, 0.0))
-    tp_m_back = np.where(tp_overlap, tp_m_exposed - etp_dur, half_m + np.maximum(half_m - w_m, 0.0)) + etp_dur
-    tp_bwd = nd * col(tp_d_back) + nm * col(tp_m_back)
-    ep_exposed = np.where(p["a2a_overlap"] > 0, np.maximum(ep_dur - f_m, 0.0), ep_dur)
-    ep_fwd = nm * col(ep_exposed)
-    cp_fwd = nd * col(np.maximum(cp_dur - a_d, 0.0)) + nm * col(np.maximum(cp_dur - a_m, 0.0))
-    cp_bwd = nd * col(np.maximum(2 * cp_dur - FLASH_BACKWARD_FACTOR * a_d, 0.0)) + nm * col(
-        np.maximum(2 * cp_dur - FLASH_BACKWARD_FACTOR * a_m, 0.0)
-    )
-    pp_fwd = np.where(col(p["pp_blocking"] > 0), col(pp_dur), 0.0) * (count > 0)
-    recompute_comm = np.where(col(full), tp_fwd + ep_fwd + cp_fwd, 0.0)
-
-    layer_load = nd[..., None] * tp_d_load[:, None, :] + nm[..., None] * tp_m_load[:, None, :]
-    layer_load = layer_load + nm[..., None] * ep_load[:, None, :] + layers[..., None] * cp_load[:, None, :]
-    fwd_load = layer_load + pp_load[:, None, :]
-    bwd_load = 2.0 * layer_load + np.where(full[:, None, None], layer_load, 0.0) + pp_load[:, None, :]
-
-    def rowwise(name: str, size: FloatArray) -> tuple[FloatArray, FloatArray]:
-        slope = col(p[f"{name}_up"] / eff.scale_up + p[f"{name}_out"] / eff.scale_out)
-        dur = np.where(size > 0, slope * size + col(p[f"{name}_icpt"]), 0.0) * (slope > 0)
-        return dur, (lk[name] / link_eff)[:, None, :] * size[..., None]
-
-    # FSDP (ZeRO-3): every micro-batch gathers the rank's weights for the forward and again for the backward,
-    # and reduce-scatters the gradients in the backward, each behind the window's compute.
-    fsdp = p["fsdp"] > 0
-    fsdp_dur_d, fsdp_load_d = rowwise("dp_rs", PARAM_BYTES * params_dense)
-    fsdp_dur_e, fsdp_load_e = rowwise("edp_rs", PARAM_BYTES * params_expert)
-    fsdp_dur = np.where(col(fsdp), fsdp_dur_d + fsdp_dur_e, 0.0)
-    fsdp_load = np.where(fsdp[:, None, None], fsdp_load_d + fsdp_load_e, 0.0)
-    buckets = np.maximum(layers, 1.0)
-
-    # ZeRO-2 keeps only its shard of the gradients, so every micro-batch's gradients are reduce-scattered during
-    # its backward (Rajbhandari et al. 2020 sec. 5.2; DeepSpeed reduces at every micro-step), not once per step
-    # as a full local gradient buffer allows (ZeRO-1, Megatron's distributed optimizer).
-    zero2 = (p["zero"] == 2) & ~lora & ~fsdp
-    z2_d, z2_load_d = rowwise("dp_rs", GRAD_BYTES * params_dense)
-    z2_e, z2_load_e = rowwise("edp_rs", GRAD_BYTES * params_expert)
-    z2_dur = np.where(col(zero2), z2_d + z2_e, 0.0)
-    bwd_load = bwd_load + np.where(zero2[:, None, None], z2_load_d + z2_load_e, 0.0)
-
-    fwd_block = tp_fwd + ep_fwd + cp_fwd + pp_fwd
-    bwd_block = 2.0 * tp_bwd + 2.0 * ep_fwd + cp_bwd + pp_fwd + recompute_comm
-    fwd_c = fwd_compute
-    bwd_c = bwd_input + bwd_weight + recompute_compute
     t_fwd = _window(fwd_c, fwd_block + fsdp_dur / buckets, fwd_load + fsdp_load, fsdp_dur)
     t_bwd = _window(
         bwd_c, bwd_block + (fsdp_dur + z2_dur) / buckets, bwd_load + 2.0 * fsdp_load, 2.0 * fsdp_dur + z2_dur
@@ -669,32 +533,14 @@ def assemble_reference(prep: Prepared, eff: Efficiency) -> BatchResult:
     # Zero-bubble schedules move the weight-gradient pass; it takes its share of the backward window.
     w_share = np.where(bwd_c > 0, bwd_weight / np.maximum(bwd_c, 1e-30), 0.0)
     t_w = t_bwd * w_share
-    schedule = p["schedule"].astype(np.int64)
+    schedule = q.schedule.astype(np.int64)
     steady, bubble, slowest = pipeline_time(schedule, pp, chunks, m, t_fwd, t_bwd - t_w, t_w, count)
 
-    # Data parallelism: gradient reduction behind each rank's last backward, parameter gather behind its first
-    # forward; a rank ahead in the pipeline drain has that much slack.
-    zero0 = p["zero"] == 0
-    ar_d, ar_load_d = rowwise("dp_ar", GRAD_BYTES * params_dense)
-    ar_e, ar_load_e = rowwise("edp_ar", GRAD_BYTES * params_expert)
-    rs_d, rs_load_d = rowwise("dp_rs", GRAD_BYTES * params_dense)
-    rs_e, rs_load_e = rowwise("edp_rs", GRAD_BYTES * params_expert)
-    sync = col(~lora & ~fsdp)  # FSDP reduce-scatters inside every backward window instead
-    reduce_on = sync & ~col(zero2)  # ZeRO-2 reduced each micro-batch's gradients in its own backward
-    reduce_dur = np.where(reduce_on, np.where(col(zero0), ar_d + ar_e, rs_d + rs_e), 0.0)
-    reduce_load = np.where(
-        reduce_on[..., None], np.where(zero0[:, None, None], ar_load_d + ar_load_e, rs_load_d + rs_load_e), 0.0
-    )
-    gather_on = sync & ~col(zero0)
-    gather_dur = np.where(gather_on, (rs_d + rs_e) * PARAM_BYTES / GRAD_BYTES, 0.0)
-    gather_load = np.where(gather_on[..., None], (rs_load_d + rs_load_e) * PARAM_BYTES / GRAD_BYTES, 0.0)
     # With v interleaved chunks a chunk's gradients are final once the last micro-batches' backward of that chunk
     # is done; Megatron's cool-down runs the chunks in turn over groups of pp micro-batches, so the reduction of
     # the earlier-finished chunks overlaps about pp*(v-1)/v more micro-batch backwards (and the parameter gather,
     # symmetrically, the warm-up's forwards).
-    spread = col(
-        np.where(p["schedule"] == SCHEDULE_CODES[Schedule.INTERLEAVED], 1.0 + pp * (chunks - 1.0) / chunks, 1.0)
-    )
+    spread = col(np.where(q.schedule == SCHEDULE_CODES[Schedule.INTERLEAVED], 1.0 + pp * (chunks - 1.0) / chunks, 1.0))
     last_bwd = _window(
         spread * bwd_c,
         spread * bwd_block + reduce_dur / buckets,
@@ -711,12 +557,7 @@ def assemble_reference(prep: Prepared, eff: Efficiency) -> BatchResult:
     lead = first_rank * t_bwd  # rank i ends its last backward i backward passes before the first rank does
     dp_exposed = np.maximum(_max_last(np.where(count > 0, dp_rows - lead, -np.inf)), 0.0)
 
-    # Optimizer: the slowest rank's update of its (ZeRO-sharded) parameters.
-    sharded = col(p["zero"] >= 1)
-    opt_params = params_dense / np.where(sharded, col(p["dp"] * cp), 1.0) + params_expert / np.where(
-        sharded, col(p["edp"]), 1.0
-    )
-    optimizer_rows = np.where(col(lora), 0.0, OPTIMIZER_BYTES_PER_PARAM * opt_params / col(hbm_rate))
+    optimizer_rows = q.optimizer_rows
     optimizer = _max_last(np.where(count > 0, optimizer_rows, 0.0))
 
     step = steady + bubble + dp_exposed + optimizer + eff.step_overhead_s

@@ -39,6 +39,15 @@ def validation_tables(doc: Mapping[str, Any]) -> list[Table]:
         groups.setdefault(row["group"], []).append(row)
     tables = [_group_table(name, rows) for name, rows in groups.items()]
     tables.append(summary_table(doc["summary"], title="validation summary (|error|)"))
+    simulation = doc["summary"].get("simulation")
+    if simulation is not None:  # validate --simulate
+        agreement = doc["summary"]["agreement"]
+        title = (
+            "simulation summary (|error|); without link contention ("
+            f"{agreement['cases_without_contention']} cases) simulation and estimate differ by at most "
+            f"{agreement['max_abs_difference_pct']:.2f}%"
+        )
+        tables.append(summary_table(simulation, title=title))
     return tables
 
 
@@ -46,12 +55,15 @@ def _group_table(name: str, rows: list[Mapping[str, Any]]) -> Table:
     assumed = dict.fromkeys(text for row in rows for text in row.get("assumptions", ()))
     caption = ("assumed: " + "; ".join(assumed)) if assumed else None
     table = Table(title=name, title_justify="left", caption=caption, caption_justify="left")
-    for column in ("id", "trust", "metric", "measured", "predicted", "error"):
+    simulated = any("simulated" in row for row in rows)
+    columns = ("id", "trust", "metric", "measured", "predicted", "error")
+    for column in columns + (("simulated", "sim error") if simulated else ()):
         table.add_column(column, justify="left" if column in ("id", "trust", "metric") else "right")
     for row in rows:
         if "skipped" in row:
-            table.add_row(row["id"], row["trust"], Text("skipped", style="dim"), "", "", "", end_section=False)
-            table.add_row("", "", Text(str(row["skipped"]), style="dim"), "", "", "")
+            pad = ("", "") if simulated else ()
+            table.add_row(row["id"], row["trust"], Text("skipped", style="dim"), "", "", "", *pad, end_section=False)
+            table.add_row("", "", Text(str(row["skipped"]), style="dim"), "", "", "", *pad)
             continue
         metric = row["metric"]
         unit = _METRIC_UNITS.get(metric, "")
@@ -62,6 +74,13 @@ def _group_table(name: str, rows: list[Mapping[str, Any]]) -> Table:
             _value(metric, row["measured"]),
             _value(metric, row["predicted"]),
             _pct(row["error_pct"], signed=True),
+            *(
+                (_value(metric, row["simulated"]), _pct(row["sim_error_pct"], signed=True))
+                if simulated and "simulated" in row
+                else ("", "")
+                if simulated
+                else ()
+            ),
         )
     return table
 

@@ -141,3 +141,22 @@ def scale_table(title: str, points: Sequence[dict[str, Any]], front: Sequence[in
             "*" if i in on_front else "",
         )
     return table
+
+
+def verification_table(doc: dict[str, Any]) -> Table:
+    """``train search --verify K``: the best plans in simulated order, with their rank by the estimate."""
+    changed = "; ".join(doc["moves"]) if doc["order_changed"] else "the simulation keeps the search's order"
+    table = Table(title=f"verified by simulation: {changed}", title_justify="left")
+    for column in ("sim #", "est #", "plan", "estimate (s)", "simulated (s)", "difference", "cause"):
+        table.add_column(column, justify="left" if column in ("plan", "cause") else "right")
+    for plan in doc["plans"]:
+        table.add_row(
+            str(plan["simulated_rank"]),
+            str(plan["estimate_rank"]),
+            plan["plan_text"],
+            f"{plan['estimate_step_time_s']:.4g}",
+            f"{plan['simulated_step_time_s']:.4g}",
+            f"{100 * plan['difference']:+.2f}%",
+            plan["cause"],
+        )
+    return table

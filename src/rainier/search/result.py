@@ -61,6 +61,7 @@ class SearchResult:
     binding_constraint: str = ""  # when nothing is feasible: what stopped it, and what to try
     notes: tuple[str, ...] = field(default_factory=tuple)
     batch: BatchTarget | None = None  # the batch rule (None: a caller's own, e.g. the fleet's round-up)
+    verification: Any = None  # search.verify.Verification of the best plans (``--verify K``), else None
 
     @property
     def plans_per_s(self) -> float:
@@ -88,4 +89,5 @@ class SearchResult:
             "top": [p.to_dict() for p in self.top],
             "binding_constraint": self.binding_constraint,
             "notes": list(self.notes),
+            **({"verification": self.verification.to_dict()} if self.verification is not None else {}),
         }
