@@ -174,6 +174,12 @@ def speculation_from_case(value: object) -> Speculation | None:
         kind = SpecMethod(name) if name in {m.value for m in SpecMethod} else None
         if kind is None:
             raise field_error("serving.speculative.method", value.get("method"), ", ".join(m.value for m in SpecMethod))
+        if value.get("num_tokens") is None:
+            raise field_error(
+                "serving.speculative.num_tokens",
+                None,
+                f"the number of speculative tokens, 1 to {MAX_SPECULATIVE_TOKENS} (the case does not state it)",
+            )
         return Speculation(
             method=kind if kind is not SpecMethod.DRAFT or draft else SpecMethod.EAGLE,
             num_tokens=int(value.get("num_tokens") or 0),
