@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from rainier.errors import InputError
 from rainier.launch import Framework, read_launch, write_launch
 from rainier.parallel.plan import RECOMPUTE_MODULES, DegreeUnit, Fp8Recipe, Plan, Recompute, Schedule
 from rainier.precision import Precision
@@ -51,6 +52,8 @@ def plans(draw: st.DrawFn, framework: Framework) -> Plan:
         "gbs": dp * mbs * micro,
         "recompute": recompute,
     }
+    if recompute is Recompute.FULL and framework in (Framework.MEGATRON, Framework.NEMO):
+        values["recompute_layers"] = draw(st.sampled_from([None, 1, 2, 3]))
     if framework is Framework.MEGATRON:
         precision = draw(st.sampled_from([Precision.BF16, Precision.FP16, Precision.FP8, Precision.FP32]))
         values.update(
@@ -165,3 +168,45 @@ def test_refused_fields(framework: Framework, change: dict[str, object], field: 
 def test_vllm_refuses_partial_expert_parallelism() -> None:
     with pytest.raises(ValueError, match=r"^ep=2 cannot be written for vllm"):
         write_launch(Framework.VLLM, MOE, serve=ServeConfig(tp=4, ep=2, batch=8))
+
+
+@pytest.mark.parametrize(
+    ("framework", "block", "uniform", "count"),
+    [
+        (Framework.MEGATRON, "--recompute-method block", "--recompute-method uniform", "--recompute-num-layers 3 \\"),
+        (
+            Framework.NEMO,
+            "activations_checkpoint_method: block",
+            "activations_checkpoint_method: uniform",
+            "activations_checkpoint_num_layers: 3",
+        ),
+    ],
+)
+def test_block_recompute_reads_n_and_uniform_reads_every_layer(
+    framework: Framework, block: str, uniform: str, count: str
+) -> None:
+    """Issue 17: ``block`` with N is ``recompute_layers=N``; ``uniform`` recomputes every layer; block needs N."""
+    plan = Plan(tp_degree=8, pp_degree=2, dp_degree=4, mbs=1, gbs=64, recompute=Recompute.FULL, recompute_layers=3)
+    text = write_launch(framework, DENSE, plan=plan)
+    assert block in text and count in text
+    assert _roundtrip(framework, text).plan.recompute_layers == 3
+    assert _roundtrip(framework, text.replace(block, uniform)).plan == plan.with_(recompute_layers=None)
+    without = "\n".join(line for line in text.splitlines() if count.rstrip(" \\") not in line) + "\n"
+    with pytest.raises(InputError, match=r"num.layers"):
+        _roundtrip(framework, without)
+
+
+@pytest.mark.parametrize("framework", [Framework.MAXTEXT, Framework.NXD])
+def test_block_recompute_is_refused_where_the_framework_cannot_say_it(framework: Framework) -> None:
+    unit = DegreeUnit.CORE if framework is Framework.NXD else DegreeUnit.DEVICE
+    plan = Plan(
+        dp_degree=8,
+        mbs=1,
+        gbs=64,
+        zero_stage=0,
+        recompute=Recompute.FULL,
+        recompute_layers=2,
+        degrees_unit=unit,
+    )
+    with pytest.raises(InputError, match="recompute_layers=2"):
+        write_launch(framework, DENSE, plan=plan)

@@ -50,6 +50,9 @@ def test_fsdp_means_zero_3_and_describe_round_trips() -> None:
         ("tp=2,pp=2,schedule=dualpipe,vpp=2", "vpp=2 is invalid"),
         ("pp=3,schedule=dualpipe", "an even number"),
         ("recompute_modules=core_attn+foo", "recompute_modules"),
+        ("recompute=full,recompute_layers=0", "recompute_layers='0' is invalid: a positive integer"),
+        ("recompute=selective,recompute_layers=2", "recompute_layers=2 is invalid: only with recompute=full"),
+        ("recompute_layers=2", "recompute_layers=2 is invalid: only with recompute=full"),
     ],
 )
 def test_malformed_plans_are_one_line_errors(text: str, match: str) -> None:
@@ -101,6 +104,7 @@ def test_expert_parallel_must_divide_experts_and_dp() -> None:
     schedule=st.sampled_from(list(Schedule)),
     overlap=st.booleans(),
     capacity=st.sampled_from([None, 1.25]),
+    recompute_layers=st.sampled_from([None, 1, 2, 5]),
 )
 def test_every_printed_plan_is_read_back_unchanged(
     degrees: tuple[int, ...],
@@ -114,6 +118,7 @@ def test_every_printed_plan_is_read_back_unchanged(
     schedule: Schedule,
     overlap: bool,
     capacity: float | None,
+    recompute_layers: int | None,
 ) -> None:
     """What rainier prints as a plan (search, sweep, fleet, estimate) is exact ``--plan`` syntax, gbs included."""
     tp, pp, dp, cp, ep = degrees
@@ -134,6 +139,7 @@ def test_every_printed_plan_is_read_back_unchanged(
             schedule=schedule,
             tp_comm_overlap=overlap,
             capacity_factor=capacity,
+            recompute_layers=recompute_layers if recompute is Recompute.FULL else None,
         )
     except InputError:
         return  # not a plan rainier would print
@@ -145,3 +151,12 @@ def test_every_printed_plan_is_read_back_unchanged(
 def test_a_plan_without_a_batch_is_refused() -> None:
     with pytest.raises(InputError, match=r"plan\.gbs='missing' is invalid: gbs=N, the global batch in sequences"):
         parse_plan("tp=8,pp=2,dp=4")
+
+
+def test_recompute_layers_is_written_and_read_only_with_full_recompute() -> None:
+    plan = parse_plan("tp=8,pp=4,dp=2,mbs=1,gbs=64,recompute=full,recompute_layers=3")
+    assert plan.recompute_layers == 3
+    assert plan.describe().endswith(",recompute_layers=3")
+    assert "recompute_layers" not in parse_plan("tp=8,gbs=8,recompute=full").describe()
+    with pytest.raises(InputError, match="recompute_layers=True is invalid"):
+        Plan(recompute=Recompute.FULL, recompute_layers=True)  # type: ignore[arg-type]

@@ -41,13 +41,18 @@ def _agree(prep: batch.Prepared, eff: object) -> None:
 def test_kernel_matches_the_numpy_reference(model: str, accelerator: str, devices: int, gbs: int) -> None:
     shape, cluster = get_model(model), cluster_of(accelerator, devices)
     space = SearchSpace(
-        schedules=tuple(Schedule), zero=(0, 1, 2, 3), mbs=(1, 2), precision=(Precision.BF16, Precision.FP8)
+        schedules=tuple(Schedule),
+        zero=(0, 1, 2, 3),
+        mbs=(1, 2),
+        precision=(Precision.BF16, Precision.FP8),
+        recompute_layers=(1, 3),
     )
     cols = enumerate_plans(shape, cluster, gbs, space, round_gbs=True).valid
     cols = cols.take(np.random.default_rng(3).choice(len(cols), size=min(4000, len(cols)), replace=False))
     eff, _ = resolve_efficiency(cluster, None)
     ctx = step_context(shape, cluster, eff, DegreeUnit.DEVICE)
     model_flops, hardware_flops = flops_per_token_table(shape)
+    assert (cols.recompute_layers > 0).sum() > 100  # full recompute of N layers per chunk is in the sample
     prep = batch.prepare(ctx, cols, model_flops_per_token=model_flops, hardware_flops_per_token=hardware_flops)
     _agree(prep, eff)
     rows = dict(prep.rows)
@@ -64,6 +69,7 @@ def test_kernel_matches_the_numpy_reference(model: str, accelerator: str, device
             prep.plan["chunks"],
             in_flight=batch.in_flight,
             copies=batch.parameter_copies(cols.schedule),
+            kept_bytes=batch._layer_activations(ctx, cols, kept=True),
             compiled=compiled,
         )
 

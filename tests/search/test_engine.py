@@ -121,6 +121,11 @@ def test_space_file(tmp_path: Path) -> None:
     path.write_text("colour: red\n")
     with pytest.raises(CatalogError, match="unknown field"):
         load_space(path)
+    path.write_text("recompute_layers: [4, 1, 4]\n")
+    assert load_space(path).recompute_layers == (1, 4)
+    path.write_text("recompute_layers: [0]\n")
+    with pytest.raises(CatalogError, match=r"space\.recompute_layers=.* is invalid: a list of layer counts"):
+        load_space(path)
     path.write_text("precision: [int4]\n")
     with pytest.raises(CatalogError, match=r"space\.precision='int4' is invalid"):
         load_space(path)

@@ -15,8 +15,9 @@ from hypothesis import strategies as st
 
 from rainier.hardware import cluster_of
 from rainier.parallel import Schedule, check_plan
-from rainier.parallel.plan import DegreeUnit
+from rainier.parallel.plan import DegreeUnit, Recompute
 from rainier.perf.batch import evaluate
+from rainier.perf.columns import RECOMPUTE_CODES
 from rainier.perf.step import flops_per_token_table, resolve_efficiency, step_context
 from rainier.precision import Precision
 from rainier.search.engine import search
@@ -109,3 +110,24 @@ def test_llama3_405b_search_plans_fit_their_links() -> None:
         estimate = ranked.estimate
         _, load = estimate.busiest_link
         assert load <= estimate.step_time_s * (1 + 1e-9), estimate.plan.describe()
+
+
+def test_block_recompute_is_searched_only_when_the_space_names_n() -> None:
+    """Issue 17: each full-recompute plan is also tried with every listed N below its smallest chunk's layers."""
+    shape, cluster = get_model("llama-3-8b"), cluster_of("h100-sxm", 64)  # 32 layers
+    plain = SearchSpace(tp=(8,), cp=(1,), mbs=(1,), zero=(1,))
+    base = enumerate_plans(shape, cluster, 64, plain).valid
+    assert not base.recompute_layers.any()
+    space = SearchSpace(tp=(8,), cp=(1,), mbs=(1,), zero=(1,), recompute_layers=(2, 4))
+    cols = enumerate_plans(shape, cluster, 64, space).valid
+    block = cols.recompute_layers > 0
+    assert len(cols) - block.sum() == len(base)
+    chunks = cols.chunks[block]
+    assert np.all(cols.recompute_layers[block] < shape.num_layers // (cols.pp[block] * chunks))
+    assert {2, 4} == set(cols.recompute_layers[block].tolist())
+    full = base.recompute == RECOMPUTE_CODES[Recompute.FULL]
+    deep = shape.num_layers // (base.pp * base.chunks)
+    assert block.sum() == int((full & (deep > 2)).sum() + (full & (deep > 4)).sum())
+    for i in np.flatnonzero(block)[:50]:
+        plan = cols.plan_at(int(i))
+        assert plan.recompute_layers is not None and check_plan(plan, shape, 64) is None

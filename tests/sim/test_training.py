@@ -218,3 +218,18 @@ def test_more_link_bandwidth_never_slows_a_simulated_step(plan_text: str) -> Non
     fast = simulate(LLAMA, plan, faster, efficiency=EFF)
     assert isinstance(slow, SimulatedStep) and isinstance(fast, SimulatedStep)
     assert fast.step_time_s <= slow.step_time_s * (1 + 1e-9)
+
+
+def test_recompute_of_n_layers_per_chunk_simulates_between_none_and_full() -> None:
+    """Issue 17: the recomputed forward (and its tp collectives) covers N layers of each chunk, as estimated."""
+    base = "tp=8,pp=4,dp=1,vpp=2,mbs=1,gbs=16"  # 32 layers: 4 per chunk
+    cluster = cluster_of("h100-sxm", 32)
+    steps = []
+    for suffix in ("none", "full,recompute_layers=1", "full,recompute_layers=2", "full"):
+        sim = simulate(LLAMA, parse_plan(f"{base},recompute={suffix}"), cluster, efficiency=EFF)
+        assert isinstance(sim, SimulatedStep)
+        assert sim.step_time_s == pytest.approx(sim.estimate.step_time_s, rel=0.02)
+        steps.append((sim.step_time_s, sim.breakdown["recompute"]))
+    assert [s for s, _ in steps] == sorted(s for s, _ in steps)
+    assert steps[0][1] == 0.0 and steps[2][1] == pytest.approx(2 * steps[1][1], rel=1e-9)
+    assert steps[3][1] == pytest.approx(4 * steps[1][1], rel=1e-9)

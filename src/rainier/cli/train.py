@@ -43,8 +43,8 @@ def train_estimate(
             help="Parallel plan, e.g. tp=8,pp=8,dp=64,mbs=1,gbs=1024,recompute=selective,precision=bf16 "
             "(dp may be left out; keys: tp pp dp cp ep vpp sp zero fsdp mbs gbs recompute precision schedule "
             "unit lora; options: pp_first pp_last etp tp_overlap a2a_overlap capacity imbalance fp8_recipe flash "
-            "fp8_attention ep_domains ep_dedup recompute_modules; schedules: 1f1b interleaved zb-h1 zb-v dualpipe "
-            "gpipe).",
+            "fp8_attention ep_domains ep_dedup recompute_modules recompute_layers (full recompute of the first N "
+            "layers per chunk); schedules: 1f1b interleaved zb-h1 zb-v dualpipe gpipe).",
         ),
     ],
     cluster: Annotated[str | None, typer.Option("--cluster", help="Named cluster (rainier catalog clusters).")] = None,

@@ -357,8 +357,7 @@ def _plan(
     if granularity not in ("none", "selective", "full"):
         raise InputError(f"{r.where}: --recompute-granularity {clip(granularity)!r}: selective or full")
     modules = r.flags.get("--recompute-modules", r.where)
-    if r.text("--recompute-method") is not None:
-        notes.append("full recompute read as every layer recomputed (--recompute-method and -num-layers not modelled)")
+    block = _block_recompute(r, granularity, notes)
     backend = (r.text("--attention-backend") or "auto").lower()
     gbs = r.integer("--global-batch-size")
     mbs = r.integer("--micro-batch-size") or 1
@@ -379,6 +378,7 @@ def _plan(
         "mbs": mbs,
         "gbs": gbs,
         "recompute": Recompute(granularity),
+        "recompute_layers": block,
         "precision": precision,
         "fp8_recipe": recipe,
         "first_stage_layers": r.integer("--decoder-first-pipeline-num-layers", minimum=0),
@@ -400,6 +400,29 @@ def _plan(
 
 
 # ----------------------------------------------------------------------------------------------------- export
+def _block_recompute(r: _Reader, granularity: str, notes: list[str]) -> int | None:
+    """``Plan.recompute_layers`` from ``--recompute-method`` / ``--recompute-num-layers``.
+
+    ``block`` recomputes the first N layers of each pipeline chunk fully (``recompute_layers=N``); ``uniform``
+    recomputes every layer (its N only sets how many layers share one checkpoint), as without the flags.
+    """
+    method = r.text("--recompute-method")
+    if method is None:
+        return None
+    if granularity != "full":
+        notes.append(f"--recompute-method {method} ignored: it applies to --recompute-granularity full only")
+        return None
+    method = method.lower()
+    if method == "uniform":
+        return None
+    if method != "block":
+        raise InputError(f"{r.where}: --recompute-method {clip(method)!r}: uniform or block")
+    layers = r.integer("--recompute-num-layers")
+    if layers is None:
+        raise InputError(f"{r.where}: --recompute-method block needs --recompute-num-layers N (layers per chunk)")
+    return layers
+
+
 def write_megatron(shape: TransformerShape, plan: Plan, *, devices_per_node: int | None = None) -> str:
     """The ``torchrun ... pretrain_gpt.py`` command for ``shape`` trained with ``plan``; refuses what it cannot say."""
     _refuse(plan)
@@ -538,7 +561,10 @@ def _plan_args(plan: Plan) -> list[tuple[str, tuple[str, ...]]]:
     if plan.recompute is not Recompute.NONE:
         out.append(("--recompute-granularity", (plan.recompute.value,)))
         if plan.recompute is Recompute.FULL:
-            out += [("--recompute-method", ("uniform",)), ("--recompute-num-layers", ("1",))]
+            if plan.recompute_layers is None:
+                out += [("--recompute-method", ("uniform",)), ("--recompute-num-layers", ("1",))]
+            else:
+                out += [("--recompute-method", ("block",)), ("--recompute-num-layers", (str(plan.recompute_layers),))]
     if plan.recompute_modules != ("core_attn",):
         out.append(("--recompute-modules", tuple(plan.recompute_modules)))
     if plan.precision is Precision.FP8:

@@ -99,8 +99,7 @@ def read_nemo(data: dict[str, Any], where: str, *, num_devices: int | None = Non
     granularity = (t.text("model.activations_checkpoint_granularity") or "none").lower()
     if granularity not in ("none", "selective", "full"):
         raise t.error("model.activations_checkpoint_granularity", granularity, "null, selective or full")
-    t.raw("model.activations_checkpoint_method")
-    t.raw("model.activations_checkpoint_num_layers")
+    block = _block_recompute(t, granularity, notes)
     zero = 1 if (t.text(_first(t, ("model.optim.name", "optim.name"))) or "") == "distributed_fused_adam" else 0
     if t.boolean("model.fsdp"):
         zero = 3
@@ -128,6 +127,7 @@ def read_nemo(data: dict[str, Any], where: str, *, num_devices: int | None = Non
             mbs=mbs,
             gbs=gbs,
             recompute=Recompute(granularity),
+            recompute_layers=block,
             precision=precision,
             fp8_recipe=recipe,
             tp_comm_overlap=bool(t.boolean("model.ub_tp_comm_overlap")),
@@ -195,6 +195,34 @@ def _shape(t: Tree, notes: list[str]) -> tuple[TransformerShape | None, tuple[st
     return TransformerShape(name=match.name, vocab_size=match.vocab_size, moe=moe, **values), ()
 
 
+def _block_recompute(t: Tree, granularity: str, notes: list[str]) -> int | None:
+    """``Plan.recompute_layers`` from ``activations_checkpoint_method`` / ``_num_layers`` (Megatron's flags).
+
+    ``block`` recomputes the first N layers of each pipeline chunk fully; ``uniform`` recomputes every layer.
+    """
+    method = t.text("model.activations_checkpoint_method")
+    layers = t.integer("model.activations_checkpoint_num_layers")
+    if method is None:
+        return None
+    if granularity != "full":
+        notes.append(f"activations_checkpoint_method {method} ignored: it applies to granularity full only")
+        return None
+    if method.lower() == "uniform":
+        return None
+    if method.lower() != "block":
+        raise t.error("model.activations_checkpoint_method", method, "null, uniform or block")
+    if layers is None:
+        raise t.error("model.activations_checkpoint_num_layers", None, "N (layers per chunk) with method block")
+    return layers
+
+
+def _checkpoint_method(plan: Plan) -> str | None:
+    """NeMo's ``activations_checkpoint_method`` for a plan: block for N layers per chunk, else uniform."""
+    if plan.recompute is not Recompute.FULL:
+        return None
+    return "uniform" if plan.recompute_layers is None else "block"
+
+
 def write_nemo(shape: TransformerShape, plan: Plan, *, devices_per_node: int | None = None) -> str:
     """The recipe YAML (NeMo's megatron_gpt_config keys) for ``shape`` trained with ``plan``."""
     if plan.degrees_unit is not DegreeUnit.DEVICE:
@@ -205,7 +233,7 @@ def write_nemo(shape: TransformerShape, plan: Plan, *, devices_per_node: int | N
         raise not_expressible(FW, "zero", 2, "NeMo shards the optimizer (distributed_fused_adam) or everything (fsdp)")
     if plan.precision not in (Precision.BF16, Precision.FP16, Precision.FP8, Precision.FP32):
         raise not_expressible(FW, "precision", plan.precision.value, "NeMo trains in 32, 16, bf16 or fp8")
-    refuse_options(FW, plan, {"tp_overlap", "fp8_recipe"}, "no key of NeMo's GPT recipe sets it")
+    refuse_options(FW, plan, {"tp_overlap", "fp8_recipe", "recompute_layers"}, "no key of NeMo's GPT recipe sets it")
     if shape.mla is not None:
         raise not_expressible(FW, "model", shape.name, "multi-head latent attention is not a key of this recipe")
     if shape.moe is not None and (shape.moe.num_shared_experts or shape.moe.first_k_dense_layers):
@@ -239,8 +267,8 @@ def write_nemo(shape: TransformerShape, plan: Plan, *, devices_per_node: int | N
         "bias": shape.linear_bias,
         "qk_layernorm": shape.qk_norm,
         "activations_checkpoint_granularity": None if plan.recompute is Recompute.NONE else plan.recompute.value,
-        "activations_checkpoint_method": "uniform" if plan.recompute is Recompute.FULL else None,
-        "activations_checkpoint_num_layers": 1 if plan.recompute is Recompute.FULL else None,
+        "activations_checkpoint_method": _checkpoint_method(plan),
+        "activations_checkpoint_num_layers": (plan.recompute_layers or 1) if plan.recompute is Recompute.FULL else None,
         "fp8": plan.precision is Precision.FP8,
         "fp8_hybrid": plan.precision is Precision.FP8,
         "ub_tp_comm_overlap": plan.tp_comm_overlap,

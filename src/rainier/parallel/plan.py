@@ -148,6 +148,9 @@ class Plan:
     ep_domain_limit: int | None = None  # node-limited routing: a token reaches at most this many domains
     ep_dedup: bool = False  # DeepEP-style dispatch: a token crosses to each remote domain once, then fans out
     recompute_modules: tuple[str, ...] = DEFAULT_RECOMPUTE_MODULES  # what recompute=selective recomputes
+    # recompute=full on the first N layers of every chunk only (Megatron --recompute-method block
+    # --recompute-num-layers N); None = every layer. N past a chunk's layers recomputes the whole chunk.
+    recompute_layers: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("tp_degree", "pp_degree", "dp_degree", "cp_degree", "ep_degree", "vpp_degree"):
@@ -213,6 +216,12 @@ class Plan:
                 "recompute_modules", "+".join(map(str, modules)), f"some of {', '.join(RECOMPUTE_MODULES)}"
             )
         object.__setattr__(self, "recompute_modules", tuple(sorted(set(modules), key=RECOMPUTE_MODULES.index)))
+        if self.recompute_layers is not None:
+            n = self.recompute_layers
+            if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+                raise field_error("recompute_layers", n, "a positive integer (layers per chunk) or null (every layer)")
+            if self.recompute is not Recompute.FULL:
+                raise field_error("recompute_layers", n, "only with recompute=full")
         if self.fp8_recipe is not None and self.precision is not Precision.FP8:
             raise field_error("fp8_recipe", self.fp8_recipe.value, "only with precision=fp8")
         if self.fp8_attention and (self.precision is not Precision.FP8 or not self.flash_attention):
@@ -301,6 +310,7 @@ OPTION_DEFAULTS: dict[str, Any] = {
     "ep_domains": None,
     "ep_dedup": False,
     "recompute_modules": "+".join(DEFAULT_RECOMPUTE_MODULES),
+    "recompute_layers": None,
     "lora": False,
 }
 
@@ -315,7 +325,7 @@ def describe_plan_dict(plan: dict[str, Any]) -> str:
     return ",".join(parts)
 
 
-_INT_KEYS = {"tp", "pp", "dp", "cp", "ep", "vpp", "mbs", "gbs", "etp", "ep_domains"}
+_INT_KEYS = {"tp", "pp", "dp", "cp", "ep", "vpp", "mbs", "gbs", "etp", "ep_domains", "recompute_layers"}
 _COUNT_KEYS = {"pp_first", "pp_last"}  # non-negative integers
 _FLOAT_KEYS = {"capacity", "imbalance"}
 _BOOL_KEYS = {

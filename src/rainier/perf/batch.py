@@ -34,7 +34,7 @@ from numpy.typing import NDArray
 
 from rainier.parallel.plan import RECOMPUTE_MODULES, Recompute, Schedule
 from rainier.perf import kernel
-from rainier.perf.columns import PRECISION_CODES, RECOMPUTE_CODES, SCHEDULE_CODES, PlanColumns
+from rainier.perf.columns import PRECISION_CODES, RECOMPUTE_CODES, SCHEDULE_CODES, PlanColumns, recompute_share
 from rainier.perf.compute import ACTIVATION_BYTES, PassForms, inverse_efficiencies
 from rainier.perf.context import Placed, StepContext
 from rainier.perf.efficiency import Efficiency
@@ -59,6 +59,7 @@ OVERLAPPED_P2P = (
     SCHEDULE_CODES[Schedule.DUALPIPE],
 )
 DUALPIPE = SCHEDULE_CODES[Schedule.DUALPIPE]
+FULL_CODE = RECOMPUTE_CODES[Recompute.FULL]
 PASS_FIELDS = kernel.PASS_FIELDS  # the quantities of a pass table (perf.compute.PassForms fields)
 LAYER_KINDS = ("dense", "moe", "head")
 COMM_KINDS = kernel.COMM_FIELDS
@@ -370,7 +371,7 @@ def prepare(
         cp_on=(cols.cp > 1).astype(f64),
         pp_on=(cols.pp > 1).astype(f64),
         sp=cols.sp.astype(f64),
-        full=(cols.recompute == RECOMPUTE_CODES[Recompute.FULL]).astype(f64),
+        full=(cols.recompute == FULL_CODE).astype(f64),
         selective=(cols.recompute == RECOMPUTE_CODES[Recompute.SELECTIVE]).astype(f64),
         **{f"rc_{m}": ((cols.recompute_mask >> i) & 1).astype(f64) for i, m in enumerate(RECOMPUTE_MODULES)},
         tp_overlap=cols.tp_overlap.astype(f64),
@@ -384,13 +385,22 @@ def prepare(
         hbm_bw=np.full(n, ctx.cluster.accelerator.hbm_bw_bytes_per_s / ctx.cores),
         capacity_bytes=np.full(n, ctx.cluster.accelerator.hbm_bytes / ctx.cores),
     )
+    rows = _row_arrays(ctx, cols, chunks_i)
+    rows["recompute_share"] = recompute_share(cols, rows)
     tokens_per_step = cols.gbs * float(shape.seq_len)
     lora_factor = np.where(cols.lora, LORA_FLOP_FRACTION, 1.0)
     hardware_per_token = np.array([hardware_flops_per_token[int(r)] for r in range(3)])[cols.recompute]
+    partial = cols.recompute_layers > 0
+    if partial.any():
+        # Recompute of N layers per chunk executes that share of full recompute's extra forward FLOPs.
+        layers = rows["num_dense"] + rows["num_moe"]
+        held = (rows["count"] * layers).sum(axis=1)
+        share = (rows["count"] * layers * rows["recompute_share"]).sum(axis=1) / np.maximum(held, 1.0)
+        none, full = hardware_flops_per_token[RECOMPUTE_CODES[Recompute.NONE]], hardware_flops_per_token[FULL_CODE]
+        hardware_per_token = np.where(partial, none + share * (full - none), hardware_per_token)
     plan["model_flops"] = np.asarray(model_flops_per_token * tokens_per_step * lora_factor, dtype=f64)
     plan["hardware_flops"] = hardware_per_token * tokens_per_step * lora_factor
 
-    rows = _row_arrays(ctx, cols, chunks_i)
     params_dense, params_expert = row_params(ctx.counts, cols, rows)
     rows["params_dense"], rows["params_expert"] = params_dense, params_expert
     memory = memory_per_rank(
@@ -402,6 +412,7 @@ def prepare(
         plan["m"],
         _layer_activations(ctx, cols),
         plan["chunks"],
+        kept_bytes=_layer_activations(ctx, cols, kept=True),
         in_flight=in_flight,
         copies=parameter_copies(cols.schedule),
     )
@@ -419,9 +430,17 @@ def prepare(
     )
 
 
-def _layer_activations(ctx: StepContext, cols: PlanColumns) -> tuple[FloatArray, FloatArray]:
-    """One dense and one MoE layer's activation bytes per micro-batch, for every plan."""
-    keys = [cols.tp, cols.cp, cols.mbs, cols.sp.astype(np.int64), cols.recompute, (cols.flash > 0).astype(np.int64)]
+def _layer_activations(ctx: StepContext, cols: PlanColumns, *, kept: bool = False) -> tuple[FloatArray, FloatArray]:
+    """One dense and one MoE layer's activation bytes per micro-batch, for every plan.
+
+    ``kept``: the bytes of a layer that full recompute does *not* re-run (``recompute_layers=N`` leaves the
+    chunk's other layers without recompute); for every other plan the same as without ``kept``.
+    """
+    recompute = cols.recompute
+    if kept:
+        partial = (cols.recompute == FULL_CODE) & (cols.recompute_layers > 0)
+        recompute = np.where(partial, RECOMPUTE_CODES[Recompute.NONE], cols.recompute)
+    keys = [cols.tp, cols.cp, cols.mbs, cols.sp.astype(np.int64), recompute, (cols.flash > 0).astype(np.int64)]
     inverse, per_layer = _gather(keys, lambda t, c, b, s, r, f: ctx.activations(t, c, b, bool(s), r, bool(f)))
     return np.array([p[0] for p in per_layer])[inverse], np.array([p[1] for p in per_layer])[inverse]
 
@@ -516,7 +535,7 @@ def assemble_reference(prep: Prepared, eff: Efficiency) -> BatchResult:
     m, pp, chunks, count, first_rank = q.m, q.pp, q.chunks, q.count, q.first_rank
     fwd_c, bwd_c, fwd_block, bwd_block = q.fwd_c, q.bwd_c, q.fwd_block, q.bwd_block
     fwd_load, bwd_load, fsdp_dur, fsdp_load, z2_dur = q.fwd_load, q.bwd_load, q.fsdp_dur, q.fsdp_load, q.z2_dur
-    buckets, bwd_weight, full = q.buckets, q.bwd_weight, q.full
+    buckets, bwd_weight, full, share = q.buckets, q.bwd_weight, q.full, q.recompute_share
     reduce_dur, reduce_load, gather_dur, gather_load = q.reduce_dur, q.reduce_load, q.gather_dur, q.gather_load
     fwd_compute, bwd_input, recompute_compute = q.fwd_compute, q.bwd_input, q.recompute_compute
     tp_fwd, tp_bwd, ep_fwd, cp_fwd, cp_bwd, pp_fwd = q.tp_fwd, q.tp_bwd, q.ep_fwd, q.cp_fwd, q.cp_bwd, q.pp_fwd
@@ -574,9 +593,9 @@ def assemble_reference(prep: Prepared, eff: Efficiency) -> BatchResult:
     breakdown = {
         "compute": m * at_slowest(fwd_compute + bwd_input + bwd_weight),
         "recompute": m * at_slowest(recompute_compute),
-        "tp_comm": m * at_slowest(tp_fwd + 2.0 * tp_bwd + np.where(col(full), tp_fwd, 0.0)),
-        "cp_comm": m * at_slowest(cp_fwd + cp_bwd + np.where(col(full), cp_fwd, 0.0)),
-        "ep_comm": m * at_slowest(3.0 * ep_fwd + np.where(col(full), ep_fwd, 0.0)),
+        "tp_comm": m * at_slowest(tp_fwd + 2.0 * tp_bwd + np.where(col(full), share * tp_fwd, 0.0)),
+        "cp_comm": m * at_slowest(cp_fwd + cp_bwd + np.where(col(full), share * cp_fwd, 0.0)),
+        "ep_comm": m * at_slowest(3.0 * ep_fwd + np.where(col(full), share * ep_fwd, 0.0)),
         "dp_comm_exposed": dp_exposed,
         "pp_comm": m * at_slowest(2.0 * pp_fwd),
         "link_contention": m * at_slowest(contention) + extra,

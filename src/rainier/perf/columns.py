@@ -7,7 +7,7 @@ numpy arrays.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 
 import numpy as np
@@ -78,6 +78,7 @@ class PlanColumns:
     ep_domains: IntArray  # 0: no node-limited routing
     ep_dedup: BoolArray
     recompute_mask: IntArray  # selective recompute modules, a bit mask over RECOMPUTE_MODULES
+    recompute_layers: IntArray  # full recompute of the first N layers of each chunk; 0: every layer
 
     def __len__(self) -> int:
         return len(self.tp)
@@ -120,6 +121,7 @@ class PlanColumns:
             ep_domains=ints([p.ep_domain_limit or 0 for p in plans]),
             ep_dedup=bools([p.ep_dedup for p in plans]),
             recompute_mask=ints([recompute_mask(p.recompute_modules) for p in plans]),
+            recompute_layers=ints([p.recompute_layers or 0 for p in plans]),
         )
 
     @classmethod
@@ -138,6 +140,7 @@ class PlanColumns:
             "ep_domains": np.zeros(n, dtype=np.int64),
             "ep_dedup": np.zeros(n, dtype=bool),
             "recompute_mask": np.full(n, DEFAULT_RECOMPUTE_MASK, dtype=np.int64),
+            "recompute_layers": np.zeros(n, dtype=np.int64),
             "lora": np.zeros(n, dtype=bool),
         }
         filled.update(columns)
@@ -188,4 +191,20 @@ class PlanColumns:
             ep_domain_limit=None if self.ep_domains[i] <= 0 else int(self.ep_domains[i]),
             ep_dedup=bool(self.ep_dedup[i]),
             recompute_modules=recompute_modules(int(self.recompute_mask[i])),
+            recompute_layers=None if self.recompute_layers[i] <= 0 else int(self.recompute_layers[i]),
         )
+
+
+def recompute_share(cols: PlanColumns, rows: Mapping[str, FloatArray]) -> FloatArray:
+    """The share of each pipeline rank row's layers that full recompute re-runs, (plans x rows).
+
+    1 for ``recompute=full`` on every layer, 0 without full recompute. With ``recompute_layers=N`` (Megatron's
+    ``--recompute-method block``) each of the rank's chunks recomputes its first N layers: ``min(N x chunks,
+    layers) / layers`` (chunks of a rank taken as equal, as the step model does everywhere).
+    """
+    full = (cols.recompute == RECOMPUTE_CODES[Recompute.FULL])[:, None]
+    n = cols.recompute_layers[:, None]
+    layers = rows["num_dense"] + rows["num_moe"]
+    block = np.minimum(n * cols.chunks[:, None], layers) / np.maximum(layers, 1.0)
+    out: FloatArray = np.where(full, np.where(n > 0, block, 1.0), 0.0)
+    return out

@@ -126,7 +126,7 @@ PASS_FIELDS = (
     "mlp_gemm",
 )
 FWD, IGRAD, WGRAD, GEMM, ATTN, E_FWD, E_IGRAD, E_WGRAD, E_GEMM, ELEM, MLP = range(len(PASS_FIELDS))
-ROW_FIELDS = ("num_dense", "num_moe", "head", "count", "first_rank", "params_dense", "params_expert")
+ROW_FIELDS = ("num_dense", "num_moe", "head", "count", "first_rank", "params_dense", "params_expert", "recompute_share")
 BREAKDOWN_FIELDS = (
     "compute",
     "recompute",
@@ -322,7 +322,7 @@ def _assemble(
         any_row = False
         for r in range(width):
             nd, nm, head, count, first_rank = rows[0][i, r], rows[1][i, r], rows[2][i, r], rows[3][i, r], rows[4][i, r]
-            pd, pe = rows[5][i, r], rows[6][i, r]
+            pd, pe, rc_share = rows[5][i, r], rows[6][i, r], rows[7][i, r]
             layers = nd + nm
             overhead = layer_oh * layers
             fwd_compute = nd * f_d + nm * f_m + head * f_h + overhead
@@ -330,7 +330,7 @@ def _assemble(
             bwd_input = nd * b_d + nm * b_m + head * b_h + overhead
             bwd_weight = nd * w_d + nm * w_m + head * w_h + accumulate
             if full:
-                recompute = fwd_compute - head * f_h
+                recompute = rc_share * (fwd_compute - head * f_h)
             elif selective:
                 recompute = (
                     plan[RC_CORE_ATTN][i] * (nd * a_d + nm * a_m)
@@ -348,7 +348,7 @@ def _assemble(
             cp_fwd = nd * max(cp_dur - a_d, 0.0) + nm * max(cp_dur - a_m, 0.0)
             cp_bwd = nd * max(2.0 * cp_dur - FBF * a_d, 0.0) + nm * max(2.0 * cp_dur - FBF * a_m, 0.0)
             pp_fwd = pp_dur if (plan[PP_BLOCKING][i] > 0 and count > 0) else 0.0
-            recompute_comm = tp_fwd + ep_fwd + cp_fwd if full else 0.0
+            recompute_comm = rc_share * (tp_fwd + ep_fwd + cp_fwd) if full else 0.0
             # FSDP per micro-batch, and the data-parallel reduction and gather of the last / first window.
             size_pd, size_pe = param_bytes * pd, param_bytes * pe
             grad_pd, grad_pe = grad_bytes * pd, grad_bytes * pe
@@ -379,7 +379,7 @@ def _assemble(
                 e = link_eff[lnk]
                 layer_l = nd * tp_d_load[lnk] + nm * tp_m_load[lnk] + nm * ep_load[lnk] + layers * cp_load[lnk]
                 fl = layer_l + pp_load[lnk]
-                bl = 2.0 * layer_l + (layer_l if full else 0.0) + pp_load[lnk]
+                bl = 2.0 * layer_l + (rc_share * layer_l if full else 0.0) + pp_load[lnk]
                 fsdp_l = (
                     (loads[DP_RS][g_dp_rs, lnk] / e * size_pd + loads[EDP_RS][g_edp_rs, lnk] / e * size_pe)
                     if fsdp
@@ -431,9 +431,9 @@ def _assemble(
                 any_row = True
             row_compute[r] = fwd_compute + bwd_input + bwd_weight
             row_recompute[r] = recompute
-            row_tp[r] = tp_fwd + 2.0 * tp_bwd + (tp_fwd if full else 0.0)
-            row_cp[r] = cp_fwd + cp_bwd + (cp_fwd if full else 0.0)
-            row_ep[r] = 3.0 * ep_fwd + (ep_fwd if full else 0.0)
+            row_tp[r] = tp_fwd + 2.0 * tp_bwd + (rc_share * tp_fwd if full else 0.0)
+            row_cp[r] = cp_fwd + cp_bwd + (rc_share * cp_fwd if full else 0.0)
+            row_ep[r] = 3.0 * ep_fwd + (rc_share * ep_fwd if full else 0.0)
             row_pp[r] = 2.0 * pp_fwd
         dp_exposed = max(dp_exposed, 0.0)
 
@@ -535,6 +535,8 @@ def _memory(
     copies: FloatArray,
     dense_layer: FloatArray,
     moe_layer: FloatArray,
+    dense_kept: FloatArray,  # a layer's bytes without recompute (the layers full recompute of N layers skips)
+    moe_kept: FloatArray,
     schedule: FloatArray,
     pp: FloatArray,
     chunks: FloatArray,
@@ -573,7 +575,10 @@ def _memory(
                 held = m[i]
             else:
                 held = max(min(pp[i] - rank, m[i]), 1.0)
-            a = (nd * dense_layer[i] + nm * moe_layer[i]) * held + head * logits[i]
+            share = rows[7][i, r]
+            dense_row = share * dense_layer[i] + (1.0 - share) * dense_kept[i]
+            moe_row = share * moe_layer[i] + (1.0 - share) * moe_kept[i]
+            a = (nd * dense_row + nm * moe_row) * held + head * logits[i]
             subtotal = w + g + o + a
             buffers = reserve[0] + reserve[1] * subtotal
             total = subtotal + buffers

@@ -73,9 +73,14 @@ def memory_per_rank(
     *,
     in_flight: Callable[..., FloatArray],
     copies: FloatArray,
+    kept_bytes: tuple[FloatArray, FloatArray] | None = None,
     compiled: bool | None = None,
 ) -> dict[str, FloatArray]:
     """Peak bytes per rank by kind, on the fullest pipeline rank row, for every plan of ``cols``.
+
+    ``layer_bytes`` are a dense and a MoE layer's activations under the plan's recompute mode, ``kept_bytes`` the
+    same without recompute; a row's ``recompute_share`` of its layers (full recompute of N layers per chunk) holds
+    the former, the rest the latter (``kept_bytes`` None: every layer holds ``layer_bytes``).
 
     Runs ``perf.kernel.memory_kernel`` where numba is installed and the batch is large enough (``compiled``:
     None decides by size, as ``perf.batch.assemble`` does), else numpy array operations.
@@ -87,6 +92,8 @@ def memory_per_rank(
     seq_local = np.floor_divide(shape.seq_len, cols.cp)
     logits = LOGIT_BYTES * cols.mbs * seq_local * shape.vocab_size / cols.tp
     dense_layer, moe_layer = layer_bytes
+    dense_kept, moe_kept = layer_bytes if kept_bytes is None else kept_bytes
+    rows = rows if "recompute_share" in rows else dict(rows, recompute_share=np.ones_like(rows["count"]))
     if compiled is None:
         compiled = kernel.AVAILABLE and len(cols) >= kernel.COMPILED_MIN_PLANS
     if compiled and len(cols):
@@ -101,6 +108,8 @@ def memory_per_rank(
             np.ascontiguousarray(copies, dtype=np.float64),
             np.ascontiguousarray(dense_layer, dtype=np.float64),
             np.ascontiguousarray(moe_layer, dtype=np.float64),
+            np.ascontiguousarray(dense_kept, dtype=np.float64),
+            np.ascontiguousarray(moe_kept, dtype=np.float64),
             cols.schedule.astype(np.float64),
             cols.pp.astype(np.float64),
             np.ascontiguousarray(chunks, dtype=np.float64),
@@ -122,7 +131,10 @@ def memory_per_rank(
     weights = copy * state.weight * (shard(dense, dense_dp, 3) + shard(expert, expert_dp, 3))
     gradients = np.where(lora, 0.0, copy * state.gradient * (shard(dense, dense_dp, 2) + shard(expert, expert_dp, 2)))
     optimizer = np.where(lora, 0.0, copy * state.optimizer * (shard(dense, dense_dp, 1) + shard(expert, expert_dp, 1)))
-    per_micro_batch = rows["num_dense"] * dense_layer[:, None] + rows["num_moe"] * moe_layer[:, None]
+    share = rows["recompute_share"]
+    dense_row = share * dense_layer[:, None] + (1.0 - share) * dense_kept[:, None]
+    moe_row = share * moe_layer[:, None] + (1.0 - share) * moe_kept[:, None]
+    per_micro_batch = rows["num_dense"] * dense_row + rows["num_moe"] * moe_row
     held = in_flight(
         cols.schedule[:, None], cols.pp.astype(np.float64)[:, None], chunks[:, None], m[:, None], rows["first_rank"]
     )

@@ -43,7 +43,8 @@ class WindowParts:
     pp: FloatArray  # (plans) pipeline degree
     chunks: FloatArray  # (plans) virtual chunks per rank
     schedule: FloatArray  # (plans) schedule code (perf.columns.SCHEDULE_CODES)
-    full: NDArray[np.bool_]  # (plans) full recompute
+    full: NDArray[np.bool_]  # (plans) full recompute (of every layer, or of recompute_layers per chunk)
+    recompute_share: FloatArray  # (plans x rows) share of the row's layers full recompute re-runs (0 without)
     pp_blocking: FloatArray  # (plans) pipeline sends block compute (bool)
     count: FloatArray  # (plans x rows) ranks each row stands for (0: padding)
     first_rank: FloatArray  # (plans x rows) lowest pipeline rank of the row
@@ -183,7 +184,10 @@ def window_parts(prep: Prepared, eff: Efficiency) -> WindowParts:
         + col(p["rc_moe"]) * nm * col(expert_m)
         + col(p["rc_mla_up_proj"]) * 0.1 * (nd * col(g_d) + nm * col(g_m))
     )
-    recompute_compute = np.where(col(full), fwd_compute - head * col(f_h), np.where(col(selective), light, 0.0))
+    share = rows["recompute_share"]
+    recompute_compute = np.where(
+        col(full), share * (fwd_compute - head * col(f_h)), np.where(col(selective), light, 0.0)
+    )
 
     # What blocks each window (per layer, times the rank's layers).
     tp_overlap = p["tp_overlap"] > 0
@@ -206,12 +210,13 @@ def window_parts(prep: Prepared, eff: Efficiency) -> WindowParts:
         np.maximum(2 * cp_dur - FLASH_BACKWARD_FACTOR * a_m, 0.0)
     )
     pp_fwd = np.where(col(p["pp_blocking"] > 0), col(pp_dur), 0.0) * (count > 0)
-    recompute_comm = np.where(col(full), tp_fwd + ep_fwd + cp_fwd, 0.0)
+    recompute_comm = np.where(col(full), share * (tp_fwd + ep_fwd + cp_fwd), 0.0)
 
     layer_load = nd[..., None] * tp_d_load[:, None, :] + nm[..., None] * tp_m_load[:, None, :]
     layer_load = layer_load + nm[..., None] * ep_load[:, None, :] + layers[..., None] * cp_load[:, None, :]
     fwd_load = layer_load + pp_load[:, None, :]
-    bwd_load = 2.0 * layer_load + np.where(full[:, None, None], layer_load, 0.0) + pp_load[:, None, :]
+    again = np.where(full[:, None, None], share[..., None] * layer_load, 0.0)  # the recomputed forward's transfers
+    bwd_load = 2.0 * layer_load + again + pp_load[:, None, :]
 
     def rowwise(name: str, size: FloatArray) -> tuple[FloatArray, FloatArray]:
         slope = col(p[f"{name}_up"] / eff.scale_up + p[f"{name}_out"] / eff.scale_out)
@@ -271,6 +276,7 @@ def window_parts(prep: Prepared, eff: Efficiency) -> WindowParts:
         chunks=chunks,
         schedule=schedule,
         full=full,
+        recompute_share=share,
         pp_blocking=pp_blocking,
         count=count,
         first_rank=first_rank,

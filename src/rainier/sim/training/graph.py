@@ -203,8 +203,9 @@ def build_graph(
             ("ep", 2 * ep_dur, 2 * row(q.ep_fwd), 2 * ep_load),
             ("cp", 2 * cp_dur, row(q.cp_bwd), 2 * cp_load),
         ]
-        if full:  # the recomputed forward repeats its collectives
-            backward_items += [(f"{c}", d, e, ld) for c, d, e, ld in forward_items]
+        if full:  # the recomputed forward repeats its collectives (on the row's recomputed share of its layers)
+            again = row(q.recompute_share)
+            backward_items += [(c, again * d, again * e, again * ld) for c, d, e, ld in forward_items]
 
         def split_items(items: list[tuple[str, float, float, np.ndarray]]) -> tuple[tuple[Transfer, ...], ...]:
             blocking, hidden = [], []
