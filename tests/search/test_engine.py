@@ -123,6 +123,10 @@ def test_space_file(tmp_path: Path) -> None:
         load_space(path)
     path.write_text("recompute_layers: [4, 1, 4]\n")
     assert load_space(path).recompute_layers == (1, 4)
+    path.write_text("recompute_layers: quarters\n")
+    assert load_space(path).recompute_layers is None
+    path.write_text("tp: [8]\n")
+    assert load_space(path).recompute_layers == ()  # not searched unless asked
     path.write_text("recompute_layers: [0]\n")
     with pytest.raises(CatalogError, match=r"space\.recompute_layers=.* is invalid: a list of layer counts"):
         load_space(path)

@@ -112,7 +112,7 @@ def test_llama3_405b_search_plans_fit_their_links() -> None:
         assert load <= estimate.step_time_s * (1 + 1e-9), estimate.plan.describe()
 
 
-def test_block_recompute_is_searched_only_when_the_space_names_n() -> None:
+def test_block_recompute_is_searched_with_the_n_a_space_names() -> None:
     """Issue 17: each full-recompute plan is also tried with every listed N below its smallest chunk's layers."""
     shape, cluster = get_model("llama-3-8b"), cluster_of("h100-sxm", 64)  # 32 layers
     plain = SearchSpace(tp=(8,), cp=(1,), mbs=(1,), zero=(1,))
@@ -131,3 +131,20 @@ def test_block_recompute_is_searched_only_when_the_space_names_n() -> None:
     for i in np.flatnonzero(block)[:50]:
         plan = cols.plan_at(int(i))
         assert plan.recompute_layers is not None and check_plan(plan, shape, 64) is None
+
+
+def test_block_recompute_quarters_tries_quarters_of_the_smallest_chunk() -> None:
+    shape, cluster = get_model("llama-3-8b"), cluster_of("h100-sxm", 64)  # 32 layers
+    base = enumerate_plans(shape, cluster, 64, SearchSpace(tp=(8,), mbs=(1,))).valid
+    assert not base.recompute_layers.any()  # not searched by default
+    cols = enumerate_plans(shape, cluster, 64, SearchSpace(tp=(8,), mbs=(1,), recompute_layers=None)).valid
+    block = cols.recompute_layers > 0
+    assert len(cols) - block.sum() == len(base)
+    smallest = shape.num_layers // (cols.pp * cols.chunks)
+    found: dict[int, set[int]] = {}
+    for depth, n in zip(smallest[block].tolist(), cols.recompute_layers[block].tolist(), strict=True):
+        found.setdefault(depth, set()).add(n)
+    assert found[32] == {8, 16, 24}  # pp=1: one chunk of 32 layers
+    assert found[4] == {1, 2, 3}
+    assert found[2] == {1}  # a quarter and a half are both 1 layer; three quarters rounds to 1 as well
+    assert 1 not in found  # one layer per chunk: N=1 is full recompute of every layer
