@@ -137,3 +137,15 @@ def test_decode_server_case_is_scored_on_its_decode_iterations() -> None:
 def test_decode_server_under_in_flight_load_is_skipped_with_its_reason() -> None:
     with pytest.raises(ValueError, match=r"serving.batch=None is invalid: a stated batch with phase: decode"):
         prepare(_open_case("sglang-gb200p1-dsv3-decode-ep48-2k"))
+
+
+def test_dispatch_latency_does_not_grow_with_the_peers() -> None:
+    """All-to-all kernels write to every peer at once: EP16 and EP64 over the same two levels (NVLink, then the
+    scale-out network) pay the same fixed latency, while the bandwidth term covers the bytes."""
+    shape = get_model("deepseek-v3")
+    costs = [
+        replica_cost(shape, cluster_of("h100-sxm", n), tp=1, ep=n, dp_attention=n, weights=WeightFormat.FP8, eff=IDEAL)
+        for n in (16, 64)
+    ]
+    assert costs[0].all_to_all[1] == pytest.approx(costs[1].all_to_all[1])
+    assert costs[0].all_to_all[1] > replica_cost(shape, cluster_of("h100-sxm", 8), tp=8, ep=8, eff=IDEAL).all_to_all[1]
