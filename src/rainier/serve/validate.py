@@ -108,6 +108,15 @@ class Prepared:
     in_flight: InFlight | None = None  # the load of an in-flight batching case (simulated, not fitted)
     decode_only: bool = False  # phase: decode, a decode server scored on its decode iterations
 
+    @property
+    def fitted(self) -> bool:
+        """Whether the case steers the fit: static cases do; in-flight ones (a simulation per residual evaluation
+        would cost minutes) and data-parallel attention ones are scored and enter leave-one-group-out, not the fit.
+        The latter's cost path leaves out what their engines overlap or deduplicate (two-batch overlap of the
+        all-to-all with compute, node-limited routing's one copy per node), so fitting them would bend the
+        accelerator's efficiencies to stand in for those (a refit on them drove H200's compute share to 0.06)."""
+        return self.in_flight is None and self.config.dp_attention == 1
+
 
 def _whole(block: str, fields: Any, key: str, high: int, unit: str, *, default: int | None = None) -> int:
     """``fields[key]`` as a whole number in ``[1, high]`` (``default`` when absent or null, if given)."""
@@ -412,7 +421,7 @@ def _fit_entry(items: Sequence[Prepared], parent: ServeEfficiency | None) -> Ser
     def residuals(x: np.ndarray) -> np.ndarray:
         eff = _efficiency(np.maximum(x, lower + 1e-12))
         out: list[float] = []
-        for item in (i for i in items if i.in_flight is None):  # in-flight cases are scored, not fitted
+        for item in (i for i in items if i.fitted):  # in-flight and DP-attention cases are scored, not fitted
             predicted = predict_metrics(item, eff)
             weight = FIT_WEIGHT[item.case.trust]
             out.extend(weight * math.log(predicted[m] / v) for m, v in item.targets)
@@ -438,7 +447,7 @@ class ServeFit:
 
 def _fitted(items: Sequence[Prepared]) -> int:
     """Cases that steer a fit (trust A or B)."""
-    return sum(1 for i in items if FIT_WEIGHT[i.case.trust] > 0 and i.in_flight is None)
+    return sum(1 for i in items if FIT_WEIGHT[i.case.trust] > 0 and i.fitted)
 
 
 def fit_table(items: Sequence[Prepared]) -> tuple[ServeEfficiencyTable, dict[str, int]]:
@@ -478,7 +487,7 @@ def leave_one_group_out(items: Sequence[Prepared]) -> ValidationReport:
     for group in dict.fromkeys(i.case.group for i in items):
         train = [i for i in items if i.case.group != group]
         held = [i for i in items if i.case.group == group]
-        key = frozenset(i.case.id for i in train if i.in_flight is None)
+        key = frozenset(i.case.id for i in train if i.fitted)
         if key not in fits:
             fits[key] = fit_table(train)[0]
         rows.extend(score(held, _lookup(fits[key])).rows)
