@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 from typer.testing import CliRunner
@@ -109,6 +110,7 @@ def test_serve_estimate_with_dp_attention() -> None:
         (["--ep", "16"], "ep=16 is invalid: at most tp=1"),
         (["--ep", "8", "--dp-attention", "16"], "ep=8 is invalid: tp x dp_attention = 16"),
         (["--ep", "16", "--dp-attention", "16", "--model", "llama-3-8b"], "dp_attention=16 is invalid: 1 for"),
+        (["--ep", "16", "--dp-attention", "0"], "dp_attention=0 is invalid"),
     ],
 )
 def test_serve_estimate_bad_layout(extra: list[str], needle: str) -> None:
@@ -149,3 +151,11 @@ def test_dispatch_latency_does_not_grow_with_the_peers() -> None:
     ]
     assert costs[0].all_to_all[1] == pytest.approx(costs[1].all_to_all[1])
     assert costs[0].all_to_all[1] > replica_cost(shape, cluster_of("h100-sxm", 8), tp=8, ep=8, eff=IDEAL).all_to_all[1]
+
+
+def test_prefill_server_case_needs_one_output_token() -> None:
+    case = _open_case("sglang-largeep-h100-dsv3-prefill-ep32-1k")
+    assert prepare(case).config.dp_attention == 32
+    longer = replace(case, serving={**case.serving, "output_len": 100})
+    with pytest.raises(ValueError, match=r"serving.output_len=100 is invalid: 1 with phase: prefill"):
+        prepare(longer)
