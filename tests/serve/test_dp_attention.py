@@ -159,3 +159,12 @@ def test_prefill_server_case_needs_one_output_token() -> None:
     longer = replace(case, serving={**case.serving, "output_len": 100})
     with pytest.raises(ValueError, match=r"serving.output_len=100 is invalid: 1 with phase: prefill"):
         prepare(longer)
+
+
+def test_launch_writers_refuse_data_parallel_attention() -> None:
+    from rainier.launch.serving import write_trtllm, write_vllm
+
+    config = ServeConfig(tp=1, ep=8, dp_attention=8, weights=WeightFormat.FP8)
+    for write in (write_vllm, write_trtllm):
+        with pytest.raises(ValueError, match=r"dp_attention=8 cannot be written for .*not written by rainier yet"):
+            write("deepseek-v3", config)
