@@ -102,6 +102,9 @@ def test_serve_estimate_with_dp_attention() -> None:
     assert doc["config"]["dp_attention"] == 16 and doc["config"]["ep"] == 16 and doc["replica_devices"] == 16
     assert doc["decode_parts_ms"]["ep_comm"] > 0 and doc["decode_parts_ms"]["tp_comm"] == 0.0
     assert doc["fits"] and doc["tpot_ms"] > 0
+    flags = [*args, "--ep", "16", "--dp-attention", "16", "--batch", "32", "--precision", "fp8"]
+    table = runner.invoke(app, flags, env={"COLUMNS": "160"})
+    assert table.exit_code == 0 and "ep=16, dp_attention=16, batch=32" in table.stdout
 
 
 @pytest.mark.parametrize(
