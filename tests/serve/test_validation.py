@@ -19,7 +19,11 @@ CASES = [
 # unnoticed: over the four public files (371 targets, 23 groups; the in-flight MLPerf and open-engine cases are
 # simulated, not fitted) all median 17.3%, A+B p90 91.3%; leave-one-group-out median 25.7%, p90 91.4%; the
 # original static set (inference.yaml + inference-trn2.yaml) median 7.8%. Trust-C rows are scored, not fitted.
-ALL_MEDIAN, TRUSTED_P90, LOGO_MEDIAN, LOGO_P90, STATIC_MEDIAN = 18.5, 93.0, 27.0, 93.0, 8.5
+# Issue 13's data-parallel attention layout (ep > tp) brought 23 targets of SGLang's wide-EP DeepSeek-V3/Kimi K2
+# deployments in (scored and cross-validated, not fitted): their held-out median is 58%, so over 394 targets the
+# all median is 23.5% and leave-one-group-out 28.5%, p90 91.3%; on the 371 targets scored before, LOGO median
+# 26.1%, p90 91.3%.
+ALL_MEDIAN, TRUSTED_P90, LOGO_MEDIAN, LOGO_P90, STATIC_MEDIAN = 24.5, 93.0, 29.5, 93.0, 8.5
 
 
 def test_every_inference_case_is_predicted_within_the_targets() -> None:

@@ -52,6 +52,7 @@ def run_serve_estimate(
     tp: int = 1,
     pp: int = 1,
     ep: int = 1,
+    dp_attention: int = 1,
     batch: int = 1,
     input_len: int = 128,
     output_len: int = 128,
@@ -69,7 +70,9 @@ def run_serve_estimate(
     ``speculative`` is ``METHOD:k=K[,accept=RATE|,len=TOKENS][,model=DRAFT]`` (``serve.speculative``);
     ``attention`` names the engine's attention kernels (``serve.cost.AttentionKernels``); ``kv_precision`` stores
     the KV cache in bf16, fp16 or fp8 whatever the weights (default: the weight format's); ``prefix_hit`` is the
-    share of each prompt found in the prefix cache.
+    share of each prompt found in the prefix cache. ``dp_attention`` > 1 (with ``ep = tp x dp_attention``, a MoE
+    model) is data-parallel attention: the replica spans ``tp x dp_attention x pp`` devices and ``batch`` is its
+    whole batch (``serve.cost``).
 
     A batch whose KV cache cannot fit is an ``InputError`` naming the largest batch that does (``allow_oversize``
     returns the estimate with ``fits`` false instead).
@@ -87,6 +90,7 @@ def run_serve_estimate(
         tp=tp,
         pp=pp,
         ep=ep,
+        dp_attention=dp_attention,
         batch=batch,
         input_len=input_len,
         output_len=output_len,

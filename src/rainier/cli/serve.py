@@ -102,7 +102,17 @@ def serve_estimate(
     count: Annotated[int | None, typer.Option("--count", help="Devices (with --accelerator).")] = None,
     tp: Annotated[int, typer.Option("--tp", help="Tensor-parallel degree of one replica.")] = 1,
     pp: Annotated[int, typer.Option("--pp", help="Pipeline-parallel degree of one replica.")] = 1,
-    ep: Annotated[int, typer.Option("--ep", help="Expert-parallel degree (within tp).")] = 1,
+    ep: Annotated[
+        int, typer.Option("--ep", help="Expert-parallel degree: within tp, or tp x dp-attention with --dp-attention.")
+    ] = 1,
+    dp_attention: Annotated[
+        int,
+        typer.Option(
+            "--dp-attention",
+            help="Data-parallel attention groups of tp ranks (MoE models; needs --ep = tp x dp-attention): "
+            "attention and dense layers replicated per group, experts over all ep ranks.",
+        ),
+    ] = 1,
     batch: Annotated[int, typer.Option("--batch", help="Sequences per replica batch.")] = 1,
     input_len: Annotated[int, typer.Option("--input-len", help="Prompt tokens per request.")] = 128,
     output_len: Annotated[int, typer.Option("--output-len", help="Generated tokens per request.")] = 128,
@@ -132,6 +142,7 @@ def serve_estimate(
         tp=tp,
         pp=pp,
         ep=ep,
+        dp_attention=dp_attention,
         batch=batch,
         input_len=input_len,
         output_len=output_len,

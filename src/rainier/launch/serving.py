@@ -145,6 +145,7 @@ def _refuse_serving(framework: Framework, config: ServeConfig) -> None:
         ("speculative", config.speculative, None, "speculative decoding is not written by rainier yet"),
         ("attention", config.attention, AttentionKernels.FUSED, "today's engines run fused attention"),
         ("prefix_hit", config.prefix_hit, 0.0, "a prefix-cache hit rate is the workload's, not a server setting"),
+        ("dp_attention", config.dp_attention, 1, "data-parallel attention is not written by rainier yet"),
     ):
         if value != default:
             raise not_expressible(framework, field, getattr(value, "value", value), why)

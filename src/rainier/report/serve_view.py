@@ -31,9 +31,11 @@ def serve_tables(est: dict[str, Any]) -> list[Table]:
     head.add_column("quantity", style="bold")
     head.add_column("value")
     unit = " NeuronCores" if c["unit"] == "core" else ""
+    dp = c.get("dp_attention") or 1
+    groups = f", dp_attention={dp}" if dp > 1 else ""  # attention groups of tp ranks sharing the experts
     head.add_row(
         "configuration",
-        f"tp={c['tp']}{unit}, pp={c['pp']}, ep={c['ep']}, batch={c['batch']}, input {c['input_len']} / output "
+        f"tp={c['tp']}{unit}, pp={c['pp']}, ep={c['ep']}{groups}, batch={c['batch']}, input {c['input_len']} / output "
         f"{c['output_len']} tokens, {c['precision']}"
         + (f", KV cache {c['kv_precision']}" if "kv_precision" in c else ""),
     )

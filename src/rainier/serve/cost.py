@@ -1,6 +1,7 @@
 """Time of one inference engine iteration on one model replica, and what fits in its memory.
 
-A replica is ``tp x pp`` ranks (NeuronCores for ``unit=core`` configurations) on one system. One iteration
+A replica is ``tp x pp`` ranks (NeuronCores for ``unit=core`` configurations) on one system, or ``tp x
+dp_attention x pp`` with data-parallel attention (below). One iteration
 prefills some new tokens and decodes one token for each running sequence (continuous batching, Yu et al. 2022).
 Its time is a roofline per kernel class plus collectives and fixed overheads (shared/reference/formulas.md,
 "Inference"):
@@ -14,6 +15,13 @@ Its time is a roofline per kernel class plus collectives and fixed overheads (sh
 - tensor parallelism: two all-reduces of the iteration's activations per layer (Megatron-LM's layout), on the
   placed topology levels (``parallel.placement``, alpha-beta, ``perf.collectives``);
 - per-layer and per-iteration overheads (kernel launches, sampling, scheduling): fitted per accelerator family.
+
+Data-parallel attention (SGLang ``--enable-dp-attention``, vLLM ``--data-parallel-size`` with
+``--enable-expert-parallel``, TensorRT-LLM ``enable_attention_dp``; DeepSeek-V3 report sec. 3.4) serves a MoE model
+with ``dp_attention`` groups of ``tp`` ranks: each group holds the attention, dense layers, shared experts and LM
+head (divided by its ``tp``) and serves ``1/dp_attention`` of the batch, keeping only its own sequences' KV cache;
+the routed experts are spread over all ``ep = tp x dp_attention`` ranks, which exchange the whole batch's routed
+tokens by a dispatch and a combine all-to-all in every MoE layer.
 
 Pipeline stages run one after another for one iteration, so ``pp`` divides memory, not latency. The fitted
 fractions live in ``catalog/serve-efficiency.yaml`` (``serve.efficiency``).
@@ -40,6 +48,10 @@ from rainier.workload.shape import TransformerShape
 
 ACTIVATION_BYTES = 2.0  # 16-bit activations in the tensor-parallel all-reduces
 ALL_REDUCES_PER_LAYER = 2  # after attention and after the MLP (Shoeybi et al. 2019, fig. 3)
+# Experts that multiply in fp8 or fp4 receive their tokens in fp8: quantised (1 x 128 tiles, one fp32 scale each)
+# before the dispatch, and combined back in bf16 (DeepSeek-V3 technical report sec. 3.3.2; DeepEP's "FP8 dispatching
+# and BF16 combining"): 1 + 4/128 bytes per element out, 2 back.
+FP8_DISPATCH_BYTES = 1.0 + 4.0 / 128
 # Share of device memory the engine may use for weights + KV cache: vLLM's default gpu_memory_utilization.
 MEMORY_UTILIZATION = 0.9
 
@@ -250,29 +262,33 @@ class ReplicaCost:
         new tokens attend to ``cached_tokens`` already cached (spread evenly over the ``prefill_seqs`` prompts)."""
         tokens = prefill_tokens + decode_seqs * queries
         eff = self.eff
+        # Data-parallel attention: each group does 1/dp of the attention and dense work on its tp ranks, while the
+        # routed experts' work and weights are spread over all dp x tp ranks (dp = 1: one group, the whole replica).
+        dp = self.dp_attention
         flop_rate = self.flop_per_s * self.tp_devices * eff.compute
         byte_rate = self.hbm_bytes_per_s * self.tp_devices * eff.memory
         head_tokens = decode_seqs * queries + (prefill_seqs if prefill_tokens else 0)
-        gemm_flop = tokens * self.gemm_flop_per_token + head_tokens * self.head_flop_per_token
-        expert_rate = (self.expert_flop_per_s or self.flop_per_s) * self.tp_devices * eff.compute
+        gemm_flop = (tokens * self.gemm_flop_per_token + head_tokens * self.head_flop_per_token) / dp
+        expert_rate = (self.expert_flop_per_s or self.flop_per_s) * self.tp_devices * dp * eff.compute
         gemm_compute = gemm_flop / flop_rate + tokens * self.expert_flop_per_token / expert_rate
         touched = 1.0
         if self.num_experts > 1 and tokens > 0:
             touched = 1.0 - (1.0 - self.top_k / self.num_experts) ** tokens
-        weight_bytes = self.dense_weight_bytes + self.expert_weight_bytes * touched
+        weight_bytes = self.dense_weight_bytes + self.expert_weight_bytes * touched / dp  # per group's tp ranks
         gemm = max(gemm_compute, weight_bytes / byte_rate) if tokens else 0.0
         # prompts attend causally to themselves (P^2 / (2 x prompts) pairs) and to their cached context; decode
         # tokens to their caches
         prompts = max(prefill_seqs, 1)
         pairs = prefill_tokens**2 / (2 * prompts) + prefill_tokens * cached_tokens / prompts + kv_tokens * queries
-        kv_bytes = (kv_tokens + cached_tokens + tokens) * self.kv_bytes_per_token_replica * self.kv_reads_per_head
+        pairs /= dp  # each group attends over its own sequences only
+        kv_bytes = (kv_tokens + cached_tokens + tokens) * self.kv_bytes_per_token_replica * self.kv_reads_per_head / dp
         score_bytes = pairs * self.scores_per_pair * self.score_bytes
         kv_rate = self.hbm_bytes_per_s * self.tp_devices * eff.kv_memory
         attention = max(
             pairs * self.attention_flop_per_context_token / flop_rate, kv_bytes / kv_rate + score_bytes / byte_rate
         )
         slope, intercept = self.all_reduce
-        message = tokens * self.hidden_bytes_per_token
+        message = tokens / dp * self.hidden_bytes_per_token  # each group's all-reduces carry its own tokens
         # one all-reduce after attention in every layer, one after the MLP -- except in MoE layers under expert
         # parallelism, whose experts exchange tokens by all-to-all instead (below)
         all_reduces = self.num_layers * ALL_REDUCES_PER_LAYER - (self.moe_layers if self.ep > 1 else 0)
@@ -281,8 +297,11 @@ class ReplicaCost:
         expert = 0.0
         if self.ep > 1 and tokens:
             a2a_slope, a2a_intercept = self.all_to_all
-            routed = tokens * self.top_k * self.hidden_bytes_per_token / self.ep  # per rank
-            expert = self.moe_layers * 2 * (a2a_slope * routed + a2a_intercept + eff.collective_latency_s)
+            copies = tokens * self.top_k / self.ep  # routed token copies each rank sends (and gets back)
+            routed = copies * (self.dispatch_bytes_per_token or self.hidden_bytes_per_token)  # dispatch, per rank
+            combined = copies * self.hidden_bytes_per_token
+            fixed_a2a = a2a_intercept + eff.collective_latency_s
+            expert = self.moe_layers * (a2a_slope * (routed + combined) + 2 * fixed_a2a)
         overhead = eff.iteration_overhead_s + self.launch_s
         return {"gemm": gemm, "attention": attention, "tp_comm": comm, "ep_comm": expert, "overhead": overhead}
 
@@ -296,6 +315,8 @@ class ReplicaCost:
     moe_layers: int = 0
     expert_flop_per_token: float = 0.0  # routed experts' GEMM FLOPs per token (top-k of them), all MoE layers
     expert_flop_per_s: float = 0.0  # per device, at the experts' matmul precision (0: flop_per_s)
+    dp_attention: int = 1  # data-parallel attention groups of tp ranks sharing the experts (1: none)
+    dispatch_bytes_per_token: float = 0.0  # bytes of one routed token copy in the dispatch (0: hidden_bytes_per_token)
 
     def with_efficiency(self, eff: ServeEfficiency) -> ReplicaCost:
         """The same replica under other efficiencies (the all-reduce bandwidth term scales with ``comm``)."""
@@ -309,6 +330,7 @@ class ReplicaCost:
     def to_dict(self) -> dict[str, Any]:
         return {
             "replica_devices": self.replica_devices,
+            "dp_attention": self.dp_attention,
             "weight_bytes_per_device": self.weight_bytes_per_device,
             "kv_bytes_per_token": self.kv_bytes_per_token_replica,
             "kv_capacity_tokens": self.kv_capacity,
@@ -327,8 +349,23 @@ def check_precision(accelerator: Accelerator, weights: WeightFormat) -> None:
 
 def _placed_group(cluster: Cluster, cores: int, axis: str, degree: int, comm: float) -> GroupCost:
     """Collective coefficients of a group of ``degree`` consecutive ranks on ``cluster``, links at ``comm``."""
+    return group_cost(_placed_levels(cluster, cores, axis, degree, comm))
+
+
+def _expert_all_to_all(cluster: Cluster, cores: int, ep: int, comm: float) -> tuple[float, float]:
+    """Dispatch/combine coefficients on the ``ep`` ranks: ``perf.comm``'s all-to-all bandwidth term, and one latency
+    per level crossed rather than one per peer -- expert-parallel kernels write to every peer at once (GPU-initiated
+    RDMA, DeepEP; NCCL's grouped sends): DeepEP's 128-token low-latency dispatch takes 173 us at EP64 and 194 us at
+    EP256 on the same NICs (DeepEP README, "Low-latency kernels with pure RDMA"), where 255 sequential peers would
+    add hundreds of microseconds."""
+    levels = _placed_levels(cluster, cores, "ep", ep, comm)
+    slope, _ = group_cost(levels).all_to_all
+    return slope, sum(level.alpha_s for level in levels)
+
+
+def _placed_levels(cluster: Cluster, cores: int, axis: str, degree: int, comm: float) -> list[Level]:
     placed = place_axis(axis, degree, 1, _machine_levels(cluster, cores), cluster, cores)
-    levels = [
+    return [
         Level(
             size=level.size,
             bw_bytes_per_s=level.bw_bytes_per_s * comm,
@@ -337,7 +374,6 @@ def _placed_group(cluster: Cluster, cores: int, axis: str, degree: int, comm: fl
         )
         for level in placed.levels
     ]
-    return group_cost(levels)
 
 
 def ranks_per_device(cluster: Cluster, unit_core: bool) -> int:
@@ -358,31 +394,37 @@ def replica_cost(
     attention: AttentionKernels = AttentionKernels.FUSED,
     cuda_graphs: bool = True,
     kv_precision: Precision | None = None,
+    dp_attention: int = 1,
 ) -> ReplicaCost:
-    """The cost coefficients of one ``tp x pp`` replica of ``shape`` on ``cluster``'s devices.
+    """The cost coefficients of one ``tp x pp`` (``tp x dp_attention x pp``) replica of ``shape`` on ``cluster``.
 
     With ``ep > 1`` a MoE model's experts are spread over ``ep`` of the tensor-parallel ranks: every MoE layer
     exchanges each token's ``top_k`` hidden vectors by a dispatch and a combine all-to-all (DeepSpeed-MoE /
     Megatron expert parallelism; vLLM ``--enable-expert-parallel``) in place of the MLP's tensor-parallel
     all-reduce; attention keeps its all-reduce. ``kv_precision`` stores the KV cache in another format than the
     weight format's default (vLLM ``--kv-cache-dtype fp8`` with 16-bit weights, for instance).
+
+    With ``dp_attention > 1`` (data-parallel attention, module docstring) the experts are spread over all
+    ``ep = tp x dp_attention`` ranks, and the attention, dense layers and LM head are replicated per group.
     """
-    for name, value in (("tp", tp), ("pp", pp), ("ep", ep)):
+    for name, value in (("tp", tp), ("pp", pp), ("ep", ep), ("dp_attention", dp_attention)):
         check_int(name, value, 1, MAX_DEGREE, "ranks")
     check_int("max_batch", max_batch, 1, MAX_BATCH, "sequences")
+    check_dp_attention(shape, tp=tp, ep=ep, dp_attention=dp_attention)
     cores = ranks_per_device(cluster, unit_core)
-    ranks = tp * pp
+    ranks = tp * dp_attention * pp
     if ranks % cores:
         raise field_error("tp", tp, f"tp x pp in NeuronCores must fill whole devices of {cores} cores")
     devices = ranks // cores
     if devices > cluster.num_devices:
-        name, value = ("pp", pp) if pp > 1 else ("tp", tp)
-        allowed = f"tp x pp = {ranks:,} ranks: a replica of at most {cluster.num_devices:,} devices ({cluster.id})"
+        name, value = ("pp", pp) if pp > 1 else ("dp_attention", dp_attention) if dp_attention > 1 else ("tp", tp)
+        layout = "tp x dp_attention x pp" if dp_attention > 1 else "tp x pp"
+        allowed = f"{layout} = {ranks:,} ranks: a replica of at most {cluster.num_devices:,} devices ({cluster.id})"
         raise field_error(name, value, allowed)
     # Heads that tp does not divide are padded to the next multiple (transformers-neuronx pads, e.g. 40 -> 64 at
     # tp=32); the padded heads cost attention time and KV cache like real ones.
     head_padding = 1.0 if tp % shape.num_heads == 0 else math.ceil(shape.num_heads / tp) * tp / shape.num_heads
-    if ep > 1 and (shape.moe is None or tp % ep or shape.moe.num_experts % ep):
+    if ep > 1 and dp_attention == 1 and (shape.moe is None or tp % ep or shape.moe.num_experts % ep):
         raise field_error("ep", ep, "a divisor of tp and of the expert count, for a MoE model (1 otherwise)")
     accelerator = cluster.accelerator
     check_precision(accelerator, weights)
@@ -403,17 +445,24 @@ def replica_cost(
         expert_params = per_expert * num_experts * shape.num_moe_layers
         expert_flop = FLOP_PER_MAC * per_expert * top_k * shape.num_moe_layers
     expert_bytes = expert_params * weights.expert_bytes
+    if ep > 1 and num_experts % ep:
+        # An expert count that ep does not divide leaves ceil(E/ep) expert slots per rank, the spare ones filled by
+        # redundant copies of hot experts (DeepSeek-V3 report sec. 3.4, EPLB: 256 experts in 288 slots on 72 GPUs);
+        # every slot is stored and read like an expert.
+        expert_bytes *= math.ceil(num_experts / ep) * ep / num_experts
     total_weight_bytes = (counts.total - expert_params) * weights.weight_bytes + expert_bytes
     kv_rank = kv_cache_bytes_per_token(shape, precision=kv_format, tp_degree=tp)
     kv_replica = kv_rank * tp  # bytes per context token over the replica (replicated KV heads counted)
     if shape.num_kv_heads % tp and tp % shape.num_kv_heads:
         kv_replica *= math.ceil(shape.num_kv_heads / tp) * tp / shape.num_kv_heads / max(shape.num_kv_heads / tp, 1.0)
         kv_replica = max(kv_replica, kv_rank * tp)
-    weight_per_device = total_weight_bytes / devices
-    free = accelerator.hbm_bytes * MEMORY_UTILIZATION * devices - total_weight_bytes
+    # every data-parallel attention group holds its own copy of the non-expert weights
+    replica_weight_bytes = total_weight_bytes + (dp_attention - 1) * (total_weight_bytes - expert_bytes)
+    weight_per_device = replica_weight_bytes / devices
+    free = accelerator.hbm_bytes * MEMORY_UTILIZATION * devices - replica_weight_bytes
     tp_devices = max(tp / cores, 1.0)
     cost = _placed_group(cluster, cores, "tp", tp, eff.comm)
-    expert_a2a = _placed_group(cluster, cores, "ep", ep, eff.comm).all_to_all if ep > 1 else (0.0, 0.0)
+    expert_a2a = _expert_all_to_all(cluster, cores, ep, eff.comm) if ep > 1 else (0.0, 0.0)
     return ReplicaCost(
         model=shape.name,
         num_layers=shape.num_layers,
@@ -444,7 +493,30 @@ def replica_cost(
         launch_s=0.0 if cuda_graphs else KERNEL_LAUNCH_S * KERNELS_PER_LAYER * shape.num_layers,
         expert_flop_per_token=expert_flop,
         expert_flop_per_s=accelerator.peak_flop_per_s(weights.expert_matmul(accelerator)),
+        dp_attention=dp_attention,
+        dispatch_bytes_per_token=shape.hidden_dim * _dispatch_bytes(weights.expert_matmul(accelerator)),
     )
+
+
+def _dispatch_bytes(expert_matmul: Precision) -> float:
+    """Bytes per element of a token dispatched to the experts: fp8 for fp8/fp4 experts, else 16-bit."""
+    return FP8_DISPATCH_BYTES if expert_matmul in (Precision.FP8, Precision.FP4) else ACTIVATION_BYTES
+
+
+def check_dp_attention(shape: TransformerShape | None, *, tp: int, ep: int, dp_attention: int) -> None:
+    """Refuse a layout the cost model cannot express: ``ep`` beyond ``tp`` needs data-parallel attention groups,
+    and data-parallel attention spreads a MoE model's experts over every rank (``ep = tp x dp_attention``)."""
+    if dp_attention == 1:
+        if ep > tp:
+            raise field_error(
+                "ep", ep, f"at most tp={tp} (experts are spread over the tensor ranks), or tp x dp_attention with "
+                f"data-parallel attention (dp_attention={ep // tp if ep % tp == 0 else 'ep/tp'})",
+            )  # fmt: skip
+        return
+    if shape is not None and shape.moe is None:
+        raise field_error("dp_attention", dp_attention, f"1 for {shape.name}, a dense model (add replicas instead)")
+    if ep != tp * dp_attention:
+        raise field_error("ep", ep, f"tp x dp_attention = {tp * dp_attention} (experts spread over every rank)")
 
 
 def _query_heads_per_stored_kv_head(shape: TransformerShape, tp: int, head_padding: float) -> float:

@@ -11,7 +11,7 @@ included (validation/README.md convention 11).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from rainier.errors import field_error
@@ -24,6 +24,7 @@ from rainier.serve.cost import (
     AttentionKernels,
     ReplicaCost,
     WeightFormat,
+    check_dp_attention,
     replica_cost,
 )
 from rainier.serve.efficiency import ServeEfficiency, ServeEfficiencyTable, committed_serve_efficiency
@@ -40,11 +41,17 @@ SIMPSON_POINTS = 9  # odd number of points over the decode phase
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ServeConfig:
-    """How one replica serves: parallel degrees (devices, or NeuronCores with ``unit_core``), batch, lengths."""
+    """How one replica serves: parallel degrees (devices, or NeuronCores with ``unit_core``), batch, lengths.
+
+    ``dp_attention`` > 1 is data-parallel attention for a MoE model (``serve.cost``): the replica is ``tp x
+    dp_attention x pp`` ranks, ``ep = tp x dp_attention``, and ``batch`` is the whole replica's batch, each
+    attention group serving ``batch / dp_attention`` of it.
+    """
 
     tp: int = 1
     pp: int = 1
     ep: int = 1
+    dp_attention: int = 1
     batch: int = 1
     input_len: int = 128
     output_len: int = 128
@@ -57,16 +64,15 @@ class ServeConfig:
 
     def __post_init__(self) -> None:
         ranges = {"tp": (MAX_DEGREE, "ranks"), "pp": (MAX_DEGREE, "stages"), "ep": (MAX_DEGREE, "ranks"),
-                  "batch": (MAX_BATCH, "sequences"), "input_len": (MAX_TOKENS, "tokens"),
-                  "output_len": (MAX_TOKENS, "tokens")}  # fmt: skip
+                  "dp_attention": (MAX_DEGREE, "ranks"), "batch": (MAX_BATCH, "sequences"),
+                  "input_len": (MAX_TOKENS, "tokens"), "output_len": (MAX_TOKENS, "tokens")}  # fmt: skip
         for name, (high, unit) in ranges.items():
-            check_int(name.replace("_", "-"), getattr(self, name), 1, high, unit)
+            check_int(name.replace("_", "-") if name != "dp_attention" else name, getattr(self, name), 1, high, unit)
         if not isinstance(self.weights, WeightFormat):
             raise field_error("precision", self.weights, f"one of {', '.join(w.value for w in WeightFormat)}")
         if not isinstance(self.unit_core, bool):
             raise field_error("unit", self.unit_core, "device or core")
-        if self.ep > self.tp:
-            raise field_error("ep", self.ep, f"at most tp={self.tp} (experts are spread over the tensor ranks)")
+        check_dp_attention(None, tp=self.tp, ep=self.ep, dp_attention=self.dp_attention)
         check_share("prefix-hit", self.prefix_hit)
 
     @property
@@ -83,6 +89,7 @@ class ServeConfig:
             "tp": self.tp,
             "pp": self.pp,
             "ep": self.ep,
+            "dp_attention": self.dp_attention,
             "batch": self.batch,
             "input_len": self.input_len,
             "output_len": self.output_len,
@@ -202,6 +209,7 @@ def estimate_serving(
         tp=config.tp,
         pp=config.pp,
         ep=config.ep,
+        dp_attention=config.dp_attention,
         unit_core=config.unit_core,
         weights=config.weights,
         eff=eff,
@@ -213,7 +221,7 @@ def estimate_serving(
     drafter = draft_cost(shape, cluster, config, eff, draft)
     times = static_batch_times(cost, b, i, o, speculative=config.speculative, drafter=drafter, cached=cached)
     kv_per_device = b * (i + o) * cost.kv_bytes_per_token_replica / cost.replica_devices
-    activations = prefill_activation_bytes(shape, b * (i - cached), cost.tp_devices)
+    activations = prefill_activation_bytes(shape, b * (i - cached), cost.tp_devices * cost.dp_attention)
     capacity = cluster.accelerator.hbm_bytes
     max_batch = cost.kv_capacity // (i + o)
     return ServeEstimate(
@@ -320,10 +328,16 @@ def draft_cost(
     weights = config.weights
     if weights is WeightFormat.MXFP4_EXPERTS and shape.moe is None:
         weights = WeightFormat.BF16  # a dense drafter of a gpt-oss target keeps its 16-bit weights
-    return replica_cost(
+    # Under data-parallel attention the drafter runs in every group on its share of the batch: a MoE head (MTP)
+    # spreads its experts over the same ep ranks; a dense one runs per group, which 1/dp of the tokens measures.
+    dp = config.dp_attention
+    moe_dp = dp > 1 and shape.moe is not None
+    cost = replica_cost(
         shape, cluster, tp=config.tp, pp=1, unit_core=config.unit_core, weights=weights, eff=eff,
-        attention=config.attention, kv_precision=config.kv_precision,
+        attention=config.attention, kv_precision=config.kv_precision, ep=config.ep if moe_dp else 1,
+        dp_attention=dp if moe_dp else 1,
     )  # fmt: skip
+    return cost if dp == 1 or moe_dp else replace(cost, dp_attention=dp)
 
 
 def _simpson(values: tuple[float, ...]) -> float:

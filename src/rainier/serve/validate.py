@@ -52,6 +52,7 @@ from rainier.serve.estimate import ServeConfig, draft_cost, static_batch_times
 from rainier.serve.inflight import InFlight, in_flight_of, simulate_case
 from rainier.serve.limits import MAX_BATCH, MAX_DEGREE, MAX_DEVICES, MAX_TOKENS, check_int, check_share
 from rainier.serve.speculative import speculation_from_case
+from rainier.units import GIB
 from rainier.workload import shape_from_validation_model
 
 MIN_CASES_PER_ACCELERATOR = 5
@@ -86,6 +87,11 @@ METRICS = (
     "e2e_latency_p99_ms",
 )
 DEGREE_UNITS = ("device", "neuroncore")
+# A case's ``phase`` (one side of a disaggregated prefill/decode deployment, measured alone): a prefill server's
+# run is a prompt with one output token (output_len 1); a decode server's is scored on its decode iterations only
+# (its prompts arrive prefilled), so it predicts these metrics.
+PHASES = ("prefill", "decode")
+DECODE_METRICS = ("output_tokens_per_s", "output_tokens_per_s_per_device", "tpot_ms", "tpot_p99_ms")
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +106,16 @@ class Prepared:
     family: str
     drafter: ReplicaCost | None = None  # one speculative drafter pass, when the case speculates
     in_flight: InFlight | None = None  # the load of an in-flight batching case (simulated, not fitted)
+    decode_only: bool = False  # phase: decode, a decode server scored on its decode iterations
+
+    @property
+    def fitted(self) -> bool:
+        """Whether the case steers the fit: static cases do; in-flight ones (a simulation per residual evaluation
+        would cost minutes) and data-parallel attention ones are scored and enter leave-one-group-out, not the fit.
+        The latter's cost path leaves out what their engines overlap or deduplicate (two-batch overlap of the
+        all-to-all with compute, node-limited routing's one copy per node), so fitting them would bend the
+        accelerator's efficiencies to stand in for those (a refit on them drove H200's compute share to 0.06)."""
+        return self.in_flight is None and self.config.dp_attention == 1
 
 
 def _whole(block: str, fields: Any, key: str, high: int, unit: str, *, default: int | None = None) -> int:
@@ -134,12 +150,22 @@ def serve_config(case: InferenceCase) -> ServeConfig:
         weights = WeightFormat.INT8_WEIGHTS if INT8_NOTE in case.notes else WeightFormat.parse(precision)
     except InputError:
         raise field_error("serving.precision", precision, ", ".join(w.value for w in WeightFormat)) from None
+    tp = _whole("serving", s, "tp", MAX_DEGREE, "ranks", default=1)
+    ep = _whole("serving", s, "ep", MAX_DEGREE, "ranks", default=1)
+    # Data-parallel attention is read where the case's ep exceeds its tp (tp is then each attention group's own:
+    # SGLang --enable-dp-attention with DeepEP). A case whose dp_attention sits inside tp with ep <= tp (SGLang
+    # v0.4.1: MoE tensor-parallel across the attention groups) is costed as tp, as before: that layout is not
+    # modelled yet.
+    dp_attention = 1
+    if ep > tp:
+        dp_attention = _whole("serving", s, "dp_attention", MAX_DEGREE, "ranks", default=1)
     return ServeConfig(
         speculative=speculation_from_case(s.get("speculative")),
         attention=attention_kernels(case),
-        tp=_whole("serving", s, "tp", MAX_DEGREE, "ranks", default=1),
+        tp=tp,
         pp=_whole("serving", s, "pp", MAX_DEGREE, "stages", default=1),
-        ep=_whole("serving", s, "ep", MAX_DEGREE, "ranks", default=1),
+        ep=ep,
+        dp_attention=dp_attention,
         batch=_whole("serving", s, "batch", MAX_BATCH, "sequences"),
         input_len=_whole("serving", s, "input_len", MAX_TOKENS, "tokens"),
         output_len=_whole("serving", s, "output_len", MAX_TOKENS, "tokens"),
@@ -230,17 +256,45 @@ def prepare(case: InferenceCase) -> Prepared:
     config = serve_config(case)
     targets = case_targets(case)
     cost = replica_cost(
-        shape, cluster, tp=config.tp, pp=config.pp, ep=config.ep, unit_core=config.unit_core, weights=config.weights,
+        shape, cluster, tp=config.tp, pp=config.pp, ep=config.ep, dp_attention=config.dp_attention,
+        unit_core=config.unit_core, weights=config.weights,
         eff=ServeEfficiency(), attention=config.attention, cuda_graphs=replays_cuda_graphs(case),
         kv_precision=config.kv_precision,
     )  # fmt: skip
     drafter = draft_cost(shape, cluster, config, ServeEfficiency())
+    decode_only = _phase(case, config, targets) == "decode"
     load = None
     if case.serving.get("batch", 0) is None:
         if config.speculative is not None:
             raise field_error("serving.speculative", "in-flight", "static batches only (the simulator drafts nothing)")
         load = in_flight_of(dict(case.serving), cluster.num_devices, cost.replica_devices)
-    return Prepared(case, config, cost, targets, accelerator.id, accelerator.family.value, drafter, load)
+        if cost.kv_capacity < config.input_len + config.output_len:  # the simulator could admit no request
+            raise field_error(
+                "system.count", cluster.num_devices, f"devices whose memory holds the weights "
+                f"({cost.weight_bytes_per_device / GIB:.0f} GiB per device) and one request's KV cache",
+            )  # fmt: skip
+    return Prepared(case, config, cost, targets, accelerator.id, accelerator.family.value, drafter, load, decode_only)
+
+
+def _phase(case: InferenceCase, config: ServeConfig, targets: Sequence[tuple[str, float]]) -> str | None:
+    """The case's ``serving.phase`` (None: both phases on one replica), checked against what it can be scored on."""
+    phase = case.serving.get("phase")
+    if phase is None:
+        return None
+    if phase not in PHASES:
+        raise field_error("serving.phase", phase, " or ".join(PHASES))
+    if phase == "prefill" and config.output_len != 1:
+        raise field_error("serving.output_len", config.output_len, "1 with phase: prefill (a prefill server's run)")
+    if phase == "decode":
+        if case.serving.get("batch", 0) is None:
+            raise field_error(
+                "serving.batch", None, "a stated batch with phase: decode (a decode-only server under in-flight load "
+                "is not simulated: the simulator prefills every request it admits)",
+            )  # fmt: skip
+        for metric, _ in targets:
+            if metric not in DECODE_METRICS:
+                raise field_error("targets.metric", metric, f"with phase: decode, one of {', '.join(DECODE_METRICS)}")
+    return str(phase)
 
 
 def predict_metrics(item: Prepared, eff: ServeEfficiency) -> dict[str, float]:
@@ -254,6 +308,14 @@ def predict_metrics(item: Prepared, eff: ServeEfficiency) -> dict[str, float]:
         cost, c.batch, c.input_len, c.output_len, speculative=c.speculative, drafter=drafter, cached=c.cached_tokens()
     )
     e2e = times.e2e_s(c.output_len)
+    if item.decode_only:  # a decode server: every running sequence gains a token per TPOT, prompts come prefilled
+        rate = c.batch / times.tpot_s
+        return {
+            "output_tokens_per_s": rate,
+            "output_tokens_per_s_per_device": rate / cost.replica_devices,
+            "tpot_ms": times.tpot_s * 1e3,
+            "tpot_p99_ms": times.tpot_s * 1e3,
+        }
     throughput = c.batch * c.output_len / e2e
     latencies = {"ttft": times.ttft_s * 1e3, "tpot": times.tpot_s * 1e3, "e2e_latency": e2e * 1e3}
     return {  # a static batch: every request sees the same latencies, so each percentile is the same number
@@ -359,7 +421,7 @@ def _fit_entry(items: Sequence[Prepared], parent: ServeEfficiency | None) -> Ser
     def residuals(x: np.ndarray) -> np.ndarray:
         eff = _efficiency(np.maximum(x, lower + 1e-12))
         out: list[float] = []
-        for item in (i for i in items if i.in_flight is None):  # in-flight cases are scored, not fitted
+        for item in (i for i in items if i.fitted):  # in-flight and DP-attention cases are scored, not fitted
             predicted = predict_metrics(item, eff)
             weight = FIT_WEIGHT[item.case.trust]
             out.extend(weight * math.log(predicted[m] / v) for m, v in item.targets)
@@ -385,7 +447,7 @@ class ServeFit:
 
 def _fitted(items: Sequence[Prepared]) -> int:
     """Cases that steer a fit (trust A or B)."""
-    return sum(1 for i in items if FIT_WEIGHT[i.case.trust] > 0 and i.in_flight is None)
+    return sum(1 for i in items if FIT_WEIGHT[i.case.trust] > 0 and i.fitted)
 
 
 def fit_table(items: Sequence[Prepared]) -> tuple[ServeEfficiencyTable, dict[str, int]]:
@@ -425,7 +487,7 @@ def leave_one_group_out(items: Sequence[Prepared]) -> ValidationReport:
     for group in dict.fromkeys(i.case.group for i in items):
         train = [i for i in items if i.case.group != group]
         held = [i for i in items if i.case.group == group]
-        key = frozenset(i.case.id for i in train if i.in_flight is None)
+        key = frozenset(i.case.id for i in train if i.fitted)
         if key not in fits:
             fits[key] = fit_table(train)[0]
         rows.extend(score(held, _lookup(fits[key])).rows)

@@ -1,0 +1,173 @@
+"""Data-parallel attention with wide expert parallelism (ep > tp): hand-computed weights, all-to-all bytes and reads."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pytest
+from typer.testing import CliRunner
+
+from rainier.calibrate.cases import InferenceCase, load_cases
+from rainier.cli import app
+from rainier.hardware import cluster_of, get_accelerator
+from rainier.serve.cost import FP8_DISPATCH_BYTES, MEMORY_UTILIZATION, WeightFormat, replica_cost
+from rainier.serve.efficiency import ServeEfficiency
+from rainier.serve.estimate import ServeConfig
+from rainier.serve.validate import predict_metrics, prepare
+from rainier.workload import count_params, get_model
+
+IDEAL = ServeEfficiency(
+    compute=1.0, memory=1.0, kv_memory=1.0, comm=1.0, collective_latency_s=0.0, iteration_overhead_s=0.0
+)
+runner = CliRunner()
+
+
+def _mixtral_bytes() -> tuple[float, float]:
+    """Mixtral 8x7B's non-expert and routed-expert weights in bf16, counted by hand."""
+    shape = get_model("mixtral-8x7b")
+    assert shape.moe is not None
+    per_expert = 3 * shape.hidden_dim * shape.moe.expert_ffn_hidden_dim  # SwiGLU: gate, up, down
+    experts = per_expert * shape.moe.num_experts * shape.num_moe_layers
+    return (count_params(shape).total - experts) * 2.0, experts * 2.0
+
+
+def test_weights_and_all_to_all_bytes_per_rank_by_hand() -> None:
+    shape, cluster = get_model("mixtral-8x7b"), cluster_of("h100-sxm", 8)
+    cost = replica_cost(shape, cluster, tp=2, ep=8, dp_attention=4, eff=IDEAL)
+    dense, experts = _mixtral_bytes()
+    assert cost.replica_devices == 8
+    # each of the 4 attention groups holds the non-expert weights over its 2 ranks; the experts are split 8 ways
+    assert cost.weight_bytes_per_device == pytest.approx(dense / 2 + experts / 8)
+    h100 = get_accelerator("h100-sxm")
+    free = h100.hbm_bytes * MEMORY_UTILIZATION * 8 - (4 * dense + experts)
+    assert cost.kv_capacity == int(free // cost.kv_bytes_per_token)
+    # 64 decoding sequences: 64 x top-2 = 128 token copies, 16 per rank, each dispatched and combined in bf16
+    slope, intercept = cost.all_to_all
+    per_rank = 64 * 2 / 8 * shape.hidden_dim * (2.0 + 2.0)
+    expected = shape.num_moe_layers * (slope * per_rank + 2 * intercept)
+    assert cost.parts(0, 64, 64 * 512)["ep_comm"] == pytest.approx(expected)
+    assert cost.parts(0, 64, 64 * 512)["tp_comm"] > 0  # attention's all-reduce inside each tp=2 group
+
+
+def test_fp8_experts_dispatch_in_fp8() -> None:
+    shape, cluster = get_model("mixtral-8x7b"), cluster_of("h100-sxm", 8)
+    cost = replica_cost(shape, cluster, tp=1, ep=8, dp_attention=8, weights=WeightFormat.FP8, eff=IDEAL)
+    slope, intercept = cost.all_to_all
+    per_rank = 64 * 2 / 8 * shape.hidden_dim * (FP8_DISPATCH_BYTES + 2.0)
+    expected = shape.num_moe_layers * (slope * per_rank + 2 * intercept)
+    assert cost.parts(0, 64, 64 * 512)["ep_comm"] == pytest.approx(expected)
+    assert cost.parts(0, 64, 64 * 512)["tp_comm"] == 0.0  # tp=1: no all-reduce at all
+
+
+def test_one_sequence_reads_its_groups_weights_and_a_quarter_of_the_experts() -> None:
+    """Decode of one sequence is weight-read bound: a rank reads its group's share of the non-expert weights and
+    its slice of the touched experts (top-2 of 8: a quarter)."""
+    shape, cluster = get_model("mixtral-8x7b"), cluster_of("h100-sxm", 8)
+    cost = replica_cost(shape, cluster, tp=2, ep=8, dp_attention=4, eff=IDEAL)
+    dense, experts = _mixtral_bytes()
+    bw = get_accelerator("h100-sxm").hbm_bw_bytes_per_s
+    assert cost.parts(0, 1, 0)["gemm"] == pytest.approx((dense / 2 + experts * 0.25 / 8) / bw)
+
+
+def test_a_group_attends_over_its_own_sequences_only() -> None:
+    """4 groups serving 4 x 16 sequences spend on attention what one tp=2 replica serving 16 spends."""
+    shape, cluster = get_model("mixtral-8x7b"), cluster_of("h100-sxm", 8)
+    wide = replica_cost(shape, cluster, tp=2, ep=8, dp_attention=4, eff=IDEAL)
+    alone = replica_cost(shape, cluster, tp=2, ep=2, eff=IDEAL)
+    assert wide.parts(0, 64, 64 * 2000)["attention"] == pytest.approx(alone.parts(0, 16, 16 * 2000)["attention"])
+    assert wide.parts(4096, 0, 0, prefill_seqs=4)["attention"] == pytest.approx(
+        alone.parts(1024, 0, 0, prefill_seqs=1)["attention"]
+    )
+
+
+def test_layouts_refused() -> None:
+    cluster = cluster_of("h100-sxm", 8)
+    with pytest.raises(ValueError, match=r"dp_attention=8 is invalid: 1 for llama-2-7b, a dense model"):
+        replica_cost(get_model("llama-2-7b"), cluster, tp=1, ep=8, dp_attention=8, eff=IDEAL)
+    with pytest.raises(ValueError, match=r"ep=16 is invalid: at most tp=1 .*dp_attention=16"):
+        ServeConfig(tp=1, ep=16)
+    with pytest.raises(ValueError, match=r"ep=8 is invalid: tp x dp_attention = 4"):
+        ServeConfig(tp=1, ep=8, dp_attention=4)
+    with pytest.raises(ValueError, match=r"dp_attention=16 is invalid: .*at most 8 devices"):
+        replica_cost(get_model("mixtral-8x7b"), cluster, tp=1, ep=16, dp_attention=16, eff=IDEAL)
+
+
+def test_serve_estimate_with_dp_attention() -> None:
+    args = ["serve", "estimate", "--model", "deepseek-v3", "--accelerator", "h200-sxm", "--count", "16", "--tp", "1"]
+    result = runner.invoke(app, [*args, "--ep", "16", "--dp-attention", "16", "--batch", "32", "--precision", "fp8",
+                                 "--input-len", "2000", "--output-len", "100", "--json"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["config"]["dp_attention"] == 16 and doc["config"]["ep"] == 16 and doc["replica_devices"] == 16
+    assert doc["decode_parts_ms"]["ep_comm"] > 0 and doc["decode_parts_ms"]["tp_comm"] == 0.0
+    assert doc["fits"] and doc["tpot_ms"] > 0
+    flags = [*args, "--ep", "16", "--dp-attention", "16", "--batch", "32", "--precision", "fp8"]
+    table = runner.invoke(app, flags, env={"COLUMNS": "160"})
+    assert table.exit_code == 0 and "ep=16, dp_attention=16, batch=32" in table.stdout
+
+
+@pytest.mark.parametrize(
+    ("extra", "needle"),
+    [
+        (["--ep", "16"], "ep=16 is invalid: at most tp=1"),
+        (["--ep", "8", "--dp-attention", "16"], "ep=8 is invalid: tp x dp_attention = 16"),
+        (["--ep", "16", "--dp-attention", "16", "--model", "llama-3-8b"], "dp_attention=16 is invalid: 1 for"),
+        (["--ep", "16", "--dp-attention", "0"], "dp_attention=0 is invalid"),
+    ],
+)
+def test_serve_estimate_bad_layout(extra: list[str], needle: str) -> None:
+    args = ["serve", "estimate", "--model", "deepseek-v3", "--accelerator", "h200-sxm", "--count", "16", "--tp", "1"]
+    result = runner.invoke(app, [*args, *extra])
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and needle in lines[0]
+
+
+def _open_case(case_id: str) -> InferenceCase:
+    cases = load_cases("validation/inference-open.yaml")
+    found = [c for c in getattr(cases, "cases", cases) if c.id == case_id]
+    assert len(found) == 1 and isinstance(found[0], InferenceCase)
+    return found[0]
+
+
+def test_decode_server_case_is_scored_on_its_decode_iterations() -> None:
+    item = prepare(_open_case("sglang-largeep-h100-dsv3-decode-ep72-b256-kv2000"))
+    assert item.config.dp_attention == 72 and item.cost.replica_devices == 72 and item.decode_only
+    metrics = predict_metrics(item, IDEAL)
+    assert set(metrics) == {"output_tokens_per_s", "output_tokens_per_s_per_device", "tpot_ms", "tpot_p99_ms"}
+    assert metrics["output_tokens_per_s"] == pytest.approx(18432 / (metrics["tpot_ms"] / 1e3))
+
+
+def test_decode_server_under_in_flight_load_is_skipped_with_its_reason() -> None:
+    with pytest.raises(ValueError, match=r"serving.batch=None is invalid: a stated batch with phase: decode"):
+        prepare(_open_case("sglang-gb200p1-dsv3-decode-ep48-2k"))
+
+
+def test_dispatch_latency_does_not_grow_with_the_peers() -> None:
+    """All-to-all kernels write to every peer at once: EP16 and EP64 over the same two levels (NVLink, then the
+    scale-out network) pay the same fixed latency, while the bandwidth term covers the bytes."""
+    shape = get_model("deepseek-v3")
+    costs = [
+        replica_cost(shape, cluster_of("h100-sxm", n), tp=1, ep=n, dp_attention=n, weights=WeightFormat.FP8, eff=IDEAL)
+        for n in (16, 64)
+    ]
+    assert costs[0].all_to_all[1] == pytest.approx(costs[1].all_to_all[1])
+    assert costs[0].all_to_all[1] > replica_cost(shape, cluster_of("h100-sxm", 8), tp=8, ep=8, eff=IDEAL).all_to_all[1]
+
+
+def test_prefill_server_case_needs_one_output_token() -> None:
+    case = _open_case("sglang-largeep-h100-dsv3-prefill-ep32-1k")
+    assert prepare(case).config.dp_attention == 32
+    longer = replace(case, serving={**case.serving, "output_len": 100})
+    with pytest.raises(ValueError, match=r"serving.output_len=100 is invalid: 1 with phase: prefill"):
+        prepare(longer)
+
+
+def test_launch_writers_refuse_data_parallel_attention() -> None:
+    from rainier.launch.serving import write_trtllm, write_vllm
+
+    config = ServeConfig(tp=1, ep=8, dp_attention=8, weights=WeightFormat.FP8)
+    for write in (write_vllm, write_trtllm):
+        with pytest.raises(ValueError, match=r"dp_attention=8 cannot be written for .*not written by rainier yet"):
+            write("deepseek-v3", config)
