@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from typing import TypeVar
 
 from rainier.errors import InputError, field_error
 from rainier.hardware import Cluster, cluster_of, get_cluster
 from rainier.limits import MAX_PRICE_PER_DEVICE_HOUR, check_float_range
 from rainier.parallel.batch_target import parse_batch_target
-from rainier.parallel.plan import DegreeUnit, Infeasible, parse_plan
+from rainier.parallel.plan import DegreeUnit, Infeasible, Plan, parse_plan
 from rainier.perf.efficiency import Efficiency, EfficiencyTable
 from rainier.perf.result import StepEstimate
 from rainier.perf.step import estimate
@@ -25,6 +26,8 @@ from rainier.search.space import load_space
 from rainier.search.verify import verify_top
 from rainier.sim.training import SimulatedStep, simulate
 from rainier.workload import TransformerShape, resolve_model
+
+R = TypeVar("R")
 
 
 def resolve_cluster(cluster: str | None, accelerator: str | None, count: int | None) -> Cluster:
@@ -48,6 +51,32 @@ def _packed(shape: TransformerShape, document_len: int | None) -> TransformerSha
     return shape.with_documents(document_len)
 
 
+def _step_inputs(
+    model: str,
+    plan: str,
+    cluster: str | None,
+    accelerator: str | None,
+    count: int | None,
+    seq_len: int | None,
+    document_len: int | None,
+) -> tuple[TransformerShape, Cluster, Plan]:
+    """The model, cluster and parsed plan of one step (``train estimate`` and ``train simulate``)."""
+    shape = _packed(resolve_model(model), document_len)
+    target = resolve_cluster(cluster, accelerator, count)
+    parsed = parse_plan(plan, num_devices=target.num_devices, cores_per_device=target.accelerator.num_logical_cores)
+    if seq_len is not None and seq_len <= 0:
+        raise field_error("seq-len", seq_len, "a positive number of tokens")
+    return shape, target, parsed
+
+
+def _feasible(result: R | Infeasible, parsed: Plan) -> R:
+    """The result, or the plan's reason for not running as a one-line :class:`InputError`."""
+    if isinstance(result, Infeasible):
+        unit = " (NeuronCore degrees)" if parsed.degrees_unit is DegreeUnit.CORE else ""
+        raise InputError(f"plan{unit}: {result.reason}")
+    return result
+
+
 def run_estimate(
     *,
     model: str,
@@ -64,16 +93,8 @@ def run_estimate(
     ``document_len``: the sequences hold packed documents of this many tokens, each attending only to itself
     (:attr:`rainier.workload.TransformerShape.document_len`).
     """
-    shape = _packed(resolve_model(model), document_len)
-    target = resolve_cluster(cluster, accelerator, count)
-    parsed = parse_plan(plan, num_devices=target.num_devices, cores_per_device=target.accelerator.num_logical_cores)
-    if seq_len is not None and seq_len <= 0:
-        raise field_error("seq-len", seq_len, "a positive number of tokens")
-    result = estimate(shape, parsed, target, efficiency=efficiency, seq_len=seq_len)
-    if isinstance(result, Infeasible):
-        unit = " (NeuronCore degrees)" if parsed.degrees_unit is DegreeUnit.CORE else ""
-        raise InputError(f"plan{unit}: {result.reason}")
-    return result
+    shape, target, parsed = _step_inputs(model, plan, cluster, accelerator, count, seq_len, document_len)
+    return _feasible(estimate(shape, parsed, target, efficiency=efficiency, seq_len=seq_len), parsed)
 
 
 def run_simulate(
@@ -94,18 +115,11 @@ def run_simulate(
     ``sharing=False`` lets every transfer run at its own speed; ``trace`` records link use over time for
     ``--trace``.
     """
-    shape = _packed(resolve_model(model), document_len)
-    target = resolve_cluster(cluster, accelerator, count)
-    parsed = parse_plan(plan, num_devices=target.num_devices, cores_per_device=target.accelerator.num_logical_cores)
-    if seq_len is not None and seq_len <= 0:
-        raise field_error("seq-len", seq_len, "a positive number of tokens")
+    shape, target, parsed = _step_inputs(model, plan, cluster, accelerator, count, seq_len, document_len)
     result = simulate(
         shape, parsed, target, efficiency=efficiency, seq_len=seq_len, sharing=sharing, record_links=trace
     )
-    if isinstance(result, Infeasible):
-        unit = " (NeuronCore degrees)" if parsed.degrees_unit is DegreeUnit.CORE else ""
-        raise InputError(f"plan{unit}: {result.reason}")
-    return result
+    return _feasible(result, parsed)
 
 
 def run_search(
