@@ -43,6 +43,14 @@ def clip(text: str, limit: int = MAX_QUOTE) -> str:
     return f"{text[:limit]}... ({len(text) - limit:,} more characters)"
 
 
+MAX_PATH_QUOTE = 1024  # a file name is the user's own and usually short; its directories alone can pass 80
+
+
+def clip_path(path: object) -> str:
+    """A file name as an error message shows it: whole, unless it is past ``MAX_PATH_QUOTE`` characters."""
+    return clip(str(path), MAX_PATH_QUOTE)
+
+
 def quote(value: object, limit: int = MAX_QUOTE) -> str:
     """``repr(value)`` clipped to ``limit`` characters: how an error message shows what the user gave."""
     return clip(repr(value), limit)

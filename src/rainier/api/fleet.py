@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from rainier.api import resolve_cluster
-from rainier.errors import InputError, clip, field_error
+from rainier.errors import InputError, clip_path, field_error
 from rainier.fleet.compare import CompareAt, Comparison, compare_runs, parse_accelerators
 from rainier.fleet.footing import (
     DEFAULT_IDLE_SHARE,
@@ -798,7 +798,7 @@ def run_fleet_scenario(path: str, *, efficiency: Efficiency | EfficiencyTable | 
     try:
         return _run_scenario(scenario, efficiency)
     except InputError as exc:  # name the file: the field names are the API's (flags), the values the file's
-        raise InputError(f"{clip(str(path))}: {exc}") from None
+        raise InputError(f"{clip_path(path)}: {exc}") from None
 
 
 def _run_scenario(scenario: Scenario, efficiency: Efficiency | EfficiencyTable | None) -> ScenarioResult:

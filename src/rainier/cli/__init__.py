@@ -111,11 +111,11 @@ def _is_duckdb(path: Path) -> bool:
 
 def check_output(path: Path | None, option: str, *inputs: Path | str | None) -> None:
     """Refuse (exit 2) to write ``path`` over one of the command's ``inputs``, a results database or a folder."""
-    from rainier.errors import InputError, clip
+    from rainier.errors import InputError, clip_path
 
     if path is None:
         return
-    shown = clip(str(path))
+    shown = clip_path(path)
     if path.is_dir():
         raise InputError(f"{option} {shown}: is a folder; give a file name")
     if not path.exists():

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from rainier.catalog.loader import CatalogError, load_yaml
-from rainier.errors import InputError, clip, quote
+from rainier.errors import InputError, clip_path, quote
 from rainier.fleet.compare import Comparison
 from rainier.fleet.footing import DEFAULT_IDLE_SHARE, MAX_IDLE_SHARE
 from rainier.fleet.goodput import GoodputResult
@@ -219,7 +219,7 @@ def _as_number(value: object) -> float:
 
 def load_scenario(path: Path | str) -> Scenario:
     """Read and check a scenario file (module docstring): every field's type and range, no unknown key."""
-    where = clip(str(path))
+    where = clip_path(path)
     raw = load_yaml(path)
     if raw is None:
         raise CatalogError(f"{where}: scenario: empty file; expected a mapping with model, tokens and cluster")

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from rainier.catalog.loader import parse_yaml
-from rainier.errors import InputError, clip
+from rainier.errors import InputError, clip_path
 from rainier.launch.argv import flags_from_mapping, read_flags
 from rainier.launch.config import Framework, LaunchConfig, StatedCluster
 from rainier.launch.maxtext import read_maxtext, write_maxtext
@@ -90,7 +90,7 @@ def read_launch(
     path: Path | str, *, framework: Framework | None = None, num_devices: int | None = None
 ) -> LaunchConfig:
     """Read one launch file; ``num_devices`` overrides (or supplies) the world size the file states."""
-    where = clip(str(path))
+    where = clip_path(path)
     file = Path(path)
     try:
         size = file.stat().st_size

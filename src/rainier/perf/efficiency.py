@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from rainier.catalog.loader import CatalogError, Fields, catalog_file, load_yaml
-from rainier.errors import clip, field_error
+from rainier.errors import clip_path, field_error
 from rainier.hardware import Accelerator
 
 EFFICIENCY_FILE = "efficiency.yaml"
@@ -172,7 +172,7 @@ def load_efficiency(path: Path | str | None = None) -> EfficiencyTable:
     target = Path(path) if path is not None else catalog_file(EFFICIENCY_FILE)
     if not target.is_file():
         if path is not None:
-            raise CatalogError(f"--efficiency {clip(str(path))}: no such efficiency file")
+            raise CatalogError(f"--efficiency {clip_path(path)}: no such efficiency file")
         return EfficiencyTable(entries={}, provenance={}, borrows={})
     return _build(load_yaml(target), target)
 

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from rainier.catalog.loader import CatalogError, catalog_file, load_yaml
-from rainier.errors import clip
+from rainier.errors import clip_path
 
 RESIDUALS_FILE = "residuals.yaml"
 ALL_KEY = "all"
@@ -84,7 +84,7 @@ def load_residuals(path: Path | str | None = None) -> Residuals | None:
     target = Path(path) if path is not None else catalog_file(RESIDUALS_FILE)
     if not target.is_file():
         if path is not None:
-            raise CatalogError(f"{clip(str(path))}: no such residuals file")
+            raise CatalogError(f"{clip_path(path)}: no such residuals file")
         return None
     raw = load_yaml(target)
     if not isinstance(raw, dict) or not isinstance(raw.get("families"), dict):

@@ -16,7 +16,7 @@ import math
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-from rainier.errors import InputError, clip, quote
+from rainier.errors import InputError, clip, clip_path, quote
 from rainier.serve.limits import MAX_REQUESTS, budget_error
 from rainier.serve.simulate import Request
 
@@ -77,7 +77,7 @@ def _csv_rows(path: Path) -> Iterator[tuple[int, Mapping[str, object] | str]]:
         missing = [c for c in COLUMNS if c not in header]
         if missing:
             raise InputError(
-                f"trace {clip(str(path))}: the CSV header must name {', '.join(COLUMNS)}; missing {', '.join(missing)}"
+                f"trace {clip_path(path)}: the CSV header must name {', '.join(COLUMNS)}; missing {', '.join(missing)}"
             )
         reader.fieldnames = header
         for row in reader:
@@ -107,7 +107,7 @@ def load_trace(path: str | Path, limit: int | None = None) -> tuple[list[Request
     simulation's ``max_requests`` budget), before the whole file is held in memory.
     """
     path = Path(path)
-    where = clip(str(path))
+    where = clip_path(path)
     suffix = path.suffix.lower()
     if suffix in CSV_SUFFIXES:
         rows = _csv_rows(path)
