@@ -200,7 +200,8 @@ def scenario_schema() -> dict[str, Any]:
 
     text, number, integer = {"type": "string"}, {"type": ["number", "string"]}, {"type": "integer"}
     maybe = _nullable
-    price = {"anyOf": [{"type": "number"}, {"type": "string"}, {"type": "object"}, {"type": "null"}]}
+    # "x-pair": how the web form writes a free mapping as one line of text (price: trn2=1.5,trn3=3)
+    price = {"anyOf": [{"type": "number"}, {"type": "string"}, {"type": "object"}, {"type": "null"}], "x-pair": "="}
     version = {"const": VERSION, "description": "the scenario format's version (optional on read)"}
 
     fleet_types: dict[str, Any] = {
@@ -254,7 +255,11 @@ def scenario_schema() -> dict[str, Any]:
         "kind": {"const": "serve"},
         "version": version,
         "title": maybe(text),
-        "models": {"type": ["object", "string"], "description": "requests per second by model, or NAME:RATE,..."},
+        "models": {
+            "type": ["object", "string"],
+            "description": "requests per second by model, or NAME:RATE,...",
+            "x-pair": ":",
+        },
         "slo": {"anyOf": [_object({key: maybe({"type": "number"}) for key in SLO_KEYS}, SLO_KEYS), text]},
         "accelerators": {"type": ["array", "string"], "items": text},
         "input_len": maybe(integer),
