@@ -18,6 +18,7 @@ from tests.web.conftest import cli_json, served
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
+HF_CONFIG = ROOT / "tests" / "workload" / "data" / "Meta-Llama-3-70B.json"  # a config.json the CLI would read
 TIMEOUT_S = 60.0
 # Small questions of each kind: seconds, not the examples' half minute (the examples upload below, unrun).
 FLEET: dict[str, Any] = {
@@ -80,6 +81,15 @@ def test_serve_question_is_the_cli_json(base_url: str, tmp_path: Path) -> None:
         ("/api/fleet", {**FLEET, "colour": "red"}, "scenario", "unknown field(s) 'colour'"),
         ("/api/serve", {**SERVE, "slo": {"ttft_p99_ms": "soon"}}, "slo.ttft_p99_ms", "ttft_p99_ms='soon'"),
         ("/api/serve", [1, 2], "scenario", "expected a mapping"),
+        # the page reads no files of the server: a model path is an unknown name, a request trace is refused
+        ("/api/fleet", {**FLEET, "model": str(HF_CONFIG)}, "model", "unknown model"),
+        ("/api/serve", {**SERVE, "models": f"{HF_CONFIG}:5"}, "models", "unknown model"),
+        (
+            "/api/serve",
+            {**SERVE, "simulate": {**SERVE["simulate"], "trace": str(HF_CONFIG)}},
+            "simulate.trace",
+            "reads no",
+        ),
     ],
 )
 def test_bad_questions_are_one_line_beside_their_field(

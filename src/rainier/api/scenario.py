@@ -96,7 +96,13 @@ def load_scenario_file(path: Path | str, *, expect: str | None = None) -> Loaded
 def load_scenario_text(text: str, *, path: str = "scenario", expect: str | None = None) -> LoadedScenario:
     """A scenario from its YAML text (an upload); ``path`` names it in messages. With ``expect``, another kind is
     refused before its fields are read."""
-    raw = parse_yaml(text, clip(path))
+    return load_scenario_mapping(parse_yaml(text, clip(path)), text=text, path=path, expect=expect)
+
+
+def load_scenario_mapping(
+    raw: object, *, text: str, path: str = "scenario", expect: str | None = None
+) -> LoadedScenario:
+    """A scenario from its parsed YAML ``raw`` (and the ``text`` it was parsed from: a sweep reads it again)."""
     kind = scenario_kind(raw, path=path)
     if expect is not None and kind != expect:
         runs = "rainier sweep FILE" if kind == "sweep" else "rainier report FILE"

@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from rainier.api.training_scenario import FieldError
+from rainier.workload.registry import catalog_names_only
 
 # "request: scenario.failures: seed=-1 is invalid" / "scenario: missing required field 'tokens'"
 _FILE_FIELD = re.compile(r"\bscenario(?:\.([\w.]+))?: (?:([A-Za-z_]\w*)=|missing required field '(\w+)')")
@@ -35,7 +36,7 @@ def fleet_answer(raw: object) -> dict[str, Any]:
     from rainier.api.fleet import run_fleet_scenario
     from rainier.fleet.scenario import scenario_from_mapping
 
-    with _blame(raw):
+    with _blame(raw), catalog_names_only():
         scenario = scenario_from_mapping(_mapping(raw), path="request")
         result = run_fleet_scenario(scenario)
     return {"kind": "fleet", "result": result.to_dict()}
@@ -46,8 +47,14 @@ def serve_answer(raw: object) -> dict[str, Any]:
     from rainier.api.report import run_serve_file, serve_document
     from rainier.api.scenario import serve_file_from_mapping
 
-    with _blame(raw):
+    with _blame(raw), catalog_names_only():
         serve = serve_file_from_mapping({"kind": "serve", **_mapping(raw)}, path="request")
+        if serve.simulate is not None and serve.simulate.get("trace") is not None:
+            raise FieldError(
+                "simulate.trace: this page reads no files of the server; replay a request trace with"
+                " rainier serve simulate --trace FILE",
+                "simulate.trace",
+            )
         sizing, _, simulation = run_serve_file(serve)
     return {"kind": "serve", "result": serve_document(sizing, simulation)}
 
@@ -55,9 +62,9 @@ def serve_answer(raw: object) -> dict[str, Any]:
 def upload_answer(data: bytes | str) -> dict[str, Any]:
     """An uploaded scenario file of any kind: ``{"kind": ..., "scenario": its fields}`` (a training scenario's as
     the step form takes them; a fleet or serving scenario's as the file has them)."""
-    from rainier.api.scenario import load_scenario_text
+    from rainier.api.scenario import load_scenario_mapping, scenario_kind
     from rainier.api.training_scenario import MAX_SCENARIO_BYTES, TrainingScenario
-    from rainier.catalog.loader import CatalogError
+    from rainier.catalog.loader import CatalogError, parse_yaml
 
     size = len(data if isinstance(data, bytes) else data.encode("utf-8", errors="replace"))
     if size > MAX_SCENARIO_BYTES:
@@ -68,22 +75,21 @@ def upload_answer(data: bytes | str) -> dict[str, Any]:
         except UnicodeDecodeError:
             raise FieldError("scenario: not UTF-8 text (expected a YAML file)", _WHOLE) from None
     try:
-        loaded = load_scenario_text(data)
+        raw = parse_yaml(data, "scenario")
+        if scenario_kind(raw, path="scenario") == "sweep":
+            raise FieldError(
+                "scenario: kind: sweep is a grid of plan searches into a DuckDB file; run it with rainier sweep FILE"
+                " --db results.duckdb (this page answers training, fleet and serve scenarios)",
+                _WHOLE,
+            )
+        loaded = load_scenario_mapping(raw, text=data)  # a sweep's models could be paths: refused above, unread
     except (CatalogError, FieldError) as exc:  # the file did not load: its problem is shown beside the upload
         raise FieldError(str(exc), _WHOLE) from None
     except ValueError as exc:
         raise FieldError(str(exc), _WHOLE) from None
-    if loaded.kind == "sweep":
-        raise FieldError(
-            "scenario: kind: sweep is a grid of plan searches into a DuckDB file; run it with rainier sweep FILE"
-            " --db results.duckdb (this page answers training, fleet and serve scenarios)",
-            _WHOLE,
-        )
     if isinstance(loaded.value, TrainingScenario):
         return {"kind": "training", "scenario": loaded.value.to_fields()}
-    from rainier.catalog.loader import parse_yaml
-
-    fields = {k: v for k, v in parse_yaml(data, "scenario").items() if k not in ("kind", "version")}
+    fields = {str(k): v for k, v in raw.items() if k not in ("kind", "version")}
     return {"kind": loaded.kind, "scenario": fields}
 
 
@@ -117,7 +123,8 @@ def field_of(message: str, keys: set[str]) -> str:
     text = message.split(": ", 1)[1] if message.startswith("request: ") else message
     for start, field in _UNKNOWN.items():
         if text.startswith(start):
-            return field
+            plural = f"{field}s"  # a serving question names its models in one field, ``models``
+            return field if field in keys or plural not in keys else plural
     leading = _LEADING_NAME.match(text)
     if leading:
         name = leading.group(1).replace("-", "_")
