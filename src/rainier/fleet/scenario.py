@@ -1,6 +1,7 @@
 """Scenario files: every input of a fleet study in one YAML file a user can copy and edit.
 
-``rainier fleet scenario examples/rainier-frontier.yaml`` (and ``make demo``) reads one. Keys::
+``rainier fleet scenario examples/rainier-frontier.yaml`` (and ``make demo``) reads one; it is the ``kind: fleet``
+(the default) of the one scenario format (:mod:`rainier.api.scenario`), with an optional ``version: 1``. Keys::
 
     model: frontier-2t-moe          # catalog name or a Hugging Face config.json path
     tokens: 15.0e12
