@@ -10,7 +10,7 @@ import httpx
 import pytest
 import yaml
 
-from rainier.api.scenario import scenario_schema
+from rainier.api.scenario import load_scenario_file, scenario_schema
 from rainier.web import create_app
 from rainier.web.evaluate import finite_json
 from rainier.web.limits import FLEET_BUDGET_S, REQUEST_BUDGET_S
@@ -126,3 +126,19 @@ def test_the_fleet_route_has_its_own_time_budget() -> None:
         answer = _post(url, "/api/fleet", json=FLEET)
     assert answer.status_code == 503
     assert answer.json()["error"].startswith("not answered within 0.001 s")
+
+
+@pytest.mark.parametrize(("kind", "fields", "bad"), [("fleet", FLEET, "tokens"), ("serve", SERVE, "input_len")])
+def test_a_tabs_download_is_a_scenario_file_the_cli_reads(
+    base_url: str, tmp_path: Path, kind: str, fields: dict[str, Any], bad: str
+) -> None:
+    download = _post(base_url, "/api/scenario.yaml", json={"kind": kind, **fields})
+    assert download.status_code == 200, download.text
+    assert yaml.safe_load(download.text) == {"kind": kind, "version": 1, **fields}
+    path = tmp_path / "scenario.yaml"
+    path.write_bytes(download.content)
+    assert load_scenario_file(path, expect=kind).kind == kind  # what rainier report / fleet scenario read it with
+    uploaded = _post(base_url, "/api/scenario", content=download.content).json()
+    assert uploaded == {"kind": kind, "scenario": fields}
+    refused = _post(base_url, "/api/scenario.yaml", json={"kind": kind, **fields, bad: -1})
+    assert refused.status_code == 400 and refused.json()["field"] == bad

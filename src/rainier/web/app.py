@@ -14,7 +14,8 @@ Routes:
   a longer time budget, ``FLEET_BUDGET_S``).
 - ``POST /api/serve``: a ``kind: serve`` scenario's keys as JSON -> ``{"kind": "serve", "result": the sized fleets
   and the simulation}`` (``rainier report FILE --json`` of the same file, without the report's path).
-- ``GET|POST /api/scenario.yaml``: the fields (query string or JSON) as a YAML scenario file to download;
+- ``GET|POST /api/scenario.yaml``: the fields (query string or JSON; a fleet or serving tab's with its ``kind``)
+  as a YAML scenario file to download;
   ``POST /api/scenario``: an uploaded YAML file of any kind (multipart ``file``, or the raw text) -> its ``kind``
   and its fields, read by the one scenario loader (:mod:`rainier.api.scenario`).
 - ``GET /api/scenario.schema.json``: the JSON Schema of scenario files, from which the page builds its fleet and
@@ -68,7 +69,7 @@ from rainier.web.limits import (
     Workers,
     media_type,
 )
-from rainier.web.questions import fleet_answer, serve_answer, upload_answer
+from rainier.web.questions import fleet_answer, question_yaml, serve_answer, upload_answer
 from rainier.web.scenario import FieldError, scenario_from_mapping
 
 STATIC = Path(__file__).parent / "static"
@@ -262,7 +263,10 @@ def _yaml_of_fields(fields: dict[str, str]) -> str:
 
 
 def _yaml_of_text(text: bytes | str) -> str:
-    return scenario_from_mapping(_json_of(text), where="request").to_yaml()
+    fields = _json_of(text)
+    if isinstance(fields, dict) and fields.get("kind") in ("fleet", "serve"):  # the fleet and serving tabs
+        return question_yaml(fields)
+    return scenario_from_mapping(fields, where="request").to_yaml()
 
 
 def _upload_json(data: bytes | str) -> bytes:

@@ -59,6 +59,25 @@ def serve_answer(raw: object) -> dict[str, Any]:
     return {"kind": "serve", "result": serve_document(sizing, simulation)}
 
 
+def question_yaml(raw: dict[str, Any]) -> str:
+    """A fleet or serving tab's fields (with their ``kind``) as a scenario file: checked by that kind's reader
+    first, so the file downloaded is one ``rainier fleet scenario`` / ``rainier report`` accept; ``version: 1``."""
+    import yaml
+
+    from rainier.api.scenario import VERSION, serve_file_from_mapping
+    from rainier.fleet.scenario import scenario_from_mapping
+
+    kind = raw["kind"]
+    fields = {k: v for k, v in _mapping(raw).items() if k not in ("kind", "version")}
+    document = {"kind": kind, "version": VERSION, **fields}
+    with _blame(raw):
+        if kind == "fleet":
+            scenario_from_mapping(document, path="request")
+        else:
+            serve_file_from_mapping(document, path="request")
+    return str(yaml.safe_dump(document, sort_keys=False, allow_unicode=True))
+
+
 def upload_answer(data: bytes | str) -> dict[str, Any]:
     """An uploaded scenario file of any kind: ``{"kind": ..., "scenario": its fields}`` (a training scenario's as
     the step form takes them; a fleet or serving scenario's as the file has them)."""

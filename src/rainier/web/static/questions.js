@@ -17,6 +17,8 @@
     serve: "sizing serving fleets and simulating the configuration",
   };
   const state = { fleet: { seq: 0, runs: 0 }, serve: { seq: 0, runs: 0 } };
+  // Keys this page does not offer: a request trace is a file on the server (rainier serve simulate --trace FILE).
+  const SKIP = new Set(["simulate.trace"]);
   let ready;
 
   const slug = (name) => name.replace(/[._]/g, "-");
@@ -46,6 +48,7 @@
       if (!prefix && (key === "kind" || key === "version")) continue;
       const node = unwrap(raw);
       const name = prefix ? `${prefix}.${key}` : key;
+      if (SKIP.has(name)) continue;
       if (node.properties) {
         const group = document.createElement("details");
         group.id = `${kind}-${slug(name)}-group`;
@@ -214,6 +217,35 @@
     results.dataset.runs = String(state[kind].runs);
   }
 
+  async function download(kind) {
+    // the tab's fields as a scenario file (kind and version: 1), checked by the server first
+    clearErrors(kind);
+    let response = null;
+    try {
+      response = await fetch("/api/scenario.yaml", {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ kind, ...fields(kind) }),
+      });
+    } catch (err) {
+      response = null;
+    }
+    if (response === null || !response.ok) {
+      const body = response === null ? null : await response.json().catch(() => null);
+      const field = body && body.field !== "scenario" ? body.field : null;
+      showError(kind, field, (body && body.error) || "no answer from the server (is rainier web still running?)");
+      return;
+    }
+    const url = URL.createObjectURL(await response.blob());
+    const link = document.createElement("a");
+    link.href = url;
+    link.download = `${kind}-scenario.yaml`;
+    document.body.appendChild(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 10000);
+  }
+
   // ----------------------------------------------------------------------------------------- display
   function format(x, digits = 4) {
     if (x === null || x === undefined) return "—";
@@ -339,6 +371,7 @@
         event.preventDefault();
         run(kind);
       });
+      $(`${kind}-download`).addEventListener("click", () => download(kind));
     }
   }
 
