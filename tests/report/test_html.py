@@ -65,9 +65,13 @@ def test_latency_cdf_is_monotone() -> None:
 
 def test_report_errors_are_one_line(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
-    bad.write_text("kind: training\nmodel: x\n")
+    bad.write_text("kind: trainingg\nmodel: x\n")
     result = runner.invoke(app, ["report", str(bad)])
-    assert result.exit_code == 2 and "kind='training' is invalid" in result.stderr
+    assert result.exit_code == 2 and "kind='trainingg' is invalid: fleet, training, serve, sweep" in result.stderr
+    bad.write_text("kind: training\nmodel: x\n")  # a training scenario is run, and its mistakes are one line
+    result = runner.invoke(app, ["report", str(bad)])
+    assert result.exit_code == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert "unknown model 'x'" in result.stderr
 
 
 def test_report_and_trace_flags(tmp_path: Path) -> None:

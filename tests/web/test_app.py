@@ -175,7 +175,7 @@ def test_scenario_yaml_round_trip(base_url: str) -> None:
     assert download.status_code == 200
     assert 'filename="scenario.yaml"' in download.headers["content-disposition"]
     document = yaml.safe_load(download.text)
-    assert document == {"kind": "training", **fields, "count": 128, "gbs": 512}
+    assert document == {"kind": "training", "version": 1, **fields, "count": 128, "gbs": 512}
     assert httpx.get(base_url + "/api/scenario.yaml", params=fields, timeout=TIMEOUT_S).text == download.text
     upload = _post(base_url, "/api/scenario", files={"file": ("scenario.yaml", download.content, "application/yaml")})
     assert upload.status_code == 200
@@ -203,9 +203,10 @@ def test_pasted_config_round_trips_as_a_mapping(base_url: str) -> None:
         (b"- a list\n", "scenario: expected a mapping"),
         (b"", "scenario: empty file"),
         (b"\xff\xfe\x00", "scenario: not UTF-8 text"),
-        (b"kind: fleet\n", "kind='fleet' is invalid"),
-        (b"model: llama-3-8b\ncolour: red\n", "scenario: unknown key 'colour'"),
-        (b"count: many\n", "count='many' is invalid: a whole number"),
+        (b"kind: fleet\n", "scenario: missing required field 'model'"),  # a fleet upload is read, and checked
+        (b"kind: training\nmodel: llama-3-8b\ncolour: red\n", "scenario: unknown key 'colour'"),
+        (b"kind: training\ncount: many\n", "count='many' is invalid: a whole number"),
+        (b"model: llama-3-8b\ncolour: red\n", "unknown field(s) 'colour'"),  # no kind: a fleet scenario
     ],
 )
 def test_malformed_upload_is_one_line(base_url: str, content: bytes, needle: str) -> None:

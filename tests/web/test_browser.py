@@ -22,6 +22,7 @@ webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not in
 from selenium.common.exceptions import TimeoutException  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.common.keys import Keys  # noqa: E402
 from selenium.webdriver.remote.webdriver import WebDriver  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
@@ -252,3 +253,106 @@ def test_report_opens_in_a_new_tab(driver: WebDriver, base_url: str) -> None:
     finally:
         driver.close()
         driver.switch_to.window(first)
+
+
+def _wait_answered(driver: WebDriver, results_id: str, before: int, wait_s: float = WAIT_S) -> str:
+    def answered(d: WebDriver) -> str | bool:
+        results = d.find_element(By.ID, results_id)
+        state = str(results.get_attribute("data-state"))
+        return int(results.get_attribute("data-runs") or "0") > before and state in ("ok", "error") and state
+
+    return str(WebDriverWait(driver, wait_s).until(answered))
+
+
+def _value(driver: WebDriver, element_id: str) -> float:
+    return float(str(driver.find_element(By.ID, element_id).get_attribute("data-value")))
+
+
+def _headline(shown: str) -> str:
+    return shown.split(" (")[0]  # "42.35 (42.01–60)": the value before its p10-p90 interval
+
+
+def test_fleet_and_serving_uploads_show_the_cli_numbers(driver: WebDriver, base_url: str, tmp_path: Path) -> None:
+    """A fleet and a serving scenario file, uploaded, fill their tabs and show the CLI's numbers at 1280x800 without
+    sideways scrolling; a bad field then greys the old answer and names the field."""
+    from tests.web.test_questions import FLEET, SERVE
+
+    fleet_file, serve_file = tmp_path / "fleet.yaml", tmp_path / "serve.yaml"
+    fleet_file.write_text(json.dumps({"kind": "fleet", "version": 1, **FLEET}))  # JSON is YAML
+    serve_file.write_text(json.dumps({"kind": "serve", "version": 1, **SERVE}))
+    driver.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride", {"width": 1280, "height": 800, "deviceScaleFactor": 1, "mobile": False}
+    )
+    try:
+        _open(driver, base_url)
+        driver.find_element(By.ID, "upload-input").send_keys(str(fleet_file))
+        assert _wait_answered(driver, "fleet-results", 0) == "ok", _text(driver, "fleet-form-error")
+        assert driver.find_element(By.ID, "tab-fleet").get_attribute("aria-selected") == "true"
+        assert driver.find_element(By.ID, "fleet-model-input").get_attribute("value") == "llama-3-8b"
+        assert driver.find_element(By.ID, "fleet-failures-seed-input").get_attribute("value") == "3"
+        document = cli_json(["fleet", "scenario", str(fleet_file)])
+        run = document["run"]
+        for element_id, key in (
+            ("fleet-devices", "devices"),
+            ("fleet-days", "wall_clock_days"),
+            ("fleet-mw", "facility_power_mw"),
+            ("fleet-mwh", "energy_mwh"),
+            ("fleet-step-time", "step_time_s"),
+            ("fleet-mfu", "mfu"),
+        ):
+            assert _value(driver, element_id) == run[key], element_id
+        _assert_shown(_headline(_text(driver, "fleet-days")), run["wall_clock_days"])
+        _assert_shown(_headline(_text(driver, "fleet-step-time")), run["step_time_s"])
+        assert _text(driver, "fleet-plan") == run["plan"]
+        assert _value(driver, "fleet-ettr") == document["goodput"]["effective_training_time_ratio"]
+        cells = driver.find_elements(By.CSS_SELECTOR, "#fleet-comparison tbody tr td:nth-child(3)")
+        assert [float(str(c.get_attribute("data-value"))) for c in cells] == [
+            r["run"]["wall_clock_days"] for r in document["comparison"]["rows"]
+        ]
+        page = driver.execute_script("const d = document.documentElement; return [d.scrollWidth, d.clientWidth]")
+        assert page[0] <= page[1], "the fleet tab scrolls sideways at 1280x800"
+
+        _set(driver, "fleet_tokens", "-5")  # the old answer is greyed, the message is beside the field
+        driver.find_element(By.ID, "fleet-run").click()
+        assert _wait_answered(driver, "fleet-results", 1) == "error"
+        assert "tokens=-5 is invalid" in _text(driver, "fleet-tokens-error")
+        answer = driver.find_element(By.CSS_SELECTOR, "#fleet-results .answer")
+        assert float(answer.value_of_css_property("opacity")) < 0.5
+
+        driver.find_element(By.ID, "upload-input").send_keys(str(serve_file))
+        assert _wait_answered(driver, "serve-results", 0) == "ok", _text(driver, "serve-form-error")
+        assert driver.find_element(By.ID, "panel-fleet").get_attribute("hidden") is not None
+        expected = cli_json(["report", str(serve_file), "-o", str(tmp_path / "serve.html")])
+        sizing = expected["sizing"]
+        best = next(o for o in sizing["options"] if o["fleet"] == sizing["best"])
+        assert _text(driver, "serve-best") == sizing["best"]
+        assert _value(driver, "serve-devices") == best["devices"]
+        assert _value(driver, "serve-usd-per-hour") == best["usd_per_hour"]
+        assert _value(driver, "serve-ttft-p99") == expected["simulation"]["ttft_ms"]["p99"]
+        _assert_shown(_text(driver, "serve-ttft-p99"), expected["simulation"]["ttft_ms"]["p99"])
+        assert len(driver.find_elements(By.CSS_SELECTOR, "#serve-options tbody tr")) == len(sizing["options"])
+    finally:
+        driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+
+
+def test_keyboard_only_tabs_and_a_top_plan_loaded_with_enter(driver: WebDriver, base_url: str) -> None:
+    fields = {"model": "llama-3-8b", "accelerator": "h100-sxm", "count": "64", "plan": "search", "gbs": "64"}
+    _open(driver, base_url)
+    tab = driver.find_element(By.ID, "tab-training")
+    tab.send_keys(Keys.ARROW_RIGHT)  # the arrows move between tabs
+    assert driver.switch_to.active_element.get_attribute("id") == "tab-fleet"
+    assert driver.find_element(By.ID, "panel-fleet").is_displayed()
+    driver.switch_to.active_element.send_keys(Keys.HOME)
+    assert driver.find_element(By.ID, "panel-training").is_displayed()
+    _fill(driver, fields)
+    assert _answer(driver) == "ok"
+    rows = driver.find_elements(By.CSS_SELECTOR, "#top-plans tbody tr")
+    assert len(rows) >= 2
+    second = str(rows[1].get_attribute("data-plan"))
+    before = int(driver.find_element(By.ID, "results").get_attribute("data-runs") or "0")
+    driver.execute_script("arguments[0].focus()", rows[1])
+    driver.switch_to.active_element.send_keys(Keys.ENTER)
+    assert _wait_answered(driver, "results", before) == "ok"
+    assert driver.find_element(By.ID, "plan-input").get_attribute("value") == second
+    args = ["train", "estimate", "--model", "llama-3-8b", "--accelerator", "h100-sxm", "--count", "64"]
+    _assert_headline(driver, cli_json([*args, "--plan", second]))

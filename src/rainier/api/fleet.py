@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 from rainier.api import resolve_cluster
 from rainier.errors import InputError, clip_path, field_error
@@ -55,7 +56,7 @@ from rainier.fleet.plan import (
     smallest_for_deadline,
 )
 from rainier.fleet.power import fleet_cluster, footprint
-from rainier.fleet.scenario import Scenario, ScenarioResult, load_scenario
+from rainier.fleet.scenario import Scenario, ScenarioResult
 from rainier.hardware import Cluster, get_accelerator, get_cluster
 from rainier.parallel.plan import DegreeUnit, Infeasible, InfeasibleKind, Plan, parse_plan
 from rainier.perf.efficiency import Efficiency, EfficiencyTable
@@ -792,13 +793,32 @@ def _resized(cluster: Cluster, run: RunPlan) -> Cluster:
     return resize_cluster(cluster, run.footprint.devices // cluster.system.num_devices)
 
 
-def run_fleet_scenario(path: str, *, efficiency: Efficiency | EfficiencyTable | None = None) -> ScenarioResult:
-    """``rainier fleet scenario FILE``: the run, its seeded failure simulation and the comparison of a scenario."""
-    scenario = load_scenario(path)
+def run_fleet_scenario(
+    path: str | Path | Scenario, *, efficiency: Efficiency | EfficiencyTable | None = None
+) -> ScenarioResult:
+    """``rainier fleet scenario FILE``: the run, its seeded failure simulation and the comparison of a scenario.
+
+    ``path`` is a scenario file read by the one scenario loader (:mod:`rainier.api.scenario`; ``kind: fleet``,
+    the default), or a scenario already read.
+    """
+    if isinstance(path, Scenario):
+        scenario = path
+        path = scenario.path or "scenario"
+    else:
+        scenario = fleet_scenario_file(path)
     try:
         return _run_scenario(scenario, efficiency)
     except InputError as exc:  # name the file: the field names are the API's (flags), the values the file's
         raise InputError(f"{clip_path(path)}: {exc}") from None
+
+
+def fleet_scenario_file(path: str | Path) -> Scenario:
+    """A ``kind: fleet`` scenario file through the one loader; another kind is a one-line error."""
+    from rainier.api.scenario import load_scenario_file
+
+    loaded = load_scenario_file(path, expect="fleet")
+    assert isinstance(loaded.value, Scenario)
+    return loaded.value
 
 
 def _run_scenario(scenario: Scenario, efficiency: Efficiency | EfficiencyTable | None) -> ScenarioResult:

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rainier.api.explain import binding_slo, dominant_loss
-from rainier.catalog.loader import CatalogError, Fields, load_yaml
+from rainier.catalog.loader import load_yaml
 from rainier.errors import InputError
 from rainier.fleet.plan import RunPlan
 from rainier.fleet.scenario import ScenarioResult
@@ -30,28 +30,42 @@ from rainier.serve.estimate import ServeEstimate
 from rainier.serve.simulate import ServeResult, ServeScenario
 from rainier.sim.training import SimulatedStep
 
+if TYPE_CHECKING:
+    from rainier.api.scenario import ServeFile
+    from rainier.api.serve import SizingResult
+
 TRACE_BATCHES = 50_000  # engine iterations kept for a serving trace
 SCALING_FRACTIONS = (1 / 16, 1 / 8, 1 / 4, 1 / 2, 1.0)  # cluster sizes of the scaling curve, as shares of the run's
 
 
 def scenario_kind(path: Path | str) -> str:
-    raw = load_yaml(path)
-    if not isinstance(raw, dict):
-        raise CatalogError(f"{path}: expected a mapping of scenario fields")
-    kind = raw.get("kind", "fleet")
-    if kind not in ("fleet", "serve"):
-        raise CatalogError(f"{path}: scenario: kind={kind!r} is invalid: fleet or serve")
-    return str(kind)
+    """The ``kind`` of a scenario file (``fleet`` when absent; :mod:`rainier.api.scenario`)."""
+    from rainier.api.scenario import scenario_kind as kind_of
+
+    return kind_of(load_yaml(path), path=str(path))
 
 
 def scenario_report(path: Path | str) -> tuple[HtmlReport, dict[str, Any]]:
-    """The report of a scenario file and the JSON document behind it."""
-    if scenario_kind(path) == "serve":
-        return serve_scenario_report(path)
+    """The report of a scenario file (``kind`` fleet, training or serve) and the JSON document behind it."""
+    from rainier.api.scenario import ServeFile, load_scenario_file
+    from rainier.api.training_scenario import TrainingScenario, run_training
+    from rainier.fleet.scenario import Scenario
+
+    loaded = load_scenario_file(path)
+    if isinstance(loaded.value, ServeFile):
+        return serve_file_report(loaded.value, inputs=loaded.text)
+    if isinstance(loaded.value, TrainingScenario):
+        step = run_training(loaded.value).result
+        return report_of(step), step.to_dict()
+    if not isinstance(loaded.value, Scenario):
+        raise InputError(
+            f"{path}: kind={loaded.kind} runs with rainier {loaded.kind} FILE; a report takes kind fleet, training"
+            " or serve"
+        )
     from rainier.api.fleet import run_fleet_scenario
 
-    result = run_fleet_scenario(str(path))
-    return fleet_report(result, inputs=Path(path).read_text(encoding="utf-8")), result.to_dict()
+    result = run_fleet_scenario(loaded.value)
+    return fleet_report(result, inputs=loaded.text), result.to_dict()
 
 
 # ------------------------------------------------------------------------------------------------------ training
@@ -333,38 +347,47 @@ def add_simulation(
 
 
 def serve_scenario_report(path: Path | str) -> tuple[HtmlReport, dict[str, Any]]:
-    """A ``kind: serve`` scenario: size fleets for the traffic and SLOs, simulate one configuration."""
+    """A ``kind: serve`` scenario file: size fleets for the traffic and SLOs, simulate one configuration."""
+    from rainier.api.scenario import ServeFile, load_scenario_file
+
+    loaded = load_scenario_file(path, expect="serve")
+    assert isinstance(loaded.value, ServeFile)
+    return serve_file_report(loaded.value, inputs=loaded.text)
+
+
+def run_serve_file(serve: ServeFile) -> tuple[SizingResult, ServeScenario | None, ServeResult | None]:
+    """A serving scenario's sizing (``rainier serve size``) and its simulation (``rainier serve simulate``), if any."""
     from rainier.api.serve import run_serve_size
     from rainier.api.serve_sim import run_serve_simulate, simulation_scenario
 
-    raw = load_yaml(path)
-    reader = Fields(raw, path=path, where="scenario", sources=None)
-    reader.string("kind")
-    title = reader.string("title", required=False) or "Serving fleet"
-    models = reader.peek("models")
-    if isinstance(models, dict):
-        reader.mapping("models")
-        models_text = ",".join(f"{k}:{v}" for k, v in models.items())
-    else:
-        models_text = reader.string("models")
-    slo = reader.mapping("slo")
-    accelerators = reader.items("accelerators")
-    input_len = reader.integer("input_len", required=False, default=1024, sourced=False)
-    output_len = reader.integer("output_len", required=False, default=256, sourced=False)
-    price = reader.peek("price")
-    reader.mapping("price", required=False) if isinstance(price, dict) else reader.string("price", required=False)
-    simulate = reader.mapping("simulate", required=False)
-    reader.finish()
     sizing = run_serve_size(
-        models=models_text,
-        slo=",".join(f"{k}={v}" for k, v in slo.items()),
-        accelerators=",".join(str(a) for a in accelerators),
-        input_len=input_len,
-        output_len=output_len,
-        price=",".join(f"{k}={v}" for k, v in price.items()) if isinstance(price, dict) else price,
+        models=serve.models,
+        slo=serve.slo,
+        accelerators=serve.accelerators,
+        input_len=serve.input_len,
+        output_len=serve.output_len,
+        price=serve.price,
     )
+    if not serve.simulate:
+        return sizing, None, None
+    kwargs = dict(serve.simulate)
+    return sizing, simulation_scenario(**kwargs), run_serve_simulate(**kwargs)
+
+
+def serve_document(sizing: SizingResult, simulation: ServeResult | None) -> dict[str, Any]:
+    """The JSON of a serving scenario (``rainier report --json`` and the web app's serving answer)."""
+    document: dict[str, Any] = {"sizing": sizing.to_dict()}
+    if simulation is not None:
+        document["simulation"] = simulation.to_dict()
+    return document
+
+
+def serve_file_report(serve: ServeFile, *, inputs: str = "") -> tuple[HtmlReport, dict[str, Any]]:
+    """The report of a serving scenario and the JSON document behind it."""
+    sizing, scenario, simulation = run_serve_file(serve)
     sized = sizing.to_dict()
-    report = HtmlReport(title=title, answer=sizing_answer(sized), inputs=Path(path).read_text(encoding="utf-8"))
+    title = serve.title
+    report = HtmlReport(title=title, answer=sizing_answer(sized), inputs=inputs)
     report.add_figure("Fleets", fig.sizing_figure(sized["options"], sized["ranked_by"]))
     report.add_table(
         "Fleets (table)",
@@ -398,13 +421,9 @@ def serve_scenario_report(path: Path | str) -> tuple[HtmlReport, dict[str, Any]]
             ],
             note=_slo_note(sized["slo"]),
         )
-    document: dict[str, Any] = {"sizing": sized}
-    if simulate:
-        kwargs = {k: v for k, v in simulate.items()}
-        scenario = simulation_scenario(**kwargs)
-        result = run_serve_simulate(**kwargs)
-        add_simulation(report, scenario, result, slo=sized["slo"])
-        document["simulation"] = result.to_dict()
+    if scenario is not None and simulation is not None:
+        add_simulation(report, scenario, simulation, slo=sized["slo"])
+    document = serve_document(sizing, simulation)
     report.data = document
     return report, document
 

@@ -384,7 +384,9 @@ def _one_kind(cases: list[Path]) -> tuple[Path, bool]:
 @app.command("report")
 @user_errors
 def report(
-    scenario: Annotated[Path, typer.Argument(help="A scenario file (examples/*.yaml): kind fleet (default) or serve.")],
+    scenario: Annotated[
+        Path, typer.Argument(help="A scenario file (examples/*.yaml): kind fleet (default), training or serve.")
+    ],
     out: Annotated[Path, typer.Option("-o", "--out", help="The HTML file to write.")] = Path("report.html"),
     plotly: Annotated[
         str,

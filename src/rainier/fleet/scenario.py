@@ -1,6 +1,7 @@
 """Scenario files: every input of a fleet study in one YAML file a user can copy and edit.
 
-``rainier fleet scenario examples/rainier-frontier.yaml`` (and ``make demo``) reads one. Keys::
+``rainier fleet scenario examples/rainier-frontier.yaml`` (and ``make demo``) reads one; it is the ``kind: fleet``
+(the default) of the one scenario format (:mod:`rainier.api.scenario`), with an optional ``version: 1``. Keys::
 
     model: frontier-2t-moe          # catalog name or a Hugging Face config.json path
     tokens: 15.0e12
@@ -102,8 +103,10 @@ class Scenario:
         }
 
 
+VERSION = 1  # the scenario format's version (rainier.api.scenario): optional on read
 TOP_KEYS = (
     "kind",
+    "version",
     "title",
     "model",
     "tokens",
@@ -219,14 +222,21 @@ def _as_number(value: object) -> float:
 
 def load_scenario(path: Path | str) -> Scenario:
     """Read and check a scenario file (module docstring): every field's type and range, no unknown key."""
+    return scenario_from_mapping(load_yaml(path), path=path)
+
+
+def scenario_from_mapping(raw: object, *, path: Path | str) -> Scenario:
+    """A fleet scenario from a parsed YAML document (``path`` names it in messages)."""
     where = clip_path(path)
-    raw = load_yaml(path)
     if raw is None:
         raise CatalogError(f"{where}: scenario: empty file; expected a mapping with model, tokens and cluster")
     top = _Reader(raw, path=where, where="scenario", keys=TOP_KEYS)
     kind = top.get("kind")
     if kind is not None and kind != "fleet":
-        raise top.invalid("kind", kind, "fleet (a serving scenario is read by rainier report)")
+        raise top.invalid("kind", kind, "fleet (a training, serve or sweep scenario is read by rainier report)")
+    version = top.get("version")
+    if version is not None and (isinstance(version, bool) or version != VERSION):
+        raise top.invalid("version", version, f"{VERSION} (the scenario format's version)")
     model = top.text("model", required=True)
     if top.get("tokens") is None:
         raise top.error("missing required field 'tokens'")

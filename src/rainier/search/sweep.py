@@ -40,6 +40,9 @@ DEFAULT_TOP_K = 10
 CELL_ID_HEX_DIGITS = 16  # 64 bits of SHA-256: collisions are out of reach for any sweep that fits in a file
 # Keys whose value may be one item or a list of items.
 _LIST_KEYS = ("models", "gbs", "seq_len")
+SWEEP_KIND = "sweep"  # ``kind:`` of a sweep file in the one scenario format (rainier.api.scenario)
+SCENARIO_VERSION = 1
+SWEEP_KEYS = ("kind", "version", "models", "clusters", "gbs", "seq_len", "objective", "top")  # what the loader reads
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -167,6 +170,10 @@ def load_sweep_spec(path: Path | str, text: str | None = None) -> SweepSpec:
     if isinstance(raw, Mapping):
         raw = {str(k): _as_list(v) if k in _LIST_KEYS else v for k, v in raw.items()}
     fields = Fields(raw, path=path, where="top level", sources=None)
+    fields.choice("kind", (SWEEP_KIND,), required=False)  # the scenario format's kind and version (optional)
+    fields.integer(
+        "version", required=False, default=SCENARIO_VERSION, minimum=1, maximum=SCENARIO_VERSION, sourced=False
+    )
     models = _models(path, fields.items("models"))
     clusters = _clusters(path, fields.items("clusters"))
     gbs = _positive_ints(path, "gbs", fields.items("gbs"))

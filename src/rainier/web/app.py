@@ -9,8 +9,17 @@ Routes:
   best plan of ``rainier train search --json``), the plan as text and the report's two figures.
 - ``POST /api/report``: the same inputs -> the HTML report (``--report PATH``); JSON, or a form field
   ``scenario`` holding that JSON (the page submits it to a new tab).
-- ``GET|POST /api/scenario.yaml``: the fields (query string or JSON) as a YAML scenario file to download;
-  ``POST /api/scenario``: an uploaded YAML file (multipart ``file``, or the raw text) -> the fields.
+- ``POST /api/fleet``: a ``kind: fleet`` scenario's keys as JSON -> ``{"kind": "fleet", "result": the JSON of
+  rainier fleet scenario}``: the run, its goodput under failures and the comparison (:mod:`rainier.web.questions`;
+  a longer time budget, ``FLEET_BUDGET_S``).
+- ``POST /api/serve``: a ``kind: serve`` scenario's keys as JSON -> ``{"kind": "serve", "result": the sized fleets
+  and the simulation}`` (``rainier report FILE --json`` of the same file, without the report's path).
+- ``GET|POST /api/scenario.yaml``: the fields (query string or JSON; a fleet or serving tab's with its ``kind``)
+  as a YAML scenario file to download;
+  ``POST /api/scenario``: an uploaded YAML file of any kind (multipart ``file``, or the raw text) -> its ``kind``
+  and its fields, read by the one scenario loader (:mod:`rainier.api.scenario`).
+- ``GET /api/scenario.schema.json``: the JSON Schema of scenario files, from which the page builds its fleet and
+  serving forms (``docs/schemas/scenario.schema.json``).
 
 Bad input is HTTP 400 with ``{"error": one line, "field": the form field or null}``; anything unexpected is 500
 with one line (the traceback goes to the server's log only). Every message quotes at most 80 characters of the
@@ -45,6 +54,7 @@ from rainier.errors import MAX_QUOTE, InputError, clip
 from rainier.web.evaluate import SEARCH_TOP, finite_json, response_document, run_scenario
 from rainier.web.guard import HostPolicy, LocalOnly
 from rainier.web.limits import (
+    FLEET_BUDGET_S,
     FORM_TYPES,
     JSON_TYPES,
     MAX_FORM_BYTES,
@@ -52,13 +62,15 @@ from rainier.web.limits import (
     MAX_UPLOAD_BYTES,
     NUM_WORKERS,
     REQUEST_BUDGET_S,
+    SERVE_BUDGET_S,
     UPLOAD_TYPES,
     Refused,
     RequestBudget,
     Workers,
     media_type,
 )
-from rainier.web.scenario import FieldError, scenario_from_mapping, scenario_from_yaml
+from rainier.web.questions import fleet_answer, question_yaml, serve_answer, upload_answer
+from rainier.web.scenario import FieldError, scenario_from_mapping
 
 STATIC = Path(__file__).parent / "static"
 DEFAULT_HOST = "127.0.0.1"
@@ -79,6 +91,8 @@ def create_app(
     allowed_hosts: Iterable[str] = (),
     request_budget_s: float = REQUEST_BUDGET_S,
     num_workers: int = NUM_WORKERS,
+    fleet_budget_s: float = FLEET_BUDGET_S,
+    serve_budget_s: float = SERVE_BUDGET_S,
 ) -> FastAPI:
     """The FastAPI application (no interactive API docs: they would load scripts from a CDN).
 
@@ -96,8 +110,8 @@ def create_app(
     app = FastAPI(title="rainier", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.add_middleware(LocalOnly, policy=HostPolicy.for_bind(bind_host, allowed_hosts))
 
-    async def answer(work: Work, *, html: bool = False) -> Response:
-        return await _answer(workers.budget(), work, html=html)
+    async def answer(work: Work, *, html: bool = False, budget_s: float | None = None) -> Response:
+        return await _answer(workers.budget(budget_s), work, html=html)
 
     @app.get("/", response_class=HTMLResponse)
     async def index() -> Response:
@@ -119,6 +133,29 @@ def create_app(
         async def work(budget: RequestBudget) -> Response:
             body = await budget.body(request, limit=MAX_JSON_BYTES, kinds=JSON_TYPES)
             return _json_response(await budget.run(_estimate_json, body))
+
+        return await answer(work)
+
+    @app.post("/api/fleet")
+    async def fleet(request: Request) -> Response:
+        async def work(budget: RequestBudget) -> Response:
+            body = await budget.body(request, limit=MAX_JSON_BYTES, kinds=JSON_TYPES)
+            return _json_response(await budget.run(_question_json, fleet_answer, body))
+
+        return await answer(work, budget_s=fleet_budget_s)
+
+    @app.post("/api/serve")
+    async def serve_question(request: Request) -> Response:
+        async def work(budget: RequestBudget) -> Response:
+            body = await budget.body(request, limit=MAX_JSON_BYTES, kinds=JSON_TYPES)
+            return _json_response(await budget.run(_question_json, serve_answer, body))
+
+        return await answer(work, budget_s=serve_budget_s)
+
+    @app.get("/api/scenario.schema.json")
+    async def scenario_schema() -> Response:
+        async def work(budget: RequestBudget) -> Response:
+            return _json_response(await budget.run(_schema_json))
 
         return await answer(work)
 
@@ -226,11 +263,25 @@ def _yaml_of_fields(fields: dict[str, str]) -> str:
 
 
 def _yaml_of_text(text: bytes | str) -> str:
-    return scenario_from_mapping(_json_of(text), where="request").to_yaml()
+    fields = _json_of(text)
+    if isinstance(fields, dict) and fields.get("kind") in ("fleet", "serve"):  # the fleet and serving tabs
+        return question_yaml(fields)
+    return scenario_from_mapping(fields, where="request").to_yaml()
 
 
 def _upload_json(data: bytes | str) -> bytes:
-    return _json_bytes({"scenario": scenario_from_yaml(data).to_fields()})
+    return _json_bytes(upload_answer(data))
+
+
+def _question_json(question: Callable[[object], dict[str, Any]], body: bytes) -> bytes:
+    return _json_bytes(question(_json_of(body)))
+
+
+@functools.cache
+def _schema_json() -> bytes:
+    from rainier.api.scenario import scenario_schema
+
+    return _json_bytes(scenario_schema())
 
 
 def _json_of(text: bytes | str) -> Any:

@@ -39,6 +39,11 @@ from rainier.errors import clip
 T = TypeVar("T")
 
 REQUEST_BUDGET_S = 30.0  # one request, arrival to answer; a search of the largest catalog cluster takes a few s
+# A fleet question is a plan search, a failure simulation of the whole job and a comparison on other chips:
+# examples/rainier-frontier.yaml (~500k Trainium2, three other chips) took 27.5 s on 2 shared CPU cores, so its
+# route gets longer; the page shows the seconds spent while it waits.
+FLEET_BUDGET_S = 180.0
+SERVE_BUDGET_S = 60.0  # sizing fleets on a few chip kinds with a simulation each (examples/serving-fleet.yaml: 7.6 s)
 NUM_WORKERS = 4  # heavy jobs at once: searches are CPU-bound, so more threads only add memory, not speed
 MAX_JSON_BYTES = 2**20  # a JSON request: eight short fields and a pasted config.json (a few KiB)
 MAX_FORM_BYTES = 3 * 2**20  # the same JSON in a url-encoded form field (each escaped character takes 3 bytes)
@@ -92,9 +97,9 @@ class Workers:
         """``job(*args)`` queued for the next free worker."""
         return self._executor.submit(job, *args)
 
-    def budget(self) -> RequestBudget:
-        """A new request's budget; its time starts now."""
-        return RequestBudget(self)
+    def budget(self, budget_s: float | None = None) -> RequestBudget:
+        """A new request's budget (``budget_s``, or the app's per-request budget); its time starts now."""
+        return RequestBudget(self, self.budget_s if budget_s is None else budget_s)
 
     def close(self) -> None:
         """Drop the jobs still waiting; running ones finish in their threads."""
@@ -104,9 +109,10 @@ class Workers:
 class RequestBudget:
     """One request's share: its deadline and the body bytes it holds; :meth:`close` gives the bytes back."""
 
-    def __init__(self, workers: Workers) -> None:
+    def __init__(self, workers: Workers, budget_s: float) -> None:
         self._workers = workers
-        self._deadline = asyncio.get_running_loop().time() + workers.budget_s
+        self.budget_s = budget_s
+        self._deadline = asyncio.get_running_loop().time() + budget_s
         self._held = 0
 
     def remaining_s(self) -> float:
@@ -125,7 +131,7 @@ class RequestBudget:
         try:
             return await asyncio.wait_for(self._read(request, limit), timeout=self.remaining_s())
         except TimeoutError:
-            raise Refused(408, f"request: the body did not arrive within {self._workers.budget_s:g} s") from None
+            raise Refused(408, f"request: the body did not arrive within {self.budget_s:g} s") from None
 
     async def _read(self, request: Request, limit: int) -> bytes:
         chunks: list[bytes] = []
@@ -156,7 +162,7 @@ class RequestBudget:
         except HTTPException as exc:  # python-multipart's own limits and malformed forms
             raise Refused(400, f"request: malformed form data ({clip(str(exc.detail))})") from None
         except TimeoutError:
-            raise Refused(503, f"request: the form was not read within {self._workers.budget_s:g} s") from None
+            raise Refused(503, f"request: the form was not read within {self.budget_s:g} s") from None
 
     async def run(self, job: Callable[..., T], *args: object) -> T:
         """``job(*args)`` in a worker thread, answered within the request's time budget (else :class:`Refused`)."""
@@ -164,7 +170,7 @@ class RequestBudget:
         try:
             return await asyncio.wait_for(asyncio.wrap_future(future), timeout=self.remaining_s())
         except TimeoutError:
-            budget = self._workers.budget_s
+            budget = self.budget_s
             if future.cancel():  # never started (now never will): every worker was busy for the whole budget
                 raise Refused(503, f"server busy: no worker free within {budget:g} s; try again later") from None
             raise Refused(

@@ -9,13 +9,15 @@ cases, so a case's model block resolves to the cited catalog shape.
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from rainier.catalog.loader import CatalogError, Fields, Registry, catalog_file, load_entries
-from rainier.errors import InputError, UnknownNameError
+from rainier.errors import InputError, UnknownNameError, quote
 from rainier.workload.hf_import import CONFIG_FILE, load_hf_config
 from rainier.workload.shape import (
     MlaConfig,
@@ -200,12 +202,30 @@ def get_model(name: str) -> TransformerShape:
     return get_entry(name).shape
 
 
+# Set by catalog_names_only(): model names are catalog names, never paths (the web app reads no server files).
+_NAMES_ONLY: ContextVar[bool] = ContextVar("rainier_model_names_only", default=False)
+
+
+@contextmanager
+def catalog_names_only() -> Iterator[None]:
+    """Within this block (this thread or task), :func:`resolve_model` reads no file: a path is an unknown name.
+
+    The web app runs fleet and serving questions in it, so that a model named ``/etc/...`` in a request (or a
+    draft model of speculative decoding) never makes the server open one of its own files.
+    """
+    token = _NAMES_ONLY.set(True)
+    try:
+        yield
+    finally:
+        _NAMES_ONLY.reset(token)
+
+
 def resolve_model(name_or_path: str | Path) -> TransformerShape:
     """A shape from a ``config.json`` path (or a directory holding one), else from the catalog by name."""
     text = str(name_or_path).strip()
     path = Path(text).expanduser()
     try:
-        is_file, is_dir = path.is_file(), path.is_dir()
+        is_file, is_dir = (False, False) if _NAMES_ONLY.get() else (path.is_file(), path.is_dir())
     except (OSError, ValueError):  # e.g. an embedded NUL byte or an over-long name
         is_file = is_dir = False
     if is_file:
@@ -218,6 +238,8 @@ def resolve_model(name_or_path: str | Path) -> TransformerShape:
     if lowered in model_entries() or lowered in _alias_index():
         return get_model(text)
     if lowered.endswith(".json") or text.startswith((".", "/", "~")):
+        if _NAMES_ONLY.get():
+            raise InputError(f"unknown model {quote(text)}: a catalog model name (files are not read here)")
         raise InputError(f"{text}: no such file (expected a config.json or a catalog model name)")
     return get_model(text)
 

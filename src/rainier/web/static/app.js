@@ -194,6 +194,12 @@
         cell.textContent = text;
         row.appendChild(cell);
       }
+      // Clicking a plan (or Enter / Space on it) loads it into the plan field and estimates it.
+      row.tabIndex = 0;
+      row.className = "pick";
+      row.dataset.plan = entry.plan_text;
+      row.title = "load this plan";
+      row.setAttribute("aria-label", `load plan ${i + 1}: ${entry.plan_text}`);
       return row;
     });
     $("top-plans").querySelector("tbody").replaceChildren(...rows);
@@ -208,6 +214,14 @@
     $(scenario.config ? "model-source-config" : "model-source-catalog").checked = true;
     $(scenario.cluster ? "cluster-source-named" : "cluster-source-build").checked = true;
     updateVisibility();
+  }
+
+  function loadPlan(row) {
+    input("plan").value = row.dataset.plan;
+    updateVisibility();
+    clearTimeout(timer);
+    input("plan").focus();
+    run();
   }
 
   async function upload(file) {
@@ -226,9 +240,42 @@
       return;
     }
     const body = await response.json();
+    const kind = body.kind || "training";
+    if (kind !== "training") {
+      // a fleet or serving scenario: its tab (static/questions.js) fills its form and runs it
+      await window.rainierQuestions.load(kind, body.scenario);
+      return;
+    }
+    selectTab("training");
     fill(body.scenario);
     await run();
   }
+
+  // ------------------------------------------------------------------------------------------- tabs
+  const TABS = ["training", "fleet", "serve"];
+
+  function selectTab(kind, focus = false) {
+    for (const name of TABS) {
+      const tab = $(`tab-${name}`);
+      const selected = name === kind;
+      tab.setAttribute("aria-selected", String(selected));
+      tab.tabIndex = selected ? 0 : -1;
+      $(`panel-${name}`).hidden = !selected;
+      if (selected && focus) tab.focus();
+    }
+    document.body.dataset.tab = kind;
+  }
+  window.rainierSelectTab = selectTab;
+
+  for (const name of TABS) $(`tab-${name}`).addEventListener("click", () => selectTab(name));
+  $("tabs").addEventListener("keydown", (event) => {
+    // the WAI-ARIA tabs pattern: arrows move between tabs, Home / End to the first / last
+    const current = TABS.indexOf(document.body.dataset.tab || "training");
+    const moves = { ArrowRight: current + 1, ArrowLeft: current - 1, Home: 0, End: TABS.length - 1 };
+    if (!(event.key in moves)) return;
+    event.preventDefault();
+    selectTab(TABS[(moves[event.key] + TABS.length) % TABS.length], true);
+  });
 
   async function download() {
     clearErrors();
@@ -273,6 +320,7 @@
     } catch (err) {
       $("form-error").textContent = `could not load the catalog: ${err.message}`;
     }
+    await window.rainierQuestions.ready(); // the fleet and serving forms, built from the scenario schema
     document.body.dataset.ready = "true";
   }
 
@@ -292,7 +340,20 @@
     if (file) upload(file);
   });
   $("download").addEventListener("click", download);
+  const topPlans = $("top-plans").querySelector("tbody");
+  topPlans.addEventListener("click", (event) => {
+    const row = event.target.closest("tr.pick");
+    if (row) loadPlan(row);
+  });
+  topPlans.addEventListener("keydown", (event) => {
+    const row = event.target.closest("tr.pick");
+    if (row && (event.key === "Enter" || event.key === " ")) {
+      event.preventDefault();
+      loadPlan(row);
+    }
+  });
   $("open-report").addEventListener("click", openReport);
   updateVisibility();
+  selectTab("training");
   loadCatalog();
 })();
