@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rainier.catalog.loader import CatalogError, Fields, load_yaml, parse_yaml
-from rainier.errors import clip, quote
+from rainier.errors import clip_path, quote
 
 if TYPE_CHECKING:
     from rainier.api.training_scenario import TrainingScenario
@@ -96,7 +96,7 @@ def load_scenario_file(path: Path | str, *, expect: str | None = None) -> Loaded
 def load_scenario_text(text: str, *, path: str = "scenario", expect: str | None = None) -> LoadedScenario:
     """A scenario from its YAML text (an upload); ``path`` names it in messages. With ``expect``, another kind is
     refused before its fields are read."""
-    return load_scenario_mapping(parse_yaml(text, clip(path)), text=text, path=path, expect=expect)
+    return load_scenario_mapping(parse_yaml(text, clip_path(path)), text=text, path=path, expect=expect)
 
 
 def load_scenario_mapping(
@@ -106,7 +106,8 @@ def load_scenario_mapping(
     kind = scenario_kind(raw, path=path)
     if expect is not None and kind != expect:
         runs = "rainier sweep FILE" if kind == "sweep" else "rainier report FILE"
-        raise CatalogError(f"{clip(path)}: scenario: kind={quote(kind)} is invalid here: {expect} ({runs} runs it)")
+        where = clip_path(path)
+        raise CatalogError(f"{where}: scenario: kind={quote(kind)} is invalid here: {expect} ({runs} runs it)")
     value: Scenario | TrainingScenario | ServeFile | SweepSpec
     if kind == "fleet":
         from rainier.fleet.scenario import scenario_from_mapping
@@ -115,7 +116,7 @@ def load_scenario_mapping(
     elif kind == "training":
         from rainier.api.training_scenario import scenario_from_mapping as training_from_mapping
 
-        value = training_from_mapping(raw, where=clip(path), whole_field="scenario")
+        value = training_from_mapping(raw, where=clip_path(path), whole_field="scenario")
     elif kind == "serve":
         value = serve_file_from_mapping(raw, path=path)
     else:
@@ -127,7 +128,7 @@ def load_scenario_mapping(
 
 def scenario_kind(raw: object, *, path: str) -> str:
     """The ``kind`` of a parsed scenario (``fleet`` when absent), checked against :data:`KINDS`."""
-    where = clip(path)
+    where = clip_path(path)
     if raw is None:
         raise CatalogError(f"{where}: scenario: empty file; expected a mapping with kind ({', '.join(KINDS)})")
     if not isinstance(raw, Mapping):
@@ -141,7 +142,7 @@ def scenario_kind(raw: object, *, path: str) -> str:
 
 def serve_file_from_mapping(raw: object, *, path: str) -> ServeFile:
     """A ``kind: serve`` mapping read field by field (:class:`ServeFile`); unknown keys are refused."""
-    reader = Fields(raw, path=clip(path), where="scenario", sources=None)
+    reader = Fields(raw, path=clip_path(path), where="scenario", sources=None)
     reader.choice("kind", ("serve",))
     reader.integer("version", required=False, default=VERSION, minimum=VERSION, maximum=VERSION, sourced=False)
     title = reader.string("title", required=False) or "Serving fleet"
