@@ -22,8 +22,11 @@ CASES = [
 # Issue 13's data-parallel attention layout (ep > tp) brought 23 targets of SGLang's wide-EP DeepSeek-V3/Kimi K2
 # deployments in (scored and cross-validated, not fitted): their held-out median is 58%, so over 394 targets the
 # all median is 23.5% and leave-one-group-out 28.5%, p90 91.3%; on the 371 targets scored before, LOGO median
-# 26.1%, p90 91.3%.
-ALL_MEDIAN, TRUSTED_P90, LOGO_MEDIAN, LOGO_P90, STATIC_MEDIAN = 24.5, 93.0, 29.5, 93.0, 8.5
+# 26.1%, p90 91.3%. Costing drafters as they run on Trainium2 (a named draft model's own layers; vLLM Neuron's
+# separately launched EAGLE drafter; the drafter's prefill in the TTFT) took the Trainium2 file from median 52.8% to
+# 23.6%, all 394 targets from 23.5% to 21.1%, leave-one-group-out median from 28.5% to 28.2%.
+ALL_MEDIAN, TRUSTED_P90, LOGO_MEDIAN, LOGO_P90, STATIC_MEDIAN = 22.5, 93.0, 29.0, 93.0, 8.5
+TRN2_MEDIAN = 25.0  # issue 13's target is 15%
 
 
 def test_every_inference_case_is_predicted_within_the_targets() -> None:
@@ -34,6 +37,7 @@ def test_every_inference_case_is_predicted_within_the_targets() -> None:
     assert summary["by_trust"]["A+B"]["p90_abs_error_pct"] <= TRUSTED_P90
     static = validate_inference_file(CASES[:2]).summary
     assert static["median_abs_error_pct"] <= STATIC_MEDIAN
+    assert validate_inference_file(CASES[1:2]).summary["median_abs_error_pct"] <= TRN2_MEDIAN
 
 
 def test_committed_fit_is_what_calibrate_produces(tmp_path: Path) -> None:

@@ -67,7 +67,8 @@ def run_serve_estimate(
 ) -> ServeEstimate:
     """``rainier serve estimate``: one static-batch configuration on every replica that fits the cluster.
 
-    ``speculative`` is ``METHOD:k=K[,accept=RATE|,len=TOKENS][,model=DRAFT]`` (``serve.speculative``);
+    ``speculative`` is ``METHOD:k=K[,accept=RATE|,len=TOKENS][,model=DRAFT][,launch=fused|separate]``
+    (``serve.speculative``);
     ``attention`` names the engine's attention kernels (``serve.cost.AttentionKernels``); ``kv_precision`` stores
     the KV cache in bf16, fp16 or fp8 whatever the weights (default: the weight format's); ``prefix_hit`` is the
     share of each prompt found in the prefix cache. ``dp_attention`` > 1 (with ``ep = tp x dp_attention``, a MoE

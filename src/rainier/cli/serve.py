@@ -58,8 +58,9 @@ UnitOption = Annotated[
 
 
 SPECULATIVE_HELP = (
-    "Speculative decoding: METHOD:k=K[,accept=RATE|,len=TOKENS][,model=DRAFT], METHOD one of draft, eagle, eagle3, "
-    "medusa, mtp, ngram (e.g. eagle3:k=3,accept=0.74)."
+    "Speculative decoding: METHOD:k=K[,accept=RATE|,len=TOKENS][,model=DRAFT][,launch=fused|separate], METHOD one "
+    "of draft, eagle, eagle3, medusa, mtp, ngram (e.g. eagle3:k=3,accept=0.74); launch=separate: the drafter is its "
+    "own program, launched once more per step (vLLM Neuron's EAGLE)."
 )
 SpeculativeOption = Annotated[str | None, typer.Option("--speculative", help=SPECULATIVE_HELP)]
 

@@ -29,7 +29,7 @@ from rainier.serve.cost import (
 )
 from rainier.serve.efficiency import ServeEfficiency, ServeEfficiencyTable, committed_serve_efficiency
 from rainier.serve.limits import MAX_BATCH, MAX_DEGREE, MAX_TOKENS, check_int, check_share
-from rainier.serve.speculative import SpecMethod, Speculation
+from rainier.serve.speculative import SpecMethod, Speculation, drafter_prefill_s, speculative_step_s
 from rainier.units import GIB
 from rainier.workload.shape import TransformerShape
 
@@ -286,25 +286,20 @@ def static_batch_times(
     The decode times are sampled at evenly spaced points of the decode phase and averaged by composite Simpson's
     rule. With ``speculative``, a decode step is the drafter's passes (``drafter``) plus one verification of
     ``k + 1`` tokens per sequence, and yields ``tokens_per_step`` tokens: the TPOT is the step over that
-    (``serve.speculative``). ``serve estimate`` and the validation (``serve.validate``) both use this, so what is
-    validated is what users see.
+    (``serve.speculative``); the drafter's pass over the prompts is part of the TTFT. ``serve estimate`` and the
+    validation (``serve.validate``) both use this, so what is validated is what users see.
     """
     ttft = cost.iteration_s(batch * (input_len - cached), 0, 0, prefill_seqs=batch, cached_tokens=batch * cached)
+    if speculative is not None:  # the drafter builds its own KV cache over the prompts before the first token
+        ttft += drafter_prefill_s(drafter, speculative, batch * (input_len - cached), batch, batch * cached)
     steps = max(output_len - 1, 1)
     points = [input_len + 1 + round(k * (steps - 1) / (SIMPSON_POINTS - 1)) for k in range(SIMPSON_POINTS)]
     if speculative is None:
         decode = tuple(cost.iteration_s(0, batch, batch * context) for context in points)
     else:
         per_token = 1.0 / speculative.tokens_per_step
-        overhead = cost.eff.iteration_overhead_s
         decode = tuple(
-            per_token
-            * (
-                overhead
-                + cost.pass_s(batch, batch * context, queries=speculative.num_tokens + 1)
-                + speculative.draft_passes * (drafter.pass_s(batch, batch * context) if drafter is not None else 0.0)
-            )
-            for context in points
+            per_token * speculative_step_s(cost, drafter, speculative, batch, batch * context) for context in points
         )
     return StaticBatchTimes(ttft_s=ttft, decode_s=decode, tpot_s=_simpson(decode) if output_len > 1 else 0.0)
 

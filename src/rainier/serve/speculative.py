@@ -15,6 +15,15 @@ What a drafter costs follows from what it is:
 - ``draft``: a separate small model (``model=``), ``k`` of its own decode steps on the same devices;
 - ``ngram``: prompt lookup, no model (costed as free).
 
+Where the drafter runs matters on runtimes that launch compiled programs from the host (Neuron): NxD Inference's
+fused speculation (``enable_fused_speculation``) compiles the draft loop and the verification into one program, one
+launch per step; vLLM Neuron's EAGLE proposer compiles the drafter as its own program ("Single fused forward: KV
+cache update + unrolled recurrent decode loop", vllm-project/vllm-neuron ``vllm_neuron/vllm/spec_decode/eagle.py``),
+launched after the target's, so a step pays the replica's per-iteration launch cost twice (``separate_launch``).
+Before the first token the drafter also runs over the prompt, to build its own KV cache (EAGLE over the target's
+features, a draft model over the tokens, MTP over both): its prefill pass is charged to the TTFT ("the draft model
+adds a small amount of compute before the first token", AWS Neuron EAGLE3 tutorial for vLLM Neuron, SDK 2.32).
+
 When no acceptance is given, a documented default per method is used (``DEFAULT_ACCEPTANCE``): the middle of
 the per-token acceptance rates the methods' papers report on chat benchmarks. Measured acceptance varies with
 the data far more than between hardware, so give it when known.
@@ -25,6 +34,7 @@ from __future__ import annotations
 import enum
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -67,6 +77,7 @@ class Speculation:
     acceptance_rate: float | None = None  # per proposed token, in (0, 1)
     acceptance_length: float | None = None  # mean tokens a step yields, bonus included, in [1, k + 1]
     draft_model: str | None = None  # catalog name or config.json, for method=draft
+    separate_launch: bool = False  # the drafter is its own compiled program, launched once more per step
 
     def __post_init__(self) -> None:
         if isinstance(self.num_tokens, bool) or not isinstance(self.num_tokens, int):
@@ -83,6 +94,8 @@ class Speculation:
             )
         if self.acceptance_rate is not None and self.acceptance_length is not None:
             raise field_error("speculative", "accept and len", "one of accept (per token) or len (per step)")
+        if not isinstance(self.separate_launch, bool):
+            raise field_error("speculative.launch", self.separate_launch, "fused or separate")
         if (self.method is SpecMethod.DRAFT) != (self.draft_model is not None):
             raise field_error("speculative.model", self.draft_model, "a draft model with method draft (only then)")
 
@@ -120,16 +133,28 @@ class Speculation:
             "acceptance_rate": self.acceptance_rate,
             "acceptance_length": self.acceptance_length,
             "draft_model": self.draft_model,
+            "separate_launch": self.separate_launch,
             "tokens_per_step": self.tokens_per_step,
         }
 
 
-_KEYS = {"k": "num_tokens", "accept": "acceptance_rate", "len": "acceptance_length", "model": "draft_model"}
-_SYNTAX = "METHOD:k=K[,accept=RATE | ,len=TOKENS][,model=DRAFT] with METHOD " + ", ".join(m.value for m in SpecMethod)
+_KEYS = {
+    "k": "num_tokens",
+    "accept": "acceptance_rate",
+    "len": "acceptance_length",
+    "model": "draft_model",
+    "launch": "separate_launch",
+}
+_LAUNCH = {"fused": False, "separate": True}
+_SYNTAX = "METHOD:k=K[,accept=RATE | ,len=TOKENS][,model=DRAFT][,launch=fused|separate] with METHOD " + ", ".join(
+    m.value for m in SpecMethod
+)
 
 
 def parse_speculation(text: str) -> Speculation:
-    """``eagle3:k=3,accept=0.74`` (or ``len=3.22``), ``draft:k=4,model=llama-3.1-8b``, ``mtp:k=1``."""
+    """``eagle3:k=3,accept=0.74`` (or ``len=3.22``), ``draft:k=4,model=llama-3.1-8b``, ``mtp:k=1``;
+    ``launch=separate`` when the drafter runs as its own program (vLLM Neuron's EAGLE), ``fused`` (the default)
+    otherwise."""
     method_text, _, rest = text.strip().partition(":")
     try:
         method = SpecMethod(method_text.strip().lower())
@@ -145,6 +170,11 @@ def parse_speculation(text: str) -> Speculation:
         if name == "draft_model":
             values[name] = raw
             continue
+        if name == "separate_launch":
+            if raw.lower() not in _LAUNCH:
+                raise field_error("speculative.launch", raw, "fused or separate")
+            values[name] = _LAUNCH[raw.lower()]
+            continue
         try:
             number = float(raw) if name != "num_tokens" else int(raw)
         except ValueError:
@@ -158,14 +188,21 @@ def parse_speculation(text: str) -> Speculation:
 
 
 _FREE_TEXT = re.compile(r"num_speculative_tokens\D{0,4}(\d+)", re.IGNORECASE)
+_DRAFT_NAME = re.compile(r"^\s*draft\s+(?:model\s+)?([\w./-]+)", re.IGNORECASE)
 _RATE = re.compile(r"acceptance rate\D{0,4}(\d+(?:\.\d+)?)\s*%", re.IGNORECASE)
 _LENGTH = re.compile(r"acceptance length\D{0,4}(\d+(?:\.\d+)?)", re.IGNORECASE)
 
 
-def speculation_from_case(value: object) -> Speculation | None:
+def speculation_from_case(
+    value: object, known_model: Callable[[str], bool] = lambda _name: False
+) -> Speculation | None:
     """A validation case's ``serving.speculative``: null, a mapping (``method, num_tokens, acceptance_length,
     acceptance_rate, draft_model``) or the free text of the older cases, read for its method, ``k`` and
-    published acceptance; a draft model that is not a catalog name is costed as an EAGLE-style head."""
+    published acceptance; a draft model that is not a catalog name is costed as an EAGLE-style head.
+
+    Free text that opens with ``draft NAME`` of a model ``known_model`` holds is costed as that model (method
+    ``draft``) whatever method label follows: the network the drafter runs is that model's (the NxD Inference
+    tutorial's plain Qwen3-0.6B under the label ``eagle``)."""
     if value is None:
         return None
     if isinstance(value, dict):
@@ -189,6 +226,12 @@ def speculation_from_case(value: object) -> Speculation | None:
         )
     text = str(value)
     low = text.lower()
+    named = _DRAFT_NAME.match(text)
+    if named is not None and known_model(named[1]):
+        k_text = _FREE_TEXT.search(text)
+        if k_text is None:
+            raise field_error("serving.speculative", quote(text), "num_speculative_tokens with the draft model")
+        return Speculation(method=SpecMethod.DRAFT, num_tokens=int(k_text[1]), draft_model=named[1])
     method = SpecMethod.EAGLE3 if "eagle3" in low else SpecMethod.EAGLE if "eagle" in low else None
     method = method or (SpecMethod.MEDUSA if "medusa" in low else SpecMethod.MTP if "mtp" in low else None)
     k = _FREE_TEXT.search(text)
@@ -243,10 +286,34 @@ class SpeculativeCost:
         prefill = {}
         if prefill_tokens:
             prefill = self.cost.parts(prefill_tokens, 0, 0, prefill_seqs, cached_tokens=cached_tokens)
-        verify = self.cost.pass_s(decode_seqs, kv_tokens, queries=self.spec.num_tokens + 1)
-        draft = self.spec.draft_passes * (self.drafter.pass_s(decode_seqs, kv_tokens) if self.drafter else 0.0)
         overhead = self.cost.eff.iteration_overhead_s
-        step = (verify + draft) / self.spec.tokens_per_step
+        step = speculative_step_s(self.cost, self.drafter, self.spec, decode_seqs, kv_tokens) - overhead
+        step /= self.spec.tokens_per_step
         if not prefill_tokens:  # the step's one host overhead is spread over its tau engine iterations too
             return overhead / self.spec.tokens_per_step + step
-        return overhead + sum(prefill.values()) - prefill["overhead"] + step
+        draft_prefill = drafter_prefill_s(self.drafter, self.spec, prefill_tokens, prefill_seqs, cached_tokens)
+        return overhead + sum(prefill.values()) - prefill["overhead"] + draft_prefill + step
+
+
+def speculative_step_s(
+    cost: ReplicaCost, drafter: ReplicaCost | None, spec: Speculation, decode_seqs: int, kv_tokens: int
+) -> float:
+    """One speculative step of ``decode_seqs`` sequences holding ``kv_tokens``: the step's launch and host work
+    (``iteration_overhead_s``, twice with a separately launched drafter), the ``k + 1``-token verification, and the
+    drafter's sequential passes, each with its own layers' collectives at the target's tensor parallelism."""
+    launches = 2 if spec.separate_launch and drafter is not None else 1
+    verify = cost.pass_s(decode_seqs, kv_tokens, queries=spec.num_tokens + 1)
+    draft = spec.draft_passes * (drafter.pass_s(decode_seqs, kv_tokens) if drafter is not None else 0.0)
+    return launches * cost.eff.iteration_overhead_s + verify + draft
+
+
+def drafter_prefill_s(
+    drafter: ReplicaCost | None, spec: Speculation, prefill_tokens: int, prefill_seqs: int, cached_tokens: int = 0
+) -> float:
+    """The drafter's pass over new prompt tokens (its own KV cache), paid before the first token; a separately
+    launched drafter adds its launch."""
+    if drafter is None or prefill_tokens == 0:
+        return 0.0
+    parts = drafter.parts(prefill_tokens, 0, 0, prefill_seqs, cached_tokens=cached_tokens)
+    launch = parts["overhead"] if spec.separate_launch else 0.0
+    return sum(parts.values()) - parts["overhead"] + launch

@@ -21,7 +21,7 @@ import datetime
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -51,9 +51,10 @@ from rainier.serve.efficiency import (
 from rainier.serve.estimate import ServeConfig, draft_cost, static_batch_times
 from rainier.serve.inflight import InFlight, in_flight_of, simulate_case
 from rainier.serve.limits import MAX_BATCH, MAX_DEGREE, MAX_DEVICES, MAX_TOKENS, check_int, check_share
-from rainier.serve.speculative import speculation_from_case
+from rainier.serve.speculative import SpecMethod, Speculation, speculation_from_case
 from rainier.units import GIB
 from rainier.workload import shape_from_validation_model
+from rainier.workload.registry import get_model, has_model
 
 MIN_CASES_PER_ACCELERATOR = 5
 # Residual weight per trust tier (validation/README.md): A and B as the training fit weighs them; C rows ("sanity
@@ -160,7 +161,7 @@ def serve_config(case: InferenceCase) -> ServeConfig:
     if ep > tp:
         dp_attention = _whole("serving", s, "dp_attention", MAX_DEGREE, "ranks", default=1)
     return ServeConfig(
-        speculative=speculation_from_case(s.get("speculative")),
+        speculative=_launched(case, speculation_from_case(s.get("speculative"), known_model=has_model)),
         attention=attention_kernels(case),
         tp=tp,
         pp=_whole("serving", s, "pp", MAX_DEGREE, "stages", default=1),
@@ -174,6 +175,15 @@ def serve_config(case: InferenceCase) -> ServeConfig:
         kv_precision=_kv_precision(s),
         prefix_hit=check_share("serving.prefix_hit", s.get("prefix_hit") or 0.0),
     )
+
+
+def _launched(case: InferenceCase, spec: Speculation | None) -> Speculation | None:
+    """The case's speculation with where its drafter runs, from its engine: the vLLM Neuron plugin compiles an
+    EAGLE drafter as its own program, launched after the target's (``serve.speculative``); NxD Inference's fused
+    speculation and the GPU engines run one launch per step."""
+    framework = str(case.serving.get("framework") or "").lower()
+    separate = "vllm neuron" in framework and spec is not None and spec.method in (SpecMethod.EAGLE, SpecMethod.EAGLE3)
+    return replace(spec, separate_launch=True) if spec is not None and separate else spec
 
 
 def _kv_precision(s: Mapping[str, Any]) -> Precision | None:
@@ -261,7 +271,9 @@ def prepare(case: InferenceCase) -> Prepared:
         eff=ServeEfficiency(), attention=config.attention, cuda_graphs=replays_cuda_graphs(case),
         kv_precision=config.kv_precision,
     )  # fmt: skip
-    drafter = draft_cost(shape, cluster, config, ServeEfficiency())
+    spec = config.speculative
+    draft = get_model(spec.draft_model) if spec is not None and spec.draft_model is not None else None
+    drafter = draft_cost(shape, cluster, config, ServeEfficiency(), draft)
     decode_only = _phase(case, config, targets) == "decode"
     load = None
     if case.serving.get("batch", 0) is None:

@@ -197,6 +197,12 @@ def get_entry(name: str) -> ModelEntry:
     raise UnknownNameError("model", name, registry.ids())
 
 
+def has_model(name: str) -> bool:
+    """Whether the catalog holds ``name`` as an id or alias (case-insensitive)."""
+    key = name.strip().lower()
+    return key in model_entries() or key in _alias_index()
+
+
 def get_model(name: str) -> TransformerShape:
     """A catalog model's shape by id or alias."""
     return get_entry(name).shape

@@ -1,0 +1,87 @@
+"""Where a drafter runs (fused with the verification, or launched as its own program), what it costs before the
+first token, and a draft model named in a case's free text."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from rainier.errors import InputError
+from rainier.hardware import cluster_of
+from rainier.serve.cost import ReplicaCost, replica_cost
+from rainier.serve.efficiency import ServeEfficiency
+from rainier.serve.estimate import ServeConfig, draft_cost, static_batch_times
+from rainier.serve.speculative import (
+    SpecMethod,
+    Speculation,
+    drafter_prefill_s,
+    parse_speculation,
+    speculation_from_case,
+    speculative_step_s,
+)
+from rainier.workload import get_model
+from rainier.workload.registry import has_model
+
+EFF = ServeEfficiency(iteration_overhead_s=3e-3, collective_latency_s=20e-6)
+
+
+def _llama_on_trn2(spec: Speculation) -> tuple[ReplicaCost, ReplicaCost]:
+    shape, cluster = get_model("llama-3.1-8b"), cluster_of("trn2", 2)
+    config = ServeConfig(tp=8, unit_core=True, batch=2, input_len=512, output_len=128, speculative=spec)
+    drafter = draft_cost(shape, cluster, config, EFF)
+    assert drafter is not None
+    return replica_cost(shape, cluster, tp=8, unit_core=True, eff=EFF), drafter
+
+
+def test_a_separately_launched_drafter_pays_one_more_launch_per_step_and_its_prefill() -> None:
+    fused = Speculation(method=SpecMethod.EAGLE3, num_tokens=3, acceptance_length=3.22)
+    separate = replace(fused, separate_launch=True)
+    cost, drafter = _llama_on_trn2(fused)
+    step_fused = speculative_step_s(cost, drafter, fused, 2, 2 * 600)
+    step_separate = speculative_step_s(cost, drafter, separate, 2, 2 * 600)
+    assert step_separate - step_fused == pytest.approx(EFF.iteration_overhead_s)
+    # the step: one launch, a 4-token verification and three one-layer drafter passes
+    expected = EFF.iteration_overhead_s + cost.pass_s(2, 1200, queries=4) + 3 * drafter.pass_s(2, 1200)
+    assert step_fused == pytest.approx(expected)
+    plain = static_batch_times(cost, 2, 512, 128)
+    with_fused = static_batch_times(cost, 2, 512, 128, speculative=fused, drafter=drafter)
+    with_separate = static_batch_times(cost, 2, 512, 128, speculative=separate, drafter=drafter)
+    draft_prefill = drafter_prefill_s(drafter, fused, 1024, 2)
+    assert 0 < draft_prefill < plain.ttft_s / 10  # one layer of 32
+    assert with_fused.ttft_s == pytest.approx(plain.ttft_s + draft_prefill)
+    assert with_separate.ttft_s == pytest.approx(with_fused.ttft_s + EFF.iteration_overhead_s)
+    assert with_separate.tpot_s > with_fused.tpot_s
+
+
+def test_a_draft_model_pays_its_own_layers_collectives_at_the_targets_tp() -> None:
+    shape, draft, cluster = get_model("llama-3.1-70b"), get_model("qwen3-0.6b"), cluster_of("trn2", 16)
+    spec = Speculation(method=SpecMethod.DRAFT, num_tokens=7, draft_model="qwen3-0.6b")
+    config = ServeConfig(tp=64, unit_core=True, batch=1, input_len=128, output_len=512, speculative=spec)
+    drafter = draft_cost(shape, cluster, config, EFF, draft)
+    assert drafter is not None and drafter.num_layers == 28
+    slope, intercept = drafter.all_reduce
+    parts = drafter.parts(0, 1, 600)
+    # two all-reduces in each of the 28 layers, each paying the links' and the call's latency
+    assert parts["tp_comm"] == pytest.approx(56 * (slope * 1024 * 2 + intercept + EFF.collective_latency_s))
+
+
+def test_launch_is_parsed_and_refused() -> None:
+    assert parse_speculation("eagle3:k=3,launch=separate").separate_launch is True
+    assert parse_speculation("eagle3:k=3,launch=fused").separate_launch is False
+    assert parse_speculation("eagle3:k=3").to_dict()["separate_launch"] is False
+    with pytest.raises(InputError, match=r"speculative\.launch"):
+        parse_speculation("eagle3:k=3,launch=twice")
+
+
+def test_case_text_naming_a_catalog_draft_model_is_costed_as_that_model() -> None:
+    text = (
+        "draft Qwen/Qwen3-0.6B, speculative-config {method: eagle, num_speculative_tokens: 7}; acceptance not reported"
+    )
+    spec = speculation_from_case(text, known_model=has_model)
+    assert spec is not None and spec.method is SpecMethod.DRAFT and spec.num_tokens == 7
+    assert spec.draft_model == "Qwen/Qwen3-0.6B"
+    unknown = speculation_from_case(text.replace("Qwen/Qwen3-0.6B", "someone/tiny-draft"), known_model=has_model)
+    assert unknown is not None and unknown.method is SpecMethod.EAGLE  # not in the catalog: an EAGLE-style head
+    default = speculation_from_case(text)  # no catalog to look in: the older reading
+    assert default is not None and default.method is SpecMethod.EAGLE
