@@ -76,6 +76,9 @@ class TrainingCase:
     value: float
     basis: Basis
     assumptions: tuple[Assumption, ...] = ()
+    # Forward-only evaluation sequences per training sequence that the measured time includes (``target.
+    # eval_per_train_sequence``): a derived step time whose timed block ends only after an evaluation pass.
+    eval_per_train_sequence: float = 0.0
 
     @property
     def device(self) -> Accelerator:
@@ -243,13 +246,25 @@ def _read_inference(reader: Fields) -> InferenceCase:
     )
 
 
+MAX_EVAL_PER_TRAIN_SEQUENCE = 10.0  # evaluation sequences per training sequence folded into a timed block
+
+
 def _read_target(reader: Fields) -> tuple[Metric, float, Basis]:
+    metric, value, basis, _ = _read_training_target(reader)
+    return metric, value, basis
+
+
+def _read_training_target(reader: Fields) -> tuple[Metric, float, Basis, float]:
     metric = Metric(reader.choice("metric", tuple(m.value for m in Metric)))
     value = reader.number("value", sourced=False)
     basis = Basis(reader.choice("basis", tuple(b.value for b in Basis)))
     reader.string("note", required=False)
+    eval_share = reader.number(
+        "eval_per_train_sequence", required=False, default=0.0, exclusive_minimum=False,
+        maximum=MAX_EVAL_PER_TRAIN_SEQUENCE, sourced=False,
+    )  # fmt: skip
     reader.finish()
-    return metric, value, basis
+    return metric, value, basis, eval_share
 
 
 def _read_system(reader: Fields) -> tuple[str, int]:
@@ -410,7 +425,7 @@ def _read_training(reader: Fields, path: Path) -> TrainingCase | SkippedCase:
     model_block = reader.mapping("model")
     accelerator, count = _read_system(_sub(reader, "system"))
     parallel = read_parallel(_sub(reader, "parallel"), head.notes)
-    metric, value, basis = _read_target(_sub(reader, "target"))
+    metric, value, basis, eval_share = _read_training_target(_sub(reader, "target"))
     reader.finish()
     shape = shape_from_validation_model(model_block, source=f"{path}: {reader.where}")
 
@@ -455,6 +470,7 @@ def _read_training(reader: Fields, path: Path) -> TrainingCase | SkippedCase:
         value=value,
         basis=basis,
         assumptions=assumptions,
+        eval_per_train_sequence=eval_share,
     )
 
 

@@ -42,6 +42,7 @@ from rainier.calibrate.score import (
     Unpredictable,
     ValidationReport,
     error_pct,
+    eval_seconds,
     metric_from_step_time,
     predicted_step_time,
     run_validation,
@@ -208,12 +209,14 @@ class CaseBank:
                 preps.append(prepared)
                 self.index.append(i)
         self.prepared = Prepared.concat(preps) if preps else None
+        self.eval_share = np.array([cases[i].eval_per_train_sequence for i in self.index])
 
     def __call__(self, efficiency: Efficiency) -> NDArray[np.float64]:
         out = np.full(self.size, math.nan)
         if self.prepared is not None:
             with np.errstate(divide="ignore", invalid="ignore"):
-                steps = assemble(self.prepared, efficiency).step_time_s
+                result = assemble(self.prepared, efficiency)
+                steps = result.step_time_s + eval_seconds(self.eval_share, result.breakdown["compute"])
                 out[self.index] = np.where(steps > 0, np.log(steps), math.nan)
         return out
 
@@ -388,11 +391,33 @@ def _child_entry(
 ) -> FitEntry:
     """Fit ``key``'s entry on its cases, starting from and shrunk towards its parent's values.
 
-    Fields the cases do not exercise keep the parent's values.
+    Fields the cases do not exercise keep the parent's values, except a GEMM precision the family's cases never
+    train in (:func:`tie_gemm_precisions`).
     """
     free = tuple(f for f in exercised_fields(cases, parent, estimator=estimator) if f not in SHARED_FIELDS)
     efficiency = fit_entry(cases, free, base=parent, prior=parent, estimator=estimator, prior_weight=prior_weight)
-    return _entry(key, cases, efficiency, free, estimator)
+    return _entry(key, cases, tie_gemm_precisions(efficiency, parent, free), free, estimator)
+
+
+GEMM_PRECISIONS = ("gemm", "gemm_8bit")
+
+
+def tie_gemm_precisions(efficiency: Efficiency, parent: Efficiency, fitted: Sequence[str]) -> Efficiency:
+    """A family fitted at one GEMM precision only gets the other at its parent's 8-bit-to-16-bit ratio.
+
+    Both run on the same matrix units with the same tiling and data movement, so what lowers a chip's achieved
+    fraction of peak at 16 bits (clock under load, memory stalls, the compiler) lowers it at 8 bits alike; the
+    ratio between the two (scaling, casts and layout work, already charged separately as memory traffic, aside)
+    is the part that carries across families. Without this, a family's unexercised precision would keep the
+    pooled value of other chips, unrelated to the fraction its own chip was just fitted to reach.
+    """
+    trained = [name for name in GEMM_PRECISIONS if name in fitted]
+    if len(trained) != 1:
+        return efficiency
+    known = trained[0]
+    other = GEMM_PRECISIONS[1 - GEMM_PRECISIONS.index(known)]
+    value = getattr(efficiency, known) * getattr(parent, other) / getattr(parent, known)
+    return efficiency.with_(**{other: float(np.clip(value, *BOUNDS[other]))})
 
 
 def _pooled(default: Efficiency, families: Sequence[FitEntry]) -> Efficiency:

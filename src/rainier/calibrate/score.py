@@ -98,10 +98,24 @@ def predicted_step_time(
     result = run(case.shape, case.plan, case.cluster, efficiency=efficiency, seq_len=case.seq_len)
     if isinstance(result, Infeasible):
         raise Unpredictable(f"estimator: infeasible ({result.kind.value}): {result.reason}")
-    step_time = result.step_time_s
+    step_time = result.step_time_s + eval_seconds(case.eval_per_train_sequence, result.breakdown.compute)
     if not math.isfinite(step_time) or step_time <= 0:
         raise Unpredictable(f"estimator: step time {step_time!r} is not a positive number")
     return float(step_time)
+
+
+# A forward pass is a third of a training step's compute: the backward computes the input and the weight gradients,
+# each with the forward's FLOPs (Kaplan et al. 2020, sec. 2.1).
+FORWARD_SHARE_OF_COMPUTE = 1.0 / 3.0
+
+
+def eval_seconds(eval_per_train_sequence: Any, compute_s: Any) -> Any:
+    """Time of the forward-only evaluation a case's measured step includes (``eval_per_train_sequence``).
+
+    An evaluation sequence costs a training sequence's forward pass: a third of the step's compute per sequence,
+    at the step's own efficiency (evaluation runs the same kernels on the same shards, without the backward).
+    """
+    return eval_per_train_sequence * FORWARD_SHARE_OF_COMPUTE * compute_s
 
 
 def predict(
