@@ -44,6 +44,12 @@ REQUEST_BUDGET_S = 30.0  # one request, arrival to answer; a search of the large
 # route gets longer; the page shows the seconds spent while it waits.
 FLEET_BUDGET_S = 180.0
 SERVE_BUDGET_S = 60.0  # sizing fleets on a few chip kinds with a simulation each (examples/serving-fleet.yaml: 7.6 s)
+# A sweep runs its cells one after another in one worker (no database file, no process pool on the server): one
+# plan search each, 1-2 s for a catalog model on up to a few thousand devices on 2 shared CPU cores
+# (examples/sweep.yaml, 6 cells: 10 s), up to ~7 s on the largest catalog clusters. MAX_SWEEP_CELLS such cells fit
+# SWEEP_BUDGET_S; a larger grid is refused before it starts, with the CLI command that runs it (rainier sweep).
+MAX_SWEEP_CELLS = 16
+SWEEP_BUDGET_S = 120.0
 NUM_WORKERS = 4  # heavy jobs at once: searches are CPU-bound, so more threads only add memory, not speed
 MAX_JSON_BYTES = 2**20  # a JSON request: eight short fields and a pasted config.json (a few KiB)
 MAX_FORM_BYTES = 3 * 2**20  # the same JSON in a url-encoded form field (each escaped character takes 3 bytes)
