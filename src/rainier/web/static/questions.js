@@ -129,7 +129,7 @@
     }
     if (element.dataset.list === "values") {
       const items = text.split(",").map((item) => item.trim()).filter((item) => item !== "");
-      return items.map((item) => (/^\d+$/.test(item) && !element.dataset.types.includes("string") ? Number(item) : item));
+      return items.map((item) => (NUMBER.test(item) && !element.dataset.types.includes("string") ? Number(item) : item));
     }
     const types = element.dataset.types.split(" ");
     const pair = element.dataset.pair;
