@@ -126,7 +126,7 @@ def test_sweep_question_is_the_cli_rows(base_url: str, tmp_path: Path) -> None:
 
 
 def test_examples_sweep_fits_the_web_cell_limit() -> None:
-    """examples/sweep.yaml runs on the page (six cells, about ten seconds on two shared CPU cores)."""
+    """examples/sweep.yaml runs on the page (six cells, 3-10 seconds on two shared CPU cores)."""
     cells = load_sweep_spec(ROOT / "examples" / "sweep.yaml").cells()
     assert len(cells) <= MAX_SWEEP_CELLS
 

@@ -17,7 +17,7 @@
       "running the fleet scenario: a plan search, a failure simulation of the whole job and the comparison " +
       "(about half a minute on a 500k-chip cluster)",
     serve: "sizing serving fleets and simulating the configuration",
-    sweep: "running the sweep: one plan search per cell, one after another (a second or two each)",
+    sweep: "running the sweep: one plan search per cell, one after another (up to a second or two each)",
   };
   const DONE = {
     fleet: "rainier fleet scenario",
