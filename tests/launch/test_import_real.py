@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from rainier.launch import Framework, read_launch
+from rainier.workload import get_model
 
 CONFIGS = Path(__file__).parent / "configs"
 
@@ -100,6 +101,22 @@ TRAINING = [
         "schedule=1f1b,unit=core,flash=false",
         "llama-2-7b",
     ),
+    (
+        "mbridge_llama3_8b_sft_gb200_fp8_mx_v1.yaml",
+        8,
+        Framework.BRIDGE,
+        "tp=1,pp=1,dp=8,cp=1,ep=1,vpp=1,sp=false,zero=1,mbs=1,gbs=8,recompute=none,precision=fp8,schedule=1f1b,"
+        "unit=device,fp8_recipe=mxfp8",
+        "llama-3-8b",
+    ),  # the whole shape is stated; hf_model_id names the catalog model, its dimensions checked
+    (
+        "mbridge_llama3_70b_sft_gb200_fp8_mx_v1.yaml",
+        32,
+        Framework.BRIDGE,
+        "tp=1,pp=8,dp=4,cp=1,ep=1,vpp=10,sp=false,zero=1,mbs=1,gbs=32,recompute=none,precision=fp8,"
+        "schedule=interleaved,unit=device,fp8_recipe=mxfp8",
+        "llama-3-70b",
+    ),
 ]
 
 
@@ -148,3 +165,25 @@ def test_world_size_needed() -> None:
         read_launch(CONFIGS / "megatron_train_gpt3_175b_distributed.sh")
     with pytest.raises(ValueError, match="give --devices"):
         read_launch(CONFIGS / "maxtext_gpu_llama3_8b.yml")
+
+
+@pytest.mark.parametrize(("name", "devices"), [(t[0], t[1]) for t in TRAINING if t[2] is Framework.BRIDGE])
+def test_megatron_bridge_configs_state_the_whole_model(name: str, devices: int, tmp_path: Path) -> None:
+    """A dumped ConfigContainer states every dimension and the vocabulary (no catalog guess), trains on
+    dataset.seq_length, and round-trips: import(export(its plan and model)) is the same plan and model."""
+    from rainier.launch import write_launch
+
+    config = read_launch(CONFIGS / name, num_devices=devices)
+    assert config.model is not None and config.plan is not None and not config.model_missing
+    catalog = get_model(config.model.name)
+    for field in ("num_layers", "hidden_dim", "num_heads", "num_kv_heads", "head_dim", "ffn_hidden_dim", "vocab_size"):
+        assert getattr(config.model, field) == getattr(catalog, field), field
+    assert config.model.seq_len == 4096 and config.model.mlp_activation.value == "swiglu"
+    assert "train.global_batch_size" not in config.ignored and "optimizer.lr" in config.ignored
+    with pytest.raises(ValueError, match="does not state its GPU count; give it"):
+        read_launch(CONFIGS / name)
+    exported = tmp_path / "exported.yaml"
+    exported.write_text(write_launch(Framework.BRIDGE, config.model, plan=config.plan), encoding="utf-8")
+    again = read_launch(exported, num_devices=config.plan.num_ranks)
+    assert again.framework is Framework.BRIDGE and again.plan == config.plan
+    assert again.model is not None and again.model.to_dict() == config.model.to_dict()

@@ -11,7 +11,15 @@ from hypothesis import strategies as st
 
 from rainier.errors import InputError
 from rainier.launch import Framework, read_launch, write_launch
-from rainier.parallel.plan import RECOMPUTE_MODULES, DegreeUnit, Fp8Recipe, Plan, Recompute, Schedule
+from rainier.parallel.plan import (
+    DEFAULT_RECOMPUTE_MODULES,
+    RECOMPUTE_MODULES,
+    DegreeUnit,
+    Fp8Recipe,
+    Plan,
+    Recompute,
+    Schedule,
+)
 from rainier.precision import Precision
 from rainier.serve.cost import WeightFormat
 from rainier.serve.estimate import ServeConfig
@@ -22,11 +30,11 @@ DENSE = get_model("llama-3-70b")
 MOE = get_model("mixtral-8x7b")
 
 
-def _roundtrip(framework: Framework, text: str):  # type: ignore[no-untyped-def]
+def _roundtrip(framework: Framework, text: str, num_devices: int | None = None):  # type: ignore[no-untyped-def]
     with TemporaryDirectory() as folder:
         path = Path(folder) / f"launch{SUFFIX.get(framework, '.yaml')}"
         path.write_text(text)
-        return read_launch(path, framework=framework)
+        return read_launch(path, framework=framework, num_devices=num_devices)
 
 
 @st.composite
@@ -52,9 +60,9 @@ def plans(draw: st.DrawFn, framework: Framework) -> Plan:
         "gbs": dp * mbs * micro,
         "recompute": recompute,
     }
-    if recompute is Recompute.FULL and framework in (Framework.MEGATRON, Framework.NEMO):
+    if recompute is Recompute.FULL and framework in (Framework.MEGATRON, Framework.NEMO, Framework.BRIDGE):
         values["recompute_layers"] = draw(st.sampled_from([None, 1, 2, 3]))
-    if framework is Framework.MEGATRON:
+    if framework in (Framework.MEGATRON, Framework.BRIDGE):
         precision = draw(st.sampled_from([Precision.BF16, Precision.FP16, Precision.FP8, Precision.FP32]))
         values.update(
             precision=precision,
@@ -69,6 +77,8 @@ def plans(draw: st.DrawFn, framework: Framework) -> Plan:
             recompute_modules=tuple(draw(st.sets(st.sampled_from(RECOMPUTE_MODULES), min_size=1))),
             ep_dedup=draw(st.booleans()),
         )
+        if framework is Framework.BRIDGE and recompute is not Recompute.SELECTIVE:
+            values["recompute_modules"] = DEFAULT_RECOMPUTE_MODULES  # a ConfigContainer lists them for selective only
         if pp > 1 and vpp == 1 and draw(st.booleans()):
             values.update(first_stage_layers=draw(st.integers(0, 4)), last_stage_layers=draw(st.integers(0, 4)))
     elif framework is Framework.NEMO:
@@ -103,7 +113,10 @@ def plans(draw: st.DrawFn, framework: Framework) -> Plan:
     return Plan(**values)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("framework", [Framework.MEGATRON, Framework.NEMO, Framework.MAXTEXT, Framework.NXD])
+TRAINING_FRAMEWORKS = [Framework.MEGATRON, Framework.NEMO, Framework.MAXTEXT, Framework.NXD, Framework.BRIDGE]
+
+
+@pytest.mark.parametrize("framework", TRAINING_FRAMEWORKS)
 def test_training_roundtrip(framework: Framework) -> None:
     @settings(max_examples=60, deadline=None)
     @given(plan=plans(framework), moe=st.booleans())
@@ -111,9 +124,11 @@ def test_training_roundtrip(framework: Framework) -> None:
         shape = MOE if moe and framework is not Framework.NXD else DENSE
         if plan.ep_degree > 1 and shape.moe is None:
             shape = MOE if framework is not Framework.NXD else DENSE
-        config = _roundtrip(framework, write_launch(framework, shape, plan=plan))
+        # a Megatron-Bridge ConfigContainer does not state its GPU count: given as --devices would
+        devices = plan.num_ranks if framework is Framework.BRIDGE else None
+        config = _roundtrip(framework, write_launch(framework, shape, plan=plan), devices)
         assert config.plan == plan
-        if framework in (Framework.MEGATRON, Framework.MAXTEXT):  # these files state the whole shape
+        if framework in (Framework.MEGATRON, Framework.MAXTEXT, Framework.BRIDGE):  # these state the whole shape
             assert config.model is not None
             assert config.model.to_dict() | {"name": shape.name} == shape.to_dict()
 
@@ -153,6 +168,8 @@ def test_serving_roundtrip(
         (Framework.MEGATRON, {"schedule": Schedule.ZB_V, "pp_degree": 2}, "schedule"),
         (Framework.MEGATRON, {"lora": True}, "lora"),
         (Framework.NEMO, {"zero_stage": 2}, "zero"),
+        (Framework.BRIDGE, {"lora": True}, "lora"),
+        (Framework.BRIDGE, {"schedule": Schedule.ZB_V, "pp_degree": 2}, "schedule"),
         (Framework.MAXTEXT, {"sequence_parallel": True}, "sp"),
         (Framework.MAXTEXT, {"pp_degree": 2, "dp_degree": 1}, "pp"),
         (Framework.NXD, {}, "unit"),

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from rainier.errors import InputError
-from rainier.search.runner import SweepSummary, run_cell, run_sweep
+from rainier.search.runner import SweepSummary, run_cell, run_sweep, run_sweep_in_memory
 from rainier.search.store import CellRecord, open_store, read_rows
 from rainier.search.sweep import SweepSpec, load_sweep_spec
 from tests.search.fakes import CRASH_GBS, FAIL_GBS, fake_search, write_spec
@@ -49,6 +49,22 @@ def test_inline_sweep_records_failures_and_goes_on(tmp_path: Path) -> None:
     assert errors[(8, CRASH_GBS)] == "RuntimeError: boom"
     ok = [r for r in rows if r["status"] == "ok"]
     assert all(r["best_plan"] and r["step_time_s"] > 0 and r["error"] is None for r in ok)
+
+
+def test_in_memory_sweep_rows_are_the_files_rows(tmp_path: Path) -> None:
+    """The web app's sweep (no file) stores the same rows, errors included, in the same order as run_sweep."""
+    spec = _spec(tmp_path, gbs=[32, FAIL_GBS, 16])
+    recorder = Recorder()
+    in_memory = run_sweep_in_memory(spec, search_fn=fake_search, observer=recorder)
+    run_sweep(spec, db=tmp_path / "r.duckdb", workers=1, search_fn=fake_search)
+    on_file = read_rows(tmp_path / "r.duckdb")
+    varying = {"elapsed_s", "search_elapsed_s", "started_at", "finished_at"}
+    assert [{k: v for k, v in r.items() if k not in varying} for r in in_memory] == [
+        {k: v for k, v in r.items() if k not in varying} for r in on_file
+    ]
+    assert [r["gbs"] for r in in_memory[:3]] == sorted([32, FAIL_GBS, 16])  # the store's order, not the spec's
+    assert recorder.started_with == {"to_run": 6, "skipped": 0} and len(recorder.records) == 6
+    assert {p.name for p in tmp_path.iterdir()} <= {"sweep.yaml", "r.duckdb", "r.duckdb.wal"}  # no other file
 
 
 def test_process_pool_sweep(tmp_path: Path) -> None:

@@ -356,3 +356,50 @@ def test_keyboard_only_tabs_and_a_top_plan_loaded_with_enter(driver: WebDriver, 
     assert driver.find_element(By.ID, "plan-input").get_attribute("value") == second
     args = ["train", "estimate", "--model", "llama-3-8b", "--accelerator", "h100-sxm", "--count", "64"]
     _assert_headline(driver, cli_json([*args, "--plan", second]))
+
+
+def test_sweep_upload_keyboard_and_a_greyed_error(driver: WebDriver, base_url: str, tmp_path: Path) -> None:
+    """A sweep file, uploaded, fills the Sweep tab (clusters as ``accelerator x counts``) and shows the rows the
+    sweep route answers (equal to rainier results export: test_questions) at 1280x800 without sideways scrolling;
+    re-run from the keyboard with a bad gbs, the old rows grey and the message sits beside the field."""
+    import httpx
+
+    from tests.web.test_questions import SWEEP
+
+    sweep_file = tmp_path / "sweep.yaml"
+    sweep_file.write_text(json.dumps({"kind": "sweep", "version": 1, **SWEEP}))  # JSON is YAML
+    expected = httpx.post(base_url + "/api/sweep", json=SWEEP, timeout=WAIT_S).json()["result"]
+    driver.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride", {"width": 1280, "height": 800, "deviceScaleFactor": 1, "mobile": False}
+    )
+    try:
+        _open(driver, base_url)
+        driver.find_element(By.ID, "tab-training").send_keys(Keys.END)  # the last tab, from the keyboard
+        assert driver.switch_to.active_element.get_attribute("id") == "tab-sweep"
+        assert driver.find_element(By.ID, "panel-sweep").is_displayed()
+        driver.find_element(By.ID, "upload-input").send_keys(str(sweep_file))
+        assert _wait_answered(driver, "sweep-results", 0) == "ok", _text(driver, "sweep-form-error")
+        assert driver.find_element(By.ID, "sweep-clusters-input").get_attribute("value") == "h100-sxm x 8,16"
+        assert driver.find_element(By.ID, "sweep-models-input").get_attribute("value") == "llama-3-8b"
+        assert _value(driver, "sweep-cells") == expected["cells"] == 2
+        rows = driver.find_elements(By.CSS_SELECTOR, "#sweep-rows tbody tr")
+        assert len(rows) == len(expected["rows"])
+        for row, want in zip(rows, expected["rows"], strict=True):
+            cells = row.find_elements(By.TAG_NAME, "td")
+            assert cells[5].text == want["plan"] and cells[5].get_attribute("data-value") == want["best_plan"]
+            assert float(str(cells[6].get_attribute("data-value"))) == want["step_time_s"]
+            _assert_shown(cells[6].text, want["step_time_s"])
+            _assert_shown(cells[8].text, want["mfu"] * 100)
+            assert float(str(cells[7].get_attribute("data-value"))) == want["tokens_per_s"]
+        page = driver.execute_script("const d = document.documentElement; return [d.scrollWidth, d.clientWidth]")
+        assert page[0] <= page[1], "the sweep tab scrolls sideways at 1280x800"
+
+        gbs = driver.find_element(By.ID, "sweep-gbs-input")
+        gbs.send_keys(Keys.END, ",-1", Keys.ENTER)  # Enter in a field submits its form
+        assert _wait_answered(driver, "sweep-results", 1) == "error"
+        assert "gbs[1]: -1 is invalid" in _text(driver, "sweep-gbs-error")
+        assert gbs.get_attribute("aria-invalid") == "true"
+        answer = driver.find_element(By.CSS_SELECTOR, "#sweep-results .answer")
+        assert float(answer.value_of_css_property("opacity")) < 0.5
+    finally:
+        driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})

@@ -1,8 +1,10 @@
-"""The web app's fleet and serving questions over HTTP: the CLI's JSON, one-line errors beside their field, every
-example uploads, and the fleet route's own time budget."""
+"""The web app's fleet, serving and sweep questions over HTTP: the CLI's JSON (a sweep's rows those of rainier
+results export), one-line errors beside their field, every example uploads, and the routes' own time budgets."""
 
 from __future__ import annotations
 
+import csv
+import math
 from pathlib import Path
 from typing import Any
 
@@ -11,10 +13,12 @@ import pytest
 import yaml
 
 from rainier.api.scenario import load_scenario_file, scenario_schema
+from rainier.cli import app as cli_app
+from rainier.search.sweep import load_sweep_spec
 from rainier.web import create_app
 from rainier.web.evaluate import finite_json
-from rainier.web.limits import FLEET_BUDGET_S, REQUEST_BUDGET_S
-from tests.web.conftest import cli_json, served
+from rainier.web.limits import FLEET_BUDGET_S, MAX_SWEEP_CELLS, REQUEST_BUDGET_S
+from tests.web.conftest import cli_json, runner, served
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
@@ -37,6 +41,21 @@ SERVE: dict[str, Any] = {
     "price": {"trn2": 2.0},
     "simulate": {"model": "llama-3-8b", "accelerator": "h100-sxm", "count": 1, "rate": 5, "duration": 20},
 }
+
+
+# Two cells of a second or less each (examples/sweep.yaml's six take ten seconds; it uploads below, unrun).
+SWEEP: dict[str, Any] = {
+    "models": ["llama-3-8b"],
+    "clusters": [{"accelerator": "h100-sxm", "count": [8, 16]}],
+    "gbs": [64],
+    "top": 3,
+}
+# Columns that are the same on every run of a cell (not its timings or the version that ran it).
+SWEEP_COLUMNS = (
+    "cell_id", "model", "cluster", "accelerator", "count", "gbs", "seq_len", "objective", "top_k", "status", "error",
+    "num_devices", "best_plan", "best_plan_json", "step_time_s", "tokens_per_s", "mfu", "memory_bytes_per_device",
+    "memory_capacity_bytes", "evaluated", "candidates",
+)  # fmt: skip
 
 
 def _post(base_url: str, path: str, **kwargs: Any) -> httpx.Response:
@@ -71,6 +90,47 @@ def test_serve_question_is_the_cli_json(base_url: str, tmp_path: Path) -> None:
     assert answer.json() == {"kind": "serve", "result": finite_json(expected)}
 
 
+def _csv_value(text: str, like: object) -> object:
+    """A CSV cell of rainier results export as the JSON value ``like`` has (empty: null)."""
+    if text == "":
+        return None
+    if isinstance(like, bool):
+        return text == "true"
+    return type(like)(text) if isinstance(like, int | float) else text
+
+
+def test_sweep_question_is_the_cli_rows(base_url: str, tmp_path: Path) -> None:
+    """The web's sweep runs in memory; its rows equal those rainier sweep --db stores and results export writes."""
+    path = _scenario_file(tmp_path, "sweep", SWEEP)
+    uploaded = _post(base_url, "/api/scenario", content=path.read_bytes()).json()
+    assert uploaded == {"kind": "sweep", "scenario": SWEEP}
+    answer = _post(base_url, "/api/sweep", json=uploaded["scenario"])
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    db, out = tmp_path / "results.duckdb", tmp_path / "results.csv"
+    ran = runner.invoke(cli_app, ["sweep", str(path), "--db", str(db), "--workers", "1", "--json"])
+    assert ran.exit_code == 0, ran.output
+    exported = runner.invoke(cli_app, ["results", "export", "-o", str(out), "--db", str(db)])
+    assert exported.exit_code == 0, exported.output
+    with out.open(encoding="utf-8", newline="") as file:
+        expected = list(csv.DictReader(file))
+    result = body["result"]
+    assert body["kind"] == "sweep" and (result["cells"], result["ok"], result["failed"]) == (2, 2, 0)
+    assert [row["count"] for row in result["rows"]] == [8, 16]  # the table's order: model, cluster, count, ...
+    for row, cli_row in zip(result["rows"], expected, strict=True):
+        for column in SWEEP_COLUMNS:
+            value = row[column]
+            assert _csv_value(cli_row[column], value) == value, column
+        assert row["step_time_s"] > 0 and math.isfinite(row["tokens_per_s"])
+        assert row["plan"] and row["best_plan"].startswith(row["plan"].split(",")[0])
+
+
+def test_examples_sweep_fits_the_web_cell_limit() -> None:
+    """examples/sweep.yaml runs on the page (six cells, 3-10 seconds on two shared CPU cores)."""
+    cells = load_sweep_spec(ROOT / "examples" / "sweep.yaml").cells()
+    assert len(cells) <= MAX_SWEEP_CELLS
+
+
 @pytest.mark.parametrize(
     ("route", "fields", "field", "needle"),
     [
@@ -81,9 +141,21 @@ def test_serve_question_is_the_cli_json(base_url: str, tmp_path: Path) -> None:
         ("/api/fleet", {**FLEET, "colour": "red"}, "scenario", "unknown field(s) 'colour'"),
         ("/api/serve", {**SERVE, "slo": {"ttft_p99_ms": "soon"}}, "slo.ttft_p99_ms", "ttft_p99_ms='soon'"),
         ("/api/serve", [1, 2], "scenario", "expected a mapping"),
+        ("/api/sweep", {**SWEEP, "models": ["llama-3-8"]}, "models", "unknown model 'llama-3-8'"),
+        ("/api/sweep", {**SWEEP, "gbs": [64, -1]}, "gbs", "gbs[1]: -1 is invalid"),
+        ("/api/sweep", {**SWEEP, "objective": "speed"}, "objective", "objective='speed' is invalid"),
+        ("/api/sweep", {k: v for k, v in SWEEP.items() if k != "gbs"}, "gbs", "missing required field 'gbs'"),
+        ("/api/sweep", {**SWEEP, "clusters": [{"accelerator": "h100-sx", "count": 8}]}, "clusters", "h100-sx"),
+        (
+            "/api/sweep",
+            {**SWEEP, "gbs": list(range(64, 64 + 8 * (MAX_SWEEP_CELLS // 2 + 1), 8))},
+            "gbs",
+            f"this page runs at most {MAX_SWEEP_CELLS}",
+        ),
         # the page reads no files of the server: a model path is an unknown name, a request trace is refused
         ("/api/fleet", {**FLEET, "model": str(HF_CONFIG)}, "model", "unknown model"),
         ("/api/serve", {**SERVE, "models": f"{HF_CONFIG}:5"}, "models", "unknown model"),
+        ("/api/sweep", {**SWEEP, "models": [str(HF_CONFIG)]}, "models", "unknown model"),
         (
             "/api/serve",
             {**SERVE, "simulate": {**SERVE["simulate"], "trace": str(HF_CONFIG)}},
@@ -105,9 +177,6 @@ def test_bad_questions_are_one_line_beside_their_field(
 def test_every_example_uploads(base_url: str, path: Path) -> None:
     answer = _post(base_url, "/api/scenario", files={"file": (path.name, path.read_bytes(), "application/yaml")})
     raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    if raw.get("kind") == "sweep":  # read by the loader, and answered with how to run it
-        assert answer.status_code == 400 and "rainier sweep FILE" in answer.json()["error"]
-        return
     assert answer.status_code == 200, answer.text
     body = answer.json()
     assert body["kind"] == raw.get("kind", "fleet")
@@ -128,7 +197,16 @@ def test_the_fleet_route_has_its_own_time_budget() -> None:
     assert answer.json()["error"].startswith("not answered within 0.001 s")
 
 
-@pytest.mark.parametrize(("kind", "fields", "bad"), [("fleet", FLEET, "tokens"), ("serve", SERVE, "input_len")])
+def test_the_sweep_route_has_its_own_time_budget() -> None:
+    with served(create_app(sweep_budget_s=0.001)) as url:
+        answer = _post(url, "/api/sweep", json=SWEEP)
+    assert answer.status_code == 503
+    assert answer.json()["error"].startswith("not answered within 0.001 s")
+
+
+@pytest.mark.parametrize(
+    ("kind", "fields", "bad"), [("fleet", FLEET, "tokens"), ("serve", SERVE, "input_len"), ("sweep", SWEEP, "gbs")]
+)
 def test_a_tabs_download_is_a_scenario_file_the_cli_reads(
     base_url: str, tmp_path: Path, kind: str, fields: dict[str, Any], bad: str
 ) -> None:

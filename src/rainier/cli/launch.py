@@ -13,7 +13,7 @@ import typer
 
 from rainier.cli import JsonOption, _out, app, check_output, emit_json, user_errors
 
-FRAMEWORKS = "megatron, nemo, maxtext, nxd (training: --plan); vllm, trtllm (serving: --tp --pp --ep --batch)"
+FRAMEWORKS = "megatron, nemo, bridge, maxtext, nxd (training: --plan); vllm, trtllm (serving: --tp --pp --ep --batch)"
 
 
 @app.command("export")

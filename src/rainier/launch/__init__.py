@@ -1,11 +1,11 @@
 """Launch configurations out and recipes in: a model and plan as the arguments or YAML a framework takes, and back.
 
 ``write_launch`` turns a model and a training :class:`~rainier.parallel.Plan` into Megatron-LM arguments, a NeMo
-recipe, a MaxText config or an NxD config, or a serving layout into ``vllm serve`` arguments or TensorRT-LLM LLM
-API options; a plan field the framework cannot express is refused with one line naming it. ``read_launch`` reads
-such a file (autodetecting the framework) into a :class:`LaunchConfig`: model, plan or layout, the cluster where
-the file states it, and what was assumed or ignored. For every plan a framework can express,
-``read_launch(write_launch(plan)).plan == plan`` (property-tested per framework).
+recipe, a Megatron-Bridge ConfigContainer, a MaxText config or an NxD config, or a serving layout into ``vllm serve``
+arguments or TensorRT-LLM LLM API options; a plan field the framework cannot express is refused with one line
+naming it. ``read_launch`` reads such a file (autodetecting the framework) into a :class:`LaunchConfig`: model, plan
+or layout, the cluster where the file states it, and what was assumed or ignored. For every plan a framework can
+express, ``read_launch(write_launch(plan)).plan == plan`` (property-tested per framework).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Any
 from rainier.catalog.loader import parse_yaml
 from rainier.errors import InputError, clip_path
 from rainier.launch.argv import flags_from_mapping, read_flags
+from rainier.launch.bridge import is_bridge, read_bridge, write_bridge
 from rainier.launch.config import Framework, LaunchConfig, StatedCluster
 from rainier.launch.maxtext import read_maxtext, write_maxtext
 from rainier.launch.megatron import read_megatron, write_megatron
@@ -34,6 +35,7 @@ _TRAINING_WRITERS = {
     Framework.NEMO: write_nemo,
     Framework.MAXTEXT: write_maxtext,
     Framework.NXD: write_nxd,
+    Framework.BRIDGE: write_bridge,
 }
 _MAXTEXT_KEYS = ("per_device_batch_size", "base_emb_dim", "remat_policy", "base_num_decoder_layers")
 _TRTLLM_KEYS = ("tensor_parallel_size", "moe_expert_parallel_size", "kv_cache_config", "max_batch_size")
@@ -69,6 +71,8 @@ def detect_framework(text: str, data: Any) -> Framework:
             return Framework.MAXTEXT
         if keys & set(_TRTLLM_KEYS):
             return Framework.TRTLLM
+        if is_bridge(data):
+            return Framework.BRIDGE
         if isinstance(data.get("model"), dict) or isinstance(data.get("trainer"), dict):
             return Framework.NEMO
         if any(str(k).startswith("--") for k in keys) or isinstance(data.get("MODEL_ARGS"), dict):
@@ -81,8 +85,8 @@ def detect_framework(text: str, data: Any) -> Framework:
     if any(w in words for w in ("--tensor-model-parallel-size", "--num-layers", "--micro-batch-size")):
         return Framework.MEGATRON
     raise InputError(
-        "launch file: no framework recognised (megatron arguments, a nemo/maxtext/nxd/trtllm YAML, vllm serve or "
-        "trtllm-serve arguments); give --from"
+        "launch file: no framework recognised (megatron arguments, a nemo/bridge/maxtext/nxd/trtllm YAML, vllm serve "
+        "or trtllm-serve arguments); give --from"
     )
 
 
@@ -112,10 +116,15 @@ def read_launch(
                 raise InputError(f"{where}: MODEL_ARGS is not a mapping of --flags")
             return read_megatron(flags_from_mapping(block, where), where, num_devices=num_devices)
         return read_megatron(read_flags(text, where), where, num_devices=num_devices)
-    if chosen in (Framework.NEMO, Framework.MAXTEXT, Framework.NXD):
+    if chosen in (Framework.NEMO, Framework.MAXTEXT, Framework.NXD, Framework.BRIDGE):
         if not isinstance(data, dict):
             raise InputError(f"{where}: a {chosen.value} config is YAML (.yaml or .yml)")
-        reader = {Framework.NEMO: read_nemo, Framework.MAXTEXT: read_maxtext, Framework.NXD: read_nxd}[chosen]
+        reader = {
+            Framework.NEMO: read_nemo,
+            Framework.MAXTEXT: read_maxtext,
+            Framework.NXD: read_nxd,
+            Framework.BRIDGE: read_bridge,
+        }[chosen]
         return reader(data, where, num_devices=num_devices)
     if chosen is Framework.VLLM:
         return read_vllm(read_flags(text, where), where)

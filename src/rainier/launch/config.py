@@ -25,11 +25,12 @@ class Framework(enum.StrEnum):
     """The frameworks whose launch configurations rainier writes and reads (the ``--to`` / ``--from`` names)."""
 
     MEGATRON = "megatron"  # NVIDIA Megatron-LM pretrain_gpt.py arguments
-    NEMO = "nemo"  # NeMo / Megatron-Bridge recipe YAML
+    NEMO = "nemo"  # NeMo recipe YAML (NeMo 1's megatron_gpt_config keys)
     MAXTEXT = "maxtext"  # Google MaxText config YAML
     NXD = "nxd"  # AWS neuronx-distributed-training config YAML
     VLLM = "vllm"  # vllm serve arguments
     TRTLLM = "trtllm"  # TensorRT-LLM LLM API options YAML (trtllm-serve --extra_llm_api_options) or trtllm-serve flags
+    BRIDGE = "bridge"  # Megatron-Bridge (NeMo 2) ConfigContainer YAML, as its recipes dump it
 
     @property
     def serving(self) -> bool:

@@ -38,7 +38,7 @@ from rainier import __version__
 from rainier.errors import InputError
 from rainier.hardware import Cluster, cluster_of, get_cluster
 from rainier.search.result import SearchResult
-from rainier.search.store import DEFAULT_DB, CellRecord, CellStatus, open_store
+from rainier.search.store import DEFAULT_DB, CellRecord, CellStatus, memory_store, open_store
 from rainier.search.sweep import SweepCell, SweepSpec
 from rainier.workload import resolve_model
 
@@ -128,6 +128,25 @@ def run_sweep(
         failed=counts[CellStatus.ERROR],
         skipped_existing=len(cells) - len(todo),
     )
+
+
+def run_sweep_in_memory(
+    spec: SweepSpec, *, search_fn: SearchFn | None = None, observer: SweepObserver | None = None
+) -> list[dict[str, Any]]:
+    """Every cell of ``spec``, one after another in this thread, stored in an in-memory database: its rows.
+
+    The rows are those :func:`run_sweep` stores in a file (same cells, same :func:`run_cell`, same table and
+    order), so they equal ``rainier results export`` of ``rainier sweep --db``; the web app runs its sweeps here.
+    """
+    cells = spec.cells()
+    with memory_store() as store:
+        if observer is not None:
+            observer.started(to_run=len(cells), skipped=0)
+        for record in _local_results(list(cells), 1, search_fn):
+            store.insert(record)
+            if observer is not None:
+                observer.finished(record)
+        return store.rows()
 
 
 # ----------------------------------------------------------------------------------------------------------------

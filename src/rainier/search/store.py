@@ -173,6 +173,20 @@ def open_store(path: Path | str = DEFAULT_DB) -> Iterator[ResultStore]:
         db.close()
 
 
+@contextmanager
+def memory_store() -> Iterator[ResultStore]:
+    """A sweep database in memory (the web app's sweeps: no file on the server), closed on exit.
+
+    The same table, inserts and row order as a file, so its rows are those ``rainier results export`` writes.
+    """
+    db = duckdb.connect(":memory:")
+    try:
+        db.execute(CREATE_TABLE)
+        yield ResultStore(Path(":memory:"), db)
+    finally:
+        db.close()
+
+
 def read_rows(path: Path | str, cell_ids: Iterable[str] | None = None) -> list[dict[str, Any]]:
     """The stored rows of a database (only ``cell_ids`` when given), opened read-only."""
     wanted = None if cell_ids is None else set(cell_ids)

@@ -164,7 +164,12 @@ class SweepSpec:
 def load_sweep_spec(path: Path | str, text: str | None = None) -> SweepSpec:
     """Read and check a sweep file; every problem is a one-line :class:`CatalogError` naming the field."""
     path = Path(path)
-    raw = load_yaml(path, text)
+    return sweep_spec_from_mapping(load_yaml(path, text), path)
+
+
+def sweep_spec_from_mapping(raw: Any, path: Path | str) -> SweepSpec:
+    """A sweep from its parsed keys (a YAML file's, or a web request's JSON); problems name ``path`` and the field."""
+    path = Path(path)
     if raw is None:
         raise CatalogError(f"{path}: empty sweep spec; expected a mapping with models, clusters and gbs")
     if isinstance(raw, Mapping):

@@ -14,8 +14,11 @@ Routes:
   a longer time budget, ``FLEET_BUDGET_S``).
 - ``POST /api/serve``: a ``kind: serve`` scenario's keys as JSON -> ``{"kind": "serve", "result": the sized fleets
   and the simulation}`` (``rainier report FILE --json`` of the same file, without the report's path).
-- ``GET|POST /api/scenario.yaml``: the fields (query string or JSON; a fleet or serving tab's with its ``kind``)
-  as a YAML scenario file to download;
+- ``POST /api/sweep``: a ``kind: sweep`` scenario's keys as JSON -> ``{"kind": "sweep", "result": a row per cell}``:
+  the rows ``rainier sweep FILE --db`` stores (``rainier results export``), run in memory, no database file; at
+  most ``MAX_SWEEP_CELLS`` cells, within ``SWEEP_BUDGET_S``.
+- ``GET|POST /api/scenario.yaml``: the fields (query string or JSON; a fleet, serving or sweep tab's with its
+  ``kind``) as a YAML scenario file to download;
   ``POST /api/scenario``: an uploaded YAML file of any kind (multipart ``file``, or the raw text) -> its ``kind``
   and its fields, read by the one scenario loader (:mod:`rainier.api.scenario`).
 - ``GET /api/scenario.schema.json``: the JSON Schema of scenario files, from which the page builds its fleet and
@@ -59,17 +62,19 @@ from rainier.web.limits import (
     JSON_TYPES,
     MAX_FORM_BYTES,
     MAX_JSON_BYTES,
+    MAX_SWEEP_CELLS,
     MAX_UPLOAD_BYTES,
     NUM_WORKERS,
     REQUEST_BUDGET_S,
     SERVE_BUDGET_S,
+    SWEEP_BUDGET_S,
     UPLOAD_TYPES,
     Refused,
     RequestBudget,
     Workers,
     media_type,
 )
-from rainier.web.questions import fleet_answer, question_yaml, serve_answer, upload_answer
+from rainier.web.questions import fleet_answer, question_yaml, serve_answer, sweep_answer, upload_answer
 from rainier.web.scenario import FieldError, scenario_from_mapping
 
 STATIC = Path(__file__).parent / "static"
@@ -93,6 +98,7 @@ def create_app(
     num_workers: int = NUM_WORKERS,
     fleet_budget_s: float = FLEET_BUDGET_S,
     serve_budget_s: float = SERVE_BUDGET_S,
+    sweep_budget_s: float = SWEEP_BUDGET_S,
 ) -> FastAPI:
     """The FastAPI application (no interactive API docs: they would load scripts from a CDN).
 
@@ -152,6 +158,14 @@ def create_app(
 
         return await answer(work, budget_s=serve_budget_s)
 
+    @app.post("/api/sweep")
+    async def sweep_question(request: Request) -> Response:
+        async def work(budget: RequestBudget) -> Response:
+            body = await budget.body(request, limit=MAX_JSON_BYTES, kinds=JSON_TYPES)
+            return _json_response(await budget.run(_question_json, sweep_answer, body))
+
+        return await answer(work, budget_s=sweep_budget_s)
+
     @app.get("/api/scenario.schema.json")
     async def scenario_schema() -> Response:
         async def work(budget: RequestBudget) -> Response:
@@ -204,6 +218,7 @@ def catalog_document() -> dict[str, Any]:
         ],
         "accelerators": [{"id": a.id, "name": a.name} for a in hardware.accelerators()],
         "search_top": SEARCH_TOP,
+        "max_sweep_cells": MAX_SWEEP_CELLS,
     }
 
 
@@ -264,7 +279,7 @@ def _yaml_of_fields(fields: dict[str, str]) -> str:
 
 def _yaml_of_text(text: bytes | str) -> str:
     fields = _json_of(text)
-    if isinstance(fields, dict) and fields.get("kind") in ("fleet", "serve"):  # the fleet and serving tabs
+    if isinstance(fields, dict) and fields.get("kind") in ("fleet", "serve", "sweep"):  # the question tabs
         return question_yaml(fields)
     return scenario_from_mapping(fields, where="request").to_yaml()
 

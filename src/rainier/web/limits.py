@@ -44,6 +44,13 @@ REQUEST_BUDGET_S = 30.0  # one request, arrival to answer; a search of the large
 # route gets longer; the page shows the seconds spent while it waits.
 FLEET_BUDGET_S = 180.0
 SERVE_BUDGET_S = 60.0  # sizing fleets on a few chip kinds with a simulation each (examples/serving-fleet.yaml: 7.6 s)
+# A sweep runs its cells one after another in one worker (no database file, no process pool on the server): one
+# plan search each, measured on 2 shared CPU cores at up to 1.5 s (deepseek-v3 on 2,048 H100: 1.5 s; llama-3-70b
+# on rainier-trn2-1m: 0.7 s; examples/sweep.yaml's 6 cells: 3 s warm, 10 s from a cold start). MAX_SWEEP_CELLS such
+# cells take ~25 s, so SWEEP_BUDGET_S leaves room for the 4 workers sharing the cores; a larger grid is refused
+# before it starts, with the CLI command that runs it (rainier sweep, on every core, resumable).
+MAX_SWEEP_CELLS = 16
+SWEEP_BUDGET_S = 120.0
 NUM_WORKERS = 4  # heavy jobs at once: searches are CPU-bound, so more threads only add memory, not speed
 MAX_JSON_BYTES = 2**20  # a JSON request: eight short fields and a pasted config.json (a few KiB)
 MAX_FORM_BYTES = 3 * 2**20  # the same JSON in a url-encoded form field (each escaped character takes 3 bytes)

@@ -7,6 +7,9 @@
 - A serving question is a ``kind: serve`` scenario as JSON (:class:`rainier.api.scenario.ServeFile`), run by
   :func:`rainier.api.report.run_serve_file` (``rainier serve size``, and ``serve simulate`` when it has a
   ``simulate:`` block); ``result`` is what ``rainier report FILE --json`` prints besides the report's path.
+- A sweep question is a ``kind: sweep`` file's keys as JSON (:mod:`rainier.search.sweep`), run in memory by
+  :func:`rainier.api.sweep.run_sweep_document`: the rows ``rainier sweep`` would store (``rainier results
+  export``), at most ``MAX_SWEEP_CELLS`` cells (:mod:`rainier.web.limits`).
 - An upload is read by the one scenario loader (:func:`rainier.api.scenario.load_scenario_text`) and answered
   with its kind and its fields, which fill the page's tab of that kind.
 
@@ -59,9 +62,38 @@ def serve_answer(raw: object) -> dict[str, Any]:
     return {"kind": "serve", "result": serve_document(sizing, simulation)}
 
 
+def sweep_answer(raw: object) -> dict[str, Any]:
+    """The answer to a sweep question: a ``kind: sweep`` file's keys as JSON -> ``{"kind": "sweep", "result": the
+    rows rainier sweep stores}`` (:func:`rainier.api.sweep.run_sweep_document`), run in memory. A grid of more
+    than ``MAX_SWEEP_CELLS`` cells is refused before any cell runs, naming its largest axis."""
+    from rainier.api.sweep import run_sweep_document, sweep_spec
+    from rainier.web.limits import MAX_SWEEP_CELLS
+
+    fields = _mapping(raw)
+    with _blame_sweep(fields), catalog_names_only():
+        spec = sweep_spec({"kind": "sweep", **fields})
+        cells = spec.cells()
+        if len(cells) > MAX_SWEEP_CELLS:
+            axes = {
+                "models": len(spec.models),
+                "clusters": len({(c.cluster, c.accelerator, c.count) for c in cells}),
+                "gbs": len(spec.gbs),
+                "seq_len": len(spec.seq_len),
+            }
+            largest = max(axes, key=lambda name: axes[name])
+            grid = " x ".join(f"{count} {name}" for name, count in axes.items())
+            raise FieldError(
+                f"{largest}: the sweep has {len(cells)} cells ({grid}); this page runs at most {MAX_SWEEP_CELLS}:"
+                " give fewer values, or run it with rainier sweep FILE --db results.duckdb",
+                largest,
+            )
+        return {"kind": "sweep", "result": run_sweep_document(spec)}
+
+
 def question_yaml(raw: dict[str, Any]) -> str:
-    """A fleet or serving tab's fields (with their ``kind``) as a scenario file: checked by that kind's reader
-    first, so the file downloaded is one ``rainier fleet scenario`` / ``rainier report`` accept; ``version: 1``."""
+    """A fleet, serving or sweep tab's fields (with their ``kind``) as a scenario file: checked by that kind's
+    reader first, so the file downloaded is one ``rainier fleet scenario`` / ``rainier report`` / ``rainier sweep``
+    accept; ``version: 1``."""
     import yaml
 
     from rainier.api.scenario import VERSION, serve_file_from_mapping
@@ -73,8 +105,13 @@ def question_yaml(raw: dict[str, Any]) -> str:
     with _blame(raw):
         if kind == "fleet":
             scenario_from_mapping(document, path="request")
-        else:
+        elif kind == "serve":
             serve_file_from_mapping(document, path="request")
+    if kind == "sweep":
+        from rainier.api.sweep import sweep_spec
+
+        with _blame_sweep(fields), catalog_names_only():
+            sweep_spec(document)
     return str(yaml.safe_dump(document, sort_keys=False, allow_unicode=True))
 
 
@@ -95,13 +132,13 @@ def upload_answer(data: bytes | str) -> dict[str, Any]:
             raise FieldError("scenario: not UTF-8 text (expected a YAML file)", _WHOLE) from None
     try:
         raw = parse_yaml(data, "scenario")
-        if scenario_kind(raw, path="scenario") == "sweep":
-            raise FieldError(
-                "scenario: kind: sweep is a grid of plan searches into a DuckDB file; run it with rainier sweep FILE"
-                " --db results.duckdb (this page answers training, fleet and serve scenarios)",
-                _WHOLE,
-            )
-        loaded = load_scenario_mapping(raw, text=data)  # a sweep's models could be paths: refused above, unread
+        if scenario_kind(raw, path="scenario") == "sweep":  # its models by catalog name only (no server files)
+            from rainier.api.sweep import sweep_spec
+
+            with catalog_names_only():
+                sweep_spec(raw, path="scenario")
+            return {"kind": "sweep", "scenario": {str(k): v for k, v in raw.items() if k not in ("kind", "version")}}
+        loaded = load_scenario_mapping(raw, text=data)
     except (CatalogError, FieldError) as exc:  # the file did not load: its problem is shown beside the upload
         raise FieldError(str(exc), _WHOLE) from None
     except ValueError as exc:
@@ -116,6 +153,23 @@ def _mapping(raw: object) -> dict[str, Any]:
     if not isinstance(raw, Mapping):
         raise FieldError(f"request: expected a mapping of scenario fields, got {type(raw).__name__}", _WHOLE)
     return {str(k): v for k, v in raw.items() if v is not None and v != ""}
+
+
+# "request: clusters[0]: unknown accelerator ..." / "request: top level: objective='x' is invalid"
+_SWEEP_FIELD = re.compile(r"^request: (?:top level: (?:([A-Za-z_]\w*)=|missing required field '(\w+)')|(\w+)[\[:.])")
+
+
+@contextmanager
+def _blame_sweep(fields: Mapping[str, Any]) -> Iterator[None]:
+    """A sweep's problems (``request: gbs[0]: ...``) as a FieldError naming its key (else the whole form)."""
+    try:
+        yield
+    except FieldError:
+        raise
+    except ValueError as exc:
+        found = _SWEEP_FIELD.match(str(exc))
+        name = next((group for group in found.groups() if group), None) if found else None
+        raise FieldError(str(exc), name if name in set(fields) | {"gbs", "models", "clusters"} else _WHOLE) from None
 
 
 @contextmanager

@@ -242,7 +242,7 @@
     const body = await response.json();
     const kind = body.kind || "training";
     if (kind !== "training") {
-      // a fleet or serving scenario: its tab (static/questions.js) fills its form and runs it
+      // a fleet, serving or sweep scenario: its tab (static/questions.js) fills its form and runs it
       await window.rainierQuestions.load(kind, body.scenario);
       return;
     }
@@ -252,7 +252,7 @@
   }
 
   // ------------------------------------------------------------------------------------------- tabs
-  const TABS = ["training", "fleet", "serve"];
+  const TABS = ["training", "fleet", "serve", "sweep"];
 
   function selectTab(kind, focus = false) {
     for (const name of TABS) {
@@ -317,6 +317,7 @@
       options("model-list", catalog.models, (m) => m.title);
       options("cluster-list", catalog.clusters, (c) => `${c.name} (${c.devices.toLocaleString("en-US")} devices)`);
       options("accelerator-list", catalog.accelerators, (a) => a.name);
+      $("sweep-max-cells").textContent = String(catalog.max_sweep_cells);
     } catch (err) {
       $("form-error").textContent = `could not load the catalog: ${err.message}`;
     }

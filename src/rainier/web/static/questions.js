@@ -1,22 +1,30 @@
-// rainier web: the fleet and serving tabs. Their forms are built from the scenario file's JSON Schema
-// (GET /api/scenario.schema.json, the one the loader is checked against), so every key of a `kind: fleet` or
-// `kind: serve` file has a field, and an uploaded file fills them all. POST /api/fleet and /api/serve answer
-// with the CLI's JSON (`rainier fleet scenario --json`, `rainier report --json`); this file only shows it.
+// rainier web: the fleet, serving and sweep tabs. Their forms are built from the scenario file's JSON Schema
+// (GET /api/scenario.schema.json, the one the loader is checked against), so every key of a `kind: fleet`,
+// `kind: serve` or `kind: sweep` file has a field, and an uploaded file fills them all. POST /api/fleet and
+// /api/serve answer with the CLI's JSON (`rainier fleet scenario --json`, `rainier report --json`), /api/sweep with
+// the rows `rainier sweep` stores (`rainier results export`); this file only shows them.
 // Every number shown carries its exact JSON value in data-value (the browser tests compare them with the CLI's).
 "use strict";
 
 (() => {
   const $ = (id) => document.getElementById(id);
-  const KINDS = ["fleet", "serve"];
-  const ROUTES = { fleet: "/api/fleet", serve: "/api/serve" };
+  const KINDS = ["fleet", "serve", "sweep"];
+  const ROUTES = { fleet: "/api/fleet", serve: "/api/serve", sweep: "/api/sweep" };
+  const GIB = 2 ** 30;
   const NUMBER = /^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$/;
   const WORKING = {
     fleet:
       "running the fleet scenario: a plan search, a failure simulation of the whole job and the comparison " +
       "(about half a minute on a 500k-chip cluster)",
     serve: "sizing serving fleets and simulating the configuration",
+    sweep: "running the sweep: one plan search per cell, one after another (up to a second or two each)",
   };
-  const state = { fleet: { seq: 0, runs: 0 }, serve: { seq: 0, runs: 0 } };
+  const DONE = {
+    fleet: "rainier fleet scenario",
+    serve: "rainier serve size (and serve simulate)",
+    sweep: "rainier sweep (in memory: the rows rainier results export would give)",
+  };
+  const state = { fleet: { seq: 0, runs: 0 }, serve: { seq: 0, runs: 0 }, sweep: { seq: 0, runs: 0 } };
   // Keys this page does not offer: a request trace is a file on the server (rainier serve simulate --trace FILE).
   const SKIP = new Set(["simulate.trace"]);
   let ready;
@@ -78,6 +86,12 @@
         element = document.createElement("input");
         element.spellcheck = false;
         if (types.includes("array")) element.placeholder = "comma-separated";
+        if (kind === "sweep" && types.includes("array")) {
+          // a sweep's lists: comma-separated values; its clusters `accelerator x count,count; cluster-name`
+          const objects = node.items && node.items.type === "object";
+          element.dataset.list = objects ? "clusters" : "values";
+          if (objects) element.placeholder = "h100-sxm x 64,256; trn2 x 64; rainier-trn3-144";
+        }
         else if (node["x-pair"]) element.placeholder = `name${node["x-pair"]}value, ...`;
       }
       element.id = inputId(kind, name);
@@ -93,9 +107,30 @@
     }
   }
 
+  function clusterOf(text) {
+    // "h100-sxm x 64,256" -> {accelerator, count: [64, 256]}; any other text is a named cluster
+    const built = /^(\S+)\s+x\s*(\S.*)$/i.exec(text);
+    if (!built) return { cluster: text };
+    const counts = built[2].split(",").map((item) => item.trim()).filter((item) => item !== "");
+    return { accelerator: built[1], count: counts.map((item) => (/^\d+$/.test(item) ? Number(item) : item)) };
+  }
+
+  function clusterText(item) {
+    if (item === null || typeof item !== "object") return String(item);
+    if (item.cluster !== undefined) return String(item.cluster);
+    return `${item.accelerator} x ${[].concat(item.count).join(",")}`;
+  }
+
   function typed(element) {
     // The text of a field as the JSON value the scenario file would hold (the server checks it).
     const text = element.value.trim();
+    if (element.dataset.list === "clusters") {
+      return text.split(";").map((item) => item.trim()).filter((item) => item !== "").map(clusterOf);
+    }
+    if (element.dataset.list === "values") {
+      const items = text.split(",").map((item) => item.trim()).filter((item) => item !== "");
+      return items.map((item) => (NUMBER.test(item) && !element.dataset.types.includes("string") ? Number(item) : item));
+    }
     const types = element.dataset.types.split(" ");
     const pair = element.dataset.pair;
     if (types.includes("boolean")) return text === "true";
@@ -127,8 +162,9 @@
     return out;
   }
 
-  function asText(value, pair) {
+  function asText(value, pair, list) {
     if (value === null || value === undefined) return "";
+    if (list === "clusters") return [].concat(value).map(clusterText).join("; ");
     if (Array.isArray(value)) return value.join(",");
     if (typeof value === "object") {
       return Object.entries(value)
@@ -148,7 +184,7 @@
         }
         value = value === null || value === undefined || typeof value !== "object" ? undefined : value[part];
       }
-      element.value = asText(value, element.dataset.pair);
+      element.value = asText(value, element.dataset.pair, element.dataset.list);
     }
     for (const group of $(`${kind}-fields`).querySelectorAll("details")) {
       group.open = [...group.querySelectorAll("[data-name]")].some((element) => element.value !== "");
@@ -206,12 +242,9 @@
       results.dataset.state = "error"; // the previous answer is greyed out (style.css) and says so
       status.textContent = "not answered: see the message beside the field; the numbers below are of the previous run";
     } else {
-      (kind === "fleet" ? showFleet : showServe)(body.result);
+      ({ fleet: showFleet, serve: showServe, sweep: showSweep })[kind](body.result);
       results.dataset.state = "ok";
-      status.textContent =
-        kind === "fleet"
-          ? `rainier fleet scenario (${Math.round((Date.now() - started) / 1000)} s)`
-          : "rainier serve size (and serve simulate)";
+      status.textContent = `${DONE[kind]} (${Math.round((Date.now() - started) / 1000)} s)`;
     }
     state[kind].runs += 1;
     results.dataset.runs = String(state[kind].runs);
@@ -358,6 +391,32 @@
       set("serve-output-tokens-per-s", simulation.output_tokens_per_s);
       set("serve-replicas", simulation.replicas);
     }
+  }
+
+  function showSweep(doc) {
+    set("sweep-cells", doc.cells);
+    set("sweep-ok", doc.ok);
+    set("sweep-failed", doc.failed);
+    $("sweep-objective").textContent = `${doc.objective} (top ${doc.top})`;
+    $("sweep-objective").dataset.value = doc.objective;
+    table(
+      "sweep-rows",
+      doc.rows.map((row) => {
+        const ok = row.status === "ok";
+        return [
+          [row.model],
+          [row.cluster !== null ? row.cluster : `${row.accelerator} x${row.count}`],
+          [String(row.gbs), row.gbs],
+          [row.seq_len === null ? "model's" : String(row.seq_len), row.seq_len],
+          [row.status],
+          [ok ? row.plan : row.error, ok ? row.best_plan : row.error],
+          [format(row.step_time_s), row.step_time_s],
+          [format(row.tokens_per_s), row.tokens_per_s],
+          [row.mfu === null ? "—" : (row.mfu * 100).toFixed(1), row.mfu],
+          [row.memory_bytes_per_device === null ? "—" : (row.memory_bytes_per_device / GIB).toFixed(1), row.memory_bytes_per_device],
+        ];
+      }),
+    );
   }
 
   // ----------------------------------------------------------------------------------------- wiring
