@@ -152,6 +152,9 @@ def test_serving_roundtrip(
     [
         (Framework.MEGATRON, {"schedule": Schedule.ZB_V, "pp_degree": 2}, "schedule"),
         (Framework.MEGATRON, {"lora": True}, "lora"),
+        (Framework.MEGATRON, {"offload": ("optimizer",)}, "offload"),
+        (Framework.NEMO, {"offload": ("activations",)}, "offload"),
+        (Framework.MAXTEXT, {"offload": ("weights",), "zero_stage": 3}, "offload"),
         (Framework.NEMO, {"zero_stage": 2}, "zero"),
         (Framework.MAXTEXT, {"sequence_parallel": True}, "sp"),
         (Framework.MAXTEXT, {"pp_degree": 2, "dp_degree": 1}, "pp"),
