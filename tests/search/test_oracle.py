@@ -209,9 +209,15 @@ def test_refusals_name_the_batch_rule_and_the_nearest_batches() -> None:
 
 def test_cli_batch_target_and_refusal() -> None:
     base = ["train", "search", "--model", "korthikanti-gpt-530b", "--accelerator", "a100-80gb", "--count", "5128"]
-    refused = CliRunner().invoke(app, [*base, "--gbs", "2520"])
+    refused = CliRunner().invoke(app, [*base, "--gbs", "2519"])  # 11 x 229: no dp of 5,128 or 5,120 devices
     assert refused.exit_code == 2 and "Traceback" not in refused.output
     assert "nearest batches that do: 1,923 and 2,564" in refused.output
+    # 2,520 exactly runs on 640 of the 641 servers (8 of 5,128 devices idle, within fleet.power's 2%)
+    idle = CliRunner().invoke(app, [*base, "--gbs", "2520", "--top", "1", "--json"])
+    assert idle.exit_code == 0, idle.output
+    exact = json.loads(idle.stdout)
+    assert exact["num_devices"] == 5120 and exact["top"][0]["gbs"] == 2520
+    assert exact["notes"][0].startswith("using 5,120 of 5,128 devices (8 idle): no plan splits gbs 2,520")
     done = CliRunner().invoke(app, [*base, "--gbs", "~2520", "--top", "1", "--json"])
     assert done.exit_code == 0, done.output
     doc = json.loads(done.stdout)
