@@ -115,13 +115,14 @@ def prepare_offload(
     held = (rows["count"] > 0) & (layers > 0)
     fewest = np.where(held, layers, np.inf).min(axis=1) if layers.shape[1] else np.ones(n)
     base = dict(memory, keep_share=keep_share(np.where(np.isfinite(fewest), fewest, 1.0)))
+    zeros = np.zeros(n)  # shared by the fields no plan of the batch uses (read only)
     extras = {
         "host_bw": np.full(n, host_bw),
         "host_capacity_bytes": np.full(n, host_capacity),
-        **{name: np.zeros(n) for name in LINK_FIELDS},
+        **dict.fromkeys(LINK_FIELDS, zeros),
     }
     if not (mask > 0).any():
-        return dict(base, host=np.zeros(n)), extras
+        return dict(base, host=zeros), extras
     per_micro_batch = np.zeros(n)
     if ((mask & ACTIVATIONS) > 0).any():
         share = rows["recompute_share"]
