@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -120,3 +121,14 @@ def test_space_file_offload_sets(tmp_path: Path) -> None:
     path.write_text("offload: [gradients]\n")
     with pytest.raises(CatalogError, match=r"space\.offload='gradients' is invalid: none, or a list of sets"):
         load_space(path)
+
+
+def test_a_space_asking_offload_on_a_chip_without_a_host_link_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "space.yaml"
+    path.write_text("offload: [optimizer]\ntp: [8]\npp: [1]\n")
+    base = ["train", "search", "--model", "llama-3-8b", "--count", "8", "--gbs", "64", "--space", str(path)]
+    refused = CliRunner().invoke(app, [*base, "--accelerator", "gb200"])
+    assert refused.exit_code == 2 and "space.offload needs the host link of gb200" in refused.output
+    done = CliRunner().invoke(app, [*base, "--accelerator", "a100-80gb", "--json", "--top", "50"])
+    assert done.exit_code == 0, done.output
+    assert any("offload=optimizer" in row["plan_text"] for row in json.loads(done.stdout)["top"])

@@ -104,7 +104,12 @@ def search(
     ctx = step_context(shape, cluster, eff, DegreeUnit.DEVICE)
     found = enumerate_plans(shape, cluster, gbs, space, round_gbs=round_gbs)
     hosted = can_offload(cluster.accelerator)
-    cols = with_offload(found.valid, space.offload) if space.offload and hosted else found.valid
+    if space.offload and not hosted:
+        raise InputError(
+            f"space.offload needs the host link of {cluster.accelerator.id}, but the catalog has no cited host "
+            "link bandwidth and host memory for it; leave offload out of the space"
+        )
+    cols = with_offload(found.valid, space.offload) if space.offload else found.valid
     model_flops, hardware_flops = flops_per_token_table(shape)
 
     def run(plans: PlanColumns, retry: bool) -> Evaluated:
