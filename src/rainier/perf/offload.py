@@ -20,7 +20,8 @@ the accelerator catalog):
 Weight and activation transfers run beside compute, phase by phase: what moves during the forward hides behind
 the forward's compute (a third of the step's compute), what moves during the backward behind the backward and
 the recompute; only the rest is exposed, and the optimizer stream adds in full. The link is taken as the
-device's own: where devices share a PCIe switch's uplink to the CPU the real rate is lower (not modelled). The named
+device's own: where devices share a PCIe switch's uplink to the CPU, or the GPU's PCIe link also carries its
+NIC's GPUDirect traffic, the real rate is lower (not modelled: an optimistic side of this model). The named
 ``offload`` part of the step breakdown is that exposed time. Gradients, buffers and the logits stay on the device.
 One function applies the memory rule (:func:`offloaded_memory`), for the step model and for the search's
 choice of which plans to retry with offload, so the two cannot disagree.
