@@ -51,7 +51,8 @@ COMMANDS: dict[str, list[list[str]]] = {
         ["fleet", "plan", "--model", "llama-3-8b", "--tokens", "1e11", *H100_64, "--gbs", "64"],
         ["fleet", "plan", "--model", "llama-3-8b", "--tokens", "1e11", *H100_64, "--gbs", "64", "--no-failures"],
     ],
-    "fleet-sites": [["fleet", "sites", "--model", "llama-3-8b", "--cluster", "rainier-trn2-500k"]],
+    # 499,968 = 256 x 1,953 devices: every dp is a multiple of 1,953, out of +-5% of the batch law's 2,321 sequences
+    "fleet-sites": [["fleet", "sites", "--model", "llama-3-8b", "--cluster", "rainier-trn2-500k", "--gbs", "3906"]],
     "fleet-goodput": [["fleet", "goodput", "--model", "llama-3-8b", *H100_64, "--days", "2", "--seed", "1"]],
     "fleet-grow": [
         [

@@ -125,7 +125,10 @@ def test_train_estimate_json_has_the_contract_keys() -> None:
         "pipeline_bubble",
         "optimizer",
         "other",
+        "offload",  # the host link's exposed time (issue 17): 0 without offload
     }
+    assert doc["breakdown_s"]["offload"] == 0.0 and doc["plan"]["offload"] == "none"
+    assert doc["memory_bytes"]["host"] == 0.0
     assert doc["plan"]["dp"] == 4
 
 

@@ -92,7 +92,8 @@ def test_fleet_plan_json_on_rainier_is_strict() -> None:
 
 
 def test_fleet_sites_json_and_table_say_infeasible() -> None:
-    args = ["fleet", "sites", "--model", "frontier-2t-moe", "--cluster", "rainier-trn2-500k"]
+    # at 7,812 sequences the fastest plan has pp=3 stages that do not tile the sites' sizes
+    args = ["fleet", "sites", "--model", "frontier-2t-moe", "--cluster", "rainier-trn2-500k", "--gbs", "7812"]
     doc = _strict_json(args)
     assert "null_reasons" not in doc
     _check_infeasible_pp_split(doc)
@@ -321,6 +322,8 @@ BASE = "model: llama-3-8b\ntokens: 1e12\naccelerator: h100-sxm\ncount: 64\n"
         (BASE + "gbs: 0\n", ("gbs=0",)),
         (BASE + "gbs: 512\nbatch_tokens: 4e6\n", ("gbs (sequences) or batch_tokens",)),
         (BASE + "batch_tokens: 1e300\n", ("batch_tokens='1e300'", "1e+10")),
+        (BASE + "gbs_tolerance: 0.9\n", ("gbs_tolerance=0.9", "(0.05 = +-5%)")),
+        (BASE + "gbs: 512\ngbs_tolerance: 0.1\n", ("gbs is an exact batch",)),
         (BASE + "plan: 5\n", ("plan=5", "expected text")),
         (BASE + "title: [a]\n", ("title=['a']",)),
         (BASE + "price: -1\n", ("price=-1", PRICE_RANGE)),

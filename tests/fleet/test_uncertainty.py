@@ -15,6 +15,7 @@ from rainier.calibrate.crossval import CrossValidationReport, HeldOutFold
 from rainier.calibrate.residuals_file import residual_document, step_ratio, write_residuals
 from rainier.calibrate.score import CaseResult
 from rainier.cli import app
+from rainier.errors import InputError
 from rainier.fleet.uncertainty import Change, InputRange, analyse, headlines
 from rainier.perf.residuals import ALL_KEY, MIN_CASES, ResidualBand, committed_residuals, load_residuals
 
@@ -128,9 +129,20 @@ def test_a_rounded_count_is_announced() -> None:
     assert not any("--count" in note for note in exact.notes)
 
 
-def test_the_batch_rounding_is_announced() -> None:
+def test_the_batch_rule_and_the_batch_used_are_announced() -> None:
+    """The fleet commands use train search's batch rule: a target within +-5% (the largest batch in range each
+    plan can split), or an exact --gbs; one note says the rule and the batch the run's plan used."""
     run = run_fleet_plan(model="llama-3-8b", tokens=1e12, accelerator="h100-sxm", count=64, failures=False)
     note = next(n for n in run.notes if n.startswith("batch:"))
-    assert "DeepSeek LLM's batch law" in note and f"{run.estimate.plan.gbs:,}" in note
+    assert "sequences target (DeepSeek LLM's batch law), \u00b15%" in note
+    assert note.endswith(f": used {run.estimate.plan.gbs:,}")
+    low, high = (int(x.replace(",", "")) for x in note.split("(")[-1].split(")")[0].split(" to "))
+    assert low <= run.estimate.plan.gbs <= high
     exact = run_fleet_plan(model="llama-3-8b", tokens=1e12, accelerator="h100-sxm", count=64, gbs=512, failures=False)
-    assert not any(n.startswith("batch:") for n in exact.notes)
+    assert "batch: 512 sequences exact (--gbs): used 512" in exact.notes
+    wide = run_fleet_plan(
+        model="llama-3-8b", tokens=1e12, accelerator="h100-sxm", count=64, gbs_tolerance=0.2, failures=False
+    )
+    assert any("\u00b120%" in n for n in wide.notes)
+    with pytest.raises(InputError, match="--gbs is an exact batch"):
+        run_fleet_plan(model="llama-3-8b", tokens=1e12, accelerator="h100-sxm", count=64, gbs=512, gbs_tolerance=0.1)

@@ -167,6 +167,9 @@ def test_serving_roundtrip(
     [
         (Framework.MEGATRON, {"schedule": Schedule.ZB_V, "pp_degree": 2}, "schedule"),
         (Framework.MEGATRON, {"lora": True}, "lora"),
+        (Framework.MEGATRON, {"offload": ("optimizer",)}, "offload"),
+        (Framework.NEMO, {"offload": ("activations",)}, "offload"),
+        (Framework.MAXTEXT, {"offload": ("weights",), "zero_stage": 3}, "offload"),
         (Framework.NEMO, {"zero_stage": 2}, "zero"),
         (Framework.BRIDGE, {"lora": True}, "lora"),
         (Framework.BRIDGE, {"schedule": Schedule.ZB_V, "pp_degree": 2}, "schedule"),

@@ -105,6 +105,7 @@ def test_expert_parallel_must_divide_experts_and_dp() -> None:
     overlap=st.booleans(),
     capacity=st.sampled_from([None, 1.25]),
     recompute_layers=st.sampled_from([None, 1, 2, 5]),
+    offload=st.sampled_from([(), ("optimizer",), ("activations", "weights"), ("optimizer", "weights", "activations")]),
 )
 def test_every_printed_plan_is_read_back_unchanged(
     degrees: tuple[int, ...],
@@ -119,6 +120,7 @@ def test_every_printed_plan_is_read_back_unchanged(
     overlap: bool,
     capacity: float | None,
     recompute_layers: int | None,
+    offload: tuple[str, ...],
 ) -> None:
     """What rainier prints as a plan (search, sweep, fleet, estimate) is exact ``--plan`` syntax, gbs included."""
     tp, pp, dp, cp, ep = degrees
@@ -140,6 +142,7 @@ def test_every_printed_plan_is_read_back_unchanged(
             tp_comm_overlap=overlap,
             capacity_factor=capacity,
             recompute_layers=recompute_layers if recompute is Recompute.FULL else None,
+            offload=offload,
         )
     except InputError:
         return  # not a plan rainier would print
@@ -160,3 +163,15 @@ def test_recompute_layers_is_written_and_read_only_with_full_recompute() -> None
     assert "recompute_layers" not in parse_plan("tp=8,gbs=8,recompute=full").describe()
     with pytest.raises(InputError, match="recompute_layers=True is invalid"):
         Plan(recompute=Recompute.FULL, recompute_layers=True)  # type: ignore[arg-type]
+
+
+def test_offload_is_written_joined_by_plus_and_read_back() -> None:
+    plan = parse_plan("tp=8,dp=2,gbs=64,offload=activations+optimizer")
+    assert plan.offload == ("optimizer", "activations")  # kept in the order of OFFLOAD_KINDS
+    assert plan.describe().endswith(",offload=optimizer+activations")
+    assert plan.to_dict()["offload"] == "optimizer+activations"
+    assert parse_plan("tp=8,gbs=8,offload=none").offload == ()
+    assert "offload" not in parse_plan("tp=8,gbs=8").describe()
+    assert parse_plan("tp=8,gbs=8").to_dict()["offload"] == "none"
+    with pytest.raises(InputError, match=r"offload='gradients' is invalid: none, or kinds joined by '\+'"):
+        parse_plan("tp=8,gbs=8,offload=gradients")

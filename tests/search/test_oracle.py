@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from typing import Any
 
 import numpy as np
 import pytest
@@ -24,12 +25,14 @@ from rainier.errors import InputError
 from rainier.hardware import cluster_of
 from rainier.parallel import Plan, Schedule
 from rainier.parallel.batch_target import BatchTarget
-from rainier.parallel.plan import DegreeUnit
+from rainier.parallel.plan import OFFLOAD_KINDS, DegreeUnit
 from rainier.perf.batch import evaluate
+from rainier.perf.offload import offload_mask
 from rainier.perf.result import StepEstimate
 from rainier.perf.step import estimate, flops_per_token_table, resolve_efficiency, step_context
 from rainier.precision import Precision
 from rainier.search.engine import search
+from rainier.search.offload import with_offload
 from rainier.search.space import SearchSpace, enumerate_plans
 from rainier.workload import Recompute, get_model
 
@@ -38,10 +41,21 @@ TP, CP, PP, VPP = (1, 2), (1, 2), (1, 3, 4), (1, 2, 3)
 MAX_MBS = 6
 ZERO = (0, 1, 2, 3)
 SCHEDULES = tuple(Schedule)  # 1F1B, interleaved, ZB-H1, GPipe, ZB-V, DualPipe
-SPACE = SearchSpace(tp=TP, cp=CP, pp=PP, vpp=VPP, max_mbs=MAX_MBS, zero=ZERO, schedules=SCHEDULES)
+SPACE = SearchSpace(tp=TP, cp=CP, pp=PP, vpp=VPP, max_mbs=MAX_MBS, zero=ZERO, schedules=SCHEDULES, offload=())
+# Offload: every set of kinds (none included) on a narrower space, as the scalar loop times each plan eight times.
+OFFLOADS = tuple(
+    kinds for size in range(len(OFFLOAD_KINDS) + 1) for kinds in itertools.combinations(OFFLOAD_KINDS, size)
+)
+OFFLOAD_AXES = {
+    "tp": (1, 2),
+    "cp": (1,),
+    "pp": (1, 3),
+    "vpp": (1, 3),
+    "schedules": (Schedule.ONE_F_ONE_B, Schedule.INTERLEAVED),
+}
 
 
-Key = tuple[int, int, int, int, int, int, int, str, str]  # a plan without its batch
+Key = tuple[int, int, int, int, int, int, int, str, str, str]  # a plan without its batch
 
 
 def _key(plan: Plan) -> Key:
@@ -55,14 +69,20 @@ def _key(plan: Plan) -> Key:
         plan.zero_stage,
         plan.recompute.value,
         plan.schedule.value,
+        "+".join(plan.offload),
     )
 
 
-def _scalar_loop(target: BatchTarget) -> dict[Key, float]:
-    """Every plan of ``SPACE`` that fits, with its lowest step time per token over the batches ``target`` admits."""
+def _scalar_loop(
+    target: BatchTarget, offloads: tuple[tuple[str, ...], ...] = ((),), **axes: tuple[Any, ...]
+) -> dict[Key, float]:
+    """Every plan of the space (``SPACE``'s axes, or ``axes``) that fits, each offload set of ``offloads``, with
+    its lowest step time per token over the batches ``target`` admits."""
     shape, cluster = get_model("llama-2-13b"), cluster_of("h100-sxm", DEVICES)
     best: dict[Key, float] = {}
-    for tp, cp, pp, vpp, mbs, schedule in itertools.product(TP, CP, PP, VPP, range(1, MAX_MBS + 1), SCHEDULES):
+    tps, cps, pps, vpps = (axes.get(k, v) for k, v in (("tp", TP), ("cp", CP), ("pp", PP), ("vpp", VPP)))
+    schedules = axes.get("schedules", SCHEDULES)
+    for tp, cp, pp, vpp, mbs, schedule in itertools.product(tps, cps, pps, vpps, range(1, MAX_MBS + 1), schedules):
         if DEVICES % (tp * cp * pp) or (vpp > 1) != (schedule is Schedule.INTERLEAVED):
             continue  # interleaving with one chunk per rank is 1F1B, which the space holds already
         if pp == 1 and schedule is not Schedule.ONE_F_ONE_B:
@@ -71,7 +91,7 @@ def _scalar_loop(target: BatchTarget) -> dict[Key, float]:
         for gbs in range(target.low, target.high + 1):
             if gbs % (dp * mbs):
                 continue
-            for recompute, zero in itertools.product(Recompute, ZERO):
+            for recompute, zero, offload in itertools.product(Recompute, ZERO, offloads):
                 try:
                     plan = Plan(
                         tp_degree=tp,
@@ -85,6 +105,7 @@ def _scalar_loop(target: BatchTarget) -> dict[Key, float]:
                         zero_stage=zero,
                         sequence_parallel=tp > 1,
                         schedule=schedule,
+                        offload=offload,
                     )
                 except ValueError:  # e.g. vpp > 1 with a schedule other than interleaved
                     continue
@@ -97,10 +118,12 @@ def _scalar_loop(target: BatchTarget) -> dict[Key, float]:
     return best
 
 
-def _vectorised(target: BatchTarget) -> dict[Key, float]:
+def _vectorised(target: BatchTarget, space: SearchSpace = SPACE) -> dict[Key, float]:
     """The search's own enumeration and vectorised step model: each fitting plan's step time per token."""
     shape, cluster = get_model("llama-2-13b"), cluster_of("h100-sxm", DEVICES)
-    cols = enumerate_plans(shape, cluster, target, SPACE).valid
+    cols = enumerate_plans(shape, cluster, target, space).valid
+    if space.offload:
+        cols = with_offload(cols, space.offload)
     eff, _ = resolve_efficiency(cluster, None)
     model_flops, hardware_flops = flops_per_token_table(shape)
     batch = evaluate(
@@ -110,7 +133,7 @@ def _vectorised(target: BatchTarget) -> dict[Key, float]:
         hardware_flops_per_token=hardware_flops,
     )
     per_token = batch.step_time_s / (cols.gbs * shape.seq_len)
-    fits = batch.memory_total <= batch.capacity_bytes
+    fits = batch.fits
     best: dict[Key, float] = {}
     for i in np.flatnonzero(fits):  # a plan may be tried at several batches (the memory-bound ones)
         key = _key(cols.plan_at(int(i)))
@@ -145,6 +168,27 @@ def test_vectorised_search_equals_exhaustive_scalar_loop(target: BatchTarget) ->
     assert found.to_dict()["top"][0]["gbs"] == best.estimate.plan.gbs
 
 
+def test_search_with_offload_equals_exhaustive_scalar_loop_over_every_offload_set() -> None:
+    """Every plan with each of the eight offload sets, timed one by one: the space file's explicit list evaluates
+    them all alike, and the default search (offload only for plans that do not fit without it, with the fewest
+    kinds that make them fit) finds the same best plan, which here needs offload."""
+    target = BatchTarget(sequences=24, tolerance=0.05)
+    scalar = _scalar_loop(target, OFFLOADS, **OFFLOAD_AXES)
+    every = SearchSpace(**OFFLOAD_AXES, max_mbs=MAX_MBS, zero=ZERO, offload=tuple(offload_mask(k) for k in OFFLOADS))
+    vectorised = _vectorised(target, every)
+    assert set(vectorised) == set(scalar)
+    for key, value in scalar.items():
+        assert vectorised[key] == pytest.approx(value, rel=1e-9), key
+    fits_without = [v for k, v in scalar.items() if not k[9]]
+    assert min(scalar.values()) < min(fits_without)  # offload makes a faster plan fit
+    shape, cluster = get_model("llama-2-13b"), cluster_of("h100-sxm", DEVICES)
+    default = SearchSpace(**OFFLOAD_AXES, max_mbs=MAX_MBS, zero=ZERO)
+    found = search(shape, cluster, gbs=target, space=default, top_k=3)
+    assert found.top[0].seconds_per_token == pytest.approx(min(scalar.values()), rel=1e-9)
+    assert found.top[0].estimate.plan.offload
+    assert found.evaluated < len(enumerate_plans(shape, cluster, target, default).valid) * 1.1  # few retries
+
+
 def test_refusals_name_the_batch_rule_and_the_nearest_batches() -> None:
     """Issue 17's example: 2,520 sequences cannot split over 5,128 A100 (every dp is a multiple of 641)."""
     shape, cluster = get_model("korthikanti-gpt-530b"), cluster_of("a100-80gb", 5128)
@@ -165,9 +209,15 @@ def test_refusals_name_the_batch_rule_and_the_nearest_batches() -> None:
 
 def test_cli_batch_target_and_refusal() -> None:
     base = ["train", "search", "--model", "korthikanti-gpt-530b", "--accelerator", "a100-80gb", "--count", "5128"]
-    refused = CliRunner().invoke(app, [*base, "--gbs", "2520"])
+    refused = CliRunner().invoke(app, [*base, "--gbs", "2519"])  # 11 x 229: no dp of 5,128 or 5,120 devices
     assert refused.exit_code == 2 and "Traceback" not in refused.output
     assert "nearest batches that do: 1,923 and 2,564" in refused.output
+    # 2,520 exactly runs on 640 of the 641 servers (8 of 5,128 devices idle, within fleet.power's 2%)
+    idle = CliRunner().invoke(app, [*base, "--gbs", "2520", "--top", "1", "--json"])
+    assert idle.exit_code == 0, idle.output
+    exact = json.loads(idle.stdout)
+    assert exact["num_devices"] == 5120 and exact["top"][0]["gbs"] == 2520
+    assert exact["notes"][0].startswith("using 5,120 of 5,128 devices (8 idle): no plan splits gbs 2,520")
     done = CliRunner().invoke(app, [*base, "--gbs", "~2520", "--top", "1", "--json"])
     assert done.exit_code == 0, done.output
     doc = json.loads(done.stdout)

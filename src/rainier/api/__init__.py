@@ -12,7 +12,8 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from rainier.errors import InputError, field_error
-from rainier.hardware import Cluster, cluster_of, get_cluster
+from rainier.fleet.power import IDLE_TOLERANCE, usable_systems
+from rainier.hardware import Cluster, cluster_of, get_cluster, resize_cluster
 from rainier.limits import MAX_PRICE_PER_DEVICE_HOUR, check_float_range
 from rainier.parallel.batch_target import parse_batch_target
 from rainier.parallel.plan import DegreeUnit, Infeasible, Plan, parse_plan
@@ -157,18 +158,42 @@ def run_search(
     )
     if verify is not None and verify < 1:
         raise field_error("verify", verify, "a number of plans >= 1")
-    result = search(
-        shape,
-        target,
-        gbs=batch,
-        seq_len=seq_len,
-        objective=parse_objective(objective),
-        top_k=max(top, verify or 0),
-        space=load_space(space) if space else None,
-        efficiency=efficiency,
-        price=_price(price),
-        progress=progress,
-    )
+    searched = load_space(space) if space else None
+
+    def on(devices: Cluster) -> SearchResult:
+        return search(
+            shape,
+            devices,
+            gbs=batch,
+            seq_len=seq_len,
+            objective=parse_objective(objective),
+            top_k=max(top, verify or 0),
+            space=searched,
+            efficiency=efficiency,
+            price=_price(price),
+            progress=progress,
+        )
+
+    try:
+        result = on(target)
+    except InputError as refused:
+        # An exact batch no dp x mbs of the whole cluster divides (2,520 sequences on 5,128 A100: every dp is a
+        # multiple of the prime 641) may run on a few systems fewer, as an expert would (fleet.power's rule).
+        fewer = usable_systems(target.num_systems)
+        if not batch.exact or "must divide by dp*mbs" not in str(refused) or fewer == target.num_systems:
+            raise
+        smaller = resize_cluster(target, fewer)
+        try:
+            result = on(smaller)
+        except InputError:
+            raise refused from None
+        idle = target.num_devices - smaller.num_devices
+        note = (
+            f"using {smaller.num_devices:,} of {target.num_devices:,} devices ({idle:,} idle): no plan splits gbs "
+            f"{batch.sequences:,} over all {target.num_devices:,} (at most {IDLE_TOLERANCE:.0%} may idle)"
+        )
+        result = dataclasses.replace(result, notes=(note, *result.notes))
+        target = smaller
     if verify is None:
         return result
     checked = verify_top(shape, target, result, verify, efficiency=efficiency)

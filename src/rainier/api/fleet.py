@@ -58,6 +58,7 @@ from rainier.fleet.plan import (
 from rainier.fleet.power import fleet_cluster, footprint
 from rainier.fleet.scenario import Scenario, ScenarioResult
 from rainier.hardware import Cluster, get_accelerator, get_cluster
+from rainier.parallel.batch_target import DEFAULT_TOLERANCE, BatchTarget
 from rainier.parallel.plan import DegreeUnit, Infeasible, InfeasibleKind, Plan, parse_plan
 from rainier.perf.efficiency import Efficiency, EfficiencyTable
 from rainier.perf.result import StepEstimate
@@ -124,6 +125,7 @@ class StepFinder:
         plan: str | None = None,
         gbs: int | None = None,
         batch_tokens: float | None = None,
+        gbs_tolerance: float | None = None,
         space: SearchSpace | None = None,
         efficiency: Efficiency | EfficiencyTable | None = None,
     ) -> None:
@@ -131,6 +133,8 @@ class StepFinder:
             raise InputError("give --gbs (sequences) or --batch-tokens, not both")
         if gbs is not None:
             check_gbs(gbs)
+            if gbs_tolerance is not None:
+                raise InputError("--gbs is an exact batch: give --gbs-tolerance with --batch-tokens or the batch law")
         if batch_tokens is not None:
             check_batch_tokens(batch_tokens, shape.seq_len)
         self.shape = shape
@@ -141,6 +145,16 @@ class StepFinder:
         self.gbs = gbs or (
             max(1, round(batch_tokens / shape.seq_len)) if batch_tokens else default_batch_sequences(shape, tokens)
         )
+        # train search's rule (parallel.batch_target): an exact batch, or a target each plan meets within the
+        # tolerance with the largest batch its dp x mbs divides
+        self.target = (
+            BatchTarget(sequences=self.gbs)
+            if self.exact
+            else BatchTarget(
+                sequences=self.gbs, tolerance=DEFAULT_TOLERANCE if gbs_tolerance is None else gbs_tolerance
+            )
+        )
+        self.source = "--gbs" if self.exact else "--batch-tokens" if batch_tokens else "DeepSeek LLM's batch law"
 
     def __call__(self, cluster: Cluster) -> StepEstimate | Infeasible:
         try:
@@ -157,15 +171,25 @@ class StepFinder:
         if self.plan is not None:
             return [self.given(cluster)]
         try:
-            found = search(
-                self.shape,
-                cluster,
-                gbs=self.gbs,
-                top_k=count,
-                space=self.space,
-                efficiency=self.efficiency,
-                round_gbs=not self.exact,
-            )
+            try:
+                found = search(
+                    self.shape, cluster, gbs=self.target, top_k=count, space=self.space, efficiency=self.efficiency
+                )
+            except InputError as exc:
+                if self.exact or "lies in the batch range" not in str(exc):
+                    raise
+                # No dp x mbs of this cluster lands in the window (499,968 Trn2 = 256 x 1,953 against a few
+                # thousand sequences): the target rounds up to the nearest batch a plan divides, at most 2x, and
+                # batch_note says so.
+                found = search(
+                    self.shape,
+                    cluster,
+                    gbs=self.gbs,
+                    top_k=count,
+                    space=self.space,
+                    efficiency=self.efficiency,
+                    round_gbs=True,
+                )
         except InputError as exc:
             if strict:
                 raise _NoPlan(_search_infeasible(str(exc))) from None
@@ -300,6 +324,7 @@ def run_fleet_plan(
     plan: str | None = None,
     gbs: int | None = None,
     batch_tokens: float | None = None,
+    gbs_tolerance: float | None = None,
     seq_len: int | None = None,
     price: PriceText = None,
     failures: bool = True,
@@ -328,6 +353,7 @@ def run_fleet_plan(
         plan=plan,
         gbs=gbs,
         batch_tokens=batch_tokens,
+        gbs_tolerance=gbs_tolerance,
         space=space,
         precision=precision,
         efficiency=efficiency,
@@ -372,8 +398,8 @@ def run_fleet_plan(
     )
     if rounded:
         run = replace(run, notes=(rounded, *run.notes))
-    if plan is None and not step_on.exact:
-        run = replace(run, notes=(*run.notes, batch_note(step_on.gbs, run, "--batch-tokens" if batch_tokens else None)))
+    if plan is None:
+        run = replace(run, notes=(*run.notes, batch_note(step_on, run)))
     return with_uncertainty(run, shape, target, efficiency=efficiency, failures=failures, hot_spares=hot_spares)
 
 
@@ -386,6 +412,7 @@ def run_step_finder(
     plan: str | None = None,
     gbs: int | None = None,
     batch_tokens: float | None = None,
+    gbs_tolerance: float | None = None,
     space: str | None = None,
     precision: str | None = None,
     efficiency: Efficiency | EfficiencyTable | None = None,
@@ -405,7 +432,14 @@ def run_step_finder(
         chosen = best_training_precision(chip) if precision.strip().lower() == "best" else Precision.parse(precision)
         searched = SearchSpace(precision=(chosen,))
     return StepFinder(
-        shape, tokens, plan=plan, gbs=gbs, batch_tokens=batch_tokens, space=searched, efficiency=efficiency
+        shape,
+        tokens,
+        plan=plan,
+        gbs=gbs,
+        batch_tokens=batch_tokens,
+        gbs_tolerance=gbs_tolerance,
+        space=searched,
+        efficiency=efficiency,
     )
 
 
@@ -426,6 +460,7 @@ def run_candidates(result: ScenarioResult, count: int) -> list[tuple[StepEstimat
         plan=scenario.plan,
         gbs=scenario.gbs,
         batch_tokens=scenario.batch_tokens,
+        gbs_tolerance=scenario.gbs_tolerance,
         precision=scenario.precision,
     )
     target = fleet_target(scenario.cluster, scenario.accelerator, scenario.count)
@@ -443,15 +478,20 @@ def run_candidates(result: ScenarioResult, count: int) -> list[tuple[StepEstimat
     return sorted(rows, key=lambda row: row[0].plan.gbs / row[1], reverse=True)
 
 
-def batch_note(target: int, run: RunPlan, source: str | None) -> str:
-    """Says how the batch target became the run's batch (the fleet's rule: up to the nearest a plan divides)."""
-    used = run.estimate.plan.gbs
-    where = source or "DeepSeek LLM's batch law"
-    if used == target:
-        return f"batch: {used:,} sequences ({where}), as targeted"
+def batch_note(step_on: StepFinder, run: RunPlan) -> str:
+    """The batch rule and the batch the run's plan used, in one line (``train search``'s rule)."""
+    used, target = run.estimate.plan.gbs, step_on.target
+    if target.exact:
+        return f"batch: {target.sequences:,} sequences exact ({step_on.source}): used {used:,}"
+    rule = (
+        f"batch: {target.sequences:,} sequences target ({step_on.source}), \u00b1{target.tolerance:.0%} "
+        f"({target.low:,} to {target.high:,})"
+    )
+    if target.low <= used <= target.high:
+        return f"{rule}: used {used:,}"
     return (
-        f"batch: target {target:,} sequences ({where}) run at {used:,} (x{used / target:.2f}), the nearest the "
-        "fastest plan's dp x mbs divides; --gbs N fixes it exactly"
+        f"{rule}: no plan's dp x mbs lands in that range on {run.footprint.devices:,} devices, so the target "
+        f"rounds up to the nearest batch a plan divides: used {used:,} (x{used / target.sequences:.2f})"
     )
 
 
@@ -641,6 +681,7 @@ def run_fleet_sites(
     tokens: float = 15e12,
     gbs: int | None = None,
     batch_tokens: float | None = None,
+    gbs_tolerance: float | None = None,
     seq_len: int | None = None,
     slowdown: float = DEFAULT_TARGET_SLOWDOWN,
     efficiency: Efficiency | EfficiencyTable | None = None,
@@ -651,8 +692,18 @@ def run_fleet_sites(
     if isinstance(slowdown, bool) or not isinstance(slowdown, int | float) or not 1.0 < slowdown <= MAX_SLOWDOWN:
         raise field_error("slowdown", slowdown, f"a target step-time ratio above 1 and at most {MAX_SLOWDOWN:g}")
     target = get_cluster(cluster)
-    finder = StepFinder(shape, tokens, plan=plan, gbs=gbs, batch_tokens=batch_tokens, efficiency=efficiency)
-    best = StepFinder(shape, tokens, gbs=gbs, batch_tokens=batch_tokens, efficiency=efficiency)
+    finder, best = (
+        StepFinder(
+            shape,
+            tokens,
+            plan=given,
+            gbs=gbs,
+            batch_tokens=batch_tokens,
+            gbs_tolerance=gbs_tolerance,
+            efficiency=efficiency,
+        )
+        for given in (plan, None)
+    )
     if not target.wan_links:
         raise InputError(f"cluster {target.id} has no WAN links between sites: nothing to place across sites")
     try:
@@ -831,6 +882,7 @@ def _run_scenario(scenario: Scenario, efficiency: Efficiency | EfficiencyTable |
         plan=scenario.plan,
         gbs=scenario.gbs,
         batch_tokens=scenario.batch_tokens,
+        gbs_tolerance=scenario.gbs_tolerance,
         price=scenario.price,
         failures=scenario.failures,
         efficiency=efficiency,

@@ -47,8 +47,15 @@ BatchTokensOption = Annotated[
     float | None,
     typer.Option(
         "--batch-tokens",
-        help="Global batch target in tokens; each plan rounds up to a batch it can run "
-        "(default: DeepSeek LLM's batch law for the run's compute).",
+        help="Global batch target in tokens; each plan runs the largest batch within --gbs-tolerance that it can "
+        "split, as train search does (default: DeepSeek LLM's batch law for the run's compute).",
+    ),
+]
+GbsToleranceOption = Annotated[
+    float | None,
+    typer.Option(
+        "--gbs-tolerance",
+        help="Relative tolerance of the batch target (--batch-tokens or the batch law); 0.05 = +-5% (default).",
     ),
 ]
 FailuresOption = Annotated[
@@ -77,6 +84,7 @@ def fleet_plan(
     plan: Annotated[str | None, typer.Option("--plan", help="A fixed plan (default: search for the fastest).")] = None,
     gbs: GbsOption = None,
     batch_tokens: BatchTokensOption = None,
+    gbs_tolerance: GbsToleranceOption = None,
     seq_len: SeqLenOption = None,
     price: FleetPriceOption = None,
     compare: Annotated[
@@ -132,6 +140,7 @@ def fleet_plan(
             plan=plan,
             gbs=gbs,
             batch_tokens=batch_tokens,
+            gbs_tolerance=gbs_tolerance,
             seq_len=seq_len,
             price=price,
             failures=failures,
@@ -180,6 +189,7 @@ def fleet_sites(
     tokens: Annotated[float, typer.Option("--tokens", help="Training tokens (sets the default batch).")] = 15e12,
     gbs: GbsOption = None,
     batch_tokens: BatchTokensOption = None,
+    gbs_tolerance: GbsToleranceOption = None,
     seq_len: SeqLenOption = None,
     slowdown: Annotated[
         float, typer.Option("--slowdown", help="Target step-time ratio for the minimum WAN bandwidth.")
@@ -197,6 +207,7 @@ def fleet_sites(
         tokens=tokens,
         gbs=gbs,
         batch_tokens=batch_tokens,
+        gbs_tolerance=gbs_tolerance,
         seq_len=seq_len,
         slowdown=slowdown,
     )

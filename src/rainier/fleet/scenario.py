@@ -9,6 +9,7 @@
     plan: null                      # null: search for the fastest plan
     gbs: null                       # exact global batch in sequences, or
     batch_tokens: null              # a batch target in tokens; both null: DeepSeek LLM's batch law
+    gbs_tolerance: null             # a target's relative tolerance (train search's rule); null: 0.05 (+-5%)
     price: null                     # USD per device-hour: a number or {trn2: 1.5, h100-sxm: 4.9}
     precision: null                 # the run's training precision: bf16, fp8 or best (the chip's best); null: search
     failures: {seed: 1, simulate_days: null, checkpoint_interval_min: null, hot_spares: false,
@@ -45,6 +46,7 @@ from rainier.fleet.limits import (
 )
 from rainier.fleet.plan import RunPlan
 from rainier.hardware import get_accelerator
+from rainier.parallel.batch_target import MAX_TOLERANCE
 from rainier.precision import Precision
 
 
@@ -60,6 +62,7 @@ class Scenario:
     plan: str | None = None
     gbs: int | None = None
     batch_tokens: float | None = None
+    gbs_tolerance: float | None = None  # a batch target's relative tolerance; None: the default (+-5%)
     price: str | None = None
     precision: str | None = None  # the run's training precision (``best``: the chip's best); None: the search's
     failures: bool = True
@@ -88,6 +91,7 @@ class Scenario:
             "plan": self.plan,
             "gbs": self.gbs,
             "batch_tokens": self.batch_tokens,
+            "gbs_tolerance": self.gbs_tolerance,
             "price": self.price,
             "precision": self.precision,
             "failures": self.failures,
@@ -116,6 +120,7 @@ TOP_KEYS = (
     "plan",
     "gbs",
     "batch_tokens",
+    "gbs_tolerance",
     "price",
     "precision",
     "failures",
@@ -254,6 +259,9 @@ def scenario_from_mapping(raw: object, *, path: Path | str) -> Scenario:
     batch_tokens = top.number("batch_tokens", 1.0, MAX_BATCH_TOKENS, what="tokens per step")
     if gbs is not None and batch_tokens is not None:
         raise top.error("give gbs (sequences) or batch_tokens, not both")
+    gbs_tolerance = top.number("gbs_tolerance", 0.0, MAX_TOLERANCE, what="a fraction of the batch target (0.05 = +-5%)")
+    if gbs is not None and gbs_tolerance is not None:
+        raise top.error("gbs is an exact batch: gbs_tolerance goes with batch_tokens or the batch law")
     failures = top.sub("failures", FAILURE_KEYS)
     enabled, seed, days, interval, hot_spares, in_memory = True, 1, None, None, False, False
     if failures is not None:
@@ -279,6 +287,7 @@ def scenario_from_mapping(raw: object, *, path: Path | str) -> Scenario:
         plan=top.text("plan"),
         gbs=gbs,
         batch_tokens=batch_tokens,
+        gbs_tolerance=gbs_tolerance,
         price=_price_text(top),
         precision=_run_precision(top),
         failures=enabled,

@@ -68,7 +68,9 @@ class Accelerator:
     User's Guide", sec. 3). ``microscaling`` says the matrix units apply OCP MX block scales in hardware
     (MXFP8 on Blackwell and NeuronCore-v4). ``exp_per_s`` is the rate of the special-function units that
     evaluate the softmax exponentials of attention (NVIDIA MUFU.EX2; None where unpublished): a FlashAttention
-    kernel can run no faster than its exponentials. ``efficiency_family`` (default: ``family``) keys the fitted
+    kernel can run no faster than its exponentials. ``host_link_bw_bytes_per_s`` (per direction) and
+    ``host_memory_bytes`` (the server's DRAM per device) are what offloading to host memory uses (None where
+    unpublished: such a chip refuses offload). ``efficiency_family`` (default: ``family``) keys the fitted
     efficiencies.
     """
 
@@ -88,6 +90,8 @@ class Accelerator:
     matmul_units: int = 1
     microscaling: bool = False
     exp_per_s: float | None = None
+    host_link_bw_bytes_per_s: float | None = None  # per direction, device <-> host memory (PCIe, NVLink-C2C)
+    host_memory_bytes: float | None = None  # host DRAM per device (the server's memory / its devices)
     notes: str = ""
     sources: Mapping[str, str] = field(default_factory=FrozenMap)
     estimated: frozenset[str] = frozenset()
@@ -124,6 +128,8 @@ class Accelerator:
         if not isinstance(self.microscaling, bool):
             raise field_error("microscaling", self.microscaling, "true or false")
         check_optional_positive("exp_per_s", self.exp_per_s)
+        check_optional_positive("host_link_bw_bytes_per_s", self.host_link_bw_bytes_per_s)
+        check_optional_positive("host_memory_bytes", self.host_memory_bytes)
         check_text("notes", self.notes, allow_empty=True)
         object.__setattr__(self, "sources", check_sources("sources", self.sources))
         object.__setattr__(self, "estimated", frozenset(self.estimated))
@@ -168,6 +174,8 @@ class Accelerator:
             "matmul_units": self.matmul_units,
             "microscaling": self.microscaling,
             "exp_per_s": self.exp_per_s,
+            "host_link_bw_bytes_per_s": self.host_link_bw_bytes_per_s,
+            "host_memory_bytes": self.host_memory_bytes,
             "notes": self.notes,
             "sources": jsonable(self.sources),
             "estimated": jsonable(self.estimated),

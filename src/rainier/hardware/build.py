@@ -79,9 +79,23 @@ def build_accelerator(fields: Fields) -> Accelerator:
         matmul_units=fields.integer("matmul_units", required=False, default=1),
         microscaling=fields.boolean("microscaling", required=False, default=False),
         exp_per_s=_tera(fields.optional_number("exp_tera_per_s")),
+        **_host(fields),
         notes=fields.string("notes", required=False),
         **_provenance(fields, estimated),
     )
+
+
+def _host(fields: Fields) -> dict[str, float | None]:
+    """The host link (stated as the vendor writes it, with its direction) and the host memory per chip."""
+    stated = fields.optional_number("host_link_gb_per_s")
+    direction = fields.choice("host_link_direction", DIRECTIONS, required=stated is not None)
+    memory = fields.optional_number("host_memory_gb")
+    return {
+        "host_link_bw_bytes_per_s": None
+        if stated is None
+        else per_direction(units.gb_per_s(stated), Direction(direction)),
+        "host_memory_bytes": None if memory is None else units.gb(memory),
+    }
 
 
 def _tera(value: float | None) -> float | None:

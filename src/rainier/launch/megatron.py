@@ -461,6 +461,11 @@ def _refuse(plan: Plan) -> None:
         ("lora", plan.lora, "pretrain_gpt.py has no LoRA (fine-tune with NeMo or Megatron-Bridge)"),
         ("imbalance", plan.routing_imbalance, "routing imbalance is rainier's estimate, not a launch setting"),
         ("ep_domains", plan.ep_domain_limit, "group-limited routing needs the number of groups per node"),
+        (
+            "offload",
+            "+".join(plan.offload) or None,
+            "rainier does not write Megatron-Core's offload flags yet (--optimizer-cpu-offload, --cpu-offloading)",
+        ),
     ):
         if value not in (None, False):
             raise not_expressible(FW, field, value, why)

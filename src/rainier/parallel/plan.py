@@ -26,6 +26,7 @@ from rainier.precision import Precision
 from rainier.workload.memory import Recompute
 
 __all__ = [
+    "OFFLOAD_KINDS",
     "DegreeUnit",
     "Fp8Recipe",
     "Infeasible",
@@ -83,6 +84,11 @@ SCHEDULE_ALIASES = {
 # Megatron-Core's --recompute-modules (selective recomputation): what each selective plan recomputes.
 RECOMPUTE_MODULES = ("core_attn", "layernorm", "moe_act", "mlp", "moe", "shared_experts", "mla_up_proj")
 DEFAULT_RECOMPUTE_MODULES = ("core_attn",)
+
+# What a plan may keep in host memory instead of device HBM: the optimizer state (ZeRO-Offload, Ren et al. 2021;
+# Megatron-Core --optimizer-cpu-offload), the weights (ZeRO-Infinity parameter offload, Rajbhandari et al. 2021)
+# and the activations saved for the backward (Megatron-Core --cpu-offloading). Written joined by '+'.
+OFFLOAD_KINDS = ("optimizer", "weights", "activations")
 
 
 class Fp8Recipe(enum.StrEnum):
@@ -151,6 +157,8 @@ class Plan:
     # recompute=full on the first N layers of every chunk only (Megatron --recompute-method block
     # --recompute-num-layers N); None = every layer. N past a chunk's layers recomputes the whole chunk.
     recompute_layers: int | None = None
+    # What lives in host memory over the host link (some of OFFLOAD_KINDS); () = nothing offloaded.
+    offload: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         for name in ("tp_degree", "pp_degree", "dp_degree", "cp_degree", "ep_degree", "vpp_degree"):
@@ -222,6 +230,10 @@ class Plan:
                 raise field_error("recompute_layers", n, "a positive integer (layers per chunk) or null (every layer)")
             if self.recompute is not Recompute.FULL:
                 raise field_error("recompute_layers", n, "only with recompute=full")
+        offload = tuple(self.offload)
+        if any(k not in OFFLOAD_KINDS for k in offload):
+            raise field_error("offload", "+".join(map(str, offload)), f"some of {', '.join(OFFLOAD_KINDS)}, or none")
+        object.__setattr__(self, "offload", tuple(sorted(set(offload), key=OFFLOAD_KINDS.index)))
         if self.fp8_recipe is not None and self.precision is not Precision.FP8:
             raise field_error("fp8_recipe", self.fp8_recipe.value, "only with precision=fp8")
         if self.fp8_attention and (self.precision is not Precision.FP8 or not self.flash_attention):
@@ -262,6 +274,8 @@ class Plan:
             value = getattr(self, f.name)
             if isinstance(value, enum.Enum):
                 value = value.value
+            elif f.name == "offload":
+                value = "+".join(value) or "none"
             elif isinstance(value, tuple):
                 value = "+".join(value)
             out[_SHORT.get(f.name, f.name)] = value
@@ -311,6 +325,7 @@ OPTION_DEFAULTS: dict[str, Any] = {
     "ep_dedup": False,
     "recompute_modules": "+".join(DEFAULT_RECOMPUTE_MODULES),
     "recompute_layers": None,
+    "offload": "none",
     "lora": False,
 }
 
@@ -348,6 +363,7 @@ _ALLOWED_KEYS = (
     "precision",
     "fp8_recipe",
     "recompute_modules",
+    "offload",
     "schedule",
     "unit",
 )
@@ -423,6 +439,13 @@ def parse_plan(text: str, *, num_devices: int | None = None, cores_per_device: i
             if not modules or any(m not in RECOMPUTE_MODULES for m in modules):
                 raise field_error(key, raw, f"modules joined by '+', from {', '.join(RECOMPUTE_MODULES)}")
             values["recompute_modules"] = modules
+        elif key == "offload":
+            kinds = tuple(k.strip().lower() for k in raw.replace("+", " ").split() if k.strip())
+            if kinds == ("none",):
+                kinds = ()
+            if (not kinds and raw.lower() != "none") or any(k not in OFFLOAD_KINDS for k in kinds):
+                raise field_error(key, raw, f"none, or kinds joined by '+', from {', '.join(OFFLOAD_KINDS)}")
+            values["offload"] = kinds
         elif key == "fsdp":
             if _parse_bool(key, raw):
                 values["zero_stage"] = 3

@@ -38,7 +38,8 @@ from rainier.perf.columns import PRECISION_CODES, RECOMPUTE_CODES, SCHEDULE_CODE
 from rainier.perf.compute import ACTIVATION_BYTES, PassForms, inverse_efficiencies
 from rainier.perf.context import Placed, StepContext
 from rainier.perf.efficiency import Efficiency
-from rainier.perf.memory import MEMORY_FIELDS, memory_per_rank, row_params
+from rainier.perf.memory import MEMORY_FIELDS, RESERVE_BYTES, RESERVE_FRACTION, memory_per_rank, row_params
+from rainier.perf.offload import offload_time, prepare_offload
 from rainier.perf.parts import (
     GRAD_ACCUM_BYTES_PER_PARAM,
     GRAD_BYTES,
@@ -63,7 +64,7 @@ FULL_CODE = RECOMPUTE_CODES[Recompute.FULL]
 PASS_FIELDS = kernel.PASS_FIELDS  # the quantities of a pass table (perf.compute.PassForms fields)
 LAYER_KINDS = ("dense", "moe", "head")
 COMM_KINDS = kernel.COMM_FIELDS
-BREAKDOWN_FIELDS = kernel.BREAKDOWN_FIELDS
+BREAKDOWN_FIELDS = (*kernel.BREAKDOWN_FIELDS, "offload")  # offload: exposed host-link time (perf.offload)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +79,8 @@ class BatchResult:
     hardware_flops_per_step: FloatArray
     link_load_s: FloatArray  # (plans x link classes): the most loaded rank's seconds of each link per step
     link_names: tuple[str, ...] = ()
+    host_bytes: FloatArray | None = None  # offloaded bytes per rank in host memory (perf.offload)
+    host_capacity_bytes: FloatArray | None = None  # host memory per rank (0: the chip has no figure)
 
     @property
     def memory_total(self) -> FloatArray:
@@ -99,11 +102,22 @@ class BatchResult:
             hardware_flops_per_step=joined([r.hardware_flops_per_step for r in parts]),
             link_load_s=joined([r.link_load_s for r in parts]),
             link_names=parts[0].link_names,
+            host_bytes=joined([r.host_offloaded for r in parts]),
+            host_capacity_bytes=joined([r.host_capacity for r in parts]),
         )
 
     @property
+    def host_offloaded(self) -> FloatArray:
+        return self.host_bytes if self.host_bytes is not None else np.zeros_like(self.step_time_s)
+
+    @property
+    def host_capacity(self) -> FloatArray:
+        return self.host_capacity_bytes if self.host_capacity_bytes is not None else np.zeros_like(self.step_time_s)
+
+    @property
     def fits(self) -> NDArray[np.bool_]:
-        return self.memory_total <= self.capacity_bytes
+        """Device memory within HBM, and whatever is offloaded within the host memory per rank."""
+        return (self.memory_total <= self.capacity_bytes) & (self.host_offloaded <= self.host_capacity)
 
 
 DENSE_KEYS = 1 << 22  # key spaces up to this size are deduplicated with a lookup table instead of a sort
@@ -403,6 +417,7 @@ def prepare(
 
     params_dense, params_expert = row_params(ctx.counts, cols, rows)
     rows["params_dense"], rows["params_expert"] = params_dense, params_expert
+    layer_bytes, kept_bytes = _layer_activations(ctx, cols), _layer_activations(ctx, cols, kept=True)
     memory = memory_per_rank(
         shape,
         cols,
@@ -410,12 +425,26 @@ def prepare(
         params_dense,
         params_expert,
         plan["m"],
-        _layer_activations(ctx, cols),
+        layer_bytes,
         plan["chunks"],
-        kept_bytes=_layer_activations(ctx, cols, kept=True),
+        kept_bytes=kept_bytes,
         in_flight=in_flight,
         copies=parameter_copies(cols.schedule),
     )
+    accelerator = ctx.cluster.accelerator
+    memory, offload_arrays = prepare_offload(
+        cols.offload,
+        rows,
+        memory,
+        layer_bytes,
+        kept_bytes,
+        plan["m"],
+        host_bw=(accelerator.host_link_bw_bytes_per_s or 0.0) / ctx.cores,
+        host_capacity=(accelerator.host_memory_bytes or 0.0) / ctx.cores,
+        reserve_bytes=RESERVE_BYTES,
+        reserve_fraction=RESERVE_FRACTION,
+    )
+    plan.update(offload_arrays)
     return Prepared(
         plan=plan,
         rows=rows,
@@ -515,7 +544,18 @@ def assemble(prep: Prepared, eff: Efficiency, *, compiled: bool | None = None) -
     return _result(prep, step, {name: breakdown[:, j] for j, name in enumerate(BREAKDOWN_FIELDS)}, link_load)
 
 
+def _zeros(like: FloatArray) -> FloatArray:
+    return np.zeros_like(like)
+
+
 def _result(prep: Prepared, step: FloatArray, breakdown: dict[str, FloatArray], link_load: FloatArray) -> BatchResult:
+    p = prep.plan
+    offloading = bool(prep.memory["host"].any())
+    offload = (
+        offload_time(p, p["host_bw"], breakdown["compute"], breakdown["recompute"]) if offloading else _zeros(step)
+    )
+    breakdown["offload"] = offload
+    step = step + offload
     return BatchResult(
         step_time_s=step,
         breakdown=breakdown,
@@ -525,6 +565,8 @@ def _result(prep: Prepared, step: FloatArray, breakdown: dict[str, FloatArray], 
         hardware_flops_per_step=prep.plan["hardware_flops"],
         link_load_s=link_load,
         link_names=prep.link_names,
+        host_bytes=prep.memory["host"],
+        host_capacity_bytes=p["host_capacity_bytes"],
     )
 
 

@@ -14,6 +14,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from rainier.parallel.plan import RECOMPUTE_MODULES, DegreeUnit, Fp8Recipe, Plan, Recompute, Schedule
+from rainier.perf.offload import offload_kinds, offload_mask
 from rainier.precision import Precision
 
 FloatArray = NDArray[np.float64]
@@ -79,6 +80,7 @@ class PlanColumns:
     ep_dedup: BoolArray
     recompute_mask: IntArray  # selective recompute modules, a bit mask over RECOMPUTE_MODULES
     recompute_layers: IntArray  # full recompute of the first N layers of each chunk; 0: every layer
+    offload: IntArray  # kinds kept in host memory, a bit mask over OFFLOAD_KINDS (perf.offload); 0: none
 
     def __len__(self) -> int:
         return len(self.tp)
@@ -122,6 +124,7 @@ class PlanColumns:
             ep_dedup=bools([p.ep_dedup for p in plans]),
             recompute_mask=ints([recompute_mask(p.recompute_modules) for p in plans]),
             recompute_layers=ints([p.recompute_layers or 0 for p in plans]),
+            offload=ints([offload_mask(p.offload) for p in plans]),
         )
 
     @classmethod
@@ -141,6 +144,7 @@ class PlanColumns:
             "ep_dedup": np.zeros(n, dtype=bool),
             "recompute_mask": np.full(n, DEFAULT_RECOMPUTE_MASK, dtype=np.int64),
             "recompute_layers": np.zeros(n, dtype=np.int64),
+            "offload": np.zeros(n, dtype=np.int64),
             "lora": np.zeros(n, dtype=bool),
         }
         filled.update(columns)
@@ -149,6 +153,11 @@ class PlanColumns:
     def take(self, index: IntArray | BoolArray) -> PlanColumns:
         """The plans selected by an index or mask."""
         return PlanColumns(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
+
+    @classmethod
+    def concat(cls, parts: Sequence[PlanColumns]) -> PlanColumns:
+        """Several column sets as one, in order."""
+        return cls(**{f.name: np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(cls)})
 
     @property
     def chunks(self) -> IntArray:
@@ -192,6 +201,7 @@ class PlanColumns:
             ep_dedup=bool(self.ep_dedup[i]),
             recompute_modules=recompute_modules(int(self.recompute_mask[i])),
             recompute_layers=None if self.recompute_layers[i] <= 0 else int(self.recompute_layers[i]),
+            offload=offload_kinds(int(self.offload[i])),
         )
 
 

@@ -22,7 +22,8 @@ class StepBreakdown:
     ``*_comm`` the exposed (blocking, or not hidden behind compute) part of each collective;
     ``link_contention`` the time a window waits because a link carries more bytes than fit beside its
     compute (transfers sharing a link); ``pipeline_bubble`` the idle time of the schedule; ``optimizer`` the
-    weight update; ``other`` fixed per-step overheads.
+    weight update; ``other`` fixed per-step overheads; ``offload`` the host-link time not hidden behind compute
+    (``perf.offload``; 0 without offload).
     """
 
     compute: float = 0.0
@@ -36,6 +37,7 @@ class StepBreakdown:
     pipeline_bubble: float = 0.0
     optimizer: float = 0.0
     other: float = 0.0
+    offload: float = 0.0
 
     @property
     def total(self) -> float:
@@ -47,7 +49,8 @@ class StepBreakdown:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class MemoryBreakdown:
-    """Bytes per device at the peak of a step (the most loaded pipeline stage), by kind."""
+    """Bytes per device at the peak of a step (the most loaded pipeline stage), by kind; ``host``: what the plan
+    offloads to host memory (``perf.offload``), which must fit ``host_capacity``."""
 
     weights: float
     gradients: float
@@ -55,6 +58,8 @@ class MemoryBreakdown:
     activations: float
     buffers: float
     capacity: float
+    host: float = 0.0  # offloaded bytes per device in host memory (not part of ``total``)
+    host_capacity: float = 0.0  # host memory per device (0: no catalog figure)
 
     @property
     def total(self) -> float:
@@ -62,12 +67,16 @@ class MemoryBreakdown:
 
     @property
     def fits(self) -> bool:
-        return self.total <= self.capacity
+        return self.total <= self.capacity and self.host <= self.host_capacity
 
     def to_dict(self) -> dict[str, float]:
-        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "capacity"}
+        out = {
+            f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("capacity", "host", "host_capacity")
+        }
         out["total"] = self.total
         out["capacity"] = self.capacity
+        out["host"] = self.host
+        out["host_capacity"] = self.host_capacity
         return out
 
 

@@ -53,6 +53,21 @@ def plan_problem(shape: TransformerShape, plan: Plan, cluster: Cluster) -> Infea
             InfeasibleKind.UNSUPPORTED,
             f"{cluster.accelerator.id} has no {plan.precision.value} matmuls (has {supported})",
         )
+    if plan.offload:
+        missing = [
+            name
+            for name, value in (
+                ("host link bandwidth", cluster.accelerator.host_link_bw_bytes_per_s),
+                ("host memory", cluster.accelerator.host_memory_bytes),
+            )
+            if value is None
+        ]
+        if missing:
+            return Infeasible(
+                InfeasibleKind.UNSUPPORTED,
+                f"offload={'+'.join(plan.offload)} needs the host link of {cluster.accelerator.id}, but the catalog "
+                f"has no cited {' or '.join(missing)} for it; use offload=none",
+            )
     if plan.fp8_recipe is Fp8Recipe.MXFP8 and not cluster.accelerator.microscaling:
         return Infeasible(
             InfeasibleKind.UNSUPPORTED,
@@ -111,7 +126,10 @@ def estimate_from_batch(
     breakdown = StepBreakdown(**{k: float(batch.breakdown[k][i]) for k in BREAKDOWN_FIELDS})
     loads = {name: float(batch.link_load_s[i, j]) for j, name in enumerate(batch.link_names)}
     memory = MemoryBreakdown(
-        **{k: float(batch.memory[k][i]) for k in MEMORY_FIELDS}, capacity=float(batch.capacity_bytes[i])
+        **{k: float(batch.memory[k][i]) for k in MEMORY_FIELDS},
+        capacity=float(batch.capacity_bytes[i]),
+        host=float(batch.host_offloaded[i]),
+        host_capacity=float(batch.host_capacity[i]),
     )
     placement = place(plan, cluster)
     tokens_per_step = plan.gbs * shape.seq_len
@@ -125,9 +143,14 @@ def estimate_from_batch(
             f"{cluster.id} spans {len(cluster.sites)} sites: this step treats them as one network; "
             "`rainier fleet sites` adds the WAN",
         )
-    if not memory.fits:
+    if memory.total > memory.capacity:
         warnings += (
             f"does not fit: {memory.total / 2**30:.1f} GiB needed per rank > {memory.capacity / 2**30:.1f} GiB",
+        )
+    if memory.host > memory.host_capacity:
+        warnings += (
+            f"offload does not fit the host: {memory.host / 2**30:.1f} GiB per rank > "
+            f"{memory.host_capacity / 2**30:.1f} GiB of host memory",
         )
     return StepEstimate(
         model=shape.name,

@@ -10,11 +10,11 @@ from rich.text import Text
 
 from rainier.report import format as fmt
 
-PLAN_KEYS = ("tp", "pp", "dp", "cp", "ep", "vpp", "mbs", "zero", "recompute", "precision", "schedule")
+PLAN_KEYS = ("tp", "pp", "dp", "cp", "ep", "vpp", "mbs", "zero", "recompute", "precision", "schedule", "offload")
 
 
 def _plan(plan: dict[str, Any]) -> str:
-    defaults = {"cp": 1, "ep": 1, "vpp": 1, "schedule": "1f1b", "precision": "bf16"}
+    defaults = {"cp": 1, "ep": 1, "vpp": 1, "schedule": "1f1b", "precision": "bf16", "offload": "none"}
     parts = [f"{k}={plan[k]}" for k in PLAN_KEYS if k in plan and defaults.get(k) != plan[k]]
     if plan.get("sp"):
         parts.append("sp")
@@ -58,6 +58,7 @@ def search_tables(doc: dict[str, Any]) -> list[Table]:
         "dp exp s",
         "pp s",
         "bubble s",
+        "offload s",
         "$/M tok",
     ):
         top.add_column(column, justify="left" if column == "plan" else "right")
@@ -81,6 +82,7 @@ def search_tables(doc: dict[str, Any]) -> list[Table]:
             f"{b['dp_comm_exposed']:.3g}",
             f"{b['pp_comm']:.3g}",
             f"{b['pipeline_bubble']:.3g}",
+            f"{b.get('offload', 0.0):.3g}",
             "—" if dollars is None else f"{dollars:.3g}",
         )
         if row.get("plan_text"):

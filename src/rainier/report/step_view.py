@@ -34,6 +34,7 @@ BREAKDOWN_LABELS = {
     "pipeline_bubble": "pipeline bubble",
     "optimizer": "optimizer step",
     "other": "fixed per-step overhead",
+    "offload": "host offload (link time not hidden)",
 }
 
 
@@ -79,6 +80,8 @@ def step_tables(est: dict[str, Any]) -> list[Table]:
     memory.add_column("bytes", justify="right")
     for key in ("weights", "gradients", "optimizer", "activations", "buffers", "total", "capacity"):
         memory.add_row(key, fmt.gib(mem[key]))
+    if mem.get("host"):
+        memory.add_row("offloaded to host", f"{fmt.gib(mem['host'])} of {fmt.gib(mem['host_capacity'])}")
 
     placement = Table(title="placement of parallel axes (innermost level first)", title_justify="left")
     for column in ("axis", "degree", "levels (ranks x bandwidth per direction, latency)"):

@@ -18,9 +18,11 @@ from rainier.hardware import Cluster, systems
 from rainier.parallel.batch_target import BatchTarget
 from rainier.parallel.plan import DegreeUnit, InfeasibleKind
 from rainier.perf.batch import evaluate
+from rainier.perf.columns import PlanColumns
 from rainier.perf.efficiency import Efficiency, EfficiencyTable
 from rainier.perf.result import StepEstimate
 from rainier.perf.step import estimate, flops_per_token_table, resolve_efficiency, step_context
+from rainier.search.offload import Evaluated, can_offload, with_offload
 from rainier.search.result import Objective, RankedPlan, SearchResult
 from rainier.search.space import SearchSpace, check_gbs, enumerate_plans
 from rainier.units import GIB, SECONDS_PER_HOUR
@@ -101,32 +103,61 @@ def search(
     eff, _ = resolve_efficiency(cluster, efficiency)
     ctx = step_context(shape, cluster, eff, DegreeUnit.DEVICE)
     found = enumerate_plans(shape, cluster, gbs, space, round_gbs=round_gbs)
-    cols = found.valid
+    hosted = can_offload(cluster.accelerator)
+    if space.offload and not hosted:
+        raise InputError(
+            f"space.offload needs the host link of {cluster.accelerator.id}, but the catalog has no cited host "
+            "link bandwidth and host memory for it; leave offload out of the space"
+        )
+    cols = with_offload(found.valid, space.offload) if space.offload else found.valid
     model_flops, hardware_flops = flops_per_token_table(shape)
-    steps = np.empty(len(cols))
-    memory = np.empty(len(cols))
-    capacity = 0.0
-    for start in range(0, len(cols), CHUNK):
-        part = cols.take(np.arange(start, min(start + CHUNK, len(cols))))
-        batch = evaluate(ctx, part, model_flops_per_token=model_flops, hardware_flops_per_token=hardware_flops)
-        steps[start : start + len(part)] = batch.step_time_s
-        memory[start : start + len(part)] = batch.memory_total
-        capacity = float(batch.capacity_bytes[0]) if len(part) else capacity
-        if progress is not None:
-            progress(start + len(part), len(cols))
+
+    def run(plans: PlanColumns, retry: bool) -> Evaluated:
+        out = Evaluated.empty(len(plans), keep_failing=retry)
+        for start in range(0, len(plans), CHUNK):
+            part = plans.take(np.arange(start, min(start + CHUNK, len(plans))))
+            batch = evaluate(ctx, part, model_flops_per_token=model_flops, hardware_flops_per_token=hardware_flops)
+            out.fill(start, batch, batch.step_time_s / (part.gbs * shape.seq_len), top_k)
+            if progress is not None:
+                progress(start + len(part), len(plans))
+        return out
+
+    evaluated = run(cols, space.offload is None and hosted)
+    parts = [(cols, evaluated)]
+    if evaluated.failing:
+        # Plans that fit only with offload and could rank, each with the fewest kinds that fit (search.offload).
+        # They are kept apart rather than appended: copying every column of a large space costs more than them.
+        more = evaluated.retry(cols, top_k)
+        if len(more):
+            parts.append((more, run(more, False)))
     elapsed = time.perf_counter() - started
-    fits = memory <= capacity
     rejected = dict(found.rejected)
-    if (~fits).any():
-        rejected[InfeasibleKind.MEMORY.value] = int((~fits).sum())
-    tokens = cols.gbs * shape.seq_len
-    seconds_per_token = steps / tokens
-    score = seconds_per_token  # the three objectives order one cluster's plans alike (module docstring)
-    feasible = np.flatnonzero(fits)
-    if len(feasible) == 0:
-        raise InputError(_binding_constraint(found.binding, found.reasons, rejected, memory, capacity, len(cols)))
-    order = feasible[np.argsort(score[feasible], kind="stable")][:top_k]
-    top = tuple(_ranked(shape, cols.plan_at(int(i)), cluster, eff, rates, int(tokens[i])) for i in order)
+    unfit = sum(int((~e.fits).sum()) for _, e in parts)
+    if unfit:
+        rejected[InfeasibleKind.MEMORY.value] = unfit
+    picks: list[tuple[float, PlanColumns, int]] = []
+    for plans, result in parts:
+        # seconds per token: the three objectives order one cluster's plans alike (module docstring)
+        score = result.score
+        feasible = np.flatnonzero(result.fits)
+        best = feasible[np.argsort(score[feasible], kind="stable")][:top_k]
+        picks += [(float(score[i]), plans, int(i)) for i in best]
+    num_evaluated = sum(len(plans) for plans, _ in parts)
+    if not picks:
+        memory = np.concatenate([e.memory for _, e in parts])
+        why = _binding_constraint(found.binding, found.reasons, rejected, memory, evaluated.capacity, num_evaluated)
+        if why.startswith("no valid plan: memory") and space.offload is None:
+            why += (
+                "; offload to host memory was tried too"
+                if hosted
+                else f"; offload not tried: {cluster.accelerator.id} has no cited host link in the catalog"
+            )
+        raise InputError(why)
+    picks.sort(key=lambda pick: pick[0])  # stable: on a tie the plan enumerated first stays first
+    top = tuple(
+        _ranked(shape, plans.plan_at(i), cluster, eff, rates, int(plans.gbs[i]) * shape.seq_len)
+        for _, plans, i in picks[:top_k]
+    )
     notes = (f"price per device-hour from {rates.price_source}",) if rates.price_source else ()
     return SearchResult(
         model=shape.name,
@@ -135,8 +166,8 @@ def search(
         gbs=found.target.sequences,
         seq_len=shape.seq_len,
         objective=objective,
-        evaluated=len(cols),
-        candidates=found.candidates,
+        evaluated=num_evaluated,
+        candidates=found.candidates + num_evaluated - len(found.valid),  # offload variants are candidates too
         infeasible=rejected,
         elapsed_s=elapsed,
         top=top,

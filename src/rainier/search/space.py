@@ -21,7 +21,9 @@ every layer, already in the grid). ``quarters`` evaluates about 35% more plans, 
 Llama 3 405B x 16,384 H100 and 17% on DeepSeek-V3 x 2,048 H100; it is not the default because it changes
 default answers (published examples and fleet plans), a change to make on its own.
 
-Not in the space: host offload (weights, optimizer state, activations) and HSDP, which the step model does not
+Offload to host memory (``Plan.offload``) is tried by the search itself, for the plans that do not fit without
+it (``search.offload``); a space file's ``offload: [optimizer, optimizer+activations]`` tries every plan with
+each listed set as well, and ``offload: none`` turns it off. Not in the space: HSDP, which the step model does not
 express; precisions other than BF16 unless the space names them.
 """
 
@@ -40,8 +42,9 @@ from rainier.errors import quote
 from rainier.hardware import Cluster
 from rainier.limits import MAX_DEVICES, MAX_GLOBAL_BATCH, check_int_range
 from rainier.parallel.batch_target import DEFAULT_TOLERANCE, BatchTarget
-from rainier.parallel.plan import SCHEDULE_ALIASES, InfeasibleKind, Schedule
+from rainier.parallel.plan import OFFLOAD_KINDS, SCHEDULE_ALIASES, InfeasibleKind, Schedule
 from rainier.perf.columns import PRECISION_CODES, RECOMPUTE_CODES, SCHEDULE_CODES, PlanColumns
+from rainier.perf.offload import offload_mask
 from rainier.precision import Precision
 from rainier.workload.memory import Recompute
 from rainier.workload.shape import TransformerShape
@@ -72,6 +75,9 @@ class SearchSpace:
     # N of full recompute on N layers per chunk, tried beside every layer; (): none; None: 1/4, 1/2, 3/4 of the
     # plan's smallest chunk ("quarters" in a space file)
     recompute_layers: tuple[int, ...] | None = ()
+    # Offload sets (perf.offload bit masks) tried for every plan; None: only for plans that do not fit without
+    # offload, with the fewest kinds that make them fit (search.offload); (): never
+    offload: tuple[int, ...] | None = None
     zero: tuple[int, ...] | None = None
     precision: tuple[Precision, ...] = (Precision.BF16,)
     zero_bubble: bool = False  # also try the zero-bubble (ZB-H1) schedule for pipelined plans
@@ -447,6 +453,11 @@ def load_space(path: Path | str) -> SearchSpace:
                 "(full recompute of the first N layers of each chunk) or quarters"
             )
         values["recompute_layers"] = tuple(sorted(set(block)))
+    if reader.peek("offload") == "none":
+        reader.string("offload")
+        values["offload"] = ()
+    elif reader.has("offload"):
+        values["offload"] = _offload_sets(path, reader.items("offload", required=False))
     precision = reader.items("precision", required=False)
     if precision:
         values["precision"] = tuple(_choice(path, "precision", Precision, v) for v in precision)
@@ -462,6 +473,22 @@ def load_space(path: Path | str) -> SearchSpace:
     values["tp_within_scale_up"] = reader.boolean("tp_within_scale_up", required=False, default=True)
     reader.finish()
     return SearchSpace(**values)
+
+
+def _offload_sets(path: Path | str, items: list[Any]) -> tuple[int, ...]:
+    """``offload: [optimizer, weights+activations]`` as bit masks (``perf.offload``), in the order given."""
+    masks: list[int] = []
+    for item in items:
+        kinds = str(item).lower().replace("+", " ").split()
+        if not kinds or any(k not in OFFLOAD_KINDS for k in kinds):
+            raise CatalogError(
+                f"{path}: space.offload={quote(item)} is invalid: none, or a list of sets of "
+                f"{', '.join(OFFLOAD_KINDS)} joined by '+'"
+            )
+        mask = offload_mask(tuple(kinds))
+        if mask not in masks:
+            masks.append(mask)
+    return tuple(masks)
 
 
 def _choice(path: Path | str, name: str, kind: Any, value: Any) -> Any:

@@ -10,7 +10,7 @@ each stream and link was, and how and why the answer differs from the estimate.
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from rainier.errors import InputError
@@ -200,7 +200,17 @@ def simulate(
     graph = step_graph(shape, plan, cluster, efficiency=efficiency, max_blocks=max_blocks)
     run = StepRun(graph, sharing=sharing, record_links=record_links)
     step = run.run()
-    return _summarise(fast, graph, run, step, sharing)
+    result = _summarise(fast, graph, run, step, sharing)
+    offload = fast.breakdown.offload
+    if offload > 0:
+        # The host link is not simulated: its exposed time (perf.offload) is added to the step as the estimate has it.
+        result = replace(
+            result,
+            step_time_s=step + offload,
+            breakdown=dict(result.breakdown, offload=offload),
+            critical_path_s=dict(result.critical_path_s, offload=offload),
+        )
+    return result
 
 
 def _summarise(fast: StepEstimate, graph: StepGraph, run: StepRun, step: float, sharing: bool) -> SimulatedStep:
