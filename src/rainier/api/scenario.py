@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from rainier.catalog.loader import CatalogError, Fields, load_yaml, parse_yaml
 from rainier.errors import clip_path, quote
+from rainier.parallel.batch_target import MAX_TOLERANCE
 
 if TYPE_CHECKING:
     from rainier.api.training_scenario import TrainingScenario
@@ -223,6 +224,7 @@ def scenario_schema() -> dict[str, Any]:
         "plan": maybe(text),
         "gbs": maybe(integer),
         "batch_tokens": maybe(number),
+        "gbs_tolerance": maybe({"type": "number", "minimum": 0, "maximum": MAX_TOLERANCE}),
         "price": price,
         "precision": maybe(text),
         "failures": maybe(
