@@ -128,6 +128,14 @@ def serve_estimate(
     ] = "fused",
     kv_precision: KvPrecisionOption = None,
     prefix_hit: PrefixHitOption = 0.0,
+    two_batch_overlap: Annotated[
+        bool,
+        typer.Option(
+            "--two-batch-overlap",
+            help="Run the batch as two micro-batches, each one's expert all-to-all hidden behind the other's compute "
+            "(SGLang --enable-two-batch-overlap; needs --ep > 1).",
+        ),
+    ] = False,
     report_path: ReportOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -153,6 +161,7 @@ def serve_estimate(
         attention=attention,
         kv_precision=kv_precision,
         prefix_hit=prefix_hit,
+        two_batch_overlap=two_batch_overlap,
     )
     _write_extras(report_path, None, result)
     if as_json:

@@ -260,6 +260,8 @@ class ReplicaCost:
         """The iteration's time by part (GEMMs, attention, collectives, overheads), seconds; each decoding
         sequence brings ``queries`` tokens (1, or k + 1 when verifying k speculative tokens), and the prompts'
         new tokens attend to ``cached_tokens`` already cached (spread evenly over the ``prefill_seqs`` prompts)."""
+        if self.two_batch_overlap and self.ep > 1 and prefill_tokens + decode_seqs * queries >= 2:
+            return self._overlapped_parts(prefill_tokens, decode_seqs, kv_tokens, prefill_seqs, queries, cached_tokens)
         tokens = prefill_tokens + decode_seqs * queries
         eff = self.eff
         # Data-parallel attention: each group does 1/dp of the attention and dense work on its tp ranks, while the
@@ -279,14 +281,17 @@ class ReplicaCost:
         # prompts attend causally to themselves (P^2 / (2 x prompts) pairs) and to their cached context; decode
         # tokens to their caches
         prompts = max(prefill_seqs, 1)
-        pairs = prefill_tokens**2 / (2 * prompts) + prefill_tokens * cached_tokens / prompts + kv_tokens * queries
-        pairs /= dp  # each group attends over its own sequences only
+        prefill_pairs = (prefill_tokens**2 / (2 * prompts) + prefill_tokens * cached_tokens / prompts) / dp
+        decode_pairs = kv_tokens * queries / dp  # each group attends over its own sequences only
+        pairs = prefill_pairs + decode_pairs
+        attention_flop = prefill_pairs * self.attention_flop_per_context_token + decode_pairs * (
+            self.decode_attention_flop_per_context_token or self.attention_flop_per_context_token
+        )
         kv_bytes = (kv_tokens + cached_tokens + tokens) * self.kv_bytes_per_token_replica * self.kv_reads_per_head / dp
         score_bytes = pairs * self.scores_per_pair * self.score_bytes
         kv_rate = self.hbm_bytes_per_s * self.tp_devices * eff.kv_memory
-        attention = max(
-            pairs * self.attention_flop_per_context_token / flop_rate, kv_bytes / kv_rate + score_bytes / byte_rate
-        )
+        attention_rate = (self.attention_flop_per_s or self.flop_per_s) * self.tp_devices * eff.compute
+        attention = max(attention_flop / attention_rate, kv_bytes / kv_rate + score_bytes / byte_rate)
         slope, intercept = self.all_reduce
         message = tokens / dp * self.hidden_bytes_per_token  # each group's all-reduces carry its own tokens
         # one all-reduce after attention in every layer, one after the MLP -- except in MoE layers under expert
@@ -317,6 +322,29 @@ class ReplicaCost:
     expert_flop_per_s: float = 0.0  # per device, at the experts' matmul precision (0: flop_per_s)
     dp_attention: int = 1  # data-parallel attention groups of tp ranks sharing the experts (1: none)
     dispatch_bytes_per_token: float = 0.0  # bytes of one routed token copy in the dispatch (0: hidden_bytes_per_token)
+    # QK^T + AV FLOPs per (decode query, key) pair, all layers (0: attention_flop_per_context_token); MLA's absorbed
+    # decode attends over the latent cache (mla_decode_attention_flop)
+    decode_attention_flop_per_context_token: float = 0.0
+    attention_flop_per_s: float = 0.0  # per device, at the attention core's precision (0: flop_per_s)
+    two_batch_overlap: bool = False  # expert all-to-all overlapped with the other micro-batch's compute
+
+    def _overlapped_parts(
+        self, prefill_tokens: int, decode_seqs: int, kv_tokens: int, prefill_seqs: int, queries: int, cached: int
+    ) -> dict[str, float]:
+        """Two-batch overlap (SGLang ``--enable-two-batch-overlap``, LMSYS "large-scale EP" blog 2025-05-05; the
+        DeepSeek-V3 report sec. 3.4 overlaps the same way): the batch runs as two micro-batches, one's dispatch and
+        combine in flight while the other computes, so per layer the slower of the two streams sets the pace and the
+        iteration takes ``max(compute, all-to-all)``. Each micro-batch reads the weights its GEMMs touch (the GEMMs
+        of two half batches), attention and the tp all-reduces do the whole batch's work, and the all-to-all pays
+        its latencies twice; ``ep_comm`` is the all-to-all time left exposed beyond the compute."""
+        plain = replace(self, two_batch_overlap=False)
+        whole = plain.parts(prefill_tokens, decode_seqs, kv_tokens, prefill_seqs, queries, cached)
+        h: Any = 0.5  # fractional halves cost as well as whole ones
+        half = plain.parts(prefill_tokens * h, decode_seqs * h, kv_tokens * h, prefill_seqs, queries, cached * h)
+        gemm = 2 * half["gemm"]
+        compute = gemm + whole["attention"] + whole["tp_comm"]
+        exposed = max(0.0, 2 * half["ep_comm"] - compute)
+        return {**whole, "gemm": gemm, "ep_comm": exposed}
 
     def with_efficiency(self, eff: ServeEfficiency) -> ReplicaCost:
         """The same replica under other efficiencies (the all-reduce bandwidth term scales with ``comm``)."""
@@ -395,6 +423,7 @@ def replica_cost(
     cuda_graphs: bool = True,
     kv_precision: Precision | None = None,
     dp_attention: int = 1,
+    two_batch_overlap: bool = False,
 ) -> ReplicaCost:
     """The cost coefficients of one ``tp x pp`` (``tp x dp_attention x pp``) replica of ``shape`` on ``cluster``.
 
@@ -406,6 +435,7 @@ def replica_cost(
 
     With ``dp_attention > 1`` (data-parallel attention, module docstring) the experts are spread over all
     ``ep = tp x dp_attention`` ranks, and the attention, dense layers and LM head are replicated per group.
+    ``two_batch_overlap`` hides the expert all-to-all behind the other micro-batch's compute (``ReplicaCost``).
     """
     for name, value in (("tp", tp), ("pp", pp), ("ep", ep), ("dp_attention", dp_attention)):
         check_int(name, value, 1, MAX_DEGREE, "ranks")
@@ -471,6 +501,9 @@ def replica_cost(
         gemm_flop_per_token=per_token.forward_matmul_flop - head - expert_flop,
         head_flop_per_token=head,
         attention_flop_per_context_token=attention_core_flop_per_token(shape, 1, causal=False) * head_padding,
+        decode_attention_flop_per_context_token=mla_decode_attention_flop(shape) * head_padding,
+        attention_flop_per_s=accelerator.peak_flop_per_s(_attention_precision(matmul, kv_format)),
+        two_batch_overlap=two_batch_overlap,
         dense_weight_bytes=total_weight_bytes - expert_bytes,
         expert_weight_bytes=expert_bytes,
         num_experts=num_experts,
@@ -496,6 +529,38 @@ def replica_cost(
         dp_attention=dp_attention,
         dispatch_bytes_per_token=shape.hidden_dim * _dispatch_bytes(weights.expert_matmul(accelerator)),
     )
+
+
+def _attention_precision(matmul: Precision, kv: Precision) -> Precision:
+    """The precision the attention core (QK^T, PV) multiplies in. Its operands are the queries and the cached keys
+    and values, so a 16-bit cache is multiplied in 16 bits whatever the weights (SGLang's and vLLM's default cache
+    under an fp8 checkpoint: FlashMLA, FlashInfer and FlashAttention take bf16 operands); otherwise the GEMMs'
+    precision (TensorRT-LLM's FP8 context FMHA and XQA with an fp8 checkpoint and cache).
+
+    Not modelled yet: NVFP4 checkpoints keep an fp8 cache and fp8 attention, and are still costed at the fp4 rate
+    here -- changing it moves the one SGLang PP4 long-context prefill the model cannot express yet (dynamic chunks
+    pipelined across the stages) and, through the fit, every Blackwell case."""
+    if matmul in (Precision.FP8, Precision.FP4) and kv in (Precision.BF16, Precision.FP16):
+        return Precision.BF16
+    return matmul
+
+
+def mla_decode_attention_flop(shape: TransformerShape) -> float:
+    """QK^T and AV FLOPs per (decode query, cached token) pair over all layers of an MLA model; 0 for other models.
+
+    Decode kernels absorb W_UK into the query and W_UV into the output (DeepSeek-V2 report sec. 2.1.3), so every
+    head attends over the cached latent itself: QK^T over ``kv_lora_rank + qk_rope_head_dim`` channels (512 + 64)
+    and AV over ``kv_lora_rank`` (512), i.e. multi-query attention with one 576-wide KV head shared by all heads
+    (FlashMLA's decode kernel, SGLang's and vLLM's MLA backends) -- 3.4x the FLOPs of the expanded heads'
+    ``qk_head_dim + v_head_dim`` (192 + 128). The absorbed projections themselves are per-token GEMMs with the same
+    weights as ``kv_b_proj``, already counted. Prefill expands the latent into per-head keys and values (the
+    engines' non-absorbed path) and keeps ``attention_core_flop_per_token``.
+    """
+    if shape.mla is None:
+        return 0.0
+    mla = shape.mla
+    width = 2 * mla.kv_lora_rank + mla.qk_rope_head_dim
+    return float(FLOP_PER_MAC * shape.num_heads * width * shape.num_layers)
 
 
 def _dispatch_bytes(expert_matmul: Precision) -> float:

@@ -61,6 +61,7 @@ class ServeConfig:
     attention: AttentionKernels = AttentionKernels.FUSED
     kv_precision: Precision | None = None  # None: the weight format's default (WeightFormat.kv)
     prefix_hit: float = 0.0  # share of each prompt's tokens found in the prefix cache
+    two_batch_overlap: bool = False  # expert all-to-all hidden behind the other micro-batch's compute (serve.cost)
 
     def __post_init__(self) -> None:
         ranges = {"tp": (MAX_DEGREE, "ranks"), "pp": (MAX_DEGREE, "stages"), "ep": (MAX_DEGREE, "ranks"),
@@ -74,6 +75,10 @@ class ServeConfig:
             raise field_error("unit", self.unit_core, "device or core")
         check_dp_attention(None, tp=self.tp, ep=self.ep, dp_attention=self.dp_attention)
         check_share("prefix-hit", self.prefix_hit)
+        if not isinstance(self.two_batch_overlap, bool):
+            raise field_error("two-batch-overlap", self.two_batch_overlap, "true or false")
+        if self.two_batch_overlap and self.ep == 1:
+            raise field_error("two-batch-overlap", True, "with ep > 1 (it overlaps the expert all-to-all)")
 
     @property
     def kv(self) -> Precision:
@@ -99,6 +104,7 @@ class ServeConfig:
             "attention": self.attention.value,
             "kv_precision": self.kv.value,
             "prefix_hit": self.prefix_hit,
+            "two_batch_overlap": self.two_batch_overlap,
         }
 
 
@@ -215,6 +221,7 @@ def estimate_serving(
         eff=eff,
         attention=config.attention,
         kv_precision=config.kv_precision,
+        two_batch_overlap=config.two_batch_overlap,
     )
     b, i, o = config.batch, config.input_len, config.output_len
     cached = config.cached_tokens()

@@ -1,0 +1,113 @@
+"""Attention costed as the kernels run it: MLA's absorbed decode, the attention core's precision, engines' KV format."""
+
+from __future__ import annotations
+
+import pytest
+
+from rainier.calibrate.cases import InferenceCase, Trust
+from rainier.hardware import cluster_of, get_accelerator
+from rainier.precision import Precision
+from rainier.serve.cost import WeightFormat, mla_decode_attention_flop, replica_cost
+from rainier.serve.efficiency import ServeEfficiency
+from rainier.serve.validate import serve_config
+from rainier.workload import get_model
+from rainier.workload.flops import attention_core_flop_per_token
+
+IDEAL = ServeEfficiency(
+    compute=1.0, memory=1.0, kv_memory=1.0, comm=1.0, collective_latency_s=0.0, iteration_overhead_s=0.0
+)
+
+
+def test_mla_decode_attends_over_the_latent_with_every_head() -> None:
+    """DeepSeek-V3: 128 heads x (QK^T over 512 + 64, AV over 512) x 2 FLOPs x 61 layers per (query, key) pair,
+    3.4x the expanded heads' 2 x 128 x (192 + 128) x 61 that prefill runs."""
+    shape = get_model("deepseek-v3")
+    assert mla_decode_attention_flop(shape) == 2 * 128 * (512 + 64 + 512) * 61
+    assert attention_core_flop_per_token(shape, 1, causal=False) == 2 * 128 * (192 + 128) * 61
+    assert mla_decode_attention_flop(get_model("llama-3.1-8b")) == 0.0  # no latent: the usual heads
+
+
+def test_long_context_mla_decode_is_bound_by_the_absorbed_flops() -> None:
+    """One H200 decoding 2 sequences at 64K context (bf16 cache): the latent read is 2 x 65,536 x 576 x 2 B x 61
+    = 9.2 GB, 1.9 ms at 4.8 TB/s; the absorbed attention is 2.3 TFLOP, 2.3 ms at the bf16 peak -- compute-bound."""
+    shape, cluster = get_model("deepseek-v3"), cluster_of("h200-sxm", 16)
+    cost = replica_cost(
+        shape, cluster, tp=1, ep=16, dp_attention=16, weights=WeightFormat.FP8, eff=IDEAL,
+        kv_precision=Precision.BF16,
+    )  # fmt: skip
+    kv_tokens = 16 * 2 * 65_536  # 2 per rank, each group attending over its own
+    h200 = get_accelerator("h200-sxm")
+    flop = 2 * 65_536 * mla_decode_attention_flop(shape)
+    assert cost.parts(0, 32, kv_tokens)["attention"] == pytest.approx(flop / h200.peak_flop_per_s(Precision.BF16))
+    # prompts attend with the expanded heads: 16 prompts of 1,024 tokens, one per group, causally over themselves
+    pairs = 16 * 1024**2 / 2 / 16
+    expanded = pairs * attention_core_flop_per_token(shape, 1, causal=False) / h200.peak_flop_per_s(Precision.BF16)
+    assert cost.parts(16 * 1024, 0, 0, prefill_seqs=16)["attention"] == pytest.approx(expanded)
+
+
+def test_a_16_bit_cache_is_multiplied_in_16_bits() -> None:
+    """An fp8 checkpoint over a bf16 cache (SGLang's and vLLM's default) runs its attention at the bf16 rate; an fp8
+    cache under fp8 weights keeps the GEMMs' fp8 rate (TensorRT-LLM's FP8 FMHA/XQA); bf16 weights stay bf16."""
+    shape, cluster = get_model("llama-3.1-8b"), cluster_of("b200", 1)
+    b200 = get_accelerator("b200")
+    expected = {
+        (WeightFormat.BF16, Precision.BF16): Precision.BF16,
+        (WeightFormat.BF16, Precision.FP8): Precision.BF16,
+        (WeightFormat.FP8, Precision.BF16): Precision.BF16,
+        (WeightFormat.FP8, Precision.FP8): Precision.FP8,
+        (WeightFormat.FP4, Precision.BF16): Precision.BF16,
+    }
+    for (weights, kv), precision in expected.items():
+        cost = replica_cost(shape, cluster, tp=1, weights=weights, kv_precision=kv, eff=IDEAL)
+        assert cost.attention_flop_per_s == b200.peak_flop_per_s(precision), (weights, kv)
+    # a 32K prompt is attention-heavy: at the bf16 rate it takes longer than at fp8
+    fast = replica_cost(shape, cluster, tp=1, weights=WeightFormat.FP8, kv_precision=Precision.FP8, eff=IDEAL)
+    slow = replica_cost(shape, cluster, tp=1, weights=WeightFormat.FP8, kv_precision=Precision.BF16, eff=IDEAL)
+    assert slow.parts(32_768, 0, 0)["attention"] == pytest.approx(2 * fast.parts(32_768, 0, 0)["attention"])
+
+
+def _case(framework: str, **serving: object) -> InferenceCase:
+    return InferenceCase(
+        id="x", group="g", trust=Trust.B, source="s", model={}, system={},
+        serving={"tp": 8, "batch": 1, "input_len": 128, "output_len": 128, "precision": "fp8", "framework": framework,
+                 **serving},
+        targets=({"metric": "tpot_ms", "value": 10.0},), notes="",
+    )  # fmt: skip
+
+
+def test_sglang_and_vllm_keep_a_16_bit_cache_unless_told() -> None:
+    """--kv-cache-dtype auto is the model's activation dtype in SGLang and vLLM, fp8 under TensorRT-LLM's fp8."""
+    assert serve_config(_case("SGLang v0.4.6")).kv_precision is Precision.BF16
+    assert serve_config(_case("vLLM 0.8.5 (V1)")).kv_precision is Precision.BF16
+    assert serve_config(_case("SGLang", kv_cache_dtype="auto")).kv_precision is Precision.BF16
+    assert serve_config(_case("SGLang", kv_cache_dtype="fp8_e4m3")).kv_precision is Precision.FP8
+    assert serve_config(_case("TensorRT-LLM 0.17")).kv_precision is None  # the fp8 weight format's default: fp8
+
+
+def test_two_batch_overlap_hides_the_all_to_all_behind_the_other_half() -> None:
+    """Two micro-batches: the GEMMs run twice on half the tokens (each half reads its weights), attention does the
+    whole batch's work, and only the all-to-all beyond the compute is left exposed."""
+    shape, cluster = get_model("deepseek-v3"), cluster_of("h100-sxm", 72)
+    kwargs = {"tp": 1, "ep": 72, "dp_attention": 72, "weights": WeightFormat.FP8, "eff": IDEAL}
+    plain = replica_cost(shape, cluster, **kwargs)  # type: ignore[arg-type]
+    tbo = replica_cost(shape, cluster, two_batch_overlap=True, **kwargs)  # type: ignore[arg-type]
+    batch, kv = 72 * 256, 72 * 256 * 2000
+    whole, half, both = plain.parts(0, batch, kv), plain.parts(0, batch // 2, kv // 2), tbo.parts(0, batch, kv)
+    compute = 2 * half["gemm"] + whole["attention"]
+    assert both["gemm"] == pytest.approx(2 * half["gemm"]) and both["attention"] == whole["attention"]
+    assert both["ep_comm"] == pytest.approx(max(0.0, 2 * half["ep_comm"] - compute))
+    assert sum(both.values()) == pytest.approx(max(compute, 2 * half["ep_comm"]) + whole["overhead"])
+    assert sum(both.values()) < sum(whole.values())  # 256 per rank: the all-to-all is worth hiding
+    assert tbo.parts(0, 1, 2000) == plain.parts(0, 1, 2000)  # one token cannot be split
+
+
+def test_two_batch_overlap_needs_expert_parallelism() -> None:
+    from typer.testing import CliRunner
+
+    from rainier.cli import app
+
+    result = CliRunner().invoke(
+        app, ["serve", "estimate", "--model", "llama-3-8b", "--accelerator", "h100-sxm", "--count", "1",
+              "--two-batch-overlap"],
+    )  # fmt: skip
+    assert result.exit_code == 2 and "two-batch-overlap" in result.output
