@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from rainier.calibrate.cases import InferenceCase, Trust
@@ -45,9 +47,9 @@ def test_long_context_mla_decode_is_bound_by_the_absorbed_flops() -> None:
     assert cost.parts(16 * 1024, 0, 0, prefill_seqs=16)["attention"] == pytest.approx(expanded)
 
 
-def test_a_16_bit_cache_is_multiplied_in_16_bits() -> None:
+def test_attention_multiplies_at_its_cache_precision() -> None:
     """An fp8 checkpoint over a bf16 cache (SGLang's and vLLM's default) runs its attention at the bf16 rate; an fp8
-    cache under fp8 weights keeps the GEMMs' fp8 rate (TensorRT-LLM's FP8 FMHA/XQA); bf16 weights stay bf16."""
+    cache under fp8 weights runs at the fp8 rate (TensorRT-LLM's FP8 FMHA/XQA); bf16 weights stay bf16."""
     shape, cluster = get_model("llama-3.1-8b"), cluster_of("b200", 1)
     b200 = get_accelerator("b200")
     expected = {
@@ -111,3 +113,18 @@ def test_two_batch_overlap_needs_expert_parallelism() -> None:
               "--two-batch-overlap"],
     )  # fmt: skip
     assert result.exit_code == 2 and "two-batch-overlap" in result.output
+
+
+def test_chunked_prefill_pipelines_through_the_stages() -> None:
+    """128K prompt in 32K chunks on PP4: the chunks cross the stages one behind the other, so the prefill takes a
+    quarter of the chunks' summed time plus three quarters of the slowest (the last, attending to all before it)."""
+    from rainier.serve.estimate import prefill_s
+
+    shape, cluster = get_model("deepseek-v3"), cluster_of("gb300", 4)
+    cost = replica_cost(shape, cluster, tp=1, pp=4, weights=WeightFormat.FP4, eff=IDEAL)
+    chunks = [cost.iteration_s(32_768, 0, 0, cached_tokens=done) for done in range(0, 131_072, 32_768)]
+    assert chunks == sorted(chunks)  # later chunks attend to more context
+    assert prefill_s(cost, 1, 131_072, 0, 32_768) == pytest.approx(sum(chunks) / 4 + 3 * chunks[-1] / 4)
+    assert prefill_s(cost, 1, 131_072, 0, 32_768) < 0.6 * prefill_s(cost, 1, 131_072, 0)  # one pass: no overlap
+    one_stage = replace(cost, pipeline_stages=1)
+    assert prefill_s(one_stage, 1, 131_072, 0, 32_768) == pytest.approx(sum(chunks))  # pp=1: chunks in turn

@@ -136,6 +136,14 @@ def serve_estimate(
             "(SGLang --enable-two-batch-overlap; needs --ep > 1).",
         ),
     ] = False,
+    prefill_chunk: Annotated[
+        int,
+        typer.Option(
+            "--prefill-chunk",
+            help="Prefill the prompts this many tokens at a time (chunked prefill; with --pp the chunks pipeline "
+            "through the stages). 0: each prompt in one pass.",
+        ),
+    ] = 0,
     report_path: ReportOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -162,6 +170,7 @@ def serve_estimate(
         kv_precision=kv_precision,
         prefix_hit=prefix_hit,
         two_batch_overlap=two_batch_overlap,
+        prefill_chunk=prefill_chunk,
     )
     _write_extras(report_path, None, result)
     if as_json:

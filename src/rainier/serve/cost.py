@@ -327,6 +327,7 @@ class ReplicaCost:
     decode_attention_flop_per_context_token: float = 0.0
     attention_flop_per_s: float = 0.0  # per device, at the attention core's precision (0: flop_per_s)
     two_batch_overlap: bool = False  # expert all-to-all overlapped with the other micro-batch's compute
+    pipeline_stages: int = 1  # pp: stages one iteration crosses in turn (chunked prefills pipeline through them)
 
     def _overlapped_parts(
         self, prefill_tokens: int, decode_seqs: int, kv_tokens: int, prefill_seqs: int, queries: int, cached: int
@@ -504,6 +505,7 @@ def replica_cost(
         decode_attention_flop_per_context_token=mla_decode_attention_flop(shape) * head_padding,
         attention_flop_per_s=accelerator.peak_flop_per_s(_attention_precision(matmul, kv_format)),
         two_batch_overlap=two_batch_overlap,
+        pipeline_stages=pp,
         dense_weight_bytes=total_weight_bytes - expert_bytes,
         expert_weight_bytes=expert_bytes,
         num_experts=num_experts,

@@ -175,6 +175,7 @@ def serve_config(case: InferenceCase) -> ServeConfig:
         kv_precision=_kv_precision(s),
         prefix_hit=check_share("serving.prefix_hit", s.get("prefix_hit") or 0.0),
         two_batch_overlap=_flag("serving", s, "two_batch_overlap"),
+        prefill_chunk=_whole("serving", s, "prefill_chunk", MAX_TOKENS, "tokens", default=0),
     )
 
 
@@ -338,8 +339,9 @@ def predict_metrics(item: Prepared, eff: ServeEfficiency) -> dict[str, float]:
         return simulate_case(item.in_flight, cost, c.input_len, c.output_len, prefix_hit=c.prefix_hit)
     drafter = item.drafter.with_efficiency(eff) if item.drafter is not None else None
     times = static_batch_times(
-        cost, c.batch, c.input_len, c.output_len, speculative=c.speculative, drafter=drafter, cached=c.cached_tokens()
-    )
+        cost, c.batch, c.input_len, c.output_len, speculative=c.speculative, drafter=drafter,
+        cached=c.cached_tokens(), chunk=c.prefill_chunk,
+    )  # fmt: skip
     e2e = times.e2e_s(c.output_len)
     if item.decode_only:  # a decode server: every running sequence gains a token per TPOT, prompts come prefilled
         rate = c.batch / times.tpot_s
