@@ -128,3 +128,17 @@ def test_chunked_prefill_pipelines_through_the_stages() -> None:
     assert prefill_s(cost, 1, 131_072, 0, 32_768) < 0.6 * prefill_s(cost, 1, 131_072, 0)  # one pass: no overlap
     one_stage = replace(cost, pipeline_stages=1)
     assert prefill_s(one_stage, 1, 131_072, 0, 32_768) == pytest.approx(sum(chunks))  # pp=1: chunks in turn
+
+
+def test_tensorrt_llm_engines_admit_whole_prompts_up_to_8192_tokens() -> None:
+    """TensorRT-LLM's max_num_tokens defaults to 8192 from v0.11, prompts admitted whole (no chunked context); NIM
+    serves such engines; older releases and unversioned text keep no budget."""
+    from rainier.serve.inflight import TRTLLM_TOKEN_BUDGET, in_flight_of
+
+    for framework in ("TensorRT-LLM 0.17 trtllm-serve", "NVIDIA NIM for LLMs 1.8.0, fp8 TP2 profile"):
+        load = in_flight_of({"load": "concurrency", "concurrency": 8, "framework": framework}, 2, 2)
+        assert load.token_budget == TRTLLM_TOKEN_BUDGET == 8192 and not load.chunked, framework
+    chunked = in_flight_of({"load": "offline", "framework": "TensorRT-LLM 0.17", "chunked_context": True}, 2, 2)
+    assert chunked.chunked
+    for framework in ("TensorRT-LLM 0.9", "TensorRT-LLM"):
+        assert in_flight_of({"load": "offline", "framework": framework}, 2, 2).token_budget is None
