@@ -142,3 +142,26 @@ def test_tensorrt_llm_engines_admit_whole_prompts_up_to_8192_tokens() -> None:
     assert chunked.chunked
     for framework in ("TensorRT-LLM 0.9", "TensorRT-LLM"):
         assert in_flight_of({"load": "offline", "framework": framework}, 2, 2).token_budget is None
+
+
+def test_prefill_dispatch_crosses_to_each_node_once() -> None:
+    """DeepEP's normal kernels (prefill) send a token once per node holding one of its experts: top-8 over 4 nodes
+    reaches 4 x (1 - (3/4)^8) = 3.6 nodes, so 0.45 network copies per remote expert copy; decode sends them all."""
+    from rainier.serve.dispatch import node_copies_share
+
+    assert node_copies_share(4, 8) == pytest.approx(4 * (1 - 0.75**8) / 8) == pytest.approx(0.45, abs=0.005)
+    assert node_copies_share(1, 8) == node_copies_share(4, 1) == 1.0
+    shape = get_model("deepseek-v3")
+    kwargs = {"tp": 1, "ep": 32, "dp_attention": 32, "weights": WeightFormat.FP8, "eff": IDEAL}
+    cost = replica_cost(shape, cluster_of("h100-sxm", 32), **kwargs)  # type: ignore[arg-type]
+    assert cost.ep_nodes == 4 and 0 < cost.all_to_all_network < cost.all_to_all[0]
+    slope, intercept = cost.all_to_all
+    tokens = 32 * 1024
+    per_rank = tokens * 8 / 32 * shape.hidden_dim * (cost.dispatch_bytes_per_token / shape.hidden_dim + 2.0)
+    prefill_slope = slope - cost.all_to_all_network * (1 - node_copies_share(4, 8))
+    expected = shape.num_moe_layers * (prefill_slope * per_rank + 2 * intercept)
+    assert cost.parts(tokens, 0, 0, prefill_seqs=32)["ep_comm"] == pytest.approx(expected)
+    decode = shape.num_moe_layers * (slope * per_rank + 2 * intercept)
+    assert cost.parts(0, tokens, tokens * 1024)["ep_comm"] == pytest.approx(decode)
+    one_domain = replica_cost(shape, cluster_of("gb200", 48), **kwargs | {"ep": 48, "dp_attention": 48})  # type: ignore[arg-type]
+    assert one_domain.ep_nodes == 1 and one_domain.all_to_all_network == 0.0

@@ -36,10 +36,9 @@ from typing import Any
 
 from rainier.errors import field_error
 from rainier.hardware import Accelerator, Cluster
-from rainier.parallel.placement import _machine_levels, place_axis
-from rainier.perf.collectives import Level
 from rainier.perf.comm import GroupCost, group_cost
 from rainier.precision import Precision
+from rainier.serve.dispatch import ExpertExchange, expert_all_to_all, node_copies_share, placed_levels
 from rainier.serve.efficiency import ServeEfficiency
 from rainier.serve.limits import MAX_BATCH, MAX_DEGREE, check_int
 from rainier.workload import count_params, kv_cache_bytes_per_token
@@ -302,6 +301,8 @@ class ReplicaCost:
         expert = 0.0
         if self.ep > 1 and tokens:
             a2a_slope, a2a_intercept = self.all_to_all
+            if prefill_tokens and self.ep_nodes > 1:  # normal kernels: a token crosses to a node once (serve.dispatch)
+                a2a_slope -= self.all_to_all_network * (1.0 - node_copies_share(self.ep_nodes, self.top_k))
             copies = tokens * self.top_k / self.ep  # routed token copies each rank sends (and gets back)
             routed = copies * (self.dispatch_bytes_per_token or self.hidden_bytes_per_token)  # dispatch, per rank
             combined = copies * self.hidden_bytes_per_token
@@ -327,6 +328,8 @@ class ReplicaCost:
     decode_attention_flop_per_context_token: float = 0.0
     attention_flop_per_s: float = 0.0  # per device, at the attention core's precision (0: flop_per_s)
     two_batch_overlap: bool = False  # expert all-to-all overlapped with the other micro-batch's compute
+    all_to_all_network: float = 0.0  # the part of the all-to-all slope spent between nodes
+    ep_nodes: int = 1  # nodes the ep ranks span
     pipeline_stages: int = 1  # pp: stages one iteration crosses in turn (chunked prefills pipeline through them)
 
     def _overlapped_parts(
@@ -353,8 +356,9 @@ class ReplicaCost:
         a2a_slope, a2a_intercept = self.all_to_all
         scale = self.eff.comm / eff.comm
         return replace(
-            self, eff=eff, all_reduce=(slope * scale, intercept), all_to_all=(a2a_slope * scale, a2a_intercept)
-        )
+            self, eff=eff, all_reduce=(slope * scale, intercept), all_to_all=(a2a_slope * scale, a2a_intercept),
+            all_to_all_network=self.all_to_all_network * scale,
+        )  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -378,31 +382,7 @@ def check_precision(accelerator: Accelerator, weights: WeightFormat) -> None:
 
 def _placed_group(cluster: Cluster, cores: int, axis: str, degree: int, comm: float) -> GroupCost:
     """Collective coefficients of a group of ``degree`` consecutive ranks on ``cluster``, links at ``comm``."""
-    return group_cost(_placed_levels(cluster, cores, axis, degree, comm))
-
-
-def _expert_all_to_all(cluster: Cluster, cores: int, ep: int, comm: float) -> tuple[float, float]:
-    """Dispatch/combine coefficients on the ``ep`` ranks: ``perf.comm``'s all-to-all bandwidth term, and one latency
-    per level crossed rather than one per peer -- expert-parallel kernels write to every peer at once (GPU-initiated
-    RDMA, DeepEP; NCCL's grouped sends): DeepEP's 128-token low-latency dispatch takes 173 us at EP64 and 194 us at
-    EP256 on the same NICs (DeepEP README, "Low-latency kernels with pure RDMA"), where 255 sequential peers would
-    add hundreds of microseconds."""
-    levels = _placed_levels(cluster, cores, "ep", ep, comm)
-    slope, _ = group_cost(levels).all_to_all
-    return slope, sum(level.alpha_s for level in levels)
-
-
-def _placed_levels(cluster: Cluster, cores: int, axis: str, degree: int, comm: float) -> list[Level]:
-    placed = place_axis(axis, degree, 1, _machine_levels(cluster, cores), cluster, cores)
-    return [
-        Level(
-            size=level.size,
-            bw_bytes_per_s=level.bw_bytes_per_s * comm,
-            alpha_s=level.latency_s,
-            bidirectional_ring=level.bidirectional_ring,
-        )
-        for level in placed.levels
-    ]
+    return group_cost(placed_levels(cluster, cores, axis, degree, comm))
 
 
 def ranks_per_device(cluster: Cluster, unit_core: bool) -> int:
@@ -493,7 +473,7 @@ def replica_cost(
     free = accelerator.hbm_bytes * MEMORY_UTILIZATION * devices - replica_weight_bytes
     tp_devices = max(tp / cores, 1.0)
     cost = _placed_group(cluster, cores, "tp", tp, eff.comm)
-    expert_a2a = _expert_all_to_all(cluster, cores, ep, eff.comm) if ep > 1 else (0.0, 0.0)
+    exchange = expert_all_to_all(cluster, cores, ep, eff.comm) if ep > 1 else ExpertExchange(0.0, 0.0)
     return ReplicaCost(
         model=shape.name,
         num_layers=shape.num_layers,
@@ -516,7 +496,9 @@ def replica_cost(
         flop_per_s=accelerator.peak_flop_per_s(matmul),
         hbm_bytes_per_s=accelerator.hbm_bw_bytes_per_s,
         all_reduce=cost.all_reduce,
-        all_to_all=expert_a2a,
+        all_to_all=(exchange.slope, exchange.intercept),
+        all_to_all_network=exchange.network_slope,
+        ep_nodes=exchange.nodes,
         ep=ep,
         moe_layers=shape.num_moe_layers if shape.moe is not None else 0,
         eff=eff,

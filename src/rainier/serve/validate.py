@@ -113,9 +113,9 @@ class Prepared:
     def fitted(self) -> bool:
         """Whether the case steers the fit: static cases do; in-flight ones (a simulation per residual evaluation
         would cost minutes) and data-parallel attention ones are scored and enter leave-one-group-out, not the fit.
-        The latter's cost path leaves out what their engines overlap or deduplicate (two-batch overlap of the
-        all-to-all with compute, node-limited routing's one copy per node), so fitting them would bend the
-        accelerator's efficiencies to stand in for those (a refit on them drove H200's compute share to 0.06)."""
+        Their cost path is coarser than the static cases' (two-batch overlap without the SMs the communication
+        kernels take, no latency floor of DeepEP's kernels), so fitting them would bend the accelerator's
+        efficiencies to stand in for that (a refit on them drove H200's compute share to 0.06)."""
         return self.in_flight is None and self.config.dp_attention == 1
 
 
