@@ -128,6 +128,22 @@ def serve_estimate(
     ] = "fused",
     kv_precision: KvPrecisionOption = None,
     prefix_hit: PrefixHitOption = 0.0,
+    two_batch_overlap: Annotated[
+        bool,
+        typer.Option(
+            "--two-batch-overlap",
+            help="Run the batch as two micro-batches, each one's expert all-to-all hidden behind the other's compute "
+            "(SGLang --enable-two-batch-overlap; needs --ep > 1).",
+        ),
+    ] = False,
+    prefill_chunk: Annotated[
+        int,
+        typer.Option(
+            "--prefill-chunk",
+            help="Prefill the prompts this many tokens at a time (chunked prefill; with --pp the chunks pipeline "
+            "through the stages). 0: each prompt in one pass.",
+        ),
+    ] = 0,
     report_path: ReportOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -153,6 +169,8 @@ def serve_estimate(
         attention=attention,
         kv_precision=kv_precision,
         prefix_hit=prefix_hit,
+        two_batch_overlap=two_batch_overlap,
+        prefill_chunk=prefill_chunk,
     )
     _write_extras(report_path, None, result)
     if as_json:

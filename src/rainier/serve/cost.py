@@ -36,10 +36,9 @@ from typing import Any
 
 from rainier.errors import field_error
 from rainier.hardware import Accelerator, Cluster
-from rainier.parallel.placement import _machine_levels, place_axis
-from rainier.perf.collectives import Level
 from rainier.perf.comm import GroupCost, group_cost
 from rainier.precision import Precision
+from rainier.serve.dispatch import ExpertExchange, expert_all_to_all, node_copies_share, placed_levels
 from rainier.serve.efficiency import ServeEfficiency
 from rainier.serve.limits import MAX_BATCH, MAX_DEGREE, check_int
 from rainier.workload import count_params, kv_cache_bytes_per_token
@@ -260,6 +259,8 @@ class ReplicaCost:
         """The iteration's time by part (GEMMs, attention, collectives, overheads), seconds; each decoding
         sequence brings ``queries`` tokens (1, or k + 1 when verifying k speculative tokens), and the prompts'
         new tokens attend to ``cached_tokens`` already cached (spread evenly over the ``prefill_seqs`` prompts)."""
+        if self.two_batch_overlap and self.ep > 1 and prefill_tokens + decode_seqs * queries >= 2:
+            return self._overlapped_parts(prefill_tokens, decode_seqs, kv_tokens, prefill_seqs, queries, cached_tokens)
         tokens = prefill_tokens + decode_seqs * queries
         eff = self.eff
         # Data-parallel attention: each group does 1/dp of the attention and dense work on its tp ranks, while the
@@ -279,14 +280,17 @@ class ReplicaCost:
         # prompts attend causally to themselves (P^2 / (2 x prompts) pairs) and to their cached context; decode
         # tokens to their caches
         prompts = max(prefill_seqs, 1)
-        pairs = prefill_tokens**2 / (2 * prompts) + prefill_tokens * cached_tokens / prompts + kv_tokens * queries
-        pairs /= dp  # each group attends over its own sequences only
+        prefill_pairs = (prefill_tokens**2 / (2 * prompts) + prefill_tokens * cached_tokens / prompts) / dp
+        decode_pairs = kv_tokens * queries / dp  # each group attends over its own sequences only
+        pairs = prefill_pairs + decode_pairs
+        attention_flop = prefill_pairs * self.attention_flop_per_context_token + decode_pairs * (
+            self.decode_attention_flop_per_context_token or self.attention_flop_per_context_token
+        )
         kv_bytes = (kv_tokens + cached_tokens + tokens) * self.kv_bytes_per_token_replica * self.kv_reads_per_head / dp
         score_bytes = pairs * self.scores_per_pair * self.score_bytes
         kv_rate = self.hbm_bytes_per_s * self.tp_devices * eff.kv_memory
-        attention = max(
-            pairs * self.attention_flop_per_context_token / flop_rate, kv_bytes / kv_rate + score_bytes / byte_rate
-        )
+        attention_rate = (self.attention_flop_per_s or self.flop_per_s) * self.tp_devices * eff.compute
+        attention = max(attention_flop / attention_rate, kv_bytes / kv_rate + score_bytes / byte_rate)
         slope, intercept = self.all_reduce
         message = tokens / dp * self.hidden_bytes_per_token  # each group's all-reduces carry its own tokens
         # one all-reduce after attention in every layer, one after the MLP -- except in MoE layers under expert
@@ -297,6 +301,8 @@ class ReplicaCost:
         expert = 0.0
         if self.ep > 1 and tokens:
             a2a_slope, a2a_intercept = self.all_to_all
+            if prefill_tokens and self.ep_nodes > 1:  # normal kernels: a token crosses to a node once (serve.dispatch)
+                a2a_slope -= self.all_to_all_network * (1.0 - node_copies_share(self.ep_nodes, self.top_k))
             copies = tokens * self.top_k / self.ep  # routed token copies each rank sends (and gets back)
             routed = copies * (self.dispatch_bytes_per_token or self.hidden_bytes_per_token)  # dispatch, per rank
             combined = copies * self.hidden_bytes_per_token
@@ -317,6 +323,32 @@ class ReplicaCost:
     expert_flop_per_s: float = 0.0  # per device, at the experts' matmul precision (0: flop_per_s)
     dp_attention: int = 1  # data-parallel attention groups of tp ranks sharing the experts (1: none)
     dispatch_bytes_per_token: float = 0.0  # bytes of one routed token copy in the dispatch (0: hidden_bytes_per_token)
+    # QK^T + AV FLOPs per (decode query, key) pair, all layers (0: attention_flop_per_context_token); MLA's absorbed
+    # decode attends over the latent cache (mla_decode_attention_flop)
+    decode_attention_flop_per_context_token: float = 0.0
+    attention_flop_per_s: float = 0.0  # per device, at the attention core's precision (0: flop_per_s)
+    two_batch_overlap: bool = False  # expert all-to-all overlapped with the other micro-batch's compute
+    all_to_all_network: float = 0.0  # the part of the all-to-all slope spent between nodes
+    ep_nodes: int = 1  # nodes the ep ranks span
+    pipeline_stages: int = 1  # pp: stages one iteration crosses in turn (chunked prefills pipeline through them)
+
+    def _overlapped_parts(
+        self, prefill_tokens: int, decode_seqs: int, kv_tokens: int, prefill_seqs: int, queries: int, cached: int
+    ) -> dict[str, float]:
+        """Two-batch overlap (SGLang ``--enable-two-batch-overlap``, LMSYS "large-scale EP" blog 2025-05-05; the
+        DeepSeek-V3 report sec. 3.4 overlaps the same way): the batch runs as two micro-batches, one's dispatch and
+        combine in flight while the other computes, so per layer the slower of the two streams sets the pace and the
+        iteration takes ``max(compute, all-to-all)``. Each micro-batch reads the weights its GEMMs touch (the GEMMs
+        of two half batches), attention and the tp all-reduces do the whole batch's work, and the all-to-all pays
+        its latencies twice; ``ep_comm`` is the all-to-all time left exposed beyond the compute."""
+        plain = replace(self, two_batch_overlap=False)
+        whole = plain.parts(prefill_tokens, decode_seqs, kv_tokens, prefill_seqs, queries, cached)
+        h: Any = 0.5  # fractional halves cost as well as whole ones
+        half = plain.parts(prefill_tokens * h, decode_seqs * h, kv_tokens * h, prefill_seqs, queries, cached * h)
+        gemm = 2 * half["gemm"]
+        compute = gemm + whole["attention"] + whole["tp_comm"]
+        exposed = max(0.0, 2 * half["ep_comm"] - compute)
+        return {**whole, "gemm": gemm, "ep_comm": exposed}
 
     def with_efficiency(self, eff: ServeEfficiency) -> ReplicaCost:
         """The same replica under other efficiencies (the all-reduce bandwidth term scales with ``comm``)."""
@@ -324,8 +356,9 @@ class ReplicaCost:
         a2a_slope, a2a_intercept = self.all_to_all
         scale = self.eff.comm / eff.comm
         return replace(
-            self, eff=eff, all_reduce=(slope * scale, intercept), all_to_all=(a2a_slope * scale, a2a_intercept)
-        )
+            self, eff=eff, all_reduce=(slope * scale, intercept), all_to_all=(a2a_slope * scale, a2a_intercept),
+            all_to_all_network=self.all_to_all_network * scale,
+        )  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -349,31 +382,7 @@ def check_precision(accelerator: Accelerator, weights: WeightFormat) -> None:
 
 def _placed_group(cluster: Cluster, cores: int, axis: str, degree: int, comm: float) -> GroupCost:
     """Collective coefficients of a group of ``degree`` consecutive ranks on ``cluster``, links at ``comm``."""
-    return group_cost(_placed_levels(cluster, cores, axis, degree, comm))
-
-
-def _expert_all_to_all(cluster: Cluster, cores: int, ep: int, comm: float) -> tuple[float, float]:
-    """Dispatch/combine coefficients on the ``ep`` ranks: ``perf.comm``'s all-to-all bandwidth term, and one latency
-    per level crossed rather than one per peer -- expert-parallel kernels write to every peer at once (GPU-initiated
-    RDMA, DeepEP; NCCL's grouped sends): DeepEP's 128-token low-latency dispatch takes 173 us at EP64 and 194 us at
-    EP256 on the same NICs (DeepEP README, "Low-latency kernels with pure RDMA"), where 255 sequential peers would
-    add hundreds of microseconds."""
-    levels = _placed_levels(cluster, cores, "ep", ep, comm)
-    slope, _ = group_cost(levels).all_to_all
-    return slope, sum(level.alpha_s for level in levels)
-
-
-def _placed_levels(cluster: Cluster, cores: int, axis: str, degree: int, comm: float) -> list[Level]:
-    placed = place_axis(axis, degree, 1, _machine_levels(cluster, cores), cluster, cores)
-    return [
-        Level(
-            size=level.size,
-            bw_bytes_per_s=level.bw_bytes_per_s * comm,
-            alpha_s=level.latency_s,
-            bidirectional_ring=level.bidirectional_ring,
-        )
-        for level in placed.levels
-    ]
+    return group_cost(placed_levels(cluster, cores, axis, degree, comm))
 
 
 def ranks_per_device(cluster: Cluster, unit_core: bool) -> int:
@@ -395,6 +404,7 @@ def replica_cost(
     cuda_graphs: bool = True,
     kv_precision: Precision | None = None,
     dp_attention: int = 1,
+    two_batch_overlap: bool = False,
 ) -> ReplicaCost:
     """The cost coefficients of one ``tp x pp`` (``tp x dp_attention x pp``) replica of ``shape`` on ``cluster``.
 
@@ -406,6 +416,7 @@ def replica_cost(
 
     With ``dp_attention > 1`` (data-parallel attention, module docstring) the experts are spread over all
     ``ep = tp x dp_attention`` ranks, and the attention, dense layers and LM head are replicated per group.
+    ``two_batch_overlap`` hides the expert all-to-all behind the other micro-batch's compute (``ReplicaCost``).
     """
     for name, value in (("tp", tp), ("pp", pp), ("ep", ep), ("dp_attention", dp_attention)):
         check_int(name, value, 1, MAX_DEGREE, "ranks")
@@ -462,7 +473,7 @@ def replica_cost(
     free = accelerator.hbm_bytes * MEMORY_UTILIZATION * devices - replica_weight_bytes
     tp_devices = max(tp / cores, 1.0)
     cost = _placed_group(cluster, cores, "tp", tp, eff.comm)
-    expert_a2a = _expert_all_to_all(cluster, cores, ep, eff.comm) if ep > 1 else (0.0, 0.0)
+    exchange = expert_all_to_all(cluster, cores, ep, eff.comm) if ep > 1 else ExpertExchange(0.0, 0.0)
     return ReplicaCost(
         model=shape.name,
         num_layers=shape.num_layers,
@@ -471,6 +482,10 @@ def replica_cost(
         gemm_flop_per_token=per_token.forward_matmul_flop - head - expert_flop,
         head_flop_per_token=head,
         attention_flop_per_context_token=attention_core_flop_per_token(shape, 1, causal=False) * head_padding,
+        decode_attention_flop_per_context_token=mla_decode_attention_flop(shape) * head_padding,
+        attention_flop_per_s=accelerator.peak_flop_per_s(_attention_precision(matmul, kv_format)),
+        two_batch_overlap=two_batch_overlap,
+        pipeline_stages=pp,
         dense_weight_bytes=total_weight_bytes - expert_bytes,
         expert_weight_bytes=expert_bytes,
         num_experts=num_experts,
@@ -481,7 +496,9 @@ def replica_cost(
         flop_per_s=accelerator.peak_flop_per_s(matmul),
         hbm_bytes_per_s=accelerator.hbm_bw_bytes_per_s,
         all_reduce=cost.all_reduce,
-        all_to_all=expert_a2a,
+        all_to_all=(exchange.slope, exchange.intercept),
+        all_to_all_network=exchange.network_slope,
+        ep_nodes=exchange.nodes,
         ep=ep,
         moe_layers=shape.num_moe_layers if shape.moe is not None else 0,
         eff=eff,
@@ -496,6 +513,38 @@ def replica_cost(
         dp_attention=dp_attention,
         dispatch_bytes_per_token=shape.hidden_dim * _dispatch_bytes(weights.expert_matmul(accelerator)),
     )
+
+
+def _attention_precision(matmul: Precision, kv: Precision) -> Precision:
+    """The precision the attention core (QK^T, PV) multiplies in. Its operands are the queries and the cached keys
+    and values, so a 16-bit cache is multiplied in 16 bits whatever the weights (SGLang's and vLLM's default cache
+    under an fp8 checkpoint: FlashMLA, FlashInfer and FlashAttention take bf16 operands); otherwise the GEMMs'
+    precision (TensorRT-LLM's FP8 context FMHA and XQA with an fp8 checkpoint and cache).
+
+    Not modelled yet: NVFP4 checkpoints keep an fp8 cache and fp8 attention, and are still costed at the fp4 rate
+    here -- changing it moves the one SGLang PP4 long-context prefill the model cannot express yet (dynamic chunks
+    pipelined across the stages) and, through the fit, every Blackwell case."""
+    if matmul in (Precision.FP8, Precision.FP4) and kv in (Precision.BF16, Precision.FP16):
+        return Precision.BF16
+    return matmul
+
+
+def mla_decode_attention_flop(shape: TransformerShape) -> float:
+    """QK^T and AV FLOPs per (decode query, cached token) pair over all layers of an MLA model; 0 for other models.
+
+    Decode kernels absorb W_UK into the query and W_UV into the output (DeepSeek-V2 report sec. 2.1.3), so every
+    head attends over the cached latent itself: QK^T over ``kv_lora_rank + qk_rope_head_dim`` channels (512 + 64)
+    and AV over ``kv_lora_rank`` (512), i.e. multi-query attention with one 576-wide KV head shared by all heads
+    (FlashMLA's decode kernel, SGLang's and vLLM's MLA backends) -- 3.4x the FLOPs of the expanded heads'
+    ``qk_head_dim + v_head_dim`` (192 + 128). The absorbed projections themselves are per-token GEMMs with the same
+    weights as ``kv_b_proj``, already counted. Prefill expands the latent into per-head keys and values (the
+    engines' non-absorbed path) and keeps ``attention_core_flop_per_token``.
+    """
+    if shape.mla is None:
+        return 0.0
+    mla = shape.mla
+    width = 2 * mla.kv_lora_rank + mla.qk_rope_head_dim
+    return float(FLOP_PER_MAC * shape.num_heads * width * shape.num_layers)
 
 
 def _dispatch_bytes(expert_matmul: Precision) -> float:

@@ -61,6 +61,8 @@ class ServeConfig:
     attention: AttentionKernels = AttentionKernels.FUSED
     kv_precision: Precision | None = None  # None: the weight format's default (WeightFormat.kv)
     prefix_hit: float = 0.0  # share of each prompt's tokens found in the prefix cache
+    two_batch_overlap: bool = False  # expert all-to-all hidden behind the other micro-batch's compute (serve.cost)
+    prefill_chunk: int = 0  # prompt tokens per prefill iteration (chunked prefill; 0: each prompt in one pass)
 
     def __post_init__(self) -> None:
         ranges = {"tp": (MAX_DEGREE, "ranks"), "pp": (MAX_DEGREE, "stages"), "ep": (MAX_DEGREE, "ranks"),
@@ -74,6 +76,12 @@ class ServeConfig:
             raise field_error("unit", self.unit_core, "device or core")
         check_dp_attention(None, tp=self.tp, ep=self.ep, dp_attention=self.dp_attention)
         check_share("prefix-hit", self.prefix_hit)
+        if not isinstance(self.two_batch_overlap, bool):
+            raise field_error("two-batch-overlap", self.two_batch_overlap, "true or false")
+        if self.prefill_chunk != 0:
+            check_int("prefill-chunk", self.prefill_chunk, 1, MAX_TOKENS, "tokens (0: no chunking)")
+        if self.two_batch_overlap and self.ep == 1:
+            raise field_error("two-batch-overlap", True, "with ep > 1 (it overlaps the expert all-to-all)")
 
     @property
     def kv(self) -> Precision:
@@ -99,6 +107,8 @@ class ServeConfig:
             "attention": self.attention.value,
             "kv_precision": self.kv.value,
             "prefix_hit": self.prefix_hit,
+            "two_batch_overlap": self.two_batch_overlap,
+            "prefill_chunk": self.prefill_chunk,
         }
 
 
@@ -215,11 +225,14 @@ def estimate_serving(
         eff=eff,
         attention=config.attention,
         kv_precision=config.kv_precision,
+        two_batch_overlap=config.two_batch_overlap,
     )
     b, i, o = config.batch, config.input_len, config.output_len
     cached = config.cached_tokens()
     drafter = draft_cost(shape, cluster, config, eff, draft)
-    times = static_batch_times(cost, b, i, o, speculative=config.speculative, drafter=drafter, cached=cached)
+    times = static_batch_times(
+        cost, b, i, o, speculative=config.speculative, drafter=drafter, cached=cached, chunk=config.prefill_chunk
+    )
     kv_per_device = b * (i + o) * cost.kv_bytes_per_token_replica / cost.replica_devices
     activations = prefill_activation_bytes(shape, b * (i - cached), cost.tp_devices * cost.dp_attention)
     capacity = cluster.accelerator.hbm_bytes
@@ -279,6 +292,7 @@ def static_batch_times(
     speculative: Speculation | None = None,
     drafter: ReplicaCost | None = None,
     cached: int = 0,
+    chunk: int = 0,
 ) -> StaticBatchTimes:
     """One prefill of ``batch`` prompts, then decode iterations whose caches hold ``input_len + t`` tokens each.
     Each prompt finds ``cached`` of its tokens in the prefix cache: its prefill computes the rest, attending to them.
@@ -287,9 +301,10 @@ def static_batch_times(
     rule. With ``speculative``, a decode step is the drafter's passes (``drafter``) plus one verification of
     ``k + 1`` tokens per sequence, and yields ``tokens_per_step`` tokens: the TPOT is the step over that
     (``serve.speculative``); the drafter's pass over the prompts is part of the TTFT. ``serve estimate`` and the
-    validation (``serve.validate``) both use this, so what is validated is what users see.
+    validation (``serve.validate``) both use this, so what is validated is what users see. A ``chunk`` prefills
+    the prompts ``chunk`` tokens at a time (``prefill_s``).
     """
-    ttft = cost.iteration_s(batch * (input_len - cached), 0, 0, prefill_seqs=batch, cached_tokens=batch * cached)
+    ttft = prefill_s(cost, batch, input_len - cached, cached, chunk)
     if speculative is not None:  # the drafter builds its own KV cache over the prompts before the first token
         ttft += drafter_prefill_s(drafter, speculative, batch * (input_len - cached), batch, batch * cached)
     steps = max(output_len - 1, 1)
@@ -302,6 +317,26 @@ def static_batch_times(
             per_token * speculative_step_s(cost, drafter, speculative, batch, batch * context) for context in points
         )
     return StaticBatchTimes(ttft_s=ttft, decode_s=decode, tpot_s=_simpson(decode) if output_len > 1 else 0.0)
+
+
+def prefill_s(cost: ReplicaCost, batch: int, new: int, cached: int, chunk: int = 0) -> float:
+    """Time to prefill ``batch`` prompts of ``new`` uncached tokens after ``cached`` cached ones.
+
+    Chunked (``chunk`` > 0), each iteration computes ``chunk`` tokens of every prompt, attending to the chunks
+    before it. Under pipeline parallelism the chunks flow through the ``pp`` stages one behind the other (SGLang's
+    chunked pipeline-parallel prefill; Megatron-style micro-batches): each stage does ``1/pp`` of a chunk's work,
+    and the last chunk leaves the last stage ``sum(chunks) / pp + (pp - 1) x slowest chunk / pp`` after the first
+    entered -- a 1F pipeline's fill and drain (Huang et al. 2019, GPipe sec. 2.2). Unchunked, the one pass crosses
+    the stages one after another.
+    """
+    if chunk <= 0 or new <= chunk:
+        return cost.iteration_s(batch * new, 0, 0, prefill_seqs=batch, cached_tokens=batch * cached)
+    times = [
+        cost.iteration_s(batch * min(chunk, new - at), 0, 0, prefill_seqs=batch, cached_tokens=batch * (cached + at))
+        for at in range(0, new, chunk)
+    ]
+    stages = cost.pipeline_stages
+    return sum(times) / stages + (stages - 1) * max(times) / stages
 
 
 def draft_cost(

@@ -39,6 +39,12 @@ TOKEN_BUDGET_KEYS = ("max_num_tokens", "max_num_batched_tokens", "chunked_prefil
 VLLM_V1_VERSION = (0, 8)  # vLLM release whose V1 engine is on by default, with chunked prefill always on
 VLLM_V1_TOKEN_BUDGET = 8192
 _VLLM_VERSION = re.compile(r"vllm\s+v?(\d+)\.(\d+)", re.IGNORECASE)
+# TensorRT-LLM engines batch at most max_num_tokens = 8192 tokens per iteration by default from v0.11 ("Best
+# Practices for Tuning the Performance of TensorRT-LLM", max_num_tokens), whole prompts unless chunked context is on;
+# NIM for LLMs serves TensorRT-LLM engines built with that default.
+TRTLLM_TOKEN_BUDGET_VERSION = (0, 11)
+TRTLLM_TOKEN_BUDGET = 8192
+_TRTLLM_VERSION = re.compile(r"tensorrt-llm\s+v?(\d+)\.(\d+)", re.IGNORECASE)
 CLOSED_LOOP_ROUNDS = 8  # requests per client of a closed loop whose benchmark does not state its count
 
 
@@ -98,7 +104,9 @@ def in_flight_of(serving: dict[str, Any], devices: int, replica_devices: int) ->
             chunked = key != "max_num_tokens" or bool(serving.get("chunked_context"))
             break
     else:
-        budget = default_token_budget(str(serving.get("framework") or ""))
+        framework = str(serving.get("framework") or "")
+        budget = default_token_budget(framework)
+        chunked = not (budget == TRTLLM_TOKEN_BUDGET and _is_trtllm(framework)) or bool(serving.get("chunked_context"))
     replicas = devices // replica_devices
     if replicas < 1:
         raise field_error("system.count", devices, f"at least one replica of {replica_devices} devices")
@@ -112,11 +120,19 @@ def in_flight_of(serving: dict[str, Any], devices: int, replica_devices: int) ->
 def default_token_budget(framework: str) -> int | None:
     """The per-iteration token budget an engine schedules by default: vLLM's V1 engine (v0.8 on) chunks prompts
     to ``max_num_batched_tokens`` = 8192 for its OpenAI server on large-memory GPUs (vLLM ``EngineArgs`` defaults);
-    other engines' cases state theirs (``max_num_tokens``), or batch whole prompts."""
+    TensorRT-LLM from v0.11 (and NIM's TensorRT-LLM engines) admits whole prompts up to ``max_num_tokens`` = 8192
+    per iteration; other engines' cases state theirs, or batch whole prompts."""
     match = _VLLM_VERSION.search(framework)
     if match and (int(match.group(1)), int(match.group(2))) >= VLLM_V1_VERSION:
         return VLLM_V1_TOKEN_BUDGET
-    return None
+    return TRTLLM_TOKEN_BUDGET if _is_trtllm(framework) else None
+
+
+def _is_trtllm(framework: str) -> bool:
+    """Whether ``framework`` names TensorRT-LLM from v0.11 (its ``max_num_tokens`` default) or NIM for LLMs."""
+    trtllm = _TRTLLM_VERSION.search(framework)
+    recent = trtllm is not None and (int(trtllm.group(1)), int(trtllm.group(2))) >= TRTLLM_TOKEN_BUDGET_VERSION
+    return recent or "nim for llms" in framework.lower()
 
 
 def simulate_case(

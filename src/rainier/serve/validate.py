@@ -113,9 +113,9 @@ class Prepared:
     def fitted(self) -> bool:
         """Whether the case steers the fit: static cases do; in-flight ones (a simulation per residual evaluation
         would cost minutes) and data-parallel attention ones are scored and enter leave-one-group-out, not the fit.
-        The latter's cost path leaves out what their engines overlap or deduplicate (two-batch overlap of the
-        all-to-all with compute, node-limited routing's one copy per node), so fitting them would bend the
-        accelerator's efficiencies to stand in for those (a refit on them drove H200's compute share to 0.06)."""
+        Their cost path is coarser than the static cases' (two-batch overlap without the SMs the communication
+        kernels take, no latency floor of DeepEP's kernels), so fitting them would bend the accelerator's
+        efficiencies to stand in for that (a refit on them drove H200's compute share to 0.06)."""
         return self.in_flight is None and self.config.dp_attention == 1
 
 
@@ -174,7 +174,19 @@ def serve_config(case: InferenceCase) -> ServeConfig:
         unit_core=unit == "neuroncore",
         kv_precision=_kv_precision(s),
         prefix_hit=check_share("serving.prefix_hit", s.get("prefix_hit") or 0.0),
+        two_batch_overlap=_flag("serving", s, "two_batch_overlap"),
+        prefill_chunk=_whole("serving", s, "prefill_chunk", MAX_TOKENS, "tokens", default=0),
     )
+
+
+def _flag(block: str, fields: Mapping[str, Any], key: str) -> bool:
+    """``fields[key]`` as true or false (absent or null: false)."""
+    value = fields.get(key)
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise field_error(f"{block}.{key}", value, "true or false")
+    return value
 
 
 def _launched(case: InferenceCase, spec: Speculation | None) -> Speculation | None:
@@ -186,9 +198,16 @@ def _launched(case: InferenceCase, spec: Speculation | None) -> Speculation | No
     return replace(spec, separate_launch=True) if spec is not None and separate else spec
 
 
+# Engines whose ``--kv-cache-dtype auto`` (their default) stores the cache in the model's activation dtype, 16-bit,
+# whatever the weights' format: SGLang ("auto will use model data type", server arguments) and vLLM ("auto: the
+# model's default activation data type", engine arguments); TensorRT-LLM keeps an fp8 cache with fp8 checkpoints.
+AUTO_KV_16BIT_ENGINES = ("sglang", "vllm")
+
+
 def _kv_precision(s: Mapping[str, Any]) -> Precision | None:
     """The KV-cache format a case states (``kv_cache_precision`` or vLLM's ``kv_cache_dtype``); None: the weight
-    format's default. An ``auto`` or absent value keeps the default."""
+    format's default. An ``auto`` or absent value keeps the engine's default: 16-bit for SGLang and vLLM
+    (``AUTO_KV_16BIT_ENGINES``), the weight format's otherwise."""
     for key in ("kv_cache_precision", "kv_cache_dtype"):
         text = s.get(key)
         if text is None:
@@ -196,10 +215,13 @@ def _kv_precision(s: Mapping[str, Any]) -> Precision | None:
         if not isinstance(text, str):
             raise field_error(f"serving.{key}", text, "auto, bf16, fp16 or fp8")
         try:
-            return parse_kv_precision(text)
+            stated = parse_kv_precision(text)
         except InputError:
             raise field_error(f"serving.{key}", text, "auto, bf16, fp16 or fp8") from None
-    return None
+        if stated is not None:
+            return stated
+    framework = str(s.get("framework") or "").lower()
+    return Precision.BF16 if any(engine in framework for engine in AUTO_KV_16BIT_ENGINES) else None
 
 
 def case_targets(case: InferenceCase) -> tuple[tuple[str, float], ...]:
@@ -269,7 +291,7 @@ def prepare(case: InferenceCase) -> Prepared:
         shape, cluster, tp=config.tp, pp=config.pp, ep=config.ep, dp_attention=config.dp_attention,
         unit_core=config.unit_core, weights=config.weights,
         eff=ServeEfficiency(), attention=config.attention, cuda_graphs=replays_cuda_graphs(case),
-        kv_precision=config.kv_precision,
+        kv_precision=config.kv_precision, two_batch_overlap=config.two_batch_overlap,
     )  # fmt: skip
     spec = config.speculative
     draft = get_model(spec.draft_model) if spec is not None and spec.draft_model is not None else None
@@ -317,8 +339,9 @@ def predict_metrics(item: Prepared, eff: ServeEfficiency) -> dict[str, float]:
         return simulate_case(item.in_flight, cost, c.input_len, c.output_len, prefix_hit=c.prefix_hit)
     drafter = item.drafter.with_efficiency(eff) if item.drafter is not None else None
     times = static_batch_times(
-        cost, c.batch, c.input_len, c.output_len, speculative=c.speculative, drafter=drafter, cached=c.cached_tokens()
-    )
+        cost, c.batch, c.input_len, c.output_len, speculative=c.speculative, drafter=drafter,
+        cached=c.cached_tokens(), chunk=c.prefill_chunk,
+    )  # fmt: skip
     e2e = times.e2e_s(c.output_len)
     if item.decode_only:  # a decode server: every running sequence gains a token per TPOT, prompts come prefilled
         rate = c.batch / times.tpot_s

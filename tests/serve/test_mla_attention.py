@@ -1,0 +1,167 @@
+"""Attention costed as the kernels run it: MLA's absorbed decode, the attention core's precision, engines' KV format."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from rainier.calibrate.cases import InferenceCase, Trust
+from rainier.hardware import cluster_of, get_accelerator
+from rainier.precision import Precision
+from rainier.serve.cost import WeightFormat, mla_decode_attention_flop, replica_cost
+from rainier.serve.efficiency import ServeEfficiency
+from rainier.serve.validate import serve_config
+from rainier.workload import get_model
+from rainier.workload.flops import attention_core_flop_per_token
+
+IDEAL = ServeEfficiency(
+    compute=1.0, memory=1.0, kv_memory=1.0, comm=1.0, collective_latency_s=0.0, iteration_overhead_s=0.0
+)
+
+
+def test_mla_decode_attends_over_the_latent_with_every_head() -> None:
+    """DeepSeek-V3: 128 heads x (QK^T over 512 + 64, AV over 512) x 2 FLOPs x 61 layers per (query, key) pair,
+    3.4x the expanded heads' 2 x 128 x (192 + 128) x 61 that prefill runs."""
+    shape = get_model("deepseek-v3")
+    assert mla_decode_attention_flop(shape) == 2 * 128 * (512 + 64 + 512) * 61
+    assert attention_core_flop_per_token(shape, 1, causal=False) == 2 * 128 * (192 + 128) * 61
+    assert mla_decode_attention_flop(get_model("llama-3.1-8b")) == 0.0  # no latent: the usual heads
+
+
+def test_long_context_mla_decode_is_bound_by_the_absorbed_flops() -> None:
+    """One H200 decoding 2 sequences at 64K context (bf16 cache): the latent read is 2 x 65,536 x 576 x 2 B x 61
+    = 9.2 GB, 1.9 ms at 4.8 TB/s; the absorbed attention is 2.3 TFLOP, 2.3 ms at the bf16 peak -- compute-bound."""
+    shape, cluster = get_model("deepseek-v3"), cluster_of("h200-sxm", 16)
+    cost = replica_cost(
+        shape, cluster, tp=1, ep=16, dp_attention=16, weights=WeightFormat.FP8, eff=IDEAL,
+        kv_precision=Precision.BF16,
+    )  # fmt: skip
+    kv_tokens = 16 * 2 * 65_536  # 2 per rank, each group attending over its own
+    h200 = get_accelerator("h200-sxm")
+    flop = 2 * 65_536 * mla_decode_attention_flop(shape)
+    assert cost.parts(0, 32, kv_tokens)["attention"] == pytest.approx(flop / h200.peak_flop_per_s(Precision.BF16))
+    # prompts attend with the expanded heads: 16 prompts of 1,024 tokens, one per group, causally over themselves
+    pairs = 16 * 1024**2 / 2 / 16
+    expanded = pairs * attention_core_flop_per_token(shape, 1, causal=False) / h200.peak_flop_per_s(Precision.BF16)
+    assert cost.parts(16 * 1024, 0, 0, prefill_seqs=16)["attention"] == pytest.approx(expanded)
+
+
+def test_attention_multiplies_at_its_cache_precision() -> None:
+    """An fp8 checkpoint over a bf16 cache (SGLang's and vLLM's default) runs its attention at the bf16 rate; an fp8
+    cache under fp8 weights runs at the fp8 rate (TensorRT-LLM's FP8 FMHA/XQA); bf16 weights stay bf16."""
+    shape, cluster = get_model("llama-3.1-8b"), cluster_of("b200", 1)
+    b200 = get_accelerator("b200")
+    expected = {
+        (WeightFormat.BF16, Precision.BF16): Precision.BF16,
+        (WeightFormat.BF16, Precision.FP8): Precision.BF16,
+        (WeightFormat.FP8, Precision.BF16): Precision.BF16,
+        (WeightFormat.FP8, Precision.FP8): Precision.FP8,
+        (WeightFormat.FP4, Precision.BF16): Precision.BF16,
+    }
+    for (weights, kv), precision in expected.items():
+        cost = replica_cost(shape, cluster, tp=1, weights=weights, kv_precision=kv, eff=IDEAL)
+        assert cost.attention_flop_per_s == b200.peak_flop_per_s(precision), (weights, kv)
+    # a 32K prompt is attention-heavy: at the bf16 rate it takes longer than at fp8
+    fast = replica_cost(shape, cluster, tp=1, weights=WeightFormat.FP8, kv_precision=Precision.FP8, eff=IDEAL)
+    slow = replica_cost(shape, cluster, tp=1, weights=WeightFormat.FP8, kv_precision=Precision.BF16, eff=IDEAL)
+    assert slow.parts(32_768, 0, 0)["attention"] == pytest.approx(2 * fast.parts(32_768, 0, 0)["attention"])
+
+
+def _case(framework: str, **serving: object) -> InferenceCase:
+    return InferenceCase(
+        id="x", group="g", trust=Trust.B, source="s", model={}, system={},
+        serving={"tp": 8, "batch": 1, "input_len": 128, "output_len": 128, "precision": "fp8", "framework": framework,
+                 **serving},
+        targets=({"metric": "tpot_ms", "value": 10.0},), notes="",
+    )  # fmt: skip
+
+
+def test_sglang_and_vllm_keep_a_16_bit_cache_unless_told() -> None:
+    """--kv-cache-dtype auto is the model's activation dtype in SGLang and vLLM, fp8 under TensorRT-LLM's fp8."""
+    assert serve_config(_case("SGLang v0.4.6")).kv_precision is Precision.BF16
+    assert serve_config(_case("vLLM 0.8.5 (V1)")).kv_precision is Precision.BF16
+    assert serve_config(_case("SGLang", kv_cache_dtype="auto")).kv_precision is Precision.BF16
+    assert serve_config(_case("SGLang", kv_cache_dtype="fp8_e4m3")).kv_precision is Precision.FP8
+    assert serve_config(_case("TensorRT-LLM 0.17")).kv_precision is None  # the fp8 weight format's default: fp8
+
+
+def test_two_batch_overlap_hides_the_all_to_all_behind_the_other_half() -> None:
+    """Two micro-batches: the GEMMs run twice on half the tokens (each half reads its weights), attention does the
+    whole batch's work, and only the all-to-all beyond the compute is left exposed."""
+    shape, cluster = get_model("deepseek-v3"), cluster_of("h100-sxm", 72)
+    kwargs = {"tp": 1, "ep": 72, "dp_attention": 72, "weights": WeightFormat.FP8, "eff": IDEAL}
+    plain = replica_cost(shape, cluster, **kwargs)  # type: ignore[arg-type]
+    tbo = replica_cost(shape, cluster, two_batch_overlap=True, **kwargs)  # type: ignore[arg-type]
+    batch, kv = 72 * 256, 72 * 256 * 2000
+    whole, half, both = plain.parts(0, batch, kv), plain.parts(0, batch // 2, kv // 2), tbo.parts(0, batch, kv)
+    compute = 2 * half["gemm"] + whole["attention"]
+    assert both["gemm"] == pytest.approx(2 * half["gemm"]) and both["attention"] == whole["attention"]
+    assert both["ep_comm"] == pytest.approx(max(0.0, 2 * half["ep_comm"] - compute))
+    assert sum(both.values()) == pytest.approx(max(compute, 2 * half["ep_comm"]) + whole["overhead"])
+    assert sum(both.values()) < sum(whole.values())  # 256 per rank: the all-to-all is worth hiding
+    assert tbo.parts(0, 1, 2000) == plain.parts(0, 1, 2000)  # one token cannot be split
+
+
+def test_two_batch_overlap_needs_expert_parallelism() -> None:
+    from typer.testing import CliRunner
+
+    from rainier.cli import app
+
+    result = CliRunner().invoke(
+        app, ["serve", "estimate", "--model", "llama-3-8b", "--accelerator", "h100-sxm", "--count", "1",
+              "--two-batch-overlap"],
+    )  # fmt: skip
+    assert result.exit_code == 2 and "two-batch-overlap" in result.output
+
+
+def test_chunked_prefill_pipelines_through_the_stages() -> None:
+    """128K prompt in 32K chunks on PP4: the chunks cross the stages one behind the other, so the prefill takes a
+    quarter of the chunks' summed time plus three quarters of the slowest (the last, attending to all before it)."""
+    from rainier.serve.estimate import prefill_s
+
+    shape, cluster = get_model("deepseek-v3"), cluster_of("gb300", 4)
+    cost = replica_cost(shape, cluster, tp=1, pp=4, weights=WeightFormat.FP4, eff=IDEAL)
+    chunks = [cost.iteration_s(32_768, 0, 0, cached_tokens=done) for done in range(0, 131_072, 32_768)]
+    assert chunks == sorted(chunks)  # later chunks attend to more context
+    assert prefill_s(cost, 1, 131_072, 0, 32_768) == pytest.approx(sum(chunks) / 4 + 3 * chunks[-1] / 4)
+    assert prefill_s(cost, 1, 131_072, 0, 32_768) < 0.6 * prefill_s(cost, 1, 131_072, 0)  # one pass: no overlap
+    one_stage = replace(cost, pipeline_stages=1)
+    assert prefill_s(one_stage, 1, 131_072, 0, 32_768) == pytest.approx(sum(chunks))  # pp=1: chunks in turn
+
+
+def test_tensorrt_llm_engines_admit_whole_prompts_up_to_8192_tokens() -> None:
+    """TensorRT-LLM's max_num_tokens defaults to 8192 from v0.11, prompts admitted whole (no chunked context); NIM
+    serves such engines; older releases and unversioned text keep no budget."""
+    from rainier.serve.inflight import TRTLLM_TOKEN_BUDGET, in_flight_of
+
+    for framework in ("TensorRT-LLM 0.17 trtllm-serve", "NVIDIA NIM for LLMs 1.8.0, fp8 TP2 profile"):
+        load = in_flight_of({"load": "concurrency", "concurrency": 8, "framework": framework}, 2, 2)
+        assert load.token_budget == TRTLLM_TOKEN_BUDGET == 8192 and not load.chunked, framework
+    chunked = in_flight_of({"load": "offline", "framework": "TensorRT-LLM 0.17", "chunked_context": True}, 2, 2)
+    assert chunked.chunked
+    for framework in ("TensorRT-LLM 0.9", "TensorRT-LLM"):
+        assert in_flight_of({"load": "offline", "framework": framework}, 2, 2).token_budget is None
+
+
+def test_prefill_dispatch_crosses_to_each_node_once() -> None:
+    """DeepEP's normal kernels (prefill) send a token once per node holding one of its experts: top-8 over 4 nodes
+    reaches 4 x (1 - (3/4)^8) = 3.6 nodes, so 0.45 network copies per remote expert copy; decode sends them all."""
+    from rainier.serve.dispatch import node_copies_share
+
+    assert node_copies_share(4, 8) == pytest.approx(4 * (1 - 0.75**8) / 8) == pytest.approx(0.45, abs=0.005)
+    assert node_copies_share(1, 8) == node_copies_share(4, 1) == 1.0
+    shape = get_model("deepseek-v3")
+    kwargs = {"tp": 1, "ep": 32, "dp_attention": 32, "weights": WeightFormat.FP8, "eff": IDEAL}
+    cost = replica_cost(shape, cluster_of("h100-sxm", 32), **kwargs)  # type: ignore[arg-type]
+    assert cost.ep_nodes == 4 and 0 < cost.all_to_all_network < cost.all_to_all[0]
+    slope, intercept = cost.all_to_all
+    tokens = 32 * 1024
+    per_rank = tokens * 8 / 32 * shape.hidden_dim * (cost.dispatch_bytes_per_token / shape.hidden_dim + 2.0)
+    prefill_slope = slope - cost.all_to_all_network * (1 - node_copies_share(4, 8))
+    expected = shape.num_moe_layers * (prefill_slope * per_rank + 2 * intercept)
+    assert cost.parts(tokens, 0, 0, prefill_seqs=32)["ep_comm"] == pytest.approx(expected)
+    decode = shape.num_moe_layers * (slope * per_rank + 2 * intercept)
+    assert cost.parts(0, tokens, tokens * 1024)["ep_comm"] == pytest.approx(decode)
+    one_domain = replica_cost(shape, cluster_of("gb200", 48), **kwargs | {"ep": 48, "dp_attention": 48})  # type: ignore[arg-type]
+    assert one_domain.ep_nodes == 1 and one_domain.all_to_all_network == 0.0
