@@ -39,7 +39,7 @@ from rainier.launch.config import (
     not_expressible,
     refuse_options,
 )
-from rainier.launch.tree import Tree
+from rainier.launch.tree import Tree, block_recompute
 from rainier.parallel.plan import RECOMPUTE_MODULES, DegreeUnit, Fp8Recipe, Plan, Recompute, Schedule
 from rainier.precision import Precision
 from rainier.workload.shape import MlpActivation, MoeConfig, Norm, PositionEmbedding, TransformerShape
@@ -195,21 +195,9 @@ def _global_batch(t: Tree, where: str) -> int:
 
 
 def _block_recompute(t: Tree, granularity: str, notes: list[str]) -> int | None:
-    """``Plan.recompute_layers``: ``block`` recomputes the first N layers of each chunk, ``uniform`` every layer."""
-    method = t.text("model.recompute_method")
-    layers = t.integer("model.recompute_num_layers")
-    if method is None:
-        return None
-    if granularity != "full":
-        notes.append(f"recompute_method {method} ignored: it applies to recompute_granularity full only")
-        return None
-    if method.lower() == "uniform":
-        return None
-    if method.lower() != "block":
-        raise t.error("model.recompute_method", method, "null, uniform or block")
-    if layers is None:
-        raise t.error("model.recompute_num_layers", None, "N (layers per chunk) with recompute_method block")
-    return layers
+    return block_recompute(
+        t, granularity, notes, method_key="model.recompute_method", layers_key="model.recompute_num_layers"
+    )
 
 
 def _shape(t: Tree, notes: list[str]) -> tuple[TransformerShape | None, tuple[str, ...]]:

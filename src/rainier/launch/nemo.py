@@ -29,7 +29,7 @@ from rainier.launch.config import (
     not_expressible,
     refuse_options,
 )
-from rainier.launch.tree import Tree
+from rainier.launch.tree import Tree, block_recompute
 from rainier.parallel.plan import DegreeUnit, Fp8Recipe, Plan, Recompute, Schedule
 from rainier.precision import Precision
 from rainier.workload.shape import MlpActivation, MoeConfig, Norm, PositionEmbedding, TransformerShape
@@ -196,24 +196,13 @@ def _shape(t: Tree, notes: list[str]) -> tuple[TransformerShape | None, tuple[st
 
 
 def _block_recompute(t: Tree, granularity: str, notes: list[str]) -> int | None:
-    """``Plan.recompute_layers`` from ``activations_checkpoint_method`` / ``_num_layers`` (Megatron's flags).
-
-    ``block`` recomputes the first N layers of each pipeline chunk fully; ``uniform`` recomputes every layer.
-    """
-    method = t.text("model.activations_checkpoint_method")
-    layers = t.integer("model.activations_checkpoint_num_layers")
-    if method is None:
-        return None
-    if granularity != "full":
-        notes.append(f"activations_checkpoint_method {method} ignored: it applies to granularity full only")
-        return None
-    if method.lower() == "uniform":
-        return None
-    if method.lower() != "block":
-        raise t.error("model.activations_checkpoint_method", method, "null, uniform or block")
-    if layers is None:
-        raise t.error("model.activations_checkpoint_num_layers", None, "N (layers per chunk) with method block")
-    return layers
+    return block_recompute(
+        t,
+        granularity,
+        notes,
+        method_key="model.activations_checkpoint_method",
+        layers_key="model.activations_checkpoint_num_layers",
+    )
 
 
 def _checkpoint_method(plan: Plan) -> str | None:

@@ -92,6 +92,30 @@ class Tree:
         return sorted(k for k in _leaves(self.data, "") if not any(k == r or k.startswith(r + ".") for r in self.read))
 
 
+def block_recompute(t: Tree, granularity: str, notes: list[str], *, method_key: str, layers_key: str) -> int | None:
+    """``Plan.recompute_layers`` from a config's recompute method and layer count (Megatron's semantics).
+
+    ``block`` recomputes the first N layers of each pipeline chunk fully (``recompute_layers=N``); ``uniform``
+    recomputes every layer (its N only sets how many layers share one checkpoint), as without the keys. Both apply
+    to full recompute only; with another granularity the method is ignored, with a note.
+    """
+    method = t.text(method_key)
+    layers = t.integer(layers_key)
+    if method is None:
+        return None
+    name = method_key.rsplit(".", 1)[-1]
+    if granularity != "full":
+        notes.append(f"{name} {method} ignored: it applies to full recompute only")
+        return None
+    if method.lower() == "uniform":
+        return None
+    if method.lower() != "block":
+        raise t.error(method_key, method, "null, uniform or block")
+    if layers is None:
+        raise t.error(layers_key, None, f"N (layers per chunk) with {name} block")
+    return layers
+
+
 def _leaves(node: Any, prefix: str) -> Iterator[str]:
     if isinstance(node, Mapping) and node:
         for key, value in node.items():
