@@ -82,6 +82,14 @@ def test_sites_analysis_on_rainier() -> None:
     assert doc["min_wan_tbit_per_s"] is None or doc["min_wan_tbit_per_s"] > 0
 
 
+def test_sites_says_which_batch_its_plan_used() -> None:
+    analysis = run_fleet_sites(model="llama-3-70b", cluster="rainier-trn2-500k", batch_tokens=512e6)
+    used = analysis.one_site.plan.gbs
+    (note,) = analysis.notes
+    assert note.startswith("batch: ") and f"used {used:,}" in note
+    assert analysis.to_dict()["notes"] == [note]
+
+
 def test_sites_needs_wan_links() -> None:
     with pytest.raises(ValueError, match="no WAN links"):
         run_fleet_sites(model="llama-3-8b", cluster="h100-p5-equal-power")

@@ -17,6 +17,7 @@ from rainier.api.fleet_steps import (
     CHINCHILLA_TOKENS_PER_PARAM,
     PriceSpec,
     StepFinder,
+    batch_rule_note,
     best_on_sites,
     cached_finder,
     fixed_step,
@@ -233,19 +234,7 @@ def run_candidates(result: ScenarioResult, count: int) -> list[tuple[StepEstimat
 
 def batch_note(step_on: StepFinder, run: RunPlan) -> str:
     """The batch rule and the batch the run's plan used, in one line (``train search``'s rule)."""
-    used, target = run.estimate.plan.gbs, step_on.target
-    if target.exact:
-        return f"batch: {target.sequences:,} sequences exact ({step_on.source}): used {used:,}"
-    rule = (
-        f"batch: {target.sequences:,} sequences target ({step_on.source}), \u00b1{target.tolerance:.0%} "
-        f"({target.low:,} to {target.high:,})"
-    )
-    if target.low <= used <= target.high:
-        return f"{rule}: used {used:,}"
-    return (
-        f"{rule}: no plan's dp x mbs lands in that range on {run.footprint.devices:,} devices, so the target "
-        f"rounds up to the nearest batch a plan divides: used {used:,} (x{used / target.sequences:.2f})"
-    )
+    return batch_rule_note(step_on, run.estimate.plan.gbs, run.footprint.devices)
 
 
 def rounding_note(count: int | None, target: Cluster) -> str | None:

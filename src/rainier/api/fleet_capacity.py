@@ -3,11 +3,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from rainier.api.fleet_steps import (
     CHINCHILLA_TOKENS_PER_PARAM,
     SITE_CANDIDATES,
     NoPlan,
     StepFinder,
+    batch_rule_note,
     fixed_step,
     fleet_target,
     model_shape,
@@ -85,7 +88,9 @@ def run_fleet_sites(
         analyse_sites(shape, target, o.plan, step=fixed_step(o), best_on=best, target_slowdown=slowdown)
         for o in options
     ]
-    return most_throughput(analyses)
+    chosen = most_throughput(analyses)
+    note = batch_rule_note(finder, chosen.one_site.plan.gbs, target.num_devices)
+    return replace(chosen, notes=(*chosen.notes, note))
 
 
 def run_fleet_grow(

@@ -306,3 +306,20 @@ def resized_to_run(cluster: Cluster, run: RunPlan) -> Cluster:
     from rainier.hardware import resize_cluster
 
     return resize_cluster(cluster, run.footprint.devices // cluster.system.num_devices)
+
+
+def batch_rule_note(step_on: StepFinder, used: int, devices: int) -> str:
+    """The batch rule and the batch a plan on ``devices`` used, in one line (``train search``'s rule)."""
+    target = step_on.target
+    if target.exact:
+        return f"batch: {target.sequences:,} sequences exact ({step_on.source}): used {used:,}"
+    rule = (
+        f"batch: {target.sequences:,} sequences target ({step_on.source}), \u00b1{target.tolerance:.0%} "
+        f"({target.low:,} to {target.high:,})"
+    )
+    if target.low <= used <= target.high:
+        return f"{rule}: used {used:,}"
+    return (
+        f"{rule}: no plan's dp x mbs lands in that range on {devices:,} devices, so the target "
+        f"rounds up to the nearest batch a plan divides: used {used:,} (x{used / target.sequences:.2f})"
+    )

@@ -165,6 +165,7 @@ class SiteAnalysis:
     splits: tuple[SiteSplit, ...]
     target_slowdown: float
     min_wan_bw_bytes_per_s: float | None  # ring bottleneck needed by dp-across-sites for the target slowdown
+    notes: tuple[str, ...] = ()  # one line each, e.g. the batch rule and the batch the plan used
 
     @property
     def best(self) -> SiteSplit | None:
@@ -188,6 +189,7 @@ class SiteAnalysis:
         best, spanning = self.best, self.best_spanning
         return {
             "cluster": self.cluster,
+            "notes": list(self.notes),
             "sites": [{"name": n, "devices": d} for n, d in self.sites],
             "wan_ring": self.ring.to_dict(),
             "plan": self.one_site.plan.to_dict(),

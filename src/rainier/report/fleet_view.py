@@ -164,6 +164,7 @@ def sites_tables(analysis: dict[str, Any]) -> list[Table]:
     table.caption = (
         f"{best} dp-across-sites stays within {analysis['target_slowdown']:.2f}x of one site with a WAN ring of "
         + (f">= {need:,.1f} Tb/s per direction." if need is not None else "no bandwidth: latency alone exceeds it.")
+        + "".join(f"\n{note}" for note in analysis.get("notes", ()))
     )
     table.caption_justify = "left"
     return [table]
