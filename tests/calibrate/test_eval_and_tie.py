@@ -9,8 +9,9 @@ import pytest
 
 from rainier.calibrate import CaseFile, TrainingCase, load_cases
 from rainier.calibrate.fit import CaseBank, tie_gemm_precisions
-from rainier.calibrate.score import FORWARD_SHARE_OF_COMPUTE, predicted_step_time
+from rainier.calibrate.score import predicted_step_time
 from rainier.perf import step
+from rainier.perf.compute import FORWARD_SHARE
 from rainier.perf.efficiency import BOUNDS, Efficiency
 from tests.calibrate.conftest import raw_case, write_cases
 
@@ -38,7 +39,7 @@ def test_an_evaluation_pass_adds_a_forward_pass_per_evaluated_sequence(tmp_path:
     with_eval = _load(tmp_path, 0.5)
     estimate = step.estimate(plain.shape, plain.plan, plain.cluster, efficiency=efficiency, seq_len=plain.seq_len)
     added = predicted_step_time(with_eval, efficiency) - predicted_step_time(plain, efficiency)
-    assert added == pytest.approx(0.5 * FORWARD_SHARE_OF_COMPUTE * estimate.breakdown.compute, rel=1e-9)
+    assert added == pytest.approx(0.5 * FORWARD_SHARE * estimate.breakdown.compute, rel=1e-9)
     assert added > 0
     # the fit's batched timing adds the same seconds
     bank = CaseBank([plain, with_eval], efficiency)

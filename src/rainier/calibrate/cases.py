@@ -249,12 +249,7 @@ def _read_inference(reader: Fields) -> InferenceCase:
 MAX_EVAL_PER_TRAIN_SEQUENCE = 10.0  # evaluation sequences per training sequence folded into a timed block
 
 
-def _read_target(reader: Fields) -> tuple[Metric, float, Basis]:
-    metric, value, basis, _ = _read_training_target(reader)
-    return metric, value, basis
-
-
-def _read_training_target(reader: Fields) -> tuple[Metric, float, Basis, float]:
+def _read_target(reader: Fields) -> tuple[Metric, float, Basis, float]:
     metric = Metric(reader.choice("metric", tuple(m.value for m in Metric)))
     value = reader.number("value", sourced=False)
     basis = Basis(reader.choice("basis", tuple(b.value for b in Basis)))
@@ -425,7 +420,7 @@ def _read_training(reader: Fields, path: Path) -> TrainingCase | SkippedCase:
     model_block = reader.mapping("model")
     accelerator, count = _read_system(_sub(reader, "system"))
     parallel = read_parallel(_sub(reader, "parallel"), head.notes)
-    metric, value, basis, eval_share = _read_training_target(_sub(reader, "target"))
+    metric, value, basis, eval_share = _read_target(_sub(reader, "target"))
     reader.finish()
     shape = shape_from_validation_model(model_block, source=f"{path}: {reader.where}")
 

@@ -22,6 +22,7 @@ from rainier.errors import UnknownNameError
 from rainier.hardware import Cluster
 from rainier.parallel.plan import Infeasible, Plan
 from rainier.perf import step as step_model
+from rainier.perf.compute import FORWARD_SHARE
 from rainier.perf.efficiency import Efficiency, EfficiencyTable
 from rainier.perf.result import StepEstimate
 from rainier.workload import TransformerShape, model_flops_per_token
@@ -104,18 +105,13 @@ def predicted_step_time(
     return float(step_time)
 
 
-# A forward pass is a third of a training step's compute: the backward computes the input and the weight gradients,
-# each with the forward's FLOPs (Kaplan et al. 2020, sec. 2.1).
-FORWARD_SHARE_OF_COMPUTE = 1.0 / 3.0
-
-
 def eval_seconds(eval_per_train_sequence: Any, compute_s: Any) -> Any:
     """Time of the forward-only evaluation a case's measured step includes (``eval_per_train_sequence``).
 
     An evaluation sequence costs a training sequence's forward pass: a third of the step's compute per sequence,
     at the step's own efficiency (evaluation runs the same kernels on the same shards, without the backward).
     """
-    return eval_per_train_sequence * FORWARD_SHARE_OF_COMPUTE * compute_s
+    return eval_per_train_sequence * FORWARD_SHARE * compute_s
 
 
 def predict(

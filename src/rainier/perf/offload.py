@@ -35,6 +35,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from rainier.parallel.plan import OFFLOAD_KINDS
+from rainier.perf.compute import FORWARD_SHARE
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
@@ -152,11 +153,6 @@ def link_bytes(
         "offload_backward_in": weights + activations,
         "offload_step": np.where((mask & OPTIMIZER) > 0, memory["optimizer"], 0.0),
     }
-
-
-# The forward pass is a third of a training step's compute, the backward two thirds (2N and 4N FLOPs per token,
-# Narayanan et al. 2021, eq. 2's 6N split); transfers of a phase can hide only behind that phase.
-FORWARD_SHARE = 1.0 / 3.0
 
 
 def offload_time(
