@@ -142,29 +142,21 @@ def create_app(
 
         return await answer(work)
 
-    @app.post("/api/fleet")
-    async def fleet(request: Request) -> Response:
-        async def work(budget: RequestBudget) -> Response:
-            body = await budget.body(request, limit=MAX_JSON_BYTES, kinds=JSON_TYPES)
-            return _json_response(await budget.run(_question_json, fleet_answer, body))
+    def question_route(path: str, run: Callable[[object], dict[str, Any]], budget_s: float) -> None:
+        """``POST path``: a question's JSON fields in, ``run``'s answer out as JSON, within its own budget."""
 
-        return await answer(work, budget_s=fleet_budget_s)
+        async def route(request: Request) -> Response:
+            async def work(budget: RequestBudget) -> Response:
+                body = await budget.body(request, limit=MAX_JSON_BYTES, kinds=JSON_TYPES)
+                return _json_response(await budget.run(_question_json, run, body))
 
-    @app.post("/api/serve")
-    async def serve_question(request: Request) -> Response:
-        async def work(budget: RequestBudget) -> Response:
-            body = await budget.body(request, limit=MAX_JSON_BYTES, kinds=JSON_TYPES)
-            return _json_response(await budget.run(_question_json, serve_answer, body))
+            return await answer(work, budget_s=budget_s)
 
-        return await answer(work, budget_s=serve_budget_s)
+        app.post(path)(route)
 
-    @app.post("/api/sweep")
-    async def sweep_question(request: Request) -> Response:
-        async def work(budget: RequestBudget) -> Response:
-            body = await budget.body(request, limit=MAX_JSON_BYTES, kinds=JSON_TYPES)
-            return _json_response(await budget.run(_question_json, sweep_answer, body))
-
-        return await answer(work, budget_s=sweep_budget_s)
+    question_route("/api/fleet", fleet_answer, fleet_budget_s)
+    question_route("/api/serve", serve_answer, serve_budget_s)
+    question_route("/api/sweep", sweep_answer, sweep_budget_s)
 
     @app.get("/api/scenario.schema.json")
     async def scenario_schema() -> Response:
