@@ -395,7 +395,7 @@ def _target(key: str, value: Any) -> Any:
     ("change", "reason"),
     [
         (_set("serving", "batch", "lots"), "serving.batch='lots' is invalid: a whole number of sequences"),
-        (_set("serving", "batch", None), "serving.load=None is invalid: offline, rate or concurrency"),
+        (_set("serving", "batch", None), "serving.load=None is invalid: offline, rate, max_rate or concurrency"),
         (_drop("serving", "batch"), "serving.batch=None is invalid: a whole number of sequences (required)"),
         (_set("serving", "batch", 10**30), "serving.batch=1000000000000000000000000000000 is invalid"),
         (_set("serving", "batch", 1e300), "serving.batch=1e+300 is invalid"),

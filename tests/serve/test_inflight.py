@@ -60,3 +60,32 @@ def test_in_flight_files_are_scored_with_reasons_for_what_is_skipped() -> None:
     skipped = [r.skipped for r in report.rows if r.skipped]
     assert report.summary["predicted"] >= 70
     assert all("is invalid" in reason for reason in skipped)  # each names its field
+
+
+def test_max_rate_needs_latency_bounds() -> None:
+    found = in_flight_of({"load": "max_rate", "slo": {"ttft_p99_ms": 2000, "tpot_p99_ms": 200.0}}, 8, 2)
+    assert found.load is Load.MAX_RATE and found.slo == (("ttft_p99_ms", 2000.0), ("tpot_p99_ms", 200.0))
+    with pytest.raises(InputError, match=r"serving\.slo"):
+        in_flight_of({"load": "max_rate"}, 8, 8)
+    with pytest.raises(InputError, match=r"serving\.slo"):
+        in_flight_of({"load": "max_rate", "slo": {"e2e_p50_ms": 10}}, 8, 8)
+    with pytest.raises(InputError, match=r"serving\.slo\.tpot_p99_ms"):
+        in_flight_of({"load": "max_rate", "slo": {"tpot_p99_ms": -1}}, 8, 8)
+
+
+def test_max_rate_is_the_edge_of_the_slo() -> None:
+    """The rate found meets the bounds, and a few percent more load breaks the binding one (MLPerf Server)."""
+    cost = replica_cost(get_model("llama-3.1-8b"), cluster_of("h100-sxm", 1), tp=1, eff=ServeEfficiency())
+    slo = {"ttft_p99_ms": 2000.0, "tpot_p99_ms": 60.0}
+    load = in_flight_of({"load": "max_rate", "max_batch": 512, "slo": slo}, 1, 1)
+    found = simulate_case(load, cost, 1024, 128)
+    assert found["ttft_p99_ms"] <= 2000.0 and found["tpot_p99_ms"] <= 60.0
+    rate = found["requests_per_s"]
+    offline = simulate_case(in_flight_of({"load": "offline", "max_batch": 512}, 1, 1), cost, 1024, 128)
+    assert rate < offline["requests_per_s"]  # below the capacity, where queues stay finite
+    more = simulate_case(
+        in_flight_of({"load": "rate", "request_rate": 1.1 * rate, "max_batch": 512}, 1, 1), cost, 1024, 128
+    )
+    assert more["ttft_p99_ms"] > 2000.0 or more["tpot_p99_ms"] > 60.0
+    tight = in_flight_of({"load": "max_rate", "max_batch": 512, "slo": {"tpot_p99_ms": 0.01}}, 1, 1)
+    assert simulate_case(tight, cost, 1024, 128)["tpot_p99_ms"] > 0.01  # no rate passes: the lowest one is shown

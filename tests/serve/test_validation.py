@@ -31,8 +31,10 @@ CASES = [
 # per-iteration budget (max_num_tokens 8192 from v0.11, whole prompts; NIM's engines) took the NIM closed-loop
 # sweep from 10.5% to 2.4% (no more synchronised waves of 50 prompts prefilled at once): open file 9.2%, all 16.3%,
 # A+B p90 88.2%, leave-one-group-out median 24.8%, p90 88.8%. Prefill dispatch crossing to each node once (DeepEP's
-# normal kernels) took Kimi K2's prefill from -58% to -25%: all 16.2%, leave-one-group-out median 24.5%.
-ALL_MEDIAN, TRUSTED_P90, LOGO_MEDIAN, LOGO_P90, STATIC_MEDIAN = 18.0, 90.0, 25.5, 90.5, 8.5
+# normal kernels) took Kimi K2's prefill from -58% to -25%: all 16.2%, leave-one-group-out median 24.5%. Scoring
+# MLPerf Server/Interactive at the model's own highest rate within the p99 bounds (load: max_rate) instead of the
+# published rate: all 16.5%, A+B p90 76.1%, leave-one-group-out median 23.2%, p90 77.3%.
+ALL_MEDIAN, TRUSTED_P90, LOGO_MEDIAN, LOGO_P90, STATIC_MEDIAN = 18.0, 80.0, 24.5, 80.0, 8.5
 TRN2_MEDIAN = 25.0  # issue 13's target is 15%
 
 

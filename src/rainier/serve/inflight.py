@@ -8,7 +8,14 @@ the case's replicas (``system.count`` devices over the replica's), each engine a
 
 - ``load: offline``: every request available at once (MLPerf Offline, throughput mode); enough requests for
   ``WAVES`` full batches on every replica, so the ramp-up and the drain weigh little;
-- ``load: rate``: Poisson arrivals at ``request_rate`` per second (MLPerf Server, ``--request-rate``);
+- ``load: rate``: Poisson arrivals at ``request_rate`` per second (``--request-rate`` sweeps);
+- ``load: max_rate``: the highest Poisson rate whose p99 latencies meet ``serving.slo``, found by bisection
+  between zero and the replicas' offline capacity (``max_rate_within_slo``). This is how an MLPerf Server or
+  Interactive result is made: LoadGen issues Poisson queries at the submitter's ``target_qps`` and the run is
+  valid only if its p99 TTFT and TPOT stay within the benchmark's bounds, so submitters raise the rate to the
+  last one that passes (MLPerf Inference rules, Server scenario). The published rate is that answer, so it is
+  not an input: the case is scored on the rate the model itself sustains, and on the latencies there, which sit
+  near the bounds as the published ones do;
 - ``load: concurrency``: a closed loop of ``concurrency`` clients, each sending its next request the moment its
   last one ends (``vllm bench serve --max-concurrency``, NIM and LLMPerf sweeps); ``num_requests`` of them when
   stated, else ``CLOSED_LOOP_ROUNDS`` per client.
@@ -20,6 +27,7 @@ Latency targets are read at the percentile they name: ``ttft_ms``/``tpot_ms``/``
 from __future__ import annotations
 
 import enum
+import math
 import re
 from dataclasses import dataclass, replace
 from typing import Any
@@ -51,7 +59,12 @@ CLOSED_LOOP_ROUNDS = 8  # requests per client of a closed loop whose benchmark d
 class Load(enum.StrEnum):
     OFFLINE = "offline"
     RATE = "rate"
+    MAX_RATE = "max_rate"
     CONCURRENCY = "concurrency"
+
+
+SLO_KEYS = ("ttft_p99_ms", "tpot_p99_ms")  # the p99 bounds a max_rate search holds (MLPerf LLM benchmarks)
+RATE_SEARCH_STEPS = 8  # bisection steps: the rate within 0.4% of the offline capacity
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -66,6 +79,7 @@ class InFlight:
     num_requests: int | None = None
     token_budget: int | None = None  # tokens one iteration may schedule; None: unbounded
     chunked: bool = False  # prompts split to fit the budget (vLLM V1, SGLang), else admitted whole (TensorRT-LLM)
+    slo: tuple[tuple[str, float], ...] = ()  # max_rate: (metric, bound) pairs the p99 latencies must meet
 
     def requests(self) -> int:
         """Requests to simulate: a few full batches per replica (offline), a Poisson window of that size, or the
@@ -81,7 +95,7 @@ def in_flight_of(serving: dict[str, Any], devices: int, replica_devices: int) ->
     try:
         load = Load(str(text).strip().lower())
     except ValueError:
-        raise field_error("serving.load", text, "offline, rate or concurrency (with batch: null)") from None
+        raise field_error("serving.load", text, "offline, rate, max_rate or concurrency (with batch: null)") from None
     concurrency = serving.get("concurrency")
     if load is Load.CONCURRENCY:
         concurrency = check_int("serving.concurrency", concurrency, 1, MAX_CASE_REQUESTS, "clients")
@@ -96,6 +110,9 @@ def in_flight_of(serving: dict[str, Any], devices: int, replica_devices: int) ->
     bad_rate = isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 < rate <= MAX_RATE_PER_S
     if load is Load.RATE and bad_rate:
         raise field_error("serving.request_rate", rate, f"requests per second above 0, at most {MAX_RATE_PER_S:g}")
+    slo: tuple[tuple[str, float], ...] = ()
+    if load is Load.MAX_RATE:
+        slo = _slo_bounds(serving.get("slo"))
     budget = None
     chunked = True
     for key in TOKEN_BUDGET_KEYS:
@@ -113,8 +130,26 @@ def in_flight_of(serving: dict[str, Any], devices: int, replica_devices: int) ->
     return InFlight(
         load=load, replicas=replicas, max_batch=engine_batch, request_rate=float(rate) if rate else None,
         concurrency=concurrency if load is Load.CONCURRENCY else None, num_requests=requests, token_budget=budget,
-        chunked=chunked,
+        chunked=chunked, slo=slo,
     )  # fmt: skip
+
+
+def _slo_bounds(slo: Any) -> tuple[tuple[str, float], ...]:
+    """The p99 bounds of a ``max_rate`` case's ``serving.slo``; at least one of ``SLO_KEYS`` is required."""
+    allowed = f"a mapping with {' and/or '.join(SLO_KEYS)} in milliseconds above 0 (load: max_rate)"
+    if not isinstance(slo, dict):
+        raise field_error("serving.slo", slo, allowed)
+    bounds = []
+    for key in SLO_KEYS:
+        value = slo.get(key)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1e9:
+            raise field_error(f"serving.slo.{key}", value, "milliseconds above 0")
+        bounds.append((key, float(value)))
+    if not bounds:
+        raise field_error("serving.slo", slo, allowed)
+    return tuple(bounds)
 
 
 def default_token_budget(framework: str) -> int | None:
@@ -138,7 +173,10 @@ def _is_trtllm(framework: str) -> bool:
 def simulate_case(
     load: InFlight, cost: ReplicaCost, input_len: int, output_len: int, *, prefix_hit: float = 0.0
 ) -> dict[str, float]:
-    """The metrics an in-flight benchmark reports, measured on the simulated run."""
+    """The metrics an in-flight benchmark reports, measured on the simulated run (at the highest rate within the
+    case's SLO for ``load: max_rate``)."""
+    if load.load is Load.MAX_RATE:
+        return max_rate_within_slo(load, cost, input_len, output_len, prefix_hit=prefix_hit)
     engine = replace(cost, engine_max_batch=load.max_batch)
     n = load.requests()
     chunking: dict[str, Any] = {}
@@ -171,3 +209,34 @@ def simulate_case(
             out[f"{metric}_ms"] = percentiles.p50
             out[f"{metric}_p99_ms"] = percentiles.p99
     return out
+
+
+def meets_slo(metrics: dict[str, float], slo: tuple[tuple[str, float], ...]) -> bool:
+    """Whether a simulated run's p99 latencies are within every bound (a metric the run lacks fails)."""
+    return all(metrics.get(key, math.inf) <= bound for key, bound in slo)
+
+
+def max_rate_within_slo(
+    load: InFlight, cost: ReplicaCost, input_len: int, output_len: int, *, prefix_hit: float = 0.0
+) -> dict[str, float]:
+    """The metrics at the highest Poisson rate whose p99 latencies meet ``load.slo``, as an MLPerf submitter finds it.
+
+    The rate is bisected between zero and the replicas' offline capacity (the request rate of an offline run on the
+    same engines), ``RATE_SEARCH_STEPS`` times; latency grows with the rate, so the passing rates form an interval
+    from zero. When no rate tried passes (a bound below what one request alone takes), the lowest one's metrics are
+    returned: the deployment would not make a valid result at any rate.
+    """
+    offline = simulate_case(replace(load, load=Load.OFFLINE), cost, input_len, output_len, prefix_hit=prefix_hit)
+    low, high = 0.0, offline["requests_per_s"]
+    best: dict[str, float] | None = None
+    last: dict[str, float] = offline
+    for _ in range(RATE_SEARCH_STEPS):
+        rate = (low + high) / 2.0
+        last = simulate_case(
+            replace(load, load=Load.RATE, request_rate=rate), cost, input_len, output_len, prefix_hit=prefix_hit
+        )
+        if meets_slo(last, load.slo):
+            low, best = rate, last
+        else:
+            high = rate
+    return best if best is not None else last
