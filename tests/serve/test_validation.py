@@ -33,9 +33,10 @@ CASES = [
 # A+B p90 88.2%, leave-one-group-out median 24.8%, p90 88.8%. Prefill dispatch crossing to each node once (DeepEP's
 # normal kernels) took Kimi K2's prefill from -58% to -25%: all 16.2%, leave-one-group-out median 24.5%. Scoring
 # MLPerf Server/Interactive at the model's own highest rate within the p99 bounds (load: max_rate) instead of the
-# published rate: all 16.5%, A+B p90 76.1%, leave-one-group-out median 23.2%, p90 77.3%.
+# published rate: all 16.5%, A+B p90 76.1%, leave-one-group-out median 23.2%, p90 77.3%. The memory-bound kernels'
+# traffic (add-norms, rotary, activations) in every iteration: all 16.1%, leave-one-group-out 22.9%, p90 76.3%.
 ALL_MEDIAN, TRUSTED_P90, LOGO_MEDIAN, LOGO_P90, STATIC_MEDIAN = 18.0, 80.0, 24.5, 80.0, 8.5
-TRN2_MEDIAN = 25.0  # issue 13's target is 15%
+TRN2_MEDIAN = 24.0  # issue 13's target is 15%
 
 
 def test_every_inference_case_is_predicted_within_the_targets() -> None:

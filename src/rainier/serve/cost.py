@@ -9,6 +9,8 @@ Its time is a roofline per kernel class plus collectives and fixed overheads (sh
 - weight GEMMs: ``max(2 x active weights x tokens / FLOP/s, weight bytes read / HBM bandwidth)`` -- compute-bound
   in prefill, memory-bound in decode. A MoE decode step reads only the experts its tokens select: of ``E``
   experts with top-``k`` routing, ``n`` tokens touch ``E (1 - (1 - k/E)^n)`` on average.
+- memory-bound kernels: each token's fused add-norms (on every tensor-parallel rank), rotary embedding and
+  activation function move ``elementwise_bytes_per_token`` through HBM, after the GEMMs;
 - attention: ``max(QK^T and AV FLOPs / FLOP/s, KV-cache bytes read / HBM bandwidth + score traffic)``, the
   score traffic being that of an unfused kernel writing and reading the ``s x s`` scores (Korthikanti et al.
   2022 sec. 4; ~0 for fused kernels, Dao et al. 2022);
@@ -43,7 +45,7 @@ from rainier.serve.efficiency import ServeEfficiency
 from rainier.serve.limits import MAX_BATCH, MAX_DEGREE, check_int
 from rainier.workload import count_params, kv_cache_bytes_per_token
 from rainier.workload.flops import FLOP_PER_MAC, attention_core_flop_per_token, flops_per_token
-from rainier.workload.shape import TransformerShape
+from rainier.workload.shape import PositionEmbedding, TransformerShape
 
 ACTIVATION_BYTES = 2.0  # 16-bit activations in the tensor-parallel all-reduces
 ALL_REDUCES_PER_LAYER = 2  # after attention and after the MLP (Shoeybi et al. 2019, fig. 3)
@@ -51,6 +53,13 @@ ALL_REDUCES_PER_LAYER = 2  # after attention and after the MLP (Shoeybi et al. 2
 # before the dispatch, and combined back in bf16 (DeepSeek-V3 technical report sec. 3.3.2; DeepEP's "FP8 dispatching
 # and BF16 combining"): 1 + 4/128 bytes per element out, 2 back.
 FP8_DISPATCH_BYTES = 1.0 + 4.0 / 128
+# Memory-bound kernels of one layer, per token (the step model's ``perf.compute.elementwise_bytes`` counts, as an
+# inference engine fuses them): two fused residual-add + RMSNorm kernels, each reading the sublayer's output and the
+# residual and writing the new residual and the normed input (4 x h x 2 bytes; TensorRT-LLM's and vLLM's fused
+# add-norm), run on every tensor-parallel rank for all its tokens; rotary embedding of queries and keys (read and
+# write); the activation function on the up-projections' outputs (gated: read 2f, write f; plain: read and write f),
+# split over the ranks. 8-bit input casts are fused into the norm and activation kernels, so they move nothing more.
+NORM_BYTES_PER_HIDDEN = 2 * 4 * ACTIVATION_BYTES
 # Share of device memory the engine may use for weights + KV cache: vLLM's default gpu_memory_utilization.
 MEMORY_UTILIZATION = 0.9
 
@@ -277,6 +286,7 @@ class ReplicaCost:
             touched = 1.0 - (1.0 - self.top_k / self.num_experts) ** tokens
         weight_bytes = self.dense_weight_bytes + self.expert_weight_bytes * touched / dp  # per group's tp ranks
         gemm = max(gemm_compute, weight_bytes / byte_rate) if tokens else 0.0
+        gemm += tokens / dp * self.elementwise_bytes_per_token / byte_rate
         # prompts attend causally to themselves (P^2 / (2 x prompts) pairs) and to their cached context; decode
         # tokens to their caches
         prompts = max(prefill_seqs, 1)
@@ -328,6 +338,7 @@ class ReplicaCost:
     decode_attention_flop_per_context_token: float = 0.0
     attention_flop_per_s: float = 0.0  # per device, at the attention core's precision (0: flop_per_s)
     two_batch_overlap: bool = False  # expert all-to-all overlapped with the other micro-batch's compute
+    elementwise_bytes_per_token: float = 0.0  # norms, residual adds, rotary, activations: one tp group, all layers
     all_to_all_network: float = 0.0  # the part of the all-to-all slope spent between nodes
     ep_nodes: int = 1  # nodes the ep ranks span
     pipeline_stages: int = 1  # pp: stages one iteration crosses in turn (chunked prefills pipeline through them)
@@ -512,7 +523,28 @@ def replica_cost(
         expert_flop_per_s=accelerator.peak_flop_per_s(weights.expert_matmul(accelerator)),
         dp_attention=dp_attention,
         dispatch_bytes_per_token=shape.hidden_dim * _dispatch_bytes(weights.expert_matmul(accelerator)),
+        elementwise_bytes_per_token=elementwise_bytes_per_token(shape, tp),
     )
+
+
+def elementwise_bytes_per_token(shape: TransformerShape, tp: int) -> float:
+    """HBM bytes one token moves through the memory-bound kernels of all layers, summed over a ``tp`` group.
+
+    Per layer: the two fused add-norms on every rank (``NORM_BYTES_PER_HIDDEN`` per hidden unit), the rotary
+    embedding of the query and key heads (read and write, RoPE models), and the activation function over the MLP's
+    width -- a MoE layer's ``top_k`` routed experts plus its shared ones -- split over the ranks.
+    """
+    norms = tp * NORM_BYTES_PER_HIDDEN * shape.hidden_dim
+    rotary = 0.0
+    if shape.position_embedding is PositionEmbedding.ROPE:
+        rotary = 2 * ACTIVATION_BYTES * (shape.num_heads + shape.num_kv_heads) * shape.head_dim
+    per_width = ACTIVATION_BYTES * (3 if shape.mlp_activation.gated else 2)
+    dense = norms + rotary + per_width * shape.ffn_hidden_dim
+    if shape.moe is None:
+        return shape.num_layers * dense
+    moe = shape.moe
+    width = moe.top_k * moe.expert_ffn_hidden_dim + moe.num_shared_experts * moe.shared_ffn_dim
+    return shape.num_dense_layers * dense + shape.num_moe_layers * (norms + rotary + per_width * width)
 
 
 def _attention_precision(matmul: Precision, kv: Precision) -> Precision:
