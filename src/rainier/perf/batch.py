@@ -25,7 +25,6 @@ bubble. Finally the step can never be shorter than any rank's whole-step load on
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,9 +34,10 @@ from numpy.typing import NDArray
 from rainier.parallel.plan import RECOMPUTE_MODULES, Recompute, Schedule
 from rainier.perf import kernel
 from rainier.perf.columns import PRECISION_CODES, RECOMPUTE_CODES, SCHEDULE_CODES, PlanColumns, recompute_share
-from rainier.perf.compute import ACTIVATION_BYTES, PassForms, inverse_efficiencies
-from rainier.perf.context import Placed, StepContext
+from rainier.perf.compute import ACTIVATION_BYTES, inverse_efficiencies
+from rainier.perf.context import StepContext
 from rainier.perf.efficiency import Efficiency
+from rainier.perf.keys import COMM_KINDS, PlanKeys, plan_keys
 from rainier.perf.memory import MEMORY_FIELDS, RESERVE_BYTES, RESERVE_FRACTION, memory_per_rank, row_params
 from rainier.perf.offload import offload_time, prepare_offload
 from rainier.perf.parts import (
@@ -61,9 +61,6 @@ OVERLAPPED_P2P = (
 )
 DUALPIPE = SCHEDULE_CODES[Schedule.DUALPIPE]
 FULL_CODE = RECOMPUTE_CODES[Recompute.FULL]
-PASS_FIELDS = kernel.PASS_FIELDS  # the quantities of a pass table (perf.compute.PassForms fields)
-LAYER_KINDS = ("dense", "moe", "head")
-COMM_KINDS = kernel.COMM_FIELDS
 BREAKDOWN_FIELDS = (*kernel.BREAKDOWN_FIELDS, "offload")  # offload: exposed host-link time (perf.offload)
 
 
@@ -106,6 +103,40 @@ class BatchResult:
             host_capacity_bytes=joined([r.host_capacity for r in parts]),
         )
 
+    @classmethod
+    def empty(cls, n: int, like: BatchResult) -> BatchResult:
+        """Room for ``n`` plans' results with the fields and link classes of ``like`` (filled by :meth:`put`).
+
+        A breakdown's or memory's parts are rows of one array each, so every field is contiguous."""
+        breakdown, memory = np.empty((len(like.breakdown), n)), np.empty((len(like.memory), n))
+        return cls(
+            step_time_s=np.empty(n),
+            breakdown={k: breakdown[j] for j, k in enumerate(like.breakdown)},
+            memory={k: memory[j] for j, k in enumerate(like.memory)},
+            capacity_bytes=np.empty(n),
+            model_flops_per_step=np.empty(n),
+            hardware_flops_per_step=np.empty(n),
+            link_load_s=np.empty((n, like.link_load_s.shape[1])),
+            link_names=like.link_names,
+            host_bytes=np.empty(n),
+            host_capacity_bytes=np.empty(n),
+        )
+
+    def put(self, start: int, part: BatchResult) -> None:
+        """Write the results of a chunk of plans at ``start`` (see :meth:`empty`)."""
+        stop = start + len(part.step_time_s)
+        self.step_time_s[start:stop] = part.step_time_s
+        for k, v in part.breakdown.items():
+            self.breakdown[k][start:stop] = v
+        for k, v in part.memory.items():
+            self.memory[k][start:stop] = v
+        self.capacity_bytes[start:stop] = part.capacity_bytes
+        self.model_flops_per_step[start:stop] = part.model_flops_per_step
+        self.hardware_flops_per_step[start:stop] = part.hardware_flops_per_step
+        self.link_load_s[start:stop] = part.link_load_s
+        self.host_offloaded[start:stop] = part.host_offloaded
+        self.host_capacity[start:stop] = part.host_capacity
+
     @property
     def host_offloaded(self) -> FloatArray:
         return self.host_bytes if self.host_bytes is not None else np.zeros_like(self.step_time_s)
@@ -118,43 +149,6 @@ class BatchResult:
     def fits(self) -> NDArray[np.bool_]:
         """Device memory within HBM, and whatever is offloaded within the host memory per rank."""
         return (self.memory_total <= self.capacity_bytes) & (self.host_offloaded <= self.host_capacity)
-
-
-DENSE_KEYS = 1 << 22  # key spaces up to this size are deduplicated with a lookup table instead of a sort
-
-
-def _gather(keys: list[IntArray], compute: Any) -> tuple[IntArray, list[Any]]:
-    """Unique combinations of the key columns ``keys`` (non-negative integers, one array per column),
-    ``compute`` of each, and each plan's index into them.
-
-    Columns are packed into one mixed-radix integer per plan; a small code space is deduplicated through a
-    presence table (linear time), a larger one with ``np.unique``; a single plan skips both.
-    """
-    if len(keys[0]) == 1:
-        return np.zeros(1, dtype=np.int64), [compute(*(int(k[0]) for k in keys))]
-    radix = [int(k.max()) + 1 for k in keys]
-    size = math.prod(radix)
-    if size >= 2**62:
-        rows, inverse = np.unique(np.stack(keys, axis=1), axis=0, return_inverse=True)
-        return inverse.reshape(-1), [compute(*(int(v) for v in row)) for row in rows]
-    codes = keys[0].astype(np.int64)
-    for column, r in zip(keys[1:], radix[1:], strict=True):
-        codes = codes * r + column
-    if size <= max(DENSE_KEYS, 4 * len(codes)):
-        present = np.zeros(size, dtype=bool)
-        present[codes] = True
-        unique_codes = np.flatnonzero(present)
-        lookup = np.empty(size, dtype=np.int64)
-        lookup[unique_codes] = np.arange(len(unique_codes))
-        inverse = lookup[codes]
-    else:
-        unique_codes, inverse = np.unique(codes, return_inverse=True)
-    values: list[list[int]] = [[] for _ in keys]
-    rest = unique_codes
-    for j in range(len(keys) - 1, -1, -1):
-        rest, digit = np.divmod(rest, radix[j])
-        values[j] = digit.tolist()
-    return inverse.reshape(-1), [compute(*row) for row in zip(*values, strict=True)]
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -235,52 +229,19 @@ class Prepared:
         )
 
 
-def _pass_table(ctx: StepContext, key: tuple[Any, ...]) -> FloatArray:
-    """The pass forms of ``ctx.passes(key)`` as one array (layer kinds x PASS_FIELDS x forms), cached."""
-    found: FloatArray | None = ctx.tables.get(key)
-    if found is None:
-        found = _forms_table(ctx.passes(key))
-        ctx.tables[key] = found
-    return found
-
-
-def _forms_table(forms: tuple[PassForms, PassForms | None, PassForms]) -> FloatArray:
-    table = np.zeros((len(LAYER_KINDS), len(PASS_FIELDS), 4))
-    for k, item in enumerate(forms):
-        if item is not None:
-            for q, name in enumerate(PASS_FIELDS):
-                table[k, q] = getattr(item, name)
-    return table
-
-
-def _groups(ctx: StepContext, axis: str, degree: IntArray, stride: IntArray) -> tuple[IntArray, list[Placed]]:
-    return _gather([degree, stride], lambda d, s: ctx.group(axis, d, s))
-
-
-def _comm_table(placed: list[Placed], kind: str) -> tuple[FloatArray, FloatArray]:
-    """A collective's (slope up, slope out, intercept) and per-link loads for each distinct placed group."""
-    items = [getattr(p.links, kind) for p in placed]
-    return np.array([[c.slope_up, c.slope_out, c.intercept] for c in items]), np.stack([c.loads for c in items])
-
-
-def _row_arrays(ctx: StepContext, cols: PlanColumns, chunks: IntArray) -> dict[str, FloatArray]:
-    """Each plan's pipeline rank rows as (plans x rows) arrays, padded with zero-count rows."""
-    keys = [cols.pp, chunks, cols.pp_first + 1, cols.pp_last + 1]
-    inverse, layouts = _gather(keys, lambda p, c, f, last: ctx.rows(p, c, f - 1, last - 1))
-    width = max(len(layout) for layout in layouts)
-    names = ("num_dense", "num_moe", "embedding", "head", "count", "first_rank")
-    table = {name: np.zeros((len(layouts), width)) for name in names}
-    for u, layout in enumerate(layouts):
-        for r, row in enumerate(layout):
-            for name in names:
-                table[name][u, r] = float(getattr(row, name))
-    return {name: values[inverse] for name, values in table.items()}
-
-
 def prepare(
-    ctx: StepContext, cols: PlanColumns, *, model_flops_per_token: float, hardware_flops_per_token: dict[int, float]
+    ctx: StepContext,
+    cols: PlanColumns,
+    *,
+    model_flops_per_token: float,
+    hardware_flops_per_token: dict[int, float],
+    keys: PlanKeys | None = None,
 ) -> Prepared:
-    """The efficiency-free arrays of every plan of ``cols`` (all assumed valid: ``search.space`` checks)."""
+    """The efficiency-free arrays of every plan of ``cols`` (all assumed valid: ``search.space`` checks).
+
+    ``keys``: the per-key tables of ``cols`` (``perf.keys.plan_keys``; by default found here).
+    """
+    keys = keys if keys is not None else plan_keys(ctx, cols)
     shape = ctx.shape
     n = len(cols)
     f64 = np.float64
@@ -293,58 +254,11 @@ def prepare(
     moe = shape.moe
     top_k = float(moe.top_k) if moe is not None else 0.0
 
-    # Layer passes as forms, per distinct key.
-    pass_keys = [
-        cols.tp,
-        cols.cp,
-        cols.ep,
-        etp_i,
-        cols.mbs,
-        cols.sp.astype(np.int64),
-        cols.precision,
-        cols.lora.astype(np.int64),
-        cols.flash,
-        cols.fp8_recipe + 1,
-    ]
-    pass_index, pass_tables = _gather(pass_keys, lambda *k: _pass_table(ctx, (*k[:9], k[9] - 1)))
-    passes = np.stack(pass_tables)
-
-    # Placed groups and their collectives.
     plan: dict[str, FloatArray] = {}
     links: dict[str, FloatArray] = {}
-    comm_slopes: dict[str, FloatArray] = {}
-    comm_loads: dict[str, FloatArray] = {}
-    comm_index: dict[str, IntArray] = {}
-    ones = np.ones_like(cols.tp)
-    ep_stride = np.where(etp_i == cols.tp, cols.tp * cols.cp, etp_i)
     edp = np.maximum(np.floor_divide(cols.tp * cols.dp * cols.cp, etp_i * cols.ep), 1)
-    groups = {
-        "tp": _groups(ctx, "tp", cols.tp, ones),
-        "etp": _groups(ctx, "tp", etp_i, ones),
-        "cp": _groups(ctx, "cp", cols.cp, cols.tp),
-        "ep": _groups(ctx, "ep", cols.ep, ep_stride),
-        "pp": _groups(ctx, "pp", cols.pp, cols.tp * cols.cp * cols.dp),
-        "dp": _groups(ctx, "dp", cols.dp * cols.cp, cols.tp),  # dense gradients: over dp x cp
-        "edp": _groups(ctx, "dp", edp, etp_i * cols.ep),  # expert gradients: the expert-dp group
-    }
-    for name, group, kind in (
-        ("tp_ar", "tp", "all_reduce"),
-        ("tp_rs", "tp", "reduce_scatter"),
-        ("etp_ar", "etp", "all_reduce"),
-        ("cp_step", "cp", "ring_step"),
-        ("ep_a2a", "ep", "all_to_all"),
-        ("pp_p2p", "pp", "p2p"),
-        ("dp_ar", "dp", "all_reduce"),
-        ("dp_rs", "dp", "reduce_scatter"),
-        ("edp_ar", "edp", "all_reduce"),
-        ("edp_rs", "edp", "reduce_scatter"),
-    ):
-        inverse, placed = groups[group]
-        comm_slopes[name], comm_loads[name] = _comm_table(placed, kind)
-        comm_index[name] = inverse
     links["scale_out"] = np.broadcast_to(ctx.scale_out_mask, (n, len(ctx.link_names))).copy()
-    ep_inverse, ep_placed = groups["ep"]
-    ep_domains = np.array([g.domains for g in ep_placed], dtype=f64)[ep_inverse]
+    ep_domains = keys.ep_domains.take(keys.comm_index["ep_a2a"])
 
     # Message sizes (bytes, per rank) and flags.
     activation = ACTIVATION_BYTES * tokens * h
@@ -399,7 +313,7 @@ def prepare(
         hbm_bw=np.full(n, ctx.cluster.accelerator.hbm_bw_bytes_per_s / ctx.cores),
         capacity_bytes=np.full(n, ctx.cluster.accelerator.hbm_bytes / ctx.cores),
     )
-    rows = _row_arrays(ctx, cols, chunks_i)
+    rows = {name: np.take(table, keys.row_index, axis=0) for name, table in keys.rows.items()}
     rows["recompute_share"] = recompute_share(cols, rows)
     tokens_per_step = cols.gbs * float(shape.seq_len)
     lora_factor = np.where(cols.lora, LORA_FLOP_FRACTION, 1.0)
@@ -417,7 +331,8 @@ def prepare(
 
     params_dense, params_expert = row_params(ctx.counts, cols, rows)
     rows["params_dense"], rows["params_expert"] = params_dense, params_expert
-    layer_bytes, kept_bytes = _layer_activations(ctx, cols), _layer_activations(ctx, cols, kept=True)
+    layer_bytes = _per_layer(keys.activations, keys.activation_index)
+    kept_bytes = _per_layer(keys.kept, keys.kept_index)
     memory = memory_per_rank(
         shape,
         cols,
@@ -449,29 +364,19 @@ def prepare(
         plan=plan,
         rows=rows,
         links=links,
-        passes=passes,
-        pass_index=pass_index,
+        passes=keys.passes,
+        pass_index=keys.pass_index,
         memory=memory,
         link_names=ctx.link_names,
-        comm_slopes=comm_slopes,
-        comm_loads=comm_loads,
-        comm_index=comm_index,
+        comm_slopes=keys.comm_slopes,
+        comm_loads=keys.comm_loads,
+        comm_index=keys.comm_index,
     )
 
 
-def _layer_activations(ctx: StepContext, cols: PlanColumns, *, kept: bool = False) -> tuple[FloatArray, FloatArray]:
-    """One dense and one MoE layer's activation bytes per micro-batch, for every plan.
-
-    ``kept``: the bytes of a layer that full recompute does *not* re-run (``recompute_layers=N`` leaves the
-    chunk's other layers without recompute); for every other plan the same as without ``kept``.
-    """
-    recompute = cols.recompute
-    if kept:
-        partial = (cols.recompute == FULL_CODE) & (cols.recompute_layers > 0)
-        recompute = np.where(partial, RECOMPUTE_CODES[Recompute.NONE], cols.recompute)
-    keys = [cols.tp, cols.cp, cols.mbs, cols.sp.astype(np.int64), recompute, (cols.flash > 0).astype(np.int64)]
-    inverse, per_layer = _gather(keys, lambda t, c, b, s, r, f: ctx.activations(t, c, b, bool(s), r, bool(f)))
-    return np.array([p[0] for p in per_layer])[inverse], np.array([p[1] for p in per_layer])[inverse]
+def _per_layer(table: FloatArray, index: IntArray) -> tuple[FloatArray, FloatArray]:
+    """A dense and a MoE layer's activation bytes of every plan from a (keys x 2) table."""
+    return table[:, 0].take(index), table[:, 1].take(index)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -514,8 +419,15 @@ def assemble(prep: Prepared, eff: Efficiency, *, compiled: bool | None = None) -
         return np.ascontiguousarray(value, dtype=np.float64)
 
     plan = tuple(floats(p[name]) for name in kernel.PLAN_FIELDS)
-    slopes = tuple(floats(prep.comm_slopes[name]) for name in kernel.COMM_FIELDS)
-    loads = tuple(floats(prep.comm_loads[name]) for name in kernel.COMM_FIELDS)
+    # Each group's seconds per byte at the fitted link efficiencies (kernel._assemble: rates, loads).
+    up, out = eff.scale_up, eff.scale_out
+    rates = tuple(
+        floats(np.stack([s[:, 0] / up + s[:, 1] / out, s[:, 1] / out, s[:, 2]], axis=1))
+        for s in (prep.comm_slopes[name] for name in kernel.COMM_FIELDS)
+    )
+    loads = tuple(
+        floats(np.stack([g, g / up, g / out])) for g in (prep.comm_loads[name] for name in kernel.COMM_FIELDS)
+    )
     index = tuple(np.ascontiguousarray(prep.comm_index[name], dtype=np.int64) for name in kernel.COMM_FIELDS)
     row_cols = tuple(floats(rows[name]) for name in kernel.ROW_FIELDS)
     num_links = lk["scale_out"].shape[1]
@@ -528,7 +440,7 @@ def assemble(prep: Prepared, eff: Efficiency, *, compiled: bool | None = None) -
     link_load = np.empty((n, num_links))
     kernel.assemble_kernel(
         plan,
-        slopes,
+        rates,
         loads,
         index,
         floats(lk["scale_out"]),
@@ -659,18 +571,30 @@ def evaluate(
     hardware_flops_per_token: dict[int, float],
     eff: Efficiency | None = None,
 ) -> BatchResult:
-    """The step model for every plan of ``cols`` under ``eff`` (default: the context's), in chunks."""
+    """The step model for every plan of ``cols`` under ``eff`` (default: the context's), in chunks.
+
+    The per-key tables (``perf.keys``) are found once for the whole batch; each chunk gathers from them.
+    """
     eff = eff if eff is not None else ctx.eff
-    parts = []
+    keys = plan_keys(ctx, cols)
+    out: BatchResult | None = None
     for start in range(0, max(len(cols), 1), EVALUATE_CHUNK):
-        part = (
-            cols if len(cols) <= EVALUATE_CHUNK else cols.take(np.arange(start, min(start + EVALUATE_CHUNK, len(cols))))
-        )
+        stop = min(start + EVALUATE_CHUNK, len(cols))
+        part, part_keys = (cols, keys) if len(cols) <= EVALUATE_CHUNK else (cols[start:stop], keys.part(start, stop))
         prep = prepare(
-            ctx, part, model_flops_per_token=model_flops_per_token, hardware_flops_per_token=hardware_flops_per_token
+            ctx,
+            part,
+            model_flops_per_token=model_flops_per_token,
+            hardware_flops_per_token=hardware_flops_per_token,
+            keys=part_keys,
         )
-        parts.append(assemble(prep, eff))
-    return parts[0] if len(parts) == 1 else BatchResult.concat(parts)
+        result = assemble(prep, eff)
+        if part is cols:
+            return result
+        out = out if out is not None else BatchResult.empty(len(cols), like=result)
+        out.put(start, result)
+    assert out is not None
+    return out
 
 
 __all__ = [

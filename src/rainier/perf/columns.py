@@ -154,6 +154,10 @@ class PlanColumns:
         """The plans selected by an index or mask."""
         return PlanColumns(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
 
+    def __getitem__(self, rows: slice) -> PlanColumns:
+        """The plans of a slice, as views of these columns."""
+        return PlanColumns(**{f.name: getattr(self, f.name)[rows] for f in fields(self)})
+
     @classmethod
     def concat(cls, parts: Sequence[PlanColumns]) -> PlanColumns:
         """Several column sets as one, in order."""

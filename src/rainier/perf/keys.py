@@ -1,0 +1,236 @@
+"""The per-key pieces of a batch of plans: what depends on a few small-cardinality columns, computed once.
+
+Most of a plan's cost model depends on only a few of its columns: the layer passes on (tp, cp, ep, etp, mbs,
+sp, precision, lora, flash, recipe), a collective on its group's (degree, stride), the pipeline rank rows on
+(pp, chunks, first, last), the activation bytes on (tp, cp, mbs, sp, recompute, flash). A million plans have a
+few hundred distinct values of each. :func:`plan_keys` finds them over the whole batch, asks the
+:class:`~rainier.perf.context.StepContext` for each once, and keeps each plan's integer index into the tables;
+``perf.batch.prepare`` gathers from them (``np.take``), chunk by chunk (:meth:`PlanKeys.part`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from rainier.parallel.plan import Recompute
+from rainier.perf import kernel
+from rainier.perf.columns import RECOMPUTE_CODES, PlanColumns
+from rainier.perf.compute import PassForms
+from rainier.perf.context import Placed, StepContext
+
+FloatArray = NDArray[np.float64]
+IntArray = NDArray[np.int64]
+
+PASS_FIELDS = kernel.PASS_FIELDS  # the quantities of a pass table (perf.compute.PassForms fields)
+LAYER_KINDS = ("dense", "moe", "head")
+COMM_KINDS = kernel.COMM_FIELDS
+ROW_NAMES = ("num_dense", "num_moe", "embedding", "head", "count", "first_rank")  # of parallel.pipeline.StageRow
+FULL_CODE = RECOMPUTE_CODES[Recompute.FULL]
+NONE_CODE = RECOMPUTE_CODES[Recompute.NONE]
+# Each collective and the placed group it runs over.
+COMM_GROUPS = (
+    ("tp_ar", "tp", "all_reduce"),
+    ("tp_rs", "tp", "reduce_scatter"),
+    ("etp_ar", "etp", "all_reduce"),
+    ("cp_step", "cp", "ring_step"),
+    ("ep_a2a", "ep", "all_to_all"),
+    ("pp_p2p", "pp", "p2p"),
+    ("dp_ar", "dp", "all_reduce"),
+    ("dp_rs", "dp", "reduce_scatter"),
+    ("edp_ar", "edp", "all_reduce"),
+    ("edp_rs", "edp", "reduce_scatter"),
+)
+DENSE_KEYS = 1 << 22  # key spaces up to this size are deduplicated with a lookup table instead of a sort
+
+
+def gather(keys: list[IntArray], compute: Callable[..., Any]) -> tuple[IntArray, list[Any]]:
+    """Unique combinations of the key columns ``keys`` (non-negative integers, one array per column),
+    ``compute`` of each, and each plan's index into them.
+
+    Columns are packed into one mixed-radix integer per plan; a small code space is deduplicated through a
+    presence table (linear time), a larger one with ``np.unique``; a single plan skips both.
+    """
+    if len(keys[0]) == 1:
+        return np.zeros(1, dtype=np.int64), [compute(*(int(k[0]) for k in keys))]
+    radix = [int(k.max()) + 1 for k in keys]
+    size = math.prod(radix)
+    if size >= 2**62:
+        rows, inverse = np.unique(np.stack(keys, axis=1), axis=0, return_inverse=True)
+        return inverse.reshape(-1), [compute(*(int(v) for v in row)) for row in rows]
+    codes = keys[0].astype(np.int64)
+    for column, r in zip(keys[1:], radix[1:], strict=True):
+        codes *= r
+        codes += column
+    if size <= max(DENSE_KEYS, 4 * len(codes)):
+        present = np.zeros(size, dtype=bool)
+        present[codes] = True
+        unique_codes = np.flatnonzero(present)
+        lookup = np.empty(size, dtype=np.int64)
+        lookup[unique_codes] = np.arange(len(unique_codes))
+        inverse = lookup.take(codes)
+    else:
+        unique_codes, inverse = np.unique(codes, return_inverse=True)
+    values: list[list[int]] = [[] for _ in keys]
+    rest = unique_codes
+    for j in range(len(keys) - 1, -1, -1):
+        rest, digit = np.divmod(rest, radix[j])
+        values[j] = digit.tolist()
+    return inverse.reshape(-1), [compute(*row) for row in zip(*values, strict=True)]
+
+
+@dataclass(frozen=True, slots=True)
+class PlanKeys:
+    """The per-key tables of a batch of plans and each plan's index into them (see the module docstring).
+
+    ``passes``: (pass keys x layer kinds x :data:`PASS_FIELDS` x forms); ``comm_slopes`` / ``comm_loads``: per
+    collective of :data:`COMM_KINDS`, (groups x (slope up, slope out, intercept)) and (groups x link classes);
+    ``ep_domains``: scale-out domains of each expert-parallel group; ``rows``: per :data:`ROW_NAMES`, (layouts x
+    row slots, padded with zero-count rows); ``activations`` / ``kept``: a dense and a MoE layer's activation
+    bytes per micro-batch under the plan's recompute and under the recompute full recompute of N layers leaves
+    to the other layers (keys x 2).
+    """
+
+    passes: FloatArray
+    pass_index: IntArray
+    comm_slopes: dict[str, FloatArray]
+    comm_loads: dict[str, FloatArray]
+    comm_index: dict[str, IntArray]
+    ep_domains: FloatArray
+    rows: dict[str, FloatArray]
+    row_index: IntArray
+    activations: FloatArray
+    activation_index: IntArray
+    kept: FloatArray
+    kept_index: IntArray
+
+    def part(self, start: int, stop: int) -> PlanKeys:
+        """The keys of plans ``start:stop`` (views; the tables are shared)."""
+        return PlanKeys(
+            passes=self.passes,
+            pass_index=self.pass_index[start:stop],
+            comm_slopes=self.comm_slopes,
+            comm_loads=self.comm_loads,
+            comm_index={name: index[start:stop] for name, index in self.comm_index.items()},
+            ep_domains=self.ep_domains,
+            rows=self.rows,
+            row_index=self.row_index[start:stop],
+            activations=self.activations,
+            activation_index=self.activation_index[start:stop],
+            kept=self.kept,
+            kept_index=self.kept_index[start:stop],
+        )
+
+
+def pass_table(ctx: StepContext, key: tuple[Any, ...]) -> FloatArray:
+    """The pass forms of ``ctx.passes(key)`` as one array (layer kinds x PASS_FIELDS x forms), cached."""
+    found: FloatArray | None = ctx.tables.get(key)
+    if found is None:
+        found = _forms_table(ctx.passes(key))
+        ctx.tables[key] = found
+    return found
+
+
+def _forms_table(forms: tuple[PassForms, PassForms | None, PassForms]) -> FloatArray:
+    table = np.zeros((len(LAYER_KINDS), len(PASS_FIELDS), 4))
+    for k, item in enumerate(forms):
+        if item is not None:
+            for q, name in enumerate(PASS_FIELDS):
+                table[k, q] = getattr(item, name)
+    return table
+
+
+def _comm_table(placed: list[Placed], kind: str) -> tuple[FloatArray, FloatArray]:
+    """A collective's (slope up, slope out, intercept) and per-link loads for each distinct placed group."""
+    items = [getattr(p.links, kind) for p in placed]
+    return np.array([[c.slope_up, c.slope_out, c.intercept] for c in items]), np.stack([c.loads for c in items])
+
+
+def activation_keys(cols: PlanColumns, *, kept: bool = False) -> list[IntArray]:
+    """The key columns of a layer's activation bytes; ``kept``: of the layers full recompute of N layers per
+    chunk leaves alone (no recompute there; for every other plan the same as without ``kept``)."""
+    recompute = cols.recompute
+    if kept:
+        partial = (cols.recompute == FULL_CODE) & (cols.recompute_layers > 0)
+        recompute = np.where(partial, NONE_CODE, cols.recompute)
+    return [cols.tp, cols.cp, cols.mbs, cols.sp.astype(np.int64), recompute, (cols.flash > 0).astype(np.int64)]
+
+
+def layer_activations(ctx: StepContext, cols: PlanColumns, *, kept: bool = False) -> tuple[IntArray, FloatArray]:
+    """Each plan's index into a table of (dense, MoE) layer activation bytes per micro-batch, and the table."""
+    inverse, per_layer = gather(
+        activation_keys(cols, kept=kept), lambda t, c, b, s, r, f: ctx.activations(t, c, b, bool(s), r, bool(f))
+    )
+    return inverse, np.array(per_layer, dtype=np.float64).reshape(-1, 2)
+
+
+def plan_keys(ctx: StepContext, cols: PlanColumns) -> PlanKeys:
+    """The per-key tables of every plan of ``cols`` (see the module docstring)."""
+    etp = cols.expert_tp
+    pass_keys = [
+        cols.tp,
+        cols.cp,
+        cols.ep,
+        etp,
+        cols.mbs,
+        cols.sp.astype(np.int64),
+        cols.precision,
+        cols.lora.astype(np.int64),
+        cols.flash,
+        cols.fp8_recipe + 1,
+    ]
+    pass_index, pass_tables = gather(pass_keys, lambda *k: pass_table(ctx, (*k[:9], k[9] - 1)))
+
+    def groups(axis: str, degree: IntArray, stride: IntArray) -> tuple[IntArray, list[Placed]]:
+        return gather([degree, stride], lambda d, s: ctx.group(axis, d, s))
+
+    ones = np.ones_like(cols.tp)
+    ep_stride = np.where(etp == cols.tp, cols.tp * cols.cp, etp)
+    edp = np.maximum(np.floor_divide(cols.tp * cols.dp * cols.cp, etp * cols.ep), 1)
+    placed = {
+        "tp": groups("tp", cols.tp, ones),
+        "etp": groups("tp", etp, ones),
+        "cp": groups("cp", cols.cp, cols.tp),
+        "ep": groups("ep", cols.ep, ep_stride),
+        "pp": groups("pp", cols.pp, cols.tp * cols.cp * cols.dp),
+        "dp": groups("dp", cols.dp * cols.cp, cols.tp),  # dense gradients: over dp x cp
+        "edp": groups("dp", edp, etp * cols.ep),  # expert gradients: the expert-dp group
+    }
+    comm_slopes: dict[str, FloatArray] = {}
+    comm_loads: dict[str, FloatArray] = {}
+    comm_index: dict[str, IntArray] = {}
+    for name, group, kind in COMM_GROUPS:
+        inverse, found = placed[group]
+        comm_slopes[name], comm_loads[name] = _comm_table(found, kind)
+        comm_index[name] = inverse
+
+    row_keys = [cols.pp, cols.chunks, cols.pp_first + 1, cols.pp_last + 1]
+    row_index, layouts = gather(row_keys, lambda p, c, f, last: ctx.rows(p, c, f - 1, last - 1))
+    width = max(len(layout) for layout in layouts)
+    rows = {name: np.zeros((len(layouts), width)) for name in ROW_NAMES}
+    for u, layout in enumerate(layouts):
+        for r, row in enumerate(layout):
+            for name in ROW_NAMES:
+                rows[name][u, r] = float(getattr(row, name))
+
+    activation_index, activations = layer_activations(ctx, cols)
+    kept_index, kept = layer_activations(ctx, cols, kept=True)
+    return PlanKeys(
+        passes=np.stack(pass_tables),
+        pass_index=pass_index,
+        comm_slopes=comm_slopes,
+        comm_loads=comm_loads,
+        comm_index=comm_index,
+        ep_domains=np.array([g.domains for g in placed["ep"][1]], dtype=np.float64),
+        rows=rows,
+        row_index=row_index,
+        activations=activations,
+        activation_index=activation_index,
+        kept=kept,
+        kept_index=kept_index,
+    )
