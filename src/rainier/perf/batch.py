@@ -61,6 +61,10 @@ OVERLAPPED_P2P = (
 )
 DUALPIPE = SCHEDULE_CODES[Schedule.DUALPIPE]
 FULL_CODE = RECOMPUTE_CODES[Recompute.FULL]
+# Bit i of every selective-recompute mask (perf.columns.recompute_mask), as floats: (modules x masks).
+RECOMPUTE_BITS = ((np.arange(1 << len(RECOMPUTE_MODULES)) >> np.arange(len(RECOMPUTE_MODULES))[:, None]) & 1).astype(
+    np.float64
+)
 BREAKDOWN_FIELDS = (*kernel.BREAKDOWN_FIELDS, "offload")  # offload: exposed host-link time (perf.offload)
 
 
@@ -301,7 +305,7 @@ def prepare(
         sp=cols.sp.astype(f64),
         full=(cols.recompute == FULL_CODE).astype(f64),
         selective=(cols.recompute == RECOMPUTE_CODES[Recompute.SELECTIVE]).astype(f64),
-        **{f"rc_{m}": ((cols.recompute_mask >> i) & 1).astype(f64) for i, m in enumerate(RECOMPUTE_MODULES)},
+        **{f"rc_{m}": RECOMPUTE_BITS[i].take(cols.recompute_mask) for i, m in enumerate(RECOMPUTE_MODULES)},
         tp_overlap=cols.tp_overlap.astype(f64),
         a2a_overlap=(cols.a2a_overlap | (cols.schedule == DUALPIPE)).astype(f64),
         pp_blocking=((cols.pp > 1) & ~np.isin(cols.schedule, OVERLAPPED_P2P)).astype(f64),
@@ -329,7 +333,8 @@ def prepare(
     plan["model_flops"] = np.asarray(model_flops_per_token * tokens_per_step * lora_factor, dtype=f64)
     plan["hardware_flops"] = hardware_per_token * tokens_per_step * lora_factor
 
-    params_dense, params_expert = row_params(ctx.counts, cols, rows)
+    sums = tuple(np.take(table, keys.row_index, axis=0) for table in keys.param_sums)
+    params_dense, params_expert = row_params(ctx.counts, cols, rows, sums=(sums[0], sums[1]))
     rows["params_dense"], rows["params_expert"] = params_dense, params_expert
     layer_bytes = _per_layer(keys.activations, keys.activation_index)
     kept_bytes = _per_layer(keys.kept, keys.kept_index)
@@ -358,6 +363,7 @@ def prepare(
         host_capacity=(accelerator.host_memory_bytes or 0.0) / ctx.cores,
         reserve_bytes=RESERVE_BYTES,
         reserve_fraction=RESERVE_FRACTION,
+        fewest=keys.fewest.take(keys.row_index),
     )
     plan.update(offload_arrays)
     return Prepared(

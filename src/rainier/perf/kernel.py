@@ -322,7 +322,13 @@ def _assemble(
         optimizer = 0.0
         any_row = False
         for r in range(width):
-            nd, nm, head, count, first_rank = rows[0][i, r], rows[1][i, r], rows[2][i, r], rows[3][i, r], rows[4][i, r]
+            count = rows[3][i, r]
+            if count <= 0.0:  # a padding row: nothing below reads it but the pipeline's fill, which weighs it by 0
+                t_fwd[r] = 0.0
+                t_bwd[r] = 0.0
+                t_w[r] = 0.0
+                continue
+            nd, nm, head, first_rank = rows[0][i, r], rows[1][i, r], rows[2][i, r], rows[4][i, r]
             pd, pe, rc_share = rows[5][i, r], rows[6][i, r], rows[7][i, r]
             layers = nd + nm
             overhead = layer_oh * layers
@@ -423,13 +429,12 @@ def _assemble(
                 max(spread * fwd_c[r] + spread * fwd_block[r] + gather_dur / buckets, busiest_lf), gather_dur
             )
             dp_row = max(last_bwd - spread * b_win, 0.0) + max(first_fwd - spread * f_win, 0.0)
-            if count > 0:
-                dp_exposed = max(dp_exposed, dp_row - first_rank * b_win)
-                sharded = zero >= 1
-                opt_params = pd / (plan[DP][i] * cp if sharded else 1.0) + pe / (plan[EDP][i] if sharded else 1.0)
-                opt_row = 0.0 if lora else opt_bytes * opt_params / hbm_rate
-                optimizer = max(optimizer, opt_row) if any_row else opt_row
-                any_row = True
+            dp_exposed = max(dp_exposed, dp_row - first_rank * b_win)
+            sharded = zero >= 1
+            opt_params = pd / (plan[DP][i] * cp if sharded else 1.0) + pe / (plan[EDP][i] if sharded else 1.0)
+            opt_row = 0.0 if lora else opt_bytes * opt_params / hbm_rate
+            optimizer = max(optimizer, opt_row) if any_row else opt_row
+            any_row = True
             row_compute[r] = fwd_compute + bwd_input + bwd_weight
             row_recompute[r] = recompute
             row_tp[r] = tp_fwd + 2.0 * tp_bwd + (rc_share * tp_fwd if full else 0.0)

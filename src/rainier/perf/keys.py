@@ -11,7 +11,7 @@ few hundred distinct values of each. :func:`plan_keys` finds them over the whole
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +23,8 @@ from rainier.perf import kernel
 from rainier.perf.columns import RECOMPUTE_CODES, PlanColumns
 from rainier.perf.compute import PassForms
 from rainier.perf.context import Placed, StepContext
+from rainier.perf.memory import row_param_sums
+from rainier.perf.offload import fewest_layers
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
@@ -49,20 +51,20 @@ COMM_GROUPS = (
 DENSE_KEYS = 1 << 22  # key spaces up to this size are deduplicated with a lookup table instead of a sort
 
 
-def gather(keys: list[IntArray], compute: Callable[..., Any]) -> tuple[IntArray, list[Any]]:
-    """Unique combinations of the key columns ``keys`` (non-negative integers, one array per column),
-    ``compute`` of each, and each plan's index into them.
+def distinct(keys: list[IntArray]) -> tuple[IntArray, list[tuple[int, ...]]]:
+    """Unique combinations of the key columns ``keys`` (non-negative integers, one array per column) and each
+    plan's index into them.
 
     Columns are packed into one mixed-radix integer per plan; a small code space is deduplicated through a
     presence table (linear time), a larger one with ``np.unique``; a single plan skips both.
     """
     if len(keys[0]) == 1:
-        return np.zeros(1, dtype=np.int64), [compute(*(int(k[0]) for k in keys))]
+        return np.zeros(1, dtype=np.int64), [tuple(int(k[0]) for k in keys)]
     radix = [int(k.max()) + 1 for k in keys]
     size = math.prod(radix)
     if size >= 2**62:
         rows, inverse = np.unique(np.stack(keys, axis=1), axis=0, return_inverse=True)
-        return inverse.reshape(-1), [compute(*(int(v) for v in row)) for row in rows]
+        return inverse.reshape(-1), [tuple(int(v) for v in row) for row in rows]
     codes = keys[0].astype(np.int64)
     for column, r in zip(keys[1:], radix[1:], strict=True):
         codes *= r
@@ -81,7 +83,26 @@ def gather(keys: list[IntArray], compute: Callable[..., Any]) -> tuple[IntArray,
     for j in range(len(keys) - 1, -1, -1):
         rest, digit = np.divmod(rest, radix[j])
         values[j] = digit.tolist()
-    return inverse.reshape(-1), [compute(*row) for row in zip(*values, strict=True)]
+    return inverse.reshape(-1), list(zip(*values, strict=True))
+
+
+def gather(keys: list[IntArray], compute: Callable[..., Any]) -> tuple[IntArray, list[Any]]:
+    """:func:`distinct` rows of the key columns, ``compute`` of each, and each plan's index into them."""
+    inverse, rows = distinct(keys)
+    return inverse, [compute(*row) for row in rows]
+
+
+def through(
+    index: IntArray, rows: Sequence[tuple[int, ...]], key: Callable[..., tuple[Any, ...]], compute: Callable[..., Any]
+) -> tuple[IntArray, list[Any]]:
+    """``compute(*key(*row))`` of the distinct keys of ``rows``, and each plan's index into them, for plans that
+    already index ``rows`` (``index``): a key of a few columns of a finer key is found over its few distinct
+    rows, not over the plans."""
+    found: dict[tuple[Any, ...], int] = {}
+    local = np.empty(len(rows), dtype=np.int64)
+    for u, row in enumerate(rows):
+        local[u] = found.setdefault(key(*row), len(found))
+    return local.take(index), [compute(*k) for k in found]
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,9 +112,10 @@ class PlanKeys:
     ``passes``: (pass keys x layer kinds x :data:`PASS_FIELDS` x forms); ``comm_slopes`` / ``comm_loads``: per
     collective of :data:`COMM_KINDS`, (groups x (slope up, slope out, intercept)) and (groups x link classes);
     ``ep_domains``: scale-out domains of each expert-parallel group; ``rows``: per :data:`ROW_NAMES`, (layouts x
-    row slots, padded with zero-count rows); ``activations`` / ``kept``: a dense and a MoE layer's activation
-    bytes per micro-batch under the plan's recompute and under the recompute full recompute of N layers leaves
-    to the other layers (keys x 2).
+    row slots, padded with zero-count rows) and what follows from a layout alone: ``param_sums``
+    (``perf.memory.row_param_sums``), ``fewest`` (``perf.offload.fewest_layers``); ``activations`` / ``kept``:
+    a dense and a MoE layer's activation bytes per micro-batch under the plan's recompute and under
+    :func:`kept_recompute` (keys x 2).
     """
 
     passes: FloatArray
@@ -104,6 +126,8 @@ class PlanKeys:
     ep_domains: FloatArray
     rows: dict[str, FloatArray]
     row_index: IntArray
+    param_sums: tuple[FloatArray, FloatArray]
+    fewest: FloatArray
     activations: FloatArray
     activation_index: IntArray
     kept: FloatArray
@@ -120,6 +144,8 @@ class PlanKeys:
             ep_domains=self.ep_domains,
             rows=self.rows,
             row_index=self.row_index[start:stop],
+            param_sums=self.param_sums,
+            fewest=self.fewest,
             activations=self.activations,
             activation_index=self.activation_index[start:stop],
             kept=self.kept,
@@ -151,20 +177,21 @@ def _comm_table(placed: list[Placed], kind: str) -> tuple[FloatArray, FloatArray
     return np.array([[c.slope_up, c.slope_out, c.intercept] for c in items]), np.stack([c.loads for c in items])
 
 
-def activation_keys(cols: PlanColumns, *, kept: bool = False) -> list[IntArray]:
-    """The key columns of a layer's activation bytes; ``kept``: of the layers full recompute of N layers per
-    chunk leaves alone (no recompute there; for every other plan the same as without ``kept``)."""
-    recompute = cols.recompute
-    if kept:
-        partial = (cols.recompute == FULL_CODE) & (cols.recompute_layers > 0)
-        recompute = np.where(partial, NONE_CODE, cols.recompute)
-    return [cols.tp, cols.cp, cols.mbs, cols.sp.astype(np.int64), recompute, (cols.flash > 0).astype(np.int64)]
+def kept_recompute(cols: PlanColumns) -> IntArray:
+    """The recompute of the layers full recompute of N layers per chunk leaves alone: none there; for every
+    other plan its own."""
+    partial = (cols.recompute == FULL_CODE) & (cols.recompute_layers > 0)
+    out: IntArray = np.where(partial, NONE_CODE, cols.recompute)
+    return out
 
 
 def layer_activations(ctx: StepContext, cols: PlanColumns, *, kept: bool = False) -> tuple[IntArray, FloatArray]:
-    """Each plan's index into a table of (dense, MoE) layer activation bytes per micro-batch, and the table."""
+    """Each plan's index into a table of (dense, MoE) layer activation bytes per micro-batch, and the table;
+    ``kept``: of the layers full recompute of N layers per chunk leaves alone (:func:`kept_recompute`)."""
+    keys = [cols.tp, cols.cp, cols.mbs, cols.sp.astype(np.int64), kept_recompute(cols) if kept else cols.recompute]
     inverse, per_layer = gather(
-        activation_keys(cols, kept=kept), lambda t, c, b, s, r, f: ctx.activations(t, c, b, bool(s), r, bool(f))
+        [*keys, (cols.flash > 0).astype(np.int64)],
+        lambda t, c, b, s, r, f: ctx.activations(t, c, b, bool(s), r, bool(f)),
     )
     return inverse, np.array(per_layer, dtype=np.float64).reshape(-1, 2)
 
@@ -184,28 +211,45 @@ def plan_keys(ctx: StepContext, cols: PlanColumns) -> PlanKeys:
         cols.flash,
         cols.fp8_recipe + 1,
     ]
-    pass_index, pass_tables = gather(pass_keys, lambda *k: pass_table(ctx, (*k[:9], k[9] - 1)))
+    pass_index, pass_rows = distinct(pass_keys)
+    pass_tables = [pass_table(ctx, (*k[:9], k[9] - 1)) for k in pass_rows]
 
-    def groups(axis: str, degree: IntArray, stride: IntArray) -> tuple[IntArray, list[Placed]]:
-        return gather([degree, stride], lambda d, s: ctx.group(axis, d, s))
+    # Groups and activations are functions of a pass key's columns (tp, cp, ep, etp, mbs, sp, flash: 0, 1, 2,
+    # 3, 4, 5, 8) and at most one other column: found per distinct pass key (and that column), not per plan.
+    def by_pass(
+        index: IntArray,
+        rows: Sequence[tuple[int, ...]],
+        key: Callable[..., tuple[Any, ...]],
+        compute: Callable[..., Any],
+    ) -> tuple[IntArray, list[Any]]:
+        return through(index, rows, lambda u, *rest: key(pass_rows[u], *rest), compute)
 
-    ones = np.ones_like(cols.tp)
-    ep_stride = np.where(etp == cols.tp, cols.tp * cols.cp, etp)
-    edp = np.maximum(np.floor_divide(cols.tp * cols.dp * cols.cp, etp * cols.ep), 1)
+    def group(axis: str) -> Callable[[int, int], Placed]:
+        return lambda degree, stride: ctx.group(axis, degree, stride)
+
+    def ep_stride(k: tuple[int, ...]) -> int:
+        return k[0] * k[1] if k[3] == k[0] else k[3]
+
+    def edp(k: tuple[int, ...], dp: int) -> int:
+        return max((k[0] * dp * k[1]) // (k[3] * k[2]), 1)
+
+    own = [(u,) for u in range(len(pass_rows))]
+    with_dp_index, with_dp = distinct([pass_index, cols.dp])
     placed = {
-        "tp": groups("tp", cols.tp, ones),
-        "etp": groups("tp", etp, ones),
-        "cp": groups("cp", cols.cp, cols.tp),
-        "ep": groups("ep", cols.ep, ep_stride),
-        "pp": groups("pp", cols.pp, cols.tp * cols.cp * cols.dp),
-        "dp": groups("dp", cols.dp * cols.cp, cols.tp),  # dense gradients: over dp x cp
-        "edp": groups("dp", edp, etp * cols.ep),  # expert gradients: the expert-dp group
+        "tp": by_pass(pass_index, own, lambda k: (k[0], 1), group("tp")),
+        "etp": by_pass(pass_index, own, lambda k: (k[3], 1), group("tp")),
+        "cp": by_pass(pass_index, own, lambda k: (k[1], k[0]), group("cp")),
+        "ep": by_pass(pass_index, own, lambda k: (k[2], ep_stride(k)), group("ep")),
+        "pp": gather([cols.pp, cols.tp * cols.cp * cols.dp], group("pp")),
+        # dense gradients: over dp x cp; expert gradients: the expert-dp group
+        "dp": by_pass(with_dp_index, with_dp, lambda k, dp: (dp * k[1], k[0]), group("dp")),
+        "edp": by_pass(with_dp_index, with_dp, lambda k, dp: (edp(k, dp), k[3] * k[2]), group("dp")),
     }
     comm_slopes: dict[str, FloatArray] = {}
     comm_loads: dict[str, FloatArray] = {}
     comm_index: dict[str, IntArray] = {}
-    for name, group, kind in COMM_GROUPS:
-        inverse, found = placed[group]
+    for name, over, kind in COMM_GROUPS:
+        inverse, found = placed[over]
         comm_slopes[name], comm_loads[name] = _comm_table(found, kind)
         comm_index[name] = inverse
 
@@ -218,8 +262,18 @@ def plan_keys(ctx: StepContext, cols: PlanColumns) -> PlanKeys:
             for name in ROW_NAMES:
                 rows[name][u, r] = float(getattr(row, name))
 
-    activation_index, activations = layer_activations(ctx, cols)
-    kept_index, kept = layer_activations(ctx, cols, kept=True)
+    def activations(recompute: IntArray) -> tuple[IntArray, FloatArray]:
+        index, rows = distinct([pass_index, recompute])
+        inverse, per_layer = by_pass(
+            index,
+            rows,
+            lambda k, r: (k[0], k[1], k[4], bool(k[5]), r, k[8] > 0),
+            ctx.activations,
+        )
+        return inverse, np.array(per_layer, dtype=np.float64).reshape(-1, 2)
+
+    activation_index, activation_table = activations(cols.recompute)
+    kept_index, kept = activations(kept_recompute(cols))
     return PlanKeys(
         passes=np.stack(pass_tables),
         pass_index=pass_index,
@@ -229,7 +283,9 @@ def plan_keys(ctx: StepContext, cols: PlanColumns) -> PlanKeys:
         ep_domains=np.array([g.domains for g in placed["ep"][1]], dtype=np.float64),
         rows=rows,
         row_index=row_index,
-        activations=activations,
+        param_sums=row_param_sums(ctx.counts, rows),
+        fewest=fewest_layers(rows),
+        activations=activation_table,
         activation_index=activation_index,
         kept=kept,
         kept_index=kept_index,

@@ -36,16 +36,28 @@ LOGIT_BYTES = 4.0  # fp32 logits kept for the loss's backward
 MEMORY_FIELDS = ("weights", "gradients", "optimizer", "activations", "buffers")
 
 
-def row_params(counts: ParamCounts, cols: PlanColumns, rows: dict[str, FloatArray]) -> tuple[FloatArray, FloatArray]:
+def row_params(
+    counts: ParamCounts,
+    cols: PlanColumns,
+    rows: dict[str, FloatArray],
+    sums: tuple[FloatArray, FloatArray] | None = None,
+) -> tuple[FloatArray, FloatArray]:
     """Per-rank parameters of each pipeline rank row: (dense parameters, expert parameters), (plans x rows).
 
     Tensor parallelism splits every matrix (Shoeybi et al. 2019; norms are replicated but small); the input
     embedding sits on the first rank, the output head and final norm on the last; experts are split over
-    ``ep x etp``.
+    ``ep x etp``. ``sums``: :func:`row_param_sums` of ``rows`` where already known (e.g. gathered per layout).
     """
     tp = cols.tp.astype(np.float64)[:, None]
     etp = np.where(cols.etp > 0, cols.etp, cols.tp).astype(np.float64)[:, None]
     ep = cols.ep.astype(np.float64)[:, None]
+    dense, expert = sums if sums is not None else row_param_sums(counts, rows)
+    return dense / tp, expert / (ep * etp)
+
+
+def row_param_sums(counts: ParamCounts, rows: dict[str, FloatArray]) -> tuple[FloatArray, FloatArray]:
+    """The dense and the expert parameters of each pipeline rank row before tensor and expert parallelism split
+    them (:func:`row_params`); a function of the rows alone."""
     moe = counts.moe_layer
     expert_per_layer = float(moe.mlp) if moe is not None else 0.0
     moe_dense = float(moe.total - moe.mlp) if moe is not None else 0.0
@@ -56,9 +68,8 @@ def row_params(counts: ParamCounts, cols: PlanColumns, rows: dict[str, FloatArra
         + rows["num_moe"] * moe_dense
         + rows["embedding"] * inputs
         + rows["head"] * outputs
-    ) / tp
-    expert = rows["num_moe"] * expert_per_layer / (ep * etp)
-    return dense, expert
+    )
+    return dense, rows["num_moe"] * expert_per_layer
 
 
 def memory_per_rank(
