@@ -51,42 +51,58 @@ COMM_GROUPS = (
 DENSE_KEYS = 1 << 22  # key spaces up to this size are deduplicated with a lookup table instead of a sort
 
 
-def distinct(keys: list[IntArray]) -> tuple[IntArray, list[tuple[int, ...]]]:
-    """Unique combinations of the key columns ``keys`` (non-negative integers, one array per column) and each
+def distinct(keys: Sequence[NDArray[Any]]) -> tuple[IntArray, list[tuple[int, ...]]]:
+    """Unique combinations of the key columns ``keys`` (integers or booleans, one array per column) and each
     plan's index into them.
 
-    Columns are packed into one mixed-radix integer per plan; a small code space is deduplicated through a
-    presence table (linear time), a larger one with ``np.unique``; a single plan skips both.
+    The columns that vary over the batch are packed into one mixed-radix integer per plan (the constant ones
+    cost nothing); a small code space is deduplicated through a presence table (linear time), a larger one with
+    ``np.unique``; a single plan skips both.
     """
-    if len(keys[0]) == 1:
+    n = len(keys[0])
+    if n == 1:
         return np.zeros(1, dtype=np.int64), [tuple(int(k[0]) for k in keys)]
-    radix = [int(k.max()) + 1 for k in keys]
+    lo, hi = [int(k.min()) for k in keys], [int(k.max()) for k in keys]
+    varying = [j for j in range(len(keys)) if hi[j] > lo[j]]
+    if not varying:
+        return np.zeros(n, dtype=np.int64), [tuple(lo)]
+    radix = [hi[j] - lo[j] + 1 for j in varying]
     size = math.prod(radix)
-    if size >= 2**62:
-        rows, inverse = np.unique(np.stack(keys, axis=1), axis=0, return_inverse=True)
-        return inverse.reshape(-1), [tuple(int(v) for v in row) for row in rows]
-    codes = keys[0].astype(np.int64)
-    for column, r in zip(keys[1:], radix[1:], strict=True):
-        codes *= r
-        codes += column
-    if size <= max(DENSE_KEYS, 4 * len(codes)):
-        present = np.zeros(size, dtype=bool)
-        present[codes] = True
-        unique_codes = np.flatnonzero(present)
-        lookup = np.empty(size, dtype=np.int64)
-        lookup[unique_codes] = np.arange(len(unique_codes))
-        inverse = lookup.take(codes)
+    offset = 0  # the code of the smallest values, subtracted once at the end
+    for j, r in zip(varying, radix, strict=True):
+        offset = offset * r + lo[j]
+    if size + offset >= 2**62:
+        found, inverse = np.unique(np.stack([keys[j] for j in varying], axis=1), axis=0, return_inverse=True)
+        digits = [found[:, v].tolist() for v in range(len(varying))]
     else:
-        unique_codes, inverse = np.unique(codes, return_inverse=True)
-    values: list[list[int]] = [[] for _ in keys]
-    rest = unique_codes
-    for j in range(len(keys) - 1, -1, -1):
-        rest, digit = np.divmod(rest, radix[j])
-        values[j] = digit.tolist()
-    return inverse.reshape(-1), list(zip(*values, strict=True))
+        codes = keys[varying[0]].astype(np.int64)
+        for j, r in zip(varying[1:], radix[1:], strict=True):
+            codes *= r
+            codes += keys[j]
+        if offset:
+            codes -= offset
+        if size <= max(DENSE_KEYS, 4 * n):
+            present = np.zeros(size, dtype=bool)
+            present[codes] = True
+            unique_codes = np.flatnonzero(present)
+            lookup = np.empty(size, dtype=np.int64)
+            lookup[unique_codes] = np.arange(len(unique_codes))
+            inverse = lookup.take(codes)
+        else:
+            unique_codes, inverse = np.unique(codes, return_inverse=True)
+        digits = [[] for _ in varying]
+        rest = unique_codes
+        for v in range(len(varying) - 1, -1, -1):
+            rest, digit = np.divmod(rest, radix[v])
+            digits[v] = (digit + lo[varying[v]]).tolist()
+    count = len(digits[0])
+    columns = [[lo[j]] * count for j in range(len(keys))]
+    for v, j in enumerate(varying):
+        columns[j] = digits[v]
+    return inverse.reshape(-1), list(zip(*columns, strict=True))
 
 
-def gather(keys: list[IntArray], compute: Callable[..., Any]) -> tuple[IntArray, list[Any]]:
+def gather(keys: Sequence[NDArray[Any]], compute: Callable[..., Any]) -> tuple[IntArray, list[Any]]:
     """:func:`distinct` rows of the key columns, ``compute`` of each, and each plan's index into them."""
     inverse, rows = distinct(keys)
     return inverse, [compute(*row) for row in rows]
@@ -188,9 +204,9 @@ def kept_recompute(cols: PlanColumns) -> IntArray:
 def layer_activations(ctx: StepContext, cols: PlanColumns, *, kept: bool = False) -> tuple[IntArray, FloatArray]:
     """Each plan's index into a table of (dense, MoE) layer activation bytes per micro-batch, and the table;
     ``kept``: of the layers full recompute of N layers per chunk leaves alone (:func:`kept_recompute`)."""
-    keys = [cols.tp, cols.cp, cols.mbs, cols.sp.astype(np.int64), kept_recompute(cols) if kept else cols.recompute]
+    keys = [cols.tp, cols.cp, cols.mbs, cols.sp, kept_recompute(cols) if kept else cols.recompute]
     inverse, per_layer = gather(
-        [*keys, (cols.flash > 0).astype(np.int64)],
+        [*keys, cols.flash > 0],
         lambda t, c, b, s, r, f: ctx.activations(t, c, b, bool(s), r, bool(f)),
     )
     return inverse, np.array(per_layer, dtype=np.float64).reshape(-1, 2)
@@ -199,20 +215,9 @@ def layer_activations(ctx: StepContext, cols: PlanColumns, *, kept: bool = False
 def plan_keys(ctx: StepContext, cols: PlanColumns) -> PlanKeys:
     """The per-key tables of every plan of ``cols`` (see the module docstring)."""
     etp = cols.expert_tp
-    pass_keys = [
-        cols.tp,
-        cols.cp,
-        cols.ep,
-        etp,
-        cols.mbs,
-        cols.sp.astype(np.int64),
-        cols.precision,
-        cols.lora.astype(np.int64),
-        cols.flash,
-        cols.fp8_recipe + 1,
-    ]
-    pass_index, pass_rows = distinct(pass_keys)
-    pass_tables = [pass_table(ctx, (*k[:9], k[9] - 1)) for k in pass_rows]
+    pass_keys = [cols.tp, cols.cp, cols.ep, etp, cols.mbs, cols.sp, cols.precision, cols.lora, cols.flash]
+    pass_index, pass_rows = distinct([*pass_keys, cols.fp8_recipe])
+    pass_tables = [pass_table(ctx, k) for k in pass_rows]
 
     # Groups and activations are functions of a pass key's columns (tp, cp, ep, etp, mbs, sp, flash: 0, 1, 2,
     # 3, 4, 5, 8) and at most one other column: found per distinct pass key (and that column), not per plan.
@@ -253,8 +258,7 @@ def plan_keys(ctx: StepContext, cols: PlanColumns) -> PlanKeys:
         comm_slopes[name], comm_loads[name] = _comm_table(found, kind)
         comm_index[name] = inverse
 
-    row_keys = [cols.pp, cols.chunks, cols.pp_first + 1, cols.pp_last + 1]
-    row_index, layouts = gather(row_keys, lambda p, c, f, last: ctx.rows(p, c, f - 1, last - 1))
+    row_index, layouts = gather([cols.pp, cols.chunks, cols.pp_first, cols.pp_last], ctx.rows)
     width = max(len(layout) for layout in layouts)
     rows = {name: np.zeros((len(layouts), width)) for name in ROW_NAMES}
     for u, layout in enumerate(layouts):
