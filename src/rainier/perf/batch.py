@@ -54,10 +54,10 @@ IntArray = NDArray[np.int64]
 
 LORA_FLOP_FRACTION = 2.0 / 3.0  # forward (2N) + input gradients (2N) of full training's 6N (Hu et al. 2021)
 
-OVERLAPPED_P2P = (
-    SCHEDULE_CODES[Schedule.INTERLEAVED],
-    SCHEDULE_CODES[Schedule.ZB_V],
-    SCHEDULE_CODES[Schedule.DUALPIPE],
+# Schedules whose pipeline sends overlap compute, by schedule code.
+OVERLAPPED_P2P = np.isin(
+    np.arange(len(SCHEDULE_CODES)),
+    [SCHEDULE_CODES[Schedule.INTERLEAVED], SCHEDULE_CODES[Schedule.ZB_V], SCHEDULE_CODES[Schedule.DUALPIPE]],
 )
 DUALPIPE = SCHEDULE_CODES[Schedule.DUALPIPE]
 FULL_CODE = RECOMPUTE_CODES[Recompute.FULL]
@@ -262,7 +262,6 @@ def prepare(
     links: dict[str, FloatArray] = {}
     edp = np.maximum(np.floor_divide(cols.tp * cols.dp * cols.cp, etp_i * cols.ep), 1)
     links["scale_out"] = np.broadcast_to(ctx.scale_out_mask, (n, len(ctx.link_names))).copy()
-    ep_domains = keys.ep_domains.take(keys.comm_index["ep_a2a"])
 
     # Message sizes (bytes, per rank) and flags.
     activation = ACTIVATION_BYTES * tokens * h
@@ -272,14 +271,20 @@ def prepare(
     # Scale-out share of the dispatch: plainly, top_k copies of which (D-1)/D leave the domain; deduplicated
     # (DeepEP, or node-limited routing as in DeepSeek-V3), one copy per distinct remote domain, of which a token
     # reaches (D-1)(1 - (1 - 1/D)^top_k) on average with uniform routing, at most the routing limit.
-    domains = np.maximum(ep_domains, 1.0)
-    plain = top_k * (domains - 1.0) / domains
-    distinct = (domains - 1.0) * (1.0 - (1.0 - 1.0 / domains) ** top_k)
-    limit = np.where(cols.ep_domains > 0, cols.ep_domains.astype(f64), np.inf)
+    # (Per expert-parallel group, then gathered; 1 wherever no plan deduplicates.)
     dedup = cols.ep_dedup | (cols.ep_domains > 0)
-    plan["ep_dedup"] = np.where(
-        (plain > 0) & dedup, np.minimum(1.0, np.minimum(distinct, limit) / np.maximum(plain, 1e-9)), 1.0
-    )
+    if top_k > 0 and dedup.any():
+        domains = np.maximum(keys.ep_domains, 1.0)
+        plain_g = top_k * (domains - 1.0) / domains
+        distinct_g = (domains - 1.0) * (1.0 - (1.0 - 1.0 / domains) ** top_k)
+        ep_index = keys.comm_index["ep_a2a"]
+        plain, distinct = plain_g.take(ep_index), distinct_g.take(ep_index)
+        limit = np.where(cols.ep_domains > 0, cols.ep_domains.astype(f64), np.inf)
+        plan["ep_dedup"] = np.where(
+            (plain > 0) & dedup, np.minimum(1.0, np.minimum(distinct, limit) / np.maximum(plain, 1e-9)), 1.0
+        )
+    else:
+        plan["ep_dedup"] = np.ones(n)
     if shape.mla is not None:  # MLA keys and values travel expanded, per local head (ring attention over K, V)
         kv_bytes = ACTIVATION_BYTES * tokens * (shape.num_heads / tp) * (shape.qk_head_dim + shape.v_head_dim)
     else:
@@ -308,12 +313,12 @@ def prepare(
         **{f"rc_{m}": RECOMPUTE_BITS[i].take(cols.recompute_mask) for i, m in enumerate(RECOMPUTE_MODULES)},
         tp_overlap=cols.tp_overlap.astype(f64),
         a2a_overlap=(cols.a2a_overlap | (cols.schedule == DUALPIPE)).astype(f64),
-        pp_blocking=((cols.pp > 1) & ~np.isin(cols.schedule, OVERLAPPED_P2P)).astype(f64),
+        pp_blocking=((cols.pp > 1) & ~OVERLAPPED_P2P.take(cols.schedule)).astype(f64),
         fsdp=((cols.zero == 3) & ~cols.lora).astype(f64),
         zero=cols.zero.astype(f64),
         lora=cols.lora.astype(f64),
-        capacity=cols.capacity.astype(f64),
-        imbalance=cols.imbalance.astype(f64),
+        capacity=cols.capacity.astype(f64, copy=False),
+        imbalance=cols.imbalance.astype(f64, copy=False),
         hbm_bw=np.full(n, ctx.cluster.accelerator.hbm_bw_bytes_per_s / ctx.cores),
         capacity_bytes=np.full(n, ctx.cluster.accelerator.hbm_bytes / ctx.cores),
     )
@@ -321,7 +326,7 @@ def prepare(
     rows["recompute_share"] = recompute_share(cols, rows)
     tokens_per_step = cols.gbs * float(shape.seq_len)
     lora_factor = np.where(cols.lora, LORA_FLOP_FRACTION, 1.0)
-    hardware_per_token = np.array([hardware_flops_per_token[int(r)] for r in range(3)])[cols.recompute]
+    hardware_per_token = np.array([hardware_flops_per_token[int(r)] for r in range(3)]).take(cols.recompute)
     partial = cols.recompute_layers > 0
     if partial.any():
         # Recompute of N layers per chunk executes that share of full recompute's extra forward FLOPs.
@@ -350,6 +355,7 @@ def prepare(
         kept_bytes=kept_bytes,
         in_flight=in_flight,
         copies=parameter_copies(cols.schedule),
+        known=plan,
     )
     accelerator = ctx.cluster.accelerator
     memory, offload_arrays = prepare_offload(

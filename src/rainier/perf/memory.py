@@ -10,7 +10,7 @@ fullest is reported.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -86,6 +86,7 @@ def memory_per_rank(
     copies: FloatArray,
     kept_bytes: tuple[FloatArray, FloatArray] | None = None,
     compiled: bool | None = None,
+    known: Mapping[str, FloatArray] | None = None,
 ) -> dict[str, FloatArray]:
     """Peak bytes per rank by kind, on the fullest pipeline rank row, for every plan of ``cols``.
 
@@ -94,12 +95,17 @@ def memory_per_rank(
     the former, the rest the latter (``kept_bytes`` None: every layer holds ``layer_bytes``).
 
     Runs ``perf.kernel.memory_kernel`` where numba is installed and the batch is large enough (``compiled``:
-    None decides by size, as ``perf.batch.assemble`` does), else numpy array operations.
+    None decides by size, as ``perf.batch.assemble`` does), else numpy array operations. ``known``: the plan
+    arrays of ``perf.batch.prepare`` (``dp``, ``cp``, ``edp``, ``zero``, ``lora``, ``schedule``, ``pp`` as
+    floats) where already computed.
     """
     state = StateBytesPerParam.mixed_precision_adam()
-    etp = np.where(cols.etp > 0, cols.etp, cols.tp)
-    dense_dp = (cols.dp * cols.cp).astype(np.float64)
-    expert_dp = np.maximum(np.floor_divide(cols.tp * cols.dp * cols.cp, etp * cols.ep), 1).astype(np.float64)
+    if known is not None:
+        dense_dp, expert_dp = known["dp"] * known["cp"], known["edp"]
+    else:
+        etp = np.where(cols.etp > 0, cols.etp, cols.tp)
+        dense_dp = (cols.dp * cols.cp).astype(np.float64)
+        expert_dp = np.maximum(np.floor_divide(cols.tp * cols.dp * cols.cp, etp * cols.ep), 1).astype(np.float64)
     seq_local = np.floor_divide(shape.seq_len, cols.cp)
     logits = LOGIT_BYTES * cols.mbs * seq_local * shape.vocab_size / cols.tp
     dense_layer, moe_layer = layer_bytes
@@ -114,15 +120,15 @@ def memory_per_rank(
             tuple(np.ascontiguousarray(full[name], dtype=np.float64) for name in kernel.ROW_FIELDS),
             dense_dp,
             expert_dp,
-            cols.zero.astype(np.float64),
-            cols.lora.astype(np.float64),
+            known["zero"] if known is not None else cols.zero.astype(np.float64),
+            known["lora"] if known is not None else cols.lora.astype(np.float64),
             np.ascontiguousarray(copies, dtype=np.float64),
             np.ascontiguousarray(dense_layer, dtype=np.float64),
             np.ascontiguousarray(moe_layer, dtype=np.float64),
             np.ascontiguousarray(dense_kept, dtype=np.float64),
             np.ascontiguousarray(moe_kept, dtype=np.float64),
-            cols.schedule.astype(np.float64),
-            cols.pp.astype(np.float64),
+            known["schedule"] if known is not None else cols.schedule.astype(np.float64),
+            known["pp"] if known is not None else cols.pp.astype(np.float64),
             np.ascontiguousarray(chunks, dtype=np.float64),
             np.ascontiguousarray(m, dtype=np.float64),
             np.asarray(logits, dtype=np.float64),
