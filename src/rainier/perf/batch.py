@@ -329,11 +329,29 @@ def _window(compute: FloatArray, blocking: FloatArray, loads: FloatArray, overla
     return out
 
 
-def assemble(prep: Prepared, eff: Efficiency, *, compiled: bool | None = None) -> BatchResult:
+LinkRates = tuple[tuple[FloatArray, ...], tuple[FloatArray, ...]]
+
+
+def group_link_rates(prep: Prepared, eff: Efficiency) -> LinkRates:
+    """Each placed group's seconds per byte under ``eff`` as the compiled loop reads them (``kernel._assemble``:
+    ``rates``, ``loads``): a function of the groups' tables alone, shared by the chunks of one batch."""
+    up, out = eff.scale_up, eff.scale_out
+    rates = tuple(
+        np.ascontiguousarray(np.stack([s[:, 0] / up + s[:, 1] / out, s[:, 1] / out, s[:, 2]], axis=1))
+        for s in (prep.comm_slopes[name] for name in kernel.COMM_FIELDS)
+    )
+    loads = tuple(np.stack([g, g / up, g / out]) for g in (prep.comm_loads[name] for name in kernel.COMM_FIELDS))
+    return rates, loads
+
+
+def assemble(
+    prep: Prepared, eff: Efficiency, *, compiled: bool | None = None, link_rates: LinkRates | None = None
+) -> BatchResult:
     """Step times and breakdowns of prepared plans under ``eff`` (see the module docstring).
 
     Runs the compiled loop of ``perf.kernel`` (``compiled``; by default where numba is installed and the batch
-    has at least ``kernel.COMPILED_MIN_PLANS`` plans), else :func:`assemble_reference`.
+    has at least ``kernel.COMPILED_MIN_PLANS`` plans), else :func:`assemble_reference`. ``link_rates``:
+    :func:`group_link_rates` of ``prep`` and ``eff`` where already known (the chunks of :func:`evaluate`).
     """
     if compiled is None:
         compiled = kernel.AVAILABLE and len(prep) >= kernel.COMPILED_MIN_PLANS
@@ -346,15 +364,7 @@ def assemble(prep: Prepared, eff: Efficiency, *, compiled: bool | None = None) -
         return np.ascontiguousarray(value, dtype=np.float64)
 
     plan = tuple(floats(p[name]) for name in kernel.PLAN_FIELDS)
-    # Each group's seconds per byte at the fitted link efficiencies (kernel._assemble: rates, loads).
-    up, out = eff.scale_up, eff.scale_out
-    rates = tuple(
-        floats(np.stack([s[:, 0] / up + s[:, 1] / out, s[:, 1] / out, s[:, 2]], axis=1))
-        for s in (prep.comm_slopes[name] for name in kernel.COMM_FIELDS)
-    )
-    loads = tuple(
-        floats(np.stack([g, g / up, g / out])) for g in (prep.comm_loads[name] for name in kernel.COMM_FIELDS)
-    )
+    rates, loads = link_rates if link_rates is not None else group_link_rates(prep, eff)
     index = tuple(np.ascontiguousarray(prep.comm_index[name], dtype=np.int64) for name in kernel.COMM_FIELDS)
     row_cols = tuple(floats(rows[name]) for name in kernel.ROW_FIELDS)
     num_links = lk["scale_out"].shape[1]
@@ -505,6 +515,7 @@ def evaluate(
     eff = eff if eff is not None else ctx.eff
     keys = plan_keys(ctx, cols)
     out: BatchResult | None = None
+    rates: LinkRates | None = None
     for start in range(0, max(len(cols), 1), EVALUATE_CHUNK):
         stop = min(start + EVALUATE_CHUNK, len(cols))
         part, part_keys = (cols, keys) if len(cols) <= EVALUATE_CHUNK else (cols[start:stop], keys.part(start, stop))
@@ -515,7 +526,8 @@ def evaluate(
             hardware_flops_per_token=hardware_flops_per_token,
             keys=part_keys,
         )
-        result = assemble(prep, eff)
+        rates = rates if rates is not None else group_link_rates(prep, eff)
+        result = assemble(prep, eff, link_rates=rates)
         if part is cols:
             return result
         out = out if out is not None else BatchResult.empty(len(cols), like=result)
