@@ -51,18 +51,23 @@ COMM_GROUPS = (
 DENSE_KEYS = 1 << 22  # key spaces up to this size are deduplicated with a lookup table instead of a sort
 
 
-def distinct(keys: Sequence[NDArray[Any]]) -> tuple[IntArray, list[tuple[int, ...]]]:
+def distinct(
+    keys: Sequence[NDArray[Any]], bounds: Sequence[tuple[int, int] | None] = ()
+) -> tuple[IntArray, list[tuple[int, ...]]]:
     """Unique combinations of the key columns ``keys`` (integers or booleans, one array per column) and each
     plan's index into them.
 
     The columns that vary over the batch are packed into one mixed-radix integer per plan (the constant ones
     cost nothing); a small code space is deduplicated through a presence table (linear time), a larger one with
-    ``np.unique``; a single plan skips both.
+    ``np.unique``; a single plan skips both. ``bounds``: each column's (smallest, largest) value where known
+    (e.g. an index into a table), else None.
     """
     n = len(keys[0])
     if n == 1:
         return np.zeros(1, dtype=np.int64), [tuple(int(k[0]) for k in keys)]
-    lo, hi = [int(k.min()) for k in keys], [int(k.max()) for k in keys]
+    known = [*bounds, *[None] * (len(keys) - len(bounds))]
+    lo = [int(k.min()) if b is None else b[0] for k, b in zip(keys, known, strict=True)]
+    hi = [int(k.max()) if b is None else b[1] for k, b in zip(keys, known, strict=True)]
     varying = [j for j in range(len(keys)) if hi[j] > lo[j]]
     if not varying:
         return np.zeros(n, dtype=np.int64), [tuple(lo)]
@@ -212,6 +217,12 @@ def layer_activations(ctx: StepContext, cols: PlanColumns, *, kept: bool = False
     return inverse, np.array(per_layer, dtype=np.float64).reshape(-1, 2)
 
 
+def _dp_stride(pass_rows: list[tuple[int, ...]], row: tuple[int, ...]) -> int:
+    """tp x cp x dp of a (pass key, dp) row: the stride of the pipeline group."""
+    tp, cp = pass_rows[row[0]][0], pass_rows[row[0]][1]
+    return tp * cp * row[1]
+
+
 def plan_keys(ctx: StepContext, cols: PlanColumns) -> PlanKeys:
     """The per-key tables of every plan of ``cols`` (see the module docstring)."""
     etp = cols.expert_tp
@@ -220,7 +231,7 @@ def plan_keys(ctx: StepContext, cols: PlanColumns) -> PlanKeys:
     pass_tables = [pass_table(ctx, k) for k in pass_rows]
 
     # Groups and activations are functions of a pass key's columns (tp, cp, ep, etp, mbs, sp, flash: 0, 1, 2,
-    # 3, 4, 5, 8) and at most one other column: found per distinct pass key (and that column), not per plan.
+    # 3, 4, 5, 8) and of dp, pp or recompute: found per distinct pass key (and those columns), not per plan.
     def by_pass(
         index: IntArray,
         rows: Sequence[tuple[int, ...]],
@@ -239,13 +250,15 @@ def plan_keys(ctx: StepContext, cols: PlanColumns) -> PlanKeys:
         return max((k[0] * dp * k[1]) // (k[3] * k[2]), 1)
 
     own = [(u,) for u in range(len(pass_rows))]
-    with_dp_index, with_dp = distinct([pass_index, cols.dp])
+    by_index = (0, len(pass_rows) - 1)  # the bounds of pass_index
+    with_dp_index, with_dp = distinct([pass_index, cols.dp], [by_index])
+    with_pp = distinct([with_dp_index, cols.pp], [(0, len(with_dp) - 1)])
     placed = {
         "tp": by_pass(pass_index, own, lambda k: (k[0], 1), group("tp")),
         "etp": by_pass(pass_index, own, lambda k: (k[3], 1), group("tp")),
         "cp": by_pass(pass_index, own, lambda k: (k[1], k[0]), group("cp")),
         "ep": by_pass(pass_index, own, lambda k: (k[2], ep_stride(k)), group("ep")),
-        "pp": gather([cols.pp, cols.tp * cols.cp * cols.dp], group("pp")),
+        "pp": through(*with_pp, lambda v, pp: (pp, _dp_stride(pass_rows, with_dp[v])), group("pp")),
         # dense gradients: over dp x cp; expert gradients: the expert-dp group
         "dp": by_pass(with_dp_index, with_dp, lambda k, dp: (dp * k[1], k[0]), group("dp")),
         "edp": by_pass(with_dp_index, with_dp, lambda k, dp: (edp(k, dp), k[3] * k[2]), group("dp")),
@@ -267,7 +280,7 @@ def plan_keys(ctx: StepContext, cols: PlanColumns) -> PlanKeys:
                 rows[name][u, r] = float(getattr(row, name))
 
     def activations(recompute: IntArray) -> tuple[IntArray, FloatArray]:
-        index, rows = distinct([pass_index, recompute])
+        index, rows = distinct([pass_index, recompute], [by_index])
         inverse, per_layer = by_pass(
             index,
             rows,
@@ -277,7 +290,8 @@ def plan_keys(ctx: StepContext, cols: PlanColumns) -> PlanKeys:
         return inverse, np.array(per_layer, dtype=np.float64).reshape(-1, 2)
 
     activation_index, activation_table = activations(cols.recompute)
-    kept_index, kept = activations(kept_recompute(cols))
+    partial = (cols.recompute == FULL_CODE) & (cols.recompute_layers > 0)
+    kept_index, kept = activations(kept_recompute(cols)) if partial.any() else (activation_index, activation_table)
     return PlanKeys(
         passes=np.stack(pass_tables),
         pass_index=pass_index,
