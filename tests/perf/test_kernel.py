@@ -10,7 +10,7 @@ from rainier.calibrate.fit import CaseBank
 from rainier.hardware import cluster_of
 from rainier.parallel import Schedule
 from rainier.parallel.plan import DegreeUnit
-from rainier.perf import batch, kernel, memory
+from rainier.perf import batch, kernel, keys, memory
 from rainier.perf.efficiency import committed_efficiency
 from rainier.perf.step import flops_per_token_table, resolve_efficiency, step_context
 from rainier.precision import Precision
@@ -57,6 +57,10 @@ def test_kernel_matches_the_numpy_reference(model: str, accelerator: str, device
     _agree(prep, eff)
     rows = dict(prep.rows)
 
+    def per_layer(kept: bool) -> tuple[np.ndarray, np.ndarray]:
+        index, table = keys.layer_activations(ctx, cols, kept=kept)
+        return table[index, 0], table[index, 1]
+
     def memory_of(compiled: bool) -> dict[str, np.ndarray]:
         return memory.memory_per_rank(
             shape,
@@ -65,11 +69,11 @@ def test_kernel_matches_the_numpy_reference(model: str, accelerator: str, device
             rows["params_dense"],
             rows["params_expert"],
             prep.plan["m"],
-            batch._layer_activations(ctx, cols),
+            per_layer(False),
             prep.plan["chunks"],
             in_flight=batch.in_flight,
             copies=batch.parameter_copies(cols.schedule),
-            kept_bytes=batch._layer_activations(ctx, cols, kept=True),
+            kept_bytes=per_layer(True),
             compiled=compiled,
         )
 

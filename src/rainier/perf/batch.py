@@ -5,7 +5,9 @@ collective slopes at full link rate, link loads, layer-pass times as linear form
 (``perf.compute``), the pipeline's rank rows, memory and FLOPs. :func:`assemble` applies an
 :class:`~rainier.perf.efficiency.Efficiency` and does the rest. ``perf.step.estimate`` runs both on a single plan,
 the search on chunks of plans, and the fit prepares every validation case once and re-assembles all of them
-together for each trial of the efficiencies (:meth:`Prepared.concat`).
+together for each trial of the efficiencies (:meth:`Prepared.concat`). What depends on only a few columns (pass
+forms, placed groups, pipeline rank rows, activation bytes) comes from per-key tables (``perf.keys``) that
+:func:`evaluate` finds once for the whole batch and every chunk gathers from.
 
 **Windows.** One micro-batch on one pipeline rank is a forward window and a backward window. In each, compute
 runs; some communication blocks it (tensor-parallel collectives without overlap, the expert all-to-all without
@@ -25,7 +27,6 @@ bubble. Finally the step can never be shorter than any rank's whole-step load on
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,10 +35,12 @@ from numpy.typing import NDArray
 
 from rainier.parallel.plan import RECOMPUTE_MODULES, Recompute, Schedule
 from rainier.perf import kernel
+from rainier.perf.batch_result import BREAKDOWN_FIELDS, BatchResult
 from rainier.perf.columns import PRECISION_CODES, RECOMPUTE_CODES, SCHEDULE_CODES, PlanColumns, recompute_share
-from rainier.perf.compute import ACTIVATION_BYTES, PassForms, inverse_efficiencies
-from rainier.perf.context import Placed, StepContext
+from rainier.perf.compute import ACTIVATION_BYTES, inverse_efficiencies
+from rainier.perf.context import StepContext
 from rainier.perf.efficiency import Efficiency
+from rainier.perf.keys import COMM_KINDS, PlanKeys, plan_keys
 from rainier.perf.memory import MEMORY_FIELDS, RESERVE_BYTES, RESERVE_FRACTION, memory_per_rank, row_params
 from rainier.perf.offload import offload_time, prepare_offload
 from rainier.perf.parts import (
@@ -54,107 +57,17 @@ IntArray = NDArray[np.int64]
 
 LORA_FLOP_FRACTION = 2.0 / 3.0  # forward (2N) + input gradients (2N) of full training's 6N (Hu et al. 2021)
 
-OVERLAPPED_P2P = (
-    SCHEDULE_CODES[Schedule.INTERLEAVED],
-    SCHEDULE_CODES[Schedule.ZB_V],
-    SCHEDULE_CODES[Schedule.DUALPIPE],
+# Schedules whose pipeline sends overlap compute, by schedule code.
+OVERLAPPED_P2P = np.isin(
+    np.arange(len(SCHEDULE_CODES)),
+    [SCHEDULE_CODES[Schedule.INTERLEAVED], SCHEDULE_CODES[Schedule.ZB_V], SCHEDULE_CODES[Schedule.DUALPIPE]],
 )
 DUALPIPE = SCHEDULE_CODES[Schedule.DUALPIPE]
 FULL_CODE = RECOMPUTE_CODES[Recompute.FULL]
-PASS_FIELDS = kernel.PASS_FIELDS  # the quantities of a pass table (perf.compute.PassForms fields)
-LAYER_KINDS = ("dense", "moe", "head")
-COMM_KINDS = kernel.COMM_FIELDS
-BREAKDOWN_FIELDS = (*kernel.BREAKDOWN_FIELDS, "offload")  # offload: exposed host-link time (perf.offload)
-
-
-@dataclass(frozen=True, slots=True)
-class BatchResult:
-    """Per-plan arrays: step time, its breakdown, memory per rank, FLOPs per step, and the link loads."""
-
-    step_time_s: FloatArray
-    breakdown: dict[str, FloatArray]
-    memory: dict[str, FloatArray]
-    capacity_bytes: FloatArray
-    model_flops_per_step: FloatArray
-    hardware_flops_per_step: FloatArray
-    link_load_s: FloatArray  # (plans x link classes): the most loaded rank's seconds of each link per step
-    link_names: tuple[str, ...] = ()
-    host_bytes: FloatArray | None = None  # offloaded bytes per rank in host memory (perf.offload)
-    host_capacity_bytes: FloatArray | None = None  # host memory per rank (0: the chip has no figure)
-
-    @property
-    def memory_total(self) -> FloatArray:
-        return sum((self.memory[k] for k in MEMORY_FIELDS), start=np.zeros_like(self.step_time_s))
-
-    @classmethod
-    def concat(cls, parts: list[BatchResult]) -> BatchResult:
-        """Results of consecutive chunks of plans as one."""
-
-        def joined(values: list[FloatArray]) -> FloatArray:
-            return np.concatenate(values)
-
-        return cls(
-            step_time_s=joined([r.step_time_s for r in parts]),
-            breakdown={k: joined([r.breakdown[k] for r in parts]) for k in parts[0].breakdown},
-            memory={k: joined([r.memory[k] for r in parts]) for k in parts[0].memory},
-            capacity_bytes=joined([r.capacity_bytes for r in parts]),
-            model_flops_per_step=joined([r.model_flops_per_step for r in parts]),
-            hardware_flops_per_step=joined([r.hardware_flops_per_step for r in parts]),
-            link_load_s=joined([r.link_load_s for r in parts]),
-            link_names=parts[0].link_names,
-            host_bytes=joined([r.host_offloaded for r in parts]),
-            host_capacity_bytes=joined([r.host_capacity for r in parts]),
-        )
-
-    @property
-    def host_offloaded(self) -> FloatArray:
-        return self.host_bytes if self.host_bytes is not None else np.zeros_like(self.step_time_s)
-
-    @property
-    def host_capacity(self) -> FloatArray:
-        return self.host_capacity_bytes if self.host_capacity_bytes is not None else np.zeros_like(self.step_time_s)
-
-    @property
-    def fits(self) -> NDArray[np.bool_]:
-        """Device memory within HBM, and whatever is offloaded within the host memory per rank."""
-        return (self.memory_total <= self.capacity_bytes) & (self.host_offloaded <= self.host_capacity)
-
-
-DENSE_KEYS = 1 << 22  # key spaces up to this size are deduplicated with a lookup table instead of a sort
-
-
-def _gather(keys: list[IntArray], compute: Any) -> tuple[IntArray, list[Any]]:
-    """Unique combinations of the key columns ``keys`` (non-negative integers, one array per column),
-    ``compute`` of each, and each plan's index into them.
-
-    Columns are packed into one mixed-radix integer per plan; a small code space is deduplicated through a
-    presence table (linear time), a larger one with ``np.unique``; a single plan skips both.
-    """
-    if len(keys[0]) == 1:
-        return np.zeros(1, dtype=np.int64), [compute(*(int(k[0]) for k in keys))]
-    radix = [int(k.max()) + 1 for k in keys]
-    size = math.prod(radix)
-    if size >= 2**62:
-        rows, inverse = np.unique(np.stack(keys, axis=1), axis=0, return_inverse=True)
-        return inverse.reshape(-1), [compute(*(int(v) for v in row)) for row in rows]
-    codes = keys[0].astype(np.int64)
-    for column, r in zip(keys[1:], radix[1:], strict=True):
-        codes = codes * r + column
-    if size <= max(DENSE_KEYS, 4 * len(codes)):
-        present = np.zeros(size, dtype=bool)
-        present[codes] = True
-        unique_codes = np.flatnonzero(present)
-        lookup = np.empty(size, dtype=np.int64)
-        lookup[unique_codes] = np.arange(len(unique_codes))
-        inverse = lookup[codes]
-    else:
-        unique_codes, inverse = np.unique(codes, return_inverse=True)
-    values: list[list[int]] = [[] for _ in keys]
-    rest = unique_codes
-    for j in range(len(keys) - 1, -1, -1):
-        rest, digit = np.divmod(rest, radix[j])
-        values[j] = digit.tolist()
-    return inverse.reshape(-1), [compute(*row) for row in zip(*values, strict=True)]
+# Bit i of every selective-recompute mask (perf.columns.recompute_mask), as floats: (modules x masks).
+RECOMPUTE_BITS = ((np.arange(1 << len(RECOMPUTE_MODULES)) >> np.arange(len(RECOMPUTE_MODULES))[:, None]) & 1).astype(
+    np.float64
+)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -235,52 +148,19 @@ class Prepared:
         )
 
 
-def _pass_table(ctx: StepContext, key: tuple[Any, ...]) -> FloatArray:
-    """The pass forms of ``ctx.passes(key)`` as one array (layer kinds x PASS_FIELDS x forms), cached."""
-    found: FloatArray | None = ctx.tables.get(key)
-    if found is None:
-        found = _forms_table(ctx.passes(key))
-        ctx.tables[key] = found
-    return found
-
-
-def _forms_table(forms: tuple[PassForms, PassForms | None, PassForms]) -> FloatArray:
-    table = np.zeros((len(LAYER_KINDS), len(PASS_FIELDS), 4))
-    for k, item in enumerate(forms):
-        if item is not None:
-            for q, name in enumerate(PASS_FIELDS):
-                table[k, q] = getattr(item, name)
-    return table
-
-
-def _groups(ctx: StepContext, axis: str, degree: IntArray, stride: IntArray) -> tuple[IntArray, list[Placed]]:
-    return _gather([degree, stride], lambda d, s: ctx.group(axis, d, s))
-
-
-def _comm_table(placed: list[Placed], kind: str) -> tuple[FloatArray, FloatArray]:
-    """A collective's (slope up, slope out, intercept) and per-link loads for each distinct placed group."""
-    items = [getattr(p.links, kind) for p in placed]
-    return np.array([[c.slope_up, c.slope_out, c.intercept] for c in items]), np.stack([c.loads for c in items])
-
-
-def _row_arrays(ctx: StepContext, cols: PlanColumns, chunks: IntArray) -> dict[str, FloatArray]:
-    """Each plan's pipeline rank rows as (plans x rows) arrays, padded with zero-count rows."""
-    keys = [cols.pp, chunks, cols.pp_first + 1, cols.pp_last + 1]
-    inverse, layouts = _gather(keys, lambda p, c, f, last: ctx.rows(p, c, f - 1, last - 1))
-    width = max(len(layout) for layout in layouts)
-    names = ("num_dense", "num_moe", "embedding", "head", "count", "first_rank")
-    table = {name: np.zeros((len(layouts), width)) for name in names}
-    for u, layout in enumerate(layouts):
-        for r, row in enumerate(layout):
-            for name in names:
-                table[name][u, r] = float(getattr(row, name))
-    return {name: values[inverse] for name, values in table.items()}
-
-
 def prepare(
-    ctx: StepContext, cols: PlanColumns, *, model_flops_per_token: float, hardware_flops_per_token: dict[int, float]
+    ctx: StepContext,
+    cols: PlanColumns,
+    *,
+    model_flops_per_token: float,
+    hardware_flops_per_token: dict[int, float],
+    keys: PlanKeys | None = None,
 ) -> Prepared:
-    """The efficiency-free arrays of every plan of ``cols`` (all assumed valid: ``search.space`` checks)."""
+    """The efficiency-free arrays of every plan of ``cols`` (all assumed valid: ``search.space`` checks).
+
+    ``keys``: the per-key tables of ``cols`` (``perf.keys.plan_keys``; by default found here).
+    """
+    keys = keys if keys is not None else plan_keys(ctx, cols)
     shape = ctx.shape
     n = len(cols)
     f64 = np.float64
@@ -293,58 +173,10 @@ def prepare(
     moe = shape.moe
     top_k = float(moe.top_k) if moe is not None else 0.0
 
-    # Layer passes as forms, per distinct key.
-    pass_keys = [
-        cols.tp,
-        cols.cp,
-        cols.ep,
-        etp_i,
-        cols.mbs,
-        cols.sp.astype(np.int64),
-        cols.precision,
-        cols.lora.astype(np.int64),
-        cols.flash,
-        cols.fp8_recipe + 1,
-    ]
-    pass_index, pass_tables = _gather(pass_keys, lambda *k: _pass_table(ctx, (*k[:9], k[9] - 1)))
-    passes = np.stack(pass_tables)
-
-    # Placed groups and their collectives.
     plan: dict[str, FloatArray] = {}
     links: dict[str, FloatArray] = {}
-    comm_slopes: dict[str, FloatArray] = {}
-    comm_loads: dict[str, FloatArray] = {}
-    comm_index: dict[str, IntArray] = {}
-    ones = np.ones_like(cols.tp)
-    ep_stride = np.where(etp_i == cols.tp, cols.tp * cols.cp, etp_i)
     edp = np.maximum(np.floor_divide(cols.tp * cols.dp * cols.cp, etp_i * cols.ep), 1)
-    groups = {
-        "tp": _groups(ctx, "tp", cols.tp, ones),
-        "etp": _groups(ctx, "tp", etp_i, ones),
-        "cp": _groups(ctx, "cp", cols.cp, cols.tp),
-        "ep": _groups(ctx, "ep", cols.ep, ep_stride),
-        "pp": _groups(ctx, "pp", cols.pp, cols.tp * cols.cp * cols.dp),
-        "dp": _groups(ctx, "dp", cols.dp * cols.cp, cols.tp),  # dense gradients: over dp x cp
-        "edp": _groups(ctx, "dp", edp, etp_i * cols.ep),  # expert gradients: the expert-dp group
-    }
-    for name, group, kind in (
-        ("tp_ar", "tp", "all_reduce"),
-        ("tp_rs", "tp", "reduce_scatter"),
-        ("etp_ar", "etp", "all_reduce"),
-        ("cp_step", "cp", "ring_step"),
-        ("ep_a2a", "ep", "all_to_all"),
-        ("pp_p2p", "pp", "p2p"),
-        ("dp_ar", "dp", "all_reduce"),
-        ("dp_rs", "dp", "reduce_scatter"),
-        ("edp_ar", "edp", "all_reduce"),
-        ("edp_rs", "edp", "reduce_scatter"),
-    ):
-        inverse, placed = groups[group]
-        comm_slopes[name], comm_loads[name] = _comm_table(placed, kind)
-        comm_index[name] = inverse
     links["scale_out"] = np.broadcast_to(ctx.scale_out_mask, (n, len(ctx.link_names))).copy()
-    ep_inverse, ep_placed = groups["ep"]
-    ep_domains = np.array([g.domains for g in ep_placed], dtype=f64)[ep_inverse]
 
     # Message sizes (bytes, per rank) and flags.
     activation = ACTIVATION_BYTES * tokens * h
@@ -354,14 +186,20 @@ def prepare(
     # Scale-out share of the dispatch: plainly, top_k copies of which (D-1)/D leave the domain; deduplicated
     # (DeepEP, or node-limited routing as in DeepSeek-V3), one copy per distinct remote domain, of which a token
     # reaches (D-1)(1 - (1 - 1/D)^top_k) on average with uniform routing, at most the routing limit.
-    domains = np.maximum(ep_domains, 1.0)
-    plain = top_k * (domains - 1.0) / domains
-    distinct = (domains - 1.0) * (1.0 - (1.0 - 1.0 / domains) ** top_k)
-    limit = np.where(cols.ep_domains > 0, cols.ep_domains.astype(f64), np.inf)
+    # (Per expert-parallel group, then gathered; 1 wherever no plan deduplicates.)
     dedup = cols.ep_dedup | (cols.ep_domains > 0)
-    plan["ep_dedup"] = np.where(
-        (plain > 0) & dedup, np.minimum(1.0, np.minimum(distinct, limit) / np.maximum(plain, 1e-9)), 1.0
-    )
+    if top_k > 0 and dedup.any():
+        domains = np.maximum(keys.ep_domains, 1.0)
+        plain_g = top_k * (domains - 1.0) / domains
+        distinct_g = (domains - 1.0) * (1.0 - (1.0 - 1.0 / domains) ** top_k)
+        ep_index = keys.comm_index["ep_a2a"]
+        plain, distinct = plain_g.take(ep_index), distinct_g.take(ep_index)
+        limit = np.where(cols.ep_domains > 0, cols.ep_domains.astype(f64), np.inf)
+        plan["ep_dedup"] = np.where(
+            (plain > 0) & dedup, np.minimum(1.0, np.minimum(distinct, limit) / np.maximum(plain, 1e-9)), 1.0
+        )
+    else:
+        plan["ep_dedup"] = np.ones(n)
     if shape.mla is not None:  # MLA keys and values travel expanded, per local head (ring attention over K, V)
         kv_bytes = ACTIVATION_BYTES * tokens * (shape.num_heads / tp) * (shape.qk_head_dim + shape.v_head_dim)
     else:
@@ -387,23 +225,23 @@ def prepare(
         sp=cols.sp.astype(f64),
         full=(cols.recompute == FULL_CODE).astype(f64),
         selective=(cols.recompute == RECOMPUTE_CODES[Recompute.SELECTIVE]).astype(f64),
-        **{f"rc_{m}": ((cols.recompute_mask >> i) & 1).astype(f64) for i, m in enumerate(RECOMPUTE_MODULES)},
+        **{f"rc_{m}": RECOMPUTE_BITS[i].take(cols.recompute_mask) for i, m in enumerate(RECOMPUTE_MODULES)},
         tp_overlap=cols.tp_overlap.astype(f64),
         a2a_overlap=(cols.a2a_overlap | (cols.schedule == DUALPIPE)).astype(f64),
-        pp_blocking=((cols.pp > 1) & ~np.isin(cols.schedule, OVERLAPPED_P2P)).astype(f64),
+        pp_blocking=((cols.pp > 1) & ~OVERLAPPED_P2P.take(cols.schedule)).astype(f64),
         fsdp=((cols.zero == 3) & ~cols.lora).astype(f64),
         zero=cols.zero.astype(f64),
         lora=cols.lora.astype(f64),
-        capacity=cols.capacity.astype(f64),
-        imbalance=cols.imbalance.astype(f64),
+        capacity=cols.capacity.astype(f64, copy=False),
+        imbalance=cols.imbalance.astype(f64, copy=False),
         hbm_bw=np.full(n, ctx.cluster.accelerator.hbm_bw_bytes_per_s / ctx.cores),
         capacity_bytes=np.full(n, ctx.cluster.accelerator.hbm_bytes / ctx.cores),
     )
-    rows = _row_arrays(ctx, cols, chunks_i)
+    rows = {name: np.take(table, keys.row_index, axis=0) for name, table in keys.rows.items()}
     rows["recompute_share"] = recompute_share(cols, rows)
     tokens_per_step = cols.gbs * float(shape.seq_len)
     lora_factor = np.where(cols.lora, LORA_FLOP_FRACTION, 1.0)
-    hardware_per_token = np.array([hardware_flops_per_token[int(r)] for r in range(3)])[cols.recompute]
+    hardware_per_token = np.array([hardware_flops_per_token[int(r)] for r in range(3)]).take(cols.recompute)
     partial = cols.recompute_layers > 0
     if partial.any():
         # Recompute of N layers per chunk executes that share of full recompute's extra forward FLOPs.
@@ -415,9 +253,11 @@ def prepare(
     plan["model_flops"] = np.asarray(model_flops_per_token * tokens_per_step * lora_factor, dtype=f64)
     plan["hardware_flops"] = hardware_per_token * tokens_per_step * lora_factor
 
-    params_dense, params_expert = row_params(ctx.counts, cols, rows)
+    sums = tuple(np.take(table, keys.row_index, axis=0) for table in keys.param_sums)
+    params_dense, params_expert = row_params(ctx.counts, cols, rows, sums=(sums[0], sums[1]))
     rows["params_dense"], rows["params_expert"] = params_dense, params_expert
-    layer_bytes, kept_bytes = _layer_activations(ctx, cols), _layer_activations(ctx, cols, kept=True)
+    layer_bytes = _per_layer(keys.activations, keys.activation_index)
+    kept_bytes = _per_layer(keys.kept, keys.kept_index)
     memory = memory_per_rank(
         shape,
         cols,
@@ -430,6 +270,7 @@ def prepare(
         kept_bytes=kept_bytes,
         in_flight=in_flight,
         copies=parameter_copies(cols.schedule),
+        known=plan,
     )
     accelerator = ctx.cluster.accelerator
     memory, offload_arrays = prepare_offload(
@@ -443,35 +284,26 @@ def prepare(
         host_capacity=(accelerator.host_memory_bytes or 0.0) / ctx.cores,
         reserve_bytes=RESERVE_BYTES,
         reserve_fraction=RESERVE_FRACTION,
+        fewest=keys.fewest.take(keys.row_index),
     )
     plan.update(offload_arrays)
     return Prepared(
         plan=plan,
         rows=rows,
         links=links,
-        passes=passes,
-        pass_index=pass_index,
+        passes=keys.passes,
+        pass_index=keys.pass_index,
         memory=memory,
         link_names=ctx.link_names,
-        comm_slopes=comm_slopes,
-        comm_loads=comm_loads,
-        comm_index=comm_index,
+        comm_slopes=keys.comm_slopes,
+        comm_loads=keys.comm_loads,
+        comm_index=keys.comm_index,
     )
 
 
-def _layer_activations(ctx: StepContext, cols: PlanColumns, *, kept: bool = False) -> tuple[FloatArray, FloatArray]:
-    """One dense and one MoE layer's activation bytes per micro-batch, for every plan.
-
-    ``kept``: the bytes of a layer that full recompute does *not* re-run (``recompute_layers=N`` leaves the
-    chunk's other layers without recompute); for every other plan the same as without ``kept``.
-    """
-    recompute = cols.recompute
-    if kept:
-        partial = (cols.recompute == FULL_CODE) & (cols.recompute_layers > 0)
-        recompute = np.where(partial, RECOMPUTE_CODES[Recompute.NONE], cols.recompute)
-    keys = [cols.tp, cols.cp, cols.mbs, cols.sp.astype(np.int64), recompute, (cols.flash > 0).astype(np.int64)]
-    inverse, per_layer = _gather(keys, lambda t, c, b, s, r, f: ctx.activations(t, c, b, bool(s), r, bool(f)))
-    return np.array([p[0] for p in per_layer])[inverse], np.array([p[1] for p in per_layer])[inverse]
+def _per_layer(table: FloatArray, index: IntArray) -> tuple[FloatArray, FloatArray]:
+    """A dense and a MoE layer's activation bytes of every plan from a (keys x 2) table."""
+    return table[:, 0].take(index), table[:, 1].take(index)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -497,11 +329,29 @@ def _window(compute: FloatArray, blocking: FloatArray, loads: FloatArray, overla
     return out
 
 
-def assemble(prep: Prepared, eff: Efficiency, *, compiled: bool | None = None) -> BatchResult:
+LinkRates = tuple[tuple[FloatArray, ...], tuple[FloatArray, ...]]
+
+
+def group_link_rates(prep: Prepared, eff: Efficiency) -> LinkRates:
+    """Each placed group's seconds per byte under ``eff`` as the compiled loop reads them (``kernel._assemble``:
+    ``rates``, ``loads``): a function of the groups' tables alone, shared by the chunks of one batch."""
+    up, out = eff.scale_up, eff.scale_out
+    rates = tuple(
+        np.ascontiguousarray(np.stack([s[:, 0] / up + s[:, 1] / out, s[:, 1] / out, s[:, 2]], axis=1))
+        for s in (prep.comm_slopes[name] for name in kernel.COMM_FIELDS)
+    )
+    loads = tuple(np.stack([g, g / up, g / out]) for g in (prep.comm_loads[name] for name in kernel.COMM_FIELDS))
+    return rates, loads
+
+
+def assemble(
+    prep: Prepared, eff: Efficiency, *, compiled: bool | None = None, link_rates: LinkRates | None = None
+) -> BatchResult:
     """Step times and breakdowns of prepared plans under ``eff`` (see the module docstring).
 
     Runs the compiled loop of ``perf.kernel`` (``compiled``; by default where numba is installed and the batch
-    has at least ``kernel.COMPILED_MIN_PLANS`` plans), else :func:`assemble_reference`.
+    has at least ``kernel.COMPILED_MIN_PLANS`` plans), else :func:`assemble_reference`. ``link_rates``:
+    :func:`group_link_rates` of ``prep`` and ``eff`` where already known (the chunks of :func:`evaluate`).
     """
     if compiled is None:
         compiled = kernel.AVAILABLE and len(prep) >= kernel.COMPILED_MIN_PLANS
@@ -514,8 +364,7 @@ def assemble(prep: Prepared, eff: Efficiency, *, compiled: bool | None = None) -
         return np.ascontiguousarray(value, dtype=np.float64)
 
     plan = tuple(floats(p[name]) for name in kernel.PLAN_FIELDS)
-    slopes = tuple(floats(prep.comm_slopes[name]) for name in kernel.COMM_FIELDS)
-    loads = tuple(floats(prep.comm_loads[name]) for name in kernel.COMM_FIELDS)
+    rates, loads = link_rates if link_rates is not None else group_link_rates(prep, eff)
     index = tuple(np.ascontiguousarray(prep.comm_index[name], dtype=np.int64) for name in kernel.COMM_FIELDS)
     row_cols = tuple(floats(rows[name]) for name in kernel.ROW_FIELDS)
     num_links = lk["scale_out"].shape[1]
@@ -528,7 +377,7 @@ def assemble(prep: Prepared, eff: Efficiency, *, compiled: bool | None = None) -
     link_load = np.empty((n, num_links))
     kernel.assemble_kernel(
         plan,
-        slopes,
+        rates,
         loads,
         index,
         floats(lk["scale_out"]),
@@ -659,18 +508,32 @@ def evaluate(
     hardware_flops_per_token: dict[int, float],
     eff: Efficiency | None = None,
 ) -> BatchResult:
-    """The step model for every plan of ``cols`` under ``eff`` (default: the context's), in chunks."""
+    """The step model for every plan of ``cols`` under ``eff`` (default: the context's), in chunks.
+
+    The per-key tables (``perf.keys``) are found once for the whole batch; each chunk gathers from them.
+    """
     eff = eff if eff is not None else ctx.eff
-    parts = []
+    keys = plan_keys(ctx, cols)
+    out: BatchResult | None = None
+    rates: LinkRates | None = None
     for start in range(0, max(len(cols), 1), EVALUATE_CHUNK):
-        part = (
-            cols if len(cols) <= EVALUATE_CHUNK else cols.take(np.arange(start, min(start + EVALUATE_CHUNK, len(cols))))
-        )
+        stop = min(start + EVALUATE_CHUNK, len(cols))
+        part, part_keys = (cols, keys) if len(cols) <= EVALUATE_CHUNK else (cols[start:stop], keys.part(start, stop))
         prep = prepare(
-            ctx, part, model_flops_per_token=model_flops_per_token, hardware_flops_per_token=hardware_flops_per_token
+            ctx,
+            part,
+            model_flops_per_token=model_flops_per_token,
+            hardware_flops_per_token=hardware_flops_per_token,
+            keys=part_keys,
         )
-        parts.append(assemble(prep, eff))
-    return parts[0] if len(parts) == 1 else BatchResult.concat(parts)
+        rates = rates if rates is not None else group_link_rates(prep, eff)
+        result = assemble(prep, eff, link_rates=rates)
+        if part is cols:
+            return result
+        out = out if out is not None else BatchResult.empty(len(cols), like=result)
+        out.put(start, result)
+    assert out is not None
+    return out
 
 
 __all__ = [

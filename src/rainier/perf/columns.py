@@ -154,6 +154,10 @@ class PlanColumns:
         """The plans selected by an index or mask."""
         return PlanColumns(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
 
+    def __getitem__(self, rows: slice) -> PlanColumns:
+        """The plans of a slice, as views of these columns."""
+        return PlanColumns(**{f.name: getattr(self, f.name)[rows] for f in fields(self)})
+
     @classmethod
     def concat(cls, parts: Sequence[PlanColumns]) -> PlanColumns:
         """Several column sets as one, in order."""
@@ -213,6 +217,10 @@ def recompute_share(cols: PlanColumns, rows: Mapping[str, FloatArray]) -> FloatA
     layers) / layers`` (chunks of a rank taken as equal, as the step model does everywhere).
     """
     full = (cols.recompute == RECOMPUTE_CODES[Recompute.FULL])[:, None]
+    if not (cols.recompute_layers > 0).any():  # every full recompute is of every layer
+        every: FloatArray = np.empty(rows["count"].shape)
+        every[...] = full
+        return every
     n = cols.recompute_layers[:, None]
     layers = rows["num_dense"] + rows["num_moe"]
     block = np.minimum(n * cols.chunks[:, None], layers) / np.maximum(layers, 1.0)

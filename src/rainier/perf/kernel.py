@@ -152,11 +152,11 @@ FBF = FLASH_BACKWARD_FACTOR
 FloatArray = NDArray[np.float64]
 
 
-def _duration(slopes: Any, index: Any, i: int, j: int, up: float, out: float, size: float) -> float:
+def _duration(rates: Any, index: Any, i: int, j: int, size: float) -> float:
     g = index[j][i]
-    slope = slopes[j][g, 0] / up + slopes[j][g, 1] / out
+    slope = rates[j][g, 0]
     if slope > 0.0 and size > 0.0:
-        return float(slope * size + slopes[j][g, 2])
+        return float(slope * size + rates[j][g, 2])
     return 0.0
 
 
@@ -175,8 +175,9 @@ _fill_drain_c = _fill_drain
 
 def _assemble(
     plan: Any,  # PLAN_FIELDS: one array of plans each
-    slopes: Any,  # COMM_FIELDS: distinct groups x (slope up, slope out, intercept) each
-    loads: Any,  # COMM_FIELDS: distinct groups x links each (seconds per byte at full rate)
+    rates: Any,  # COMM_FIELDS: distinct groups x (seconds per byte, its scale-out part, intercept) each
+    loads: Any,  # COMM_FIELDS: 3 x distinct groups x links each, seconds per byte at full rate, and divided by
+    # the scale-up and by the scale-out efficiency (the divisions done once per group, as the loops would)
     index: Any,  # COMM_FIELDS: each plan's row of the two tables
     scale_out: FloatArray,  # plans x links: 1 for scale-out classes
     rows: Any,  # ROW_FIELDS: plans x row slots each
@@ -193,6 +194,7 @@ def _assemble(
     links = scale_out.shape[1]
     su, so, default_load, layer_oh, step_oh, memory = eff[0], eff[1], eff[2], eff[3], eff[4], eff[5]
     grad_bytes, param_bytes, accum_bytes, opt_bytes = consts[0], consts[1], consts[2], consts[3]
+    side = np.empty(links, dtype=np.int64)
     link_eff = np.empty(links)
     tp_d_load = np.empty(links)
     tp_m_load = np.empty(links)
@@ -258,42 +260,41 @@ def _assemble(
         act = plan[ACTIVATION][i]
         outside = scale_out[i]
         for lnk in range(links):
+            side[lnk] = 2 if outside[lnk] > 0 else 1
             link_eff[lnk] = so if outside[lnk] > 0 else su
 
         # Tensor, expert, context and pipeline parallel transfers of one layer / chunk boundary.
-        tp_one = _duration_c(slopes, index, i, TP_AR, su, so, act)
+        tp_one = _duration_c(rates, index, i, TP_AR, act)
         tp_d_dur = 2.0 * tp_one
         routed = plan[ROUTED][i] * load
         etp_on = plan[ETP_ON][i] > 0
         tp_m_dur = (1.0 + plan[SHARED][i]) * tp_one
-        etp_dur = _duration_c(slopes, index, i, ETP_AR, su, so, routed) if etp_on else 0.0
+        etp_dur = _duration_c(rates, index, i, ETP_AR, routed) if etp_on else 0.0
         ep_bytes = plan[EP_BYTES][i] * load
         ep_on = plan[EP_ON][i] > 0
         dedup = plan[EP_DEDUP][i]
-        trimmed = slopes[EP_A2A][g_ep_a2a, 1] / so * ep_bytes * (1.0 - dedup)
-        ep_dur = 2.0 * (_duration_c(slopes, index, i, EP_A2A, su, so, ep_bytes) - trimmed) if ep_on else 0.0
+        trimmed = rates[EP_A2A][g_ep_a2a, 1] * ep_bytes * (1.0 - dedup)
+        ep_dur = 2.0 * (_duration_c(rates, index, i, EP_A2A, ep_bytes) - trimmed) if ep_on else 0.0
         cp_on = plan[CP_ON][i] > 0
-        cp_dur = (cp - 1.0) * _duration_c(slopes, index, i, CP_STEP, su, so, plan[KV_BYTES][i]) if cp_on else 0.0
+        cp_dur = (cp - 1.0) * _duration_c(rates, index, i, CP_STEP, plan[KV_BYTES][i]) if cp_on else 0.0
         pp_on = plan[PP_ON][i] > 0
         sp = plan[SP][i] > 0
-        regather = 0.0 if sp else _duration_c(slopes, index, i, TP_RS, su, so, act)
-        pp_dur = (
-            chunks * (_duration_c(slopes, index, i, PP_P2P, su, so, plan[PP_BYTES][i]) + regather) if pp_on else 0.0
-        )
+        regather = 0.0 if sp else _duration_c(rates, index, i, TP_RS, act)
+        pp_dur = chunks * (_duration_c(rates, index, i, PP_P2P, plan[PP_BYTES][i]) + regather) if pp_on else 0.0
         for lnk in range(links):
-            e = link_eff[lnk]
-            tp_l = loads[TP_AR][g_tp_ar, lnk] / e * act
+            e = side[lnk]
+            tp_l = loads[TP_AR][e, g_tp_ar, lnk] * act
             tp_d_load[lnk] = 2.0 * tp_l
             tp_m_load[lnk] = (1.0 + plan[SHARED][i]) * tp_l + (
-                loads[ETP_AR][g_etp_ar, lnk] / e * routed if etp_on else 0.0
+                loads[ETP_AR][e, g_etp_ar, lnk] * routed if etp_on else 0.0
             )
             ep_scale = 1.0 - outside[lnk] * (1.0 - dedup)
-            ep_load[lnk] = 2.0 * loads[EP_A2A][g_ep_a2a, lnk] / e * ep_bytes * ep_scale if ep_on else 0.0
-            cp_load[lnk] = (cp - 1.0) * loads[CP_STEP][g_cp_step, lnk] / e * plan[KV_BYTES][i] if cp_on else 0.0
-            regather_l = 0.0 if sp else loads[TP_RS][g_tp_rs, lnk] / e * act
-            pp_load[lnk] = (
-                chunks * (loads[PP_P2P][g_pp_p2p, lnk] / e * plan[PP_BYTES][i] + regather_l) if pp_on else 0.0
+            ep_load[lnk] = 2.0 * loads[EP_A2A][e, g_ep_a2a, lnk] * ep_bytes * ep_scale if ep_on else 0.0
+            cp_load[lnk] = (
+                (cp - 1.0) * loads[CP_STEP][0, g_cp_step, lnk] / link_eff[lnk] * plan[KV_BYTES][i] if cp_on else 0.0
             )
+            regather_l = 0.0 if sp else loads[TP_RS][e, g_tp_rs, lnk] * act
+            pp_load[lnk] = chunks * (loads[PP_P2P][e, g_pp_p2p, lnk] * plan[PP_BYTES][i] + regather_l) if pp_on else 0.0
 
         hbm_rate = plan[HBM_BW][i] * memory
         full, selective, lora, fsdp = plan[FULL][i] > 0, plan[SELECTIVE][i] > 0, plan[LORA][i] > 0, plan[FSDP][i] > 0
@@ -311,17 +312,23 @@ def _assemble(
         sync = not lora and not fsdp
         zero0 = zero == 0
         gather_on = sync and not zero0
-        slope_dp_rs = slopes[DP_RS][g_dp_rs, 0] / su + slopes[DP_RS][g_dp_rs, 1] / so
-        slope_edp_rs = slopes[EDP_RS][g_edp_rs, 0] / su + slopes[EDP_RS][g_edp_rs, 1] / so
-        slope_dp_ar = slopes[DP_AR][g_dp_ar, 0] / su + slopes[DP_AR][g_dp_ar, 1] / so
-        slope_edp_ar = slopes[EDP_AR][g_edp_ar, 0] / su + slopes[EDP_AR][g_edp_ar, 1] / so
+        slope_dp_rs = rates[DP_RS][g_dp_rs, 0]
+        slope_edp_rs = rates[EDP_RS][g_edp_rs, 0]
+        slope_dp_ar = rates[DP_AR][g_dp_ar, 0]
+        slope_edp_ar = rates[EDP_AR][g_edp_ar, 0]
         rc_light_mlp = max(plan[RC_MLP][i], plan[RC_SHARED][i])
 
         dp_exposed = -np.inf
         optimizer = 0.0
         any_row = False
         for r in range(width):
-            nd, nm, head, count, first_rank = rows[0][i, r], rows[1][i, r], rows[2][i, r], rows[3][i, r], rows[4][i, r]
+            count = rows[3][i, r]
+            if count <= 0.0:  # a padding row: nothing below reads it but the pipeline's fill, which weighs it by 0
+                t_fwd[r] = 0.0
+                t_bwd[r] = 0.0
+                t_w[r] = 0.0
+                continue
+            nd, nm, head, first_rank = rows[0][i, r], rows[1][i, r], rows[2][i, r], rows[4][i, r]
             pd, pe, rc_share = rows[5][i, r], rows[6][i, r], rows[7][i, r]
             layers = nd + nm
             overhead = layer_oh * layers
@@ -352,13 +359,13 @@ def _assemble(
             # FSDP per micro-batch, and the data-parallel reduction and gather of the last / first window.
             size_pd, size_pe = param_bytes * pd, param_bytes * pe
             grad_pd, grad_pe = grad_bytes * pd, grad_bytes * pe
-            fsdp_d = slope_dp_rs * size_pd + slopes[DP_RS][g_dp_rs, 2] if (slope_dp_rs > 0 and size_pd > 0) else 0.0
-            fsdp_e = slope_edp_rs * size_pe + slopes[EDP_RS][g_edp_rs, 2] if (slope_edp_rs > 0 and size_pe > 0) else 0.0
+            fsdp_d = slope_dp_rs * size_pd + rates[DP_RS][g_dp_rs, 2] if (slope_dp_rs > 0 and size_pd > 0) else 0.0
+            fsdp_e = slope_edp_rs * size_pe + rates[EDP_RS][g_edp_rs, 2] if (slope_edp_rs > 0 and size_pe > 0) else 0.0
             fsdp_dur[r] = fsdp_d + fsdp_e if fsdp else 0.0
-            ar_d = slope_dp_ar * grad_pd + slopes[DP_AR][g_dp_ar, 2] if (slope_dp_ar > 0 and grad_pd > 0) else 0.0
-            ar_e = slope_edp_ar * grad_pe + slopes[EDP_AR][g_edp_ar, 2] if (slope_edp_ar > 0 and grad_pe > 0) else 0.0
-            rs_d = slope_dp_rs * grad_pd + slopes[DP_RS][g_dp_rs, 2] if (slope_dp_rs > 0 and grad_pd > 0) else 0.0
-            rs_e = slope_edp_rs * grad_pe + slopes[EDP_RS][g_edp_rs, 2] if (slope_edp_rs > 0 and grad_pe > 0) else 0.0
+            ar_d = slope_dp_ar * grad_pd + rates[DP_AR][g_dp_ar, 2] if (slope_dp_ar > 0 and grad_pd > 0) else 0.0
+            ar_e = slope_edp_ar * grad_pe + rates[EDP_AR][g_edp_ar, 2] if (slope_edp_ar > 0 and grad_pe > 0) else 0.0
+            rs_d = slope_dp_rs * grad_pd + rates[DP_RS][g_dp_rs, 2] if (slope_dp_rs > 0 and grad_pd > 0) else 0.0
+            rs_e = slope_edp_rs * grad_pe + rates[EDP_RS][g_edp_rs, 2] if (slope_edp_rs > 0 and grad_pe > 0) else 0.0
             # ZeRO-2 keeps only its shard of the gradients, so every micro-batch's gradients are reduce-scattered
             # during its backward (Rajbhandari et al. 2020 sec. 5.2; DeepSpeed reduces at every micro-step), not
             # once per step as a full local gradient buffer allows (ZeRO-1, Megatron's distributed optimizer).
@@ -376,18 +383,18 @@ def _assemble(
             busiest_lf = 0.0
             busiest_lb = 0.0
             for lnk in range(links):
-                e = link_eff[lnk]
+                e = side[lnk]
                 layer_l = nd * tp_d_load[lnk] + nm * tp_m_load[lnk] + nm * ep_load[lnk] + layers * cp_load[lnk]
                 fl = layer_l + pp_load[lnk]
                 bl = 2.0 * layer_l + (rc_share * layer_l if full else 0.0) + pp_load[lnk]
                 fsdp_l = (
-                    (loads[DP_RS][g_dp_rs, lnk] / e * size_pd + loads[EDP_RS][g_edp_rs, lnk] / e * size_pe)
+                    (loads[DP_RS][e, g_dp_rs, lnk] * size_pd + loads[EDP_RS][e, g_edp_rs, lnk] * size_pe)
                     if fsdp
                     else 0.0
                 )
                 if sync:
-                    ar_l = loads[DP_AR][g_dp_ar, lnk] / e * grad_pd + loads[EDP_AR][g_edp_ar, lnk] / e * grad_pe
-                    rs_l = loads[DP_RS][g_dp_rs, lnk] / e * grad_pd + loads[EDP_RS][g_edp_rs, lnk] / e * grad_pe
+                    ar_l = loads[DP_AR][e, g_dp_ar, lnk] * grad_pd + loads[EDP_AR][e, g_edp_ar, lnk] * grad_pe
+                    rs_l = loads[DP_RS][e, g_dp_rs, lnk] * grad_pd + loads[EDP_RS][e, g_edp_rs, lnk] * grad_pe
                     red_l = 0.0 if zero2 else (ar_l if zero0 else rs_l)
                 else:
                     rs_l = 0.0
@@ -422,13 +429,12 @@ def _assemble(
                 max(spread * fwd_c[r] + spread * fwd_block[r] + gather_dur / buckets, busiest_lf), gather_dur
             )
             dp_row = max(last_bwd - spread * b_win, 0.0) + max(first_fwd - spread * f_win, 0.0)
-            if count > 0:
-                dp_exposed = max(dp_exposed, dp_row - first_rank * b_win)
-                sharded = zero >= 1
-                opt_params = pd / (plan[DP][i] * cp if sharded else 1.0) + pe / (plan[EDP][i] if sharded else 1.0)
-                opt_row = 0.0 if lora else opt_bytes * opt_params / hbm_rate
-                optimizer = max(optimizer, opt_row) if any_row else opt_row
-                any_row = True
+            dp_exposed = max(dp_exposed, dp_row - first_rank * b_win)
+            sharded = zero >= 1
+            opt_params = pd / (plan[DP][i] * cp if sharded else 1.0) + pe / (plan[EDP][i] if sharded else 1.0)
+            opt_row = 0.0 if lora else opt_bytes * opt_params / hbm_rate
+            optimizer = max(optimizer, opt_row) if any_row else opt_row
+            any_row = True
             row_compute[r] = fwd_compute + bwd_input + bwd_weight
             row_recompute[r] = recompute
             row_tp[r] = tp_fwd + 2.0 * tp_bwd + (rc_share * tp_fwd if full else 0.0)

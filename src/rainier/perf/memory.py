@@ -10,7 +10,7 @@ fullest is reported.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -36,16 +36,28 @@ LOGIT_BYTES = 4.0  # fp32 logits kept for the loss's backward
 MEMORY_FIELDS = ("weights", "gradients", "optimizer", "activations", "buffers")
 
 
-def row_params(counts: ParamCounts, cols: PlanColumns, rows: dict[str, FloatArray]) -> tuple[FloatArray, FloatArray]:
+def row_params(
+    counts: ParamCounts,
+    cols: PlanColumns,
+    rows: dict[str, FloatArray],
+    sums: tuple[FloatArray, FloatArray] | None = None,
+) -> tuple[FloatArray, FloatArray]:
     """Per-rank parameters of each pipeline rank row: (dense parameters, expert parameters), (plans x rows).
 
     Tensor parallelism splits every matrix (Shoeybi et al. 2019; norms are replicated but small); the input
     embedding sits on the first rank, the output head and final norm on the last; experts are split over
-    ``ep x etp``.
+    ``ep x etp``. ``sums``: :func:`row_param_sums` of ``rows`` where already known (e.g. gathered per layout).
     """
     tp = cols.tp.astype(np.float64)[:, None]
     etp = np.where(cols.etp > 0, cols.etp, cols.tp).astype(np.float64)[:, None]
     ep = cols.ep.astype(np.float64)[:, None]
+    dense, expert = sums if sums is not None else row_param_sums(counts, rows)
+    return dense / tp, expert / (ep * etp)
+
+
+def row_param_sums(counts: ParamCounts, rows: dict[str, FloatArray]) -> tuple[FloatArray, FloatArray]:
+    """The dense and the expert parameters of each pipeline rank row before tensor and expert parallelism split
+    them (:func:`row_params`); a function of the rows alone."""
     moe = counts.moe_layer
     expert_per_layer = float(moe.mlp) if moe is not None else 0.0
     moe_dense = float(moe.total - moe.mlp) if moe is not None else 0.0
@@ -56,9 +68,8 @@ def row_params(counts: ParamCounts, cols: PlanColumns, rows: dict[str, FloatArra
         + rows["num_moe"] * moe_dense
         + rows["embedding"] * inputs
         + rows["head"] * outputs
-    ) / tp
-    expert = rows["num_moe"] * expert_per_layer / (ep * etp)
-    return dense, expert
+    )
+    return dense, rows["num_moe"] * expert_per_layer
 
 
 def memory_per_rank(
@@ -75,6 +86,7 @@ def memory_per_rank(
     copies: FloatArray,
     kept_bytes: tuple[FloatArray, FloatArray] | None = None,
     compiled: bool | None = None,
+    known: Mapping[str, FloatArray] | None = None,
 ) -> dict[str, FloatArray]:
     """Peak bytes per rank by kind, on the fullest pipeline rank row, for every plan of ``cols``.
 
@@ -83,12 +95,17 @@ def memory_per_rank(
     the former, the rest the latter (``kept_bytes`` None: every layer holds ``layer_bytes``).
 
     Runs ``perf.kernel.memory_kernel`` where numba is installed and the batch is large enough (``compiled``:
-    None decides by size, as ``perf.batch.assemble`` does), else numpy array operations.
+    None decides by size, as ``perf.batch.assemble`` does), else numpy array operations. ``known``: the plan
+    arrays of ``perf.batch.prepare`` (``dp``, ``cp``, ``edp``, ``zero``, ``lora``, ``schedule``, ``pp`` as
+    floats) where already computed.
     """
     state = StateBytesPerParam.mixed_precision_adam()
-    etp = np.where(cols.etp > 0, cols.etp, cols.tp)
-    dense_dp = (cols.dp * cols.cp).astype(np.float64)
-    expert_dp = np.maximum(np.floor_divide(cols.tp * cols.dp * cols.cp, etp * cols.ep), 1).astype(np.float64)
+    if known is not None:
+        dense_dp, expert_dp = known["dp"] * known["cp"], known["edp"]
+    else:
+        etp = np.where(cols.etp > 0, cols.etp, cols.tp)
+        dense_dp = (cols.dp * cols.cp).astype(np.float64)
+        expert_dp = np.maximum(np.floor_divide(cols.tp * cols.dp * cols.cp, etp * cols.ep), 1).astype(np.float64)
     seq_local = np.floor_divide(shape.seq_len, cols.cp)
     logits = LOGIT_BYTES * cols.mbs * seq_local * shape.vocab_size / cols.tp
     dense_layer, moe_layer = layer_bytes
@@ -103,15 +120,15 @@ def memory_per_rank(
             tuple(np.ascontiguousarray(full[name], dtype=np.float64) for name in kernel.ROW_FIELDS),
             dense_dp,
             expert_dp,
-            cols.zero.astype(np.float64),
-            cols.lora.astype(np.float64),
+            known["zero"] if known is not None else cols.zero.astype(np.float64),
+            known["lora"] if known is not None else cols.lora.astype(np.float64),
             np.ascontiguousarray(copies, dtype=np.float64),
             np.ascontiguousarray(dense_layer, dtype=np.float64),
             np.ascontiguousarray(moe_layer, dtype=np.float64),
             np.ascontiguousarray(dense_kept, dtype=np.float64),
             np.ascontiguousarray(moe_kept, dtype=np.float64),
-            cols.schedule.astype(np.float64),
-            cols.pp.astype(np.float64),
+            known["schedule"] if known is not None else cols.schedule.astype(np.float64),
+            known["pp"] if known is not None else cols.pp.astype(np.float64),
             np.ascontiguousarray(chunks, dtype=np.float64),
             np.ascontiguousarray(m, dtype=np.float64),
             np.asarray(logits, dtype=np.float64),

@@ -63,6 +63,14 @@ def keep_share(layers_per_rank: FloatArray) -> FloatArray:
     return out
 
 
+def fewest_layers(rows: Mapping[str, FloatArray]) -> FloatArray:
+    """The fewest layers any rank of a plan holds (inf where no row holds a layer), from its rank rows."""
+    layers = rows["num_dense"] + rows["num_moe"]
+    held = (rows["count"] > 0) & (layers > 0)
+    out: FloatArray = np.where(held, layers, np.inf).min(axis=1) if layers.shape[1] else np.ones(len(layers))
+    return out
+
+
 def offloaded_memory(
     memory: Mapping[str, FloatArray], mask: IntArray, *, reserve_bytes: float, reserve_fraction: float
 ) -> dict[str, FloatArray]:
@@ -105,17 +113,17 @@ def prepare_offload(
     host_capacity: float,
     reserve_bytes: float,
     reserve_fraction: float,
+    fewest: FloatArray | None = None,
 ) -> tuple[dict[str, FloatArray], dict[str, FloatArray]]:
     """The step model's memory with offload applied, and the per-plan arrays :func:`offload_time` needs.
 
     ``rows`` are the plans' pipeline rank rows; the fewest layers any rank holds sets the prefetch share
     (conservative: a rank with more layers keeps a smaller share); ``layer_bytes``/``kept_bytes`` are a dense
-    and a MoE layer's activations with and without the plan's recompute (``perf.memory.memory_per_rank``).
+    and a MoE layer's activations with and without the plan's recompute (``perf.memory.memory_per_rank``);
+    ``fewest``: :func:`fewest_layers` of ``rows`` where already known.
     """
     n = len(mask)
-    layers = rows["num_dense"] + rows["num_moe"]
-    held = (rows["count"] > 0) & (layers > 0)
-    fewest = np.where(held, layers, np.inf).min(axis=1) if layers.shape[1] else np.ones(n)
+    fewest = fewest if fewest is not None else fewest_layers(rows)
     base = dict(memory, keep_share=keep_share(np.where(np.isfinite(fewest), fewest, 1.0)))
     zeros = np.zeros(n)  # shared by the fields no plan of the batch uses (read only)
     extras = {
@@ -175,6 +183,7 @@ __all__ = [
     "OPTIMIZER",
     "PREFETCH_LAYERS",
     "WEIGHTS",
+    "fewest_layers",
     "keep_share",
     "link_bytes",
     "offload_kinds",

@@ -1,0 +1,310 @@
+"""The per-key pieces of a batch of plans: what depends on a few small-cardinality columns, computed once.
+
+Most of a plan's cost model depends on only a few of its columns: the layer passes on (tp, cp, ep, etp, mbs,
+sp, precision, lora, flash, recipe), a collective on its group's (degree, stride), the pipeline rank rows on
+(pp, chunks, first, last), the activation bytes on (tp, cp, mbs, sp, recompute, flash). A million plans have a
+few hundred distinct values of each. :func:`plan_keys` finds them over the whole batch, asks the
+:class:`~rainier.perf.context.StepContext` for each once, and keeps each plan's integer index into the tables;
+``perf.batch.prepare`` gathers from them (``np.take``), chunk by chunk (:meth:`PlanKeys.part`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from rainier.parallel.plan import Recompute
+from rainier.perf import kernel
+from rainier.perf.columns import RECOMPUTE_CODES, PlanColumns
+from rainier.perf.compute import PassForms
+from rainier.perf.context import Placed, StepContext
+from rainier.perf.memory import row_param_sums
+from rainier.perf.offload import fewest_layers
+
+FloatArray = NDArray[np.float64]
+IntArray = NDArray[np.int64]
+
+PASS_FIELDS = kernel.PASS_FIELDS  # the quantities of a pass table (perf.compute.PassForms fields)
+LAYER_KINDS = ("dense", "moe", "head")
+COMM_KINDS = kernel.COMM_FIELDS
+ROW_NAMES = ("num_dense", "num_moe", "embedding", "head", "count", "first_rank")  # of parallel.pipeline.StageRow
+FULL_CODE = RECOMPUTE_CODES[Recompute.FULL]
+NONE_CODE = RECOMPUTE_CODES[Recompute.NONE]
+# Each collective and the placed group it runs over.
+COMM_GROUPS = (
+    ("tp_ar", "tp", "all_reduce"),
+    ("tp_rs", "tp", "reduce_scatter"),
+    ("etp_ar", "etp", "all_reduce"),
+    ("cp_step", "cp", "ring_step"),
+    ("ep_a2a", "ep", "all_to_all"),
+    ("pp_p2p", "pp", "p2p"),
+    ("dp_ar", "dp", "all_reduce"),
+    ("dp_rs", "dp", "reduce_scatter"),
+    ("edp_ar", "edp", "all_reduce"),
+    ("edp_rs", "edp", "reduce_scatter"),
+)
+DENSE_KEYS = 1 << 22  # key spaces up to this size are deduplicated with a lookup table instead of a sort
+
+
+def distinct(
+    keys: Sequence[NDArray[Any]], bounds: Sequence[tuple[int, int] | None] = ()
+) -> tuple[IntArray, list[tuple[int, ...]]]:
+    """Unique combinations of the key columns ``keys`` (integers or booleans, one array per column) and each
+    plan's index into them.
+
+    The columns that vary over the batch are packed into one mixed-radix integer per plan (the constant ones
+    cost nothing); a small code space is deduplicated through a presence table (linear time), a larger one with
+    ``np.unique``; a single plan skips both. ``bounds``: each column's (smallest, largest) value where known
+    (e.g. an index into a table), else None.
+    """
+    n = len(keys[0])
+    if n == 1:
+        return np.zeros(1, dtype=np.int64), [tuple(int(k[0]) for k in keys)]
+    known = [*bounds, *[None] * (len(keys) - len(bounds))]
+    lo = [int(k.min()) if b is None else b[0] for k, b in zip(keys, known, strict=True)]
+    hi = [int(k.max()) if b is None else b[1] for k, b in zip(keys, known, strict=True)]
+    varying = [j for j in range(len(keys)) if hi[j] > lo[j]]
+    if not varying:
+        return np.zeros(n, dtype=np.int64), [tuple(lo)]
+    radix = [hi[j] - lo[j] + 1 for j in varying]
+    size = math.prod(radix)
+    offset = 0  # the code of the smallest values, subtracted once at the end
+    for j, r in zip(varying, radix, strict=True):
+        offset = offset * r + lo[j]
+    if size + offset >= 2**62:
+        found, inverse = np.unique(np.stack([keys[j] for j in varying], axis=1), axis=0, return_inverse=True)
+        digits = [found[:, v].tolist() for v in range(len(varying))]
+    else:
+        codes = keys[varying[0]].astype(np.int64)
+        for j, r in zip(varying[1:], radix[1:], strict=True):
+            codes *= r
+            codes += keys[j]
+        if offset:
+            codes -= offset
+        if size <= max(DENSE_KEYS, 4 * n):
+            present = np.zeros(size, dtype=bool)
+            present[codes] = True
+            unique_codes = np.flatnonzero(present)
+            lookup = np.empty(size, dtype=np.int64)
+            lookup[unique_codes] = np.arange(len(unique_codes))
+            inverse = lookup.take(codes)
+        else:
+            unique_codes, inverse = np.unique(codes, return_inverse=True)
+        digits = [[] for _ in varying]
+        rest = unique_codes
+        for v in range(len(varying) - 1, -1, -1):
+            rest, digit = np.divmod(rest, radix[v])
+            digits[v] = (digit + lo[varying[v]]).tolist()
+    count = len(digits[0])
+    columns = [[lo[j]] * count for j in range(len(keys))]
+    for v, j in enumerate(varying):
+        columns[j] = digits[v]
+    return inverse.reshape(-1), list(zip(*columns, strict=True))
+
+
+def gather(keys: Sequence[NDArray[Any]], compute: Callable[..., Any]) -> tuple[IntArray, list[Any]]:
+    """:func:`distinct` rows of the key columns, ``compute`` of each, and each plan's index into them."""
+    inverse, rows = distinct(keys)
+    return inverse, [compute(*row) for row in rows]
+
+
+def through(
+    index: IntArray, rows: Sequence[tuple[int, ...]], key: Callable[..., tuple[Any, ...]], compute: Callable[..., Any]
+) -> tuple[IntArray, list[Any]]:
+    """``compute(*key(*row))`` of the distinct keys of ``rows``, and each plan's index into them, for plans that
+    already index ``rows`` (``index``): a key of a few columns of a finer key is found over its few distinct
+    rows, not over the plans."""
+    found: dict[tuple[Any, ...], int] = {}
+    local = np.empty(len(rows), dtype=np.int64)
+    for u, row in enumerate(rows):
+        local[u] = found.setdefault(key(*row), len(found))
+    return local.take(index), [compute(*k) for k in found]
+
+
+@dataclass(frozen=True, slots=True)
+class PlanKeys:
+    """The per-key tables of a batch of plans and each plan's index into them (see the module docstring).
+
+    ``passes``: (pass keys x layer kinds x :data:`PASS_FIELDS` x forms); ``comm_slopes`` / ``comm_loads``: per
+    collective of :data:`COMM_KINDS`, (groups x (slope up, slope out, intercept)) and (groups x link classes);
+    ``ep_domains``: scale-out domains of each expert-parallel group; ``rows``: per :data:`ROW_NAMES`, (layouts x
+    row slots, padded with zero-count rows) and what follows from a layout alone: ``param_sums``
+    (``perf.memory.row_param_sums``), ``fewest`` (``perf.offload.fewest_layers``); ``activations`` / ``kept``:
+    a dense and a MoE layer's activation bytes per micro-batch under the plan's recompute and under
+    :func:`kept_recompute` (keys x 2).
+    """
+
+    passes: FloatArray
+    pass_index: IntArray
+    comm_slopes: dict[str, FloatArray]
+    comm_loads: dict[str, FloatArray]
+    comm_index: dict[str, IntArray]
+    ep_domains: FloatArray
+    rows: dict[str, FloatArray]
+    row_index: IntArray
+    param_sums: tuple[FloatArray, FloatArray]
+    fewest: FloatArray
+    activations: FloatArray
+    activation_index: IntArray
+    kept: FloatArray
+    kept_index: IntArray
+
+    def part(self, start: int, stop: int) -> PlanKeys:
+        """The keys of plans ``start:stop`` (views; the tables are shared)."""
+        return PlanKeys(
+            passes=self.passes,
+            pass_index=self.pass_index[start:stop],
+            comm_slopes=self.comm_slopes,
+            comm_loads=self.comm_loads,
+            comm_index={name: index[start:stop] for name, index in self.comm_index.items()},
+            ep_domains=self.ep_domains,
+            rows=self.rows,
+            row_index=self.row_index[start:stop],
+            param_sums=self.param_sums,
+            fewest=self.fewest,
+            activations=self.activations,
+            activation_index=self.activation_index[start:stop],
+            kept=self.kept,
+            kept_index=self.kept_index[start:stop],
+        )
+
+
+def pass_table(ctx: StepContext, key: tuple[Any, ...]) -> FloatArray:
+    """The pass forms of ``ctx.passes(key)`` as one array (layer kinds x PASS_FIELDS x forms), cached."""
+    found: FloatArray | None = ctx.tables.get(key)
+    if found is None:
+        found = _forms_table(ctx.passes(key))
+        ctx.tables[key] = found
+    return found
+
+
+def _forms_table(forms: tuple[PassForms, PassForms | None, PassForms]) -> FloatArray:
+    table = np.zeros((len(LAYER_KINDS), len(PASS_FIELDS), 4))
+    for k, item in enumerate(forms):
+        if item is not None:
+            for q, name in enumerate(PASS_FIELDS):
+                table[k, q] = getattr(item, name)
+    return table
+
+
+def _comm_table(placed: list[Placed], kind: str) -> tuple[FloatArray, FloatArray]:
+    """A collective's (slope up, slope out, intercept) and per-link loads for each distinct placed group."""
+    items = [getattr(p.links, kind) for p in placed]
+    return np.array([[c.slope_up, c.slope_out, c.intercept] for c in items]), np.stack([c.loads for c in items])
+
+
+def kept_recompute(cols: PlanColumns) -> IntArray:
+    """The recompute of the layers full recompute of N layers per chunk leaves alone: none there; for every
+    other plan its own."""
+    partial = (cols.recompute == FULL_CODE) & (cols.recompute_layers > 0)
+    out: IntArray = np.where(partial, NONE_CODE, cols.recompute)
+    return out
+
+
+def layer_activations(ctx: StepContext, cols: PlanColumns, *, kept: bool = False) -> tuple[IntArray, FloatArray]:
+    """Each plan's index into a table of (dense, MoE) layer activation bytes per micro-batch, and the table;
+    ``kept``: of the layers full recompute of N layers per chunk leaves alone (:func:`kept_recompute`)."""
+    keys = [cols.tp, cols.cp, cols.mbs, cols.sp, kept_recompute(cols) if kept else cols.recompute]
+    inverse, per_layer = gather(
+        [*keys, cols.flash > 0],
+        lambda t, c, b, s, r, f: ctx.activations(t, c, b, bool(s), r, bool(f)),
+    )
+    return inverse, np.array(per_layer, dtype=np.float64).reshape(-1, 2)
+
+
+def _dp_stride(pass_rows: list[tuple[int, ...]], row: tuple[int, ...]) -> int:
+    """tp x cp x dp of a (pass key, dp) row: the stride of the pipeline group."""
+    tp, cp = pass_rows[row[0]][0], pass_rows[row[0]][1]
+    return tp * cp * row[1]
+
+
+def plan_keys(ctx: StepContext, cols: PlanColumns) -> PlanKeys:
+    """The per-key tables of every plan of ``cols`` (see the module docstring)."""
+    etp = cols.expert_tp
+    pass_keys = [cols.tp, cols.cp, cols.ep, etp, cols.mbs, cols.sp, cols.precision, cols.lora, cols.flash]
+    pass_index, pass_rows = distinct([*pass_keys, cols.fp8_recipe])
+    pass_tables = [pass_table(ctx, k) for k in pass_rows]
+
+    # Groups and activations are functions of a pass key's columns (tp, cp, ep, etp, mbs, sp, flash: 0, 1, 2,
+    # 3, 4, 5, 8) and of dp, pp or recompute: found per distinct pass key (and those columns), not per plan.
+    def by_pass(
+        index: IntArray,
+        rows: Sequence[tuple[int, ...]],
+        key: Callable[..., tuple[Any, ...]],
+        compute: Callable[..., Any],
+    ) -> tuple[IntArray, list[Any]]:
+        return through(index, rows, lambda u, *rest: key(pass_rows[u], *rest), compute)
+
+    def group(axis: str) -> Callable[[int, int], Placed]:
+        return lambda degree, stride: ctx.group(axis, degree, stride)
+
+    def ep_stride(k: tuple[int, ...]) -> int:
+        return k[0] * k[1] if k[3] == k[0] else k[3]
+
+    def edp(k: tuple[int, ...], dp: int) -> int:
+        return max((k[0] * dp * k[1]) // (k[3] * k[2]), 1)
+
+    own = [(u,) for u in range(len(pass_rows))]
+    by_index = (0, len(pass_rows) - 1)  # the bounds of pass_index
+    with_dp_index, with_dp = distinct([pass_index, cols.dp], [by_index])
+    with_pp = distinct([with_dp_index, cols.pp], [(0, len(with_dp) - 1)])
+    placed = {
+        "tp": by_pass(pass_index, own, lambda k: (k[0], 1), group("tp")),
+        "etp": by_pass(pass_index, own, lambda k: (k[3], 1), group("tp")),
+        "cp": by_pass(pass_index, own, lambda k: (k[1], k[0]), group("cp")),
+        "ep": by_pass(pass_index, own, lambda k: (k[2], ep_stride(k)), group("ep")),
+        "pp": through(*with_pp, lambda v, pp: (pp, _dp_stride(pass_rows, with_dp[v])), group("pp")),
+        # dense gradients: over dp x cp; expert gradients: the expert-dp group
+        "dp": by_pass(with_dp_index, with_dp, lambda k, dp: (dp * k[1], k[0]), group("dp")),
+        "edp": by_pass(with_dp_index, with_dp, lambda k, dp: (edp(k, dp), k[3] * k[2]), group("dp")),
+    }
+    comm_slopes: dict[str, FloatArray] = {}
+    comm_loads: dict[str, FloatArray] = {}
+    comm_index: dict[str, IntArray] = {}
+    for name, over, kind in COMM_GROUPS:
+        inverse, found = placed[over]
+        comm_slopes[name], comm_loads[name] = _comm_table(found, kind)
+        comm_index[name] = inverse
+
+    row_index, layouts = gather([cols.pp, cols.chunks, cols.pp_first, cols.pp_last], ctx.rows)
+    width = max(len(layout) for layout in layouts)
+    rows = {name: np.zeros((len(layouts), width)) for name in ROW_NAMES}
+    for u, layout in enumerate(layouts):
+        for r, row in enumerate(layout):
+            for name in ROW_NAMES:
+                rows[name][u, r] = float(getattr(row, name))
+
+    def activations(recompute: IntArray) -> tuple[IntArray, FloatArray]:
+        index, rows = distinct([pass_index, recompute], [by_index])
+        inverse, per_layer = by_pass(
+            index,
+            rows,
+            lambda k, r: (k[0], k[1], k[4], bool(k[5]), r, k[8] > 0),
+            ctx.activations,
+        )
+        return inverse, np.array(per_layer, dtype=np.float64).reshape(-1, 2)
+
+    activation_index, activation_table = activations(cols.recompute)
+    partial = (cols.recompute == FULL_CODE) & (cols.recompute_layers > 0)
+    kept_index, kept = activations(kept_recompute(cols)) if partial.any() else (activation_index, activation_table)
+    return PlanKeys(
+        passes=np.stack(pass_tables),
+        pass_index=pass_index,
+        comm_slopes=comm_slopes,
+        comm_loads=comm_loads,
+        comm_index=comm_index,
+        ep_domains=np.array([g.domains for g in placed["ep"][1]], dtype=np.float64),
+        rows=rows,
+        row_index=row_index,
+        param_sums=row_param_sums(ctx.counts, rows),
+        fewest=fewest_layers(rows),
+        activations=activation_table,
+        activation_index=activation_index,
+        kept=kept,
+        kept_index=kept_index,
+    )

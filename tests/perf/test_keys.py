@@ -1,0 +1,74 @@
+"""Per-key tables (perf.keys) and the chunked evaluation that gathers from them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rainier.hardware import cluster_of
+from rainier.parallel import Schedule
+from rainier.parallel.plan import DegreeUnit
+from rainier.perf import batch, keys
+from rainier.perf.step import flops_per_token_table, resolve_efficiency, step_context
+from rainier.search.offload import with_offload
+from rainier.search.space import SearchSpace, enumerate_plans
+from rainier.workload import get_model
+
+
+def test_distinct_finds_every_combination_and_indexes_it() -> None:
+    rng = np.random.default_rng(0)
+    a = rng.integers(-1, 3, 500)  # a sentinel below zero
+    b = np.full(500, 7)  # constant over the batch
+    c = rng.random(500) < 0.5  # booleans
+    inverse, rows = keys.distinct([a, b, c])
+    assert len(set(rows)) == len(rows) == len(set(zip(a.tolist(), b.tolist(), c.tolist(), strict=True)))
+    for i in range(500):
+        assert rows[inverse[i]] == (a[i], 7, int(c[i]))
+
+
+def test_distinct_of_constant_columns_and_of_one_plan() -> None:
+    inverse, rows = keys.distinct([np.full(10, 3), np.zeros(10, dtype=bool)])
+    assert rows == [(3, 0)] and not inverse.any()
+    inverse, rows = keys.distinct([np.array([5]), np.array([-1])])
+    assert rows == [(5, -1)] and inverse.tolist() == [0]
+
+
+def test_through_finds_a_coarser_key_over_the_rows() -> None:
+    index = np.array([0, 1, 2, 1, 0])
+    inverse, values = keys.through(index, [(1, 2), (3, 2), (1, 5)], lambda x, y: (x,), lambda x: 10 * x)
+    assert [values[i] for i in inverse] == [10, 30, 10, 30, 10]
+
+
+@pytest.mark.parametrize(("model", "accelerator", "devices", "gbs"), [("mixtral-8x7b", "h100-sxm", 256, 512)])
+def test_chunked_evaluation_matches_one_pass(
+    monkeypatch: pytest.MonkeyPatch, model: str, accelerator: str, devices: int, gbs: int
+) -> None:
+    """Chunks slice the batch's per-key tables and write into one result: the same numbers as one prepare and
+    assemble over the whole batch, field by field."""
+    shape, cluster = get_model(model), cluster_of(accelerator, devices)
+    space = SearchSpace(schedules=tuple(Schedule), zero=(0, 1, 2, 3), recompute_layers=(1,), offload=(1, 7))
+    cols = with_offload(enumerate_plans(shape, cluster, gbs, space).valid, space.offload)
+    cols = cols.take(np.random.default_rng(1).choice(len(cols), size=3000, replace=False))
+    assert cols.offload.any() and (cols.recompute_layers > 0).any()
+    eff, _ = resolve_efficiency(cluster, None)
+    ctx = step_context(shape, cluster, eff, DegreeUnit.DEVICE)
+    model_flops, hardware_flops = flops_per_token_table(shape)
+    whole = batch.assemble(
+        batch.prepare(ctx, cols, model_flops_per_token=model_flops, hardware_flops_per_token=hardware_flops), eff
+    )
+    monkeypatch.setattr(batch, "EVALUATE_CHUNK", 745)  # the last 20 plans take the numpy path
+    chunked = batch.evaluate(ctx, cols, model_flops_per_token=model_flops, hardware_flops_per_token=hardware_flops)
+    compiled = 4 * 745
+
+    def same(a: np.ndarray, b: np.ndarray) -> None:
+        np.testing.assert_array_equal(a[:compiled], b[:compiled])
+        np.testing.assert_allclose(a[compiled:], b[compiled:], rtol=1e-12, atol=1e-15)  # numpy vs compiled
+
+    same(chunked.step_time_s, whole.step_time_s)
+    same(chunked.link_load_s, whole.link_load_s)
+    for name in batch.BREAKDOWN_FIELDS:
+        same(chunked.breakdown[name], whole.breakdown[name])
+    for name in whole.memory:
+        same(chunked.memory[name], whole.memory[name])
+    for name in ("capacity_bytes", "model_flops_per_step", "hardware_flops_per_step", "host_offloaded", "fits"):
+        same(getattr(chunked, name), getattr(whole, name))
