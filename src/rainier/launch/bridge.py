@@ -35,11 +35,10 @@ from rainier.launch.config import (
     Framework,
     LaunchConfig,
     catalog_model_for,
-    check_stated,
     not_expressible,
     refuse_options,
 )
-from rainier.launch.tree import Tree, block_recompute
+from rainier.launch.tree import Tree, block_recompute, tree_config
 from rainier.parallel.plan import RECOMPUTE_MODULES, DegreeUnit, Fp8Recipe, Plan, Recompute, Schedule
 from rainier.precision import Precision
 from rainier.workload.shape import MlpActivation, MoeConfig, Norm, PositionEmbedding, TransformerShape
@@ -131,16 +130,14 @@ def read_bridge(data: dict[str, Any], where: str, *, num_devices: int | None = N
     except InputError as exc:
         raise InputError(f"{where}: {exc}") from None
     shape, missing = _shape(t, notes)
-    check_stated(plan, shape, notes)
-    return LaunchConfig(
-        framework=FW,
-        source=where,
-        model=shape,
-        model_name=t.text("model.hf_model_id") or (shape.name if shape is not None else None),
-        model_missing=missing,
+    return tree_config(
+        t,
+        FW,
         plan=plan,
-        notes=tuple(notes),
-        ignored=tuple(t.unread()),
+        shape=shape,
+        missing=missing,
+        model_name=t.text("model.hf_model_id") or (shape.name if shape is not None else None),
+        notes=notes,
     )
 
 

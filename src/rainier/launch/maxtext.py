@@ -27,11 +27,10 @@ from rainier.launch.config import (
     LaunchConfig,
     StatedCluster,
     catalog_model_for,
-    check_stated,
     not_expressible,
     refuse_options,
 )
-from rainier.launch.tree import Tree
+from rainier.launch.tree import Tree, tree_config
 from rainier.parallel.plan import DegreeUnit, Plan, Recompute, Schedule
 from rainier.precision import Precision
 from rainier.workload.shape import MlpActivation, MoeConfig, Norm, PositionEmbedding, TransformerShape
@@ -138,17 +137,15 @@ def read_maxtext(data: dict[str, Any], where: str, *, num_devices: int | None = 
     except InputError as exc:
         raise InputError(f"{where}: {exc}") from None
     shape, name, missing = _shape(t, notes)
-    check_stated(plan, shape, notes)
-    return LaunchConfig(
-        framework=FW,
-        source=where,
-        model=shape,
-        model_name=name,
-        model_missing=missing,
+    return tree_config(
+        t,
+        FW,
         plan=plan,
+        shape=shape,
+        missing=missing,
+        model_name=name,
+        notes=notes,
         cluster=StatedCluster(num_nodes=slices, devices_per_node=devices // slices) if stated else None,
-        notes=tuple(notes),
-        ignored=tuple(t.unread()),
     )
 
 

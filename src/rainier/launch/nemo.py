@@ -24,12 +24,11 @@ from rainier.launch.config import (
     Framework,
     LaunchConfig,
     StatedCluster,
-    check_stated,
     match_catalog,
     not_expressible,
     refuse_options,
 )
-from rainier.launch.tree import Tree, block_recompute
+from rainier.launch.tree import Tree, block_recompute, tree_config
 from rainier.parallel.plan import DegreeUnit, Fp8Recipe, Plan, Recompute, Schedule
 from rainier.precision import Precision
 from rainier.workload.shape import MlpActivation, MoeConfig, Norm, PositionEmbedding, TransformerShape
@@ -135,17 +134,15 @@ def read_nemo(data: dict[str, Any], where: str, *, num_devices: int | None = Non
     except InputError as exc:
         raise InputError(f"{where}: {exc}") from None
     shape, missing = _shape(t, notes)
-    check_stated(plan, shape, notes)
-    return LaunchConfig(
-        framework=FW,
-        source=where,
-        model=shape,
-        model_name=shape.name if shape is not None else t.text("name"),
-        model_missing=missing,
+    return tree_config(
+        t,
+        FW,
         plan=plan,
+        shape=shape,
+        missing=missing,
+        model_name=shape.name if shape is not None else t.text("name"),
+        notes=notes,
         cluster=cluster,
-        notes=tuple(notes),
-        ignored=tuple(t.unread()),
     )
 
 

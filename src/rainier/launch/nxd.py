@@ -23,12 +23,11 @@ from rainier.launch.config import (
     Framework,
     LaunchConfig,
     StatedCluster,
-    check_stated,
     match_catalog,
     not_expressible,
     refuse_options,
 )
-from rainier.launch.tree import Tree
+from rainier.launch.tree import Tree, tree_config
 from rainier.parallel.plan import DEFAULT_RECOMPUTE_MODULES, DegreeUnit, Plan, Recompute, Schedule
 from rainier.precision import Precision
 from rainier.workload.shape import MlpActivation, Norm, PositionEmbedding, TransformerShape
@@ -107,17 +106,15 @@ def read_nxd(data: dict[str, Any], where: str, *, num_devices: int | None = None
     except InputError as exc:
         raise InputError(f"{where}: {exc}") from None
     shape, missing = _shape(t, notes)
-    check_stated(plan, shape, notes)
-    return LaunchConfig(
-        framework=FW,
-        source=where,
-        model=shape,
-        model_name=t.text("model.model_config") or (shape.name if shape else t.text("name")),
-        model_missing=missing,
+    return tree_config(
+        t,
+        FW,
         plan=plan,
+        shape=shape,
+        missing=missing,
+        model_name=t.text("model.model_config") or (shape.name if shape else t.text("name")),
+        notes=notes,
         cluster=cluster,
-        notes=tuple(notes),
-        ignored=tuple(t.unread()),
     )
 
 

@@ -12,6 +12,9 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from rainier.errors import InputError, clip
+from rainier.launch.config import Framework, LaunchConfig, StatedCluster, check_stated
+from rainier.parallel.plan import Plan
+from rainier.workload.shape import TransformerShape
 
 _MISSING = object()
 
@@ -114,6 +117,33 @@ def block_recompute(t: Tree, granularity: str, notes: list[str], *, method_key: 
     if layers is None:
         raise t.error(layers_key, None, f"N (layers per chunk) with {name} block")
     return layers
+
+
+def tree_config(
+    t: Tree,
+    framework: Framework,
+    *,
+    plan: Plan,
+    shape: TransformerShape | None,
+    missing: tuple[str, ...],
+    model_name: str | None,
+    notes: list[str],
+    cluster: StatedCluster | None = None,
+) -> LaunchConfig:
+    """The launch config a YAML reader found: its plan noted against the stated model (``check_stated``), and
+    every key it did not read listed as ignored."""
+    check_stated(plan, shape, notes)
+    return LaunchConfig(
+        framework=framework,
+        source=t.where,
+        model=shape,
+        model_name=model_name,
+        model_missing=missing,
+        plan=plan,
+        cluster=cluster,
+        notes=tuple(notes),
+        ignored=tuple(t.unread()),
+    )
 
 
 def _leaves(node: Any, prefix: str) -> Iterator[str]:
