@@ -483,7 +483,7 @@ def calibrate(
     check_output(out, "--out", *cases)
     if inference:
         from rainier.report.serve_view import serve_fit_tables
-        from rainier.serve.validate import calibrate_inference_file
+        from rainier.serve.fitting import calibrate_inference_file
 
         command = " ".join(["rainier calibrate", *(shlex.quote(str(path)) for path in cases)])
         result = calibrate_inference_file(

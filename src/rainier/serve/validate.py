@@ -1,23 +1,17 @@
-"""Scoring and fitting the serving model on published inference runs (``validation/inference.yaml``).
+"""Scoring the serving model on published inference runs (``validation/inference.yaml`` and its siblings).
 
-Each case is a static batch on one replica; each of its targets (output tokens/s, per device or for the
-replica, TTFT, TPOT) becomes one scored row. Weight-only int8 (Neuron's ``weights stored int8`` in the notes)
-is read from the notes as validation/README.md convention 7 says. ``fit_serving`` fits the five
-:class:`ServeEfficiency` numbers as a hierarchy -- ``default`` on every case, each accelerator family on its
-cases pulled towards the default, each accelerator with at least ``MIN_CASES_PER_ACCELERATOR`` cases pulled
-towards its family -- by least squares on log errors with physical bounds and a soft-L1 loss (a few Neuron
-long-context rows contradict their own TTFT and TPOT: 8,192 output tokens at the published median TPOT would take
-half the published time; a robust loss keeps them from pulling every other case); ``leave_one_group_out`` refits
-without each source in turn and predicts it.
+Each case is a static batch on one replica, or an in-flight batching benchmark replayed in the simulator
+(``serve.inflight``); each of its targets (output tokens/s, per device or for the replica, TTFT, TPOT) becomes
+one scored row. Weight-only int8 (Neuron's ``weights stored int8`` in the notes) is read from the notes as
+validation/README.md convention 7 says. The fit of the efficiencies on these cases is ``serve.fitting``.
 
 A case whose ``system``, ``serving`` or ``targets`` fields are missing, of the wrong type or out of range
-(``serve.limits``), or that the model cannot express (``batch: null``, in-flight batching; a precision the chip
-has no matmuls for), is skipped with a reason naming the field, as training's validation skips its cases.
+(``serve.limits``), or that the model cannot express (a precision the chip has no matmuls for, a decode-only
+server under in-flight load), is skipped with a reason naming the field, as training's validation skips its cases.
 """
 
 from __future__ import annotations
 
-import datetime
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -25,55 +19,27 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import yaml
-from scipy.optimize import least_squares
-
-from rainier import __version__
-from rainier.calibrate.cases import Case, CaseFile, InferenceCase, SkippedCase, Trust, load_cases
-from rainier.calibrate.fit import TRUST_WEIGHT
+from rainier.calibrate.cases import Case, CaseFile, InferenceCase, SkippedCase, load_cases
 from rainier.calibrate.score import CaseResult, ValidationReport, error_pct, select_group
 from rainier.calibrate.summary import summarize
-from rainier.catalog.loader import catalog_file
 from rainier.errors import InputError, field_error
 from rainier.hardware import cluster_of, get_accelerator
 from rainier.precision import Precision
 from rainier.serve.cost import AttentionKernels, ReplicaCost, WeightFormat, parse_kv_precision, replica_cost
 from rainier.serve.efficiency import (
-    DEFAULT_KEY,
-    PARAMETERS,
-    SERVE_EFFICIENCY_FILE,
     ServeEfficiency,
     ServeEfficiencyTable,
     committed_serve_efficiency,
     load_serve_efficiency,
 )
 from rainier.serve.estimate import ServeConfig, draft_cost, static_batch_times
-from rainier.serve.inflight import InFlight, in_flight_of, simulate_case
+from rainier.serve.inflight import InFlight, Load, in_flight_of, simulate_case
 from rainier.serve.limits import MAX_BATCH, MAX_DEGREE, MAX_DEVICES, MAX_TOKENS, check_int, check_share
 from rainier.serve.speculative import SpecMethod, Speculation, speculation_from_case
 from rainier.units import GIB
 from rainier.workload import shape_from_validation_model
 from rainier.workload.registry import get_model, has_model
 
-MIN_CASES_PER_ACCELERATOR = 5
-# Residual weight per trust tier (validation/README.md): A and B as the training fit weighs them; C rows ("sanity
-# checks only": community ports, a statistic over 10 requests) are scored but do not steer the fit.
-FIT_WEIGHT = {Trust.A: TRUST_WEIGHT[Trust.A], Trust.B: TRUST_WEIGHT[Trust.B], Trust.C: 0.0}
-PRIOR_WEIGHT = 0.3  # pull of a family (accelerator) entry towards its parent, per parameter, in log units
-_BOUNDS = {  # name: (lower, upper, scale)
-    "compute": (0.05, 1.0, 0.1),
-    "memory": (0.05, 1.0, 0.1),
-    "kv_memory": (0.05, 1.0, 0.1),
-    "comm": (0.02, 1.0, 0.1),
-    # NCCL's base latency of one all-reduce is 4-7 us on NVLink (src/graph/tuning.cc baseLat, LL/LL128/Simple);
-    # 100 us bounds a software collective that synchronises dozens of ranks
-    "collective_latency_s": (1e-6, 1e-4, 1e-5),
-    "iteration_overhead_s": (0.0, 0.2, 1e-3),
-}
-LOWER = {name: b[0] for name, b in _BOUNDS.items()}
-UPPER = {name: b[1] for name, b in _BOUNDS.items()}
-SCALE = {name: b[2] for name, b in _BOUNDS.items()}
 INT8_NOTE = "weights stored int8"
 METRICS = (
     "output_tokens_per_s_per_device",
@@ -87,6 +53,7 @@ METRICS = (
     "tpot_p99_ms",
     "e2e_latency_p99_ms",
 )
+LINEARISED_LOADS = frozenset({Load.OFFLINE, Load.CONCURRENCY})  # in-flight loads the fit uses (Prepared.linearised)
 DEGREE_UNITS = ("device", "neuroncore")
 # A case's ``phase`` (one side of a disaggregated prefill/decode deployment, measured alone): a prefill server's
 # run is a prompt with one output token (output_len 1); a decode server's is scored on its decode iterations only
@@ -111,12 +78,22 @@ class Prepared:
 
     @property
     def fitted(self) -> bool:
-        """Whether the case steers the fit: static cases do; in-flight ones (a simulation per residual evaluation
-        would cost minutes) and data-parallel attention ones are scored and enter leave-one-group-out, not the fit.
-        Their cost path is coarser than the static cases' (two-batch overlap without the SMs the communication
-        kernels take, no latency floor of DeepEP's kernels), so fitting them would bend the accelerator's
-        efficiencies to stand in for that (a refit on them drove H200's compute share to 0.06)."""
+        """Whether the case steers the fit by its own predictions: static cases do. Data-parallel attention cases
+        are scored and enter leave-one-group-out, not the fit: their cost path is coarser than the static cases'
+        (two-batch overlap without the SMs the communication kernels take, no latency floor of DeepEP's kernels),
+        so fitting them would bend the accelerator's efficiencies to stand in for that (a refit on them drove
+        H200's compute share to 0.06)."""
         return self.in_flight is None and self.config.dp_attention == 1
+
+    @property
+    def linearised(self) -> bool:
+        """Whether the case steers the fit through its simulated response (``serve.response``): in-flight cases
+        under an offline or closed-loop load, whose engines stay full, so their metrics follow the iteration times
+        smoothly. Open-loop (``rate``, ``max_rate``) cases are scored, not fitted: their latencies are queueing
+        delays that turn sharply near saturation, where no expansion holds (and a ``max_rate`` point is a search
+        of a dozen simulations)."""
+        load = self.in_flight
+        return load is not None and load.load in LINEARISED_LOADS and self.config.dp_attention == 1
 
 
 def _whole(block: str, fields: Any, key: str, high: int, unit: str, *, default: int | None = None) -> int:
@@ -430,160 +407,3 @@ def validate_inference_file(
     table = load_serve_efficiency(efficiency_path) if efficiency_path else committed_serve_efficiency()
     ready, skipped = _prepared(select_group(load_inference_cases(path), group))
     return score(ready, _lookup(table), skipped)
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Fitting
-# ----------------------------------------------------------------------------------------------------------------
-
-
-def _vector(eff: ServeEfficiency) -> np.ndarray:
-    return np.array([getattr(eff, name) / SCALE[name] for name in PARAMETERS])
-
-
-def _efficiency(x: np.ndarray) -> ServeEfficiency:
-    return ServeEfficiency(**{name: float(x[i]) * SCALE[name] for i, name in enumerate(PARAMETERS)})
-
-
-def _fit_entry(items: Sequence[Prepared], parent: ServeEfficiency | None) -> ServeEfficiency:
-    """Least squares on log errors of ``items``' targets, pulled towards ``parent`` when given."""
-    start = _vector(parent or ServeEfficiency())
-    lower = np.array([LOWER[n] / SCALE[n] for n in PARAMETERS])
-    upper = np.array([UPPER[n] / SCALE[n] for n in PARAMETERS])
-    start = np.clip(start, lower + 1e-9, upper)
-    anchor = _vector(parent) if parent is not None else None
-
-    def residuals(x: np.ndarray) -> np.ndarray:
-        eff = _efficiency(np.maximum(x, lower + 1e-12))
-        out: list[float] = []
-        for item in (i for i in items if i.fitted):  # in-flight and DP-attention cases are scored, not fitted
-            predicted = predict_metrics(item, eff)
-            weight = FIT_WEIGHT[item.case.trust]
-            out.extend(weight * math.log(predicted[m] / v) for m, v in item.targets)
-        if anchor is not None:
-            out.extend(PRIOR_WEIGHT * (np.log(x + 1e-2) - np.log(anchor + 1e-2)))
-        return np.array(out)
-
-    result = least_squares(
-        residuals, start, bounds=(lower, upper), method="trf", x_scale="jac", max_nfev=400, loss="soft_l1", f_scale=0.3
-    )
-    return _efficiency(result.x)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ServeFit:
-    """A fitted table, its report on the cases it used, and the cases per entry."""
-
-    table: ServeEfficiencyTable
-    before: ValidationReport
-    after: ValidationReport
-    cases_per_entry: dict[str, int]
-
-
-def _fitted(items: Sequence[Prepared]) -> int:
-    """Cases that steer a fit (trust A or B)."""
-    return sum(1 for i in items if FIT_WEIGHT[i.case.trust] > 0 and i.fitted)
-
-
-def fit_table(items: Sequence[Prepared]) -> tuple[ServeEfficiencyTable, dict[str, int]]:
-    """The hierarchical fit of the module docstring on ``items``' static cases: the table and cases per entry."""
-    if not items:
-        raise InputError("no inference cases to fit")
-    default = _fit_entry(items, None)
-    entries = {DEFAULT_KEY: default}
-    counts = {DEFAULT_KEY: len(items)}
-    for family in sorted({i.family for i in items}):
-        mine = [i for i in items if i.family == family]
-        if _fitted(mine) < MIN_CASES_PER_ACCELERATOR:
-            continue  # too few cases to fit six numbers: the family uses the default's
-        entries[family] = _fit_entry(mine, default)
-        counts[family] = len(mine)
-        for accelerator in sorted({i.accelerator for i in mine}):
-            own = [i for i in mine if i.accelerator == accelerator]
-            if _fitted(own) >= MIN_CASES_PER_ACCELERATOR and len(own) < len(mine):
-                entries[accelerator] = _fit_entry(own, entries[family])
-                counts[accelerator] = len(own)
-    return ServeEfficiencyTable(entries=entries, provenance={}), counts
-
-
-def fit_serving(items: Sequence[Prepared]) -> ServeFit:
-    """The hierarchical fit, with every case scored before (priors) and after it."""
-    table, counts = fit_table(items)
-    before = score(items, lambda _item: ServeEfficiency())
-    after = score(items, _lookup(table))
-    return ServeFit(table=table, before=before, after=after, cases_per_entry=counts)
-
-
-def leave_one_group_out(items: Sequence[Prepared]) -> ValidationReport:
-    """Each group predicted by a fit on the other groups (a group of in-flight cases only, which the fit does not
-    use, is predicted by the fit on every static case, computed once)."""
-    rows: list[CaseResult] = []
-    fits: dict[frozenset[str], ServeEfficiencyTable] = {}
-    for group in dict.fromkeys(i.case.group for i in items):
-        train = [i for i in items if i.case.group != group]
-        held = [i for i in items if i.case.group == group]
-        key = frozenset(i.case.id for i in train if i.fitted)
-        if key not in fits:
-            fits[key] = fit_table(train)[0]
-        rows.extend(score(held, _lookup(fits[key])).rows)
-    return ValidationReport(rows=tuple(rows), summary=summarize([r.scored() for r in rows]))
-
-
-def calibrate_inference_file(
-    path: Paths,
-    *,
-    out: Path | str | None = None,
-    dry_run: bool = False,
-    cross_validate: bool = False,
-    command: str = "rainier calibrate validation/inference.yaml",
-) -> dict[str, Any]:
-    """``rainier calibrate inference.yaml [more.yaml ...]``: fit, report before/after (and LOGO), write the fit."""
-    items, _ = _prepared(load_inference_cases(path))
-    fit = fit_serving(items)
-    document = {
-        "provenance": {
-            "command": command,
-            "date": datetime.datetime.now(datetime.UTC).date().isoformat(),
-            "rainier_version": __version__,
-            "num_cases": len(items),
-            "num_targets": sum(len(i.targets) for i in items),
-            "median_abs_error_pct": round(fit.after.summary["median_abs_error_pct"], 3),
-            "p90_abs_error_pct": round(fit.after.summary["p90_abs_error_pct"], 3),
-            "cases_per_entry": fit.cases_per_entry,
-            "prior_weight": PRIOR_WEIGHT,
-        },
-        "entries": {
-            key: {name: float(f"{getattr(eff, name):.6g}") for name in PARAMETERS}
-            for key, eff in fit.table.entries.items()
-        },
-    }
-    written = None
-    if not dry_run:
-        target = Path(out) if out is not None else catalog_file(SERVE_EFFICIENCY_FILE)
-        header = (
-            "# Efficiency parameters of the serving model, fitted by `rainier calibrate` on published runs.\n"
-            "# Generated file: re-run the command in `provenance.command` instead of editing it by hand.\n"
-        )
-        target.write_text(header + yaml.safe_dump(document, sort_keys=False, width=120), encoding="utf-8")
-        load_serve_efficiency(target)
-        committed_serve_efficiency.cache_clear()
-        written = str(target)
-    result: dict[str, Any] = {
-        "before": fit.before.summary,
-        "after": fit.after.to_dict(),
-        "entries": document["entries"],
-        "written": written,
-    }
-    if cross_validate:
-        held_out = leave_one_group_out(items)
-        result["leave_one_group_out"] = held_out.summary
-        if written is not None:
-            from rainier.serve.residuals import SERVE_RESIDUALS_FILE, write_serve_residuals
-
-            family = {i.case.id: i.family for i in items}
-            in_flight = frozenset(i.case.id for i in items if i.in_flight is not None)
-            where = Path(written).with_name(SERVE_RESIDUALS_FILE)
-            result["residuals_written"] = str(
-                write_serve_residuals(held_out.rows, family, where, f"{command} --leave-one-group-out", in_flight)
-            )
-    return result

@@ -1,0 +1,276 @@
+"""Fitting the serving model's efficiencies on published inference runs, and ``rainier calibrate`` for them.
+
+``fit_serving`` fits the six :class:`ServeEfficiency` numbers as a hierarchy -- ``default`` on every case, each
+accelerator family on its cases pulled towards the default, each accelerator with at least
+``MIN_CASES_PER_ACCELERATOR`` cases pulled towards its family -- by least squares on log errors with physical
+bounds and a soft-L1 loss (a few Neuron long-context rows contradict their own TTFT and TPOT: 8,192 output tokens
+at the published median TPOT would take half the published time; a robust loss keeps them from pulling every
+other case); ``leave_one_group_out`` refits without each source in turn and predicts it.
+
+Static cases enter the fit by their own predictions (``serve.estimate``, microseconds each). In-flight cases
+under an offline or closed-loop load (``Prepared.linearised``) enter by their simulated response
+(``serve.response``): each family and accelerator level expands them around its parent's values, so a fit costs
+``1 + len(PARAMETERS)`` simulations per in-flight case and level, not one per residual evaluation (again around
+the result where the fit moved far from that point, ``EXPANSION_REACH``). They steer the
+family and accelerator entries, not ``default``: the default is what a family without cases of its own gets, and
+the in-flight cases all run NVIDIA engines, so fitting them there would make it an NVIDIA entry (a Trainium1
+group held out, predicted from the default through the Trainium2 cases, went from 16% to 24% that way).
+Leave-one-group-out reuses the expansions of the full fit for its folds (the expansion point, not the data, comes
+from the full fit) and simulates the held-out cases to score them.
+"""
+
+from __future__ import annotations
+
+import datetime
+import functools
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+from scipy.optimize import least_squares
+
+from rainier import __version__
+from rainier.calibrate.cases import Trust
+from rainier.calibrate.fit import TRUST_WEIGHT
+from rainier.calibrate.score import CaseResult, ValidationReport
+from rainier.calibrate.summary import summarize
+from rainier.catalog.loader import catalog_file
+from rainier.errors import InputError
+from rainier.serve.efficiency import (
+    DEFAULT_KEY,
+    PARAMETERS,
+    SERVE_EFFICIENCY_FILE,
+    ServeEfficiency,
+    ServeEfficiencyTable,
+    committed_serve_efficiency,
+    load_serve_efficiency,
+)
+from rainier.serve.response import Response, coordinates, linearise
+from rainier.serve.validate import Paths, Prepared, _lookup, _prepared, load_inference_cases, predict_metrics, score
+
+MIN_CASES_PER_ACCELERATOR = 5
+# Residual weight per trust tier (validation/README.md): A and B as the training fit weighs them; C rows ("sanity
+# checks only": community ports, a statistic over 10 requests) are scored but do not steer the fit.
+FIT_WEIGHT = {Trust.A: TRUST_WEIGHT[Trust.A], Trust.B: TRUST_WEIGHT[Trust.B], Trust.C: 0.0}
+PRIOR_WEIGHT = 0.3  # pull of a family (accelerator) entry towards its parent, per parameter, in log units
+_BOUNDS = {  # name: (lower, upper, scale)
+    "compute": (0.05, 1.0, 0.1),
+    "memory": (0.05, 1.0, 0.1),
+    "kv_memory": (0.05, 1.0, 0.1),
+    "comm": (0.02, 1.0, 0.1),
+    # NCCL's base latency of one all-reduce is 4-7 us on NVLink (src/graph/tuning.cc baseLat, LL/LL128/Simple);
+    # 100 us bounds a software collective that synchronises dozens of ranks
+    "collective_latency_s": (1e-6, 1e-4, 1e-5),
+    "iteration_overhead_s": (0.0, 0.2, 1e-3),
+}
+LOWER = {name: b[0] for name, b in _BOUNDS.items()}
+UPPER = {name: b[1] for name, b in _BOUNDS.items()}
+SCALE = {name: b[2] for name, b in _BOUNDS.items()}
+
+
+def _vector(eff: ServeEfficiency) -> np.ndarray:
+    return np.array([getattr(eff, name) / SCALE[name] for name in PARAMETERS])
+
+
+def _efficiency(x: np.ndarray) -> ServeEfficiency:
+    return ServeEfficiency(**{name: float(x[i]) * SCALE[name] for i, name in enumerate(PARAMETERS)})
+
+
+Responses = Mapping[str, Response]
+# A fit that moves an entry further than this from where its in-flight cases were expanded (largest change of a
+# coordinate of ``serve.response.coordinates``: log of a fraction, scale units of a time) expands them again
+# there and refits, at most ``EXPANSION_ROUNDS`` times: a fraction that triples (comm 0.32 -> 1.0) leaves a
+# first-order expansion 16% off on MLPerf Offline throughput, one within 20% about 1%.
+EXPANSION_REACH, EXPANSION_ROUNDS = math.log(1.2), 3
+
+
+def _distance(a: ServeEfficiency, b: ServeEfficiency) -> float:
+    return max(abs(x - y) for x, y in zip(coordinates(a), coordinates(b), strict=True))
+
+
+def _steers(item: Prepared) -> bool:
+    """Whether ``item`` enters a fit (its own predictions or its response) with a weight above zero."""
+    return (item.fitted or item.linearised) and FIT_WEIGHT[item.case.trust] > 0
+
+
+def _responses(
+    items: Sequence[Prepared], at: ServeEfficiency, known: dict[tuple[str, ServeEfficiency], Response]
+) -> dict[str, Response]:
+    """The responses of ``items``' in-flight cases around ``at`` (``known`` keeps them across the levels of one fit)."""
+    out: dict[str, Response] = {}
+    for item in items:
+        if not (item.linearised and FIT_WEIGHT[item.case.trust] > 0):
+            continue
+        key = (item.case.id, at)
+        if key not in known:
+            metrics = tuple(m for m, _ in item.targets)
+            known[key] = linearise(functools.partial(predict_metrics, item), at, metrics)
+        out[item.case.id] = known[key]
+    return out
+
+
+def _fit_entry(items: Sequence[Prepared], parent: ServeEfficiency | None, responses: Responses) -> ServeEfficiency:
+    """Least squares on log errors of ``items``' targets, pulled towards ``parent`` when given."""
+    start = _vector(parent or ServeEfficiency())
+    lower = np.array([LOWER[n] / SCALE[n] for n in PARAMETERS])
+    upper = np.array([UPPER[n] / SCALE[n] for n in PARAMETERS])
+    start = np.clip(start, lower + 1e-9, upper)
+    anchor = _vector(parent) if parent is not None else None
+    used = [i for i in items if _steers(i) and (i.fitted or i.case.id in responses)]
+
+    def residuals(x: np.ndarray) -> np.ndarray:
+        eff = _efficiency(np.maximum(x, lower + 1e-12))
+        out: list[float] = []
+        for item in used:
+            predicted = predict_metrics(item, eff) if item.fitted else responses[item.case.id].predict(eff)
+            weight = FIT_WEIGHT[item.case.trust]
+            out.extend(weight * math.log(predicted[m] / v) for m, v in item.targets)
+        if anchor is not None:
+            out.extend(PRIOR_WEIGHT * (np.log(x + 1e-2) - np.log(anchor + 1e-2)))
+        return np.array(out)
+
+    result = least_squares(
+        residuals, start, bounds=(lower, upper), method="trf", x_scale="jac", max_nfev=400, loss="soft_l1", f_scale=0.3
+    )
+    return _efficiency(result.x)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServeFit:
+    """A fitted table, its report on the cases it used, the cases per entry, and the in-flight cases' responses
+    around the values their deepest level started from (what leave-one-group-out reuses)."""
+
+    table: ServeEfficiencyTable
+    before: ValidationReport
+    after: ValidationReport
+    cases_per_entry: dict[str, int]
+    responses: Responses
+
+
+def fit_table(
+    items: Sequence[Prepared], *, responses: Responses | None = None
+) -> tuple[ServeEfficiencyTable, dict[str, int], dict[str, Response]]:
+    """The hierarchical fit of the module docstring on ``items``: the table, cases per entry, and the responses used
+    at each in-flight case's deepest level. Given ``responses``, every level uses those instead of expanding anew."""
+    if not items:
+        raise InputError("no inference cases to fit")
+    known: dict[tuple[str, ServeEfficiency], Response] = {}
+    deepest: dict[str, Response] = {}
+
+    def fitted(mine: Sequence[Prepared], parent: ServeEfficiency) -> ServeEfficiency:
+        if responses is not None:
+            return _fit_entry(mine, parent, responses)
+        at = parent
+        for _ in range(EXPANSION_ROUNDS):  # re-expand where the fit moved far from the expansion point
+            local = _responses(mine, at, known)
+            deepest.update(local)
+            entry = _fit_entry(mine, parent, local)
+            if not local or _distance(entry, at) <= EXPANSION_REACH:
+                break
+            at = entry
+        return entry
+
+    default = _fit_entry(items, None, {})  # static cases only: see the module docstring
+    entries = {DEFAULT_KEY: default}
+    counts = {DEFAULT_KEY: len(items)}
+    for family in sorted({i.family for i in items}):
+        mine = [i for i in items if i.family == family]
+        if sum(map(_steers, mine)) < MIN_CASES_PER_ACCELERATOR:
+            continue  # too few cases to fit six numbers: the family uses the default's
+        entries[family] = fitted(mine, default)
+        counts[family] = len(mine)
+        for accelerator in sorted({i.accelerator for i in mine}):
+            own = [i for i in mine if i.accelerator == accelerator]
+            if sum(map(_steers, own)) >= MIN_CASES_PER_ACCELERATOR and len(own) < len(mine):
+                entries[accelerator] = fitted(own, entries[family])
+                counts[accelerator] = len(own)
+    return ServeEfficiencyTable(entries=entries, provenance={}), counts, deepest
+
+
+def fit_serving(items: Sequence[Prepared]) -> ServeFit:
+    """The hierarchical fit, with every case scored before (priors) and after it."""
+    table, counts, responses = fit_table(items)
+    before = score(items, lambda _item: ServeEfficiency())
+    after = score(items, _lookup(table))
+    return ServeFit(table=table, before=before, after=after, cases_per_entry=counts, responses=responses)
+
+
+def leave_one_group_out(items: Sequence[Prepared], responses: Responses | None = None) -> ValidationReport:
+    """Each group predicted by a fit on the other groups, its in-flight cases entering through ``responses`` (the
+    full fit's, by default expanded anew); folds with the same fitted cases share one fit."""
+    if responses is None:
+        responses = fit_table(items)[2]
+    rows: list[CaseResult] = []
+    fits: dict[frozenset[str], ServeEfficiencyTable] = {}
+    for group in dict.fromkeys(i.case.group for i in items):
+        train = [i for i in items if i.case.group != group]
+        held = [i for i in items if i.case.group == group]
+        key = frozenset(i.case.id for i in train if _steers(i))
+        if key not in fits:
+            fits[key] = fit_table(train, responses=responses)[0]
+        rows.extend(score(held, _lookup(fits[key])).rows)
+    return ValidationReport(rows=tuple(rows), summary=summarize([r.scored() for r in rows]))
+
+
+def calibrate_inference_file(
+    path: Paths,
+    *,
+    out: Path | str | None = None,
+    dry_run: bool = False,
+    cross_validate: bool = False,
+    command: str = "rainier calibrate validation/inference.yaml",
+) -> dict[str, Any]:
+    """``rainier calibrate inference.yaml [more.yaml ...]``: fit, report before/after (and LOGO), write the fit."""
+    items, _ = _prepared(load_inference_cases(path))
+    fit = fit_serving(items)
+    document = {
+        "provenance": {
+            "command": command,
+            "date": datetime.datetime.now(datetime.UTC).date().isoformat(),
+            "rainier_version": __version__,
+            "num_cases": len(items),
+            "num_targets": sum(len(i.targets) for i in items),
+            "median_abs_error_pct": round(fit.after.summary["median_abs_error_pct"], 3),
+            "p90_abs_error_pct": round(fit.after.summary["p90_abs_error_pct"], 3),
+            "cases_per_entry": fit.cases_per_entry,
+            "prior_weight": PRIOR_WEIGHT,
+        },
+        "entries": {
+            key: {name: float(f"{getattr(eff, name):.6g}") for name in PARAMETERS}
+            for key, eff in fit.table.entries.items()
+        },
+    }
+    written = None
+    if not dry_run:
+        target = Path(out) if out is not None else catalog_file(SERVE_EFFICIENCY_FILE)
+        header = (
+            "# Efficiency parameters of the serving model, fitted by `rainier calibrate` on published runs.\n"
+            "# Generated file: re-run the command in `provenance.command` instead of editing it by hand.\n"
+        )
+        target.write_text(header + yaml.safe_dump(document, sort_keys=False, width=120), encoding="utf-8")
+        load_serve_efficiency(target)
+        committed_serve_efficiency.cache_clear()
+        written = str(target)
+    result: dict[str, Any] = {
+        "before": fit.before.summary,
+        "after": fit.after.to_dict(),
+        "entries": document["entries"],
+        "written": written,
+    }
+    if cross_validate:
+        held_out = leave_one_group_out(items, fit.responses)
+        result["leave_one_group_out"] = held_out.summary
+        if written is not None:
+            from rainier.serve.residuals import SERVE_RESIDUALS_FILE, write_serve_residuals
+
+            family = {i.case.id: i.family for i in items}
+            in_flight = frozenset(i.case.id for i in items if i.in_flight is not None)
+            where = Path(written).with_name(SERVE_RESIDUALS_FILE)
+            result["residuals_written"] = str(
+                write_serve_residuals(held_out.rows, family, where, f"{command} --leave-one-group-out", in_flight)
+            )
+    return result
