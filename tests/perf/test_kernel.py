@@ -182,12 +182,12 @@ def test_fused_pass_gives_the_same_bits(model: str, accelerator: str, devices: i
 @pytest.mark.parametrize("n", [1, 2, 3, 7, 8, 9, 15, 16, 17, 31, 64, 100, 128])
 def test_pairwise_sum_is_numpys(n: int) -> None:
     """perf.fused sums pipeline rows in numpy's order (``sum(axis=1)`` of plans x rows), compiled or not."""
-    from rainier.perf import fused
+    from rainier.perf import fused_loop, fused_rows
 
-    fused._load()
+    fused_loop._load()
     rng = np.random.default_rng(n)
     values = rng.random((50, n)) * 10.0 ** rng.integers(0, 12, (50, n))
     expected = values.sum(axis=1)
     for row, total in zip(values, expected, strict=True):
-        assert fused._pairwise_sum(row, n) == total
-        assert fused._pairwise_sum_c(row, n) == total
+        assert fused_rows.pairwise_sum(row, n) == total
+        assert fused_loop._pairwise_sum_c(row, n) == total
