@@ -55,6 +55,7 @@ C_TP, C_PP, C_DP, C_CP, C_EP, C_ETP, C_VPP, C_MBS, C_GBS = range(9)
 C_ZERO, C_RECOMPUTE, C_SCHEDULE, C_EP_DOMAINS, C_RC_MASK, C_RC_LAYERS, C_OFFLOAD = range(9, 16)
 FLAG_COLUMNS = ("sp", "lora", "tp_overlap", "a2a_overlap", "ep_dedup")
 F_SP, F_LORA, F_TP_OVERLAP, F_A2A_OVERLAP, F_EP_DEDUP = range(5)
+COMM_SOURCES = ("pass", "dp", "pp")  # the keys collectives go by (perf.keys.PlanKeys.comm_source)
 # Per-layout pipeline rank row tables (perf.keys.PlanKeys.rows and param_sums), in this order.
 LAYOUT_TABLES = ("num_dense", "num_moe", "head", "count", "first_rank", "sums_dense", "sums_expert")
 # Float scalars of the model, the chip and the batch, in this order.
@@ -128,8 +129,16 @@ def evaluate_fused(
 
     ints = tuple(np.ascontiguousarray(getattr(cols, name), dtype=np.int64) for name in INT_COLUMNS)
     flags = tuple(np.ascontiguousarray(getattr(cols, name), dtype=np.bool_) for name in FLAG_COLUMNS)
-    index = tuple(np.ascontiguousarray(keys.comm_index[name], dtype=np.int64) for name in kernel.COMM_FIELDS)
-    key_index = (keys.pass_index, keys.row_index, keys.activation_index, keys.kept_index)
+    comm_local = tuple(np.ascontiguousarray(keys.comm_local[name], dtype=np.int64) for name in kernel.COMM_FIELDS)
+    comm_by = np.array([COMM_SOURCES.index(keys.comm_source[name]) for name in kernel.COMM_FIELDS], dtype=np.int64)
+    key_index = (
+        keys.pass_index,
+        keys.row_index,
+        keys.activation_index,
+        keys.kept_index,
+        keys.dp_index,
+        keys.pp_index,
+    )
     keyidx = tuple(np.ascontiguousarray(k, dtype=np.int64) for k in key_index)
     rates, loads = link_rates(keys.comm_slopes, keys.comm_loads, eff)
     tables = {**keys.rows, "sums_dense": keys.param_sums[0], "sums_expert": keys.param_sums[1]}
@@ -166,7 +175,8 @@ def evaluate_fused(
         flags,
         np.ascontiguousarray(cols.capacity, dtype=np.float64),
         np.ascontiguousarray(cols.imbalance, dtype=np.float64),
-        index,
+        comm_local,
+        comm_by,
         keyidx,
         np.ascontiguousarray(keys.passes @ inverse_efficiencies(eff)),
         rates,

@@ -63,8 +63,9 @@ def _evaluate(
     flags: Any,  # FLAG_COLUMNS: one bool array of plans each
     capacity: FloatArray,
     imbalance: FloatArray,
-    index: Any,  # COMM_FIELDS: each plan's row of the collectives' tables
-    keyidx: Any,  # each plan's pass key, layout, activation and kept-activation key
+    comm_local: Any,  # COMM_FIELDS: each key's row of the collectives' tables (perf.keys.PlanKeys.comm_local)
+    comm_by: NDArray[np.int64],  # COMM_FIELDS: the key each goes by (0: pass key, 1: with dp, 2: with pp)
+    keyidx: Any,  # each plan's pass key, layout, activation and kept-activation key, and with dp, with pp
     seconds: FloatArray,  # pass keys x layer kinds x pass fields (efficiencies applied)
     rates: Any,  # COMM_FIELDS: perf.kernel._assemble's rates
     loads: Any,  # COMM_FIELDS: perf.kernel._assemble's loads
@@ -113,6 +114,8 @@ def _evaluate(
     held_terms, share_terms = per_row[16], per_row[17]
     rp = np.empty((3, width))  # per row: dense and expert parameters per rank, full-recompute share
     base_steps = np.empty(min(chunk, n))
+    gi = np.empty(len(comm_local), dtype=np.int64)  # the plan's row of each collective's tables
+    by = np.empty(3, dtype=np.int64)  # the plan's row of each key collectives go by (fused.COMM_SOURCES)
     outside = scale_out
     for lnk in range(links):  # the same link classes for every plan
         side[lnk] = 2 if outside[lnk] > 0 else 1
@@ -122,6 +125,18 @@ def _evaluate(
         any_host = False
         any_mask = False
         for i in range(c0, c1):
+            by_pass, by_dp, by_pp = keyidx[0][i], keyidx[4][i], keyidx[5][i]
+            by[0], by[1], by[2] = by_pass, by_dp, by_pp
+            gi[TP_AR] = comm_local[TP_AR][by[comm_by[TP_AR]]]
+            gi[TP_RS] = comm_local[TP_RS][by[comm_by[TP_RS]]]
+            gi[ETP_AR] = comm_local[ETP_AR][by[comm_by[ETP_AR]]]
+            gi[CP_STEP] = comm_local[CP_STEP][by[comm_by[CP_STEP]]]
+            gi[EP_A2A] = comm_local[EP_A2A][by[comm_by[EP_A2A]]]
+            gi[PP_P2P] = comm_local[PP_P2P][by[comm_by[PP_P2P]]]
+            gi[DP_AR] = comm_local[DP_AR][by[comm_by[DP_AR]]]
+            gi[DP_RS] = comm_local[DP_RS][by[comm_by[DP_RS]]]
+            gi[EDP_AR] = comm_local[EDP_AR][by[comm_by[EDP_AR]]]
+            gi[EDP_RS] = comm_local[EDP_RS][by[comm_by[EDP_RS]]]
             # ---- perf.batch.prepare, one plan ----
             tp_i, pp_i, dp_i, cp_i = (
                 ints[layout.C_TP][i],
@@ -148,7 +163,7 @@ def _evaluate(
             p_ep_dedup = 1.0
             ep_domains_i = ints[layout.C_EP_DOMAINS][i]
             if top_k > 0 and (flags[layout.F_EP_DEDUP][i] or ep_domains_i > 0):
-                g_ep = index[EP_A2A][i]
+                g_ep = gi[EP_A2A]
                 plain = ep_plain[g_ep]
                 if plain > 0:
                     limit = float(ep_domains_i) if ep_domains_i > 0 else np.inf
@@ -224,16 +239,16 @@ def _evaluate(
             flops[1, i] = hw * tokens_per_step * lora_factor
 
             # ---- perf.kernel._assemble, one plan ----
-            g_tp_ar = index[TP_AR][i]
-            g_tp_rs = index[TP_RS][i]
-            g_etp_ar = index[ETP_AR][i]
-            g_cp_step = index[CP_STEP][i]
-            g_ep_a2a = index[EP_A2A][i]
-            g_pp_p2p = index[PP_P2P][i]
-            g_dp_ar = index[DP_AR][i]
-            g_dp_rs = index[DP_RS][i]
-            g_edp_ar = index[EDP_AR][i]
-            g_edp_rs = index[EDP_RS][i]
+            g_tp_ar = gi[TP_AR]
+            g_tp_rs = gi[TP_RS]
+            g_etp_ar = gi[ETP_AR]
+            g_cp_step = gi[CP_STEP]
+            g_ep_a2a = gi[EP_A2A]
+            g_pp_p2p = gi[PP_P2P]
+            g_dp_ar = gi[DP_AR]
+            g_dp_rs = gi[DP_RS]
+            g_edp_ar = gi[EDP_AR]
+            g_edp_rs = gi[EDP_RS]
             load = p_capacity if p_capacity > 0 else (p_imbalance if p_imbalance > 0 else default_load)
             sec = seconds[keyidx[0][i]]
             f_d = sec[0, FWD] + load * sec[0, E_FWD]
@@ -256,23 +271,23 @@ def _evaluate(
             act = p_activation
 
             # Tensor, expert, context and pipeline parallel transfers of one layer / chunk boundary.
-            tp_one = _duration_c(rates, index, i, TP_AR, act)
+            tp_one = _duration_c(rates, gi[TP_AR], TP_AR, act)
             tp_d_dur = 2.0 * tp_one
             routed = p_routed * load
             etp_on = p_etp_on > 0
             tp_m_dur = (1.0 + p_shared) * tp_one
-            etp_dur = _duration_c(rates, index, i, ETP_AR, routed) if etp_on else 0.0
+            etp_dur = _duration_c(rates, gi[ETP_AR], ETP_AR, routed) if etp_on else 0.0
             ep_bytes = p_ep_bytes * load
             ep_on = p_ep_on > 0
             dedup = p_ep_dedup
             trimmed = rates[EP_A2A][g_ep_a2a, 1] * ep_bytes * (1.0 - dedup)
-            ep_dur = 2.0 * (_duration_c(rates, index, i, EP_A2A, ep_bytes) - trimmed) if ep_on else 0.0
+            ep_dur = 2.0 * (_duration_c(rates, gi[EP_A2A], EP_A2A, ep_bytes) - trimmed) if ep_on else 0.0
             cp_on = p_cp_on > 0
-            cp_dur = (cp - 1.0) * _duration_c(rates, index, i, CP_STEP, p_kv_bytes) if cp_on else 0.0
+            cp_dur = (cp - 1.0) * _duration_c(rates, gi[CP_STEP], CP_STEP, p_kv_bytes) if cp_on else 0.0
             pp_on = p_pp_on > 0
             sp = p_sp > 0
-            regather = 0.0 if sp else _duration_c(rates, index, i, TP_RS, act)
-            pp_dur = chunks * (_duration_c(rates, index, i, PP_P2P, p_pp_bytes) + regather) if pp_on else 0.0
+            regather = 0.0 if sp else _duration_c(rates, gi[TP_RS], TP_RS, act)
+            pp_dur = chunks * (_duration_c(rates, gi[PP_P2P], PP_P2P, p_pp_bytes) + regather) if pp_on else 0.0
             for lnk in range(links):
                 e = side[lnk]
                 tp_l = loads[TP_AR][e, g_tp_ar, lnk] * act
