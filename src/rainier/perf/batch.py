@@ -7,7 +7,9 @@ collective slopes at full link rate, link loads, layer-pass times as linear form
 the search on chunks of plans, and the fit prepares every validation case once and re-assembles all of them
 together for each trial of the efficiencies (:meth:`Prepared.concat`). What depends on only a few columns (pass
 forms, placed groups, pipeline rank rows, activation bytes) comes from per-key tables (``perf.keys``) that
-:func:`evaluate` finds once for the whole batch and every chunk gathers from.
+:func:`evaluate` finds once for the whole batch and every chunk gathers from. Where numba is installed,
+:func:`evaluate` runs ``prepare`` and ``assemble`` of each chunk as one compiled pass per plan (``perf.fused``),
+with the same results to the bit.
 
 **Windows.** One micro-batch on one pipeline rank is a forward window and a backward window. In each, compute
 runs; some communication blocks it (tensor-parallel collectives without overlap, the expert all-to-all without

@@ -4,10 +4,10 @@ assembly and memory loops of ``perf.kernel``, offload (``perf.offload``) and the
 ``perf.batch.evaluate`` of a million plans used to spend as long building per-plan numpy columns (``prepare``)
 and copying results chunk by chunk as the compiled assembly itself took. Here every plan is read from its raw
 columns and its indices into the per-key tables of ``perf.keys`` and taken through every stage in registers and a
-few small scratch arrays, and its results are written straight into the :class:`~rainier.perf.batch.BatchResult`
+few small scratch arrays, and its results are written straight into the :class:`~rainier.perf.batch_result.BatchResult`
 arrays. Each quantity is the same IEEE operations in the same order as in the numpy ``prepare`` and the
 ``perf.kernel`` loops (sums over pipeline rows in numpy's pairwise order), so both paths give the same bits;
-``tests/perf/test_fused.py`` checks it. Where numpy decides per chunk of :data:`~rainier.perf.batch.EVALUATE_CHUNK`
+``tests/perf/test_kernel.py`` checks it. Where numpy decides per chunk of :data:`~rainier.perf.batch.EVALUATE_CHUNK`
 plans (whether any plan of a chunk offloads) the loop does too. numba is imported on the first call.
 """
 
@@ -51,10 +51,7 @@ INT_COLUMNS = (
     "recompute_layers",
     "offload",
 )
-C_TP, C_PP, C_DP, C_CP, C_EP, C_ETP, C_VPP, C_MBS, C_GBS = range(9)
-C_ZERO, C_RECOMPUTE, C_SCHEDULE, C_EP_DOMAINS, C_RC_MASK, C_RC_LAYERS, C_OFFLOAD = range(9, 16)
 FLAG_COLUMNS = ("sp", "lora", "tp_overlap", "a2a_overlap", "ep_dedup")
-F_SP, F_LORA, F_TP_OVERLAP, F_A2A_OVERLAP, F_EP_DEDUP = range(5)
 COMM_SOURCES = ("pass", "dp", "pp")  # the keys collectives go by (perf.keys.PlanKeys.comm_source)
 # Per-layout pipeline rank row tables (perf.keys.PlanKeys.rows and param_sums), in this order.
 LAYOUT_TABLES = ("num_dense", "num_moe", "head", "count", "first_rank", "sums_dense", "sums_expert")

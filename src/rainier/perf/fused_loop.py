@@ -90,6 +90,9 @@ def _evaluate(
     link_out: FloatArray,  # plans x links
 ) -> None:
     n = ints[0].shape[0]
+    tp_col, pp_col, dp_col, cp_col, ep_col, etp_col, vpp_col, mbs_col = ints[:8]  # in fused.INT_COLUMNS order
+    gbs_col, zero_col, recompute_col, schedule_col, domains_col, rc_mask_col, rc_layers_col, offload_col = ints[8:]
+    sp_col, lora_col, tp_overlap_col, a2a_overlap_col, ep_dedup_col = flags  # in fused.FLAG_COLUMNS order
     width = lay[0].shape[1]
     links = scale_out.shape[0]
     su, so, default_load, layer_oh, step_oh, memory = eff[0], eff[1], eff[2], eff[3], eff[4], eff[5]
@@ -138,21 +141,11 @@ def _evaluate(
             gi[EDP_AR] = comm_local[EDP_AR][by[comm_by[EDP_AR]]]
             gi[EDP_RS] = comm_local[EDP_RS][by[comm_by[EDP_RS]]]
             # ---- perf.batch.prepare, one plan ----
-            tp_i, pp_i, dp_i, cp_i = (
-                ints[layout.C_TP][i],
-                ints[layout.C_PP][i],
-                ints[layout.C_DP][i],
-                ints[layout.C_CP][i],
-            )
-            ep_i, etp_i, mbs_i, sched_i = (
-                ints[layout.C_EP][i],
-                ints[layout.C_ETP][i],
-                ints[layout.C_MBS][i],
-                ints[layout.C_SCHEDULE][i],
-            )
-            zero_i, rc_i, rc_layers = ints[layout.C_ZERO][i], ints[layout.C_RECOMPUTE][i], ints[layout.C_RC_LAYERS][i]
-            mask = ints[layout.C_OFFLOAD][i]
-            sp_b, lora_b = flags[layout.F_SP][i], flags[layout.F_LORA][i]
+            tp_i, pp_i, dp_i, cp_i = tp_col[i], pp_col[i], dp_col[i], cp_col[i]
+            ep_i, etp_i, mbs_i, sched_i = ep_col[i], etp_col[i], mbs_col[i], schedule_col[i]
+            zero_i, rc_i, rc_layers = zero_col[i], recompute_col[i], rc_layers_col[i]
+            mask = offload_col[i]
+            sp_b, lora_b = sp_col[i], lora_col[i]
             etp_i = etp_i if etp_i > 0 else tp_i  # PlanColumns.expert_tp
             p_tp, p_pp, p_dp, p_cp = float(tp_i), float(pp_i), float(dp_i), float(cp_i)
             tokens = float(mbs_i) * float(seq_len // cp_i)
@@ -161,8 +154,8 @@ def _evaluate(
             p_routed = top_k * p_activation * float(etp_i) / p_tp
             p_ep_bytes = ACTIVATION_BYTES * norm_tokens * top_k * h
             p_ep_dedup = 1.0
-            ep_domains_i = ints[layout.C_EP_DOMAINS][i]
-            if top_k > 0 and (flags[layout.F_EP_DEDUP][i] or ep_domains_i > 0):
+            ep_domains_i = domains_col[i]
+            if top_k > 0 and (ep_dedup_col[i] or ep_domains_i > 0):
                 g_ep = gi[EP_A2A]
                 plain = ep_plain[g_ep]
                 if plain > 0:
@@ -174,10 +167,10 @@ def _evaluate(
                 kv_heads = max(num_kv_heads // tp_i, 1)
                 p_kv_bytes = ACTIVATION_BYTES * tokens * float(kv_heads) * 2.0 * sc[layout.S_HEAD_DIM]
             p_pp_bytes = p_activation / p_tp
-            p_m = float(ints[layout.C_GBS][i] // (dp_i * mbs_i))
+            p_m = float(gbs_col[i] // (dp_i * mbs_i))
             p_edp = float(max((tp_i * dp_i * cp_i) // (etp_i * ep_i), 1))
             if sched_i == INTERLEAVED:
-                chunks_i = ints[layout.C_VPP][i]
+                chunks_i = vpp_col[i]
             elif sched_i in (ZB_V, DUALPIPE):
                 chunks_i = 2
             else:
@@ -193,7 +186,7 @@ def _evaluate(
             full_b = rc_i == layout.FULL_CODE
             p_full = 1.0 if full_b else 0.0
             p_selective = 1.0 if rc_i == layout.SELECTIVE_CODE else 0.0
-            rc_mask = ints[layout.C_RC_MASK][i]
+            rc_mask = rc_mask_col[i]
             p_rc_core_attn = float((rc_mask >> layout.BIT_CORE_ATTN) & 1)
             p_rc_layernorm = float((rc_mask >> layout.BIT_LAYERNORM) & 1)
             p_rc_moe_act = float((rc_mask >> layout.BIT_MOE_ACT) & 1)
@@ -201,8 +194,8 @@ def _evaluate(
             p_rc_shared = float((rc_mask >> layout.BIT_SHARED) & 1)
             p_rc_moe = float((rc_mask >> layout.BIT_MOE) & 1)
             p_rc_mla = float((rc_mask >> layout.BIT_MLA) & 1)
-            p_tp_overlap = 1.0 if flags[layout.F_TP_OVERLAP][i] else 0.0
-            p_a2a_overlap = 1.0 if (flags[layout.F_A2A_OVERLAP][i] or sched_i == DUALPIPE) else 0.0
+            p_tp_overlap = 1.0 if tp_overlap_col[i] else 0.0
+            p_a2a_overlap = 1.0 if (a2a_overlap_col[i] or sched_i == DUALPIPE) else 0.0
             overlapped_p2p = sched_i in (INTERLEAVED, ZB_V, DUALPIPE)
             p_pp_blocking = 1.0 if (pp_i > 1 and not overlapped_p2p) else 0.0
             p_fsdp = 1.0 if (zero_i == 3 and not lora_b) else 0.0
@@ -233,7 +226,7 @@ def _evaluate(
                 share = _pairwise_sum_c(share_terms, width) / _maximum_c(held, 1.0)
                 none, every = hw_per_token[layout.NONE_CODE], hw_per_token[layout.FULL_CODE]
                 hw = none + share * (every - none)
-            tokens_per_step = float(ints[layout.C_GBS][i]) * float(seq_len)
+            tokens_per_step = float(gbs_col[i]) * float(seq_len)
             lora_factor = LORA_FLOP_FRACTION if lora_b else 1.0
             flops[0, i] = sc[layout.S_MODEL_FLOPS] * tokens_per_step * lora_factor
             flops[1, i] = hw * tokens_per_step * lora_factor
