@@ -1,4 +1,5 @@
-"""The compiled assembly (perf.kernel) computes what the numpy reference computes, plan by plan."""
+"""The compiled assembly (perf.kernel) computes what the numpy reference computes, plan by plan; the fused pass
+(perf.fused) gives prepare + the compiled assembly's very bits."""
 
 from __future__ import annotations
 

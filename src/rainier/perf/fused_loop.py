@@ -1,10 +1,10 @@
 """The compiled loop of the fused pass (``perf.fused``): every stage of the step model for one plan at a time.
 
-Inputs are plan columns, per-key tables and scalars in the orders of :data:`INT_COLUMNS`, :data:`FLAG_COLUMNS`,
-:data:`LAYOUT_TABLES`, :data:`SCALARS` and :data:`INT_SCALARS`; the assembly is ``perf.kernel._assemble``'s,
-statement for statement (the numpy ``perf.batch.assemble_reference`` is the reference for both), with each plan's
-``perf.batch.prepare`` columns computed in place of reading them. Results go to the arrays of
-``perf.fused.evaluate_fused``: breakdown and memory as rows (fields x plans).
+Inputs are plan columns, per-key tables and scalars in the orders ``perf.fused`` lays out (``INT_COLUMNS``,
+``FLAG_COLUMNS``, ``LAYOUT_TABLES``, ``SCALARS``, ``INT_SCALARS``, ``COMM_SOURCES``); the assembly is
+``perf.kernel._assemble``'s, statement for statement (the numpy ``perf.batch.assemble_reference`` is the reference
+for both), with each plan's ``perf.batch.prepare`` columns computed in place of reading them. Results go to the
+arrays of ``perf.fused.evaluate_fused``: breakdown and memory as rows (fields x plans).
 """
 
 from __future__ import annotations
@@ -89,6 +89,7 @@ def _evaluate(
     flops: FloatArray,  # (model, hardware) x plans
     link_out: FloatArray,  # plans x links
 ) -> None:
+    """Every plan's step time, breakdown, memory, FLOPs and link loads, written into the output arrays."""
     n = ints[0].shape[0]
     tp_col, pp_col, dp_col, cp_col, ep_col, etp_col, vpp_col, mbs_col = ints[:8]  # in fused.INT_COLUMNS order
     gbs_col, zero_col, recompute_col, schedule_col, domains_col, rc_mask_col, rc_layers_col, offload_col = ints[8:]
