@@ -1,4 +1,5 @@
-"""The compiled assembly (perf.kernel) computes what the numpy reference computes, plan by plan."""
+"""The compiled assembly (perf.kernel) computes what the numpy reference computes, plan by plan; the fused pass
+(perf.fused) gives prepare + the compiled assembly's very bits."""
 
 from __future__ import annotations
 
@@ -112,3 +113,82 @@ def test_zero2_reduce_scatters_every_micro_batch() -> None:
     assert two > 1.2 * one
     assert two_parts["link_contention"] > 10 * max(one_parts["link_contention"], 1e-3)
     assert two_parts["dp_comm_exposed"] < one_parts["dp_comm_exposed"]  # only the parameter gather is left
+
+
+FUSED_SETUPS = [
+    ("llama-3-70b", "h100-sxm", 1024, 1024),
+    ("deepseek-v3", "gb200", 576, 1152),
+    ("deepseek-v3", "h100-sxm", 2048, 4096),
+    ("llama-3-8b", "tpu-v5p", 512, 512),
+]
+
+
+@pytest.mark.parametrize(("model", "accelerator", "devices", "gbs"), FUSED_SETUPS)
+def test_fused_pass_gives_the_same_bits(model: str, accelerator: str, devices: int, gbs: int) -> None:
+    """perf.fused (one compiled pass per plan) and prepare + the compiled assembly, chunk by chunk, agree exactly
+    on every output array, over every schedule, ZeRO stage, recompute variant, offload set and MoE option."""
+    from rainier.search.offload import with_offload
+
+    shape, cluster = get_model(model), cluster_of(accelerator, devices)
+    space = SearchSpace(
+        schedules=tuple(Schedule),
+        zero=(0, 1, 2, 3),
+        mbs=(1, 2),
+        precision=(Precision.BF16, Precision.FP8),
+        recompute_layers=None,
+        zero_bubble=True,
+    )
+    cols = enumerate_plans(shape, cluster, gbs, space, round_gbs=True).valid
+    if cluster.accelerator.host_link_bw_bytes_per_s:
+        cols = with_offload(cols, (1, 2, 4, 7))
+    rng = np.random.default_rng(5)
+    # two chunks and a tail the compiled loops do not take (perf.batch.EVALUATE_CHUNK, kernel.COMPILED_MIN_PLANS)
+    size = min(batch.EVALUATE_CHUNK + 40, len(cols))
+    cols = cols.take(rng.choice(len(cols), size=size, replace=False))
+    n = len(cols)
+    cols.tp_overlap[:] = rng.random(n) < 0.3
+    cols.a2a_overlap[:] = rng.random(n) < 0.3
+    cols.capacity[:] = np.where(rng.random(n) < 0.2, 1.25, 0.0)
+    cols.imbalance[:] = np.where(rng.random(n) < 0.2, 1.3, 0.0)
+    cols.ep_dedup[:] = rng.random(n) < 0.3
+    cols.ep_domains[:] = np.where(rng.random(n) < 0.2, 4, 0)
+    cols.lora[:] = rng.random(n) < 0.1
+    cols.flash[:] = rng.integers(0, 3, n)
+    cols.recompute_mask[:] = rng.integers(0, 128, n)
+    eff, _ = resolve_efficiency(cluster, None)
+    ctx = step_context(shape, cluster, eff, DegreeUnit.DEVICE)
+    model_flops, hardware_flops = flops_per_token_table(shape)
+    assert (cols.recompute_layers > 0).sum() > 10
+    for part in (cols, cols[: batch.EVALUATE_CHUNK - 100], cols[:100]):
+        fast, slow = (
+            batch.evaluate(
+                ctx, part, model_flops_per_token=model_flops, hardware_flops_per_token=hardware_flops, one_pass=one
+            )
+            for one in (True, False)
+        )
+        np.testing.assert_array_equal(fast.step_time_s, slow.step_time_s)
+        np.testing.assert_array_equal(fast.link_load_s, slow.link_load_s)
+        np.testing.assert_array_equal(fast.model_flops_per_step, slow.model_flops_per_step)
+        np.testing.assert_array_equal(fast.hardware_flops_per_step, slow.hardware_flops_per_step)
+        np.testing.assert_array_equal(fast.capacity_bytes, slow.capacity_bytes)
+        np.testing.assert_array_equal(fast.host_capacity, slow.host_capacity)
+        assert list(fast.breakdown) == list(slow.breakdown)
+        assert list(fast.memory) == list(slow.memory)
+        for name in fast.breakdown:
+            np.testing.assert_array_equal(fast.breakdown[name], slow.breakdown[name], err_msg=name)
+        for name in fast.memory:
+            np.testing.assert_array_equal(fast.memory[name], slow.memory[name], err_msg=name)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 7, 8, 9, 15, 16, 17, 31, 64, 100, 128])
+def test_pairwise_sum_is_numpys(n: int) -> None:
+    """perf.fused sums pipeline rows in numpy's order (``sum(axis=1)`` of plans x rows), compiled or not."""
+    from rainier.perf import fused_loop, fused_rows
+
+    fused_loop._load()
+    rng = np.random.default_rng(n)
+    values = rng.random((50, n)) * 10.0 ** rng.integers(0, 12, (50, n))
+    expected = values.sum(axis=1)
+    for row, total in zip(values, expected, strict=True):
+        assert fused_rows.pairwise_sum(row, n) == total
+        assert fused_loop._pairwise_sum_c(row, n) == total

@@ -7,7 +7,9 @@ collective slopes at full link rate, link loads, layer-pass times as linear form
 the search on chunks of plans, and the fit prepares every validation case once and re-assembles all of them
 together for each trial of the efficiencies (:meth:`Prepared.concat`). What depends on only a few columns (pass
 forms, placed groups, pipeline rank rows, activation bytes) comes from per-key tables (``perf.keys``) that
-:func:`evaluate` finds once for the whole batch and every chunk gathers from.
+:func:`evaluate` finds once for the whole batch and every chunk gathers from. Where numba is installed,
+:func:`evaluate` runs ``prepare`` and ``assemble`` of each chunk as one compiled pass per plan (``perf.fused``),
+with the same results to the bit.
 
 **Windows.** One micro-batch on one pipeline rank is a forward window and a backward window. In each, compute
 runs; some communication blocks it (tensor-parallel collectives without overlap, the expert all-to-all without
@@ -34,10 +36,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from rainier.parallel.plan import RECOMPUTE_MODULES, Recompute, Schedule
-from rainier.perf import kernel
+from rainier.perf import fused, kernel
 from rainier.perf.batch_result import BREAKDOWN_FIELDS, BatchResult
 from rainier.perf.columns import PRECISION_CODES, RECOMPUTE_CODES, SCHEDULE_CODES, PlanColumns, recompute_share
-from rainier.perf.compute import ACTIVATION_BYTES, inverse_efficiencies
+from rainier.perf.compute import ACTIVATION_BYTES, LORA_FLOP_FRACTION, inverse_efficiencies
 from rainier.perf.context import StepContext
 from rainier.perf.efficiency import Efficiency
 from rainier.perf.keys import COMM_KINDS, PlanKeys, plan_keys
@@ -54,8 +56,6 @@ from rainier.perf.schedule import in_flight, parameter_copies, pipeline_time
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
-
-LORA_FLOP_FRACTION = 2.0 / 3.0  # forward (2N) + input gradients (2N) of full training's 6N (Hu et al. 2021)
 
 # Schedules whose pipeline sends overlap compute, by schedule code.
 OVERLAPPED_P2P = np.isin(
@@ -329,19 +329,12 @@ def _window(compute: FloatArray, blocking: FloatArray, loads: FloatArray, overla
     return out
 
 
-LinkRates = tuple[tuple[FloatArray, ...], tuple[FloatArray, ...]]
+LinkRates = fused.LinkRates
 
 
 def group_link_rates(prep: Prepared, eff: Efficiency) -> LinkRates:
-    """Each placed group's seconds per byte under ``eff`` as the compiled loop reads them (``kernel._assemble``:
-    ``rates``, ``loads``): a function of the groups' tables alone, shared by the chunks of one batch."""
-    up, out = eff.scale_up, eff.scale_out
-    rates = tuple(
-        np.ascontiguousarray(np.stack([s[:, 0] / up + s[:, 1] / out, s[:, 1] / out, s[:, 2]], axis=1))
-        for s in (prep.comm_slopes[name] for name in kernel.COMM_FIELDS)
-    )
-    loads = tuple(np.stack([g, g / up, g / out]) for g in (prep.comm_loads[name] for name in kernel.COMM_FIELDS))
-    return rates, loads
+    """Each placed group's seconds per byte under ``eff`` as the compiled loop reads them (``fused.link_rates``)."""
+    return fused.link_rates(prep.comm_slopes, prep.comm_loads, eff)
 
 
 def assemble(
@@ -507,18 +500,40 @@ def evaluate(
     model_flops_per_token: float,
     hardware_flops_per_token: dict[int, float],
     eff: Efficiency | None = None,
+    one_pass: bool = True,
 ) -> BatchResult:
     """The step model for every plan of ``cols`` under ``eff`` (default: the context's), in chunks.
 
-    The per-key tables (``perf.keys``) are found once for the whole batch; each chunk gathers from them.
+    The per-key tables (``perf.keys``) are found once for the whole batch. Where numba is installed the chunks
+    the compiled loops take go through ``perf.fused`` in one pass, else (and with ``one_pass=False``, which the
+    tests compare against) each chunk is prepared (:func:`prepare`) and assembled (:func:`assemble`).
     """
     eff = eff if eff is not None else ctx.eff
     keys = plan_keys(ctx, cols)
+    n = len(cols)
+    # The fused compiled pass (perf.fused) takes every chunk the compiled loops would; a last chunk too small
+    # for them (kernel.COMPILED_MIN_PLANS) goes through prepare and the numpy reference, as before.
+    tail = n % EVALUATE_CHUNK if n > EVALUATE_CHUNK else n
+    head = n - tail if tail < kernel.COMPILED_MIN_PLANS else n
+    fused_part: BatchResult | None = None
+    if one_pass and head > 0 and fused.fits(keys):
+        fused_part = fused.evaluate_fused(
+            ctx,
+            cols if head == n else cols[:head],
+            keys if head == n else keys.part(0, head),
+            eff,
+            model_flops_per_token=model_flops_per_token,
+            hardware_flops_per_token=hardware_flops_per_token,
+            chunk=EVALUATE_CHUNK,
+        )
+        if head == n:
+            return fused_part
     out: BatchResult | None = None
     rates: LinkRates | None = None
-    for start in range(0, max(len(cols), 1), EVALUATE_CHUNK):
-        stop = min(start + EVALUATE_CHUNK, len(cols))
-        part, part_keys = (cols, keys) if len(cols) <= EVALUATE_CHUNK else (cols[start:stop], keys.part(start, stop))
+    first = head if fused_part is not None else 0
+    for start in range(first, max(n, 1), EVALUATE_CHUNK):
+        stop = min(start + EVALUATE_CHUNK, n)
+        part, part_keys = (cols, keys) if n <= EVALUATE_CHUNK else (cols[start:stop], keys.part(start, stop))
         prep = prepare(
             ctx,
             part,
@@ -530,7 +545,10 @@ def evaluate(
         result = assemble(prep, eff, link_rates=rates)
         if part is cols:
             return result
-        out = out if out is not None else BatchResult.empty(len(cols), like=result)
+        if out is None:
+            out = BatchResult.empty(n, like=fused_part if fused_part is not None else result)
+            if fused_part is not None:
+                out.put(0, fused_part)
         out.put(start, result)
     assert out is not None
     return out

@@ -49,6 +49,7 @@ MLP_KINDS = frozenset({GemmKind.MLP_UP, GemmKind.MLP_DOWN, GemmKind.SHARED_EXPER
 # the input and the weight gradients each costing the forward's FLOPs (Kaplan et al. 2020, sec. 2.1; Narayanan
 # et al. 2021, eq. 2's 6N split).
 FORWARD_SHARE = 1.0 / 3.0
+LORA_FLOP_FRACTION = 2.0 / 3.0  # forward (2N) + input gradients (2N) of full training's 6N (Hu et al. 2021)
 FLASH_BACKWARD_FACTOR = 2.5  # FlashAttention-2 backward: 5 matmuls vs 2 in forward (Dao 2023, sec. 3.1)
 FLASH_TILE = 128  # keys per FlashAttention tile (FlashAttention-2/3 block sizes)
 FLASH_FIXED_TILES = 2.0  # per query tile: load Q, finalise the softmax and write O, ~2 key-tile iterations

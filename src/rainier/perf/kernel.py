@@ -152,8 +152,7 @@ FBF = FLASH_BACKWARD_FACTOR
 FloatArray = NDArray[np.float64]
 
 
-def _duration(rates: Any, index: Any, i: int, j: int, size: float) -> float:
-    g = index[j][i]
+def _duration(rates: Any, g: int, j: int, size: float) -> float:
     slope = rates[j][g, 0]
     if slope > 0.0 and size > 0.0:
         return float(slope * size + rates[j][g, 2])
@@ -264,23 +263,23 @@ def _assemble(
             link_eff[lnk] = so if outside[lnk] > 0 else su
 
         # Tensor, expert, context and pipeline parallel transfers of one layer / chunk boundary.
-        tp_one = _duration_c(rates, index, i, TP_AR, act)
+        tp_one = _duration_c(rates, index[TP_AR][i], TP_AR, act)
         tp_d_dur = 2.0 * tp_one
         routed = plan[ROUTED][i] * load
         etp_on = plan[ETP_ON][i] > 0
         tp_m_dur = (1.0 + plan[SHARED][i]) * tp_one
-        etp_dur = _duration_c(rates, index, i, ETP_AR, routed) if etp_on else 0.0
+        etp_dur = _duration_c(rates, index[ETP_AR][i], ETP_AR, routed) if etp_on else 0.0
         ep_bytes = plan[EP_BYTES][i] * load
         ep_on = plan[EP_ON][i] > 0
         dedup = plan[EP_DEDUP][i]
         trimmed = rates[EP_A2A][g_ep_a2a, 1] * ep_bytes * (1.0 - dedup)
-        ep_dur = 2.0 * (_duration_c(rates, index, i, EP_A2A, ep_bytes) - trimmed) if ep_on else 0.0
+        ep_dur = 2.0 * (_duration_c(rates, index[EP_A2A][i], EP_A2A, ep_bytes) - trimmed) if ep_on else 0.0
         cp_on = plan[CP_ON][i] > 0
-        cp_dur = (cp - 1.0) * _duration_c(rates, index, i, CP_STEP, plan[KV_BYTES][i]) if cp_on else 0.0
+        cp_dur = (cp - 1.0) * _duration_c(rates, index[CP_STEP][i], CP_STEP, plan[KV_BYTES][i]) if cp_on else 0.0
         pp_on = plan[PP_ON][i] > 0
         sp = plan[SP][i] > 0
-        regather = 0.0 if sp else _duration_c(rates, index, i, TP_RS, act)
-        pp_dur = chunks * (_duration_c(rates, index, i, PP_P2P, plan[PP_BYTES][i]) + regather) if pp_on else 0.0
+        regather = 0.0 if sp else _duration_c(rates, index[TP_RS][i], TP_RS, act)
+        pp_dur = chunks * (_duration_c(rates, index[PP_P2P][i], PP_P2P, plan[PP_BYTES][i]) + regather) if pp_on else 0.0
         for lnk in range(links):
             e = side[lnk]
             tp_l = loads[TP_AR][e, g_tp_ar, lnk] * act

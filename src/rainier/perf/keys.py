@@ -119,11 +119,19 @@ def through(
     """``compute(*key(*row))`` of the distinct keys of ``rows``, and each plan's index into them, for plans that
     already index ``rows`` (``index``): a key of a few columns of a finer key is found over its few distinct
     rows, not over the plans."""
+    local, computed = through_local(rows, key, compute)
+    return local.take(index), computed
+
+
+def through_local(
+    rows: Sequence[tuple[int, ...]], key: Callable[..., tuple[Any, ...]], compute: Callable[..., Any]
+) -> tuple[IntArray, list[Any]]:
+    """:func:`through` before the plans: each row's index into the distinct keys, and ``compute`` of each."""
     found: dict[tuple[Any, ...], int] = {}
     local = np.empty(len(rows), dtype=np.int64)
     for u, row in enumerate(rows):
         local[u] = found.setdefault(key(*row), len(found))
-    return local.take(index), [compute(*k) for k in found]
+    return local, [compute(*k) for k in found]
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +140,9 @@ class PlanKeys:
 
     ``passes``: (pass keys x layer kinds x :data:`PASS_FIELDS` x forms); ``comm_slopes`` / ``comm_loads``: per
     collective of :data:`COMM_KINDS`, (groups x (slope up, slope out, intercept)) and (groups x link classes);
+    ``comm_local``: each collective's group per row of the key it goes by (``comm_source``: the pass key,
+    ``dp``: pass key and dp, ``pp``: those and pp; each plan's row in ``pass_index``, ``dp_index``,
+    ``pp_index``), whence :attr:`comm_index`;
     ``ep_domains``: scale-out domains of each expert-parallel group; ``rows``: per :data:`ROW_NAMES`, (layouts x
     row slots, padded with zero-count rows) and what follows from a layout alone: ``param_sums``
     (``perf.memory.row_param_sums``), ``fewest`` (``perf.offload.fewest_layers``); ``activations`` / ``kept``:
@@ -143,7 +154,10 @@ class PlanKeys:
     pass_index: IntArray
     comm_slopes: dict[str, FloatArray]
     comm_loads: dict[str, FloatArray]
-    comm_index: dict[str, IntArray]
+    comm_local: dict[str, IntArray]
+    comm_source: dict[str, str]
+    dp_index: IntArray
+    pp_index: IntArray
     ep_domains: FloatArray
     rows: dict[str, FloatArray]
     row_index: IntArray
@@ -154,6 +168,12 @@ class PlanKeys:
     kept: FloatArray
     kept_index: IntArray
 
+    @property
+    def comm_index(self) -> dict[str, IntArray]:
+        """Each plan's row of each collective's tables."""
+        sources = {"pass": self.pass_index, "dp": self.dp_index, "pp": self.pp_index}
+        return {name: local.take(sources[self.comm_source[name]]) for name, local in self.comm_local.items()}
+
     def part(self, start: int, stop: int) -> PlanKeys:
         """The keys of plans ``start:stop`` (views; the tables are shared)."""
         return PlanKeys(
@@ -161,7 +181,10 @@ class PlanKeys:
             pass_index=self.pass_index[start:stop],
             comm_slopes=self.comm_slopes,
             comm_loads=self.comm_loads,
-            comm_index={name: index[start:stop] for name, index in self.comm_index.items()},
+            comm_local=self.comm_local,
+            comm_source=self.comm_source,
+            dp_index=self.dp_index[start:stop],
+            pp_index=self.pp_index[start:stop],
             ep_domains=self.ep_domains,
             rows=self.rows,
             row_index=self.row_index[start:stop],
@@ -240,6 +263,11 @@ def plan_keys(ctx: StepContext, cols: PlanColumns) -> PlanKeys:
     ) -> tuple[IntArray, list[Any]]:
         return through(index, rows, lambda u, *rest: key(pass_rows[u], *rest), compute)
 
+    def by_pass_local(
+        rows: Sequence[tuple[int, ...]], key: Callable[..., tuple[Any, ...]], compute: Callable[..., Any]
+    ) -> tuple[IntArray, list[Any]]:
+        return through_local(rows, lambda u, *rest: key(pass_rows[u], *rest), compute)
+
     def group(axis: str) -> Callable[[int, int], Placed]:
         return lambda degree, stride: ctx.group(axis, degree, stride)
 
@@ -252,24 +280,26 @@ def plan_keys(ctx: StepContext, cols: PlanColumns) -> PlanKeys:
     own = [(u,) for u in range(len(pass_rows))]
     by_index = (0, len(pass_rows) - 1)  # the bounds of pass_index
     with_dp_index, with_dp = distinct([pass_index, cols.dp], [by_index])
-    with_pp = distinct([with_dp_index, cols.pp], [(0, len(with_dp) - 1)])
+    with_pp_index, with_pp = distinct([with_dp_index, cols.pp], [(0, len(with_dp) - 1)])
+    # Each axis's placed groups per row of the key it goes by (perf.keys.PlanKeys.comm_local), and that key.
     placed = {
-        "tp": by_pass(pass_index, own, lambda k: (k[0], 1), group("tp")),
-        "etp": by_pass(pass_index, own, lambda k: (k[3], 1), group("tp")),
-        "cp": by_pass(pass_index, own, lambda k: (k[1], k[0]), group("cp")),
-        "ep": by_pass(pass_index, own, lambda k: (k[2], ep_stride(k)), group("ep")),
-        "pp": through(*with_pp, lambda v, pp: (pp, _dp_stride(pass_rows, with_dp[v])), group("pp")),
+        "tp": (by_pass_local(own, lambda k: (k[0], 1), group("tp")), "pass"),
+        "etp": (by_pass_local(own, lambda k: (k[3], 1), group("tp")), "pass"),
+        "cp": (by_pass_local(own, lambda k: (k[1], k[0]), group("cp")), "pass"),
+        "ep": (by_pass_local(own, lambda k: (k[2], ep_stride(k)), group("ep")), "pass"),
+        "pp": (through_local(with_pp, lambda v, pp: (pp, _dp_stride(pass_rows, with_dp[v])), group("pp")), "pp"),
         # dense gradients: over dp x cp; expert gradients: the expert-dp group
-        "dp": by_pass(with_dp_index, with_dp, lambda k, dp: (dp * k[1], k[0]), group("dp")),
-        "edp": by_pass(with_dp_index, with_dp, lambda k, dp: (edp(k, dp), k[3] * k[2]), group("dp")),
+        "dp": (by_pass_local(with_dp, lambda k, dp: (dp * k[1], k[0]), group("dp")), "dp"),
+        "edp": (by_pass_local(with_dp, lambda k, dp: (edp(k, dp), k[3] * k[2]), group("dp")), "dp"),
     }
     comm_slopes: dict[str, FloatArray] = {}
     comm_loads: dict[str, FloatArray] = {}
-    comm_index: dict[str, IntArray] = {}
+    comm_local: dict[str, IntArray] = {}
+    comm_source: dict[str, str] = {}
     for name, over, kind in COMM_GROUPS:
-        inverse, found = placed[over]
+        (local, found), source = placed[over]
         comm_slopes[name], comm_loads[name] = _comm_table(found, kind)
-        comm_index[name] = inverse
+        comm_local[name], comm_source[name] = local, source
 
     row_index, layouts = gather([cols.pp, cols.chunks, cols.pp_first, cols.pp_last], ctx.rows)
     width = max(len(layout) for layout in layouts)
@@ -297,8 +327,11 @@ def plan_keys(ctx: StepContext, cols: PlanColumns) -> PlanKeys:
         pass_index=pass_index,
         comm_slopes=comm_slopes,
         comm_loads=comm_loads,
-        comm_index=comm_index,
-        ep_domains=np.array([g.domains for g in placed["ep"][1]], dtype=np.float64),
+        comm_local=comm_local,
+        comm_source=comm_source,
+        dp_index=with_dp_index,
+        pp_index=with_pp_index,
+        ep_domains=np.array([g.domains for g in placed["ep"][0][1]], dtype=np.float64),
         rows=rows,
         row_index=row_index,
         param_sums=row_param_sums(ctx.counts, rows),
