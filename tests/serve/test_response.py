@@ -10,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rainier.calibrate.cases import CaseFile, InferenceCase, load_cases
-from rainier.serve.efficiency import ServeEfficiency
+from rainier.hardware import get_accelerator
+from rainier.serve.efficiency import DEFAULT_KEY, ServeEfficiency, ServeEfficiencyTable
 from rainier.serve.response import FRACTIONS, linearise
 from rainier.serve.validate import Prepared, predict_metrics, prepare
 
@@ -59,3 +60,19 @@ def test_an_offline_benchmark_is_predicted_near_its_expansion_point() -> None:
     simulated = predict_metrics(item, moved)
     for metric, value in response.predict(moved).items():
         assert value == pytest.approx(simulated[metric], rel=0.05)
+
+
+def test_an_accelerator_takes_the_most_specific_serving_entry() -> None:
+    """default > vendor family > generation (the efficiency family) > accelerator."""
+    gb300, h100 = get_accelerator("gb300"), get_accelerator("h100-sxm")
+    entries = {
+        DEFAULT_KEY: ServeEfficiency(compute=0.1),
+        "nvidia-gpu": ServeEfficiency(compute=0.2),
+        "nvidia-blackwell": ServeEfficiency(compute=0.3),
+        "h100-sxm": ServeEfficiency(compute=0.4),
+    }
+    table = ServeEfficiencyTable(entries=entries, provenance={})
+    assert table.for_accelerator(gb300).compute == 0.3
+    assert table.for_accelerator(h100).compute == 0.4
+    assert table.for_accelerator(get_accelerator("a100-80gb")).compute == 0.2
+    assert table.for_accelerator(get_accelerator("trn2")).compute == 0.1

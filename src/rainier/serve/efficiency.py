@@ -5,8 +5,9 @@ token), so serving has its own numbers: fractions of peak FLOP/s, of HBM bandwid
 cache, and of link bandwidth; fixed per-layer and per-iteration overheads. What the attention kernels move (KV
 read once per group or once per query head, scores kept on chip or written to HBM) is not fitted: it follows
 from the engine's kernels (``serve.cost.AttentionKernels``). They live
-in ``catalog/serve-efficiency.yaml`` as ``default``, per family and per accelerator (with at least
-``serve.validate.MIN_CASES_PER_ACCELERATOR`` published cases), written by ``rainier calibrate
+in ``catalog/serve-efficiency.yaml`` as ``default``, per vendor family, per generation (the accelerator's
+efficiency family) and per accelerator (with at least ``serve.fitting.MIN_CASES_PER_ACCELERATOR`` published
+cases); an accelerator takes the most specific entry there is. Written by ``rainier calibrate
 validation/inference.yaml``; nothing is tuned per case.
 """
 
@@ -64,7 +65,7 @@ class ServeEfficiencyTable:
     provenance: dict[str, Any]
 
     def key_for(self, accelerator: Accelerator) -> str:
-        for key in (accelerator.id, accelerator.family.value):
+        for key in (accelerator.id, str(accelerator.efficiency_family), accelerator.family.value):
             if key in self.entries:
                 return key
         return DEFAULT_KEY

@@ -1,8 +1,9 @@
 """Fitting the serving model's efficiencies on published inference runs, and ``rainier calibrate`` for them.
 
 ``fit_serving`` fits the six :class:`ServeEfficiency` numbers as a hierarchy -- ``default`` on every case, each
-accelerator family on its cases pulled towards the default, each accelerator with at least
-``MIN_CASES_PER_ACCELERATOR`` cases pulled towards its family -- by least squares on log errors with physical
+vendor family (nvidia-gpu, trainium) on its cases pulled towards the default, each generation (the training fit's
+efficiency family: nvidia-hopper, nvidia-blackwell) towards its vendor's entry, each accelerator towards its
+generation's, every entry below the default from ``MIN_CASES_PER_ACCELERATOR`` fitted cases -- by least squares on log errors with physical
 bounds and a soft-L1 loss (a few Neuron long-context rows contradict their own TTFT and TPOT: 8,192 output tokens
 at the published median TPOT would take half the published time; a robust loss keeps them from pulling every
 other case); ``leave_one_group_out`` refits without each source in turn and predicts it.
@@ -24,7 +25,7 @@ from __future__ import annotations
 import datetime
 import functools
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -81,6 +82,13 @@ def _efficiency(x: np.ndarray) -> ServeEfficiency:
 
 
 Responses = Mapping[str, Response]
+# The hierarchy's levels below ``default``: the vendor's family, the generation (the accelerator's efficiency family,
+# as the training fit keys it: nvidia-ampere, -hopper, -blackwell), the accelerator.
+LEVELS: tuple[Callable[[Prepared], str], ...] = (
+    lambda item: item.family,
+    lambda item: item.generation,
+    lambda item: item.accelerator,
+)
 # A fit that moves an entry further than this from where its in-flight cases were expanded (largest change of a
 # coordinate of ``serve.response.coordinates``: log of a fraction, scale units of a time) expands them again
 # there and refits, at most ``EXPANSION_ROUNDS`` times: a fraction that triples (comm 0.32 -> 1.0) leaves a
@@ -177,17 +185,22 @@ def fit_table(
     default = _fit_entry(items, None, {})  # static cases only: see the module docstring
     entries = {DEFAULT_KEY: default}
     counts = {DEFAULT_KEY: len(items)}
-    for family in sorted({i.family for i in items}):
-        mine = [i for i in items if i.family == family]
-        if sum(map(_steers, mine)) < MIN_CASES_PER_ACCELERATOR:
-            continue  # too few cases to fit six numbers: the family uses the default's
-        entries[family] = fitted(mine, default)
-        counts[family] = len(mine)
-        for accelerator in sorted({i.accelerator for i in mine}):
-            own = [i for i in mine if i.accelerator == accelerator]
-            if sum(map(_steers, own)) >= MIN_CASES_PER_ACCELERATOR and len(own) < len(mine):
-                entries[accelerator] = fitted(own, entries[family])
-                counts[accelerator] = len(own)
+
+    def below(mine: Sequence[Prepared], parent: str, depth: int) -> None:
+        """Fit the entries under ``parent`` at ``LEVELS[depth]`` and below: a key with enough cases of its own,
+        fewer than its parent's, pulled towards the parent."""
+        if depth == len(LEVELS):
+            return
+        for key in sorted({LEVELS[depth](i) for i in mine}):
+            own = [i for i in mine if LEVELS[depth](i) == key]
+            if key == parent or (len(own) == len(mine) and parent != DEFAULT_KEY):
+                below(own, parent, depth + 1)  # the same cases as the parent's: nothing to fit at this level
+            elif sum(map(_steers, own)) >= MIN_CASES_PER_ACCELERATOR:
+                entries[key] = fitted(own, entries[parent])
+                counts[key] = len(own)
+                below(own, key, depth + 1)
+
+    below(items, DEFAULT_KEY, 0)
     return ServeEfficiencyTable(entries=entries, provenance={}), counts, deepest
 
 

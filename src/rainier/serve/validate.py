@@ -77,6 +77,11 @@ class Prepared:
     decode_only: bool = False  # phase: decode, a decode server scored on its decode iterations
 
     @property
+    def generation(self) -> str:
+        """The accelerator's efficiency family (its generation: nvidia-hopper, nvidia-blackwell, ...)."""
+        return str(get_accelerator(self.accelerator).efficiency_family)
+
+    @property
     def fitted(self) -> bool:
         """Whether the case steers the fit by its own predictions: static cases do. Data-parallel attention cases
         are scored and enter leave-one-group-out, not the fit: their cost path is coarser than the static cases'
