@@ -3,10 +3,10 @@
 ``fit_serving`` fits the six :class:`ServeEfficiency` numbers as a hierarchy -- ``default`` on every case, each
 vendor family (nvidia-gpu, trainium) on its cases pulled towards the default, each generation (the training fit's
 efficiency family: nvidia-hopper, nvidia-blackwell) towards its vendor's entry, each accelerator towards its
-generation's, every entry below the default from ``MIN_CASES_PER_ACCELERATOR`` fitted cases -- by least squares on log errors with physical
-bounds and a soft-L1 loss (a few Neuron long-context rows contradict their own TTFT and TPOT: 8,192 output tokens
-at the published median TPOT would take half the published time; a robust loss keeps them from pulling every
-other case); ``leave_one_group_out`` refits without each source in turn and predicts it.
+generation's, every entry below the default from ``MIN_CASES_PER_ACCELERATOR`` fitted cases -- by least
+squares on log errors with physical bounds and a soft-L1 loss (a few Neuron long-context rows contradict their own
+TTFT and TPOT: 8,192 output tokens at the published median TPOT would take half the published time; a robust loss
+keeps them from pulling every other case); ``leave_one_group_out`` refits without each source in turn and predicts it.
 
 Static cases enter the fit by their own predictions (``serve.estimate``, microseconds each). In-flight cases
 under an offline or closed-loop load (``Prepared.linearised``) enter by their simulated response
