@@ -165,3 +165,12 @@ def test_prefill_dispatch_crosses_to_each_node_once() -> None:
     assert cost.parts(0, tokens, tokens * 1024)["ep_comm"] == pytest.approx(decode)
     one_domain = replica_cost(shape, cluster_of("gb200", 48), **kwargs | {"ep": 48, "dp_attention": 48})  # type: ignore[arg-type]
     assert one_domain.ep_nodes == 1 and one_domain.all_to_all_network == 0.0
+
+
+def test_a_precision_with_a_remark_reads_its_format() -> None:
+    """``bf16 (FP8 checkpoint dequantized to BF16 at load)``: the format, then a remark; a wrong format is refused."""
+    assert (
+        serve_config(_case("NxDI", precision="bf16 (FP8 checkpoint dequantized at load)")).weights is WeightFormat.BF16
+    )
+    with pytest.raises(ValueError, match=r"serving\.precision"):
+        serve_config(_case("NxDI", precision="bf17 (a typo)"))

@@ -129,8 +129,9 @@ def serve_config(case: InferenceCase) -> ServeConfig:
     if unit not in DEGREE_UNITS:
         raise field_error("serving.degrees_unit", unit, " or ".join(DEGREE_UNITS))
     precision = _text("serving", s, "precision", ", ".join(w.value for w in WeightFormat), default="bf16")
+    stated = precision.split(" (", 1)[0].strip()  # "bf16 (FP8 checkpoint dequantized at load)": the format, a remark
     try:
-        weights = WeightFormat.INT8_WEIGHTS if INT8_NOTE in case.notes else WeightFormat.parse(precision)
+        weights = WeightFormat.INT8_WEIGHTS if INT8_NOTE in case.notes else WeightFormat.parse(stated)
     except InputError:
         raise field_error("serving.precision", precision, ", ".join(w.value for w in WeightFormat)) from None
     tp = _whole("serving", s, "tp", MAX_DEGREE, "ranks", default=1)
