@@ -28,6 +28,14 @@ SETUPS = [
 ]
 
 
+def _wide_space(**options: object) -> SearchSpace:
+    """Every schedule and ZeRO stage, two micro-batch sizes, bf16 and fp8, and ``options``."""
+    return SearchSpace(
+        schedules=tuple(Schedule), zero=(0, 1, 2, 3), mbs=(1, 2), precision=(Precision.BF16, Precision.FP8),
+        **options,  # type: ignore[arg-type]
+    )  # fmt: skip
+
+
 def _agree(prep: batch.Prepared, eff: object) -> None:
     fast = batch.assemble(prep, eff, compiled=True)  # type: ignore[arg-type]
     slow = batch.assemble_reference(prep, eff)  # type: ignore[arg-type]
@@ -41,13 +49,7 @@ def _agree(prep: batch.Prepared, eff: object) -> None:
 @pytest.mark.parametrize(("model", "accelerator", "devices", "gbs"), SETUPS)
 def test_kernel_matches_the_numpy_reference(model: str, accelerator: str, devices: int, gbs: int) -> None:
     shape, cluster = get_model(model), cluster_of(accelerator, devices)
-    space = SearchSpace(
-        schedules=tuple(Schedule),
-        zero=(0, 1, 2, 3),
-        mbs=(1, 2),
-        precision=(Precision.BF16, Precision.FP8),
-        recompute_layers=(1, 3),
-    )
+    space = _wide_space(recompute_layers=(1, 3))
     cols = enumerate_plans(shape, cluster, gbs, space, round_gbs=True).valid
     cols = cols.take(np.random.default_rng(3).choice(len(cols), size=min(4000, len(cols)), replace=False))
     eff, _ = resolve_efficiency(cluster, None)
@@ -130,14 +132,7 @@ def test_fused_pass_gives_the_same_bits(model: str, accelerator: str, devices: i
     from rainier.search.offload import with_offload
 
     shape, cluster = get_model(model), cluster_of(accelerator, devices)
-    space = SearchSpace(
-        schedules=tuple(Schedule),
-        zero=(0, 1, 2, 3),
-        mbs=(1, 2),
-        precision=(Precision.BF16, Precision.FP8),
-        recompute_layers=None,
-        zero_bubble=True,
-    )
+    space = _wide_space(recompute_layers=None, zero_bubble=True)
     cols = enumerate_plans(shape, cluster, gbs, space, round_gbs=True).valid
     if cluster.accelerator.host_link_bw_bytes_per_s:
         cols = with_offload(cols, (1, 2, 4, 7))
