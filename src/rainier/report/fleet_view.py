@@ -345,7 +345,7 @@ def scenario_tables(result: dict[str, Any]) -> list[Table]:
         head.add_row(
             "goodput lost",
             f"{goodput['lost_work_hours']:,.1f} h recomputed, {goodput['checkpoint_hours']:,.1f} h checkpointing "
-            f"(every {goodput['checkpoint_interval_s'] / 60:,.1f} min), {goodput['restart_hours']:,.1f} h "
+            f"(every {fmt.duration(goodput['checkpoint_interval_s'])}), {goodput['restart_hours']:,.1f} h "
             f"restarting, {goodput['waiting_for_spares_hours']:,.1f} h waiting for spares",
         )
     head.add_row(

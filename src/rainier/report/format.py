@@ -34,5 +34,14 @@ def kib(num_bytes: float) -> str:
     return f"{num_bytes / 1024:,.1f} KiB"
 
 
+def duration(seconds: float) -> str:
+    """A time in the unit that reads best: 2.86 s, 12.4 min, 3.10 h."""
+    if seconds >= 3600:
+        return f"{seconds / 3600:,.2f} h"
+    if seconds >= 60:
+        return f"{seconds / 60:,.1f} min"
+    return f"{seconds:,.2f} s"
+
+
 def maybe(value: float | None, render: str) -> str:
     return "—" if value is None else render

@@ -29,14 +29,6 @@ BUDGET_ROWS = (
 HOURS_PER_DAY = 24.0
 
 
-def _duration(seconds: float) -> str:
-    if seconds >= 3600:
-        return f"{seconds / 3600:,.2f} h"
-    if seconds >= 60:
-        return f"{seconds / 60:,.1f} min"
-    return f"{seconds:,.2f} s"
-
-
 def goodput_tables(goodput: GoodputResult | Mapping[str, Any]) -> list[Table]:
     """Tables from a :class:`GoodputResult` or its ``to_dict()``."""
     result = goodput.to_dict() if isinstance(goodput, GoodputResult) else dict(goodput)
@@ -67,7 +59,7 @@ def goodput_tables(goodput: GoodputResult | Mapping[str, Any]) -> list[Table]:
         f"{result['interruptions_unexpected']:,} (expected {result['expected_interruptions']:,.0f}; "
         f"{result['interruptions_hardware']:,} took a server out)",
     )
-    head.add_row("job MTBF", _duration(result["job_mtbf_hours"] * 3600))
+    head.add_row("job MTBF", fmt.duration(result["job_mtbf_hours"] * 3600))
     head.add_row("failure model", result["failure_model"])
     head.add_row("most servers in repair at once", f"{result['max_servers_in_repair']:,}")
 
@@ -96,21 +88,20 @@ def goodput_tables(goodput: GoodputResult | Mapping[str, Any]) -> list[Table]:
     checkpoint.add_column("quantity", style="bold")
     checkpoint.add_column("value")
     checkpoint.add_row("checkpoint size", fmt.gib(result["checkpoint_bytes"]))
-    checkpoint.add_row(
-        "write / restore", f"{_duration(result['checkpoint_write_s'])} / {_duration(result['checkpoint_restore_s'])}"
-    )
-    checkpoint.add_row("interval used (compute between checkpoints)", _duration(result["checkpoint_interval_s"]))
+    write, restore = fmt.duration(result["checkpoint_write_s"]), fmt.duration(result["checkpoint_restore_s"])
+    checkpoint.add_row("write / restore", f"{write} / {restore}")
+    checkpoint.add_row("interval used (compute between checkpoints)", fmt.duration(result["checkpoint_interval_s"]))
     checkpoint.add_row(
         "optimum: Young 1974 / Daly 2006",
-        f"{_duration(result['young_interval_s'])} / {_duration(result['daly_interval_s'])}",
+        f"{fmt.duration(result['young_interval_s'])} / {fmt.duration(result['daly_interval_s'])}",
     )
     checkpoint.add_row("checkpoint tier", _TIERS.get(result.get("checkpoint_tier", "storage"), "storage"))
-    checkpoint.add_row("restart (before restore)", _duration(result["restart_time_s"]))
+    checkpoint.add_row("restart (before restore)", fmt.duration(result["restart_time_s"]))
     parts = result.get("restart_parts")
     if parts:
         kept = [(label, parts[key]) for key, label in _RESTART_PARTS if parts.get(key)]
         mode = "hot spares, in-place restart" if result.get("hot_spares") else "cold restart"
-        checkpoint.add_row(f"  {mode}", " + ".join(f"{label} {_duration(value)}" for label, value in kept))
+        checkpoint.add_row(f"  {mode}", " + ".join(f"{label} {fmt.duration(value)}" for label, value in kept))
     return [head, causes, budget, checkpoint]
 
 
