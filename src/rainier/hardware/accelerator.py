@@ -151,6 +151,12 @@ class Accelerator:
             raise field_error("precision", str(precision), f"{self.id} supports {supported}") from None
 
     @property
+    def efficiency_keys(self) -> tuple[str, str, str]:
+        """Keys of fitted efficiency entries that apply to this chip, most specific first: its id, its efficiency
+        family (the generation: nvidia-hopper, ...), its vendor family; ``default`` is every table's last resort."""
+        return (self.id, str(self.efficiency_family), self.family.value)
+
+    @property
     def cores_per_logical_core(self) -> int:
         """Physical cores fused into one logical core (Trn2 LNC=2 -> 2)."""
         return self.num_cores // self.num_logical_cores

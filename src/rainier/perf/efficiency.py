@@ -99,7 +99,7 @@ class EfficiencyTable:
     borrows: Mapping[str, str] = field(default_factory=dict)
 
     def _keys(self, accelerator: Accelerator) -> tuple[str, ...]:
-        return (accelerator.id, str(accelerator.efficiency_family), accelerator.family.value, DEFAULT_KEY)
+        return (*accelerator.efficiency_keys, DEFAULT_KEY)
 
     def _resolve(self, key: str) -> str | None:
         seen: set[str] = set()

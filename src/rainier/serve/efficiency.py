@@ -65,7 +65,7 @@ class ServeEfficiencyTable:
     provenance: dict[str, Any]
 
     def key_for(self, accelerator: Accelerator) -> str:
-        for key in (accelerator.id, str(accelerator.efficiency_family), accelerator.family.value):
+        for key in accelerator.efficiency_keys:
             if key in self.entries:
                 return key
         return DEFAULT_KEY

@@ -111,7 +111,7 @@ def _responses(
     """The responses of ``items``' in-flight cases around ``at`` (``known`` keeps them across the levels of one fit)."""
     out: dict[str, Response] = {}
     for item in items:
-        if not (item.linearised and FIT_WEIGHT[item.case.trust] > 0):
+        if not (item.linearised and _steers(item)):
             continue
         key = (item.case.id, at)
         if key not in known:
