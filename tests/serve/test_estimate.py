@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -34,12 +36,34 @@ def test_prefill_is_compute_bound_at_the_peak() -> None:
     cost = replica_cost(shape, cluster_of("h100-sxm", 1), tp=1, weights=WeightFormat.FP8, eff=IDEAL)
     tokens = 64 * 2048
     gemm = cost.parts(tokens, 0, 0, prefill_seqs=64)["gemm"]
-    flops = tokens * cost.gemm_flop_per_token + 64 * cost.head_flop_per_token
+    # every weight GEMM pads its rows by half an output tile on average: 64 of the H100's 128 x 256 tile
+    assert cost.tile_tokens == 64
+    flops = (tokens + 64) * cost.gemm_flop_per_token + (64 + 64) * cost.head_flop_per_token
     # then each token's add-norms (2 x 4h x 2 bytes), rotary on 32 query + 32 key heads of 128 (read and write,
     # 2 bytes) and SwiGLU over 11,008 (read 2f, write f) in every one of the 32 layers, at the HBM bandwidth
     per_layer = 16 * 4096 + 4 * (32 + 32) * 128 + 6 * 11008
     memory_bound = tokens * 32 * per_layer / h100.hbm_bw_bytes_per_s
     assert gemm == pytest.approx(flops / h100.peak_flop_per_s(Precision.FP8) + memory_bound)
+
+
+def test_weight_gemms_pad_half_a_tile_of_rows() -> None:
+    """Compute-bound, an iteration of N prompt tokens costs (N + 64) rows of every weight GEMM on an H100 (half its
+    128-row tile), so two of them cost more than one of 2N by exactly the padding; a MoE iteration pads every
+    expert its tokens reach."""
+    shape = get_model("llama-2-7b")
+    cost = replica_cost(shape, cluster_of("h100-sxm", 1), tp=1, weights=WeightFormat.FP8, eff=IDEAL)
+    peak = get_accelerator("h100-sxm").peak_flop_per_s(Precision.FP8)
+    n = 16_384
+    gemm = [cost.parts(tokens, 0, 0, prefill_seqs=1)["gemm"] for tokens in (n, 2 * n)]
+    padding = (64 * cost.gemm_flop_per_token + (1 + 64) * cost.head_flop_per_token) / peak
+    assert 2 * gemm[0] - gemm[1] == pytest.approx(padding, rel=1e-6)
+    moe = replica_cost(get_model("mixtral-8x7b"), cluster_of("h100-sxm", 2), tp=2, weights=WeightFormat.FP8, eff=IDEAL)
+    assert moe.num_experts == 8 and moe.top_k == 2
+    unpadded = replace(moe, tile_tokens=0.0)
+    extra = moe.parts(n, 0, 0)["gemm"] - unpadded.parts(n, 0, 0)["gemm"]
+    rate = moe.flop_per_s * moe.tp_devices
+    per_expert = 64 * moe.expert_flop_per_token / moe.top_k  # all 8 experts reached, 64 padded rows each
+    assert extra == pytest.approx((64 * (moe.gemm_flop_per_token + moe.head_flop_per_token) + 8 * per_expert) / rate)
 
 
 def test_kv_capacity_and_fit() -> None:

@@ -81,10 +81,10 @@ def test_prefix_hit_computes_only_the_uncached_prompt() -> None:
     half = estimate_serving(
         shape, cluster, ServeConfig(batch=8, input_len=8192, output_len=64, prefix_hit=0.5), efficiency=IDEAL
     )
-    # the GEMMs halve; attention to the cached half still costs, so the TTFT falls by a bit less than half
-    assert half.prefill_parts["gemm"] == pytest.approx(
-        base.prefill_parts["gemm"] / 2, rel=1e-4
-    )  # the LM head runs once per prompt
+    # the GEMMs halve (but for half a tile of padded rows, 64 of 32,768, and the LM head, once per prompt);
+    # attention to the cached half still costs, so the TTFT falls by a bit less than half
+    assert half.prefill_parts["gemm"] == pytest.approx(base.prefill_parts["gemm"] / 2, rel=2e-3)
+    assert half.prefill_parts["gemm"] > base.prefill_parts["gemm"] / 2
     assert 0.45 * base.ttft_s < half.ttft_s < 0.75 * base.ttft_s
     assert half.kv_bytes_per_device == base.kv_bytes_per_device  # the cache still holds every prompt token
     assert half.tpot_s == pytest.approx(base.tpot_s)

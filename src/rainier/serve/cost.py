@@ -6,9 +6,15 @@ prefills some new tokens and decodes one token for each running sequence (contin
 Its time is a roofline per kernel class plus collectives and fixed overheads (shared/reference/formulas.md,
 "Inference"):
 
-- weight GEMMs: ``max(2 x active weights x tokens / FLOP/s, weight bytes read / HBM bandwidth)`` -- compute-bound
-  in prefill, memory-bound in decode. A MoE decode step reads only the experts its tokens select: of ``E``
-  experts with top-``k`` routing, ``n`` tokens touch ``E (1 - (1 - k/E)^n)`` on average.
+- weight GEMMs: ``max(2 x active weights x (tokens + tile_tokens) / FLOP/s, weight bytes read / HBM bandwidth)``
+  -- compute-bound in prefill, memory-bound in decode. A GEMM computes whole output tiles, so its token rows are
+  padded up to a multiple of the tile (NVIDIA, "Matrix Multiplication Background User's Guide", sec. 3, tile
+  quantisation): over the batch sizes an engine runs that is half a tile on average, ``tile_tokens`` = the
+  smaller side of the chip's ``matmul_tile`` / 2 (libraries orient small GEMMs along it). It gives an
+  iteration's time per sequence the gentle fall with the batch that keeps an engine under Poisson load near
+  its capacity at a large batch (``serve.inflight``, MLPerf Server); a roofline alone has it flat past the
+  ridge. A MoE decode step reads only the experts its tokens select: of ``E`` experts with top-``k`` routing,
+  ``n`` tokens touch ``E (1 - (1 - k/E)^n)`` on average, and each pads its own rows.
 - memory-bound kernels: each token's fused add-norms (on every tensor-parallel rank), rotary embedding and
   activation function move ``elementwise_bytes_per_token`` through HBM, after the GEMMs;
 - attention: ``max(QK^T and AV FLOPs / FLOP/s, KV-cache bytes read / HBM bandwidth + score traffic)``, the
@@ -278,12 +284,16 @@ class ReplicaCost:
         flop_rate = self.flop_per_s * self.tp_devices * eff.compute
         byte_rate = self.hbm_bytes_per_s * self.tp_devices * eff.memory
         head_tokens = decode_seqs * queries + (prefill_seqs if prefill_tokens else 0)
-        gemm_flop = (tokens * self.gemm_flop_per_token + head_tokens * self.head_flop_per_token) / dp
-        expert_rate = (self.expert_flop_per_s or self.flop_per_s) * self.tp_devices * dp * eff.compute
-        gemm_compute = gemm_flop / flop_rate + tokens * self.expert_flop_per_token / expert_rate
+        # every weight GEMM computes whole output tiles: half a tile of padded rows on average (``tile_tokens``)
+        pad = self.tile_tokens
+        gemm_flop = (tokens / dp + pad) * self.gemm_flop_per_token + (head_tokens / dp + pad) * self.head_flop_per_token
         touched = 1.0
         if self.num_experts > 1 and tokens > 0:
             touched = 1.0 - (1.0 - self.top_k / self.num_experts) ** tokens
+        # each routed expert a token reaches pads its own rows (a grouped GEMM tiles every expert apart)
+        expert_tokens = tokens + self.num_experts * touched * pad / self.top_k
+        expert_rate = (self.expert_flop_per_s or self.flop_per_s) * self.tp_devices * dp * eff.compute
+        gemm_compute = gemm_flop / flop_rate + expert_tokens * self.expert_flop_per_token / expert_rate
         weight_bytes = self.dense_weight_bytes + self.expert_weight_bytes * touched / dp  # per group's tp ranks
         gemm = max(gemm_compute, weight_bytes / byte_rate) if tokens else 0.0
         gemm += tokens / dp * self.elementwise_bytes_per_token / byte_rate
@@ -322,6 +332,7 @@ class ReplicaCost:
         return {"gemm": gemm, "attention": attention, "tp_comm": comm, "ep_comm": expert, "overhead": overhead}
 
     hidden_bytes_per_token: float = 0.0
+    tile_tokens: float = 0.0  # padded rows per weight GEMM, on average: half the accelerator's output tile
     scores_per_pair: float = 0.0  # attention scores per (query, key) pair: heads x layers
     launch_s: float = 0.0  # host time launching the iteration's kernels one by one (no CUDA graph replayed)
     kv_reads_per_head: float = 1.0  # times each stored KV head is read per step: 1, or its query heads per rank
@@ -360,6 +371,21 @@ class ReplicaCost:
         compute = gemm + whole["attention"] + whole["tp_comm"]
         exposed = max(0.0, 2 * half["ep_comm"] - compute)
         return {**whole, "gemm": gemm, "ep_comm": exposed}
+
+    def micro_batch_groups(self) -> tuple[int, ReplicaCost]:
+        """Pipeline parallelism under in-flight batching: ``pp`` groups of sequences, one per stage at a time.
+
+        Engines keep one micro-batch per stage in flight, each a step behind the next (vLLM's ``pp`` virtual
+        engines, each with its own scheduler and its own share of the KV blocks; TensorRT-LLM's micro-batches
+        under pipeline parallelism; GPipe's fill, Huang et al. 2019 sec. 2.2, without the flush), so every stage
+        works while a group crosses the others. One group's iteration is still the whole pass (``iteration_s``:
+        every layer, stage after stage), so a sequence's TPOT is unchanged while the replica serves ``pp`` times
+        the sequences. Each group keeps ``1/pp`` of the cache and at most ``max_batch`` sequences.
+        """
+        pp = self.pipeline_stages
+        if pp <= 1:
+            return 1, self
+        return pp, replace(self, kv_capacity=max(self.kv_capacity // pp, 1))
 
     def with_efficiency(self, eff: ServeEfficiency) -> ReplicaCost:
         """The same replica under other efficiencies (the all-reduce bandwidth term scales with ``comm``)."""
@@ -497,6 +523,7 @@ def replica_cost(
         attention_flop_per_s=accelerator.peak_flop_per_s(_attention_precision(matmul, kv_format)),
         two_batch_overlap=two_batch_overlap,
         pipeline_stages=pp,
+        tile_tokens=min(accelerator.matmul_tile) / 2,
         dense_weight_bytes=total_weight_bytes - expert_bytes,
         expert_weight_bytes=expert_bytes,
         num_experts=num_experts,
@@ -554,8 +581,10 @@ def _attention_precision(matmul: Precision, kv: Precision) -> Precision:
     precision (TensorRT-LLM's FP8 context FMHA and XQA with an fp8 checkpoint and cache).
 
     Not modelled yet: NVFP4 checkpoints keep an fp8 cache and fp8 attention, and are still costed at the fp4 rate
-    here -- changing it moves the one SGLang PP4 long-context prefill the model cannot express yet (dynamic chunks
-    pipelined across the stages) and, through the fit, every Blackwell case."""
+    here. Costing them in fp8 (tried) took the all-target median from 12.7% to 13.6% and Blackwell's MLPerf groups
+    held out from 33% / 23% to 46% / 32%: one fitted ``compute`` fraction serves both the 4-bit GEMMs (which reach a
+    smaller share of their peak) and the fp8 attention core, so the fit cannot tell them apart. It needs an
+    attention fraction of its own first."""
     if matmul in (Precision.FP8, Precision.FP4) and kv in (Precision.BF16, Precision.FP16):
         return Precision.BF16
     return matmul

@@ -35,6 +35,7 @@ from typing import Any
 
 from rainier.errors import field_error
 from rainier.serve.cost import ReplicaCost
+from rainier.serve.iteration import pipeline_groups
 from rainier.serve.limits import MAX_BATCH, MAX_RATE_PER_S, MAX_REQUESTS, MAX_TOKENS, check_int
 from rainier.serve.simulate import Request, ServeScenario, simulate_serving
 
@@ -87,12 +88,13 @@ class InFlight:
     slo: tuple[tuple[str, float], ...] = ()  # max_rate: (metric, bound) pairs the p99 latencies must meet
     window: float = 1.0  # share of the Poisson window simulated (a coarse step of a max_rate search)
 
-    def requests(self) -> int:
-        """Requests to simulate: a few full batches per replica (offline), a Poisson window of that size, or the
-        closed loop's stated count (a few rounds per client)."""
+    def requests(self, groups: int = 1) -> int:
+        """Requests to simulate: a few full batches per replica and micro-batch group (``groups`` per replica under
+        pipeline parallelism; offline), a Poisson window of that size, or the closed loop's stated count (a few
+        rounds per client)."""
         if self.load is Load.CONCURRENCY and self.concurrency is not None:
             return min(MAX_CASE_REQUESTS, self.num_requests or CLOSED_LOOP_ROUNDS * self.concurrency)
-        full = min(MAX_CASE_REQUESTS, max(MIN_REQUESTS, WAVES * self.replicas * self.max_batch))
+        full = min(MAX_CASE_REQUESTS, max(MIN_REQUESTS, WAVES * self.replicas * groups * self.max_batch))
         return full if self.window >= 1.0 else max(MIN_REQUESTS, math.ceil(full * self.window))
 
 
@@ -206,7 +208,7 @@ def _simulate_case(
     if load.load is Load.MAX_RATE:
         return max_rate_within_slo(load, cost, input_len, output_len, prefix_hit=prefix_hit)
     engine = replace(cost, engine_max_batch=load.max_batch)
-    n = load.requests()
+    n = load.requests(pipeline_groups(engine)[0])
     chunking: dict[str, Any] = {}
     if load.token_budget is not None and load.chunked:
         chunking = {"chunked_prefill": True, "chunk_tokens": load.token_budget}

@@ -54,3 +54,16 @@ def takes_prefill_seqs(cost: IterationCost) -> bool:
         return "prefill_seqs" in inspect.signature(cost.iteration_s).parameters
     except (TypeError, ValueError):  # builtins without a signature
         return False
+
+
+def pipeline_groups(cost: IterationCost) -> tuple[int, IterationCost]:
+    """The micro-batch groups a replica's engine keeps in flight, and the cost of one group's iterations.
+
+    A cost without pipeline stages is one group. A pipeline-parallel replica (``ReplicaCost.micro_batch_groups``)
+    runs ``pp`` groups of sequences one stage apart, each with its own share of the cache.
+    """
+    split = getattr(cost, "micro_batch_groups", None)
+    if not callable(split):
+        return 1, cost
+    groups, group_cost = split()
+    return int(groups), group_cost

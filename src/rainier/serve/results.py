@@ -16,6 +16,7 @@ import numpy as np
 
 from rainier.errors import InputError, field_error
 from rainier.frame import frame
+from rainier.serve.iteration import pipeline_groups
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -183,11 +184,16 @@ def summarise(scenario: ServeScenario, timeline: ServeTimeline) -> ServeResult:
                 f"({in_system[0]:,} halfway); the last finished at {duration:,.1f} s"
             )
     prefill_replicas = scenario.prefill_replicas if scenario.disaggregated else None
-    num_replicas = scenario.replicas + (prefill_replicas or 0)
+    # engines: a pipeline-parallel replica runs one per micro-batch group, each group's pass keeping one stage busy
+    # at a time, so a replica's stages are busy for its groups' busy time over the groups
+    engines = scenario.replicas * pipeline_groups(scenario.cost)[0]
+    prefill_engines = None
+    if prefill_replicas and scenario.prefill_cost is not None:
+        prefill_engines = prefill_replicas * pipeline_groups(scenario.prefill_cost)[0]
     scale = 1.0 / duration if duration > MIN_RATE_WINDOW_S else 0.0  # no rate over a vanishing run (1/5e-324 = inf)
     # every iteration ends by duration_s, so a busy fraction is at most 1 (min() only absorbs rounding)
-    utilisation = min(1.0, t.busy_s * scale / num_replicas)
-    prefill_busy = min(1.0, t.busy_prefill_s * scale / prefill_replicas) if prefill_replicas else None
+    utilisation = min(1.0, t.busy_s * scale / (engines + (prefill_engines or 0)))
+    prefill_busy = min(1.0, t.busy_prefill_s * scale / prefill_engines) if prefill_engines else None
     return ServeResult(
         requests_submitted=int(t.arrival_s.size),
         requests_completed=num_done,

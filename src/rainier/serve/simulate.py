@@ -69,7 +69,7 @@ import numpy as np
 
 from rainier.errors import field_error
 from rainier.serve.engine import _Engine, _Pool, _Router, _State
-from rainier.serve.iteration import IterationCost
+from rainier.serve.iteration import IterationCost, pipeline_groups
 from rainier.serve.limits import (
     DEFAULT_MAX_ITERATIONS,
     DEFAULT_MAX_REQUESTS,
@@ -397,7 +397,7 @@ def iteration_lower_bound(scenario: ServeScenario, inputs: np.ndarray, outputs: 
     """
     if outputs.size == 0:
         return 0
-    cost = scenario.cost
+    cost = pipeline_groups(scenario.cost)[1]  # a micro-batch group's engine holds its share of the cache
     max_batch = max(cost.max_batch, scenario.prefill_cost.max_batch if scenario.prefill_cost else 0)
     out = outputs.astype(np.float64)
     # sum over t = 1 .. out - 1 of (input + t)
@@ -438,24 +438,27 @@ class _Run:
         whole = None if scenario.chunked_prefill else scenario.token_budget
         static = scenario.scheduler is Scheduler.STATIC
         held = inputs + outputs - 1  # cache a request holds when its last token is generated
-        self.rejected = held > scenario.cost.kv_capacity_tokens
-        self.decode_router = _Router(scenario.replicas)
+        # a pipeline-parallel replica is pp engines, one per micro-batch group (ReplicaCost.micro_batch_groups)
+        groups, decode_cost = pipeline_groups(scenario.cost)
+        self.rejected = held > decode_cost.kv_capacity_tokens
+        self.decode_router = _Router(scenario.replicas * groups)
         self.decode = _Pool(
-            lambda r: _Engine(self.env, self.state, scenario.cost, index=r, router=self.decode_router,
+            lambda r: _Engine(self.env, self.state, decode_cost, index=r, router=self.decode_router,
                               on_done=self._complete, chunk_tokens=chunk, static=static, token_budget=whole)
         )  # fmt: skip
         self.entry, self.entry_router = self.decode, self.decode_router
         if scenario.prefill_cost is not None:
             assert scenario.prefill_replicas is not None and scenario.kv_link_bytes_per_s is not None
-            prefill_cost = scenario.prefill_cost
+            prefill_groups, prefill_cost = pipeline_groups(scenario.prefill_cost)
             self.rejected |= inputs > prefill_cost.kv_capacity_tokens
-            self.entry_router = _Router(scenario.prefill_replicas)
+            self.entry_router = _Router(scenario.prefill_replicas * prefill_groups)
             self.entry = _Pool(
                 lambda r: _Engine(self.env, self.state, prefill_cost, index=r, router=self.entry_router,
                                   on_done=self._handoff, chunk_tokens=chunk, prefill_pool=True, token_budget=whole)
             )  # fmt: skip
             self.state.remaining = [1] * len(self.arrival)  # the prefill pool produces the first token only
             self.link_free_s: dict[int, float] = {}
+            self.prefill_groups = prefill_groups
             self.transfer_s_per_token = prefill_cost.kv_bytes_per_token / scenario.kv_link_bytes_per_s
         self.rejected_list: list[bool] = self.rejected.tolist()
         self.next_arrival = 0
@@ -531,9 +534,10 @@ class _Run:
             self._next_client_request(now)
             return
         tokens = st.input_len[rid]
-        start = max(now, self.link_free_s.get(replica, 0.0))
-        self.link_free_s[replica] = start + tokens * self.transfer_s_per_token
-        arrive = self.link_free_s[replica] + self.sc.kv_link_latency_s
+        link = replica // self.prefill_groups  # a replica's micro-batch groups share its link
+        start = max(now, self.link_free_s.get(link, 0.0))
+        self.link_free_s[link] = start + tokens * self.transfer_s_per_token
+        arrive = self.link_free_s[link] + self.sc.kv_link_latency_s
         st.transfer[rid] = arrive - now
         st.prefill[rid], st.context[rid], st.remaining[rid] = 0, tokens, st.output_len[rid] - 1
         self.env.schedule_at(arrive, self._arrive_decode, priority=URGENT, payload=rid)
