@@ -248,3 +248,13 @@ def test_cluster_price_falls_back_to_the_system_price() -> None:
     assert cluster.device_price_usd_per_hour == pytest.approx(39.33 / 8)
     assert "Capacity Block" in cluster.to_dict()["price_note"]
     assert get_cluster("rainier-trn2-500k").device_price_usd_per_hour is None
+
+
+def test_exponential_rates_are_a_few_hundred_matmul_flops_apart() -> None:
+    """Every chip that states its special-function rate runs 100-1,000 dense 16-bit matmul FLOPs per softmax
+    exponential (H100: 989 TF over 3.9 T/s = 254; a NeuronCore's Scalar Engine, 92 TF over 0.18 T/s = 514): a
+    rate entered in the wrong unit would be off by 1,000. Trainium states one for every generation."""
+    rated = [a for a in accelerators() if a.exp_per_s is not None]
+    assert {"trn1", "trn2", "trn3", "h100-sxm", "b200"} <= {a.id for a in rated}
+    for accelerator in rated:
+        assert 100 <= accelerator.peak_flop_per_s(Precision.BF16) / accelerator.exp_per_s <= 1_000, accelerator.id
