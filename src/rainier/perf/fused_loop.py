@@ -24,6 +24,7 @@ from rainier.perf.kernel import (
     CP_STEP,
     DP_AR,
     DP_RS,
+    DPR_AR,
     DUALPIPE,
     E_FWD,
     E_GEMM,
@@ -31,6 +32,7 @@ from rainier.perf.kernel import (
     E_WGRAD,
     EDP_AR,
     EDP_RS,
+    EDPR_AR,
     ELEM,
     EP_A2A,
     ETP_AR,
@@ -92,7 +94,8 @@ def _evaluate(
     """Every plan's step time, breakdown, memory, FLOPs and link loads, written into the output arrays."""
     n = ints[0].shape[0]
     tp_col, pp_col, dp_col, cp_col, ep_col, etp_col, vpp_col, mbs_col = ints[:8]  # in fused.INT_COLUMNS order
-    gbs_col, zero_col, recompute_col, schedule_col, domains_col, rc_mask_col, rc_layers_col, offload_col = ints[8:]
+    gbs_col, zero_col, recompute_col, schedule_col, domains_col, rc_mask_col, rc_layers_col, offload_col = ints[8:16]
+    shard_col = ints[16]
     sp_col, lora_col, tp_overlap_col, a2a_overlap_col, ep_dedup_col = flags  # in fused.FLAG_COLUMNS order
     width = lay[0].shape[1]
     links = scale_out.shape[0]
@@ -169,7 +172,19 @@ def _evaluate(
                 p_kv_bytes = ACTIVATION_BYTES * tokens * float(kv_heads) * 2.0 * sc[layout.S_HEAD_DIM]
             p_pp_bytes = p_activation / p_tp
             p_m = float(gbs_col[i] // (dp_i * mbs_i))
-            p_edp = float(max((tp_i * dp_i * cp_i) // (etp_i * ep_i), 1))
+            edp_i = max((tp_i * dp_i * cp_i) // (etp_i * ep_i), 1)
+            p_edp = float(edp_i)
+            # ZeRO's shard groups (perf.columns.shard_groups): all of dp x cp and of edp, or HSDP's part of them
+            shard_i = shard_col[i]
+            p_hsdp = 1.0 if (0 < shard_i < dp_i) else 0.0
+            p_dshard = p_dp * p_cp
+            p_eshard = p_edp
+            if shard_i > 0:
+                p_dshard = float(shard_i * cp_i)
+                a_gcd, b_gcd = edp_i, dp_i // shard_i
+                while b_gcd:
+                    a_gcd, b_gcd = b_gcd, a_gcd % b_gcd
+                p_eshard = float(edp_i // a_gcd)
             if sched_i == INTERLEAVED:
                 chunks_i = vpp_col[i]
             elif sched_i in (ZB_V, DUALPIPE):
@@ -305,7 +320,9 @@ def _evaluate(
             tp_d_back = tp_d_exposed if tp_overlap else half_d + max(half_d - w_d, 0.0)
             tp_m_back = (tp_m_exposed - etp_dur if tp_overlap else half_m + max(half_m - w_m, 0.0)) + etp_dur
             ep_exposed = max(ep_dur - f_m, 0.0) if p_a2a_overlap > 0 else ep_dur
-            grad_shard = p_dp * cp if zero >= 2 else 1.0
+            dshard, eshard = p_dshard, p_eshard
+            grad_shard = dshard if zero >= 2 else 1.0
+            hsdp = p_hsdp > 0 and not lora
             interleaved = int(p_schedule) == INTERLEAVED
             spread = 1.0 + pp * (chunks - 1.0) / chunks if interleaved else 1.0
             sync = not lora and not fsdp
@@ -315,6 +332,12 @@ def _evaluate(
             slope_edp_rs = rates[EDP_RS][g_edp_rs, 0]
             slope_dp_ar = rates[DP_AR][g_dp_ar, 0]
             slope_edp_ar = rates[EDP_AR][g_edp_ar, 0]
+            g_dpr_ar = g_edpr_ar = 0  # HSDP's replica groups, read only for HSDP plans
+            slope_dpr_ar = slope_edpr_ar = 0.0
+            if hsdp:
+                g_dpr_ar = comm_local[DPR_AR][by[comm_by[DPR_AR]]]
+                g_edpr_ar = comm_local[EDPR_AR][by[comm_by[EDPR_AR]]]
+                slope_dpr_ar, slope_edpr_ar = rates[DPR_AR][g_dpr_ar, 0], rates[EDPR_AR][g_edpr_ar, 0]
             rc_light_mlp = max(p_rc_mlp, p_rc_shared)
 
             dp_exposed = -np.inf
@@ -378,6 +401,18 @@ def _evaluate(
                 z2_dur = rs_d + rs_e if zero2 else 0.0
                 reduce_dur = (ar_d + ar_e if zero0 else rs_d + rs_e) if (sync and not zero2) else 0.0
                 gather_dur = (rs_d + rs_e) * param_bytes / grad_bytes if gather_on else 0.0
+                rep_pd = rep_pe = 0.0  # HSDP's all-reduce of the gradient shard across the replicas
+                if hsdp:
+                    rep_pd, rep_pe = grad_pd / dshard, grad_pe / eshard
+                    rep_d = (
+                        slope_dpr_ar * rep_pd + rates[DPR_AR][g_dpr_ar, 2] if (slope_dpr_ar > 0 and rep_pd > 0) else 0.0
+                    )
+                    rep_e = (
+                        slope_edpr_ar * rep_pe + rates[EDPR_AR][g_edpr_ar, 2]
+                        if (slope_edpr_ar > 0 and rep_pe > 0)
+                        else 0.0
+                    )
+                    reduce_dur = reduce_dur + (rep_d + rep_e)
                 buckets = max(layers, 1.0)
                 fwd_block[r] = tp_fwd + ep_fwd + cp_fwd + pp_fwd
                 bwd_block[r] = 2.0 * tp_bwd + 2.0 * ep_fwd + cp_bwd + pp_fwd + recompute_comm
@@ -407,6 +442,10 @@ def _evaluate(
                     gat_l = rs_l * param_bytes / grad_bytes if gather_on else 0.0
                     if zero2:
                         bl += rs_l
+                    if hsdp:
+                        red_l = red_l + (
+                            loads[DPR_AR][e, g_dpr_ar, lnk] * rep_pd + loads[EDPR_AR][e, g_edpr_ar, lnk] * rep_pe
+                        )
                     fwd_load[r, lnk] = fl
                     bwd_load[r, lnk] = bl
                     fsdp_load[r, lnk] = fsdp_l
@@ -437,7 +476,7 @@ def _evaluate(
                 dp_row = max(last_bwd - spread * b_win, 0.0) + max(first_fwd - spread * f_win, 0.0)
                 dp_exposed = max(dp_exposed, dp_row - first_rank * b_win)
                 sharded = zero >= 1
-                opt_params = pd / (p_dp * cp if sharded else 1.0) + pe / (p_edp if sharded else 1.0)
+                opt_params = pd / (dshard if sharded else 1.0) + pe / (eshard if sharded else 1.0)
                 opt_row = 0.0 if lora else opt_bytes * opt_params / hbm_rate
                 optimizer = max(optimizer, opt_row) if any_row else opt_row
                 any_row = True
@@ -514,12 +553,12 @@ def _evaluate(
             bd[9, i] = optimizer
             bd[10, i] = step_oh
 
-            # ---- perf.kernel._memory, one plan ----
+            # ---- perf.memory_loop._memory, one plan ----
             ua, uk = keyidx[2][i], keyidx[3][i]
             dense_layer, moe_layer = act_table[ua, 0], act_table[ua, 1]
             dense_kept, moe_kept = kept_table[uk, 0], kept_table[uk, 1]
-            dense_dp = p_dp * p_cp
-            expert_dp = p_edp
+            dense_dp = p_dshard
+            expert_dp = p_eshard
             copy = 2.0 if sched_i == DUALPIPE else 1.0
             logits = LOGIT_BYTES * float(mbs_i) * float(seq_len // cp_i) * sc[layout.S_VOCAB] / p_tp
             best = -np.inf
