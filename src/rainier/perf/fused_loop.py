@@ -3,8 +3,10 @@
 Inputs are plan columns, per-key tables and scalars in the orders ``perf.fused`` lays out (``INT_COLUMNS``,
 ``FLAG_COLUMNS``, ``LAYOUT_TABLES``, ``SCALARS``, ``INT_SCALARS``, ``COMM_SOURCES``); the assembly is
 ``perf.kernel._assemble``'s, statement for statement (the numpy ``perf.batch.assemble_reference`` is the reference
-for both), with each plan's ``perf.batch.prepare`` columns computed in place of reading them. Results go to the
-arrays of ``perf.fused.evaluate_fused``: breakdown and memory as rows (fields x plans).
+for both), with each plan's ``perf.batch.prepare`` columns computed in place of reading them. HSDP's replica
+all-reduce, a branch inside the kernel's row loop, is found per row before that loop (the same operations; plans
+without HSDP add zeros), so that plans without HSDP pay next to nothing for it. Results go to the arrays of
+``perf.fused.evaluate_fused``: breakdown and memory as rows (fields x plans).
 """
 
 from __future__ import annotations
@@ -120,6 +122,11 @@ def _evaluate(
     row_ep, row_pp, row_contention = per_row[13], per_row[14], per_row[15]
     held_terms, share_terms = per_row[16], per_row[17]
     rp = np.empty((3, width))  # per row: dense and expert parameters per rank, full-recompute share
+    # HSDP's replica all-reduce per row: its duration and link loads, zero for every other plan (perf.kernel's
+    # branch, taken out of the row and link loops so that plans without HSDP run them as before)
+    rep_dur = np.zeros(width)
+    rep_load = np.zeros((width, links))
+    rep_dirty = False
     base_steps = np.empty(min(chunk, n))
     gi = np.empty(len(comm_local), dtype=np.int64)  # the plan's row of each collective's tables
     by = np.empty(3, dtype=np.int64)  # the plan's row of each key collectives go by (fused.COMM_SOURCES)
@@ -177,14 +184,12 @@ def _evaluate(
             # ZeRO's shard groups (perf.columns.shard_groups): all of dp x cp and of edp, or HSDP's part of them
             shard_i = shard_col[i]
             p_hsdp = 1.0 if (0 < shard_i < dp_i) else 0.0
-            p_dshard = p_dp * p_cp
-            p_eshard = p_edp
+            p_dshard, p_eshard = p_dp * p_cp, p_edp
             if shard_i > 0:
-                p_dshard = float(shard_i * cp_i)
                 a_gcd, b_gcd = edp_i, dp_i // shard_i
-                while b_gcd:
+                while b_gcd:  # gcd(edp, replicas)
                     a_gcd, b_gcd = b_gcd, a_gcd % b_gcd
-                p_eshard = float(edp_i // a_gcd)
+                p_dshard, p_eshard = float(shard_i * cp_i), float(edp_i // a_gcd)
             if sched_i == INTERLEAVED:
                 chunks_i = vpp_col[i]
             elif sched_i in (ZB_V, DUALPIPE):
@@ -332,12 +337,30 @@ def _evaluate(
             slope_edp_rs = rates[EDP_RS][g_edp_rs, 0]
             slope_dp_ar = rates[DP_AR][g_dp_ar, 0]
             slope_edp_ar = rates[EDP_AR][g_edp_ar, 0]
-            g_dpr_ar = g_edpr_ar = 0  # HSDP's replica groups, read only for HSDP plans
-            slope_dpr_ar = slope_edpr_ar = 0.0
-            if hsdp:
-                g_dpr_ar = comm_local[DPR_AR][by[comm_by[DPR_AR]]]
-                g_edpr_ar = comm_local[EDPR_AR][by[comm_by[EDPR_AR]]]
+            if hsdp:  # the gradient shard's all-reduce across the replicas, per row (perf.kernel, in its row loop)
+                rep_dirty = True
+                g_dpr_ar, g_edpr_ar = comm_local[DPR_AR][by[comm_by[DPR_AR]]], comm_local[EDPR_AR][by[comm_by[EDPR_AR]]]
                 slope_dpr_ar, slope_edpr_ar = rates[DPR_AR][g_dpr_ar, 0], rates[EDPR_AR][g_edpr_ar, 0]
+                for r in range(width):
+                    rep_pd, rep_pe = grad_bytes * rp[0, r] / dshard, grad_bytes * rp[1, r] / eshard
+                    rep_d = (
+                        slope_dpr_ar * rep_pd + rates[DPR_AR][g_dpr_ar, 2] if (slope_dpr_ar > 0 and rep_pd > 0) else 0.0
+                    )
+                    rep_e = (
+                        slope_edpr_ar * rep_pe + rates[EDPR_AR][g_edpr_ar, 2]
+                        if (slope_edpr_ar > 0 and rep_pe > 0)
+                        else 0.0
+                    )
+                    rep_dur[r] = rep_d + rep_e
+                    for lnk in range(links):
+                        e = side[lnk]
+                        rep_load[r, lnk] = (
+                            loads[DPR_AR][e, g_dpr_ar, lnk] * rep_pd + loads[EDPR_AR][e, g_edpr_ar, lnk] * rep_pe
+                        )
+            elif rep_dirty:
+                rep_dur[:] = 0.0
+                rep_load[:, :] = 0.0
+                rep_dirty = False
             rc_light_mlp = max(p_rc_mlp, p_rc_shared)
 
             dp_exposed = -np.inf
@@ -401,18 +424,7 @@ def _evaluate(
                 z2_dur = rs_d + rs_e if zero2 else 0.0
                 reduce_dur = (ar_d + ar_e if zero0 else rs_d + rs_e) if (sync and not zero2) else 0.0
                 gather_dur = (rs_d + rs_e) * param_bytes / grad_bytes if gather_on else 0.0
-                rep_pd = rep_pe = 0.0  # HSDP's all-reduce of the gradient shard across the replicas
-                if hsdp:
-                    rep_pd, rep_pe = grad_pd / dshard, grad_pe / eshard
-                    rep_d = (
-                        slope_dpr_ar * rep_pd + rates[DPR_AR][g_dpr_ar, 2] if (slope_dpr_ar > 0 and rep_pd > 0) else 0.0
-                    )
-                    rep_e = (
-                        slope_edpr_ar * rep_pe + rates[EDPR_AR][g_edpr_ar, 2]
-                        if (slope_edpr_ar > 0 and rep_pe > 0)
-                        else 0.0
-                    )
-                    reduce_dur = reduce_dur + (rep_d + rep_e)
+                reduce_dur = reduce_dur + rep_dur[r]
                 buckets = max(layers, 1.0)
                 fwd_block[r] = tp_fwd + ep_fwd + cp_fwd + pp_fwd
                 bwd_block[r] = 2.0 * tp_bwd + 2.0 * ep_fwd + cp_bwd + pp_fwd + recompute_comm
@@ -442,10 +454,7 @@ def _evaluate(
                     gat_l = rs_l * param_bytes / grad_bytes if gather_on else 0.0
                     if zero2:
                         bl += rs_l
-                    if hsdp:
-                        red_l = red_l + (
-                            loads[DPR_AR][e, g_dpr_ar, lnk] * rep_pd + loads[EDPR_AR][e, g_edpr_ar, lnk] * rep_pe
-                        )
+                    red_l = red_l + rep_load[r, lnk]
                     fwd_load[r, lnk] = fl
                     bwd_load[r, lnk] = bl
                     fsdp_load[r, lnk] = fsdp_l

@@ -291,10 +291,16 @@ def plan_keys(ctx: StepContext, cols: PlanColumns) -> PlanKeys:
     by_index = (0, len(pass_rows) - 1)  # the bounds of pass_index
     any_shard = bool(cols.shard.any())
     if any_shard:
-        # (dp, HSDP shard) pairs are few: found first, so that the key with the pass key stays a small code space
-        pair_index, pairs = distinct([cols.dp, cols.shard])
-        with_dp_index, pass_pairs = distinct([pass_index, pair_index], [by_index, (0, len(pairs) - 1)])
-        with_dp = [(u, *pairs[v]) for u, v in pass_pairs]
+        # HSDP shard degrees are few: coded 0..k-1 through a presence table, so that the key stays a small code space
+        present = np.zeros(int(cols.shard.max()) + 1, dtype=bool)
+        present[cols.shard] = True
+        degrees = np.flatnonzero(present)
+        code = np.zeros(len(present), dtype=np.int64)
+        code[degrees] = np.arange(len(degrees))
+        with_dp_index, coded = distinct(
+            [pass_index, cols.dp, code.take(cols.shard)], [by_index, None, (0, len(degrees) - 1)]
+        )
+        with_dp = [(u, dp, int(degrees[c])) for u, dp, c in coded]
     else:
         with_dp_index, dp_rows = distinct([pass_index, cols.dp], [by_index])
         with_dp = [(u, dp, 0) for u, dp in dp_rows]
