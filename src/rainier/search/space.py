@@ -74,7 +74,7 @@ class ShardRule(enum.StrEnum):
     """Which HSDP shard groups (``Plan.shard_degree``) a search tries beside plain ZeRO (module docstring)."""
 
     NONE = "none"  # plain ZeRO over the whole data-parallel group only
-    DOMAIN = "domain"  # ZeRO-3 plans also over the smallest power-of-two group of at least one scale-up domain
+    DOMAIN = "domain"  # ZeRO-3 plans also over the smallest power-of-two group filling a scale-up domain
     POWERS = "powers"  # ZeRO 1-3 plans also over every power-of-two group from that size up to dp/2
 
 
