@@ -106,6 +106,7 @@ def test_expert_parallel_must_divide_experts_and_dp() -> None:
     capacity=st.sampled_from([None, 1.25]),
     recompute_layers=st.sampled_from([None, 1, 2, 5]),
     offload=st.sampled_from([(), ("optimizer",), ("activations", "weights"), ("optimizer", "weights", "activations")]),
+    shard=st.sampled_from([None, 1, 2, 4]),
 )
 def test_every_printed_plan_is_read_back_unchanged(
     degrees: tuple[int, ...],
@@ -121,6 +122,7 @@ def test_every_printed_plan_is_read_back_unchanged(
     capacity: float | None,
     recompute_layers: int | None,
     offload: tuple[str, ...],
+    shard: int | None,
 ) -> None:
     """What rainier prints as a plan (search, sweep, fleet, estimate) is exact ``--plan`` syntax, gbs included."""
     tp, pp, dp, cp, ep = degrees
@@ -143,6 +145,7 @@ def test_every_printed_plan_is_read_back_unchanged(
             capacity_factor=capacity,
             recompute_layers=recompute_layers if recompute is Recompute.FULL else None,
             offload=offload,
+            shard_degree=shard,
         )
     except InputError:
         return  # not a plan rainier would print

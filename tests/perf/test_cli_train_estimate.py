@@ -51,3 +51,29 @@ def test_impossible_pipeline_is_one_line_exit_2() -> None:
     assert result.exit_code == 2
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1 and "pp=64" in lines[0] and "layers" in lines[0]
+
+
+def test_hsdp_plan_from_the_command_line() -> None:
+    """FSDP's hybrid shard on Llama 3 70B: ZeRO-3 inside groups of 8 data-parallel ranks (8 nodes at tp=8),
+    replicated 16 times."""
+    doc = _estimate(
+        "--model", "llama-3-70b", "--accelerator", "h100-sxm", "--count", "1024",
+        "--plan", "tp=8,dp=128,mbs=1,gbs=1024,hsdp=8,sp=true",
+    )  # fmt: skip
+    plan = doc["plan"]
+    assert isinstance(plan, dict) and plan["shard"] == 8 and plan["zero"] == 3
+    axes = [a["axis"] for a in doc["placement"]]  # type: ignore[union-attr]
+    assert axes[-2:] == ["dp_shard", "dp_replica"]
+    step = doc["step_time_s"]
+    assert isinstance(step, float) and doc["busiest_link"]["load_s"] <= step  # type: ignore[index]
+
+
+def test_bad_shard_degree_is_one_line_exit_2() -> None:
+    result = runner.invoke(
+        app,
+        ["train", "estimate", "--model", "llama-3-8b", "--accelerator", "h100-sxm", "--count", "64",
+         "--plan", "tp=1,dp=64,mbs=1,gbs=64,zero=3,shard=6"],
+    )  # fmt: skip
+    assert result.exit_code == 2
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and "shard_degree=6" in lines[0] and "divisor of dp=64" in lines[0]

@@ -29,10 +29,11 @@ SETUPS = [
 
 
 def _wide_space(**options: object) -> SearchSpace:
-    """Every schedule and ZeRO stage, two micro-batch sizes, bf16 and fp8, and ``options``."""
+    """Every schedule and ZeRO stage (ZeRO 1-3 also over HSDP shard groups of 2, 4, 8), two micro-batch sizes, bf16
+    and fp8, and ``options``."""
     return SearchSpace(
         schedules=tuple(Schedule), zero=(0, 1, 2, 3), mbs=(1, 2), precision=(Precision.BF16, Precision.FP8),
-        **options,  # type: ignore[arg-type]
+        hsdp=(2, 4, 8), **options,  # type: ignore[arg-type]
     )  # fmt: skip
 
 
@@ -56,6 +57,7 @@ def test_kernel_matches_the_numpy_reference(model: str, accelerator: str, device
     ctx = step_context(shape, cluster, eff, DegreeUnit.DEVICE)
     model_flops, hardware_flops = flops_per_token_table(shape)
     assert (cols.recompute_layers > 0).sum() > 100  # full recompute of N layers per chunk is in the sample
+    assert cols.hsdp.sum() > 100  # and HSDP
     prep = batch.prepare(ctx, cols, model_flops_per_token=model_flops, hardware_flops_per_token=hardware_flops)
     _agree(prep, eff)
     rows = dict(prep.rows)
@@ -128,7 +130,8 @@ FUSED_SETUPS = [
 @pytest.mark.parametrize(("model", "accelerator", "devices", "gbs"), FUSED_SETUPS)
 def test_fused_pass_gives_the_same_bits(model: str, accelerator: str, devices: int, gbs: int) -> None:
     """perf.fused (one compiled pass per plan) and prepare + the compiled assembly, chunk by chunk, agree exactly
-    on every output array, over every schedule, ZeRO stage, recompute variant, offload set and MoE option."""
+    on every output array, over every schedule, ZeRO stage, HSDP shard group, recompute variant, offload set and MoE
+    option."""
     from rainier.search.offload import with_offload
 
     shape, cluster = get_model(model), cluster_of(accelerator, devices)
@@ -154,6 +157,7 @@ def test_fused_pass_gives_the_same_bits(model: str, accelerator: str, devices: i
     ctx = step_context(shape, cluster, eff, DegreeUnit.DEVICE)
     model_flops, hardware_flops = flops_per_token_table(shape)
     assert (cols.recompute_layers > 0).sum() > 10
+    assert cols.hsdp.sum() > 10
     for part in (cols, cols[: batch.EVALUATE_CHUNK - 100], cols[:100]):
         fast, slow = (
             batch.evaluate(

@@ -55,7 +55,12 @@ OFFLOAD_AXES = {
 }
 
 
-Key = tuple[int, int, int, int, int, int, int, str, str, str]  # a plan without its batch
+# HSDP: shard groups of 2 and 3 data-parallel ranks (ZeRO 1-3) on a narrower space.
+HSDP_SHARDS = (2, 3)
+HSDP_AXES = {"tp": (1, 2), "cp": (1,), "pp": (1, 3), "vpp": (1,), "schedules": (Schedule.ONE_F_ONE_B,)}
+
+
+Key = tuple[int, int, int, int, int, int, int, str, str, str, int]  # a plan without its batch
 
 
 def _key(plan: Plan) -> Key:
@@ -70,14 +75,19 @@ def _key(plan: Plan) -> Key:
         plan.recompute.value,
         plan.schedule.value,
         "+".join(plan.offload),
+        plan.shard_degree or 0,
     )
 
 
 def _scalar_loop(
-    target: BatchTarget, offloads: tuple[tuple[str, ...], ...] = ((),), **axes: tuple[Any, ...]
+    target: BatchTarget,
+    offloads: tuple[tuple[str, ...], ...] = ((),),
+    shards: tuple[int | None, ...] = (None,),
+    **axes: tuple[Any, ...],
 ) -> dict[Key, float]:
-    """Every plan of the space (``SPACE``'s axes, or ``axes``) that fits, each offload set of ``offloads``, with
-    its lowest step time per token over the batches ``target`` admits."""
+    """Every plan of the space (``SPACE``'s axes, or ``axes``) that fits, each offload set of ``offloads`` and HSDP
+    shard degree of ``shards`` (None: plain ZeRO), with its lowest step time per token over the batches ``target``
+    admits."""
     shape, cluster = get_model("llama-2-13b"), cluster_of("h100-sxm", DEVICES)
     best: dict[Key, float] = {}
     tps, cps, pps, vpps = (axes.get(k, v) for k, v in (("tp", TP), ("cp", CP), ("pp", PP), ("vpp", VPP)))
@@ -91,7 +101,9 @@ def _scalar_loop(
         for gbs in range(target.low, target.high + 1):
             if gbs % (dp * mbs):
                 continue
-            for recompute, zero, offload in itertools.product(Recompute, ZERO, offloads):
+            for recompute, zero, offload, shard in itertools.product(Recompute, ZERO, offloads, shards):
+                if shard is not None and shard >= dp:
+                    continue  # a shard group of all dp ranks is plain ZeRO, already in the loop
                 try:
                     plan = Plan(
                         tp_degree=tp,
@@ -106,8 +118,9 @@ def _scalar_loop(
                         sequence_parallel=tp > 1,
                         schedule=schedule,
                         offload=offload,
+                        shard_degree=shard,
                     )
-                except ValueError:  # e.g. vpp > 1 with a schedule other than interleaved
+                except ValueError:  # e.g. vpp > 1 with a schedule other than interleaved, or zero=0 with a shard
                     continue
                 result = estimate(shape, plan, cluster)
                 if not isinstance(result, StepEstimate) or not result.fits:
@@ -187,6 +200,22 @@ def test_search_with_offload_equals_exhaustive_scalar_loop_over_every_offload_se
     assert found.top[0].seconds_per_token == pytest.approx(min(scalar.values()), rel=1e-9)
     assert found.top[0].estimate.plan.offload
     assert found.evaluated < len(enumerate_plans(shape, cluster, target, default).valid) * 1.1  # few retries
+
+
+def test_search_with_hsdp_equals_exhaustive_scalar_loop() -> None:
+    """HSDP shard groups (ZeRO 1-3 over 2 or 3 of the data-parallel ranks, replicated across the rest) enumerate,
+    fit and rank as the scalar estimate of each plan says, and the search's best plan is the loop's."""
+    target = BatchTarget(sequences=36, tolerance=0.1)
+    scalar = _scalar_loop(target, shards=(None, *HSDP_SHARDS), **HSDP_AXES)
+    space = SearchSpace(**HSDP_AXES, max_mbs=MAX_MBS, zero=ZERO, hsdp=HSDP_SHARDS, offload=())
+    vectorised = _vectorised(target, space)
+    assert set(vectorised) == set(scalar)
+    for key, value in scalar.items():
+        assert vectorised[key] == pytest.approx(value, rel=1e-9), key
+    assert {k[10] for k in scalar} == {0, *HSDP_SHARDS}  # both shard degrees fit somewhere
+    shape, cluster = get_model("llama-2-13b"), cluster_of("h100-sxm", DEVICES)
+    found = search(shape, cluster, gbs=target, space=space, top_k=1)
+    assert found.top[0].seconds_per_token == pytest.approx(min(scalar.values()), rel=1e-9)
 
 
 def test_refusals_name_the_batch_rule_and_the_nearest_batches() -> None:

@@ -44,7 +44,8 @@ def train_estimate(
             "(dp may be left out; keys: tp pp dp cp ep vpp sp zero fsdp mbs gbs recompute precision schedule "
             "unit lora; options: pp_first pp_last etp tp_overlap a2a_overlap capacity imbalance fp8_recipe flash "
             "fp8_attention ep_domains ep_dedup recompute_modules recompute_layers (full recompute of the first N "
-            "layers per chunk) offload (host memory: optimizer+weights+activations, or none); schedules: 1f1b "
+            "layers per chunk) offload (host memory: optimizer+weights+activations, or none) shard (HSDP: ZeRO "
+            "over groups of N dp ranks; hsdp=N also sets zero=3); schedules: 1f1b "
             "interleaved zb-h1 zb-v dualpipe gpipe).",
         ),
     ],

@@ -466,6 +466,11 @@ def _refuse(plan: Plan) -> None:
             "+".join(plan.offload) or None,
             "rainier does not write Megatron-Core's offload flags yet (--optimizer-cpu-offload, --cpu-offloading)",
         ),
+        (
+            "shard",
+            plan.shard_degree if plan.shard_degree not in (None, plan.dp_degree) else None,
+            "rainier does not write Megatron-Core's partial sharding flags yet (--num-distributed-optimizer-instances)",
+        ),
     ):
         if value not in (None, False):
             raise not_expressible(FW, field, value, why)

@@ -328,14 +328,27 @@ def place_axis(
 
 
 def place(plan: Plan, cluster: Cluster) -> tuple[AxisPlacement, ...]:
-    """Placement of tp, cp, ep, dp and pp (in that order, innermost first) on ``cluster``."""
+    """Placement of tp, cp, ep, dp and pp (in that order, innermost first) on ``cluster``.
+
+    An HSDP plan (``shard_degree`` s below dp) adds its two parts of the dp axis: ``dp_shard``, the innermost s
+    data-parallel ranks (ZeRO's gathers and reduce-scatters), and ``dp_replica``, the dp/s shard groups a shard
+    group apart (the gradient shard's all-reduce).
+    """
     cores = ranks_per_device(plan, cluster)
     levels = _machine_levels(cluster, cores)
     tp, cp, dp, pp = plan.tp_degree, plan.cp_degree, plan.dp_degree, plan.pp_degree
-    return (
+    axes = (
         place_axis("tp", tp, 1, levels, cluster, cores),
         place_axis("cp", cp, tp, levels, cluster, cores),
         place_axis("ep", plan.ep_degree, tp * cp, levels, cluster, cores),
         place_axis("dp", dp, tp * cp, levels, cluster, cores),
         place_axis("pp", pp, tp * cp * dp, levels, cluster, cores),
+    )
+    s = plan.shard_degree
+    if s is None or s >= dp:
+        return axes
+    return (
+        *axes,
+        place_axis("dp_shard", s, tp * cp, levels, cluster, cores),
+        place_axis("dp_replica", dp // s, tp * cp * s, levels, cluster, cores),
     )

@@ -10,6 +10,11 @@ Pipelines may be uneven: ``first_stage_layers`` / ``last_stage_layers`` are Mega
 that ``pp`` does not divide is split by the step model (``parallel.pipeline``). Schedules: 1F1B and
 interleaved 1F1B (Narayanan et al. 2021), ZB-H1 and ZB-V (Qi et al. 2023, 2024), DualPipe (DeepSeek-AI,
 github.com/deepseek-ai/DualPipe) and GPipe (Huang et al. 2019).
+
+ZeRO (Rajbhandari et al. 2020) shards the model state over the whole data-parallel group; ``shard_degree``
+narrows that to groups of ``s`` data-parallel ranks, replicated ``dp / s`` times: hybrid sharded data
+parallelism (HSDP; PyTorch FSDP ``HYBRID_SHARD``, Zhao et al. 2023 sec. 3.2.2; ZeRO++ hpZ, Wang et al. 2023
+sec. 3.2; MiCS, Zhang et al. 2022).
 """
 
 from __future__ import annotations
@@ -123,7 +128,8 @@ class Plan:
     """How one training step is laid out over the devices.
 
     Degrees count ranks in the unit of the device (GPU, chip) unless the caller converts NeuronCore degrees
-    first. ``zero_stage`` 3 is FSDP. ``mbs`` and ``gbs`` count sequences.
+    first. ``zero_stage`` 3 is FSDP; with ``shard_degree`` it is HSDP (ZeRO 1-3 over groups of that many
+    data-parallel ranks, replicated across the rest). ``mbs`` and ``gbs`` count sequences.
     """
 
     tp_degree: int = 1
@@ -159,6 +165,9 @@ class Plan:
     recompute_layers: int | None = None
     # What lives in host memory over the host link (some of OFFLOAD_KINDS); () = nothing offloaded.
     offload: tuple[str, ...] = ()
+    # HSDP: ZeRO shards over groups of this many data-parallel ranks (the innermost ones), replicated dp/s times
+    # (PyTorch FSDP HYBRID_SHARD, Zhao et al. 2023 sec. 3.2.2; ZeRO++ hpZ); None = the whole dp group.
+    shard_degree: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("tp_degree", "pp_degree", "dp_degree", "cp_degree", "ep_degree", "vpp_degree"):
@@ -201,6 +210,14 @@ class Plan:
                 raise field_error(flag, getattr(self, flag), "true or false")
         if self.zero_stage not in (0, 1, 2, 3):
             raise field_error("zero_stage", self.zero_stage, "0, 1, 2 or 3 (3 = FSDP)")
+        if self.shard_degree is not None:
+            s = self.shard_degree
+            if isinstance(s, bool) or not isinstance(s, int) or s < 1 or self.dp_degree % s:
+                raise field_error(
+                    "shard_degree", s, f"a divisor of dp={self.dp_degree} (data-parallel ranks per shard group) or null"
+                )
+            if self.zero_stage == 0:
+                raise field_error("shard_degree", s, "null with zero=0 (HSDP shards ZeRO 1-3 state)")
         if self.precision not in MATMUL_PRECISIONS:
             allowed = ", ".join(p.value for p in MATMUL_PRECISIONS)
             raise field_error("precision", self.precision.value, f"a training matmul precision: {allowed}")
@@ -308,6 +325,7 @@ _SHORT = {
     "ep_domain_limit": "ep_domains",
     "ep_dedup": "ep_dedup",
     "recompute_modules": "recompute_modules",
+    "shard_degree": "shard",
 }
 # Options that describe() leaves out at their default (the degrees, batch and precision are always written).
 OPTION_DEFAULTS: dict[str, Any] = {
@@ -327,6 +345,7 @@ OPTION_DEFAULTS: dict[str, Any] = {
     "recompute_layers": None,
     "offload": "none",
     "lora": False,
+    "shard": None,
 }
 
 
@@ -340,7 +359,7 @@ def describe_plan_dict(plan: dict[str, Any]) -> str:
     return ",".join(parts)
 
 
-_INT_KEYS = {"tp", "pp", "dp", "cp", "ep", "vpp", "mbs", "gbs", "etp", "ep_domains", "recompute_layers"}
+_INT_KEYS = {"tp", "pp", "dp", "cp", "ep", "vpp", "mbs", "gbs", "etp", "ep_domains", "recompute_layers", "shard"}
 _COUNT_KEYS = {"pp_first", "pp_last"}  # non-negative integers
 _FLOAT_KEYS = {"capacity", "imbalance"}
 _BOOL_KEYS = {
@@ -367,7 +386,13 @@ _ALLOWED_KEYS = (
     "schedule",
     "unit",
 )
-_KEY_ALIASES = {"first_stage_layers": "pp_first", "last_stage_layers": "pp_last", "expert_tp": "etp"}
+_KEY_ALIASES = {
+    "first_stage_layers": "pp_first",
+    "last_stage_layers": "pp_last",
+    "expert_tp": "etp",
+    "shard_degree": "shard",
+    "hsdp": "shard",
+}
 _UNIT_ALIASES = {
     "device": DegreeUnit.DEVICE,
     "devices": DegreeUnit.DEVICE,
@@ -393,17 +418,21 @@ def _parse_bool(key: str, text: str) -> bool:
 def parse_plan(text: str, *, num_devices: int | None = None, cores_per_device: int = 1) -> Plan:
     """Parse ``"tp=8,pp=8,dp=64,mbs=1,gbs=1024,recompute=selective,precision=bf16"``.
 
+    ``shard=N`` (alias ``shard_degree``) is HSDP's shard group in data-parallel ranks; ``hsdp=N`` is the same and,
+    without ``zero`` or ``fsdp``, also sets ``zero=3`` (PyTorch FSDP's ``HYBRID_SHARD``).
     ``dp`` may be left out when ``num_devices`` is known: it is then ``ranks / (tp*pp*cp)``, ranks being devices
     (or ``num_devices * cores_per_device`` when ``unit=core``). Unknown
     keys, repeated keys and malformed values are one-line :class:`InputError` s naming the key.
     """
     values: dict[str, Any] = {}
     seen: set[str] = set()
+    hsdp = False  # written as hsdp=N (FSDP's hybrid shard): ZeRO-3 unless zero or fsdp say otherwise
     for part in (p.strip() for p in text.split(",")):
         if not part:
             continue
         key, sep, raw = part.partition("=")
         key, raw = key.strip().lower(), raw.strip()
+        hsdp = hsdp or key == "hsdp"
         key = _KEY_ALIASES.get(key, key)
         if not sep or not raw:
             raise InputError(f"plan: {quote(part)} is not key=value (keys: {', '.join(_ALLOWED_KEYS)})")
@@ -465,6 +494,8 @@ def parse_plan(text: str, *, num_devices: int | None = None, cores_per_device: i
             if raw.lower() not in SCHEDULE_ALIASES:
                 raise field_error(key, raw, f"allowed: {', '.join(m.value for m in Schedule)}")
             values["schedule"] = SCHEDULE_ALIASES[raw.lower()]
+    if hsdp and "zero" not in seen and "fsdp" not in seen:
+        values["zero_stage"] = 3
     if "fsdp" in seen and "zero" in seen and values.get("zero_stage") != 3:
         raise field_error("zero", values.get("zero_stage"), "3 when fsdp=true")
     if "dp_degree" not in values and num_devices is not None:

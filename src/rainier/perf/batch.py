@@ -38,7 +38,14 @@ from numpy.typing import NDArray
 from rainier.parallel.plan import RECOMPUTE_MODULES, Recompute, Schedule
 from rainier.perf import fused, kernel
 from rainier.perf.batch_result import BREAKDOWN_FIELDS, BatchResult
-from rainier.perf.columns import PRECISION_CODES, RECOMPUTE_CODES, SCHEDULE_CODES, PlanColumns, recompute_share
+from rainier.perf.columns import (
+    PRECISION_CODES,
+    RECOMPUTE_CODES,
+    SCHEDULE_CODES,
+    PlanColumns,
+    recompute_share,
+    shard_groups,
+)
 from rainier.perf.compute import ACTIVATION_BYTES, LORA_FLOP_FRACTION, inverse_efficiencies
 from rainier.perf.context import StepContext
 from rainier.perf.efficiency import Efficiency
@@ -176,6 +183,7 @@ def prepare(
     plan: dict[str, FloatArray] = {}
     links: dict[str, FloatArray] = {}
     edp = np.maximum(np.floor_divide(cols.tp * cols.dp * cols.cp, etp_i * cols.ep), 1)
+    dshard, eshard = shard_groups(cols.dp, cols.cp, edp, cols.shard)
     links["scale_out"] = np.broadcast_to(ctx.scale_out_mask, (n, len(ctx.link_names))).copy()
 
     # Message sizes (bytes, per rank) and flags.
@@ -214,6 +222,9 @@ def prepare(
         cp=cp,
         dp=dp,
         edp=edp.astype(f64),
+        dshard=dshard.astype(f64),
+        eshard=eshard.astype(f64),
+        hsdp=cols.hsdp.astype(f64),
         chunks=chunks_i.astype(f64),
         schedule=cols.schedule.astype(f64),
         moe=np.full(n, 1.0 if moe is not None else 0.0),

@@ -81,6 +81,7 @@ class PlanColumns:
     recompute_mask: IntArray  # selective recompute modules, a bit mask over RECOMPUTE_MODULES
     recompute_layers: IntArray  # full recompute of the first N layers of each chunk; 0: every layer
     offload: IntArray  # kinds kept in host memory, a bit mask over OFFLOAD_KINDS (perf.offload); 0: none
+    shard: IntArray  # HSDP shard group in data-parallel ranks; 0: the whole dp group (plain ZeRO)
 
     def __len__(self) -> int:
         return len(self.tp)
@@ -125,6 +126,7 @@ class PlanColumns:
             recompute_mask=ints([recompute_mask(p.recompute_modules) for p in plans]),
             recompute_layers=ints([p.recompute_layers or 0 for p in plans]),
             offload=ints([offload_mask(p.offload) for p in plans]),
+            shard=ints([p.shard_degree or 0 for p in plans]),
         )
 
     @classmethod
@@ -146,6 +148,7 @@ class PlanColumns:
             "recompute_layers": np.zeros(n, dtype=np.int64),
             "offload": np.zeros(n, dtype=np.int64),
             "lora": np.zeros(n, dtype=bool),
+            "shard": np.zeros(n, dtype=np.int64),
         }
         filled.update(columns)
         return cls(**filled)  # type: ignore[arg-type]
@@ -172,6 +175,18 @@ class PlanColumns:
     @property
     def expert_tp(self) -> IntArray:
         return np.where(self.etp > 0, self.etp, self.tp)
+
+    @property
+    def hsdp(self) -> BoolArray:
+        """Plans whose ZeRO shard group is a proper part of the data-parallel group (HSDP)."""
+        out: BoolArray = (self.shard > 0) & (self.shard < self.dp)
+        return out
+
+    def shard_groups(self) -> tuple[IntArray, IntArray]:
+        """Ranks each plan's ZeRO state is sharded over: (dense, expert) (see :func:`shard_groups`)."""
+        etp = self.expert_tp
+        edp = np.maximum(np.floor_divide(self.tp * self.dp * self.cp, etp * self.ep), 1)
+        return shard_groups(self.dp, self.cp, edp, self.shard)
 
     def plan_at(self, i: int, unit: DegreeUnit = DegreeUnit.DEVICE) -> Plan:
         """Row ``i`` as a :class:`Plan`."""
@@ -206,7 +221,23 @@ class PlanColumns:
             recompute_modules=recompute_modules(int(self.recompute_mask[i])),
             recompute_layers=None if self.recompute_layers[i] <= 0 else int(self.recompute_layers[i]),
             offload=offload_kinds(int(self.offload[i])),
+            shard_degree=None if self.shard[i] <= 0 else int(self.shard[i]),
         )
+
+
+def shard_groups(dp: IntArray, cp: IntArray, edp: IntArray, shard: IntArray) -> tuple[IntArray, IntArray]:
+    """The (dense, expert) groups ZeRO shards the model state over, in ranks, and so the divisors of the sharded
+    states.
+
+    Dense state: the data-parallel and context-parallel ranks, ``dp x cp`` (Megatron's distributed optimizer); under
+    HSDP the shard group's ``s x cp`` (``shard`` = s; the innermost ``s`` data-parallel ranks). Expert state: the
+    expert-data-parallel group (``edp``); under HSDP the part of it inside one shard group, ``edp / gcd(edp, dp/s)``
+    (the ``dp/s`` replicas split it where the expert blocks align with the shard groups; an expert block spanning
+    several shard groups has no copy to shard with inside one, and keeps its state whole).
+    """
+    s = np.where(shard > 0, shard, dp)
+    replicas = np.floor_divide(dp, s)
+    return s * cp, np.floor_divide(edp, np.gcd(edp, replicas))
 
 
 def recompute_share(cols: PlanColumns, rows: Mapping[str, FloatArray]) -> FloatArray:

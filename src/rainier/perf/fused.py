@@ -50,6 +50,7 @@ INT_COLUMNS = (
     "recompute_mask",
     "recompute_layers",
     "offload",
+    "shard",
 )
 FLAG_COLUMNS = ("sp", "lora", "tp_overlap", "a2a_overlap", "ep_dedup")
 COMM_SOURCES = ("pass", "dp", "pp")  # the keys collectives go by (perf.keys.PlanKeys.comm_source)

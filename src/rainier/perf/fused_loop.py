@@ -3,8 +3,10 @@
 Inputs are plan columns, per-key tables and scalars in the orders ``perf.fused`` lays out (``INT_COLUMNS``,
 ``FLAG_COLUMNS``, ``LAYOUT_TABLES``, ``SCALARS``, ``INT_SCALARS``, ``COMM_SOURCES``); the assembly is
 ``perf.kernel._assemble``'s, statement for statement (the numpy ``perf.batch.assemble_reference`` is the reference
-for both), with each plan's ``perf.batch.prepare`` columns computed in place of reading them. Results go to the
-arrays of ``perf.fused.evaluate_fused``: breakdown and memory as rows (fields x plans).
+for both), with each plan's ``perf.batch.prepare`` columns computed in place of reading them. HSDP's replica
+all-reduce, a branch inside the kernel's row loop, is found per row before that loop (the same operations; plans
+without HSDP add zeros), so that plans without HSDP pay next to nothing for it. Results go to the arrays of
+``perf.fused.evaluate_fused``: breakdown and memory as rows (fields x plans).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from rainier.perf.kernel import (
     CP_STEP,
     DP_AR,
     DP_RS,
+    DPR_AR,
     DUALPIPE,
     E_FWD,
     E_GEMM,
@@ -31,6 +34,7 @@ from rainier.perf.kernel import (
     E_WGRAD,
     EDP_AR,
     EDP_RS,
+    EDPR_AR,
     ELEM,
     EP_A2A,
     ETP_AR,
@@ -92,7 +96,8 @@ def _evaluate(
     """Every plan's step time, breakdown, memory, FLOPs and link loads, written into the output arrays."""
     n = ints[0].shape[0]
     tp_col, pp_col, dp_col, cp_col, ep_col, etp_col, vpp_col, mbs_col = ints[:8]  # in fused.INT_COLUMNS order
-    gbs_col, zero_col, recompute_col, schedule_col, domains_col, rc_mask_col, rc_layers_col, offload_col = ints[8:]
+    gbs_col, zero_col, recompute_col, schedule_col, domains_col, rc_mask_col, rc_layers_col, offload_col = ints[8:16]
+    shard_col = ints[16]
     sp_col, lora_col, tp_overlap_col, a2a_overlap_col, ep_dedup_col = flags  # in fused.FLAG_COLUMNS order
     width = lay[0].shape[1]
     links = scale_out.shape[0]
@@ -117,6 +122,11 @@ def _evaluate(
     row_ep, row_pp, row_contention = per_row[13], per_row[14], per_row[15]
     held_terms, share_terms = per_row[16], per_row[17]
     rp = np.empty((3, width))  # per row: dense and expert parameters per rank, full-recompute share
+    # HSDP's replica all-reduce per row: its duration and link loads, zero for every other plan (perf.kernel's
+    # branch, taken out of the row and link loops so that plans without HSDP run them as before)
+    rep_dur = np.zeros(width)
+    rep_load = np.zeros((width, links))
+    rep_dirty = False
     base_steps = np.empty(min(chunk, n))
     gi = np.empty(len(comm_local), dtype=np.int64)  # the plan's row of each collective's tables
     by = np.empty(3, dtype=np.int64)  # the plan's row of each key collectives go by (fused.COMM_SOURCES)
@@ -169,7 +179,17 @@ def _evaluate(
                 p_kv_bytes = ACTIVATION_BYTES * tokens * float(kv_heads) * 2.0 * sc[layout.S_HEAD_DIM]
             p_pp_bytes = p_activation / p_tp
             p_m = float(gbs_col[i] // (dp_i * mbs_i))
-            p_edp = float(max((tp_i * dp_i * cp_i) // (etp_i * ep_i), 1))
+            edp_i = max((tp_i * dp_i * cp_i) // (etp_i * ep_i), 1)
+            p_edp = float(edp_i)
+            # ZeRO's shard groups (perf.columns.shard_groups): all of dp x cp and of edp, or HSDP's part of them
+            shard_i = shard_col[i]
+            p_hsdp = 1.0 if (0 < shard_i < dp_i) else 0.0
+            p_dshard, p_eshard = p_dp * p_cp, p_edp
+            if shard_i > 0:
+                a_gcd, b_gcd = edp_i, dp_i // shard_i
+                while b_gcd:  # gcd(edp, replicas)
+                    a_gcd, b_gcd = b_gcd, a_gcd % b_gcd
+                p_dshard, p_eshard = float(shard_i * cp_i), float(edp_i // a_gcd)
             if sched_i == INTERLEAVED:
                 chunks_i = vpp_col[i]
             elif sched_i in (ZB_V, DUALPIPE):
@@ -305,7 +325,9 @@ def _evaluate(
             tp_d_back = tp_d_exposed if tp_overlap else half_d + max(half_d - w_d, 0.0)
             tp_m_back = (tp_m_exposed - etp_dur if tp_overlap else half_m + max(half_m - w_m, 0.0)) + etp_dur
             ep_exposed = max(ep_dur - f_m, 0.0) if p_a2a_overlap > 0 else ep_dur
-            grad_shard = p_dp * cp if zero >= 2 else 1.0
+            dshard, eshard = p_dshard, p_eshard
+            grad_shard = dshard if zero >= 2 else 1.0
+            hsdp = p_hsdp > 0 and not lora
             interleaved = int(p_schedule) == INTERLEAVED
             spread = 1.0 + pp * (chunks - 1.0) / chunks if interleaved else 1.0
             sync = not lora and not fsdp
@@ -315,6 +337,30 @@ def _evaluate(
             slope_edp_rs = rates[EDP_RS][g_edp_rs, 0]
             slope_dp_ar = rates[DP_AR][g_dp_ar, 0]
             slope_edp_ar = rates[EDP_AR][g_edp_ar, 0]
+            if hsdp:  # the gradient shard's all-reduce across the replicas, per row (perf.kernel, in its row loop)
+                rep_dirty = True
+                g_dpr_ar, g_edpr_ar = comm_local[DPR_AR][by[comm_by[DPR_AR]]], comm_local[EDPR_AR][by[comm_by[EDPR_AR]]]
+                slope_dpr_ar, slope_edpr_ar = rates[DPR_AR][g_dpr_ar, 0], rates[EDPR_AR][g_edpr_ar, 0]
+                for r in range(width):
+                    rep_pd, rep_pe = grad_bytes * rp[0, r] / dshard, grad_bytes * rp[1, r] / eshard
+                    rep_d = (
+                        slope_dpr_ar * rep_pd + rates[DPR_AR][g_dpr_ar, 2] if (slope_dpr_ar > 0 and rep_pd > 0) else 0.0
+                    )
+                    rep_e = (
+                        slope_edpr_ar * rep_pe + rates[EDPR_AR][g_edpr_ar, 2]
+                        if (slope_edpr_ar > 0 and rep_pe > 0)
+                        else 0.0
+                    )
+                    rep_dur[r] = rep_d + rep_e
+                    for lnk in range(links):
+                        e = side[lnk]
+                        rep_load[r, lnk] = (
+                            loads[DPR_AR][e, g_dpr_ar, lnk] * rep_pd + loads[EDPR_AR][e, g_edpr_ar, lnk] * rep_pe
+                        )
+            elif rep_dirty:
+                rep_dur[:] = 0.0
+                rep_load[:, :] = 0.0
+                rep_dirty = False
             rc_light_mlp = max(p_rc_mlp, p_rc_shared)
 
             dp_exposed = -np.inf
@@ -378,6 +424,7 @@ def _evaluate(
                 z2_dur = rs_d + rs_e if zero2 else 0.0
                 reduce_dur = (ar_d + ar_e if zero0 else rs_d + rs_e) if (sync and not zero2) else 0.0
                 gather_dur = (rs_d + rs_e) * param_bytes / grad_bytes if gather_on else 0.0
+                reduce_dur = reduce_dur + rep_dur[r]
                 buckets = max(layers, 1.0)
                 fwd_block[r] = tp_fwd + ep_fwd + cp_fwd + pp_fwd
                 bwd_block[r] = 2.0 * tp_bwd + 2.0 * ep_fwd + cp_bwd + pp_fwd + recompute_comm
@@ -407,6 +454,7 @@ def _evaluate(
                     gat_l = rs_l * param_bytes / grad_bytes if gather_on else 0.0
                     if zero2:
                         bl += rs_l
+                    red_l = red_l + rep_load[r, lnk]
                     fwd_load[r, lnk] = fl
                     bwd_load[r, lnk] = bl
                     fsdp_load[r, lnk] = fsdp_l
@@ -437,7 +485,7 @@ def _evaluate(
                 dp_row = max(last_bwd - spread * b_win, 0.0) + max(first_fwd - spread * f_win, 0.0)
                 dp_exposed = max(dp_exposed, dp_row - first_rank * b_win)
                 sharded = zero >= 1
-                opt_params = pd / (p_dp * cp if sharded else 1.0) + pe / (p_edp if sharded else 1.0)
+                opt_params = pd / (dshard if sharded else 1.0) + pe / (eshard if sharded else 1.0)
                 opt_row = 0.0 if lora else opt_bytes * opt_params / hbm_rate
                 optimizer = max(optimizer, opt_row) if any_row else opt_row
                 any_row = True
@@ -514,12 +562,12 @@ def _evaluate(
             bd[9, i] = optimizer
             bd[10, i] = step_oh
 
-            # ---- perf.kernel._memory, one plan ----
+            # ---- perf.memory_loop._memory, one plan ----
             ua, uk = keyidx[2][i], keyidx[3][i]
             dense_layer, moe_layer = act_table[ua, 0], act_table[ua, 1]
             dense_kept, moe_kept = kept_table[uk, 0], kept_table[uk, 1]
-            dense_dp = p_dp * p_cp
-            expert_dp = p_edp
+            dense_dp = p_dshard
+            expert_dp = p_eshard
             copy = 2.0 if sched_i == DUALPIPE else 1.0
             logits = LOGIT_BYTES * float(mbs_i) * float(seq_len // cp_i) * sc[layout.S_VOCAB] / p_tp
             best = -np.inf

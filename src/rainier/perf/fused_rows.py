@@ -2,7 +2,7 @@
 own summation order and minimum and maximum, so that the compiled loop gives numpy's bits.
 
 Each takes and returns plain floats (no arrays), so numba inlines it into the loop at no cost. The arithmetic is
-that of ``perf.memory.memory_per_rank`` (as its compiled loop, ``perf.kernel._memory``, runs it) and of
+that of ``perf.memory.memory_per_rank`` (as its compiled loop, ``perf.memory_loop._memory``, runs it) and of
 ``perf.offload.prepare_offload`` and ``offload_time``, in the same order.
 """
 

@@ -66,6 +66,9 @@ PLAN_FIELDS = (
     "rc_shared_experts",
     "rc_moe",
     "rc_mla_up_proj",
+    "dshard",
+    "eshard",
+    "hsdp",
 )
 # numba reads module globals as compile-time constants: one plain int per field, in PLAN_FIELDS order.
 (
@@ -107,10 +110,27 @@ PLAN_FIELDS = (
     RC_SHARED,
     RC_MOE,
     RC_MLA,
+    DSHARD,
+    ESHARD,
+    HSDP,
 ) = range(len(PLAN_FIELDS))
 # Collectives, each with a slope (scale-up, scale-out seconds per byte at full rate) and an intercept.
-COMM_FIELDS = ("tp_ar", "tp_rs", "etp_ar", "cp_step", "ep_a2a", "pp_p2p", "dp_ar", "dp_rs", "edp_ar", "edp_rs")
-TP_AR, TP_RS, ETP_AR, CP_STEP, EP_A2A, PP_P2P, DP_AR, DP_RS, EDP_AR, EDP_RS = range(len(COMM_FIELDS))
+# dp_rs / edp_rs run over the ZeRO shard groups; dpr_ar / edpr_ar are HSDP's all-reduces across the replicas.
+COMM_FIELDS = (
+    "tp_ar",
+    "tp_rs",
+    "etp_ar",
+    "cp_step",
+    "ep_a2a",
+    "pp_p2p",
+    "dp_ar",
+    "dp_rs",
+    "edp_ar",
+    "edp_rs",
+    "dpr_ar",
+    "edpr_ar",
+)
+TP_AR, TP_RS, ETP_AR, CP_STEP, EP_A2A, PP_P2P, DP_AR, DP_RS, EDP_AR, EDP_RS, DPR_AR, EDPR_AR = range(len(COMM_FIELDS))
 # The quantities of a pass table (perf.compute.PassForms fields), per layer kind.
 PASS_FIELDS = (
     "forward",
@@ -305,7 +325,9 @@ def _assemble(
         tp_d_back = tp_d_exposed if tp_overlap else half_d + max(half_d - w_d, 0.0)
         tp_m_back = (tp_m_exposed - etp_dur if tp_overlap else half_m + max(half_m - w_m, 0.0)) + etp_dur
         ep_exposed = max(ep_dur - f_m, 0.0) if plan[A2A_OVERLAP][i] > 0 else ep_dur
-        grad_shard = plan[DP][i] * cp if zero >= 2 else 1.0
+        dshard, eshard = plan[DSHARD][i], plan[ESHARD][i]
+        grad_shard = dshard if zero >= 2 else 1.0
+        hsdp = plan[HSDP][i] > 0 and not lora
         interleaved = int(plan[SCHEDULE][i]) == INTERLEAVED
         spread = 1.0 + pp * (chunks - 1.0) / chunks if interleaved else 1.0
         sync = not lora and not fsdp
@@ -315,6 +337,11 @@ def _assemble(
         slope_edp_rs = rates[EDP_RS][g_edp_rs, 0]
         slope_dp_ar = rates[DP_AR][g_dp_ar, 0]
         slope_edp_ar = rates[EDP_AR][g_edp_ar, 0]
+        g_dpr_ar = g_edpr_ar = 0  # HSDP's replica groups, read only for HSDP plans
+        slope_dpr_ar = slope_edpr_ar = 0.0
+        if hsdp:
+            g_dpr_ar, g_edpr_ar = index[DPR_AR][i], index[EDPR_AR][i]
+            slope_dpr_ar, slope_edpr_ar = rates[DPR_AR][g_dpr_ar, 0], rates[EDPR_AR][g_edpr_ar, 0]
         rc_light_mlp = max(plan[RC_MLP][i], plan[RC_SHARED][i])
 
         dp_exposed = -np.inf
@@ -372,6 +399,15 @@ def _assemble(
             z2_dur = rs_d + rs_e if zero2 else 0.0
             reduce_dur = (ar_d + ar_e if zero0 else rs_d + rs_e) if (sync and not zero2) else 0.0
             gather_dur = (rs_d + rs_e) * param_bytes / grad_bytes if gather_on else 0.0
+            # HSDP: the gradient shard is all-reduced across the replicas once per step (Zhao et al. 2023 sec. 3.2.2).
+            rep_pd = rep_pe = 0.0
+            if hsdp:
+                rep_pd, rep_pe = grad_pd / dshard, grad_pe / eshard
+                rep_d = slope_dpr_ar * rep_pd + rates[DPR_AR][g_dpr_ar, 2] if (slope_dpr_ar > 0 and rep_pd > 0) else 0.0
+                rep_e = (
+                    slope_edpr_ar * rep_pe + rates[EDPR_AR][g_edpr_ar, 2] if (slope_edpr_ar > 0 and rep_pe > 0) else 0.0
+                )
+                reduce_dur = reduce_dur + (rep_d + rep_e)
             buckets = max(layers, 1.0)
             fwd_block[r] = tp_fwd + ep_fwd + cp_fwd + pp_fwd
             bwd_block[r] = 2.0 * tp_bwd + 2.0 * ep_fwd + cp_bwd + pp_fwd + recompute_comm
@@ -401,6 +437,10 @@ def _assemble(
                 gat_l = rs_l * param_bytes / grad_bytes if gather_on else 0.0
                 if zero2:
                     bl += rs_l
+                if hsdp:
+                    red_l = red_l + (
+                        loads[DPR_AR][e, g_dpr_ar, lnk] * rep_pd + loads[EDPR_AR][e, g_edpr_ar, lnk] * rep_pe
+                    )
                 fwd_load[r, lnk] = fl
                 bwd_load[r, lnk] = bl
                 fsdp_load[r, lnk] = fsdp_l
@@ -430,7 +470,7 @@ def _assemble(
             dp_row = max(last_bwd - spread * b_win, 0.0) + max(first_fwd - spread * f_win, 0.0)
             dp_exposed = max(dp_exposed, dp_row - first_rank * b_win)
             sharded = zero >= 1
-            opt_params = pd / (plan[DP][i] * cp if sharded else 1.0) + pe / (plan[EDP][i] if sharded else 1.0)
+            opt_params = pd / (dshard if sharded else 1.0) + pe / (eshard if sharded else 1.0)
             opt_row = 0.0 if lora else opt_bytes * opt_params / hbm_rate
             optimizer = max(optimizer, opt_row) if any_row else opt_row
             any_row = True
@@ -522,76 +562,10 @@ def _load() -> dict[str, Callable[..., None]]:
             return numba.njit(cache=True, nogil=True)(function)
 
         _duration_c, _fill_drain_c = jit(_duration), jit(_fill_drain)
-        _COMPILED.update(assemble=jit(_assemble), memory=jit(_memory))
+        _COMPILED.update(assemble=jit(_assemble))
     return _COMPILED
 
 
 def assemble_kernel(*args: Any) -> None:
     """The compiled :func:`_assemble` (numba must be installed: :data:`AVAILABLE`)."""
     _load()["assemble"](*args)
-
-
-def _memory(
-    rows: Any,  # ROW_FIELDS: plans x row slots each
-    dense_dp: FloatArray,
-    expert_dp: FloatArray,
-    zero: FloatArray,
-    lora: FloatArray,
-    copies: FloatArray,
-    dense_layer: FloatArray,
-    moe_layer: FloatArray,
-    dense_kept: FloatArray,  # a layer's bytes without recompute (the layers full recompute of N layers skips)
-    moe_kept: FloatArray,
-    schedule: FloatArray,
-    pp: FloatArray,
-    chunks: FloatArray,
-    m: FloatArray,
-    logits: FloatArray,
-    state: FloatArray,  # bytes per parameter: weight, gradient, optimizer
-    reserve: FloatArray,  # fixed bytes, fraction
-    out: FloatArray,  # plans x (weights, gradients, optimizer, activations, buffers)
-) -> None:
-    """``perf.memory.memory_per_rank`` (see there) as one loop: the fullest pipeline row of each plan."""
-    n = dense_dp.shape[0]
-    width = rows[0].shape[1]
-    for i in range(n):
-        best = -np.inf
-        z = zero[i]
-        for r in range(width):
-            if rows[3][i, r] <= 0:
-                continue
-            nd, nm, head, rank = rows[0][i, r], rows[1][i, r], rows[2][i, r], rows[4][i, r]
-            pd, pe = rows[5][i, r], rows[6][i, r]
-            copy = copies[i]
-            w = copy * state[0] * ((pd / dense_dp[i] if z >= 3 else pd) + (pe / expert_dp[i] if z >= 3 else pe))
-            if lora[i] > 0:
-                g = 0.0
-                o = 0.0
-            else:
-                g = copy * state[1] * ((pd / dense_dp[i] if z >= 2 else pd) + (pe / expert_dp[i] if z >= 2 else pe))
-                o = copy * state[2] * ((pd / dense_dp[i] if z >= 1 else pd) + (pe / expert_dp[i] if z >= 1 else pe))
-            code = int(schedule[i])
-            if code == INTERLEAVED:
-                c = max(chunks[i], 1.0)
-                held = max(min((2.0 * (pp[i] - rank - 1.0) + (chunks[i] - 1.0) * pp[i] + 1.0) / c, m[i]), 1.0)
-            elif code == DUALPIPE:
-                held = min(pp[i] + 1.0, m[i])
-            elif code == GPIPE:
-                held = m[i]
-            else:
-                held = max(min(pp[i] - rank, m[i]), 1.0)
-            share = rows[7][i, r]
-            dense_row = share * dense_layer[i] + (1.0 - share) * dense_kept[i]
-            moe_row = share * moe_layer[i] + (1.0 - share) * moe_kept[i]
-            a = (nd * dense_row + nm * moe_row) * held + head * logits[i]
-            subtotal = w + g + o + a
-            buffers = reserve[0] + reserve[1] * subtotal
-            total = subtotal + buffers
-            if total > best:
-                best = total
-                out[i, 0], out[i, 1], out[i, 2], out[i, 3], out[i, 4] = w, g, o, a, buffers
-
-
-def memory_kernel(*args: Any) -> None:
-    """The compiled :func:`_memory` (numba must be installed: :data:`AVAILABLE`)."""
-    _load()["memory"](*args)

@@ -10,6 +10,7 @@ few hundred distinct values of each. :func:`plan_keys` finds them over the whole
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -44,9 +45,11 @@ COMM_GROUPS = (
     ("ep_a2a", "ep", "all_to_all"),
     ("pp_p2p", "pp", "p2p"),
     ("dp_ar", "dp", "all_reduce"),
-    ("dp_rs", "dp", "reduce_scatter"),
+    ("dp_rs", "dp_shard", "reduce_scatter"),
     ("edp_ar", "edp", "all_reduce"),
-    ("edp_rs", "edp", "reduce_scatter"),
+    ("edp_rs", "edp_shard", "reduce_scatter"),
+    ("dpr_ar", "dp_replica", "all_reduce"),
+    ("edpr_ar", "edp_replica", "all_reduce"),
 )
 DENSE_KEYS = 1 << 22  # key spaces up to this size are deduplicated with a lookup table instead of a sort
 
@@ -141,7 +144,7 @@ class PlanKeys:
     ``passes``: (pass keys x layer kinds x :data:`PASS_FIELDS` x forms); ``comm_slopes`` / ``comm_loads``: per
     collective of :data:`COMM_KINDS`, (groups x (slope up, slope out, intercept)) and (groups x link classes);
     ``comm_local``: each collective's group per row of the key it goes by (``comm_source``: the pass key,
-    ``dp``: pass key and dp, ``pp``: those and pp; each plan's row in ``pass_index``, ``dp_index``,
+    ``dp``: pass key, dp and HSDP shard, ``pp``: those and pp; each plan's row in ``pass_index``, ``dp_index``,
     ``pp_index``), whence :attr:`comm_index`;
     ``ep_domains``: scale-out domains of each expert-parallel group; ``rows``: per :data:`ROW_NAMES`, (layouts x
     row slots, padded with zero-count rows) and what follows from a layout alone: ``param_sums``
@@ -277,9 +280,30 @@ def plan_keys(ctx: StepContext, cols: PlanColumns) -> PlanKeys:
     def edp(k: tuple[int, ...], dp: int) -> int:
         return max((k[0] * dp * k[1]) // (k[3] * k[2]), 1)
 
+    def hsdp(k: tuple[int, ...], dp: int, shard: int) -> tuple[int, int, int, int]:
+        """(dense shard group, dense replicas, expert shard group, expert replicas): ``columns.shard_groups``."""
+        s = shard if shard > 0 else dp
+        expert = edp(k, dp)
+        expert_replicas = math.gcd(expert, dp // s)
+        return s * k[1], dp // s, expert // expert_replicas, expert_replicas
+
     own = [(u,) for u in range(len(pass_rows))]
     by_index = (0, len(pass_rows) - 1)  # the bounds of pass_index
-    with_dp_index, with_dp = distinct([pass_index, cols.dp], [by_index])
+    any_shard = bool(cols.shard.any())
+    if any_shard:
+        # HSDP shard degrees are few: coded 0..k-1 through a presence table, so that the key stays a small code space
+        present = np.zeros(int(cols.shard.max()) + 1, dtype=bool)
+        present[cols.shard] = True
+        degrees = np.flatnonzero(present)
+        code = np.zeros(len(present), dtype=np.int64)
+        code[degrees] = np.arange(len(degrees))
+        with_dp_index, coded = distinct(
+            [pass_index, cols.dp, code.take(cols.shard)], [by_index, None, (0, len(degrees) - 1)]
+        )
+        with_dp = [(u, dp, int(degrees[c])) for u, dp, c in coded]
+    else:
+        with_dp_index, dp_rows = distinct([pass_index, cols.dp], [by_index])
+        with_dp = [(u, dp, 0) for u, dp in dp_rows]
     with_pp_index, with_pp = distinct([with_dp_index, cols.pp], [(0, len(with_dp) - 1)])
     # Each axis's placed groups per row of the key it goes by (perf.keys.PlanKeys.comm_local), and that key.
     placed = {
@@ -288,10 +312,33 @@ def plan_keys(ctx: StepContext, cols: PlanColumns) -> PlanKeys:
         "cp": (by_pass_local(own, lambda k: (k[1], k[0]), group("cp")), "pass"),
         "ep": (by_pass_local(own, lambda k: (k[2], ep_stride(k)), group("ep")), "pass"),
         "pp": (through_local(with_pp, lambda v, pp: (pp, _dp_stride(pass_rows, with_dp[v])), group("pp")), "pp"),
-        # dense gradients: over dp x cp; expert gradients: the expert-dp group
-        "dp": (by_pass_local(with_dp, lambda k, dp: (dp * k[1], k[0]), group("dp")), "dp"),
-        "edp": (by_pass_local(with_dp, lambda k, dp: (edp(k, dp), k[3] * k[2]), group("dp")), "dp"),
+        # dense gradients: over dp x cp; expert gradients: the expert-dp group. ZeRO's reduce-scatters and gathers
+        # run over the shard groups (the whole groups without HSDP); HSDP's all-reduce across the replicas spaced a
+        # shard group apart (Zhao et al. 2023 sec. 3.2.2).
+        "dp": (by_pass_local(with_dp, lambda k, dp, _: (dp * k[1], k[0]), group("dp")), "dp"),
+        "edp": (by_pass_local(with_dp, lambda k, dp, _: (edp(k, dp), k[3] * k[2]), group("dp")), "dp"),
     }
+    if any_shard:
+        split = functools.lru_cache(maxsize=None)(hsdp)
+        placed["dp_shard"] = (by_pass_local(with_dp, lambda k, dp, s: (split(k, dp, s)[0], k[0]), group("dp")), "dp")
+        placed["edp_shard"] = (
+            by_pass_local(with_dp, lambda k, dp, s: (split(k, dp, s)[2], k[3] * k[2]), group("dp")),
+            "dp",
+        )
+        placed["dp_replica"] = (
+            by_pass_local(with_dp, lambda k, dp, s: (split(k, dp, s)[1], k[0] * split(k, dp, s)[0]), group("dp")),
+            "dp",
+        )
+        placed["edp_replica"] = (
+            by_pass_local(
+                with_dp, lambda k, dp, s: (split(k, dp, s)[3], k[3] * k[2] * split(k, dp, s)[2]), group("dp")
+            ),
+            "dp",
+        )
+    else:  # no HSDP: ZeRO's groups are the whole ones, and no replicas to all-reduce across (one empty group)
+        placed["dp_shard"], placed["edp_shard"] = placed["dp"], placed["edp"]
+        alone = ((np.zeros(len(with_dp), dtype=np.int64), [ctx.group("dp", 1, 1)]), "dp")
+        placed["dp_replica"] = placed["edp_replica"] = alone
     comm_slopes: dict[str, FloatArray] = {}
     comm_loads: dict[str, FloatArray] = {}
     comm_local: dict[str, IntArray] = {}

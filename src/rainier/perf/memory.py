@@ -1,8 +1,9 @@
 """Memory per rank at the peak of a training step: model state, activations in flight, buffers.
 
 Model state is mixed-precision Adam, 2 + 2 + 12 bytes per parameter, sharded by ZeRO over the data-parallel
-group (Rajbhandari et al. 2020, sec. 5); expert weights are split over ``ep x etp`` and sharded over the expert
-data-parallel group. Activations follow Korthikanti et al. 2022 (eqs. 1-5, generalised in
+group (Rajbhandari et al. 2020, sec. 5), or under HSDP over the shard group only (Zhao et al. 2023 sec. 3.2.2);
+expert weights are split over ``ep x etp`` and sharded over the expert data-parallel group (or its part in one
+shard group). Activations follow Korthikanti et al. 2022 (eqs. 1-5, generalised in
 ``rainier.workload.memory``) times the micro-batches a rank keeps in flight under its schedule
 (``perf.schedule.in_flight``). Every pipeline rank row is evaluated (uneven stages move the peak) and the
 fullest is reported.
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from numpy.typing import NDArray
 
-from rainier.perf import kernel
+from rainier.perf import kernel, memory_loop
 from rainier.units import GIB
 from rainier.workload.memory import StateBytesPerParam
 from rainier.workload.params import ParamCounts
@@ -94,18 +95,17 @@ def memory_per_rank(
     same without recompute; a row's ``recompute_share`` of its layers (full recompute of N layers per chunk) holds
     the former, the rest the latter (``kept_bytes`` None: every layer holds ``layer_bytes``).
 
-    Runs ``perf.kernel.memory_kernel`` where numba is installed and the batch is large enough (``compiled``:
+    Runs ``perf.memory_loop.memory_kernel`` where numba is installed and the batch is large enough (``compiled``:
     None decides by size, as ``perf.batch.assemble`` does), else numpy array operations. ``known``: the plan
-    arrays of ``perf.batch.prepare`` (``dp``, ``cp``, ``edp``, ``zero``, ``lora``, ``schedule``, ``pp`` as
-    floats) where already computed.
+    arrays of ``perf.batch.prepare`` (``dshard``, ``eshard``, ``zero``, ``lora``, ``schedule``, ``pp`` as floats)
+    where already computed. ZeRO shards over ``columns.shard_groups`` (HSDP: the shard group, not all of dp).
     """
     state = StateBytesPerParam.mixed_precision_adam()
     if known is not None:
-        dense_dp, expert_dp = known["dp"] * known["cp"], known["edp"]
+        dense_dp, expert_dp = known["dshard"], known["eshard"]
     else:
-        etp = np.where(cols.etp > 0, cols.etp, cols.tp)
-        dense_dp = (cols.dp * cols.cp).astype(np.float64)
-        expert_dp = np.maximum(np.floor_divide(cols.tp * cols.dp * cols.cp, etp * cols.ep), 1).astype(np.float64)
+        dense_group, expert_group = cols.shard_groups()
+        dense_dp, expert_dp = dense_group.astype(np.float64), expert_group.astype(np.float64)
     seq_local = np.floor_divide(shape.seq_len, cols.cp)
     logits = LOGIT_BYTES * cols.mbs * seq_local * shape.vocab_size / cols.tp
     dense_layer, moe_layer = layer_bytes
@@ -116,7 +116,7 @@ def memory_per_rank(
     if compiled and len(cols):
         full = dict(rows, params_dense=dense, params_expert=expert)
         out = np.zeros((len(cols), len(MEMORY_FIELDS)))
-        kernel.memory_kernel(
+        memory_loop.memory_kernel(
             tuple(np.ascontiguousarray(full[name], dtype=np.float64) for name in kernel.ROW_FIELDS),
             dense_dp,
             expert_dp,

@@ -166,7 +166,7 @@ def window_parts(prep: Prepared, eff: Efficiency) -> WindowParts:
     fwd_compute = nd * col(f_d) + nm * col(f_m) + head * col(f_h) + overhead
     # fp32 main-gradient accumulation per micro-batch: the whole stage's gradients under ZeRO-0/1 (Megatron's
     # main_grad buffer), only the rank's shard when gradients are reduce-scattered every micro-batch (ZeRO-2/3).
-    grad_shard = np.where(col(p["zero"] >= 2), col(p["dp"] * cp), 1.0)
+    grad_shard = np.where(col(p["zero"] >= 2), col(p["dshard"]), 1.0)
     accumulate = np.where(
         col(lora), 0.0, GRAD_ACCUM_BYTES_PER_PARAM * (params_dense + params_expert) / grad_shard / col(hbm_rate)
     )
@@ -263,10 +263,18 @@ def window_parts(prep: Prepared, eff: Efficiency) -> WindowParts:
     gather_on = sync & ~col(zero0)
     gather_dur = np.where(gather_on, (rs_d + rs_e) * PARAM_BYTES / GRAD_BYTES, 0.0)
     gather_load = np.where(gather_on[..., None], (rs_load_d + rs_load_e) * PARAM_BYTES / GRAD_BYTES, 0.0)
+    # HSDP: ZeRO's collectives above ran over the shard groups; the gradient shard is then all-reduced across the
+    # dp/s replicas once per step (Zhao et al. 2023 sec. 3.2.2; ZeRO++ hpZ, Wang et al. 2023), behind the last
+    # backward like the reduction it completes.
+    hsdp = col((p["hsdp"] > 0) & ~lora)
+    rep_d, rep_load_d = rowwise("dpr_ar", GRAD_BYTES * params_dense / col(p["dshard"]))
+    rep_e, rep_load_e = rowwise("edpr_ar", GRAD_BYTES * params_expert / col(p["eshard"]))
+    reduce_dur = reduce_dur + np.where(hsdp, rep_d + rep_e, 0.0)
+    reduce_load = reduce_load + np.where(hsdp[..., None], rep_load_d + rep_load_e, 0.0)
     # Optimizer: the slowest rank's update of its (ZeRO-sharded) parameters.
     sharded = col(p["zero"] >= 1)
-    opt_params = params_dense / np.where(sharded, col(p["dp"] * cp), 1.0) + params_expert / np.where(
-        sharded, col(p["edp"]), 1.0
+    opt_params = params_dense / np.where(sharded, col(p["dshard"]), 1.0) + params_expert / np.where(
+        sharded, col(p["eshard"]), 1.0
     )
     optimizer_rows = np.where(col(lora), 0.0, OPTIMIZER_BYTES_PER_PARAM * opt_params / col(hbm_rate))
     schedule, pp_blocking = p["schedule"], p["pp_blocking"]

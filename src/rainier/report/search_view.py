@@ -10,11 +10,13 @@ from rich.text import Text
 
 from rainier.report import format as fmt
 
-PLAN_KEYS = ("tp", "pp", "dp", "cp", "ep", "vpp", "mbs", "zero", "recompute", "precision", "schedule", "offload")
+PLAN_KEYS = (
+    "tp", "pp", "dp", "cp", "ep", "vpp", "mbs", "zero", "shard", "recompute", "precision", "schedule", "offload",
+)  # fmt: skip
 
 
 def _plan(plan: dict[str, Any]) -> str:
-    defaults = {"cp": 1, "ep": 1, "vpp": 1, "schedule": "1f1b", "precision": "bf16", "offload": "none"}
+    defaults = {"cp": 1, "ep": 1, "vpp": 1, "shard": None, "schedule": "1f1b", "precision": "bf16", "offload": "none"}
     parts = [f"{k}={plan[k]}" for k in PLAN_KEYS if k in plan and defaults.get(k) != plan[k]]
     if plan.get("sp"):
         parts.append("sp")

@@ -102,15 +102,26 @@ def model_state_bytes(
     *,
     dp_degree: int = 1,
     zero_stage: int = 0,
+    shard_degree: int | None = None,
     per_param: StateBytesPerParam | None = None,
 ) -> ModelStateBytes:
     """Model-state bytes per rank for ``num_params`` parameters (those the rank holds after TP/PP/EP splits).
 
     ZeRO shards over the ``dp_degree`` data-parallel ranks: stage 1 the optimizer state, stage 2 also the
-    gradients, stage 3 also the weights (Rajbhandari et al. 2020, sec. 5.1-5.3 and Figure 1).
+    gradients, stage 3 also the weights (Rajbhandari et al. 2020, sec. 5.1-5.3 and Figure 1). HSDP
+    (``shard_degree`` s) shards over groups of s of them instead and replicates across the dp/s groups (PyTorch
+    FSDP ``HYBRID_SHARD``, Zhao et al. 2023 sec. 3.2.2; ZeRO++ hpZ, Wang et al. 2023).
     """
     if isinstance(dp_degree, bool) or not isinstance(dp_degree, int) or dp_degree < 1:
         raise field_error("dp_degree", dp_degree, "a positive integer")
+    if shard_degree is not None and (
+        isinstance(shard_degree, bool)
+        or not isinstance(shard_degree, int)
+        or shard_degree < 1
+        or dp_degree % shard_degree
+    ):
+        raise field_error("shard_degree", shard_degree, f"a divisor of dp_degree={dp_degree} or null")
+    group = dp_degree if shard_degree is None else shard_degree
     if isinstance(zero_stage, bool) or not isinstance(zero_stage, int) or not 0 <= zero_stage <= MAX_ZERO_STAGE:
         raise field_error("zero_stage", zero_stage, "0, 1, 2 or 3")
     if not num_params >= 0:
@@ -118,9 +129,9 @@ def model_state_bytes(
     state = per_param or StateBytesPerParam.mixed_precision_adam()
     n = float(num_params)
     return ModelStateBytes(
-        weight_bytes=n * state.weight / (dp_degree if zero_stage >= 3 else 1),
-        gradient_bytes=n * state.gradient / (dp_degree if zero_stage >= 2 else 1),
-        optimizer_bytes=n * state.optimizer / (dp_degree if zero_stage >= 1 else 1),
+        weight_bytes=n * state.weight / (group if zero_stage >= 3 else 1),
+        gradient_bytes=n * state.gradient / (group if zero_stage >= 2 else 1),
+        optimizer_bytes=n * state.optimizer / (group if zero_stage >= 1 else 1),
     )
 
 
