@@ -101,15 +101,21 @@ PLANS = st.tuples(
 )
 
 
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(plan=PLANS)
-def test_a_shard_degree_of_dp_is_the_same_step_as_none(plan: tuple[int, int, int, int, int]) -> None:
+def _base_plan(plan: tuple[int, int, int, int, int]) -> Plan:
+    """A plan without a shard group on the 64 devices, from a drawn (tp, pp, zero, mbs, micro-batches) tuple."""
     tp, pp, zero, mbs, micro = plan
     dp = 64 // (tp * pp)
-    base = Plan(
+    return Plan(
         tp_degree=tp, pp_degree=pp, dp_degree=dp, zero_stage=zero, mbs=mbs, gbs=dp * mbs * micro,
         sequence_parallel=tp > 1,
     )  # fmt: skip
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(plan=PLANS)
+def test_a_shard_degree_of_dp_is_the_same_step_as_none(plan: tuple[int, int, int, int, int]) -> None:
+    base = _base_plan(plan)
+    dp = base.dp_degree
     plain, whole = (estimate(SHAPE, p, CLUSTER) for p in (base, base.with_(shard_degree=dp)))
     assert isinstance(plain, StepEstimate) and isinstance(whole, StepEstimate)
     assert whole.step_time_s == plain.step_time_s
@@ -121,12 +127,8 @@ def test_a_shard_degree_of_dp_is_the_same_step_as_none(plan: tuple[int, int, int
 @settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(plan=PLANS)
 def test_model_state_shrinks_as_the_shard_group_grows(plan: tuple[int, int, int, int, int]) -> None:
-    tp, pp, zero, mbs, micro = plan
-    dp = 64 // (tp * pp)
-    base = Plan(
-        tp_degree=tp, pp_degree=pp, dp_degree=dp, zero_stage=zero, mbs=mbs, gbs=dp * mbs * micro,
-        sequence_parallel=tp > 1,
-    )  # fmt: skip
+    base = _base_plan(plan)
+    dp = base.dp_degree
     shards = [s for s in (1, 2, 4, 8, 16, 32, 64) if s <= dp]
     states = []
     for s in shards:
