@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -72,3 +74,35 @@ def test_chunked_evaluation_matches_one_pass(
         same(chunked.memory[name], whole.memory[name])
     for name in ("capacity_bytes", "model_flops_per_step", "hardware_flops_per_step", "host_offloaded", "fits"):
         same(getattr(chunked, name), getattr(whole, name))
+
+
+def test_contexts_of_one_model_chip_and_efficiencies_share_their_pass_tables() -> None:
+    """A deadline search builds a context per cluster size: the layer passes, which do not depend on the size,
+    are formed once, and a context built afresh after another gives the same step times as the first one."""
+    from dataclasses import replace
+
+    from rainier.perf import context
+
+    shape = get_model("llama-3-8b")
+    small, large = cluster_of("h100-sxm", 64), cluster_of("h100-sxm", 4096)
+    eff, _ = resolve_efficiency(small, None)
+    context._SHARED.clear()
+
+    def fresh(cluster: Any, efficiency: Any) -> context.StepContext:  # not step_context's cached ones
+        return context.StepContext(shape=shape, cluster=cluster, eff=efficiency, unit=DegreeUnit.DEVICE)
+
+    first = fresh(small, eff)
+    cols = enumerate_plans(shape, small, 64, SearchSpace()).valid
+    mf, hf = flops_per_token_table(shape)
+    alone = batch.evaluate(first, cols, model_flops_per_token=mf, hardware_flops_per_token=hf).step_time_s
+    assert first.tables
+    second = fresh(large, eff)
+    assert second.tables is first.tables and second._passes is first._passes
+    other = fresh(small, replace(eff, gemm=eff.gemm * 0.9))
+    assert other.tables is not first.tables and not other.tables
+    again = fresh(small, eff)
+    shared = batch.evaluate(again, cols, model_flops_per_token=mf, hardware_flops_per_token=hf).step_time_s
+    np.testing.assert_array_equal(shared, alone)
+    for k in range(context.SHARED_CONTEXTS + 1):
+        fresh(small, replace(eff, gemm=0.5 + k / 100))
+    assert len(context._SHARED) == context.SHARED_CONTEXTS

@@ -29,6 +29,36 @@ from rainier.workload.params import ParamCounts, count_params
 from rainier.workload.shape import TransformerShape
 
 FloatArray = NDArray[np.float64]
+# Per-key results shared by every context of one model, chip, unit and set of efficiencies (see
+# :class:`SharedTables`): a fleet deadline search builds a context per cluster size it tries, and each would
+# otherwise form the same layer passes again. The oldest entries go first past this many.
+SHARED_CONTEXTS = 8
+
+
+@dataclass(slots=True)
+class SharedTables:
+    """What a :class:`StepContext` caches that depends on the model, the chip, the unit and the efficiencies
+    alone, not on the cluster's size or topology: layer pass forms, activation bytes, ``perf.keys``' pass tables."""
+
+    passes: dict[tuple[Any, ...], tuple[PassForms, PassForms | None, PassForms]] = field(default_factory=dict)
+    activations: dict[tuple[int, ...], tuple[float, float]] = field(default_factory=dict)
+    tables: dict[tuple[Any, ...], Any] = field(default_factory=dict)
+
+
+_SHARED: dict[tuple[Any, ...], SharedTables] = {}
+
+
+def shared_tables(shape: TransformerShape, cluster: Cluster, cores: int, eff: Efficiency) -> SharedTables:
+    """The per-key caches of contexts of ``shape`` on ``cluster``'s chip at ``cores`` per device under ``eff``,
+    created on first use (at most :data:`SHARED_CONTEXTS` kept, oldest dropped first)."""
+    key = (shape, cluster.accelerator, cores, eff)
+    found = _SHARED.get(key)
+    if found is None:
+        found = SharedTables()
+        while len(_SHARED) >= SHARED_CONTEXTS:
+            _SHARED.pop(next(iter(_SHARED)))
+        _SHARED[key] = found
+    return found
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +75,8 @@ class StepContext:
 
     Nothing cached here depends on the efficiencies except which side of the roofline each GEMM is on, decided
     at ``eff`` (the efficiencies the context is built for); ``perf.batch.assemble`` applies the efficiencies.
+    The caches that do not depend on the cluster's size (pass forms, activations, pass tables) are shared with
+    every other context of the same model, chip, unit and efficiencies (:func:`shared_tables`).
     """
 
     shape: TransformerShape
@@ -60,11 +92,9 @@ class StepContext:
     head_weight: float = field(init=False)
     _levels: list[Any] = field(init=False)
     _groups: dict[tuple[str, int, int], Placed] = field(init=False, default_factory=dict)
-    _passes: dict[tuple[Any, ...], tuple[PassForms, PassForms | None, PassForms]] = field(
-        init=False, default_factory=dict
-    )
-    _activations: dict[tuple[int, ...], tuple[float, float]] = field(init=False, default_factory=dict)
-    tables: dict[tuple[Any, ...], Any] = field(init=False, default_factory=dict)  # perf.batch's pass tables
+    _passes: dict[tuple[Any, ...], tuple[PassForms, PassForms | None, PassForms]] = field(init=False)
+    _activations: dict[tuple[int, ...], tuple[float, float]] = field(init=False)
+    tables: dict[tuple[Any, ...], Any] = field(init=False)  # perf.keys' pass tables
 
     def __post_init__(self) -> None:
         self.counts = count_params(self.shape)
@@ -76,6 +106,8 @@ class StepContext:
         self.scale_out_mask = np.array([1.0 if c.scale_out else 0.0 for c in classes])
         self.layer_is_moe = tuple(self.shape.is_moe_layer(i) for i in range(self.shape.num_layers))
         self.head_weight = _head_weight(self.shape)
+        shared = shared_tables(self.shape, self.cluster, self.cores, self.eff)
+        self._passes, self._activations, self.tables = shared.passes, shared.activations, shared.tables
 
     # -- placed groups ---------------------------------------------------------------------------------------
     def group(self, axis: str, degree: int, stride: int) -> Placed:
