@@ -9,7 +9,7 @@ import pytest
 
 from rainier.serve.efficiency import load_serve_efficiency
 from rainier.serve.fitting import calibrate_inference_file
-from rainier.serve.validate import validate_inference_file
+from rainier.serve.validate import _prepared, load_inference_cases, validate_inference_file
 
 ROOT = Path(__file__).resolve().parents[2]
 CASES = [
@@ -52,10 +52,13 @@ ALL_MEDIAN, TRUSTED_P90, LOGO_MEDIAN, LOGO_P90, STATIC_MEDIAN = 13.5, 75.0, 19.5
 TRN2_MEDIAN, TRN2_TRUSTED_MEDIAN = 33.0, 15.0
 
 
-def test_every_inference_case_is_predicted_within_the_targets() -> None:
-    report = validate_inference_file(CASES)
-    summary = report.summary
-    assert summary["skipped"] <= 45 and summary["predicted"] >= 360  # skipped: each with its reason (DP attention, ...)
+def test_every_inference_case_is_predicted_within_the_targets(calibrated: tuple[Path, dict[str, Any]]) -> None:
+    # The fit's own scores: the fit is the committed one (test_committed_fit_is_what_calibrate_produces), and
+    # scoring all 398 targets again (every in-flight case simulated) would take minutes of the suite.
+    _, result = calibrated
+    summary = result["after"]["summary"]
+    _, skipped = _prepared(load_inference_cases(CASES))
+    assert len(skipped) <= 45 and summary["predicted"] >= 360  # skipped: each with its reason (DP attention, ...)
     assert summary["median_abs_error_pct"] <= ALL_MEDIAN
     assert summary["by_trust"]["A+B"]["p90_abs_error_pct"] <= TRUSTED_P90
     static = validate_inference_file(CASES[:2]).summary
