@@ -56,6 +56,15 @@ from rainier.perf.offload import ACTIVATIONS
 
 FloatArray = NDArray[np.float64]
 
+# A plan's per-link coefficients (one row of the loop's ``coef`` scratch per link): the tensor-parallel load of a
+# dense and of a MoE layer, the expert-parallel load of a MoE layer, the context-parallel load of a layer and the
+# pipeline load of a micro-batch (as perf.kernel._assemble's per-link scratch), then the seconds per byte on the link
+# of the data-parallel reduce-scatter and all-reduce over the dense and the expert groups and, with HSDP, of the
+# all-reduces across the replicas (the groups' ``loads`` on the link's side).
+C_TP_DENSE, C_TP_MOE, C_EP, C_CP, C_PP = range(5)
+C_DP_RS, C_EDP_RS, C_DP_AR, C_EDP_AR, C_DPR_AR, C_EDPR_AR = range(5, 11)
+LINK_COEFFS = 11
+
 # Replaced by their compiled versions on the first call (see _load).
 _pairwise_sum_c, _minimum_c, _maximum_c = rows.pairwise_sum, rows.minimum, rows.maximum
 _row_memory_c, _offload_c = rows.row_memory, rows.offload
@@ -109,24 +118,17 @@ def _evaluate(
     host_bw = sc[layout.S_HOST_BW]
     rate = host_bw if host_bw > 0 else np.inf
     side = np.empty(links, dtype=np.int64)
-    per_link = np.empty((6, links))  # scratch, as perf.kernel._assemble's
-    link_eff, tp_d_load, tp_m_load = per_link[0], per_link[1], per_link[2]
-    ep_load, cp_load, pp_load = per_link[3], per_link[4], per_link[5]
-    per_row_link = np.empty((5, width, links))
-    fwd_load, bwd_load, fsdp_load = per_row_link[0], per_row_link[1], per_row_link[2]
-    reduce_load, gather_load = per_row_link[3], per_row_link[4]
-    per_row = np.empty((18, width))
-    t_fwd, t_bwd, t_w, fwd_c, bwd_c = per_row[0], per_row[1], per_row[2], per_row[3], per_row[4]
-    fwd_block, bwd_block, fsdp_dur, scratch = per_row[5], per_row[6], per_row[7], per_row[8]
-    row_compute, row_recompute, row_tp, row_cp = per_row[9], per_row[10], per_row[11], per_row[12]
-    row_ep, row_pp, row_contention = per_row[13], per_row[14], per_row[15]
-    held_terms, share_terms = per_row[16], per_row[17]
+    link_eff = np.empty(links)
+    # Per link, the plan's seconds per byte (or per layer) of each transfer the rows scale (LINK_COEFFS), read once
+    # per plan from the groups' tables so that the row loop reads one contiguous row per link.
+    coef = np.empty((links, LINK_COEFFS))
+    top = np.empty(links)  # per link: the busiest row's load over the step (the maximum over rows, in row order)
+    per_row = np.empty((13, width))
+    t_fwd, t_bwd, t_w, scratch = per_row[0], per_row[1], per_row[2], per_row[3]
+    row_compute, row_recompute, row_tp, row_cp = per_row[4], per_row[5], per_row[6], per_row[7]
+    row_ep, row_pp, row_contention = per_row[8], per_row[9], per_row[10]
+    held_terms, share_terms = per_row[11], per_row[12]
     rp = np.empty((3, width))  # per row: dense and expert parameters per rank, full-recompute share
-    # HSDP's replica all-reduce per row: its duration and link loads, zero for every other plan (perf.kernel's
-    # branch, taken out of the row and link loops so that plans without HSDP run them as before)
-    rep_dur = np.zeros(width)
-    rep_load = np.zeros((width, links))
-    rep_dirty = False
     base_steps = np.empty(min(chunk, n))
     gi = np.empty(len(comm_local), dtype=np.int64)  # the plan's row of each collective's tables
     by = np.empty(3, dtype=np.int64)  # the plan's row of each key collectives go by (fused.COMM_SOURCES)
@@ -302,18 +304,30 @@ def _evaluate(
             sp = p_sp > 0
             regather = 0.0 if sp else _duration_c(rates, gi[TP_RS], TP_RS, act)
             pp_dur = chunks * (_duration_c(rates, gi[PP_P2P], PP_P2P, p_pp_bytes) + regather) if pp_on else 0.0
+            hsdp = p_hsdp > 0 and not p_lora > 0
+            g_dpr_ar, g_edpr_ar = 0, 0
+            if hsdp:
+                g_dpr_ar, g_edpr_ar = comm_local[DPR_AR][by[comm_by[DPR_AR]]], comm_local[EDPR_AR][by[comm_by[EDPR_AR]]]
             for lnk in range(links):
                 e = side[lnk]
+                c = coef[lnk]
                 tp_l = loads[TP_AR][e, g_tp_ar, lnk] * act
-                tp_d_load[lnk] = 2.0 * tp_l
-                tp_m_load[lnk] = (1.0 + p_shared) * tp_l + (loads[ETP_AR][e, g_etp_ar, lnk] * routed if etp_on else 0.0)
+                c[C_TP_DENSE] = 2.0 * tp_l
+                c[C_TP_MOE] = (1.0 + p_shared) * tp_l + (loads[ETP_AR][e, g_etp_ar, lnk] * routed if etp_on else 0.0)
                 ep_scale = 1.0 - outside[lnk] * (1.0 - dedup)
-                ep_load[lnk] = 2.0 * loads[EP_A2A][e, g_ep_a2a, lnk] * ep_bytes * ep_scale if ep_on else 0.0
-                cp_load[lnk] = (
+                c[C_EP] = 2.0 * loads[EP_A2A][e, g_ep_a2a, lnk] * ep_bytes * ep_scale if ep_on else 0.0
+                c[C_CP] = (
                     (cp - 1.0) * loads[CP_STEP][0, g_cp_step, lnk] / link_eff[lnk] * p_kv_bytes if cp_on else 0.0
                 )
                 regather_l = 0.0 if sp else loads[TP_RS][e, g_tp_rs, lnk] * act
-                pp_load[lnk] = chunks * (loads[PP_P2P][e, g_pp_p2p, lnk] * p_pp_bytes + regather_l) if pp_on else 0.0
+                c[C_PP] = chunks * (loads[PP_P2P][e, g_pp_p2p, lnk] * p_pp_bytes + regather_l) if pp_on else 0.0
+                c[C_DP_RS] = loads[DP_RS][e, g_dp_rs, lnk]
+                c[C_EDP_RS] = loads[EDP_RS][e, g_edp_rs, lnk]
+                c[C_DP_AR] = loads[DP_AR][e, g_dp_ar, lnk]
+                c[C_EDP_AR] = loads[EDP_AR][e, g_edp_ar, lnk]
+                if hsdp:
+                    c[C_DPR_AR] = loads[DPR_AR][e, g_dpr_ar, lnk]
+                    c[C_EDPR_AR] = loads[EDPR_AR][e, g_edpr_ar, lnk]
 
             hbm_rate = p_hbm_bw * memory
             full, selective, lora, fsdp = p_full > 0, p_selective > 0, p_lora > 0, p_fsdp > 0
@@ -327,7 +341,6 @@ def _evaluate(
             ep_exposed = max(ep_dur - f_m, 0.0) if p_a2a_overlap > 0 else ep_dur
             dshard, eshard = p_dshard, p_eshard
             grad_shard = dshard if zero >= 2 else 1.0
-            hsdp = p_hsdp > 0 and not lora
             interleaved = int(p_schedule) == INTERLEAVED
             spread = 1.0 + pp * (chunks - 1.0) / chunks if interleaved else 1.0
             sync = not lora and not fsdp
@@ -337,35 +350,15 @@ def _evaluate(
             slope_edp_rs = rates[EDP_RS][g_edp_rs, 0]
             slope_dp_ar = rates[DP_AR][g_dp_ar, 0]
             slope_edp_ar = rates[EDP_AR][g_edp_ar, 0]
-            if hsdp:  # the gradient shard's all-reduce across the replicas, per row (perf.kernel, in its row loop)
-                rep_dirty = True
-                g_dpr_ar, g_edpr_ar = comm_local[DPR_AR][by[comm_by[DPR_AR]]], comm_local[EDPR_AR][by[comm_by[EDPR_AR]]]
-                slope_dpr_ar, slope_edpr_ar = rates[DPR_AR][g_dpr_ar, 0], rates[EDPR_AR][g_edpr_ar, 0]
-                for r in range(width):
-                    rep_pd, rep_pe = grad_bytes * rp[0, r] / dshard, grad_bytes * rp[1, r] / eshard
-                    rep_d = (
-                        slope_dpr_ar * rep_pd + rates[DPR_AR][g_dpr_ar, 2] if (slope_dpr_ar > 0 and rep_pd > 0) else 0.0
-                    )
-                    rep_e = (
-                        slope_edpr_ar * rep_pe + rates[EDPR_AR][g_edpr_ar, 2]
-                        if (slope_edpr_ar > 0 and rep_pe > 0)
-                        else 0.0
-                    )
-                    rep_dur[r] = rep_d + rep_e
-                    for lnk in range(links):
-                        e = side[lnk]
-                        rep_load[r, lnk] = (
-                            loads[DPR_AR][e, g_dpr_ar, lnk] * rep_pd + loads[EDPR_AR][e, g_edpr_ar, lnk] * rep_pe
-                        )
-            elif rep_dirty:
-                rep_dur[:] = 0.0
-                rep_load[:, :] = 0.0
-                rep_dirty = False
+            slope_dpr_ar = rates[DPR_AR][g_dpr_ar, 0] if hsdp else 0.0
+            slope_edpr_ar = rates[EDPR_AR][g_edpr_ar, 0] if hsdp else 0.0
             rc_light_mlp = max(p_rc_mlp, p_rc_shared)
 
             dp_exposed = -np.inf
             optimizer = 0.0
             any_row = False
+            for lnk in range(links):
+                top[lnk] = 0.0
             for r in range(width):
                 count = lay[3][ur, r]
                 if count <= 0.0:  # a padding row: nothing below reads it but the pipeline's fill, which weighs it by 0
@@ -408,7 +401,7 @@ def _evaluate(
                 fsdp_e = (
                     slope_edp_rs * size_pe + rates[EDP_RS][g_edp_rs, 2] if (slope_edp_rs > 0 and size_pe > 0) else 0.0
                 )
-                fsdp_dur[r] = fsdp_d + fsdp_e if fsdp else 0.0
+                fsdp_dur = fsdp_d + fsdp_e if fsdp else 0.0
                 ar_d = slope_dp_ar * grad_pd + rates[DP_AR][g_dp_ar, 2] if (slope_dp_ar > 0 and grad_pd > 0) else 0.0
                 ar_e = (
                     slope_edp_ar * grad_pe + rates[EDP_AR][g_edp_ar, 2] if (slope_edp_ar > 0 and grad_pe > 0) else 0.0
@@ -424,29 +417,38 @@ def _evaluate(
                 z2_dur = rs_d + rs_e if zero2 else 0.0
                 reduce_dur = (ar_d + ar_e if zero0 else rs_d + rs_e) if (sync and not zero2) else 0.0
                 gather_dur = (rs_d + rs_e) * param_bytes / grad_bytes if gather_on else 0.0
-                reduce_dur = reduce_dur + rep_dur[r]
+                # HSDP: the gradient shard's all-reduce across the replicas (perf.kernel; plans without HSDP add zeros)
+                rep_pd, rep_pe, rep_dur = 0.0, 0.0, 0.0
+                if hsdp:
+                    rep_pd, rep_pe = grad_bytes * pd / dshard, grad_bytes * pe / eshard
+                    rep_d = (
+                        slope_dpr_ar * rep_pd + rates[DPR_AR][g_dpr_ar, 2] if (slope_dpr_ar > 0 and rep_pd > 0) else 0.0
+                    )
+                    rep_e = (
+                        slope_edpr_ar * rep_pe + rates[EDPR_AR][g_edpr_ar, 2]
+                        if (slope_edpr_ar > 0 and rep_pe > 0)
+                        else 0.0
+                    )
+                    rep_dur = rep_d + rep_e
+                reduce_dur = reduce_dur + rep_dur
                 buckets = max(layers, 1.0)
-                fwd_block[r] = tp_fwd + ep_fwd + cp_fwd + pp_fwd
-                bwd_block[r] = 2.0 * tp_bwd + 2.0 * ep_fwd + cp_bwd + pp_fwd + recompute_comm
-                fwd_c[r] = fwd_compute
-                bwd_c[r] = bwd_input + bwd_weight + recompute
+                fwd_block = tp_fwd + ep_fwd + cp_fwd + pp_fwd
+                bwd_block = 2.0 * tp_bwd + 2.0 * ep_fwd + cp_bwd + pp_fwd + recompute_comm
+                fwd_c = fwd_compute
+                bwd_c = bwd_input + bwd_weight + recompute
                 busiest_f = 0.0
                 busiest_b = 0.0
                 busiest_lf = 0.0
                 busiest_lb = 0.0
                 for lnk in range(links):
-                    e = side[lnk]
-                    layer_l = nd * tp_d_load[lnk] + nm * tp_m_load[lnk] + nm * ep_load[lnk] + layers * cp_load[lnk]
-                    fl = layer_l + pp_load[lnk]
-                    bl = 2.0 * layer_l + (rc_share * layer_l if full else 0.0) + pp_load[lnk]
-                    fsdp_l = (
-                        (loads[DP_RS][e, g_dp_rs, lnk] * size_pd + loads[EDP_RS][e, g_edp_rs, lnk] * size_pe)
-                        if fsdp
-                        else 0.0
-                    )
+                    c = coef[lnk]
+                    layer_l = nd * c[C_TP_DENSE] + nm * c[C_TP_MOE] + nm * c[C_EP] + layers * c[C_CP]
+                    fl = layer_l + c[C_PP]
+                    bl = 2.0 * layer_l + (rc_share * layer_l if full else 0.0) + c[C_PP]
+                    fsdp_l = (c[C_DP_RS] * size_pd + c[C_EDP_RS] * size_pe) if fsdp else 0.0
                     if sync:
-                        ar_l = loads[DP_AR][e, g_dp_ar, lnk] * grad_pd + loads[EDP_AR][e, g_edp_ar, lnk] * grad_pe
-                        rs_l = loads[DP_RS][e, g_dp_rs, lnk] * grad_pd + loads[EDP_RS][e, g_edp_rs, lnk] * grad_pe
+                        ar_l = c[C_DP_AR] * grad_pd + c[C_EDP_AR] * grad_pe
+                        rs_l = c[C_DP_RS] * grad_pd + c[C_EDP_RS] * grad_pe
                         red_l = 0.0 if zero2 else (ar_l if zero0 else rs_l)
                     else:
                         rs_l = 0.0
@@ -454,34 +456,27 @@ def _evaluate(
                     gat_l = rs_l * param_bytes / grad_bytes if gather_on else 0.0
                     if zero2:
                         bl += rs_l
-                    red_l = red_l + rep_load[r, lnk]
-                    fwd_load[r, lnk] = fl
-                    bwd_load[r, lnk] = bl
-                    fsdp_load[r, lnk] = fsdp_l
-                    reduce_load[r, lnk] = red_l
-                    gather_load[r, lnk] = gat_l
+                    red_l = red_l + (c[C_DPR_AR] * rep_pd + c[C_EDPR_AR] * rep_pe if hsdp else 0.0)
+                    # the link's load over the step (perf.kernel: a loop of its own over rows after this one)
+                    top[lnk] = max(top[lnk], m * (fl + bl + 3.0 * fsdp_l) + red_l + gat_l)
                     busiest_f = max(busiest_f, fl + fsdp_l) if lnk > 0 else fl + fsdp_l
                     busiest_b = max(busiest_b, bl + 2.0 * fsdp_l) if lnk > 0 else bl + 2.0 * fsdp_l
                     lf = spread * fl + gat_l
                     lb = spread * bl + red_l
                     busiest_lf = max(busiest_lf, lf) if lnk > 0 else lf
                     busiest_lb = max(busiest_lb, lb) if lnk > 0 else lb
-                f_win = max(max(fwd_c[r] + fwd_block[r] + fsdp_dur[r] / buckets, busiest_f), fsdp_dur[r])
+                f_win = max(max(fwd_c + fwd_block + fsdp_dur / buckets, busiest_f), fsdp_dur)
                 b_win = max(
-                    max(bwd_c[r] + bwd_block[r] + (fsdp_dur[r] + z2_dur) / buckets, busiest_b),
-                    2.0 * fsdp_dur[r] + z2_dur,
+                    max(bwd_c + bwd_block + (fsdp_dur + z2_dur) / buckets, busiest_b),
+                    2.0 * fsdp_dur + z2_dur,
                 )
                 t_fwd[r] = f_win
                 t_bwd[r] = b_win
-                row_contention[r] = (f_win - fwd_c[r] - fwd_block[r]) + (b_win - bwd_c[r] - bwd_block[r])
-                w_share = bwd_weight / max(bwd_c[r], 1e-30) if bwd_c[r] > 0 else 0.0
+                row_contention[r] = (f_win - fwd_c - fwd_block) + (b_win - bwd_c - bwd_block)
+                w_share = bwd_weight / max(bwd_c, 1e-30) if bwd_c > 0 else 0.0
                 t_w[r] = b_win * w_share
-                last_bwd = max(
-                    max(spread * bwd_c[r] + spread * bwd_block[r] + reduce_dur / buckets, busiest_lb), reduce_dur
-                )
-                first_fwd = max(
-                    max(spread * fwd_c[r] + spread * fwd_block[r] + gather_dur / buckets, busiest_lf), gather_dur
-                )
+                last_bwd = max(max(spread * bwd_c + spread * bwd_block + reduce_dur / buckets, busiest_lb), reduce_dur)
+                first_fwd = max(max(spread * fwd_c + spread * fwd_block + gather_dur / buckets, busiest_lf), gather_dur)
                 dp_row = max(last_bwd - spread * b_win, 0.0) + max(first_fwd - spread * f_win, 0.0)
                 dp_exposed = max(dp_exposed, dp_row - first_rank * b_win)
                 sharded = zero >= 1
@@ -537,17 +532,8 @@ def _evaluate(
             step = steady + bubble + dp_exposed + optimizer + step_oh
             busiest = 0.0
             for lnk in range(links):
-                top = 0.0
-                for r in range(width):
-                    if lay[3][ur, r] > 0:
-                        value = (
-                            m * (fwd_load[r, lnk] + bwd_load[r, lnk] + 3.0 * fsdp_load[r, lnk])
-                            + reduce_load[r, lnk]
-                            + gather_load[r, lnk]
-                        )
-                        top = max(top, value)
-                link_out[i, lnk] = top
-                busiest = max(busiest, top)
+                link_out[i, lnk] = top[lnk]
+                busiest = max(busiest, top[lnk])
             extra = max(busiest - step, 0.0)
             base = step + extra
             bd[0, i] = m * row_compute[slowest]
