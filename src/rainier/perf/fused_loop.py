@@ -3,10 +3,16 @@
 Inputs are plan columns, per-key tables and scalars in the orders ``perf.fused`` lays out (``INT_COLUMNS``,
 ``FLAG_COLUMNS``, ``LAYOUT_TABLES``, ``SCALARS``, ``INT_SCALARS``, ``COMM_SOURCES``); the assembly is
 ``perf.kernel._assemble``'s, statement for statement (the numpy ``perf.batch.assemble_reference`` is the reference
-for both), with each plan's ``perf.batch.prepare`` columns computed in place of reading them. HSDP's replica
-all-reduce, a branch inside the kernel's row loop, is found per row before that loop (the same operations; plans
-without HSDP add zeros), so that plans without HSDP pay next to nothing for it. Results go to the arrays of
-``perf.fused.evaluate_fused``: breakdown and memory as rows (fields x plans).
+for both), with each plan's ``perf.batch.prepare`` columns computed in place of reading them. What a plan shares
+with the plan before it when the two differ only in ZeRO stage, recompute and offload (its communication times and
+link loads, and each pipeline row's parts that do not depend on those) is found once per such run
+(``perf.fused_shared``, compiled into the loop) and kept in scratch arrays; the rest is found per plan. HSDP's
+replica all-reduce, a branch inside the kernel's row loop, is part of the shared values (zero for plans without
+HSDP). Results go to the arrays of ``perf.fused.evaluate_fused``: breakdown and memory as rows (fields x plans).
+
+The loop and the helpers it calls with arrays are compiled without numba's reference counting (its scratch is
+allocated before, by :func:`_scratch`): counting costs atomic operations on every array a compiled function takes
+or makes, which had been most of a plan's time.
 """
 
 from __future__ import annotations
@@ -511,7 +517,7 @@ def _load() -> Callable[..., None]:
         _maximum_c = rows._maximum_c = jit(rows.maximum)
         _row_memory_c, _offload_c = jit(rows.row_memory), jit(rows.offload)
         shared._minimum_c, shared._maximum_c, shared._duration_c = _minimum_c, _maximum_c, kernel._duration_c
-        _shared_c = bare(shared.shared)
+        _shared_c = numba.njit(cache=True, nogil=True, inline="always")(shared.shared)  # no call: its arguments
         _COMPILED["evaluate"] = bare(_evaluate)
     return _COMPILED["evaluate"]
 
