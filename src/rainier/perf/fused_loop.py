@@ -3,10 +3,16 @@
 Inputs are plan columns, per-key tables and scalars in the orders ``perf.fused`` lays out (``INT_COLUMNS``,
 ``FLAG_COLUMNS``, ``LAYOUT_TABLES``, ``SCALARS``, ``INT_SCALARS``, ``COMM_SOURCES``); the assembly is
 ``perf.kernel._assemble``'s, statement for statement (the numpy ``perf.batch.assemble_reference`` is the reference
-for both), with each plan's ``perf.batch.prepare`` columns computed in place of reading them. HSDP's replica
-all-reduce, a branch inside the kernel's row loop, is found per row before that loop (the same operations; plans
-without HSDP add zeros), so that plans without HSDP pay next to nothing for it. Results go to the arrays of
-``perf.fused.evaluate_fused``: breakdown and memory as rows (fields x plans).
+for both), with each plan's ``perf.batch.prepare`` columns computed in place of reading them. What a plan shares
+with the plan before it when the two differ only in ZeRO stage, recompute and offload (its communication times and
+link loads, and each pipeline row's parts that do not depend on those) is found once per such run
+(``perf.fused_shared``, compiled into the loop) and kept in scratch arrays; the rest is found per plan. HSDP's
+replica all-reduce, a branch inside the kernel's row loop, is part of the shared values (zero for plans without
+HSDP). Results go to the arrays of ``perf.fused.evaluate_fused``: breakdown and memory as rows (fields x plans).
+
+The loop and the helpers it calls with arrays are compiled without numba's reference counting (its scratch is
+allocated before, by :func:`_scratch`): counting costs atomic operations on every array a compiled function takes
+or makes, which had been most of a plan's time.
 """
 
 from __future__ import annotations
@@ -19,39 +25,53 @@ from numpy.typing import NDArray
 
 from rainier.perf import fused as layout
 from rainier.perf import fused_rows as rows
+from rainier.perf import fused_shared as shared
 from rainier.perf import kernel
-from rainier.perf.compute import ACTIVATION_BYTES, LORA_FLOP_FRACTION
-from rainier.perf.kernel import (
-    ATTN,
-    CP_STEP,
-    DP_AR,
-    DP_RS,
-    DPR_AR,
-    DUALPIPE,
-    E_FWD,
-    E_GEMM,
-    E_IGRAD,
-    E_WGRAD,
-    EDP_AR,
-    EDP_RS,
-    EDPR_AR,
-    ELEM,
-    EP_A2A,
-    ETP_AR,
-    FBF,
-    FWD,
-    GEMM,
-    IGRAD,
-    INTERLEAVED,
-    MLP,
-    PP_P2P,
-    TP_AR,
-    TP_RS,
-    WGRAD,
-    ZB_V,
-    ZERO_BUBBLE,
+from rainier.perf.compute import LORA_FLOP_FRACTION
+from rainier.perf.fused_shared import (
+    L_AR,
+    L_FSDP,
+    L_GATHER,
+    L_LAYER,
+    L_PP,
+    L_REP,
+    L_RS,
+    P_A_D,
+    P_A_M,
+    P_CHUNKS,
+    P_DSHARD,
+    P_E_D,
+    P_E_M,
+    P_ESHARD,
+    P_EXPERT_M,
+    P_F_H,
+    P_G_D,
+    P_G_M,
+    P_LOGITS,
+    P_M,
+    P_MLP_D,
+    P_MLP_M,
+    P_PP,
+    P_SPREAD,
+    R_AR,
+    R_BUCKETS,
+    R_BWD_BLOCK,
+    R_BWD_IN,
+    R_BWD_W,
+    R_CP_BWD,
+    R_CP_FWD,
+    R_EP_FWD,
+    R_FSDP,
+    R_FWD,
+    R_FWD_BLOCK,
+    R_GATHER,
+    R_PP_FWD,
+    R_REP,
+    R_RS,
+    R_TP_BWD,
+    R_TP_FWD,
 )
-from rainier.perf.memory import LOGIT_BYTES
+from rainier.perf.kernel import DUALPIPE, INTERLEAVED, ZB_V, ZERO_BUBBLE
 from rainier.perf.offload import ACTIVATIONS
 
 FloatArray = NDArray[np.float64]
@@ -59,7 +79,7 @@ FloatArray = NDArray[np.float64]
 # Replaced by their compiled versions on the first call (see _load).
 _pairwise_sum_c, _minimum_c, _maximum_c = rows.pairwise_sum, rows.minimum, rows.maximum
 _row_memory_c, _offload_c = rows.row_memory, rows.offload
-_duration_c, _fill_drain_c = kernel._duration, kernel._fill_drain
+_fill_drain_c, _shared_c = kernel._fill_drain, shared.shared
 
 
 def _evaluate(
@@ -92,121 +112,72 @@ def _evaluate(
     mem: FloatArray,  # MEMORY_ROWS x plans
     flops: FloatArray,  # (model, hardware) x plans
     link_out: FloatArray,  # plans x links
+    scratch_arrays: Any,  # _scratch's
 ) -> None:
     """Every plan's step time, breakdown, memory, FLOPs and link loads, written into the output arrays."""
     n = ints[0].shape[0]
-    tp_col, pp_col, dp_col, cp_col, ep_col, etp_col, vpp_col, mbs_col = ints[:8]  # in fused.INT_COLUMNS order
-    gbs_col, zero_col, recompute_col, schedule_col, domains_col, rc_mask_col, rc_layers_col, offload_col = ints[8:16]
-    shard_col = ints[16]
-    sp_col, lora_col, tp_overlap_col, a2a_overlap_col, ep_dedup_col = flags  # in fused.FLAG_COLUMNS order
+    vpp_col, gbs_col, zero_col, recompute_col, schedule_col = ints[6], ints[8], ints[9], ints[10], ints[11]
+    domains_col, rc_mask_col, rc_layers_col, offload_col = ints[12], ints[13], ints[14], ints[15]  # fused.INT_COLUMNS
+    lora_col, tp_overlap_col, a2a_overlap_col, ep_dedup_col = flags[1], flags[2], flags[3], flags[4]  # FLAG_COLUMNS
     width = lay[0].shape[1]
     links = scale_out.shape[0]
-    su, so, default_load, layer_oh, step_oh, memory = eff[0], eff[1], eff[2], eff[3], eff[4], eff[5]
-    grad_bytes, param_bytes, accum_bytes, opt_bytes = consts[0], consts[1], consts[2], consts[3]
-    seq_len, num_kv_heads = isc[layout.I_SEQ_LEN], isc[layout.I_NUM_KV_HEADS]
-    h, top_k = sc[layout.S_HIDDEN], sc[layout.S_TOP_K]
-    is_moe, is_mla = sc[layout.S_MOE] > 0, sc[layout.S_MLA] > 0
+    su, so, default_load, step_oh, memory = eff[0], eff[1], eff[2], eff[4], eff[5]
+    accum_bytes, opt_bytes = consts[2], consts[3]
+    seq_len = isc[layout.I_SEQ_LEN]
+    hbm_rate = sc[layout.S_HBM_BW] * memory
     host_bw = sc[layout.S_HOST_BW]
     rate = host_bw if host_bw > 0 else np.inf
-    side = np.empty(links, dtype=np.int64)
-    per_link = np.empty((6, links))  # scratch, as perf.kernel._assemble's
-    link_eff, tp_d_load, tp_m_load = per_link[0], per_link[1], per_link[2]
-    ep_load, cp_load, pp_load = per_link[3], per_link[4], per_link[5]
-    per_row_link = np.empty((5, width, links))
-    fwd_load, bwd_load, fsdp_load = per_row_link[0], per_row_link[1], per_row_link[2]
-    reduce_load, gather_load = per_row_link[3], per_row_link[4]
-    per_row = np.empty((18, width))
-    t_fwd, t_bwd, t_w, fwd_c, bwd_c = per_row[0], per_row[1], per_row[2], per_row[3], per_row[4]
-    fwd_block, bwd_block, fsdp_dur, scratch = per_row[5], per_row[6], per_row[7], per_row[8]
-    row_compute, row_recompute, row_tp, row_cp = per_row[9], per_row[10], per_row[11], per_row[12]
-    row_ep, row_pp, row_contention = per_row[13], per_row[14], per_row[15]
-    held_terms, share_terms = per_row[16], per_row[17]
-    rp = np.empty((3, width))  # per row: dense and expert parameters per rank, full-recompute share
-    # HSDP's replica all-reduce per row: its duration and link loads, zero for every other plan (perf.kernel's
-    # branch, taken out of the row and link loops so that plans without HSDP run them as before)
-    rep_dur = np.zeros(width)
-    rep_load = np.zeros((width, links))
-    rep_dirty = False
-    base_steps = np.empty(min(chunk, n))
-    gi = np.empty(len(comm_local), dtype=np.int64)  # the plan's row of each collective's tables
-    by = np.empty(3, dtype=np.int64)  # the plan's row of each key collectives go by (fused.COMM_SOURCES)
+    side, link_eff, pv, row_inv, link_inv, coef, top, per_row, rp, base_steps, gi, by = scratch_arrays
+    t_fwd, t_bwd, t_w, scratch = per_row[0], per_row[1], per_row[2], per_row[3]
+    row_compute, row_recompute, row_tp, row_cp = per_row[4], per_row[5], per_row[6], per_row[7]
+    row_ep, row_pp, row_contention = per_row[8], per_row[9], per_row[10]
+    held_terms, share_terms = per_row[11], per_row[12]
     outside = scale_out
     for lnk in range(links):  # the same link classes for every plan
         side[lnk] = 2 if outside[lnk] > 0 else 1
         link_eff[lnk] = so if outside[lnk] > 0 else su
+    have = False  # whether the shared scratch holds a plan's values (perf.fused_shared), and that plan's signature
+    last_pp, last_ur, last_sched, last_vpp, last_gbs, last_domains, last_flags, last_load = 0, 0, 0, 0, 0, 0, 0, 0.0
     for c0 in range(0, n, chunk):
         c1 = min(c0 + chunk, n)
         any_host = False
         any_mask = False
         for i in range(c0, c1):
-            by_pass, by_dp, by_pp = keyidx[0][i], keyidx[4][i], keyidx[5][i]
-            by[0], by[1], by[2] = by_pass, by_dp, by_pp
-            gi[TP_AR] = comm_local[TP_AR][by[comm_by[TP_AR]]]
-            gi[TP_RS] = comm_local[TP_RS][by[comm_by[TP_RS]]]
-            gi[ETP_AR] = comm_local[ETP_AR][by[comm_by[ETP_AR]]]
-            gi[CP_STEP] = comm_local[CP_STEP][by[comm_by[CP_STEP]]]
-            gi[EP_A2A] = comm_local[EP_A2A][by[comm_by[EP_A2A]]]
-            gi[PP_P2P] = comm_local[PP_P2P][by[comm_by[PP_P2P]]]
-            gi[DP_AR] = comm_local[DP_AR][by[comm_by[DP_AR]]]
-            gi[DP_RS] = comm_local[DP_RS][by[comm_by[DP_RS]]]
-            gi[EDP_AR] = comm_local[EDP_AR][by[comm_by[EDP_AR]]]
-            gi[EDP_RS] = comm_local[EDP_RS][by[comm_by[EDP_RS]]]
-            # ---- perf.batch.prepare, one plan ----
-            tp_i, pp_i, dp_i, cp_i = tp_col[i], pp_col[i], dp_col[i], cp_col[i]
-            ep_i, etp_i, mbs_i, sched_i = ep_col[i], etp_col[i], mbs_col[i], schedule_col[i]
+            ur = keyidx[1][i]
+            sched_i = schedule_col[i]
+            p_capacity, p_imbalance = capacity[i], imbalance[i]
+            load = p_capacity if p_capacity > 0 else (p_imbalance if p_imbalance > 0 else default_load)
+            # the plan's signature (perf.fused_shared): its pipeline key decides its pass and data-parallel keys
+            by_pp, vpp_i, gbs_i, domains_i = keyidx[5][i], vpp_col[i], gbs_col[i], domains_col[i]
+            flag_bits = (
+                (1 if tp_overlap_col[i] else 0) + (2 if a2a_overlap_col[i] else 0) + (4 if ep_dedup_col[i] else 0)
+            )
+            same = (
+                have
+                and by_pp == last_pp
+                and ur == last_ur
+                and sched_i == last_sched
+                and vpp_i == last_vpp
+                and gbs_i == last_gbs
+                and domains_i == last_domains
+                and flag_bits == last_flags
+                and load == last_load
+            )
+            if not same:
+                _shared_c(
+                    i, ints, flags, load, comm_local, comm_by, keyidx, seconds, rates, loads, outside, side,
+                    link_eff, lay, sc, isc, ep_plain, ep_distinct, eff, consts, by, gi, coef, pv, rp, row_inv,
+                    link_inv,
+                )  # fmt: skip
+                have = True
+                last_pp, last_ur, last_sched, last_vpp, last_gbs = by_pp, ur, sched_i, vpp_i, gbs_i
+                last_domains, last_flags, last_load = domains_i, flag_bits, load
+            # ---- perf.batch.prepare, one plan: what ZeRO, recompute and offload change ----
             zero_i, rc_i, rc_layers = zero_col[i], recompute_col[i], rc_layers_col[i]
             mask = offload_col[i]
-            sp_b, lora_b = sp_col[i], lora_col[i]
-            etp_i = etp_i if etp_i > 0 else tp_i  # PlanColumns.expert_tp
-            p_tp, p_pp, p_dp, p_cp = float(tp_i), float(pp_i), float(dp_i), float(cp_i)
-            tokens = float(mbs_i) * float(seq_len // cp_i)
-            norm_tokens = tokens / p_tp if sp_b else tokens
-            p_activation = ACTIVATION_BYTES * tokens * h
-            p_routed = top_k * p_activation * float(etp_i) / p_tp
-            p_ep_bytes = ACTIVATION_BYTES * norm_tokens * top_k * h
-            p_ep_dedup = 1.0
-            ep_domains_i = domains_col[i]
-            if top_k > 0 and (ep_dedup_col[i] or ep_domains_i > 0):
-                g_ep = gi[EP_A2A]
-                plain = ep_plain[g_ep]
-                if plain > 0:
-                    limit = float(ep_domains_i) if ep_domains_i > 0 else np.inf
-                    p_ep_dedup = _minimum_c(1.0, _minimum_c(ep_distinct[g_ep], limit) / _maximum_c(plain, 1e-9))
-            if is_mla:
-                p_kv_bytes = ACTIVATION_BYTES * tokens * (sc[layout.S_NUM_HEADS] / p_tp) * sc[layout.S_MLA_HEAD_DIM]
-            else:
-                kv_heads = max(num_kv_heads // tp_i, 1)
-                p_kv_bytes = ACTIVATION_BYTES * tokens * float(kv_heads) * 2.0 * sc[layout.S_HEAD_DIM]
-            p_pp_bytes = p_activation / p_tp
-            p_m = float(gbs_col[i] // (dp_i * mbs_i))
-            edp_i = max((tp_i * dp_i * cp_i) // (etp_i * ep_i), 1)
-            p_edp = float(edp_i)
-            # ZeRO's shard groups (perf.columns.shard_groups): all of dp x cp and of edp, or HSDP's part of them
-            shard_i = shard_col[i]
-            p_hsdp = 1.0 if (0 < shard_i < dp_i) else 0.0
-            p_dshard, p_eshard = p_dp * p_cp, p_edp
-            if shard_i > 0:
-                a_gcd, b_gcd = edp_i, dp_i // shard_i
-                while b_gcd:  # gcd(edp, replicas)
-                    a_gcd, b_gcd = b_gcd, a_gcd % b_gcd
-                p_dshard, p_eshard = float(shard_i * cp_i), float(edp_i // a_gcd)
-            if sched_i == INTERLEAVED:
-                chunks_i = vpp_col[i]
-            elif sched_i in (ZB_V, DUALPIPE):
-                chunks_i = 2
-            else:
-                chunks_i = 1
-            p_chunks = float(chunks_i)
-            p_schedule = float(sched_i)
-            p_shared = sc[layout.S_SHARED]
-            p_etp_on = 1.0 if (etp_i > 1 and is_moe) else 0.0
-            p_ep_on = 1.0 if ep_i > 1 else 0.0
-            p_cp_on = 1.0 if cp_i > 1 else 0.0
-            p_pp_on = 1.0 if pp_i > 1 else 0.0
-            p_sp = 1.0 if sp_b else 0.0
+            lora_b = lora_col[i]
+            chunks_i = int(pv[P_CHUNKS])
             full_b = rc_i == layout.FULL_CODE
-            p_full = 1.0 if full_b else 0.0
-            p_selective = 1.0 if rc_i == layout.SELECTIVE_CODE else 0.0
             rc_mask = rc_mask_col[i]
             p_rc_core_attn = float((rc_mask >> layout.BIT_CORE_ATTN) & 1)
             p_rc_layernorm = float((rc_mask >> layout.BIT_LAYERNORM) & 1)
@@ -215,20 +186,7 @@ def _evaluate(
             p_rc_shared = float((rc_mask >> layout.BIT_SHARED) & 1)
             p_rc_moe = float((rc_mask >> layout.BIT_MOE) & 1)
             p_rc_mla = float((rc_mask >> layout.BIT_MLA) & 1)
-            p_tp_overlap = 1.0 if tp_overlap_col[i] else 0.0
-            p_a2a_overlap = 1.0 if (a2a_overlap_col[i] or sched_i == DUALPIPE) else 0.0
-            overlapped_p2p = sched_i in (INTERLEAVED, ZB_V, DUALPIPE)
-            p_pp_blocking = 1.0 if (pp_i > 1 and not overlapped_p2p) else 0.0
-            p_fsdp = 1.0 if (zero_i == 3 and not lora_b) else 0.0
-            p_zero = float(zero_i)
-            p_lora = 1.0 if lora_b else 0.0
-            p_capacity, p_imbalance = capacity[i], imbalance[i]
-            p_hbm_bw = sc[layout.S_HBM_BW]
-            ur = keyidx[1][i]
-            etp_ep = float(ep_i) * float(etp_i)
             for r in range(width):
-                rp[0, r] = lay[5][ur, r] / p_tp
-                rp[1, r] = lay[6][ur, r] / etp_ep
                 if full_b:
                     if rc_layers > 0:
                         layers_r = lay[0][ur, r] + lay[1][ur, r]
@@ -247,125 +205,34 @@ def _evaluate(
                 share = _pairwise_sum_c(share_terms, width) / _maximum_c(held, 1.0)
                 none, every = hw_per_token[layout.NONE_CODE], hw_per_token[layout.FULL_CODE]
                 hw = none + share * (every - none)
-            tokens_per_step = float(gbs_col[i]) * float(seq_len)
+            tokens_per_step = float(gbs_i) * float(seq_len)
             lora_factor = LORA_FLOP_FRACTION if lora_b else 1.0
             flops[0, i] = sc[layout.S_MODEL_FLOPS] * tokens_per_step * lora_factor
             flops[1, i] = hw * tokens_per_step * lora_factor
 
-            # ---- perf.kernel._assemble, one plan ----
-            g_tp_ar = gi[TP_AR]
-            g_tp_rs = gi[TP_RS]
-            g_etp_ar = gi[ETP_AR]
-            g_cp_step = gi[CP_STEP]
-            g_ep_a2a = gi[EP_A2A]
-            g_pp_p2p = gi[PP_P2P]
-            g_dp_ar = gi[DP_AR]
-            g_dp_rs = gi[DP_RS]
-            g_edp_ar = gi[EDP_AR]
-            g_edp_rs = gi[EDP_RS]
-            load = p_capacity if p_capacity > 0 else (p_imbalance if p_imbalance > 0 else default_load)
-            sec = seconds[keyidx[0][i]]
-            f_d = sec[0, FWD] + load * sec[0, E_FWD]
-            b_d = sec[0, IGRAD] + load * sec[0, E_IGRAD]
-            w_d = sec[0, WGRAD] + load * sec[0, E_WGRAD]
-            g_d = sec[0, GEMM] + load * sec[0, E_GEMM]
-            a_d = sec[0, ATTN]
-            f_m = sec[1, FWD] + load * sec[1, E_FWD]
-            b_m = sec[1, IGRAD] + load * sec[1, E_IGRAD]
-            w_m = sec[1, WGRAD] + load * sec[1, E_WGRAD]
-            g_m = sec[1, GEMM] + load * sec[1, E_GEMM]
-            a_m = sec[1, ATTN]
-            e_d, e_m = sec[0, ELEM], sec[1, ELEM]
-            mlp_d, mlp_m = sec[0, MLP], sec[1, MLP]
-            expert_m = load * sec[1, E_FWD]
-            f_h = sec[2, FWD] + load * sec[2, E_FWD]
-            b_h = sec[2, IGRAD] + load * sec[2, E_IGRAD]
-            w_h = sec[2, WGRAD] + load * sec[2, E_WGRAD]
-            tp, pp, cp, m, chunks = p_tp, p_pp, p_cp, p_m, p_chunks
-            act = p_activation
-
-            # Tensor, expert, context and pipeline parallel transfers of one layer / chunk boundary.
-            tp_one = _duration_c(rates, gi[TP_AR], TP_AR, act)
-            tp_d_dur = 2.0 * tp_one
-            routed = p_routed * load
-            etp_on = p_etp_on > 0
-            tp_m_dur = (1.0 + p_shared) * tp_one
-            etp_dur = _duration_c(rates, gi[ETP_AR], ETP_AR, routed) if etp_on else 0.0
-            ep_bytes = p_ep_bytes * load
-            ep_on = p_ep_on > 0
-            dedup = p_ep_dedup
-            trimmed = rates[EP_A2A][g_ep_a2a, 1] * ep_bytes * (1.0 - dedup)
-            ep_dur = 2.0 * (_duration_c(rates, gi[EP_A2A], EP_A2A, ep_bytes) - trimmed) if ep_on else 0.0
-            cp_on = p_cp_on > 0
-            cp_dur = (cp - 1.0) * _duration_c(rates, gi[CP_STEP], CP_STEP, p_kv_bytes) if cp_on else 0.0
-            pp_on = p_pp_on > 0
-            sp = p_sp > 0
-            regather = 0.0 if sp else _duration_c(rates, gi[TP_RS], TP_RS, act)
-            pp_dur = chunks * (_duration_c(rates, gi[PP_P2P], PP_P2P, p_pp_bytes) + regather) if pp_on else 0.0
-            for lnk in range(links):
-                e = side[lnk]
-                tp_l = loads[TP_AR][e, g_tp_ar, lnk] * act
-                tp_d_load[lnk] = 2.0 * tp_l
-                tp_m_load[lnk] = (1.0 + p_shared) * tp_l + (loads[ETP_AR][e, g_etp_ar, lnk] * routed if etp_on else 0.0)
-                ep_scale = 1.0 - outside[lnk] * (1.0 - dedup)
-                ep_load[lnk] = 2.0 * loads[EP_A2A][e, g_ep_a2a, lnk] * ep_bytes * ep_scale if ep_on else 0.0
-                cp_load[lnk] = (
-                    (cp - 1.0) * loads[CP_STEP][0, g_cp_step, lnk] / link_eff[lnk] * p_kv_bytes if cp_on else 0.0
-                )
-                regather_l = 0.0 if sp else loads[TP_RS][e, g_tp_rs, lnk] * act
-                pp_load[lnk] = chunks * (loads[PP_P2P][e, g_pp_p2p, lnk] * p_pp_bytes + regather_l) if pp_on else 0.0
-
-            hbm_rate = p_hbm_bw * memory
-            full, selective, lora, fsdp = p_full > 0, p_selective > 0, p_lora > 0, p_fsdp > 0
-            zero = p_zero
-            tp_overlap = p_tp_overlap > 0
-            tp_d_exposed = max(tp_d_dur - g_d, tp_d_dur / tp) if tp_overlap else tp_d_dur
-            tp_m_exposed = (max(tp_m_dur - g_m, tp_m_dur / tp) if tp_overlap else tp_m_dur) + etp_dur
-            half_d, half_m = 0.5 * tp_d_dur, 0.5 * tp_m_dur
-            tp_d_back = tp_d_exposed if tp_overlap else half_d + max(half_d - w_d, 0.0)
-            tp_m_back = (tp_m_exposed - etp_dur if tp_overlap else half_m + max(half_m - w_m, 0.0)) + etp_dur
-            ep_exposed = max(ep_dur - f_m, 0.0) if p_a2a_overlap > 0 else ep_dur
-            dshard, eshard = p_dshard, p_eshard
+            # ---- perf.kernel._assemble, one plan: the rows' windows from their shared parts ----
+            pp, m, chunks = pv[P_PP], pv[P_M], pv[P_CHUNKS]
+            f_h, a_d, a_m, e_d, e_m = pv[P_F_H], pv[P_A_D], pv[P_A_M], pv[P_E_D], pv[P_E_M]
+            mlp_d, mlp_m, expert_m, g_d, g_m = pv[P_MLP_D], pv[P_MLP_M], pv[P_EXPERT_M], pv[P_G_D], pv[P_G_M]
+            dshard, eshard, spread = pv[P_DSHARD], pv[P_ESHARD], pv[P_SPREAD]
+            full, selective = full_b, rc_i == layout.SELECTIVE_CODE
+            lora, fsdp = lora_b, zero_i == 3 and not lora_b
+            zero = float(zero_i)
             grad_shard = dshard if zero >= 2 else 1.0
-            hsdp = p_hsdp > 0 and not lora
-            interleaved = int(p_schedule) == INTERLEAVED
-            spread = 1.0 + pp * (chunks - 1.0) / chunks if interleaved else 1.0
             sync = not lora and not fsdp
             zero0 = zero == 0
             gather_on = sync and not zero0
-            slope_dp_rs = rates[DP_RS][g_dp_rs, 0]
-            slope_edp_rs = rates[EDP_RS][g_edp_rs, 0]
-            slope_dp_ar = rates[DP_AR][g_dp_ar, 0]
-            slope_edp_ar = rates[EDP_AR][g_edp_ar, 0]
-            if hsdp:  # the gradient shard's all-reduce across the replicas, per row (perf.kernel, in its row loop)
-                rep_dirty = True
-                g_dpr_ar, g_edpr_ar = comm_local[DPR_AR][by[comm_by[DPR_AR]]], comm_local[EDPR_AR][by[comm_by[EDPR_AR]]]
-                slope_dpr_ar, slope_edpr_ar = rates[DPR_AR][g_dpr_ar, 0], rates[EDPR_AR][g_edpr_ar, 0]
-                for r in range(width):
-                    rep_pd, rep_pe = grad_bytes * rp[0, r] / dshard, grad_bytes * rp[1, r] / eshard
-                    rep_d = (
-                        slope_dpr_ar * rep_pd + rates[DPR_AR][g_dpr_ar, 2] if (slope_dpr_ar > 0 and rep_pd > 0) else 0.0
-                    )
-                    rep_e = (
-                        slope_edpr_ar * rep_pe + rates[EDPR_AR][g_edpr_ar, 2]
-                        if (slope_edpr_ar > 0 and rep_pe > 0)
-                        else 0.0
-                    )
-                    rep_dur[r] = rep_d + rep_e
-                    for lnk in range(links):
-                        e = side[lnk]
-                        rep_load[r, lnk] = (
-                            loads[DPR_AR][e, g_dpr_ar, lnk] * rep_pd + loads[EDPR_AR][e, g_edpr_ar, lnk] * rep_pe
-                        )
-            elif rep_dirty:
-                rep_dur[:] = 0.0
-                rep_load[:, :] = 0.0
-                rep_dirty = False
+            # ZeRO-2 keeps only its shard of the gradients, so every micro-batch's gradients are reduce-scattered
+            # during its backward (Rajbhandari et al. 2020 sec. 5.2; DeepSpeed reduces at every micro-step), not
+            # once per step as a full local gradient buffer allows (ZeRO-1, Megatron's distributed optimizer).
+            zero2 = sync and zero == 2
             rc_light_mlp = max(p_rc_mlp, p_rc_shared)
 
             dp_exposed = -np.inf
             optimizer = 0.0
             any_row = False
+            for lnk in range(links):
+                top[lnk] = 0.0
             for r in range(width):
                 count = lay[3][ur, r]
                 if count <= 0.0:  # a padding row: nothing below reads it but the pipeline's fill, which weighs it by 0
@@ -375,12 +242,10 @@ def _evaluate(
                     continue
                 nd, nm, head, first_rank = lay[0][ur, r], lay[1][ur, r], lay[2][ur, r], lay[4][ur, r]
                 pd, pe, rc_share = rp[0, r], rp[1, r], rp[2, r]
-                layers = nd + nm
-                overhead = layer_oh * layers
-                fwd_compute = nd * f_d + nm * f_m + head * f_h + overhead
+                fwd_compute = row_inv[R_FWD, r]
                 accumulate = 0.0 if lora else accum_bytes * (pd + pe) / grad_shard / hbm_rate
-                bwd_input = nd * b_d + nm * b_m + head * b_h + overhead
-                bwd_weight = nd * w_d + nm * w_m + head * w_h + accumulate
+                bwd_input = row_inv[R_BWD_IN, r]
+                bwd_weight = row_inv[R_BWD_W, r] + accumulate
                 if full:
                     recompute = rc_share * (fwd_compute - head * f_h)
                 elif selective:
@@ -394,94 +259,57 @@ def _evaluate(
                     )
                 else:
                     recompute = 0.0
-                tp_fwd = nd * tp_d_exposed + nm * tp_m_exposed
-                tp_bwd = nd * tp_d_back + nm * tp_m_back
-                ep_fwd = nm * ep_exposed
-                cp_fwd = nd * max(cp_dur - a_d, 0.0) + nm * max(cp_dur - a_m, 0.0)
-                cp_bwd = nd * max(2.0 * cp_dur - FBF * a_d, 0.0) + nm * max(2.0 * cp_dur - FBF * a_m, 0.0)
-                pp_fwd = pp_dur if (p_pp_blocking > 0 and count > 0) else 0.0
+                tp_fwd, tp_bwd, ep_fwd = row_inv[R_TP_FWD, r], row_inv[R_TP_BWD, r], row_inv[R_EP_FWD, r]
+                cp_fwd, cp_bwd, pp_fwd = row_inv[R_CP_FWD, r], row_inv[R_CP_BWD, r], row_inv[R_PP_FWD, r]
                 recompute_comm = rc_share * (tp_fwd + ep_fwd + cp_fwd) if full else 0.0
                 # FSDP per micro-batch, and the data-parallel reduction and gather of the last / first window.
-                size_pd, size_pe = param_bytes * pd, param_bytes * pe
-                grad_pd, grad_pe = grad_bytes * pd, grad_bytes * pe
-                fsdp_d = slope_dp_rs * size_pd + rates[DP_RS][g_dp_rs, 2] if (slope_dp_rs > 0 and size_pd > 0) else 0.0
-                fsdp_e = (
-                    slope_edp_rs * size_pe + rates[EDP_RS][g_edp_rs, 2] if (slope_edp_rs > 0 and size_pe > 0) else 0.0
-                )
-                fsdp_dur[r] = fsdp_d + fsdp_e if fsdp else 0.0
-                ar_d = slope_dp_ar * grad_pd + rates[DP_AR][g_dp_ar, 2] if (slope_dp_ar > 0 and grad_pd > 0) else 0.0
-                ar_e = (
-                    slope_edp_ar * grad_pe + rates[EDP_AR][g_edp_ar, 2] if (slope_edp_ar > 0 and grad_pe > 0) else 0.0
-                )
-                rs_d = slope_dp_rs * grad_pd + rates[DP_RS][g_dp_rs, 2] if (slope_dp_rs > 0 and grad_pd > 0) else 0.0
-                rs_e = (
-                    slope_edp_rs * grad_pe + rates[EDP_RS][g_edp_rs, 2] if (slope_edp_rs > 0 and grad_pe > 0) else 0.0
-                )
-                # ZeRO-2 keeps only its shard of the gradients, so every micro-batch's gradients are reduce-scattered
-                # during its backward (Rajbhandari et al. 2020 sec. 5.2; DeepSpeed reduces at every micro-step), not
-                # once per step as a full local gradient buffer allows (ZeRO-1, Megatron's distributed optimizer).
-                zero2 = sync and zero == 2
-                z2_dur = rs_d + rs_e if zero2 else 0.0
-                reduce_dur = (ar_d + ar_e if zero0 else rs_d + rs_e) if (sync and not zero2) else 0.0
-                gather_dur = (rs_d + rs_e) * param_bytes / grad_bytes if gather_on else 0.0
-                reduce_dur = reduce_dur + rep_dur[r]
-                buckets = max(layers, 1.0)
-                fwd_block[r] = tp_fwd + ep_fwd + cp_fwd + pp_fwd
-                bwd_block[r] = 2.0 * tp_bwd + 2.0 * ep_fwd + cp_bwd + pp_fwd + recompute_comm
-                fwd_c[r] = fwd_compute
-                bwd_c[r] = bwd_input + bwd_weight + recompute
+                fsdp_dur = row_inv[R_FSDP, r] if fsdp else 0.0
+                z2_dur = row_inv[R_RS, r] if zero2 else 0.0
+                reduce_dur = (row_inv[R_AR, r] if zero0 else row_inv[R_RS, r]) if (sync and not zero2) else 0.0
+                gather_dur = row_inv[R_GATHER, r] if gather_on else 0.0
+                reduce_dur = reduce_dur + row_inv[R_REP, r]
+                buckets = row_inv[R_BUCKETS, r]
+                fwd_block = row_inv[R_FWD_BLOCK, r]
+                bwd_block = row_inv[R_BWD_BLOCK, r] + recompute_comm
+                fwd_c = fwd_compute
+                bwd_c = bwd_input + bwd_weight + recompute
                 busiest_f = 0.0
                 busiest_b = 0.0
                 busiest_lf = 0.0
                 busiest_lb = 0.0
                 for lnk in range(links):
-                    e = side[lnk]
-                    layer_l = nd * tp_d_load[lnk] + nm * tp_m_load[lnk] + nm * ep_load[lnk] + layers * cp_load[lnk]
-                    fl = layer_l + pp_load[lnk]
-                    bl = 2.0 * layer_l + (rc_share * layer_l if full else 0.0) + pp_load[lnk]
-                    fsdp_l = (
-                        (loads[DP_RS][e, g_dp_rs, lnk] * size_pd + loads[EDP_RS][e, g_edp_rs, lnk] * size_pe)
-                        if fsdp
-                        else 0.0
-                    )
-                    if sync:
-                        ar_l = loads[DP_AR][e, g_dp_ar, lnk] * grad_pd + loads[EDP_AR][e, g_edp_ar, lnk] * grad_pe
-                        rs_l = loads[DP_RS][e, g_dp_rs, lnk] * grad_pd + loads[EDP_RS][e, g_edp_rs, lnk] * grad_pe
-                        red_l = 0.0 if zero2 else (ar_l if zero0 else rs_l)
-                    else:
-                        rs_l = 0.0
-                        red_l = 0.0
-                    gat_l = rs_l * param_bytes / grad_bytes if gather_on else 0.0
+                    layer_l, pp_l = link_inv[r, lnk, L_LAYER], link_inv[r, lnk, L_PP]
+                    fsdp_v, ar_v, rs_v = link_inv[r, lnk, L_FSDP], link_inv[r, lnk, L_AR], link_inv[r, lnk, L_RS]
+                    gat_v, rep_v = link_inv[r, lnk, L_GATHER], link_inv[r, lnk, L_REP]
+                    fl = layer_l + pp_l
+                    bl = 2.0 * layer_l + (rc_share * layer_l if full else 0.0) + pp_l
+                    fsdp_l = fsdp_v if fsdp else 0.0
+                    rs_l = rs_v if sync else 0.0
+                    red_l = (0.0 if zero2 else (ar_v if zero0 else rs_l)) if sync else 0.0
+                    gat_l = gat_v if gather_on else 0.0
                     if zero2:
                         bl += rs_l
-                    red_l = red_l + rep_load[r, lnk]
-                    fwd_load[r, lnk] = fl
-                    bwd_load[r, lnk] = bl
-                    fsdp_load[r, lnk] = fsdp_l
-                    reduce_load[r, lnk] = red_l
-                    gather_load[r, lnk] = gat_l
+                    red_l = red_l + rep_v
+                    # the link's load over the step (perf.kernel: a loop of its own over rows after this one)
+                    top[lnk] = max(top[lnk], m * (fl + bl + 3.0 * fsdp_l) + red_l + gat_l)
                     busiest_f = max(busiest_f, fl + fsdp_l) if lnk > 0 else fl + fsdp_l
                     busiest_b = max(busiest_b, bl + 2.0 * fsdp_l) if lnk > 0 else bl + 2.0 * fsdp_l
                     lf = spread * fl + gat_l
                     lb = spread * bl + red_l
                     busiest_lf = max(busiest_lf, lf) if lnk > 0 else lf
                     busiest_lb = max(busiest_lb, lb) if lnk > 0 else lb
-                f_win = max(max(fwd_c[r] + fwd_block[r] + fsdp_dur[r] / buckets, busiest_f), fsdp_dur[r])
+                f_win = max(max(fwd_c + fwd_block + fsdp_dur / buckets, busiest_f), fsdp_dur)
                 b_win = max(
-                    max(bwd_c[r] + bwd_block[r] + (fsdp_dur[r] + z2_dur) / buckets, busiest_b),
-                    2.0 * fsdp_dur[r] + z2_dur,
+                    max(bwd_c + bwd_block + (fsdp_dur + z2_dur) / buckets, busiest_b),
+                    2.0 * fsdp_dur + z2_dur,
                 )
                 t_fwd[r] = f_win
                 t_bwd[r] = b_win
-                row_contention[r] = (f_win - fwd_c[r] - fwd_block[r]) + (b_win - bwd_c[r] - bwd_block[r])
-                w_share = bwd_weight / max(bwd_c[r], 1e-30) if bwd_c[r] > 0 else 0.0
+                row_contention[r] = (f_win - fwd_c - fwd_block) + (b_win - bwd_c - bwd_block)
+                w_share = bwd_weight / max(bwd_c, 1e-30) if bwd_c > 0 else 0.0
                 t_w[r] = b_win * w_share
-                last_bwd = max(
-                    max(spread * bwd_c[r] + spread * bwd_block[r] + reduce_dur / buckets, busiest_lb), reduce_dur
-                )
-                first_fwd = max(
-                    max(spread * fwd_c[r] + spread * fwd_block[r] + gather_dur / buckets, busiest_lf), gather_dur
-                )
+                last_bwd = max(max(spread * bwd_c + spread * bwd_block + reduce_dur / buckets, busiest_lb), reduce_dur)
+                first_fwd = max(max(spread * fwd_c + spread * fwd_block + gather_dur / buckets, busiest_lf), gather_dur)
                 dp_row = max(last_bwd - spread * b_win, 0.0) + max(first_fwd - spread * f_win, 0.0)
                 dp_exposed = max(dp_exposed, dp_row - first_rank * b_win)
                 sharded = zero >= 1
@@ -515,7 +343,7 @@ def _evaluate(
                 for r in range(width):
                     scratch[r] = t_fwd[r] + t_bwd[r]
                 plain = _fill_drain_c(scratch, count_row, width, slowest)
-                schedule = int(p_schedule)
+                schedule = sched_i
                 if schedule == INTERLEAVED:
                     bubble = plain / max(chunks, 1.0)
                 elif schedule == ZERO_BUBBLE:
@@ -537,17 +365,8 @@ def _evaluate(
             step = steady + bubble + dp_exposed + optimizer + step_oh
             busiest = 0.0
             for lnk in range(links):
-                top = 0.0
-                for r in range(width):
-                    if lay[3][ur, r] > 0:
-                        value = (
-                            m * (fwd_load[r, lnk] + bwd_load[r, lnk] + 3.0 * fsdp_load[r, lnk])
-                            + reduce_load[r, lnk]
-                            + gather_load[r, lnk]
-                        )
-                        top = max(top, value)
-                link_out[i, lnk] = top
-                busiest = max(busiest, top)
+                link_out[i, lnk] = top[lnk]
+                busiest = max(busiest, top[lnk])
             extra = max(busiest - step, 0.0)
             base = step + extra
             bd[0, i] = m * row_compute[slowest]
@@ -566,13 +385,13 @@ def _evaluate(
             ua, uk = keyidx[2][i], keyidx[3][i]
             dense_layer, moe_layer = act_table[ua, 0], act_table[ua, 1]
             dense_kept, moe_kept = kept_table[uk, 0], kept_table[uk, 1]
-            dense_dp = p_dshard
-            expert_dp = p_eshard
+            dense_dp = dshard
+            expert_dp = eshard
             copy = 2.0 if sched_i == DUALPIPE else 1.0
-            logits = LOGIT_BYTES * float(mbs_i) * float(seq_len // cp_i) * sc[layout.S_VOCAB] / p_tp
+            logits = pv[P_LOGITS]
             best = -np.inf
             w_best, g_best, o_best, a_best, buffers_best = 0.0, 0.0, 0.0, 0.0, 0.0
-            z = p_zero
+            z = zero
             for r in range(width):
                 if lay[3][ur, r] <= 0:
                     continue
@@ -588,10 +407,10 @@ def _evaluate(
                     dense_dp,
                     expert_dp,
                     sched_i,
-                    p_chunks,
-                    p_pp,
+                    chunks,
+                    pp,
                     lay[4][ur, r],
-                    p_m,
+                    m,
                     rp[2, r],
                     dense_layer,
                     moe_layer,
@@ -634,7 +453,7 @@ def _evaluate(
                     o_best,
                     a_best,
                     keep_i,
-                    p_m,
+                    m,
                     per_micro_batch,
                     bd[0, i],
                     bd[1, i],
@@ -655,12 +474,31 @@ def _evaluate(
                 step_out[i] = base_steps[i - c0] + 0.0
 
 
+def _scratch(width: int, links: int, comm: int, chunk: int, n: int) -> tuple[NDArray[Any], ...]:
+    """The loop's scratch arrays, allocated before it so that it runs without numba's reference counting (which
+    costs atomic operations on every array a compiled function takes or makes)."""
+    return (
+        np.empty(links, dtype=np.int64),  # side: the side of the groups' loads tables each link reads
+        np.empty(links),  # link_eff: the link's scale-up or scale-out efficiency
+        np.empty(len(shared.PLAN_VALUES)),  # what the plans of a run share (perf.fused_shared)
+        np.empty((len(shared.ROW_VALUES), width)),
+        np.empty((width, links, len(shared.LINK_VALUES))),
+        np.empty((links, shared.LINK_COEFFS)),  # and its per-link coefficients
+        np.empty(links),  # top: per link, the busiest row's load over the step (the maximum over rows, in row order)
+        np.empty((13, width)),  # per row: windows, pipeline scratch, breakdown parts, recompute FLOP terms
+        np.empty((3, width)),  # rp, per row: dense and expert parameters per rank, full-recompute share
+        np.empty(max(min(chunk, n), 1)),  # base_steps: each plan's step before offload, of one chunk
+        np.empty(comm, dtype=np.int64),  # gi: the plan's row of each collective's tables
+        np.empty(3, dtype=np.int64),  # by: the plan's row of each key collectives go by (fused.COMM_SOURCES)
+    )
+
+
 _COMPILED: dict[str, Callable[..., None]] = {}
 
 
 def _load() -> Callable[..., None]:
     """Compile (or load from numba's on-disk cache) the loop, the helpers it calls first."""
-    global _pairwise_sum_c, _minimum_c, _maximum_c, _duration_c, _fill_drain_c, _row_memory_c, _offload_c
+    global _pairwise_sum_c, _minimum_c, _maximum_c, _fill_drain_c, _row_memory_c, _offload_c, _shared_c
     if not _COMPILED:
         import numba
 
@@ -668,14 +506,25 @@ def _load() -> Callable[..., None]:
             return numba.njit(cache=True, nogil=True)(function)
 
         kernel._load()  # perf.kernel's compiled helpers, which the loop calls
-        _duration_c, _fill_drain_c = kernel._duration_c, kernel._fill_drain_c
-        _pairwise_sum_c, _minimum_c = jit(rows.pairwise_sum), jit(rows.minimum)
+
+        bare_options: dict[str, Any] = {"_nrt": False}  # numba's flag (no stub knows it): no reference counting
+
+        def bare(function: Callable[..., Any]) -> Any:  # for functions that allocate no arrays
+            return numba.njit(cache=True, nogil=True, **bare_options)(function)
+
+        _fill_drain_c, _pairwise_sum_c = bare(kernel._fill_drain), bare(rows.pairwise_sum)
+        _minimum_c = jit(rows.minimum)
         _maximum_c = rows._maximum_c = jit(rows.maximum)
         _row_memory_c, _offload_c = jit(rows.row_memory), jit(rows.offload)
-        _COMPILED["evaluate"] = jit(_evaluate)
+        shared._minimum_c, shared._maximum_c, shared._duration_c = _minimum_c, _maximum_c, kernel._duration_c
+        _shared_c = numba.njit(cache=True, nogil=True, inline="always")(shared.shared)  # no call: its arguments
+        _COMPILED["evaluate"] = bare(_evaluate)
     return _COMPILED["evaluate"]
 
 
 def evaluate_kernel(*args: Any) -> None:
-    """The compiled :func:`_evaluate` (numba must be installed: ``perf.kernel.AVAILABLE``)."""
-    _load()(*args)
+    """The compiled :func:`_evaluate` of ``args`` (its arguments but the scratch; numba must be installed:
+    ``perf.kernel.AVAILABLE``)."""
+    ints, comm_local, scale_out, lay, chunk = args[0], args[4], args[10], args[11], args[23]
+    scratch = _scratch(lay[0].shape[1], scale_out.shape[0], len(comm_local), chunk, len(ints[0]))
+    _load()(*args, scratch)
