@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -10,7 +11,7 @@ import pytest
 from rainier.hardware import cluster_of
 from rainier.parallel import Schedule
 from rainier.parallel.plan import DegreeUnit
-from rainier.perf import batch, keys
+from rainier.perf import batch, context, keys
 from rainier.perf.step import flops_per_token_table, resolve_efficiency, step_context
 from rainier.search.offload import with_offload
 from rainier.search.space import SearchSpace, enumerate_plans
@@ -78,31 +79,32 @@ def test_chunked_evaluation_matches_one_pass(
 
 def test_contexts_of_one_model_chip_and_efficiencies_share_their_pass_tables() -> None:
     """A deadline search builds a context per cluster size: the layer passes, which do not depend on the size,
-    are formed once, and a context built afresh after another gives the same step times as the first one."""
-    from dataclasses import replace
-
-    from rainier.perf import context
-
+    are formed once, and a context that finds them formed on another cluster size gives the step times it would
+    give with tables of its own."""
     shape = get_model("llama-3-8b")
     small, large = cluster_of("h100-sxm", 64), cluster_of("h100-sxm", 4096)
     eff, _ = resolve_efficiency(small, None)
-    context._SHARED.clear()
+    mf, hf = flops_per_token_table(shape)
+    cols = enumerate_plans(shape, large, 4096, SearchSpace()).valid
 
     def fresh(cluster: Any, efficiency: Any) -> context.StepContext:  # not step_context's cached ones
         return context.StepContext(shape=shape, cluster=cluster, eff=efficiency, unit=DegreeUnit.DEVICE)
 
+    def step_times(ctx: context.StepContext) -> Any:
+        return batch.evaluate(ctx, cols, model_flops_per_token=mf, hardware_flops_per_token=hf).step_time_s
+
+    context._SHARED.clear()
+    alone = step_times(fresh(large, eff))  # tables formed on the large cluster itself
+    context._SHARED.clear()
     first = fresh(small, eff)
-    cols = enumerate_plans(shape, small, 64, SearchSpace()).valid
-    mf, hf = flops_per_token_table(shape)
-    alone = batch.evaluate(first, cols, model_flops_per_token=mf, hardware_flops_per_token=hf).step_time_s
+    batch.evaluate(first, enumerate_plans(shape, small, 64, SearchSpace()).valid, model_flops_per_token=mf,
+                   hardware_flops_per_token=hf)  # fmt: skip
     assert first.tables
     second = fresh(large, eff)
     assert second.tables is first.tables and second._passes is first._passes
+    np.testing.assert_array_equal(step_times(second), alone)
     other = fresh(small, replace(eff, gemm=eff.gemm * 0.9))
     assert other.tables is not first.tables and not other.tables
-    again = fresh(small, eff)
-    shared = batch.evaluate(again, cols, model_flops_per_token=mf, hardware_flops_per_token=hf).step_time_s
-    np.testing.assert_array_equal(shared, alone)
     for k in range(context.SHARED_CONTEXTS + 1):
         fresh(small, replace(eff, gemm=0.5 + k / 100))
     assert len(context._SHARED) == context.SHARED_CONTEXTS
