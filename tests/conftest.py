@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import os
 
-os.environ["COLUMNS"] = "160"
-
 import pytest
+
+os.environ["COLUMNS"] = "160"
 
 # Files that take minutes on one worker (`pytest --durations=40`): collected first, so that xdist's file-by-file
 # scheduling (--dist loadfile) starts them at once instead of leaving one to run alone at the end (longest first).
