@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from rainier.calibrate import (
 )
 from rainier.errors import InputError
 from rainier.parallel.plan import Infeasible, InfeasibleKind
-from rainier.perf.efficiency import Efficiency, load_efficiency
+from rainier.perf.efficiency import Efficiency, load_efficiency, measured_fractions
 from rainier.perf.result import StepEstimate
 from tests.calibrate.fakes import USED_FIELDS, fake_estimate
 
@@ -78,8 +79,10 @@ def test_fit_recovers_known_parameters_per_family(shared51: CaseFile) -> None:
         entry = entries[family]
         assert entry.fitted == fields
         _close(entry.efficiency, TRUTH[family], fields, rel=1e-3)
-        for name in set(FREE_FIELDS) - set(USED_FIELDS):
+        for name in set(FREE_FIELDS) - set(USED_FIELDS) - set(entry.measured):
             assert getattr(entry.efficiency, name) == getattr(PRIOR, name) == getattr(default.efficiency, name)
+        for name in entry.measured:  # held at kernel benchmarks' value (catalog/kernel-efficiency.yaml)
+            assert getattr(entry.efficiency, name) == measured_fractions()[family][name]
     assert len(entries["nvidia-ampere"].case_ids) == 18 and len(entries["nvidia-hopper"].case_ids) == 27
     trn = entries["trainium"]
     assert trn.fitted == ("gemm", "scale_up", "step_overhead_s") and trn.groups == (TRN_GROUP,)
@@ -195,3 +198,16 @@ def test_leave_one_group_out_needs_two_groups(shared51: CaseFile) -> None:
     one_group = [c for c in shared51.cases if c.group == TRN_GROUP]
     with pytest.raises(InputError, match="at least two groups"):
         leave_one_group_out(one_group, estimator=fake_estimate)
+
+
+def test_a_measured_fraction_is_held_at_its_value(shared51: CaseFile, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A family's fraction from kernel benchmarks is not fitted: the entry keeps it and lists it as measured."""
+    fit_module = sys.modules["rainier.calibrate.fit"]  # the package exports the function `fit` under that name
+    measured = {"nvidia-hopper": {"scale_up": 0.9}}
+    monkeypatch.setattr(fit_module, "measured_fractions", lambda: measured)
+    entries = {e.key: e for e in fit(synthetic(shared51), estimator=fake_estimate, prior_weight=1e-12).entries}
+    hopper = entries["nvidia-hopper"]
+    assert hopper.efficiency.scale_up == 0.9 and hopper.measured == ("scale_up",)
+    assert "scale_up" not in hopper.fitted
+    _close(hopper.efficiency, TRUTH["nvidia-hopper"], ("gemm", "gemm_8bit"), rel=0.2)  # the rest still fitted
+    assert entries["nvidia-ampere"].measured == () and "scale_up" in entries["nvidia-ampere"].fitted

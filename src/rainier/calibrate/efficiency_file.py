@@ -81,6 +81,8 @@ def efficiency_document(result: FitResult, *, command: str | None = None) -> dic
             "fitted": list(entry.fitted),
             "median_abs_error_pct": _maybe_round(entry.median_abs_error_pct),
         }
+        if entry.measured:  # held at kernel benchmarks' values (catalog/kernel-efficiency.yaml), not fitted
+            item["fit"]["measured"] = list(entry.measured)
         entries.append(item)
     for family, lender in result.borrows.items():
         entries.append(

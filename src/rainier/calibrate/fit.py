@@ -53,7 +53,14 @@ from rainier.errors import InputError, UnknownNameError
 from rainier.hardware.accelerator import EfficiencyFamily
 from rainier.perf.batch import Prepared, assemble, prepare
 from rainier.perf.columns import PlanColumns
-from rainier.perf.efficiency import BOUNDS, DEFAULT_KEY, FRACTION_FIELDS, Efficiency, EfficiencyTable
+from rainier.perf.efficiency import (
+    BOUNDS,
+    DEFAULT_KEY,
+    FRACTION_FIELDS,
+    Efficiency,
+    EfficiencyTable,
+    measured_fractions,
+)
 from rainier.perf.step import flops_per_token_table, plan_problem, step_context
 from rainier.precision import Precision
 
@@ -114,12 +121,14 @@ class FitEntry:
     groups: tuple[str, ...]
     median_abs_error_pct: float | None
     p90_abs_error_pct: float | None
+    measured: tuple[str, ...] = ()  # held at published kernel benchmarks' values (measured_fractions)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "id": self.key,
             "parameters": self.efficiency.to_dict(),
             "fitted": list(self.fitted),
+            "measured": list(self.measured),
             "cases": len(self.case_ids),
             "groups": list(self.groups),
             "median_abs_error_pct": self.median_abs_error_pct,
@@ -365,7 +374,12 @@ def _split(
 
 
 def _entry(
-    key: str, cases: Sequence[TrainingCase], efficiency: Efficiency, fitted: Sequence[str], estimator: Estimator | None
+    key: str,
+    cases: Sequence[TrainingCase],
+    efficiency: Efficiency,
+    fitted: Sequence[str],
+    estimator: Estimator | None,
+    measured: Sequence[str] = (),
 ) -> FitEntry:
     # Errors of the entry on its own cases, from the same timer the fit used (an error of the metric, which is
     # proportional to the step time or to its inverse: README "Metrics").
@@ -383,6 +397,7 @@ def _entry(
         groups=tuple(dict.fromkeys(c.group for c in cases)),
         median_abs_error_pct=stats.median_abs_error_pct,
         p90_abs_error_pct=stats.p90_abs_error_pct,
+        measured=tuple(measured),
     )
 
 
@@ -392,11 +407,15 @@ def _child_entry(
     """Fit ``key``'s entry on its cases, starting from and shrunk towards its parent's values.
 
     Fields the cases do not exercise keep the parent's values, except a GEMM precision the family's cases never
-    train in (:func:`tie_gemm_precisions`).
+    train in (:func:`tie_gemm_precisions`). Fields that published kernel benchmarks measure for this family
+    (``catalog/kernel-efficiency.yaml``) are held at those values, not fitted.
     """
-    free = tuple(f for f in exercised_fields(cases, parent, estimator=estimator) if f not in SHARED_FIELDS)
-    efficiency = fit_entry(cases, free, base=parent, prior=parent, estimator=estimator, prior_weight=prior_weight)
-    return _entry(key, cases, tie_gemm_precisions(efficiency, parent, free), free, estimator)
+    measured = dict(measured_fractions().get(key, {}))
+    start = parent.with_(**measured)
+    exercised = exercised_fields(cases, start, estimator=estimator)
+    free = tuple(f for f in exercised if f not in SHARED_FIELDS and f not in measured)
+    efficiency = fit_entry(cases, free, base=start, prior=start, estimator=estimator, prior_weight=prior_weight)
+    return _entry(key, cases, tie_gemm_precisions(efficiency, start, free), free, estimator, tuple(measured))
 
 
 GEMM_PRECISIONS = ("gemm", "gemm_8bit")

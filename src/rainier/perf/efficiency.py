@@ -15,11 +15,13 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from rainier.catalog.loader import CatalogError, Fields, catalog_file, load_yaml
+from rainier.catalog.loader import CatalogError, Fields, catalog_file, load_yaml, source_index
 from rainier.errors import clip_path, field_error
 from rainier.hardware import Accelerator
+from rainier.hardware.accelerator import EfficiencyFamily
 
 EFFICIENCY_FILE = "efficiency.yaml"
+MEASURED_FILE = "kernel-efficiency.yaml"
 DEFAULT_KEY = "default"
 
 
@@ -181,3 +183,34 @@ def load_efficiency(path: Path | str | None = None) -> EfficiencyTable:
 def committed_efficiency() -> EfficiencyTable:
     """The committed fit (``catalog/efficiency.yaml``), loaded once."""
     return load_efficiency()
+
+
+@functools.cache
+def measured_fractions() -> Mapping[str, Mapping[str, float]]:
+    """Per efficiency family, the parameters published kernel benchmarks measure (``catalog/kernel-efficiency.yaml``).
+
+    The fit holds these at their measured values instead of fitting them (``rainier.calibrate.fit``); the file
+    gives each value's sources and derivation.
+    """
+    path = catalog_file(MEASURED_FILE)
+    raw = load_yaml(path)
+    if not isinstance(raw, Mapping) or set(raw) != {"measured"} or not isinstance(raw["measured"], list):
+        raise CatalogError(f"{path}: expected exactly one top-level 'measured' list")
+    families = tuple(f.value for f in EfficiencyFamily)
+    known = source_index()
+    found: dict[str, dict[str, float]] = {}
+    for position, item in enumerate(raw["measured"]):
+        reader = Fields(item, path=path, where=f"measured[{position}]", sources=None)
+        family = reader.choice("family", families)
+        name = reader.choice("field", PARAMETER_NAMES)
+        low, high = BOUNDS[name]
+        value = reader.number("value", minimum=low, exclusive_minimum=False, maximum=high, sourced=False)
+        sources = reader.items("sources")
+        if not sources or not all(isinstance(s, str) and known.is_known(s) for s in sources):
+            raise reader.error(f"sources {sources!r}: expected a non-empty list of source ids from sources.yaml")
+        reader.string("derivation")
+        reader.finish()
+        if name in found.get(family, {}):
+            raise reader.error(f"{family}.{name} is listed twice")
+        found.setdefault(family, {})[name] = value
+    return found
