@@ -12,7 +12,7 @@ from rainier.hardware import Cluster, cluster_of, get_cluster
 from rainier.parallel import InfeasibleKind, Plan, Schedule
 from rainier.parallel.placement import place
 from rainier.perf.compute import Rank, gemm_time_s, shape_efficiency
-from rainier.perf.efficiency import Efficiency
+from rainier.perf.efficiency import Efficiency, flash2_speed
 from rainier.perf.result import StepEstimate
 from rainier.perf.step import estimate
 from rainier.precision import Precision
@@ -198,3 +198,32 @@ def test_packed_documents_shorten_only_attention(cp: int) -> None:
     # The attention core's FLOPs fall 16x; its time falls less (per-tile overhead), and the rest is untouched.
     saved = full.step_time_s - packed.step_time_s
     assert 0 < saved < full.step_time_s * 0.5
+
+
+def test_flash2_kernels_slow_only_the_attention_core_where_the_chip_has_faster_ones() -> None:
+    """FlashAttention-2's kernels run at ``flash2_speed`` of the vendor's on Hopper (kernel-efficiency.yaml);
+    on Ampere, where they are the fastest, a flash2 plan costs what the fused one does."""
+    shape = get_model("llama-3-8b")
+    fused = Plan(tp_degree=1, dp_degree=8, mbs=1, gbs=64)
+    flash2 = dataclasses.replace(fused, flash2_attention=True)
+    eff = Efficiency()
+    h100 = cluster_of("h100-sxm", 8)
+    speed = flash2_speed("nvidia-hopper")
+    assert 0 < speed < 1
+    base = estimate(shape, fused, h100, efficiency=eff)
+    slow = estimate(shape, flash2, h100, efficiency=eff)
+    attention = estimate(shape, fused, h100, efficiency=eff.with_(attention=eff.attention * speed))
+    assert isinstance(base, StepEstimate) and isinstance(slow, StepEstimate) and isinstance(attention, StepEstimate)
+    assert slow.step_time_s == pytest.approx(attention.step_time_s, rel=1e-9)  # attention core only
+    assert slow.step_time_s > base.step_time_s and slow.memory.total == base.memory.total
+    a100 = cluster_of("a100-80gb", 8)
+    same, also = estimate(shape, fused, a100, efficiency=eff), estimate(shape, flash2, a100, efficiency=eff)
+    assert isinstance(same, StepEstimate) and isinstance(also, StepEstimate)
+    assert also.step_time_s == same.step_time_s
+
+
+def test_flash2_needs_fused_16bit_attention() -> None:
+    with pytest.raises(ValueError, match="flash2"):
+        Plan(flash_attention=False, flash2_attention=True)
+    with pytest.raises(ValueError, match="flash2"):
+        Plan(precision=Precision.FP8, fp8_attention=True, flash2_attention=True)

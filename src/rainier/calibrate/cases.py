@@ -335,7 +335,7 @@ def framework_defaults(
 ) -> tuple[dict[str, Any], tuple[Assumption, ...]]:
     """Framework behaviour a case implies without a field for it, each recorded as an Assumption.
 
-    - attention kernel: the case's ``parallel.attention`` (fused/unfused), else from its source's date;
+    - attention kernel: the case's ``parallel.attention`` (fused/unfused/fp8/flash2), else from its source's date;
     - XLA (every TPU run) overlaps tensor-parallel collectives with the matmuls around them (asynchronous
       collectives / collective matmul), as Megatron's ``--tp-comm-overlap`` does;
     - a DeepEP dispatcher sends each token once per remote node.
@@ -346,6 +346,7 @@ def framework_defaults(
     if attention:
         values["flash_attention"] = attention != "unfused"
         values["fp8_attention"] = attention == "fp8"
+        values["flash2_attention"] = attention == "flash2"
     else:
         year = source_year(source)
         if year is not None and year <= LAST_UNFUSED_YEAR:

@@ -40,7 +40,8 @@ RECOMPUTE = tuple(r.value for r in Recompute)
 # not a plan rainier models, so such a case is skipped rather than rejected.
 PRECISIONS = ("bf16", "fp16", "fp8", "int8")
 FP8_RECIPES = tuple(r.value for r in Fp8Recipe)
-ATTENTION_KERNELS = ("fused", "unfused", "fp8")  # fp8: fused, with FP8 matmuls (TE FP8 DPA)
+# fp8: fused, with FP8 matmuls (TE FP8 DPA); flash2: fused, FlashAttention-2's kernels (PyTorch SDPA's flash backend)
+ATTENTION_KERNELS = ("fused", "unfused", "fp8", "flash2")
 # Free-text schedule names, most specific first (the README keeps the source's wording in `schedule`).
 SCHEDULE_WORDS: tuple[tuple[tuple[str, ...], Schedule], ...] = (
     (("dualpipe", "dual-pipe", "dual pipe"), Schedule.DUALPIPE),

@@ -43,7 +43,8 @@ def train_estimate(
             help="Parallel plan, e.g. tp=8,pp=8,dp=64,mbs=1,gbs=1024,recompute=selective,precision=bf16 "
             "(dp may be left out; keys: tp pp dp cp ep vpp sp zero fsdp mbs gbs recompute precision schedule "
             "unit lora; options: pp_first pp_last etp tp_overlap a2a_overlap capacity imbalance fp8_recipe flash "
-            "fp8_attention ep_domains ep_dedup recompute_modules recompute_layers (full recompute of the first N "
+            "fp8_attention flash2 (FlashAttention-2's kernels) ep_domains ep_dedup recompute_modules recompute_layers "
+            "(full recompute of the first N "
             "layers per chunk) offload (host memory: optimizer+weights+activations, or none) shard (HSDP: ZeRO "
             "over groups of N dp ranks; hsdp=N also sets zero=3); schedules: 1f1b "
             "interleaved zb-h1 zb-v dualpipe gpipe).",

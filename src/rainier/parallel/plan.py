@@ -157,6 +157,9 @@ class Plan:
     fp8_recipe: Fp8Recipe | None = None  # None: the chip's native recipe (MXFP8 where supported)
     flash_attention: bool = True  # fused attention (FlashAttention); false = scores written to HBM
     fp8_attention: bool = False  # the fused attention's matmuls in FP8 (Transformer Engine FP8 DPA)
+    # The fused attention runs FlashAttention-2's kernels (PyTorch SDPA's flash backend, torchtitan on Hopper)
+    # instead of the vendor's (cuDNN, FlashAttention-3): slower where the chip has newer matrix instructions.
+    flash2_attention: bool = False
     ep_domain_limit: int | None = None  # node-limited routing: a token reaches at most this many domains
     ep_dedup: bool = False  # DeepEP-style dispatch: a token crosses to each remote domain once, then fans out
     recompute_modules: tuple[str, ...] = DEFAULT_RECOMPUTE_MODULES  # what recompute=selective recomputes
@@ -204,6 +207,7 @@ class Plan:
             "moe_a2a_overlap",
             "flash_attention",
             "fp8_attention",
+            "flash2_attention",
             "ep_dedup",
         ):
             if not isinstance(getattr(self, flag), bool):
@@ -255,6 +259,8 @@ class Plan:
             raise field_error("fp8_recipe", self.fp8_recipe.value, "only with precision=fp8")
         if self.fp8_attention and (self.precision is not Precision.FP8 or not self.flash_attention):
             raise field_error("fp8_attention", True, "only with precision=fp8 and fused attention (flash=true)")
+        if self.flash2_attention and (not self.flash_attention or self.fp8_attention):
+            raise field_error("flash2", True, "only with fused 16-bit attention (flash=true, fp8_attention=false)")
 
     @property
     def num_ranks(self) -> int:
@@ -322,6 +328,7 @@ _SHORT = {
     "routing_imbalance": "imbalance",
     "flash_attention": "flash",
     "fp8_attention": "fp8_attention",
+    "flash2_attention": "flash2",
     "ep_domain_limit": "ep_domains",
     "ep_dedup": "ep_dedup",
     "recompute_modules": "recompute_modules",
@@ -339,6 +346,7 @@ OPTION_DEFAULTS: dict[str, Any] = {
     "fp8_recipe": None,
     "flash": True,
     "fp8_attention": False,
+    "flash2": False,
     "ep_domains": None,
     "ep_dedup": False,
     "recompute_modules": "+".join(DEFAULT_RECOMPUTE_MODULES),
@@ -369,6 +377,7 @@ _BOOL_KEYS = {
     "a2a_overlap": "moe_a2a_overlap",
     "flash": "flash_attention",
     "fp8_attention": "fp8_attention",
+    "flash2": "flash2_attention",
     "ep_dedup": "ep_dedup",
 }
 _ALLOWED_KEYS = (

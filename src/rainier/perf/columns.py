@@ -37,12 +37,23 @@ SCHEDULES = {v: k for k, v in SCHEDULE_CODES.items()}
 PRECISIONS = {v: k for k, v in PRECISION_CODES.items()}
 FP8_RECIPES = {v: k for k, v in FP8_RECIPE_CODES.items()}
 UNSET = -1
+# The attention kernel column's codes (``PlanColumns.flash``).
+UNFUSED_ATTENTION, FUSED_ATTENTION, FP8_ATTENTION, FLASH2_ATTENTION = 0, 1, 2, 3
 DEFAULT_RECOMPUTE_MASK = 1  # core_attn
 
 
 def recompute_mask(modules: tuple[str, ...]) -> int:
     """The selective-recompute modules as a bit mask (bit i = ``RECOMPUTE_MODULES[i]``)."""
     return sum(1 << RECOMPUTE_MODULES.index(m) for m in modules)
+
+
+def attention_code(plan: Plan) -> int:
+    """A plan's attention kernel as its column code: unfused, fused, fused FP8, or FlashAttention-2's kernels."""
+    if not plan.flash_attention:
+        return UNFUSED_ATTENTION
+    if plan.fp8_attention:
+        return FP8_ATTENTION
+    return FLASH2_ATTENTION if plan.flash2_attention else FUSED_ATTENTION
 
 
 def recompute_modules(mask: int) -> tuple[str, ...]:
@@ -75,7 +86,7 @@ class PlanColumns:
     capacity: FloatArray  # 0: dropless
     imbalance: FloatArray  # 0: the fitted default
     fp8_recipe: IntArray  # -1: the chip's native recipe
-    flash: IntArray  # attention kernel: 0 unfused, 1 fused (FlashAttention), 2 fused with FP8 matmuls
+    flash: IntArray  # attention kernel: 0 unfused, 1 fused (FlashAttention), 2 fused with FP8 matmuls, 3 FA2's
     ep_domains: IntArray  # 0: no node-limited routing
     ep_dedup: BoolArray
     recompute_mask: IntArray  # selective recompute modules, a bit mask over RECOMPUTE_MODULES
@@ -120,7 +131,7 @@ class PlanColumns:
             capacity=floats([p.capacity_factor or 0.0 for p in plans]),
             imbalance=floats([p.routing_imbalance or 0.0 for p in plans]),
             fp8_recipe=ints([FP8_RECIPE_CODES[p.fp8_recipe] for p in plans]),
-            flash=ints([(2 if p.fp8_attention else 1) if p.flash_attention else 0 for p in plans]),
+            flash=ints([attention_code(p) for p in plans]),
             ep_domains=ints([p.ep_domain_limit or 0 for p in plans]),
             ep_dedup=bools([p.ep_dedup for p in plans]),
             recompute_mask=ints([recompute_mask(p.recompute_modules) for p in plans]),
@@ -215,7 +226,8 @@ class PlanColumns:
             routing_imbalance=None if self.imbalance[i] <= 0 else float(self.imbalance[i]),
             fp8_recipe=FP8_RECIPES[int(self.fp8_recipe[i])],
             flash_attention=bool(self.flash[i]),
-            fp8_attention=bool(self.flash[i] == 2),
+            fp8_attention=bool(self.flash[i] == FP8_ATTENTION),
+            flash2_attention=bool(self.flash[i] == FLASH2_ATTENTION),
             ep_domain_limit=None if self.ep_domains[i] <= 0 else int(self.ep_domains[i]),
             ep_dedup=bool(self.ep_dedup[i]),
             recompute_modules=recompute_modules(int(self.recompute_mask[i])),

@@ -105,6 +105,8 @@ class Rank:
     units: float = 1.0  # matrix units (SMs, systolic arrays) of this rank
     cast_bytes: float = CAST_BYTES["tensorwise"]
     exp_per_s: float | None = None  # softmax exponentials per second (special-function units); None: no limit
+    # FlashAttention-2's kernels' speed relative to the vendor's fused attention on this chip (flash2_speed)
+    flash2_speed: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,12 +244,14 @@ def layer_forms(
     weight_gradients: bool = True,
     flash_attention: bool = True,
     fp8_attention: bool = False,
+    flash2_attention: bool = False,
 ) -> PassForms:
     """One layer's forms for one micro-batch: weight GEMMs, attention, elementwise kernels; F, B and W.
 
     With context parallelism each rank holds ``s/cp`` queries but attends to all ``s`` keys (ring attention),
     so the attention core built for ``s/cp`` tokens is scaled by ``cp``. Routed-expert GEMMs (balanced, one mean
-    load) go to the ``expert_*`` forms and their elementwise traffic stays with the layer.
+    load) go to the ``expert_*`` forms and their elementwise traffic stays with the layer. ``flash2_attention``:
+    the fused attention runs FlashAttention-2's kernels, at ``rank.flash2_speed`` of the vendor kernel's speed.
     """
     fwd, dgrad, wgrad = zero_form(), zero_form(), zero_form()
     efwd, edgrad, ewgrad = zero_form(), zero_form(), zero_form()
@@ -277,6 +281,8 @@ def layer_forms(
     attention = zero_form()
     if flash_attention:
         overhead = flash_tile_overhead(gemms_seq(gemms) * cp_degree, cp_degree)
+        if flash2_attention:  # FlashAttention-2's kernels where the chip has faster ones (flash2_speed)
+            overhead /= rank.flash2_speed
         fwd_s, bwd_s = flash_seconds(attention_flop, exponentials, rank, fp8=fp8_attention)
         attention[ATTENTION] = overhead * fwd_s
         attention_bwd = zero_form()

@@ -18,9 +18,9 @@ from rainier.hardware import Cluster
 from rainier.parallel.pipeline import StageRow, stage_rows
 from rainier.parallel.placement import _machine_levels, link_classes, place_axis
 from rainier.parallel.plan import DegreeUnit
-from rainier.perf.columns import FP8_RECIPES, PRECISIONS, RECOMPUTES
+from rainier.perf.columns import FLASH2_ATTENTION, FP8_ATTENTION, FP8_RECIPES, PRECISIONS, RECOMPUTES
 from rainier.perf.compute import CAST_BYTES, PassForms, Rank, head_forms, is_8bit, layer_forms
-from rainier.perf.efficiency import Efficiency
+from rainier.perf.efficiency import Efficiency, flash2_speed
 from rainier.perf.links import GroupLinks, group_links
 from rainier.precision import Precision
 from rainier.workload.flops import layer_gemms, model_gemms
@@ -144,13 +144,14 @@ class StepContext:
             units=max(1.0, accelerator.matmul_units / self.cores),
             cast_bytes=cast,
             exp_per_s=None if accelerator.exp_per_s is None else accelerator.exp_per_s / self.cores,
+            flash2_speed=flash2_speed(str(accelerator.efficiency_family)),
         )
 
     def passes(self, key: tuple[Any, ...]) -> tuple[PassForms, PassForms | None, PassForms]:
         """Forms of a dense layer, a MoE layer (or None) and the head for one micro-batch.
 
         ``key`` = (tp, cp, ep, etp, mbs, sp, precision, lora, flash, recipe); flash is the attention code
-        (0 unfused, 1 fused, 2 fused FP8).
+        (0 unfused, 1 fused, 2 fused FP8, 3 FlashAttention-2's kernels: ``perf.columns``).
         """
         found = self._passes.get(key)
         if found is not None:
@@ -186,7 +187,8 @@ class StepContext:
                 cp_degree=cp,
                 weight_gradients=not lora,
                 flash_attention=bool(flash),
-                fp8_attention=flash == 2,
+                fp8_attention=flash == FP8_ATTENTION,
+                flash2_attention=flash == FLASH2_ATTENTION,
             )
 
         result = (

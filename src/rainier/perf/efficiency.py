@@ -186,6 +186,54 @@ def committed_efficiency() -> EfficiencyTable:
 
 
 @functools.cache
+def _kernel_file() -> Mapping[str, Any]:
+    path = catalog_file(MEASURED_FILE)
+    raw = load_yaml(path)
+    if not isinstance(raw, Mapping) or set(raw) != {"measured", "flash2"}:
+        raise CatalogError(f"{path}: expected exactly the top-level lists 'measured' and 'flash2'")
+    for key in ("measured", "flash2"):
+        if not isinstance(raw[key], list):
+            raise CatalogError(f"{path}: '{key}' must be a list")
+    return raw
+
+
+def _sources(reader: Fields) -> None:
+    sources = reader.items("sources")
+    known = source_index()
+    if not sources or not all(isinstance(s, str) and known.is_known(s) for s in sources):
+        raise reader.error(f"sources {sources!r}: expected a non-empty list of source ids from sources.yaml")
+    reader.string("derivation")
+
+
+@functools.cache
+def flash2_speeds() -> Mapping[str, float]:
+    """Per efficiency family, FlashAttention-2's kernels' speed relative to the vendor's fused attention.
+
+    From ``catalog/kernel-efficiency.yaml`` (``flash2``): the two kernels' published speeds on one chip. A family
+    without an entry runs FlashAttention-2 at the vendor kernel's speed (1.0): on Ampere it is the fastest
+    kernel, elsewhere no comparison is published.
+    """
+    path = catalog_file(MEASURED_FILE)
+    families = tuple(f.value for f in EfficiencyFamily)
+    found: dict[str, float] = {}
+    for position, item in enumerate(_kernel_file()["flash2"]):
+        reader = Fields(item, path=path, where=f"flash2[{position}]", sources=None)
+        family = reader.choice("family", families)
+        speed = reader.number("speed", maximum=1.0, sourced=False)
+        _sources(reader)
+        reader.finish()
+        if family in found:
+            raise reader.error(f"{family} is listed twice")
+        found[family] = speed
+    return found
+
+
+def flash2_speed(family: str) -> float:
+    """FlashAttention-2's relative speed on a family's chips (:func:`flash2_speeds`; 1.0 where none is published)."""
+    return flash2_speeds().get(family, 1.0)
+
+
+@functools.cache
 def measured_fractions() -> Mapping[str, Mapping[str, float]]:
     """Per efficiency family, the parameters published kernel benchmarks measure (``catalog/kernel-efficiency.yaml``).
 
@@ -193,22 +241,15 @@ def measured_fractions() -> Mapping[str, Mapping[str, float]]:
     gives each value's sources and derivation.
     """
     path = catalog_file(MEASURED_FILE)
-    raw = load_yaml(path)
-    if not isinstance(raw, Mapping) or set(raw) != {"measured"} or not isinstance(raw["measured"], list):
-        raise CatalogError(f"{path}: expected exactly one top-level 'measured' list")
     families = tuple(f.value for f in EfficiencyFamily)
-    known = source_index()
     found: dict[str, dict[str, float]] = {}
-    for position, item in enumerate(raw["measured"]):
+    for position, item in enumerate(_kernel_file()["measured"]):
         reader = Fields(item, path=path, where=f"measured[{position}]", sources=None)
         family = reader.choice("family", families)
         name = reader.choice("field", PARAMETER_NAMES)
         low, high = BOUNDS[name]
         value = reader.number("value", minimum=low, exclusive_minimum=False, maximum=high, sourced=False)
-        sources = reader.items("sources")
-        if not sources or not all(isinstance(s, str) and known.is_known(s) for s in sources):
-            raise reader.error(f"sources {sources!r}: expected a non-empty list of source ids from sources.yaml")
-        reader.string("derivation")
+        _sources(reader)
         reader.finish()
         if name in found.get(family, {}):
             raise reader.error(f"{family}.{name} is listed twice")
