@@ -36,6 +36,31 @@ def test_distinct_of_constant_columns_and_of_one_plan() -> None:
     assert rows == [(5, -1)] and inverse.tolist() == [0]
 
 
+@pytest.mark.parametrize("n", [2, 3, 64, 1000, 40_000])
+def test_compiled_distinct_equals_numpys(n: int) -> None:
+    """The compiled grouping (perf.distinct_loop) gives the numpy path's rows and indices: sentinels below zero,
+    constant and boolean columns, sorted runs, more distinct codes than its first hash table holds, and code
+    spaces too large for int64 (np.unique of the stacked columns on both paths)."""
+    rng = np.random.default_rng(n)
+    cases = [
+        [rng.integers(-1, 3, n), np.full(n, 7), rng.random(n) < 0.5],
+        [rng.integers(0, 100_000, n), rng.integers(-5, 5, n)],
+        [np.sort(rng.integers(0, 5, n)), rng.integers(0, 3, n), np.repeat(rng.integers(0, 9, n // 2 + 1), 2)[:n]],
+        [rng.integers(-(2**40), 2**40, n), rng.integers(0, 2**30, n)],
+        [np.full(n, 3), np.zeros(n, dtype=bool)],
+        [rng.integers(0, 4, n).astype(np.int32), rng.integers(0, 2, n).astype(np.uint8)],
+    ]
+    for columns in cases:
+        inverse, rows = keys.distinct(columns, compiled=False)
+        found_inverse, found_rows = keys.distinct(columns, compiled=True)
+        assert found_rows == rows
+        assert found_inverse.dtype == np.int64
+        np.testing.assert_array_equal(found_inverse, inverse)
+    bound = (0, 9)  # known bounds are taken as given
+    column = rng.integers(0, 10, n)
+    assert keys.distinct([column], [bound], compiled=True)[1] == keys.distinct([column], compiled=False)[1]
+
+
 def test_through_finds_a_coarser_key_over_the_rows() -> None:
     index = np.array([0, 1, 2, 1, 0])
     inverse, values = keys.through(index, [(1, 2), (3, 2), (1, 5)], lambda x, y: (x,), lambda x: 10 * x)

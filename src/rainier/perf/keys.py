@@ -20,7 +20,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from rainier.parallel.plan import Recompute
-from rainier.perf import kernel
+from rainier.perf import distinct_loop, kernel
 from rainier.perf.columns import RECOMPUTE_CODES, PlanColumns
 from rainier.perf.compute import PassForms
 from rainier.perf.context import Placed, StepContext
@@ -55,22 +55,31 @@ DENSE_KEYS = 1 << 22  # key spaces up to this size are deduplicated with a looku
 
 
 def distinct(
-    keys: Sequence[NDArray[Any]], bounds: Sequence[tuple[int, int] | None] = ()
+    keys: Sequence[NDArray[Any]], bounds: Sequence[tuple[int, int] | None] = (), *, compiled: bool | None = None
 ) -> tuple[IntArray, list[tuple[int, ...]]]:
     """Unique combinations of the key columns ``keys`` (integers or booleans, one array per column) and each
-    plan's index into them.
+    plan's index into them, in the order of the combinations (lexicographic, as ``np.unique`` of the stacked
+    columns).
 
     The columns that vary over the batch are packed into one mixed-radix integer per plan (the constant ones
-    cost nothing); a small code space is deduplicated through a presence table (linear time), a larger one with
-    ``np.unique``; a single plan skips both. ``bounds``: each column's (smallest, largest) value where known
-    (e.g. an index into a table), else None.
+    cost nothing); a single plan skips that. Where numba is installed and the batch has at least
+    ``kernel.COMPILED_MIN_PLANS`` plans (``compiled``), the bounds and codes are found and grouped by compiled
+    loops (``perf.distinct_loop``), else a small code space is deduplicated through a presence table (linear
+    time), a larger one with ``np.unique``; both give the same result. ``bounds``: each column's (smallest,
+    largest) value where known (e.g. an index into a table), else None.
     """
     n = len(keys[0])
     if n == 1:
         return np.zeros(1, dtype=np.int64), [tuple(int(k[0]) for k in keys)]
+    if compiled is None:
+        compiled = kernel.AVAILABLE and n >= kernel.COMPILED_MIN_PLANS
     known = [*bounds, *[None] * (len(keys) - len(bounds))]
-    lo = [int(k.min()) if b is None else b[0] for k, b in zip(keys, known, strict=True)]
-    hi = [int(k.max()) if b is None else b[1] for k, b in zip(keys, known, strict=True)]
+    if compiled:
+        found = [b if b is not None else _bounds(k) for k, b in zip(keys, known, strict=True)]
+        lo, hi = [b[0] for b in found], [b[1] for b in found]
+    else:
+        lo = [int(k.min()) if b is None else b[0] for k, b in zip(keys, known, strict=True)]
+        hi = [int(k.max()) if b is None else b[1] for k, b in zip(keys, known, strict=True)]
     varying = [j for j in range(len(keys)) if hi[j] > lo[j]]
     if not varying:
         return np.zeros(n, dtype=np.int64), [tuple(lo)]
@@ -79,35 +88,55 @@ def distinct(
     offset = 0  # the code of the smallest values, subtracted once at the end
     for j, r in zip(varying, radix, strict=True):
         offset = offset * r + lo[j]
-    if size + offset >= 2**62:
-        found, inverse = np.unique(np.stack([keys[j] for j in varying], axis=1), axis=0, return_inverse=True)
-        digits = [found[:, v].tolist() for v in range(len(varying))]
+    if size + abs(offset) >= 2**62:  # the codes (and numpy's before the offset comes off) would not fit in int64
+        found_rows, inverse = np.unique(np.stack([keys[j] for j in varying], axis=1), axis=0, return_inverse=True)
+        digits = [found_rows[:, v].tolist() for v in range(len(varying))]
     else:
-        codes = keys[varying[0]].astype(np.int64)
-        for j, r in zip(varying[1:], radix[1:], strict=True):
-            codes *= r
-            codes += keys[j]
-        if offset:
-            codes -= offset
-        if size <= max(DENSE_KEYS, 4 * n):
-            present = np.zeros(size, dtype=bool)
-            present[codes] = True
-            unique_codes = np.flatnonzero(present)
-            lookup = np.empty(size, dtype=np.int64)
-            lookup[unique_codes] = np.arange(len(unique_codes))
-            inverse = lookup.take(codes)
+        if compiled:  # codes from the smallest values up: no offset
+            columns = [np.ascontiguousarray(keys[j], dtype=np.int64) for j in varying]
+            unique_codes, inverse = distinct_loop.group(columns, [lo[j] for j in varying], radix)
         else:
-            unique_codes, inverse = np.unique(codes, return_inverse=True)
+            unique_codes, inverse = _codes(keys, varying, radix, offset, size)
         digits = [[] for _ in varying]
         rest = unique_codes
         for v in range(len(varying) - 1, -1, -1):
             rest, digit = np.divmod(rest, radix[v])
             digits[v] = (digit + lo[varying[v]]).tolist()
     count = len(digits[0])
-    columns = [[lo[j]] * count for j in range(len(keys))]
+    columns_out = [[lo[j]] * count for j in range(len(keys))]
     for v, j in enumerate(varying):
-        columns[j] = digits[v]
-    return inverse.reshape(-1), list(zip(*columns, strict=True))
+        columns_out[j] = digits[v]
+    return inverse.reshape(-1), list(zip(*columns_out, strict=True))
+
+
+def _bounds(column: NDArray[Any]) -> tuple[int, int]:
+    """A column's (smallest, largest) value: a compiled pass over integers (numpy reads them twice), numpy's
+    own reductions over booleans (a byte each: already fast)."""
+    if column.dtype == np.bool_:
+        return int(column.min()), int(column.max())
+    return distinct_loop.bounds(np.ascontiguousarray(column))
+
+
+def _codes(
+    keys: Sequence[NDArray[Any]], varying: list[int], radix: list[int], offset: int, size: int
+) -> tuple[IntArray, IntArray]:
+    """:func:`distinct`'s sorted distinct codes and each plan's index into them, in numpy array operations."""
+    n = len(keys[0])
+    codes = keys[varying[0]].astype(np.int64)
+    for j, r in zip(varying[1:], radix[1:], strict=True):
+        codes *= r
+        codes += keys[j]
+    if offset:
+        codes -= offset
+    if size <= max(DENSE_KEYS, 4 * n):
+        present = np.zeros(size, dtype=bool)
+        present[codes] = True
+        unique_codes = np.flatnonzero(present)
+        lookup = np.empty(size, dtype=np.int64)
+        lookup[unique_codes] = np.arange(len(unique_codes))
+        return unique_codes, lookup.take(codes)
+    found: tuple[IntArray, IntArray] = np.unique(codes, return_inverse=True)
+    return found
 
 
 def gather(keys: Sequence[NDArray[Any]], compute: Callable[..., Any]) -> tuple[IntArray, list[Any]]:

@@ -1,0 +1,158 @@
+"""``perf.keys.distinct`` as compiled loops (numba): each key column's bounds in one pass, then the plans' codes
+grouped through a hash table in one more.
+
+The numpy path of ``perf.keys.distinct`` reads every key column four or five times (its minimum, its maximum,
+then a multiply and an add into the codes; then a presence table and a lookup) and writes as many temporaries;
+for the ten columns of a million plans' pass key that was most of ``perf.keys.plan_keys``. Here a column's minimum
+and maximum are found in one read, and the varying columns are read once more, a block of plans at a time (the
+mixed-radix codes of a block stay in cache), and grouped through an open-addressing hash table of the distinct
+codes, which are few. A plan whose code is its predecessor's (a search lists plans of one key next to each other)
+skips the table. The distinct codes are then sorted and the plans' indices renumbered, so that the result is the
+numpy path's to the last index (``tests/perf/test_keys.py`` checks it). numba is imported on the first call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+IntArray = NDArray[np.int64]
+
+BLOCK = 2048  # plans whose codes are formed at once, column by column (16 KiB of codes: in L1 cache)
+FIRST_SLOTS = 1024  # the hash table's first size (slots, a power of two); it doubles at half full
+MIX = -7046029254386353131  # 0x9E3779B97F4A7C15 as int64: Fibonacci hashing's multiplier
+
+
+def _bounds(column: NDArray[Any]) -> tuple[int, int]:
+    """(smallest, largest) value of a non-empty integer column, in one read."""
+    lo = column[0]
+    hi = column[0]
+    for i in range(column.shape[0]):  # two independent reductions: LLVM vectorises them
+        v = column[i]
+        lo = min(lo, v)
+        hi = max(hi, v)
+    return int(lo), int(hi)
+
+
+def _slot(code: int, mask: int) -> int:
+    """A code's first slot in a table of ``mask + 1`` slots (Fibonacci hashing, high bits folded down)."""
+    h = code * MIX  # wraps around in int64, as numba's integers do
+    return int((h ^ (h >> 29)) & mask)
+
+
+def _group(
+    columns: Any,  # int64 arrays, one per varying key column
+    lo: IntArray,  # each column's smallest value
+    radix: IntArray,  # and its range
+    start: int,  # the first plan to group
+    inverse: IntArray,  # out: each plan's index into found
+    codes: IntArray,  # scratch: BLOCK
+    slots: IntArray,  # the hash table: each slot's index into found, -1 where empty (a power of two long)
+    found: IntArray,  # the distinct codes in the order first met (half as long as slots)
+    count: int,  # how many found holds
+) -> tuple[int, int]:
+    """Group plans ``start:`` by their mixed-radix codes, until a new code would fill the table past half.
+    Returns the first plan not grouped (all: ``len(inverse)``) and how many distinct codes ``found`` holds."""
+    n = inverse.shape[0]
+    k = len(columns)
+    mask = slots.shape[0] - 1
+    last_code, last_index = -1, -1  # codes are >= 0
+    for b0 in range(start, n, BLOCK):
+        size = min(BLOCK, n - b0)
+        column, base = columns[0], lo[0]
+        for t in range(size):
+            codes[t] = column[b0 + t] - base
+        for j in range(1, k):
+            column, base, r = columns[j], lo[j], radix[j]
+            for t in range(size):
+                codes[t] = codes[t] * r + (column[b0 + t] - base)
+        for t in range(size):
+            code = codes[t]
+            if code != last_code:
+                s = _slot(code, mask)
+                while slots[s] >= 0 and found[slots[s]] != code:
+                    s = (s + 1) & mask
+                if slots[s] < 0:
+                    if 2 * (count + 1) > mask + 1:
+                        return b0 + t, count
+                    slots[s] = count
+                    found[count] = code
+                    count += 1
+                last_code, last_index = code, slots[s]
+            inverse[b0 + t] = last_index
+    return n, count
+
+
+def _rehash(found: IntArray, count: int, slots: IntArray) -> None:
+    """Enter the first ``count`` codes of ``found`` into an empty table ``slots``."""
+    mask = slots.shape[0] - 1
+    for u in range(count):
+        s = _slot(found[u], mask)
+        while slots[s] >= 0:
+            s = (s + 1) & mask
+        slots[s] = u
+
+
+def _renumber(inverse: IntArray, rank: IntArray) -> None:
+    """``inverse[i] = rank[inverse[i]]`` in place."""
+    for i in range(inverse.shape[0]):
+        inverse[i] = rank[inverse[i]]
+
+
+_COMPILED: dict[str, Callable[..., Any]] = {}
+
+
+def _load() -> dict[str, Callable[..., Any]]:
+    """Compile (or load from numba's on-disk cache) the loops. They allocate nothing (the caller does), so they
+    are compiled without numba's reference counting, which would cost atomic operations on the arrays in every
+    pass of the grouping loop (``perf.fused_loop`` explains the flag)."""
+    global _slot
+    if not _COMPILED:
+        import numba
+
+        bare_options: dict[str, Any] = {"_nrt": False}  # numba's flag (no stub knows it): no reference counting
+
+        def bare(function: Callable[..., Any]) -> Any:
+            return numba.njit(cache=True, nogil=True, **bare_options)(function)
+
+        _slot = bare(_slot)
+        _COMPILED.update(bounds=bare(_bounds), group=bare(_group), rehash=bare(_rehash), renumber=bare(_renumber))
+    return _COMPILED
+
+
+def bounds(column: NDArray[Any]) -> tuple[int, int]:
+    """The compiled :func:`_bounds` (numba must be installed: ``perf.kernel.AVAILABLE``)."""
+    found: tuple[int, int] = _load()["bounds"](column)
+    return found
+
+
+def group(columns: Sequence[IntArray], lo: Sequence[int], radix: Sequence[int]) -> tuple[IntArray, IntArray]:
+    """The sorted distinct mixed-radix codes of ``columns`` (int64, one array per column, each ``lo`` to
+    ``lo + radix - 1``; the codes must fit in int64) and each plan's index into them (numba must be installed).
+
+    The hash table starts at :data:`FIRST_SLOTS` and doubles whenever the loop stops at half full."""
+    compiled = _load()
+    n = len(columns[0])
+    inverse = np.empty(n, dtype=np.int64)
+    codes = np.empty(BLOCK, dtype=np.int64)
+    slots = np.full(FIRST_SLOTS, -1, dtype=np.int64)
+    found = np.empty(FIRST_SLOTS // 2, dtype=np.int64)
+    lo_v, radix_v, tupled = np.asarray(lo, dtype=np.int64), np.asarray(radix, dtype=np.int64), tuple(columns)
+    start, count = 0, 0
+    while True:
+        start, count = compiled["group"](tupled, lo_v, radix_v, start, inverse, codes, slots, found, count)
+        if start == n:
+            break
+        slots = np.full(2 * len(slots), -1, dtype=np.int64)
+        found = np.concatenate([found, np.empty(len(found), dtype=np.int64)])
+        compiled["rehash"](found, count, slots)
+    unique = found[:count]
+    order = np.argsort(unique)
+    if (order != np.arange(count)).any():  # first met is not sorted: renumber
+        rank = np.empty(count, dtype=np.int64)
+        rank[order] = np.arange(count)
+        compiled["renumber"](inverse, rank)
+    return unique[order], inverse
