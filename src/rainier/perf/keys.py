@@ -21,7 +21,7 @@ from numpy.typing import NDArray
 
 from rainier.parallel.plan import Recompute
 from rainier.perf import distinct_loop, kernel
-from rainier.perf.columns import RECOMPUTE_CODES, PlanColumns
+from rainier.perf.columns import RECOMPUTE_CODES, PlanColumns, chunks_of
 from rainier.perf.compute import PassForms
 from rainier.perf.context import Placed, StepContext
 from rainier.perf.memory import row_param_sums
@@ -72,7 +72,7 @@ def distinct(
     if n == 1:
         return np.zeros(1, dtype=np.int64), [tuple(int(k[0]) for k in keys)]
     if compiled is None:
-        compiled = kernel.AVAILABLE and n >= kernel.COMPILED_MIN_PLANS
+        compiled = compiled_grouping(n)
     known = [*bounds, *[None] * (len(keys) - len(bounds))]
     if compiled:
         found = [b if b is not None else _bounds(k) for k, b in zip(keys, known, strict=True)]
@@ -107,6 +107,12 @@ def distinct(
     for v, j in enumerate(varying):
         columns_out[j] = digits[v]
     return inverse.reshape(-1), list(zip(*columns_out, strict=True))
+
+
+def compiled_grouping(n: int) -> bool:
+    """Whether :func:`distinct` groups ``n`` plans by compiled loops (numba installed, a batch the compiled
+    loops take)."""
+    return kernel.AVAILABLE and n >= kernel.COMPILED_MIN_PLANS
 
 
 def _bounds(column: NDArray[Any]) -> tuple[int, int]:
@@ -318,8 +324,11 @@ def plan_keys(ctx: StepContext, cols: PlanColumns) -> PlanKeys:
 
     own = [(u,) for u in range(len(pass_rows))]
     by_index = (0, len(pass_rows) - 1)  # the bounds of pass_index
-    any_shard = bool(cols.shard.any())
-    if any_shard:
+    if compiled_grouping(len(cols)):  # any code space: a hash table holds the distinct codes
+        with_dp_index, with_dp_rows = distinct([pass_index, cols.dp, cols.shard], [by_index])
+        with_dp = [(u, dp, shard) for u, dp, shard in with_dp_rows]
+        any_shard = any(shard > 0 for _, _, shard in with_dp)
+    elif any_shard := bool(cols.shard.any()):
         # HSDP shard degrees are few: coded 0..k-1 through a presence table, so that the key stays a small code space
         present = np.zeros(int(cols.shard.max()) + 1, dtype=bool)
         present[cols.shard] = True
@@ -377,7 +386,12 @@ def plan_keys(ctx: StepContext, cols: PlanColumns) -> PlanKeys:
         comm_slopes[name], comm_loads[name] = _comm_table(found, kind)
         comm_local[name], comm_source[name] = local, source
 
-    row_index, layouts = gather([cols.pp, cols.chunks, cols.pp_first, cols.pp_last], ctx.rows)
+    # layouts go by (pp, chunks, first, last); chunks (a function of schedule and vpp) is found per distinct row
+    by_schedule, schedule_rows = distinct([cols.pp, cols.schedule, cols.vpp, cols.pp_first, cols.pp_last])
+    fine = np.array(schedule_rows, dtype=np.int64).reshape(-1, 5)
+    local, layout_keys = distinct([fine[:, 0], chunks_of(fine[:, 1], fine[:, 2]), fine[:, 3], fine[:, 4]])
+    row_index = local.take(by_schedule)
+    layouts = [ctx.rows(*key) for key in layout_keys]
     width = max(len(layout) for layout in layouts)
     rows = {name: np.zeros((len(layouts), width)) for name in ROW_NAMES}
     for u, layout in enumerate(layouts):
@@ -396,8 +410,10 @@ def plan_keys(ctx: StepContext, cols: PlanColumns) -> PlanKeys:
         return inverse, np.array(per_layer, dtype=np.float64).reshape(-1, 2)
 
     activation_index, activation_table = activations(cols.recompute)
-    partial = (cols.recompute == FULL_CODE) & (cols.recompute_layers > 0)
-    kept_index, kept = activations(kept_recompute(cols)) if partial.any() else (activation_index, activation_table)
+    partial = int(cols.recompute_layers.max()) > 0 and bool(
+        ((cols.recompute == FULL_CODE) & (cols.recompute_layers > 0)).any()
+    )
+    kept_index, kept = activations(kept_recompute(cols)) if partial else (activation_index, activation_table)
     return PlanKeys(
         passes=np.stack(pass_tables),
         pass_index=pass_index,
