@@ -61,6 +61,45 @@ def test_compiled_distinct_equals_numpys(n: int) -> None:
     assert keys.distinct([column], [bound], compiled=True)[1] == keys.distinct([column], compiled=False)[1]
 
 
+def _assert_same_fields(found: Any, expected: Any) -> None:
+    for name in type(expected)._fields if isinstance(expected, tuple) else keys.PlanKeys.__dataclass_fields__:
+        mine, theirs = getattr(found, name), getattr(expected, name)
+        if isinstance(theirs, dict):
+            assert list(mine) == list(theirs), name
+            for k in theirs:
+                np.testing.assert_array_equal(mine[k], theirs[k], err_msg=f"{name}[{k}]")
+        elif isinstance(theirs, list | tuple):
+            assert len(mine) == len(theirs), name
+            for a, b in zip(mine, theirs, strict=True):
+                np.testing.assert_array_equal(a, b, err_msg=name)
+        else:
+            np.testing.assert_array_equal(mine, theirs, err_msg=name)
+            assert np.asarray(mine).dtype == np.asarray(theirs).dtype, name
+
+
+@pytest.mark.parametrize("order", ["listed", "shuffled"])
+def test_keys_over_runs_of_plans_equal_keys_over_the_plans(monkeypatch: pytest.MonkeyPatch, order: str) -> None:
+    """The keys found over runs of plans with equal structure columns (perf.distinct_loop.runs), then expanded to
+    the plans, are the tables and indices found over every plan: in a search's order (long runs) and shuffled
+    (runs of one plan), with HSDP, partial recompute and offload; and plan_keys equals its numpy path."""
+    shape, cluster = get_model("mixtral-8x7b"), cluster_of("h100-sxm", 256)
+    space = SearchSpace(
+        schedules=tuple(Schedule), zero=(0, 1, 2, 3), hsdp=(2, 4), recompute_layers=(1,), offload=(1, 7)
+    )
+    cols = with_offload(enumerate_plans(shape, cluster, 512, space).valid, space.offload)
+    if order == "shuffled":
+        cols = cols.take(np.random.default_rng(2).permutation(len(cols)))
+    assert cols.hsdp.any() and (cols.recompute_layers > 0).any()
+    eff, _ = resolve_efficiency(cluster, None)
+    ctx = step_context(shape, cluster, eff, DegreeUnit.DEVICE)
+    over_runs = keys._over_runs(ctx, cols, longest=1.0)
+    assert over_runs is not None
+    _assert_same_fields(over_runs, keys._structure(ctx, cols))
+    found = keys.plan_keys(ctx, cols)
+    monkeypatch.setattr(keys, "compiled_grouping", lambda n: False)
+    _assert_same_fields(found, keys.plan_keys(ctx, cols))
+
+
 def test_through_finds_a_coarser_key_over_the_rows() -> None:
     index = np.array([0, 1, 2, 1, 0])
     inverse, values = keys.through(index, [(1, 2), (3, 2), (1, 5)], lambda x, y: (x,), lambda x: 10 * x)

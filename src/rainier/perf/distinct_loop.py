@@ -102,6 +102,64 @@ def _renumber(inverse: IntArray, rank: IntArray) -> None:
         inverse[i] = rank[inverse[i]]
 
 
+def _runs(
+    ints: Any,  # int64 columns of the plans
+    flags: Any,  # bool columns
+    run_of: IntArray,  # out: each plan's run
+    run_ints: Any,  # out: each run's values of ints (as long as the plans: a run per plan at most)
+    run_flags: Any,  # and of flags
+    changed: NDArray[np.uint8],  # scratch: BLOCK
+    starts: IntArray,  # scratch: BLOCK
+) -> int:
+    """Split the plans into runs of equal values in every column, number each plan's run and write each run's
+    values; returns how many runs. A block of plans is compared with the plans before it column by column (each
+    column is read once, in order, without branches), then the runs that start in it are numbered and their
+    values gathered while the block is still in cache."""
+    n = run_of.shape[0]
+    runs = 0
+    for b0 in range(0, n, BLOCK):
+        size = min(BLOCK, n - b0)
+        for t in range(size):
+            changed[t] = 0
+        lo = 1 if b0 == 0 else 0  # the first plan starts a run; the rest compare with the plan before
+        marks = changed[lo:size]  # slices of the block and of it one plan back: LLVM vectorises the comparisons
+        for j in range(len(ints)):
+            now, before = ints[j][b0 + lo : b0 + size], ints[j][b0 + lo - 1 : b0 + size - 1]
+            for t in range(size - lo):
+                marks[t] |= np.uint8(now[t] != before[t])
+        for j in range(len(flags)):
+            now_b, before_b = flags[j][b0 + lo : b0 + size], flags[j][b0 + lo - 1 : b0 + size - 1]
+            for t in range(size - lo):
+                marks[t] |= np.uint8(now_b[t] != before_b[t])
+        if lo:
+            changed[0] = 1
+        found = 0  # the runs that start in the block, at plans starts[:found]
+        for t in range(size):
+            starts[found] = b0 + t
+            found += changed[t]
+            runs += changed[t]
+            run_of[b0 + t] = runs - 1
+        base = runs - found
+        for j in range(len(ints)):
+            column, out = ints[j], run_ints[j]
+            for q in range(found):
+                out[base + q] = column[starts[q]]
+        for j in range(len(flags)):
+            column_b, out_b = flags[j], run_flags[j]
+            for q in range(found):
+                out_b[base + q] = column_b[starts[q]]
+    return runs
+
+
+def _expand(run_of: IntArray, per_run: Any, out: Any) -> None:
+    """``out[k][i] = per_run[k][run_of[i]]`` for each k: several indices of the plans from their runs' in one
+    read of ``run_of``."""
+    for i in range(run_of.shape[0]):
+        u = run_of[i]
+        for k in range(len(per_run)):
+            out[k][i] = per_run[k][u]
+
+
 _COMPILED: dict[str, Callable[..., Any]] = {}
 
 
@@ -119,7 +177,14 @@ def _load() -> dict[str, Callable[..., Any]]:
             return numba.njit(cache=True, nogil=True, **bare_options)(function)
 
         _slot = bare(_slot)
-        _COMPILED.update(bounds=bare(_bounds), group=bare(_group), rehash=bare(_rehash), renumber=bare(_renumber))
+        _COMPILED.update(
+            bounds=bare(_bounds),
+            group=bare(_group),
+            rehash=bare(_rehash),
+            renumber=bare(_renumber),
+            runs=bare(_runs),
+            expand=bare(_expand),
+        )
     return _COMPILED
 
 
@@ -156,3 +221,26 @@ def group(columns: Sequence[IntArray], lo: Sequence[int], radix: Sequence[int]) 
         rank[order] = np.arange(count)
         compiled["renumber"](inverse, rank)
     return unique[order], inverse
+
+
+def runs(
+    ints: Sequence[NDArray[Any]], flags: Sequence[NDArray[np.bool_]]
+) -> tuple[IntArray, list[IntArray], list[NDArray[np.bool_]]]:
+    """Each plan's run of equal values in every column of ``ints`` (integers) and ``flags`` (booleans; at least
+    one column of each), and each run's values: the compiled :func:`_runs` (numba must be installed)."""
+    n = len(ints[0])
+    int_columns = tuple(np.ascontiguousarray(c, dtype=np.int64) for c in ints)
+    flag_columns = tuple(np.ascontiguousarray(c, dtype=np.bool_) for c in flags)
+    run_of = np.empty(n, dtype=np.int64)
+    run_ints = tuple(np.empty(n, dtype=np.int64) for _ in ints)  # pages past the runs are never touched
+    run_flags = tuple(np.empty(n, dtype=np.bool_) for _ in flags)
+    scratch = np.empty(BLOCK, dtype=np.uint8), np.empty(BLOCK, dtype=np.int64)
+    count = _load()["runs"](int_columns, flag_columns, run_of, run_ints, run_flags, *scratch)
+    return run_of, [c[:count].copy() for c in run_ints], [c[:count].copy() for c in run_flags]
+
+
+def expand(run_of: IntArray, per_run: Sequence[IntArray]) -> list[IntArray]:
+    """``[p.take(run_of) for p in per_run]`` in one pass (numba must be installed)."""
+    out = tuple(np.empty(len(run_of), dtype=np.int64) for _ in per_run)
+    _load()["expand"](run_of, tuple(np.ascontiguousarray(p, dtype=np.int64) for p in per_run), out)
+    return list(out)

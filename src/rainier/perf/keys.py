@@ -13,8 +13,8 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, fields
+from typing import Any, NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
@@ -284,23 +284,134 @@ def _dp_stride(pass_rows: list[tuple[int, ...]], row: tuple[int, ...]) -> int:
     return tp * cp * row[1]
 
 
+# The columns every key but the activations' reads (:func:`_structure`), integers and booleans.
+STRUCTURE_COLUMNS = (
+    "tp",
+    "cp",
+    "ep",
+    "etp",
+    "mbs",
+    "precision",
+    "flash",
+    "fp8_recipe",
+    "dp",
+    "shard",
+    "pp",
+    "schedule",
+    "vpp",
+    "pp_first",
+    "pp_last",
+)
+STRUCTURE_FLAGS = ("sp", "lora")
+
+
+class _Structure(NamedTuple):
+    """The tables of the pass, data-parallel, pipeline and layout keys and each plan's index into them."""
+
+    pass_rows: list[tuple[int, ...]]
+    passes: FloatArray
+    pass_index: IntArray
+    dp_index: IntArray
+    pp_index: IntArray
+    row_index: IntArray
+    comm_slopes: dict[str, FloatArray]
+    comm_loads: dict[str, FloatArray]
+    comm_local: dict[str, IntArray]
+    comm_source: dict[str, str]
+    ep_domains: FloatArray
+    rows: dict[str, FloatArray]
+
+
 def plan_keys(ctx: StepContext, cols: PlanColumns) -> PlanKeys:
-    """The per-key tables of every plan of ``cols`` (see the module docstring)."""
+    """The per-key tables of every plan of ``cols`` (see the module docstring).
+
+    A search lists plans that differ only in ZeRO stage, recompute and offload next to each other, so where the
+    compiled loops run, the plans are first split into runs of equal :data:`STRUCTURE_COLUMNS` (one read of each
+    column, ``perf.distinct_loop.runs``): the pass, data-parallel, pipeline and layout keys are found over one
+    row per run, and each plan's indices copied from its run's. The keys are the same, in the same order (each
+    is the sorted distinct combinations of its columns, and the runs hold every combination the plans do); this
+    saves most passes over the plans' columns, which a million plans' keys spend most of their time in. Plans
+    in an order with short runs (more than half as many runs as plans) are keyed plan by plan."""
+    found = _over_runs(ctx, cols) if compiled_grouping(len(cols)) else None
+    if found is None:
+        found = _structure(ctx, cols)
+    pass_rows, pass_index, by_index = found.pass_rows, found.pass_index, (0, len(found.pass_rows) - 1)
+
+    def activations(recompute: IntArray) -> tuple[IntArray, FloatArray]:
+        index, rows = distinct([pass_index, recompute], [by_index])
+        inverse, per_layer = through(
+            index,
+            rows,
+            lambda u, r: (
+                pass_rows[u][0],
+                pass_rows[u][1],
+                pass_rows[u][4],
+                bool(pass_rows[u][5]),
+                r,
+                pass_rows[u][8] > 0,
+            ),
+            ctx.activations,
+        )
+        return inverse, np.array(per_layer, dtype=np.float64).reshape(-1, 2)
+
+    activation_index, activation_table = activations(cols.recompute)
+    partial = int(cols.recompute_layers.max()) > 0 and bool(
+        ((cols.recompute == FULL_CODE) & (cols.recompute_layers > 0)).any()
+    )
+    kept_index, kept = activations(kept_recompute(cols)) if partial else (activation_index, activation_table)
+    return PlanKeys(
+        passes=found.passes,
+        pass_index=pass_index,
+        comm_slopes=found.comm_slopes,
+        comm_loads=found.comm_loads,
+        comm_local=found.comm_local,
+        comm_source=found.comm_source,
+        dp_index=found.dp_index,
+        pp_index=found.pp_index,
+        ep_domains=found.ep_domains,
+        rows=found.rows,
+        row_index=found.row_index,
+        param_sums=row_param_sums(ctx.counts, found.rows),
+        fewest=fewest_layers(found.rows),
+        activations=activation_table,
+        activation_index=activation_index,
+        kept=kept,
+        kept_index=kept_index,
+    )
+
+
+def _over_runs(ctx: StepContext, cols: PlanColumns, *, longest: float = 0.5) -> _Structure | None:
+    """:func:`_structure` of ``cols`` found over one row per run of plans with equal structure columns, and
+    expanded to the plans; None where the runs are more than ``longest`` times as many as the plans (too short to
+    save work)."""
+    run_of, run_ints, run_flags = distinct_loop.runs(
+        [getattr(cols, name) for name in STRUCTURE_COLUMNS], [getattr(cols, name) for name in STRUCTURE_FLAGS]
+    )
+    count = len(run_ints[0])
+    if count > longest * len(cols):
+        return None
+    values: dict[str, NDArray[Any]] = dict(zip(STRUCTURE_COLUMNS, run_ints, strict=True))
+    values.update(zip(STRUCTURE_FLAGS, run_flags, strict=True))
+    unread = {  # the columns _structure does not read: zeros
+        f.name: np.zeros(count, dtype=getattr(cols, f.name).dtype) for f in fields(PlanColumns) if f.name not in values
+    }
+    found = _structure(ctx, PlanColumns(**values, **unread))
+    pass_index, dp_index, pp_index, row_index = distinct_loop.expand(
+        run_of, [found.pass_index, found.dp_index, found.pp_index, found.row_index]
+    )
+    return found._replace(pass_index=pass_index, dp_index=dp_index, pp_index=pp_index, row_index=row_index)
+
+
+def _structure(ctx: StepContext, cols: PlanColumns) -> _Structure:
+    """The pass, data-parallel, pipeline and layout keys of ``cols`` (which reads only :data:`STRUCTURE_COLUMNS`
+    and :data:`STRUCTURE_FLAGS`)."""
     etp = cols.expert_tp
     pass_keys = [cols.tp, cols.cp, cols.ep, etp, cols.mbs, cols.sp, cols.precision, cols.lora, cols.flash]
     pass_index, pass_rows = distinct([*pass_keys, cols.fp8_recipe])
     pass_tables = [pass_table(ctx, k) for k in pass_rows]
 
-    # Groups and activations are functions of a pass key's columns (tp, cp, ep, etp, mbs, sp, flash: 0, 1, 2,
-    # 3, 4, 5, 8) and of dp, pp or recompute: found per distinct pass key (and those columns), not per plan.
-    def by_pass(
-        index: IntArray,
-        rows: Sequence[tuple[int, ...]],
-        key: Callable[..., tuple[Any, ...]],
-        compute: Callable[..., Any],
-    ) -> tuple[IntArray, list[Any]]:
-        return through(index, rows, lambda u, *rest: key(pass_rows[u], *rest), compute)
-
+    # Groups are functions of a pass key's columns (tp, cp, ep, etp, mbs, sp, flash: 0, 1, 2, 3, 4, 5, 8) and of dp
+    # or pp: found per distinct pass key (and those columns), not per plan.
     def by_pass_local(
         rows: Sequence[tuple[int, ...]], key: Callable[..., tuple[Any, ...]], compute: Callable[..., Any]
     ) -> tuple[IntArray, list[Any]]:
@@ -399,37 +510,17 @@ def plan_keys(ctx: StepContext, cols: PlanColumns) -> PlanKeys:
             for name in ROW_NAMES:
                 rows[name][u, r] = float(getattr(row, name))
 
-    def activations(recompute: IntArray) -> tuple[IntArray, FloatArray]:
-        index, rows = distinct([pass_index, recompute], [by_index])
-        inverse, per_layer = by_pass(
-            index,
-            rows,
-            lambda k, r: (k[0], k[1], k[4], bool(k[5]), r, k[8] > 0),
-            ctx.activations,
-        )
-        return inverse, np.array(per_layer, dtype=np.float64).reshape(-1, 2)
-
-    activation_index, activation_table = activations(cols.recompute)
-    partial = int(cols.recompute_layers.max()) > 0 and bool(
-        ((cols.recompute == FULL_CODE) & (cols.recompute_layers > 0)).any()
-    )
-    kept_index, kept = activations(kept_recompute(cols)) if partial else (activation_index, activation_table)
-    return PlanKeys(
+    return _Structure(
+        pass_rows=pass_rows,
         passes=np.stack(pass_tables),
         pass_index=pass_index,
+        dp_index=with_dp_index,
+        pp_index=with_pp_index,
+        row_index=row_index,
         comm_slopes=comm_slopes,
         comm_loads=comm_loads,
         comm_local=comm_local,
         comm_source=comm_source,
-        dp_index=with_dp_index,
-        pp_index=with_pp_index,
         ep_domains=np.array([g.domains for g in placed["ep"][0][1]], dtype=np.float64),
         rows=rows,
-        row_index=row_index,
-        param_sums=row_param_sums(ctx.counts, rows),
-        fewest=fewest_layers(rows),
-        activations=activation_table,
-        activation_index=activation_index,
-        kept=kept,
-        kept_index=kept_index,
     )
