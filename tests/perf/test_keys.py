@@ -61,10 +61,13 @@ def test_compiled_distinct_equals_numpys(n: int) -> None:
     assert keys.distinct([column], [bound], compiled=True)[1] == keys.distinct([column], compiled=False)[1]
 
 
-def _assert_same_fields(found: Any, expected: Any) -> None:
-    for name in type(expected)._fields if isinstance(expected, tuple) else keys.PlanKeys.__dataclass_fields__:
+def _assert_same_fields(found: Any, expected: Any, names: Any) -> None:
+    for name in names:
         mine, theirs = getattr(found, name), getattr(expected, name)
-        if isinstance(theirs, dict):
+        if isinstance(theirs, keys.Runs):  # runs differ with the path; what they say of each plan does not
+            for column, values in mine.columns.items():
+                np.testing.assert_array_equal(values.take(mine.run_of), theirs.columns[column].take(theirs.run_of))
+        elif isinstance(theirs, dict):
             assert list(mine) == list(theirs), name
             for k in theirs:
                 np.testing.assert_array_equal(mine[k], theirs[k], err_msg=f"{name}[{k}]")
@@ -94,10 +97,16 @@ def test_keys_over_runs_of_plans_equal_keys_over_the_plans(monkeypatch: pytest.M
     ctx = step_context(shape, cluster, eff, DegreeUnit.DEVICE)
     over_runs = keys._over_runs(ctx, cols, longest=1.0)
     assert over_runs is not None
-    _assert_same_fields(over_runs, keys._structure(ctx, cols))
+    structure, runs = over_runs
+    per_plan = {"dp_index", "pp_index", "row_index"}  # per run in structure: gathered to the plans
+    plan_by_plan = keys._structure(ctx, cols)
+    _assert_same_fields(structure, plan_by_plan, [name for name in structure._fields if name not in per_plan])
+    for name in per_plan:
+        np.testing.assert_array_equal(getattr(structure, name).take(runs.run_of), getattr(plan_by_plan, name))
     found = keys.plan_keys(ctx, cols)
     monkeypatch.setattr(keys, "compiled_grouping", lambda n: False)
-    _assert_same_fields(found, keys.plan_keys(ctx, cols))
+    expected = keys.plan_keys(ctx, cols)
+    _assert_same_fields(found, expected, [*keys.PlanKeys.__dataclass_fields__, *per_plan, "comm_index"])
 
 
 def test_through_finds_a_coarser_key_over_the_rows() -> None:

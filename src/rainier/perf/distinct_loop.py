@@ -1,5 +1,5 @@
 """``perf.keys.distinct`` as compiled loops (numba): each key column's bounds in one pass, then the plans' codes
-grouped through a hash table in one more.
+grouped through a hash table in one more; and the runs of plans with equal columns (``perf.keys.Runs``).
 
 The numpy path of ``perf.keys.distinct`` reads every key column four or five times (its minimum, its maximum,
 then a multiply and an add into the codes; then a presence table and a lookup) and writes as many temporaries;
@@ -8,7 +8,9 @@ and maximum are found in one read, and the varying columns are read once more, a
 mixed-radix codes of a block stay in cache), and grouped through an open-addressing hash table of the distinct
 codes, which are few. A plan whose code is its predecessor's (a search lists plans of one key next to each other)
 skips the table. The distinct codes are then sorted and the plans' indices renumbered, so that the result is the
-numpy path's to the last index (``tests/perf/test_keys.py`` checks it). numba is imported on the first call.
+numpy path's to the last index (``tests/perf/test_keys.py`` checks it). :func:`runs` reads each column once more
+to split the plans into runs of equal values, over which ``perf.keys.plan_keys`` finds most keys. numba is
+imported on the first call.
 """
 
 from __future__ import annotations
@@ -151,15 +153,6 @@ def _runs(
     return runs
 
 
-def _expand(run_of: IntArray, per_run: Any, out: Any) -> None:
-    """``out[k][i] = per_run[k][run_of[i]]`` for each k: several indices of the plans from their runs' in one
-    read of ``run_of``."""
-    for i in range(run_of.shape[0]):
-        u = run_of[i]
-        for k in range(len(per_run)):
-            out[k][i] = per_run[k][u]
-
-
 _COMPILED: dict[str, Callable[..., Any]] = {}
 
 
@@ -183,7 +176,6 @@ def _load() -> dict[str, Callable[..., Any]]:
             rehash=bare(_rehash),
             renumber=bare(_renumber),
             runs=bare(_runs),
-            expand=bare(_expand),
         )
     return _COMPILED
 
@@ -237,10 +229,3 @@ def runs(
     scratch = np.empty(BLOCK, dtype=np.uint8), np.empty(BLOCK, dtype=np.int64)
     count = _load()["runs"](int_columns, flag_columns, run_of, run_ints, run_flags, *scratch)
     return run_of, [c[:count].copy() for c in run_ints], [c[:count].copy() for c in run_flags]
-
-
-def expand(run_of: IntArray, per_run: Sequence[IntArray]) -> list[IntArray]:
-    """``[p.take(run_of) for p in per_run]`` in one pass (numba must be installed)."""
-    out = tuple(np.empty(len(run_of), dtype=np.int64) for _ in per_run)
-    _load()["expand"](run_of, tuple(np.ascontiguousarray(p, dtype=np.int64) for p in per_run), out)
-    return list(out)

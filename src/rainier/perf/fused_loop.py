@@ -1,7 +1,8 @@
 """The compiled loop of the fused pass (``perf.fused``): every stage of the step model for one plan at a time.
 
-Inputs are plan columns, per-key tables and scalars in the orders ``perf.fused`` lays out (``INT_COLUMNS``,
-``FLAG_COLUMNS``, ``LAYOUT_TABLES``, ``SCALARS``, ``INT_SCALARS``, ``COMM_SOURCES``); the assembly is
+Inputs are plan columns (those of a plan's run of equal structure columns, ``perf.keys.Runs``, one value per run),
+per-key tables and scalars in the orders ``perf.fused`` lays out (``RUN_COLUMNS``, ``RUN_FLAGS``, ``RUN_KEYS``,
+``INT_COLUMNS``, ``FLAG_COLUMNS``, ``LAYOUT_TABLES``, ``SCALARS``, ``INT_SCALARS``, ``COMM_SOURCES``); the assembly is
 ``perf.kernel._assemble``'s, statement for statement (the numpy ``perf.batch.assemble_reference`` is the reference
 for both), with each plan's ``perf.batch.prepare`` columns computed in place of reading them. What a plan shares
 with the plan before it when the two differ only in ZeRO stage, recompute and offload (its communication times and
@@ -98,13 +99,17 @@ _fill_drain_c, _shared_c = kernel._fill_drain, shared.shared
 
 
 def _evaluate(
+    run_of: NDArray[np.int64],  # each plan's run (perf.keys.Runs)
+    run_ints: Any,  # RUN_COLUMNS: one int64 array of runs each
+    run_flags: Any,  # RUN_FLAGS: one bool array of runs each
+    run_keys: Any,  # RUN_KEYS: each run's pass key, layout, with-dp and with-pp key
     ints: Any,  # INT_COLUMNS: one int64 array of plans each
     flags: Any,  # FLAG_COLUMNS: one bool array of plans each
     capacity: FloatArray,
     imbalance: FloatArray,
     comm_local: Any,  # COMM_FIELDS: each key's row of the collectives' tables (perf.keys.PlanKeys.comm_local)
     comm_by: NDArray[np.int64],  # COMM_FIELDS: the key each goes by (0: pass key, 1: with dp, 2: with pp)
-    keyidx: Any,  # each plan's pass key, layout, activation and kept-activation key, and with dp, with pp
+    keyidx: Any,  # each plan's activation and kept-activation key
     seconds: FloatArray,  # pass keys x layer kinds x pass fields (efficiencies applied)
     rates: Any,  # COMM_FIELDS: perf.kernel._assemble's rates
     loads: Any,  # COMM_FIELDS: perf.kernel._assemble's loads
@@ -130,10 +135,12 @@ def _evaluate(
     scratch_arrays: Any,  # _scratch's
 ) -> None:
     """Every plan's step time, breakdown, memory, FLOPs and link loads, written into the output arrays."""
-    n = ints[0].shape[0]
-    vpp_col, gbs_col, zero_col, recompute_col, schedule_col = ints[6], ints[8], ints[9], ints[10], ints[11]
-    domains_col, rc_mask_col, rc_layers_col, offload_col = ints[12], ints[13], ints[14], ints[15]  # fused.INT_COLUMNS
-    lora_col, tp_overlap_col, a2a_overlap_col, ep_dedup_col = flags[1], flags[2], flags[3], flags[4]  # FLAG_COLUMNS
+    n = run_of.shape[0]
+    run = (run_ints, run_flags, run_keys)
+    schedule_run, lora_run, row_run = run_ints[8], run_flags[1], run_keys[1]  # fused.RUN_COLUMNS, RUN_FLAGS, RUN_KEYS
+    gbs_col, zero_col, recompute_col, domains_col = ints[0], ints[1], ints[2], ints[3]  # fused.INT_COLUMNS
+    rc_mask_col, rc_layers_col, offload_col = ints[4], ints[5], ints[6]
+    tp_overlap_col, a2a_overlap_col, ep_dedup_col = flags[0], flags[1], flags[2]  # fused.FLAG_COLUMNS
     width = lay[0].shape[1]
     links = scale_out.shape[0]
     su, so, default_load, step_oh = eff[0], eff[1], eff[2], eff[4]
@@ -150,27 +157,26 @@ def _evaluate(
         side[lnk] = 2 if outside[lnk] > 0 else 1
         link_eff[lnk] = so if outside[lnk] > 0 else su
     have = False  # whether the shared scratch holds a plan's values (perf.fused_shared), and that plan's signature
-    last_pp, last_ur, last_sched, last_vpp, last_gbs, last_domains, last_flags, last_load = 0, 0, 0, 0, 0, 0, 0, 0.0
+    last_run, last_gbs, last_domains, last_flags, last_load = 0, 0, 0, 0, 0.0
     for c0 in range(0, n, chunk):
         c1 = min(c0 + chunk, n)
         any_host = False
         any_mask = False
         for i in range(c0, c1):
-            ur = keyidx[1][i]
-            sched_i = schedule_col[i]
+            u = run_of[i]
+            ur = row_run[u]
+            sched_i = schedule_run[u]
             p_capacity, p_imbalance = capacity[i], imbalance[i]
             load = p_capacity if p_capacity > 0 else (p_imbalance if p_imbalance > 0 else default_load)
-            # the plan's signature (perf.fused_shared): its pipeline key decides its pass and data-parallel keys
-            by_pp, vpp_i, gbs_i, domains_i = keyidx[5][i], vpp_col[i], gbs_col[i], domains_col[i]
+            # the plan's signature (perf.fused_shared): its run decides its pass, data-parallel, pipeline and layout
+            # keys, schedule and interleaving
+            gbs_i, domains_i = gbs_col[i], domains_col[i]
             flag_bits = (
                 (1 if tp_overlap_col[i] else 0) + (2 if a2a_overlap_col[i] else 0) + (4 if ep_dedup_col[i] else 0)
             )
             same = (
                 have
-                and by_pp == last_pp
-                and ur == last_ur
-                and sched_i == last_sched
-                and vpp_i == last_vpp
+                and u == last_run
                 and gbs_i == last_gbs
                 and domains_i == last_domains
                 and flag_bits == last_flags
@@ -178,17 +184,16 @@ def _evaluate(
             )
             if not same:
                 _shared_c(
-                    i, ints, flags, load, comm_local, comm_by, keyidx, seconds, rates, loads, outside, side,
-                    link_eff, lay, sc, isc, ep_plain, ep_distinct, eff, consts, state, by, gi, coef, pv, rp, row_inv,
-                    link_inv, mem_rows,
+                    i, u, run, ints, flags, load, comm_local, comm_by, seconds, rates, loads, outside, side, link_eff,
+                    lay, sc, isc, ep_plain, ep_distinct, eff, consts, state, by, gi, coef, pv, rp, row_inv, link_inv,
+                    mem_rows,
                 )  # fmt: skip
                 have = True
-                last_pp, last_ur, last_sched, last_vpp, last_gbs = by_pp, ur, sched_i, vpp_i, gbs_i
-                last_domains, last_flags, last_load = domains_i, flag_bits, load
+                last_run, last_gbs, last_domains, last_flags, last_load = u, gbs_i, domains_i, flag_bits, load
             # ---- perf.batch.prepare, one plan: what ZeRO, recompute and offload change ----
             zero_i, rc_i, rc_layers = zero_col[i], recompute_col[i], rc_layers_col[i]
             mask = offload_col[i]
-            lora_b = lora_col[i]
+            lora_b = lora_run[u]
             chunks_i = int(pv[P_CHUNKS])
             full_b = rc_i == layout.FULL_CODE
             rc_mask = rc_mask_col[i]
@@ -398,7 +403,7 @@ def _evaluate(
             bd[10, i] = step_oh
 
             # ---- perf.memory_loop._memory, one plan ----
-            ua, uk = keyidx[2][i], keyidx[3][i]
+            ua, uk = keyidx[0][i], keyidx[1][i]
             dense_layer, moe_layer = act_table[ua, 0], act_table[ua, 1]
             dense_kept, moe_kept = kept_table[uk, 0], kept_table[uk, 1]
             best = -np.inf
@@ -534,6 +539,6 @@ def _load() -> Callable[..., None]:
 def evaluate_kernel(*args: Any) -> None:
     """The compiled :func:`_evaluate` of ``args`` (its arguments but the scratch; numba must be installed:
     ``perf.kernel.AVAILABLE``)."""
-    ints, comm_local, scale_out, lay, chunk = args[0], args[4], args[10], args[11], args[23]
-    scratch = _scratch(lay[0].shape[1], scale_out.shape[0], len(comm_local), chunk, len(ints[0]))
+    run_of, comm_local, scale_out, lay, chunk = args[0], args[8], args[14], args[15], args[27]
+    scratch = _scratch(lay[0].shape[1], scale_out.shape[0], len(comm_local), chunk, len(run_of))
     _load()(*args, scratch)

@@ -152,12 +152,14 @@ _held_c = rows.held_micro_batches
 
 def shared(
     i: int,  # the plan
-    ints: Any,  # perf.fused_loop._evaluate's arguments, as it takes them
+    u: int,  # its run (perf.keys.Runs)
+    run: Any,  # perf.fused_loop._evaluate's run_ints, run_flags and run_keys (one argument: CPython passes a call
+    # of more than 30 arguments as *args, which numba does not inline)
+    ints: Any,  # and its other arguments, as it takes them
     flags: Any,
     load: float,  # the plan's MoE load factor (capacity, imbalance or the fitted default)
     comm_local: Any,
     comm_by: NDArray[np.int64],
-    keyidx: Any,
     seconds: FloatArray,
     rates: Any,
     loads: Any,
@@ -182,6 +184,7 @@ def shared(
     mem_rows: FloatArray,  # out: MEMORY_VALUES x row slots
 ) -> None:
     """The values of plan ``i`` the plans of its run share (see the module docstring)."""
+    run_ints, run_flags, run_keys = run
     width = lay[0].shape[1]
     links = outside.shape[0]
     layer_oh = eff[3]
@@ -190,7 +193,7 @@ def shared(
     seq_len, num_kv_heads = isc[layout.I_SEQ_LEN], isc[layout.I_NUM_KV_HEADS]
     h, top_k = sc[layout.S_HIDDEN], sc[layout.S_TOP_K]
     is_moe, is_mla = sc[layout.S_MOE] > 0, sc[layout.S_MLA] > 0
-    by[0], by[1], by[2] = keyidx[0][i], keyidx[4][i], keyidx[5][i]
+    by[0], by[1], by[2] = run_keys[0][u], run_keys[2][u], run_keys[3][u]  # fused.RUN_KEYS: pass, dp, pp
     # each collective's group (a constant index into the tuple each: numba copies a tuple it indexes at run time)
     gi[TP_AR] = comm_local[TP_AR][by[comm_by[TP_AR]]]
     gi[TP_RS] = comm_local[TP_RS][by[comm_by[TP_RS]]]
@@ -205,11 +208,12 @@ def shared(
     gi[DPR_AR] = comm_local[DPR_AR][by[comm_by[DPR_AR]]]
     gi[EDPR_AR] = comm_local[EDPR_AR][by[comm_by[EDPR_AR]]]
     # ---- perf.batch.prepare, one plan ----
-    tp_i, pp_i, dp_i, cp_i = ints[0][i], ints[1][i], ints[2][i], ints[3][i]  # fused.INT_COLUMNS
-    ep_i, etp_i, vpp_i, mbs_i, gbs_i, sched_i = ints[4][i], ints[5][i], ints[6][i], ints[7][i], ints[8][i], ints[11][i]
-    ep_domains_i, shard_i = ints[12][i], ints[16][i]
-    sp_b, lora_b, tp_overlap_b = flags[0][i], flags[1][i], flags[2][i]  # fused.FLAG_COLUMNS
-    a2a_overlap_b, ep_dedup_b = flags[3][i], flags[4][i]
+    tp_i, pp_i, dp_i, cp_i = run_ints[0][u], run_ints[1][u], run_ints[2][u], run_ints[3][u]  # fused.RUN_COLUMNS
+    ep_i, etp_i, vpp_i, mbs_i = run_ints[4][u], run_ints[5][u], run_ints[6][u], run_ints[7][u]
+    sched_i, shard_i = run_ints[8][u], run_ints[9][u]
+    sp_b, lora_b = run_flags[0][u], run_flags[1][u]  # fused.RUN_FLAGS
+    gbs_i, ep_domains_i = ints[0][i], ints[3][i]  # fused.INT_COLUMNS
+    tp_overlap_b, a2a_overlap_b, ep_dedup_b = flags[0][i], flags[1][i], flags[2][i]  # fused.FLAG_COLUMNS
     etp_i = etp_i if etp_i > 0 else tp_i  # PlanColumns.expert_tp
     p_tp, p_pp, p_dp, p_cp = float(tp_i), float(pp_i), float(dp_i), float(cp_i)
     tokens = float(mbs_i) * float(seq_len // cp_i)
@@ -248,7 +252,7 @@ def shared(
     p_shared = sc[layout.S_SHARED]
     overlapped_p2p = sched_i in (INTERLEAVED, ZB_V, DUALPIPE)
     pp_blocking = pp_i > 1 and not overlapped_p2p
-    ur = keyidx[1][i]
+    ur = run_keys[1][u]
     etp_ep = float(ep_i) * float(etp_i)
     for r in range(width):
         rp[0, r] = lay[5][ur, r] / p_tp
@@ -258,7 +262,7 @@ def shared(
     g_tp_ar, g_tp_rs, g_etp_ar, g_cp_step = gi[TP_AR], gi[TP_RS], gi[ETP_AR], gi[CP_STEP]
     g_ep_a2a, g_pp_p2p, g_dp_ar, g_dp_rs = gi[EP_A2A], gi[PP_P2P], gi[DP_AR], gi[DP_RS]
     g_edp_ar, g_edp_rs, g_dpr_ar, g_edpr_ar = gi[EDP_AR], gi[EDP_RS], gi[DPR_AR], gi[EDPR_AR]
-    sec = seconds[keyidx[0][i]]
+    sec = seconds[by[0]]
     f_d = sec[0, FWD] + load * sec[0, E_FWD]
     b_d = sec[0, IGRAD] + load * sec[0, E_IGRAD]
     w_d = sec[0, WGRAD] + load * sec[0, E_WGRAD]

@@ -172,6 +172,54 @@ def through_local(
     return local, [compute(*k) for k in found]
 
 
+# The columns every key but the activations' reads (:func:`_structure`), integers and booleans.
+STRUCTURE_COLUMNS = (
+    "tp",
+    "cp",
+    "ep",
+    "etp",
+    "mbs",
+    "precision",
+    "flash",
+    "fp8_recipe",
+    "dp",
+    "shard",
+    "pp",
+    "schedule",
+    "vpp",
+    "pp_first",
+    "pp_last",
+)
+STRUCTURE_FLAGS = ("sp", "lora")
+RUNS_SAMPLE = 4096  # plans whose runs tell whether the runs of a batch are long enough to key it over them
+
+
+@dataclass(frozen=True, slots=True)
+class Runs:
+    """Runs of consecutive plans with equal structure columns (:data:`STRUCTURE_COLUMNS` and
+    :data:`STRUCTURE_FLAGS`): each plan's run (``run_of``), and each run's values of those columns and its rows of
+    the pass, layout, data-parallel and pipeline keys. Where the plans were keyed plan by plan, every plan is a run
+    of its own. The fused loop (``perf.fused``) reads a plan's structure through its run."""
+
+    run_of: IntArray
+    columns: dict[str, NDArray[Any]]
+    pass_index: IntArray
+    row_index: IntArray
+    dp_index: IntArray
+    pp_index: IntArray
+
+    def part(self, start: int, stop: int) -> Runs:
+        """The runs of plans ``start:stop`` (the runs' arrays are shared)."""
+        return Runs(
+            run_of=self.run_of[start:stop],
+            columns=self.columns,
+            pass_index=self.pass_index,
+            row_index=self.row_index,
+            dp_index=self.dp_index,
+            pp_index=self.pp_index,
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class PlanKeys:
     """The per-key tables of a batch of plans and each plan's index into them (see the module docstring).
@@ -179,13 +227,15 @@ class PlanKeys:
     ``passes``: (pass keys x layer kinds x :data:`PASS_FIELDS` x forms); ``comm_slopes`` / ``comm_loads``: per
     collective of :data:`COMM_KINDS`, (groups x (slope up, slope out, intercept)) and (groups x link classes);
     ``comm_local``: each collective's group per row of the key it goes by (``comm_source``: the pass key,
-    ``dp``: pass key, dp and HSDP shard, ``pp``: those and pp; each plan's row in ``pass_index``, ``dp_index``,
-    ``pp_index``), whence :attr:`comm_index`;
+    ``dp``: pass key, dp and HSDP shard, ``pp``: those and pp; each plan's row in ``pass_index``, :attr:`dp_index`,
+    :attr:`pp_index`), whence :attr:`comm_index`;
     ``ep_domains``: scale-out domains of each expert-parallel group; ``rows``: per :data:`ROW_NAMES`, (layouts x
     row slots, padded with zero-count rows) and what follows from a layout alone: ``param_sums``
     (``perf.memory.row_param_sums``), ``fewest`` (``perf.offload.fewest_layers``); ``activations`` / ``kept``:
     a dense and a MoE layer's activation bytes per micro-batch under the plan's recompute and under
-    :func:`kept_recompute` (keys x 2).
+    :func:`kept_recompute` (keys x 2); ``runs``: the plans' :class:`Runs`, which hold each plan's data-parallel,
+    pipeline and layout keys (:attr:`dp_index`, :attr:`pp_index`, :attr:`row_index`: gathered where asked for; the
+    fused loop reads them per run).
     """
 
     passes: FloatArray
@@ -194,17 +244,30 @@ class PlanKeys:
     comm_loads: dict[str, FloatArray]
     comm_local: dict[str, IntArray]
     comm_source: dict[str, str]
-    dp_index: IntArray
-    pp_index: IntArray
     ep_domains: FloatArray
     rows: dict[str, FloatArray]
-    row_index: IntArray
     param_sums: tuple[FloatArray, FloatArray]
     fewest: FloatArray
     activations: FloatArray
     activation_index: IntArray
     kept: FloatArray
     kept_index: IntArray
+    runs: Runs
+
+    @property
+    def dp_index(self) -> IntArray:
+        """Each plan's row of the data-parallel key (pass key, dp, HSDP shard)."""
+        return self.runs.dp_index.take(self.runs.run_of)
+
+    @property
+    def pp_index(self) -> IntArray:
+        """Each plan's row of the pipeline key (the data-parallel key and pp)."""
+        return self.runs.pp_index.take(self.runs.run_of)
+
+    @property
+    def row_index(self) -> IntArray:
+        """Each plan's pipeline layout (a row of ``rows``)."""
+        return self.runs.row_index.take(self.runs.run_of)
 
     @property
     def comm_index(self) -> dict[str, IntArray]:
@@ -221,17 +284,15 @@ class PlanKeys:
             comm_loads=self.comm_loads,
             comm_local=self.comm_local,
             comm_source=self.comm_source,
-            dp_index=self.dp_index[start:stop],
-            pp_index=self.pp_index[start:stop],
             ep_domains=self.ep_domains,
             rows=self.rows,
-            row_index=self.row_index[start:stop],
             param_sums=self.param_sums,
             fewest=self.fewest,
             activations=self.activations,
             activation_index=self.activation_index[start:stop],
             kept=self.kept,
             kept_index=self.kept_index[start:stop],
+            runs=self.runs.part(start, stop),
         )
 
 
@@ -284,27 +345,6 @@ def _dp_stride(pass_rows: list[tuple[int, ...]], row: tuple[int, ...]) -> int:
     return tp * cp * row[1]
 
 
-# The columns every key but the activations' reads (:func:`_structure`), integers and booleans.
-STRUCTURE_COLUMNS = (
-    "tp",
-    "cp",
-    "ep",
-    "etp",
-    "mbs",
-    "precision",
-    "flash",
-    "fp8_recipe",
-    "dp",
-    "shard",
-    "pp",
-    "schedule",
-    "vpp",
-    "pp_first",
-    "pp_last",
-)
-STRUCTURE_FLAGS = ("sp", "lora")
-
-
 class _Structure(NamedTuple):
     """The tables of the pass, data-parallel, pipeline and layout keys and each plan's index into them."""
 
@@ -332,9 +372,19 @@ def plan_keys(ctx: StepContext, cols: PlanColumns) -> PlanKeys:
     is the sorted distinct combinations of its columns, and the runs hold every combination the plans do); this
     saves most passes over the plans' columns, which a million plans' keys spend most of their time in. Plans
     in an order with short runs (more than half as many runs as plans) are keyed plan by plan."""
-    found = _over_runs(ctx, cols) if compiled_grouping(len(cols)) else None
-    if found is None:
+    over_runs = _over_runs(ctx, cols) if compiled_grouping(len(cols)) else None
+    if over_runs is not None:
+        found, runs = over_runs
+    else:
         found = _structure(ctx, cols)
+        runs = Runs(
+            run_of=np.arange(len(cols), dtype=np.int64),
+            columns={name: getattr(cols, name) for name in STRUCTURE_COLUMNS + STRUCTURE_FLAGS},
+            pass_index=found.pass_index,
+            row_index=found.row_index,
+            dp_index=found.dp_index,
+            pp_index=found.pp_index,
+        )
     pass_rows, pass_index, by_index = found.pass_rows, found.pass_index, (0, len(found.pass_rows) - 1)
 
     def activations(recompute: IntArray) -> tuple[IntArray, FloatArray]:
@@ -366,27 +416,33 @@ def plan_keys(ctx: StepContext, cols: PlanColumns) -> PlanKeys:
         comm_loads=found.comm_loads,
         comm_local=found.comm_local,
         comm_source=found.comm_source,
-        dp_index=found.dp_index,
-        pp_index=found.pp_index,
         ep_domains=found.ep_domains,
         rows=found.rows,
-        row_index=found.row_index,
         param_sums=row_param_sums(ctx.counts, found.rows),
         fewest=fewest_layers(found.rows),
         activations=activation_table,
         activation_index=activation_index,
         kept=kept,
         kept_index=kept_index,
+        runs=runs,
     )
 
 
-def _over_runs(ctx: StepContext, cols: PlanColumns, *, longest: float = 0.5) -> _Structure | None:
-    """:func:`_structure` of ``cols`` found over one row per run of plans with equal structure columns, and
-    expanded to the plans; None where the runs are more than ``longest`` times as many as the plans (too short to
-    save work)."""
-    run_of, run_ints, run_flags = distinct_loop.runs(
-        [getattr(cols, name) for name in STRUCTURE_COLUMNS], [getattr(cols, name) for name in STRUCTURE_FLAGS]
-    )
+def _over_runs(ctx: StepContext, cols: PlanColumns, *, longest: float = 0.5) -> tuple[_Structure, Runs] | None:
+    """:func:`_structure` of ``cols`` found over one row per run of plans with equal structure columns, and the
+    runs: the pass index is each plan's, the data-parallel, pipeline and layout indices each run's (the runs
+    hold them; ``PlanKeys`` gathers them where asked for). None where the runs are more than ``longest`` times as
+    many as the plans (too short to save work), as the first :data:`RUNS_SAMPLE` plans' runs tell or the runs."""
+    ints = [getattr(cols, name) for name in STRUCTURE_COLUMNS]
+    flags = [getattr(cols, name) for name in STRUCTURE_FLAGS]
+    head = slice(0, min(len(cols), RUNS_SAMPLE))  # the runs of the first plans, to skip a pass that would not pay
+    sample = [c[head] for c in ints + flags]
+    starts = np.zeros(len(sample[0]) - 1, dtype=bool)
+    for column in sample:
+        starts |= column[1:] != column[:-1]
+    if 1 + int(starts.sum()) > longest * len(sample[0]):
+        return None
+    run_of, run_ints, run_flags = distinct_loop.runs(ints, flags)
     count = len(run_ints[0])
     if count > longest * len(cols):
         return None
@@ -396,10 +452,16 @@ def _over_runs(ctx: StepContext, cols: PlanColumns, *, longest: float = 0.5) -> 
         f.name: np.zeros(count, dtype=getattr(cols, f.name).dtype) for f in fields(PlanColumns) if f.name not in values
     }
     found = _structure(ctx, PlanColumns(**values, **unread))
-    pass_index, dp_index, pp_index, row_index = distinct_loop.expand(
-        run_of, [found.pass_index, found.dp_index, found.pp_index, found.row_index]
+    runs = Runs(
+        run_of=run_of,
+        columns=values,
+        pass_index=found.pass_index,
+        row_index=found.row_index,
+        dp_index=found.dp_index,
+        pp_index=found.pp_index,
     )
-    return found._replace(pass_index=pass_index, dp_index=dp_index, pp_index=pp_index, row_index=row_index)
+    # each plan's pass key (its activation keys go by it); the other keys are gathered where asked for
+    return found._replace(pass_index=found.pass_index.take(run_of)), runs
 
 
 def _structure(ctx: StepContext, cols: PlanColumns) -> _Structure:
