@@ -61,6 +61,26 @@ def test_compiled_distinct_equals_numpys(n: int) -> None:
     assert keys.distinct([column], [bound], compiled=True)[1] == keys.distinct([column], compiled=False)[1]
 
 
+@pytest.mark.parametrize("n", [1, 2, 5000, 30_000])
+def test_runs_number_the_runs_of_equal_columns(n: int) -> None:
+    """perf.distinct_loop.runs: each plan's run of equal values in every column and each run's values, with room
+    made for more runs than expected where needed."""
+    from rainier.perf import distinct_loop
+
+    rng = np.random.default_rng(n)
+    ints = [np.repeat(rng.integers(0, 3, n), 3)[:n], rng.integers(0, 2, n) * (rng.random(n) < 0.1)]
+    flags = [np.repeat(rng.random(n) < 0.5, 5)[:n]]
+    starts = np.zeros(n, dtype=bool)  # where a run starts: the first plan, and where any column changes
+    starts[0] = True
+    for column in ints + flags:
+        starts[1:] |= column[1:] != column[:-1]
+    for expect in (0, n):
+        run_of, run_ints, run_flags = distinct_loop.runs(ints, flags, expect=expect)
+        np.testing.assert_array_equal(run_of, np.cumsum(starts) - 1)
+        for column, values in zip(ints + flags, run_ints + run_flags, strict=True):
+            np.testing.assert_array_equal(values, column[starts])
+
+
 def _assert_same_fields(found: Any, expected: Any, names: Any) -> None:
     for name in names:
         mine, theirs = getattr(found, name), getattr(expected, name)

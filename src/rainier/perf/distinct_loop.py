@@ -107,20 +107,25 @@ def _renumber(inverse: IntArray, rank: IntArray) -> None:
 def _runs(
     ints: Any,  # int64 columns of the plans
     flags: Any,  # bool columns
+    start: int,  # the first plan to look at (a multiple of BLOCK)
+    runs: int,  # the runs before it
     run_of: IntArray,  # out: each plan's run
-    run_ints: Any,  # out: each run's values of ints (as long as the plans: a run per plan at most)
+    run_ints: Any,  # out: each run's values of ints
     run_flags: Any,  # and of flags
     changed: NDArray[np.uint8],  # scratch: BLOCK
     starts: IntArray,  # scratch: BLOCK
-) -> int:
+) -> tuple[int, int]:
     """Split the plans into runs of equal values in every column, number each plan's run and write each run's
-    values; returns how many runs. A block of plans is compared with the plans before it column by column (each
-    column is read once, in order, without branches), then the runs that start in it are numbered and their
-    values gathered while the block is still in cache."""
+    values, until a block might start more runs than ``run_ints`` has room for; returns the first plan not looked
+    at (all: the number of plans) and the runs so far. A block of plans is compared with the plans before it
+    column by column (each column is read once, in order, without branches), then the runs that start in it are
+    numbered and their values gathered while the block is still in cache."""
     n = run_of.shape[0]
-    runs = 0
-    for b0 in range(0, n, BLOCK):
+    room = run_ints[0].shape[0]
+    for b0 in range(start, n, BLOCK):
         size = min(BLOCK, n - b0)
+        if runs + size > room:
+            return b0, runs
         for t in range(size):
             changed[t] = 0
         lo = 1 if b0 == 0 else 0  # the first plan starts a run; the rest compare with the plan before
@@ -150,7 +155,7 @@ def _runs(
             column_b, out_b = flags[j], run_flags[j]
             for q in range(found):
                 out_b[base + q] = column_b[starts[q]]
-    return runs
+    return n, runs
 
 
 _COMPILED: dict[str, Callable[..., Any]] = {}
@@ -216,16 +221,25 @@ def group(columns: Sequence[IntArray], lo: Sequence[int], radix: Sequence[int]) 
 
 
 def runs(
-    ints: Sequence[NDArray[Any]], flags: Sequence[NDArray[np.bool_]]
+    ints: Sequence[NDArray[Any]], flags: Sequence[NDArray[np.bool_]], *, expect: int = 0
 ) -> tuple[IntArray, list[IntArray], list[NDArray[np.bool_]]]:
     """Each plan's run of equal values in every column of ``ints`` (integers) and ``flags`` (booleans; at least
-    one column of each), and each run's values: the compiled :func:`_runs` (numba must be installed)."""
+    one column of each), and each run's values: the compiled :func:`_runs` (numba must be installed). ``expect``:
+    about how many runs there are (room is made for twice as many, and grown where needed)."""
     n = len(ints[0])
     int_columns = tuple(np.ascontiguousarray(c, dtype=np.int64) for c in ints)
     flag_columns = tuple(np.ascontiguousarray(c, dtype=np.bool_) for c in flags)
     run_of = np.empty(n, dtype=np.int64)
-    run_ints = tuple(np.empty(n, dtype=np.int64) for _ in ints)  # pages past the runs are never touched
-    run_flags = tuple(np.empty(n, dtype=np.bool_) for _ in flags)
+    room = min(n, 2 * expect + BLOCK)
+    run_ints = tuple(np.empty(room, dtype=np.int64) for _ in ints)
+    run_flags = tuple(np.empty(room, dtype=np.bool_) for _ in flags)
     scratch = np.empty(BLOCK, dtype=np.uint8), np.empty(BLOCK, dtype=np.int64)
-    count = _load()["runs"](int_columns, flag_columns, run_of, run_ints, run_flags, *scratch)
-    return run_of, [c[:count].copy() for c in run_ints], [c[:count].copy() for c in run_flags]
+    start, count = 0, 0
+    while True:
+        start, count = _load()["runs"](int_columns, flag_columns, start, count, run_of, run_ints, run_flags, *scratch)
+        if start == n:
+            break
+        room = min(n, 2 * room)
+        run_ints = tuple(np.concatenate([c[:count], np.empty(room - count, dtype=np.int64)]) for c in run_ints)
+        run_flags = tuple(np.concatenate([c[:count], np.empty(room - count, dtype=np.bool_)]) for c in run_flags)
+    return run_of, [c[:count] for c in run_ints], [c[:count] for c in run_flags]

@@ -440,16 +440,19 @@ def _over_runs(ctx: StepContext, cols: PlanColumns, *, longest: float = 0.5) -> 
     starts = np.zeros(len(sample[0]) - 1, dtype=bool)
     for column in sample:
         starts |= column[1:] != column[:-1]
-    if 1 + int(starts.sum()) > longest * len(sample[0]):
+    sampled = 1 + int(starts.sum())
+    if sampled > longest * len(sample[0]):
         return None
-    run_of, run_ints, run_flags = distinct_loop.runs(ints, flags)
+    run_of, run_ints, run_flags = distinct_loop.runs(ints, flags, expect=sampled * len(cols) // len(sample[0]))
     count = len(run_ints[0])
     if count > longest * len(cols):
         return None
     values: dict[str, NDArray[Any]] = dict(zip(STRUCTURE_COLUMNS, run_ints, strict=True))
     values.update(zip(STRUCTURE_FLAGS, run_flags, strict=True))
-    unread = {  # the columns _structure does not read: zeros
-        f.name: np.zeros(count, dtype=getattr(cols, f.name).dtype) for f in fields(PlanColumns) if f.name not in values
+    unread = {  # the columns _structure does not read: zeros (read-only views of one)
+        f.name: np.broadcast_to(np.zeros(1, dtype=getattr(cols, f.name).dtype), count)
+        for f in fields(PlanColumns)
+        if f.name not in values
     }
     found = _structure(ctx, PlanColumns(**values, **unread))
     runs = Runs(
