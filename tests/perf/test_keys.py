@@ -118,7 +118,7 @@ def test_keys_over_runs_of_plans_equal_keys_over_the_plans(monkeypatch: pytest.M
     over_runs = keys._over_runs(ctx, cols, longest=1.0)
     assert over_runs is not None
     structure, runs = over_runs
-    per_plan = {"dp_index", "pp_index", "row_index"}  # per run in structure: gathered to the plans
+    per_plan = {"pass_index", "dp_index", "pp_index", "row_index"}  # per run in structure: gathered to the plans
     plan_by_plan = keys._structure(ctx, cols)
     _assert_same_fields(structure, plan_by_plan, [name for name in structure._fields if name not in per_plan])
     for name in per_plan:

@@ -158,6 +158,22 @@ def _runs(
     return n, runs
 
 
+def _pairs_present(
+    run_key: IntArray, run_of: IntArray, column: IntArray, lo: int, width: int, present: NDArray[np.bool_]
+) -> None:
+    """Mark ``present[k * width + v - lo]`` for each plan's pair (k: its run's key, v: its value of ``column``)."""
+    for i in range(run_of.shape[0]):
+        present[run_key[run_of[i]] * width + column[i] - lo] = True
+
+
+def _pairs_index(
+    run_key: IntArray, run_of: IntArray, column: IntArray, lo: int, width: int, lookup: IntArray, out: IntArray
+) -> None:
+    """``out[i] = lookup[k * width + v - lo]`` of each plan's pair (as :func:`_pairs_present`)."""
+    for i in range(run_of.shape[0]):
+        out[i] = lookup[run_key[run_of[i]] * width + column[i] - lo]
+
+
 _COMPILED: dict[str, Callable[..., Any]] = {}
 
 
@@ -181,6 +197,8 @@ def _load() -> dict[str, Callable[..., Any]]:
             rehash=bare(_rehash),
             renumber=bare(_renumber),
             runs=bare(_runs),
+            pairs_present=bare(_pairs_present),
+            pairs_index=bare(_pairs_index),
         )
     return _COMPILED
 
@@ -243,3 +261,32 @@ def runs(
         run_ints = tuple(np.concatenate([c[:count], np.empty(room - count, dtype=np.int64)]) for c in run_ints)
         run_flags = tuple(np.concatenate([c[:count], np.empty(room - count, dtype=np.bool_)]) for c in run_flags)
     return run_of, [c[:count] for c in run_ints], [c[:count] for c in run_flags]
+
+
+def pairs(
+    run_key: IntArray, run_of: IntArray, column: NDArray[Any], keys: int, *, table: int
+) -> tuple[list[tuple[int, int]], Callable[[IntArray], IntArray]] | None:
+    """The distinct pairs (k, v) of the plans' run keys (``run_key`` of each plan's run, below ``keys``) and
+    values of ``column``, sorted, and a function that maps a value per pair to each plan's (numba must be
+    installed): ``perf.keys.distinct`` of the two columns and a gather, in two passes over the plans without
+    the keys per plan. The pairs are marked in a table of ``keys`` x the column's range: None where that would
+    be longer than ``table``."""
+    compiled = _load()
+    values = np.ascontiguousarray(column, dtype=np.int64)
+    lo, hi = bounds(values)
+    width = hi - lo + 1
+    if keys * width > table:
+        return None
+    present = np.zeros(keys * width, dtype=np.bool_)
+    by_run, of = np.ascontiguousarray(run_key, dtype=np.int64), np.ascontiguousarray(run_of, dtype=np.int64)
+    compiled["pairs_present"](by_run, of, values, lo, width, present)
+    codes = np.flatnonzero(present)
+
+    def per_plan(per_pair: IntArray) -> IntArray:
+        lookup = np.zeros(keys * width, dtype=np.int64)
+        lookup[codes] = per_pair
+        out = np.empty(len(of), dtype=np.int64)
+        compiled["pairs_index"](by_run, of, values, lo, width, lookup, out)
+        return out
+
+    return [(int(c) // width, int(c) % width + lo) for c in codes], per_plan

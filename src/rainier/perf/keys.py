@@ -227,19 +227,18 @@ class PlanKeys:
     ``passes``: (pass keys x layer kinds x :data:`PASS_FIELDS` x forms); ``comm_slopes`` / ``comm_loads``: per
     collective of :data:`COMM_KINDS`, (groups x (slope up, slope out, intercept)) and (groups x link classes);
     ``comm_local``: each collective's group per row of the key it goes by (``comm_source``: the pass key,
-    ``dp``: pass key, dp and HSDP shard, ``pp``: those and pp; each plan's row in ``pass_index``, :attr:`dp_index`,
+    ``dp``: pass key, dp and HSDP shard, ``pp``: those and pp; each plan's row in :attr:`pass_index`, :attr:`dp_index`,
     :attr:`pp_index`), whence :attr:`comm_index`;
     ``ep_domains``: scale-out domains of each expert-parallel group; ``rows``: per :data:`ROW_NAMES`, (layouts x
     row slots, padded with zero-count rows) and what follows from a layout alone: ``param_sums``
     (``perf.memory.row_param_sums``), ``fewest`` (``perf.offload.fewest_layers``); ``activations`` / ``kept``:
     a dense and a MoE layer's activation bytes per micro-batch under the plan's recompute and under
-    :func:`kept_recompute` (keys x 2); ``runs``: the plans' :class:`Runs`, which hold each plan's data-parallel,
-    pipeline and layout keys (:attr:`dp_index`, :attr:`pp_index`, :attr:`row_index`: gathered where asked for; the
-    fused loop reads them per run).
+    :func:`kept_recompute` (keys x 2); ``runs``: the plans' :class:`Runs`, which hold each plan's pass,
+    data-parallel, pipeline and layout keys (:attr:`pass_index`, :attr:`dp_index`, :attr:`pp_index`,
+    :attr:`row_index`: gathered where asked for; the fused loop reads them per run).
     """
 
     passes: FloatArray
-    pass_index: IntArray
     comm_slopes: dict[str, FloatArray]
     comm_loads: dict[str, FloatArray]
     comm_local: dict[str, IntArray]
@@ -253,6 +252,11 @@ class PlanKeys:
     kept: FloatArray
     kept_index: IntArray
     runs: Runs
+
+    @property
+    def pass_index(self) -> IntArray:
+        """Each plan's pass key (a row of ``passes``)."""
+        return self.runs.pass_index.take(self.runs.run_of)
 
     @property
     def dp_index(self) -> IntArray:
@@ -279,7 +283,6 @@ class PlanKeys:
         """The keys of plans ``start:stop`` (views; the tables are shared)."""
         return PlanKeys(
             passes=self.passes,
-            pass_index=self.pass_index[start:stop],
             comm_slopes=self.comm_slopes,
             comm_loads=self.comm_loads,
             comm_local=self.comm_local,
@@ -385,12 +388,24 @@ def plan_keys(ctx: StepContext, cols: PlanColumns) -> PlanKeys:
             dp_index=found.dp_index,
             pp_index=found.pp_index,
         )
-    pass_rows, pass_index, by_index = found.pass_rows, found.pass_index, (0, len(found.pass_rows) - 1)
+    pass_rows, by_index = found.pass_rows, (0, len(found.pass_rows) - 1)
 
     def activations(recompute: IntArray) -> tuple[IntArray, FloatArray]:
-        index, rows = distinct([pass_index, recompute], [by_index])
-        inverse, per_layer = through(
-            index,
+        """Each plan's activation key (its pass key's columns and its recompute) and their table: through the
+        distinct pairs of its run's pass key and recompute (perf.distinct_loop.pairs) where compiled."""
+        rows: Sequence[tuple[int, ...]]
+        pairs = None
+        if compiled_grouping(len(cols)):
+            pairs = distinct_loop.pairs(runs.pass_index, runs.run_of, recompute, len(pass_rows), table=DENSE_KEYS)
+        if pairs is not None:
+            rows, per_plan = pairs
+        else:
+            index, rows = distinct([runs.pass_index.take(runs.run_of), recompute], [by_index])
+
+            def per_plan(local: IntArray) -> IntArray:
+                return local.take(index)
+
+        local, per_layer = through_local(
             rows,
             lambda u, r: (
                 pass_rows[u][0],
@@ -402,7 +417,7 @@ def plan_keys(ctx: StepContext, cols: PlanColumns) -> PlanKeys:
             ),
             ctx.activations,
         )
-        return inverse, np.array(per_layer, dtype=np.float64).reshape(-1, 2)
+        return per_plan(local), np.array(per_layer, dtype=np.float64).reshape(-1, 2)
 
     activation_index, activation_table = activations(cols.recompute)
     partial = int(cols.recompute_layers.max()) > 0 and bool(
@@ -411,7 +426,6 @@ def plan_keys(ctx: StepContext, cols: PlanColumns) -> PlanKeys:
     kept_index, kept = activations(kept_recompute(cols)) if partial else (activation_index, activation_table)
     return PlanKeys(
         passes=found.passes,
-        pass_index=pass_index,
         comm_slopes=found.comm_slopes,
         comm_loads=found.comm_loads,
         comm_local=found.comm_local,
@@ -429,10 +443,9 @@ def plan_keys(ctx: StepContext, cols: PlanColumns) -> PlanKeys:
 
 
 def _over_runs(ctx: StepContext, cols: PlanColumns, *, longest: float = 0.5) -> tuple[_Structure, Runs] | None:
-    """:func:`_structure` of ``cols`` found over one row per run of plans with equal structure columns, and the
-    runs: the pass index is each plan's, the data-parallel, pipeline and layout indices each run's (the runs
-    hold them; ``PlanKeys`` gathers them where asked for). None where the runs are more than ``longest`` times as
-    many as the plans (too short to save work), as the first :data:`RUNS_SAMPLE` plans' runs tell or the runs."""
+    """:func:`_structure` of ``cols`` found over one row per run of plans with equal structure columns (its
+    indices are the runs'), and the runs; None where the runs are more than ``longest`` times as many as the plans
+    (too short to save work), as the first :data:`RUNS_SAMPLE` plans' runs tell or the runs."""
     ints = [getattr(cols, name) for name in STRUCTURE_COLUMNS]
     flags = [getattr(cols, name) for name in STRUCTURE_FLAGS]
     head = slice(0, min(len(cols), RUNS_SAMPLE))  # the runs of the first plans, to skip a pass that would not pay
@@ -463,8 +476,7 @@ def _over_runs(ctx: StepContext, cols: PlanColumns, *, longest: float = 0.5) -> 
         dp_index=found.dp_index,
         pp_index=found.pp_index,
     )
-    # each plan's pass key (its activation keys go by it); the other keys are gathered where asked for
-    return found._replace(pass_index=found.pass_index.take(run_of)), runs
+    return found, runs
 
 
 def _structure(ctx: StepContext, cols: PlanColumns) -> _Structure:
