@@ -166,10 +166,8 @@ def through_local(
 ) -> tuple[IntArray, list[Any]]:
     """:func:`through` before the plans: each row's index into the distinct keys, and ``compute`` of each."""
     found: dict[tuple[Any, ...], int] = {}
-    local = np.empty(len(rows), dtype=np.int64)
-    for u, row in enumerate(rows):
-        local[u] = found.setdefault(key(*row), len(found))
-    return local, [compute(*k) for k in found]
+    local = [found.setdefault(key(*row), len(found)) for row in rows]  # a list: numpy's item assignment is slow
+    return np.array(local, dtype=np.int64).reshape(len(rows)), [compute(*k) for k in found]
 
 
 # The columns every key but the activations' reads (:func:`_structure`), integers and booleans.
