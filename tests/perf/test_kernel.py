@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -26,6 +28,11 @@ SETUPS = [
     ("mixtral-8x7b", "trn2", 256, 256),
     ("llama-3-8b", "tpu-v5p", 512, 512),
 ]
+
+
+# The options test_fused_pass_gives_the_same_bits draws at random per plan that are not structure columns
+# (perf.keys.STRUCTURE_COLUMNS: runs of plans listed in order stay runs).
+PER_PLAN_OPTIONS = ("tp_overlap", "a2a_overlap", "capacity", "imbalance", "ep_dedup", "ep_domains", "recompute_mask")
 
 
 def _wide_space(**options: object) -> SearchSpace:
@@ -131,7 +138,7 @@ FUSED_SETUPS = [
 def test_fused_pass_gives_the_same_bits(model: str, accelerator: str, devices: int, gbs: int) -> None:
     """perf.fused (one compiled pass per plan) and prepare + the compiled assembly, chunk by chunk, agree exactly
     on every output array, over every schedule, ZeRO stage, HSDP shard group, recompute variant, offload set and MoE
-    option."""
+    option: plans in random order, and plans in the order listed (runs of equal structure, perf.keys.Runs)."""
     from rainier.search.offload import with_offload
 
     shape, cluster = get_model(model), cluster_of(accelerator, devices)
@@ -142,6 +149,8 @@ def test_fused_pass_gives_the_same_bits(model: str, accelerator: str, devices: i
     rng = np.random.default_rng(5)
     # two chunks and a tail the compiled loops do not take (perf.batch.EVALUATE_CHUNK, kernel.COMPILED_MIN_PLANS)
     size = min(batch.EVALUATE_CHUNK + 40, len(cols))
+    one_precision = cols.take(np.flatnonzero(cols.precision == cols.precision[0]))  # listed innermost
+    listed = one_precision[: min(size, len(one_precision))]
     cols = cols.take(rng.choice(len(cols), size=size, replace=False))
     n = len(cols)
     cols.tp_overlap[:] = rng.random(n) < 0.3
@@ -153,12 +162,14 @@ def test_fused_pass_gives_the_same_bits(model: str, accelerator: str, devices: i
     cols.lora[:] = rng.random(n) < 0.1
     cols.flash[:] = rng.integers(0, 3, n)
     cols.recompute_mask[:] = rng.integers(0, 128, n)
+    listed = replace(listed, **{name: getattr(cols, name) for name in PER_PLAN_OPTIONS})
     eff, _ = resolve_efficiency(cluster, None)
     ctx = step_context(shape, cluster, eff, DegreeUnit.DEVICE)
     model_flops, hardware_flops = flops_per_token_table(shape)
+    assert len(keys.plan_keys(ctx, listed).runs.pass_index) <= len(listed) // 2  # keyed over runs
     assert (cols.recompute_layers > 0).sum() > 10
     assert cols.hsdp.sum() > 10
-    for part in (cols, cols[: batch.EVALUATE_CHUNK - 100], cols[:100]):
+    for part in (cols, cols[: batch.EVALUATE_CHUNK - 100], cols[:100], listed):
         fast, slow = (
             batch.evaluate(
                 ctx, part, model_flops_per_token=model_flops, hardware_flops_per_token=hardware_flops, one_pass=one

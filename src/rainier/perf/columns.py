@@ -60,6 +60,13 @@ def recompute_modules(mask: int) -> tuple[str, ...]:
     return tuple(m for i, m in enumerate(RECOMPUTE_MODULES) if mask >> i & 1)
 
 
+def chunks_of(schedule: IntArray, vpp: IntArray) -> IntArray:
+    """Model chunks per pipeline rank of schedule codes and vpp degrees (:attr:`PlanColumns.chunks`)."""
+    two = (schedule == SCHEDULE_CODES[Schedule.ZB_V]) | (schedule == SCHEDULE_CODES[Schedule.DUALPIPE])
+    out: IntArray = np.where(schedule == SCHEDULE_CODES[Schedule.INTERLEAVED], vpp, np.where(two, 2, 1))
+    return out
+
+
 @dataclass(frozen=True, slots=True)
 class PlanColumns:
     """Plans as columns of equal length (integer codes for enums, sentinels for unset options)."""
@@ -180,8 +187,7 @@ class PlanColumns:
     @property
     def chunks(self) -> IntArray:
         """Model chunks per pipeline rank: vpp when interleaved, 2 for ZB-V and DualPipe, else 1."""
-        two = (self.schedule == SCHEDULE_CODES[Schedule.ZB_V]) | (self.schedule == SCHEDULE_CODES[Schedule.DUALPIPE])
-        return np.where(self.schedule == SCHEDULE_CODES[Schedule.INTERLEAVED], self.vpp, np.where(two, 2, 1))
+        return chunks_of(self.schedule, self.vpp)
 
     @property
     def expert_tp(self) -> IntArray:

@@ -32,27 +32,13 @@ from rainier.workload.memory import StateBytesPerParam
 
 FloatArray = NDArray[np.float64]
 
-# Plan columns as the loop reads them (int64 and bool arrays), in these orders.
-INT_COLUMNS = (
-    "tp",
-    "pp",
-    "dp",
-    "cp",
-    "ep",
-    "etp",
-    "vpp",
-    "mbs",
-    "gbs",
-    "zero",
-    "recompute",
-    "schedule",
-    "ep_domains",
-    "recompute_mask",
-    "recompute_layers",
-    "offload",
-    "shard",
-)
-FLAG_COLUMNS = ("sp", "lora", "tp_overlap", "a2a_overlap", "ep_dedup")
+# Plan columns as the loop reads them (int64 and bool arrays), in these orders: those of a plan's run
+# (perf.keys.Runs: one value per run), and the plan's own.
+RUN_COLUMNS = ("tp", "pp", "dp", "cp", "ep", "etp", "vpp", "mbs", "schedule", "shard")
+RUN_FLAGS = ("sp", "lora")
+INT_COLUMNS = ("gbs", "zero", "recompute", "ep_domains", "recompute_mask", "recompute_layers", "offload")
+FLAG_COLUMNS = ("tp_overlap", "a2a_overlap", "ep_dedup")
+RUN_KEYS = ("pass", "row", "dp", "pp")  # a run's rows of the pass, layout, with-dp and with-pp keys (perf.keys)
 COMM_SOURCES = ("pass", "dp", "pp")  # the keys collectives go by (perf.keys.PlanKeys.comm_source)
 # Per-layout pipeline rank row tables (perf.keys.PlanKeys.rows and param_sums), in this order.
 LAYOUT_TABLES = ("num_dense", "num_moe", "head", "count", "first_rank", "sums_dense", "sums_expert")
@@ -127,17 +113,15 @@ def evaluate_fused(
 
     ints = tuple(np.ascontiguousarray(getattr(cols, name), dtype=np.int64) for name in INT_COLUMNS)
     flags = tuple(np.ascontiguousarray(getattr(cols, name), dtype=np.bool_) for name in FLAG_COLUMNS)
+    runs = keys.runs
+    run_ints = tuple(np.ascontiguousarray(runs.columns[name], dtype=np.int64) for name in RUN_COLUMNS)
+    run_flags = tuple(np.ascontiguousarray(runs.columns[name], dtype=np.bool_) for name in RUN_FLAGS)
+    run_keys = tuple(
+        np.ascontiguousarray(k, dtype=np.int64) for k in (runs.pass_index, runs.row_index, runs.dp_index, runs.pp_index)
+    )
     comm_local = tuple(np.ascontiguousarray(keys.comm_local[name], dtype=np.int64) for name in kernel.COMM_FIELDS)
     comm_by = np.array([COMM_SOURCES.index(keys.comm_source[name]) for name in kernel.COMM_FIELDS], dtype=np.int64)
-    key_index = (
-        keys.pass_index,
-        keys.row_index,
-        keys.activation_index,
-        keys.kept_index,
-        keys.dp_index,
-        keys.pp_index,
-    )
-    keyidx = tuple(np.ascontiguousarray(k, dtype=np.int64) for k in key_index)
+    keyidx = tuple(np.ascontiguousarray(k, dtype=np.int64) for k in (keys.activation_index, keys.kept_index))
     rates, loads = link_rates(keys.comm_slopes, keys.comm_loads, eff)
     tables = {**keys.rows, "sums_dense": keys.param_sums[0], "sums_expert": keys.param_sums[1]}
     top_k = float(moe.top_k) if moe is not None else 0.0
@@ -169,6 +153,10 @@ def evaluate_fused(
     from rainier.perf.fused_loop import evaluate_kernel  # the loop imports this module's layout
 
     evaluate_kernel(
+        np.ascontiguousarray(runs.run_of, dtype=np.int64),
+        run_ints,
+        run_flags,
+        run_keys,
         ints,
         flags,
         np.ascontiguousarray(cols.capacity, dtype=np.float64),

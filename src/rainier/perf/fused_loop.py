@@ -1,7 +1,8 @@
 """The compiled loop of the fused pass (``perf.fused``): every stage of the step model for one plan at a time.
 
-Inputs are plan columns, per-key tables and scalars in the orders ``perf.fused`` lays out (``INT_COLUMNS``,
-``FLAG_COLUMNS``, ``LAYOUT_TABLES``, ``SCALARS``, ``INT_SCALARS``, ``COMM_SOURCES``); the assembly is
+Inputs are plan columns (those of a plan's run of equal structure columns, ``perf.keys.Runs``, one value per run),
+per-key tables and scalars in the orders ``perf.fused`` lays out (``RUN_COLUMNS``, ``RUN_FLAGS``, ``RUN_KEYS``,
+``INT_COLUMNS``, ``FLAG_COLUMNS``, ``LAYOUT_TABLES``, ``SCALARS``, ``INT_SCALARS``, ``COMM_SOURCES``); the assembly is
 ``perf.kernel._assemble``'s, statement for statement (the numpy ``perf.batch.assemble_reference`` is the reference
 for both), with each plan's ``perf.batch.prepare`` columns computed in place of reading them. What a plan shares
 with the plan before it when the two differ only in ZeRO stage, recompute and offload (its communication times and
@@ -36,25 +37,31 @@ from rainier.perf.fused_shared import (
     L_PP,
     L_REP,
     L_RS,
+    M_G,
+    M_G_SHARD,
+    M_HELD,
+    M_LOGITS,
+    M_O,
+    M_O_SHARD,
+    M_W,
+    M_W_SHARD,
     P_A_D,
     P_A_M,
     P_CHUNKS,
-    P_DSHARD,
     P_E_D,
     P_E_M,
-    P_ESHARD,
     P_EXPERT_M,
     P_F_H,
     P_G_D,
     P_G_M,
-    P_LOGITS,
     P_M,
     P_MLP_D,
     P_MLP_M,
     P_PP,
     P_SPREAD,
+    R_ACC,
+    R_ACC_SHARD,
     R_AR,
-    R_BUCKETS,
     R_BWD_BLOCK,
     R_BWD_IN,
     R_BWD_W,
@@ -62,14 +69,23 @@ from rainier.perf.fused_shared import (
     R_CP_FWD,
     R_EP_FWD,
     R_FSDP,
+    R_FSDP_Q,
+    R_FSDP_Q_BWD,
     R_FWD,
     R_FWD_BLOCK,
     R_GATHER,
+    R_GATHER_Q,
+    R_OPT,
+    R_OPT_SHARD,
     R_PP_FWD,
+    R_RED_AR_Q,
+    R_RED_NONE_Q,
+    R_RED_RS_Q,
     R_REP,
     R_RS,
     R_TP_BWD,
     R_TP_FWD,
+    R_Z2_Q,
 )
 from rainier.perf.kernel import DUALPIPE, INTERLEAVED, ZB_V, ZERO_BUBBLE
 from rainier.perf.offload import ACTIVATIONS
@@ -83,13 +99,17 @@ _fill_drain_c, _shared_c = kernel._fill_drain, shared.shared
 
 
 def _evaluate(
+    run_of: NDArray[np.int64],  # each plan's run (perf.keys.Runs)
+    run_ints: Any,  # RUN_COLUMNS: one int64 array of runs each
+    run_flags: Any,  # RUN_FLAGS: one bool array of runs each
+    run_keys: Any,  # RUN_KEYS: each run's pass key, layout, with-dp and with-pp key
     ints: Any,  # INT_COLUMNS: one int64 array of plans each
     flags: Any,  # FLAG_COLUMNS: one bool array of plans each
     capacity: FloatArray,
     imbalance: FloatArray,
     comm_local: Any,  # COMM_FIELDS: each key's row of the collectives' tables (perf.keys.PlanKeys.comm_local)
     comm_by: NDArray[np.int64],  # COMM_FIELDS: the key each goes by (0: pass key, 1: with dp, 2: with pp)
-    keyidx: Any,  # each plan's pass key, layout, activation and kept-activation key, and with dp, with pp
+    keyidx: Any,  # each plan's activation and kept-activation key
     seconds: FloatArray,  # pass keys x layer kinds x pass fields (efficiencies applied)
     rates: Any,  # COMM_FIELDS: perf.kernel._assemble's rates
     loads: Any,  # COMM_FIELDS: perf.kernel._assemble's loads
@@ -115,19 +135,19 @@ def _evaluate(
     scratch_arrays: Any,  # _scratch's
 ) -> None:
     """Every plan's step time, breakdown, memory, FLOPs and link loads, written into the output arrays."""
-    n = ints[0].shape[0]
-    vpp_col, gbs_col, zero_col, recompute_col, schedule_col = ints[6], ints[8], ints[9], ints[10], ints[11]
-    domains_col, rc_mask_col, rc_layers_col, offload_col = ints[12], ints[13], ints[14], ints[15]  # fused.INT_COLUMNS
-    lora_col, tp_overlap_col, a2a_overlap_col, ep_dedup_col = flags[1], flags[2], flags[3], flags[4]  # FLAG_COLUMNS
+    n = run_of.shape[0]
+    run = (run_ints, run_flags, run_keys)
+    schedule_run, lora_run, row_run = run_ints[8], run_flags[1], run_keys[1]  # fused.RUN_COLUMNS, RUN_FLAGS, RUN_KEYS
+    gbs_col, zero_col, recompute_col, domains_col = ints[0], ints[1], ints[2], ints[3]  # fused.INT_COLUMNS
+    rc_mask_col, rc_layers_col, offload_col = ints[4], ints[5], ints[6]
+    tp_overlap_col, a2a_overlap_col, ep_dedup_col = flags[0], flags[1], flags[2]  # fused.FLAG_COLUMNS
     width = lay[0].shape[1]
     links = scale_out.shape[0]
-    su, so, default_load, step_oh, memory = eff[0], eff[1], eff[2], eff[4], eff[5]
-    accum_bytes, opt_bytes = consts[2], consts[3]
+    su, so, default_load, step_oh = eff[0], eff[1], eff[2], eff[4]
     seq_len = isc[layout.I_SEQ_LEN]
-    hbm_rate = sc[layout.S_HBM_BW] * memory
     host_bw = sc[layout.S_HOST_BW]
     rate = host_bw if host_bw > 0 else np.inf
-    side, link_eff, pv, row_inv, link_inv, coef, top, per_row, rp, base_steps, gi, by = scratch_arrays
+    side, link_eff, pv, row_inv, link_inv, mem_rows, coef, top, per_row, rp, base_steps, gi, by = scratch_arrays
     t_fwd, t_bwd, t_w, scratch = per_row[0], per_row[1], per_row[2], per_row[3]
     row_compute, row_recompute, row_tp, row_cp = per_row[4], per_row[5], per_row[6], per_row[7]
     row_ep, row_pp, row_contention = per_row[8], per_row[9], per_row[10]
@@ -137,27 +157,26 @@ def _evaluate(
         side[lnk] = 2 if outside[lnk] > 0 else 1
         link_eff[lnk] = so if outside[lnk] > 0 else su
     have = False  # whether the shared scratch holds a plan's values (perf.fused_shared), and that plan's signature
-    last_pp, last_ur, last_sched, last_vpp, last_gbs, last_domains, last_flags, last_load = 0, 0, 0, 0, 0, 0, 0, 0.0
+    last_run, last_gbs, last_domains, last_flags, last_load = 0, 0, 0, 0, 0.0
     for c0 in range(0, n, chunk):
         c1 = min(c0 + chunk, n)
         any_host = False
         any_mask = False
         for i in range(c0, c1):
-            ur = keyidx[1][i]
-            sched_i = schedule_col[i]
+            u = run_of[i]
+            ur = row_run[u]
+            sched_i = schedule_run[u]
             p_capacity, p_imbalance = capacity[i], imbalance[i]
             load = p_capacity if p_capacity > 0 else (p_imbalance if p_imbalance > 0 else default_load)
-            # the plan's signature (perf.fused_shared): its pipeline key decides its pass and data-parallel keys
-            by_pp, vpp_i, gbs_i, domains_i = keyidx[5][i], vpp_col[i], gbs_col[i], domains_col[i]
+            # the plan's signature (perf.fused_shared): its run decides its pass, data-parallel, pipeline and layout
+            # keys, schedule and interleaving
+            gbs_i, domains_i = gbs_col[i], domains_col[i]
             flag_bits = (
                 (1 if tp_overlap_col[i] else 0) + (2 if a2a_overlap_col[i] else 0) + (4 if ep_dedup_col[i] else 0)
             )
             same = (
                 have
-                and by_pp == last_pp
-                and ur == last_ur
-                and sched_i == last_sched
-                and vpp_i == last_vpp
+                and u == last_run
                 and gbs_i == last_gbs
                 and domains_i == last_domains
                 and flag_bits == last_flags
@@ -165,17 +184,16 @@ def _evaluate(
             )
             if not same:
                 _shared_c(
-                    i, ints, flags, load, comm_local, comm_by, keyidx, seconds, rates, loads, outside, side,
-                    link_eff, lay, sc, isc, ep_plain, ep_distinct, eff, consts, by, gi, coef, pv, rp, row_inv,
-                    link_inv,
+                    i, u, run, ints, flags, load, comm_local, comm_by, seconds, rates, loads, outside, side, link_eff,
+                    lay, sc, isc, ep_plain, ep_distinct, eff, consts, state, by, gi, coef, pv, rp, row_inv, link_inv,
+                    mem_rows,
                 )  # fmt: skip
                 have = True
-                last_pp, last_ur, last_sched, last_vpp, last_gbs = by_pp, ur, sched_i, vpp_i, gbs_i
-                last_domains, last_flags, last_load = domains_i, flag_bits, load
+                last_run, last_gbs, last_domains, last_flags, last_load = u, gbs_i, domains_i, flag_bits, load
             # ---- perf.batch.prepare, one plan: what ZeRO, recompute and offload change ----
             zero_i, rc_i, rc_layers = zero_col[i], recompute_col[i], rc_layers_col[i]
             mask = offload_col[i]
-            lora_b = lora_col[i]
+            lora_b = lora_run[u]
             chunks_i = int(pv[P_CHUNKS])
             full_b = rc_i == layout.FULL_CODE
             rc_mask = rc_mask_col[i]
@@ -214,11 +232,10 @@ def _evaluate(
             pp, m, chunks = pv[P_PP], pv[P_M], pv[P_CHUNKS]
             f_h, a_d, a_m, e_d, e_m = pv[P_F_H], pv[P_A_D], pv[P_A_M], pv[P_E_D], pv[P_E_M]
             mlp_d, mlp_m, expert_m, g_d, g_m = pv[P_MLP_D], pv[P_MLP_M], pv[P_EXPERT_M], pv[P_G_D], pv[P_G_M]
-            dshard, eshard, spread = pv[P_DSHARD], pv[P_ESHARD], pv[P_SPREAD]
+            spread = pv[P_SPREAD]
             full, selective = full_b, rc_i == layout.SELECTIVE_CODE
             lora, fsdp = lora_b, zero_i == 3 and not lora_b
             zero = float(zero_i)
-            grad_shard = dshard if zero >= 2 else 1.0
             sync = not lora and not fsdp
             zero0 = zero == 0
             gather_on = sync and not zero0
@@ -241,9 +258,10 @@ def _evaluate(
                     t_w[r] = 0.0
                     continue
                 nd, nm, head, first_rank = lay[0][ur, r], lay[1][ur, r], lay[2][ur, r], lay[4][ur, r]
-                pd, pe, rc_share = rp[0, r], rp[1, r], rp[2, r]
+                rc_share = rp[2, r]
                 fwd_compute = row_inv[R_FWD, r]
-                accumulate = 0.0 if lora else accum_bytes * (pd + pe) / grad_shard / hbm_rate
+                # accum_bytes * (pd + pe) / (dshard under ZeRO-2 and 3, else 1) / hbm_rate (perf.fused_shared)
+                accumulate = 0.0 if lora else (row_inv[R_ACC_SHARD, r] if zero >= 2 else row_inv[R_ACC, r])
                 bwd_input = row_inv[R_BWD_IN, r]
                 bwd_weight = row_inv[R_BWD_W, r] + accumulate
                 if full:
@@ -268,7 +286,14 @@ def _evaluate(
                 reduce_dur = (row_inv[R_AR, r] if zero0 else row_inv[R_RS, r]) if (sync and not zero2) else 0.0
                 gather_dur = row_inv[R_GATHER, r] if gather_on else 0.0
                 reduce_dur = reduce_dur + row_inv[R_REP, r]
-                buckets = row_inv[R_BUCKETS, r]
+                # each duration / buckets, as perf.fused_shared found it for the plan's case
+                fsdp_q = row_inv[R_FSDP_Q, r] if fsdp else 0.0
+                fsdp_z2_q = row_inv[R_FSDP_Q_BWD, r] if fsdp else (row_inv[R_Z2_Q, r] if zero2 else 0.0)
+                if sync and not zero2:
+                    reduce_q = row_inv[R_RED_AR_Q, r] if zero0 else row_inv[R_RED_RS_Q, r]
+                else:
+                    reduce_q = row_inv[R_RED_NONE_Q, r]
+                gather_q = row_inv[R_GATHER_Q, r] if gather_on else 0.0
                 fwd_block = row_inv[R_FWD_BLOCK, r]
                 bwd_block = row_inv[R_BWD_BLOCK, r] + recompute_comm
                 fwd_c = fwd_compute
@@ -298,23 +323,19 @@ def _evaluate(
                     lb = spread * bl + red_l
                     busiest_lf = max(busiest_lf, lf) if lnk > 0 else lf
                     busiest_lb = max(busiest_lb, lb) if lnk > 0 else lb
-                f_win = max(max(fwd_c + fwd_block + fsdp_dur / buckets, busiest_f), fsdp_dur)
-                b_win = max(
-                    max(bwd_c + bwd_block + (fsdp_dur + z2_dur) / buckets, busiest_b),
-                    2.0 * fsdp_dur + z2_dur,
-                )
+                f_win = max(max(fwd_c + fwd_block + fsdp_q, busiest_f), fsdp_dur)
+                b_win = max(max(bwd_c + bwd_block + fsdp_z2_q, busiest_b), 2.0 * fsdp_dur + z2_dur)
                 t_fwd[r] = f_win
                 t_bwd[r] = b_win
                 row_contention[r] = (f_win - fwd_c - fwd_block) + (b_win - bwd_c - bwd_block)
                 w_share = bwd_weight / max(bwd_c, 1e-30) if bwd_c > 0 else 0.0
                 t_w[r] = b_win * w_share
-                last_bwd = max(max(spread * bwd_c + spread * bwd_block + reduce_dur / buckets, busiest_lb), reduce_dur)
-                first_fwd = max(max(spread * fwd_c + spread * fwd_block + gather_dur / buckets, busiest_lf), gather_dur)
+                last_bwd = max(max(spread * bwd_c + spread * bwd_block + reduce_q, busiest_lb), reduce_dur)
+                first_fwd = max(max(spread * fwd_c + spread * fwd_block + gather_q, busiest_lf), gather_dur)
                 dp_row = max(last_bwd - spread * b_win, 0.0) + max(first_fwd - spread * f_win, 0.0)
                 dp_exposed = max(dp_exposed, dp_row - first_rank * b_win)
-                sharded = zero >= 1
-                opt_params = pd / (dshard if sharded else 1.0) + pe / (eshard if sharded else 1.0)
-                opt_row = 0.0 if lora else opt_bytes * opt_params / hbm_rate
+                # opt_bytes * (pd, pe over their ZeRO shards from ZeRO-1 on) / hbm_rate (perf.fused_shared)
+                opt_row = 0.0 if lora else (row_inv[R_OPT_SHARD, r] if zero >= 1 else row_inv[R_OPT, r])
                 optimizer = max(optimizer, opt_row) if any_row else opt_row
                 any_row = True
                 row_compute[r] = fwd_compute + bwd_input + bwd_weight
@@ -382,35 +403,27 @@ def _evaluate(
             bd[10, i] = step_oh
 
             # ---- perf.memory_loop._memory, one plan ----
-            ua, uk = keyidx[2][i], keyidx[3][i]
+            ua, uk = keyidx[0][i], keyidx[1][i]
             dense_layer, moe_layer = act_table[ua, 0], act_table[ua, 1]
             dense_kept, moe_kept = kept_table[uk, 0], kept_table[uk, 1]
-            dense_dp = dshard
-            expert_dp = eshard
-            copy = 2.0 if sched_i == DUALPIPE else 1.0
-            logits = pv[P_LOGITS]
             best = -np.inf
             w_best, g_best, o_best, a_best, buffers_best = 0.0, 0.0, 0.0, 0.0, 0.0
-            z = zero
             for r in range(width):
                 if lay[3][ur, r] <= 0:
                     continue
-                w, g, o, a, buffers, total = _row_memory_c(
-                    copy,
-                    state[0],
-                    state[1],
-                    state[2],
-                    z,
-                    lora_b,
-                    rp[0, r],
-                    rp[1, r],
-                    dense_dp,
-                    expert_dp,
-                    sched_i,
-                    chunks,
-                    pp,
-                    lay[4][ur, r],
-                    m,
+                # the row's states under the plan's ZeRO stage (perf.fused_shared found them for each)
+                w = mem_rows[M_W_SHARD, r] if zero >= 3 else mem_rows[M_W, r]
+                if lora_b:
+                    g = 0.0
+                    o = 0.0
+                else:
+                    g = mem_rows[M_G_SHARD, r] if zero >= 2 else mem_rows[M_G, r]
+                    o = mem_rows[M_O_SHARD, r] if zero >= 1 else mem_rows[M_O, r]
+                a, buffers, total = _row_memory_c(
+                    w,
+                    g,
+                    o,
+                    mem_rows[M_HELD, r],
                     rp[2, r],
                     dense_layer,
                     moe_layer,
@@ -418,8 +431,7 @@ def _evaluate(
                     moe_kept,
                     lay[0][ur, r],
                     lay[1][ur, r],
-                    lay[2][ur, r],
-                    logits,
+                    mem_rows[M_LOGITS, r],
                     sc[layout.S_RESERVE_BYTES],
                     sc[layout.S_RESERVE_FRACTION],
                 )
@@ -483,6 +495,7 @@ def _scratch(width: int, links: int, comm: int, chunk: int, n: int) -> tuple[NDA
         np.empty(len(shared.PLAN_VALUES)),  # what the plans of a run share (perf.fused_shared)
         np.empty((len(shared.ROW_VALUES), width)),
         np.empty((width, links, len(shared.LINK_VALUES))),
+        np.empty((len(shared.MEMORY_VALUES), width)),
         np.empty((links, shared.LINK_COEFFS)),  # and its per-link coefficients
         np.empty(links),  # top: per link, the busiest row's load over the step (the maximum over rows, in row order)
         np.empty((13, width)),  # per row: windows, pipeline scratch, breakdown parts, recompute FLOP terms
@@ -517,6 +530,7 @@ def _load() -> Callable[..., None]:
         _maximum_c = rows._maximum_c = jit(rows.maximum)
         _row_memory_c, _offload_c = jit(rows.row_memory), jit(rows.offload)
         shared._minimum_c, shared._maximum_c, shared._duration_c = _minimum_c, _maximum_c, kernel._duration_c
+        shared._held_c = jit(rows.held_micro_batches)
         _shared_c = numba.njit(cache=True, nogil=True, inline="always")(shared.shared)  # no call: its arguments
         _COMPILED["evaluate"] = bare(_evaluate)
     return _COMPILED["evaluate"]
@@ -525,6 +539,6 @@ def _load() -> Callable[..., None]:
 def evaluate_kernel(*args: Any) -> None:
     """The compiled :func:`_evaluate` of ``args`` (its arguments but the scratch; numba must be installed:
     ``perf.kernel.AVAILABLE``)."""
-    ints, comm_local, scale_out, lay, chunk = args[0], args[4], args[10], args[11], args[23]
-    scratch = _scratch(lay[0].shape[1], scale_out.shape[0], len(comm_local), chunk, len(ints[0]))
+    run_of, comm_local, scale_out, lay, chunk = args[0], args[8], args[14], args[15], args[27]
+    scratch = _scratch(lay[0].shape[1], scale_out.shape[0], len(comm_local), chunk, len(run_of))
     _load()(*args, scratch)

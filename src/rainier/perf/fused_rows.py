@@ -60,22 +60,24 @@ def maximum(a: float, b: float) -> float:
 _maximum_c = maximum  # replaced by its compiled version by perf.fused_loop's loader
 
 
+def held_micro_batches(schedule: int, chunks: float, pp: float, rank: float, m: float) -> float:
+    """Micro-batches whose activations a pipeline row holds at once (``perf.memory.memory_per_rank``): the
+    schedule's in-flight count at the row's first rank."""
+    if schedule == INTERLEAVED:
+        c = max(chunks, 1.0)
+        return max(min((2.0 * (pp - rank - 1.0) + (chunks - 1.0) * pp + 1.0) / c, m), 1.0)
+    if schedule == DUALPIPE:
+        return min(pp + 1.0, m)
+    if schedule == GPIPE:
+        return m
+    return max(min(pp - rank, m), 1.0)
+
+
 def row_memory(
-    copy: float,  # copies of the stage's parameters (perf.schedule.parameter_copies)
-    state_weight: float,  # bytes per parameter (workload.memory.StateBytesPerParam)
-    state_gradient: float,
-    state_optimizer: float,
-    zero: float,
-    lora: bool,
-    dense: float,  # the row's dense and expert parameters per rank
-    expert: float,
-    dense_dp: float,  # the groups ZeRO shards them over
-    expert_dp: float,
-    schedule: int,
-    chunks: float,
-    pp: float,
-    rank: float,  # the row's first pipeline rank
-    m: float,
+    weights: float,  # the row's weight, gradient and optimizer bytes under the plan's ZeRO stage (and LoRA)
+    gradients: float,
+    optimizer: float,
+    held: float,  # held_micro_batches of the row
     share: float,  # of the row's layers under the plan's recompute (full recompute of N layers)
     dense_layer: float,  # a layer's activation bytes under the plan's recompute, and without it
     moe_layer: float,
@@ -83,36 +85,18 @@ def row_memory(
     moe_kept: float,
     num_dense: float,
     num_moe: float,
-    head: float,
-    logits: float,
+    logits: float,  # the row's logits bytes (the head's count times one head's)
     reserve_bytes: float,
     reserve_fraction: float,
-) -> tuple[float, float, float, float, float, float]:
-    """(weights, gradients, optimizer, activations, buffers, total) bytes of one pipeline rank row."""
-    z = zero
-    dense_sharded, expert_sharded = dense / dense_dp, expert / expert_dp
-    w = copy * state_weight * ((dense_sharded if z >= 3 else dense) + (expert_sharded if z >= 3 else expert))
-    if lora:
-        g = 0.0
-        o = 0.0
-    else:
-        g = copy * state_gradient * ((dense_sharded if z >= 2 else dense) + (expert_sharded if z >= 2 else expert))
-        o = copy * state_optimizer * ((dense_sharded if z >= 1 else dense) + (expert_sharded if z >= 1 else expert))
-    if schedule == INTERLEAVED:
-        c = max(chunks, 1.0)
-        held = max(min((2.0 * (pp - rank - 1.0) + (chunks - 1.0) * pp + 1.0) / c, m), 1.0)
-    elif schedule == DUALPIPE:
-        held = min(pp + 1.0, m)
-    elif schedule == GPIPE:
-        held = m
-    else:
-        held = max(min(pp - rank, m), 1.0)
+) -> tuple[float, float, float]:
+    """(activations, buffers, total) bytes of one pipeline rank row whose weight, gradient and optimizer bytes
+    are known (``perf.fused_shared`` finds them once per run of plans, for each ZeRO stage)."""
     dense_row = share * dense_layer + (1.0 - share) * dense_kept
     moe_row = share * moe_layer + (1.0 - share) * moe_kept
-    a = (num_dense * dense_row + num_moe * moe_row) * held + head * logits
-    subtotal = w + g + o + a
+    a = (num_dense * dense_row + num_moe * moe_row) * held + logits
+    subtotal = weights + gradients + optimizer + a
     buffers = reserve_bytes + reserve_fraction * subtotal
-    return w, g, o, a, buffers, subtotal + buffers
+    return a, buffers, subtotal + buffers
 
 
 def offload(

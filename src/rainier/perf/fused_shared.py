@@ -16,7 +16,12 @@ results do not depend on which plans came before.
 - ``row_inv`` (:data:`ROW_VALUES` x row slots): per pipeline row, forward and backward compute, the tensor,
   expert, context and pipeline transfers exposed in a window, and the durations of the data-parallel collectives
   (FSDP's gathers, the all-reduce, the reduce-scatter and its gather, HSDP's replica all-reduce: zero without);
-- ``link_inv`` (row slots x links x :data:`LINK_VALUES`): the same per row and link class, in seconds on the link.
+- ``link_inv`` (row slots x links x :data:`LINK_VALUES`): the same per row and link class, in seconds on the link;
+- ``mem_rows`` (:data:`MEMORY_VALUES` x row slots): per pipeline row, its weight, gradient and optimizer bytes
+  sharded and not, and the activations it holds, of which the loop picks by the plan's ZeRO stage and recompute.
+
+A quantity the plan's ZeRO stage selects among (e.g. a reduction's duration per bucket) is kept here for each
+stage, each computed exactly as the loop would compute it for that stage, so that the loop only picks one.
 """
 
 from __future__ import annotations
@@ -102,9 +107,36 @@ ROW_VALUES = (
     "gather",  # ZeRO's parameter gather after the optimizer step
     "replica",  # HSDP's all-reduce across the replicas (0 without HSDP)
     "buckets",  # the row's layers, at least 1: the buckets its data-parallel traffic overlaps in
+    # What a window adds per bucket, for each case of ZeRO and HSDP the plan's own flags pick from:
+    "fsdp_bucket",  # FSDP's gathers of a forward
+    "fsdp_bucket_bwd",  # and of a backward (FSDP runs no ZeRO-2 reduce-scatter: that adds zero)
+    "z2_bucket",  # ZeRO-2's per-micro-batch reduce-scatter of a backward
+    "reduce_ar_bucket",  # the last backward's reduction: all-reduce (ZeRO-0), then HSDP's replica all-reduce
+    "reduce_rs_bucket",  # reduce-scatter (ZeRO-1 and 3), then the replicas
+    "reduce_none_bucket",  # the replicas' all-reduce alone (ZeRO-2, FSDP, LoRA)
+    "gather_bucket",  # the first forward's parameter gather
+    "accumulate",  # fp32 gradient accumulation of a micro-batch's backward: of all the row's parameters
+    "accumulate_shard",  # of its ZeRO-2/3 shard
+    "optimizer",  # the optimizer step over all the row's parameters
+    "optimizer_shard",  # over its ZeRO shard
 )
 R_FWD, R_BWD_IN, R_BWD_W, R_TP_FWD, R_TP_BWD, R_EP_FWD, R_CP_FWD, R_CP_BWD, R_PP_FWD = range(9)
 R_FWD_BLOCK, R_BWD_BLOCK, R_FSDP, R_AR, R_RS, R_GATHER, R_REP, R_BUCKETS = range(9, 17)
+R_FSDP_Q, R_FSDP_Q_BWD, R_Z2_Q, R_RED_AR_Q, R_RED_RS_Q, R_RED_NONE_Q, R_GATHER_Q = range(17, 24)
+R_ACC, R_ACC_SHARD, R_OPT, R_OPT_SHARD = range(24, 28)
+# Per pipeline row, its memory parts that do not depend on ZeRO stage, recompute and offload (perf.fused_rows'
+# arithmetic), in this order.
+MEMORY_VALUES = (
+    "weights",  # the row's weight bytes, unsharded
+    "weights_shard",  # under ZeRO-3
+    "gradients",  # gradient bytes, unsharded
+    "gradients_shard",  # under ZeRO-2 and 3
+    "optimizer",  # optimizer state bytes, unsharded
+    "optimizer_shard",  # under ZeRO-1, 2 and 3
+    "held",  # micro-batches whose activations the row holds at once (perf.fused_rows.held_micro_batches)
+    "logits",  # the head's logits bytes (0 on rows without the head)
+)
+M_W, M_W_SHARD, M_G, M_G_SHARD, M_O, M_O_SHARD, M_HELD, M_LOGITS = range(8)
 LINK_VALUES = ("layer", "pipeline", "fsdp", "all_reduce", "reduce_scatter", "gather", "replica")
 L_LAYER, L_PP, L_FSDP, L_AR, L_RS, L_GATHER, L_REP = range(7)
 
@@ -115,16 +147,19 @@ LINK_COEFFS = 11
 
 # Replaced by their compiled versions on the first call (perf.fused_loop._load).
 _minimum_c, _maximum_c, _duration_c = rows.minimum, rows.maximum, kernel._duration
+_held_c = rows.held_micro_batches
 
 
 def shared(
     i: int,  # the plan
-    ints: Any,  # perf.fused_loop._evaluate's arguments, as it takes them
+    u: int,  # its run (perf.keys.Runs)
+    run: Any,  # perf.fused_loop._evaluate's run_ints, run_flags and run_keys (one argument: CPython passes a call
+    # of more than 30 arguments as *args, which numba does not inline)
+    ints: Any,  # and its other arguments, as it takes them
     flags: Any,
     load: float,  # the plan's MoE load factor (capacity, imbalance or the fitted default)
     comm_local: Any,
     comm_by: NDArray[np.int64],
-    keyidx: Any,
     seconds: FloatArray,
     rates: Any,
     loads: Any,
@@ -138,6 +173,7 @@ def shared(
     ep_distinct: FloatArray,
     eff: FloatArray,
     consts: FloatArray,
+    state: FloatArray,  # bytes per parameter: weight, gradient, optimizer
     by: NDArray[np.int64],  # scratch: 3
     gi: NDArray[np.int64],  # scratch: one per collective
     coef: FloatArray,  # scratch: links x LINK_COEFFS
@@ -145,16 +181,19 @@ def shared(
     rp: FloatArray,  # out: its first two rows (dense and expert parameters per rank of each row)
     row_inv: FloatArray,  # out: ROW_VALUES x row slots
     link_inv: FloatArray,  # out: row slots x links x LINK_VALUES
+    mem_rows: FloatArray,  # out: MEMORY_VALUES x row slots
 ) -> None:
     """The values of plan ``i`` the plans of its run share (see the module docstring)."""
+    run_ints, run_flags, run_keys = run
     width = lay[0].shape[1]
     links = outside.shape[0]
     layer_oh = eff[3]
-    grad_bytes, param_bytes = consts[0], consts[1]
+    grad_bytes, param_bytes, accum_bytes, opt_bytes = consts[0], consts[1], consts[2], consts[3]
+    hbm_rate = sc[layout.S_HBM_BW] * eff[5]  # as the loop finds it
     seq_len, num_kv_heads = isc[layout.I_SEQ_LEN], isc[layout.I_NUM_KV_HEADS]
     h, top_k = sc[layout.S_HIDDEN], sc[layout.S_TOP_K]
     is_moe, is_mla = sc[layout.S_MOE] > 0, sc[layout.S_MLA] > 0
-    by[0], by[1], by[2] = keyidx[0][i], keyidx[4][i], keyidx[5][i]
+    by[0], by[1], by[2] = run_keys[0][u], run_keys[2][u], run_keys[3][u]  # fused.RUN_KEYS: pass, dp, pp
     # each collective's group (a constant index into the tuple each: numba copies a tuple it indexes at run time)
     gi[TP_AR] = comm_local[TP_AR][by[comm_by[TP_AR]]]
     gi[TP_RS] = comm_local[TP_RS][by[comm_by[TP_RS]]]
@@ -169,11 +208,12 @@ def shared(
     gi[DPR_AR] = comm_local[DPR_AR][by[comm_by[DPR_AR]]]
     gi[EDPR_AR] = comm_local[EDPR_AR][by[comm_by[EDPR_AR]]]
     # ---- perf.batch.prepare, one plan ----
-    tp_i, pp_i, dp_i, cp_i = ints[0][i], ints[1][i], ints[2][i], ints[3][i]  # fused.INT_COLUMNS
-    ep_i, etp_i, vpp_i, mbs_i, gbs_i, sched_i = ints[4][i], ints[5][i], ints[6][i], ints[7][i], ints[8][i], ints[11][i]
-    ep_domains_i, shard_i = ints[12][i], ints[16][i]
-    sp_b, lora_b, tp_overlap_b = flags[0][i], flags[1][i], flags[2][i]  # fused.FLAG_COLUMNS
-    a2a_overlap_b, ep_dedup_b = flags[3][i], flags[4][i]
+    tp_i, pp_i, dp_i, cp_i = run_ints[0][u], run_ints[1][u], run_ints[2][u], run_ints[3][u]  # fused.RUN_COLUMNS
+    ep_i, etp_i, vpp_i, mbs_i = run_ints[4][u], run_ints[5][u], run_ints[6][u], run_ints[7][u]
+    sched_i, shard_i = run_ints[8][u], run_ints[9][u]
+    sp_b, lora_b = run_flags[0][u], run_flags[1][u]  # fused.RUN_FLAGS
+    gbs_i, ep_domains_i = ints[0][i], ints[3][i]  # fused.INT_COLUMNS
+    tp_overlap_b, a2a_overlap_b, ep_dedup_b = flags[0][i], flags[1][i], flags[2][i]  # fused.FLAG_COLUMNS
     etp_i = etp_i if etp_i > 0 else tp_i  # PlanColumns.expert_tp
     p_tp, p_pp, p_dp, p_cp = float(tp_i), float(pp_i), float(dp_i), float(cp_i)
     tokens = float(mbs_i) * float(seq_len // cp_i)
@@ -212,7 +252,7 @@ def shared(
     p_shared = sc[layout.S_SHARED]
     overlapped_p2p = sched_i in (INTERLEAVED, ZB_V, DUALPIPE)
     pp_blocking = pp_i > 1 and not overlapped_p2p
-    ur = keyidx[1][i]
+    ur = run_keys[1][u]
     etp_ep = float(ep_i) * float(etp_i)
     for r in range(width):
         rp[0, r] = lay[5][ur, r] / p_tp
@@ -222,7 +262,7 @@ def shared(
     g_tp_ar, g_tp_rs, g_etp_ar, g_cp_step = gi[TP_AR], gi[TP_RS], gi[ETP_AR], gi[CP_STEP]
     g_ep_a2a, g_pp_p2p, g_dp_ar, g_dp_rs = gi[EP_A2A], gi[PP_P2P], gi[DP_AR], gi[DP_RS]
     g_edp_ar, g_edp_rs, g_dpr_ar, g_edpr_ar = gi[EDP_AR], gi[EDP_RS], gi[DPR_AR], gi[EDPR_AR]
-    sec = seconds[keyidx[0][i]]
+    sec = seconds[by[0]]
     f_d = sec[0, FWD] + load * sec[0, E_FWD]
     b_d = sec[0, IGRAD] + load * sec[0, E_IGRAD]
     w_d = sec[0, WGRAD] + load * sec[0, E_WGRAD]
@@ -336,7 +376,32 @@ def shared(
             rep_e = slope_edpr_ar * rep_pe + rates[EDPR_AR][g_edpr_ar, 2] if (slope_edpr_ar > 0 and rep_pe > 0) else 0.0
             rep_dur = rep_d + rep_e
         row_inv[R_REP, r] = rep_dur
-        row_inv[R_BUCKETS, r] = max(layers, 1.0)
+        buckets = max(layers, 1.0)
+        row_inv[R_BUCKETS, r] = buckets
+        # the loop's ``x / buckets`` of each case (its zero terms included, as it adds them)
+        fsdp_dur, rs_dur = fsdp_d + fsdp_e, rs_d + rs_e
+        row_inv[R_FSDP_Q, r] = fsdp_dur / buckets
+        row_inv[R_FSDP_Q_BWD, r] = (fsdp_dur + 0.0) / buckets
+        row_inv[R_Z2_Q, r] = (0.0 + rs_dur) / buckets
+        row_inv[R_RED_AR_Q, r] = (ar_d + ar_e + rep_dur) / buckets
+        row_inv[R_RED_RS_Q, r] = (rs_dur + rep_dur) / buckets
+        row_inv[R_RED_NONE_Q, r] = (0.0 + rep_dur) / buckets
+        row_inv[R_GATHER_Q, r] = row_inv[R_GATHER, r] / buckets
+        row_inv[R_ACC, r] = accum_bytes * (pd + pe) / hbm_rate
+        row_inv[R_ACC_SHARD, r] = accum_bytes * (pd + pe) / dshard / hbm_rate
+        row_inv[R_OPT, r] = opt_bytes * (pd + pe) / hbm_rate
+        row_inv[R_OPT_SHARD, r] = opt_bytes * (pd / dshard + pe / eshard) / hbm_rate
+        # memory (perf.fused_rows): the row's states, sharded and not, and the activations it holds
+        copy = 2.0 if sched_i == DUALPIPE else 1.0
+        dense_sharded, expert_sharded = pd / dshard, pe / eshard
+        mem_rows[M_W, r] = copy * state[0] * (pd + pe)
+        mem_rows[M_W_SHARD, r] = copy * state[0] * (dense_sharded + expert_sharded)
+        mem_rows[M_G, r] = copy * state[1] * (pd + pe)
+        mem_rows[M_G_SHARD, r] = copy * state[1] * (dense_sharded + expert_sharded)
+        mem_rows[M_O, r] = copy * state[2] * (pd + pe)
+        mem_rows[M_O_SHARD, r] = copy * state[2] * (dense_sharded + expert_sharded)
+        mem_rows[M_HELD, r] = _held_c(sched_i, chunks, pp, lay[4][ur, r], p_m)
+        mem_rows[M_LOGITS, r] = head * pv[P_LOGITS]
         for lnk in range(links):
             layer_l = (
                 nd * coef[lnk, C_TP_DENSE] + nm * coef[lnk, C_TP_MOE] + nm * coef[lnk, C_EP] + layers * coef[lnk, C_CP]

@@ -13,15 +13,15 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, fields
+from typing import Any, NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
 
 from rainier.parallel.plan import Recompute
-from rainier.perf import kernel
-from rainier.perf.columns import RECOMPUTE_CODES, PlanColumns
+from rainier.perf import distinct_loop, kernel
+from rainier.perf.columns import RECOMPUTE_CODES, PlanColumns, chunks_of
 from rainier.perf.compute import PassForms
 from rainier.perf.context import Placed, StepContext
 from rainier.perf.memory import row_param_sums
@@ -55,22 +55,31 @@ DENSE_KEYS = 1 << 22  # key spaces up to this size are deduplicated with a looku
 
 
 def distinct(
-    keys: Sequence[NDArray[Any]], bounds: Sequence[tuple[int, int] | None] = ()
+    keys: Sequence[NDArray[Any]], bounds: Sequence[tuple[int, int] | None] = (), *, compiled: bool | None = None
 ) -> tuple[IntArray, list[tuple[int, ...]]]:
     """Unique combinations of the key columns ``keys`` (integers or booleans, one array per column) and each
-    plan's index into them.
+    plan's index into them, in the order of the combinations (lexicographic, as ``np.unique`` of the stacked
+    columns).
 
     The columns that vary over the batch are packed into one mixed-radix integer per plan (the constant ones
-    cost nothing); a small code space is deduplicated through a presence table (linear time), a larger one with
-    ``np.unique``; a single plan skips both. ``bounds``: each column's (smallest, largest) value where known
-    (e.g. an index into a table), else None.
+    cost nothing); a single plan skips that. Where numba is installed and the batch has at least
+    ``kernel.COMPILED_MIN_PLANS`` plans (``compiled``), the bounds and codes are found and grouped by compiled
+    loops (``perf.distinct_loop``), else a small code space is deduplicated through a presence table (linear
+    time), a larger one with ``np.unique``; both give the same result. ``bounds``: each column's (smallest,
+    largest) value where known (e.g. an index into a table), else None.
     """
     n = len(keys[0])
     if n == 1:
         return np.zeros(1, dtype=np.int64), [tuple(int(k[0]) for k in keys)]
+    if compiled is None:
+        compiled = compiled_grouping(n)
     known = [*bounds, *[None] * (len(keys) - len(bounds))]
-    lo = [int(k.min()) if b is None else b[0] for k, b in zip(keys, known, strict=True)]
-    hi = [int(k.max()) if b is None else b[1] for k, b in zip(keys, known, strict=True)]
+    if compiled:
+        found = [b if b is not None else _bounds(k) for k, b in zip(keys, known, strict=True)]
+        lo, hi = [b[0] for b in found], [b[1] for b in found]
+    else:
+        lo = [int(k.min()) if b is None else b[0] for k, b in zip(keys, known, strict=True)]
+        hi = [int(k.max()) if b is None else b[1] for k, b in zip(keys, known, strict=True)]
     varying = [j for j in range(len(keys)) if hi[j] > lo[j]]
     if not varying:
         return np.zeros(n, dtype=np.int64), [tuple(lo)]
@@ -79,35 +88,61 @@ def distinct(
     offset = 0  # the code of the smallest values, subtracted once at the end
     for j, r in zip(varying, radix, strict=True):
         offset = offset * r + lo[j]
-    if size + offset >= 2**62:
-        found, inverse = np.unique(np.stack([keys[j] for j in varying], axis=1), axis=0, return_inverse=True)
-        digits = [found[:, v].tolist() for v in range(len(varying))]
+    if size + abs(offset) >= 2**62:  # the codes (and numpy's before the offset comes off) would not fit in int64
+        found_rows, inverse = np.unique(np.stack([keys[j] for j in varying], axis=1), axis=0, return_inverse=True)
+        digits = [found_rows[:, v].tolist() for v in range(len(varying))]
     else:
-        codes = keys[varying[0]].astype(np.int64)
-        for j, r in zip(varying[1:], radix[1:], strict=True):
-            codes *= r
-            codes += keys[j]
-        if offset:
-            codes -= offset
-        if size <= max(DENSE_KEYS, 4 * n):
-            present = np.zeros(size, dtype=bool)
-            present[codes] = True
-            unique_codes = np.flatnonzero(present)
-            lookup = np.empty(size, dtype=np.int64)
-            lookup[unique_codes] = np.arange(len(unique_codes))
-            inverse = lookup.take(codes)
+        if compiled:  # codes from the smallest values up: no offset
+            columns = [np.ascontiguousarray(keys[j], dtype=np.int64) for j in varying]
+            unique_codes, inverse = distinct_loop.group(columns, [lo[j] for j in varying], radix)
         else:
-            unique_codes, inverse = np.unique(codes, return_inverse=True)
+            unique_codes, inverse = _codes(keys, varying, radix, offset, size)
         digits = [[] for _ in varying]
         rest = unique_codes
         for v in range(len(varying) - 1, -1, -1):
             rest, digit = np.divmod(rest, radix[v])
             digits[v] = (digit + lo[varying[v]]).tolist()
     count = len(digits[0])
-    columns = [[lo[j]] * count for j in range(len(keys))]
+    columns_out = [[lo[j]] * count for j in range(len(keys))]
     for v, j in enumerate(varying):
-        columns[j] = digits[v]
-    return inverse.reshape(-1), list(zip(*columns, strict=True))
+        columns_out[j] = digits[v]
+    return inverse.reshape(-1), list(zip(*columns_out, strict=True))
+
+
+def compiled_grouping(n: int) -> bool:
+    """Whether :func:`distinct` groups ``n`` plans by compiled loops (numba installed, a batch the compiled
+    loops take)."""
+    return kernel.AVAILABLE and n >= kernel.COMPILED_MIN_PLANS
+
+
+def _bounds(column: NDArray[Any]) -> tuple[int, int]:
+    """A column's (smallest, largest) value: a compiled pass over integers (numpy reads them twice), numpy's
+    own reductions over booleans (a byte each: already fast)."""
+    if column.dtype == np.bool_:
+        return int(column.min()), int(column.max())
+    return distinct_loop.bounds(np.ascontiguousarray(column))
+
+
+def _codes(
+    keys: Sequence[NDArray[Any]], varying: list[int], radix: list[int], offset: int, size: int
+) -> tuple[IntArray, IntArray]:
+    """:func:`distinct`'s sorted distinct codes and each plan's index into them, in numpy array operations."""
+    n = len(keys[0])
+    codes = keys[varying[0]].astype(np.int64)
+    for j, r in zip(varying[1:], radix[1:], strict=True):
+        codes *= r
+        codes += keys[j]
+    if offset:
+        codes -= offset
+    if size <= max(DENSE_KEYS, 4 * n):
+        present = np.zeros(size, dtype=bool)
+        present[codes] = True
+        unique_codes = np.flatnonzero(present)
+        lookup = np.empty(size, dtype=np.int64)
+        lookup[unique_codes] = np.arange(len(unique_codes))
+        return unique_codes, lookup.take(codes)
+    found: tuple[IntArray, IntArray] = np.unique(codes, return_inverse=True)
+    return found
 
 
 def gather(keys: Sequence[NDArray[Any]], compute: Callable[..., Any]) -> tuple[IntArray, list[Any]]:
@@ -131,10 +166,56 @@ def through_local(
 ) -> tuple[IntArray, list[Any]]:
     """:func:`through` before the plans: each row's index into the distinct keys, and ``compute`` of each."""
     found: dict[tuple[Any, ...], int] = {}
-    local = np.empty(len(rows), dtype=np.int64)
-    for u, row in enumerate(rows):
-        local[u] = found.setdefault(key(*row), len(found))
-    return local, [compute(*k) for k in found]
+    local = [found.setdefault(key(*row), len(found)) for row in rows]  # a list: numpy's item assignment is slow
+    return np.array(local, dtype=np.int64).reshape(len(rows)), [compute(*k) for k in found]
+
+
+# The columns every key but the activations' reads (:func:`_structure`), integers and booleans.
+STRUCTURE_COLUMNS = (
+    "tp",
+    "cp",
+    "ep",
+    "etp",
+    "mbs",
+    "precision",
+    "flash",
+    "fp8_recipe",
+    "dp",
+    "shard",
+    "pp",
+    "schedule",
+    "vpp",
+    "pp_first",
+    "pp_last",
+)
+STRUCTURE_FLAGS = ("sp", "lora")
+RUNS_SAMPLE = 4096  # plans whose runs tell whether the runs of a batch are long enough to key it over them
+
+
+@dataclass(frozen=True, slots=True)
+class Runs:
+    """Runs of consecutive plans with equal structure columns (:data:`STRUCTURE_COLUMNS` and
+    :data:`STRUCTURE_FLAGS`): each plan's run (``run_of``), and each run's values of those columns and its rows of
+    the pass, layout, data-parallel and pipeline keys. Where the plans were keyed plan by plan, every plan is a run
+    of its own. The fused loop (``perf.fused``) reads a plan's structure through its run."""
+
+    run_of: IntArray
+    columns: dict[str, NDArray[Any]]
+    pass_index: IntArray
+    row_index: IntArray
+    dp_index: IntArray
+    pp_index: IntArray
+
+    def part(self, start: int, stop: int) -> Runs:
+        """The runs of plans ``start:stop`` (the runs' arrays are shared)."""
+        return Runs(
+            run_of=self.run_of[start:stop],
+            columns=self.columns,
+            pass_index=self.pass_index,
+            row_index=self.row_index,
+            dp_index=self.dp_index,
+            pp_index=self.pp_index,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,32 +225,51 @@ class PlanKeys:
     ``passes``: (pass keys x layer kinds x :data:`PASS_FIELDS` x forms); ``comm_slopes`` / ``comm_loads``: per
     collective of :data:`COMM_KINDS`, (groups x (slope up, slope out, intercept)) and (groups x link classes);
     ``comm_local``: each collective's group per row of the key it goes by (``comm_source``: the pass key,
-    ``dp``: pass key, dp and HSDP shard, ``pp``: those and pp; each plan's row in ``pass_index``, ``dp_index``,
-    ``pp_index``), whence :attr:`comm_index`;
+    ``dp``: pass key, dp and HSDP shard, ``pp``: those and pp; each plan's row in :attr:`pass_index`, :attr:`dp_index`,
+    :attr:`pp_index`), whence :attr:`comm_index`;
     ``ep_domains``: scale-out domains of each expert-parallel group; ``rows``: per :data:`ROW_NAMES`, (layouts x
     row slots, padded with zero-count rows) and what follows from a layout alone: ``param_sums``
     (``perf.memory.row_param_sums``), ``fewest`` (``perf.offload.fewest_layers``); ``activations`` / ``kept``:
     a dense and a MoE layer's activation bytes per micro-batch under the plan's recompute and under
-    :func:`kept_recompute` (keys x 2).
+    :func:`kept_recompute` (keys x 2); ``runs``: the plans' :class:`Runs`, which hold each plan's pass,
+    data-parallel, pipeline and layout keys (:attr:`pass_index`, :attr:`dp_index`, :attr:`pp_index`,
+    :attr:`row_index`: gathered where asked for; the fused loop reads them per run).
     """
 
     passes: FloatArray
-    pass_index: IntArray
     comm_slopes: dict[str, FloatArray]
     comm_loads: dict[str, FloatArray]
     comm_local: dict[str, IntArray]
     comm_source: dict[str, str]
-    dp_index: IntArray
-    pp_index: IntArray
     ep_domains: FloatArray
     rows: dict[str, FloatArray]
-    row_index: IntArray
     param_sums: tuple[FloatArray, FloatArray]
     fewest: FloatArray
     activations: FloatArray
     activation_index: IntArray
     kept: FloatArray
     kept_index: IntArray
+    runs: Runs
+
+    @property
+    def pass_index(self) -> IntArray:
+        """Each plan's pass key (a row of ``passes``)."""
+        return self.runs.pass_index.take(self.runs.run_of)
+
+    @property
+    def dp_index(self) -> IntArray:
+        """Each plan's row of the data-parallel key (pass key, dp, HSDP shard)."""
+        return self.runs.dp_index.take(self.runs.run_of)
+
+    @property
+    def pp_index(self) -> IntArray:
+        """Each plan's row of the pipeline key (the data-parallel key and pp)."""
+        return self.runs.pp_index.take(self.runs.run_of)
+
+    @property
+    def row_index(self) -> IntArray:
+        """Each plan's pipeline layout (a row of ``rows``)."""
+        return self.runs.row_index.take(self.runs.run_of)
 
     @property
     def comm_index(self) -> dict[str, IntArray]:
@@ -181,22 +281,19 @@ class PlanKeys:
         """The keys of plans ``start:stop`` (views; the tables are shared)."""
         return PlanKeys(
             passes=self.passes,
-            pass_index=self.pass_index[start:stop],
             comm_slopes=self.comm_slopes,
             comm_loads=self.comm_loads,
             comm_local=self.comm_local,
             comm_source=self.comm_source,
-            dp_index=self.dp_index[start:stop],
-            pp_index=self.pp_index[start:stop],
             ep_domains=self.ep_domains,
             rows=self.rows,
-            row_index=self.row_index[start:stop],
             param_sums=self.param_sums,
             fewest=self.fewest,
             activations=self.activations,
             activation_index=self.activation_index[start:stop],
             kept=self.kept,
             kept_index=self.kept_index[start:stop],
+            runs=self.runs.part(start, stop),
         )
 
 
@@ -249,23 +346,147 @@ def _dp_stride(pass_rows: list[tuple[int, ...]], row: tuple[int, ...]) -> int:
     return tp * cp * row[1]
 
 
+class _Structure(NamedTuple):
+    """The tables of the pass, data-parallel, pipeline and layout keys and each plan's index into them."""
+
+    pass_rows: list[tuple[int, ...]]
+    passes: FloatArray
+    pass_index: IntArray
+    dp_index: IntArray
+    pp_index: IntArray
+    row_index: IntArray
+    comm_slopes: dict[str, FloatArray]
+    comm_loads: dict[str, FloatArray]
+    comm_local: dict[str, IntArray]
+    comm_source: dict[str, str]
+    ep_domains: FloatArray
+    rows: dict[str, FloatArray]
+
+
 def plan_keys(ctx: StepContext, cols: PlanColumns) -> PlanKeys:
-    """The per-key tables of every plan of ``cols`` (see the module docstring)."""
+    """The per-key tables of every plan of ``cols`` (see the module docstring).
+
+    A search lists plans that differ only in ZeRO stage, recompute and offload next to each other, so where the
+    compiled loops run, the plans are first split into runs of equal :data:`STRUCTURE_COLUMNS` (one read of each
+    column, ``perf.distinct_loop.runs``): the pass, data-parallel, pipeline and layout keys are found over one
+    row per run, and each plan's indices copied from its run's. The keys are the same, in the same order (each
+    is the sorted distinct combinations of its columns, and the runs hold every combination the plans do); this
+    saves most passes over the plans' columns, which a million plans' keys spend most of their time in. Plans
+    in an order with short runs (more than half as many runs as plans) are keyed plan by plan."""
+    over_runs = _over_runs(ctx, cols) if compiled_grouping(len(cols)) else None
+    if over_runs is not None:
+        found, runs = over_runs
+    else:
+        found = _structure(ctx, cols)
+        runs = Runs(
+            run_of=np.arange(len(cols), dtype=np.int64),
+            columns={name: getattr(cols, name) for name in STRUCTURE_COLUMNS + STRUCTURE_FLAGS},
+            pass_index=found.pass_index,
+            row_index=found.row_index,
+            dp_index=found.dp_index,
+            pp_index=found.pp_index,
+        )
+    pass_rows, by_index = found.pass_rows, (0, len(found.pass_rows) - 1)
+
+    def activations(recompute: IntArray) -> tuple[IntArray, FloatArray]:
+        """Each plan's activation key (its pass key's columns and its recompute) and their table: through the
+        distinct pairs of its run's pass key and recompute (perf.distinct_loop.pairs) where compiled."""
+        rows: Sequence[tuple[int, ...]]
+        pairs = None
+        if compiled_grouping(len(cols)):
+            pairs = distinct_loop.pairs(runs.pass_index, runs.run_of, recompute, len(pass_rows), table=DENSE_KEYS)
+        if pairs is not None:
+            rows, per_plan = pairs
+        else:
+            index, rows = distinct([runs.pass_index.take(runs.run_of), recompute], [by_index])
+
+            def per_plan(local: IntArray) -> IntArray:
+                return local.take(index)
+
+        local, per_layer = through_local(
+            rows,
+            lambda u, r: (
+                pass_rows[u][0],
+                pass_rows[u][1],
+                pass_rows[u][4],
+                bool(pass_rows[u][5]),
+                r,
+                pass_rows[u][8] > 0,
+            ),
+            ctx.activations,
+        )
+        return per_plan(local), np.array(per_layer, dtype=np.float64).reshape(-1, 2)
+
+    activation_index, activation_table = activations(cols.recompute)
+    partial = int(cols.recompute_layers.max()) > 0 and bool(
+        ((cols.recompute == FULL_CODE) & (cols.recompute_layers > 0)).any()
+    )
+    kept_index, kept = activations(kept_recompute(cols)) if partial else (activation_index, activation_table)
+    return PlanKeys(
+        passes=found.passes,
+        comm_slopes=found.comm_slopes,
+        comm_loads=found.comm_loads,
+        comm_local=found.comm_local,
+        comm_source=found.comm_source,
+        ep_domains=found.ep_domains,
+        rows=found.rows,
+        param_sums=row_param_sums(ctx.counts, found.rows),
+        fewest=fewest_layers(found.rows),
+        activations=activation_table,
+        activation_index=activation_index,
+        kept=kept,
+        kept_index=kept_index,
+        runs=runs,
+    )
+
+
+def _over_runs(ctx: StepContext, cols: PlanColumns, *, longest: float = 0.5) -> tuple[_Structure, Runs] | None:
+    """:func:`_structure` of ``cols`` found over one row per run of plans with equal structure columns (its
+    indices are the runs'), and the runs; None where the runs are more than ``longest`` times as many as the plans
+    (too short to save work), as the first :data:`RUNS_SAMPLE` plans' runs tell or the runs."""
+    ints = [getattr(cols, name) for name in STRUCTURE_COLUMNS]
+    flags = [getattr(cols, name) for name in STRUCTURE_FLAGS]
+    head = slice(0, min(len(cols), RUNS_SAMPLE))  # the runs of the first plans, to skip a pass that would not pay
+    sample = [c[head] for c in ints + flags]
+    starts = np.zeros(len(sample[0]) - 1, dtype=bool)
+    for column in sample:
+        starts |= column[1:] != column[:-1]
+    sampled = 1 + int(starts.sum())
+    if sampled > longest * len(sample[0]):
+        return None
+    run_of, run_ints, run_flags = distinct_loop.runs(ints, flags, expect=sampled * len(cols) // len(sample[0]))
+    count = len(run_ints[0])
+    if count > longest * len(cols):
+        return None
+    values: dict[str, NDArray[Any]] = dict(zip(STRUCTURE_COLUMNS, run_ints, strict=True))
+    values.update(zip(STRUCTURE_FLAGS, run_flags, strict=True))
+    unread = {  # the columns _structure does not read: zeros (read-only views of one)
+        f.name: np.broadcast_to(np.zeros(1, dtype=getattr(cols, f.name).dtype), count)
+        for f in fields(PlanColumns)
+        if f.name not in values
+    }
+    found = _structure(ctx, PlanColumns(**values, **unread))
+    runs = Runs(
+        run_of=run_of,
+        columns=values,
+        pass_index=found.pass_index,
+        row_index=found.row_index,
+        dp_index=found.dp_index,
+        pp_index=found.pp_index,
+    )
+    return found, runs
+
+
+def _structure(ctx: StepContext, cols: PlanColumns) -> _Structure:
+    """The pass, data-parallel, pipeline and layout keys of ``cols`` (which reads only :data:`STRUCTURE_COLUMNS`
+    and :data:`STRUCTURE_FLAGS`)."""
     etp = cols.expert_tp
     pass_keys = [cols.tp, cols.cp, cols.ep, etp, cols.mbs, cols.sp, cols.precision, cols.lora, cols.flash]
     pass_index, pass_rows = distinct([*pass_keys, cols.fp8_recipe])
     pass_tables = [pass_table(ctx, k) for k in pass_rows]
 
-    # Groups and activations are functions of a pass key's columns (tp, cp, ep, etp, mbs, sp, flash: 0, 1, 2,
-    # 3, 4, 5, 8) and of dp, pp or recompute: found per distinct pass key (and those columns), not per plan.
-    def by_pass(
-        index: IntArray,
-        rows: Sequence[tuple[int, ...]],
-        key: Callable[..., tuple[Any, ...]],
-        compute: Callable[..., Any],
-    ) -> tuple[IntArray, list[Any]]:
-        return through(index, rows, lambda u, *rest: key(pass_rows[u], *rest), compute)
-
+    # Groups are functions of a pass key's columns (tp, cp, ep, etp, mbs, sp, flash: 0, 1, 2, 3, 4, 5, 8) and of dp
+    # or pp: found per distinct pass key (and those columns), not per plan.
     def by_pass_local(
         rows: Sequence[tuple[int, ...]], key: Callable[..., tuple[Any, ...]], compute: Callable[..., Any]
     ) -> tuple[IntArray, list[Any]]:
@@ -289,8 +510,11 @@ def plan_keys(ctx: StepContext, cols: PlanColumns) -> PlanKeys:
 
     own = [(u,) for u in range(len(pass_rows))]
     by_index = (0, len(pass_rows) - 1)  # the bounds of pass_index
-    any_shard = bool(cols.shard.any())
-    if any_shard:
+    if compiled_grouping(len(cols)):  # any code space: a hash table holds the distinct codes
+        with_dp_index, with_dp_rows = distinct([pass_index, cols.dp, cols.shard], [by_index])
+        with_dp = [(u, dp, shard) for u, dp, shard in with_dp_rows]
+        any_shard = any(shard > 0 for _, _, shard in with_dp)
+    elif any_shard := bool(cols.shard.any()):
         # HSDP shard degrees are few: coded 0..k-1 through a presence table, so that the key stays a small code space
         present = np.zeros(int(cols.shard.max()) + 1, dtype=bool)
         present[cols.shard] = True
@@ -348,7 +572,12 @@ def plan_keys(ctx: StepContext, cols: PlanColumns) -> PlanKeys:
         comm_slopes[name], comm_loads[name] = _comm_table(found, kind)
         comm_local[name], comm_source[name] = local, source
 
-    row_index, layouts = gather([cols.pp, cols.chunks, cols.pp_first, cols.pp_last], ctx.rows)
+    # layouts go by (pp, chunks, first, last); chunks (a function of schedule and vpp) is found per distinct row
+    by_schedule, schedule_rows = distinct([cols.pp, cols.schedule, cols.vpp, cols.pp_first, cols.pp_last])
+    fine = np.array(schedule_rows, dtype=np.int64).reshape(-1, 5)
+    local, layout_keys = distinct([fine[:, 0], chunks_of(fine[:, 1], fine[:, 2]), fine[:, 3], fine[:, 4]])
+    row_index = local.take(by_schedule)
+    layouts = [ctx.rows(*key) for key in layout_keys]
     width = max(len(layout) for layout in layouts)
     rows = {name: np.zeros((len(layouts), width)) for name in ROW_NAMES}
     for u, layout in enumerate(layouts):
@@ -356,35 +585,17 @@ def plan_keys(ctx: StepContext, cols: PlanColumns) -> PlanKeys:
             for name in ROW_NAMES:
                 rows[name][u, r] = float(getattr(row, name))
 
-    def activations(recompute: IntArray) -> tuple[IntArray, FloatArray]:
-        index, rows = distinct([pass_index, recompute], [by_index])
-        inverse, per_layer = by_pass(
-            index,
-            rows,
-            lambda k, r: (k[0], k[1], k[4], bool(k[5]), r, k[8] > 0),
-            ctx.activations,
-        )
-        return inverse, np.array(per_layer, dtype=np.float64).reshape(-1, 2)
-
-    activation_index, activation_table = activations(cols.recompute)
-    partial = (cols.recompute == FULL_CODE) & (cols.recompute_layers > 0)
-    kept_index, kept = activations(kept_recompute(cols)) if partial.any() else (activation_index, activation_table)
-    return PlanKeys(
+    return _Structure(
+        pass_rows=pass_rows,
         passes=np.stack(pass_tables),
         pass_index=pass_index,
+        dp_index=with_dp_index,
+        pp_index=with_pp_index,
+        row_index=row_index,
         comm_slopes=comm_slopes,
         comm_loads=comm_loads,
         comm_local=comm_local,
         comm_source=comm_source,
-        dp_index=with_dp_index,
-        pp_index=with_pp_index,
         ep_domains=np.array([g.domains for g in placed["ep"][0][1]], dtype=np.float64),
         rows=rows,
-        row_index=row_index,
-        param_sums=row_param_sums(ctx.counts, rows),
-        fewest=fewest_layers(rows),
-        activations=activation_table,
-        activation_index=activation_index,
-        kept=kept,
-        kept_index=kept_index,
     )
