@@ -10,7 +10,6 @@ few hundred distinct values of each. :func:`plan_keys` finds them over the whole
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
@@ -168,6 +167,19 @@ def through_local(
     found: dict[tuple[Any, ...], int] = {}
     local = [found.setdefault(key(*row), len(found)) for row in rows]  # a list: numpy's item assignment is slow
     return np.array(local, dtype=np.int64).reshape(len(rows)), [compute(*k) for k in found]
+
+
+def placed_local(degree: IntArray, stride: IntArray, compute: Callable[[int, int], Any]) -> tuple[IntArray, list[Any]]:
+    """:func:`through_local` of keys (degree, stride) given as an array each over the rows: the same indices and
+    ``compute`` of the same distinct pairs in the same order (of each pair's first row), found by ``np.unique``
+    instead of a Python call per row, which over the few thousand rows of the data-parallel keys had cost more
+    than the rest of those keys."""
+    pairs = np.stack([degree, stride], axis=1)
+    found, first, inverse = np.unique(pairs, axis=0, return_index=True, return_inverse=True)
+    order = np.argsort(first)  # the pairs in the order of their first rows, as through_local's dict holds them
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order))
+    return rank.take(inverse.reshape(-1)), [compute(d, s) for d, s in found[order].tolist()]
 
 
 # The columns every key but the activations' reads (:func:`_structure`), integers and booleans.
@@ -340,12 +352,6 @@ def layer_activations(ctx: StepContext, cols: PlanColumns, *, kept: bool = False
     return inverse, np.array(per_layer, dtype=np.float64).reshape(-1, 2)
 
 
-def _dp_stride(pass_rows: list[tuple[int, ...]], row: tuple[int, ...]) -> int:
-    """tp x cp x dp of a (pass key, dp) row: the stride of the pipeline group."""
-    tp, cp = pass_rows[row[0]][0], pass_rows[row[0]][1]
-    return tp * cp * row[1]
-
-
 class _Structure(NamedTuple):
     """The tables of the pass, data-parallel, pipeline and layout keys and each plan's index into them."""
 
@@ -498,16 +504,6 @@ def _structure(ctx: StepContext, cols: PlanColumns) -> _Structure:
     def ep_stride(k: tuple[int, ...]) -> int:
         return k[0] * k[1] if k[3] == k[0] else k[3]
 
-    def edp(k: tuple[int, ...], dp: int) -> int:
-        return max((k[0] * dp * k[1]) // (k[3] * k[2]), 1)
-
-    def hsdp(k: tuple[int, ...], dp: int, shard: int) -> tuple[int, int, int, int]:
-        """(dense shard group, dense replicas, expert shard group, expert replicas): ``columns.shard_groups``."""
-        s = shard if shard > 0 else dp
-        expert = edp(k, dp)
-        expert_replicas = math.gcd(expert, dp // s)
-        return s * k[1], dp // s, expert // expert_replicas, expert_replicas
-
     own = [(u,) for u in range(len(pass_rows))]
     by_index = (0, len(pass_rows) - 1)  # the bounds of pass_index
     if compiled_grouping(len(cols)):  # any code space: a hash table holds the distinct codes
@@ -529,34 +525,39 @@ def _structure(ctx: StepContext, cols: PlanColumns) -> _Structure:
         with_dp_index, dp_rows = distinct([pass_index, cols.dp], [by_index])
         with_dp = [(u, dp, 0) for u, dp in dp_rows]
     with_pp_index, with_pp = distinct([with_dp_index, cols.pp], [(0, len(with_dp) - 1)])
+    # The (degree, stride) of the data-parallel and pipeline groups, as arrays over the rows of the keys they go by
+    # (placed_local): of each (pass key, dp, HSDP shard) row, and of each (that row, pp) row.
+    pass_array = np.array(pass_rows, dtype=np.int64).reshape(len(pass_rows), -1)
+    dp_array = np.array(with_dp, dtype=np.int64).reshape(-1, 3)
+    k_tp, k_cp, k_ep, k_etp = (pass_array[:, j].take(dp_array[:, 0]) for j in range(4))
+    k_dp, k_shard = dp_array[:, 1], dp_array[:, 2]
+    k_edp = np.maximum((k_tp * k_dp * k_cp) // (k_etp * k_ep), 1)
+    pp_rows = np.array(with_pp, dtype=np.int64).reshape(-1, 2)
     # Each axis's placed groups per row of the key it goes by (perf.keys.PlanKeys.comm_local), and that key.
     placed = {
         "tp": (by_pass_local(own, lambda k: (k[0], 1), group("tp")), "pass"),
         "etp": (by_pass_local(own, lambda k: (k[3], 1), group("tp")), "pass"),
         "cp": (by_pass_local(own, lambda k: (k[1], k[0]), group("cp")), "pass"),
         "ep": (by_pass_local(own, lambda k: (k[2], ep_stride(k)), group("ep")), "pass"),
-        "pp": (through_local(with_pp, lambda v, pp: (pp, _dp_stride(pass_rows, with_dp[v])), group("pp")), "pp"),
+        # the pipeline group's stride: tp x cp x dp of the row's data-parallel key
+        "pp": (placed_local(pp_rows[:, 1], (k_tp * k_cp * k_dp).take(pp_rows[:, 0]), group("pp")), "pp"),
         # dense gradients: over dp x cp; expert gradients: the expert-dp group. ZeRO's reduce-scatters and gathers
         # run over the shard groups (the whole groups without HSDP); HSDP's all-reduce across the replicas spaced a
         # shard group apart (Zhao et al. 2023 sec. 3.2.2).
-        "dp": (by_pass_local(with_dp, lambda k, dp, _: (dp * k[1], k[0]), group("dp")), "dp"),
-        "edp": (by_pass_local(with_dp, lambda k, dp, _: (edp(k, dp), k[3] * k[2]), group("dp")), "dp"),
+        "dp": (placed_local(k_dp * k_cp, k_tp, group("dp")), "dp"),
+        "edp": (placed_local(k_edp, k_etp * k_ep, group("dp")), "dp"),
     }
     if any_shard:
-        split = functools.lru_cache(maxsize=None)(hsdp)
-        placed["dp_shard"] = (by_pass_local(with_dp, lambda k, dp, s: (split(k, dp, s)[0], k[0]), group("dp")), "dp")
-        placed["edp_shard"] = (
-            by_pass_local(with_dp, lambda k, dp, s: (split(k, dp, s)[2], k[3] * k[2]), group("dp")),
-            "dp",
-        )
-        placed["dp_replica"] = (
-            by_pass_local(with_dp, lambda k, dp, s: (split(k, dp, s)[1], k[0] * split(k, dp, s)[0]), group("dp")),
-            "dp",
-        )
+        # (dense shard group, dense replicas, expert shard group, expert replicas): columns.shard_groups
+        dense_shard = np.where(k_shard > 0, k_shard, k_dp)
+        dense_replicas = k_dp // dense_shard
+        expert_replicas = np.gcd(k_edp, dense_replicas)
+        expert_shard = k_edp // expert_replicas
+        placed["dp_shard"] = (placed_local(dense_shard * k_cp, k_tp, group("dp")), "dp")
+        placed["edp_shard"] = (placed_local(expert_shard, k_etp * k_ep, group("dp")), "dp")
+        placed["dp_replica"] = (placed_local(dense_replicas, k_tp * dense_shard * k_cp, group("dp")), "dp")
         placed["edp_replica"] = (
-            by_pass_local(
-                with_dp, lambda k, dp, s: (split(k, dp, s)[3], k[3] * k[2] * split(k, dp, s)[2]), group("dp")
-            ),
+            placed_local(expert_replicas, k_etp * k_ep * expert_shard, group("dp")),
             "dp",
         )
     else:  # no HSDP: ZeRO's groups are the whole ones, and no replicas to all-reduce across (one empty group)
