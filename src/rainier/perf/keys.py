@@ -172,14 +172,17 @@ def through_local(
 def placed_local(degree: IntArray, stride: IntArray, compute: Callable[[int, int], Any]) -> tuple[IntArray, list[Any]]:
     """:func:`through_local` of keys (degree, stride) given as an array each over the rows: the same indices and
     ``compute`` of the same distinct pairs in the same order (of each pair's first row), found by ``np.unique``
-    instead of a Python call per row, which over the few thousand rows of the data-parallel keys had cost more
-    than the rest of those keys."""
-    pairs = np.stack([degree, stride], axis=1)
-    found, first, inverse = np.unique(pairs, axis=0, return_index=True, return_inverse=True)
+    over one integer per pair instead of a Python call per row, which over the few thousand rows of the
+    data-parallel keys had cost more than the rest of those keys."""
+    low = int(stride.min())
+    codes = degree * (int(stride.max()) - low + 1) + (stride - low)  # one integer per distinct pair
+    _, first, inverse = np.unique(codes, return_index=True, return_inverse=True)
     order = np.argsort(first)  # the pairs in the order of their first rows, as through_local's dict holds them
     rank = np.empty(len(order), dtype=np.int64)
     rank[order] = np.arange(len(order))
-    return rank.take(inverse.reshape(-1)), [compute(d, s) for d, s in found[order].tolist()]
+    rows = first.take(order)
+    pairs = zip(degree.take(rows).tolist(), stride.take(rows).tolist(), strict=True)
+    return rank.take(inverse.reshape(-1)), [compute(d, s) for d, s in pairs]
 
 
 # The columns every key but the activations' reads (:func:`_structure`), integers and booleans.
