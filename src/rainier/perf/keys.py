@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -221,16 +221,25 @@ class Runs:
     dp_index: IntArray
     pp_index: IntArray
 
+    @staticmethod
+    def of(found: _Structure, run_of: IntArray, columns: dict[str, NDArray[Any]]) -> Runs:
+        """The runs whose keys :func:`_structure` found (one row per run)."""
+        return Runs(
+            run_of=run_of,
+            columns=columns,
+            pass_index=found.pass_index,
+            row_index=found.row_index,
+            dp_index=found.dp_index,
+            pp_index=found.pp_index,
+        )
+
     def part(self, start: int, stop: int) -> Runs:
         """The runs of plans ``start:stop`` (the runs' arrays are shared)."""
-        return Runs(
-            run_of=self.run_of[start:stop],
-            columns=self.columns,
-            pass_index=self.pass_index,
-            row_index=self.row_index,
-            dp_index=self.dp_index,
-            pp_index=self.pp_index,
-        )
+        return replace(self, run_of=self.run_of[start:stop])
+
+    def per_plan(self, per_run: IntArray) -> IntArray:
+        """A per-run array copied out to every plan of the run."""
+        return per_run.take(self.run_of)
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,22 +278,22 @@ class PlanKeys:
     @property
     def pass_index(self) -> IntArray:
         """Each plan's pass key (a row of ``passes``)."""
-        return self.runs.pass_index.take(self.runs.run_of)
+        return self.runs.per_plan(self.runs.pass_index)
 
     @property
     def dp_index(self) -> IntArray:
         """Each plan's row of the data-parallel key (pass key, dp, HSDP shard)."""
-        return self.runs.dp_index.take(self.runs.run_of)
+        return self.runs.per_plan(self.runs.dp_index)
 
     @property
     def pp_index(self) -> IntArray:
         """Each plan's row of the pipeline key (the data-parallel key and pp)."""
-        return self.runs.pp_index.take(self.runs.run_of)
+        return self.runs.per_plan(self.runs.pp_index)
 
     @property
     def row_index(self) -> IntArray:
         """Each plan's pipeline layout (a row of ``rows``)."""
-        return self.runs.row_index.take(self.runs.run_of)
+        return self.runs.per_plan(self.runs.row_index)
 
     @property
     def comm_index(self) -> dict[str, IntArray]:
@@ -387,14 +396,8 @@ def plan_keys(ctx: StepContext, cols: PlanColumns) -> PlanKeys:
         found, runs = over_runs
     else:
         found = _structure(ctx, cols)
-        runs = Runs(
-            run_of=np.arange(len(cols), dtype=np.int64),
-            columns={name: getattr(cols, name) for name in STRUCTURE_COLUMNS + STRUCTURE_FLAGS},
-            pass_index=found.pass_index,
-            row_index=found.row_index,
-            dp_index=found.dp_index,
-            pp_index=found.pp_index,
-        )
+        columns = {name: getattr(cols, name) for name in STRUCTURE_COLUMNS + STRUCTURE_FLAGS}
+        runs = Runs.of(found, np.arange(len(cols), dtype=np.int64), columns)
     pass_rows, by_index = found.pass_rows, (0, len(found.pass_rows) - 1)
 
     def activations(recompute: IntArray) -> tuple[IntArray, FloatArray]:
@@ -407,7 +410,7 @@ def plan_keys(ctx: StepContext, cols: PlanColumns) -> PlanKeys:
         if pairs is not None:
             rows, per_plan = pairs
         else:
-            index, rows = distinct([runs.pass_index.take(runs.run_of), recompute], [by_index])
+            index, rows = distinct([runs.per_plan(runs.pass_index), recompute], [by_index])
 
             def per_plan(local: IntArray) -> IntArray:
                 return local.take(index)
@@ -475,15 +478,7 @@ def _over_runs(ctx: StepContext, cols: PlanColumns, *, longest: float = 0.5) -> 
         if f.name not in values
     }
     found = _structure(ctx, PlanColumns(**values, **unread))
-    runs = Runs(
-        run_of=run_of,
-        columns=values,
-        pass_index=found.pass_index,
-        row_index=found.row_index,
-        dp_index=found.dp_index,
-        pp_index=found.pp_index,
-    )
-    return found, runs
+    return found, Runs.of(found, run_of, values)
 
 
 def _structure(ctx: StepContext, cols: PlanColumns) -> _Structure:
