@@ -157,3 +157,44 @@ def test_expert_parallelism_adds_the_all_to_all() -> None:
         replica_cost(get_model("llama-2-7b"), cluster, tp=8, ep=2, eff=IDEAL)
     with pytest.raises(ValueError, match="ep"):
         replica_cost(shape, cluster, tp=8, ep=3, eff=IDEAL)
+
+
+@pytest.mark.parametrize(
+    ("model", "accelerator", "devices", "kwargs"),
+    [
+        ("llama-3-70b", "h100-sxm", 8, {"tp": 8}),
+        ("llama-3-8b", "trn2", 16, {"tp": 16}),
+        ("deepseek-v3", "h100-sxm", 32, {"tp": 1, "ep": 32, "dp_attention": 32, "weights": WeightFormat.FP8}),
+        (
+            "deepseek-v3",
+            "h100-sxm",
+            72,
+            {"tp": 1, "ep": 72, "dp_attention": 72, "weights": WeightFormat.FP8, "two_batch_overlap": True},
+        ),
+    ],
+)
+@settings(max_examples=200, deadline=None)
+@given(
+    prefill=st.sampled_from([0, 1, 17, 8192, 40_000]),
+    decode=st.integers(0, 4096),
+    kv=st.integers(0, 10**8),
+    prompts=st.integers(1, 64),
+    cached=st.sampled_from([0, 3, 65_536]),
+)
+def test_iteration_function_is_iteration_s_bit_for_bit(
+    model: str,
+    accelerator: str,
+    devices: int,
+    kwargs: dict[str, object],
+    prefill: int,
+    decode: int,
+    kv: int,
+    prompts: int,
+    cached: int,
+) -> None:
+    """The simulator's closure (ReplicaCost.iteration_function) repeats parts()'s arithmetic in the same order: the
+    same float, for dense, Trainium, expert-parallel (over several nodes) and two-batch-overlap replicas."""
+    cluster = cluster_of(accelerator, devices)
+    cost = replica_cost(get_model(model), cluster, eff=ServeEfficiency(), **kwargs)  # type: ignore[arg-type]
+    duration = cost.iteration_function()
+    assert duration(prefill, decode, kv, prompts, cached) == cost.iteration_s(prefill, decode, kv, prompts, cached)

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import enum
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -255,6 +256,79 @@ class ReplicaCost:
         context already in the cache (a prefix-cache hit, or their earlier chunks) and attend to them."""
         parts = self.parts(prefill_tokens, decode_seqs, kv_tokens, prefill_seqs, cached_tokens=cached_tokens)
         return sum(parts.values())
+
+    def iteration_function(self) -> Callable[[int, int, int, int, int], float]:
+        """:meth:`iteration_s` as a function of ``(prefill_tokens, decode_seqs, kv_tokens, prefill_seqs,
+        cached_tokens)`` closed over this cost's constants: the arithmetic of :meth:`parts`, operation for operation
+        and in the same order (so the same bits), without reading some forty fields and building a dict at every
+        iteration. The simulator's engines call it once per iteration (a fit simulates millions of them)."""
+        eff = self.eff
+        dp = self.dp_attention
+        flop_rate = self.flop_per_s * self.tp_devices * eff.compute
+        byte_rate = self.hbm_bytes_per_s * self.tp_devices * eff.memory
+        pad = self.tile_tokens
+        gemm_per_token, head_per_token = self.gemm_flop_per_token, self.head_flop_per_token
+        num_experts, top_k = self.num_experts, self.top_k
+        untouched = 1.0 - top_k / num_experts if num_experts > 1 else 1.0
+        expert_rate = (self.expert_flop_per_s or self.flop_per_s) * self.tp_devices * dp * eff.compute
+        expert_per_token = self.expert_flop_per_token
+        dense_bytes, expert_bytes = self.dense_weight_bytes, self.expert_weight_bytes
+        elementwise = self.elementwise_bytes_per_token
+        prefill_flop = self.attention_flop_per_context_token
+        decode_flop = self.decode_attention_flop_per_context_token or self.attention_flop_per_context_token
+        kv_per_token, kv_reads = self.kv_bytes_per_token_replica, self.kv_reads_per_head
+        scores, score_bytes_each = self.scores_per_pair, self.score_bytes
+        kv_rate = self.hbm_bytes_per_s * self.tp_devices * eff.kv_memory
+        attention_rate = (self.attention_flop_per_s or self.flop_per_s) * self.tp_devices * eff.compute
+        slope, intercept = self.all_reduce
+        hidden_bytes = self.hidden_bytes_per_token
+        all_reduces = self.num_layers * ALL_REDUCES_PER_LAYER - (self.moe_layers if self.ep > 1 else 0)
+        fixed = intercept + eff.collective_latency_s
+        tensor_parallel = self.tp_devices > 1
+        ep, moe_layers = self.ep, self.moe_layers
+        a2a_slope, a2a_intercept = self.all_to_all
+        a2a_prefill_slope = a2a_slope
+        if ep > 1 and self.ep_nodes > 1:
+            a2a_prefill_slope = a2a_slope - self.all_to_all_network * (1.0 - node_copies_share(self.ep_nodes, top_k))
+        dispatch_bytes = self.dispatch_bytes_per_token or hidden_bytes
+        fixed_a2a = a2a_intercept + eff.collective_latency_s
+        overhead = eff.iteration_overhead_s + self.launch_s
+        overlapped = self.two_batch_overlap and ep > 1
+        iteration_s = self.iteration_s
+
+        def duration(prefill_tokens: int, decode_seqs: int, kv_tokens: int, prefill_seqs: int, cached: int) -> float:
+            tokens = prefill_tokens + decode_seqs
+            if overlapped and tokens >= 2:
+                return iteration_s(prefill_tokens, decode_seqs, kv_tokens, prefill_seqs, cached)
+            head_tokens = decode_seqs + (prefill_seqs if prefill_tokens else 0)
+            gemm_flop = (tokens / dp + pad) * gemm_per_token + (head_tokens / dp + pad) * head_per_token
+            touched = 1.0
+            if num_experts > 1 and tokens > 0:
+                touched = 1.0 - untouched**tokens
+            expert_tokens = tokens + num_experts * touched * pad / top_k
+            gemm_compute = gemm_flop / flop_rate + expert_tokens * expert_per_token / expert_rate
+            weight_bytes = dense_bytes + expert_bytes * touched / dp
+            gemm = max(gemm_compute, weight_bytes / byte_rate) if tokens else 0.0
+            gemm += tokens / dp * elementwise / byte_rate
+            prompts = max(prefill_seqs, 1)
+            prefill_pairs = (prefill_tokens**2 / (2 * prompts) + prefill_tokens * cached / prompts) / dp
+            decode_pairs = kv_tokens / dp
+            pairs = prefill_pairs + decode_pairs
+            attention_flop = prefill_pairs * prefill_flop + decode_pairs * decode_flop
+            kv_bytes = (kv_tokens + cached + tokens) * kv_per_token * kv_reads / dp
+            score_bytes = pairs * scores * score_bytes_each
+            attention = max(attention_flop / attention_rate, kv_bytes / kv_rate + score_bytes / byte_rate)
+            comm = all_reduces * (slope * (tokens / dp * hidden_bytes) + fixed) if tensor_parallel else 0
+            expert = 0.0
+            if ep > 1 and tokens:
+                copies = tokens * top_k / ep
+                routed = copies * dispatch_bytes
+                combined = copies * hidden_bytes
+                exchange = a2a_prefill_slope if prefill_tokens else a2a_slope
+                expert = moe_layers * (exchange * (routed + combined) + 2 * fixed_a2a)
+            return gemm + attention + comm + expert + overhead
+
+        return duration
 
     def pass_s(self, decode_seqs: int, kv_tokens: int, queries: int = 1) -> float:
         """A decode pass of ``queries`` tokens per sequence (speculative verification, or one drafter step)

@@ -129,6 +129,9 @@ class _Engine:
         self.iteration_s: Callable[..., float] = cost.iteration_s
         self.takes_prefill_seqs = takes_prefill_seqs(cost)
         self.takes_cached_tokens = takes_cached_tokens(cost)
+        # a cost may offer its iteration time as one closure of all five arguments (ReplicaCost.iteration_function)
+        make = getattr(cost, "iteration_function", None)
+        self.duration: Callable[[int, int, int, int, int], float] | None = make() if callable(make) else None
         self.capacity = int(cost.kv_capacity_tokens)
         self.watermark_capacity = self.capacity - int(KV_WATERMARK_FRACTION * self.capacity)
         self.max_batch = int(cost.max_batch)
@@ -258,7 +261,9 @@ class _Engine:
         if not running:
             self.busy = False
             return
-        if self.takes_cached_tokens:
+        if self.duration is not None:
+            duration = self.duration(prefill_tokens, decoding, kv - self.kv_prefilling, prefill_seqs, cached)
+        elif self.takes_cached_tokens:
             duration = self.iteration_s(
                 prefill_tokens, decoding, kv - self.kv_prefilling, prefill_seqs=prefill_seqs, cached_tokens=cached
             )
