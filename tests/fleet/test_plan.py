@@ -12,10 +12,14 @@ from rainier.fleet.plan import (
     critical_batch_tokens,
     deadline_sizes,
     default_batch_sequences,
+    peak_floor_days,
     plan_run,
     smallest_for_deadline,
 )
 from rainier.fleet.power import fleet_cluster
+from rainier.hardware import Cluster
+from rainier.parallel.plan import Infeasible
+from rainier.perf.result import StepEstimate
 from rainier.units import JOULES_PER_MWH, SECONDS_PER_DAY
 from rainier.workload import get_model
 from rainier.workload.flops import model_flops_per_token
@@ -116,3 +120,28 @@ def test_multi_site_run_counts_the_wan_or_uses_one_site() -> None:
         assert run.footprint.devices == best.devices < 499_968
     else:
         assert run.step_time_s == pytest.approx(best.step_time_s)
+
+
+def test_sizes_that_cannot_meet_the_deadline_at_peak_are_not_searched() -> None:
+    """The peak-FLOP/s bound skips the small sizes, and the answer is the one the size-by-size search gives."""
+    shape = get_model("llama-3-8b")
+    base = fleet_cluster("h100-sxm", 8)
+    finder = StepFinder(shape, 2e12)
+    price = Price(usd_per_device_hour=None, source="none")
+    searched: list[int] = []
+
+    def counting(cluster: Cluster) -> StepEstimate | Infeasible | None:
+        searched.append(cluster.num_devices)
+        return finder(cluster)
+
+    floor = peak_floor_days(shape, 2e12, finder.precisions)
+    plain = smallest_for_deadline(shape, base, 2e12, 10.0, step_on=finder, price=price)
+    bounded = smallest_for_deadline(shape, base, 2e12, 10.0, step_on=counting, price=price, floor_days=floor)
+    assert bounded.footprint.devices == plain.footprint.devices
+    assert bounded.wall_clock_days == plain.wall_clock_days
+    sizes = deadline_sizes(8, 10_000_000)
+    assert searched[0] > sizes[0] and searched[-1] == plain.footprint.devices  # some sizes skipped, none after
+    for devices in sizes[: sizes.index(plain.footprint.devices) + 1]:
+        cluster = fleet_cluster("h100-sxm", devices)
+        found = plan_run(shape, cluster, 2e12, step_on=finder, price=price)
+        assert floor(cluster) <= found.wall_clock_days  # a bound: no plan the search finds beats it

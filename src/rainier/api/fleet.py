@@ -50,6 +50,7 @@ from rainier.fleet.plan import (
     PriceText,
     RunPlan,
     critical_batch_tokens,
+    peak_floor_days,
     plan_run,
     smallest_for_deadline,
 )
@@ -138,6 +139,7 @@ def run_fleet_plan(
             goodput=goodput_model(failures, **recovery),
             limit_devices=limit,
             progress=progress,
+            floor_days=peak_floor_days(shape, tokens, step_on.precisions),
         )
     target = fleet_target(cluster, accelerator, count)
     rounded = rounding_note(count, target) if cluster is None else None

@@ -31,6 +31,7 @@ from rainier.parallel.plan import DegreeUnit, Infeasible, InfeasibleKind, Plan, 
 from rainier.perf.efficiency import Efficiency, EfficiencyTable
 from rainier.perf.result import StepEstimate
 from rainier.perf.step import estimate
+from rainier.precision import Precision
 from rainier.search.engine import Rates, search
 from rainier.search.space import SearchSpace
 from rainier.workload import resolve_model
@@ -126,6 +127,13 @@ class StepFinder:
         except NoPlan as none:
             return none.infeasible
         return found[0]
+
+    def precisions(self, cluster: Cluster) -> tuple[Precision, ...]:
+        """The precisions a searched plan on ``cluster`` may train in (the space's); none for a given plan, whose
+        single estimate per size needs no bound (``fleet.plan.peak_floor_days``)."""
+        if self.plan is not None:
+            return ()
+        return tuple(p for p in (self.space or SearchSpace()).precision if cluster.accelerator.supports(p))
 
     def candidates(self, cluster: Cluster, count: int, *, strict: bool = False) -> list[StepEstimate]:
         """The fastest ``count`` estimates on ``cluster`` (the given plan's alone); ``[]`` when the search finds none.

@@ -34,6 +34,7 @@ from rainier.frame import frame
 from rainier.hardware import Cluster, get_accelerator, resize_cluster
 from rainier.parallel.plan import Infeasible
 from rainier.perf.result import StepEstimate
+from rainier.precision import Precision
 from rainier.units import GIB, JOULES_PER_MWH, SECONDS_PER_DAY, SECONDS_PER_HOUR
 from rainier.workload.flops import model_flops_per_token
 from rainier.workload.shape import TransformerShape
@@ -365,6 +366,24 @@ def deadline_sizes(system_devices: int, limit_devices: int) -> list[int]:
     return sorted(n * system_devices for n in sizes)
 
 
+def peak_floor_days(
+    shape: TransformerShape, tokens: float, precisions: Callable[[Cluster], Sequence[Precision]]
+) -> Callable[[Cluster], float]:
+    """Days no plan on a cluster can beat: ``tokens`` x the model's training FLOPs per token (causal attention,
+    no recompute) over every device at its dense peak in the fastest of ``precisions(cluster)``. The step model
+    charges at least these FLOPs (recompute and full-matrix attention only add) at no more than peak (its GEMM and
+    attention fractions are bounded below 1), and a run trains at least ``tokens``."""
+    work = tokens * model_flops_per_token(shape)
+
+    def floor(cluster: Cluster) -> float:
+        usable = [p for p in precisions(cluster) if cluster.accelerator.supports(p)]
+        if not usable:
+            return 0.0  # nothing to bound by: the search says why
+        return work / max(cluster.peak_flop_per_s(p) for p in usable) / SECONDS_PER_DAY
+
+    return floor
+
+
 def smallest_for_deadline(
     shape: TransformerShape,
     base: Cluster,
@@ -376,8 +395,12 @@ def smallest_for_deadline(
     goodput: GoodputModel | None = None,
     limit_devices: int | None = None,
     progress: Callable[[int, int], None] | None = None,
+    floor_days: Callable[[Cluster], float] | None = None,
 ) -> RunPlan:
-    """The run on the fewest devices of ``base``'s kind (sizes: :func:`deadline_sizes`) that ends in time."""
+    """The run on the fewest devices of ``base``'s kind (sizes: :func:`deadline_sizes`) that ends in time.
+
+    ``floor_days`` (:func:`peak_floor_days`): a bound no plan on a cluster can beat; sizes whose bound misses the
+    deadline are not searched (the answer is the same, sooner: a full search per size is most of the time)."""
     check_tokens(tokens)
     check_days(deadline_days, "deadline-days")
     limit = min(limit_devices or MAX_DEADLINE_DEVICES, MAX_DEADLINE_DEVICES)
@@ -387,8 +410,15 @@ def smallest_for_deadline(
     best_days: float | None = None
     why = ""
     slower = ""  # the largest size tried that misses the deadline
+    skipped = ""  # the largest size whose bound misses the deadline, when no size searched misses it
     for index, devices in enumerate(sizes):
         cluster = resize_cluster(base, devices // base.system.num_devices)
+        floor = floor_days(cluster) if floor_days is not None else 0.0
+        if floor > deadline_days and index < len(sizes) - 1:  # the largest is searched: a refusal says why
+            skipped = f"; {devices:,} devices would take {floor:.1f} even at peak FLOP/s"
+            if progress is not None:
+                progress(index + 1, len(sizes))
+            continue
         found = step_on(cluster)
         if progress is not None:
             progress(index + 1, len(sizes))
@@ -404,7 +434,7 @@ def smallest_for_deadline(
         if run.wall_clock_days <= deadline_days:
             met = (
                 f"deadline {deadline_days:g} days: {devices:,} devices is the smallest size tried that meets it "
-                f"({run.wall_clock_days:.1f} days{slower})"
+                f"({run.wall_clock_days:.1f} days{slower or skipped})"
             )
             return replace(run, notes=(met, *run.notes))
         slower = f"; {devices:,} devices take {run.wall_clock_days:.1f}"
