@@ -295,6 +295,12 @@ class ReplicaCost:
         overhead = eff.iteration_overhead_s + self.launch_s
         overlapped = self.two_batch_overlap and ep > 1
         iteration_s = self.iteration_s
+        if num_experts <= 1 and ep <= 1 and expert_per_token == 0.0 and expert_bytes == 0.0:
+            return _dense_duration(
+                dp, pad, gemm_per_token, head_per_token, flop_rate, dense_bytes / byte_rate, elementwise, byte_rate,
+                prefill_flop, decode_flop, kv_per_token, kv_reads, scores, score_bytes_each, kv_rate, attention_rate,
+                all_reduces, slope, fixed, hidden_bytes, tensor_parallel, overhead,
+            )  # fmt: skip
 
         def duration(prefill_tokens: int, decode_seqs: int, kv_tokens: int, prefill_seqs: int, cached: int) -> float:
             tokens = prefill_tokens + decode_seqs
@@ -498,6 +504,61 @@ def _placed_group(cluster: Cluster, cores: int, axis: str, degree: int, comm: fl
 
 def ranks_per_device(cluster: Cluster, unit_core: bool) -> int:
     return cluster.accelerator.num_logical_cores if unit_core else 1
+
+
+def _dense_duration(
+    dp: int,
+    pad: float,
+    gemm_per_token: float,
+    head_per_token: float,
+    flop_rate: float,
+    weight_time: float,
+    elementwise: float,
+    byte_rate: float,
+    prefill_flop: float,
+    decode_flop: float,
+    kv_per_token: float,
+    kv_reads: float,
+    scores: float,
+    score_bytes_each: float,
+    kv_rate: float,
+    attention_rate: float,
+    all_reduces: int,
+    slope: float,
+    fixed: float,
+    hidden_bytes: float,
+    tensor_parallel: bool,
+    overhead: float,
+) -> Callable[[int, int, int, int, int], float]:
+    """``ReplicaCost.iteration_function`` of a model without routed experts: the terms that are exactly zero there
+    (the experts' FLOPs and bytes, the all-to-all; a decode iteration's prompt attention) left out, which adding
+    zeros does not change, so the floats are still ``parts()``' own."""
+
+    def duration(prefill_tokens: int, decode_seqs: int, kv_tokens: int, prefill_seqs: int, cached: int) -> float:
+        tokens = prefill_tokens + decode_seqs
+        head_tokens = decode_seqs + prefill_seqs if prefill_tokens else decode_seqs
+        compute = ((tokens / dp + pad) * gemm_per_token + (head_tokens / dp + pad) * head_per_token) / flop_rate
+        gemm = (weight_time if weight_time > compute else compute) if tokens else 0.0
+        gemm += tokens / dp * elementwise / byte_rate
+        decode_pairs = kv_tokens / dp
+        if prefill_tokens:
+            prompts = max(prefill_seqs, 1)
+            prefill_pairs = (prefill_tokens**2 / (2 * prompts) + prefill_tokens * cached / prompts) / dp
+            pairs = prefill_pairs + decode_pairs
+            attention_flop = prefill_pairs * prefill_flop + decode_pairs * decode_flop
+        else:
+            pairs = decode_pairs
+            attention_flop = decode_pairs * decode_flop
+        by_flop = attention_flop / attention_rate
+        by_bytes = (kv_tokens + cached + tokens) * kv_per_token * kv_reads / dp / kv_rate + (
+            pairs * scores * score_bytes_each
+        ) / byte_rate
+        attention = by_bytes if by_bytes > by_flop else by_flop
+        if tensor_parallel:
+            return gemm + attention + all_reduces * (slope * (tokens / dp * hidden_bytes) + fixed) + overhead
+        return gemm + attention + overhead
+
+    return duration
 
 
 def replica_cost(
