@@ -129,11 +129,11 @@ class StepFinder:
         return found[0]
 
     def precisions(self, cluster: Cluster) -> tuple[Precision, ...]:
-        """The precisions a searched plan on ``cluster`` may train in (the space's); none for a given plan, whose
-        single estimate per size needs no bound (``fleet.plan.peak_floor_days``)."""
+        """The precisions the search space lets a plan on ``cluster`` train in (``fleet.plan.peak_floor_days`` keeps
+        those the chip supports); none for a given plan, whose single estimate per size needs no bound."""
         if self.plan is not None:
             return ()
-        return tuple(p for p in (self.space or SearchSpace()).precision if cluster.accelerator.supports(p))
+        return tuple((self.space or SearchSpace()).precision)
 
     def candidates(self, cluster: Cluster, count: int, *, strict: bool = False) -> list[StepEstimate]:
         """The fastest ``count`` estimates on ``cluster`` (the given plan's alone); ``[]`` when the search finds none.

@@ -295,44 +295,45 @@ class ReplicaCost:
         overhead = eff.iteration_overhead_s + self.launch_s
         overlapped = self.two_batch_overlap and ep > 1
         iteration_s = self.iteration_s
-        if num_experts <= 1 and ep <= 1 and expert_per_token == 0.0 and expert_bytes == 0.0:
-            return _dense_duration(
-                dp, pad, gemm_per_token, head_per_token, flop_rate, dense_bytes / byte_rate, elementwise, byte_rate,
-                prefill_flop, decode_flop, kv_per_token, kv_reads, scores, score_bytes_each, kv_rate, attention_rate,
-                all_reduces, slope, fixed, hidden_bytes, tensor_parallel, overhead,
-            )  # fmt: skip
+        # without routed experts their FLOPs and bytes are exactly zero: left out (adding zeros changes no bits)
+        routed = num_experts > 1 or expert_per_token != 0.0 or expert_bytes != 0.0
+        dense_weight_time = dense_bytes / byte_rate
 
         def duration(prefill_tokens: int, decode_seqs: int, kv_tokens: int, prefill_seqs: int, cached: int) -> float:
             tokens = prefill_tokens + decode_seqs
             if overlapped and tokens >= 2:
                 return iteration_s(prefill_tokens, decode_seqs, kv_tokens, prefill_seqs, cached)
-            head_tokens = decode_seqs + (prefill_seqs if prefill_tokens else 0)
+            head_tokens = decode_seqs + prefill_seqs if prefill_tokens else decode_seqs
             gemm_flop = (tokens / dp + pad) * gemm_per_token + (head_tokens / dp + pad) * head_per_token
-            touched = 1.0
-            if num_experts > 1 and tokens > 0:
-                touched = 1.0 - untouched**tokens
-            expert_tokens = tokens + num_experts * touched * pad / top_k
-            gemm_compute = gemm_flop / flop_rate + expert_tokens * expert_per_token / expert_rate
-            weight_bytes = dense_bytes + expert_bytes * touched / dp
-            gemm = max(gemm_compute, weight_bytes / byte_rate) if tokens else 0.0
+            if routed:
+                touched = 1.0 - untouched**tokens if num_experts > 1 and tokens > 0 else 1.0
+                expert_tokens = tokens + num_experts * touched * pad / top_k
+                compute = gemm_flop / flop_rate + expert_tokens * expert_per_token / expert_rate
+                weight_time = (dense_bytes + expert_bytes * touched / dp) / byte_rate
+            else:
+                compute, weight_time = gemm_flop / flop_rate, dense_weight_time
+            gemm = (weight_time if weight_time > compute else compute) if tokens else 0.0  # max(), first on ties
             gemm += tokens / dp * elementwise / byte_rate
-            prompts = max(prefill_seqs, 1)
-            prefill_pairs = (prefill_tokens**2 / (2 * prompts) + prefill_tokens * cached / prompts) / dp
             decode_pairs = kv_tokens / dp
-            pairs = prefill_pairs + decode_pairs
-            attention_flop = prefill_pairs * prefill_flop + decode_pairs * decode_flop
+            if prefill_tokens:  # a decode-only iteration's prompt pairs are exactly zero
+                prompts = max(prefill_seqs, 1)
+                prefill_pairs = (prefill_tokens**2 / (2 * prompts) + prefill_tokens * cached / prompts) / dp
+                pairs = prefill_pairs + decode_pairs
+                attention_flop = prefill_pairs * prefill_flop + decode_pairs * decode_flop
+            else:
+                pairs, attention_flop = decode_pairs, decode_pairs * decode_flop
+            by_flop = attention_flop / attention_rate
             kv_bytes = (kv_tokens + cached + tokens) * kv_per_token * kv_reads / dp
-            score_bytes = pairs * scores * score_bytes_each
-            attention = max(attention_flop / attention_rate, kv_bytes / kv_rate + score_bytes / byte_rate)
-            comm = all_reduces * (slope * (tokens / dp * hidden_bytes) + fixed) if tensor_parallel else 0
-            expert = 0.0
+            by_bytes = kv_bytes / kv_rate + pairs * scores * score_bytes_each / byte_rate
+            total = gemm + (by_bytes if by_bytes > by_flop else by_flop)
+            if tensor_parallel:
+                total += all_reduces * (slope * (tokens / dp * hidden_bytes) + fixed)
             if ep > 1 and tokens:
                 copies = tokens * top_k / ep
-                routed = copies * dispatch_bytes
-                combined = copies * hidden_bytes
+                routed_bytes = copies * dispatch_bytes + copies * hidden_bytes
                 exchange = a2a_prefill_slope if prefill_tokens else a2a_slope
-                expert = moe_layers * (exchange * (routed + combined) + 2 * fixed_a2a)
-            return gemm + attention + comm + expert + overhead
+                total += moe_layers * (exchange * routed_bytes + 2 * fixed_a2a)
+            return total + overhead
 
         return duration
 
@@ -504,61 +505,6 @@ def _placed_group(cluster: Cluster, cores: int, axis: str, degree: int, comm: fl
 
 def ranks_per_device(cluster: Cluster, unit_core: bool) -> int:
     return cluster.accelerator.num_logical_cores if unit_core else 1
-
-
-def _dense_duration(
-    dp: int,
-    pad: float,
-    gemm_per_token: float,
-    head_per_token: float,
-    flop_rate: float,
-    weight_time: float,
-    elementwise: float,
-    byte_rate: float,
-    prefill_flop: float,
-    decode_flop: float,
-    kv_per_token: float,
-    kv_reads: float,
-    scores: float,
-    score_bytes_each: float,
-    kv_rate: float,
-    attention_rate: float,
-    all_reduces: int,
-    slope: float,
-    fixed: float,
-    hidden_bytes: float,
-    tensor_parallel: bool,
-    overhead: float,
-) -> Callable[[int, int, int, int, int], float]:
-    """``ReplicaCost.iteration_function`` of a model without routed experts: the terms that are exactly zero there
-    (the experts' FLOPs and bytes, the all-to-all; a decode iteration's prompt attention) left out, which adding
-    zeros does not change, so the floats are still ``parts()``' own."""
-
-    def duration(prefill_tokens: int, decode_seqs: int, kv_tokens: int, prefill_seqs: int, cached: int) -> float:
-        tokens = prefill_tokens + decode_seqs
-        head_tokens = decode_seqs + prefill_seqs if prefill_tokens else decode_seqs
-        compute = ((tokens / dp + pad) * gemm_per_token + (head_tokens / dp + pad) * head_per_token) / flop_rate
-        gemm = (weight_time if weight_time > compute else compute) if tokens else 0.0
-        gemm += tokens / dp * elementwise / byte_rate
-        decode_pairs = kv_tokens / dp
-        if prefill_tokens:
-            prompts = max(prefill_seqs, 1)
-            prefill_pairs = (prefill_tokens**2 / (2 * prompts) + prefill_tokens * cached / prompts) / dp
-            pairs = prefill_pairs + decode_pairs
-            attention_flop = prefill_pairs * prefill_flop + decode_pairs * decode_flop
-        else:
-            pairs = decode_pairs
-            attention_flop = decode_pairs * decode_flop
-        by_flop = attention_flop / attention_rate
-        by_bytes = (kv_tokens + cached + tokens) * kv_per_token * kv_reads / dp / kv_rate + (
-            pairs * scores * score_bytes_each
-        ) / byte_rate
-        attention = by_bytes if by_bytes > by_flop else by_flop
-        if tensor_parallel:
-            return gemm + attention + all_reduces * (slope * (tokens / dp * hidden_bytes) + fixed) + overhead
-        return gemm + attention + overhead
-
-    return duration
 
 
 def replica_cost(
