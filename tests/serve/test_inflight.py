@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,15 @@ from rainier.errors import InputError
 from rainier.hardware import cluster_of
 from rainier.serve.cost import replica_cost
 from rainier.serve.efficiency import ServeEfficiency
-from rainier.serve.inflight import Load, in_flight_of, simulate_case
+from rainier.serve.inflight import (
+    LOADGEN_MIN_DURATION_S,
+    MAX_WINDOW_REQUESTS,
+    RATE_SEARCH_HEADROOM,
+    Load,
+    in_flight_of,
+    simulate_case,
+    steady_window_s,
+)
 from rainier.serve.simulate import Request, ServeScenario, simulate_timeline
 from rainier.serve.validate import validate_inference_file
 from rainier.workload import get_model
@@ -82,10 +91,26 @@ def test_max_rate_is_the_edge_of_the_slo() -> None:
     assert found["ttft_p99_ms"] <= 2000.0 and found["tpot_p99_ms"] <= 60.0
     rate = found["requests_per_s"]
     offline = simulate_case(in_flight_of({"load": "offline", "max_batch": 512}, 1, 1), cost, 1024, 128)
-    assert rate < offline["requests_per_s"]  # below the capacity, where queues stay finite
+    assert rate < RATE_SEARCH_HEADROOM * offline["requests_per_s"]
+    window = steady_window_s(load.slo, 128)
     more = simulate_case(
-        in_flight_of({"load": "rate", "request_rate": 1.1 * rate, "max_batch": 512}, 1, 1), cost, 1024, 128
-    )
+        replace(in_flight_of({"load": "rate", "request_rate": 1.1 * rate, "max_batch": 512}, 1, 1), window_s=window),
+        cost, 1024, 128,
+    )  # fmt: skip
     assert more["ttft_p99_ms"] > 2000.0 or more["tpot_p99_ms"] > 60.0
     tight = in_flight_of({"load": "max_rate", "max_batch": 512, "slo": {"tpot_p99_ms": 0.01}}, 1, 1)
     assert simulate_case(tight, cost, 1024, 128)["tpot_p99_ms"] > 0.01  # no rate passes: the lowest one is shown
+
+
+def test_a_poisson_benchmark_runs_its_stated_requests() -> None:
+    stated = in_flight_of({"load": "rate", "request_rate": 4.0, "num_requests": 1200}, 1, 1)
+    assert stated.requests() == 1200  # vllm bench serve --num-prompts 1200, as it ran
+    assert replace(stated, num_requests=None, window_s=100.0).requests() == 1_000  # at least MIN_REQUESTS
+    assert replace(stated, num_requests=None, window_s=1e6).requests() == MAX_WINDOW_REQUESTS
+
+
+def test_the_steady_window_is_loadgens_ten_minutes_or_five_lifetimes() -> None:
+    llama70 = (("ttft_p99_ms", 2000.0), ("tpot_p99_ms", 200.0))
+    assert steady_window_s(llama70, 274) == pytest.approx(5 * (2.0 + 273 * 0.2))
+    assert steady_window_s(llama70, 4000) == LOADGEN_MIN_DURATION_S
+    assert steady_window_s((("ttft_p99_ms", 2000.0),), 1) == pytest.approx(10.0)
