@@ -78,7 +78,7 @@ class Load(enum.StrEnum):
 
 
 SLO_KEYS = ("ttft_p99_ms", "tpot_p99_ms")  # the p99 bounds a max_rate search holds (MLPerf LLM benchmarks)
-RATE_SEARCH_STEPS = 8  # bisection steps: the rate within 0.5% of the offline capacity
+RATE_SEARCH_STEPS = 7  # bisection steps: the rate within 1% of the offline capacity
 # The search's upper end, over the offline capacity: an offline run of equal requests moves in lockstep waves (a
 # batch admitted together finishes together, then refills in prompt-heavy iterations), so a Poisson stream keeps
 # an engine fuller and sustains a few percent more (B200 Llama 2 70B: 92k vs 87.5k tokens/s).
