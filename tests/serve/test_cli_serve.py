@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -102,3 +103,13 @@ def test_bad_simulate_input(args: list[str], needle: str) -> None:
     assert result.exit_code == 2, result.output
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and needle in lines[0], result.stderr
+
+
+def test_calibrate_reports_the_priors_and_the_fit() -> None:
+    cases = Path(__file__).resolve().parents[2] / "validation" / "inference.yaml"
+    result = runner.invoke(app, ["calibrate", str(cases), "--dry-run", "--json"])
+    assert result.exit_code == 0, result.output[-500:]
+    doc = json.loads(result.stdout)
+    before, after = doc["before"], doc["after"]["summary"]
+    assert doc["written"] is None and before["predicted"] == after["predicted"] > 100
+    assert after["median_abs_error_pct"] < before["median_abs_error_pct"]
