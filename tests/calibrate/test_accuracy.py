@@ -5,7 +5,7 @@ after one) fails CI. Issue 11's targets over the public set (validation/training
 all cases median |error| <= 5%; leave-one-group-out median <= 8%, p90 <= 20%, every family's median <= 12%; at
 most 5% of the cases skipped; every fitted family from at least 4 cases (else it names the family it borrows);
 no committed parameter at a bound of its physical range. The leave-one-group-out fold is computed once per
-session (about two minutes).
+session (under a minute).
 
 The bounds below are regression guards at what the model reaches today, a little above the measured values
 (all cases: median 4.8%, p90 16.6%; leave-one-group-out: median 7.0%, p90 19.3%, worst family 9.6%), and at

@@ -211,3 +211,43 @@ def test_a_measured_fraction_is_held_at_its_value(shared51: CaseFile, monkeypatc
     assert "scale_up" not in hopper.fitted
     _close(hopper.efficiency, TRUTH["nvidia-hopper"], ("gemm", "gemm_8bit"), rel=0.2)  # the rest still fitted
     assert entries["nvidia-ampere"].measured == () and "scale_up" in entries["nvidia-ampere"].fitted
+
+
+def test_a_preparation_is_reused_exactly_where_every_gemm_side_stays() -> None:
+    """A case prepared at one set of efficiencies serves another only if that one puts every GEMM on the same
+    side of the roofline; it then times exactly as a fresh preparation would."""
+    import importlib
+
+    import numpy as np
+
+    from rainier.calibrate import load_cases
+    from rainier.perf import context, step
+    from rainier.perf.batch import assemble
+    from rainier.perf.compute import same_sides
+    from rainier.perf.efficiency import BOUNDS, committed_efficiency
+
+    fitting = importlib.import_module("rainier.calibrate.fit")  # the module (the package exports the function)
+    cases = load_cases(Path(__file__).resolve().parents[2] / "validation" / "training.yaml").training
+    base = committed_efficiency().entries["default"]
+    near = base.with_(gemm=base.gemm * 1.001)
+    # GEMMs at their slowest and memory at its fastest: the GEMMs near the ridge turn compute-bound
+    flipped = base.with_(gemm=BOUNDS["gemm"][0], gemm_8bit=BOUNDS["gemm_8bit"][0], memory=BOUNDS["memory"][1])
+    moved = 0
+    for case in cases[:12]:
+        first = fitting._prepared(case, base)
+        if first is None:
+            continue
+        assert fitting._prepared(case, near) is first
+        (decided, _), *_ = fitting._BY_SIDES[case]
+        if not same_sides(decided, flipped):
+            moved += 1
+            assert fitting._prepared(case, flipped) is not first
+        fitting._PREPARED.clear()
+        fitting._BY_SIDES.clear()
+        context._SHARED.clear()
+        step.step_context.cache_clear()
+        fresh = fitting._prepared(case, near)
+        assert fresh is not None and fresh is not first
+        for eff in (near, base):
+            assert np.array_equal(assemble(first, eff).step_time_s, assemble(fresh, eff).step_time_s)
+    assert moved > 0

@@ -51,8 +51,10 @@ from rainier.calibrate.score import (
 from rainier.calibrate.summary import error_stats
 from rainier.errors import InputError, UnknownNameError
 from rainier.hardware.accelerator import EfficiencyFamily
+from rainier.perf import kernel
 from rainier.perf.batch import Prepared, assemble, prepare
 from rainier.perf.columns import PlanColumns
+from rainier.perf.compute import Side, same_sides
 from rainier.perf.efficiency import (
     BOUNDS,
     DEFAULT_KEY,
@@ -224,13 +226,18 @@ class CaseBank:
         out = np.full(self.size, math.nan)
         if self.prepared is not None:
             with np.errstate(divide="ignore", invalid="ignore"):
-                result = assemble(self.prepared, efficiency)
+                # compiled even for a family's few cases: a fit times them hundreds of times (perf.kernel)
+                result = assemble(self.prepared, efficiency, compiled=kernel.AVAILABLE)
                 steps = result.step_time_s + eval_seconds(self.eval_share, result.breakdown["compute"])
                 out[self.index] = np.where(steps > 0, np.log(steps), math.nan)
         return out
 
 
 _PREPARED: dict[tuple[TrainingCase, Efficiency], Prepared | None] = {}
+# Each case's preparations with the GEMM sides decided for them (perf.compute.same_sides): a preparation is the
+# same under any efficiencies that decide those sides alike, so a fit's later rounds and leave-one-group-out's
+# folds, which classify at nearby values, reuse it instead of preparing the case again.
+_BY_SIDES: dict[TrainingCase, list[tuple[list[Side], Prepared | None]]] = {}
 PREPARED_CACHE = 50_000  # prepared cases kept across fits (leave-one-group-out refits the same cases)
 
 
@@ -239,8 +246,17 @@ def _prepared(case: TrainingCase, classify: Efficiency) -> Prepared | None:
     key = (case, classify)
     if key in _PREPARED:
         return _PREPARED[key]
+    if len(_PREPARED) >= PREPARED_CACHE:
+        _PREPARED.clear()
+        _BY_SIDES.clear()
+    earlier = _BY_SIDES.setdefault(case, [])
+    for decided, prepared in earlier:
+        if same_sides(decided, classify):
+            _PREPARED[key] = prepared
+            return prepared
     shape = case.shape.with_seq_len(case.seq_len)
     found: Prepared | None = None
+    sides: list[Side] = []  # a plan the model refuses is refused under any efficiencies
     if plan_problem(shape, case.plan, case.cluster) is None:
         ctx = step_context(shape, case.cluster, classify, case.plan.degrees_unit)
         model_flops, hardware_flops = flops_per_token_table(shape)
@@ -250,8 +266,8 @@ def _prepared(case: TrainingCase, classify: Efficiency) -> Prepared | None:
             model_flops_per_token=model_flops,
             hardware_flops_per_token=hardware_flops,
         )
-    if len(_PREPARED) >= PREPARED_CACHE:
-        _PREPARED.clear()
+        sides = ctx.gemm_sides  # every side decided for the case's model and chip at classify (a superset of its own)
+    earlier.append((sides, found))
     _PREPARED[key] = found
     return found
 

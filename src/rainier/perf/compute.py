@@ -30,7 +30,9 @@ the busiest expert group (``routing_imbalance``, dropless) or the capacity facto
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -162,6 +164,31 @@ def shape_efficiency(m: int, n: int, k: int, batch: int, tile: tuple[int, int], 
     return best
 
 
+# A GEMM's side of the roofline as decided: (8-bit operands, compute seconds, memory seconds, compute side). While
+# a list is on ``_RECORDERS`` every decision is appended to the innermost one (``perf.context`` records each
+# context's), so :func:`same_sides` can tell whether other efficiencies would decide every one of them alike.
+Side = tuple[bool, float, float, bool]
+_RECORDERS: list[list[Side]] = []
+
+
+@contextlib.contextmanager
+def recording_sides(into: list[Side]) -> Iterator[None]:
+    """Append every GEMM side :func:`gemm_form` decides inside the block to ``into``."""
+    _RECORDERS.append(into)
+    try:
+        yield
+    finally:
+        _RECORDERS.pop()
+
+
+def same_sides(sides: Sequence[Side], classify: Efficiency) -> bool:
+    """Whether ``classify`` puts every recorded GEMM on the side it was put on (the same test as :func:`gemm_form`)."""
+    return all(
+        (compute / (classify.gemm_8bit if bits8 else classify.gemm) >= memory / classify.memory) == side
+        for bits8, compute, memory, side in sides
+    )
+
+
 def gemm_form(gemm: Gemm, rank: Rank, classify: Efficiency, *, output_bytes: float = ACTIVATION_BYTES) -> Form:
     """Roofline of one (batched) GEMM as a form: its compute term, or its memory term when that is larger at the
     ``classify`` efficiencies (GEMMs rarely sit near the ridge, so the side is stable under a fit)."""
@@ -173,10 +200,13 @@ def gemm_form(gemm: Gemm, rank: Rank, classify: Efficiency, *, output_bytes: flo
     memory = traffic * gemm.batch / rank.hbm_bw_bytes_per_s
     base = classify.gemm_8bit if rank.bits8 else classify.gemm
     form = zero_form()
-    if compute / base >= memory / classify.memory:
+    side = compute / base >= memory / classify.memory
+    if side:
         form[column] = compute
     else:
         form[MEMORY] = memory
+    if _RECORDERS:
+        _RECORDERS[-1].append((rank.bits8, compute, memory, side))
     return form
 
 

@@ -19,7 +19,7 @@ from rainier.parallel.pipeline import StageRow, stage_rows
 from rainier.parallel.placement import _machine_levels, link_classes, place_axis
 from rainier.parallel.plan import DegreeUnit
 from rainier.perf.columns import FLASH2_ATTENTION, FP8_ATTENTION, FP8_RECIPES, PRECISIONS, RECOMPUTES
-from rainier.perf.compute import CAST_BYTES, PassForms, Rank, head_forms, is_8bit, layer_forms
+from rainier.perf.compute import CAST_BYTES, PassForms, Rank, Side, head_forms, is_8bit, layer_forms, recording_sides
 from rainier.perf.efficiency import Efficiency, flash2_speed
 from rainier.perf.links import GroupLinks, group_links
 from rainier.precision import Precision
@@ -43,6 +43,7 @@ class SharedTables:
     passes: dict[tuple[Any, ...], tuple[PassForms, PassForms | None, PassForms]] = field(default_factory=dict)
     activations: dict[tuple[int, ...], tuple[float, float]] = field(default_factory=dict)
     tables: dict[tuple[Any, ...], Any] = field(default_factory=dict)
+    sides: list[Side] = field(default_factory=list)  # every GEMM side the passes decided (perf.compute.same_sides)
 
 
 _SHARED: dict[tuple[Any, ...], SharedTables] = {}
@@ -92,6 +93,9 @@ class StepContext:
     head_weight: float = field(init=False)
     _levels: list[Any] = field(init=False)
     _groups: dict[tuple[str, int, int], Placed] = field(init=False, default_factory=dict)
+    # every GEMM side decided at ``eff`` by the contexts sharing these tables: all that the efficiencies decide
+    # in what the context caches (perf.compute.same_sides tells whether other efficiencies decide them alike)
+    gemm_sides: list[Side] = field(init=False)
     _passes: dict[tuple[Any, ...], tuple[PassForms, PassForms | None, PassForms]] = field(init=False)
     _activations: dict[tuple[int, ...], tuple[float, float]] = field(init=False)
     tables: dict[tuple[Any, ...], Any] = field(init=False)  # perf.keys' pass tables
@@ -108,6 +112,7 @@ class StepContext:
         self.head_weight = _head_weight(self.shape)
         shared = shared_tables(self.shape, self.cluster, self.cores, self.eff)
         self._passes, self._activations, self.tables = shared.passes, shared.activations, shared.tables
+        self.gemm_sides = shared.sides
 
     # -- placed groups ---------------------------------------------------------------------------------------
     def group(self, axis: str, degree: int, stride: int) -> Placed:
@@ -191,11 +196,12 @@ class StepContext:
                 flash2_attention=flash == FLASH2_ATTENTION,
             )
 
-        result = (
-            formed(gemms.dense_layer),
-            formed(gemms.moe_layer) if gemms.moe_layer else None,
-            head_forms(gemms.head, rank=rank, classify=self.eff, weight_gradients=not lora),
-        )
+        with recording_sides(self.gemm_sides):
+            result = (
+                formed(gemms.dense_layer),
+                formed(gemms.moe_layer) if gemms.moe_layer else None,
+                head_forms(gemms.head, rank=rank, classify=self.eff, weight_gradients=not lora),
+            )
         self._passes[key] = result
         return result
 
