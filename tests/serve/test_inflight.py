@@ -114,3 +114,23 @@ def test_the_steady_window_is_loadgens_ten_minutes_or_five_lifetimes() -> None:
     assert steady_window_s(llama70, 274) == pytest.approx(5 * (2.0 + 273 * 0.2))
     assert steady_window_s(llama70, 4000) == LOADGEN_MIN_DURATION_S
     assert steady_window_s((("ttft_p99_ms", 2000.0),), 1) == pytest.approx(10.0)
+
+
+def test_an_offline_run_is_one_replica_with_its_share() -> None:
+    """Equal requests all at once: the router deals them out in turn and every replica runs the same timeline, so
+    the case simulates one replica (its throughput times the replicas) and matches the whole pool's run."""
+    from rainier.serve.simulate import simulate_serving
+
+    cost = replica_cost(get_model("llama-3.1-8b"), cluster_of("h100-sxm", 1), tp=1, eff=ServeEfficiency())
+    load = in_flight_of({"load": "offline", "max_batch": 32}, 4, 1)
+    shortcut = simulate_case(load, cost, 512, 128)
+    n = load.requests()
+    assert n % load.replicas == 0
+    engine = replace(cost, engine_max_batch=load.max_batch)
+    requests = (Request(arrival_s=0.0, input_len=512, output_len=128),) * n
+    whole = simulate_serving(ServeScenario(cost=engine, replicas=load.replicas, requests=requests, max_requests=n))
+    assert shortcut["output_tokens_per_s"] == pytest.approx(whole.output_tokens_per_s, rel=1e-12)
+    assert shortcut["requests_per_s"] == pytest.approx(whole.requests_per_s, rel=1e-12)
+    assert whole.ttft_ms is not None and whole.tpot_ms is not None
+    assert shortcut["ttft_ms"] == pytest.approx(whole.ttft_ms.p50, rel=1e-12)
+    assert shortcut["tpot_ms"] == pytest.approx(whole.tpot_ms.p50, rel=1e-12)

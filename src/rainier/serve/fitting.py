@@ -11,8 +11,10 @@ keeps them from pulling every other case); ``leave_one_group_out`` refits withou
 Static cases enter the fit by their own predictions (``serve.estimate``, microseconds each). In-flight cases
 under an offline or closed-loop load (``Prepared.linearised``) enter by their simulated response
 (``serve.response``): each family and accelerator level expands them around its parent's values, so a fit costs
-``1 + len(PARAMETERS)`` simulations per in-flight case and level, not one per residual evaluation (again around
-the result where the fit moved far from that point, ``EXPANSION_REACH``). They steer the
+``1 + len(PARAMETERS)`` simulations per in-flight case and expansion, not one per residual evaluation. An
+expansion serves every level and round whose point lies within ``EXPANSION_REACH`` of it (a level whose parent
+sits near the level above reuses that level's expansions), and a fit that moves further from it expands again
+around the result. They steer the
 family and accelerator entries, not ``default``: the default is what a family without cases of its own gets, and
 the in-flight cases all run NVIDIA engines, so fitting them there would make it an NVIDIA entry (a Trainium1
 group held out, predicted from the default through the Trainium2 cases, went from 16% to 24% that way).
@@ -89,15 +91,12 @@ LEVELS: tuple[Callable[[Prepared], str], ...] = (
     lambda item: item.generation,
     lambda item: item.accelerator,
 )
-# A fit that moves an entry further than this from where its in-flight cases were expanded (largest change of a
-# coordinate of ``serve.response.coordinates``: log of a fraction, scale units of a time) expands them again
-# there and refits, at most ``EXPANSION_ROUNDS`` times: a fraction that triples (comm 0.32 -> 1.0) leaves a
-# first-order expansion 16% off on MLPerf Offline throughput, one within 20% about 1%.
+# An expansion is used for points within this of where it was made (largest change of a coordinate of
+# ``serve.response.coordinates``: log of a fraction, scale units of a time); a fit that moves an entry further
+# from its in-flight cases' expansions expands them again there and refits, at most ``EXPANSION_ROUNDS`` times: a
+# fraction that triples (comm 0.32 -> 1.0) leaves a first-order expansion 16% off on MLPerf Offline throughput,
+# one within 20% about 1%.
 EXPANSION_REACH, EXPANSION_ROUNDS = math.log(1.2), 3
-
-
-def _distance(a: ServeEfficiency, b: ServeEfficiency) -> float:
-    return max(abs(x - y) for x, y in zip(coordinates(a), coordinates(b), strict=True))
 
 
 def _steers(item: Prepared) -> bool:
@@ -105,19 +104,27 @@ def _steers(item: Prepared) -> bool:
     return (item.fitted or item.linearised) and FIT_WEIGHT[item.case.trust] > 0
 
 
-def _responses(
-    items: Sequence[Prepared], at: ServeEfficiency, known: dict[tuple[str, ServeEfficiency], Response]
-) -> dict[str, Response]:
-    """The responses of ``items``' in-flight cases around ``at`` (``known`` keeps them across the levels of one fit)."""
+def _reach(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+    """The largest change of a coordinate between two expansion points (``serve.response.coordinates``)."""
+    return max(abs(x - y) for x, y in zip(a, b, strict=True))
+
+
+def _responses(items: Sequence[Prepared], at: ServeEfficiency, known: dict[str, list[Response]]) -> dict[str, Response]:
+    """The responses of ``items``' in-flight cases near ``at``: an expansion already made for a case (``known``
+    keeps them across the levels and rounds of one fit) where one lies within ``EXPANSION_REACH`` of ``at``, the
+    nearest, else a new one around ``at``."""
     out: dict[str, Response] = {}
+    point = coordinates(at)
     for item in items:
         if not (item.linearised and _steers(item)):
             continue
-        key = (item.case.id, at)
-        if key not in known:
+        made = known.setdefault(item.case.id, [])
+        near = min(made, key=lambda r: _reach(r.at, point), default=None)
+        if near is None or _reach(near.at, point) > EXPANSION_REACH:
             metrics = tuple(m for m, _ in item.targets)
-            known[key] = linearise(functools.partial(predict_metrics, item), at, metrics)
-        out[item.case.id] = known[key]
+            near = linearise(functools.partial(predict_metrics, item), at, metrics)
+            made.append(near)
+        out[item.case.id] = near
     return out
 
 
@@ -166,18 +173,19 @@ def fit_table(
     at each in-flight case's deepest level. Given ``responses``, every level uses those instead of expanding anew."""
     if not items:
         raise InputError("no inference cases to fit")
-    known: dict[tuple[str, ServeEfficiency], Response] = {}
+    known: dict[str, list[Response]] = {}
     deepest: dict[str, Response] = {}
 
     def fitted(mine: Sequence[Prepared], parent: ServeEfficiency) -> ServeEfficiency:
         if responses is not None:
             return _fit_entry(mine, parent, responses)
         at = parent
-        for _ in range(EXPANSION_ROUNDS):  # re-expand where the fit moved far from the expansion point
+        for _ in range(EXPANSION_ROUNDS):  # re-expand where the fit moved far from the expansion points
             local = _responses(mine, at, known)
             deepest.update(local)
             entry = _fit_entry(mine, parent, local)
-            if not local or _distance(entry, at) <= EXPANSION_REACH:
+            point = coordinates(entry)
+            if all(_reach(r.at, point) <= EXPANSION_REACH for r in local.values()):
                 break
             at = entry
         return entry

@@ -229,11 +229,16 @@ def _simulate_case(
         chunking = {"chunked_prefill": True, "chunk_tokens": load.token_budget}
     elif load.token_budget is not None:
         chunking = {"token_budget": load.token_budget}
+    replicas, scale = load.replicas, 1
+    if load.load is Load.OFFLINE:
+        # Every request is the same and arrives at once, so the router deals them out in turn and no replica's
+        # timeline differs from another's: one replica with its share is the whole run, at 1/replicas of the cost.
+        replicas, scale, n = 1, load.replicas, math.ceil(n / load.replicas)
     if load.load is not Load.RATE:
         # n copies of one (frozen) request: building and validating n equal objects had been a tenth of a fit's time
         requests = (Request(arrival_s=0.0, input_len=input_len, output_len=output_len),) * n
         scenario = ServeScenario(
-            cost=engine, replicas=load.replicas, requests=requests, max_requests=n, concurrency=load.concurrency,
+            cost=engine, replicas=replicas, requests=requests, max_requests=n, concurrency=load.concurrency,
             prefix_hit=prefix_hit, **chunking,
         )  # fmt: skip
     else:
@@ -245,10 +250,10 @@ def _simulate_case(
     result = simulate_serving(scenario)
     devices = load.replicas * cost.replica_devices
     out: dict[str, float] = {
-        "output_tokens_per_s": result.output_tokens_per_s,
-        "output_tokens_per_s_per_device": result.output_tokens_per_s / devices,
-        "total_tokens_per_s": result.total_tokens_per_s,
-        "requests_per_s": result.requests_per_s,
+        "output_tokens_per_s": scale * result.output_tokens_per_s,
+        "output_tokens_per_s_per_device": scale * result.output_tokens_per_s / devices,
+        "total_tokens_per_s": scale * result.total_tokens_per_s,
+        "requests_per_s": scale * result.requests_per_s,
     }
     for metric, percentiles in (("ttft", result.ttft_ms), ("tpot", result.tpot_ms), ("e2e_latency", result.e2e_ms)):
         if percentiles is not None:
