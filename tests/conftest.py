@@ -19,7 +19,6 @@ SLOW_FILES = (
     "tests/serve/test_validation.py",
     "tests/calibrate/test_accuracy.py",
     "tests/test_readme.py",
-    "tests/test_terminal.py",
     "tests/test_fuzz.py",
 )
 

@@ -1,7 +1,14 @@
-"""The README's examples run, and the output lines it shows are what the commands print (golden examples)."""
+"""The README's examples run, and the output lines it shows are what the commands print (golden examples); the same
+tour on an 80-column terminal: no line wider than the window, nothing cut, every id and number kept.
+
+The README's golden lines (printed at 160 columns) are the reference: each id and number they show must appear
+whole in the same command's 80-column output, whatever layout the tables take there (``report.console``). Both run
+in one file, so one worker: the tour's second pass finds its plan searches kept (``search.engine``).
+"""
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 from pathlib import Path
@@ -34,7 +41,6 @@ def test_readme_starts_with_the_two_commands() -> None:
 def test_readme_console_examples_match() -> None:
     examples = _console_examples()
     assert len(examples) >= 8
-    import os
 
     os.chdir(README.parent)
     for argv, expected in examples:
@@ -56,3 +62,31 @@ def test_readme_python_example_prints_what_its_comments_say(capsys: object) -> N
     with contextlib.redirect_stdout(buffer):
         exec(compile(code, "README.md", "exec"), {})
     assert buffer.getvalue().splitlines() == expected
+
+
+WIDTH = 80
+TOKEN = re.compile(r"[A-Za-z0-9$~][\w.,:$%/+~=*-]*[\w%$*]")  # ids (rainier-trn2-500k), numbers (499,968; 41.3%)
+LONGEST = 30  # longer tokens are plans, which fold onto the next line at 80 columns
+
+
+def _tokens(line: str) -> set[str]:
+    return {t for t in TOKEN.findall(line) if len(t) <= LONGEST}
+
+
+def test_the_readme_tour_fits_80_columns() -> None:
+    os.chdir(README.parent)
+    problems = []
+    for argv, expected in _console_examples():
+        result = runner.invoke(app, argv, env={"COLUMNS": str(WIDTH)})
+        shown = result.stdout + result.stderr
+        command = " ".join(argv)
+        if "…" in shown:
+            problems.append(f"{command}: cut text: {[line for line in shown.splitlines() if '…' in line][:3]}")
+        wide = [line for line in result.stdout.splitlines() if len(line.rstrip()) > WIDTH]
+        if wide:
+            problems.append(f"{command}: {len(wide)} lines wider than {WIDTH}: {wide[0]!r}")
+        words = set(TOKEN.findall(shown))
+        missing = sorted({t for line in expected for t in _tokens(line)} - words)
+        if missing:
+            problems.append(f"{command}: not shown whole at {WIDTH} columns: {missing[:8]}")
+    assert not problems, "\n".join(problems)

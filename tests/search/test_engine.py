@@ -139,3 +139,20 @@ def test_unsupported_precision_is_counted() -> None:
     space = SearchSpace(precision=(Precision.BF16, Precision.FP8))
     result = search(get_model("llama-2-7b"), cluster_of("a100-80gb", 16), gbs=64, space=space)
     assert result.infeasible["unsupported"] > 0 and committed_efficiency() is not None
+
+
+def test_the_same_search_asked_again_is_answered_from_the_kept_result() -> None:
+    from rainier.perf.efficiency import Efficiency
+    from rainier.search import engine
+
+    shape, cluster = get_model("llama-3-8b"), cluster_of("h100-sxm", 64)
+    engine._MEMO.clear()
+    first = search(shape, cluster, gbs=128, top_k=3)
+    again = search(shape, cluster, gbs=128, top_k=3)
+    assert again.top == first.top and again.evaluated == first.evaluated and len(engine._MEMO) == 1
+    slower = search(shape, cluster, gbs=128, top_k=3, efficiency=Efficiency(gemm=0.3))  # another key: searched
+    assert len(engine._MEMO) == 2
+    assert slower.top[0].estimate.step_time_s > first.top[0].estimate.step_time_s
+    for size in range(engine.MEMO_SEARCHES + 3):  # the oldest go first
+        search(shape, cluster, gbs=128 + 8 * size, top_k=1)
+    assert len(engine._MEMO) == engine.MEMO_SEARCHES

@@ -7,9 +7,10 @@ is step time times a constant); they differ when cluster sizes vary (``--pareto`
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -29,6 +30,9 @@ from rainier.units import GIB, SECONDS_PER_HOUR
 from rainier.workload.shape import TransformerShape
 
 CHUNK = 32_768  # plans evaluated per numpy pass (bounds memory: ~200 arrays of plans x rows x link classes)
+MEMO_SEARCHES = 32  # results kept for asking again (search)
+_MEMO: dict[tuple[object, ...], SearchResult] = {}
+_MEMO_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +105,39 @@ def search(
     _require(objective, rates, cluster)
     started = time.perf_counter()
     eff, _ = resolve_efficiency(cluster, efficiency)
+    # A search is a pure function of these (the efficiencies resolved): the last few results are kept, so asking
+    # again (a web form resubmitted, a report that shows a plan the fleet search found) costs nothing.
+    key: tuple[object, ...] | None = (shape, cluster, gbs, objective, top_k, space, eff, rates, round_gbs)
+    try:
+        hash(key)
+    except TypeError:  # a value that is not frozen: searched every time
+        key = None
+    with _MEMO_LOCK:
+        kept = _MEMO.get(key) if key is not None else None
+    if kept is not None and progress is None:
+        return replace(kept, elapsed_s=time.perf_counter() - started)
+    result = _search(shape, cluster, gbs, objective, top_k, space, eff, rates, progress, round_gbs, started)
+    if key is not None:
+        with _MEMO_LOCK:
+            _MEMO[key] = result
+            while len(_MEMO) > MEMO_SEARCHES:
+                _MEMO.pop(next(iter(_MEMO)))
+    return result
+
+
+def _search(
+    shape: TransformerShape,
+    cluster: Cluster,
+    gbs: int | BatchTarget,
+    objective: Objective,
+    top_k: int,
+    space: SearchSpace,
+    eff: Efficiency,
+    rates: Rates,
+    progress: Callable[[int, int], None] | None,
+    round_gbs: bool,
+    started: float,
+) -> SearchResult:
     ctx = step_context(shape, cluster, eff, DegreeUnit.DEVICE)
     found = enumerate_plans(shape, cluster, gbs, space, round_gbs=round_gbs)
     hosted = can_offload(cluster.accelerator)
