@@ -141,18 +141,21 @@ def test_unsupported_precision_is_counted() -> None:
     assert result.infeasible["unsupported"] > 0 and committed_efficiency() is not None
 
 
-def test_the_same_search_asked_again_is_answered_from_the_kept_result() -> None:
+def test_the_same_search_asked_again_is_answered_from_the_kept_result(monkeypatch: pytest.MonkeyPatch) -> None:
     from rainier.perf.efficiency import Efficiency
     from rainier.search import engine
 
     shape, cluster = get_model("llama-3-8b"), cluster_of("h100-sxm", 64)
     engine._MEMO.clear()
+    monkeypatch.setattr(engine, "MEMO_SEARCHES", 3)
     first = search(shape, cluster, gbs=128, top_k=3)
     again = search(shape, cluster, gbs=128, top_k=3)
     assert again.top == first.top and again.evaluated == first.evaluated and len(engine._MEMO) == 1
     slower = search(shape, cluster, gbs=128, top_k=3, efficiency=Efficiency(gemm=0.3))  # another key: searched
     assert len(engine._MEMO) == 2
     assert slower.top[0].estimate.step_time_s > first.top[0].estimate.step_time_s
-    for size in range(engine.MEMO_SEARCHES + 3):  # the oldest go first
-        search(shape, cluster, gbs=128 + 8 * size, top_k=1)
-    assert len(engine._MEMO) == engine.MEMO_SEARCHES
+    search(shape, cluster, gbs=128, top_k=3)  # asked again: now the most recent
+    for gbs in (136, 144):  # the least recently asked goes first
+        search(shape, cluster, gbs=gbs, top_k=1)
+    kept = [key[2] for key in engine._MEMO]
+    assert len(kept) == 3 and kept[0] == 128 and 136 in kept and 144 in kept

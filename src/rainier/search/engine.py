@@ -30,7 +30,7 @@ from rainier.units import GIB, SECONDS_PER_HOUR
 from rainier.workload.shape import TransformerShape
 
 CHUNK = 32_768  # plans evaluated per numpy pass (bounds memory: ~200 arrays of plans x rows x link classes)
-MEMO_SEARCHES = 32  # results kept for asking again (search)
+MEMO_SEARCHES = 128  # results kept for asking again (search); a fleet scenario asks a dozen or two
 _MEMO: dict[tuple[object, ...], SearchResult] = {}
 _MEMO_LOCK = threading.Lock()
 
@@ -113,7 +113,9 @@ def search(
     except TypeError:  # a value that is not frozen: searched every time
         key = None
     with _MEMO_LOCK:
-        kept = _MEMO.get(key) if key is not None else None
+        kept = _MEMO.pop(key, None) if key is not None else None
+        if kept is not None:
+            _MEMO[key] = kept  # the most recently asked goes last: the least recently asked is dropped first
     if kept is not None and progress is None:
         return replace(kept, elapsed_s=time.perf_counter() - started)
     result = _search(shape, cluster, gbs, objective, top_k, space, eff, rates, progress, round_gbs, started)
