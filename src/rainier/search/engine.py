@@ -112,10 +112,12 @@ def search(
         hash(key)
     except TypeError:  # a value that is not frozen: searched every time
         key = None
-    with _MEMO_LOCK:
-        kept = _MEMO.pop(key, None) if key is not None else None
-        if kept is not None:
-            _MEMO[key] = kept  # the most recently asked goes last: the least recently asked is dropped first
+    kept = None
+    if key is not None:
+        with _MEMO_LOCK:
+            kept = _MEMO.pop(key, None)
+            if kept is not None:
+                _MEMO[key] = kept  # the most recently asked goes last: the least recently asked is dropped first
     if kept is not None and progress is None:
         return replace(kept, elapsed_s=time.perf_counter() - started)
     result = _search(shape, cluster, gbs, objective, top_k, space, eff, rates, progress, round_gbs, started)
