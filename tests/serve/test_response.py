@@ -76,3 +76,31 @@ def test_an_accelerator_takes_the_most_specific_serving_entry() -> None:
     assert table.for_accelerator(h100).compute == 0.4
     assert table.for_accelerator(get_accelerator("a100-80gb")).compute == 0.2
     assert table.for_accelerator(get_accelerator("trn2")).compute == 0.1
+
+
+def test_an_expansion_serves_every_point_within_its_reach(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fit expands an in-flight case again only where no expansion of it lies within EXPANSION_REACH."""
+    from types import SimpleNamespace
+
+    from rainier.calibrate.cases import Trust
+    from rainier.serve import fitting
+    from rainier.serve.response import Response, coordinates
+
+    made: list[ServeEfficiency] = []
+
+    def fake_linearise(_simulate: object, at: ServeEfficiency, metrics: tuple[str, ...]) -> Response:
+        made.append(at)
+        return Response(at=coordinates(at), base={m: 1.0 for m in metrics}, slopes={m: (0.0,) * 6 for m in metrics})
+
+    monkeypatch.setattr(fitting, "linearise", fake_linearise)
+    case = SimpleNamespace(id="c", trust=Trust.A)
+    item = SimpleNamespace(case=case, linearised=True, fitted=False, targets=(("output_tokens_per_s", 1.0),))
+    known: dict[str, list[Response]] = {}
+    base = ServeEfficiency()
+    first = fitting._responses([item], base, known)["c"]  # type: ignore[list-item]
+    near = base.with_(compute=base.compute * 1.1)  # log 1.1 < log 1.2: within reach
+    assert fitting._responses([item], near, known)["c"] is first and len(made) == 1  # type: ignore[list-item]
+    far = base.with_(compute=base.compute * 0.5)
+    second = fitting._responses([item], far, known)["c"]  # type: ignore[list-item]
+    assert second is not first and len(made) == 2
+    assert fitting._responses([item], base.with_(compute=base.compute * 0.55), known)["c"] is second  # nearest
