@@ -112,14 +112,13 @@ def search(
         hash(key)
     except TypeError:  # a value that is not frozen: searched every time
         key = None
-    kept = None
-    if key is not None:
+    if key is not None and progress is None:  # a search that reports progress runs
         with _MEMO_LOCK:
             kept = _MEMO.pop(key, None)
             if kept is not None:
                 _MEMO[key] = kept  # the most recently asked goes last: the least recently asked is dropped first
-    if kept is not None and progress is None:
-        return replace(kept, elapsed_s=time.perf_counter() - started)
+        if kept is not None:
+            return replace(kept, elapsed_s=time.perf_counter() - started)
     result = _search(shape, cluster, gbs, objective, top_k, space, eff, rates, progress, round_gbs, started)
     if key is not None:
         with _MEMO_LOCK:
