@@ -53,11 +53,14 @@ CASES = [
 # leave-one-group-out 16.3%, p90 73.4% (MLPerf groups 25.6/20.2/24.9/12.1%). An expansion serving every level of
 # the fit within its reach and Offline runs simulated as one replica (exact by symmetry; counts rounded up to a
 # multiple of the replicas) moved the fit by under 0.3%: all 11.2%, A+B p90 67.5%, leave-one-group-out 16.2%, p90
-# 74.1%. The guards below follow that fit (the fit is deterministic: a change that moves it refits).
-ALL_MEDIAN, TRUSTED_P90, LOGO_MEDIAN, LOGO_P90, STATIC_MEDIAN = 11.6, 70.0, 17.0, 75.0, 8.5
-# Trainium2 (issue 13's target: 15%): trust A+B rows 12.4%; with the trust-C DeepSeek-V3 contrib port's rows (its
-# native-API case read since its precision text "bf16 (FP8 checkpoint dequantized ...)" parses) 32.4%.
-TRN2_MEDIAN, TRN2_TRUSTED_MEDIAN = 33.0, 15.0
+# 74.1%. A torus all-reduce over both axes at once (Neuron's flat rings; serve.dispatch.concurrent_torus_axes) and
+# a Trainium entry from Trainium2's three cases when Trainium1 is held out: all 10.9%, A+B p90 67.5%,
+# leave-one-group-out 15.1%, p90 73.2% (Trainium1 held out 16.5% -> 13.6%, MLPerf H200 12.3% -> 12.6%). The guards
+# below follow that fit (the fit is deterministic: a change that moves it refits).
+ALL_MEDIAN, TRUSTED_P90, LOGO_MEDIAN, LOGO_P90, STATIC_MEDIAN = 11.3, 70.0, 15.6, 74.0, 8.5
+# Trainium2 (issue 13's target: 15%): trust A+B rows 11.6%; with the trust-C DeepSeek-V3 contrib port's rows (its
+# native-API case read since its precision text "bf16 (FP8 checkpoint dequantized ...)" parses) 28.4%.
+TRN2_MEDIAN, TRN2_TRUSTED_MEDIAN = 29.5, 12.5
 
 
 def test_every_inference_case_is_predicted_within_the_targets(calibrated: tuple[Path, dict[str, Any]]) -> None:

@@ -47,7 +47,13 @@ from rainier.errors import field_error
 from rainier.hardware import Accelerator, Cluster
 from rainier.perf.comm import GroupCost, group_cost
 from rainier.precision import Precision
-from rainier.serve.dispatch import ExpertExchange, expert_all_to_all, node_copies_share, placed_levels
+from rainier.serve.dispatch import (
+    ExpertExchange,
+    concurrent_torus_axes,
+    expert_all_to_all,
+    node_copies_share,
+    placed_levels,
+)
 from rainier.serve.efficiency import ServeEfficiency
 from rainier.serve.limits import MAX_BATCH, MAX_DEGREE, check_int
 from rainier.workload import count_params, kv_cache_bytes_per_token
@@ -500,7 +506,7 @@ def check_precision(accelerator: Accelerator, weights: WeightFormat) -> None:
 
 def _placed_group(cluster: Cluster, cores: int, axis: str, degree: int, comm: float) -> GroupCost:
     """Collective coefficients of a group of ``degree`` consecutive ranks on ``cluster``, links at ``comm``."""
-    return group_cost(placed_levels(cluster, cores, axis, degree, comm))
+    return group_cost(concurrent_torus_axes(placed_levels(cluster, cores, axis, degree, comm)))
 
 
 def ranks_per_device(cluster: Cluster, unit_core: bool) -> int:

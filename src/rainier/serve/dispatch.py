@@ -47,6 +47,36 @@ def placed_levels(cluster: Cluster, cores: int, axis: str, degree: int, comm: fl
     ]
 
 
+def concurrent_torus_axes(levels: list[Level]) -> list[Level]:
+    """``levels`` with each run of whole torus axes of the same links (bidirectional rings at one rate and latency)
+    joined into one level.
+
+    A group that spans whole axes of a torus runs its all-reduce as flat rings over all of them at once, not axis
+    after axis: Neuron's intra-node collectives lay rings on "mutually exclusive wires in parallel for full wire
+    bandwidth", two disjoint Hamiltonian cycles over a Trainium instance's 16-chip 2D torus, each chip a hop
+    (Ring, KangaRing), and for smaller buffers Mesh (O(1) hops) or recursive halving-doubling over the torus as a
+    hypercube (O(log N); aws-neuron-sdk, neuron-runtime/explore/intranode-collective-comm.rst). One axis at a time
+    leaves the other axes' links idle, so an axis-by-axis all-reduce pays twice the bandwidth term on a 2D torus.
+    The joined level has the axes' ranks and the sum of their per-rank bandwidths; ``perf.comm.group_cost`` takes
+    its latency as the lesser of a ring's and a tree's, which covers the smaller-buffer algorithms. Axes of other
+    links (a Trn2 UltraServer's slower Z ring between instances) stay levels of their own: a flat ring through
+    them would run at their rate."""
+    joined: list[Level] = []
+    for level in levels:
+        last = joined[-1] if joined else None
+        same_links = last is not None and (last.bw_bytes_per_s, last.alpha_s) == (level.bw_bytes_per_s, level.alpha_s)
+        if last is not None and same_links and last.bidirectional_ring and level.bidirectional_ring:
+            joined[-1] = Level(
+                size=last.size * level.size,
+                bw_bytes_per_s=last.bw_bytes_per_s + level.bw_bytes_per_s,
+                alpha_s=level.alpha_s,
+                bidirectional_ring=True,
+            )
+        else:
+            joined.append(level)
+    return joined
+
+
 def expert_all_to_all(cluster: Cluster, cores: int, ep: int, comm: float) -> ExpertExchange:
     """The exchange on the ``ep`` ranks, with the share of its bandwidth term that crosses the outermost level
     (the buffer's ``(n_total - inside) / n_total`` leaving it, at that level's rate) when that level joins nodes."""

