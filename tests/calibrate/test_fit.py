@@ -251,3 +251,33 @@ def test_a_preparation_is_reused_exactly_where_every_gemm_side_stays() -> None:
         for eff in (near, base):
             assert np.array_equal(assemble(first, eff).step_time_s, assemble(fresh, eff).step_time_s)
     assert moved > 0
+
+
+def test_gemm_sides_are_recorded_per_thread() -> None:
+    """Two threads recording side by side (the web app's workers form passes at once), their blocks ending out of
+    order: each thread's decisions go to its own list, never to the other's."""
+    import threading
+
+    from rainier.perf.compute import Rank, Side, gemm_form, recording_sides
+    from rainier.perf.efficiency import committed_efficiency
+    from rainier.workload.flops import Gemm, GemmKind
+
+    entered, left = threading.Event(), threading.Event()
+    other: list[Side] = []
+
+    def record_and_leave_first() -> None:
+        with recording_sides(other):
+            entered.set()
+            left.wait()
+
+    rank = Rank(peak_16bit_flop_per_s=1e15, peak_matmul_flop_per_s=1e15, hbm_bw_bytes_per_s=3e12, bits8=False)
+    classify = committed_efficiency().entries["default"]
+    mine: list[Side] = []
+    worker = threading.Thread(target=record_and_leave_first)
+    worker.start()
+    entered.wait()
+    with recording_sides(mine):
+        left.set()
+        worker.join()  # the worker's block ends inside this one
+        gemm_form(Gemm(kind=GemmKind.MLP_UP, m=4096, n=4096, k=4096), rank, classify)
+    assert len(mine) == 1 and other == []

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 
@@ -165,20 +166,29 @@ def shape_efficiency(m: int, n: int, k: int, batch: int, tile: tuple[int, int], 
 
 
 # A GEMM's side of the roofline as decided: (8-bit operands, compute seconds, memory seconds, compute side). While
-# a list is on ``_RECORDERS`` every decision is appended to the innermost one (``perf.context`` records each
-# context's), so :func:`same_sides` can tell whether other efficiencies would decide every one of them alike.
+# a thread has a list on its ``_RECORDING.lists`` every decision it makes is appended to the innermost one
+# (``perf.context`` records each context's), so :func:`same_sides` can tell whether other efficiencies would
+# decide every one of them alike. Per thread: the web app's workers form passes side by side.
 Side = tuple[bool, float, float, bool]
-_RECORDERS: list[list[Side]] = []
+_RECORDING = threading.local()
+
+
+def _recorders() -> list[list[Side]]:
+    lists: list[list[Side]] | None = getattr(_RECORDING, "lists", None)
+    if lists is None:
+        lists = _RECORDING.lists = []
+    return lists
 
 
 @contextlib.contextmanager
 def recording_sides(into: list[Side]) -> Iterator[None]:
-    """Append every GEMM side :func:`gemm_form` decides inside the block to ``into``."""
-    _RECORDERS.append(into)
+    """Append every GEMM side :func:`gemm_form` decides inside the block, in this thread, to ``into``."""
+    recorders = _recorders()
+    recorders.append(into)
     try:
         yield
     finally:
-        _RECORDERS.pop()
+        recorders.pop()
 
 
 def same_sides(sides: Sequence[Side], classify: Efficiency) -> bool:
@@ -205,8 +215,9 @@ def gemm_form(gemm: Gemm, rank: Rank, classify: Efficiency, *, output_bytes: flo
         form[column] = compute
     else:
         form[MEMORY] = memory
-    if _RECORDERS:
-        _RECORDERS[-1].append((rank.bits8, compute, memory, side))
+    recorders = _recorders()
+    if recorders:
+        recorders[-1].append((rank.bits8, compute, memory, side))
     return form
 
 
