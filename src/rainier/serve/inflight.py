@@ -4,7 +4,8 @@ Most serving numbers published today come from engines that batch in flight (Ten
 SGLang; MLPerf Inference, trtllm-bench, ``vllm bench serve``). A case with ``serving.batch: null`` states its
 load instead of a batch, and is scored on what the simulator (``serve.simulate``) measures under that load on
 the case's replicas (``system.count`` devices over the replica's), each engine admitting at most
-``serving.max_batch`` sequences (default ``DEFAULT_ENGINE_MAX_BATCH``) and as many as its KV cache holds:
+``serving.max_batch`` sequences (default: the engine's own, ``default_engine_max_batch``) and as many as its KV
+cache holds:
 
 - ``load: offline``: every request available at once (MLPerf Offline, throughput mode); enough requests for
   ``WAVES`` full batches on every replica, so the ramp-up and the drain weigh little;
@@ -42,7 +43,15 @@ from rainier.serve.iteration import pipeline_groups
 from rainier.serve.limits import MAX_BATCH, MAX_RATE_PER_S, MAX_REQUESTS, MAX_TOKENS, check_int
 from rainier.serve.simulate import Request, ServeScenario, simulate_serving
 
-DEFAULT_ENGINE_MAX_BATCH = 256  # vLLM's default max_num_seqs; TensorRT-LLM and SGLang cases state theirs
+DEFAULT_ENGINE_MAX_BATCH = 256  # vLLM's default max_num_seqs (EngineArgs), and any engine not named below
+# TensorRT-LLM's BuildConfig defaults, max_batch_size = 2048 beside max_num_tokens = 8192 (tensorrt_llm/builder.py,
+# NVIDIA/TensorRT-LLM commit 008b2b8d23af), for the releases that admit by max_num_tokens (``_is_trtllm``).
+TRTLLM_MAX_BATCH = 2048
+# SGLang sizes its request pool, the running requests' limit unless --max-running-requests is given, from the KV
+# pool: KV tokens / context length x 512, clamped to [2048, 4096] (sgl-project/sglang, python/sglang/srt/
+# model_executor/model_runner.py, init_memory_pool).
+SGLANG_REQUESTS_PER_CONTEXT = 512
+SGLANG_MAX_REQUESTS = (2048, 4096)
 WAVES = 4  # offline: requests for this many full batches per replica
 MIN_REQUESTS = 1_000  # at least this many simulated requests per case (stable p99s)
 MAX_CASE_REQUESTS = 20_000  # and at most this many (a case costs well under a second)
@@ -66,6 +75,8 @@ _VLLM_VERSION = re.compile(r"vllm\s+v?(\d+)\.(\d+)", re.IGNORECASE)
 TRTLLM_TOKEN_BUDGET_VERSION = (0, 11)
 TRTLLM_TOKEN_BUDGET = 8192
 _TRTLLM_VERSION = re.compile(r"tensorrt-llm\s+v?(\d+)\.(\d+)", re.IGNORECASE)
+TENSORRT_OF_TRTLLM_0_11 = (10, 1)
+_TENSORRT_VERSION = re.compile(r"\btensorrt\s+v?(\d+)\.(\d+)", re.IGNORECASE)
 CACHED_RUNS = 4096  # simulated case runs kept in memory (each a dict of ~10 floats)
 CLOSED_LOOP_ROUNDS = 8  # requests per client of a closed loop whose benchmark does not state its count
 
@@ -113,8 +124,12 @@ class InFlight:
         return min(MAX_CASE_REQUESTS, max(MIN_REQUESTS, WAVES * self.replicas * groups * self.max_batch))
 
 
-def in_flight_of(serving: dict[str, Any], devices: int, replica_devices: int) -> InFlight:
-    """The load of a case's ``serving`` block; a load the simulator cannot replay is an ``InputError``."""
+def in_flight_of(
+    serving: dict[str, Any], devices: int, replica_devices: int, *, kv_tokens: int = 0, context_len: int = 0
+) -> InFlight:
+    """The load of a case's ``serving`` block; a load the simulator cannot replay is an ``InputError``. Without a
+    stated ``max_batch`` the engine's own default applies (``default_engine_max_batch``; SGLang's from the
+    replica's ``kv_tokens`` and the model's ``context_len``)."""
     text = serving.get("load")
     try:
         load = Load(str(text).strip().lower())
@@ -127,7 +142,7 @@ def in_flight_of(serving: dict[str, Any], devices: int, replica_devices: int) ->
     if requests is not None:
         requests = check_int("serving.num_requests", requests, 1, MAX_REQUESTS, "requests")
     max_batch = serving.get("max_batch")
-    engine_batch = DEFAULT_ENGINE_MAX_BATCH
+    engine_batch = default_engine_max_batch(str(serving.get("framework") or ""), kv_tokens, context_len)
     if max_batch is not None:
         engine_batch = check_int("serving.max_batch", max_batch, 1, MAX_BATCH, "sequences")
     rate = serving.get("request_rate")
@@ -187,10 +202,28 @@ def default_token_budget(framework: str) -> int | None:
     return TRTLLM_TOKEN_BUDGET if _is_trtllm(framework) else None
 
 
+def default_engine_max_batch(framework: str, kv_tokens: int = 0, context_len: int = 0) -> int:
+    """The sequences an engine runs at once when its case states no ``max_batch``: TensorRT-LLM from v0.11 (and
+    NIM's engines) 2048, SGLang its request pool (``SGLANG_MAX_REQUESTS``; the lower end without a KV size and
+    context length), others vLLM's 256. The KV cache bounds the batch on its own in the simulator."""
+    if _is_trtllm(framework):
+        return TRTLLM_MAX_BATCH
+    if "sglang" in framework.lower():
+        low, high = SGLANG_MAX_REQUESTS
+        pool = kv_tokens * SGLANG_REQUESTS_PER_CONTEXT // context_len if context_len > 0 else 0
+        return min(max(pool, low), high)
+    return DEFAULT_ENGINE_MAX_BATCH
+
+
 def _is_trtllm(framework: str) -> bool:
-    """Whether ``framework`` names TensorRT-LLM from v0.11 (its ``max_num_tokens`` default) or NIM for LLMs."""
+    """Whether ``framework`` names TensorRT-LLM from v0.11 (its ``max_num_tokens`` default) or NIM for LLMs. A
+    build named by commit is dated by the TensorRT it ran on: v0.11 moved to TensorRT 10.1 (its release notes), so
+    TensorRT 10.1 or later means a release from v0.11 on."""
     trtllm = _TRTLLM_VERSION.search(framework)
     recent = trtllm is not None and (int(trtllm.group(1)), int(trtllm.group(2))) >= TRTLLM_TOKEN_BUDGET_VERSION
+    if trtllm is None and "tensorrt-llm" in framework.lower():
+        tensorrt = _TENSORRT_VERSION.search(framework)
+        recent = tensorrt is not None and (int(tensorrt.group(1)), int(tensorrt.group(2))) >= TENSORRT_OF_TRTLLM_0_11
     return recent or "nim for llms" in framework.lower()
 
 

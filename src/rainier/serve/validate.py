@@ -284,7 +284,10 @@ def prepare(case: InferenceCase) -> Prepared:
     if case.serving.get("batch", 0) is None:
         if config.speculative is not None:
             raise field_error("serving.speculative", "in-flight", "static batches only (the simulator drafts nothing)")
-        load = in_flight_of(dict(case.serving), cluster.num_devices, cost.replica_devices)
+        load = in_flight_of(
+            dict(case.serving), cluster.num_devices, cost.replica_devices,
+            kv_tokens=cost.kv_capacity, context_len=shape.seq_len,
+        )  # fmt: skip
         if cost.kv_capacity < config.input_len + config.output_len:  # the simulator could admit no request
             raise field_error(
                 "system.count", cluster.num_devices, f"devices whose memory holds the weights "
