@@ -55,9 +55,12 @@ CASES = [
 # multiple of the replicas) moved the fit by under 0.3%: all 11.2%, A+B p90 67.5%, leave-one-group-out 16.2%, p90
 # 74.1%. A torus all-reduce over both axes at once (Neuron's flat rings; serve.dispatch.concurrent_torus_axes) and
 # a Trainium entry from Trainium2's three cases when Trainium1 is held out: all 10.9%, A+B p90 67.5%,
-# leave-one-group-out 15.1%, p90 73.2% (Trainium1 held out 16.5% -> 13.6%, MLPerf H200 12.3% -> 12.6%). The guards
-# below follow that fit (the fit is deterministic: a change that moves it refits).
-ALL_MEDIAN, TRUSTED_P90, LOGO_MEDIAN, LOGO_P90, STATIC_MEDIAN = 11.3, 70.0, 15.6, 74.0, 8.5
+# leave-one-group-out 15.1%, p90 73.2% (Trainium1 held out 16.5% -> 13.6%, MLPerf H200 12.3% -> 12.6%). An engine
+# without a stated max_batch running its own default (TensorRT-LLM 2048, SGLang's request pool) instead of vLLM's
+# 256: all 10.6%, A+B p90 64.7%, leave-one-group-out 14.5%, p90 71.6% (MLPerf v4.1 held out 25.7% -> 21.5%,
+# GB200/GB300 24.9% -> 22.5%, B200 18.3% -> 19.3%). The guards below follow that fit (the fit is deterministic: a
+# change that moves it refits).
+ALL_MEDIAN, TRUSTED_P90, LOGO_MEDIAN, LOGO_P90, STATIC_MEDIAN = 11.0, 67.0, 15.0, 72.5, 8.5
 # Trainium2 (issue 13's target: 15%): trust A+B rows 11.6%; with the trust-C DeepSeek-V3 contrib port's rows (its
 # native-API case read since its precision text "bf16 (FP8 checkpoint dequantized ...)" parses) 28.4%.
 TRN2_MEDIAN, TRN2_TRUSTED_MEDIAN = 29.5, 12.5
