@@ -155,3 +155,21 @@ def test_an_engine_without_a_stated_max_batch_runs_its_own_default() -> None:
     assert default_engine_max_batch("SGLang v0.4.1", 10**8, 4096) == 4096
     stated = in_flight_of({"load": "offline", "max_batch": 64, "framework": "TensorRT-LLM 0.17"}, 2, 2)
     assert stated.max_batch == 64
+
+
+def test_vllm_v1_defaults_follow_the_gpu() -> None:
+    """vLLM from v0.8 serves with max_num_batched_tokens 8192 and max_num_seqs 1024 on a GPU of 70 GiB or more
+    that is not an A100, else 2048 and 256 (EngineArgs batch defaults); vLLM 0.6 keeps 256 and no budget."""
+    from rainier.hardware import get_accelerator
+    from rainier.serve.inflight import vllm_large_gpu
+
+    def large(accelerator_id: str) -> bool:
+        accelerator = get_accelerator(accelerator_id)
+        return vllm_large_gpu(accelerator.hbm_bytes, accelerator.id)
+
+    assert large("h100-sxm") and large("b200") and not large("a100-80gb")
+    v1 = {"load": "offline", "framework": "vLLM v0.19.1, vllm bench serve"}
+    big, small = in_flight_of(v1, 8, 1, large_gpu=True), in_flight_of(v1, 8, 1, large_gpu=False)
+    assert (big.token_budget, big.max_batch, small.token_budget, small.max_batch) == (8192, 1024, 2048, 256)
+    old = in_flight_of({"load": "offline", "framework": "vLLM 0.6.0 OpenAI server"}, 8, 1, large_gpu=True)
+    assert (old.token_budget, old.max_batch) == (None, 256)

@@ -67,7 +67,13 @@ STEADY_LIFETIMES = 5.0
 # ``max_num_batched_tokens``, SGLang ``chunked_prefill_size``.
 TOKEN_BUDGET_KEYS = ("max_num_tokens", "max_num_batched_tokens", "chunked_prefill_size")
 VLLM_V1_VERSION = (0, 8)  # vLLM release whose V1 engine is on by default, with chunked prefill always on
+# vLLM's OpenAI server defaults from v0.8 (EngineArgs batch defaults): on a GPU of at least 70 GiB that is not an
+# A100 ("Setting large max_num_batched_tokens for A100 reduces throughput", vLLM PR 17885) max_num_batched_tokens
+# 8192 and max_num_seqs 1024; on other GPUs 2048 and 256.
 VLLM_V1_TOKEN_BUDGET = 8192
+VLLM_V1_SMALL_GPU_TOKEN_BUDGET = 2048
+VLLM_V1_MAX_SEQS = 1024
+VLLM_V1_LARGE_GPU_BYTES = 70 * 2**30
 _VLLM_VERSION = re.compile(r"vllm\s+v?(\d+)\.(\d+)", re.IGNORECASE)
 # TensorRT-LLM engines batch at most max_num_tokens = 8192 tokens per iteration by default from v0.11 ("Best
 # Practices for Tuning the Performance of TensorRT-LLM", max_num_tokens), whole prompts unless chunked context is on;
@@ -125,11 +131,18 @@ class InFlight:
 
 
 def in_flight_of(
-    serving: dict[str, Any], devices: int, replica_devices: int, *, kv_tokens: int = 0, context_len: int = 0
+    serving: dict[str, Any],
+    devices: int,
+    replica_devices: int,
+    *,
+    kv_tokens: int = 0,
+    context_len: int = 0,
+    large_gpu: bool = True,
 ) -> InFlight:
     """The load of a case's ``serving`` block; a load the simulator cannot replay is an ``InputError``. Without a
-    stated ``max_batch`` the engine's own default applies (``default_engine_max_batch``; SGLang's from the
-    replica's ``kv_tokens`` and the model's ``context_len``)."""
+    stated ``max_batch`` or token budget the engine's own defaults apply (``default_engine_max_batch``, SGLang's
+    from the replica's ``kv_tokens`` and the model's ``context_len``; ``default_token_budget``; vLLM's by
+    ``large_gpu``, ``vllm_large_gpu``)."""
     text = serving.get("load")
     try:
         load = Load(str(text).strip().lower())
@@ -142,7 +155,7 @@ def in_flight_of(
     if requests is not None:
         requests = check_int("serving.num_requests", requests, 1, MAX_REQUESTS, "requests")
     max_batch = serving.get("max_batch")
-    engine_batch = default_engine_max_batch(str(serving.get("framework") or ""), kv_tokens, context_len)
+    engine_batch = default_engine_max_batch(str(serving.get("framework") or ""), kv_tokens, context_len, large_gpu)
     if max_batch is not None:
         engine_batch = check_int("serving.max_batch", max_batch, 1, MAX_BATCH, "sequences")
     rate = serving.get("request_rate")
@@ -161,7 +174,7 @@ def in_flight_of(
             break
     else:
         framework = str(serving.get("framework") or "")
-        budget = default_token_budget(framework)
+        budget = default_token_budget(framework, large_gpu)
         chunked = not (budget == TRTLLM_TOKEN_BUDGET and _is_trtllm(framework)) or bool(serving.get("chunked_context"))
     replicas = devices // replica_devices
     if replicas < 1:
@@ -191,23 +204,35 @@ def _slo_bounds(slo: Any) -> tuple[tuple[str, float], ...]:
     return tuple(bounds)
 
 
-def default_token_budget(framework: str) -> int | None:
+def vllm_large_gpu(hbm_bytes: float, accelerator_id: str) -> bool:
+    """Whether vLLM gives a device its large-GPU defaults: at least 70 GiB and not an A100."""
+    return hbm_bytes >= VLLM_V1_LARGE_GPU_BYTES and "a100" not in accelerator_id.lower()
+
+
+def _is_vllm_v1(framework: str) -> bool:
+    match = _VLLM_VERSION.search(framework)
+    return match is not None and (int(match.group(1)), int(match.group(2))) >= VLLM_V1_VERSION
+
+
+def default_token_budget(framework: str, large_gpu: bool = True) -> int | None:
     """The per-iteration token budget an engine schedules by default: vLLM's V1 engine (v0.8 on) chunks prompts
-    to ``max_num_batched_tokens`` = 8192 for its OpenAI server on large-memory GPUs (vLLM ``EngineArgs`` defaults);
+    to its OpenAI server's ``max_num_batched_tokens``, 8192 on a large GPU and 2048 otherwise (``vllm_large_gpu``);
     TensorRT-LLM from v0.11 (and NIM's TensorRT-LLM engines) admits whole prompts up to ``max_num_tokens`` = 8192
     per iteration; other engines' cases state theirs, or batch whole prompts."""
-    match = _VLLM_VERSION.search(framework)
-    if match and (int(match.group(1)), int(match.group(2))) >= VLLM_V1_VERSION:
-        return VLLM_V1_TOKEN_BUDGET
+    if _is_vllm_v1(framework):
+        return VLLM_V1_TOKEN_BUDGET if large_gpu else VLLM_V1_SMALL_GPU_TOKEN_BUDGET
     return TRTLLM_TOKEN_BUDGET if _is_trtllm(framework) else None
 
 
-def default_engine_max_batch(framework: str, kv_tokens: int = 0, context_len: int = 0) -> int:
+def default_engine_max_batch(framework: str, kv_tokens: int = 0, context_len: int = 0, large_gpu: bool = True) -> int:
     """The sequences an engine runs at once when its case states no ``max_batch``: TensorRT-LLM from v0.11 (and
     NIM's engines) 2048, SGLang its request pool (``SGLANG_MAX_REQUESTS``; the lower end without a KV size and
-    context length), others vLLM's 256. The KV cache bounds the batch on its own in the simulator."""
+    context length), vLLM from v0.8 1024 on a large GPU, others (and older vLLM) 256. The KV cache bounds the batch
+    on its own in the simulator."""
     if _is_trtllm(framework):
         return TRTLLM_MAX_BATCH
+    if _is_vllm_v1(framework) and large_gpu:
+        return VLLM_V1_MAX_SEQS
     if "sglang" in framework.lower():
         low, high = SGLANG_MAX_REQUESTS
         pool = kv_tokens * SGLANG_REQUESTS_PER_CONTEXT // context_len if context_len > 0 else 0

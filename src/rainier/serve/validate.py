@@ -33,7 +33,7 @@ from rainier.serve.efficiency import (
     load_serve_efficiency,
 )
 from rainier.serve.estimate import ServeConfig, draft_cost, static_batch_times
-from rainier.serve.inflight import InFlight, Load, in_flight_of, simulate_case
+from rainier.serve.inflight import InFlight, Load, in_flight_of, simulate_case, vllm_large_gpu
 from rainier.serve.limits import MAX_BATCH, MAX_DEGREE, MAX_DEVICES, MAX_TOKENS, check_int, check_share
 from rainier.serve.speculative import SpecMethod, Speculation, speculation_from_case
 from rainier.units import GIB
@@ -287,6 +287,7 @@ def prepare(case: InferenceCase) -> Prepared:
         load = in_flight_of(
             dict(case.serving), cluster.num_devices, cost.replica_devices,
             kv_tokens=cost.kv_capacity, context_len=shape.seq_len,
+            large_gpu=vllm_large_gpu(accelerator.hbm_bytes, accelerator.id),
         )  # fmt: skip
         if cost.kv_capacity < config.input_len + config.output_len:  # the simulator could admit no request
             raise field_error(
