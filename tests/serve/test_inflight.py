@@ -173,3 +173,29 @@ def test_vllm_v1_defaults_follow_the_gpu() -> None:
     assert (big.token_budget, big.max_batch, small.token_budget, small.max_batch) == (8192, 1024, 2048, 256)
     old = in_flight_of({"load": "offline", "framework": "vLLM 0.6.0 OpenAI server"}, 8, 1, large_gpu=True)
     assert (old.token_budget, old.max_batch) == (None, 256)
+
+
+def test_a_benchmark_spread_of_lengths_is_replayed() -> None:
+    """``serving.length_range`` r draws every request's lengths uniformly within +/- r of the means (vllm bench
+    serve --random-range-ratio); a closed loop of equal requests moves in lockstep, every round's prompts arriving
+    together, which the spread breaks up, so a long prompt's median TTFT falls towards one prefill."""
+    import numpy as np
+
+    from rainier.serve.simulate import ranged_lengths
+
+    drawn = ranged_lengths(np.random.default_rng(0), 2000, 20_000, 0.15)
+    assert drawn.min() >= 1700 and drawn.max() <= 2300 and abs(drawn.mean() - 2000) < 10
+    with pytest.raises(InputError, match=r"serving\.length_range"):
+        in_flight_of({"load": "offline", "length_range": 1.5}, 1, 1)
+    cost = replica_cost(get_model("llama-3.1-8b"), cluster_of("h100-sxm", 1), tp=1, eff=ServeEfficiency())
+    closed = {"load": "concurrency", "concurrency": 8, "num_requests": 64}
+    equal = simulate_case(in_flight_of(closed, 1, 1), cost, 20_000, 500)
+    spread = simulate_case(in_flight_of({**closed, "length_range": 0.15}, 1, 1), cost, 20_000, 500)
+    assert spread["ttft_ms"] < 0.8 * equal["ttft_ms"]
+    scenario = ServeScenario(cost=FixedCost(), rate_per_s=10.0, duration_s=10.0, input_len=100, length_range=0.5)
+    from rainier.serve.simulate import poisson_requests
+
+    _, inputs, outputs = poisson_requests(scenario, np.random.default_rng(1))
+    assert inputs.min() >= 50 and inputs.max() <= 150 and outputs.min() >= 128 and outputs.max() <= 384
+    with pytest.raises(InputError, match="length_range"):
+        ServeScenario(cost=FixedCost(), rate_per_s=10.0, duration_s=10.0, length_range=-0.1)

@@ -58,9 +58,14 @@ CASES = [
 # leave-one-group-out 15.1%, p90 73.2% (Trainium1 held out 16.5% -> 13.6%, MLPerf H200 12.3% -> 12.6%). An engine
 # without a stated max_batch running its own default (TensorRT-LLM 2048, SGLang's request pool) instead of vLLM's
 # 256: all 10.6%, A+B p90 64.7%, leave-one-group-out 14.5%, p90 71.6% (MLPerf v4.1 held out 25.7% -> 21.5%,
-# GB200/GB300 24.9% -> 22.5%, B200 18.3% -> 19.3%). The guards below follow that fit (the fit is deterministic: a
-# change that moves it refits).
-ALL_MEDIAN, TRUSTED_P90, LOGO_MEDIAN, LOGO_P90, STATIC_MEDIAN = 11.0, 67.0, 15.0, 72.5, 8.5
+# GB200/GB300 24.9% -> 22.5%, B200 18.3% -> 19.3%). The vLLM FP8-KV blog's closed loops replayed with their stated
+# +/-15% lengths (equal requests had moved in lockstep, each round's 20k-token prompts queueing behind each other:
+# TTFT +60% -> -9%): all 11.0%, A+B p90 65.2%, leave-one-group-out 15.2%, p90 73.8%. Those TTFTs had held Hopper's
+# compute up (H100 compute 0.64 -> 0.57, comm 0.60 -> 0.84, near NCCL's measured 0.82), and the lower comm had
+# stood in for what SGLang's DeepEP runs lack (their prefill is compute-bound at about twice the model's GEMM time):
+# SGLang LargeEP H100 held out 15.6% -> 58.5%, MLPerf H200 12.6% -> 9.8%, v4.1 21.5% -> 19.5%. The guards below
+# follow that fit (the fit is deterministic: a change that moves it refits).
+ALL_MEDIAN, TRUSTED_P90, LOGO_MEDIAN, LOGO_P90, STATIC_MEDIAN = 11.4, 67.0, 15.6, 74.5, 8.5
 # Trainium2 (issue 13's target: 15%): trust A+B rows 11.6%; with the trust-C DeepSeek-V3 contrib port's rows (its
 # native-API case read since its precision text "bf16 (FP8 checkpoint dequantized ...)" parses) 28.4%.
 TRN2_MEDIAN, TRN2_TRUSTED_MEDIAN = 29.5, 12.5

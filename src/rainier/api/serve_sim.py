@@ -46,6 +46,7 @@ from rainier.serve.limits import (
     check_float,
     check_int,
     check_share,
+    check_spread,
     check_text,
 )
 from rainier.serve.simulate import Scheduler, ServeResult, ServeScenario, simulate_serving
@@ -215,6 +216,7 @@ def _check_types(values: dict[str, Any]) -> None:
     check_int("input_len", v["input_len"], 1, MAX_TOKENS, "tokens")
     check_int("output_len", v["output_len"], 1, MAX_TOKENS, "tokens")
     check_text("lengths", v["lengths"], "fixed, uniform or geometric")
+    check_spread("length_range", v["length_range"])
     check_text("scheduler", v["scheduler"], "continuous or static")
     check_flag("chunked_prefill", v["chunked_prefill"])
     check_int("max_batch", v["max_batch"], 1, MAX_BATCH, "sequences")
@@ -242,6 +244,7 @@ def simulation_scenario(
     input_len: int = 1024,
     output_len: int = 256,
     lengths: str = "fixed",
+    length_range: float = 0.0,
     scheduler: str = "continuous",
     chunked_prefill: bool = False,
     max_batch: int = 256,
@@ -325,6 +328,7 @@ def simulation_scenario(
         scheduler=mode,
         chunked_prefill=chunked_prefill,
         length_distribution=spread,
+        length_range=float(length_range),
         seed=seed,
         warnings=warnings,
         max_requests=max_requests,

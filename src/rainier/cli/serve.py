@@ -198,6 +198,14 @@ def serve_simulate(
     input_len: Annotated[int, typer.Option("--input-len", help="Mean prompt tokens (Poisson).")] = 1024,
     output_len: Annotated[int, typer.Option("--output-len", help="Mean output tokens (Poisson).")] = 256,
     lengths: Annotated[str, typer.Option("--lengths", help="fixed, uniform or geometric around the means.")] = "fixed",
+    length_range: Annotated[
+        float,
+        typer.Option(
+            "--length-range",
+            help="Lengths uniform within +/- this share of the means (vllm bench serve --random-range-ratio); "
+            "replaces --lengths.",
+        ),
+    ] = 0.0,
     scheduler: Annotated[str, typer.Option("--scheduler", help="continuous or static batching.")] = "continuous",
     chunked_prefill: Annotated[
         bool, typer.Option("--chunked-prefill", help="Split prompts into chunks shared with decodes.")
@@ -269,6 +277,7 @@ def serve_simulate(
         input_len=input_len,
         output_len=output_len,
         lengths=lengths,
+        length_range=length_range,
         scheduler=scheduler,
         chunked_prefill=chunked_prefill,
         max_batch=max_batch,

@@ -37,11 +37,13 @@ import re
 from dataclasses import dataclass, replace
 from typing import Any
 
+import numpy as np
+
 from rainier.errors import field_error
 from rainier.serve.cost import ReplicaCost
 from rainier.serve.iteration import pipeline_groups
-from rainier.serve.limits import MAX_BATCH, MAX_RATE_PER_S, MAX_REQUESTS, MAX_TOKENS, check_int
-from rainier.serve.simulate import Request, ServeScenario, simulate_serving
+from rainier.serve.limits import MAX_BATCH, MAX_RATE_PER_S, MAX_REQUESTS, MAX_TOKENS, check_int, check_spread
+from rainier.serve.simulate import Request, ServeScenario, ranged_lengths, simulate_serving
 
 DEFAULT_ENGINE_MAX_BATCH = 256  # vLLM's default max_num_seqs (EngineArgs), and any engine not named below
 # TensorRT-LLM's BuildConfig defaults, max_batch_size = 2048 beside max_num_tokens = 8192 (tensorrt_llm/builder.py,
@@ -116,6 +118,7 @@ class InFlight:
     chunked: bool = False  # prompts split to fit the budget (vLLM V1, SGLang), else admitted whole (TensorRT-LLM)
     slo: tuple[tuple[str, float], ...] = ()  # max_rate: (metric, bound) pairs the p99 latencies must meet
     window_s: float | None = None  # rate: the Poisson arrival window (a max_rate trial's steady window)
+    length_range: float = 0.0  # lengths uniform within +/- this share of the means (0: every request the same)
 
     def requests(self, groups: int = 1) -> int:
         """Requests to simulate: a few full batches per replica and micro-batch group (``groups`` per replica under
@@ -176,13 +179,14 @@ def in_flight_of(
         framework = str(serving.get("framework") or "")
         budget = default_token_budget(framework, large_gpu)
         chunked = not (budget == TRTLLM_TOKEN_BUDGET and _is_trtllm(framework)) or bool(serving.get("chunked_context"))
+    length_range = check_spread("serving.length_range", serving.get("length_range") or 0.0)
     replicas = devices // replica_devices
     if replicas < 1:
         raise field_error("system.count", devices, f"at least one replica of {replica_devices} devices")
     return InFlight(
         load=load, replicas=replicas, max_batch=engine_batch, request_rate=float(rate) if rate else None,
         concurrency=concurrency if load is Load.CONCURRENCY else None, num_requests=requests, token_budget=budget,
-        chunked=chunked, slo=slo,
+        chunked=chunked, slo=slo, length_range=length_range,
     )  # fmt: skip
 
 
@@ -295,6 +299,12 @@ def _simulate_case(
     if load.load is not Load.RATE:
         # n copies of one (frozen) request: building and validating n equal objects had been a tenth of a fit's time
         requests = (Request(arrival_s=0.0, input_len=input_len, output_len=output_len),) * n
+        if load.length_range > 0.0:  # the benchmark's spread of lengths (seeded: a case is a pure function)
+            rng = np.random.default_rng(0)
+            ins = ranged_lengths(rng, input_len, n, load.length_range)
+            outs = ranged_lengths(rng, output_len, n, load.length_range)
+            pairs = zip(ins.tolist(), outs.tolist(), strict=True)
+            requests = tuple(Request(arrival_s=0.0, input_len=a, output_len=b) for a, b in pairs)
         scenario = ServeScenario(
             cost=engine, replicas=replicas, requests=requests, max_requests=n, concurrency=load.concurrency,
             prefix_hit=prefix_hit, **chunking,
@@ -303,7 +313,8 @@ def _simulate_case(
         rate = load.request_rate or 1.0
         scenario = ServeScenario(
             cost=engine, replicas=load.replicas, rate_per_s=rate, duration_s=n / rate, input_len=input_len,
-            output_len=output_len, max_requests=2 * n + 100, prefix_hit=prefix_hit, **chunking,
+            output_len=output_len, max_requests=2 * n + 100, prefix_hit=prefix_hit, length_range=load.length_range,
+            **chunking,
         )  # fmt: skip
     result = simulate_serving(scenario)
     devices = load.replicas * cost.replica_devices

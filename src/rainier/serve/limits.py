@@ -100,6 +100,14 @@ def check_share(field: str, value: object) -> float:
     return float(value)  # type: ignore[arg-type]
 
 
+def check_spread(field: str, value: object) -> float:
+    """``value`` as a ``float`` if it is a spread of lengths around their mean in ``[0, 1)``."""
+    ok = not isinstance(value, bool) and isinstance(value, int | float | np.number) and 0.0 <= float(value) < 1.0
+    if not ok:
+        raise field_error(field, value, "a share of the mean lengths from 0 up to (not including) 1")
+    return float(value)  # type: ignore[arg-type]
+
+
 def check_text(field: str, value: object, allowed: str) -> str:
     """``value`` if it is a string; else an ``InputError`` saying what the string names."""
     if not isinstance(value, str):

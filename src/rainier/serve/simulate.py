@@ -85,6 +85,7 @@ from rainier.serve.limits import (
     budget_error,
     check_float,
     check_share,
+    check_spread,
 )
 from rainier.serve.results import Percentiles, ServeResult, ServeTimeline, summarise
 from rainier.sim.kernel import URGENT, Environment, Event
@@ -205,6 +206,9 @@ class ServeScenario:
     output_len: int = 256
     """Mean generated length of Poisson requests (tokens, the first one included)."""
     length_distribution: LengthDistribution = LengthDistribution.FIXED
+    length_range: float = 0.0
+    """Above 0: Poisson requests' lengths uniform on ``[mean x (1 - r), mean x (1 + r)]`` (``vllm bench serve
+    --random-range-ratio r``), in place of ``length_distribution``."""
     requests: tuple[Request, ...] | None = None
     """Explicit requests (a trace); simulated in arrival order (ties in the order given)."""
     seed: int = 0
@@ -255,6 +259,7 @@ class ServeScenario:
             )
         _integer("seed", self.seed, 0, MAX_SEED)
         check_share("prefix_hit", self.prefix_hit)
+        check_spread("length_range", self.length_range)
         if self.concurrency is not None:
             _integer("concurrency", self.concurrency, 1, MAX_REQUESTS)
             if self.requests is None or self.prefill_cost is not None:
@@ -361,6 +366,14 @@ def _lengths(rng: np.random.Generator, mean: int, n: int, kind: LengthDistributi
     return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
 
 
+def ranged_lengths(rng: np.random.Generator, mean: int, n: int, spread: float) -> np.ndarray:
+    """``n`` integer lengths uniform on ``[mean x (1 - spread), mean x (1 + spread)]`` (at least 1): the random
+    dataset of ``vllm bench serve`` with ``--random-range-ratio spread``."""
+    low = max(1, round(mean * (1.0 - spread)))
+    high = max(low, round(mean * (1.0 + spread)))
+    return rng.integers(low, high + 1, size=n, dtype=np.int64)
+
+
 def poisson_requests(scenario: ServeScenario, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Arrival times, input and output lengths of a Poisson scenario (exponential gaps drawn in blocks)."""
     assert scenario.rate_per_s is not None and scenario.duration_s is not None  # checked on construction
@@ -373,6 +386,10 @@ def poisson_requests(scenario: ServeScenario, rng: np.random.Generator) -> tuple
     arrivals = np.cumsum(np.concatenate(gaps))
     arrivals = arrivals[arrivals < scenario.duration_s]
     n = arrivals.size
+    if scenario.length_range > 0.0:
+        inputs = ranged_lengths(rng, scenario.input_len, n, scenario.length_range)
+        outputs = ranged_lengths(rng, scenario.output_len, n, scenario.length_range)
+        return arrivals, inputs, outputs
     inputs = _lengths(rng, scenario.input_len, n, scenario.length_distribution)
     outputs = _lengths(rng, scenario.output_len, n, scenario.length_distribution)
     return arrivals, inputs, outputs
