@@ -42,11 +42,11 @@ from rainier.serve.limits import (
     MAX_SEED,
     MAX_TOKENS,
     MIN_RATE_PER_S,
+    SPREAD_ALLOWED,
     check_flag,
     check_float,
     check_int,
     check_share,
-    check_spread,
     check_text,
 )
 from rainier.serve.simulate import Scheduler, ServeResult, ServeScenario, simulate_serving
@@ -216,7 +216,7 @@ def _check_types(values: dict[str, Any]) -> None:
     check_int("input_len", v["input_len"], 1, MAX_TOKENS, "tokens")
     check_int("output_len", v["output_len"], 1, MAX_TOKENS, "tokens")
     check_text("lengths", v["lengths"], "fixed, uniform or geometric")
-    check_spread("length_range", v["length_range"])
+    check_share("length_range", v["length_range"], SPREAD_ALLOWED)
     check_text("scheduler", v["scheduler"], "continuous or static")
     check_flag("chunked_prefill", v["chunked_prefill"])
     check_int("max_batch", v["max_batch"], 1, MAX_BATCH, "sequences")

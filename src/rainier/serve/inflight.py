@@ -42,7 +42,15 @@ import numpy as np
 from rainier.errors import field_error
 from rainier.serve.cost import ReplicaCost
 from rainier.serve.iteration import pipeline_groups
-from rainier.serve.limits import MAX_BATCH, MAX_RATE_PER_S, MAX_REQUESTS, MAX_TOKENS, check_int, check_spread
+from rainier.serve.limits import (
+    MAX_BATCH,
+    MAX_RATE_PER_S,
+    MAX_REQUESTS,
+    MAX_TOKENS,
+    SPREAD_ALLOWED,
+    check_int,
+    check_share,
+)
 from rainier.serve.simulate import Request, ServeScenario, ranged_lengths, simulate_serving
 
 DEFAULT_ENGINE_MAX_BATCH = 256  # vLLM's default max_num_seqs (EngineArgs), and any engine not named below
@@ -179,7 +187,7 @@ def in_flight_of(
         framework = str(serving.get("framework") or "")
         budget = default_token_budget(framework, large_gpu)
         chunked = not (budget == TRTLLM_TOKEN_BUDGET and _is_trtllm(framework)) or bool(serving.get("chunked_context"))
-    length_range = check_spread("serving.length_range", serving.get("length_range") or 0.0)
+    length_range = check_share("serving.length_range", serving.get("length_range") or 0.0, SPREAD_ALLOWED)
     replicas = devices // replica_devices
     if replicas < 1:
         raise field_error("system.count", devices, f"at least one replica of {replica_devices} devices")
@@ -298,13 +306,12 @@ def _simulate_case(
         replicas, scale, n = 1, load.replicas, math.ceil(n / load.replicas)
     if load.load is not Load.RATE:
         # n copies of one (frozen) request: building and validating n equal objects had been a tenth of a fit's time
-        requests = (Request(arrival_s=0.0, input_len=input_len, output_len=output_len),) * n
+        requests: tuple[Request, ...] = (Request(arrival_s=0.0, input_len=input_len, output_len=output_len),) * n
         if load.length_range > 0.0:  # the benchmark's spread of lengths (seeded: a case is a pure function)
             rng = np.random.default_rng(0)
-            ins = ranged_lengths(rng, input_len, n, load.length_range)
-            outs = ranged_lengths(rng, output_len, n, load.length_range)
-            pairs = zip(ins.tolist(), outs.tolist(), strict=True)
-            requests = tuple(Request(arrival_s=0.0, input_len=a, output_len=b) for a, b in pairs)
+            ins = ranged_lengths(rng, input_len, n, load.length_range).tolist()
+            outs = ranged_lengths(rng, output_len, n, load.length_range).tolist()
+            requests = tuple(Request(arrival_s=0.0, input_len=a, output_len=b) for a, b in zip(ins, outs, strict=True))
         scenario = ServeScenario(
             cost=engine, replicas=replicas, requests=requests, max_requests=n, concurrency=load.concurrency,
             prefix_hit=prefix_hit, **chunking,

@@ -91,21 +91,18 @@ def check_float(field: str, value: object, high: float, unit: str, *, zero: bool
     return number
 
 
-def check_share(field: str, value: object) -> float:
+def check_share(
+    field: str, value: object, allowed: str = "a share of prompt tokens from 0 up to (not including) 1"
+) -> float:
     """``value`` as a ``float`` if it is a share in ``[0, 1)`` (a prefix-cache hit rate: one prompt token is
-    always computed)."""
+    always computed; a spread of lengths around their means); ``allowed`` says what the share is of."""
     ok = not isinstance(value, bool) and isinstance(value, int | float | np.number) and 0.0 <= float(value) < 1.0
     if not ok:
-        raise field_error(field, value, "a share of prompt tokens from 0 up to (not including) 1")
+        raise field_error(field, value, allowed)
     return float(value)  # type: ignore[arg-type]
 
 
-def check_spread(field: str, value: object) -> float:
-    """``value`` as a ``float`` if it is a spread of lengths around their mean in ``[0, 1)``."""
-    ok = not isinstance(value, bool) and isinstance(value, int | float | np.number) and 0.0 <= float(value) < 1.0
-    if not ok:
-        raise field_error(field, value, "a share of the mean lengths from 0 up to (not including) 1")
-    return float(value)  # type: ignore[arg-type]
+SPREAD_ALLOWED = "a share of the mean lengths from 0 up to (not including) 1"
 
 
 def check_text(field: str, value: object, allowed: str) -> str:

@@ -82,10 +82,10 @@ from rainier.serve.limits import (
     MAX_SEED,
     MAX_TOKENS,
     MIN_RATE_PER_S,
+    SPREAD_ALLOWED,
     budget_error,
     check_float,
     check_share,
-    check_spread,
 )
 from rainier.serve.results import Percentiles, ServeResult, ServeTimeline, summarise
 from rainier.sim.kernel import URGENT, Environment, Event
@@ -259,7 +259,7 @@ class ServeScenario:
             )
         _integer("seed", self.seed, 0, MAX_SEED)
         check_share("prefix_hit", self.prefix_hit)
-        check_spread("length_range", self.length_range)
+        check_share("length_range", self.length_range, SPREAD_ALLOWED)
         if self.concurrency is not None:
             _integer("concurrency", self.concurrency, 1, MAX_REQUESTS)
             if self.requests is None or self.prefill_cost is not None:
