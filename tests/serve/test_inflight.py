@@ -137,19 +137,25 @@ def test_an_offline_run_is_one_replica_with_its_share() -> None:
 
 
 def test_an_engine_without_a_stated_max_batch_runs_its_own_default() -> None:
-    """TensorRT-LLM from v0.11 builds for 2048 sequences (BuildConfig, beside max_num_tokens 8192), a build named
-    by commit dated by its TensorRT (10.1 came with v0.11); SGLang sizes its request pool from the KV pool within
+    """trtllm-build builds for 256 sequences from v0.11 and 2048 from v0.14 (release notes), with max_num_tokens
+    8192 from v0.11; a build named by commit is dated by its TensorRT, later than the one a release shipped with
+    (10.11 postdates v0.15's 10.6; 10.1 only v0.10's 10.0); SGLang sizes its request pool from the KV pool within
     [2048, 4096]; vLLM and unknown engines run 256. A stated max_batch wins."""
     from rainier.serve.inflight import DEFAULT_ENGINE_MAX_BATCH, TRTLLM_MAX_BATCH, default_engine_max_batch
 
     assert TRTLLM_MAX_BATCH == 2048 and DEFAULT_ENGINE_MAX_BATCH == 256
-    for framework in ("TensorRT-LLM 0.17", "TensorRT-LLM (private build, hash 4e5b175c) + TensorRT 10.1",
-                      "NVIDIA NIM for LLMs 1.8.0"):  # fmt: skip
+    recent = ("TensorRT-LLM 0.17", "TensorRT-LLM (commit 18c0333e) + TensorRT 10.11", "NVIDIA NIM for LLMs 1.8.0")
+    for framework in recent:
         assert default_engine_max_batch(framework) == 2048, framework
         load = in_flight_of({"load": "offline", "framework": framework}, 2, 2)
         assert load.max_batch == 2048 and load.token_budget == 8192, framework
-    for framework in ("TensorRT-LLM 0.9", "TensorRT-LLM (main) + TensorRT 10.0", "TensorRT-LLM", "vLLM 0.6.0", ""):
+    for framework in ("TensorRT-LLM 0.12", "TensorRT-LLM (main 2d234357) + TensorRT 10.3"):
+        load = in_flight_of({"load": "offline", "framework": framework}, 2, 2)
+        assert load.max_batch == 256 and load.token_budget == 8192, framework
+    older = ("TensorRT-LLM 0.9", "TensorRT-LLM (private build, hash 4e5b175c) + TensorRT 10.1", "TensorRT-LLM")
+    for framework in (*older, "vLLM 0.6.0", ""):
         assert default_engine_max_batch(framework) == 256, framework
+        assert in_flight_of({"load": "offline", "framework": framework}, 2, 2).token_budget is None, framework
     assert default_engine_max_batch("SGLang v0.4.1", 100_000, 163_840) == 2048  # pool of 312: the floor
     assert default_engine_max_batch("SGLang v0.4.1", 1_000_000, 131_072) == 1_000_000 * 512 // 131_072
     assert default_engine_max_batch("SGLang v0.4.1", 10**8, 4096) == 4096

@@ -54,9 +54,10 @@ from rainier.serve.limits import (
 from rainier.serve.simulate import Request, ServeScenario, ranged_lengths, simulate_serving
 
 DEFAULT_ENGINE_MAX_BATCH = 256  # vLLM's default max_num_seqs (EngineArgs), and any engine not named below
-# TensorRT-LLM's BuildConfig defaults, max_batch_size = 2048 beside max_num_tokens = 8192 (tensorrt_llm/builder.py,
-# NVIDIA/TensorRT-LLM commit 008b2b8d23af), for the releases that admit by max_num_tokens (``_is_trtllm``).
+# trtllm-build's default max_batch_size: 256 from v0.11, 2048 from v0.14 (TensorRT-LLM release notes, "API
+# Changes" of 0.11.0 and 0.14.0; BuildConfig.max_batch_size in tensorrt_llm/builder.py).
 TRTLLM_MAX_BATCH = 2048
+TRTLLM_MAX_BATCH_VERSION = (0, 14)
 # SGLang sizes its request pool, the running requests' limit unless --max-running-requests is given, from the KV
 # pool: KV tokens / context length x 512, clamped to [2048, 4096] (sgl-project/sglang, python/sglang/srt/
 # model_executor/model_runner.py, init_memory_pool).
@@ -91,7 +92,9 @@ _VLLM_VERSION = re.compile(r"vllm\s+v?(\d+)\.(\d+)", re.IGNORECASE)
 TRTLLM_TOKEN_BUDGET_VERSION = (0, 11)
 TRTLLM_TOKEN_BUDGET = 8192
 _TRTLLM_VERSION = re.compile(r"tensorrt-llm\s+v?(\d+)\.(\d+)", re.IGNORECASE)
-TENSORRT_OF_TRTLLM_0_11 = (10, 1)
+# The TensorRT each TensorRT-LLM release depends on ("Infrastructure Changes" of its release notes): a build named
+# by commit that runs a newer TensorRT than a release's postdates that release (``_trtllm_release``).
+TENSORRT_OF_TRTLLM_RELEASE = {(0, 10): (10, 0), (0, 11): (10, 2), (0, 12): (10, 3), (0, 13): (10, 4), (0, 15): (10, 6)}
 _TENSORRT_VERSION = re.compile(r"\btensorrt\s+v?(\d+)\.(\d+)", re.IGNORECASE)
 CACHED_RUNS = 4096  # simulated case runs kept in memory (each a dict of ~10 floats)
 CLOSED_LOOP_ROUNDS = 8  # requests per client of a closed loop whose benchmark does not state its count
@@ -236,12 +239,30 @@ def default_token_budget(framework: str, large_gpu: bool = True) -> int | None:
     return TRTLLM_TOKEN_BUDGET if _is_trtllm(framework) else None
 
 
+def _trtllm_release(framework: str) -> tuple[int, int] | None:
+    """The TensorRT-LLM release ``framework`` names, at least: its stated version; for a build named by commit,
+    the latest release whose TensorRT is older than the one it ran on (``TENSORRT_OF_TRTLLM_RELEASE``); NIM for
+    LLMs (2025 engines) as the newest listed; None for other engines or an undated build."""
+    if "nim for llms" in framework.lower():
+        return max(TENSORRT_OF_TRTLLM_RELEASE)
+    trtllm = _TRTLLM_VERSION.search(framework)
+    if trtllm is not None:
+        return int(trtllm.group(1)), int(trtllm.group(2))
+    tensorrt = _TENSORRT_VERSION.search(framework) if "tensorrt-llm" in framework.lower() else None
+    if tensorrt is None:
+        return None
+    ran_on = int(tensorrt.group(1)), int(tensorrt.group(2))
+    older = [release for release, needs in TENSORRT_OF_TRTLLM_RELEASE.items() if needs < ran_on]
+    return max(older) if older else None
+
+
 def default_engine_max_batch(framework: str, kv_tokens: int = 0, context_len: int = 0, large_gpu: bool = True) -> int:
-    """The sequences an engine runs at once when its case states no ``max_batch``: TensorRT-LLM from v0.11 (and
+    """The sequences an engine runs at once when its case states no ``max_batch``: TensorRT-LLM from v0.14 (and
     NIM's engines) 2048, SGLang its request pool (``SGLANG_MAX_REQUESTS``; the lower end without a KV size and
     context length), vLLM from v0.8 1024 on a large GPU, others (and older vLLM) 256. The KV cache bounds the batch
     on its own in the simulator."""
-    if _is_trtllm(framework):
+    release = _trtllm_release(framework)
+    if release is not None and release >= TRTLLM_MAX_BATCH_VERSION:
         return TRTLLM_MAX_BATCH
     if _is_vllm_v1(framework) and large_gpu:
         return VLLM_V1_MAX_SEQS
@@ -253,15 +274,9 @@ def default_engine_max_batch(framework: str, kv_tokens: int = 0, context_len: in
 
 
 def _is_trtllm(framework: str) -> bool:
-    """Whether ``framework`` names TensorRT-LLM from v0.11 (its ``max_num_tokens`` default) or NIM for LLMs. A
-    build named by commit is dated by the TensorRT it ran on: v0.11 moved to TensorRT 10.1 (its release notes), so
-    TensorRT 10.1 or later means a release from v0.11 on."""
-    trtllm = _TRTLLM_VERSION.search(framework)
-    recent = trtllm is not None and (int(trtllm.group(1)), int(trtllm.group(2))) >= TRTLLM_TOKEN_BUDGET_VERSION
-    if trtllm is None and "tensorrt-llm" in framework.lower():
-        tensorrt = _TENSORRT_VERSION.search(framework)
-        recent = tensorrt is not None and (int(tensorrt.group(1)), int(tensorrt.group(2))) >= TENSORRT_OF_TRTLLM_0_11
-    return recent or "nim for llms" in framework.lower()
+    """Whether ``framework`` names TensorRT-LLM from v0.11 (its ``max_num_tokens`` default) or NIM for LLMs."""
+    release = _trtllm_release(framework)
+    return release is not None and release >= TRTLLM_TOKEN_BUDGET_VERSION
 
 
 def simulate_case(
