@@ -87,3 +87,29 @@ def test_million_requests_per_minute_real_cost(benchmark: Any) -> None:
     efficiency, _ = resolve_serve_efficiency(cluster, None)
     cost = replica_cost(get_model("llama-3-8b"), cluster, tp=1, eff=efficiency, max_batch=256)
     _run(benchmark, "serve.cost, llama-3-8b on h100-sxm", cost, REAL_RATE_PER_REPLICA_PER_S)
+
+
+SIZE_TARGET_S = 30.0  # a fleet for a frontier MoE on three chip kinds, layouts and simulation checks included
+
+
+def test_sizing_a_two_trillion_parameter_moe_fleet(benchmark: Any) -> None:
+    """``serve size`` of a 2T-parameter MoE (200 requests/s) on Trainium2, H100 and GB200: every tensor- and
+    expert-parallel layout (wide EP across nodes included) costed, each kind's fleet checked by simulation."""
+    from rainier.api.serve import run_serve_size
+
+    start = time.perf_counter()
+    result = benchmark.pedantic(
+        run_serve_size,
+        kwargs={
+            "models": "frontier-2t-moe:200",
+            "slo": "ttft_p99_ms=2000,tpot_p99_ms=50",
+            "accelerators": "trn2,h100-sxm,gb200",
+        },
+        rounds=1,
+        iterations=1,
+    )
+    elapsed = time.perf_counter() - start
+    fleets = {option["fleet"]: option["devices"] for option in result.to_dict()["options"]}
+    print(f"\nserve size, frontier-2t-moe on three kinds: {elapsed:.1f} s (target {SIZE_TARGET_S:.0f} s); {fleets}")
+    assert {"trn2", "h100-sxm", "gb200"} <= set(fleets)
+    assert elapsed <= SIZE_TARGET_S

@@ -7,7 +7,17 @@ import math
 import pytest
 
 from rainier.api.serve import run_serve_size
-from rainier.serve.size import Slo, Traffic, layouts, parse_models, parse_slo, size_model
+from rainier.serve.size import (
+    MAX_EP_DEVICES,
+    Slo,
+    Traffic,
+    _degrees,
+    layout_label,
+    layouts,
+    parse_models,
+    parse_slo,
+    size_model,
+)
 from rainier.workload import get_model
 
 
@@ -35,6 +45,33 @@ def test_layouts_meet_the_tpot_target_and_capacity_is_arithmetic() -> None:
             assert cost.iteration_s(0, nxt, nxt * context) > 0.05  # the largest batch under the target
         mean = cost.iteration_s(0, layout.batch, layout.batch * (1024 + 128))
         assert layout.requests_per_s == pytest.approx(1 / (layout.prefill_s + 256 * mean / layout.batch))
+
+
+def test_moe_layouts_add_expert_parallelism_dense_ones_do_not() -> None:
+    assert _degrees(get_model("llama-3-70b"), 8) == [(1, 1, 1), (2, 1, 1), (4, 1, 1), (8, 1, 1)]
+    moe = get_model("deepseek-v3")
+    assert moe.moe is not None
+    tried = _degrees(moe, 8)
+    assert (8, 8, 1) in tried and (8, 64, 8) in tried and (1, 256, 256) in tried
+    for tp, ep, dp in tried:
+        assert tp <= 8 and ep <= min(moe.moe.num_experts, MAX_EP_DEVICES)
+        assert ep in (1, tp) if dp == 1 else ep == tp * dp  # the layouts the cost model can express
+    assert len(set(tried)) == len(tried)
+
+
+def test_a_moe_too_big_for_one_node_is_sized_with_wide_expert_parallelism() -> None:
+    """Two trillion fp8 parameters outgrow eight 80 GB GPUs: tensor parallelism alone left no layout (the KV cache
+    of one request did not fit); spreading the experts over several nodes does."""
+    traffic = Traffic(model="frontier-2t-moe", rate_per_s=50.0, input_len=1024, output_len=256)
+    slo = Slo(ttft_s=2.0, tpot_s=0.05)
+    found, reasons = layouts(get_model("frontier-2t-moe"), traffic, "h100-sxm", slo)
+    assert found and all(layout.dp_attention > 1 for layout, _ in found)
+    assert any("tp=8 fp8: the KV cache" in reason for reason in reasons)
+    fleet = size_model(get_model("frontier-2t-moe"), traffic, "h100-sxm", slo, cost_of=lambda a: (1.0, "usd"))
+    layout = fleet.layout
+    assert layout.ep == layout.tp * layout.dp_attention == layout.replica_devices > 8
+    assert layout.to_dict()["label"] == f"tp={layout.tp} dp-attention={layout.dp_attention} ep={layout.ep}"
+    assert layout_label({"tp": 4}) == "tp=4"  # a result stored before layouts had labels
 
 
 def test_size_model_replicas_and_verification_growth() -> None:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rainier.perf.result import StepEstimate
+from rainier.serve.size import layout_label
 
 MINOR_LOSS_SHARE = 0.10  # below a tenth of the step the largest loss is not worth a remedy: compute-bound
 WAN = "wan"  # the loss name of the WAN between sites (not a breakdown part)
@@ -114,7 +115,7 @@ def binding_slo(option: dict[str, Any], slo: dict[str, Any]) -> str:
             text = (
                 f"{model['traffic']['model']} binds: simulated {label} p99 {value:,.0f} ms against the "
                 f"{target:,.0f} ms SLO ({value / target:.0%}) on {model['devices']:,} of {option['devices']:,} devices "
-                f"({layout['accelerator']} tp={layout['tp']} {layout['precision']})"
+                f"({layout['accelerator']} {layout_label(layout)} {layout['precision']})"
             )
             if worst is None or value / target > worst[0]:
                 worst = (value / target, text)

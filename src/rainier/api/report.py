@@ -28,6 +28,7 @@ from rainier.search.result import SearchResult
 from rainier.search.scaling import SizePoint, pareto_front
 from rainier.serve.estimate import ServeEstimate
 from rainier.serve.simulate import ServeResult, ServeScenario
+from rainier.serve.size import layout_label
 from rainier.sim.training import SimulatedStep
 
 if TYPE_CHECKING:
@@ -410,7 +411,7 @@ def serve_file_report(serve: ServeFile, *, inputs: str = "") -> tuple[HtmlReport
                 {
                     "model": m["traffic"]["model"],
                     "req/s": m["traffic"]["rate_per_s"],
-                    "layout": f"{m['layout']['accelerator']} tp={m['layout']['tp']} {m['layout']['precision']}",
+                    "layout": f"{m['layout']['accelerator']} {layout_label(m['layout'])} {m['layout']['precision']}",
                     "batch": m["layout"]["batch"],
                     "replicas": m["replicas"],
                     "devices": m["devices"],
@@ -460,7 +461,7 @@ def sizing_answer(sized: dict[str, Any]) -> AnswerCard:
         ),
         why=(why,) if why else (),
         plan="; ".join(
-            f"{m['traffic']['model']}: {m['replicas']} x {m['layout']['accelerator']} tp={m['layout']['tp']} "
+            f"{m['traffic']['model']}: {m['replicas']} x {m['layout']['accelerator']} {layout_label(m['layout'])} "
             f"{m['layout']['precision']}"
             for m in best["models"]
         ),

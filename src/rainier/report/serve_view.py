@@ -9,6 +9,7 @@ from rich.table import Table
 from rich.text import Text
 
 from rainier.report.calibrate_view import summary_table
+from rainier.serve.size import layout_label
 
 
 def _band(values: dict[str, Any], key: str, pattern: str) -> str:
@@ -152,7 +153,7 @@ def size_tables(result: dict[str, Any]) -> list[Table]:
             table.add_row(
                 item["traffic"]["model"],
                 f"{item['traffic']['rate_per_s']:g}",
-                f"{layout['accelerator']} tp={layout['tp']} {layout['precision']} ({layout['system']})",
+                f"{layout['accelerator']} {layout_label(layout)} {layout['precision']} ({layout['system']})",
                 f"{layout['batch']:,}",
                 f"{item['replicas']:,}",
                 f"{item['devices']:,}",

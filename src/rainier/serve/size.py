@@ -1,21 +1,28 @@
 """Fleet sizing under latency SLOs: for each model, the replica layout and count that serves its traffic cheapest.
 
 For one model on one accelerator kind, every replica layout is tried: tensor parallelism in powers of two
-inside the scale-up domain, fp8 weights where the chip has fp8 matmuls and 16-bit otherwise. With continuous
-batching a replica runs up to ``B`` sequences per decode iteration; ``B`` is the largest batch whose decode
-iteration at the longest context (``input + output`` tokens, the p99 TPOT) meets the TPOT SLO and whose KV cache
-fits. One request costs a prefill pass and ``output / B`` of a decode iteration per generated token, so a replica
-serves ``1 / (t_prefill + output x t_decode(B) / B)`` requests per second; replicas run at
-``utilisation`` of that to keep queueing for TTFT in check. The layout with the lowest cost (devices x price per
-device-hour, or devices x watts where a price is missing) wins; ``verify`` (a batching simulation, see
-``serve.simulate``) may then add replicas until the simulated p99s meet the SLOs.
+inside the scale-up domain, fp8 weights where the chip has fp8 matmuls and 16-bit otherwise. A MoE model also
+gets expert-parallel layouts (``_degrees``): its experts spread over the tensor ranks (``ep = tp``, vLLM's
+``--enable-expert-parallel``), and wide expert parallelism over whole nodes -- data-parallel attention groups of
+``tp`` ranks inside a scale-up domain, every routed expert's weights spread over all ``ep = tp x dp_attention``
+ranks, the dispatch and combine crossing the scale-out network (SGLang's DP attention with DeepEP, TensorRT-LLM's
+wide EP) -- which is how a model too big for one scale-up domain is served without pipelining (under data-parallel
+attention a prompt's prefill is costed spread over the groups, as a loaded replica spreads its prompts; each
+group caps its own batch at the engine default). With continuous batching a replica runs up to ``B`` sequences per
+decode iteration; ``B`` is the largest batch whose decode iteration at the longest context (``input + output``
+tokens, the p99 TPOT) meets the TPOT SLO and whose KV cache fits. One request costs a prefill pass and
+``output / B`` of a decode iteration per generated token, so a replica serves ``1 / (t_prefill + output x
+t_decode(B) / B)`` requests per second; replicas run at ``utilisation`` of that to keep queueing for TTFT in check.
+The layout with the lowest cost (devices x price per device-hour, or devices x watts where a price is missing)
+wins; ``verify`` (a batching simulation, see ``serve.simulate``) may then add replicas until the simulated p99s
+meet the SLOs.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,10 +31,16 @@ from rainier.hardware import cluster_of, largest_system_for_accelerator
 from rainier.precision import Precision
 from rainier.serve.cost import ReplicaCost, WeightFormat, replica_cost
 from rainier.serve.efficiency import ServeEfficiency, ServeEfficiencyTable, committed_serve_efficiency
-from rainier.serve.limits import MAX_LATENCY_MS, MAX_RATE_PER_S
+from rainier.serve.limits import MAX_BATCH, MAX_LATENCY_MS, MAX_RATE_PER_S
 from rainier.workload.shape import TransformerShape
 
 DEFAULT_UTILISATION = 0.8
+# The widest expert-parallel replica tried, in devices: DeepSeek's decode deployment spans 144 GPUs (18 nodes;
+# DeepSeek-V3/R1 inference system overview), SGLang's 72-96 (LMSYS large-scale EP, 2025); one expert per rank
+# bounds it too (``_degrees``).
+MAX_EP_DEVICES = 256
+# An attention group's own batch cap (a data-parallel group is an engine of its own): ``replica_cost``'s default
+DEFAULT_ENGINE_BATCH = 1024
 MAX_VERIFY_ROUNDS = 6
 VERIFY_GROWTH = 1.15  # replicas added per failed simulation round
 _SLO_KEYS = {"ttft_p99_ms": "ttft", "tpot_p99_ms": "tpot", "e2e_p99_ms": "e2e"}
@@ -111,6 +124,24 @@ def parse_models(text: str) -> list[tuple[str, float]]:
     return out
 
 
+def degrees_label(tp: int, ep: int = 1, dp_attention: int = 1) -> str:
+    """``tp=8``, ``tp=8 ep=8`` or ``tp=8 dp-attention=4 ep=32``: a replica's parallel degrees as the CLI shows them."""
+    parts = [f"tp={tp}"]
+    if dp_attention > 1:
+        parts.append(f"dp-attention={dp_attention}")
+    if ep > 1:
+        parts.append(f"ep={ep}")
+    return " ".join(parts)
+
+
+def layout_label(layout: Mapping[str, Any]) -> str:
+    """The degrees of a layout as ``Layout.to_dict`` wrote it (a result stored before ``label`` existed: from
+    ``tp``, ``ep`` and ``dp_attention``)."""
+    if layout.get("label"):
+        return str(layout["label"])
+    return degrees_label(int(layout["tp"]), int(layout.get("ep", 1)), int(layout.get("dp_attention", 1)))
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Layout:
     """One replica layout for a model on an accelerator, and what it sustains under the SLOs."""
@@ -120,16 +151,26 @@ class Layout:
     tp: int
     weights: WeightFormat
     replica_devices: int
+    ep: int = 1  # expert-parallel ranks (1: experts split by tensor parallelism; MoE models only)
+    dp_attention: int = 1  # data-parallel attention groups of tp ranks (ep = tp x dp_attention when above 1)
     batch: int  # decode batch cap meeting the TPOT target
     prefill_s: float
     tpot_p99_s: float
     requests_per_s: float  # one replica at full load
+
+    @property
+    def label(self) -> str:
+        """The parallel degrees of one replica (``degrees_label``)."""
+        return degrees_label(self.tp, self.ep, self.dp_attention)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "accelerator": self.accelerator,
             "system": self.system,
             "tp": self.tp,
+            "ep": self.ep,
+            "dp_attention": self.dp_attention,
+            "label": self.label,
             "precision": self.weights.value,
             "replica_devices": self.replica_devices,
             "batch": self.batch,
@@ -176,6 +217,21 @@ def _tp_values(limit: int) -> list[int]:
     return [1 << i for i in range(int(math.log2(max(limit, 1))) + 1)]
 
 
+def _degrees(shape: TransformerShape, domain: int) -> list[tuple[int, int, int]]:
+    """The ``(tp, ep, dp_attention)`` of every replica layout tried for ``shape`` on a chip whose scale-up domain
+    holds ``domain`` devices: tensor parallelism inside the domain; for a MoE model also its experts over the
+    tensor ranks (``ep = tp``), and data-parallel attention groups of ``tp`` ranks with the experts over all
+    ``ep = tp x dp_attention`` ranks, up to ``MAX_EP_DEVICES`` and at least one routed expert per rank."""
+    out = [(tp, 1, 1) for tp in _tp_values(domain)]
+    if shape.moe is None:
+        return out
+    experts = shape.moe.num_experts
+    out += [(tp, tp, 1) for tp in _tp_values(min(domain, experts)) if tp > 1]
+    for ep in _tp_values(min(experts, MAX_EP_DEVICES)):
+        out += [(tp, ep, ep // tp) for tp in _tp_values(min(domain, ep)) if ep // tp > 1]
+    return out
+
+
 def layouts(
     shape: TransformerShape,
     traffic: Traffic,
@@ -195,35 +251,41 @@ def layouts(
     reasons: list[str] = []
     context = traffic.input_len + traffic.output_len
     for weights in formats:
-        for tp in _tp_values(system.num_devices):
-            cluster = cluster_of(chip.id, tp, system=system)
+        for tp, ep, dp in _degrees(shape, system.num_devices):
+            where = degrees_label(tp, ep, dp)
+            cluster = cluster_of(chip.id, tp * dp, system=system)
             try:
-                cost = replica_cost(shape, cluster, tp=tp, weights=weights, eff=eff)
+                cost = replica_cost(
+                    shape, cluster, tp=tp, ep=ep, dp_attention=dp, weights=weights, eff=eff,
+                    max_batch=min(MAX_BATCH, DEFAULT_ENGINE_BATCH * dp),
+                )  # fmt: skip
             except ValueError as exc:
-                reasons.append(f"tp={tp} {weights.value}: {exc}")
+                reasons.append(f"{where} {weights.value}: {exc}")
                 continue
             cap = min(cost.max_batch, cost.kv_capacity_tokens // context)
             if cap < 1:
-                reasons.append(f"tp={tp} {weights.value}: the KV cache of one {context}-token request does not fit")
+                reasons.append(f"{where} {weights.value}: the KV cache of one {context}-token request does not fit")
                 continue
             prefill = cost.iteration_s(traffic.input_len, 0, 0)
             if slo.ttft_s is not None and prefill > slo.ttft_s:
-                reasons.append(f"tp={tp} {weights.value}: prefill alone takes {prefill * 1e3:.0f} ms > TTFT target")
+                reasons.append(f"{where} {weights.value}: prefill alone takes {prefill * 1e3:.0f} ms > TTFT target")
                 continue
             batch = _largest_batch(cost, cap, context, slo.tpot_s)
             if batch == 0:
-                reasons.append(f"tp={tp} {weights.value}: one sequence's decode step misses the TPOT target")
+                reasons.append(f"{where} {weights.value}: one sequence's decode step misses the TPOT target")
                 continue
             tpot = cost.iteration_s(0, batch, batch * context)
             mean_decode = cost.iteration_s(0, batch, batch * (traffic.input_len + traffic.output_len // 2))
             per_request = prefill + traffic.output_len * mean_decode / batch
             if slo.e2e_s is not None and prefill + traffic.output_len * tpot > slo.e2e_s:
-                reasons.append(f"tp={tp} {weights.value}: an unloaded request misses the end-to-end target")
+                reasons.append(f"{where} {weights.value}: an unloaded request misses the end-to-end target")
                 continue
             layout = Layout(
                 accelerator=chip.id,
                 system=system.id,
                 tp=tp,
+                ep=ep,
+                dp_attention=dp,
                 weights=weights,
                 replica_devices=cost.replica_devices,
                 batch=batch,
@@ -278,7 +340,9 @@ def size_model(
     def replicas_for(layout: Layout) -> int:
         return max(1, math.ceil(traffic.rate_per_s / (utilisation * layout.requests_per_s)))
 
-    layout, cost = min(options, key=lambda o: (replicas_for(o[0]) * o[0].replica_devices, o[0].tp))
+    layout, cost = min(
+        options, key=lambda o: (replicas_for(o[0]) * o[0].replica_devices, o[0].replica_devices, o[0].tp, o[0].ep)
+    )
     replicas = replicas_for(layout)
     simulated = None
     notes: list[str] = []
