@@ -8,6 +8,7 @@ from dataclasses import replace
 import pytest
 from typer.testing import CliRunner
 
+from rainier.api.serve_sim import run_serve_simulate, simulation_scenario
 from rainier.calibrate.cases import InferenceCase, load_cases
 from rainier.cli import app
 from rainier.hardware import cluster_of, get_accelerator
@@ -123,6 +124,48 @@ def test_serve_estimate_bad_layout(extra: list[str], needle: str) -> None:
     assert result.exit_code == 2, result.output
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and needle in lines[0]
+
+
+@pytest.mark.parametrize(
+    ("extra", "needle"),
+    [
+        (["--ep", "16"], "ep=16 is invalid: at most tp=1"),
+        (["--ep", "8", "--dp-attention", "16"], "ep=8 is invalid: tp x dp_attention = 16"),
+        (["--ep", "16", "--dp-attention", "16", "--model", "llama-3-8b"], "dp_attention=16 is invalid: 1 for"),
+        (["--two-batch-overlap"], "two-batch-overlap=True is invalid: with ep > 1"),
+    ],
+)
+def test_serve_simulate_bad_layout(extra: list[str], needle: str) -> None:
+    args = ["serve", "simulate", "--model", "deepseek-v3", "--accelerator", "h200-sxm", "--count", "16", "--tp", "1"]
+    result = runner.invoke(app, [*args, "--rate", "1", "--duration", "10", *extra])
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and needle in lines[0]
+
+
+def test_serve_simulate_runs_the_layout_serve_estimate_takes() -> None:
+    """``serve simulate`` takes ``serve estimate``'s expert-parallel layout keys: 32 H200s as two replicas of 2
+    attention groups x tp 8, the experts over 16 ranks; with disaggregated pools both pools use the layout."""
+    block = {"model": "deepseek-v3", "accelerator": "h200-sxm", "count": 32, "tp": 8, "ep": 16, "dp_attention": 2,
+             "precision": "fp8", "rate": 2.0, "duration": 20.0, "input_len": 1000, "output_len": 100}  # fmt: skip
+    scenario = simulation_scenario(**block)
+    cost = scenario.cost
+    assert (cost.ep, cost.dp_attention, cost.replica_devices, scenario.replicas) == (16, 2, 16, 2)  # type: ignore[attr-defined]
+    plain = simulation_scenario(**{**block, "ep": 8, "dp_attention": 1})
+    assert plain.cost.iteration_s(0, 64, 64 * 1100) != cost.iteration_s(0, 64, 64 * 1100)
+    overlapped = simulation_scenario(**block, two_batch_overlap=True)
+    assert overlapped.cost.two_batch_overlap and not cost.two_batch_overlap  # type: ignore[attr-defined]
+    assert overlapped.cost.iteration_s(0, 256, 256 * 1100) != cost.iteration_s(0, 256, 256 * 1100)
+    result = run_serve_simulate(**block)
+    assert result.requests_completed > 0 and result.tpot_ms is not None
+    split = simulation_scenario(**{**block, "count": None, "disaggregate": "prefill=h200-sxm:16,decode=h200-sxm:32"})
+    assert split.prefill_cost is not None and split.prefill_cost.dp_attention == 2  # type: ignore[attr-defined]
+    assert split.replicas == 2 and split.prefill_replicas == 1
+    result = runner.invoke(app, ["serve", "simulate", "--model", "deepseek-v3", "--accelerator", "h200-sxm",
+                                 "--count", "16", "--tp", "8", "--ep", "16", "--dp-attention", "2", "--precision",
+                                 "fp8", "--rate", "2", "--duration", "20", "--json"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["requests_completed"] > 0
 
 
 def _open_case(case_id: str) -> InferenceCase:

@@ -26,7 +26,7 @@ from rainier.api.serve import PRECISION_ALLOWED, parse_unit
 from rainier.errors import InputError, field_error, quote
 from rainier.hardware import Cluster, System, cluster_of, get_accelerator, largest_system_for_accelerator
 from rainier.precision import Precision
-from rainier.serve.cost import ReplicaCost, WeightFormat, parse_kv_precision, replica_cost
+from rainier.serve.cost import AttentionKernels, ReplicaCost, WeightFormat, parse_kv_precision, replica_cost
 from rainier.serve.estimate import ServeConfig, draft_cost, resolve_serve_efficiency
 from rainier.serve.iteration import IterationCost
 from rainier.serve.limits import (
@@ -142,15 +142,26 @@ def _pool_cost(
     weights: WeightFormat,
     role: str,
     kv: Precision | None = None,
+    **layout: Any,
 ) -> tuple[ReplicaCost, int, System]:
+    """One pool's replica cost (``layout``: ``replica_cost``'s ep, dp_attention, attention, two_batch_overlap),
+    replicas and system."""
     system = largest_system_for_accelerator(accelerator)
     chip = system.accelerator
-    replica = cluster_of(chip.id, tp, system=system)
+    width = tp * layout.get("dp_attention", 1)
+    need = (
+        f"at least tp={tp} devices per pool"
+        if width == tp
+        else f"at least tp x dp_attention = {width} devices per pool"
+    )
+    if devices < width:
+        raise field_error("disaggregate", f"{role}={accelerator}:{devices}", need)
+    replica = cluster_of(chip.id, width, system=system)
     eff, _ = resolve_serve_efficiency(replica, None)
-    cost = replica_cost(shape, replica, tp=tp, weights=weights, eff=eff, kv_precision=kv)
+    cost = replica_cost(shape, replica, tp=tp, weights=weights, eff=eff, kv_precision=kv, **layout)
     replicas = devices // cost.replica_devices
     if replicas < 1:
-        raise field_error("disaggregate", f"{role}={accelerator}:{devices}", f"at least tp={tp} devices per pool")
+        raise field_error("disaggregate", f"{role}={accelerator}:{devices}", need)
     return cost, replicas, system
 
 
@@ -200,6 +211,12 @@ def _check_types(values: dict[str, Any]) -> None:
         check_int("count", v["count"], 1, MAX_DEVICES, "devices")
     check_int("tp", v["tp"], 1, MAX_DEGREE, "ranks")
     check_int("pp", v["pp"], 1, MAX_DEGREE, "stages")
+    check_int("ep", v["ep"], 1, MAX_DEGREE, "ranks")
+    check_int("dp_attention", v["dp_attention"], 1, MAX_DEGREE, "attention groups")
+    check_text("attention", v["attention"], ", ".join(k.value for k in AttentionKernels))
+    check_flag("two_batch_overlap", v["two_batch_overlap"])
+    if v["two_batch_overlap"] and v["ep"] == 1:
+        raise field_error("two-batch-overlap", True, "with ep > 1 (it overlaps the expert all-to-all)")
     check_text("precision", v["precision"], PRECISION_ALLOWED)
     _optional_text("kv_precision", v["kv_precision"], "auto, bf16, fp16 or fp8")
     check_share("prefix_hit", v["prefix_hit"])
@@ -235,6 +252,8 @@ def simulation_scenario(
     count: int | None = None,
     tp: int = 1,
     pp: int = 1,
+    ep: int = 1,
+    dp_attention: int = 1,
     precision: str = "bf16",
     unit_core: bool = False,
     unit: str | None = None,
@@ -255,12 +274,17 @@ def simulation_scenario(
     speculative: str | None = None,
     kv_precision: str | None = None,
     prefix_hit: float = 0.0,
+    attention: str = "fused",
+    two_batch_overlap: bool = False,
     **unknown: object,
 ) -> ServeScenario:
     """The simulation of a named model on a named (or ad-hoc, or disaggregated) cluster, ready to run.
 
-    ``max_requests`` and ``max_iterations`` bound the work (``serve.simulate``); an unknown keyword is an
-    ``InputError`` listing the known ones (they are the keys of a scenario file's ``simulate:`` block).
+    The replica layout takes ``serve estimate``'s keys: ``ep`` (a MoE model's experts over the tensor ranks, or
+    over ``tp x dp_attention`` ranks with data-parallel attention), ``attention`` (the engine's kernels) and
+    ``two_batch_overlap``; with ``disaggregate`` both pools use it. ``max_requests`` and ``max_iterations`` bound
+    the work (``serve.simulate``); an unknown keyword is an ``InputError`` listing the known ones (they are the
+    keys of a scenario file's ``simulate:`` block).
     """
     from rainier.serve.simulate import LengthDistribution
 
@@ -274,6 +298,8 @@ def simulation_scenario(
     shape = resolve_model(model)
     weights = WeightFormat.parse(precision)
     kv = parse_kv_precision(kv_precision)
+    layout: dict[str, Any] = {"ep": ep, "dp_attention": dp_attention, "attention": AttentionKernels.parse(attention),
+                              "two_batch_overlap": two_batch_overlap}  # fmt: skip
     try:
         mode = Scheduler(scheduler.strip().lower())
     except ValueError:
@@ -299,8 +325,10 @@ def simulation_scenario(
     extra: dict[str, Any] = {}
     if disaggregate is not None:
         (pre_acc, pre_devices), (dec_acc, dec_devices) = parse_disaggregate(disaggregate)
-        pre_cost, pre_replicas, pre_system = _pool_cost(shape, pre_acc, pre_devices, tp, weights, "prefill", kv)
-        cost, replicas, dec_system = _pool_cost(shape, dec_acc, dec_devices, tp, weights, "decode", kv)
+        pre_cost, pre_replicas, pre_system = _pool_cost(
+            shape, pre_acc, pre_devices, tp, weights, "prefill", kv, **layout
+        )
+        cost, replicas, dec_system = _pool_cost(shape, dec_acc, dec_devices, tp, weights, "decode", kv, **layout)
         bandwidth, latency = _link(pre_system, dec_system, pre_cost.replica_devices)
         extra = {
             "prefill_cost": replace(pre_cost, engine_max_batch=max_batch),
@@ -311,14 +339,17 @@ def simulation_scenario(
     else:
         target: Cluster = resolve_cluster(cluster, accelerator, count)
         eff, _ = resolve_serve_efficiency(target, None)
-        cost = replica_cost(shape, target, tp=tp, pp=pp, unit_core=unit_core, weights=weights, eff=eff, kv_precision=kv)
+        cost = replica_cost(
+            shape, target, tp=tp, pp=pp, unit_core=unit_core, weights=weights, eff=eff, kv_precision=kv, **layout
+        )
         replicas = max(1, target.num_devices // cost.replica_devices)
     engine: IterationCost = replace(cost, engine_max_batch=max_batch)
     if speculative is not None:
         if disaggregate is not None:
             raise field_error("speculative", speculative, "a pool that is not disaggregated")
         spec = parse_speculation(speculative)
-        config = ServeConfig(tp=tp, pp=pp, weights=weights, unit_core=unit_core, speculative=spec, kv_precision=kv)
+        config = ServeConfig(tp=tp, pp=pp, weights=weights, unit_core=unit_core, speculative=spec, kv_precision=kv,
+                             **layout)  # fmt: skip
         draft = resolve_model(spec.draft_model) if spec.draft_model is not None else None
         drafter = draft_cost(shape, target, config, eff, draft)
         engine = SpeculativeCost(cost=replace(cost, engine_max_batch=max_batch), drafter=drafter, spec=spec)

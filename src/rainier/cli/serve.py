@@ -63,6 +63,31 @@ SPECULATIVE_HELP = (
     "own program, launched once more per step (vLLM Neuron's EAGLE)."
 )
 SpeculativeOption = Annotated[str | None, typer.Option("--speculative", help=SPECULATIVE_HELP)]
+EpOption = Annotated[
+    int, typer.Option("--ep", help="Expert-parallel degree: within tp, or tp x dp-attention with --dp-attention.")
+]
+DpAttentionOption = Annotated[
+    int,
+    typer.Option(
+        "--dp-attention",
+        help="Data-parallel attention groups of tp ranks (MoE models; needs --ep = tp x dp-attention): "
+        "attention and dense layers replicated per group, experts over all ep ranks.",
+    ),
+]
+AttentionOption = Annotated[
+    str,
+    typer.Option(
+        "--attention", help="The engine's attention kernels: fused (today's engines), per-head-decode, unfused."
+    ),
+]
+TwoBatchOverlapOption = Annotated[
+    bool,
+    typer.Option(
+        "--two-batch-overlap",
+        help="Run the batch as two micro-batches, each one's expert all-to-all hidden behind the other's compute "
+        "(SGLang --enable-two-batch-overlap; needs --ep > 1).",
+    ),
+]
 
 PROGRESS_AFTER_S = 1.0  # a command quicker than this draws no progress bar
 
@@ -103,39 +128,18 @@ def serve_estimate(
     count: Annotated[int | None, typer.Option("--count", help="Devices (with --accelerator).")] = None,
     tp: Annotated[int, typer.Option("--tp", help="Tensor-parallel degree of one replica.")] = 1,
     pp: Annotated[int, typer.Option("--pp", help="Pipeline-parallel degree of one replica.")] = 1,
-    ep: Annotated[
-        int, typer.Option("--ep", help="Expert-parallel degree: within tp, or tp x dp-attention with --dp-attention.")
-    ] = 1,
-    dp_attention: Annotated[
-        int,
-        typer.Option(
-            "--dp-attention",
-            help="Data-parallel attention groups of tp ranks (MoE models; needs --ep = tp x dp-attention): "
-            "attention and dense layers replicated per group, experts over all ep ranks.",
-        ),
-    ] = 1,
+    ep: EpOption = 1,
+    dp_attention: DpAttentionOption = 1,
     batch: Annotated[int, typer.Option("--batch", help="Sequences per replica batch.")] = 1,
     input_len: Annotated[int, typer.Option("--input-len", help="Prompt tokens per request.")] = 128,
     output_len: Annotated[int, typer.Option("--output-len", help="Generated tokens per request.")] = 128,
     precision: PrecisionOption = "bf16",
     unit: UnitOption = "device",
     speculative: SpeculativeOption = None,
-    attention: Annotated[
-        str,
-        typer.Option(
-            "--attention", help="The engine's attention kernels: fused (today's engines), per-head-decode, unfused."
-        ),
-    ] = "fused",
+    attention: AttentionOption = "fused",
     kv_precision: KvPrecisionOption = None,
     prefix_hit: PrefixHitOption = 0.0,
-    two_batch_overlap: Annotated[
-        bool,
-        typer.Option(
-            "--two-batch-overlap",
-            help="Run the batch as two micro-batches, each one's expert all-to-all hidden behind the other's compute "
-            "(SGLang --enable-two-batch-overlap; needs --ep > 1).",
-        ),
-    ] = False,
+    two_batch_overlap: TwoBatchOverlapOption = False,
     prefill_chunk: Annotated[
         int,
         typer.Option(
@@ -188,6 +192,8 @@ def serve_simulate(
     count: Annotated[int | None, typer.Option("--count", help="Devices (with --accelerator).")] = None,
     tp: Annotated[int, typer.Option("--tp", help="Tensor-parallel degree of one replica.")] = 1,
     pp: Annotated[int, typer.Option("--pp", help="Pipeline-parallel degree of one replica.")] = 1,
+    ep: EpOption = 1,
+    dp_attention: DpAttentionOption = 1,
     precision: PrecisionOption = "bf16",
     unit: UnitOption = "device",
     rate: Annotated[float | None, typer.Option("--rate", help="Poisson arrivals, requests per second.")] = None,
@@ -233,6 +239,8 @@ def serve_simulate(
     speculative: SpeculativeOption = None,
     kv_precision: KvPrecisionOption = None,
     prefix_hit: PrefixHitOption = 0.0,
+    attention: AttentionOption = "fused",
+    two_batch_overlap: TwoBatchOverlapOption = False,
     report_path: ReportOption = None,
     trace_path: Annotated[
         Path | None,
@@ -269,6 +277,8 @@ def serve_simulate(
         count=count,
         tp=tp,
         pp=pp,
+        ep=ep,
+        dp_attention=dp_attention,
         precision=precision,
         unit_core=parse_unit(unit),
         rate=rate,
@@ -288,6 +298,8 @@ def serve_simulate(
         speculative=speculative,
         kv_precision=kv_precision,
         prefix_hit=prefix_hit,
+        attention=attention,
+        two_batch_overlap=two_batch_overlap,
     )
     with _progress_after("simulating requests") as progress:
         timeline = simulate_timeline(scenario, progress)
