@@ -118,6 +118,7 @@ COMMANDS: dict[str, list[list[str]]] = {
         ["import", str(ROOT / "tests" / "launch" / "configs" / "nxd_hf_llama3_8B_config.yaml")],
         ["import", str(ROOT / "tests" / "launch" / "configs" / "vllm_llama31_405b_tp8_pp2.sh")],
         ["import", str(ROOT / "tests" / "launch" / "configs" / "trtllm_curated_llama-3.3-70b.yaml")],
+        ["import", str(ROOT / "tests" / "launch" / "configs" / "sglang_dsv3_two_h20_nodes.sh")],
         [
             "import",
             str(ROOT / "tests" / "launch" / "configs" / "mbridge_llama3_8b_sft_gb200_fp8_mx_v1.yaml"),

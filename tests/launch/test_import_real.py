@@ -139,6 +139,9 @@ SERVING = [
     ("trtllm_qwen3_235b_b200_1k1k_tp8_conc32.yaml", Framework.TRTLLM, (8, 1, 1, 2048, "bf16", "fp8"), None),
     ("trtllm_curated_llama-3.3-70b.yaml", Framework.TRTLLM, (1, 1, 1, 1024, "bf16", "fp8"), None),
     ("trtllm_serve_megatron_speculative.sh", Framework.TRTLLM, (8, 1, 1, 32, "bf16", "bf16"), None),
+    # SGLang 0.4: --enable-dp-attention alone sets dp = tp, the experts stay tensor-parallel (read as tp, with a note)
+    ("sglang_dsv3_8xh200_dp_attention.sh", Framework.SGLANG, (8, 1, 1, 2048, "bf16", "bf16"), "deepseek-v3"),
+    ("sglang_dsv3_two_h20_nodes.sh", Framework.SGLANG, (16, 1, 1, 2048, "bf16", "bf16"), "deepseek-v3"),
 ]
 
 

@@ -25,7 +25,7 @@ from rainier.serve.cost import WeightFormat
 from rainier.serve.estimate import ServeConfig
 from rainier.workload import get_model
 
-SUFFIX = {Framework.MEGATRON: ".sh", Framework.VLLM: ".sh", Framework.TRTLLM: ".yaml"}
+SUFFIX = {Framework.MEGATRON: ".sh", Framework.VLLM: ".sh", Framework.SGLANG: ".sh", Framework.TRTLLM: ".yaml"}
 DENSE = get_model("llama-3-70b")
 MOE = get_model("mixtral-8x7b")
 
@@ -183,6 +183,47 @@ def test_refused_fields(framework: Framework, change: dict[str, object], field: 
     plan = Plan(tp_degree=2, dp_degree=2, mbs=1, gbs=8).with_(**change)
     with pytest.raises(ValueError, match=rf"^{field}=.* cannot be written for {framework.value}"):
         write_launch(framework, DENSE, plan=plan)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    tp=st.sampled_from([1, 2, 4, 8]),
+    dp_attention=st.sampled_from([1, 2, 4]),
+    pp=st.sampled_from([1, 2]),
+    expert=st.booleans(),
+    overlap=st.booleans(),
+    batch=st.integers(1, 4096),
+    weights=st.sampled_from([WeightFormat.BF16, WeightFormat.FP16, WeightFormat.FP8]),
+    kv_fp8=st.booleans(),
+)
+def test_sglang_roundtrip(
+    tp: int, dp_attention: int, pp: int, expert: bool, overlap: bool, batch: int, weights: WeightFormat, kv_fp8: bool
+) -> None:
+    """rainier's layout -> sglang.launch_server flags -> the same layout, data-parallel attention included."""
+    ep = tp * dp_attention if dp_attention > 1 or expert else 1
+    kv = Precision.FP8 if kv_fp8 else (Precision.FP16 if weights is WeightFormat.FP16 else Precision.BF16)
+    layout = ServeConfig(tp=tp, pp=pp, ep=ep, dp_attention=dp_attention, batch=batch, weights=weights,
+                         kv_precision=kv, two_batch_overlap=overlap and ep > 1)  # fmt: skip
+    text = write_launch(Framework.SGLANG, MOE, serve=layout, model_name="mixtral-8x7b", devices_per_node=8)
+    assert ("--nnodes" in text) == (tp * dp_attention * pp > 8)
+    config = _roundtrip(Framework.SGLANG, text)
+    got = config.serve
+    assert got is not None and config.model is not None and config.model.name == "mixtral-8x7b"
+    assert (got.tp, got.dp_attention, got.pp, got.ep, got.batch, got.weights, got.kv, got.two_batch_overlap) == (
+        tp, dp_attention, pp, ep, batch, weights, kv, layout.two_batch_overlap)  # fmt: skip
+
+
+def test_sglang_writes_wide_expert_parallelism_as_its_docs_do() -> None:
+    """tp 8 x 2 attention groups, experts over 16 ranks: SGLang's "--enable-dp-attention --tp 16 --dp 2" (2 DP
+    groups of 8 TP GPUs; sgl-project/sglang docs/basic_usage/deepseek_v3.md), the experts over all 16 by DeepEP."""
+    layout = ServeConfig(tp=8, ep=16, dp_attention=2, batch=512, weights=WeightFormat.FP8)
+    text = write_launch(Framework.SGLANG, MOE, serve=layout, model_name="deepseek-ai/DeepSeek-V3", devices_per_node=8)
+    for flag in ("--tp-size 16", "--dp-size 2", "--enable-dp-attention", "--ep-size 16", "--moe-a2a-backend deepep",
+                 "--max-running-requests 512", "--nnodes 2", "--node-rank 0"):  # fmt: skip
+        assert flag in text
+    assert text.startswith("# one replica on 2 nodes")
+    with pytest.raises(ValueError, match=r"^dp_attention=2 cannot be written for vllm"):
+        write_launch(Framework.VLLM, MOE, serve=layout)
 
 
 def test_vllm_refuses_partial_expert_parallelism() -> None:

@@ -208,10 +208,11 @@ def test_prefill_server_case_needs_one_output_token() -> None:
         prepare(longer)
 
 
-def test_launch_writers_refuse_data_parallel_attention() -> None:
-    from rainier.launch.serving import write_trtllm, write_vllm
+def test_launch_writers_refuse_data_parallel_attention_but_sglang() -> None:
+    from rainier.launch.serving import write_sglang, write_trtllm, write_vllm
 
     config = ServeConfig(tp=1, ep=8, dp_attention=8, weights=WeightFormat.FP8)
     for write in (write_vllm, write_trtllm):
-        with pytest.raises(ValueError, match=r"dp_attention=8 cannot be written for .*not written by rainier yet"):
+        with pytest.raises(ValueError, match=r"dp_attention=8 cannot be written for .*written for sglang"):
             write("deepseek-v3", config)
+    assert "--enable-dp-attention" in write_sglang("deepseek-v3", config)

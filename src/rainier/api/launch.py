@@ -14,7 +14,7 @@ from rainier.hardware import cluster_of
 from rainier.launch import Framework, LaunchConfig, read_launch, write_launch
 from rainier.limits import MAX_DEVICES
 from rainier.parallel.plan import DegreeUnit, parse_plan
-from rainier.serve.cost import WeightFormat, parse_kv_precision
+from rainier.serve.cost import WeightFormat, check_dp_attention, parse_kv_precision
 from rainier.serve.estimate import ServeConfig
 from rainier.serve.limits import check_int
 from rainier.workload import resolve_model
@@ -35,11 +35,14 @@ def run_export(
     batch: int = 1,
     precision: str = "bf16",
     kv_precision: str | None = None,
+    dp_attention: int = 1,
+    two_batch_overlap: bool = False,
 ) -> str:
-    """The launch text of ``model`` for framework ``to``: a training ``plan``, or a serving layout (tp/pp/ep/batch).
+    """The launch text of ``model`` for framework ``to``: a training ``plan``, or a serving layout (tp/pp/ep/batch;
+    ``dp_attention`` and ``two_batch_overlap`` for sglang).
 
-    ``accelerator`` (with ``count``) sets devices per node from its default system, and ``count`` lets ``plan``
-    leave out dp.
+    ``accelerator`` (with ``count``) sets devices per node from its default system (a serving replica wider than
+    a node gets sglang's multi-node flags), and ``count`` lets ``plan`` leave out dp.
     """
     framework = Framework.parse(to)
     shape = resolve_model(model)
@@ -54,9 +57,13 @@ def run_export(
     if framework.serving:
         if plan is not None:
             raise InputError(f"--plan is for training frameworks; {framework.value} takes --tp --pp --ep --batch")
+        check_dp_attention(shape, tp=tp, ep=ep, dp_attention=dp_attention)
         kv = parse_kv_precision(kv_precision)
-        layout = ServeConfig(tp=tp, pp=pp, ep=ep, batch=batch, weights=WeightFormat.parse(precision), kv_precision=kv)
-        return write_launch(framework, shape, serve=layout, model_name=model)
+        layout = ServeConfig(
+            tp=tp, pp=pp, ep=ep, dp_attention=dp_attention, batch=batch, weights=WeightFormat.parse(precision),
+            kv_precision=kv, two_batch_overlap=two_batch_overlap,
+        )  # fmt: skip
+        return write_launch(framework, shape, serve=layout, model_name=model, devices_per_node=per_node)
     if plan is None:
         raise InputError(f"missing --plan: {framework.value} is a training framework")
     parsed = parse_plan(plan, num_devices=count, cores_per_device=cores)

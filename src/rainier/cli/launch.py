@@ -13,7 +13,9 @@ import typer
 
 from rainier.cli import JsonOption, _out, app, check_output, emit_json, user_errors
 
-FRAMEWORKS = "megatron, nemo, bridge, maxtext, nxd (training: --plan); vllm, trtllm (serving: --tp --pp --ep --batch)"
+FRAMEWORKS = (
+    "megatron, nemo, bridge, maxtext, nxd (training: --plan); vllm, trtllm, sglang (serving: --tp --pp --ep --batch)"
+)
 
 
 @app.command("export")
@@ -28,7 +30,15 @@ def export(
     count: Annotated[int | None, typer.Option("--count", help="Devices (the plan may then leave out dp).")] = None,
     tp: Annotated[int, typer.Option("--tp", help="Serving: tensor-parallel degree of one replica.")] = 1,
     pp: Annotated[int, typer.Option("--pp", help="Serving: pipeline-parallel degree of one replica.")] = 1,
-    ep: Annotated[int, typer.Option("--ep", help="Serving: expert-parallel degree (within tp).")] = 1,
+    ep: Annotated[
+        int, typer.Option("--ep", help="Serving: expert-parallel degree (within tp, or tp x --dp-attention).")
+    ] = 1,
+    dp_attention: Annotated[
+        int, typer.Option("--dp-attention", help="Serving (sglang): data-parallel attention groups of tp ranks.")
+    ] = 1,
+    two_batch_overlap: Annotated[
+        bool, typer.Option("--two-batch-overlap", help="Serving (sglang): overlap the expert all-to-all (ep > 1).")
+    ] = False,
     batch: Annotated[int, typer.Option("--batch", help="Serving: the batch cap (max sequences).")] = 1,
     precision: Annotated[str, typer.Option("--precision", help="Serving: weight format.")] = "bf16",
     kv_precision: Annotated[str | None, typer.Option("--kv-precision", help="Serving: KV-cache format.")] = None,
@@ -50,6 +60,8 @@ def export(
         batch=batch,
         precision=precision,
         kv_precision=kv_precision,
+        dp_attention=dp_attention,
+        two_batch_overlap=two_batch_overlap,
     )
     if out is None:
         typer.echo(text, nl=False)
@@ -64,7 +76,7 @@ def import_(
     path: Annotated[Path, typer.Argument(help="A launch script, argument list or recipe/config YAML.")],
     from_: Annotated[
         str | None,
-        typer.Option("--from", help="Framework, when not recognised: megatron nemo maxtext nxd vllm trtllm."),
+        typer.Option("--from", help="Framework, when not recognised: megatron nemo maxtext nxd vllm trtllm sglang."),
     ] = None,
     devices: Annotated[
         int | None,

@@ -22,7 +22,15 @@ from rainier.launch.maxtext import read_maxtext, write_maxtext
 from rainier.launch.megatron import read_megatron, write_megatron
 from rainier.launch.nemo import read_nemo, write_nemo
 from rainier.launch.nxd import read_nxd, write_nxd
-from rainier.launch.serving import read_trtllm_command, read_trtllm_options, read_vllm, write_trtllm, write_vllm
+from rainier.launch.serving import (
+    read_sglang,
+    read_trtllm_command,
+    read_trtllm_options,
+    read_vllm,
+    write_sglang,
+    write_trtllm,
+    write_vllm,
+)
 from rainier.parallel.plan import Plan
 from rainier.serve.estimate import ServeConfig
 from rainier.workload.shape import TransformerShape
@@ -55,6 +63,8 @@ def write_launch(
         if serve is None:
             raise InputError(f"to={framework.value} is a serving framework: give a serving layout, not --plan")
         name = model_name or shape.name
+        if framework is Framework.SGLANG:
+            return write_sglang(name, serve, devices_per_node)
         return write_vllm(name, serve) if framework is Framework.VLLM else write_trtllm(name, serve)
     if plan is None:
         raise InputError(f"to={framework.value} is a training framework: give --plan")
@@ -80,13 +90,17 @@ def detect_framework(text: str, data: Any) -> Framework:
     words = text.split()
     if "trtllm-serve" in words:
         return Framework.TRTLLM
+    if any(w.startswith(("sglang.launch_server", "sglang_router.launch_server")) for w in words) or (
+        "sglang" in words and "serve" in words  # the newer `sglang serve` entry point
+    ):
+        return Framework.SGLANG
     if "vllm" in words or "--tensor-parallel-size" in words:
         return Framework.VLLM
     if any(w in words for w in ("--tensor-model-parallel-size", "--num-layers", "--micro-batch-size")):
         return Framework.MEGATRON
     raise InputError(
-        "launch file: no framework recognised (megatron arguments, a nemo/bridge/maxtext/nxd/trtllm YAML, vllm serve "
-        "or trtllm-serve arguments); give --from"
+        "launch file: no framework recognised (megatron arguments, a nemo/bridge/maxtext/nxd/trtllm YAML, vllm serve, "
+        "trtllm-serve or sglang.launch_server arguments); give --from"
     )
 
 
@@ -128,6 +142,8 @@ def read_launch(
         return reader(data, where, num_devices=num_devices)
     if chosen is Framework.VLLM:
         return read_vllm(read_flags(text, where), where)
+    if chosen is Framework.SGLANG:
+        return read_sglang(read_flags(text, where), where)
     if isinstance(data, dict):
         return read_trtllm_options(data, where)
     return read_trtllm_command(read_flags(text, where), where)

@@ -31,10 +31,11 @@ class Framework(enum.StrEnum):
     VLLM = "vllm"  # vllm serve arguments
     TRTLLM = "trtllm"  # TensorRT-LLM LLM API options YAML (trtllm-serve --extra_llm_api_options) or trtllm-serve flags
     BRIDGE = "bridge"  # Megatron-Bridge (NeMo 2) ConfigContainer YAML, as its recipes dump it
+    SGLANG = "sglang"  # python -m sglang.launch_server arguments
 
     @property
     def serving(self) -> bool:
-        return self in (Framework.VLLM, Framework.TRTLLM)
+        return self in (Framework.VLLM, Framework.TRTLLM, Framework.SGLANG)
 
     @classmethod
     def parse(cls, text: str, field: str = "to") -> Framework:

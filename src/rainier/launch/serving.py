@@ -1,4 +1,5 @@
-"""Serving launch configurations: ``vllm serve`` arguments and TensorRT-LLM's LLM API options (or trtllm-serve flags).
+"""Serving launch configurations: ``vllm serve`` arguments, TensorRT-LLM's LLM API options (or trtllm-serve flags)
+and ``python -m sglang.launch_server`` arguments.
 
 A rainier serving layout (``ServeConfig``: tp, pp, ep, batch, weight and KV formats) is one replica; request
 lengths are the benchmark's, not the server's, so they are neither written nor read.
@@ -13,6 +14,17 @@ layers then use expert parallelism over the tp x dp ranks instead of tensor para
 ``--tp_size``, ``--pp_size``, ``--ep_size``, ``--max_batch_size`` say the same. Neither file states the weight format
 of a pre-quantised checkpoint: it is read from a checkpoint name ending in FP8/FP4 (NVIDIA's and Meta's naming),
 with a note, else bf16.
+
+SGLang (``python -m sglang.launch_server``; sgl-project/sglang ``docs/advanced_features/server_arguments.md``):
+``--tp-size`` (``--tp``, ``--tensor-parallel-size``) is every rank of the server, ``--dp-size`` with
+``--enable-dp-attention`` splits them into data-parallel attention groups of ``tp-size / dp-size`` ranks whose MoE
+layers share ``--ep-size`` (``--ep``, ``--expert-parallel-size``) expert ranks; ``--moe-a2a-backend deepep`` sends
+the tokens to the experts across nodes, ``--enable-two-batch-overlap`` overlaps that exchange with the other
+micro-batch, ``--max-running-requests`` caps the batch, ``--quantization fp8`` quantises the weights at load and
+``--kv-cache-dtype`` stores the cache (``fp8_e4m3``, ``fp8_e5m2``, ``bf16``). rainier's layout ``tp x
+dp_attention`` with ``ep = tp x dp_attention`` is SGLang's ``--tp-size tp x dp_attention --dp-size dp_attention
+--enable-dp-attention --ep-size tp x dp_attention``; a replica wider than a node adds ``--nnodes``, ``--node-rank``
+and ``--dist-init-addr``, the same command run on every node with its rank.
 """
 
 from __future__ import annotations
@@ -24,13 +36,17 @@ import yaml
 
 from rainier.errors import InputError
 from rainier.launch.argv import Flags, format_command
-from rainier.launch.config import Framework, LaunchConfig, catalog_model_for, not_expressible
+from rainier.launch.config import Framework, LaunchConfig, StatedCluster, catalog_model_for, not_expressible
 from rainier.launch.tree import Tree
 from rainier.precision import Precision
 from rainier.serve.cost import AttentionKernels, WeightFormat
 from rainier.serve.estimate import ServeConfig
 
 VLLM_ASSUMED_MAX_NUM_SEQS = 256  # vLLM's default when --max-num-seqs is absent (1024 on some GPUs and versions)
+# SGLang sizes its request pool from the KV cache when --max-running-requests is absent, at least 2048 requests
+# (model_runner.py init_memory_pool; serve.inflight.default_engine_max_batch): the floor is taken
+SGLANG_ASSUMED_MAX_RUNNING = 2048
+SGLANG_DIST_ADDR = "HEAD_NODE_ADDR:5000"  # --dist-init-addr placeholder: the first node's address and a free port
 TRTLLM_DEFAULT_MAX_BATCH = 2048  # TensorRT-LLM BaseLlmArgs.max_batch_size default
 _CHECKPOINT_FORMAT = re.compile(r"[-_](fp8|nvfp4|fp4)(?:[-_].*)?$", re.IGNORECASE)
 _KV = {
@@ -140,13 +156,19 @@ def read_vllm(flags: Flags, where: str) -> LaunchConfig:
 
 
 def _refuse_serving(framework: Framework, config: ServeConfig) -> None:
-    for field, value, default, why in (
+    checks = [
         ("unit", "core" if config.unit_core else "device", "device", "GPU servers count devices"),
         ("speculative", config.speculative, None, "speculative decoding is not written by rainier yet"),
         ("attention", config.attention, AttentionKernels.FUSED, "today's engines run fused attention"),
         ("prefix_hit", config.prefix_hit, 0.0, "a prefix-cache hit rate is the workload's, not a server setting"),
-        ("dp_attention", config.dp_attention, 1, "data-parallel attention is not written by rainier yet"),
-    ):
+    ]
+    if framework is not Framework.SGLANG:
+        why = "written for sglang (--to sglang)"
+        checks += [
+            ("dp_attention", config.dp_attention, 1, f"data-parallel attention is {why}"),
+            ("two_batch_overlap", config.two_batch_overlap, False, why),
+        ]
+    for field, value, default, why in checks:
         if value != default:
             raise not_expressible(framework, field, getattr(value, "value", value), why)
 
@@ -272,3 +294,159 @@ def write_trtllm(model: str, config: ServeConfig) -> str:
         raise not_expressible(fw, "kv_precision", config.kv.value, "auto (the weights' format) or fp8")
     header = f"# trtllm-serve {model} --extra_llm_api_options THIS_FILE\n"
     return header + yaml.safe_dump(document, sort_keys=False)
+
+
+# ------------------------------------------------------------------------------------------------------------ SGLang
+_SGL_TP = ("--tp-size", "--tp", "--tensor-parallel-size")
+_SGL_DP = ("--dp-size", "--dp", "--data-parallel-size")
+_SGL_EP = ("--ep-size", "--ep", "--expert-parallel-size")
+_SGL_PP = ("--pp-size", "--pp", "--pipeline-parallel-size")
+_SGL_QUANT = {
+    "fp8": WeightFormat.FP8,
+    "w8a8_fp8": WeightFormat.FP8,
+    "modelopt_fp8": WeightFormat.FP8,
+    "modelopt_fp4": WeightFormat.FP4,
+    "awq": WeightFormat.INT4_WEIGHTS,
+    "gptq": WeightFormat.INT4_WEIGHTS,
+    "mxfp4": WeightFormat.MXFP4_EXPERTS,
+}
+_SGL_KV = {"auto": None, "fp8_e4m3": Precision.FP8, "fp8_e5m2": Precision.FP8, "bf16": Precision.BF16,
+           "bfloat16": Precision.BF16}  # fmt: skip
+
+
+def _first(flags: Flags, names: tuple[str, ...], where: str) -> tuple[str | None, tuple[str, ...] | None]:
+    for name in names:
+        values = flags.get(name, where)
+        if values is not None:
+            return name, values
+    return None, None
+
+
+def read_sglang(flags: Flags, where: str) -> LaunchConfig:
+    """``python -m sglang.launch_server --model-path M ...`` as one replica's layout."""
+    notes: list[str] = []
+    model = (flags.get("--model-path", where) or flags.get("--model", where) or (None,))[0]
+    degrees = {}
+    for key, names in (("tp", _SGL_TP), ("dp", _SGL_DP), ("ep", _SGL_EP), ("pp", _SGL_PP)):
+        name, values = _first(flags, names, where)
+        degrees[key] = _int(where, name or names[0], values, 1)
+    world, dp, ep, pp = degrees["tp"], degrees["dp"], degrees["ep"], degrees["pp"]
+    if flags.has("--enable-ep-moe"):  # SGLang before --ep-size: the MoE layers' experts over every tp rank
+        ep = world
+    tp, dp_attention = world, 1
+    if flags.has("--enable-dp-attention"):
+        if dp == 1:
+            dp = world
+            notes.append(f"--enable-dp-attention without --dp-size: SGLang 0.4 set dp to tp ({world})")
+        if world % dp:
+            raise InputError(f"{where}: --dp-size {dp} does not divide --tp-size {world}")
+        if ep == world:
+            tp, dp_attention = world // dp, dp
+        else:
+            notes.append(
+                f"--enable-dp-attention with the experts tensor-parallel (--ep-size {ep}, not {world}): read as "
+                f"tp={world}; rainier models data-parallel attention with the experts over every rank"
+            )
+    elif dp > 1:
+        notes.append(f"--dp-size {dp}: that many replicas of this layout")
+    running = flags.get("--max-running-requests", where)
+    if running is None:
+        notes.append(f"--max-running-requests not given: SGLang sizes it from the KV cache, taken as its floor "
+                     f"{SGLANG_ASSUMED_MAX_RUNNING}")  # fmt: skip
+    batch = _int(where, "--max-running-requests", running, SGLANG_ASSUMED_MAX_RUNNING)
+    quant = flags.get("--quantization", where)
+    if quant is not None:
+        if len(quant) != 1 or quant[0].lower() not in _SGL_QUANT:
+            raise InputError(f"{where}: --quantization {' '.join(quant)!r}: rainier reads {', '.join(_SGL_QUANT)}")
+        weights = _SGL_QUANT[quant[0].lower()]
+    else:
+        dtype = (flags.get("--dtype", where) or ("auto",))[0].lower()
+        weights = WeightFormat.FP16 if dtype in ("float16", "half") else _checkpoint_weights(model, notes)
+    kv_text = (flags.get("--kv-cache-dtype", where) or ("auto",))[0].lower()
+    if kv_text not in _SGL_KV:
+        raise InputError(f"{where}: --kv-cache-dtype {kv_text!r}: one of {', '.join(_SGL_KV)}")
+    activation = Precision.FP16 if weights is WeightFormat.FP16 else Precision.BF16
+    algorithm = flags.get("--speculative-algorithm", where)
+    if algorithm is not None:
+        notes.append(f"--speculative-algorithm {algorithm[0]} not read: give serve estimate --speculative with the "
+                     "acceptance the workload reaches")  # fmt: skip
+    serve = _config(
+        where,
+        tp=tp,
+        pp=pp,
+        ep=ep,
+        dp_attention=dp_attention,
+        batch=batch,
+        weights=weights,
+        kv_precision=_SGL_KV[kv_text] or activation,
+        two_batch_overlap=flags.has("--enable-two-batch-overlap") and ep > 1,
+    )
+    cluster = None
+    nodes = flags.get("--nnodes", where)
+    if nodes is not None:
+        count = _int(where, "--nnodes", nodes, 1)
+        if (world * pp) % count:
+            raise InputError(f"{where}: --nnodes {count} does not divide the {world * pp} ranks of tp-size x pp-size")
+        cluster = StatedCluster(num_nodes=count, devices_per_node=world * pp // count)
+    # the expert exchange rainier costs is DeepEP's whatever --moe-a2a-backend says (serve.dispatch); where the
+    # nodes meet and this node's rank do not change the layout
+    used = {*_SGL_TP, *_SGL_DP, *_SGL_EP, *_SGL_PP, "--model-path", "--model", "--enable-ep-moe",
+            "--enable-dp-attention", "--max-running-requests", "--quantization", "--dtype", "--kv-cache-dtype",
+            "--enable-two-batch-overlap", "--speculative-algorithm", "--moe-a2a-backend", "--enable-deepep-moe",
+            "--nnodes", "--node-rank", "--dist-init-addr"}  # fmt: skip
+    shape = _model(model)
+    return LaunchConfig(
+        framework=Framework.SGLANG,
+        source=where,
+        model=shape,
+        model_name=model,
+        model_missing=() if shape is not None else ("model",),
+        serve=serve,
+        cluster=cluster,
+        notes=tuple(notes),
+        ignored=tuple(sorted(flags.names() - used)),
+    )
+
+
+def write_sglang(model: str, config: ServeConfig, devices_per_node: int | None = None) -> str:
+    """``python -m sglang.launch_server`` with the layout's flags (module docstring); a replica wider than
+    ``devices_per_node`` gets the multi-node flags, to run on every node with its ``--node-rank``."""
+    fw = Framework.SGLANG
+    _refuse_serving(fw, config)
+    world = config.tp * config.dp_attention
+    args: list[tuple[str, tuple[str, ...]]] = [("--model-path", (model,)), ("--tp-size", (str(world),))]
+    if config.pp > 1:
+        args.append(("--pp-size", (str(config.pp),)))
+    if config.dp_attention > 1:
+        args += [("--dp-size", (str(config.dp_attention),)), ("--enable-dp-attention", ())]
+    if config.ep > 1:
+        args.append(("--ep-size", (str(config.ep),)))
+    if config.dp_attention > 1:
+        args.append(("--moe-a2a-backend", ("deepep",)))  # the token exchange rainier costs (serve.dispatch)
+    if config.two_batch_overlap:
+        args.append(("--enable-two-batch-overlap", ()))
+    args.append(("--max-running-requests", (str(config.batch),)))
+    weights = config.weights
+    if weights is WeightFormat.FP8:
+        args.append(("--quantization", ("fp8",)))
+    elif weights in (WeightFormat.BF16, WeightFormat.FP16):
+        args.append(("--dtype", ("bfloat16" if weights is WeightFormat.BF16 else "float16",)))
+    else:
+        raise not_expressible(fw, "precision", weights.value, "SGLang quantises to fp8 at load; serve others "
+                              "pre-quantised")  # fmt: skip
+    activation = Precision.FP16 if weights is WeightFormat.FP16 else Precision.BF16
+    if config.kv is Precision.FP8:
+        args.append(("--kv-cache-dtype", ("fp8_e4m3",)))
+    elif config.kv is not activation:
+        raise not_expressible(fw, "kv_precision", config.kv.value, f"fp8 or the activations' {activation.value}")
+    devices = world * config.pp
+    header = ""
+    if devices_per_node is not None and devices > devices_per_node:
+        nodes = -(-devices // devices_per_node)
+        args += [("--nnodes", (str(nodes),)), ("--node-rank", ("0",)), ("--dist-init-addr", (SGLANG_DIST_ADDR,))]
+        head = SGLANG_DIST_ADDR.split(":")[0]
+        header = (
+            f"# one replica on {nodes} nodes of {devices_per_node} devices: run this on each node with its "
+            f"--node-rank (0 to {nodes - 1}), {head} the first node's address\n"
+        )
+    return header + format_command(["python3", "-m", "sglang.launch_server"], args)

@@ -20,9 +20,11 @@ def launch_lines(config: Any) -> list[str]:
         lines.append(f"plan: {doc['plan']}")
     if doc["serve"] is not None:
         s = doc["serve"]
+        wide = f" --dp-attention {s['dp_attention']}" if s.get("dp_attention", 1) > 1 else ""
+        wide += " --two-batch-overlap" if s.get("two_batch_overlap") else ""
         lines.append(
-            f"serving: --tp {s['tp']} --pp {s['pp']} --ep {s['ep']} --batch {s['batch']} --precision {s['precision']} "
-            f"--kv-precision {s['kv_precision']}"
+            f"serving: --tp {s['tp']} --pp {s['pp']} --ep {s['ep']}{wide} --batch {s['batch']} "
+            f"--precision {s['precision']} --kv-precision {s['kv_precision']}"
         )
     if doc["cluster"] is not None:
         c = doc["cluster"]
