@@ -7,8 +7,10 @@ import math
 import pytest
 
 from rainier.api.serve import run_serve_size
+from rainier.serve.iteration import pipeline_groups
 from rainier.serve.size import (
     MAX_EP_DEVICES,
+    PIPELINE_STAGES,
     Slo,
     Traffic,
     _degrees,
@@ -36,41 +38,59 @@ def test_layouts_meet_the_tpot_target_and_capacity_is_arithmetic() -> None:
     traffic = Traffic(model="llama-3-70b", rate_per_s=10.0, input_len=1024, output_len=256)
     slo = Slo(ttft_s=2.0, tpot_s=0.05)
     found, _ = layouts(get_model("llama-3-70b"), traffic, "h100-sxm", slo)
-    assert found
+    assert found and any(layout.pp > 1 for layout, _ in found)
     for layout, cost in found:
+        groups, group = pipeline_groups(cost)  # pp micro-batch groups in flight, each with its share of the cache
+        assert groups == layout.pp and layout.replica_devices == layout.tp * layout.pp
         context = traffic.input_len + traffic.output_len
-        assert cost.iteration_s(0, layout.batch, layout.batch * context) <= 0.05
-        if layout.batch < min(cost.max_batch, cost.kv_capacity_tokens // context):
+        assert group.iteration_s(0, layout.batch, layout.batch * context) <= 0.05
+        if layout.batch < min(group.max_batch, group.kv_capacity_tokens // context):
             nxt = layout.batch + 1
-            assert cost.iteration_s(0, nxt, nxt * context) > 0.05  # the largest batch under the target
-        mean = cost.iteration_s(0, layout.batch, layout.batch * (1024 + 128))
-        assert layout.requests_per_s == pytest.approx(1 / (layout.prefill_s + 256 * mean / layout.batch))
+            assert group.iteration_s(0, nxt, nxt * context) > 0.05  # the largest batch under the target
+        mean = group.iteration_s(0, layout.batch, layout.batch * (1024 + 128))
+        assert layout.requests_per_s == pytest.approx(groups / (layout.prefill_s + 256 * mean / layout.batch))
 
 
 def test_moe_layouts_add_expert_parallelism_dense_ones_do_not() -> None:
-    assert _degrees(get_model("llama-3-70b"), 8) == [(1, 1, 1), (2, 1, 1), (4, 1, 1), (8, 1, 1)]
+    dense = [(tp, 1, 1, pp) for pp in PIPELINE_STAGES for tp in (1, 2, 4, 8)]
+    assert _degrees(get_model("llama-3-70b"), 8) == dense
     moe = get_model("deepseek-v3")
     assert moe.moe is not None
     tried = _degrees(moe, 8)
-    assert (8, 8, 1) in tried and (8, 64, 8) in tried and (1, 256, 256) in tried
-    for tp, ep, dp in tried:
+    assert {(8, 8, 1, 1), (8, 8, 1, 2), (8, 64, 8, 1), (1, 256, 256, 1)} <= set(tried)
+    for tp, ep, dp, pp in tried:
         assert tp <= 8 and ep <= min(moe.moe.num_experts, MAX_EP_DEVICES)
-        assert ep in (1, tp) if dp == 1 else ep == tp * dp  # the layouts the cost model can express
+        assert ep in (1, tp) if dp == 1 else ep == tp * dp and pp == 1  # the layouts the cost model can express
     assert len(set(tried)) == len(tried)
+
+
+def test_a_dense_model_too_big_for_one_node_is_pipelined() -> None:
+    """Llama 3 405B in bf16 (no fp8 on an A100) outgrows eight 80 GB GPUs: two pipeline stages over two nodes, as
+    vLLM serves it (tp 8 x pp 2); each stage's group keeps half the cache and the replica two groups in flight."""
+    traffic = Traffic(model="llama-3-405b", rate_per_s=2.0, input_len=1024, output_len=256)
+    slo = Slo(ttft_s=3.0, tpot_s=0.1)
+    found, reasons = layouts(get_model("llama-3-405b"), traffic, "a100-80gb", slo)
+    assert any(reason.startswith("tp=8 bf16: the KV cache") for reason in reasons)
+    assert found and all(layout.pp > 1 for layout, _ in found)
+    fleet = size_model(get_model("llama-3-405b"), traffic, "a100-80gb", slo, cost_of=lambda a: (1.0, "usd"))
+    assert fleet.layout.pp > 1 and fleet.layout.label.startswith(f"tp={fleet.layout.tp} pp={fleet.layout.pp}")
 
 
 def test_a_moe_too_big_for_one_node_is_sized_with_wide_expert_parallelism() -> None:
     """Two trillion fp8 parameters outgrow eight 80 GB GPUs: tensor parallelism alone left no layout (the KV cache
-    of one request did not fit); spreading the experts over several nodes does."""
+    of one request did not fit); spreading the experts over several nodes does, and so do pipeline stages."""
     traffic = Traffic(model="frontier-2t-moe", rate_per_s=50.0, input_len=1024, output_len=256)
     slo = Slo(ttft_s=2.0, tpot_s=0.05)
     found, reasons = layouts(get_model("frontier-2t-moe"), traffic, "h100-sxm", slo)
-    assert found and all(layout.dp_attention > 1 for layout, _ in found)
+    assert found and all(layout.replica_devices > 8 for layout, _ in found)
     assert any("tp=8 fp8: the KV cache" in reason for reason in reasons)
+    wide = [layout for layout, _ in found if layout.dp_attention > 1]
+    assert wide
+    for layout in wide:
+        assert layout.ep == layout.tp * layout.dp_attention == layout.replica_devices > 8
+        assert layout.to_dict()["label"] == f"tp={layout.tp} dp-attention={layout.dp_attention} ep={layout.ep}"
     fleet = size_model(get_model("frontier-2t-moe"), traffic, "h100-sxm", slo, cost_of=lambda a: (1.0, "usd"))
-    layout = fleet.layout
-    assert layout.ep == layout.tp * layout.dp_attention == layout.replica_devices > 8
-    assert layout.to_dict()["label"] == f"tp={layout.tp} dp-attention={layout.dp_attention} ep={layout.ep}"
+    assert fleet.layout.replica_devices > 8
     assert layout_label({"tp": 4}) == "tp=4"  # a result stored before layouts had labels
 
 

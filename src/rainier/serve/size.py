@@ -1,7 +1,9 @@
 """Fleet sizing under latency SLOs: for each model, the replica layout and count that serves its traffic cheapest.
 
 For one model on one accelerator kind, every replica layout is tried: tensor parallelism in powers of two
-inside the scale-up domain, fp8 weights where the chip has fp8 matmuls and 16-bit otherwise. A MoE model also
+inside the scale-up domain, alone or with 2, 4 or 8 pipeline stages (a pipelined replica keeps one micro-batch
+group per stage in flight, ``serve.iteration.pipeline_groups``: TPOT is a whole pass, throughput ``pp`` groups'),
+fp8 weights where the chip has fp8 matmuls and 16-bit otherwise. A MoE model also
 gets expert-parallel layouts (``_degrees``): its experts spread over the tensor ranks (``ep = tp``, vLLM's
 ``--enable-expert-parallel``), and wide expert parallelism over whole nodes -- data-parallel attention groups of
 ``tp`` ranks inside a scale-up domain, every routed expert's weights spread over all ``ep = tp x dp_attention``
@@ -31,6 +33,7 @@ from rainier.hardware import cluster_of, largest_system_for_accelerator
 from rainier.precision import Precision
 from rainier.serve.cost import ReplicaCost, WeightFormat, replica_cost
 from rainier.serve.efficiency import ServeEfficiency, ServeEfficiencyTable, committed_serve_efficiency
+from rainier.serve.iteration import IterationCost, pipeline_groups
 from rainier.serve.limits import MAX_BATCH, MAX_LATENCY_MS, MAX_RATE_PER_S
 from rainier.workload.shape import TransformerShape
 
@@ -41,6 +44,8 @@ DEFAULT_UTILISATION = 0.8
 MAX_EP_DEVICES = 256
 # An attention group's own batch cap (a data-parallel group is an engine of its own): ``replica_cost``'s default
 DEFAULT_ENGINE_BATCH = 1024
+# Pipeline stages tried: vLLM serves Llama 3.1 405B in bf16 as tp 8 x pp 2 over two nodes (vLLM blog, 2024-07-23)
+PIPELINE_STAGES = (1, 2, 4, 8)
 MAX_VERIFY_ROUNDS = 6
 VERIFY_GROWTH = 1.15  # replicas added per failed simulation round
 _SLO_KEYS = {"ttft_p99_ms": "ttft", "tpot_p99_ms": "tpot", "e2e_p99_ms": "e2e"}
@@ -124,9 +129,12 @@ def parse_models(text: str) -> list[tuple[str, float]]:
     return out
 
 
-def degrees_label(tp: int, ep: int = 1, dp_attention: int = 1) -> str:
-    """``tp=8``, ``tp=8 ep=8`` or ``tp=8 dp-attention=4 ep=32``: a replica's parallel degrees as the CLI shows them."""
+def degrees_label(tp: int, ep: int = 1, dp_attention: int = 1, pp: int = 1) -> str:
+    """``tp=8``, ``tp=8 pp=2``, ``tp=8 ep=8`` or ``tp=8 dp-attention=4 ep=32``: a replica's parallel degrees as the
+    CLI shows them."""
     parts = [f"tp={tp}"]
+    if pp > 1:
+        parts.append(f"pp={pp}")
     if dp_attention > 1:
         parts.append(f"dp-attention={dp_attention}")
     if ep > 1:
@@ -139,7 +147,9 @@ def layout_label(layout: Mapping[str, Any]) -> str:
     ``tp``, ``ep`` and ``dp_attention``)."""
     if layout.get("label"):
         return str(layout["label"])
-    return degrees_label(int(layout["tp"]), int(layout.get("ep", 1)), int(layout.get("dp_attention", 1)))
+    return degrees_label(
+        int(layout["tp"]), int(layout.get("ep", 1)), int(layout.get("dp_attention", 1)), int(layout.get("pp", 1))
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -153,7 +163,8 @@ class Layout:
     replica_devices: int
     ep: int = 1  # expert-parallel ranks (1: experts split by tensor parallelism; MoE models only)
     dp_attention: int = 1  # data-parallel attention groups of tp ranks (ep = tp x dp_attention when above 1)
-    batch: int  # decode batch cap meeting the TPOT target
+    pp: int = 1  # pipeline stages (pp micro-batch groups in flight, each up to ``batch`` sequences)
+    batch: int  # decode batch cap meeting the TPOT target (per micro-batch group when pp > 1)
     prefill_s: float
     tpot_p99_s: float
     requests_per_s: float  # one replica at full load
@@ -161,7 +172,7 @@ class Layout:
     @property
     def label(self) -> str:
         """The parallel degrees of one replica (``degrees_label``)."""
-        return degrees_label(self.tp, self.ep, self.dp_attention)
+        return degrees_label(self.tp, self.ep, self.dp_attention, self.pp)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -170,6 +181,7 @@ class Layout:
             "tp": self.tp,
             "ep": self.ep,
             "dp_attention": self.dp_attention,
+            "pp": self.pp,
             "label": self.label,
             "precision": self.weights.value,
             "replica_devices": self.replica_devices,
@@ -217,18 +229,20 @@ def _tp_values(limit: int) -> list[int]:
     return [1 << i for i in range(int(math.log2(max(limit, 1))) + 1)]
 
 
-def _degrees(shape: TransformerShape, domain: int) -> list[tuple[int, int, int]]:
-    """The ``(tp, ep, dp_attention)`` of every replica layout tried for ``shape`` on a chip whose scale-up domain
-    holds ``domain`` devices: tensor parallelism inside the domain; for a MoE model also its experts over the
-    tensor ranks (``ep = tp``), and data-parallel attention groups of ``tp`` ranks with the experts over all
-    ``ep = tp x dp_attention`` ranks, up to ``MAX_EP_DEVICES`` and at least one routed expert per rank."""
-    out = [(tp, 1, 1) for tp in _tp_values(domain)]
+def _degrees(shape: TransformerShape, domain: int) -> list[tuple[int, int, int, int]]:
+    """The ``(tp, ep, dp_attention, pp)`` of every replica layout tried for ``shape`` on a chip whose scale-up
+    domain holds ``domain`` devices: tensor parallelism inside the domain, alone or with ``PIPELINE_STAGES``
+    pipeline stages (the stages may span nodes); for a MoE model also its experts over the tensor ranks (``ep =
+    tp``, pipelined or not), and data-parallel attention groups of ``tp`` ranks with the experts over all ``ep = tp
+    x dp_attention`` ranks, up to ``MAX_EP_DEVICES`` and at least one routed expert per rank (not pipelined)."""
+    plain = [(tp, 1) for tp in _tp_values(domain)]
+    if shape.moe is not None:
+        plain += [(tp, tp) for tp in _tp_values(min(domain, shape.moe.num_experts)) if tp > 1]
+    out = [(tp, ep, 1, pp) for pp in PIPELINE_STAGES for tp, ep in plain if pp <= shape.num_layers]
     if shape.moe is None:
         return out
-    experts = shape.moe.num_experts
-    out += [(tp, tp, 1) for tp in _tp_values(min(domain, experts)) if tp > 1]
-    for ep in _tp_values(min(experts, MAX_EP_DEVICES)):
-        out += [(tp, ep, ep // tp) for tp in _tp_values(min(domain, ep)) if ep // tp > 1]
+    for ep in _tp_values(min(shape.moe.num_experts, MAX_EP_DEVICES)):
+        out += [(tp, ep, ep // tp, 1) for tp in _tp_values(min(domain, ep)) if ep // tp > 1]
     return out
 
 
@@ -251,31 +265,33 @@ def layouts(
     reasons: list[str] = []
     context = traffic.input_len + traffic.output_len
     for weights in formats:
-        for tp, ep, dp in _degrees(shape, system.num_devices):
-            where = degrees_label(tp, ep, dp)
-            cluster = cluster_of(chip.id, tp * dp, system=system)
+        for tp, ep, dp, pp in _degrees(shape, system.num_devices):
+            where = degrees_label(tp, ep, dp, pp)
+            cluster = cluster_of(chip.id, tp * dp * pp, system=system)
             try:
                 cost = replica_cost(
-                    shape, cluster, tp=tp, ep=ep, dp_attention=dp, weights=weights, eff=eff,
+                    shape, cluster, tp=tp, pp=pp, ep=ep, dp_attention=dp, weights=weights, eff=eff,
                     max_batch=min(MAX_BATCH, DEFAULT_ENGINE_BATCH * dp),
                 )  # fmt: skip
             except ValueError as exc:
                 reasons.append(f"{where} {weights.value}: {exc}")
                 continue
-            cap = min(cost.max_batch, cost.kv_capacity_tokens // context)
+            # a pipelined replica keeps pp micro-batch groups in flight, each a whole pass with its share of cache
+            groups, group = pipeline_groups(cost)
+            cap = min(group.max_batch, group.kv_capacity_tokens // context)
             if cap < 1:
                 reasons.append(f"{where} {weights.value}: the KV cache of one {context}-token request does not fit")
                 continue
-            prefill = cost.iteration_s(traffic.input_len, 0, 0)
+            prefill = group.iteration_s(traffic.input_len, 0, 0)
             if slo.ttft_s is not None and prefill > slo.ttft_s:
                 reasons.append(f"{where} {weights.value}: prefill alone takes {prefill * 1e3:.0f} ms > TTFT target")
                 continue
-            batch = _largest_batch(cost, cap, context, slo.tpot_s)
+            batch = _largest_batch(group, cap, context, slo.tpot_s)
             if batch == 0:
                 reasons.append(f"{where} {weights.value}: one sequence's decode step misses the TPOT target")
                 continue
-            tpot = cost.iteration_s(0, batch, batch * context)
-            mean_decode = cost.iteration_s(0, batch, batch * (traffic.input_len + traffic.output_len // 2))
+            tpot = group.iteration_s(0, batch, batch * context)
+            mean_decode = group.iteration_s(0, batch, batch * (traffic.input_len + traffic.output_len // 2))
             per_request = prefill + traffic.output_len * mean_decode / batch
             if slo.e2e_s is not None and prefill + traffic.output_len * tpot > slo.e2e_s:
                 reasons.append(f"{where} {weights.value}: an unloaded request misses the end-to-end target")
@@ -286,18 +302,19 @@ def layouts(
                 tp=tp,
                 ep=ep,
                 dp_attention=dp,
+                pp=pp,
                 weights=weights,
                 replica_devices=cost.replica_devices,
                 batch=batch,
                 prefill_s=prefill,
                 tpot_p99_s=tpot,
-                requests_per_s=1.0 / per_request,
+                requests_per_s=groups / per_request,
             )
             found.append((layout, cost))
     return found, reasons
 
 
-def _largest_batch(cost: ReplicaCost, cap: int, context: int, tpot_s: float | None) -> int:
+def _largest_batch(cost: IterationCost, cap: int, context: int, tpot_s: float | None) -> int:
     """Largest decode batch <= cap whose iteration at ``context`` tokens per sequence meets ``tpot_s``."""
     if tpot_s is None:
         return cap
@@ -341,7 +358,8 @@ def size_model(
         return max(1, math.ceil(traffic.rate_per_s / (utilisation * layout.requests_per_s)))
 
     layout, cost = min(
-        options, key=lambda o: (replicas_for(o[0]) * o[0].replica_devices, o[0].replica_devices, o[0].tp, o[0].ep)
+        options,
+        key=lambda o: (replicas_for(o[0]) * o[0].replica_devices, o[0].replica_devices, o[0].pp, o[0].tp, o[0].ep),
     )
     replicas = replicas_for(layout)
     simulated = None
