@@ -54,3 +54,14 @@ def test_bad_input_is_one_line(tmp_path: Path) -> None:
     assert "from='x'" in _one_line_error(["import", str(unknown), "--from", "x"])
     line = _one_line_error(["export", "--model", "llama-3-8b", "--to", "nxd", "--plan", "tp=8,dp=4,gbs=32"])
     assert line.endswith("NxD degrees count NeuronCores: write unit=core") and "unit='device'" in line
+
+
+def test_serving_engines_are_written_for_the_chips_they_run_on() -> None:
+    """TensorRT-LLM serves NVIDIA GPUs only and SGLang GPUs; vLLM has Neuron and TPU backends too."""
+    for framework, chip in (("trtllm", "trn2"), ("sglang", "trn2"), ("sglang", "tpu-v5p")):
+        result = runner.invoke(app, ["export", "--model", "llama-3-70b", "--to", framework, "--tp", "8",
+                                     "--accelerator", chip])  # fmt: skip
+        assert result.exit_code == 2, result.output
+        assert f"accelerator='{chip}' is invalid: a chip {framework} serves on" in result.stderr
+    ok = runner.invoke(app, ["export", "--model", "llama-3-70b", "--to", "vllm", "--tp", "8", "--accelerator", "trn2"])
+    assert ok.exit_code == 0 and ok.stdout.startswith("vllm serve llama-3-70b")

@@ -22,6 +22,11 @@ from rainier.workload import resolve_model
 __all__ = ["run_export", "run_import"]
 
 
+# The chips each serving engine runs on, by vendor: TensorRT-LLM is NVIDIA's; SGLang serves NVIDIA and AMD GPUs
+# (and others rainier does not catalogue); vLLM also has Neuron and TPU backends, so it is not restricted.
+SERVING_VENDORS: dict[Framework, tuple[str, ...]] = {Framework.TRTLLM: ("nvidia",), Framework.SGLANG: ("nvidia", "amd")}
+
+
 def run_export(
     *,
     model: str,
@@ -54,6 +59,9 @@ def run_export(
         cluster = cluster_of(accelerator, count or 1)
         per_node = cluster.system.devices_per_server
         cores = cluster.accelerator.num_logical_cores
+        runs_on = SERVING_VENDORS.get(framework)
+        if runs_on is not None and cluster.accelerator.vendor.value not in runs_on:
+            raise field_error("accelerator", accelerator, f"a chip {framework.value} serves on ({', '.join(runs_on)})")
     if framework.serving:
         if plan is not None:
             raise InputError(f"--plan is for training frameworks; {framework.value} takes --tp --pp --ep --batch")
