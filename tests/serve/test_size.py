@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 
@@ -20,6 +21,7 @@ from rainier.serve.size import (
     parse_slo,
     size_model,
 )
+from rainier.serve.speculative import SpeculativeCost, parse_speculation
 from rainier.workload import get_model
 
 
@@ -135,3 +137,49 @@ def test_unmeetable_slo_is_an_error() -> None:
 def test_without_prices_fleets_rank_by_power() -> None:
     result = run_serve_size(models="llama-3-8b:10", slo="tpot_p99_ms=50", accelerators="trn2,trn3", simulate=False)
     assert result.ranked_by == "facility_power" and result.notes
+
+
+def test_speculative_decoding_and_prefix_hits_size_smaller_fleets() -> None:
+    """Under a tight TPOT target, EAGLE-3 (3 tokens, 0.74 acceptance: ~2.6 tokens a step) lets each replica run a
+    larger batch; a 50% prefix-cache hit shortens every prefill. Replicas draft for one group, so none is pipelined."""
+    shape, slo = get_model("llama-3-70b"), Slo(ttft_s=2.0, tpot_s=0.02)
+    plain = Traffic(model="llama-3-70b", rate_per_s=20.0, input_len=1024, output_len=256)
+    spec = parse_speculation("eagle3:k=3,accept=0.74")
+    found, _ = layouts(shape, plain, "h100-sxm", slo, speculative=spec)
+    assert found
+    for layout, cost in found:
+        assert layout.pp == 1 and isinstance(cost, SpeculativeCost)
+        assert layout.to_dict()["speculative"] == "eagle3:k=3,accept=0.74" and layout.label.endswith("accept=0.74")
+
+    def usd(_: str) -> tuple[float, str]:
+        return (1.0, "usd")
+
+    without = size_model(shape, plain, "h100-sxm", slo, cost_of=usd)
+    drafted = size_model(shape, plain, "h100-sxm", slo, cost_of=usd, speculative=spec)
+    assert drafted.devices < without.devices
+    cached = replace(plain, prefix_hit=0.5)
+    assert cached.cached_tokens == 512
+    hit = {(la.tp, la.pp): la.prefill_s for la, _ in layouts(shape, cached, "h100-sxm", slo)[0]}
+    for layout, _ in layouts(shape, plain, "h100-sxm", slo)[0]:
+        assert hit[(layout.tp, layout.pp)] < layout.prefill_s
+
+
+def test_serve_size_speculative_is_checked_by_simulation_and_bad_values_are_one_line() -> None:
+    result = run_serve_size(models="llama-3-8b:20", slo="tpot_p99_ms=30", accelerators="h100-sxm",
+                            speculative="eagle3:k=3,accept=0.7", prefix_hit=0.3)  # fmt: skip
+    model = result.to_dict()["options"][0]["models"][0]
+    assert model["layout"]["speculative"] == "eagle3:k=3,accept=0.7" and model["traffic"]["prefix_hit"] == 0.3
+    assert model["simulated"]["requests"] > 0 and model["simulated"]["tpot_p99_ms"] is not None
+    for bad, field in (({"speculative": "eagle3:k=0"}, "speculative.k"), ({"prefix_hit": 1.5}, "prefix-hit")):
+        with pytest.raises(ValueError, match=field):
+            run_serve_size(models="llama-3-8b:20", slo="tpot_p99_ms=30", accelerators="h100-sxm", **bad)  # type: ignore[arg-type]
+
+
+def test_a_serve_scenario_file_states_speculation_and_prefix_hits() -> None:
+    from rainier.api.scenario import load_scenario_text
+
+    text = "kind: serve\nmodels: {llama-3-8b: 5}\nslo: {tpot_p99_ms: 30}\naccelerators: [h100-sxm]\n"
+    loaded = load_scenario_text(text + "speculative: eagle3:k=3,accept=0.7\nprefix_hit: 0.25\n")
+    assert loaded.value.speculative == "eagle3:k=3,accept=0.7" and loaded.value.prefix_hit == 0.25  # type: ignore[union-attr]
+    with pytest.raises(ValueError, match="prefix_hit"):
+        load_scenario_text(text + "prefix_hit: fast\n")

@@ -368,6 +368,8 @@ def run_serve_file(serve: ServeFile) -> tuple[SizingResult, ServeScenario | None
         input_len=serve.input_len,
         output_len=serve.output_len,
         price=serve.price,
+        speculative=serve.speculative,
+        prefix_hit=serve.prefix_hit,
     )
     if not serve.simulate:
         return sizing, None, None

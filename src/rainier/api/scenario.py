@@ -51,6 +51,8 @@ SERVE_KEYS = (
     "input_len",
     "output_len",
     "price",
+    "speculative",
+    "prefix_hit",
     "simulate",
 )
 SLO_KEYS = ("ttft_p99_ms", "tpot_p99_ms", "e2e_p99_ms")
@@ -74,6 +76,8 @@ class ServeFile:
     input_len: int = DEFAULT_INPUT_LEN
     output_len: int = DEFAULT_OUTPUT_LEN
     price: str | None = None  # USD per device-hour: 2.5 or trn2=2.0,trn3=4.0
+    speculative: str | None = None  # the sized replicas' speculative decoding: eagle3:k=3,accept=0.74
+    prefix_hit: float = 0.0  # share of each prompt found in the prefix cache
     simulate: Mapping[str, Any] | None = None  # the keywords of api.serve_sim.simulation_scenario
 
 
@@ -177,6 +181,8 @@ def serve_file_from_mapping(raw: object, *, path: str) -> ServeFile:
         price_text = repr(reader.number("price", sourced=False))
     else:
         price_text = reader.string("price", required=False) or None
+    speculative = reader.string("speculative", required=False) or None
+    prefix_hit = reader.optional_number("prefix_hit", sourced=False)
     simulate = reader.mapping("simulate", required=False)
     reader.finish()
     return ServeFile(
@@ -187,6 +193,8 @@ def serve_file_from_mapping(raw: object, *, path: str) -> ServeFile:
         input_len=input_len,
         output_len=output_len,
         price=price_text,
+        speculative=speculative,
+        prefix_hit=0.0 if prefix_hit is None else float(prefix_hit),
         simulate=simulate or None,
     )
 
@@ -274,6 +282,8 @@ def scenario_schema() -> dict[str, Any]:
         "input_len": maybe(integer),
         "output_len": maybe(integer),
         "price": price,
+        "speculative": maybe(text),
+        "prefix_hit": maybe({"type": "number"}),
         "simulate": maybe(
             _object({key: _annotation_type(str(parameters[key].annotation)) for key in simulate_keys}, simulate_keys)
         ),

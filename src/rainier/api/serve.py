@@ -13,7 +13,7 @@ from rainier.hardware import get_accelerator
 from rainier.serve.cost import MEMORY_UTILIZATION, AttentionKernels, WeightFormat, parse_kv_precision
 from rainier.serve.efficiency import ServeEfficiency, ServeEfficiencyTable
 from rainier.serve.estimate import ServeConfig, ServeEstimate, estimate_serving
-from rainier.serve.limits import MAX_DEVICES, MAX_SEED, MAX_TOKENS, check_float, check_int, check_text
+from rainier.serve.limits import MAX_DEVICES, MAX_SEED, MAX_TOKENS, check_float, check_int, check_share, check_text
 from rainier.serve.residuals import devices_interval
 from rainier.serve.residuals import intervals as serve_intervals
 from rainier.serve.size import (
@@ -232,8 +232,13 @@ def run_serve_size(
     seed: int = 0,
     efficiency: ServeEfficiency | ServeEfficiencyTable | None = None,
     progress: Callable[[int, int], None] | None = None,
+    speculative: str | None = None,
+    prefix_hit: float = 0.0,
 ) -> SizingResult:
     """``rainier serve size``: the cheapest fleet meeting every SLO, per accelerator kind and mixed.
+
+    ``speculative`` (``serve estimate``'s grammar) sizes replicas that draft and verify; ``prefix_hit`` is the share
+    of each prompt found in the prefix cache.
 
     ``progress`` is called with (models sized, models to size) as each model's fleet on each kind is done.
     """
@@ -248,9 +253,12 @@ def run_serve_size(
         check_int(name, value, 1, MAX_TOKENS, "tokens")
     check_float("utilisation", utilisation, 1.0, "a share of each replica's capacity")
     check_int("seed", seed, 0, MAX_SEED, "")
+    check_share("prefix-hit", prefix_hit)
     targets = parse_slo(slo)
+    spec = parse_speculation(speculative) if speculative is not None else None
+    draft = resolve_model(spec.draft_model) if spec is not None and spec.draft_model is not None else None
     traffic = [
-        Traffic(model=name, rate_per_s=rate, input_len=input_len, output_len=output_len)
+        Traffic(model=name, rate_per_s=rate, input_len=input_len, output_len=output_len, prefix_hit=prefix_hit)
         for name, rate in parse_models(models)
     ]
     kinds = parse_accelerators(accelerators)
@@ -290,6 +298,8 @@ def run_serve_size(
                         utilisation=utilisation,
                         verify=verify,
                         efficiency=efficiency,
+                        speculative=spec,
+                        draft=draft,
                     )
                 )
                 if progress is not None:

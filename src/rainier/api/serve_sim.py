@@ -69,15 +69,21 @@ def verify_with_simulation(seed: int) -> Verifier:
     """A ``serve.size`` verifier: Poisson traffic at the model's rate on the sized replicas, simulated p99s."""
 
     def verify(
-        layout: Layout, cost: ReplicaCost, traffic: Traffic, replicas: int
+        layout: Layout, cost: IterationCost, traffic: Traffic, replicas: int
     ) -> tuple[dict[str, float], dict[str, Any]]:
         simulated = min(replicas, VERIFY_MAX_REPLICAS)
         rate = traffic.rate_per_s * simulated / replicas
         duration = max(VERIFY_MIN_SECONDS, VERIFY_REQUESTS / rate)
         duration = min(duration, VERIFY_MAX_REQUESTS / rate)  # bound the work of one check
         try:
+            engine: IterationCost = cost  # the layout's batch cap is the engine's
+            if isinstance(cost, SpeculativeCost):
+                engine = replace(cost, cost=replace(cost.cost, engine_max_batch=layout.batch))
+            elif isinstance(cost, ReplicaCost):
+                engine = replace(cost, engine_max_batch=layout.batch)
             scenario = ServeScenario(
-                cost=replace(cost, engine_max_batch=layout.batch),
+                cost=engine,
+                prefix_hit=traffic.prefix_hit,
                 replicas=simulated,
                 rate_per_s=rate,
                 duration_s=duration,

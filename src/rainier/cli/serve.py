@@ -338,6 +338,8 @@ def serve_size(
         bool, typer.Option("--simulate/--no-simulate", help="Check each sized fleet by simulation.")
     ] = True,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the checking simulations.")] = 0,
+    speculative: SpeculativeOption = None,
+    prefix_hit: PrefixHitOption = 0.0,
     as_json: JsonOption = False,
 ) -> None:
     """The cheapest fleet meeting every SLO, per accelerator kind and mixed: layouts, devices, power, $/M tokens."""
@@ -356,6 +358,8 @@ def serve_size(
             simulate=simulate,
             seed=seed,
             progress=progress,
+            speculative=speculative,
+            prefix_hit=prefix_hit,
         )
     if as_json:
         emit_json(result.to_dict())

@@ -33,8 +33,10 @@ from rainier.hardware import cluster_of, largest_system_for_accelerator
 from rainier.precision import Precision
 from rainier.serve.cost import ReplicaCost, WeightFormat, replica_cost
 from rainier.serve.efficiency import ServeEfficiency, ServeEfficiencyTable, committed_serve_efficiency
-from rainier.serve.iteration import IterationCost, pipeline_groups
+from rainier.serve.estimate import ServeConfig, draft_cost
+from rainier.serve.iteration import IterationCost
 from rainier.serve.limits import MAX_BATCH, MAX_LATENCY_MS, MAX_RATE_PER_S
+from rainier.serve.speculative import Speculation, SpeculativeCost
 from rainier.workload.shape import TransformerShape
 
 DEFAULT_UTILISATION = 0.8
@@ -95,6 +97,12 @@ class Traffic:
     rate_per_s: float
     input_len: int
     output_len: int
+    prefix_hit: float = 0.0  # share of each prompt found in the prefix cache (its prefill computes the rest)
+
+    @property
+    def cached_tokens(self) -> int:
+        """Prompt tokens per request found in the prefix cache (at least one token is always computed)."""
+        return min(math.floor(self.prefix_hit * self.input_len), self.input_len - 1)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -102,6 +110,7 @@ class Traffic:
             "rate_per_s": self.rate_per_s,
             "input_len": self.input_len,
             "output_len": self.output_len,
+            "prefix_hit": self.prefix_hit,
         }
 
 
@@ -164,6 +173,7 @@ class Layout:
     ep: int = 1  # expert-parallel ranks (1: experts split by tensor parallelism; MoE models only)
     dp_attention: int = 1  # data-parallel attention groups of tp ranks (ep = tp x dp_attention when above 1)
     pp: int = 1  # pipeline stages (pp micro-batch groups in flight, each up to ``batch`` sequences)
+    speculative: str = ""  # the speculative decoding the replica runs (``serve.speculative`` text), "" for none
     batch: int  # decode batch cap meeting the TPOT target (per micro-batch group when pp > 1)
     prefill_s: float
     tpot_p99_s: float
@@ -171,8 +181,9 @@ class Layout:
 
     @property
     def label(self) -> str:
-        """The parallel degrees of one replica (``degrees_label``)."""
-        return degrees_label(self.tp, self.ep, self.dp_attention, self.pp)
+        """The parallel degrees of one replica (``degrees_label``), and its speculative decoding."""
+        degrees = degrees_label(self.tp, self.ep, self.dp_attention, self.pp)
+        return f"{degrees} {self.speculative}" if self.speculative else degrees
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -182,6 +193,7 @@ class Layout:
             "ep": self.ep,
             "dp_attention": self.dp_attention,
             "pp": self.pp,
+            "speculative": self.speculative or None,
             "label": self.label,
             "precision": self.weights.value,
             "replica_devices": self.replica_devices,
@@ -222,7 +234,7 @@ class ModelFleet:
 # (accelerator id) -> (cost per device-hour for ranking, what it is: "usd" or "watts")
 CostOf = Callable[[str], tuple[float, str]]
 # (layout, cost, traffic, replicas) -> simulated p99s in seconds {"ttft": .., "tpot": .., "e2e": ..} and a summary
-Verifier = Callable[[Layout, ReplicaCost, Traffic, int], tuple[dict[str, float], dict[str, Any]]]
+Verifier = Callable[[Layout, IterationCost, Traffic, int], tuple[dict[str, float], dict[str, Any]]]
 
 
 def _tp_values(limit: int) -> list[int]:
@@ -253,19 +265,28 @@ def layouts(
     slo: Slo,
     *,
     efficiency: ServeEfficiency | ServeEfficiencyTable | None = None,
-) -> tuple[list[tuple[Layout, ReplicaCost]], list[str]]:
-    """Every replica layout of ``shape`` on ``accelerator`` that meets the SLOs on its own, and why others fail."""
+    speculative: Speculation | None = None,
+    draft: TransformerShape | None = None,
+) -> tuple[list[tuple[Layout, IterationCost]], list[str]]:
+    """Every replica layout of ``shape`` on ``accelerator`` that meets the SLOs on its own, and why others fail.
+
+    With ``speculative`` each replica drafts and verifies (``serve.speculative.SpeculativeCost``, the drafter
+    ``draft`` or the one the method implies): its TPOT and capacity are per accepted token; pipelined layouts are
+    not tried then (the simulator drafts for one micro-batch group per replica)."""
     system = largest_system_for_accelerator(accelerator)
     chip = system.accelerator
     table = efficiency if efficiency is not None else committed_serve_efficiency()
     eff = table if isinstance(table, ServeEfficiency) else table.for_accelerator(chip)
     formats = [WeightFormat.FP8] if chip.supports(Precision.FP8) else []
     formats.append(WeightFormat.BF16)
-    found: list[tuple[Layout, ReplicaCost]] = []
+    found: list[tuple[Layout, IterationCost]] = []
     reasons: list[str] = []
     context = traffic.input_len + traffic.output_len
+    cached = traffic.cached_tokens
     for weights in formats:
         for tp, ep, dp, pp in _degrees(shape, system.num_devices):
+            if speculative is not None and pp > 1:
+                continue
             where = degrees_label(tp, ep, dp, pp)
             cluster = cluster_of(chip.id, tp * dp * pp, system=system)
             try:
@@ -277,21 +298,26 @@ def layouts(
                 reasons.append(f"{where} {weights.value}: {exc}")
                 continue
             # a pipelined replica keeps pp micro-batch groups in flight, each a whole pass with its share of cache
-            groups, group = pipeline_groups(cost)
+            groups, group = cost.micro_batch_groups()
             cap = min(group.max_batch, group.kv_capacity_tokens // context)
             if cap < 1:
                 reasons.append(f"{where} {weights.value}: the KV cache of one {context}-token request does not fit")
                 continue
-            prefill = group.iteration_s(traffic.input_len, 0, 0)
+            engine: ReplicaCost | SpeculativeCost = group
+            if speculative is not None:
+                config = ServeConfig(tp=tp, ep=ep, dp_attention=dp, weights=weights, speculative=speculative)
+                drafter = draft_cost(shape, cluster, config, eff, draft)
+                engine = SpeculativeCost(cost=group, drafter=drafter, spec=speculative)
+            prefill = engine.iteration_s(traffic.input_len - cached, 0, 0, 1, cached)
             if slo.ttft_s is not None and prefill > slo.ttft_s:
                 reasons.append(f"{where} {weights.value}: prefill alone takes {prefill * 1e3:.0f} ms > TTFT target")
                 continue
-            batch = _largest_batch(group, cap, context, slo.tpot_s)
+            batch = _largest_batch(engine, cap, context, slo.tpot_s)
             if batch == 0:
                 reasons.append(f"{where} {weights.value}: one sequence's decode step misses the TPOT target")
                 continue
-            tpot = group.iteration_s(0, batch, batch * context)
-            mean_decode = group.iteration_s(0, batch, batch * (traffic.input_len + traffic.output_len // 2))
+            tpot = engine.iteration_s(0, batch, batch * context)
+            mean_decode = engine.iteration_s(0, batch, batch * (traffic.input_len + traffic.output_len // 2))
             per_request = prefill + traffic.output_len * mean_decode / batch
             if slo.e2e_s is not None and prefill + traffic.output_len * tpot > slo.e2e_s:
                 reasons.append(f"{where} {weights.value}: an unloaded request misses the end-to-end target")
@@ -303,6 +329,7 @@ def layouts(
                 ep=ep,
                 dp_attention=dp,
                 pp=pp,
+                speculative=_speculation_text(speculative),
                 weights=weights,
                 replica_devices=cost.replica_devices,
                 batch=batch,
@@ -310,8 +337,22 @@ def layouts(
                 tpot_p99_s=tpot,
                 requests_per_s=groups / per_request,
             )
-            found.append((layout, cost))
+            found.append((layout, engine if speculative is not None else cost))
     return found, reasons
+
+
+def _speculation_text(spec: Speculation | None) -> str:
+    """``eagle3:k=3,accept=0.74`` (the ``--speculative`` grammar), "" without speculation."""
+    if spec is None:
+        return ""
+    text = f"{spec.method.value}:k={spec.num_tokens}"
+    if spec.acceptance_rate is not None:
+        text += f",accept={spec.acceptance_rate:g}"
+    if spec.acceptance_length is not None:
+        text += f",len={spec.acceptance_length:g}"
+    if spec.draft_model is not None:
+        text += f",model={spec.draft_model}"
+    return text
 
 
 def _largest_batch(cost: IterationCost, cap: int, context: int, tpot_s: float | None) -> int:
@@ -344,11 +385,15 @@ def size_model(
     utilisation: float = DEFAULT_UTILISATION,
     verify: Verifier | None = None,
     efficiency: ServeEfficiency | ServeEfficiencyTable | None = None,
+    speculative: Speculation | None = None,
+    draft: TransformerShape | None = None,
 ) -> ModelFleet:
     """The cheapest fleet of one accelerator kind for one model's traffic (module docstring)."""
     if not 0 < utilisation <= 1:
         raise field_error("utilisation", utilisation, "a fraction in (0, 1]")
-    options, reasons = layouts(shape, traffic, accelerator, slo, efficiency=efficiency)
+    options, reasons = layouts(
+        shape, traffic, accelerator, slo, efficiency=efficiency, speculative=speculative, draft=draft
+    )
     if not options:
         why = reasons[-1] if reasons else "no layout"
         raise InputError(f"slo: no {accelerator} layout of {traffic.model} meets it ({why})")
