@@ -22,9 +22,9 @@ from rainier.workload import resolve_model
 __all__ = ["run_export", "run_import"]
 
 
-# The chips each serving engine runs on, by vendor: TensorRT-LLM is NVIDIA's; SGLang serves NVIDIA and AMD GPUs
-# (and others rainier does not catalogue); vLLM also has Neuron and TPU backends, so it is not restricted.
-SERVING_VENDORS: dict[Framework, tuple[str, ...]] = {Framework.TRTLLM: ("nvidia",), Framework.SGLANG: ("nvidia", "amd")}
+# The catalogued chips each serving engine runs on, by vendor: TensorRT-LLM is NVIDIA's; SGLang serves GPUs (AMD
+# ones too, which rainier does not catalogue); vLLM also has Neuron and TPU backends, so it is not restricted.
+SERVING_VENDORS: dict[Framework, tuple[str, ...]] = {Framework.TRTLLM: ("nvidia",), Framework.SGLANG: ("nvidia",)}
 
 
 def run_export(

@@ -41,11 +41,12 @@ from rainier.launch.tree import Tree
 from rainier.precision import Precision
 from rainier.serve.cost import AttentionKernels, WeightFormat
 from rainier.serve.estimate import ServeConfig
+from rainier.serve.inflight import SGLANG_MAX_REQUESTS
 
 VLLM_ASSUMED_MAX_NUM_SEQS = 256  # vLLM's default when --max-num-seqs is absent (1024 on some GPUs and versions)
-# SGLang sizes its request pool from the KV cache when --max-running-requests is absent, at least 2048 requests
-# (model_runner.py init_memory_pool; serve.inflight.default_engine_max_batch): the floor is taken
-SGLANG_ASSUMED_MAX_RUNNING = 2048
+# SGLang sizes its request pool from the KV cache when --max-running-requests is absent (serve.inflight's
+# SGLANG_MAX_REQUESTS, from model_runner.py init_memory_pool): without a KV size its floor is taken
+SGLANG_ASSUMED_MAX_RUNNING = SGLANG_MAX_REQUESTS[0]
 SGLANG_DIST_ADDR = "HEAD_NODE_ADDR:5000"  # --dist-init-addr placeholder: the first node's address and a free port
 TRTLLM_DEFAULT_MAX_BATCH = 2048  # TensorRT-LLM BaseLlmArgs.max_batch_size default
 _CHECKPOINT_FORMAT = re.compile(r"[-_](fp8|nvfp4|fp4)(?:[-_].*)?$", re.IGNORECASE)
@@ -88,6 +89,57 @@ def _model(name: str | None) -> Any:
     return catalog_model_for(name) if name else None
 
 
+def _activation(weights: WeightFormat) -> Precision:
+    """The activations' dtype of a server given these weights (its "auto" KV cache): fp16 with fp16 weights, else
+    bf16, whatever the weights are quantised to."""
+    return Precision.FP16 if weights is WeightFormat.FP16 else Precision.BF16
+
+
+def _read_formats(
+    flags: Flags,
+    where: str,
+    model: str | None,
+    notes: list[str],
+    quantizations: dict[str, WeightFormat],
+    kv_dtypes: dict[str, Precision | None],
+    quant_flags: tuple[str, ...] = ("--quantization",),
+) -> tuple[WeightFormat, Precision]:
+    """Weights and KV cache from ``--quantization`` (or ``--dtype``, else the checkpoint's name) and
+    ``--kv-cache-dtype`` ("auto": the activations' dtype), as vLLM and SGLang spell them."""
+    quant = next((v for f in quant_flags if (v := flags.get(f, where)) is not None), None)
+    if quant is not None:
+        if len(quant) != 1 or quant[0].lower() not in quantizations:
+            raise InputError(f"{where}: --quantization {' '.join(quant)!r}: rainier reads {', '.join(quantizations)}")
+        weights = quantizations[quant[0].lower()]
+    else:
+        dtype = (flags.get("--dtype", where) or ("auto",))[0].lower()
+        weights = WeightFormat.FP16 if dtype in ("float16", "half") else _checkpoint_weights(model, notes)
+    kv_text = (flags.get("--kv-cache-dtype", where) or ("auto",))[0].lower()
+    if kv_text not in kv_dtypes:
+        raise InputError(f"{where}: --kv-cache-dtype {kv_text!r}: one of {', '.join(kv_dtypes)}")
+    return weights, kv_dtypes[kv_text] or _activation(weights)
+
+
+def _format_args(fw: Framework, config: ServeConfig, fp8_cache: str, engine: str) -> list[tuple[str, tuple[str, ...]]]:
+    """``--quantization fp8`` or ``--dtype``, and ``--kv-cache-dtype`` when the cache is not the activations'
+    dtype, as vLLM and SGLang take them (``engine`` quantises to fp8 at load; other formats are checkpoints')."""
+    weights = config.weights
+    args: list[tuple[str, tuple[str, ...]]]
+    if weights is WeightFormat.FP8:
+        args = [("--quantization", ("fp8",))]
+    elif weights in (WeightFormat.BF16, WeightFormat.FP16):
+        args = [("--dtype", ("bfloat16" if weights is WeightFormat.BF16 else "float16",))]
+    else:
+        raise not_expressible(fw, "precision", weights.value, f"{engine} quantises to fp8 at load; serve others "
+                              "pre-quantised")  # fmt: skip
+    activation = _activation(weights)
+    if config.kv is Precision.FP8:
+        args.append(("--kv-cache-dtype", (fp8_cache,)))
+    elif config.kv is not activation:
+        raise not_expressible(fw, "kv_precision", config.kv.value, f"fp8 or the activations' {activation.value}")
+    return args
+
+
 # ----------------------------------------------------------------------------------------------------------- vLLM
 def read_vllm(flags: Flags, where: str) -> LaunchConfig:
     """``vllm serve MODEL ...`` as one replica's layout."""
@@ -103,22 +155,10 @@ def read_vllm(flags: Flags, where: str) -> LaunchConfig:
     if seqs is None:
         notes.append(f"--max-num-seqs not given: vLLM's default, taken as {VLLM_ASSUMED_MAX_NUM_SEQS}")
     batch = _int(where, "--max-num-seqs", seqs, VLLM_ASSUMED_MAX_NUM_SEQS)
-    quant = flags.get("--quantization", where) or flags.get("-q", where)
-    if quant is not None:
-        if len(quant) != 1 or quant[0].lower() not in _VLLM_QUANT:
-            raise InputError(f"{where}: --quantization {' '.join(quant)!r}: rainier reads {', '.join(_VLLM_QUANT)}")
-        weights = _VLLM_QUANT[quant[0].lower()]
-    else:
-        dtype = (flags.get("--dtype", where) or ("auto",))[0].lower()
-        weights = WeightFormat.FP16 if dtype in ("float16", "half") else _checkpoint_weights(model, notes)
-    kv_text = (flags.get("--kv-cache-dtype", where) or ("auto",))[0].lower()
-    if kv_text not in _KV:
-        raise InputError(f"{where}: --kv-cache-dtype {kv_text!r}: one of {', '.join(_KV)}")
+    weights, kv = _read_formats(flags, where, model, notes, _VLLM_QUANT, _KV, ("--quantization", "-q"))
     data_parallel = flags.get("--data-parallel-size", where) or flags.get("-dp", where)
     if data_parallel is not None:
         notes.append(f"--data-parallel-size {data_parallel[0]}: that many replicas of this layout")
-    # vLLM's "auto" KV cache is the model's activation dtype, whatever the weights are quantised to
-    kv = _KV[kv_text] or (Precision.FP16 if weights is WeightFormat.FP16 else Precision.BF16)
     serve = _config(
         where,
         tp=tp,
@@ -186,20 +226,7 @@ def write_vllm(model: str, config: ServeConfig) -> str:
     if config.ep > 1:
         args.append(("--enable-expert-parallel", ()))
     args.append(("--max-num-seqs", (str(config.batch),)))
-    weights = config.weights
-    if weights is WeightFormat.FP8:
-        args.append(("--quantization", ("fp8",)))
-    elif weights in (WeightFormat.BF16, WeightFormat.FP16):
-        args.append(("--dtype", ("bfloat16" if weights is WeightFormat.BF16 else "float16",)))
-    else:
-        raise not_expressible(
-            fw, "precision", weights.value, "vLLM quantises to fp8 at load; serve others pre-quantised"
-        )
-    activation = Precision.FP16 if weights is WeightFormat.FP16 else Precision.BF16
-    if config.kv is Precision.FP8:
-        args.append(("--kv-cache-dtype", ("fp8",)))
-    elif config.kv is not activation:
-        raise not_expressible(fw, "kv_precision", config.kv.value, f"fp8 or the activations' {activation.value}")
+    args += _format_args(fw, config, "fp8", "vLLM")
     return format_command(["vllm", "serve", model], args)
 
 
@@ -354,18 +381,7 @@ def read_sglang(flags: Flags, where: str) -> LaunchConfig:
         notes.append(f"--max-running-requests not given: SGLang sizes it from the KV cache, taken as its floor "
                      f"{SGLANG_ASSUMED_MAX_RUNNING}")  # fmt: skip
     batch = _int(where, "--max-running-requests", running, SGLANG_ASSUMED_MAX_RUNNING)
-    quant = flags.get("--quantization", where)
-    if quant is not None:
-        if len(quant) != 1 or quant[0].lower() not in _SGL_QUANT:
-            raise InputError(f"{where}: --quantization {' '.join(quant)!r}: rainier reads {', '.join(_SGL_QUANT)}")
-        weights = _SGL_QUANT[quant[0].lower()]
-    else:
-        dtype = (flags.get("--dtype", where) or ("auto",))[0].lower()
-        weights = WeightFormat.FP16 if dtype in ("float16", "half") else _checkpoint_weights(model, notes)
-    kv_text = (flags.get("--kv-cache-dtype", where) or ("auto",))[0].lower()
-    if kv_text not in _SGL_KV:
-        raise InputError(f"{where}: --kv-cache-dtype {kv_text!r}: one of {', '.join(_SGL_KV)}")
-    activation = Precision.FP16 if weights is WeightFormat.FP16 else Precision.BF16
+    weights, kv = _read_formats(flags, where, model, notes, _SGL_QUANT, _SGL_KV)
     algorithm = flags.get("--speculative-algorithm", where)
     if algorithm is not None:
         notes.append(f"--speculative-algorithm {algorithm[0]} not read: give serve estimate --speculative with the "
@@ -378,7 +394,7 @@ def read_sglang(flags: Flags, where: str) -> LaunchConfig:
         dp_attention=dp_attention,
         batch=batch,
         weights=weights,
-        kv_precision=_SGL_KV[kv_text] or activation,
+        kv_precision=kv,
         two_batch_overlap=flags.has("--enable-two-batch-overlap") and ep > 1,
     )
     cluster = None
@@ -426,19 +442,7 @@ def write_sglang(model: str, config: ServeConfig, devices_per_node: int | None =
     if config.two_batch_overlap:
         args.append(("--enable-two-batch-overlap", ()))
     args.append(("--max-running-requests", (str(config.batch),)))
-    weights = config.weights
-    if weights is WeightFormat.FP8:
-        args.append(("--quantization", ("fp8",)))
-    elif weights in (WeightFormat.BF16, WeightFormat.FP16):
-        args.append(("--dtype", ("bfloat16" if weights is WeightFormat.BF16 else "float16",)))
-    else:
-        raise not_expressible(fw, "precision", weights.value, "SGLang quantises to fp8 at load; serve others "
-                              "pre-quantised")  # fmt: skip
-    activation = Precision.FP16 if weights is WeightFormat.FP16 else Precision.BF16
-    if config.kv is Precision.FP8:
-        args.append(("--kv-cache-dtype", ("fp8_e4m3",)))
-    elif config.kv is not activation:
-        raise not_expressible(fw, "kv_precision", config.kv.value, f"fp8 or the activations' {activation.value}")
+    args += _format_args(fw, config, "fp8_e4m3", "SGLang")
     devices = world * config.pp
     header = ""
     if devices_per_node is not None and devices > devices_per_node:

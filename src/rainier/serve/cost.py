@@ -97,6 +97,8 @@ INT4_BYTES_PER_WEIGHT = 0.5 + (2.0 + 0.5) / INT4_GROUP
 # down GEMM, all-reduce). Engines that capture their decode step in a graph pay this once, inside the fitted
 # per-iteration overhead.
 KERNEL_LAUNCH_S = 4e-6
+# A replica's batch cap when none is given (one engine; a data-parallel attention group is an engine of its own)
+DEFAULT_MAX_BATCH = 1024
 KERNELS_PER_LAYER = 12
 
 
@@ -239,7 +241,7 @@ class ReplicaCost:
     hbm_bytes_per_s: float  # per device
     all_reduce: tuple[float, float]  # seconds = slope x bytes + intercept, on the placed tp group
     eff: ServeEfficiency
-    engine_max_batch: int = 1024
+    engine_max_batch: int = DEFAULT_MAX_BATCH
 
     # -- IterationCost protocol ------------------------------------------------------------------------
     @property
@@ -522,7 +524,7 @@ def replica_cost(
     unit_core: bool = False,
     weights: WeightFormat = WeightFormat.BF16,
     eff: ServeEfficiency,
-    max_batch: int = 1024,
+    max_batch: int = DEFAULT_MAX_BATCH,
     ep: int = 1,
     attention: AttentionKernels = AttentionKernels.FUSED,
     cuda_graphs: bool = True,

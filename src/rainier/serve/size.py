@@ -31,7 +31,7 @@ from typing import Any
 from rainier.errors import InputError, field_error
 from rainier.hardware import cluster_of, largest_system_for_accelerator
 from rainier.precision import Precision
-from rainier.serve.cost import ReplicaCost, WeightFormat, replica_cost
+from rainier.serve.cost import DEFAULT_MAX_BATCH, ReplicaCost, WeightFormat, replica_cost
 from rainier.serve.efficiency import ServeEfficiency, ServeEfficiencyTable, committed_serve_efficiency
 from rainier.serve.estimate import ServeConfig, draft_cost
 from rainier.serve.iteration import IterationCost
@@ -44,8 +44,6 @@ DEFAULT_UTILISATION = 0.8
 # DeepSeek-V3/R1 inference system overview), SGLang's 72-96 (LMSYS large-scale EP, 2025); one expert per rank
 # bounds it too (``_degrees``).
 MAX_EP_DEVICES = 256
-# An attention group's own batch cap (a data-parallel group is an engine of its own): ``replica_cost``'s default
-DEFAULT_ENGINE_BATCH = 1024
 # Pipeline stages tried: vLLM serves Llama 3.1 405B in bf16 as tp 8 x pp 2 over two nodes (vLLM blog, 2024-07-23)
 PIPELINE_STAGES = (1, 2, 4, 8)
 MAX_VERIFY_ROUNDS = 6
@@ -292,7 +290,7 @@ def layouts(
             try:
                 cost = replica_cost(
                     shape, cluster, tp=tp, pp=pp, ep=ep, dp_attention=dp, weights=weights, eff=eff,
-                    max_batch=min(MAX_BATCH, DEFAULT_ENGINE_BATCH * dp),
+                    max_batch=min(MAX_BATCH, DEFAULT_MAX_BATCH * dp),
                 )  # fmt: skip
             except ValueError as exc:
                 reasons.append(f"{where} {weights.value}: {exc}")
