@@ -12,7 +12,7 @@ from rainier.api.serve_sim import run_serve_simulate, simulation_scenario
 from rainier.calibrate.cases import InferenceCase, load_cases
 from rainier.cli import app
 from rainier.hardware import cluster_of, get_accelerator
-from rainier.serve.cost import FP8_DISPATCH_BYTES, MEMORY_UTILIZATION, WeightFormat, replica_cost
+from rainier.serve.cost import FP8_DISPATCH_BYTES, MEMORY_UTILIZATION, WeightFormat, busiest_share, replica_cost
 from rainier.serve.efficiency import ServeEfficiency
 from rainier.serve.estimate import ServeConfig
 from rainier.serve.validate import predict_metrics, prepare
@@ -81,6 +81,22 @@ def test_a_group_attends_over_its_own_sequences_only() -> None:
     assert wide.parts(4096, 0, 0, prefill_seqs=4)["attention"] == pytest.approx(
         alone.parts(1024, 0, 0, prefill_seqs=1)["attention"]
     )
+
+
+def test_a_prompt_is_prefilled_whole_by_one_group_while_the_others_wait() -> None:
+    """The groups run in lockstep: one 1024-token prompt with 64 decodes costs the busiest group its whole prompt
+    plus its 16 decodes, which is what 4 such prompts at once cost (one per group), and more than the same tokens
+    spread evenly; decode-only iterations are unchanged."""
+    shape, cluster = get_model("mixtral-8x7b"), cluster_of("h100-sxm", 8)
+    wide = replica_cost(shape, cluster, tp=2, ep=8, dp_attention=4, eff=IDEAL)
+    one = wide.parts(1024, 64, 64 * 2000, prefill_seqs=1)
+    four = wide.parts(4096, 64, 64 * 2000, prefill_seqs=4)
+    assert one["attention"] == pytest.approx(four["attention"])
+    assert one["tp_comm"] == pytest.approx(four["tp_comm"])
+    alone = replica_cost(shape, cluster, tp=2, ep=2, eff=IDEAL)
+    assert one["attention"] == pytest.approx(alone.parts(1024, 16, 16 * 2000)["attention"])
+    assert wide.iteration_s(1024, 64, 64 * 2000, 1) > wide.iteration_s(1024, 64, 64 * 2000, 4)
+    assert busiest_share(1, 4) == 1.0 and busiest_share(5, 4) == pytest.approx(2 / 5) and busiest_share(7, 1) == 1.0
 
 
 def test_layouts_refused() -> None:
@@ -216,3 +232,19 @@ def test_launch_writers_refuse_data_parallel_attention_but_sglang() -> None:
         with pytest.raises(ValueError, match=r"dp_attention=8 cannot be written for .*written for sglang"):
             write("deepseek-v3", config)
     assert "--enable-dp-attention" in write_sglang("deepseek-v3", config)
+
+
+def test_tensorrt_llm_attention_dp_is_one_attention_group_per_rank() -> None:
+    """TensorRT-LLM's ``attention_dp: true`` with ep = tp = 8 is rainier's tp=1 x dp_attention=8, every rank with
+    its own executor: the case's max_batch (512) and max_num_tokens bound each rank."""
+    cases = load_cases("validation/inference-mlperf.yaml")
+    found = [c for c in getattr(cases, "cases", cases) if c.id == "mlperf-inf5.1-nvidia-b200x8-deepseek-r1-offline"]
+    assert len(found) == 1 and isinstance(found[0], InferenceCase)
+    item = prepare(found[0])
+    assert (item.config.tp, item.config.dp_attention, item.config.ep) == (1, 8, 8)
+    assert item.in_flight is not None
+    assert item.in_flight.max_batch == 8 * 512 and item.in_flight.token_budget == 8 * 4608
+    plain = replace(found[0], serving={**found[0].serving, "attention_dp": None})
+    item = prepare(plain)
+    assert (item.config.tp, item.config.dp_attention) == (8, 1)
+    assert item.in_flight is not None and item.in_flight.max_batch == 512

@@ -66,9 +66,18 @@ CASES = [
 # SGLang LargeEP H100 held out 15.6% -> 58.5%, MLPerf H200 12.6% -> 9.8%, v4.1 21.5% -> 19.5%. TensorRT-LLM's
 # default batch dated as its release notes give it (256 from v0.11, 2048 from v0.14; the B200 preview build on
 # TensorRT 10.1 predates v0.11's 10.2, so it keeps 256 and no token budget, as before the engine defaults): all
-# 11.3%, A+B p90 69.1%, leave-one-group-out 15.3%, p90 74.8% (v4.1 held out 19.5% -> 24.7%). The guards below
-# follow that fit (the fit is deterministic: a change that moves it refits).
-ALL_MEDIAN, TRUSTED_P90, LOGO_MEDIAN, LOGO_P90, STATIC_MEDIAN = 11.4, 70.0, 15.6, 75.5, 8.5
+# 11.3%, A+B p90 69.1%, leave-one-group-out 15.3%, p90 74.8% (v4.1 held out 19.5% -> 24.7%). MLPerf's
+# DeepSeek-R1 runs read as TensorRT-LLM ran them (attention_dp: tp=1 x 8 attention groups, 512 sequences per rank,
+# as TensorRT-LLM's tech blog 3 sizes them: "global concurrency of 4000" on 8 B200s) instead of tp=8 with a
+# replicated latent cache capped at 512 sequences, and each attention group prefilling its prompts whole while the
+# others wait: all 11.1%, A+B p90 75.1%, leave-one-group-out 15.2%, p90 80.2%. The old reading had matched R1's
+# offline throughput (-20%) for the wrong reason; read right, the model is 2.5-3.5x fast there, which TensorRT-LLM's
+# own figures for that layout confirm (4,600 tokens/s per B200 at 1K/2K; 34k tokens/s on 8 GB200s on this dataset),
+# and R1's rows move from mostly under to over the p90 (R1 median 69.5% -> 89.6%); leaving the fit, they no longer
+# hold Blackwell's comm at its 1.0 bound (-> 0.61), and SGLang's DeepSeek groups held out improve (LargeEP H100
+# 58.7% -> 50.8%, GB200 58.3% -> 37.6%), MLPerf's GB200/GB300 worsen (22.1% -> 27.7%). The guards below follow
+# that fit (the fit is deterministic: a change that moves it refits).
+ALL_MEDIAN, TRUSTED_P90, LOGO_MEDIAN, LOGO_P90, STATIC_MEDIAN = 11.4, 76.0, 15.6, 81.0, 8.5
 # Trainium2 (issue 13's target: 15%): trust A+B rows 11.6%; with the trust-C DeepSeek-V3 contrib port's rows (its
 # native-API case read since its precision text "bf16 (FP8 checkpoint dequantized ...)" parses) 28.4%.
 TRN2_MEDIAN, TRN2_TRUSTED_MEDIAN = 29.5, 12.5

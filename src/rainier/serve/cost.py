@@ -29,7 +29,12 @@ Data-parallel attention (SGLang ``--enable-dp-attention``, vLLM ``--data-paralle
 with ``dp_attention`` groups of ``tp`` ranks: each group holds the attention, dense layers, shared experts and LM
 head (divided by its ``tp``) and serves ``1/dp_attention`` of the batch, keeping only its own sequences' KV cache;
 the routed experts are spread over all ``ep = tp x dp_attention`` ranks, which exchange the whole batch's routed
-tokens by a dispatch and a combine all-to-all in every MoE layer.
+tokens by a dispatch and a combine all-to-all in every MoE layer. The groups run in lockstep (every MoE layer
+waits for all of them), so an iteration takes as long as its busiest group's share: decodes spread evenly, but a
+prompt is prefilled whole by the one group it was sent to (round-robin), so the busiest group runs
+``ceil(prompts / dp_attention)`` of the iteration's prompts (``busiest_share``; TensorRT-LLM tech blog 10, "ADP
+Balance Strategy": the iteration time is the slowest rank's, and a rank prefilling while the others decode holds
+them all).
 
 Pipeline stages run one after another for one iteration, so ``pp`` divides memory, not latency. The fitted
 fractions live in ``catalog/serve-efficiency.yaml`` (``serve.efficiency``).
@@ -312,7 +317,13 @@ class ReplicaCost:
             if overlapped and tokens >= 2:
                 return iteration_s(prefill_tokens, decode_seqs, kv_tokens, prefill_seqs, cached)
             head_tokens = decode_seqs + prefill_seqs if prefill_tokens else decode_seqs
-            gemm_flop = (tokens / dp + pad) * gemm_per_token + (head_tokens / dp + pad) * head_per_token
+            if dp == 1:
+                rank_tokens, rank_heads, share = tokens / dp, head_tokens / dp, 1.0
+            else:
+                share = busiest_share(prefill_seqs, dp)
+                rank_tokens = prefill_tokens * share + decode_seqs / dp
+                rank_heads = (prefill_seqs * share if prefill_tokens else 0) + decode_seqs / dp
+            gemm_flop = (rank_tokens + pad) * gemm_per_token + (rank_heads + pad) * head_per_token
             if routed:
                 touched = 1.0 - untouched**tokens if num_experts > 1 and tokens > 0 else 1.0
                 expert_tokens = tokens + num_experts * touched * pad / top_k
@@ -321,23 +332,28 @@ class ReplicaCost:
             else:
                 compute, weight_time = gemm_flop / flop_rate, dense_weight_time
             gemm = (weight_time if weight_time > compute else compute) if tokens else 0.0  # max(), first on ties
-            gemm += tokens / dp * elementwise / byte_rate
+            gemm += rank_tokens * elementwise / byte_rate
             decode_pairs = kv_tokens / dp
             if prefill_tokens:  # a decode-only iteration's prompt pairs are exactly zero
                 prompts = max(prefill_seqs, 1)
-                prefill_pairs = (prefill_tokens**2 / (2 * prompts) + prefill_tokens * cached / prompts) / dp
+                prompt_pairs = prefill_tokens**2 / (2 * prompts) + prefill_tokens * cached / prompts
+                prefill_pairs = prompt_pairs / dp if dp == 1 else prompt_pairs * share
                 pairs = prefill_pairs + decode_pairs
                 attention_flop = prefill_pairs * prefill_flop + decode_pairs * decode_flop
             else:
                 pairs, attention_flop = decode_pairs, decode_pairs * decode_flop
             by_flop = attention_flop / attention_rate
-            kv_bytes = (kv_tokens + cached + tokens) * kv_per_token * kv_reads / dp
+            if dp == 1:
+                kv_read = (kv_tokens + cached + tokens) / dp
+            else:
+                kv_read = (kv_tokens + decode_seqs) / dp + (cached + prefill_tokens) * share
+            kv_bytes = kv_read * kv_per_token * kv_reads
             by_bytes = kv_bytes / kv_rate + pairs * scores * score_bytes_each / byte_rate
             total = gemm + (by_bytes if by_bytes > by_flop else by_flop)
             if tensor_parallel:
-                total += all_reduces * (slope * (tokens / dp * hidden_bytes) + fixed)
+                total += all_reduces * (slope * (rank_tokens * hidden_bytes) + fixed)
             if ep > 1 and tokens:
-                copies = tokens * top_k / ep
+                copies = tokens * top_k / ep if dp == 1 else rank_tokens * top_k * dp / ep
                 routed_bytes = copies * dispatch_bytes + copies * hidden_bytes
                 exchange = a2a_prefill_slope if prefill_tokens else a2a_slope
                 total += moe_layers * (exchange * routed_bytes + 2 * fixed_a2a)
@@ -367,15 +383,23 @@ class ReplicaCost:
             return self._overlapped_parts(prefill_tokens, decode_seqs, kv_tokens, prefill_seqs, queries, cached_tokens)
         tokens = prefill_tokens + decode_seqs * queries
         eff = self.eff
-        # Data-parallel attention: each group does 1/dp of the attention and dense work on its tp ranks, while the
-        # routed experts' work and weights are spread over all dp x tp ranks (dp = 1: one group, the whole replica).
+        # Data-parallel attention: each group does its share of the attention and dense work on its tp ranks, while
+        # the routed experts' work and weights are spread over all dp x tp ranks (dp = 1: one group, the whole
+        # replica). The groups wait for each other, so the busiest one's share counts: an even 1/dp of the decodes,
+        # and the whole prompts sent to it (``busiest_share``).
         dp = self.dp_attention
+        share = busiest_share(prefill_seqs, dp)
         flop_rate = self.flop_per_s * self.tp_devices * eff.compute
         byte_rate = self.hbm_bytes_per_s * self.tp_devices * eff.memory
         head_tokens = decode_seqs * queries + (prefill_seqs if prefill_tokens else 0)
+        if dp == 1:
+            rank_tokens, rank_heads = tokens / dp, head_tokens / dp
+        else:
+            rank_tokens = prefill_tokens * share + decode_seqs * queries / dp
+            rank_heads = (prefill_seqs * share if prefill_tokens else 0) + decode_seqs * queries / dp
         # every weight GEMM computes whole output tiles: half a tile of padded rows on average (``tile_tokens``)
         pad = self.tile_tokens
-        gemm_flop = (tokens / dp + pad) * self.gemm_flop_per_token + (head_tokens / dp + pad) * self.head_flop_per_token
+        gemm_flop = (rank_tokens + pad) * self.gemm_flop_per_token + (rank_heads + pad) * self.head_flop_per_token
         touched = 1.0
         if self.num_experts > 1 and tokens > 0:
             touched = 1.0 - (1.0 - self.top_k / self.num_experts) ** tokens
@@ -385,23 +409,28 @@ class ReplicaCost:
         gemm_compute = gemm_flop / flop_rate + expert_tokens * self.expert_flop_per_token / expert_rate
         weight_bytes = self.dense_weight_bytes + self.expert_weight_bytes * touched / dp  # per group's tp ranks
         gemm = max(gemm_compute, weight_bytes / byte_rate) if tokens else 0.0
-        gemm += tokens / dp * self.elementwise_bytes_per_token / byte_rate
+        gemm += rank_tokens * self.elementwise_bytes_per_token / byte_rate
         # prompts attend causally to themselves (P^2 / (2 x prompts) pairs) and to their cached context; decode
         # tokens to their caches
         prompts = max(prefill_seqs, 1)
-        prefill_pairs = (prefill_tokens**2 / (2 * prompts) + prefill_tokens * cached_tokens / prompts) / dp
+        prompt_pairs = prefill_tokens**2 / (2 * prompts) + prefill_tokens * cached_tokens / prompts
+        prefill_pairs = prompt_pairs / dp if dp == 1 else prompt_pairs * share
         decode_pairs = kv_tokens * queries / dp  # each group attends over its own sequences only
         pairs = prefill_pairs + decode_pairs
         attention_flop = prefill_pairs * self.attention_flop_per_context_token + decode_pairs * (
             self.decode_attention_flop_per_context_token or self.attention_flop_per_context_token
         )
-        kv_bytes = (kv_tokens + cached_tokens + tokens) * self.kv_bytes_per_token_replica * self.kv_reads_per_head / dp
+        if dp == 1:
+            kv_read = (kv_tokens + cached_tokens + tokens) / dp
+        else:  # the busiest group's: an even share of the caches and decodes, its prompts whole
+            kv_read = (kv_tokens + decode_seqs * queries) / dp + (cached_tokens + prefill_tokens) * share
+        kv_bytes = kv_read * self.kv_bytes_per_token_replica * self.kv_reads_per_head
         score_bytes = pairs * self.scores_per_pair * self.score_bytes
         kv_rate = self.hbm_bytes_per_s * self.tp_devices * eff.kv_memory
         attention_rate = (self.attention_flop_per_s or self.flop_per_s) * self.tp_devices * eff.compute
         attention = max(attention_flop / attention_rate, kv_bytes / kv_rate + score_bytes / byte_rate)
         slope, intercept = self.all_reduce
-        message = tokens / dp * self.hidden_bytes_per_token  # each group's all-reduces carry its own tokens
+        message = rank_tokens * self.hidden_bytes_per_token  # each group's all-reduces carry its own tokens
         # one all-reduce after attention in every layer, one after the MLP -- except in MoE layers under expert
         # parallelism, whose experts exchange tokens by all-to-all instead (below)
         all_reduces = self.num_layers * ALL_REDUCES_PER_LAYER - (self.moe_layers if self.ep > 1 else 0)
@@ -412,7 +441,8 @@ class ReplicaCost:
             a2a_slope, a2a_intercept = self.all_to_all
             if prefill_tokens and self.ep_nodes > 1:  # normal kernels: a token crosses to a node once (serve.dispatch)
                 a2a_slope -= self.all_to_all_network * (1.0 - node_copies_share(self.ep_nodes, self.top_k))
-            copies = tokens * self.top_k / self.ep  # routed token copies each rank sends (and gets back)
+            # routed token copies each rank sends (and gets back): the busiest group's, over its tp ranks
+            copies = tokens * self.top_k / self.ep if dp == 1 else rank_tokens * self.top_k * dp / self.ep
             routed = copies * (self.dispatch_bytes_per_token or self.hidden_bytes_per_token)  # dispatch, per rank
             combined = copies * self.hidden_bytes_per_token
             fixed_a2a = a2a_intercept + eff.collective_latency_s
@@ -494,6 +524,16 @@ class ReplicaCost:
             "kv_bytes_per_token": self.kv_bytes_per_token_replica,
             "kv_capacity_tokens": self.kv_capacity,
         }
+
+
+def busiest_share(prompts: int, dp: int) -> float:
+    """The share of an iteration's prompts that its busiest data-parallel attention group prefills: each prompt
+    goes whole to one of the ``dp`` groups (SGLang's and TensorRT-LLM's attention-DP schedulers send a request to
+    one rank), round-robin, so the busiest holds ``ceil(prompts / dp)`` of them (1 with one group)."""
+    if dp == 1:
+        return 1.0
+    prompts = max(prompts, 1)
+    return math.ceil(prompts / dp) / prompts
 
 
 def check_precision(accelerator: Accelerator, weights: WeightFormat) -> None:

@@ -9,10 +9,11 @@ gets expert-parallel layouts (``_degrees``): its experts spread over the tensor 
 ``tp`` ranks inside a scale-up domain, every routed expert's weights spread over all ``ep = tp x dp_attention``
 ranks, the dispatch and combine crossing the scale-out network (SGLang's DP attention with DeepEP, TensorRT-LLM's
 wide EP) -- which is how a model too big for one scale-up domain is served without pipelining (under data-parallel
-attention a prompt's prefill is costed spread over the groups, as a loaded replica spreads its prompts; each
-group caps its own batch at the engine default). With continuous batching a replica runs up to ``B`` sequences per
-decode iteration; ``B`` is the largest batch whose decode iteration at the longest context (``input + output``
-tokens, the p99 TPOT) meets the TPOT SLO and whose KV cache fits. One request costs a prefill pass and
+attention an unloaded prompt is prefilled by one group while the others wait, and a loaded replica prefills one
+prompt per group at once, which is what its capacity counts; each group caps its own batch at the engine
+default). With continuous batching a replica runs up to ``B`` sequences per decode iteration; ``B`` is the
+largest batch whose decode iteration at the longest context (``input + output`` tokens, the p99 TPOT) meets the
+TPOT SLO and whose KV cache fits. One request costs a prefill pass and
 ``output / B`` of a decode iteration per generated token, so a replica serves ``1 / (t_prefill + output x
 t_decode(B) / B)`` requests per second; replicas run at ``utilisation`` of that to keep queueing for TTFT in check.
 The layout with the lowest cost (devices x price per device-hour, or devices x watts where a price is missing)
@@ -316,7 +317,11 @@ def layouts(
                 continue
             tpot = engine.iteration_s(0, batch, batch * context)
             mean_decode = engine.iteration_s(0, batch, batch * (traffic.input_len + traffic.output_len // 2))
-            per_request = prefill + traffic.output_len * mean_decode / batch
+            # a loaded replica prefills one prompt per attention group at once: each costs 1/dp of such a pass
+            busy = prefill
+            if dp > 1:
+                busy = engine.iteration_s(dp * (traffic.input_len - cached), 0, 0, dp, dp * cached) / dp
+            per_request = busy + traffic.output_len * mean_decode / batch
             if slo.e2e_s is not None and prefill + traffic.output_len * tpot > slo.e2e_s:
                 reasons.append(f"{where} {weights.value}: an unloaded request misses the end-to-end target")
                 continue

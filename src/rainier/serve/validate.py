@@ -137,12 +137,16 @@ def serve_config(case: InferenceCase) -> ServeConfig:
     tp = _whole("serving", s, "tp", MAX_DEGREE, "ranks", default=1)
     ep = _whole("serving", s, "ep", MAX_DEGREE, "ranks", default=1)
     # Data-parallel attention is read where the case's ep exceeds its tp (tp is then each attention group's own:
-    # SGLang --enable-dp-attention with DeepEP). A case whose dp_attention sits inside tp with ep <= tp (SGLang
-    # v0.4.1: MoE tensor-parallel across the attention groups) is costed as tp, as before: that layout is not
-    # modelled yet.
+    # SGLang --enable-dp-attention with DeepEP), and from TensorRT-LLM's ``attention_dp: true`` with ep = tp
+    # (enable_attention_dp: every one of the tp ranks runs its own attention and scheduler, the experts spread
+    # over all of them), which is rainier's tp=1 x dp_attention=tp. A case whose dp_attention sits inside tp
+    # with ep <= tp (SGLang v0.4.1: MoE tensor-parallel across the attention groups) is costed as tp, as
+    # before: that layout is not modelled yet.
     dp_attention = 1
     if ep > tp:
         dp_attention = _whole("serving", s, "dp_attention", MAX_DEGREE, "ranks", default=1)
+    elif _flag("serving", s, "attention_dp") and ep == tp > 1:
+        tp, dp_attention = 1, ep
     return ServeConfig(
         speculative=_launched(case, speculation_from_case(s.get("speculative"), known_model=has_model)),
         attention=attention_kernels(case),
@@ -261,6 +265,19 @@ def replays_cuda_graphs(case: InferenceCase) -> bool:
     return version is None or version >= GRAPH_REPLAY_VERSION
 
 
+def _scheduler_limits(serving: Mapping[str, Any], groups: int) -> dict[str, Any]:
+    """The case's ``serving`` block with TensorRT-LLM's per-rank limits made the replica's: under
+    ``attention_dp: true`` every attention rank runs its own executor, so ``max_batch`` (max_batch_size) and
+    ``max_num_tokens`` bound each of the ``groups`` ranks (TensorRT-LLM PyTorch backend, one PyExecutor per
+    rank under enable_attention_dp)."""
+    fields = dict(serving)
+    if groups > 1 and fields.get("attention_dp") is True:
+        for key in ("max_batch", "max_num_tokens"):
+            if isinstance(fields.get(key), int) and not isinstance(fields[key], bool):
+                fields[key] *= groups
+    return fields
+
+
 def prepare(case: InferenceCase) -> Prepared:
     """A case ready to predict; a field that is missing, mistyped, out of range or inexpressible raises an
     ``InputError`` (a ``ValueError``) naming it, and :func:`_prepared` skips the case with that reason."""
@@ -285,7 +302,7 @@ def prepare(case: InferenceCase) -> Prepared:
         if config.speculative is not None:
             raise field_error("serving.speculative", "in-flight", "static batches only (the simulator drafts nothing)")
         load = in_flight_of(
-            dict(case.serving), cluster.num_devices, cost.replica_devices,
+            _scheduler_limits(case.serving, config.dp_attention), cluster.num_devices, cost.replica_devices,
             kv_tokens=cost.kv_capacity, context_len=shape.seq_len,
             large_gpu=vllm_large_gpu(accelerator.hbm_bytes, accelerator.id),
         )  # fmt: skip
