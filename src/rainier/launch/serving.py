@@ -30,6 +30,7 @@ and ``--dist-init-addr``, the same command run on every node with its rank.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from typing import Any
 
 import yaml
@@ -87,6 +88,30 @@ def _config(where: str, **values: Any) -> ServeConfig:
 
 def _model(name: str | None) -> Any:
     return catalog_model_for(name) if name else None
+
+
+def _served(
+    framework: Framework,
+    where: str,
+    model: str | None,
+    serve: ServeConfig,
+    notes: list[str],
+    ignored: Iterable[str],
+    cluster: StatedCluster | None = None,
+) -> LaunchConfig:
+    """A serving engine's imported configuration: its model looked up in the catalog once (missing when unknown)."""
+    shape = _model(model)
+    return LaunchConfig(
+        framework=framework,
+        source=where,
+        model=shape,
+        model_name=model,
+        model_missing=() if shape is not None else ("model",),
+        serve=serve,
+        cluster=cluster,
+        notes=tuple(notes),
+        ignored=tuple(ignored),
+    )
 
 
 def _activation(weights: WeightFormat) -> Precision:
@@ -183,16 +208,7 @@ def read_vllm(flags: Flags, where: str) -> LaunchConfig:
         "--data-parallel-size",
         "-dp",
     }
-    return LaunchConfig(
-        framework=Framework.VLLM,
-        source=where,
-        model=_model(model),
-        model_name=model,
-        model_missing=() if _model(model) is not None else ("model",),
-        serve=serve,
-        notes=tuple(notes),
-        ignored=tuple(sorted(flags.names() - used)),
-    )
+    return _served(Framework.VLLM, where, model, serve, notes, sorted(flags.names() - used))
 
 
 def _refuse_serving(framework: Framework, config: ServeConfig) -> None:
@@ -261,17 +277,7 @@ def read_trtllm_options(data: dict[str, Any], where: str, *, model: str | None =
         weights=weights,
         kv_precision=_KV[kv_text],
     )
-    shape = _model(model)
-    return LaunchConfig(
-        framework=Framework.TRTLLM,
-        source=where,
-        model=shape,
-        model_name=model,
-        model_missing=() if shape is not None else ("model",),
-        serve=serve,
-        notes=tuple(notes),
-        ignored=tuple(t.unread()),
-    )
+    return _served(Framework.TRTLLM, where, model, serve, notes, t.unread())
 
 
 def read_trtllm_command(flags: Flags, where: str) -> LaunchConfig:
@@ -410,18 +416,7 @@ def read_sglang(flags: Flags, where: str) -> LaunchConfig:
             "--enable-dp-attention", "--max-running-requests", "--quantization", "--dtype", "--kv-cache-dtype",
             "--enable-two-batch-overlap", "--speculative-algorithm", "--moe-a2a-backend", "--enable-deepep-moe",
             "--nnodes", "--node-rank", "--dist-init-addr"}  # fmt: skip
-    shape = _model(model)
-    return LaunchConfig(
-        framework=Framework.SGLANG,
-        source=where,
-        model=shape,
-        model_name=model,
-        model_missing=() if shape is not None else ("model",),
-        serve=serve,
-        cluster=cluster,
-        notes=tuple(notes),
-        ignored=tuple(sorted(flags.names() - used)),
-    )
+    return _served(Framework.SGLANG, where, model, serve, notes, sorted(flags.names() - used), cluster)
 
 
 def write_sglang(model: str, config: ServeConfig, devices_per_node: int | None = None) -> str:

@@ -316,13 +316,9 @@ class ReplicaCost:
             tokens = prefill_tokens + decode_seqs
             if overlapped and tokens >= 2:
                 return iteration_s(prefill_tokens, decode_seqs, kv_tokens, prefill_seqs, cached)
-            head_tokens = decode_seqs + prefill_seqs if prefill_tokens else decode_seqs
-            if dp == 1:
-                rank_tokens, rank_heads, share = tokens / dp, head_tokens / dp, 1.0
-            else:
-                share = busiest_share(prefill_seqs, dp)
-                rank_tokens = prefill_tokens * share + decode_seqs / dp
-                rank_heads = (prefill_seqs * share if prefill_tokens else 0) + decode_seqs / dp
+            share = 1.0 if dp == 1 else busiest_share(prefill_seqs, dp)  # the common case without a call
+            rank_tokens = prefill_tokens * share + decode_seqs / dp
+            rank_heads = (prefill_seqs * share if prefill_tokens else 0) + decode_seqs / dp
             gemm_flop = (rank_tokens + pad) * gemm_per_token + (rank_heads + pad) * head_per_token
             if routed:
                 touched = 1.0 - untouched**tokens if num_experts > 1 and tokens > 0 else 1.0
@@ -337,23 +333,20 @@ class ReplicaCost:
             if prefill_tokens:  # a decode-only iteration's prompt pairs are exactly zero
                 prompts = max(prefill_seqs, 1)
                 prompt_pairs = prefill_tokens**2 / (2 * prompts) + prefill_tokens * cached / prompts
-                prefill_pairs = prompt_pairs / dp if dp == 1 else prompt_pairs * share
+                prefill_pairs = prompt_pairs * share
                 pairs = prefill_pairs + decode_pairs
                 attention_flop = prefill_pairs * prefill_flop + decode_pairs * decode_flop
             else:
                 pairs, attention_flop = decode_pairs, decode_pairs * decode_flop
             by_flop = attention_flop / attention_rate
-            if dp == 1:
-                kv_read = (kv_tokens + cached + tokens) / dp
-            else:
-                kv_read = (kv_tokens + decode_seqs) / dp + (cached + prefill_tokens) * share
+            kv_read = (kv_tokens + decode_seqs) / dp + (cached + prefill_tokens) * share
             kv_bytes = kv_read * kv_per_token * kv_reads
             by_bytes = kv_bytes / kv_rate + pairs * scores * score_bytes_each / byte_rate
             total = gemm + (by_bytes if by_bytes > by_flop else by_flop)
             if tensor_parallel:
                 total += all_reduces * (slope * (rank_tokens * hidden_bytes) + fixed)
             if ep > 1 and tokens:
-                copies = tokens * top_k / ep if dp == 1 else rank_tokens * top_k * dp / ep
+                copies = rank_tokens * top_k * dp / ep
                 routed_bytes = copies * dispatch_bytes + copies * hidden_bytes
                 exchange = a2a_prefill_slope if prefill_tokens else a2a_slope
                 total += moe_layers * (exchange * routed_bytes + 2 * fixed_a2a)
@@ -391,12 +384,8 @@ class ReplicaCost:
         share = busiest_share(prefill_seqs, dp)
         flop_rate = self.flop_per_s * self.tp_devices * eff.compute
         byte_rate = self.hbm_bytes_per_s * self.tp_devices * eff.memory
-        head_tokens = decode_seqs * queries + (prefill_seqs if prefill_tokens else 0)
-        if dp == 1:
-            rank_tokens, rank_heads = tokens / dp, head_tokens / dp
-        else:
-            rank_tokens = prefill_tokens * share + decode_seqs * queries / dp
-            rank_heads = (prefill_seqs * share if prefill_tokens else 0) + decode_seqs * queries / dp
+        rank_tokens = prefill_tokens * share + decode_seqs * queries / dp
+        rank_heads = (prefill_seqs * share if prefill_tokens else 0) + decode_seqs * queries / dp
         # every weight GEMM computes whole output tiles: half a tile of padded rows on average (``tile_tokens``)
         pad = self.tile_tokens
         gemm_flop = (rank_tokens + pad) * self.gemm_flop_per_token + (rank_heads + pad) * self.head_flop_per_token
@@ -414,16 +403,14 @@ class ReplicaCost:
         # tokens to their caches
         prompts = max(prefill_seqs, 1)
         prompt_pairs = prefill_tokens**2 / (2 * prompts) + prefill_tokens * cached_tokens / prompts
-        prefill_pairs = prompt_pairs / dp if dp == 1 else prompt_pairs * share
+        prefill_pairs = prompt_pairs * share
         decode_pairs = kv_tokens * queries / dp  # each group attends over its own sequences only
         pairs = prefill_pairs + decode_pairs
         attention_flop = prefill_pairs * self.attention_flop_per_context_token + decode_pairs * (
             self.decode_attention_flop_per_context_token or self.attention_flop_per_context_token
         )
-        if dp == 1:
-            kv_read = (kv_tokens + cached_tokens + tokens) / dp
-        else:  # the busiest group's: an even share of the caches and decodes, its prompts whole
-            kv_read = (kv_tokens + decode_seqs * queries) / dp + (cached_tokens + prefill_tokens) * share
+        # the busiest group's: an even share of the caches and decodes, its prompts (and their cached context) whole
+        kv_read = (kv_tokens + decode_seqs * queries) / dp + (cached_tokens + prefill_tokens) * share
         kv_bytes = kv_read * self.kv_bytes_per_token_replica * self.kv_reads_per_head
         score_bytes = pairs * self.scores_per_pair * self.score_bytes
         kv_rate = self.hbm_bytes_per_s * self.tp_devices * eff.kv_memory
@@ -442,7 +429,7 @@ class ReplicaCost:
             if prefill_tokens and self.ep_nodes > 1:  # normal kernels: a token crosses to a node once (serve.dispatch)
                 a2a_slope -= self.all_to_all_network * (1.0 - node_copies_share(self.ep_nodes, self.top_k))
             # routed token copies each rank sends (and gets back): the busiest group's, over its tp ranks
-            copies = tokens * self.top_k / self.ep if dp == 1 else rank_tokens * self.top_k * dp / self.ep
+            copies = rank_tokens * self.top_k * dp / self.ep
             routed = copies * (self.dispatch_bytes_per_token or self.hidden_bytes_per_token)  # dispatch, per rank
             combined = copies * self.hidden_bytes_per_token
             fixed_a2a = a2a_intercept + eff.collective_latency_s
