@@ -24,7 +24,8 @@ def test_decode_of_one_sequence_reads_the_weights_once() -> None:
     shape = get_model("llama-2-7b")
     h100 = get_accelerator("h100-sxm")
     cost = replica_cost(shape, cluster_of("h100-sxm", 1), tp=1, weights=WeightFormat.BF16, eff=IDEAL)
-    weights = count_params(shape).total * 2.0
+    # every weight but the untied input embedding, of which a token reads one row
+    weights = (count_params(shape).total - shape.vocab_size * shape.hidden_dim) * 2.0
     # one token, empty cache: memory-bound on the weights (+ one token's KV write)
     expected = weights / h100.hbm_bw_bytes_per_s
     assert cost.iteration_s(0, 1, 0) == pytest.approx(expected, rel=0.01)
@@ -70,7 +71,9 @@ def test_kv_capacity_and_fit() -> None:
     shape = get_model("llama-2-70b")
     cluster = cluster_of("h100-sxm", 4)
     cost = replica_cost(shape, cluster, tp=4, weights=WeightFormat.FP8, eff=IDEAL)
-    free = 4 * get_accelerator("h100-sxm").hbm_bytes * 0.9 - count_params(shape).total * 1.0
+    # fp8 layers; the LM head and the input embedding stay in bf16
+    tables = 2 * shape.vocab_size * shape.hidden_dim
+    free = 4 * get_accelerator("h100-sxm").hbm_bytes * 0.9 - (count_params(shape).total - tables) * 1.0 - tables * 2.0
     per_token = kv_cache_bytes_per_token(shape, precision=Precision.FP8, tp_degree=4) * 4
     assert cost.kv_capacity_tokens == int(free // per_token)
     est = estimate_serving(shape, cluster, ServeConfig(tp=4, batch=8, weights=WeightFormat.FP8), efficiency=IDEAL)

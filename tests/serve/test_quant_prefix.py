@@ -37,13 +37,18 @@ def test_awq_and_gptq_store_four_bits_and_a_group_scale() -> None:
     assert pytest.approx(0.5 + 2.5 / 128) == INT4_BYTES_PER_WEIGHT
     shape = get_model("llama-3.1-70b")
     cost = replica_cost(shape, cluster_of("h100-sxm", 4), tp=4, weights=WeightFormat.INT4_WEIGHTS, eff=IDEAL)
-    assert cost.weight_bytes_per_device == pytest.approx(count_params(shape).total * INT4_BYTES_PER_WEIGHT / 4)
-    # W4A16 multiplies in bf16: the prefill is as compute-bound as bf16's, the decode reads ~4x fewer bytes
+    table = shape.vocab_size * shape.hidden_dim  # the LM head and the input embedding each: left in bf16
+    layers = count_params(shape).total - 2 * table
+    assert cost.weight_bytes_per_device == pytest.approx((layers * INT4_BYTES_PER_WEIGHT + 2 * table * 2.0) / 4)
+    # W4A16 multiplies in bf16: the prefill is as compute-bound as bf16's, the decode reads ~4x fewer bytes of the
+    # layers, the whole bf16 head, and no more of the embedding than a token's row
     bf16 = replica_cost(shape, cluster_of("h100-sxm", 4), tp=4, weights=WeightFormat.BF16, eff=IDEAL)
     assert cost.flop_per_s == bf16.flop_per_s
     norms = cost.elementwise_bytes_per_token / (cost.hbm_bytes_per_s * cost.tp_devices)  # the token's own kernels
     weights = cost.parts(0, 1, 0)["gemm"] - norms
-    assert weights == pytest.approx((bf16.parts(0, 1, 0)["gemm"] - norms) * INT4_BYTES_PER_WEIGHT / 2)
+    rate = cost.hbm_bytes_per_s * cost.tp_devices
+    assert weights == pytest.approx((layers * INT4_BYTES_PER_WEIGHT + table * 2.0) / rate)
+    assert bf16.parts(0, 1, 0)["gemm"] - norms == pytest.approx((layers + table) * 2.0 / rate)
 
 
 def test_mxfp4_experts_shrink_only_the_experts_and_multiply_in_fp4_where_the_chip_can() -> None:

@@ -75,12 +75,18 @@ CASES = [
 # own figures for that layout confirm (4,600 tokens/s per B200 at 1K/2K; 34k tokens/s on 8 GB200s on this dataset),
 # and R1's rows move from mostly under to over the p90 (R1 median 69.5% -> 89.6%); leaving the fit, they no longer
 # hold Blackwell's comm at its 1.0 bound (-> 0.61), and SGLang's DeepSeek groups held out improve (LargeEP H100
-# 58.7% -> 50.8%, GB200 58.3% -> 37.6%), MLPerf's GB200/GB300 worsen (22.1% -> 27.7%). The guards below follow
-# that fit (the fit is deterministic: a change that moves it refits).
-ALL_MEDIAN, TRUSTED_P90, LOGO_MEDIAN, LOGO_P90, STATIC_MEDIAN = 11.4, 76.0, 15.6, 81.0, 8.5
-# Trainium2 (issue 13's target: 15%): trust A+B rows 11.6%; with the trust-C DeepSeek-V3 contrib port's rows (its
-# native-API case read since its precision text "bf16 (FP8 checkpoint dequantized ...)" parses) 28.4%.
-TRN2_MEDIAN, TRN2_TRUSTED_MEDIAN = 29.5, 12.5
+# 58.7% -> 50.8%, GB200 58.3% -> 37.6%), MLPerf's GB200/GB300 worsen (22.1% -> 27.7%). The MLPerf v4.1 B200 preview
+# run given the batch its Server run shows (max_batch 2048, Little's law: 1,417 requests in flight; it had run at
+# TensorRT-LLM's default 256): all 10.5%, leave-one-group-out 15.1%, p90 77.9% (v4.1 held out 25.2% -> 20.0%).
+# The LM head costed in 16 bits as quantised checkpoints keep it, and the untied input embedding no longer read every
+# step: all 11.3%, A+B p90 72.1%, leave-one-group-out 15.0%, p90 74.9% (Blackwell's B200 group held out 19.8% ->
+# 15.5%; Trainium1 13.6% -> 14.5%); the Trainium2 file 28.4% -> 35.4% on its 23 targets, its trust A+B rows 11.6% ->
+# 11.1%: the bf16 models decode ~6% faster without the 1 GB embedding, and the median lands on the EAGLE-3 rows the
+# model already had fast. The guards below follow that fit (the fit is deterministic: a change that moves it refits).
+ALL_MEDIAN, TRUSTED_P90, LOGO_MEDIAN, LOGO_P90, STATIC_MEDIAN = 11.4, 73.5, 15.6, 76.0, 8.5
+# Trainium2 (issue 13's target: 15%): trust A+B rows 11.1%; with the trust-C DeepSeek-V3 contrib port's rows (its
+# native-API case read since its precision text "bf16 (FP8 checkpoint dequantized ...)" parses) 35.4%.
+TRN2_MEDIAN, TRN2_TRUSTED_MEDIAN = 36.5, 12.5
 
 
 def test_every_inference_case_is_predicted_within_the_targets(calibrated: tuple[Path, dict[str, Any]]) -> None:

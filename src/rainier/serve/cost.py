@@ -22,7 +22,9 @@ Its time is a roofline per kernel class plus collectives and fixed overheads (sh
   2022 sec. 4; ~0 for fused kernels, Dao et al. 2022);
 - tensor parallelism: two all-reduces of the iteration's activations per layer (Megatron-LM's layout), on the
   placed topology levels (``parallel.placement``, alpha-beta, ``perf.collectives``);
-- per-layer and per-iteration overheads (kernel launches, sampling, scheduling): fitted per accelerator family.
+- per-layer and per-iteration overheads (kernel launches, sampling, scheduling): fitted per accelerator family;
+- the LM head: kept in 16 bits by quantised checkpoints and multiplied at the 16-bit rate; the untied input
+  embedding is stored but only gathered from, so it takes memory and no bandwidth (``_unquantised_params``).
 
 Data-parallel attention (SGLang ``--enable-dp-attention``, vLLM ``--data-parallel-size`` with
 ``--enable-expert-parallel``, TensorRT-LLM ``enable_attention_dp``; DeepSeek-V3 report sec. 3.4) serves a MoE model
@@ -63,9 +65,11 @@ from rainier.serve.efficiency import ServeEfficiency
 from rainier.serve.limits import MAX_BATCH, MAX_DEGREE, check_int
 from rainier.workload import count_params, kv_cache_bytes_per_token
 from rainier.workload.flops import FLOP_PER_MAC, attention_core_flop_per_token, flops_per_token
+from rainier.workload.params import ParamCounts
 from rainier.workload.shape import PositionEmbedding, TransformerShape
 
 ACTIVATION_BYTES = 2.0  # 16-bit activations in the tensor-parallel all-reduces
+TABLE_BYTES = 2.0  # the LM head and embedding tables, 16-bit in every checkpoint format (_unquantised_params)
 ALL_REDUCES_PER_LAYER = 2  # after attention and after the MLP (Shoeybi et al. 2019, fig. 3)
 # Experts that multiply in fp8 or fp4 receive their tokens in fp8: quantised (1 x 128 tiles, one fp32 scale each)
 # before the dispatch, and combined back in bf16 (DeepSeek-V3 technical report sec. 3.3.2; DeepEP's "FP8 dispatching
@@ -233,6 +237,8 @@ class ReplicaCost:
     replica_devices: int  # devices of one replica (tp x pp ranks / ranks per device)
     tp_devices: float  # devices sharing one layer's work
     gemm_flop_per_token: float  # weight GEMM FLOPs per token over all layers (LM head and routed experts separate)
+    # LM-head FLOPs per token, in units of the GEMM rate: the 16-bit head's FLOPs x peak(GEMM precision) /
+    # peak(16-bit), so that a quantised model's head costs its 16-bit time at ``flop_per_s``
     head_flop_per_token: float
     attention_flop_per_context_token: float  # QK^T + AV FLOPs per (query, key) pair, all layers
     dense_weight_bytes: float  # whole model, weights every token reads
@@ -599,6 +605,11 @@ def replica_cost(
     counts = count_params(shape)
     per_token = flops_per_token(shape, 1)
     head = FLOP_PER_MAC * shape.vocab_size * shape.hidden_dim
+    # The LM head (an untied one, or the tied embedding table it reads) stays in 16 bits under every quantisation
+    # recipe, and multiplies at the 16-bit rate; an untied input embedding is stored but only its looked-up rows are
+    # read (``_unquantised_params``).
+    head_params, unread_params = _unquantised_params(counts)
+    head_precision = _head_precision(accelerator, matmul)
     expert_params = 0
     expert_flop = 0.0
     num_experts = top_k = 1
@@ -614,7 +625,9 @@ def replica_cost(
         # redundant copies of hot experts (DeepSeek-V3 report sec. 3.4, EPLB: 256 experts in 288 slots on 72 GPUs);
         # every slot is stored and read like an expert.
         expert_bytes *= math.ceil(num_experts / ep) * ep / num_experts
-    total_weight_bytes = (counts.total - expert_params) * weights.weight_bytes + expert_bytes
+    quantised_params = counts.total - expert_params - head_params - unread_params
+    read_weight_bytes = quantised_params * weights.weight_bytes + head_params * TABLE_BYTES + expert_bytes
+    total_weight_bytes = read_weight_bytes + unread_params * TABLE_BYTES
     kv_rank = kv_cache_bytes_per_token(shape, precision=kv_format, tp_degree=tp)
     kv_replica = kv_rank * tp  # bytes per context token over the replica (replicated KV heads counted)
     if shape.num_kv_heads % tp and tp % shape.num_kv_heads:
@@ -633,14 +646,14 @@ def replica_cost(
         replica_devices=devices,
         tp_devices=tp_devices,
         gemm_flop_per_token=per_token.forward_matmul_flop - head - expert_flop,
-        head_flop_per_token=head,
+        head_flop_per_token=head * accelerator.peak_flop_per_s(matmul) / accelerator.peak_flop_per_s(head_precision),
         attention_flop_per_context_token=attention_core_flop_per_token(shape, 1, causal=False) * head_padding,
         decode_attention_flop_per_context_token=mla_decode_attention_flop(shape) * head_padding,
         attention_flop_per_s=accelerator.peak_flop_per_s(_attention_precision(matmul, kv_format)),
         two_batch_overlap=two_batch_overlap,
         pipeline_stages=pp,
         tile_tokens=min(accelerator.matmul_tile) / 2,
-        dense_weight_bytes=total_weight_bytes - expert_bytes,
+        dense_weight_bytes=read_weight_bytes - expert_bytes,
         expert_weight_bytes=expert_bytes,
         num_experts=num_experts,
         top_k=top_k,
@@ -688,6 +701,27 @@ def elementwise_bytes_per_token(shape: TransformerShape, tp: int) -> float:
     moe = shape.moe
     width = moe.top_k * moe.expert_ffn_hidden_dim + moe.num_shared_experts * moe.shared_ffn_dim
     return shape.num_dense_layers * dense + shape.num_moe_layers * (norms + rotary + per_width * width)
+
+
+def _unquantised_params(counts: ParamCounts) -> tuple[int, int]:
+    """The parameters a quantised checkpoint keeps in 16 bits: the LM head's (an untied output head, or the tied
+    embedding table the head multiplies by) and the rest of the embedding tables, which a forward pass only gathers
+    rows from (the token embedding when untied, learned position embeddings), so they take memory but are not read
+    each iteration. Quantisation recipes leave the head alone: TensorRT Model Optimizer disables the ``*lm_head*``
+    quantizers in every default config, FP8 / INT8 / INT4-AWQ / NVFP4 / MXFP4 alike
+    (NVIDIA/TensorRT-Model-Optimizer modelopt/torch/quantization/config.py, ``_default_disabled_quantizer_cfg``,
+    commit 0991404)."""
+    if counts.output_head:
+        return counts.output_head, counts.embedding + counts.position_embedding
+    return counts.embedding, counts.position_embedding
+
+
+def _head_precision(accelerator: Accelerator, matmul: Precision) -> Precision:
+    """The precision the 16-bit LM head multiplies in: the GEMMs' own when they are 16-bit, else bf16 (fp16 on a
+    chip without bf16)."""
+    if matmul in (Precision.BF16, Precision.FP16):
+        return matmul
+    return Precision.BF16 if Precision.BF16 in accelerator.precisions else Precision.FP16
 
 
 def _attention_precision(matmul: Precision, kv: Precision) -> Precision:
