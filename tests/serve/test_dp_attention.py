@@ -19,7 +19,13 @@ from rainier.serve.validate import predict_metrics, prepare
 from rainier.workload import count_params, get_model
 
 IDEAL = ServeEfficiency(
-    compute=1.0, memory=1.0, kv_memory=1.0, comm=1.0, collective_latency_s=0.0, iteration_overhead_s=0.0
+    compute=1.0,
+    memory=1.0,
+    kv_memory=1.0,
+    comm=1.0,
+    collective_latency_s=0.0,
+    iteration_overhead_s=0.0,
+    sequence_overhead_s=0.0,
 )
 runner = CliRunner()
 

@@ -16,7 +16,13 @@ from rainier.workload import get_model
 from rainier.workload.flops import attention_core_flop_per_token
 
 IDEAL = ServeEfficiency(
-    compute=1.0, memory=1.0, kv_memory=1.0, comm=1.0, collective_latency_s=0.0, iteration_overhead_s=0.0
+    compute=1.0,
+    memory=1.0,
+    kv_memory=1.0,
+    comm=1.0,
+    collective_latency_s=0.0,
+    iteration_overhead_s=0.0,
+    sequence_overhead_s=0.0,
 )
 
 

@@ -23,6 +23,11 @@ Its time is a roofline per kernel class plus collectives and fixed overheads (sh
 - tensor parallelism: two all-reduces of the iteration's activations per layer (Megatron-LM's layout), on the
   placed topology levels (``parallel.placement``, alpha-beta, ``perf.collectives``);
 - per-layer and per-iteration overheads (kernel launches, sampling, scheduling): fitted per accelerator family;
+- the engine's host work per running request each step (scheduling it, preparing its inputs, sampling and
+  processing its output), which the GPU waits for: ``sequence_overhead_s`` x the busiest group's requests, one
+  value fitted on every case (``serve.fitting.GLOBAL_PARAMETERS``). It is what holds a small model at a batch of
+  thousands below its kernels' pace (vLLM v0.5.3 spent 62% of a Llama 3 8B step on one H100 in its API server and
+  scheduler: vLLM blog, "vLLM v0.6.0: 2.7x Throughput Improvement and 5x Latency Reduction", 2024-09-05);
 - the LM head: kept in 16 bits by quantised checkpoints and multiplied at the 16-bit rate; the untied input
   embedding is stored but only gathered from, so it takes memory and no bandwidth (``_unquantised_params``).
 
@@ -312,6 +317,7 @@ class ReplicaCost:
         dispatch_bytes = self.dispatch_bytes_per_token or hidden_bytes
         fixed_a2a = a2a_intercept + eff.collective_latency_s
         overhead = eff.iteration_overhead_s + self.launch_s
+        per_request = eff.sequence_overhead_s
         overlapped = self.two_batch_overlap and ep > 1
         iteration_s = self.iteration_s
         # without routed experts their FLOPs and bytes are exactly zero: left out (adding zeros changes no bits)
@@ -356,7 +362,8 @@ class ReplicaCost:
                 routed_bytes = copies * dispatch_bytes + copies * hidden_bytes
                 exchange = a2a_prefill_slope if prefill_tokens else a2a_slope
                 total += moe_layers * (exchange * routed_bytes + 2 * fixed_a2a)
-            return total + overhead
+            requests = (prefill_seqs * share if prefill_tokens else 0) + decode_seqs / dp
+            return total + (overhead + per_request * requests)
 
         return duration
 
@@ -440,7 +447,10 @@ class ReplicaCost:
             combined = copies * self.hidden_bytes_per_token
             fixed_a2a = a2a_intercept + eff.collective_latency_s
             expert = self.moe_layers * (a2a_slope * (routed + combined) + 2 * fixed_a2a)
-        overhead = eff.iteration_overhead_s + self.launch_s
+        # the engine's fixed work per step, and its host work per running request (the busiest group's: each
+        # data-parallel attention group runs its own scheduler)
+        requests = (prefill_seqs * share if prefill_tokens else 0) + decode_seqs / dp
+        overhead = eff.iteration_overhead_s + self.launch_s + eff.sequence_overhead_s * requests
         return {"gemm": gemm, "attention": attention, "tp_comm": comm, "ep_comm": expert, "overhead": overhead}
 
     hidden_bytes_per_token: float = 0.0

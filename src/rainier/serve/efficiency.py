@@ -37,6 +37,10 @@ class ServeEfficiency:
     comm: float = 0.5  # tensor-parallel all-reduce bus bandwidth, fraction of link bandwidth
     collective_latency_s: float = 10e-6  # fixed cost of one collective call: launch and synchronisation of the ranks
     iteration_overhead_s: float = 1e-3  # per iteration: sampling, scheduling, host work
+    # per running request per iteration: the engine's host work for each request that the GPU waits for
+    # (scheduling it, preparing its inputs, sampling and processing its output); one value for every engine and
+    # chip, fitted on every case (``serve.fitting.GLOBAL_PARAMETERS``)
+    sequence_overhead_s: float = 10e-6
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -55,6 +59,8 @@ class ServeEfficiency:
 
 
 PARAMETERS: tuple[str, ...] = tuple(f.name for f in fields(ServeEfficiency))
+# Parameters a file written before they existed may lack: such an entry takes the prior (the field's default).
+OPTIONAL = frozenset({"sequence_overhead_s"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +86,12 @@ def _build(raw: Any, path: Path) -> ServeEfficiencyTable:
     entries: dict[str, ServeEfficiency] = {}
     for key, block in reader.mapping("entries").items():
         item = Fields(block, path=path, where=f"entries.{key}", sources=None)
-        values = {name: item.number(name, minimum=0.0, exclusive_minimum=False, sourced=False) for name in PARAMETERS}
+        values: dict[str, float] = {}
+        for name in PARAMETERS:
+            read = item.optional_number if name in OPTIONAL else item.number
+            value = read(name, minimum=0.0, exclusive_minimum=False, sourced=False)
+            if value is not None:
+                values[name] = value
         item.finish()
         try:
             entries[key] = ServeEfficiency(**values)

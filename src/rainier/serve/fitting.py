@@ -1,13 +1,14 @@
 """Fitting the serving model's efficiencies on published inference runs, and ``rainier calibrate`` for them.
 
-``fit_serving`` fits the six :class:`ServeEfficiency` numbers as a hierarchy -- ``default`` on every case, each
+``fit_serving`` fits the :class:`ServeEfficiency` numbers as a hierarchy -- ``default`` on every case, each
 vendor family (nvidia-gpu, trainium) on its cases pulled towards the default, each generation (the training fit's
 efficiency family: nvidia-hopper, nvidia-blackwell) towards its vendor's entry, each accelerator towards its
 generation's, a vendor family from ``MIN_CASES_PER_VENDOR`` fitted cases and every entry below it from
 ``MIN_CASES_PER_ACCELERATOR`` -- by least
 squares on log errors with physical bounds and a soft-L1 loss (a few Neuron long-context rows contradict their own
 TTFT and TPOT: 8,192 output tokens at the published median TPOT would take half the published time; a robust loss
-keeps them from pulling every other case); ``leave_one_group_out`` refits without each source in turn and predicts it.
+keeps them from pulling every other case), except the ``GLOBAL_PARAMETERS``, fitted once on every case between two
+fits of the hierarchy; ``leave_one_group_out`` refits without each source in turn and predicts it.
 
 Static cases enter the fit by their own predictions (``serve.estimate``, microseconds each). In-flight cases
 under an offline or closed-loop load (``Prepared.linearised``) enter by their simulated response
@@ -77,18 +78,30 @@ _BOUNDS = {  # name: (lower, upper, scale)
     # 100 us bounds a software collective that synchronises dozens of ranks
     "collective_latency_s": (1e-6, 1e-4, 1e-5),
     "iteration_overhead_s": (0.0, 0.2, 1e-3),
+    # host work per running request per step; 100 us per request would be 0.1 s a step for a batch of 1,000
+    "sequence_overhead_s": (0.0, 1e-4, 1e-5),
 }
 LOWER = {name: b[0] for name, b in _BOUNDS.items()}
 UPPER = {name: b[1] for name, b in _BOUNDS.items()}
 SCALE = {name: b[2] for name, b in _BOUNDS.items()}
+# Parameters fitted once, on every steering case, instead of per entry: the engines' host work per running request
+# shows only where a small model runs thousands of requests at once (MLPerf's Llama 3.1 8B, large in-flight
+# batches), a handful of cases per family at most, and not at all in the small static batches that fit
+# ``default``; as an entry's own parameter it would follow that entry's few cases, or its parent's nothing. The
+# hierarchy is fitted with them held, they are fitted on all cases under the hierarchy's entries, and the hierarchy
+# is fitted again with the result (``GLOBAL_ROUNDS`` times).
+GLOBAL_PARAMETERS: tuple[str, ...] = ("sequence_overhead_s",)
+GLOBAL_ROUNDS = 1
 
 
-def _vector(eff: ServeEfficiency) -> np.ndarray:
-    return np.array([getattr(eff, name) / SCALE[name] for name in PARAMETERS])
+def _vector(eff: ServeEfficiency, names: Sequence[str] = PARAMETERS) -> np.ndarray:
+    return np.array([getattr(eff, name) / SCALE[name] for name in names])
 
 
-def _efficiency(x: np.ndarray) -> ServeEfficiency:
-    return ServeEfficiency(**{name: float(x[i]) * SCALE[name] for i, name in enumerate(PARAMETERS)})
+def _efficiency(
+    x: np.ndarray, names: Sequence[str] = PARAMETERS, held: Mapping[str, float] | None = None
+) -> ServeEfficiency:
+    return ServeEfficiency(**{name: float(x[i]) * SCALE[name] for i, name in enumerate(names)}, **(held or {}))
 
 
 Responses = Mapping[str, Response]
@@ -136,30 +149,70 @@ def _responses(items: Sequence[Prepared], at: ServeEfficiency, known: dict[str, 
     return out
 
 
-def _fit_entry(items: Sequence[Prepared], parent: ServeEfficiency | None, responses: Responses) -> ServeEfficiency:
-    """Least squares on log errors of ``items``' targets, pulled towards ``parent`` when given."""
-    start = _vector(parent or ServeEfficiency())
-    lower = np.array([LOWER[n] / SCALE[n] for n in PARAMETERS])
-    upper = np.array([UPPER[n] / SCALE[n] for n in PARAMETERS])
+def _log_errors(item: Prepared, predicted: Mapping[str, float]) -> list[float]:
+    weight = FIT_WEIGHT[item.case.trust]
+    return [weight * math.log(predicted[m] / v) for m, v in item.targets]
+
+
+def _least_squares(
+    residuals: Callable[[np.ndarray], np.ndarray], start: np.ndarray, names: Sequence[str]
+) -> np.ndarray:
+    """The robust least-squares fit every entry (and the global parameters) shares: bounds in scale units, a
+    soft-L1 loss (the module docstring)."""
+    lower = np.array([LOWER[n] / SCALE[n] for n in names])
+    upper = np.array([UPPER[n] / SCALE[n] for n in names])
     start = np.clip(start, lower + 1e-9, upper)
-    anchor = _vector(parent) if parent is not None else None
+    result = least_squares(
+        lambda x: residuals(np.maximum(x, lower + 1e-12)), start, bounds=(lower, upper), method="trf",
+        x_scale="jac", max_nfev=400, loss="soft_l1", f_scale=0.3,
+    )  # fmt: skip
+    fitted: np.ndarray = result.x
+    return fitted
+
+
+def _fit_entry(
+    items: Sequence[Prepared], parent: ServeEfficiency | None, responses: Responses, held: Mapping[str, float]
+) -> ServeEfficiency:
+    """Least squares on log errors of ``items``' targets, pulled towards ``parent`` when given; the ``held``
+    parameters (``GLOBAL_PARAMETERS``) keep their values."""
+    names = tuple(n for n in PARAMETERS if n not in held)
+    anchor = _vector(parent, names) if parent is not None else None
     used = [i for i in items if _steers(i) and (i.fitted or i.case.id in responses)]
 
     def residuals(x: np.ndarray) -> np.ndarray:
-        eff = _efficiency(np.maximum(x, lower + 1e-12))
+        eff = _efficiency(x, names, held)
         out: list[float] = []
         for item in used:
-            predicted = predict_metrics(item, eff) if item.fitted else responses[item.case.id].predict(eff)
-            weight = FIT_WEIGHT[item.case.trust]
-            out.extend(weight * math.log(predicted[m] / v) for m, v in item.targets)
+            out.extend(
+                _log_errors(item, predict_metrics(item, eff) if item.fitted else responses[item.case.id].predict(eff))
+            )
         if anchor is not None:
             out.extend(PRIOR_WEIGHT * (np.log(x + 1e-2) - np.log(anchor + 1e-2)))
         return np.array(out)
 
-    result = least_squares(
-        residuals, start, bounds=(lower, upper), method="trf", x_scale="jac", max_nfev=400, loss="soft_l1", f_scale=0.3
-    )
-    return _efficiency(result.x)
+    return _efficiency(_least_squares(residuals, _vector(parent or ServeEfficiency(), names), names), names, held)
+
+
+def _fit_global(
+    items: Sequence[Prepared], table: ServeEfficiencyTable, responses: Responses, held: Mapping[str, float]
+) -> dict[str, float]:
+    """The ``GLOBAL_PARAMETERS`` on every steering case, each under its own entry of ``table``."""
+    names = tuple(held)
+    lookup = _lookup(table)
+    used = [(i, lookup(i)) for i in items if _steers(i) and (i.fitted or i.case.id in responses)]
+
+    def residuals(x: np.ndarray) -> np.ndarray:
+        values = {name: float(x[k]) * SCALE[name] for k, name in enumerate(names)}
+        out: list[float] = []
+        for item, entry in used:
+            eff = entry.with_(**values)
+            out.extend(
+                _log_errors(item, predict_metrics(item, eff) if item.fitted else responses[item.case.id].predict(eff))
+            )
+        return np.array(out)
+
+    x = _least_squares(residuals, np.array([held[n] / SCALE[n] for n in names]), names)
+    return {name: float(x[k]) * SCALE[name] for k, name in enumerate(names)}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -183,40 +236,48 @@ def fit_table(
         raise InputError("no inference cases to fit")
     known: dict[str, list[Response]] = {}
     deepest: dict[str, Response] = {}
+    held = {name: getattr(ServeEfficiency(), name) for name in GLOBAL_PARAMETERS}
 
     def fitted(mine: Sequence[Prepared], parent: ServeEfficiency) -> ServeEfficiency:
         if responses is not None:
-            return _fit_entry(mine, parent, responses)
+            return _fit_entry(mine, parent, responses, held)
         at = parent
         for _ in range(EXPANSION_ROUNDS):  # re-expand where the fit moved far from the expansion points
             local = _responses(mine, at, known)
             deepest.update(local)
-            entry = _fit_entry(mine, parent, local)
+            entry = _fit_entry(mine, parent, local, held)
             point = coordinates(entry)
             if all(_reach(r.at, point) <= EXPANSION_REACH for r in local.values()):
                 break
             at = entry
         return entry
 
-    default = _fit_entry(items, None, {})  # static cases only: see the module docstring
-    entries = {DEFAULT_KEY: default}
-    counts = {DEFAULT_KEY: len(items)}
+    def hierarchy() -> tuple[dict[str, ServeEfficiency], dict[str, int]]:
+        entries = {DEFAULT_KEY: _fit_entry(items, None, {}, held)}  # static cases only: see the module docstring
+        counts = {DEFAULT_KEY: len(items)}
 
-    def below(mine: Sequence[Prepared], parent: str, depth: int) -> None:
-        """Fit the entries under ``parent`` at ``LEVELS[depth]`` and below: a key with enough cases of its own,
-        fewer than its parent's, pulled towards the parent."""
-        if depth == len(LEVELS):
-            return
-        for key in sorted({LEVELS[depth](i) for i in mine}):
-            own = [i for i in mine if LEVELS[depth](i) == key]
-            if key == parent or (len(own) == len(mine) and parent != DEFAULT_KEY):
-                below(own, parent, depth + 1)  # the same cases as the parent's: nothing to fit at this level
-            elif sum(map(_steers, own)) >= (MIN_CASES_PER_VENDOR if depth == 0 else MIN_CASES_PER_ACCELERATOR):
-                entries[key] = fitted(own, entries[parent])
-                counts[key] = len(own)
-                below(own, key, depth + 1)
+        def below(mine: Sequence[Prepared], parent: str, depth: int) -> None:
+            """Fit the entries under ``parent`` at ``LEVELS[depth]`` and below: a key with enough cases of its own,
+            fewer than its parent's, pulled towards the parent."""
+            if depth == len(LEVELS):
+                return
+            for key in sorted({LEVELS[depth](i) for i in mine}):
+                own = [i for i in mine if LEVELS[depth](i) == key]
+                if key == parent or (len(own) == len(mine) and parent != DEFAULT_KEY):
+                    below(own, parent, depth + 1)  # the same cases as the parent's: nothing to fit at this level
+                elif sum(map(_steers, own)) >= (MIN_CASES_PER_VENDOR if depth == 0 else MIN_CASES_PER_ACCELERATOR):
+                    entries[key] = fitted(own, entries[parent])
+                    counts[key] = len(own)
+                    below(own, key, depth + 1)
 
-    below(items, DEFAULT_KEY, 0)
+        below(items, DEFAULT_KEY, 0)
+        return entries, counts
+
+    entries, counts = hierarchy()
+    for _ in range(GLOBAL_ROUNDS):  # the global parameters on every case, then the hierarchy under them
+        table = ServeEfficiencyTable(entries=entries, provenance={})
+        held = _fit_global(items, table, responses if responses is not None else deepest, held)
+        entries, counts = hierarchy()
     return ServeEfficiencyTable(entries=entries, provenance={}), counts, deepest
 
 

@@ -26,7 +26,8 @@ from dataclasses import dataclass
 from rainier.serve.efficiency import PARAMETERS, ServeEfficiency
 
 FRACTIONS = ("compute", "memory", "kv_memory", "comm")  # fractions of a peak rate: log coordinates
-TIME_SCALES = {"collective_latency_s": 1e-5, "iteration_overhead_s": 1e-3}  # added times: linear, in these units
+# added times: linear coordinates, in these units
+TIME_SCALES = {"collective_latency_s": 1e-5, "iteration_overhead_s": 1e-3, "sequence_overhead_s": 1e-5}
 FRACTION_STEP = 0.9  # finite-difference step of a fraction (a 10% lower efficiency; always inside (0, 1])
 
 

@@ -299,12 +299,14 @@ def speculative_step_s(
     cost: ReplicaCost, drafter: ReplicaCost | None, spec: Speculation, decode_seqs: int, kv_tokens: int
 ) -> float:
     """One speculative step of ``decode_seqs`` sequences holding ``kv_tokens``: the step's launch and host work
-    (``iteration_overhead_s``, twice with a separately launched drafter), the ``k + 1``-token verification, and the
-    drafter's sequential passes, each with its own layers' collectives at the target's tensor parallelism."""
+    (``iteration_overhead_s``, twice with a separately launched drafter, and ``sequence_overhead_s`` per request),
+    the ``k + 1``-token verification, and the drafter's sequential passes, each with its own layers' collectives at
+    the target's tensor parallelism."""
     launches = 2 if spec.separate_launch and drafter is not None else 1
     verify = cost.pass_s(decode_seqs, kv_tokens, queries=spec.num_tokens + 1)
     draft = spec.draft_passes * (drafter.pass_s(decode_seqs, kv_tokens) if drafter is not None else 0.0)
-    return launches * cost.eff.iteration_overhead_s + verify + draft
+    host = launches * cost.eff.iteration_overhead_s + cost.eff.sequence_overhead_s * decode_seqs
+    return host + verify + draft
 
 
 def drafter_prefill_s(
