@@ -55,7 +55,8 @@ def test_long_context_mla_decode_is_bound_by_the_absorbed_flops() -> None:
 
 def test_attention_multiplies_at_its_cache_precision() -> None:
     """An fp8 checkpoint over a bf16 cache (SGLang's and vLLM's default) runs its attention at the bf16 rate; an fp8
-    cache under fp8 weights runs at the fp8 rate (TensorRT-LLM's FP8 FMHA/XQA); bf16 weights stay bf16."""
+    cache under fp8 weights runs at the fp8 rate (TensorRT-LLM's FP8 FMHA/XQA), and so does an NVFP4 checkpoint's
+    (only its linear layers are 4-bit); bf16 weights stay bf16."""
     shape, cluster = get_model("llama-3.1-8b"), cluster_of("b200", 1)
     b200 = get_accelerator("b200")
     expected = {
@@ -64,6 +65,7 @@ def test_attention_multiplies_at_its_cache_precision() -> None:
         (WeightFormat.FP8, Precision.BF16): Precision.BF16,
         (WeightFormat.FP8, Precision.FP8): Precision.FP8,
         (WeightFormat.FP4, Precision.BF16): Precision.BF16,
+        (WeightFormat.FP4, Precision.FP8): Precision.FP8,
     }
     for (weights, kv), precision in expected.items():
         cost = replica_cost(shape, cluster, tp=1, weights=weights, kv_precision=kv, eff=IDEAL)

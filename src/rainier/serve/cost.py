@@ -738,16 +738,21 @@ def _attention_precision(matmul: Precision, kv: Precision) -> Precision:
     """The precision the attention core (QK^T, PV) multiplies in. Its operands are the queries and the cached keys
     and values, so a 16-bit cache is multiplied in 16 bits whatever the weights (SGLang's and vLLM's default cache
     under an fp8 checkpoint: FlashMLA, FlashInfer and FlashAttention take bf16 operands); otherwise the GEMMs'
-    precision (TensorRT-LLM's FP8 context FMHA and XQA with an fp8 checkpoint and cache).
+    precision (TensorRT-LLM's FP8 context FMHA and XQA with an fp8 checkpoint and cache), but never 4 bits: an
+    NVFP4 checkpoint quantises the linear layers only and keeps an fp8 cache multiplied in fp8 (NVIDIA's MLPerf
+    Inference v5.1 documentation/calibration.md: "selected linear and MLP layers" in FP4, other layers FP8, KV cache
+    FP8; no engine has a 4-bit attention kernel).
 
-    Not modelled yet: NVFP4 checkpoints keep an fp8 cache and fp8 attention, and are still costed at the fp4 rate
-    here. Costing them in fp8 (tried) took the all-target median from 12.7% to 13.6% and Blackwell's MLPerf groups
-    held out from 33% / 23% to 46% / 32%: one fitted ``compute`` fraction serves both the 4-bit GEMMs (which reach a
-    smaller share of their peak) and the fp8 attention core, so the fit cannot tell them apart. It needs an
-    attention fraction of its own first."""
+    Costing NVFP4 attention in fp8 was tried once before (stop 30) and made Blackwell worse. Back then one fitted
+    ``compute`` fraction also had to cover DeepSeek-R1's attention-DP rows, and the per-request host work was not
+    modelled. Tried again on the present fit, it took the all-target median from 11.0% to 10.2% and
+    leave-one-group-out from 15.0% to 14.8% (p90 74.2% -> 73.8%). It halved the model's lead on MLPerf's R1 rows
+    (Offline throughput +184% -> +134% on B200). Blackwell's fitted compute fraction rose from 0.40 to 0.58 of the
+    FP4 peak. The cost: its comm fell from 0.54 to 0.31, and MLPerf's B200 and GB200/GB300 groups held out got worse
+    (17.8% -> 24.9%, 25.2% -> 28.5%)."""
     if matmul in (Precision.FP8, Precision.FP4) and kv in (Precision.BF16, Precision.FP16):
         return Precision.BF16
-    return matmul
+    return Precision.FP8 if matmul is Precision.FP4 else matmul
 
 
 def mla_decode_attention_flop(shape: TransformerShape) -> float:
