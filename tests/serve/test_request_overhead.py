@@ -3,11 +3,15 @@ request, per data-parallel attention group, and that the fit keeps one value for
 
 from __future__ import annotations
 
-import pytest
+from pathlib import Path
 
+import pytest
+import yaml
+
+from rainier.catalog.loader import CatalogError
 from rainier.hardware import cluster_of
 from rainier.serve.cost import replica_cost
-from rainier.serve.efficiency import PARAMETERS, ServeEfficiency, committed_serve_efficiency
+from rainier.serve.efficiency import PARAMETERS, ServeEfficiency, committed_serve_efficiency, load_serve_efficiency
 from rainier.serve.fitting import GLOBAL_PARAMETERS, LOWER, UPPER
 from rainier.workload import get_model
 
@@ -45,3 +49,16 @@ def test_the_fit_keeps_one_request_overhead_for_every_entry_within_its_bounds() 
         assert len(values) == 1, (name, values)
         (value,) = values
         assert LOWER[name] <= value <= UPPER[name]
+
+
+def test_an_efficiency_file_from_before_the_request_overhead_loads_with_its_prior(tmp_path: Path) -> None:
+    entry = {name: value for name, value in ServeEfficiency().to_dict().items() if name != "sequence_overhead_s"}
+    path = tmp_path / "serve-efficiency.yaml"
+    path.write_text(yaml.safe_dump({"provenance": {}, "entries": {"default": entry}}), encoding="utf-8")
+    loaded = load_serve_efficiency(path).entries["default"]
+    assert loaded.sequence_overhead_s == ServeEfficiency().sequence_overhead_s
+    # every other parameter is still required
+    del entry["comm"]
+    path.write_text(yaml.safe_dump({"provenance": {}, "entries": {"default": entry}}), encoding="utf-8")
+    with pytest.raises(CatalogError, match="comm"):
+        load_serve_efficiency(path)
