@@ -746,10 +746,10 @@ def _attention_precision(matmul: Precision, kv: Precision) -> Precision:
     Costing NVFP4 attention in fp8 was tried once before and made Blackwell worse. Back then one fitted
     ``compute`` fraction also had to cover DeepSeek-R1's rows (read as tensor-parallel and fitted), and the
     per-request host work was not modelled. Tried again on the present fit, it took the all-target median from
-    11.0% to 10.2% and leave-one-group-out from 15.0% to 14.8% (p90 74.2% -> 74.3%). It halved the model's lead
-    on MLPerf's R1 rows (Offline throughput +184% -> +134% on B200). Blackwell's fitted compute fraction rose from
-    0.40 to 0.58 of the FP4 peak. The cost: its comm fell from 0.54 to 0.31, and MLPerf's B200 and GB200/GB300
-    groups held out got worse (17.8% -> 24.9%, 25.2% -> 28.5%)."""
+    11.0% to 10.2% and leave-one-group-out from 15.0% to 14.8% (p90 74.2% -> 74.3%). It brought MLPerf's R1 rows
+    closer (B200 Offline throughput +184% -> +134%, Server TPOT -35% -> -23%). Blackwell's fitted compute fraction
+    rose from 0.40 to 0.58 of the FP4 peak. The cost: its comm fell from 0.54 to 0.31, and MLPerf's B200 and
+    GB200/GB300 groups held out got worse (17.8% -> 24.9%, 25.2% -> 28.5%)."""
     if matmul in (Precision.FP8, Precision.FP4) and kv in (Precision.BF16, Precision.FP16):
         return Precision.BF16
     return Precision.FP8 if matmul is Precision.FP4 else matmul
