@@ -13,20 +13,12 @@ from rainier.calibrate.cases import InferenceCase, load_cases
 from rainier.cli import app
 from rainier.hardware import cluster_of, get_accelerator
 from rainier.serve.cost import FP8_DISPATCH_BYTES, MEMORY_UTILIZATION, WeightFormat, busiest_share, replica_cost
-from rainier.serve.efficiency import ServeEfficiency
 from rainier.serve.estimate import ServeConfig
 from rainier.serve.validate import predict_metrics, prepare
 from rainier.workload import count_params, get_model
 
-IDEAL = ServeEfficiency(
-    compute=1.0,
-    memory=1.0,
-    kv_memory=1.0,
-    comm=1.0,
-    collective_latency_s=0.0,
-    iteration_overhead_s=0.0,
-    sequence_overhead_s=0.0,
-)
+from .efficiencies import IDEAL
+
 runner = CliRunner()
 
 

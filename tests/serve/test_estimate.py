@@ -15,15 +15,7 @@ from rainier.serve.efficiency import ServeEfficiency
 from rainier.serve.estimate import ServeConfig, estimate_serving
 from rainier.workload import count_params, get_model, kv_cache_bytes_per_token
 
-IDEAL = ServeEfficiency(
-    compute=1.0,
-    memory=1.0,
-    kv_memory=1.0,
-    comm=1.0,
-    collective_latency_s=0.0,
-    iteration_overhead_s=0.0,
-    sequence_overhead_s=0.0,
-)
+from .efficiencies import IDEAL
 
 
 def test_decode_of_one_sequence_reads_the_weights_once() -> None:

@@ -10,20 +10,11 @@ from rainier.calibrate.cases import InferenceCase, Trust
 from rainier.hardware import cluster_of, get_accelerator
 from rainier.precision import Precision
 from rainier.serve.cost import WeightFormat, mla_decode_attention_flop, replica_cost
-from rainier.serve.efficiency import ServeEfficiency
 from rainier.serve.validate import serve_config
 from rainier.workload import get_model
 from rainier.workload.flops import attention_core_flop_per_token
 
-IDEAL = ServeEfficiency(
-    compute=1.0,
-    memory=1.0,
-    kv_memory=1.0,
-    comm=1.0,
-    collective_latency_s=0.0,
-    iteration_overhead_s=0.0,
-    sequence_overhead_s=0.0,
-)
+from .efficiencies import IDEAL
 
 
 def test_mla_decode_attends_over_the_latent_with_every_head() -> None:

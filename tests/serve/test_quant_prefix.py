@@ -20,21 +20,13 @@ from rainier.serve.cost import (
     parse_kv_precision,
     replica_cost,
 )
-from rainier.serve.efficiency import ServeEfficiency
 from rainier.serve.estimate import ServeConfig, estimate_serving
 from rainier.serve.inflight import VLLM_V1_TOKEN_BUDGET, in_flight_of
 from rainier.serve.simulate import Request, ServeScenario, simulate_serving, simulate_timeline
 from rainier.workload import count_params, get_model
 
-IDEAL = ServeEfficiency(
-    compute=1.0,
-    memory=1.0,
-    kv_memory=1.0,
-    comm=1.0,
-    collective_latency_s=0.0,
-    iteration_overhead_s=0.0,
-    sequence_overhead_s=0.0,
-)
+from .efficiencies import IDEAL
+
 runner = CliRunner()
 
 
