@@ -88,12 +88,17 @@ CASES = [
 # token 16.4% -> 18.4%). An NVFP4 checkpoint's attention multiplied in fp8, as its engines run it (only the linear
 # layers are 4-bit): all 10.2%, A+B p90 67.7%, leave-one-group-out 14.8%, p90 74.3%; inference.yaml 6.2% -> 6.5%;
 # MLPerf's R1 rows halve their lead (B200 Offline +184% -> +134%); Blackwell compute 0.40 -> 0.58 of the FP4 peak,
-# comm 0.54 -> 0.31; MLPerf B200 and GB200/GB300 held out worse (17.8% -> 24.9%, 25.2% -> 28.5%). The guards below
-# follow that fit (the fit is deterministic: a change that moves it refits).
-ALL_MEDIAN, TRUSTED_P90, LOGO_MEDIAN, LOGO_P90, STATIC_MEDIAN = 10.8, 68.5, 15.3, 75.5, 8.5
-# Trainium2 (issue 13's target: 15%): trust A+B rows 11.0%; with the trust-C DeepSeek-V3 contrib port's rows (its
-# native-API case read since its precision text "bf16 (FP8 checkpoint dequantized ...)" parses) 35.6%.
-TRN2_MEDIAN, TRN2_TRUSTED_MEDIAN = 36.5, 12.5
+# comm 0.54 -> 0.31; MLPerf B200 and GB200/GB300 held out worse (17.8% -> 24.9%, 25.2% -> 28.5%). Neuron's
+# compiled buckets (prompts prefilled at their power-of-two bucket, decode steps reading the cache over theirs;
+# serve.buckets): Trainium1 held out 13.9% -> 13.5%, in the fit 5.7% either way; the refit moves the shared host
+# work per request 8.25 -> 8.17 us, and with it two chaotic MLPerf rows, DeepSeek-R1 Server TTFT p99 on B200 and
+# GB300 (-19% -> -91%, -21% -> -93%: the rate search lands on the other side of the knee): all 10.5%, A+B p90 73.9%,
+# leave-one-group-out 14.8%, p90 74.0%. The guards below follow that fit (the fit is deterministic: a change that
+# moves it refits).
+ALL_MEDIAN, TRUSTED_P90, LOGO_MEDIAN, LOGO_P90, STATIC_MEDIAN = 10.8, 74.5, 15.3, 75.5, 8.5
+# Trainium2 (issue 13's target: 15%): trust A+B rows 10.4%; with the trust-C DeepSeek-V3 contrib port's rows (its
+# native-API case read since its precision text "bf16 (FP8 checkpoint dequantized ...)" parses) 36.6%.
+TRN2_MEDIAN, TRN2_TRUSTED_MEDIAN = 37.0, 12.5
 
 
 def test_every_inference_case_is_predicted_within_the_targets(calibrated: tuple[Path, dict[str, Any]]) -> None:

@@ -66,6 +66,7 @@ def run_serve_estimate(
     prefix_hit: float = 0.0,
     two_batch_overlap: bool = False,
     prefill_chunk: int = 0,
+    bucketing: bool = True,
 ) -> ServeEstimate:
     """``rainier serve estimate``: one static-batch configuration on every replica that fits the cluster.
 
@@ -75,7 +76,9 @@ def run_serve_estimate(
     the KV cache in bf16, fp16 or fp8 whatever the weights (default: the weight format's); ``prefix_hit`` is the
     share of each prompt found in the prefix cache; ``two_batch_overlap`` hides the expert all-to-all behind the
     other micro-batch's compute; ``prefill_chunk`` prefills the prompts that many tokens at a time (pipelined
-    through the ``pp`` stages). ``dp_attention`` > 1 (with ``ep = tp x dp_attention``, a MoE
+    through the ``pp`` stages); on a Neuron runtime the prompts and caches are padded to its compiled
+    ``bucketing`` lengths, or with ``bucketing`` false to one length of input + output (``serve.buckets``).
+    ``dp_attention`` > 1 (with ``ep = tp x dp_attention``, a MoE
     model) is data-parallel attention: the replica spans ``tp x dp_attention x pp`` devices and ``batch`` is its
     whole batch (``serve.cost``).
 
@@ -107,6 +110,7 @@ def run_serve_estimate(
         prefix_hit=prefix_hit,
         two_batch_overlap=two_batch_overlap,
         prefill_chunk=prefill_chunk,
+        bucketing=bucketing,
     )
     spec = config.speculative
     draft = resolve_model(spec.draft_model) if spec is not None and spec.draft_model is not None else None

@@ -148,6 +148,14 @@ def serve_estimate(
             "through the stages). 0: each prompt in one pass.",
         ),
     ] = 0,
+    bucketing: Annotated[
+        bool,
+        typer.Option(
+            "--bucketing/--no-bucketing",
+            help="Neuron runtimes: pad prompts and caches to the compiled buckets (powers of two from 128 up to "
+            "the model's context length); --no-bucketing: one compiled length of input + output. No effect on GPUs.",
+        ),
+    ] = True,
     report_path: ReportOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -175,6 +183,7 @@ def serve_estimate(
         prefix_hit=prefix_hit,
         two_batch_overlap=two_batch_overlap,
         prefill_chunk=prefill_chunk,
+        bucketing=bucketing,
     )
     _write_extras(report_path, None, result)
     if as_json:

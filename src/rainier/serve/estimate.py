@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 from rainier.errors import field_error
 from rainier.frame import frame
-from rainier.hardware import Cluster
+from rainier.hardware import Accelerator, Cluster
 from rainier.precision import Precision
+from rainier.serve.buckets import Buckets, runtime_buckets
 from rainier.serve.cost import (
     ACTIVATION_BYTES,
     MEMORY_UTILIZATION,
@@ -63,6 +64,9 @@ class ServeConfig:
     prefix_hit: float = 0.0  # share of each prompt's tokens found in the prefix cache
     two_batch_overlap: bool = False  # expert all-to-all hidden behind the other micro-batch's compute (serve.cost)
     prefill_chunk: int = 0  # prompt tokens per prefill iteration (chunked prefill; 0: each prompt in one pass)
+    # Neuron runtimes' compiled lengths (serve.buckets): automatic buckets (powers of two up to the model's context
+    # length); False: bucketing disabled, one bucket of that length. GPU and TPU engines pad nothing either way.
+    bucketing: bool = True
 
     def __post_init__(self) -> None:
         ranges = {"tp": (MAX_DEGREE, "ranks"), "pp": (MAX_DEGREE, "stages"), "ep": (MAX_DEGREE, "ranks"),
@@ -82,6 +86,8 @@ class ServeConfig:
             check_int("prefill-chunk", self.prefill_chunk, 1, MAX_TOKENS, "tokens (0: no chunking)")
         if self.two_batch_overlap and self.ep == 1:
             raise field_error("two-batch-overlap", True, "with ep > 1 (it overlaps the expert all-to-all)")
+        if not isinstance(self.bucketing, bool):
+            raise field_error("bucketing", self.bucketing, "true or false")
 
     @property
     def kv(self) -> Precision:
@@ -109,6 +115,7 @@ class ServeConfig:
             "prefix_hit": self.prefix_hit,
             "two_batch_overlap": self.two_batch_overlap,
             "prefill_chunk": self.prefill_chunk,
+            "bucketing": self.bucketing,
         }
 
 
@@ -230,11 +237,16 @@ def estimate_serving(
     b, i, o = config.batch, config.input_len, config.output_len
     cached = config.cached_tokens()
     drafter = draft_cost(shape, cluster, config, eff, draft)
+    buckets = config_buckets(cluster.accelerator, shape, config)
     times = static_batch_times(
-        cost, b, i, o, speculative=config.speculative, drafter=drafter, cached=cached, chunk=config.prefill_chunk
-    )
+        cost, b, i, o, speculative=config.speculative, drafter=drafter, cached=cached, chunk=config.prefill_chunk,
+        buckets=buckets,
+    )  # fmt: skip
+    prompt = buckets.pad(i) if buckets is not None else i
+    mid = i + 1 + max(o - 1, 1) // 2
+    mid = buckets.pad(mid) if buckets is not None else mid
     kv_per_device = b * (i + o) * cost.kv_bytes_per_token_replica / cost.replica_devices
-    activations = prefill_activation_bytes(shape, b * (i - cached), cost.tp_devices * cost.dp_attention)
+    activations = prefill_activation_bytes(shape, b * (prompt - cached), cost.tp_devices * cost.dp_attention)
     capacity = cluster.accelerator.hbm_bytes
     max_batch = cost.kv_capacity // (i + o)
     return ServeEstimate(
@@ -254,10 +266,18 @@ def estimate_serving(
         activation_bytes_per_device=activations,
         capacity_bytes_per_device=capacity,
         max_batch=max_batch,
-        prefill_parts=cost.parts(b * (i - cached), 0, 0, prefill_seqs=b, cached_tokens=b * cached),
-        decode_parts=cost.parts(0, b, b * (i + 1 + max(o - 1, 1) // 2)),
+        prefill_parts=cost.parts(b * (prompt - cached), 0, 0, prefill_seqs=b, cached_tokens=b * cached),
+        decode_parts=cost.parts(0, b, b * mid),
         efficiency_key=key,
     )
+
+
+def config_buckets(accelerator: Accelerator, shape: TransformerShape, config: ServeConfig) -> Buckets | None:
+    """The compiled lengths ``config`` runs at on ``accelerator``'s runtime (``serve.buckets``): automatic buckets
+    up to the model's context length, or with bucketing disabled one bucket of ``input_len + output_len`` (the
+    shortest sequence length that serves the requests); None off Neuron."""
+    max_len = shape.seq_len if config.bucketing else config.input_len + config.output_len
+    return runtime_buckets(accelerator, max_len, enabled=config.bucketing)
 
 
 def prefill_activation_bytes(shape: TransformerShape, tokens: int, tp_devices: float) -> float:
@@ -293,6 +313,7 @@ def static_batch_times(
     drafter: ReplicaCost | None = None,
     cached: int = 0,
     chunk: int = 0,
+    buckets: Buckets | None = None,
 ) -> StaticBatchTimes:
     """One prefill of ``batch`` prompts, then decode iterations whose caches hold ``input_len + t`` tokens each.
     Each prompt finds ``cached`` of its tokens in the prefix cache: its prefill computes the rest, attending to them.
@@ -303,20 +324,31 @@ def static_batch_times(
     (``serve.speculative``); the drafter's pass over the prompts is part of the TTFT. ``serve estimate`` and the
     validation (``serve.validate``) both use this, so what is validated is what users see. A ``chunk`` prefills
     the prompts ``chunk`` tokens at a time (``prefill_s``).
+
+    On a runtime with compiled ``buckets`` (Neuron, ``serve.buckets``) the prompts are prefilled padded to their
+    bucket, and each decode step reads the cache over its bucket: the TPOT is then the exact mean over the
+    buckets the cache passes through (the decode time is constant within one), and ``decode_s`` samples it.
     """
-    ttft = prefill_s(cost, batch, input_len - cached, cached, chunk)
+    padded = buckets.pad(input_len) if buckets is not None else input_len
+    ttft = prefill_s(cost, batch, padded - cached, cached, chunk)
     if speculative is not None:  # the drafter builds its own KV cache over the prompts before the first token
-        ttft += drafter_prefill_s(drafter, speculative, batch * (input_len - cached), batch, batch * cached)
+        ttft += drafter_prefill_s(drafter, speculative, batch * (padded - cached), batch, batch * cached)
     steps = max(output_len - 1, 1)
     points = [input_len + 1 + round(k * (steps - 1) / (SIMPSON_POINTS - 1)) for k in range(SIMPSON_POINTS)]
-    if speculative is None:
-        decode = tuple(cost.iteration_s(0, batch, batch * context) for context in points)
-    else:
+
+    def step_s(context: int) -> float:
+        if speculative is None:
+            return cost.iteration_s(0, batch, batch * context)
         per_token = 1.0 / speculative.tokens_per_step
-        decode = tuple(
-            per_token * speculative_step_s(cost, drafter, speculative, batch, batch * context) for context in points
-        )
-    return StaticBatchTimes(ttft_s=ttft, decode_s=decode, tpot_s=_simpson(decode) if output_len > 1 else 0.0)
+        return per_token * speculative_step_s(cost, drafter, speculative, batch, batch * context)
+
+    if buckets is None:
+        decode = tuple(step_s(context) for context in points)
+        return StaticBatchTimes(ttft_s=ttft, decode_s=decode, tpot_s=_simpson(decode) if output_len > 1 else 0.0)
+    decode = tuple(step_s(buckets.pad(context)) for context in points)
+    segments = buckets.segments(input_len + 1, input_len + steps)
+    tpot = sum(count * step_s(length) for length, count in segments) / steps
+    return StaticBatchTimes(ttft_s=ttft, decode_s=decode, tpot_s=tpot if output_len > 1 else 0.0)
 
 
 def prefill_s(cost: ReplicaCost, batch: int, new: int, cached: int, chunk: int = 0) -> float:

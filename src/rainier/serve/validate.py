@@ -25,6 +25,7 @@ from rainier.calibrate.summary import summarize
 from rainier.errors import InputError, field_error
 from rainier.hardware import cluster_of, get_accelerator
 from rainier.precision import Precision
+from rainier.serve.buckets import Buckets
 from rainier.serve.cost import AttentionKernels, ReplicaCost, WeightFormat, parse_kv_precision, replica_cost
 from rainier.serve.efficiency import (
     ServeEfficiency,
@@ -32,7 +33,7 @@ from rainier.serve.efficiency import (
     committed_serve_efficiency,
     load_serve_efficiency,
 )
-from rainier.serve.estimate import ServeConfig, draft_cost, static_batch_times
+from rainier.serve.estimate import ServeConfig, config_buckets, draft_cost, static_batch_times
 from rainier.serve.inflight import InFlight, Load, in_flight_of, simulate_case, vllm_large_gpu
 from rainier.serve.limits import MAX_BATCH, MAX_DEGREE, MAX_DEVICES, MAX_TOKENS, check_int, check_share
 from rainier.serve.speculative import SpecMethod, Speculation, speculation_from_case
@@ -75,6 +76,7 @@ class Prepared:
     drafter: ReplicaCost | None = None  # one speculative drafter pass, when the case speculates
     in_flight: InFlight | None = None  # the load of an in-flight batching case (simulated, not fitted)
     decode_only: bool = False  # phase: decode, a decode server scored on its decode iterations
+    buckets: Buckets | None = None  # the runtime's compiled lengths (Neuron), static cases
 
     @property
     def generation(self) -> str:
@@ -163,7 +165,17 @@ def serve_config(case: InferenceCase) -> ServeConfig:
         prefix_hit=check_share("serving.prefix_hit", s.get("prefix_hit") or 0.0),
         two_batch_overlap=_flag("serving", s, "two_batch_overlap"),
         prefill_chunk=_whole("serving", s, "prefill_chunk", MAX_TOKENS, "tokens", default=0),
+        bucketing=_bucketing(case),
     )
+
+
+def _bucketing(case: InferenceCase) -> bool:
+    """Whether the case's Neuron runtime buckets its lengths (``serve.buckets``): ``serving.bucketing`` when given,
+    else automatic buckets unless the framework says bucketing was disabled."""
+    given = case.serving.get("bucketing")
+    if given is not None:
+        return _flag("serving", case.serving, "bucketing")
+    return "bucketing disabled" not in str(case.serving.get("framework") or "").lower()
 
 
 def _flag(block: str, fields: Mapping[str, Any], key: str) -> bool:
@@ -311,7 +323,10 @@ def prepare(case: InferenceCase) -> Prepared:
                 "system.count", cluster.num_devices, f"devices whose memory holds the weights "
                 f"({cost.weight_bytes_per_device / GIB:.0f} GiB per device) and one request's KV cache",
             )  # fmt: skip
-    return Prepared(case, config, cost, targets, accelerator.id, accelerator.family.value, drafter, load, decode_only)
+    buckets = config_buckets(accelerator, shape, config)
+    return Prepared(
+        case, config, cost, targets, accelerator.id, accelerator.family.value, drafter, load, decode_only, buckets
+    )
 
 
 def _phase(case: InferenceCase, config: ServeConfig, targets: Sequence[tuple[str, float]]) -> str | None:
@@ -344,7 +359,7 @@ def predict_metrics(item: Prepared, eff: ServeEfficiency) -> dict[str, float]:
     drafter = item.drafter.with_efficiency(eff) if item.drafter is not None else None
     times = static_batch_times(
         cost, c.batch, c.input_len, c.output_len, speculative=c.speculative, drafter=drafter,
-        cached=c.cached_tokens(), chunk=c.prefill_chunk,
+        cached=c.cached_tokens(), chunk=c.prefill_chunk, buckets=item.buckets,
     )  # fmt: skip
     e2e = times.e2e_s(c.output_len)
     if item.decode_only:  # a decode server: every running sequence gains a token per TPOT, prompts come prefilled
