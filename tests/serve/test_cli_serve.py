@@ -29,6 +29,21 @@ def test_serve_estimate_neuron_cores() -> None:
     assert json.loads(result.stdout)["replica_devices"] == 16
 
 
+def test_serve_estimate_neuron_buckets() -> None:
+    args = ["serve", "estimate", "--model", "llama-3.1-8b", "--accelerator", "trn2", "--count", "1", "--tp", "4"]
+    docs = {}
+    for flag in ("--bucketing", "--no-bucketing"):
+        result = runner.invoke(
+            app, [*args, "--unit", "core", "--input-len", "600", "--output-len", "64", flag, "--json"]
+        )
+        assert result.exit_code == 0, result.output
+        docs[flag] = json.loads(result.stdout)
+    assert docs["--bucketing"]["config"]["bucketing"] is True
+    assert docs["--no-bucketing"]["config"]["bucketing"] is False
+    # automatic buckets prefill the 600-token prompt as 1,024; without them one length of 600 + 64 = 664
+    assert docs["--bucketing"]["ttft_ms"] > docs["--no-bucketing"]["ttft_ms"]
+
+
 def test_validate_inference_file() -> None:
     result = runner.invoke(app, ["validate", "validation/inference.yaml", "--json"])
     assert result.exit_code == 0, result.output
