@@ -183,3 +183,25 @@ def test_a_serve_scenario_file_states_speculation_and_prefix_hits() -> None:
     assert loaded.value.speculative == "eagle3:k=3,accept=0.7" and loaded.value.prefix_hit == 0.25  # type: ignore[union-attr]
     with pytest.raises(ValueError, match="prefix_hit"):
         load_scenario_text(text + "prefix_hit: fast\n")
+
+
+def test_trainium_layouts_are_costed_at_neurons_buckets() -> None:
+    """A 600-token prompt is prefilled as 1,024 on Trainium; a decode step reads every cache over the bucket of the
+    longest context (600 + 200 -> 1,024); a GPU runs the real lengths."""
+    shape = replace(get_model("llama-3.1-8b"), seq_len=8192)
+    slo = Slo(ttft_s=2.0, tpot_s=0.05)
+    short = Traffic(model="llama-3.1-8b", rate_per_s=10.0, input_len=600, output_len=200)
+    long = replace(short, input_len=1024)
+    found = layouts(shape, short, "trn2", slo)[0]
+    trn2 = {(layout.tp, layout.pp, layout.weights): layout for layout, _ in found}
+    padded = {(layout.tp, layout.pp, layout.weights): layout for layout, _ in layouts(shape, long, "trn2", slo)[0]}
+    assert trn2 and trn2.keys() == padded.keys()
+    for key, layout in trn2.items():
+        assert layout.prefill_s == padded[key].prefill_s
+        assert layout.batch >= padded[key].batch  # 600 + 200 tokens pad to 1,024, 1,024 + 200 to 2,048
+    for layout, cost in found:
+        group = pipeline_groups(cost)[1]
+        assert layout.tpot_p99_s == group.iteration_s(0, layout.batch, layout.batch * 1024)
+    gpu = {(layout.tp, layout.pp): layout.prefill_s for layout, _ in layouts(shape, short, "h100-sxm", slo)[0]}
+    gpu_long = {(layout.tp, layout.pp): layout.prefill_s for layout, _ in layouts(shape, long, "h100-sxm", slo)[0]}
+    assert all(gpu[key] < gpu_long[key] for key in gpu)

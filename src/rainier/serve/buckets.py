@@ -15,8 +15,10 @@ the last one ("Automatic Bucketing": context encoding and token generation alike
 is one bucket, the maximum length, and every prompt and every step pays for all of it.
 GPU engines (TensorRT-LLM, vLLM, SGLang) run the real lengths: no buckets.
 
-Static batches (``serve estimate``, the static validation cases) are padded; the in-flight simulator
-(``serve simulate``) still runs Neuron replicas at their real lengths.
+Static batches (``serve estimate``, the static validation cases) are padded, and so are ``serve size``'s layouts:
+a continuous batch's decode step reads every sequence's cache over the bucket of its longest, which a loaded
+replica keeps near the longest context. The in-flight simulator (``serve simulate``, and ``serve size``'s check by
+simulation) still runs Neuron replicas at their real lengths.
 """
 
 from __future__ import annotations

@@ -13,7 +13,8 @@ attention an unloaded prompt is prefilled by one group while the others wait, an
 prompt per group at once, which is what its capacity counts; each group caps its own batch at the engine
 default). With continuous batching a replica runs up to ``B`` sequences per decode iteration; ``B`` is the
 largest batch whose decode iteration at the longest context (``input + output`` tokens, the p99 TPOT) meets the
-TPOT SLO and whose KV cache fits. One request costs a prefill pass and
+TPOT SLO and whose KV cache fits (on Trainium at Neuron's compiled buckets, ``serve.buckets``: the prompt's, and the
+longest context's for every decoding sequence). One request costs a prefill pass and
 ``output / B`` of a decode iteration per generated token, so a replica serves ``1 / (t_prefill + output x
 t_decode(B) / B)`` requests per second; replicas run at ``utilisation`` of that to keep queueing for TTFT in check.
 The layout with the lowest cost (devices x price per device-hour, or devices x watts where a price is missing)
@@ -32,6 +33,7 @@ from typing import Any
 from rainier.errors import InputError, field_error
 from rainier.hardware import cluster_of, largest_system_for_accelerator
 from rainier.precision import Precision
+from rainier.serve.buckets import runtime_buckets
 from rainier.serve.cost import DEFAULT_MAX_BATCH, ReplicaCost, WeightFormat, replica_cost
 from rainier.serve.efficiency import ServeEfficiency, ServeEfficiencyTable, committed_serve_efficiency
 from rainier.serve.estimate import ServeConfig, draft_cost
@@ -282,6 +284,12 @@ def layouts(
     reasons: list[str] = []
     context = traffic.input_len + traffic.output_len
     cached = traffic.cached_tokens
+    # On a Neuron runtime a prompt is prefilled at its compiled bucket, and a continuous batch's decode step reads
+    # every sequence's cache over the bucket of the batch's longest, which a loaded replica keeps near the longest
+    # context (serve.buckets): prefill and decode are costed at the padded lengths.
+    buckets = runtime_buckets(chip, shape.seq_len)
+    prompt = buckets.pad(traffic.input_len) if buckets is not None else traffic.input_len
+    padded = buckets.pad(context) if buckets is not None else context
     for weights in formats:
         for tp, ep, dp, pp in _degrees(shape, system.num_devices):
             if speculative is not None and pp > 1:
@@ -307,20 +315,21 @@ def layouts(
                 config = ServeConfig(tp=tp, ep=ep, dp_attention=dp, weights=weights, speculative=speculative)
                 drafter = draft_cost(shape, cluster, config, eff, draft)
                 engine = SpeculativeCost(cost=group, drafter=drafter, spec=speculative)
-            prefill = engine.iteration_s(traffic.input_len - cached, 0, 0, 1, cached)
+            prefill = engine.iteration_s(prompt - cached, 0, 0, 1, cached)
             if slo.ttft_s is not None and prefill > slo.ttft_s:
                 reasons.append(f"{where} {weights.value}: prefill alone takes {prefill * 1e3:.0f} ms > TTFT target")
                 continue
-            batch = _largest_batch(engine, cap, context, slo.tpot_s)
+            batch = _largest_batch(engine, cap, padded, slo.tpot_s)
             if batch == 0:
                 reasons.append(f"{where} {weights.value}: one sequence's decode step misses the TPOT target")
                 continue
-            tpot = engine.iteration_s(0, batch, batch * context)
-            mean_decode = engine.iteration_s(0, batch, batch * (traffic.input_len + traffic.output_len // 2))
+            tpot = engine.iteration_s(0, batch, batch * padded)
+            middle = traffic.input_len + traffic.output_len // 2 if buckets is None else padded
+            mean_decode = engine.iteration_s(0, batch, batch * middle)
             # a loaded replica prefills one prompt per attention group at once: each costs 1/dp of such a pass
             busy = prefill
             if dp > 1:
-                busy = engine.iteration_s(dp * (traffic.input_len - cached), 0, 0, dp, dp * cached) / dp
+                busy = engine.iteration_s(dp * (prompt - cached), 0, 0, dp, dp * cached) / dp
             per_request = busy + traffic.output_len * mean_decode / batch
             if slo.e2e_s is not None and prefill + traffic.output_len * tpot > slo.e2e_s:
                 reasons.append(f"{where} {weights.value}: an unloaded request misses the end-to-end target")
