@@ -12,8 +12,9 @@ from rainier.calibrate.cases import InferenceCase, Trust
 from rainier.errors import InputError
 from rainier.hardware import cluster_of, get_accelerator
 from rainier.serve.buckets import Buckets, runtime_buckets
-from rainier.serve.cost import replica_cost
+from rainier.serve.cost import ReplicaCost, replica_cost
 from rainier.serve.estimate import ServeConfig, estimate_serving, static_batch_times
+from rainier.serve.simulate import Request, ServeScenario, simulate_serving, simulate_timeline
 from rainier.serve.validate import _bucketing
 from rainier.workload import get_model
 
@@ -99,3 +100,43 @@ def test_a_case_says_when_its_bucketing_was_disabled() -> None:
     assert _bucketing(case(framework="NxD Inference", bucketing=False)) is False
     with pytest.raises(InputError, match=r"serving\.bucketing"):
         _bucketing(case(bucketing="off"))
+
+
+def _simulated(accelerator: str, lengths: list[tuple[int, int]]) -> tuple[list[float], list[float], ReplicaCost]:
+    """First-token times and per-token decode times of requests sent one after another to one idle replica."""
+    shape = replace(get_model("llama-3.1-8b"), seq_len=8192)
+    cost = replica_cost(shape, cluster_of(accelerator, 1), tp=1, eff=IDEAL)
+    ttft, tpot = [], []
+    for input_len, output_len in lengths:
+        request = Request(arrival_s=0.0, input_len=input_len, output_len=output_len)
+        result = simulate_serving(ServeScenario(cost=cost, requests=(request,)))
+        assert result.ttft_ms is not None and result.tpot_ms is not None
+        ttft.append(result.ttft_ms.p50)
+        tpot.append(result.tpot_ms.p50)
+    return ttft, tpot, cost
+
+
+def test_the_simulator_pads_a_neuron_replicas_prompts_and_caches() -> None:
+    ttft, tpot, cost = _simulated("trn2", [(600, 64), (900, 64)])
+    assert cost.buckets == Buckets(8192)
+    # both prompts are prefilled at 1,024 tokens, and every decode step reads a 1,024-token cache
+    assert ttft[0] == ttft[1] == pytest.approx(cost.iteration_s(1024, 0, 0, 1) * 1e3, rel=1e-9)
+    assert tpot[0] == tpot[1] == pytest.approx(cost.iteration_s(0, 1, 1024) * 1e3, rel=1e-9)
+    ttft, tpot, cost = _simulated("h100-sxm", [(600, 64), (900, 64)])
+    assert cost.buckets is None and ttft[0] < ttft[1] and tpot[0] < tpot[1]
+
+
+def test_a_decode_batch_reads_every_cache_over_the_longest_ones_bucket() -> None:
+    shape = replace(get_model("llama-3.1-8b"), seq_len=8192)
+    cost = replica_cost(shape, cluster_of("trn2", 1), tp=1, eff=IDEAL)
+    # a short and a long request decode together: both read 2,048 positions (the long one's bucket) per step
+    requests = (
+        Request(arrival_s=0.0, input_len=200, output_len=40),
+        Request(arrival_s=0.0, input_len=1500, output_len=40),
+    )
+    timeline = simulate_timeline(ServeScenario(cost=cost, requests=requests, record_batches=100))
+    # recorded iterations: (replica, prefill pool, start, duration, prefill tokens, decodes)
+    decodes = [duration for _, _, _, duration, prefill, seqs in timeline.batches if prefill == 0 and seqs == 2]
+    assert decodes and all(
+        duration == pytest.approx(cost.iteration_s(0, 2, 2 * 2048), rel=1e-9) for duration in decodes
+    )

@@ -59,6 +59,7 @@ from rainier.errors import field_error
 from rainier.hardware import Accelerator, Cluster
 from rainier.perf.comm import GroupCost, group_cost
 from rainier.precision import Precision
+from rainier.serve.buckets import Buckets, runtime_buckets
 from rainier.serve.dispatch import (
     ExpertExchange,
     concurrent_torus_axes,
@@ -475,6 +476,8 @@ class ReplicaCost:
     all_to_all_network: float = 0.0  # the part of the all-to-all slope spent between nodes
     ep_nodes: int = 1  # nodes the ep ranks span
     pipeline_stages: int = 1  # pp: stages one iteration crosses in turn (chunked prefills pipeline through them)
+    # the runtime's compiled lengths (Neuron; serve.buckets), which the simulator's engines pad to; None: real lengths
+    buckets: Buckets | None = None
 
     def _overlapped_parts(
         self, prefill_tokens: int, decode_seqs: int, kv_tokens: int, prefill_seqs: int, queries: int, cached: int
@@ -690,6 +693,7 @@ def replica_cost(
         dp_attention=dp_attention,
         dispatch_bytes_per_token=shape.hidden_dim * _dispatch_bytes(weights.expert_matmul(accelerator)),
         elementwise_bytes_per_token=elementwise_bytes_per_token(shape, tp),
+        buckets=runtime_buckets(accelerator, shape.seq_len),
     )
 
 

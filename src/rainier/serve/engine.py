@@ -11,6 +11,7 @@ import math
 from collections import deque
 from collections.abc import Callable
 
+from rainier.serve.buckets import Buckets
 from rainier.serve.iteration import KV_WATERMARK_FRACTION, IterationCost, takes_cached_tokens, takes_prefill_seqs
 from rainier.sim.kernel import Environment, Event
 
@@ -138,6 +139,11 @@ class _Engine:
         self.chunk = _UNBOUNDED if chunk_tokens is None else chunk_tokens
         self.whole = _UNBOUNDED if token_budget is None else token_budget  # whole prompts per iteration, in tokens
         self.prefill_pool = prefill_pool
+        # Neuron's compiled lengths (serve.buckets): a whole prompt is prefilled at its bucket, and a decode step reads
+        # every sequence's cache over the bucket of the longest, tracked by a max-heap of (-(context - decode_start),
+        # rid, finish) over decode stays, stale entries skipped lazily
+        self.buckets: Buckets | None = getattr(cost, "buckets", None)
+        self.longest: list[tuple[int, int, int]] = []
         self.queue: deque[int] = deque()
         self.running: dict[int, int] = {}  # admission order -> finish iteration (-1 while prefilling)
         self.finish_heap: list[tuple[int, int]] = []
@@ -182,6 +188,8 @@ class _Engine:
                 decode_start[rid] = it + 1
                 heapq.heappush(heap, (finish, rid))
                 decoding += 1
+                if self.buckets is not None:
+                    heapq.heappush(self.longest, (decode_start[rid] - context[rid], rid, finish))
         self.prefilled = []
         while heap and heap[0][0] <= it:
             finish, rid = heapq.heappop(heap)
@@ -213,7 +221,7 @@ class _Engine:
         kv += decoding
 
         budget = self.chunk - decoding
-        prefill_tokens = prefill_seqs = cached = 0
+        prefill_tokens = prefill_seqs = cached = padding = 0
         left, prefilled, prefilling = st.left, self.prefilled, self.prefilling
         while prefilling and budget > 0:
             rid = prefilling[0]
@@ -248,6 +256,8 @@ class _Engine:
                 self.kv_prefilling += context[rid]
                 if take == tokens:
                     prefilled.append(rid)
+                    if self.buckets is not None:  # a whole prompt runs at its bucket
+                        padding += self.buckets.pad(context[rid]) - context[rid]
                 else:
                     left[rid] = tokens - take
                     prefilling.append(rid)
@@ -257,20 +267,27 @@ class _Engine:
                 decode_start[rid] = it
                 heapq.heappush(heap, (finish, rid))
                 decoding += 1
+                if self.buckets is not None:
+                    heapq.heappush(self.longest, (decode_start[rid] - context[rid], rid, finish))
         self.iteration, self.kv, self.num_decoding = it, kv, decoding
         if not running:
             self.busy = False
             return
+        decode_kv = kv - self.kv_prefilling
+        if self.buckets is not None:
+            prefill_tokens += padding
+            if decoding:
+                decode_kv = decoding * self._decode_bucket(it)
         if self.duration is not None:
-            duration = self.duration(prefill_tokens, decoding, kv - self.kv_prefilling, prefill_seqs, cached)
+            duration = self.duration(prefill_tokens, decoding, decode_kv, prefill_seqs, cached)
         elif self.takes_cached_tokens:
             duration = self.iteration_s(
-                prefill_tokens, decoding, kv - self.kv_prefilling, prefill_seqs=prefill_seqs, cached_tokens=cached
+                prefill_tokens, decoding, decode_kv, prefill_seqs=prefill_seqs, cached_tokens=cached
             )
         elif self.takes_prefill_seqs:
-            duration = self.iteration_s(prefill_tokens, decoding, kv - self.kv_prefilling, prefill_seqs=prefill_seqs)
+            duration = self.iteration_s(prefill_tokens, decoding, decode_kv, prefill_seqs=prefill_seqs)
         else:
-            duration = self.iteration_s(prefill_tokens, decoding, kv - self.kv_prefilling)
+            duration = self.iteration_s(prefill_tokens, decoding, decode_kv)
         st.busy_s += duration
         if self.prefill_pool:
             st.busy_prefill_s += duration
@@ -281,6 +298,21 @@ class _Engine:
         if len(st.batches) < st.batch_limit:
             st.batches.append((self.index, self.prefill_pool, event.time, duration, prefill_tokens, decoding))
         self.env.schedule(duration, self._boundary)
+
+    def _decode_bucket(self, it: int) -> int:
+        """The bucket of the longest decoding sequence's cache in iteration ``it`` (with ``buckets``, decodes
+        running)."""
+        longest, running, state = self.longest, self.running, self.state
+        while longest and running.get(longest[0][1]) != longest[0][2]:
+            heapq.heappop(longest)  # finished or preempted since
+        if len(longest) > 4 * len(running) + 64:  # drop stale entries, amortised O(1)
+            starts, context = state.decode_start, state.context
+            self.longest = longest = [
+                (starts[rid] - context[rid], rid, finish) for rid, finish in running.items() if finish >= 0
+            ]
+            heapq.heapify(longest)
+        assert self.buckets is not None and longest
+        return self.buckets.pad(it - longest[0][0] + 1)
 
     def _static_boundary(self, event: Event) -> None:
         """Return the finished batch, then form the next one and time it whole (no admissions in between)."""

@@ -39,6 +39,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from rainier.errors import field_error, quote
+from rainier.serve.buckets import Buckets
 from rainier.serve.cost import ReplicaCost
 from rainier.workload.shape import TransformerShape
 
@@ -277,6 +278,10 @@ class SpeculativeCost:
     @property
     def replica_devices(self) -> int:
         return self.cost.replica_devices
+
+    @property
+    def buckets(self) -> Buckets | None:
+        return self.cost.buckets
 
     def iteration_s(
         self, prefill_tokens: int, decode_seqs: int, kv_tokens: int, prefill_seqs: int = 1, cached_tokens: int = 0
