@@ -65,7 +65,7 @@ class ServeConfig:
     two_batch_overlap: bool = False  # expert all-to-all hidden behind the other micro-batch's compute (serve.cost)
     prefill_chunk: int = 0  # prompt tokens per prefill iteration (chunked prefill; 0: each prompt in one pass)
     # Neuron runtimes' compiled lengths (serve.buckets): automatic buckets (powers of two up to the model's context
-    # length); False: bucketing disabled, one bucket of that length. GPU and TPU engines pad nothing either way.
+    # length); False: bucketing disabled, one compiled length of input + output. GPU and TPU engines pad nothing.
     bucketing: bool = True
 
     def __post_init__(self) -> None:
