@@ -14,7 +14,7 @@ from rainier.hardware import cluster_of, get_accelerator
 from rainier.serve.buckets import Buckets, runtime_buckets
 from rainier.serve.cost import ReplicaCost, replica_cost
 from rainier.serve.estimate import ServeConfig, estimate_serving, static_batch_times
-from rainier.serve.simulate import Request, ServeScenario, simulate_serving, simulate_timeline
+from rainier.serve.simulate import Request, Scheduler, ServeScenario, simulate_serving, simulate_timeline
 from rainier.serve.validate import _bucketing
 from rainier.workload import get_model
 
@@ -140,3 +140,18 @@ def test_a_decode_batch_reads_every_cache_over_the_longest_ones_bucket() -> None
     assert decodes and all(
         duration == pytest.approx(cost.iteration_s(0, 2, 2 * 2048), rel=1e-9) for duration in decodes
     )
+
+
+def test_a_static_batch_on_neuron_runs_at_the_bucket_of_its_longest_prompt() -> None:
+    shape = replace(get_model("llama-3.1-8b"), seq_len=8192)
+    cost = replica_cost(shape, cluster_of("trn2", 1), tp=1, eff=IDEAL)
+    requests = (
+        Request(arrival_s=0.0, input_len=300, output_len=3),
+        Request(arrival_s=0.0, input_len=600, output_len=3),
+    )
+    timeline = simulate_timeline(
+        ServeScenario(cost=cost, requests=requests, scheduler=Scheduler.STATIC, record_batches=10)
+    )
+    # one entry for the whole batch: both prompts prefilled as 1,024 tokens, then two decode steps over 1,024 each
+    expected = cost.iteration_s(2 * 1024, 0, 0, 2) + 2 * cost.iteration_s(0, 2, 2 * 1024)
+    assert timeline.batches[0][3] == pytest.approx(expected, rel=1e-9)

@@ -16,10 +16,11 @@ is one bucket, the maximum length, and every prompt and every step pays for all 
 GPU engines (TensorRT-LLM, vLLM, SGLang) run the real lengths: no buckets.
 
 Static batches (``serve estimate``, the static validation cases) are padded, and so are ``serve size``'s layouts
-and the in-flight simulator's Neuron replicas (``ReplicaCost.buckets``): a continuous batch's decode step reads
-every sequence's cache over the bucket of its longest (``serve size`` takes that as the longest context, which a
-loaded replica stays near; the simulator tracks it), and a prompt prefilled whole runs at its bucket. The chunks of
-a prompt split across iterations, and the simulator's static-batch scheduler, run their real lengths.
+and the simulator's Neuron replicas (``ReplicaCost.buckets``): a continuous batch's decode step reads every
+sequence's cache over the bucket of its longest (``serve size`` takes that as the longest context, which a loaded
+replica stays near; the simulator tracks it), and a prompt prefilled whole runs at its bucket (in the simulator's
+static batches, every prompt at the bucket of the batch's longest). The chunks of a prompt split across
+iterations run their real lengths.
 """
 
 from __future__ import annotations

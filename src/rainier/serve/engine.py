@@ -344,11 +344,16 @@ class _Engine:
         new_tokens = sum(st.prefill[rid] for rid in batch)  # less any prefix-cache hits
         if self.takes_cached_tokens:
             extra[0]["cached_tokens"] = prompt_tokens - new_tokens
+        buckets = self.buckets
+        widest = max(inputs[rid] for rid in batch) if buckets is not None else 0
+        if buckets is not None:  # one compiled shape: every prompt padded to the bucket of the longest
+            new_tokens = n * buckets.pad(widest) - (prompt_tokens - new_tokens)
         elapsed = self.iteration_s(new_tokens, 0, 0, **extra[0])
         for rid in batch:
             st.first[rid] = now + elapsed
         for step in range(1, longest):
-            elapsed += self.iteration_s(0, n, prompt_tokens + n * step, **extra[1])
+            held = prompt_tokens + n * step if buckets is None else n * buckets.pad(widest + step)
+            elapsed += self.iteration_s(0, n, held, **extra[1])
         st.busy_s += elapsed
         st.iterations += longest
         st.batch_seqs += n * longest
