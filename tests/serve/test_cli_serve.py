@@ -42,6 +42,10 @@ def test_serve_estimate_neuron_buckets() -> None:
     assert docs["--no-bucketing"]["config"]["bucketing"] is False
     # automatic buckets prefill the 600-token prompt as 1,024; without them one length of 600 + 64 = 664
     assert docs["--bucketing"]["ttft_ms"] > docs["--no-bucketing"]["ttft_ms"]
+    assert docs["--bucketing"]["buckets"] == {"prompt": 1024, "decode_first": 1024, "decode_last": 1024}
+    assert docs["--no-bucketing"]["buckets"] == {"prompt": 664, "decode_first": 664, "decode_last": 664}
+    table = runner.invoke(app, [*args, "--unit", "core", "--input-len", "1000", "--output-len", "64"])
+    assert "prompts prefilled as 1,024 tokens; decode steps read each cache over 1,024 to 2,048 tokens" in table.output
 
 
 def test_validate_inference_file() -> None:

@@ -51,6 +51,14 @@ def serve_tables(est: dict[str, Any]) -> list[Table]:
         )
     if c.get("attention", "fused") != "fused":
         head.add_row("attention kernels", c["attention"])
+    buckets = est.get("buckets")
+    if buckets:
+        first, last = buckets["decode_first"], buckets["decode_last"]
+        steps = f"{first:,}" if first == last else f"{first:,} to {last:,}"
+        head.add_row(
+            "Neuron buckets",
+            f"prompts prefilled as {buckets['prompt']:,} tokens; decode steps read each cache over {steps} tokens",
+        )
     head.add_row("TTFT (prefill)", f"{est['ttft_ms']:,.1f} ms{_band(est, 'ttft_ms', '{:,.1f}')}")
     head.add_row(
         "TPOT (decode)",

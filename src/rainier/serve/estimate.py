@@ -142,6 +142,9 @@ class ServeEstimate:
     prefill_parts: dict[str, float]
     decode_parts: dict[str, float]
     efficiency_key: str
+    # Neuron's compiled lengths this configuration runs at (serve.buckets): the prompt's bucket, and the decode
+    # steps' buckets at the first and the last token; None off Neuron
+    buckets: tuple[int, int, int] | None = None
     intervals: dict[str, float] = field(default_factory=dict)
     """``<quantity>_low`` / ``_high`` from the serving model's held-out errors (``serve.residuals``), if added."""
 
@@ -197,6 +200,11 @@ class ServeEstimate:
             "prefill_parts_ms": {k: v * 1e3 for k, v in self.prefill_parts.items()},
             "decode_parts_ms": {k: v * 1e3 for k, v in self.decode_parts.items()},
             "efficiency": self.efficiency_key,
+            "buckets": (
+                None
+                if self.buckets is None
+                else dict(zip(("prompt", "decode_first", "decode_last"), self.buckets, strict=True))
+            ),
             **self.intervals,
         }
 
@@ -269,6 +277,7 @@ def estimate_serving(
         prefill_parts=cost.parts(b * (prompt - cached), 0, 0, prefill_seqs=b, cached_tokens=b * cached),
         decode_parts=cost.parts(0, b, b * mid),
         efficiency_key=key,
+        buckets=None if buckets is None else (prompt, buckets.pad(i + 1), buckets.pad(i + max(o - 1, 1))),
     )
 
 
