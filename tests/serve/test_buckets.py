@@ -17,8 +17,19 @@ from rainier.serve.estimate import ServeConfig, estimate_serving, static_batch_t
 from rainier.serve.simulate import Request, Scheduler, ServeScenario, simulate_serving, simulate_timeline
 from rainier.serve.validate import _bucketing
 from rainier.workload import get_model
+from rainier.workload.shape import TransformerShape
 
 from .efficiencies import IDEAL
+
+
+def _shape() -> TransformerShape:
+    """Llama 3.1 8B compiled for 8,192 tokens: automatic buckets 128, 256, ..., 8,192."""
+    return replace(get_model("llama-3.1-8b"), seq_len=8192)
+
+
+def _cost(accelerator: str) -> ReplicaCost:
+    """One device's replica of ``_shape`` at the ideal efficiencies."""
+    return replica_cost(_shape(), cluster_of(accelerator, 1), tp=1, eff=IDEAL)
 
 
 def test_automatic_buckets_are_powers_of_two_from_128_to_the_length() -> None:
@@ -61,7 +72,7 @@ def test_only_neuron_runtimes_have_buckets() -> None:
 
 
 def _estimate(accelerator: str, count: int, tp: int, input_len: int, **config: object) -> float:
-    shape = replace(get_model("llama-3.1-8b"), seq_len=8192)
+    shape = _shape()
     serve = ServeConfig(tp=tp, batch=1, input_len=input_len, output_len=64, **config)  # type: ignore[arg-type]
     return estimate_serving(shape, cluster_of(accelerator, count), serve, efficiency=IDEAL).ttft_s
 
@@ -76,8 +87,7 @@ def test_a_neuron_prompt_is_prefilled_at_its_bucket() -> None:
 
 
 def test_a_decode_step_reads_the_cache_over_its_bucket() -> None:
-    shape = replace(get_model("llama-3.1-8b"), seq_len=8192)
-    cost = replica_cost(shape, cluster_of("trn2", 1), tp=1, eff=IDEAL)
+    cost = _cost("trn2")
     # 64 steps from a 1,100-token cache: every one reads 2,048 positions per sequence
     times = static_batch_times(cost, 8, 1100, 65, buckets=Buckets(8192))
     assert times.tpot_s == pytest.approx(cost.iteration_s(0, 8, 8 * 2048), rel=1e-12)
@@ -104,8 +114,7 @@ def test_a_case_says_when_its_bucketing_was_disabled() -> None:
 
 def _simulated(accelerator: str, lengths: list[tuple[int, int]]) -> tuple[list[float], list[float], ReplicaCost]:
     """First-token times and per-token decode times of requests sent one after another to one idle replica."""
-    shape = replace(get_model("llama-3.1-8b"), seq_len=8192)
-    cost = replica_cost(shape, cluster_of(accelerator, 1), tp=1, eff=IDEAL)
+    cost = _cost(accelerator)
     ttft, tpot = [], []
     for input_len, output_len in lengths:
         request = Request(arrival_s=0.0, input_len=input_len, output_len=output_len)
@@ -127,8 +136,7 @@ def test_the_simulator_pads_a_neuron_replicas_prompts_and_caches() -> None:
 
 
 def test_a_decode_batch_reads_every_cache_over_the_longest_ones_bucket() -> None:
-    shape = replace(get_model("llama-3.1-8b"), seq_len=8192)
-    cost = replica_cost(shape, cluster_of("trn2", 1), tp=1, eff=IDEAL)
+    cost = _cost("trn2")
     # a short and a long request decode together: both read 2,048 positions (the long one's bucket) per step
     requests = (
         Request(arrival_s=0.0, input_len=200, output_len=40),
@@ -143,8 +151,7 @@ def test_a_decode_batch_reads_every_cache_over_the_longest_ones_bucket() -> None
 
 
 def test_a_static_batch_on_neuron_runs_at_the_bucket_of_its_longest_prompt() -> None:
-    shape = replace(get_model("llama-3.1-8b"), seq_len=8192)
-    cost = replica_cost(shape, cluster_of("trn2", 1), tp=1, eff=IDEAL)
+    cost = _cost("trn2")
     requests = (
         Request(arrival_s=0.0, input_len=300, output_len=3),
         Request(arrival_s=0.0, input_len=600, output_len=3),

@@ -33,7 +33,6 @@ from typing import Any
 from rainier.errors import InputError, field_error
 from rainier.hardware import cluster_of, largest_system_for_accelerator
 from rainier.precision import Precision
-from rainier.serve.buckets import runtime_buckets
 from rainier.serve.cost import DEFAULT_MAX_BATCH, ReplicaCost, WeightFormat, replica_cost
 from rainier.serve.efficiency import ServeEfficiency, ServeEfficiencyTable, committed_serve_efficiency
 from rainier.serve.estimate import ServeConfig, draft_cost
@@ -284,12 +283,6 @@ def layouts(
     reasons: list[str] = []
     context = traffic.input_len + traffic.output_len
     cached = traffic.cached_tokens
-    # On a Neuron runtime a prompt is prefilled at its compiled bucket, and a continuous batch's decode step reads
-    # every sequence's cache over the bucket of the batch's longest, which a loaded replica keeps near the longest
-    # context (serve.buckets): prefill and decode are costed at the padded lengths.
-    buckets = runtime_buckets(chip, shape.seq_len)
-    prompt = buckets.pad(traffic.input_len) if buckets is not None else traffic.input_len
-    padded = buckets.pad(context) if buckets is not None else context
     for weights in formats:
         for tp, ep, dp, pp in _degrees(shape, system.num_devices):
             if speculative is not None and pp > 1:
@@ -310,6 +303,12 @@ def layouts(
             if cap < 1:
                 reasons.append(f"{where} {weights.value}: the KV cache of one {context}-token request does not fit")
                 continue
+            # On a Neuron runtime (the replica's buckets) a prompt is prefilled at its compiled bucket, and a
+            # continuous batch's decode step reads every sequence's cache over the bucket of the batch's longest,
+            # which a loaded replica keeps near the longest context (serve.buckets).
+            buckets = group.buckets
+            prompt = buckets.pad(traffic.input_len) if buckets is not None else traffic.input_len
+            padded = buckets.pad(context) if buckets is not None else context
             engine: ReplicaCost | SpeculativeCost = group
             if speculative is not None:
                 config = ServeConfig(tp=tp, ep=ep, dp_attention=dp, weights=weights, speculative=speculative)
