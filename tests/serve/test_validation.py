@@ -93,9 +93,13 @@ CASES = [
 # serve.buckets): Trainium1 held out 13.9% -> 13.5%, in the fit 5.7% either way; the refit moves the shared host
 # work per request 8.25 -> 8.17 us, and with it two chaotic MLPerf rows, DeepSeek-R1 Server TTFT p99 on B200 and
 # GB300 (-19% -> -91%, -21% -> -93%: the rate search lands on the other side of the knee): all 10.5%, A+B p90 73.9%,
-# leave-one-group-out 14.8%, p90 74.0%. The guards below follow that fit (the fit is deterministic: a change that
+# leave-one-group-out 14.8%, p90 74.0%. MLPerf's DeepSeek-R1 runs with the ADP balance their configs turn on
+# (prompts held until every attention rank has one; serve.balance), which steer nothing: their Server TTFTs -86% ->
+# -61% (B200), but balanced prefills make the model's iterations cheaper still, exposing its decode gap there (Server
+# TPOT -23% -> -37%, throughput +181% -> +259%): all 11.0%, A+B p90 65.1%, leave-one-group-out 15.0%, p90 70.3%
+# (GB200/GB300 held out 26.4% -> 39.0%). The guards below follow that fit (the fit is deterministic: a change that
 # moves it refits).
-ALL_MEDIAN, TRUSTED_P90, LOGO_MEDIAN, LOGO_P90, STATIC_MEDIAN = 10.8, 74.5, 15.3, 75.5, 8.5
+ALL_MEDIAN, TRUSTED_P90, LOGO_MEDIAN, LOGO_P90, STATIC_MEDIAN = 11.2, 66.0, 15.3, 71.5, 8.5
 # Trainium2 (issue 13's target: 15%): trust A+B rows 10.4%; with the trust-C DeepSeek-V3 contrib port's rows (its
 # native-API case read since its precision text "bf16 (FP8 checkpoint dequantized ...)" parses) 36.6%.
 TRN2_MEDIAN, TRN2_TRUSTED_MEDIAN = 37.0, 12.5

@@ -248,6 +248,7 @@ def _check_types(values: dict[str, Any]) -> None:
     check_int("max_requests", v["max_requests"], 1, MAX_REQUESTS, "requests")
     check_int("max_iterations", v["max_iterations"], 1, MAX_ITERATIONS, "engine iterations")
     _optional_text("speculative", v["speculative"], "METHOD:k=K[,accept=RATE|,len=TOKENS][,model=DRAFT]")
+    _optional_text("adp_balance", v["adp_balance"], "BATCHING_WAIT_ITERS,TIMEOUT_ITERS (e.g. 3,9) or 'default'")
 
 
 def simulation_scenario(
@@ -282,6 +283,7 @@ def simulation_scenario(
     prefix_hit: float = 0.0,
     attention: str = "fused",
     two_batch_overlap: bool = False,
+    adp_balance: str | None = None,
     **unknown: object,
 ) -> ServeScenario:
     """The simulation of a named model on a named (or ad-hoc, or disaggregated) cluster, ready to run.
@@ -292,6 +294,7 @@ def simulation_scenario(
     the work (``serve.simulate``); an unknown keyword is an ``InputError`` listing the known ones (they are the
     keys of a scenario file's ``simulate:`` block).
     """
+    from rainier.serve.balance import AdpBalance
     from rainier.serve.simulate import LengthDistribution
 
     if unknown:
@@ -371,6 +374,7 @@ def simulation_scenario(
         max_requests=max_requests,
         max_iterations=max_iterations,
         prefix_hit=float(prefix_hit),
+        adp_balance=AdpBalance.parse(adp_balance) if adp_balance is not None else None,
         **source,
         **extra,
     )

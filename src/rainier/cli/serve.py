@@ -250,6 +250,14 @@ def serve_simulate(
     prefix_hit: PrefixHitOption = 0.0,
     attention: AttentionOption = "fused",
     two_batch_overlap: TwoBatchOverlapOption = False,
+    adp_balance: Annotated[
+        str | None,
+        typer.Option(
+            "--adp-balance",
+            help="TensorRT-LLM's ADP balance with --dp-attention: BATCHING_WAIT_ITERS,TIMEOUT_ITERS (e.g. 3,9), or "
+            "'default' (10,50): new prompts wait until every attention rank has one.",
+        ),
+    ] = None,
     report_path: ReportOption = None,
     trace_path: Annotated[
         Path | None,
@@ -309,6 +317,7 @@ def serve_simulate(
         prefix_hit=prefix_hit,
         attention=attention,
         two_batch_overlap=two_batch_overlap,
+        adp_balance=adp_balance,
     )
     with _progress_after("simulating requests") as progress:
         timeline = simulate_timeline(scenario, progress)

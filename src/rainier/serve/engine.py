@@ -11,11 +11,13 @@ import math
 from collections import deque
 from collections.abc import Callable
 
+from rainier.serve.balance import AdpBalance
 from rainier.serve.buckets import Buckets
 from rainier.serve.iteration import KV_WATERMARK_FRACTION, IterationCost, takes_cached_tokens, takes_prefill_seqs
 from rainier.sim.kernel import Environment, Event
 
 _UNBOUNDED = 1 << 62  # token budget of an iteration without chunked prefill
+_EMPTY: deque[int] = deque()  # the queue an iteration admits from while its prompts are held back (never appended)
 
 # ----------------------------------------------------------------------------------------------------------------
 # Engines
@@ -125,6 +127,8 @@ class _Engine:
         static: bool = False,
         prefill_pool: bool = False,
         token_budget: int | None = None,
+        adp_balance: AdpBalance | None = None,
+        ranks: int = 1,
     ) -> None:
         self.env, self.state, self.index, self.router, self.on_done = env, state, index, router, on_done
         self.iteration_s: Callable[..., float] = cost.iteration_s
@@ -156,6 +160,10 @@ class _Engine:
         self.num_decoding = 0
         self.busy = False
         self._boundary = self._static_boundary if static else self._continuous_boundary
+        # TensorRT-LLM's ADP balance (serve.simulate.AdpBalance): new prompts held back across iterations, with the
+        # executor's two counters; ``ranks`` data-parallel attention ranks share this engine's queue and batch
+        self.balance, self.ranks = adp_balance, ranks
+        self.ctx_waiting = self.ctx_batching = 0
 
     def enqueue(self, rid: int, now: float) -> None:
         self.queue.append(rid)
@@ -235,6 +243,8 @@ class _Engine:
                 break
             prefilled.append(prefilling.popleft())
         prefill = st.prefill
+        if self.balance is not None and self._hold_prompts(decoding):
+            queue = _EMPTY  # no new prompt this iteration (decodes and chunks already scheduled run)
         while queue and len(running) < self.max_batch:
             rid = queue[0]
             tokens = prefill[rid]
@@ -298,6 +308,34 @@ class _Engine:
         if len(st.batches) < st.batch_limit:
             st.batches.append((self.index, self.prefill_pool, event.time, duration, prefill_tokens, decoding))
         self.env.schedule(duration, self._boundary)
+
+    def _hold_prompts(self, decoding: int) -> bool:
+        """Whether TensorRT-LLM's ADP balance holds this iteration's new prompts back (its executor's
+        ``_balance_adp_requests``, TensorRT-LLM tech blog 10, "ADP Balance Strategy").
+
+        Each attention rank has its own requests; the engine's queue stands for all of them, dealt to the ranks
+        with the fewest, so ``ranks`` queued prompts give every rank one, and ``ranks`` decoding sequences (and
+        free slots) every rank one. Once every rank has a prompt and a free slot, prompts wait
+        ``batching_wait_iters`` more iterations while every rank still decodes (more prompts gather, so the ranks
+        prefill alike); until then they wait, ``timeout_iters`` iterations at most, for the ranks to have one each
+        -- the count runs whether or not any prompt waits (the executor's), so a lone arrival waits up to the next
+        time it runs out -- and go at once when some rank has nothing to decode."""
+        balance, ranks = self.balance, self.ranks
+        assert balance is not None
+        all_decoding = decoding >= ranks
+        if len(self.queue) >= ranks and len(self.running) + ranks <= self.max_batch:
+            self.ctx_waiting = 0
+            if all_decoding:
+                if self.ctx_batching < balance.batching_wait_iters:
+                    self.ctx_batching += 1
+                    return True
+                self.ctx_batching = 0
+            return False
+        self.ctx_waiting += 1
+        if self.ctx_waiting >= balance.timeout_iters or not all_decoding:
+            self.ctx_waiting = 0
+            return False
+        return True
 
     def _decode_bucket(self, it: int) -> int:
         """The bucket of the longest decoding sequence's cache in iteration ``it`` (with ``buckets``, decodes

@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from rainier.errors import field_error
+from rainier.serve.balance import AdpBalance
 from rainier.serve.cost import ReplicaCost
 from rainier.serve.iteration import pipeline_groups
 from rainier.serve.limits import (
@@ -130,6 +131,7 @@ class InFlight:
     slo: tuple[tuple[str, float], ...] = ()  # max_rate: (metric, bound) pairs the p99 latencies must meet
     window_s: float | None = None  # rate: the Poisson arrival window (a max_rate trial's steady window)
     length_range: float = 0.0  # lengths uniform within +/- this share of the means (0: every request the same)
+    adp_balance: AdpBalance | None = None  # TensorRT-LLM's ADP balance (serve.balance), data-parallel attention
 
     def requests(self, groups: int = 1) -> int:
         """Requests to simulate: a few full batches per replica and micro-batch group (``groups`` per replica under
@@ -198,6 +200,7 @@ def in_flight_of(
         load=load, replicas=replicas, max_batch=engine_batch, request_rate=float(rate) if rate else None,
         concurrency=concurrency if load is Load.CONCURRENCY else None, num_requests=requests, token_budget=budget,
         chunked=chunked, slo=slo, length_range=length_range,
+        adp_balance=AdpBalance.from_case(serving.get("adp_balance")),
     )  # fmt: skip
 
 
@@ -314,6 +317,8 @@ def _simulate_case(
         chunking = {"chunked_prefill": True, "chunk_tokens": load.token_budget}
     elif load.token_budget is not None:
         chunking = {"token_budget": load.token_budget}
+    if load.adp_balance is not None:
+        chunking["adp_balance"] = load.adp_balance
     replicas, scale = load.replicas, 1
     if load.load is Load.OFFLINE:
         # Every request is the same and arrives at once, so the router deals them out in turn and no replica's

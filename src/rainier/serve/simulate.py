@@ -68,6 +68,7 @@ from typing import Any
 import numpy as np
 
 from rainier.errors import field_error
+from rainier.serve.balance import AdpBalance
 from rainier.serve.engine import _Engine, _Pool, _Router, _State
 from rainier.serve.iteration import IterationCost, pipeline_groups
 from rainier.serve.limits import (
@@ -232,6 +233,10 @@ class ServeScenario:
     """Budget: the most requests the run may simulate (up to :data:`MAX_REQUESTS`)."""
     max_iterations: int = DEFAULT_MAX_ITERATIONS
     """Budget: the most engine iterations the run may simulate (up to :data:`MAX_ITERATIONS`)."""
+    adp_balance: AdpBalance | None = None
+    """TensorRT-LLM's ADP balance under data-parallel attention (``serve.balance``): new prompts held back until
+    every attention rank of a replica has one (``timeout_iters`` at most), then ``batching_wait_iters`` more.
+    Only with a cost of more than one attention rank (``dp_attention``) and the continuous scheduler."""
     concurrency: int | None = None
     """Closed loop (``vllm bench serve --max-concurrency``, NIM's concurrency sweeps): this many clients each send
     their next request (of ``requests``, in order) the moment their last one ends; arrival times are ignored."""
@@ -265,6 +270,13 @@ class ServeScenario:
             if self.requests is None or self.prefill_cost is not None:
                 raise field_error("concurrency", self.concurrency, "with requests (the clients' requests in order), "
                                   "on a pool that is not disaggregated")  # fmt: skip
+        if self.adp_balance is not None:
+            if not isinstance(self.adp_balance, AdpBalance):
+                raise field_error("adp_balance", self.adp_balance, "an AdpBalance (batching_wait_iters, timeout_iters)")
+            alone = self.scheduler is Scheduler.CONTINUOUS and self.prefill_cost is None
+            if getattr(self.cost, "dp_attention", 1) <= 1 or not alone:
+                raise field_error("adp_balance", self.adp_balance.to_dict(), "only with data-parallel attention "
+                                  "(dp_attention > 1), the continuous scheduler and no disaggregation")  # fmt: skip
         self._check_source()
         self._check_disaggregation()
         warnings: Any = self.warnings  # lists are accepted and stored as tuples
@@ -461,7 +473,8 @@ class _Run:
         self.decode_router = _Router(scenario.replicas * groups)
         self.decode = _Pool(
             lambda r: _Engine(self.env, self.state, decode_cost, index=r, router=self.decode_router,
-                              on_done=self._complete, chunk_tokens=chunk, static=static, token_budget=whole)
+                              on_done=self._complete, chunk_tokens=chunk, static=static, token_budget=whole,
+                              adp_balance=scenario.adp_balance, ranks=getattr(decode_cost, "dp_attention", 1))
         )  # fmt: skip
         self.entry, self.entry_router = self.decode, self.decode_router
         if scenario.prefill_cost is not None:
