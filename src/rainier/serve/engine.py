@@ -111,6 +111,44 @@ class _State:
         self.checkpoint: Callable[[], None] = _no_checkpoint
 
 
+class _Balancing:
+    """TensorRT-LLM's ADP balance on one engine: the settings, the ``ranks`` data-parallel attention ranks sharing
+    its queue and batch, and the executor's two counters."""
+
+    __slots__ = ("batching", "ranks", "settings", "waiting")
+
+    def __init__(self, settings: AdpBalance, ranks: int) -> None:
+        self.settings, self.ranks = settings, ranks
+        self.waiting = self.batching = 0
+
+    def hold(self, queued: int, running: int, decoding: int, max_batch: int) -> bool:
+        """Whether this iteration's new prompts are held back (TensorRT-LLM's executor, ``_balance_adp_requests``;
+        tech blog 10, "ADP Balance Strategy").
+
+        Each attention rank has its own requests; the engine's queue stands for all of them, dealt to the ranks
+        with the fewest, so ``ranks`` queued prompts give every rank one, and ``ranks`` decoding sequences (and
+        free slots) every rank one. Once every rank has a prompt and a free slot, prompts wait
+        ``batching_wait_iters`` more iterations while every rank still decodes (more prompts gather, so the ranks
+        prefill alike); until then they wait, ``timeout_iters`` iterations at most, for the ranks to have one each
+        -- the count runs whether or not any prompt waits (the executor's), so a lone arrival waits up to the next
+        time it runs out -- and go at once when some rank has nothing to decode."""
+        ranks, settings = self.ranks, self.settings
+        all_decoding = decoding >= ranks
+        if queued >= ranks and running + ranks <= max_batch:
+            self.waiting = 0
+            if all_decoding:
+                if self.batching < settings.batching_wait_iters:
+                    self.batching += 1
+                    return True
+                self.batching = 0
+            return False
+        self.waiting += 1
+        if self.waiting >= settings.timeout_iters or not all_decoding:
+            self.waiting = 0
+            return False
+        return True
+
+
 class _Engine:
     """One replica: a FIFO queue and the running sequences, advanced one iteration per event."""
 
@@ -160,10 +198,9 @@ class _Engine:
         self.num_decoding = 0
         self.busy = False
         self._boundary = self._static_boundary if static else self._continuous_boundary
-        # TensorRT-LLM's ADP balance (serve.simulate.AdpBalance): new prompts held back across iterations, with the
-        # executor's two counters; ``ranks`` data-parallel attention ranks share this engine's queue and batch
-        self.balance, self.ranks = adp_balance, ranks
-        self.ctx_waiting = self.ctx_batching = 0
+        # TensorRT-LLM's ADP balance (serve.balance): new prompts held back across iterations; one attribute, since
+        # every attribute more slows the engine's hot loop (its instance dictionary)
+        self.balance = _Balancing(adp_balance, ranks) if adp_balance is not None else None
 
     def enqueue(self, rid: int, now: float) -> None:
         self.queue.append(rid)
@@ -243,7 +280,7 @@ class _Engine:
                 break
             prefilled.append(prefilling.popleft())
         prefill = st.prefill
-        if self.balance is not None and self._hold_prompts(decoding):
+        if self.balance is not None and self.balance.hold(len(queue), len(running), decoding, self.max_batch):
             queue = _EMPTY  # no new prompt this iteration (decodes and chunks already scheduled run)
         while queue and len(running) < self.max_batch:
             rid = queue[0]
@@ -308,34 +345,6 @@ class _Engine:
         if len(st.batches) < st.batch_limit:
             st.batches.append((self.index, self.prefill_pool, event.time, duration, prefill_tokens, decoding))
         self.env.schedule(duration, self._boundary)
-
-    def _hold_prompts(self, decoding: int) -> bool:
-        """Whether TensorRT-LLM's ADP balance holds this iteration's new prompts back (its executor's
-        ``_balance_adp_requests``, TensorRT-LLM tech blog 10, "ADP Balance Strategy").
-
-        Each attention rank has its own requests; the engine's queue stands for all of them, dealt to the ranks
-        with the fewest, so ``ranks`` queued prompts give every rank one, and ``ranks`` decoding sequences (and
-        free slots) every rank one. Once every rank has a prompt and a free slot, prompts wait
-        ``batching_wait_iters`` more iterations while every rank still decodes (more prompts gather, so the ranks
-        prefill alike); until then they wait, ``timeout_iters`` iterations at most, for the ranks to have one each
-        -- the count runs whether or not any prompt waits (the executor's), so a lone arrival waits up to the next
-        time it runs out -- and go at once when some rank has nothing to decode."""
-        balance, ranks = self.balance, self.ranks
-        assert balance is not None
-        all_decoding = decoding >= ranks
-        if len(self.queue) >= ranks and len(self.running) + ranks <= self.max_batch:
-            self.ctx_waiting = 0
-            if all_decoding:
-                if self.ctx_batching < balance.batching_wait_iters:
-                    self.ctx_batching += 1
-                    return True
-                self.ctx_batching = 0
-            return False
-        self.ctx_waiting += 1
-        if self.ctx_waiting >= balance.timeout_iters or not all_decoding:
-            self.ctx_waiting = 0
-            return False
-        return True
 
     def _decode_bucket(self, it: int) -> int:
         """The bucket of the longest decoding sequence's cache in iteration ``it`` (with ``buckets``, decodes
