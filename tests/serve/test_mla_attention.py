@@ -173,3 +173,24 @@ def test_a_precision_with_a_remark_reads_its_format() -> None:
     )
     with pytest.raises(ValueError, match=r"serving\.precision"):
         serve_config(_case("NxDI", precision="bf17 (a typo)"))
+
+
+def test_an_nvfp4_mla_checkpoint_keeps_its_latent_projections_in_16_bits() -> None:
+    """DeepSeek-V3's latent projections: 61 x (q_a 7168 x 1536 + q_b 1536 x 128 x 192 + kv_a 7168 x 576 + kv_b 512 x
+    128 x 256) = 4,249,550,848 weights. Under fp4 they stay 16-bit by default (NVIDIA's NVFP4 checkpoint), or 8-bit
+    when the checkpoint's attention is FP8: 1 byte per weight apart, and multiplied at 1/4 and 1/2 of B200's fp4
+    rate, which costs 2 x (4 - 2) FLOPs more per weight in the GEMMs' fp4 time units; fp8 weights keep them fp8."""
+    shape, cluster = get_model("deepseek-v3"), cluster_of("b200", 8)
+    latent = 61 * (7168 * 1536 + 1536 * 128 * 192 + 7168 * 576 + 512 * 128 * 256)
+    assert latent == 4_249_550_848
+
+    def cost(weights: WeightFormat, latent_precision: Precision | None = None):  # type: ignore[no-untyped-def]
+        return replica_cost(shape, cluster, tp=8, ep=8, weights=weights, eff=IDEAL, latent_precision=latent_precision)
+
+    bf16, fp8 = cost(WeightFormat.FP4), cost(WeightFormat.FP4, Precision.FP8)
+    assert bf16.dense_weight_bytes - fp8.dense_weight_bytes == pytest.approx(latent * 1.0)
+    assert bf16.gemm_flop_per_token - fp8.gemm_flop_per_token == pytest.approx(2 * latent * (4 - 2))
+    plain = cost(WeightFormat.FP8)  # fp8 weights: the projections are fp8 like the rest, whatever latent_precision
+    assert cost(WeightFormat.FP8, Precision.BF16).dense_weight_bytes == plain.dense_weight_bytes
+    with pytest.raises(ValueError, match="latent_precision"):
+        cost(WeightFormat.FP4, Precision.FP4)

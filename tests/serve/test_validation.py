@@ -99,9 +99,14 @@ CASES = [
 # TPOT -23% -> -37%, throughput +181% -> +259%): all 11.0%, A+B p90 65.1%, leave-one-group-out 15.0%, p90 70.3%
 # (GB200/GB300 held out 26.4% -> 39.0%). TensorRT-LLM's own trtllm-bench DeepSeek-R1 runs (attention DP + EP8, fixed
 # 1K/2K lengths, on B200 and H200) added as a group, the model 1.5-1.7x fast on all three, Hopper as Blackwell: all
-# 401 targets 11.0%, A+B p90 65.9%, leave-one-group-out 15.1%, p90 71.8%. The guards below follow that fit (the fit
-# is deterministic: a change that moves it refits).
-ALL_MEDIAN, TRUSTED_P90, LOGO_MEDIAN, LOGO_P90, STATIC_MEDIAN = 11.2, 66.5, 15.3, 72.5, 8.5
+# 401 targets 11.0%, A+B p90 65.9%, leave-one-group-out 15.1%, p90 71.8%. An fp4 MLA model's latent projections
+# kept in 16 bits, as NVIDIA's NVFP4 DeepSeek-R1 checkpoint keeps them (fp8 where a case says FP8 attention): the R1
+# rows move towards the measurements (trtllm-bench group held out 54.9% -> 41.8%, MLPerf GB200/GB300 39.0% -> 36.8%),
+# but the refit of Blackwell it causes (comm 0.315 -> 0.304, through SGLang's fitted fp4 prefill runs) moves chaotic
+# MLPerf Server rows (405B Interactive TTFT on B200 +9% -> +22%; the MLPerf file 15.9% -> 17.1%): all 11.5%, A+B
+# p90 67.0%, leave-one-group-out 15.1%, p90 71.1%. The guards below follow that fit (the fit is deterministic: a
+# change that moves it refits).
+ALL_MEDIAN, TRUSTED_P90, LOGO_MEDIAN, LOGO_P90, STATIC_MEDIAN = 11.8, 67.5, 15.3, 72.5, 8.5
 # Trainium2 (issue 13's target: 15%): trust A+B rows 10.4%; with the trust-C DeepSeek-V3 contrib port's rows (its
 # native-API case read since its precision text "bf16 (FP8 checkpoint dequantized ...)" parses) 36.6%.
 TRN2_MEDIAN, TRN2_TRUSTED_MEDIAN = 37.0, 12.5

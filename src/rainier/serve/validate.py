@@ -270,6 +270,14 @@ def attention_kernels(case: InferenceCase) -> AttentionKernels:
     return AttentionKernels.FUSED
 
 
+def latent_precision(case: InferenceCase) -> Precision | None:
+    """What an fp4 MLA case keeps its latent attention projections in: fp8 where its framework or notes say "FP8
+    attention" (SGLang's GB200 and GB300 runs: FP8 attention weights, NVFP4 experts), else None (16 bits, as
+    NVIDIA's NVFP4 checkpoints keep them; ``serve.cost._mla_latent_params``)."""
+    text = f"{case.serving.get('framework') or ''} {case.notes}".lower()
+    return Precision.FP8 if "fp8 attention" in text else None
+
+
 def replays_cuda_graphs(case: InferenceCase) -> bool:
     """Whether a case's engine replays a captured graph per iteration: not TensorRT-LLM's gptSession before 0.7,
     which launched each kernel from the host (its CUDA-graph option came later); Neuron runs compiled graphs."""
@@ -304,6 +312,7 @@ def prepare(case: InferenceCase) -> Prepared:
         unit_core=config.unit_core, weights=config.weights,
         eff=ServeEfficiency(), attention=config.attention, cuda_graphs=replays_cuda_graphs(case),
         kv_precision=config.kv_precision, two_batch_overlap=config.two_batch_overlap,
+        latent_precision=latent_precision(case),
     )  # fmt: skip
     spec = config.speculative
     draft = get_model(spec.draft_model) if spec is not None and spec.draft_model is not None else None
