@@ -21,6 +21,8 @@ EXAMPLES = ROOT / "examples"
 H100_64 = ["--accelerator", "h100-sxm", "--count", "64"]
 SIMULATE = ["serve", "simulate", "--model", "llama-3-8b", "--accelerator", "h100-sxm", "--count", "1", "--rate", "2",
             "--duration", "10"]  # fmt: skip
+MOE_ADP = ["serve", "simulate", "--model", "mixtral-8x7b", "--accelerator", "h100-sxm", "--count", "8", "--ep", "8",
+           "--dp-attention", "8"]  # fmt: skip
 
 # command name (the schema's file name) -> invocations whose --json outputs the schema must describe
 COMMANDS: dict[str, list[list[str]]] = {
@@ -95,6 +97,7 @@ COMMANDS: dict[str, list[list[str]]] = {
     "serve-simulate": [
         [*SIMULATE, "--seed", "1"],
         [*SIMULATE, "--speculative", "mtp:k=1,len=1.8"],
+        [*MOE_ADP, "--rate", "4", "--duration", "10", "--adp-balance", "3,9"],
     ],
     "serve-size": [
         [

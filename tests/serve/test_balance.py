@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from rainier.cli import app
 from rainier.errors import InputError
 from rainier.serve.balance import AdpBalance
-from rainier.serve.simulate import Request, Scheduler, ServeScenario, simulate_timeline
+from rainier.serve.simulate import Request, Scheduler, ServeScenario, simulate_serving, simulate_timeline
 
 runner = CliRunner()
 
@@ -92,3 +92,11 @@ def test_cli_adp_balance() -> None:
     assert result.exit_code == 2
     assert "adp-balance" in result.output and "Traceback" not in result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+def test_the_result_records_the_balance() -> None:
+    rows = ((0.0, 10, 100), (0.0, 10, 100), (0.015, 10, 5))
+    requests = tuple(Request(arrival_s=a, input_len=i, output_len=o) for a, i, o in rows)
+    balanced = ServeScenario(cost=RanksCost(), requests=requests, adp_balance=AdpBalance(1, 3))
+    assert simulate_serving(balanced).to_dict()["adp_balance"] == {"batching_wait_iters": 1, "timeout_iters": 3}
+    assert simulate_serving(ServeScenario(cost=RanksCost(), requests=requests)).to_dict()["adp_balance"] is None

@@ -31,6 +31,9 @@ def serve_sim_tables(serving: ServeResult | Mapping[str, Any]) -> list[Table]:
     """Tables from a :class:`ServeResult` or its ``to_dict()``."""
     result = serving.to_dict() if isinstance(serving, ServeResult) else dict(serving)
     chunked = " + chunked prefill" if result["chunked_prefill"] else ""
+    balance = result.get("adp_balance")
+    if balance:
+        chunked += f" + ADP balance {balance['batching_wait_iters']}/{balance['timeout_iters']} iterations"
     if result.get("prefill_replicas"):
         layout = f"{result['prefill_replicas']:,} prefill + {result['replicas']:,} decode replicas"
     else:

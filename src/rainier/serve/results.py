@@ -111,6 +111,8 @@ class ServeResult:
     prefill_replicas: int | None
     seed: int
     warnings: tuple[str, ...] = field(default=())
+    adp_balance: dict[str, int] | None = None
+    """TensorRT-LLM's ADP balance the engines ran (``serve.balance``): its two iteration limits; None: off."""
 
     def to_frame(self) -> pd.DataFrame:
         """This result as a pandas DataFrame (``rainier.frame``)."""
@@ -219,6 +221,7 @@ def summarise(scenario: ServeScenario, timeline: ServeTimeline) -> ServeResult:
         prefill_replicas=prefill_replicas,
         seed=scenario.seed,
         warnings=tuple(warnings),
+        adp_balance=scenario.adp_balance.to_dict() if scenario.adp_balance is not None else None,
     )
 
 
