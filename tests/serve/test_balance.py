@@ -88,6 +88,8 @@ def test_cli_adp_balance() -> None:
         assert result.exit_code == 0, result.output
         ttft[bool(extra)] = json.loads(result.stdout)["ttft_ms"]["p50"]
     assert ttft[True] > ttft[False]  # the held prompts wait for the next timeout
+    result = runner.invoke(app, [*args, "--adp-balance", "3,9", "--speculative", "mtp:k=1,len=1.8"])
+    assert result.exit_code == 2 and "speculative" in result.output
     result = runner.invoke(app, [*args, "--adp-balance", "three"])
     assert result.exit_code == 2
     assert "adp-balance" in result.output and "Traceback" not in result.output

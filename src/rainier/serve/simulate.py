@@ -274,6 +274,9 @@ class ServeScenario:
             if not isinstance(self.adp_balance, AdpBalance):
                 raise field_error("adp_balance", self.adp_balance, "an AdpBalance (batching_wait_iters, timeout_iters)")
             alone = self.scheduler is Scheduler.CONTINUOUS and self.prefill_cost is None
+            if hasattr(self.cost, "spec"):  # a speculative engine's iterations are fractions of a step
+                allowed = "not with speculative decoding (not modelled: its iterations are fractions of a step)"
+                raise field_error("adp_balance", self.adp_balance.to_dict(), allowed)
             if getattr(self.cost, "dp_attention", 1) <= 1 or not alone:
                 raise field_error("adp_balance", self.adp_balance.to_dict(), "only with data-parallel attention "
                                   "(dp_attention > 1), the continuous scheduler and no disaggregation")  # fmt: skip
