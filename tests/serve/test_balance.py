@@ -13,25 +13,21 @@ from rainier.errors import InputError
 from rainier.serve.balance import AdpBalance
 from rainier.serve.simulate import Request, Scheduler, ServeScenario, simulate_serving, simulate_timeline
 
+from .test_simulate import LinearCost
+
 runner = CliRunner()
 
 
 @dataclass(frozen=True)
-class RanksCost:
+class RanksCost(LinearCost):
     """10 ms per iteration whatever it holds, on ``dp_attention`` attention ranks."""
 
     dp_attention: int = 2
-    kv_capacity_tokens: int = 1_000_000
-    kv_bytes_per_token: float = 1_000.0
-    max_batch: int = 64
-
-    def iteration_s(self, prefill_tokens: int, decode_seqs: int, kv_tokens: int) -> float:
-        return 0.010
 
 
-def _ttfts(balance: AdpBalance | None, *rows: tuple[float, int, int], cost: RanksCost | None = None) -> list[float]:
+def _ttfts(balance: AdpBalance | None, *rows: tuple[float, int, int]) -> list[float]:
     requests = tuple(Request(arrival_s=a, input_len=i, output_len=o) for a, i, o in rows)
-    scenario = ServeScenario(cost=cost or RanksCost(), requests=requests, adp_balance=balance)
+    scenario = ServeScenario(cost=RanksCost(), requests=requests, adp_balance=balance)
     timeline = simulate_timeline(scenario)
     return [round(float(t) * 1e3, 6) for t in timeline.first_token_s - timeline.arrival_s]
 

@@ -7,7 +7,7 @@ v5.1 NVIDIA configs ``adp_balancing_enable``): they wait until every rank has on
 iterations, and then ``batching_wait_iters`` more while every rank is decoding, so that ranks prefill alike
 (TensorRT-LLM tech blog 10, "ADP Balance Strategy", 2025: DeepSeek-V3 on 8 GB200, 803 tokens in and 3,653 out,
 25,664 -> 34,140 output tokens/s). The price is time to first token: a prompt that arrives alone waits for the
-next timeout. The engine applies the rule (``serve.engine._Engine._hold_prompts``); this module holds its two
+next timeout. Each engine applies the rule (``serve.engine._Balancing.hold``); this module holds its two
 settings.
 """
 

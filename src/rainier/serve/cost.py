@@ -71,7 +71,7 @@ from rainier.serve.efficiency import ServeEfficiency
 from rainier.serve.limits import MAX_BATCH, MAX_DEGREE, check_int
 from rainier.workload import count_params, kv_cache_bytes_per_token
 from rainier.workload.flops import FLOP_PER_MAC, attention_core_flop_per_token, flops_per_token
-from rainier.workload.params import ParamCounts
+from rainier.workload.params import ParamCounts, mla_latent_params
 from rainier.workload.shape import PositionEmbedding, TransformerShape
 
 ACTIVATION_BYTES = 2.0  # 16-bit activations in the tensor-parallel all-reduces
@@ -590,7 +590,7 @@ def replica_cost(
     With ``dp_attention > 1`` (data-parallel attention, module docstring) the experts are spread over all
     ``ep = tp x dp_attention`` ranks, and the attention, dense layers and LM head are replicated per group.
     ``two_batch_overlap`` hides the expert all-to-all behind the other micro-batch's compute (``ReplicaCost``).
-    ``latent_precision`` is what an fp4 MLA checkpoint keeps its latent projections in (``_mla_latent_params``):
+    ``latent_precision`` is what an fp4 MLA checkpoint keeps its latent projections in (``mla_latent_params``):
     None, 16 bits as NVIDIA's NVFP4 checkpoints do; fp8 for a checkpoint with FP8 attention weights.
     """
     for name, value in (("tp", tp), ("pp", pp), ("ep", ep), ("dp_attention", dp_attention)):
@@ -641,9 +641,13 @@ def replica_cost(
         # redundant copies of hot experts (DeepSeek-V3 report sec. 3.4, EPLB: 256 experts in 288 slots on 72 GPUs);
         # every slot is stored and read like an expert.
         expert_bytes *= math.ceil(num_experts / ep) * ep / num_experts
-    # an NVFP4 checkpoint of an MLA model keeps the latent projections in 16 bits (_mla_latent_params), multiplied at
-    # the 16-bit rate: their FLOPs count in the GEMMs' time units scaled by peak(fp4) / peak(16-bit)
-    latent_params = _mla_latent_params(shape) if weights is WeightFormat.FP4 else 0
+    # An NVFP4 checkpoint of an MLA model keeps the latent projections (workload.params.mla_latent_params) in 16 bits,
+    # with the router and the LM head: NVIDIA's NVFP4 DeepSeek-R1 lists every layer's self_attn.fused_a (q_a + kv_a),
+    # q_proj, q_b_proj, kv_b_proj and mlp.gate in exclude_modules, o_proj and the experts being NVFP4 (ModelOpt 0.23
+    # hf_quant_config.json, mlcommons/inference_results_v5.1 closed/NVIDIA/code/deepseek-r1/tensorrt; TensorRT-LLM
+    # tech blog 1's precision table: attention modules BF16, MoE and dense FFN layers NVFP4). They multiply at the
+    # 16-bit rate: their FLOPs count in the GEMMs' time units scaled by peak(fp4) / peak(16-bit).
+    latent_params = shape.num_layers * mla_latent_params(shape) if weights is WeightFormat.FP4 else 0
     latent_format = head_precision if latent_precision is None else latent_precision
     if latent_params and latent_format not in (Precision.BF16, Precision.FP16, Precision.FP8):
         raise field_error("latent_precision", latent_format.value, "bf16, fp16 or fp8")
@@ -741,28 +745,6 @@ def _unquantised_params(counts: ParamCounts) -> tuple[int, int]:
     if counts.output_head:
         return counts.output_head, counts.embedding + counts.position_embedding
     return counts.embedding, counts.position_embedding
-
-
-def _mla_latent_params(shape: TransformerShape) -> int:
-    """The parameters of an MLA model's latent projections, over all layers: the query down- and up-projections
-    (or the full query projection without a query latent), the joint key-value down-projection with the rotary key,
-    and the key-value up-projection -- every attention weight but the output projection. NVIDIA's NVFP4 checkpoints
-    of DeepSeek-R1 keep them in BF16, with the router and the LM head: ``exclude_modules`` lists every layer's
-    ``self_attn.fused_a`` (q_a + kv_a), ``q_proj``, ``q_b_proj`` and ``kv_b_proj`` and ``mlp.gate``, while
-    ``o_proj`` and the experts are NVFP4 (ModelOpt 0.23 ``hf_quant_config.json``, mlcommons/inference_results_v5.1
-    closed/NVIDIA/code/deepseek-r1/tensorrt; TensorRT-LLM tech blog 1's precision table: attention modules BF16,
-    MoE and dense FFN layers NVFP4). 0 without MLA."""
-    mla = shape.mla
-    if mla is None:
-        return 0
-    h, heads = shape.hidden_dim, shape.num_heads
-    if mla.q_lora_rank is not None:
-        query = h * mla.q_lora_rank + mla.q_lora_rank * heads * mla.qk_head_dim
-    else:
-        query = h * heads * mla.qk_head_dim
-    kv_down = h * (mla.kv_lora_rank + mla.qk_rope_head_dim)
-    kv_up = mla.kv_lora_rank * heads * (mla.qk_nope_head_dim + mla.v_head_dim)
-    return shape.num_layers * (query + kv_down + kv_up)
 
 
 def _head_precision(accelerator: Accelerator, matmul: Precision) -> Precision:

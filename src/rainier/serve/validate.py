@@ -273,7 +273,7 @@ def attention_kernels(case: InferenceCase) -> AttentionKernels:
 def latent_precision(case: InferenceCase) -> Precision | None:
     """What an fp4 MLA case keeps its latent attention projections in: fp8 where its framework or notes say "FP8
     attention" (SGLang's GB200 and GB300 runs: FP8 attention weights, NVFP4 experts), else None (16 bits, as
-    NVIDIA's NVFP4 checkpoints keep them; ``serve.cost._mla_latent_params``)."""
+    NVIDIA's NVFP4 checkpoints keep them; ``serve.cost.replica_cost``)."""
     text = f"{case.serving.get('framework') or ''} {case.notes}".lower()
     return Precision.FP8 if "fp8 attention" in text else None
 

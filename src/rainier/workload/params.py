@@ -110,21 +110,35 @@ def mlp_params(hidden_dim: int, ffn_dim: int, activation: MlpActivation, *, bias
     return weights + biases
 
 
+def mla_latent_params(shape: TransformerShape) -> int:
+    """One MLA layer's latent projections, weights only: the query's down- and up-projection (or its full projection
+    without a query latent), the joint key-value down-projection with the rotary key, and the key-value
+    up-projection -- every attention weight but the output projection (0 without MLA). DeepSeek-V2 sec. 2.1.2-2.1.3:
+    q = W_UQ·norm(W_DQ·x); [c_KV, k_R] = W_DKV·x; [k_C, v] = W_UKV·norm(c_KV)."""
+    mla = shape.mla
+    if mla is None:
+        return 0
+    h, heads = shape.hidden_dim, shape.num_heads
+    if mla.q_lora_rank is not None:
+        query = h * mla.q_lora_rank + mla.q_lora_rank * heads * mla.qk_head_dim
+    else:
+        query = h * heads * mla.qk_head_dim
+    kv_down = h * (mla.kv_lora_rank + mla.qk_rope_head_dim)
+    kv_up = mla.kv_lora_rank * heads * (mla.qk_nope_head_dim + mla.v_head_dim)
+    return query + kv_down + kv_up
+
+
 def attention_params(shape: TransformerShape) -> int:
     """Attention projections of one layer, with their biases and any attention-internal norms."""
     h = shape.hidden_dim
     heads = shape.num_heads
     if shape.mla is not None:
         mla = shape.mla
-        # DeepSeek-V2 sec. 2.1.2-2.1.3: q = W_UQ·norm(W_DQ·x); [c_KV, k_R] = W_DKV·x; [k_C, v] = W_UKV·norm(c_KV).
+        norms = shape.norm.params(mla.kv_lora_rank)
         if mla.q_lora_rank is not None:
-            query = h * mla.q_lora_rank + shape.norm.params(mla.q_lora_rank) + mla.q_lora_rank * heads * mla.qk_head_dim
-        else:
-            query = h * heads * mla.qk_head_dim
-        kv_down = h * (mla.kv_lora_rank + mla.qk_rope_head_dim) + shape.norm.params(mla.kv_lora_rank)
-        kv_up = mla.kv_lora_rank * heads * (mla.qk_nope_head_dim + mla.v_head_dim)
+            norms += shape.norm.params(mla.q_lora_rank)
         out = heads * mla.v_head_dim * h + (h if shape.linear_bias else 0)
-        return query + kv_down + kv_up + out
+        return mla_latent_params(shape) + norms + out
     q_dim = heads * shape.head_dim
     kv_dim = shape.num_kv_heads * shape.head_dim
     qkv = h * (q_dim + 2 * kv_dim) + ((q_dim + 2 * kv_dim) if shape.qkv_bias else 0)
