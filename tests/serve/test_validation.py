@@ -104,9 +104,14 @@ CASES = [
 # rows move towards the measurements (trtllm-bench group held out 54.9% -> 41.8%, MLPerf GB200/GB300 39.0% -> 36.8%),
 # but the refit of Blackwell it causes (comm 0.315 -> 0.304, through SGLang's fitted fp4 prefill runs) moves chaotic
 # MLPerf Server rows (405B Interactive TTFT on B200 +9% -> +22%; the MLPerf file 15.9% -> 17.1%): all 11.5%, A+B
-# p90 67.0%, leave-one-group-out 15.1%, p90 71.1%. The guards below follow that fit (the fit is deterministic: a
-# change that moves it refits).
-ALL_MEDIAN, TRUSTED_P90, LOGO_MEDIAN, LOGO_P90, STATIC_MEDIAN = 11.8, 67.5, 15.3, 72.5, 8.5
+# p90 67.0%, leave-one-group-out 15.1%, p90 71.1%. MLPerf v5.1's TensorRT-LLM runs with the chunked context their
+# configs turn on (enable_chunked_context; 27 cases had it only in their notes, and were replayed admitting whole
+# prompts): the MLPerf file 17.1% -> 15.8%, all 11.0%, A+B p90 64.5%, but leave-one-group-out 15.8%, p90 71.8%:
+# Blackwell's refit, steered by 14 cases, moves (comm 0.30 -> 0.23, memory 0.76 -> 0.85), and with it held-out
+# groups both ways (MLPerf GB200/GB300 36.8% -> 25.6%, trtllm-bench R1 41.8% -> 24.2%; MLPerf B200 25.5% -> 28.0%,
+# SGLang's GB200 decode 9.5% -> 21.6%). The guards below follow that fit (the fit is deterministic: a change that
+# moves it refits).
+ALL_MEDIAN, TRUSTED_P90, LOGO_MEDIAN, LOGO_P90, STATIC_MEDIAN = 11.3, 65.0, 16.0, 72.5, 8.5
 # Trainium2 (issue 13's target: 15%): trust A+B rows 10.4%; with the trust-C DeepSeek-V3 contrib port's rows (its
 # native-API case read since its precision text "bf16 (FP8 checkpoint dequantized ...)" parses) 36.6%.
 TRN2_MEDIAN, TRN2_TRUSTED_MEDIAN = 37.0, 12.5
