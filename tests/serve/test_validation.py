@@ -109,9 +109,13 @@ CASES = [
 # prompts): the MLPerf file 17.1% -> 15.8%, all 11.0%, A+B p90 64.5%, but leave-one-group-out 15.8%, p90 71.8%:
 # Blackwell's refit, steered by 14 cases, moves (comm 0.30 -> 0.23, memory 0.76 -> 0.85), and with it held-out
 # groups both ways (MLPerf GB200/GB300 36.8% -> 25.6%, trtllm-bench R1 41.8% -> 24.2%; MLPerf B200 25.5% -> 28.0%,
-# SGLang's GB200 decode 9.5% -> 21.6%). The guards below follow that fit (the fit is deterministic: a change that
-# moves it refits).
-ALL_MEDIAN, TRUSTED_P90, LOGO_MEDIAN, LOGO_P90, STATIC_MEDIAN = 11.3, 65.0, 16.0, 72.5, 8.5
+# SGLang's GB200 decode 9.5% -> 21.6%). SGLang's 128K DeepSeek-R1 prefill with its 32K chunks pipelined through the
+# four stages (prefill_chunk: 32768; the case had it only in its notes): that row +90% -> +7%, and with it off the
+# fit the default entry's compute 0.93 -> 0.87, Blackwell's 0.59 -> 0.55 (comm 0.23 -> 0.26), H100's memory to its
+# 1.0 bound: all 10.9%, A+B p90 64.5%, leave-one-group-out 15.7%, p90 72.4% (MLPerf B200 and GB200/GB300 held out
+# 28.0% -> 30.0%, 25.6% -> 28.5%). The guards below follow that fit (the fit is deterministic: a change that moves
+# it refits).
+ALL_MEDIAN, TRUSTED_P90, LOGO_MEDIAN, LOGO_P90, STATIC_MEDIAN = 11.3, 65.0, 16.0, 73.0, 8.5
 # Trainium2 (issue 13's target: 15%): trust A+B rows 10.4%; with the trust-C DeepSeek-V3 contrib port's rows (its
 # native-API case read since its precision text "bf16 (FP8 checkpoint dequantized ...)" parses) 36.6%.
 TRN2_MEDIAN, TRN2_TRUSTED_MEDIAN = 37.0, 12.5
