@@ -193,15 +193,25 @@ def test_the_fleet_route_has_its_own_time_budget() -> None:
     assert FLEET_BUDGET_S >= 4 * REQUEST_BUDGET_S
     with served(create_app(fleet_budget_s=0.001)) as url:
         answer = _post(url, "/api/fleet", json=FLEET)
-    assert answer.status_code == 503
-    assert answer.json()["error"].startswith("not answered within 0.001 s")
+    _answered_past(answer, 0.001)
 
 
 def test_the_sweep_route_has_its_own_time_budget() -> None:
     with served(create_app(sweep_budget_s=0.001)) as url:
         answer = _post(url, "/api/sweep", json=SWEEP)
-    assert answer.status_code == 503
-    assert answer.json()["error"].startswith("not answered within 0.001 s")
+    _answered_past(answer, 0.001)
+
+
+def _answered_past(answer: httpx.Response, budget_s: float) -> None:
+    """The one-line answer of a request past its route's budget: 503 when the work outlasts it, or 408 when a 1 ms
+    budget already ran out while the body was read (a loaded machine: the same budget, spent earlier); either names
+    the route's budget, not the default one."""
+    error = answer.json()["error"]
+    if answer.status_code == 408:
+        assert error == f"request: the body did not arrive within {budget_s:g} s"
+    else:
+        assert answer.status_code == 503
+        assert error.startswith(f"not answered within {budget_s:g} s")
 
 
 @pytest.mark.parametrize(
