@@ -62,3 +62,27 @@ def test_an_efficiency_file_from_before_the_request_overhead_loads_with_its_prio
     path.write_text(yaml.safe_dump({"provenance": {}, "entries": {"default": entry}}), encoding="utf-8")
     with pytest.raises(CatalogError, match="comm"):
         load_serve_efficiency(path)
+
+
+def test_a_static_gpt_session_batch_has_no_host_work_per_request() -> None:
+    """TensorRT-LLM's gptSession (before 0.7) runs its static batch as one tensor sampled on the device: its steps
+    pay the per-iteration overhead but nothing per request (``ReplicaCost.per_request_host_work``)."""
+    cluster = cluster_of("h100-sxm", 1)
+    eff = ServeEfficiency(sequence_overhead_s=20e-6)
+    serving = replica_cost(get_model("llama-2-7b"), cluster, tp=1, eff=eff)
+    session = replica_cost(get_model("llama-2-7b"), cluster, tp=1, eff=eff, per_request_host_work=False)
+    assert session.request_overhead_s == 0.0 and serving.request_overhead_s == 20e-6
+    for decodes in (1, 112, 768):
+        gap = serving.iteration_s(0, decodes, decodes * 1000) - session.iteration_s(0, decodes, decodes * 1000)
+        assert gap == pytest.approx(20e-6 * decodes)
+        assert session.iteration_function()(0, decodes, decodes * 1000, 1, 0) == session.iteration_s(
+            0, decodes, decodes * 1000
+        )
+
+
+def test_only_the_gpt_session_cases_are_costed_without_request_host_work() -> None:
+    from rainier.serve.validate import _prepared, load_inference_cases
+
+    ready, _ = _prepared(load_inference_cases(Path(__file__).parents[2] / "validation" / "inference.yaml"))
+    by_source = {(item.case.group.startswith("TensorRT-LLM_v0."), item.cost.per_request_host_work) for item in ready}
+    assert by_source == {(True, False), (False, True)}  # v0.5/v0.6 gptSession groups off, Neuron's on

@@ -113,10 +113,14 @@ CASES = [
 # four stages (prefill_chunk: 32768; the case had it only in its notes): that row +90% -> +7%, and with it off the
 # fit the default entry's compute 0.93 -> 0.87, Blackwell's 0.59 -> 0.55 (comm 0.23 -> 0.26), H100's memory to its
 # 1.0 bound: all 10.9%, A+B p90 64.5%, leave-one-group-out 15.7%, p90 72.4% (MLPerf B200 and GB200/GB300 held out
-# 28.0% -> 30.0%, 25.6% -> 28.5%). The guards below follow that fit (the fit is deterministic: a change that moves
-# it refits).
-ALL_MEDIAN, TRUSTED_P90, LOGO_MEDIAN, LOGO_P90, STATIC_MEDIAN = 11.3, 65.0, 16.0, 73.0, 8.5
-# Trainium2 (issue 13's target: 15%): trust A+B rows 10.4%; with the trust-C DeepSeek-V3 contrib port's rows (its
+# 28.0% -> 30.0%, 25.6% -> 28.5%). TensorRT-LLM's gptSession cases (v0.5, v0.6) costed without host work per
+# running request (a static batch is one tensor, sampled on the device; per_request_host_work): the shared request
+# overhead, no longer held down by them, 7.7 -> 13.2 us; all 10.2%, A+B p90 64.5%, leave-one-group-out 14.5%, p90
+# 72.4% (held out: MLPerf v4.1 18.3% -> 14.0%, B200 30.0% -> 24.9%, GB200/GB300 28.5% -> 23.9%, trtllm-bench R1
+# 29.1% -> 16.7%, SGLang long-context 31.1% -> 19.7%; SGLang PD GB200 16.5% -> 25.5%, LargeEP H100 27.5% -> 30.6%,
+# Kimi K2 14.2% -> 17.9%). The guards below follow that fit (the fit is deterministic: a change that moves it refits).
+ALL_MEDIAN, TRUSTED_P90, LOGO_MEDIAN, LOGO_P90, STATIC_MEDIAN = 10.6, 65.0, 15.0, 73.0, 8.5
+# Trainium2 (issue 13's target: 15%): trust A+B rows 10.3%; with the trust-C DeepSeek-V3 contrib port's rows (its
 # native-API case read since its precision text "bf16 (FP8 checkpoint dequantized ...)" parses) 36.6%.
 TRN2_MEDIAN, TRN2_TRUSTED_MEDIAN = 37.0, 12.5
 

@@ -27,7 +27,9 @@ Its time is a roofline per kernel class plus collectives and fixed overheads (sh
   processing its output), which the GPU waits for: ``sequence_overhead_s`` x the busiest group's requests, one
   value fitted on every case (``serve.fitting.GLOBAL_PARAMETERS``). It is what holds a small model at a batch of
   thousands below its kernels' pace (vLLM v0.5.3 spent 62% of a Llama 3 8B step on one H100 in its API server and
-  scheduler: vLLM blog, "vLLM v0.6.0: 2.7x Throughput Improvement and 5x Latency Reduction", 2024-09-05);
+  scheduler: vLLM blog, "vLLM v0.6.0: 2.7x Throughput Improvement and 5x Latency Reduction", 2024-09-05).
+  TensorRT-LLM's gptSession (before 0.7) has none: its benchmark runs a static batch as one tensor, sampled on the
+  device (``per_request_host_work``);
 - the LM head: kept in 16 bits by quantised checkpoints and multiplied at the 16-bit rate; the untied input
   embedding is stored but only gathered from, so it takes memory and no bandwidth (``_unquantised_params``).
 
@@ -273,6 +275,12 @@ class ReplicaCost:
     def max_batch(self) -> int:
         return self.engine_max_batch
 
+    @property
+    def request_overhead_s(self) -> float:
+        """Host time per running request per step: ``sequence_overhead_s``, or 0 for an engine without per-request
+        host work (``per_request_host_work``)."""
+        return self.eff.sequence_overhead_s if self.per_request_host_work else 0.0
+
     def iteration_s(
         self, prefill_tokens: int, decode_seqs: int, kv_tokens: int, prefill_seqs: int = 1, cached_tokens: int = 0
     ) -> float:
@@ -318,7 +326,7 @@ class ReplicaCost:
         dispatch_bytes = self.dispatch_bytes_per_token or hidden_bytes
         fixed_a2a = a2a_intercept + eff.collective_latency_s
         overhead = eff.iteration_overhead_s + self.launch_s
-        per_request = eff.sequence_overhead_s
+        per_request = self.request_overhead_s
         overlapped = self.two_batch_overlap and ep > 1
         iteration_s = self.iteration_s
         # without routed experts their FLOPs and bytes are exactly zero: left out (adding zeros changes no bits)
@@ -451,13 +459,17 @@ class ReplicaCost:
         # the engine's fixed work per step, and its host work per running request (the busiest group's: each
         # data-parallel attention group runs its own scheduler)
         requests = (prefill_seqs * share if prefill_tokens else 0) + decode_seqs / dp
-        overhead = eff.iteration_overhead_s + self.launch_s + eff.sequence_overhead_s * requests
+        overhead = eff.iteration_overhead_s + self.launch_s + self.request_overhead_s * requests
         return {"gemm": gemm, "attention": attention, "tp_comm": comm, "ep_comm": expert, "overhead": overhead}
 
     hidden_bytes_per_token: float = 0.0
     tile_tokens: float = 0.0  # padded rows per weight GEMM, on average: half the accelerator's output tile
     scores_per_pair: float = 0.0  # attention scores per (query, key) pair: heads x layers
     launch_s: float = 0.0  # host time launching the iteration's kernels one by one (no CUDA graph replayed)
+    # whether the engine does host work per running request each step (a serving engine's scheduler, sampling and
+    # streaming: ``sequence_overhead_s``); TensorRT-LLM's gptSession before 0.7 runs a static batch as one tensor,
+    # sampled on the device, with none
+    per_request_host_work: bool = True
     kv_reads_per_head: float = 1.0  # times each stored KV head is read per step: 1, or its query heads per rank
     score_bytes: float = 0.0  # HBM bytes per attention score (AttentionKernels.score_bytes)
     all_to_all: tuple[float, float] = (0.0, 0.0)  # expert dispatch/combine on the ep ranks: slope x bytes + intercept
@@ -574,6 +586,7 @@ def replica_cost(
     ep: int = 1,
     attention: AttentionKernels = AttentionKernels.FUSED,
     cuda_graphs: bool = True,
+    per_request_host_work: bool = True,
     kv_precision: Precision | None = None,
     dp_attention: int = 1,
     two_batch_overlap: bool = False,
@@ -705,6 +718,7 @@ def replica_cost(
         kv_reads_per_head=1.0 if attention.shares_kv else _query_heads_per_stored_kv_head(shape, tp, head_padding),
         score_bytes=attention.score_bytes,
         launch_s=0.0 if cuda_graphs else KERNEL_LAUNCH_S * KERNELS_PER_LAYER * shape.num_layers,
+        per_request_host_work=per_request_host_work,
         expert_flop_per_token=expert_flop,
         expert_flop_per_s=accelerator.peak_flop_per_s(weights.expert_matmul(accelerator)),
         dp_attention=dp_attention,

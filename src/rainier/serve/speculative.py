@@ -310,7 +310,7 @@ def speculative_step_s(
     launches = 2 if spec.separate_launch and drafter is not None else 1
     verify = cost.pass_s(decode_seqs, kv_tokens, queries=spec.num_tokens + 1)
     draft = spec.draft_passes * (drafter.pass_s(decode_seqs, kv_tokens) if drafter is not None else 0.0)
-    host = launches * cost.eff.iteration_overhead_s + cost.eff.sequence_overhead_s * decode_seqs
+    host = launches * cost.eff.iteration_overhead_s + cost.request_overhead_s * decode_seqs
     return host + verify + draft
 
 

@@ -285,6 +285,13 @@ def replays_cuda_graphs(case: InferenceCase) -> bool:
     return version is None or version >= GRAPH_REPLAY_VERSION
 
 
+def serves_requests(case: InferenceCase) -> bool:
+    """Whether a case's engine does host work per running request each step (a serving runtime's scheduling,
+    sampling and streaming: ``sequence_overhead_s``): not TensorRT-LLM's gptSession before 0.7, whose benchmark
+    runs a static batch as one tensor and samples it on the device (gptSessionBenchmark)."""
+    return replays_cuda_graphs(case)
+
+
 def _scheduler_limits(serving: Mapping[str, Any], groups: int) -> dict[str, Any]:
     """The case's ``serving`` block with TensorRT-LLM's per-rank limits made the replica's: under
     ``attention_dp: true`` every attention rank runs its own executor, so ``max_batch`` (max_batch_size) and
@@ -309,7 +316,7 @@ def prepare(case: InferenceCase) -> Prepared:
     targets = case_targets(case)
     cost = replica_cost(
         shape, cluster, tp=config.tp, pp=config.pp, ep=config.ep, dp_attention=config.dp_attention,
-        unit_core=config.unit_core, weights=config.weights,
+        unit_core=config.unit_core, weights=config.weights, per_request_host_work=serves_requests(case),
         eff=ServeEfficiency(), attention=config.attention, cuda_graphs=replays_cuda_graphs(case),
         kv_precision=config.kv_precision, two_batch_overlap=config.two_batch_overlap,
         latent_precision=latent_precision(case),
