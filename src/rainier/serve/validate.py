@@ -242,8 +242,8 @@ def case_targets(case: InferenceCase) -> tuple[tuple[str, float], ...]:
 
 _TRTLLM_VERSION = re.compile(r"tensorrt-llm\s+v?(\d+)\.(\d+)", re.IGNORECASE)
 XQA_VERSION = (0, 7)  # TensorRT-LLM release that brought the XQA decode kernel for MQA/GQA (release notes, v0.7.0)
-# First TensorRT-LLM release timed here with the batch manager rather than gptSession's per-kernel host launches
-# (the gptSession cases in validation/inference.yaml are v0.5-0.6).
+# First TensorRT-LLM release timed here with the batch manager rather than gptSession (per-kernel host launches, a
+# static batch sampled on the device; the gptSession cases in validation/inference.yaml are v0.5-0.6).
 GRAPH_REPLAY_VERSION = (0, 7)
 
 
@@ -281,15 +281,20 @@ def latent_precision(case: InferenceCase) -> Precision | None:
 def replays_cuda_graphs(case: InferenceCase) -> bool:
     """Whether a case's engine replays a captured graph per iteration: not TensorRT-LLM's gptSession before 0.7,
     which launched each kernel from the host (its CUDA-graph option came later); Neuron runs compiled graphs."""
-    version = _trtllm_version(case)
-    return version is None or version >= GRAPH_REPLAY_VERSION
+    return not _gpt_session(case)
 
 
 def serves_requests(case: InferenceCase) -> bool:
     """Whether a case's engine does host work per running request each step (a serving runtime's scheduling,
     sampling and streaming: ``sequence_overhead_s``): not TensorRT-LLM's gptSession before 0.7, whose benchmark
     runs a static batch as one tensor and samples it on the device (gptSessionBenchmark)."""
-    return replays_cuda_graphs(case)
+    return not _gpt_session(case)
+
+
+def _gpt_session(case: InferenceCase) -> bool:
+    """Whether a case ran TensorRT-LLM's gptSession (releases before ``GRAPH_REPLAY_VERSION``)."""
+    version = _trtllm_version(case)
+    return version is not None and version < GRAPH_REPLAY_VERSION
 
 
 def _scheduler_limits(serving: Mapping[str, Any], groups: int) -> dict[str, Any]:
