@@ -115,7 +115,7 @@ def run_serve_estimate(
     spec = config.speculative
     draft = resolve_model(spec.draft_model) if spec is not None and spec.draft_model is not None else None
     result = estimate_serving(shape, target, config, efficiency=efficiency, draft=draft)
-    result = replace(result, intervals=serve_intervals(result.to_dict(), target.accelerator.family.value))
+    result = replace(result, intervals=serve_intervals(result.to_dict(), target.accelerator.efficiency_keys))
     if not result.fits and not allow_oversize:
         if result.config.batch <= result.max_batch:
             raise field_error(
@@ -174,7 +174,9 @@ class FleetOption:
     def devices_interval(self) -> tuple[int, int] | None:
         """Devices if every model's replicas serve the 90th / 10th percentile of the throughput band."""
         parts = [
-            devices_interval(m.replicas, m.layout.replica_devices, get_accelerator(m.layout.accelerator).family.value)
+            devices_interval(
+                m.replicas, m.layout.replica_devices, get_accelerator(m.layout.accelerator).efficiency_keys
+            )
             for m in self.models
         ]
         if any(p is None for p in parts):

@@ -52,6 +52,14 @@ class EfficiencyFamily(enum.StrEnum):
     INFERENTIA = "inferentia"
 
 
+# The vendor family whose fitted efficiencies a family without its own fit uses: one running the same cores and
+# the same software stack. Inferentia2 and Trainium1 both carry NeuronCore-v2 and run the same Neuron SDK
+# (compiler, runtime, collectives, transformers-neuronx / NxD Inference; AWS Neuron docs, "Inferentia2
+# Architecture" and "Trainium Architecture"), so an Inf2 run is predicted from the Neuron cases, not from a
+# default fitted mostly on CUDA engines.
+FAMILY_LENDERS: Mapping[Family, Family] = FrozenMap({Family.INFERENTIA: Family.TRAINIUM})
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Accelerator:
     """One accelerator chip as software sees it: a GPU, a Trainium or Inferentia device, or a TPU chip.
@@ -151,10 +159,13 @@ class Accelerator:
             raise field_error("precision", str(precision), f"{self.id} supports {supported}") from None
 
     @property
-    def efficiency_keys(self) -> tuple[str, str, str]:
+    def efficiency_keys(self) -> tuple[str, ...]:
         """Keys of fitted efficiency entries that apply to this chip, most specific first: its id, its efficiency
-        family (the generation: nvidia-hopper, ...), its vendor family; ``default`` is every table's last resort."""
-        return (self.id, str(self.efficiency_family), self.family.value)
+        family (the generation: nvidia-hopper, ...), its vendor family, then the family it borrows from
+        (``FAMILY_LENDERS``: same cores, same software stack); ``default`` is every table's last resort."""
+        lender = FAMILY_LENDERS.get(self.family)
+        own = (self.id, str(self.efficiency_family), self.family.value)
+        return own if lender is None else (*own, lender.value)
 
     @property
     def cores_per_logical_core(self) -> int:

@@ -16,7 +16,7 @@ import datetime
 import functools
 import math
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,11 +59,13 @@ class ServeResiduals:
 
     bands: dict[str, dict[str, ResidualBand]]
 
-    def band(self, family: str, kind: str) -> ResidualBand | None:
-        """The family's band of this kind, else all families' (None when no target of the kind was held out)."""
-        own = self.bands.get(family, {}).get(kind)
-        if own is not None and own.n >= MIN_CASES:
-            return own
+    def band(self, family: str | Sequence[str], kind: str) -> ResidualBand | None:
+        """The family's band of this kind (the first of several keys, most specific first, that has one: an
+        accelerator's ``efficiency_keys``), else all families' (None when no target of the kind was held out)."""
+        for key in (family,) if isinstance(family, str) else family:
+            own = self.bands.get(key, {}).get(kind)
+            if own is not None and own.n >= MIN_CASES:
+                return own
         return self.bands.get(ALL_KEY, {}).get(kind)
 
 
@@ -140,7 +142,7 @@ def committed_serve_residuals() -> ServeResiduals | None:
     return load_serve_residuals()
 
 
-def intervals(values: Mapping[str, Any], family: str) -> dict[str, float]:
+def intervals(values: Mapping[str, Any], family: str | Sequence[str]) -> dict[str, float]:
     """``<key>_low`` / ``<key>_high`` for each quantity of a serving estimate's JSON that has a band."""
     residuals = committed_serve_residuals()
     out: dict[str, float] = {}
@@ -155,7 +157,7 @@ def intervals(values: Mapping[str, Any], family: str) -> dict[str, float]:
     return out
 
 
-def devices_interval(replicas: int, replica_devices: int, family: str) -> tuple[int, int] | None:
+def devices_interval(replicas: int, replica_devices: int, family: str | Sequence[str]) -> tuple[int, int] | None:
     """A fleet's device count if replicas serve the 90th / 10th percentile of the throughput band.
 
     A replica that serves ``r`` times the predicted rate needs ``1/r`` times the replicas (rounded up): the
