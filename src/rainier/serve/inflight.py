@@ -53,6 +53,7 @@ from rainier.serve.limits import (
     check_share,
 )
 from rainier.serve.simulate import Request, ServeScenario, ranged_lengths, simulate_serving
+from rainier.units import GIB
 
 DEFAULT_ENGINE_MAX_BATCH = 256  # vLLM's default max_num_seqs (EngineArgs), and any engine not named below
 # trtllm-build's default max_batch_size: 256 from v0.11, 2048 from v0.14 (TensorRT-LLM release notes, "API
@@ -274,6 +275,66 @@ def default_engine_max_batch(framework: str, kv_tokens: int = 0, context_len: in
         pool = kv_tokens * SGLANG_REQUESTS_PER_CONTEXT // context_len if context_len > 0 else 0
         return min(max(pool, low), high)
     return DEFAULT_ENGINE_MAX_BATCH
+
+
+# trtllm-bench picks each engine's max_batch_size and max_num_tokens from the KV cache the GPUs leave for the
+# benchmark's lengths when its command states neither (TensorRT-LLM tensorrt_llm/bench/build/tuning.py,
+# calc_engine_setting and finetune_setting, unchanged in substance from v0.12): the weights at 2 bytes per
+# parameter (1 for FP8, 0.5 for NVFP4), the cache at 2 bytes per element (1 with an FP8 cache) and at least one KV
+# head per tensor-parallel rank, 95% of the rest of the GPUs' memory, requests of input + output tokens; the batch
+# capped at 4096 per engine and split over the pipeline stages, then rounded up (at least 64); tokens per iteration
+# batch x (1 + input / output), capped at 32768, rounded up (at least 2048).
+TRTLLM_BENCH_WEIGHT_BYTES = {"fp8": 1.0, "fp4": 0.5}
+TRTLLM_BENCH_KV_BYTES = {"fp8": 1.0, "fp4": 0.5}
+TRTLLM_BENCH_KV_SHARE = 0.95
+TRTLLM_BENCH_MAX_BATCH = 4096
+TRTLLM_BENCH_MAX_TOKENS = 32768
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BenchModel:
+    """What trtllm-bench's heuristic reads of a model and its deployment."""
+
+    params: float
+    weights: str  # the checkpoint's quantisation: "fp8", "fp4" or anything else (16-bit)
+    kv: str  # the cache's format: "fp8", "fp4" or anything else (16-bit)
+    layers: int
+    kv_heads: int
+    head_dim: int
+    tp: int
+    pp: int
+    device_bytes: float
+
+
+def trtllm_bench_limits(model: BenchModel, input_len: int, output_len: int) -> tuple[int, int]:
+    """``(max_batch, max_num_tokens)`` trtllm-bench builds an engine with when its command states neither."""
+    kv_bytes = TRTLLM_BENCH_KV_BYTES.get(model.kv, 2.0)
+    per_token = 2 * model.layers * max(model.tp, model.kv_heads) * model.head_dim * kv_bytes / GIB
+    gpus = model.tp * model.pp
+    free = model.device_bytes / GIB * gpus - model.params * TRTLLM_BENCH_WEIGHT_BYTES.get(model.weights, 2.0) / GIB
+    requests = free * TRTLLM_BENCH_KV_SHARE / (per_token * (input_len + output_len))
+    if requests < 1:
+        raise field_error("system.count", gpus, "GPUs whose memory holds the weights and one request's KV cache")
+    raw_batch = min(requests, TRTLLM_BENCH_MAX_BATCH) / model.pp
+    raw_tokens = min(raw_batch * (1 + input_len / output_len), TRTLLM_BENCH_MAX_TOKENS)
+    if raw_batch < 256:
+        batch = max(64, 32 * math.ceil(raw_batch / 32))
+    elif raw_batch < 1024:
+        batch = 128 * math.ceil(raw_batch / 128)
+    else:
+        batch = 256 * math.ceil(raw_batch / 256)
+    if raw_tokens < 4096:
+        tokens = max(2048, 256 * math.ceil(raw_tokens / 256))
+    elif raw_tokens < 8192:
+        tokens = 512 * math.ceil(raw_tokens / 512)
+    else:
+        tokens = 1024 * math.ceil(raw_tokens / 1024)
+    return batch, tokens
+
+
+def is_trtllm_bench(framework: str) -> bool:
+    """Whether a case ran trtllm-bench (its throughput or latency command)."""
+    return "trtllm-bench" in framework.lower()
 
 
 def _is_trtllm(framework: str) -> bool:

@@ -34,12 +34,23 @@ from rainier.serve.efficiency import (
     load_serve_efficiency,
 )
 from rainier.serve.estimate import ServeConfig, config_buckets, draft_cost, static_batch_times
-from rainier.serve.inflight import InFlight, Load, in_flight_of, simulate_case, vllm_large_gpu
+from rainier.serve.inflight import (
+    BenchModel,
+    InFlight,
+    Load,
+    in_flight_of,
+    is_trtllm_bench,
+    simulate_case,
+    trtllm_bench_limits,
+    vllm_large_gpu,
+)
 from rainier.serve.limits import MAX_BATCH, MAX_DEGREE, MAX_DEVICES, MAX_TOKENS, check_int, check_share
 from rainier.serve.speculative import SpecMethod, Speculation, speculation_from_case
 from rainier.units import GIB
 from rainier.workload import shape_from_validation_model
+from rainier.workload.params import count_params
 from rainier.workload.registry import get_model, has_model
+from rainier.workload.shape import TransformerShape
 
 INT8_NOTE = "weights stored int8"
 METRICS = (
@@ -310,6 +321,27 @@ def _scheduler_limits(serving: Mapping[str, Any], groups: int) -> dict[str, Any]
     return fields
 
 
+def _bench_limits(
+    serving: Mapping[str, Any], shape: TransformerShape, config: ServeConfig, device_bytes: float
+) -> dict[str, Any]:
+    """The case's ``serving`` block with trtllm-bench's own ``max_batch`` and ``max_num_tokens`` where its command
+    stated neither (``serve.inflight.trtllm_bench_limits``). Left as they are for MLA and data-parallel attention
+    models, whose PyTorch-backend scenarios size their engines otherwise."""
+    fields = dict(serving)
+    stated = fields.get("max_batch") is not None or fields.get("max_num_tokens") is not None
+    if stated or not is_trtllm_bench(str(fields.get("framework") or "")):
+        return fields
+    if shape.mla is not None or config.dp_attention > 1:
+        return fields
+    kv = config.kv_precision if config.kv_precision is not None else config.weights.kv
+    model = BenchModel(
+        params=count_params(shape).total, weights=config.weights.value, kv=kv.value, layers=shape.num_layers,
+        kv_heads=shape.num_kv_heads, head_dim=shape.head_dim, tp=config.tp, pp=config.pp, device_bytes=device_bytes,
+    )  # fmt: skip
+    fields["max_batch"], fields["max_num_tokens"] = trtllm_bench_limits(model, config.input_len, config.output_len)
+    return fields
+
+
 def prepare(case: InferenceCase) -> Prepared:
     """A case ready to predict; a field that is missing, mistyped, out of range or inexpressible raises an
     ``InputError`` (a ``ValueError``) naming it, and :func:`_prepared` skips the case with that reason."""
@@ -335,7 +367,8 @@ def prepare(case: InferenceCase) -> Prepared:
         if config.speculative is not None:
             raise field_error("serving.speculative", "in-flight", "static batches only (the simulator drafts nothing)")
         load = in_flight_of(
-            _scheduler_limits(case.serving, config.dp_attention), cluster.num_devices, cost.replica_devices,
+            _bench_limits(_scheduler_limits(case.serving, config.dp_attention), shape, config, accelerator.hbm_bytes),
+            cluster.num_devices, cost.replica_devices,
             kv_tokens=cost.kv_capacity, context_len=shape.seq_len,
             large_gpu=vllm_large_gpu(accelerator.hbm_bytes, accelerator.id),
         )  # fmt: skip
