@@ -50,10 +50,21 @@ def test_mixtral() -> None:
     assert shape.seq_len == 32768  # max_position_embeddings kept (the CLI's --seq-len overrides)
 
 
-def test_mistral_sliding_window_is_ignored() -> None:
+def test_mistral_v01_attends_within_its_sliding_window_on_every_layer() -> None:
     shape = load_hf_config(DATA / "Mistral-7B-v0.1.json")
     assert shape.attention_kind is AttentionKind.GQA
     assert abs(count_params(shape).total / 7.24e9 - 1) < 0.005
+    assert shape.sliding_window == 4096 and shape.sliding_window_layers == shape.num_layers
+    mixtral = load_hf_config(DATA / "Mixtral-8x7B-v0.1.json")  # sliding_window: null
+    assert mixtral.sliding_window is None and mixtral.sliding_window_layers == 0
+
+
+def test_qwen_sliding_window_only_where_the_config_turns_it_on() -> None:
+    data = json.loads((DATA / "Qwen2-7B.json").read_text())
+    assert load_hf_config(DATA / "Qwen2-7B.json").sliding_window is None  # use_sliding_window: false
+    data.update(use_sliding_window=True, sliding_window=4096, max_window_layers=20)
+    shape = shape_from_hf_config(data, "qwen2-swa")
+    assert shape.sliding_window == 4096 and shape.sliding_window_layers == shape.num_layers - 20
 
 
 def test_qwen2_has_qkv_bias_and_tied_small_model() -> None:
@@ -227,3 +238,18 @@ def test_fuzz_file_bytes(tmp_path: Path, content: bytes) -> None:
     path.write_bytes(content)
     with pytest.raises(InputError):
         load_hf_config(path)
+
+
+def test_gpt_oss_config_gives_the_catalog_shape_with_its_windows() -> None:
+    # the fields of openai/gpt-oss-120b's config.json that the shape depends on
+    config = {
+        "model_type": "gpt_oss", "num_hidden_layers": 36, "hidden_size": 2880, "intermediate_size": 2880,
+        "num_attention_heads": 64, "num_key_value_heads": 8, "head_dim": 64, "vocab_size": 201088,
+        "max_position_embeddings": 131072, "num_local_experts": 128, "num_experts_per_tok": 4, "sliding_window": 128,
+        "attention_bias": True, "tie_word_embeddings": False, "hidden_act": "silu",
+        "layer_types": ["sliding_attention", "full_attention"] * 18,
+    }  # fmt: skip
+    shape = shape_from_hf_config(config, "gpt-oss-120b")
+    assert shape == get_model("gpt-oss-120b")
+    with pytest.raises(InputError, match="layer_types"):
+        shape_from_hf_config({**config, "layer_types": ["sliding_attention"] * 3}, "bad")

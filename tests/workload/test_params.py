@@ -109,6 +109,16 @@ def test_deepseek_v3_active() -> None:
     assert 37e9 < counts.active < 38e9
 
 
+@pytest.mark.parametrize(
+    ("model", "total", "active"), [("gpt-oss-120b", 116.83e9, 5.13e9), ("gpt-oss-20b", 20.91e9, 3.61e9)]
+)
+def test_gpt_oss_matches_its_model_card(model: str, total: float, active: float) -> None:
+    """OpenAI's gpt-oss model card (Table 1) counts active parameters without the input embedding."""
+    counts = count_params(get_model(model))
+    assert abs(counts.total / total - 1) < TOLERANCE
+    assert abs(counts.active_without_input_embedding / active - 1) < TOLERANCE
+
+
 def test_frontier_demo_model_is_two_trillion() -> None:
     counts = count_params(get_model("frontier-2t-moe"))
     assert abs(counts.total / 2.0e12 - 1) < 0.01

@@ -168,8 +168,10 @@ class StepContext:
         norm_tokens = tokens / tp if sp else float(tokens)
         rank = self.rank(PRECISIONS[precision], recipe)
         # Packed documents: each rank holds 1/cp of every document (Megatron splits each one over the CP ranks),
-        # so its queries see a document's keys in cp ring steps of ceil(document/cp) keys each.
-        span = None if shape.attention_len >= shape.seq_len else -(-shape.attention_len // cp)
+        # so its queries see a document's keys in cp ring steps of ceil(document/cp) keys each. Sliding-window
+        # layers shorten the mean span the same way (TransformerShape.causal_attention_span).
+        keys = shape.causal_attention_span
+        span = None if keys >= shape.seq_len else -(-keys // cp)
         gemms = model_gemms(
             shape,
             micro_batch=mbs,

@@ -332,6 +332,7 @@ class ReplicaCost:
         # without routed experts their FLOPs and bytes are exactly zero: left out (adding zeros changes no bits)
         routed = num_experts > 1 or expert_per_token != 0.0 or expert_bytes != 0.0
         dense_weight_time = dense_bytes / byte_rate
+        window, window_share = self.window, self.window_share
 
         def duration(prefill_tokens: int, decode_seqs: int, kv_tokens: int, prefill_seqs: int, cached: int) -> float:
             tokens = prefill_tokens + decode_seqs
@@ -350,17 +351,25 @@ class ReplicaCost:
                 compute, weight_time = gemm_flop / flop_rate, dense_weight_time
             gemm = (weight_time if weight_time > compute else compute) if tokens else 0.0  # max(), first on ties
             gemm += rank_tokens * elementwise / byte_rate
-            decode_pairs = kv_tokens / dp
+            attended: float = kv_tokens
+            cached_read: float = cached
+            prompts = max(prefill_seqs, 1)
+            prompt_pairs = 0.0
             if prefill_tokens:  # a decode-only iteration's prompt pairs are exactly zero
-                prompts = max(prefill_seqs, 1)
                 prompt_pairs = prefill_tokens**2 / (2 * prompts) + prefill_tokens * cached / prompts
+            if window:
+                prompt_pairs, attended, cached_read = windowed_attention(
+                    window, window_share, prompt_pairs, prefill_tokens, cached, prompts, kv_tokens, decode_seqs
+                )
+            decode_pairs = attended / dp
+            if prefill_tokens:
                 prefill_pairs = prompt_pairs * share
                 pairs = prefill_pairs + decode_pairs
                 attention_flop = prefill_pairs * prefill_flop + decode_pairs * decode_flop
             else:
                 pairs, attention_flop = decode_pairs, decode_pairs * decode_flop
             by_flop = attention_flop / attention_rate
-            kv_read = (kv_tokens + decode_seqs) / dp + (cached + prefill_tokens) * share
+            kv_read = (attended + decode_seqs) / dp + (cached_read + prefill_tokens) * share
             kv_bytes = kv_read * kv_per_token * kv_reads
             by_bytes = kv_bytes / kv_rate + pairs * scores * score_bytes_each / byte_rate
             total = gemm + (by_bytes if by_bytes > by_flop else by_flop)
@@ -425,14 +434,21 @@ class ReplicaCost:
         # tokens to their caches
         prompts = max(prefill_seqs, 1)
         prompt_pairs = prefill_tokens**2 / (2 * prompts) + prefill_tokens * cached_tokens / prompts
+        attended: float = kv_tokens
+        cached_read: float = cached_tokens
+        if self.window:  # sliding-window layers attend to (and read) the last window keys only
+            prompt_pairs, attended, cached_read = windowed_attention(
+                self.window, self.window_share, prompt_pairs, prefill_tokens, cached_tokens, prompts, kv_tokens,
+                decode_seqs,
+            )  # fmt: skip
         prefill_pairs = prompt_pairs * share
-        decode_pairs = kv_tokens * queries / dp  # each group attends over its own sequences only
+        decode_pairs = attended * queries / dp  # each group attends over its own sequences only
         pairs = prefill_pairs + decode_pairs
         attention_flop = prefill_pairs * self.attention_flop_per_context_token + decode_pairs * (
             self.decode_attention_flop_per_context_token or self.attention_flop_per_context_token
         )
         # the busiest group's: an even share of the caches and decodes, its prompts (and their cached context) whole
-        kv_read = (kv_tokens + decode_seqs * queries) / dp + (cached_tokens + prefill_tokens) * share
+        kv_read = (attended + decode_seqs * queries) / dp + (cached_read + prefill_tokens) * share
         kv_bytes = kv_read * self.kv_bytes_per_token_replica * self.kv_reads_per_head
         score_bytes = pairs * self.scores_per_pair * self.score_bytes
         kv_rate = self.hbm_bytes_per_s * self.tp_devices * eff.kv_memory
@@ -490,6 +506,8 @@ class ReplicaCost:
     pipeline_stages: int = 1  # pp: stages one iteration crosses in turn (chunked prefills pipeline through them)
     # the runtime's compiled lengths (Neuron; serve.buckets), which the simulator's engines pad to; None: real lengths
     buckets: Buckets | None = None
+    window: int = 0  # the sliding-window layers' attention window, tokens (0: none)
+    window_share: float = 0.0  # the share of the layers that have it
 
     def _overlapped_parts(
         self, prefill_tokens: int, decode_seqs: int, kv_tokens: int, prefill_seqs: int, queries: int, cached: int
@@ -562,6 +580,44 @@ def check_precision(accelerator: Accelerator, weights: WeightFormat) -> None:
         raise field_error(
             "precision", weights.value, f"{accelerator.id} has no {weights.matmul.value} matmuls (has {supported})"
         )
+
+
+def _window_keys(start: float, length: float, window: float) -> float:
+    """Keys that ``length`` consecutive queries after ``start`` cached tokens attend to under a causal sliding
+    window: the integral of ``min(position, window)`` over the queries' positions."""
+    end = start + length
+    if end <= window:
+        return (end * end - start * start) / 2
+    if start >= window:
+        return length * window
+    return (window * window - start * start) / 2 + (end - window) * window
+
+
+def windowed_attention(
+    window: int,
+    share: float,
+    prompt_pairs: float,
+    prefill_tokens: int,
+    cached: int,
+    prompts: int,
+    kv_tokens: int,
+    decode_seqs: int,
+) -> tuple[float, float, float]:
+    """An iteration's ``(prompt_pairs, decode keys, cached keys read)`` when ``share`` of the layers attend within
+    a sliding ``window``: their queries reach the last ``window`` keys only, the rest of the layers the whole
+    context. The prompts' tokens and cached context are spread evenly over ``prompts``, the decodes' cache over
+    ``decode_seqs`` sequences (each at the mean context)."""
+    full = 1.0 - share
+    pairs = prompt_pairs
+    cached_read = float(cached)
+    if prefill_tokens:
+        start, length = cached / prompts, prefill_tokens / prompts
+        pairs = full * prompt_pairs + share * prompts * _window_keys(start, length, window)
+        cached_read = full * cached + share * prompts * min(start, window)
+    attended = float(kv_tokens)
+    if decode_seqs:
+        attended = full * kv_tokens + share * decode_seqs * min(kv_tokens / decode_seqs, window)
+    return pairs, attended, cached_read
 
 
 def _placed_group(cluster: Cluster, cores: int, axis: str, degree: int, comm: float) -> GroupCost:
@@ -725,6 +781,8 @@ def replica_cost(
         dispatch_bytes_per_token=shape.hidden_dim * _dispatch_bytes(weights.expert_matmul(accelerator)),
         elementwise_bytes_per_token=elementwise_bytes_per_token(shape, tp),
         buckets=runtime_buckets(accelerator, shape.seq_len),
+        window=shape.sliding_window or 0,
+        window_share=shape.sliding_window_share,
     )
 
 

@@ -121,11 +121,12 @@ class Speculation:
             return None
         if self.method is SpecMethod.DRAFT:
             return draft
+        head = replace(target, num_layers=1, sliding_window=None, sliding_window_layers=0)  # one full-attention layer
         if target.moe is not None and self.method is not SpecMethod.MTP:
-            return replace(target, num_layers=1, moe=None)  # EAGLE/Medusa heads are dense layers
+            return replace(head, moe=None)  # EAGLE/Medusa heads are dense layers
         if target.moe is not None:
-            return replace(target, num_layers=1, moe=replace(target.moe, first_k_dense_layers=0))
-        return replace(target, num_layers=1)
+            return replace(head, moe=replace(target.moe, first_k_dense_layers=0))
+        return head
 
     def to_dict(self) -> dict[str, Any]:
         return {

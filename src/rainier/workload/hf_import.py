@@ -1,12 +1,13 @@
 """Build a :class:`TransformerShape` from a Hugging Face ``config.json``.
 
-Supported ``model_type`` values: llama, mistral, mixtral, qwen2, qwen3, qwen3_moe, deepseek_v3. The field
+Supported ``model_type`` values: llama, mistral, mixtral, qwen2, qwen3, qwen3_moe, deepseek_v3, gpt_oss. The field
 names and defaults follow the ``transformers`` configuration classes of those models. Anything malformed
 (not JSON, not an object, a missing, negative, wrong-typed or absurdly large field) raises a one-line
 :class:`~rainier.errors.InputError` naming the file and the field; nothing else escapes.
 
-Ignored on purpose: sliding windows (Mistral v0.1, Qwen2 ``use_sliding_window``) change attention cost for
-contexts beyond the window but not the shape; RoPE scaling; DeepSeek-V3's multi-token-prediction module
+Sliding windows are read where the config turns them on: Mistral's ``sliding_window`` (every layer; Mistral 7B
+v0.1), Qwen2/Qwen3's ``use_sliding_window`` with ``sliding_window`` for the layers from ``max_window_layers`` on (the
+``transformers`` attention classes' rule). Ignored on purpose: RoPE scaling; DeepSeek-V3's multi-token-prediction module
 (``num_nextn_predict_layers``, not part of the 671B main model); quantisation metadata.
 """
 
@@ -143,8 +144,22 @@ def _llama(cfg: _Config, name: str) -> dict[str, Any]:
 
 
 def _mistral(cfg: _Config, name: str) -> dict[str, Any]:
-    cfg.optional_integer("sliding_window")  # validated, then ignored (module docstring)
-    return _common(cfg, name)
+    fields = _common(cfg, name)
+    window = cfg.optional_integer("sliding_window")
+    if window is not None and window < fields["seq_len"]:  # a window as long as the context changes nothing
+        fields["sliding_window"] = window
+    return fields
+
+
+def _qwen_window(cfg: _Config, fields: dict[str, Any]) -> None:
+    """Qwen2/Qwen3: with ``use_sliding_window`` the layers from ``max_window_layers`` on attend within
+    ``sliding_window`` (off in the released checkpoints)."""
+    if not cfg.boolean("use_sliding_window", False):
+        return
+    window = cfg.integer("sliding_window")
+    first = cfg.integer("max_window_layers", fields["num_layers"], minimum=0)
+    if first < fields["num_layers"] and window < fields["seq_len"]:
+        fields.update(sliding_window=window, sliding_window_layers=fields["num_layers"] - first)
 
 
 def _mixtral(cfg: _Config, name: str) -> dict[str, Any]:
@@ -160,14 +175,14 @@ def _mixtral(cfg: _Config, name: str) -> dict[str, Any]:
 
 def _qwen2(cfg: _Config, name: str) -> dict[str, Any]:
     fields = _common(cfg, name)
-    cfg.boolean("use_sliding_window", False)
+    _qwen_window(cfg, fields)
     fields["qkv_bias"] = True  # Qwen2Attention: q/k/v projections always carry a bias, o_proj none
     return fields
 
 
 def _qwen3(cfg: _Config, name: str) -> dict[str, Any]:
     fields = _common(cfg, name)
-    cfg.boolean("use_sliding_window", False)
+    _qwen_window(cfg, fields)
     bias = cfg.boolean("attention_bias", False)
     fields.update(qkv_bias=bias, linear_bias=False, qk_norm=True)  # Qwen3Attention: q_norm, k_norm per head
     return fields
@@ -223,6 +238,32 @@ def _deepseek_v3(cfg: _Config, name: str) -> dict[str, Any]:
     return fields
 
 
+def _gpt_oss(cfg: _Config, name: str) -> dict[str, Any]:
+    """gpt-oss: every layer a MoE of ``num_local_experts`` (top ``num_experts_per_tok``, or the original
+    ``experts_per_token``), biased projections, and ``sliding_window`` on the layers ``layer_types`` marks
+    ``sliding_attention`` (every other one in the released models)."""
+    fields = _common(cfg, name)
+    bias = cfg.boolean("attention_bias", True)
+    fields.update(qkv_bias=bias, linear_bias=bias)
+    experts = cfg.integer("num_local_experts")
+    top_k = cfg.integer("num_experts_per_tok", cfg.integer("experts_per_token", 4))
+    if top_k > experts:
+        raise cfg.error("num_experts_per_tok", top_k, f"must be <= the number of experts ({experts})")
+    fields["moe"] = MoeConfig(num_experts=experts, top_k=top_k, expert_ffn_hidden_dim=fields["ffn_hidden_dim"])
+    kinds = cfg.data.get("layer_types")
+    if kinds is not None and (
+        not isinstance(kinds, list)
+        or len(kinds) != fields["num_layers"]
+        or not all(kind in ("sliding_attention", "full_attention") for kind in kinds)
+    ):
+        raise cfg.error("layer_types", kinds, "one of sliding_attention / full_attention per layer")
+    windowed = sum(kind == "sliding_attention" for kind in kinds) if kinds is not None else fields["num_layers"] // 2
+    window = cfg.optional_integer("sliding_window")
+    if window is not None and windowed and window < fields["seq_len"]:
+        fields.update(sliding_window=window, sliding_window_layers=windowed)
+    return fields
+
+
 def _top_k(cfg: _Config, experts: int, default: int | None) -> int:
     top_k = cfg.integer("num_experts_per_tok", default)
     if top_k > experts:
@@ -238,6 +279,7 @@ _BUILDERS: dict[str, Callable[[_Config, str], dict[str, Any]]] = {
     "qwen3": _qwen3,
     "qwen3_moe": _qwen3_moe,
     "deepseek_v3": _deepseek_v3,
+    "gpt_oss": _gpt_oss,
 }
 SUPPORTED_MODEL_TYPES = tuple(_BUILDERS)
 

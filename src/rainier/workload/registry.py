@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from rainier.catalog.loader import CatalogError, Fields, Registry, catalog_file, load_entries
-from rainier.errors import InputError, UnknownNameError, quote
+from rainier.errors import InputError, UnknownNameError, field_error, quote
 from rainier.workload.hf_import import CONFIG_FILE, load_hf_config
+from rainier.workload.params import count_params
 from rainier.workload.shape import (
     MlaConfig,
     MlpActivation,
@@ -97,6 +98,8 @@ def _build_entry(fields: Fields) -> ModelEntry:
             qk_norm=fields.boolean("qk_norm", required=False),
             mla=mla,
             moe=moe,
+            sliding_window=_optional_int(fields, "sliding_window"),
+            sliding_window_layers=_optional_int(fields, "sliding_window_layers") or 0,
         )
     except CatalogError:
         raise
@@ -286,18 +289,14 @@ def shape_from_validation_model(block: Mapping[str, Any], *, source: str = "vali
     values = {key: _optional_int(fields, key) for key in _VALIDATION_INTS}
     shared = _optional_int(fields, "shared_experts", minimum=0)
     activation_text = fields.choice("activation", tuple(m.value for m in MlpActivation), required=False)
-    fields.optional_number("params_b", sourced=False)
+    params_b = fields.optional_number("params_b", sourced=False)
     mla = _mla(fields.sub("mla", required=False))
     first_dense = _optional_int(fields, "first_k_dense_layers", minimum=0)
     moe_interval = _optional_int(fields, "moe_layer_freq")
     document_len = _optional_int(fields, "document_len")
     window = _optional_int(fields, "sliding_window")
-    fields.optional_number("sliding_window_fraction", sourced=False)
+    window_fraction = fields.optional_number("sliding_window_fraction", sourced=False)
     fields.finish()
-    if window is not None:
-        raise InputError(
-            f"{source}: model {name!r}: sliding-window attention (sliding_window={window}) is not modelled yet"
-        )
     activation = MlpActivation(activation_text) if activation_text else None
     base = get_entry(name).shape if name.lower() in model_entries() or name.lower() in _alias_index() else None
     try:
@@ -311,6 +310,15 @@ def shape_from_validation_model(block: Mapping[str, Any], *, source: str = "vali
             if moe_interval is not None:
                 moe = replace(moe, moe_layer_interval=moe_interval)
             shape = replace(shape, moe=moe)
+        if window_fraction is not None and not 0 < window_fraction <= 1:
+            raise field_error("sliding_window_fraction", window_fraction, "a share of the layers in (0, 1]")
+        if window_fraction is not None and window is None:
+            raise field_error("sliding_window_fraction", window_fraction, "only with a sliding_window")
+        if base is None and params_b:
+            shape = _tied_if_published(shape, params_b * 1e9)
+        if window is not None:
+            share = 1.0 if window_fraction is None else window_fraction
+            shape = replace(shape, sliding_window=window, sliding_window_layers=max(1, round(share * shape.num_layers)))
         return shape.with_documents(document_len) if document_len is not None else shape
     except CatalogError:
         raise
@@ -375,6 +383,24 @@ def _from_block(name: str, values: Mapping[str, int | None], activation: MlpActi
         qkv_bias=gpt_style,
         linear_bias=gpt_style,
     )
+
+
+# A published size this far below the untied count, where one shared vocabulary matrix explains the gap, says the
+# embeddings are tied (a nominal size is rounded by a few percent at most; the head of a large model is less).
+TIED_SIZE_GAP = 0.03
+
+
+def _tied_if_published(shape: TransformerShape, published: float) -> TransformerShape:
+    """A block names no embedding tying, but its published size tells: tied when the untied count is more than
+    ``TIED_SIZE_GAP`` above it and the count with one shared vocabulary matrix is within that of it (Gemma's
+    output head is its input embedding)."""
+    if shape.tied_embeddings:
+        return shape
+    untied = count_params(shape).total
+    tied = replace(shape, tied_embeddings=True)
+    if untied > published * (1 + TIED_SIZE_GAP) and abs(count_params(tied).total / published - 1) < TIED_SIZE_GAP:
+        return tied
+    return shape
 
 
 def _validation_moe(shape: TransformerShape, values: Mapping[str, int | None], shared: int | None) -> MoeConfig:

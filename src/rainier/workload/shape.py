@@ -9,6 +9,7 @@ the model's native context or default training length; estimates take the length
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -183,7 +184,11 @@ class TransformerShape:
     the experts' width is in :class:`MoeConfig`. ``qkv_bias`` adds biases to the Q/K/V projections (GPT,
     Qwen2); ``linear_bias`` to the attention output and MLP projections (GPT/Megatron). ``qk_norm`` is the
     per-head RMSNorm on queries and keys (Qwen3). ``seq_len`` is the native context or default training length.
-    ``document_len`` describes the data rather than the model: with sequence packing (several documents
+    ``sliding_window`` (tokens) is the local attention window of ``sliding_window_layers`` of the layers (all of
+    them when only the window is given: Mistral 7B v0.1; every other layer: gpt-oss, Gemma 2): a query in such a
+    layer attends to the last ``sliding_window`` keys only (Beltagy et al. 2020, "Longformer"; Jiang et al. 2023,
+    "Mistral 7B" sec. 2), so it reads at most that many cached keys and values. ``document_len`` describes the
+    data rather than the model: with sequence packing (several documents
     concatenated into one ``seq_len`` sequence, each attending only to itself through per-document masks, as in
     NeMo's packed SFT and FlashAttention's variable-length kernels) every query attends within its document, so
     the attention core costs ``document_len`` keys per query instead of ``seq_len``. ``None``: one document per
@@ -210,6 +215,8 @@ class TransformerShape:
     mla: MlaConfig | None = None
     moe: MoeConfig | None = None
     document_len: int | None = None
+    sliding_window: int | None = None
+    sliding_window_layers: int = 0
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip():
@@ -227,6 +234,20 @@ class TransformerShape:
             _check_int(field, getattr(self, field))
         if self.document_len is not None:
             _check_int("document_len", self.document_len)
+        if self.sliding_window is None:
+            if self.sliding_window_layers != 0:
+                raise field_error("sliding_window_layers", self.sliding_window_layers, "0 without a sliding_window")
+        else:
+            _check_int("sliding_window", self.sliding_window)
+            if self.sliding_window_layers == 0:
+                object.__setattr__(self, "sliding_window_layers", self.num_layers)
+            layers = self.sliding_window_layers
+            if isinstance(layers, bool) or not isinstance(layers, int) or not 1 <= layers <= self.num_layers:
+                raise field_error(
+                    "sliding_window_layers",
+                    layers,
+                    f"the layers with a sliding window, 1 to num_layers={self.num_layers}",
+                )
         if self.num_kv_heads > self.num_heads or self.num_heads % self.num_kv_heads:
             raise field_error(
                 "num_kv_heads",
@@ -316,9 +337,28 @@ class TransformerShape:
         return replace(self, document_len=document_len)
 
     @property
+    def sliding_window_share(self) -> float:
+        """The share of the layers that attend within ``sliding_window`` (0 without one)."""
+        return self.sliding_window_layers / self.num_layers
+
+    @property
     def attention_len(self) -> int:
         """Keys a query can attend to at most: the packed document's length, else the sequence's."""
         return self.seq_len if self.document_len is None else min(self.document_len, self.seq_len)
+
+    @property
+    def causal_attention_span(self) -> int:
+        """The keys per query that, halved by causality, give the layers' mean attention work over a sequence:
+        ``attention_len`` in full-attention layers; ``2W - W^2 / L`` in a layer whose sliding window ``W`` is
+        shorter than ``L`` (a query at position ``i`` sees ``min(i, W)`` keys, on average ``W - W^2 / (2L)``);
+        weighted by the layers' shares."""
+        keys = self.attention_len
+        window = self.sliding_window
+        if window is None or window >= keys:
+            return keys
+        windowed = 2 * window - window * window / keys
+        share = self.sliding_window_share
+        return max(1, math.ceil((1.0 - share) * keys + share * windowed))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready description of the shape."""
@@ -333,6 +373,8 @@ class TransformerShape:
             "vocab_size": self.vocab_size,
             "seq_len": self.seq_len,
             "document_len": self.document_len,
+            "sliding_window": self.sliding_window,
+            "sliding_window_layers": self.sliding_window_layers,
             "mlp_activation": self.mlp_activation.value,
             "tied_embeddings": self.tied_embeddings,
             "position_embedding": self.position_embedding.value,
