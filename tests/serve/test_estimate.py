@@ -165,6 +165,7 @@ def test_expert_parallelism_adds_the_all_to_all() -> None:
     [
         ("llama-3-70b", "h100-sxm", 8, {"tp": 8}),
         ("llama-3-8b", "trn2", 16, {"tp": 16}),
+        ("llama-3-8b+window", "h100-sxm", 8, {"tp": 8}),
         ("deepseek-v3", "h100-sxm", 32, {"tp": 1, "ep": 32, "dp_attention": 32, "weights": WeightFormat.FP8}),
         (
             "deepseek-v3",
@@ -194,8 +195,13 @@ def test_iteration_function_is_iteration_s_bit_for_bit(
     cached: int,
 ) -> None:
     """The simulator's closure (ReplicaCost.iteration_function) repeats parts()'s arithmetic in the same order: the
-    same float, for dense, Trainium, expert-parallel (over several nodes) and two-batch-overlap replicas."""
+    same float, for dense, sliding-window, Trainium, expert-parallel (over several nodes) and two-batch-overlap
+    replicas."""
     cluster = cluster_of(accelerator, devices)
-    cost = replica_cost(get_model(model), cluster, eff=ServeEfficiency(), **kwargs)  # type: ignore[arg-type]
+    name, _, windowed = model.partition("+")
+    shape = get_model(name)
+    if windowed:
+        shape = replace(shape, sliding_window=1024, sliding_window_layers=shape.num_layers // 2)
+    cost = replica_cost(shape, cluster, eff=ServeEfficiency(), **kwargs)  # type: ignore[arg-type]
     duration = cost.iteration_function()
     assert duration(prefill, decode, kv, prompts, cached) == cost.iteration_s(prefill, decode, kv, prompts, cached)

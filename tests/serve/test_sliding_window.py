@@ -44,22 +44,6 @@ def test_within_the_window_nothing_changes_and_beyond_it_decode_reads_less() -> 
     assert windowed.parts(8192, 0, 0, 1)["attention"] < full.parts(8192, 0, 0, 1)["attention"]
 
 
-@settings(max_examples=150, deadline=None)
-@given(
-    prefill=st.sampled_from([0, 1, 17, 8192, 40_000]),
-    decode=st.integers(0, 2048),
-    kv=st.integers(0, 10**8),
-    prompts=st.integers(1, 64),
-    cached=st.sampled_from([0, 3, 65_536]),
-)
-def test_the_simulators_closure_gives_the_same_bits_with_windows(
-    prefill: int, decode: int, kv: int, prompts: int, cached: int
-) -> None:
-    cost = replica_cost(_windowed(1024, 32), cluster_of("h100-sxm", 8), tp=8, eff=EFF)
-    duration = cost.iteration_function()
-    assert duration(prefill, decode, kv, prompts, cached) == cost.iteration_s(prefill, decode, kv, prompts, cached)
-
-
 def _block(**extra: object) -> dict[str, object]:
     return {
         "name": "Gemma 3 12B", "arch": "dense", "layers": 48, "hidden": 3840, "ffn_hidden": 15360, "heads": 16,

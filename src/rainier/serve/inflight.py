@@ -289,6 +289,9 @@ TRTLLM_BENCH_KV_BYTES = {"fp8": 1.0, "fp4": 0.5}
 TRTLLM_BENCH_KV_SHARE = 0.95
 TRTLLM_BENCH_MAX_BATCH = 4096
 TRTLLM_BENCH_MAX_TOKENS = 32768
+# (bound, multiple): a value below the bound rounds up to the multiple (finetune_setting's steps)
+TRTLLM_BENCH_BATCH_STEPS = ((256.0, 32), (1024.0, 128), (math.inf, 256))
+TRTLLM_BENCH_TOKEN_STEPS = ((4096.0, 256), (8192.0, 512), (math.inf, 1024))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -317,19 +320,13 @@ def trtllm_bench_limits(model: BenchModel, input_len: int, output_len: int) -> t
         raise field_error("system.count", gpus, "GPUs whose memory holds the weights and one request's KV cache")
     raw_batch = min(requests, TRTLLM_BENCH_MAX_BATCH) / model.pp
     raw_tokens = min(raw_batch * (1 + input_len / output_len), TRTLLM_BENCH_MAX_TOKENS)
-    if raw_batch < 256:
-        batch = max(64, 32 * math.ceil(raw_batch / 32))
-    elif raw_batch < 1024:
-        batch = 128 * math.ceil(raw_batch / 128)
-    else:
-        batch = 256 * math.ceil(raw_batch / 256)
-    if raw_tokens < 4096:
-        tokens = max(2048, 256 * math.ceil(raw_tokens / 256))
-    elif raw_tokens < 8192:
-        tokens = 512 * math.ceil(raw_tokens / 512)
-    else:
-        tokens = 1024 * math.ceil(raw_tokens / 1024)
-    return batch, tokens
+    return _stepped(raw_batch, TRTLLM_BENCH_BATCH_STEPS, 64), _stepped(raw_tokens, TRTLLM_BENCH_TOKEN_STEPS, 2048)
+
+
+def _stepped(value: float, steps: tuple[tuple[float, int], ...], floor: int) -> int:
+    """``value`` rounded up to the multiple of the first step whose bound it is below, at least ``floor``."""
+    multiple = next(m for bound, m in steps if value < bound)
+    return max(floor, multiple * math.ceil(value / multiple))
 
 
 def is_trtllm_bench(framework: str) -> bool:
