@@ -88,6 +88,7 @@ class Prepared:
     in_flight: InFlight | None = None  # the load of an in-flight batching case (simulated, not fitted)
     decode_only: bool = False  # phase: decode, a decode server scored on its decode iterations
     buckets: Buckets | None = None  # the runtime's compiled lengths (Neuron), static cases
+    counted_share: float = 1.0  # output tokens as the benchmark counted them, per token generated (_counted_share)
 
     @property
     def generation(self) -> str:
@@ -379,8 +380,18 @@ def prepare(case: InferenceCase) -> Prepared:
             )  # fmt: skip
     buckets = config_buckets(accelerator, shape, config)
     return Prepared(
-        case, config, cost, targets, accelerator.id, accelerator.family.value, drafter, load, decode_only, buckets
-    )
+        case, config, cost, targets, accelerator.id, accelerator.family.value, drafter, load, decode_only, buckets,
+        _counted_share(case, config.output_len),
+    )  # fmt: skip
+
+
+def _counted_share(case: InferenceCase, output_len: int) -> float:
+    """The case's ``serving.counted_output_len`` over the tokens generated: a client that counts output tokens by
+    re-tokenising the returned text with a tokenizer of its own (LLMPerf counts with a Llama-2 tokenizer,
+    ray-project/llmperf ``token_benchmark_ray.py``) reports its rates in those tokens; 1 when not stated."""
+    if case.serving.get("counted_output_len") is None:
+        return 1.0
+    return _whole("serving", case.serving, "counted_output_len", MAX_TOKENS, "tokens") / output_len
 
 
 def _phase(case: InferenceCase, config: ServeConfig, targets: Sequence[tuple[str, float]]) -> str | None:
@@ -405,7 +416,17 @@ def _phase(case: InferenceCase, config: ServeConfig, targets: Sequence[tuple[str
 
 
 def predict_metrics(item: Prepared, eff: ServeEfficiency) -> dict[str, float]:
-    """The case's metrics under ``eff`` (static batch on one replica, see ``serve.estimate``)."""
+    """The case's metrics under ``eff`` (static batch on one replica, see ``serve.estimate``), output rates in
+    the tokens the benchmark counted (``_counted_share``)."""
+    metrics = _predicted(item, eff)
+    if item.counted_share != 1.0:
+        for key in ("output_tokens_per_s", "output_tokens_per_s_per_device"):
+            if key in metrics:
+                metrics[key] *= item.counted_share
+    return metrics
+
+
+def _predicted(item: Prepared, eff: ServeEfficiency) -> dict[str, float]:
     cost = item.cost.with_efficiency(eff)
     c = item.config
     if item.in_flight is not None:
