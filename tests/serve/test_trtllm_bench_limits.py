@@ -67,3 +67,16 @@ def test_a_trtllm_bench_case_without_limits_gets_the_heuristics_and_others_keep_
     assert "max_num_tokens" not in other
     mla = _bench_limits(bench, get_model("deepseek-v3"), _config(tp=8), h100)
     assert mla["max_batch"] is None
+
+
+def test_a_simulation_takes_the_engines_token_budget() -> None:
+    """``serve simulate --token-budget``: the chunk size with chunked prefill, else the whole-prompt budget."""
+    from rainier.api.serve_sim import simulation_scenario
+
+    common = {"model": "llama-3.1-8b", "accelerator": "h100-sxm", "count": 1, "rate": 5.0, "duration": 1.0}
+    whole = simulation_scenario(**common, token_budget=8192)  # type: ignore[arg-type]
+    assert whole.token_budget == 8192 and not whole.chunked_prefill
+    chunked = simulation_scenario(**common, token_budget=2048, chunked_prefill=True)  # type: ignore[arg-type]
+    assert chunked.chunk_tokens == 2048 and chunked.token_budget is None
+    with pytest.raises(InputError, match="token_budget"):
+        simulation_scenario(**common, token_budget=0)  # type: ignore[arg-type]

@@ -243,6 +243,8 @@ def _check_types(values: dict[str, Any]) -> None:
     check_text("scheduler", v["scheduler"], "continuous or static")
     check_flag("chunked_prefill", v["chunked_prefill"])
     check_int("max_batch", v["max_batch"], 1, MAX_BATCH, "sequences")
+    if v["token_budget"] is not None:
+        check_int("token_budget", v["token_budget"], 1, MAX_TOKENS, "tokens per iteration")
     _optional_text("disaggregate", v["disaggregate"], "prefill=ID:DEVICES,decode=ID:DEVICES")
     check_int("seed", v["seed"], 0, MAX_SEED, "")
     check_int("max_requests", v["max_requests"], 1, MAX_REQUESTS, "requests")
@@ -274,6 +276,7 @@ def simulation_scenario(
     scheduler: str = "continuous",
     chunked_prefill: bool = False,
     max_batch: int = 256,
+    token_budget: int | None = None,
     disaggregate: str | None = None,
     seed: int = 0,
     max_requests: int = DEFAULT_MAX_REQUESTS,
@@ -362,6 +365,8 @@ def simulation_scenario(
         draft = resolve_model(spec.draft_model) if spec.draft_model is not None else None
         drafter = draft_cost(shape, target, config, eff, draft)
         engine = SpeculativeCost(cost=replace(cost, engine_max_batch=max_batch), drafter=drafter, spec=spec)
+    if token_budget is not None:  # the chunk size with chunked prefill; else the whole-prompt admission budget
+        extra = {**extra, ("chunk_tokens" if chunked_prefill else "token_budget"): token_budget}
     return ServeScenario(
         cost=engine,
         replicas=replicas,

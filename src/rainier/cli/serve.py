@@ -226,6 +226,15 @@ def serve_simulate(
         bool, typer.Option("--chunked-prefill", help="Split prompts into chunks shared with decodes.")
     ] = False,
     max_batch: Annotated[int, typer.Option("--max-batch", help="Engine limit on sequences per iteration.")] = 256,
+    token_budget: Annotated[
+        int | None,
+        typer.Option(
+            "--token-budget",
+            help="Tokens one iteration may schedule, decodes counting one each (TensorRT-LLM max_num_tokens, vLLM "
+            "max_num_batched_tokens, SGLang chunked_prefill_size): prompts are chunked to it with --chunked-prefill "
+            "(default 512), else admitted whole while they fit (default: no limit).",
+        ),
+    ] = None,
     disaggregate: Annotated[
         str | None,
         typer.Option("--disaggregate", help="prefill=ID:DEVICES,decode=ID:DEVICES (e.g. h100-sxm:16 and trn2:64)."),
@@ -308,6 +317,7 @@ def serve_simulate(
         scheduler=scheduler,
         chunked_prefill=chunked_prefill,
         max_batch=max_batch,
+        token_budget=token_budget,
         disaggregate=disaggregate,
         seed=seed,
         max_requests=max_requests,
