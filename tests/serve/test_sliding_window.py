@@ -81,3 +81,17 @@ def test_a_windowed_target_drafts_with_one_full_attention_layer() -> None:
         precision="mxfp4-experts",
     )  # fmt: skip
     assert result.tpot_s < plain.tpot_s
+
+
+def test_draft_heads_of_a_moe_target_with_dense_first_layers() -> None:
+    """DeepSeek-V3's first three layers are dense: its one-layer MTP head is a MoE layer, an EAGLE head a dense
+    one, each a full-attention layer."""
+    from rainier.serve.speculative import parse_speculation
+
+    target = get_model("deepseek-v3")
+    mtp = parse_speculation("mtp:k=1").draft_shape(target)
+    eagle = parse_speculation("eagle:k=3").draft_shape(target)
+    assert mtp is not None and mtp.num_layers == 1 and mtp.moe is not None and mtp.moe.first_k_dense_layers == 0
+    assert eagle is not None and eagle.moe is None and eagle.sliding_window is None
+    windowed = parse_speculation("eagle3:k=3").draft_shape(get_model("gpt-oss-120b"))
+    assert windowed is not None and windowed.sliding_window is None and windowed.sliding_window_layers == 0

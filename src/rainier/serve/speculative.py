@@ -121,12 +121,11 @@ class Speculation:
             return None
         if self.method is SpecMethod.DRAFT:
             return draft
-        head = replace(target, num_layers=1, sliding_window=None, sliding_window_layers=0)  # one full-attention layer
-        if target.moe is not None and self.method is not SpecMethod.MTP:
-            return replace(head, moe=None)  # EAGLE/Medusa heads are dense layers
-        if target.moe is not None:
-            return replace(head, moe=replace(target.moe, first_k_dense_layers=0))
-        return head
+        moe = target.moe
+        if moe is not None:  # EAGLE/Medusa heads are dense layers; MTP's is one MoE layer
+            moe = replace(moe, first_k_dense_layers=0) if self.method is SpecMethod.MTP else None
+        # one full-attention layer
+        return replace(target, num_layers=1, moe=moe, sliding_window=None, sliding_window_layers=0)
 
     def to_dict(self) -> dict[str, Any]:
         return {
