@@ -95,3 +95,18 @@ def test_draft_heads_of_a_moe_target_with_dense_first_layers() -> None:
     assert eagle is not None and eagle.moe is None and eagle.sliding_window is None
     windowed = parse_speculation("eagle3:k=3").draft_shape(get_model("gpt-oss-120b"))
     assert windowed is not None and windowed.sliding_window is None and windowed.sliding_window_layers == 0
+
+
+def test_attention_flops_per_token_count_the_window() -> None:
+    from rainier.workload.flops import attention_core_flop_per_token
+
+    base = get_model("llama-3-8b")
+    windowed = replace(base, sliding_window=1024, sliding_window_layers=base.num_layers)
+    s = 8192
+    full = attention_core_flop_per_token(base, s, causal=False)
+    assert attention_core_flop_per_token(windowed, s, causal=False) == pytest.approx(full * 1024 / s)
+    causal = attention_core_flop_per_token(windowed, s, causal=True)
+    assert causal == pytest.approx(full / s * (1024 - 1024**2 / (2 * s)))
+    assert attention_core_flop_per_token(windowed, 512, causal=True) == attention_core_flop_per_token(
+        base, 512, causal=True
+    )

@@ -34,6 +34,11 @@ def model_tables(summary: dict[str, Any]) -> list[Table]:
             f"{moe['num_shared_experts']} shared, first {moe['first_k_dense_layers']} layers dense",
         )
     overview.add_row("sequence length", f"{summary['seq_len']:,}")
+    if model.get("sliding_window"):
+        overview.add_row(
+            "attention window",
+            f"{model['sliding_window']:,} tokens on {model['sliding_window_layers']} of {model['num_layers']} layers",
+        )
     overview.add_row("parameters, total", f"{fmt.count(summary['params_total'])} ({summary['params_total']:,})")
     overview.add_row("parameters, active per token", f"{fmt.count(summary['params_active'])}")
     overview.add_row("parameters, embeddings", fmt.count(summary["params_embedding"]))

@@ -100,10 +100,18 @@ def attention_core_flop_per_token(shape: TransformerShape, seq_len: int, *, caus
     """QK^T and AV FLOPs per token over all layers: ``2·s·a·(d_qk + d_v)`` per layer, halved when causal.
 
     For MHA with ``a·d = h`` this is Kaplan et al. 2020 Table 1's ``2·n_ctx·d_attn`` per layer doubled for AV,
-    i.e. the ``4·s·h`` per token per layer inside Korthikanti et al. 2022 sec. 6.
+    i.e. the ``4·s·h`` per token per layer inside Korthikanti et al. 2022 sec. 6. Layers with a sliding window
+    shorter than ``s`` count ``W`` keys a query instead (``W - W²/2s`` on average when causal).
     """
     full = FLOP_PER_MAC * seq_len * shape.num_heads * (shape.qk_head_dim + shape.v_head_dim) * shape.num_layers
-    return full * (CAUSAL_FRACTION if causal else 1.0)
+    window = shape.sliding_window
+    if window is None or window >= seq_len:
+        return full * (CAUSAL_FRACTION if causal else 1.0)
+    # sliding-window layers: W keys a query (full matrix), or the mean min(i, W) = W - W^2 / (2s) when causal
+    windowed = window - window * window / (2 * seq_len) if causal else float(window)
+    share = shape.sliding_window_share
+    keys = (1.0 - share) * seq_len * (CAUSAL_FRACTION if causal else 1.0) + share * windowed
+    return full / seq_len * keys
 
 
 def flops_per_token(shape: TransformerShape, seq_len: int | None = None, *, causal: bool = True) -> FlopsPerToken:
