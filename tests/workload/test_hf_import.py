@@ -253,3 +253,25 @@ def test_gpt_oss_config_gives_the_catalog_shape_with_its_windows() -> None:
     assert shape == get_model("gpt-oss-120b")
     with pytest.raises(InputError, match="layer_types"):
         shape_from_hf_config({**config, "layer_types": ["sliding_attention"] * 3}, "bad")
+
+
+def test_gemma2_and_gemma3_text_configs() -> None:
+    # the fields of google/gemma-2-9b's config.json that the shape depends on (model card: 9.24B parameters)
+    gemma2 = {
+        "model_type": "gemma2", "num_hidden_layers": 42, "hidden_size": 3584, "intermediate_size": 14336,
+        "num_attention_heads": 16, "num_key_value_heads": 8, "head_dim": 256, "vocab_size": 256000,
+        "max_position_embeddings": 8192, "hidden_activation": "gelu_pytorch_tanh", "sliding_window": 4096,
+    }  # fmt: skip
+    shape = shape_from_hf_config(gemma2, "gemma-2-9b")
+    assert shape.tied_embeddings and shape.mlp_activation is MlpActivation.GEGLU
+    assert (shape.sliding_window, shape.sliding_window_layers) == (4096, 21)  # every other layer
+    assert abs(count_params(shape).total / 9.24e9 - 1) < 0.005
+    # Gemma 3: five local layers per global one, or as layer_types lists them
+    gemma3 = {
+        **gemma2, "model_type": "gemma3_text", "num_hidden_layers": 48, "hidden_size": 3840, "intermediate_size": 15360,
+        "vocab_size": 262208, "sliding_window": 1024, "max_position_embeddings": 131072,
+    }  # fmt: skip
+    three = shape_from_hf_config(gemma3, "gemma-3-12b")
+    assert three.qk_norm and (three.sliding_window, three.sliding_window_layers) == (1024, 40)
+    listed = shape_from_hf_config({**gemma3, "layer_types": ["sliding_attention"] * 47 + ["full_attention"]}, "g")
+    assert listed.sliding_window_layers == 47

@@ -1,8 +1,8 @@
 """Build a :class:`TransformerShape` from a Hugging Face ``config.json``.
 
-Supported ``model_type`` values: llama, mistral, mixtral, qwen2, qwen3, qwen3_moe, deepseek_v3, gpt_oss. The field
-names and defaults follow the ``transformers`` configuration classes of those models. Anything malformed
-(not JSON, not an object, a missing, negative, wrong-typed or absurdly large field) raises a one-line
+Supported ``model_type`` values: llama, mistral, mixtral, qwen2, qwen3, qwen3_moe, deepseek_v3, gpt_oss, gemma2,
+gemma3_text. The field names and defaults follow the ``transformers`` configuration classes of those models.
+Anything malformed (not JSON, not an object, a missing, negative, wrong-typed or absurdly large field) raises a one-line
 :class:`~rainier.errors.InputError` naming the file and the field; nothing else escapes.
 
 Sliding windows are read where the config turns them on: Mistral's ``sliding_window`` (every layer; Mistral 7B
@@ -250,17 +250,56 @@ def _gpt_oss(cfg: _Config, name: str) -> dict[str, Any]:
     if top_k > experts:
         raise cfg.error("num_experts_per_tok", top_k, f"must be <= the number of experts ({experts})")
     fields["moe"] = MoeConfig(num_experts=experts, top_k=top_k, expert_ffn_hidden_dim=fields["ffn_hidden_dim"])
-    kinds = cfg.data.get("layer_types")
-    if kinds is not None and (
-        not isinstance(kinds, list)
-        or len(kinds) != fields["num_layers"]
-        or not all(kind in ("sliding_attention", "full_attention") for kind in kinds)
-    ):
-        raise cfg.error("layer_types", kinds, "one of sliding_attention / full_attention per layer")
-    windowed = sum(kind == "sliding_attention" for kind in kinds) if kinds is not None else fields["num_layers"] // 2
+    windowed = _layer_kinds(cfg, fields["num_layers"])
+    if windowed is None:
+        windowed = fields["num_layers"] // 2
     window = cfg.optional_integer("sliding_window")
     if window is not None and windowed and window < fields["seq_len"]:
         fields.update(sliding_window=window, sliding_window_layers=windowed)
+    return fields
+
+
+def _layer_kinds(cfg: _Config, layers: int) -> int | None:
+    """How many layers ``layer_types`` marks ``sliding_attention`` (None when the config has no such list)."""
+    kinds = cfg.data.get("layer_types")
+    if kinds is None:
+        return None
+    if (
+        not isinstance(kinds, list)
+        or len(kinds) != layers
+        or not all(kind in ("sliding_attention", "full_attention") for kind in kinds)
+    ):
+        raise cfg.error("layer_types", kinds, "one of sliding_attention / full_attention per layer")
+    return int(sum(kind == "sliding_attention" for kind in kinds))
+
+
+def _gemma(cfg: _Config, name: str, local_per_global: int) -> dict[str, Any]:
+    """Gemma 2 / Gemma 3 text models: GeGLU (``hidden_activation``), embeddings tied by default, and a sliding
+    window on the local layers: ``layer_types`` where given, else every layer but each ``local_per_global + 1``-th
+    (Gemma 2 alternates, 1 local per global; Gemma 3 ``sliding_window_pattern`` 6, five local per global)."""
+    if "hidden_act" not in cfg.data and "hidden_activation" in cfg.data:
+        cfg = _Config({**cfg.data, "hidden_act": cfg.data["hidden_activation"]}, cfg.source)
+    fields = _common(cfg, name)
+    fields["tied_embeddings"] = cfg.boolean("tie_word_embeddings", True)
+    fields["qkv_bias"] = cfg.boolean("attention_bias", False)
+    layers = fields["num_layers"]
+    windowed = _layer_kinds(cfg, layers)
+    if windowed is None:
+        pattern = cfg.integer("sliding_window_pattern", local_per_global + 1)
+        windowed = layers - layers // pattern
+    window = cfg.optional_integer("sliding_window")
+    if window is not None and windowed and window < fields["seq_len"]:
+        fields.update(sliding_window=window, sliding_window_layers=windowed)
+    return fields
+
+
+def _gemma2(cfg: _Config, name: str) -> dict[str, Any]:
+    return _gemma(cfg, name, 1)
+
+
+def _gemma3(cfg: _Config, name: str) -> dict[str, Any]:
+    fields = _gemma(cfg, name, 5)
+    fields["qk_norm"] = True  # Gemma3Attention: q_norm, k_norm
     return fields
 
 
@@ -280,6 +319,8 @@ _BUILDERS: dict[str, Callable[[_Config, str], dict[str, Any]]] = {
     "qwen3_moe": _qwen3_moe,
     "deepseek_v3": _deepseek_v3,
     "gpt_oss": _gpt_oss,
+    "gemma2": _gemma2,
+    "gemma3_text": _gemma3,
 }
 SUPPORTED_MODEL_TYPES = tuple(_BUILDERS)
 
