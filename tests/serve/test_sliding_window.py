@@ -11,10 +11,10 @@ from hypothesis import strategies as st
 from rainier.api.serve import run_serve_estimate
 from rainier.errors import InputError
 from rainier.hardware.registry import cluster_of
-from rainier.serve.cost import _window_keys, replica_cost
+from rainier.serve.cost import replica_cost
 from rainier.serve.efficiency import ServeEfficiency
 from rainier.workload import get_model, shape_from_validation_model
-from rainier.workload.shape import TransformerShape
+from rainier.workload.shape import TransformerShape, window_keys
 
 EFF = ServeEfficiency()
 
@@ -28,7 +28,7 @@ def _windowed(window: int = 4096, layers: int = 16) -> TransformerShape:
 def test_window_keys_is_the_sum_of_min_position_window(start: int, length: int, window: int) -> None:
     # the integral of min(x, W) over [start, start + length] against the midpoint sum of the same
     exact = sum(min(start + i + 0.5, window) for i in range(length))
-    assert _window_keys(start, length, window) == pytest.approx(exact, abs=0.13 * length / max(length, 1) + 1e-9)
+    assert window_keys(start, length, window) == pytest.approx(exact, abs=0.13 * length / max(length, 1) + 1e-9)
 
 
 def test_within_the_window_nothing_changes_and_beyond_it_decode_reads_less() -> None:

@@ -50,7 +50,7 @@ from rainier.calibrate.score import (
 )
 from rainier.calibrate.summary import error_stats
 from rainier.errors import InputError, UnknownNameError
-from rainier.hardware.accelerator import EfficiencyFamily
+from rainier.hardware.accelerator import FAMILY_LENDERS, EfficiencyFamily
 from rainier.perf import kernel
 from rainier.perf.batch import Prepared, assemble, prepare
 from rainier.perf.columns import PlanColumns
@@ -90,7 +90,8 @@ BORROWS: dict[str, str] = {
     EfficiencyFamily.TPU.value: DEFAULT_KEY,
     EfficiencyFamily.TPU_TRILLIUM.value: EfficiencyFamily.TPU.value,
     EfficiencyFamily.TRAINIUM.value: DEFAULT_KEY,
-    EfficiencyFamily.INFERENTIA.value: EfficiencyFamily.TRAINIUM.value,
+    # a vendor family that runs another's cores and software stack (Inferentia2: Trainium's)
+    **{family.value: lender.value for family, lender in FAMILY_LENDERS.items()},
 }
 POOL_ROUNDS = 2  # family fits / default-as-their-centre rounds (see _pooled)
 CLASSIFY_ROUNDS = 3  # prepare / fit rounds (each re-decides which GEMMs are memory-bound at the last fit)

@@ -74,7 +74,7 @@ from rainier.serve.limits import MAX_BATCH, MAX_DEGREE, check_int
 from rainier.workload import count_params, kv_cache_bytes_per_token
 from rainier.workload.flops import FLOP_PER_MAC, attention_core_flop_per_token, flops_per_token
 from rainier.workload.params import ParamCounts, mla_latent_params
-from rainier.workload.shape import PositionEmbedding, TransformerShape
+from rainier.workload.shape import PositionEmbedding, TransformerShape, window_keys
 
 ACTIVATION_BYTES = 2.0  # 16-bit activations in the tensor-parallel all-reduces
 TABLE_BYTES = 2.0  # the LM head and embedding tables, 16-bit in every checkpoint format (_unquantised_params)
@@ -353,20 +353,21 @@ class ReplicaCost:
             gemm += rank_tokens * elementwise / byte_rate
             attended: float = kv_tokens
             cached_read: float = cached
-            prompts = max(prefill_seqs, 1)
-            prompt_pairs = 0.0
             if prefill_tokens:  # a decode-only iteration's prompt pairs are exactly zero
+                prompts = max(prefill_seqs, 1)
                 prompt_pairs = prefill_tokens**2 / (2 * prompts) + prefill_tokens * cached / prompts
-            if window:
-                prompt_pairs, attended, cached_read = windowed_attention(
-                    window, window_share, prompt_pairs, prefill_tokens, cached, prompts, kv_tokens, decode_seqs
-                )
-            decode_pairs = attended / dp
-            if prefill_tokens:
+                if window:
+                    prompt_pairs, attended, cached_read = windowed_attention(
+                        window, window_share, prompt_pairs, prefill_tokens, cached, prompts, kv_tokens, decode_seqs
+                    )
+                decode_pairs = attended / dp
                 prefill_pairs = prompt_pairs * share
                 pairs = prefill_pairs + decode_pairs
                 attention_flop = prefill_pairs * prefill_flop + decode_pairs * decode_flop
             else:
+                if window:
+                    _, attended, _ = windowed_attention(window, window_share, 0.0, 0, cached, 1, kv_tokens, decode_seqs)
+                decode_pairs = attended / dp
                 pairs, attention_flop = decode_pairs, decode_pairs * decode_flop
             by_flop = attention_flop / attention_rate
             kv_read = (attended + decode_seqs) / dp + (cached_read + prefill_tokens) * share
@@ -582,17 +583,6 @@ def check_precision(accelerator: Accelerator, weights: WeightFormat) -> None:
         )
 
 
-def _window_keys(start: float, length: float, window: float) -> float:
-    """Keys that ``length`` consecutive queries after ``start`` cached tokens attend to under a causal sliding
-    window: the integral of ``min(position, window)`` over the queries' positions."""
-    end = start + length
-    if end <= window:
-        return (end * end - start * start) / 2
-    if start >= window:
-        return length * window
-    return (window * window - start * start) / 2 + (end - window) * window
-
-
 def windowed_attention(
     window: int,
     share: float,
@@ -612,7 +602,7 @@ def windowed_attention(
     cached_read = float(cached)
     if prefill_tokens:
         start, length = cached / prompts, prefill_tokens / prompts
-        pairs = full * prompt_pairs + share * prompts * _window_keys(start, length, window)
+        pairs = full * prompt_pairs + share * prompts * window_keys(start, length, window)
         cached_read = full * cached + share * prompts * min(start, window)
     attended = float(kv_tokens)
     if decode_seqs:

@@ -284,8 +284,7 @@ def default_engine_max_batch(framework: str, kv_tokens: int = 0, context_len: in
 # head per tensor-parallel rank, 95% of the rest of the GPUs' memory, requests of input + output tokens; the batch
 # capped at 4096 per engine and split over the pipeline stages, then rounded up (at least 64); tokens per iteration
 # batch x (1 + input / output), capped at 32768, rounded up (at least 2048).
-TRTLLM_BENCH_WEIGHT_BYTES = {"fp8": 1.0, "fp4": 0.5}
-TRTLLM_BENCH_KV_BYTES = {"fp8": 1.0, "fp4": 0.5}
+TRTLLM_BENCH_BYTES = {"fp8": 1.0, "fp4": 0.5}  # per element, weights and cache alike; 2 for anything else
 TRTLLM_BENCH_KV_SHARE = 0.95
 TRTLLM_BENCH_MAX_BATCH = 4096
 TRTLLM_BENCH_MAX_TOKENS = 32768
@@ -311,10 +310,10 @@ class BenchModel:
 
 def trtllm_bench_limits(model: BenchModel, input_len: int, output_len: int) -> tuple[int, int]:
     """``(max_batch, max_num_tokens)`` trtllm-bench builds an engine with when its command states neither."""
-    kv_bytes = TRTLLM_BENCH_KV_BYTES.get(model.kv, 2.0)
+    kv_bytes = TRTLLM_BENCH_BYTES.get(model.kv, 2.0)
     per_token = 2 * model.layers * max(model.tp, model.kv_heads) * model.head_dim * kv_bytes / GIB
     gpus = model.tp * model.pp
-    free = model.device_bytes / GIB * gpus - model.params * TRTLLM_BENCH_WEIGHT_BYTES.get(model.weights, 2.0) / GIB
+    free = model.device_bytes / GIB * gpus - model.params * TRTLLM_BENCH_BYTES.get(model.weights, 2.0) / GIB
     requests = free * TRTLLM_BENCH_KV_SHARE / (per_token * (input_len + output_len))
     if requests < 1:
         raise field_error("system.count", gpus, "GPUs whose memory holds the weights and one request's KV cache")

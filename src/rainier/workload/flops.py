@@ -107,11 +107,10 @@ def attention_core_flop_per_token(shape: TransformerShape, seq_len: int, *, caus
     window = shape.sliding_window
     if window is None or window >= seq_len:
         return full * (CAUSAL_FRACTION if causal else 1.0)
-    # sliding-window layers: W keys a query (full matrix), or the mean min(i, W) = W - W^2 / (2s) when causal
-    windowed = window - window * window / (2 * seq_len) if causal else float(window)
-    share = shape.sliding_window_share
-    keys = (1.0 - share) * seq_len * (CAUSAL_FRACTION if causal else 1.0) + share * windowed
-    return full / seq_len * keys
+    if causal:  # the mean of min(i, W) keys a query in the windowed layers (TransformerShape.causal_keys)
+        return full / seq_len * shape.causal_keys(seq_len)
+    share = shape.sliding_window_share  # full matrix: W keys a query in the windowed layers
+    return full / seq_len * ((1.0 - share) * seq_len + share * window)
 
 
 def flops_per_token(shape: TransformerShape, seq_len: int | None = None, *, causal: bool = True) -> FlopsPerToken:

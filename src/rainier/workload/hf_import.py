@@ -143,11 +143,16 @@ def _llama(cfg: _Config, name: str) -> dict[str, Any]:
     return fields
 
 
+def _set_window(fields: dict[str, Any], window: int | None, layers: int) -> None:
+    """A sliding ``window`` on ``layers`` of the layers, unless there is none (or it is as long as the context,
+    which changes nothing)."""
+    if window is not None and layers and window < fields["seq_len"]:
+        fields.update(sliding_window=window, sliding_window_layers=layers)
+
+
 def _mistral(cfg: _Config, name: str) -> dict[str, Any]:
     fields = _common(cfg, name)
-    window = cfg.optional_integer("sliding_window")
-    if window is not None and window < fields["seq_len"]:  # a window as long as the context changes nothing
-        fields["sliding_window"] = window
+    _set_window(fields, cfg.optional_integer("sliding_window"), fields["num_layers"])
     return fields
 
 
@@ -158,8 +163,7 @@ def _qwen_window(cfg: _Config, fields: dict[str, Any]) -> None:
         return
     window = cfg.integer("sliding_window")
     first = cfg.integer("max_window_layers", fields["num_layers"], minimum=0)
-    if first < fields["num_layers"] and window < fields["seq_len"]:
-        fields.update(sliding_window=window, sliding_window_layers=fields["num_layers"] - first)
+    _set_window(fields, window, max(0, fields["num_layers"] - first))
 
 
 def _mixtral(cfg: _Config, name: str) -> dict[str, Any]:
@@ -251,11 +255,9 @@ def _gpt_oss(cfg: _Config, name: str) -> dict[str, Any]:
         raise cfg.error("num_experts_per_tok", top_k, f"must be <= the number of experts ({experts})")
     fields["moe"] = MoeConfig(num_experts=experts, top_k=top_k, expert_ffn_hidden_dim=fields["ffn_hidden_dim"])
     windowed = _layer_kinds(cfg, fields["num_layers"])
-    if windowed is None:
-        windowed = fields["num_layers"] // 2
-    window = cfg.optional_integer("sliding_window")
-    if window is not None and windowed and window < fields["seq_len"]:
-        fields.update(sliding_window=window, sliding_window_layers=windowed)
+    _set_window(
+        fields, cfg.optional_integer("sliding_window"), fields["num_layers"] // 2 if windowed is None else windowed
+    )
     return fields
 
 
@@ -287,9 +289,7 @@ def _gemma(cfg: _Config, name: str, local_per_global: int) -> dict[str, Any]:
     if windowed is None:
         pattern = cfg.integer("sliding_window_pattern", local_per_global + 1)
         windowed = layers - layers // pattern
-    window = cfg.optional_integer("sliding_window")
-    if window is not None and windowed and window < fields["seq_len"]:
-        fields.update(sliding_window=window, sliding_window_layers=windowed)
+    _set_window(fields, cfg.optional_integer("sliding_window"), windowed)
     return fields
 
 

@@ -175,6 +175,17 @@ class MoeConfig:
         }
 
 
+def window_keys(start: float, length: float, window: float) -> float:
+    """Keys that ``length`` consecutive queries after ``start`` cached tokens attend to under a causal sliding
+    window: the integral of ``min(position, window)`` over the queries' positions."""
+    end = start + length
+    if end <= window:
+        return (end * end - start * start) / 2
+    if start >= window:
+        return length * window
+    return (window * window - start * start) / 2 + (end - window) * window
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TransformerShape:
     """A decoder-only transformer's architecture, independent of how it is run.
@@ -346,19 +357,25 @@ class TransformerShape:
         """Keys a query can attend to at most: the packed document's length, else the sequence's."""
         return self.seq_len if self.document_len is None else min(self.document_len, self.seq_len)
 
+    def causal_keys(self, seq_len: int) -> float:
+        """Keys a query attends to on average over a causal sequence of ``seq_len`` tokens, over the layers:
+        ``seq_len / 2`` in full-attention layers, ``window_keys(0, seq_len, W) / seq_len`` (``W - W^2 / 2L``) in
+        layers whose sliding window ``W`` is shorter."""
+        window = self.sliding_window
+        if window is None or window >= seq_len:
+            return seq_len / 2
+        share = self.sliding_window_share
+        return (1.0 - share) * seq_len / 2 + share * window_keys(0, seq_len, window) / seq_len
+
     @property
     def causal_attention_span(self) -> int:
         """The keys per query that, halved by causality, give the layers' mean attention work over a sequence:
-        ``attention_len`` in full-attention layers; ``2W - W^2 / L`` in a layer whose sliding window ``W`` is
-        shorter than ``L`` (a query at position ``i`` sees ``min(i, W)`` keys, on average ``W - W^2 / (2L)``);
-        weighted by the layers' shares."""
+        ``attention_len``, or twice ``causal_keys`` of it where sliding windows are shorter."""
         keys = self.attention_len
         window = self.sliding_window
         if window is None or window >= keys:
             return keys
-        windowed = 2 * window - window * window / keys
-        share = self.sliding_window_share
-        return max(1, math.ceil((1.0 - share) * keys + share * windowed))
+        return max(1, math.ceil(2 * self.causal_keys(keys)))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready description of the shape."""
