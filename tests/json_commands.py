@@ -32,6 +32,7 @@ COMMANDS: dict[str, list[list[str]]] = {
     "catalog-clusters": [["catalog", "clusters"]],
     "catalog-sources": [["catalog", "sources"]],
     "catalog-models": [["catalog", "models"]],
+    "catalog-datasets": [["catalog", "datasets"]],
     "model-show": [["model", "show", "llama-3-8b"], ["model", "show", "deepseek-v3", "--accelerator", "trn2"]],
     "train-estimate": [
         ["train", "estimate", "--model", "llama-3-8b", *H100_64, "--plan", "tp=2,pp=2,gbs=64"],
@@ -97,6 +98,7 @@ COMMANDS: dict[str, list[list[str]]] = {
     "serve-simulate": [
         [*SIMULATE, "--seed", "1"],
         [*SIMULATE, "--speculative", "mtp:k=1,len=1.8"],
+        [*SIMULATE, "--lengths", "mlperf-llama2-70b"],
         [*MOE_ADP, "--rate", "4", "--duration", "10", "--adp-balance", "3,9"],
     ],
     "serve-size": [

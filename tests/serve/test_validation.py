@@ -118,8 +118,12 @@ CASES = [
 # overhead, no longer held down by them, 7.7 -> 13.2 us; all 10.2%, A+B p90 64.5%, leave-one-group-out 14.5%, p90
 # 72.4% (held out: MLPerf v4.1 18.3% -> 14.0%, B200 30.0% -> 24.9%, GB200/GB300 28.5% -> 23.9%, trtllm-bench R1
 # 29.1% -> 16.7%, SGLang long-context 31.1% -> 19.7%; SGLang PD GB200 16.5% -> 25.5%, LargeEP H100 27.5% -> 30.6%,
-# Kimi K2 14.2% -> 17.9%). The guards below follow that fit (the fit is deterministic: a change that moves it refits).
-ALL_MEDIAN, TRUSTED_P90, LOGO_MEDIAN, LOGO_P90, STATIC_MEDIAN = 10.6, 65.0, 15.0, 73.0, 8.5
+# Kimi K2 14.2% -> 17.9%). MLPerf Server and Interactive trials read at their steady state (serve.inflight
+# steady_latencies: requests of the first and last lifetime of a window left out, as a ten-minute LoadGen run hardly
+# sees them) and their rates as LoadGen reports them: all 9.8%, leave-one-group-out 14.7%, p90 73.1% (held out: MLPerf
+# B200 24.9% -> 28.9%, H200 partners 10.3% -> 8.5%). The guards below follow that fit (the fit is deterministic: a
+# change that moves it refits).
+ALL_MEDIAN, TRUSTED_P90, LOGO_MEDIAN, LOGO_P90, STATIC_MEDIAN = 10.6, 65.0, 15.0, 74.0, 8.5
 # Trainium2 (issue 13's target: 15%): trust A+B rows 10.3%; with the trust-C DeepSeek-V3 contrib port's rows (its
 # native-API case read since its precision text "bf16 (FP8 checkpoint dequantized ...)" parses) 36.6%.
 TRN2_MEDIAN, TRN2_TRUSTED_MEDIAN = 37.0, 12.5

@@ -27,6 +27,7 @@ from rainier.errors import InputError, field_error, quote
 from rainier.hardware import Cluster, System, cluster_of, get_accelerator, largest_system_for_accelerator
 from rainier.precision import Precision
 from rainier.serve.cost import AttentionKernels, ReplicaCost, WeightFormat, parse_kv_precision, replica_cost
+from rainier.serve.datasets import LengthSamples, dataset_registry, length_samples
 from rainier.serve.estimate import ServeConfig, draft_cost, resolve_serve_efficiency
 from rainier.serve.iteration import IterationCost
 from rainier.serve.limits import (
@@ -49,7 +50,7 @@ from rainier.serve.limits import (
     check_share,
     check_text,
 )
-from rainier.serve.simulate import Scheduler, ServeResult, ServeScenario, simulate_serving
+from rainier.serve.simulate import LengthDistribution, Scheduler, ServeResult, ServeScenario, simulate_serving
 from rainier.serve.size import Layout, Traffic, Verifier
 from rainier.serve.speculative import SpeculativeCost, parse_speculation
 from rainier.serve.trace import load_trace
@@ -236,9 +237,10 @@ def _check_types(values: dict[str, Any]) -> None:
         raise field_error("trace", v["trace"], "the path of a CSV or JSONL request trace")
     if v["duration"] is not None:
         check_float("duration", v["duration"], MAX_DURATION_S, "seconds")
-    check_int("input_len", v["input_len"], 1, MAX_TOKENS, "tokens")
-    check_int("output_len", v["output_len"], 1, MAX_TOKENS, "tokens")
-    check_text("lengths", v["lengths"], "fixed, uniform or geometric")
+    for key in ("input_len", "output_len"):
+        if v[key] is not None:
+            check_int(key, v[key], 1, MAX_TOKENS, "tokens")
+    check_text("lengths", v["lengths"], LENGTHS_ALLOWED)
     check_share("length_range", v["length_range"], SPREAD_ALLOWED)
     check_text("scheduler", v["scheduler"], "continuous or static")
     check_flag("chunked_prefill", v["chunked_prefill"])
@@ -251,6 +253,28 @@ def _check_types(values: dict[str, Any]) -> None:
     check_int("max_iterations", v["max_iterations"], 1, MAX_ITERATIONS, "engine iterations")
     _optional_text("speculative", v["speculative"], "METHOD:k=K[,accept=RATE|,len=TOKENS][,model=DRAFT]")
     _optional_text("adp_balance", v["adp_balance"], "BATCHING_WAIT_ITERS,TIMEOUT_ITERS (e.g. 3,9) or 'default'")
+
+
+DEFAULT_INPUT_LEN, DEFAULT_OUTPUT_LEN = 1024, 256  # Poisson requests' mean lengths when none are given
+LENGTHS_ALLOWED = "fixed, uniform, geometric or a benchmark dataset (rainier catalog datasets)"
+
+
+def _length_source(lengths: str) -> tuple[LengthDistribution, LengthSamples | None]:
+    """``--lengths``: a distribution around the means, or a shipped benchmark dataset's mix (``serve.datasets``)."""
+    try:
+        return LengthDistribution(lengths.strip().lower()), None
+    except ValueError:
+        pass
+    if lengths.strip().lower() in dataset_registry():
+        return LengthDistribution.FIXED, length_samples(lengths)
+    known = [d.value for d in LengthDistribution] + dataset_registry().ids()
+    raise field_error("lengths", lengths, ", ".join(known))
+
+
+def _dataset_output(samples: LengthSamples) -> int:
+    """A dataset's mean output where its outputs are token counts; else the benchmark's cap (it generates to it)."""
+    mean = samples.mean_output
+    return round(mean) if mean is not None else samples.max_output_len
 
 
 def simulation_scenario(
@@ -269,8 +293,8 @@ def simulation_scenario(
     rate: float | None = None,
     trace: str | None = None,
     duration: float | None = None,
-    input_len: int = 1024,
-    output_len: int = 256,
+    input_len: int | None = None,
+    output_len: int | None = None,
     lengths: str = "fixed",
     length_range: float = 0.0,
     scheduler: str = "continuous",
@@ -298,7 +322,6 @@ def simulation_scenario(
     keys of a scenario file's ``simulate:`` block).
     """
     from rainier.serve.balance import AdpBalance
-    from rainier.serve.simulate import LengthDistribution
 
     if unknown:
         raise _unknown_keys(unknown)
@@ -316,11 +339,11 @@ def simulation_scenario(
         mode = Scheduler(scheduler.strip().lower())
     except ValueError:
         raise field_error("scheduler", scheduler, "continuous or static") from None
-    try:
-        spread = LengthDistribution(lengths.strip().lower())
-    except ValueError:
-        allowed = ", ".join(d.value for d in LengthDistribution)
-        raise field_error("lengths", lengths, allowed) from None
+    spread, samples = _length_source(lengths)
+    if input_len is None:
+        input_len = round(samples.mean_input) if samples is not None else DEFAULT_INPUT_LEN
+    if output_len is None:
+        output_len = DEFAULT_OUTPUT_LEN if samples is None else _dataset_output(samples)
     source: dict[str, Any]
     warnings: tuple[str, ...] = ()
     if trace is not None:
@@ -374,6 +397,7 @@ def simulation_scenario(
         chunked_prefill=chunked_prefill,
         length_distribution=spread,
         length_range=float(length_range),
+        length_samples=samples,
         seed=seed,
         warnings=warnings,
         max_requests=max_requests,

@@ -316,6 +316,10 @@ def _catalog_rows(kind: str) -> list[dict[str, Any]]:
     if kind == "sources":
         index = source_index()
         return [{"id": k, "title": t, "url": index.urls.get(k)} for k, t in index.titles.items()]
+    if kind == "datasets":
+        from rainier.serve.datasets import dataset_registry
+
+        return [d.describe() for d in dataset_registry()]
     if kind == "accelerators":
         return [a.to_dict() for a in hardware.accelerators()]
     if kind == "systems":
@@ -345,6 +349,7 @@ _catalog_command("systems", "Servers and scale-up domains: devices, topology, li
 _catalog_command("fabrics", "Interconnects: bandwidth per device (stated and per direction), latency.")
 _catalog_command("clusters", "Named clusters: systems, devices, sites, network tiers, power, prices.")
 _catalog_command("sources", "Every citation the catalog refers to.")
+_catalog_command("datasets", "Benchmark request-length mixes (serve simulate --lengths, a case's serving.lengths).")
 
 
 @catalog_app.command("models")

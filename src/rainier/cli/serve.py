@@ -210,9 +210,23 @@ def serve_simulate(
         str | None, typer.Option("--trace", help="CSV or JSONL of arrival_s, input_len, output_len.")
     ] = None,
     duration: Annotated[float | None, typer.Option("--duration", help="Arrival window in seconds.")] = None,
-    input_len: Annotated[int, typer.Option("--input-len", help="Mean prompt tokens (Poisson).")] = 1024,
-    output_len: Annotated[int, typer.Option("--output-len", help="Mean output tokens (Poisson).")] = 256,
-    lengths: Annotated[str, typer.Option("--lengths", help="fixed, uniform or geometric around the means.")] = "fixed",
+    input_len: Annotated[
+        int | None,
+        typer.Option("--input-len", help="Mean prompt tokens (Poisson; 1024, or the --lengths dataset's mean)."),
+    ] = None,
+    output_len: Annotated[
+        int | None,
+        typer.Option("--output-len", help="Mean output tokens (Poisson; 256, or the --lengths dataset's mean)."),
+    ] = None,
+    lengths: Annotated[
+        str,
+        typer.Option(
+            "--lengths",
+            help="fixed, uniform or geometric around the means, or a benchmark dataset's mix scaled to them "
+            "(mlperf-llama2-70b, mlperf-llama3.1-405b, mlperf-llama3.1-8b, mlperf-mixtral-8x7b, mlperf-deepseek-r1; "
+            "rainier catalog datasets).",
+        ),
+    ] = "fixed",
     length_range: Annotated[
         float,
         typer.Option(

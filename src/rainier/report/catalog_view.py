@@ -133,7 +133,25 @@ def sources_table(rows: Iterable[Mapping[str, Any]]) -> Table:
     return table
 
 
+def datasets_table(rows: Iterable[Mapping[str, Any]]) -> Table:
+    table = Table(title="datasets (request-length mixes: serve simulate --lengths ID)", title_justify="left")
+    table.add_column("id", no_wrap=True)
+    table.add_column("samples", justify="right")
+    table.add_column("mean input", justify="right")
+    table.add_column("mean output", justify="right")
+    table.add_column("output cap", justify="right")
+    table.add_column("title")
+    for r in rows:
+        output = r.get("mean_output")
+        table.add_row(
+            r["id"], f"{r['samples']:,}", f"{r['mean_input']:,.1f}",
+            f"{output:,.1f}" if output is not None else "not tokens", f"{r['max_output_len']:,}", r["title"],
+        )  # fmt: skip
+    return table
+
+
 TABLES: dict[str, Callable[[Iterable[Mapping[str, Any]]], Table]] = {
+    "datasets": datasets_table,
     "accelerators": accelerators_table,
     "systems": systems_table,
     "fabrics": fabrics_table,

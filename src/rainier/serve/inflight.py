@@ -7,8 +7,10 @@ the case's replicas (``system.count`` devices over the replica's), each engine a
 ``serving.max_batch`` sequences (default: the engine's own, ``default_engine_max_batch``) and as many as its KV
 cache holds:
 
-- ``load: offline``: every request available at once (MLPerf Offline, throughput mode); enough requests for
-  ``WAVES`` full batches on every replica, so the ramp-up and the drain weigh little;
+- ``load: offline``: every request available at once (MLPerf Offline, throughput mode); the ``num_requests`` the
+  benchmark issued where the case states them (MLPerf's ``samples_per_query``; at most ``OFFLINE_MAX_WAVES`` full
+  batches per replica), else enough for ``WAVES`` full batches on every replica, so the ramp-up and the drain weigh
+  little;
 - ``load: rate``: Poisson arrivals at ``request_rate`` per second (``--request-rate`` sweeps), ``num_requests``
   of them where the benchmark states its count (``vllm bench serve --num-prompts``), as it ran;
 - ``load: max_rate``: the highest Poisson rate whose p99 latencies meet ``serving.slo``, found by bisection
@@ -19,7 +21,10 @@ cache holds:
   not an input: the case is scored on the rate the model itself sustains, and on the latencies there, which sit
   near the bounds as the published ones do. Each trial runs long enough to reach the steady state that sets the
   percentiles (``steady_window_s``): near capacity an engine's batch keeps growing for several request
-  lifetimes, so a short window reads a TPOT far below the one the 10-minute LoadGen run measures;
+  lifetimes, so a short window reads a TPOT far below the one the 10-minute LoadGen run measures. The percentiles
+  are read over the requests that arrive after the window's first lifetime and before its last
+  (``steady_latencies``), which set the 10-minute run's, and the rates as LoadGen reports a Server test: over the
+  time the last query issued finished, not the end of the drain;
 - ``load: concurrency``: a closed loop of ``concurrency`` clients, each sending its next request the moment its
   last one ends (``vllm bench serve --max-concurrency``, NIM and LLMPerf sweeps); ``num_requests`` of them when
   stated, else ``CLOSED_LOOP_ROUNDS`` per client.
@@ -39,9 +44,10 @@ from typing import Any
 
 import numpy as np
 
-from rainier.errors import field_error
+from rainier.errors import UnknownNameError, field_error
 from rainier.serve.balance import AdpBalance
 from rainier.serve.cost import ReplicaCost
+from rainier.serve.datasets import LengthSamples, dataset_registry, length_samples
 from rainier.serve.iteration import pipeline_groups
 from rainier.serve.limits import (
     MAX_BATCH,
@@ -52,7 +58,8 @@ from rainier.serve.limits import (
     check_int,
     check_share,
 )
-from rainier.serve.simulate import Request, ServeScenario, ranged_lengths, simulate_serving
+from rainier.serve.results import Percentiles, ServeTimeline, summarise
+from rainier.serve.simulate import Request, ServeScenario, ranged_lengths, simulate_timeline
 from rainier.units import GIB
 
 DEFAULT_ENGINE_MAX_BATCH = 256  # vLLM's default max_num_seqs (EngineArgs), and any engine not named below
@@ -68,6 +75,9 @@ SGLANG_MAX_REQUESTS = (2048, 4096)
 WAVES = 4  # offline: requests for this many full batches per replica
 MIN_REQUESTS = 1_000  # at least this many simulated requests per case (stable p99s)
 MAX_CASE_REQUESTS = 20_000  # and at most this many (a case costs well under a second)
+# An offline case that states the requests its benchmark issued is simulated with them, up to this many full batches
+# per replica (the drain's share of the run is then a few percent at most)
+OFFLINE_MAX_WAVES = 16
 MAX_WINDOW_REQUESTS = 120_000  # a Poisson window's requests at most (~1 s of simulation)
 # LoadGen runs an MLPerf Server or Interactive test for at least ten minutes (mlperf.conf ``min_duration = 600000``
 # ms, MLPerf Inference rules).
@@ -109,12 +119,16 @@ class Load(enum.StrEnum):
     CONCURRENCY = "concurrency"
 
 
+RATE_KEYS = ("output_tokens_per_s", "output_tokens_per_s_per_device", "total_tokens_per_s", "requests_per_s")
 SLO_KEYS = ("ttft_p99_ms", "tpot_p99_ms")  # the p99 bounds a max_rate search holds (MLPerf LLM benchmarks)
 RATE_SEARCH_STEPS = 7  # bisection steps: the rate within 1% of the offline capacity
 # The search's upper end, over the offline capacity: an offline run of equal requests moves in lockstep waves (a
 # batch admitted together finishes together, then refills in prompt-heavy iterations), so a Poisson stream keeps
 # an engine fuller and sustains a few percent more (B200 Llama 2 70B: 92k vs 87.5k tokens/s).
 RATE_SEARCH_HEADROOM = 1.25
+# An offline run of a long-tailed mix ends in a long drain, its capacity well below what a stream sustains: when
+# every rate of the bracket passes, the search moves up to [top, RATE_SEARCH_WIDEN x top], at most this often
+RATE_SEARCH_WIDEN, RATE_SEARCH_WIDENINGS = 2.0, 3
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -132,7 +146,9 @@ class InFlight:
     slo: tuple[tuple[str, float], ...] = ()  # max_rate: (metric, bound) pairs the p99 latencies must meet
     window_s: float | None = None  # rate: the Poisson arrival window (a max_rate trial's steady window)
     length_range: float = 0.0  # lengths uniform within +/- this share of the means (0: every request the same)
+    lengths: LengthSamples | None = None  # the benchmark's dataset (serve.datasets), scaled to the case's means
     adp_balance: AdpBalance | None = None  # TensorRT-LLM's ADP balance (serve.balance), data-parallel attention
+    loadgen_server: bool = False  # rate: rates as MLPerf LoadGen's Server test reports them (a max_rate trial)
 
     def requests(self, groups: int = 1) -> int:
         """Requests to simulate: a few full batches per replica and micro-batch group (``groups`` per replica under
@@ -144,6 +160,11 @@ class InFlight:
             return min(MAX_WINDOW_REQUESTS, self.num_requests)
         if self.load is Load.RATE and self.window_s is not None and self.request_rate is not None:
             return min(MAX_WINDOW_REQUESTS, max(MIN_REQUESTS, math.ceil(self.request_rate * self.window_s)))
+        if self.load is Load.OFFLINE and self.num_requests is not None:
+            # the count the benchmark issued (MLPerf Offline's samples_per_query): how many waves run sets the
+            # weight of the drain, where the longest requests finish on an emptying engine (small past a few dozen)
+            per_replica = max(MIN_REQUESTS, OFFLINE_MAX_WAVES * groups * self.max_batch)
+            return min(self.num_requests, self.replicas * per_replica)
         return min(MAX_CASE_REQUESTS, max(MIN_REQUESTS, WAVES * self.replicas * groups * self.max_batch))
 
 
@@ -194,15 +215,31 @@ def in_flight_of(
         budget = default_token_budget(framework, large_gpu)
         chunked = not (budget == TRTLLM_TOKEN_BUDGET and _is_trtllm(framework)) or bool(serving.get("chunked_context"))
     length_range = check_share("serving.length_range", serving.get("length_range") or 0.0, SPREAD_ALLOWED)
+    lengths = None
+    if serving.get("lengths") is not None:
+        if length_range > 0.0:
+            raise field_error("serving.lengths", serving["lengths"], "a dataset or a length_range, not both")
+        lengths = _dataset(serving["lengths"])
     replicas = devices // replica_devices
     if replicas < 1:
         raise field_error("system.count", devices, f"at least one replica of {replica_devices} devices")
     return InFlight(
         load=load, replicas=replicas, max_batch=engine_batch, request_rate=float(rate) if rate else None,
         concurrency=concurrency if load is Load.CONCURRENCY else None, num_requests=requests, token_budget=budget,
-        chunked=chunked, slo=slo, length_range=length_range,
+        chunked=chunked, slo=slo, length_range=length_range, lengths=lengths,
         adp_balance=AdpBalance.from_case(serving.get("adp_balance")),
     )  # fmt: skip
+
+
+def _dataset(name: Any) -> LengthSamples:
+    """The length mix a case's ``serving.lengths`` names (``catalog/datasets.yaml``)."""
+    known = ", ".join(dataset_registry().ids())
+    if not isinstance(name, str):
+        raise field_error("serving.lengths", name, f"a dataset id: {known}")
+    try:
+        return length_samples(name)
+    except UnknownNameError:
+        raise field_error("serving.lengths", name, f"a dataset id: {known}") from None
 
 
 def _slo_bounds(slo: Any) -> tuple[tuple[str, float], ...]:
@@ -384,10 +421,14 @@ def _simulate_case(
     if load.load is not Load.RATE:
         # n copies of one (frozen) request: building and validating n equal objects had been a tenth of a fit's time
         requests: tuple[Request, ...] = (Request(arrival_s=0.0, input_len=input_len, output_len=output_len),) * n
-        if load.length_range > 0.0:  # the benchmark's spread of lengths (seeded: a case is a pure function)
+        if load.length_range > 0.0 or load.lengths is not None:  # the benchmark's spread (seeded: a pure function)
             rng = np.random.default_rng(0)
-            ins = ranged_lengths(rng, input_len, n, load.length_range).tolist()
-            outs = ranged_lengths(rng, output_len, n, load.length_range).tolist()
+            if load.lengths is not None:
+                drawn = load.lengths.draw(rng, n, input_len, output_len)
+                ins, outs = drawn[0].tolist(), drawn[1].tolist()
+            else:
+                ins = ranged_lengths(rng, input_len, n, load.length_range).tolist()
+                outs = ranged_lengths(rng, output_len, n, load.length_range).tolist()
             requests = tuple(Request(arrival_s=0.0, input_len=a, output_len=b) for a, b in zip(ins, outs, strict=True))
         scenario = ServeScenario(
             cost=engine, replicas=replicas, requests=requests, max_requests=n, concurrency=load.concurrency,
@@ -398,9 +439,11 @@ def _simulate_case(
         scenario = ServeScenario(
             cost=engine, replicas=load.replicas, rate_per_s=rate, duration_s=n / rate, input_len=input_len,
             output_len=output_len, max_requests=2 * n + 100, prefix_hit=prefix_hit, length_range=load.length_range,
+            length_samples=load.lengths,
             **chunking,
         )  # fmt: skip
-    result = simulate_serving(scenario)
+    timeline = simulate_timeline(scenario)
+    result = summarise(scenario, timeline)
     devices = load.replicas * cost.replica_devices
     out: dict[str, float] = {
         "output_tokens_per_s": scale * result.output_tokens_per_s,
@@ -408,11 +451,43 @@ def _simulate_case(
         "total_tokens_per_s": scale * result.total_tokens_per_s,
         "requests_per_s": scale * result.requests_per_s,
     }
-    for metric, percentiles in (("ttft", result.ttft_ms), ("tpot", result.tpot_ms), ("e2e_latency", result.e2e_ms)):
+    latencies: tuple[tuple[str, Percentiles | None], ...] = (
+        ("ttft", result.ttft_ms), ("tpot", result.tpot_ms), ("e2e_latency", result.e2e_ms),
+    )  # fmt: skip
+    if load.loadgen_server and scenario.duration_s is not None:
+        latencies = steady_latencies(timeline, scenario.duration_s / STEADY_LIFETIMES, scenario.duration_s)
+    for metric, percentiles in latencies:
         if percentiles is not None:
             out[f"{metric}_ms"] = percentiles.p50
             out[f"{metric}_p99_ms"] = percentiles.p99
+    if load.loadgen_server and result.final_request_done_s:
+        # rates as MLPerf LoadGen reports a Server test: completed samples (and tokens) over the time the last query
+        # issued finished (loadgen results.cc, final_query_all_samples_done_time), where the simulator divides by
+        # the end of the whole run; with a long-tailed length mix the two differ by the drain of the longest earlier
+        # requests (DeepSeek-R1's 20,000-token answers: minutes)
+        span = result.duration_s / result.final_request_done_s
+        for key in RATE_KEYS:
+            out[key] *= span
     return out
+
+
+def steady_latencies(
+    timeline: ServeTimeline, edge_s: float, window_s: float
+) -> tuple[tuple[str, Percentiles | None], ...]:
+    """TTFT, TPOT and end-to-end percentiles of the requests that arrived in the steady part of a Poisson window,
+    ``edge_s`` after its start and before its end: a trial is a few request lifetimes long, where LoadGen's ten
+    minutes hold dozens, so its ramp-up (an engine filling) and its drain (one emptying after the last arrival)
+    would weigh far more in its percentiles than in the run it stands for."""
+    t = timeline
+    done = ~np.isnan(t.finish_s) & (t.arrival_s >= edge_s) & (t.arrival_s <= window_s - edge_s)
+    if not done.any():
+        done = ~np.isnan(t.finish_s)
+    ttft = t.first_token_s[done] - t.arrival_s[done]
+    e2e = t.finish_s[done] - t.arrival_s[done]
+    outputs = t.output_len[done]
+    multi = outputs > 1
+    tpot = (e2e[multi] - ttft[multi]) / (outputs[multi] - 1)
+    return (("ttft", Percentiles.of(ttft)), ("tpot", Percentiles.of(tpot)), ("e2e_latency", Percentiles.of(e2e)))
 
 
 def meets_slo(metrics: dict[str, float], slo: tuple[tuple[str, float], ...]) -> bool:
@@ -446,12 +521,19 @@ def max_rate_within_slo(
     window_s = steady_window_s(load.slo, output_len)
     best: dict[str, float] | None = None
     last: dict[str, float] = offline
-    for _ in range(RATE_SEARCH_STEPS):
-        rate = (low + high) / 2.0
-        trial = replace(load, load=Load.RATE, request_rate=rate, num_requests=None, window_s=window_s)
-        last = simulate_case(trial, cost, input_len, output_len, prefix_hit=prefix_hit)
-        if meets_slo(last, load.slo):
-            low, best = rate, last
-        else:
-            high = rate
+    for _ in range(RATE_SEARCH_WIDENINGS + 1):
+        top = high
+        for _ in range(RATE_SEARCH_STEPS):
+            rate = (low + high) / 2.0
+            trial = replace(load, load=Load.RATE, request_rate=rate, num_requests=None, window_s=window_s,
+                            loadgen_server=True)  # fmt: skip
+            last = simulate_case(trial, cost, input_len, output_len, prefix_hit=prefix_hit)
+            if meets_slo(last, load.slo):
+                low, best = rate, last
+            else:
+                high = rate
+        if high < top:  # a rate failed: the edge is inside the bracket
+            break
+        # every rate passed: the offline run's drain set the bracket too low (a long-tailed length mix), widen it
+        low, high = top, RATE_SEARCH_WIDEN * top
     return best if best is not None else last

@@ -113,6 +113,10 @@ class ServeResult:
     warnings: tuple[str, ...] = field(default=())
     adp_balance: dict[str, int] | None = None
     """TensorRT-LLM's ADP balance the engines ran (``serve.balance``): its two iteration limits; None: off."""
+    final_request_done_s: float | None = None
+    """When the last request to arrive finished (None: none finished). MLPerf LoadGen's Server throughput divides
+    by it ("Completed samples per second", loadgen results.cc ``final_query_all_samples_done_time``), not by the
+    run's end: the longest earlier requests' drain is left out."""
 
     def to_frame(self) -> pd.DataFrame:
         """This result as a pandas DataFrame (``rainier.frame``)."""
@@ -155,6 +159,7 @@ def summarise(scenario: ServeScenario, timeline: ServeTimeline) -> ServeResult:
     # the run lasts until its last event (every iteration has ended by then) or the end of the arrival window
     duration = max(last, window, t.end_s)
     inputs, outputs = t.input_len[done], t.output_len[done]
+    final_done = float(t.finish_s[done][np.argmax(t.arrival_s[done])]) if done.any() else None
     ttft = t.first_token_s[done] - t.arrival_s[done]
     e2e = t.finish_s[done] - t.arrival_s[done]
     multi = outputs > 1
@@ -222,6 +227,7 @@ def summarise(scenario: ServeScenario, timeline: ServeTimeline) -> ServeResult:
         seed=scenario.seed,
         warnings=tuple(warnings),
         adp_balance=scenario.adp_balance.to_dict() if scenario.adp_balance is not None else None,
+        final_request_done_s=final_done,
     )
 
 

@@ -69,6 +69,7 @@ import numpy as np
 
 from rainier.errors import field_error
 from rainier.serve.balance import AdpBalance
+from rainier.serve.datasets import LengthSamples
 from rainier.serve.engine import _Engine, _Pool, _Router, _State
 from rainier.serve.iteration import IterationCost, pipeline_groups
 from rainier.serve.limits import (
@@ -210,6 +211,9 @@ class ServeScenario:
     length_range: float = 0.0
     """Above 0: Poisson requests' lengths uniform on ``[mean x (1 - r), mean x (1 + r)]`` (``vllm bench serve
     --random-range-ratio r``), in place of ``length_distribution``."""
+    length_samples: LengthSamples | None = None
+    """A benchmark's length mix (``serve.datasets``): Poisson requests' lengths drawn from its samples, scaled to
+    ``input_len`` and ``output_len``, in place of ``length_distribution`` and ``length_range``."""
     requests: tuple[Request, ...] | None = None
     """Explicit requests (a trace); simulated in arrival order (ties in the order given)."""
     seed: int = 0
@@ -265,6 +269,8 @@ class ServeScenario:
         _integer("seed", self.seed, 0, MAX_SEED)
         check_share("prefix_hit", self.prefix_hit)
         check_share("length_range", self.length_range, SPREAD_ALLOWED)
+        if self.length_samples is not None and not isinstance(self.length_samples, LengthSamples):
+            raise field_error("length_samples", self.length_samples, "a dataset's length mix (serve.datasets)")
         if self.concurrency is not None:
             _integer("concurrency", self.concurrency, 1, MAX_REQUESTS)
             if self.requests is None or self.prefill_cost is not None:
@@ -401,6 +407,9 @@ def poisson_requests(scenario: ServeScenario, rng: np.random.Generator) -> tuple
     arrivals = np.cumsum(np.concatenate(gaps))
     arrivals = arrivals[arrivals < scenario.duration_s]
     n = arrivals.size
+    if scenario.length_samples is not None:
+        inputs, outputs = scenario.length_samples.draw(rng, n, scenario.input_len, scenario.output_len)
+        return arrivals, inputs, outputs
     if scenario.length_range > 0.0:
         inputs = ranged_lengths(rng, scenario.input_len, n, scenario.length_range)
         outputs = ranged_lengths(rng, scenario.output_len, n, scenario.length_range)
