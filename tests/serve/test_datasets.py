@@ -142,3 +142,19 @@ def test_a_server_trial_reads_the_steady_state_and_loadgens_rates() -> None:
     server = simulate_case(replace(trial, loadgen_server=True), cost, 222, 290)
     assert server["tpot_ms"] > plain["tpot_ms"]  # the ramp-up's light batches are left out
     assert server["output_tokens_per_s"] > plain["output_tokens_per_s"]  # the drain after the last arrival too
+
+
+def test_a_fleet_is_sized_at_the_mix_means_and_checked_on_its_tail() -> None:
+    """``serve size --lengths``: the layouts are sized at the mix's means, and the simulated check draws every
+    request from the mix, so its p99s carry the longest answers (a fixed-length check never sees them)."""
+    from rainier.api.serve import run_serve_size
+
+    common = {"models": "llama-3.1-8b:20", "slo": "ttft_p99_ms=2000,tpot_p99_ms=200", "accelerators": "h100-sxm"}
+    mixed = run_serve_size(**common, lengths="mlperf-llama2-70b").to_dict()
+    traffic = mixed["options"][0]["models"][0]["traffic"]
+    assert traffic["lengths"] == "mlperf-llama2-70b" and (traffic["input_len"], traffic["output_len"]) == (222, 219)
+    fixed = run_serve_size(**common, input_len=222, output_len=219).to_dict()
+    e2e = [r["options"][0]["models"][0]["simulated"]["e2e_p99_ms"] for r in (mixed, fixed)]
+    assert e2e[0] > 2 * e2e[1]
+    with pytest.raises(InputError, match="lengths='sharegpt'"):
+        run_serve_size(**common, lengths="sharegpt")

@@ -370,6 +370,7 @@ def run_serve_file(serve: ServeFile) -> tuple[SizingResult, ServeScenario | None
         price=serve.price,
         speculative=serve.speculative,
         prefix_hit=serve.prefix_hit,
+        lengths=serve.lengths,
     )
     if not serve.simulate:
         return sizing, None, None

@@ -53,11 +53,10 @@ SERVE_KEYS = (
     "price",
     "speculative",
     "prefix_hit",
+    "lengths",
     "simulate",
 )
 SLO_KEYS = ("ttft_p99_ms", "tpot_p99_ms", "e2e_p99_ms")
-DEFAULT_INPUT_LEN = 1024  # ``rainier serve size``'s defaults
-DEFAULT_OUTPUT_LEN = 256
 SCHEMA_ID = "https://rainier.invalid/schemas/scenario.schema.json"
 
 
@@ -73,11 +72,12 @@ class ServeFile:
     models: str  # NAME:REQUESTS_PER_S,...
     slo: str  # ttft_p99_ms=...,tpot_p99_ms=...
     accelerators: str  # trn2,h100-sxm
-    input_len: int = DEFAULT_INPUT_LEN
-    output_len: int = DEFAULT_OUTPUT_LEN
+    input_len: int | None = None  # None: 1024, or the length mix's mean (rainier serve size's defaults)
+    output_len: int | None = None  # None: 256, or the length mix's mean
     price: str | None = None  # USD per device-hour: 2.5 or trn2=2.0,trn3=4.0
     speculative: str | None = None  # the sized replicas' speculative decoding: eagle3:k=3,accept=0.74
     prefix_hit: float = 0.0  # share of each prompt found in the prefix cache
+    lengths: str | None = None  # a benchmark's length mix for the simulated check (rainier catalog datasets)
     simulate: Mapping[str, Any] | None = None  # the keywords of api.serve_sim.simulation_scenario
 
 
@@ -171,8 +171,8 @@ def serve_file_from_mapping(raw: object, *, path: str) -> ServeFile:
         accelerators_text = ",".join(str(a) for a in reader.items("accelerators"))
     else:
         accelerators_text = reader.string("accelerators")
-    input_len = reader.integer("input_len", required=False, default=DEFAULT_INPUT_LEN, sourced=False)
-    output_len = reader.integer("output_len", required=False, default=DEFAULT_OUTPUT_LEN, sourced=False)
+    input_len = reader.integer("input_len", required=False, default=0, sourced=False) or None
+    output_len = reader.integer("output_len", required=False, default=0, sourced=False) or None
     price = reader.peek("price")
     price_text: str | None
     if isinstance(price, Mapping):
@@ -183,6 +183,7 @@ def serve_file_from_mapping(raw: object, *, path: str) -> ServeFile:
         price_text = reader.string("price", required=False) or None
     speculative = reader.string("speculative", required=False) or None
     prefix_hit = reader.optional_number("prefix_hit", sourced=False)
+    lengths = reader.string("lengths", required=False) or None
     simulate = reader.mapping("simulate", required=False)
     reader.finish()
     return ServeFile(
@@ -195,6 +196,7 @@ def serve_file_from_mapping(raw: object, *, path: str) -> ServeFile:
         price=price_text,
         speculative=speculative,
         prefix_hit=0.0 if prefix_hit is None else float(prefix_hit),
+        lengths=lengths,
         simulate=simulate or None,
     )
 
@@ -284,6 +286,7 @@ def scenario_schema() -> dict[str, Any]:
         "price": price,
         "speculative": maybe(text),
         "prefix_hit": maybe({"type": "number"}),
+        "lengths": maybe(text),
         "simulate": maybe(
             _object({key: _annotation_type(str(parameters[key].annotation)) for key in simulate_keys}, simulate_keys)
         ),

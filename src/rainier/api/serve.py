@@ -11,6 +11,7 @@ from rainier.api import resolve_cluster
 from rainier.errors import InputError, field_error
 from rainier.hardware import get_accelerator
 from rainier.serve.cost import MEMORY_UTILIZATION, AttentionKernels, WeightFormat, parse_kv_precision
+from rainier.serve.datasets import named_dataset, request_means
 from rainier.serve.efficiency import ServeEfficiency, ServeEfficiencyTable
 from rainier.serve.estimate import ServeConfig, ServeEstimate, estimate_serving
 from rainier.serve.limits import MAX_DEVICES, MAX_SEED, MAX_TOKENS, check_float, check_int, check_share, check_text
@@ -230,8 +231,8 @@ def run_serve_size(
     models: str,
     slo: str,
     accelerators: str = "trn2,h100-sxm",
-    input_len: int = 1024,
-    output_len: int = 256,
+    input_len: int | None = None,
+    output_len: int | None = None,
     price: str | float | None = None,
     utilisation: float = DEFAULT_UTILISATION,
     simulate: bool = True,
@@ -240,11 +241,14 @@ def run_serve_size(
     progress: Callable[[int, int], None] | None = None,
     speculative: str | None = None,
     prefix_hit: float = 0.0,
+    lengths: str | None = None,
 ) -> SizingResult:
     """``rainier serve size``: the cheapest fleet meeting every SLO, per accelerator kind and mixed.
 
     ``speculative`` (``serve estimate``'s grammar) sizes replicas that draft and verify; ``prefix_hit`` is the share
-    of each prompt found in the prefix cache.
+    of each prompt found in the prefix cache; ``lengths`` a benchmark's length mix (``rainier catalog datasets``):
+    the layouts are sized at its means (``input_len`` and ``output_len`` when given, else the mix's), and the
+    simulated check draws each request's lengths from it, so its longest prompts and answers meet the p99 targets.
 
     ``progress`` is called with (models sized, models to size) as each model's fleet on each kind is done.
     """
@@ -255,6 +259,8 @@ def run_serve_size(
     check_text("models", models, "NAME:REQUESTS_PER_S[,NAME:REQUESTS_PER_S...]")
     check_text("slo", slo, "ttft_p99_ms=...,tpot_p99_ms=...[,e2e_p99_ms=...]")
     check_text("accelerators", accelerators, "accelerator ids, e.g. trn2,h100-sxm")
+    samples = named_dataset("lengths", lengths) if lengths is not None else None
+    input_len, output_len = request_means(samples, input_len, output_len)
     for name, value in (("input-len", input_len), ("output-len", output_len)):
         check_int(name, value, 1, MAX_TOKENS, "tokens")
     check_float("utilisation", utilisation, 1.0, "a share of each replica's capacity")
@@ -263,10 +269,9 @@ def run_serve_size(
     targets = parse_slo(slo)
     spec = parse_speculation(speculative) if speculative is not None else None
     draft = resolve_model(spec.draft_model) if spec is not None and spec.draft_model is not None else None
-    traffic = [
-        Traffic(model=name, rate_per_s=rate, input_len=input_len, output_len=output_len, prefix_hit=prefix_hit)
-        for name, rate in parse_models(models)
-    ]
+    base = Traffic(model="", rate_per_s=1.0, input_len=input_len, output_len=output_len, prefix_hit=prefix_hit,
+                   lengths=samples)  # fmt: skip
+    traffic = [replace(base, model=name, rate_per_s=rate) for name, rate in parse_models(models)]
     kinds = parse_accelerators(accelerators)
     prices = parse_prices(price)
     shapes = {t.model: resolve_model(t.model) for t in traffic}

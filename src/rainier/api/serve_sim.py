@@ -27,7 +27,7 @@ from rainier.errors import InputError, field_error, quote
 from rainier.hardware import Cluster, System, cluster_of, get_accelerator, largest_system_for_accelerator
 from rainier.precision import Precision
 from rainier.serve.cost import AttentionKernels, ReplicaCost, WeightFormat, parse_kv_precision, replica_cost
-from rainier.serve.datasets import LengthSamples, dataset_registry, length_samples
+from rainier.serve.datasets import LengthSamples, named_dataset, request_means
 from rainier.serve.estimate import ServeConfig, draft_cost, resolve_serve_efficiency
 from rainier.serve.iteration import IterationCost
 from rainier.serve.limits import (
@@ -90,6 +90,7 @@ def verify_with_simulation(seed: int) -> Verifier:
                 duration_s=duration,
                 input_len=traffic.input_len,
                 output_len=traffic.output_len,
+                length_samples=traffic.lengths,
                 seed=seed,
                 max_requests=VERIFY_MAX_REQUESTS,
             )
@@ -255,7 +256,6 @@ def _check_types(values: dict[str, Any]) -> None:
     _optional_text("adp_balance", v["adp_balance"], "BATCHING_WAIT_ITERS,TIMEOUT_ITERS (e.g. 3,9) or 'default'")
 
 
-DEFAULT_INPUT_LEN, DEFAULT_OUTPUT_LEN = 1024, 256  # Poisson requests' mean lengths when none are given
 LENGTHS_ALLOWED = "fixed, uniform, geometric or a benchmark dataset (rainier catalog datasets)"
 
 
@@ -264,17 +264,7 @@ def _length_source(lengths: str) -> tuple[LengthDistribution, LengthSamples | No
     try:
         return LengthDistribution(lengths.strip().lower()), None
     except ValueError:
-        pass
-    if lengths.strip().lower() in dataset_registry():
-        return LengthDistribution.FIXED, length_samples(lengths)
-    known = [d.value for d in LengthDistribution] + dataset_registry().ids()
-    raise field_error("lengths", lengths, ", ".join(known))
-
-
-def _dataset_output(samples: LengthSamples) -> int:
-    """A dataset's mean output where its outputs are token counts; else the benchmark's cap (it generates to it)."""
-    mean = samples.mean_output
-    return round(mean) if mean is not None else samples.max_output_len
+        return LengthDistribution.FIXED, named_dataset("lengths", lengths, *(d.value for d in LengthDistribution))
 
 
 def simulation_scenario(
@@ -340,10 +330,7 @@ def simulation_scenario(
     except ValueError:
         raise field_error("scheduler", scheduler, "continuous or static") from None
     spread, samples = _length_source(lengths)
-    if input_len is None:
-        input_len = round(samples.mean_input) if samples is not None else DEFAULT_INPUT_LEN
-    if output_len is None:
-        output_len = DEFAULT_OUTPUT_LEN if samples is None else _dataset_output(samples)
+    input_len, output_len = request_means(samples, input_len, output_len)
     source: dict[str, Any]
     warnings: tuple[str, ...] = ()
     if trace is not None:

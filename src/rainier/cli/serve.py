@@ -367,8 +367,19 @@ def serve_size(
     accelerators: Annotated[
         str, typer.Option("--accelerators", help="Kinds to size fleets of, e.g. trn2,trn3,h100-sxm.")
     ] = "trn2,h100-sxm",
-    input_len: Annotated[int, typer.Option("--input-len", help="Prompt tokens per request.")] = 1024,
-    output_len: Annotated[int, typer.Option("--output-len", help="Output tokens per request.")] = 256,
+    input_len: Annotated[
+        int | None, typer.Option("--input-len", help="Prompt tokens per request (1024, or the --lengths mix's mean).")
+    ] = None,
+    output_len: Annotated[
+        int | None, typer.Option("--output-len", help="Output tokens per request (256, or the --lengths mix's mean).")
+    ] = None,
+    lengths: Annotated[
+        str | None,
+        typer.Option(
+            "--lengths",
+            help="A benchmark's length mix for the simulated check (rainier catalog datasets, e.g. mlperf-llama2-70b).",
+        ),
+    ] = None,
     price: Annotated[
         str | None,
         typer.Option("--price", help="USD per device-hour: a number or trn2=1.2,h100-sxm=4.9 (default: catalog)."),
@@ -402,6 +413,7 @@ def serve_size(
             progress=progress,
             speculative=speculative,
             prefix_hit=prefix_hit,
+            lengths=lengths,
         )
     if as_json:
         emit_json(result.to_dict())

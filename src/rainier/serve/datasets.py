@@ -151,3 +151,29 @@ def dataset_registry() -> Registry[LengthSamples]:
 def length_samples(name: str) -> LengthSamples:
     """A shipped mix by id; an unknown one is an ``UnknownNameError`` naming the ids there are."""
     return dataset_registry().get(name)
+
+
+def named_dataset(field: str, name: object, *also: str) -> LengthSamples:
+    """The mix an input ``field`` names; anything else is a one-line error naming the field, the value and the ids
+    there are (after ``also``, other values the field takes)."""
+    known = ", ".join([*also, *dataset_registry().ids()])
+    if not isinstance(name, str) or name.strip().lower() not in dataset_registry():
+        raise field_error(field, name, known)
+    return length_samples(name)
+
+
+DEFAULT_INPUT_LEN, DEFAULT_OUTPUT_LEN = 1024, 256  # mean request lengths when neither they nor a mix are given
+
+
+def request_means(samples: LengthSamples | None, input_len: int | None, output_len: int | None) -> tuple[int, int]:
+    """The mean lengths a load runs at: those given, else the mix's (its cap where its outputs are not token
+    counts: a benchmark that caps generation runs to it), else ``DEFAULT_INPUT_LEN`` and ``DEFAULT_OUTPUT_LEN``."""
+    if input_len is None:
+        input_len = round(samples.mean_input) if samples is not None else DEFAULT_INPUT_LEN
+    if output_len is None:
+        if samples is None:
+            output_len = DEFAULT_OUTPUT_LEN
+        else:
+            mean = samples.mean_output
+            output_len = round(mean) if mean is not None else samples.max_output_len
+    return input_len, output_len

@@ -44,10 +44,10 @@ from typing import Any
 
 import numpy as np
 
-from rainier.errors import UnknownNameError, field_error
+from rainier.errors import field_error
 from rainier.serve.balance import AdpBalance
 from rainier.serve.cost import ReplicaCost
-from rainier.serve.datasets import LengthSamples, dataset_registry, length_samples
+from rainier.serve.datasets import LengthSamples, named_dataset
 from rainier.serve.iteration import pipeline_groups
 from rainier.serve.limits import (
     MAX_BATCH,
@@ -219,7 +219,7 @@ def in_flight_of(
     if serving.get("lengths") is not None:
         if length_range > 0.0:
             raise field_error("serving.lengths", serving["lengths"], "a dataset or a length_range, not both")
-        lengths = _dataset(serving["lengths"])
+        lengths = named_dataset("serving.lengths", serving["lengths"])
     replicas = devices // replica_devices
     if replicas < 1:
         raise field_error("system.count", devices, f"at least one replica of {replica_devices} devices")
@@ -229,17 +229,6 @@ def in_flight_of(
         chunked=chunked, slo=slo, length_range=length_range, lengths=lengths,
         adp_balance=AdpBalance.from_case(serving.get("adp_balance")),
     )  # fmt: skip
-
-
-def _dataset(name: Any) -> LengthSamples:
-    """The length mix a case's ``serving.lengths`` names (``catalog/datasets.yaml``)."""
-    known = ", ".join(dataset_registry().ids())
-    if not isinstance(name, str):
-        raise field_error("serving.lengths", name, f"a dataset id: {known}")
-    try:
-        return length_samples(name)
-    except UnknownNameError:
-        raise field_error("serving.lengths", name, f"a dataset id: {known}") from None
 
 
 def _slo_bounds(slo: Any) -> tuple[tuple[str, float], ...]:

@@ -34,6 +34,7 @@ from rainier.errors import InputError, field_error
 from rainier.hardware import cluster_of, largest_system_for_accelerator
 from rainier.precision import Precision
 from rainier.serve.cost import DEFAULT_MAX_BATCH, ReplicaCost, WeightFormat, replica_cost
+from rainier.serve.datasets import LengthSamples
 from rainier.serve.efficiency import ServeEfficiency, ServeEfficiencyTable, committed_serve_efficiency
 from rainier.serve.estimate import ServeConfig, draft_cost
 from rainier.serve.iteration import IterationCost
@@ -98,6 +99,7 @@ class Traffic:
     input_len: int
     output_len: int
     prefix_hit: float = 0.0  # share of each prompt found in the prefix cache (its prefill computes the rest)
+    lengths: LengthSamples | None = None  # a benchmark's length mix around the means, for the simulated check
 
     @property
     def cached_tokens(self) -> int:
@@ -111,6 +113,7 @@ class Traffic:
             "input_len": self.input_len,
             "output_len": self.output_len,
             "prefix_hit": self.prefix_hit,
+            "lengths": self.lengths.id if self.lengths is not None else None,
         }
 
 
