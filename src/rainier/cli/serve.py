@@ -63,6 +63,13 @@ SPECULATIVE_HELP = (
     "own program, launched once more per step (vLLM Neuron's EAGLE)."
 )
 SpeculativeOption = Annotated[str | None, typer.Option("--speculative", help=SPECULATIVE_HELP)]
+# mean request lengths of a load that may come from a benchmark's mix (--lengths): None takes the mix's, or the default
+MeanInputLenOption = Annotated[
+    int | None, typer.Option("--input-len", help="Mean prompt tokens (1024, or the --lengths mix's mean).")
+]
+MeanOutputLenOption = Annotated[
+    int | None, typer.Option("--output-len", help="Mean output tokens (256, or the --lengths mix's mean).")
+]
 EpOption = Annotated[
     int, typer.Option("--ep", help="Expert-parallel degree: within tp, or tp x dp-attention with --dp-attention.")
 ]
@@ -210,14 +217,8 @@ def serve_simulate(
         str | None, typer.Option("--trace", help="CSV or JSONL of arrival_s, input_len, output_len.")
     ] = None,
     duration: Annotated[float | None, typer.Option("--duration", help="Arrival window in seconds.")] = None,
-    input_len: Annotated[
-        int | None,
-        typer.Option("--input-len", help="Mean prompt tokens (Poisson; 1024, or the --lengths dataset's mean)."),
-    ] = None,
-    output_len: Annotated[
-        int | None,
-        typer.Option("--output-len", help="Mean output tokens (Poisson; 256, or the --lengths dataset's mean)."),
-    ] = None,
+    input_len: MeanInputLenOption = None,
+    output_len: MeanOutputLenOption = None,
     lengths: Annotated[
         str,
         typer.Option(
@@ -367,12 +368,8 @@ def serve_size(
     accelerators: Annotated[
         str, typer.Option("--accelerators", help="Kinds to size fleets of, e.g. trn2,trn3,h100-sxm.")
     ] = "trn2,h100-sxm",
-    input_len: Annotated[
-        int | None, typer.Option("--input-len", help="Prompt tokens per request (1024, or the --lengths mix's mean).")
-    ] = None,
-    output_len: Annotated[
-        int | None, typer.Option("--output-len", help="Output tokens per request (256, or the --lengths mix's mean).")
-    ] = None,
+    input_len: MeanInputLenOption = None,
+    output_len: MeanOutputLenOption = None,
     lengths: Annotated[
         str | None,
         typer.Option(
