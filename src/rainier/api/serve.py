@@ -269,9 +269,17 @@ def run_serve_size(
     targets = parse_slo(slo)
     spec = parse_speculation(speculative) if speculative is not None else None
     draft = resolve_model(spec.draft_model) if spec is not None and spec.draft_model is not None else None
-    base = Traffic(model="", rate_per_s=1.0, input_len=input_len, output_len=output_len, prefix_hit=prefix_hit,
-                   lengths=samples)  # fmt: skip
-    traffic = [replace(base, model=name, rate_per_s=rate) for name, rate in parse_models(models)]
+    traffic = [
+        Traffic(
+            model=name,
+            rate_per_s=rate,
+            input_len=input_len,
+            output_len=output_len,
+            prefix_hit=prefix_hit,
+            lengths=samples,
+        )
+        for name, rate in parse_models(models)
+    ]
     kinds = parse_accelerators(accelerators)
     prices = parse_prices(price)
     shapes = {t.model: resolve_model(t.model) for t in traffic}

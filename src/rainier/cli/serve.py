@@ -224,8 +224,7 @@ def serve_simulate(
         typer.Option(
             "--lengths",
             help="fixed, uniform or geometric around the means, or a benchmark dataset's mix scaled to them "
-            "(mlperf-llama2-70b, mlperf-llama3.1-405b, mlperf-llama3.1-8b, mlperf-mixtral-8x7b, mlperf-deepseek-r1; "
-            "rainier catalog datasets).",
+            "(rainier catalog datasets, e.g. mlperf-deepseek-r1).",
         ),
     ] = "fixed",
     length_range: Annotated[

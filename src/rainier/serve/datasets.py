@@ -28,6 +28,7 @@ import numpy as np
 
 from rainier.catalog import Fields, Registry, catalog_file, load_entries
 from rainier.errors import field_error
+from rainier.serve.limits import MAX_TOKENS
 
 OUTPUT_KINDS = ("tokens", "none")
 MAX_SAMPLES = 1_000_000
@@ -109,24 +110,18 @@ def _output_scale(samples: LengthSamples, output_mean: int) -> float:
     return (low + high) / 2.0
 
 
-def _read_samples(name: str) -> tuple[np.ndarray, np.ndarray]:
-    path = catalog_file("datasets").joinpath(name)
-    with gzip.open(path, "rt", encoding="ascii") as handle:
-        text = handle.read()
-    header, _, body = text.partition("\n")
-    if header.strip() != "input_length,output_length":
-        raise field_error("datasets.file", name, "a CSV with the header input_length,output_length")
-    table = np.loadtxt(io.StringIO(body), delimiter=",", dtype=np.int64, ndmin=2)
-    return table[:, 0], table[:, 1]
-
-
 def _build(fields: Fields) -> LengthSamples:
     dataset_id = fields.string("id")
     file_name = fields.string("file")
     count = fields.integer("samples", maximum=MAX_SAMPLES)
     kind = fields.choice("outputs", OUTPUT_KINDS)
-    cap = fields.integer("max_output_len", maximum=10_000_000)
-    inputs, outputs = _read_samples(file_name)
+    cap = fields.integer("max_output_len", maximum=MAX_TOKENS)
+    with gzip.open(catalog_file("datasets").joinpath(file_name), "rt", encoding="ascii") as handle:
+        header, _, body = handle.read().partition("\n")
+    if header.strip() != "input_length,output_length":
+        raise fields.error(f"{file_name}: expected a CSV with the header input_length,output_length")
+    table = np.loadtxt(io.StringIO(body), delimiter=",", dtype=np.int64, ndmin=2)
+    inputs, outputs = table[:, 0], table[:, 1]
     if inputs.size != count:
         raise fields.error(f"{file_name} holds {inputs.size} samples, the entry states {count}")
     if inputs.min() < 1 or outputs.min() < 1:

@@ -58,7 +58,7 @@ from rainier.serve.limits import (
     check_int,
     check_share,
 )
-from rainier.serve.results import Percentiles, ServeTimeline, summarise
+from rainier.serve.results import Percentiles, ServeTimeline, request_latencies, summarise
 from rainier.serve.simulate import Request, ServeScenario, ranged_lengths, simulate_timeline
 from rainier.units import GIB
 
@@ -471,11 +471,7 @@ def steady_latencies(
     done = ~np.isnan(t.finish_s) & (t.arrival_s >= edge_s) & (t.arrival_s <= window_s - edge_s)
     if not done.any():
         done = ~np.isnan(t.finish_s)
-    ttft = t.first_token_s[done] - t.arrival_s[done]
-    e2e = t.finish_s[done] - t.arrival_s[done]
-    outputs = t.output_len[done]
-    multi = outputs > 1
-    tpot = (e2e[multi] - ttft[multi]) / (outputs[multi] - 1)
+    ttft, tpot, e2e = request_latencies(t, done)
     return (("ttft", Percentiles.of(ttft)), ("tpot", Percentiles.of(tpot)), ("e2e_latency", Percentiles.of(e2e)))
 
 

@@ -150,6 +150,16 @@ class ServeResult:
 MIN_RATE_WINDOW_S = 1e-9  # a run shorter than a nanosecond has no meaningful rate
 
 
+def request_latencies(t: ServeTimeline, done: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """TTFT, TPOT and end-to-end latency (seconds) of the completed requests ``done`` selects; TPOT is
+    ``(e2e - ttft) / (output_len - 1)`` over those with more than one output token."""
+    ttft = t.first_token_s[done] - t.arrival_s[done]
+    e2e = t.finish_s[done] - t.arrival_s[done]
+    outputs = t.output_len[done]
+    multi = outputs > 1
+    return ttft, (e2e[multi] - ttft[multi]) / (outputs[multi] - 1), e2e
+
+
 def summarise(scenario: ServeScenario, timeline: ServeTimeline) -> ServeResult:
     """Percentiles, throughput and utilisation of a run."""
     t = timeline
@@ -160,10 +170,7 @@ def summarise(scenario: ServeScenario, timeline: ServeTimeline) -> ServeResult:
     duration = max(last, window, t.end_s)
     inputs, outputs = t.input_len[done], t.output_len[done]
     final_done = float(t.finish_s[done][np.argmax(t.arrival_s[done])]) if done.any() else None
-    ttft = t.first_token_s[done] - t.arrival_s[done]
-    e2e = t.finish_s[done] - t.arrival_s[done]
-    multi = outputs > 1
-    tpot = (e2e[multi] - ttft[multi]) / (outputs[multi] - 1)
+    ttft, tpot, e2e = request_latencies(t, done)
     transfer = t.transfer_s[done & ~np.isnan(t.transfer_s)]
     num_rejected = int(t.rejected.sum())
     num_done = int(done.sum())
