@@ -12,7 +12,15 @@ from rainier.api.serve_sim import run_serve_simulate, simulation_scenario
 from rainier.calibrate.cases import InferenceCase, load_cases
 from rainier.cli import app
 from rainier.hardware import cluster_of, get_accelerator
-from rainier.serve.cost import FP8_DISPATCH_BYTES, MEMORY_UTILIZATION, WeightFormat, busiest_share, replica_cost
+from rainier.serve.cost import (
+    COMBINE_BYTES_PER_COPY,
+    FP8_DISPATCH_BYTES,
+    MEMORY_UTILIZATION,
+    WeightFormat,
+    busiest_share,
+    elementwise_bytes_per_token,
+    replica_cost,
+)
 from rainier.serve.estimate import ServeConfig
 from rainier.serve.validate import predict_metrics, prepare
 from rainier.workload import count_params, get_model
@@ -253,3 +261,18 @@ def test_tensorrt_llm_attention_dp_is_one_attention_group_per_rank() -> None:
     item = prepare(plain)
     assert (item.config.tp, item.config.dp_attention) == (8, 1)
     assert item.in_flight is not None and item.in_flight.max_batch == 512
+
+
+def test_moe_combine_moves_each_expert_output_row_through_hbm() -> None:
+    """A MoE layer writes one hidden-wide output row per routed token copy and reads it back to sum them, on every
+    rank that holds a slice of the expert: tp / ep of them (Mixtral: 2 copies of 4,096 per token, 32 layers)."""
+    shape = get_model("mixtral-8x7b")
+    moe = shape.moe
+    assert moe is not None
+    row = COMBINE_BYTES_PER_COPY * moe.top_k * shape.hidden_dim * shape.num_moe_layers
+    tensor_parallel = elementwise_bytes_per_token(shape, 4)
+    expert_parallel = elementwise_bytes_per_token(shape, 4, ep=4)
+    assert tensor_parallel - expert_parallel == pytest.approx(3 * row)  # four partial rows per copy, against one
+    assert elementwise_bytes_per_token(shape, 4, ep=2) - expert_parallel == pytest.approx(row)
+    dense = get_model("llama-3-8b")
+    assert elementwise_bytes_per_token(dense, 4) == elementwise_bytes_per_token(dense, 4, ep=4)  # no experts

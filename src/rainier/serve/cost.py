@@ -15,8 +15,9 @@ Its time is a roofline per kernel class plus collectives and fixed overheads (sh
   its capacity at a large batch (``serve.inflight``, MLPerf Server); a roofline alone has it flat past the
   ridge. A MoE decode step reads only the experts its tokens select: of ``E`` experts with top-``k`` routing,
   ``n`` tokens touch ``E (1 - (1 - k/E)^n)`` on average, and each pads its own rows.
-- memory-bound kernels: each token's fused add-norms (on every tensor-parallel rank), rotary embedding and
-  activation function move ``elementwise_bytes_per_token`` through HBM, after the GEMMs;
+- memory-bound kernels: each token's fused add-norms (on every tensor-parallel rank), rotary embedding,
+  activation function and, in a MoE layer, the combine of its experts' output rows move
+  ``elementwise_bytes_per_token`` through HBM, after the GEMMs;
 - attention: ``max(QK^T and AV FLOPs / FLOP/s, KV-cache bytes read / HBM bandwidth + score traffic)``, the
   score traffic being that of an unfused kernel writing and reading the ``s x s`` scores (Korthikanti et al.
   2022 sec. 4; ~0 for fused kernels, Dao et al. 2022);
@@ -90,6 +91,12 @@ FP8_DISPATCH_BYTES = 1.0 + 4.0 / 128
 # write); the activation function on the up-projections' outputs (gated: read 2f, write f; plain: read and write f),
 # split over the ranks. 8-bit input casts are fused into the norm and activation kernels, so they move nothing more.
 NORM_BYTES_PER_HIDDEN = 2 * 4 * ACTIVATION_BYTES
+# A MoE layer's combine, per routed token copy and hidden unit: the expert's 16-bit output row written, then read
+# back by the weighted sum over the token's top-k rows. vLLM's fused MoE writes its experts' outputs as a (tokens,
+# top_k, hidden) tensor that moe_sum reduces (vllm/model_executor/layers/fused_moe/fused_moe.py, intermediate_cache3);
+# TensorRT-LLM's finalizeMoeRoutingKernel reads the expanded rows to un-permute and sum them
+# (cpp/tensorrt_llm/kernels/mixtureOfExperts/moe_kernels.cu).
+COMBINE_BYTES_PER_COPY = 2 * ACTIVATION_BYTES
 # Share of device memory the engine may use for weights + KV cache: vLLM's default gpu_memory_utilization.
 MEMORY_UTILIZATION = 0.9
 
@@ -769,19 +776,23 @@ def replica_cost(
         expert_flop_per_s=accelerator.peak_flop_per_s(weights.expert_matmul(accelerator)),
         dp_attention=dp_attention,
         dispatch_bytes_per_token=shape.hidden_dim * _dispatch_bytes(weights.expert_matmul(accelerator)),
-        elementwise_bytes_per_token=elementwise_bytes_per_token(shape, tp),
+        elementwise_bytes_per_token=elementwise_bytes_per_token(shape, tp, ep),
         buckets=runtime_buckets(accelerator, shape.seq_len),
         window=shape.sliding_window or 0,
         window_share=shape.sliding_window_share,
     )
 
 
-def elementwise_bytes_per_token(shape: TransformerShape, tp: int) -> float:
+def elementwise_bytes_per_token(shape: TransformerShape, tp: int, ep: int = 1) -> float:
     """HBM bytes one token moves through the memory-bound kernels of all layers, summed over a ``tp`` group.
 
     Per layer: the two fused add-norms on every rank (``NORM_BYTES_PER_HIDDEN`` per hidden unit), the rotary
     embedding of the query and key heads (read and write, RoPE models), and the activation function over the MLP's
-    width -- a MoE layer's ``top_k`` routed experts plus its shared ones -- split over the ranks.
+    width -- a MoE layer's ``top_k`` routed experts plus its shared ones -- split over the ranks. A MoE layer also
+    combines its experts' outputs: each routed expert writes a hidden-wide output row for every token copy it
+    served and the combine reads the ``top_k`` rows back to weight and sum them (``COMBINE_BYTES_PER_COPY``), on
+    every rank holding a slice of the expert (``tp / ep`` of them: each rank's down projection writes a partial
+    row of its own under tensor parallelism).
     """
     norms = tp * NORM_BYTES_PER_HIDDEN * shape.hidden_dim
     rotary = 0.0
@@ -793,7 +804,8 @@ def elementwise_bytes_per_token(shape: TransformerShape, tp: int) -> float:
         return shape.num_layers * dense
     moe = shape.moe
     width = moe.top_k * moe.expert_ffn_hidden_dim + moe.num_shared_experts * moe.shared_ffn_dim
-    return shape.num_dense_layers * dense + shape.num_moe_layers * (norms + rotary + per_width * width)
+    combine = COMBINE_BYTES_PER_COPY * moe.top_k * shape.hidden_dim * max(tp // max(ep, 1), 1)
+    return shape.num_dense_layers * dense + shape.num_moe_layers * (norms + rotary + per_width * width + combine)
 
 
 def _unquantised_params(counts: ParamCounts) -> tuple[int, int]:
