@@ -804,7 +804,7 @@ def elementwise_bytes_per_token(shape: TransformerShape, tp: int, ep: int = 1) -
         return shape.num_layers * dense
     moe = shape.moe
     width = moe.top_k * moe.expert_ffn_hidden_dim + moe.num_shared_experts * moe.shared_ffn_dim
-    combine = COMBINE_BYTES_PER_COPY * moe.top_k * shape.hidden_dim * max(tp // max(ep, 1), 1)
+    combine = COMBINE_BYTES_PER_COPY * moe.top_k * shape.hidden_dim * max(tp // ep, 1)  # ep >= 1 (replica_cost)
     return shape.num_dense_layers * dense + shape.num_moe_layers * (norms + rotary + per_width * width + combine)
 
 
