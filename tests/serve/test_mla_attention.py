@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
 import pytest
@@ -10,6 +11,7 @@ from rainier.calibrate.cases import InferenceCase, Trust
 from rainier.hardware import cluster_of, get_accelerator
 from rainier.precision import Precision
 from rainier.serve.cost import WeightFormat, mla_decode_attention_flop, replica_cost
+from rainier.serve.expert_load import BALANCED_CV2, expected_max_normal
 from rainier.serve.validate import serve_config
 from rainier.workload import get_model
 from rainier.workload.flops import attention_core_flop_per_token
@@ -151,12 +153,14 @@ def test_prefill_dispatch_crosses_to_each_node_once() -> None:
     assert node_copies_share(4, 8) == pytest.approx(4 * (1 - 0.75**8) / 8) == pytest.approx(0.45, abs=0.005)
     assert node_copies_share(1, 8) == node_copies_share(4, 1) == 1.0
     shape = get_model("deepseek-v3")
-    kwargs = {"tp": 1, "ep": 32, "dp_attention": 32, "weights": WeightFormat.FP8, "eff": IDEAL}
+    kwargs = {"tp": 1, "ep": 32, "dp_attention": 32, "weights": WeightFormat.FP8, "eff": IDEAL, "eplb": True}
     cost = replica_cost(shape, cluster_of("h100-sxm", 32), **kwargs)  # type: ignore[arg-type]
     assert cost.ep_nodes == 4 and 0 < cost.all_to_all_network < cost.all_to_all[0]
     slope, intercept = cost.all_to_all
     tokens = 32 * 1024
-    per_rank = tokens * 8 / 32 * shape.hidden_dim * (cost.dispatch_bytes_per_token / shape.hidden_dim + 2.0)
+    # the busiest of 32 ranks under EPLB: 1 + z_32 x CV, placement residual and 8,192 copies' noise (serve.expert_load)
+    busiest = 1 + expected_max_normal(32) * math.sqrt(BALANCED_CV2 + 1 / 8192)
+    per_rank = busiest * tokens * 8 / 32 * shape.hidden_dim * (cost.dispatch_bytes_per_token / shape.hidden_dim + 2.0)
     prefill_slope = slope - cost.all_to_all_network * (1 - node_copies_share(4, 8))
     expected = shape.num_moe_layers * (prefill_slope * per_rank + 2 * intercept)
     assert cost.parts(tokens, 0, 0, prefill_seqs=32)["ep_comm"] == pytest.approx(expected)

@@ -66,6 +66,7 @@ def run_serve_estimate(
     kv_precision: str | None = None,
     prefix_hit: float = 0.0,
     two_batch_overlap: bool = False,
+    eplb: bool = False,
     prefill_chunk: int = 0,
     bucketing: bool = True,
 ) -> ServeEstimate:
@@ -76,7 +77,8 @@ def run_serve_estimate(
     ``attention`` names the engine's attention kernels (``serve.cost.AttentionKernels``); ``kv_precision`` stores
     the KV cache in bf16, fp16 or fp8 whatever the weights (default: the weight format's); ``prefix_hit`` is the
     share of each prompt found in the prefix cache; ``two_batch_overlap`` hides the expert all-to-all behind the
-    other micro-batch's compute; ``prefill_chunk`` prefills the prompts that many tokens at a time (pipelined
+    other micro-batch's compute; ``eplb`` places the experts by their load (the busiest ep rank's routed tokens
+    near the mean, ``serve.expert_load``); ``prefill_chunk`` prefills the prompts that many tokens at a time (pipelined
     through the ``pp`` stages); on a Neuron runtime the prompts and caches are padded to its compiled
     ``bucketing`` lengths, or with ``bucketing`` false to one length of input + output (``serve.buckets``).
     ``dp_attention`` > 1 (with ``ep = tp x dp_attention``, a MoE
@@ -110,6 +112,7 @@ def run_serve_estimate(
         kv_precision=parse_kv_precision(kv_precision),
         prefix_hit=prefix_hit,
         two_batch_overlap=two_batch_overlap,
+        eplb=eplb,
         prefill_chunk=prefill_chunk,
         bucketing=bucketing,
     )

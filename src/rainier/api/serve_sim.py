@@ -225,6 +225,9 @@ def _check_types(values: dict[str, Any]) -> None:
     check_flag("two_batch_overlap", v["two_batch_overlap"])
     if v["two_batch_overlap"] and v["ep"] == 1:
         raise field_error("two-batch-overlap", True, "with ep > 1 (it overlaps the expert all-to-all)")
+    check_flag("eplb", v["eplb"])
+    if v["eplb"] and v["ep"] == 1:
+        raise field_error("eplb", True, "with ep > 1 (it balances the experts over the ep ranks)")
     check_text("precision", v["precision"], PRECISION_ALLOWED)
     _optional_text("kv_precision", v["kv_precision"], "auto, bf16, fp16 or fp8")
     check_share("prefix_hit", v["prefix_hit"])
@@ -300,16 +303,17 @@ def simulation_scenario(
     prefix_hit: float = 0.0,
     attention: str = "fused",
     two_batch_overlap: bool = False,
+    eplb: bool = False,
     adp_balance: str | None = None,
     **unknown: object,
 ) -> ServeScenario:
     """The simulation of a named model on a named (or ad-hoc, or disaggregated) cluster, ready to run.
 
     The replica layout takes ``serve estimate``'s keys: ``ep`` (a MoE model's experts over the tensor ranks, or
-    over ``tp x dp_attention`` ranks with data-parallel attention), ``attention`` (the engine's kernels) and
-    ``two_batch_overlap``; with ``disaggregate`` both pools use it. ``max_requests`` and ``max_iterations`` bound
-    the work (``serve.simulate``); an unknown keyword is an ``InputError`` listing the known ones (they are the
-    keys of a scenario file's ``simulate:`` block).
+    over ``tp x dp_attention`` ranks with data-parallel attention), ``attention`` (the engine's kernels),
+    ``two_batch_overlap`` and ``eplb``; with ``disaggregate`` both pools use it. ``max_requests`` and
+    ``max_iterations`` bound the work (``serve.simulate``); an unknown keyword is an ``InputError`` listing the
+    known ones (they are the keys of a scenario file's ``simulate:`` block).
     """
     from rainier.serve.balance import AdpBalance
 
@@ -324,7 +328,7 @@ def simulation_scenario(
     weights = WeightFormat.parse(precision)
     kv = parse_kv_precision(kv_precision)
     layout: dict[str, Any] = {"ep": ep, "dp_attention": dp_attention, "attention": AttentionKernels.parse(attention),
-                              "two_batch_overlap": two_batch_overlap}  # fmt: skip
+                              "two_batch_overlap": two_batch_overlap, "eplb": eplb}  # fmt: skip
     try:
         mode = Scheduler(scheduler.strip().lower())
     except ValueError:

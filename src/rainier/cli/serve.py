@@ -96,6 +96,15 @@ TwoBatchOverlapOption = Annotated[
     ),
 ]
 
+EplbOption = Annotated[
+    bool,
+    typer.Option(
+        "--eplb",
+        help="Place and replicate the experts by their measured load (EPLB: SGLang --enable-eplb, TensorRT-LLM's "
+        "MoE load balancer), so the busiest expert-parallel rank gets little more than the mean (needs --ep > 1).",
+    ),
+]
+
 PROGRESS_AFTER_S = 1.0  # a command quicker than this draws no progress bar
 
 
@@ -147,6 +156,7 @@ def serve_estimate(
     kv_precision: KvPrecisionOption = None,
     prefix_hit: PrefixHitOption = 0.0,
     two_batch_overlap: TwoBatchOverlapOption = False,
+    eplb: EplbOption = False,
     prefill_chunk: Annotated[
         int,
         typer.Option(
@@ -189,6 +199,7 @@ def serve_estimate(
         kv_precision=kv_precision,
         prefix_hit=prefix_hit,
         two_batch_overlap=two_batch_overlap,
+        eplb=eplb,
         prefill_chunk=prefill_chunk,
         bucketing=bucketing,
     )
@@ -273,6 +284,7 @@ def serve_simulate(
     prefix_hit: PrefixHitOption = 0.0,
     attention: AttentionOption = "fused",
     two_batch_overlap: TwoBatchOverlapOption = False,
+    eplb: EplbOption = False,
     adp_balance: Annotated[
         str | None,
         typer.Option(
@@ -341,6 +353,7 @@ def serve_simulate(
         prefix_hit=prefix_hit,
         attention=attention,
         two_batch_overlap=two_batch_overlap,
+        eplb=eplb,
         adp_balance=adp_balance,
     )
     with _progress_after("simulating requests") as progress:

@@ -71,6 +71,7 @@ from rainier.serve.dispatch import (
     placed_levels,
 )
 from rainier.serve.efficiency import ServeEfficiency
+from rainier.serve.expert_load import busiest_load, expected_max_normal, placement_cv2
 from rainier.serve.limits import MAX_BATCH, MAX_DEGREE, check_int
 from rainier.workload import count_params, kv_cache_bytes_per_token
 from rainier.workload.flops import FLOP_PER_MAC, attention_core_flop_per_token, flops_per_token
@@ -312,6 +313,7 @@ class ReplicaCost:
         untouched = 1.0 - top_k / num_experts if num_experts > 1 else 1.0
         expert_rate = (self.expert_flop_per_s or self.flop_per_s) * self.tp_devices * dp * eff.compute
         expert_per_token = self.expert_flop_per_token
+        extreme, load_cv2 = self.expert_load_extreme, self.expert_load_cv2
         dense_bytes, expert_bytes = self.dense_weight_bytes, self.expert_weight_bytes
         elementwise = self.elementwise_bytes_per_token
         prefill_flop = self.attention_flop_per_context_token
@@ -349,10 +351,12 @@ class ReplicaCost:
             rank_tokens = prefill_tokens * share + decode_seqs / dp
             rank_heads = (prefill_seqs * share if prefill_tokens else 0) + decode_seqs / dp
             gemm_flop = (rank_tokens + pad) * gemm_per_token + (rank_heads + pad) * head_per_token
+            copies = rank_tokens * top_k * dp / ep
+            load = busiest_load(copies, extreme, load_cv2, ep) if extreme else 1.0  # 1.0 exactly without ep
             if routed:
                 touched = 1.0 - untouched**tokens if num_experts > 1 and tokens > 0 else 1.0
                 expert_tokens = tokens + num_experts * touched * pad / top_k
-                compute = gemm_flop / flop_rate + expert_tokens * expert_per_token / expert_rate
+                compute = gemm_flop / flop_rate + load * expert_tokens * expert_per_token / expert_rate
                 weight_time = (dense_bytes + expert_bytes * touched / dp) / byte_rate
             else:
                 compute, weight_time = gemm_flop / flop_rate, dense_weight_time
@@ -384,8 +388,7 @@ class ReplicaCost:
             if tensor_parallel:
                 total += all_reduces * (slope * (rank_tokens * hidden_bytes) + fixed)
             if ep > 1 and tokens:
-                copies = rank_tokens * top_k * dp / ep
-                routed_bytes = copies * dispatch_bytes + copies * hidden_bytes
+                routed_bytes = load * copies * dispatch_bytes + load * copies * hidden_bytes
                 exchange = a2a_prefill_slope if prefill_tokens else a2a_slope
                 total += moe_layers * (exchange * routed_bytes + 2 * fixed_a2a)
             requests = (prefill_seqs * share if prefill_tokens else 0) + decode_seqs / dp
@@ -434,7 +437,11 @@ class ReplicaCost:
         # each routed expert a token reaches pads its own rows (a grouped GEMM tiles every expert apart)
         expert_tokens = tokens + self.num_experts * touched * pad / self.top_k
         expert_rate = (self.expert_flop_per_s or self.flop_per_s) * self.tp_devices * dp * eff.compute
-        gemm_compute = gemm_flop / flop_rate + expert_tokens * self.expert_flop_per_token / expert_rate
+        # under expert parallelism the busiest rank's routed copies (serve.expert_load) set the experts' GEMM time
+        # and the all-to-all's: routed token copies each rank sends and gets back, on average
+        copies = rank_tokens * self.top_k * dp / self.ep
+        load = busiest_load(copies, self.expert_load_extreme, self.expert_load_cv2, self.ep)
+        gemm_compute = gemm_flop / flop_rate + load * expert_tokens * self.expert_flop_per_token / expert_rate
         weight_bytes = self.dense_weight_bytes + self.expert_weight_bytes * touched / dp  # per group's tp ranks
         gemm = max(gemm_compute, weight_bytes / byte_rate) if tokens else 0.0
         gemm += rank_tokens * self.elementwise_bytes_per_token / byte_rate
@@ -474,10 +481,9 @@ class ReplicaCost:
             a2a_slope, a2a_intercept = self.all_to_all
             if prefill_tokens and self.ep_nodes > 1:  # normal kernels: a token crosses to a node once (serve.dispatch)
                 a2a_slope -= self.all_to_all_network * (1.0 - node_copies_share(self.ep_nodes, self.top_k))
-            # routed token copies each rank sends (and gets back): the busiest group's, over its tp ranks
-            copies = rank_tokens * self.top_k * dp / self.ep
-            routed = copies * (self.dispatch_bytes_per_token or self.hidden_bytes_per_token)  # dispatch, per rank
-            combined = copies * self.hidden_bytes_per_token
+            # the busiest rank receives its copies in the dispatch and sends them back in the combine
+            routed = load * copies * (self.dispatch_bytes_per_token or self.hidden_bytes_per_token)  # dispatch
+            combined = load * copies * self.hidden_bytes_per_token
             fixed_a2a = a2a_intercept + eff.collective_latency_s
             expert = self.moe_layers * (a2a_slope * (routed + combined) + 2 * fixed_a2a)
         # the engine's fixed work per step, and its host work per running request (the busiest group's: each
@@ -516,6 +522,10 @@ class ReplicaCost:
     buckets: Buckets | None = None
     window: int = 0  # the sliding-window layers' attention window, tokens (0: none)
     window_share: float = 0.0  # the share of the layers that have it
+    # the busiest expert-parallel rank's routed load (serve.expert_load): the expected maximum of ep normal draws
+    # (0 without expert parallelism) and the squared CV of a rank's load from its experts' popularity
+    expert_load_extreme: float = 0.0
+    expert_load_cv2: float = 0.0
 
     def _overlapped_parts(
         self, prefill_tokens: int, decode_seqs: int, kv_tokens: int, prefill_seqs: int, queries: int, cached: int
@@ -644,6 +654,7 @@ def replica_cost(
     dp_attention: int = 1,
     two_batch_overlap: bool = False,
     latent_precision: Precision | None = None,
+    eplb: bool = False,
 ) -> ReplicaCost:
     """The cost coefficients of one ``tp x pp`` (``tp x dp_attention x pp``) replica of ``shape`` on ``cluster``.
 
@@ -658,6 +669,9 @@ def replica_cost(
     ``two_batch_overlap`` hides the expert all-to-all behind the other micro-batch's compute (``ReplicaCost``).
     ``latent_precision`` is what an fp4 MLA checkpoint keeps its latent projections in (``mla_latent_params``):
     None, 16 bits as NVIDIA's NVFP4 checkpoints do; fp8 for a checkpoint with FP8 attention weights.
+    ``eplb``: the engine places (and replicates) experts by their measured load (EPLB), so the busiest
+    expert-parallel rank sits only a placement residual above the mean (``serve.expert_load``); an expert count
+    that ``ep`` does not divide implies it (the spare slots hold copies of hot experts).
     """
     for name, value in (("tp", tp), ("pp", pp), ("ep", ep), ("dp_attention", dp_attention)):
         check_int(name, value, 1, MAX_DEGREE, "ranks")
@@ -707,6 +721,8 @@ def replica_cost(
         # redundant copies of hot experts (DeepSeek-V3 report sec. 3.4, EPLB: 256 experts in 288 slots on 72 GPUs);
         # every slot is stored and read like an expert.
         expert_bytes *= math.ceil(num_experts / ep) * ep / num_experts
+    slots = math.ceil(num_experts / ep) * ep
+    balanced = eplb or slots != num_experts
     # An NVFP4 checkpoint of an MLA model keeps the latent projections (workload.params.mla_latent_params) in 16 bits,
     # with the router and the LM head: NVIDIA's NVFP4 DeepSeek-R1 lists every layer's self_attn.fused_a (q_a + kv_a),
     # q_proj, q_b_proj, kv_b_proj and mlp.gate in exclude_modules, o_proj and the experts being NVFP4 (ModelOpt 0.23
@@ -780,6 +796,8 @@ def replica_cost(
         buckets=runtime_buckets(accelerator, shape.seq_len),
         window=shape.sliding_window or 0,
         window_share=shape.sliding_window_share,
+        expert_load_extreme=expected_max_normal(ep) if num_experts > 1 else 0.0,
+        expert_load_cv2=placement_cv2(num_experts, slots, ep, balanced=balanced) if num_experts > 1 else 0.0,
     )
 
 

@@ -63,6 +63,7 @@ class ServeConfig:
     kv_precision: Precision | None = None  # None: the weight format's default (WeightFormat.kv)
     prefix_hit: float = 0.0  # share of each prompt's tokens found in the prefix cache
     two_batch_overlap: bool = False  # expert all-to-all hidden behind the other micro-batch's compute (serve.cost)
+    eplb: bool = False  # experts placed and replicated by measured load (serve.expert_load); engines' default: off
     prefill_chunk: int = 0  # prompt tokens per prefill iteration (chunked prefill; 0: each prompt in one pass)
     # Neuron runtimes' compiled lengths (serve.buckets): automatic buckets (powers of two up to the model's context
     # length); False: bucketing disabled, one compiled length of input + output. GPU and TPU engines pad nothing.
@@ -86,6 +87,10 @@ class ServeConfig:
             check_int("prefill-chunk", self.prefill_chunk, 1, MAX_TOKENS, "tokens (0: no chunking)")
         if self.two_batch_overlap and self.ep == 1:
             raise field_error("two-batch-overlap", True, "with ep > 1 (it overlaps the expert all-to-all)")
+        if not isinstance(self.eplb, bool):
+            raise field_error("eplb", self.eplb, "true or false")
+        if self.eplb and self.ep == 1:
+            raise field_error("eplb", True, "with ep > 1 (it balances the experts over the ep ranks)")
         if not isinstance(self.bucketing, bool):
             raise field_error("bucketing", self.bucketing, "true or false")
 
@@ -114,6 +119,7 @@ class ServeConfig:
             "kv_precision": self.kv.value,
             "prefix_hit": self.prefix_hit,
             "two_batch_overlap": self.two_batch_overlap,
+            "eplb": self.eplb,
             "prefill_chunk": self.prefill_chunk,
             "bucketing": self.bucketing,
         }
@@ -241,6 +247,7 @@ def estimate_serving(
         attention=config.attention,
         kv_precision=config.kv_precision,
         two_batch_overlap=config.two_batch_overlap,
+        eplb=config.eplb,
     )
     b, i, o = config.batch, config.input_len, config.output_len
     cached = config.cached_tokens()
@@ -406,7 +413,7 @@ def draft_cost(
     cost = replica_cost(
         shape, cluster, tp=config.tp, pp=1, unit_core=config.unit_core, weights=weights, eff=eff,
         attention=config.attention, kv_precision=config.kv_precision, ep=config.ep if moe_dp else 1,
-        dp_attention=dp if moe_dp else 1,
+        dp_attention=dp if moe_dp else 1, eplb=config.eplb,
     )  # fmt: skip
     return cost if dp == 1 or moe_dp else replace(cost, dp_attention=dp)
 

@@ -11,15 +11,16 @@ ranks, the dispatch and combine crossing the scale-out network (SGLang's DP atte
 wide EP) -- which is how a model too big for one scale-up domain is served without pipelining (under data-parallel
 attention an unloaded prompt is prefilled by one group while the others wait, and a loaded replica prefills one
 prompt per group at once, which is what its capacity counts; each group caps its own batch at the engine
-default). With continuous batching a replica runs up to ``B`` sequences per decode iteration; ``B`` is the
-largest batch whose decode iteration at the longest context (``input + output`` tokens, the p99 TPOT) meets the
-TPOT SLO and whose KV cache fits (on Trainium at Neuron's compiled buckets, ``serve.buckets``: the prompt's, and the
-longest context's for every decoding sequence). One request costs a prefill pass and
-``output / B`` of a decode iteration per generated token, so a replica serves ``1 / (t_prefill + output x
-t_decode(B) / B)`` requests per second; replicas run at ``utilisation`` of that to keep queueing for TTFT in check.
-The layout with the lowest cost (devices x price per device-hour, or devices x watts where a price is missing)
-wins; ``verify`` (a batching simulation, see ``serve.simulate``) may then add replicas until the simulated p99s
-meet the SLOs.
+default). Expert-parallel layouts place their experts by load (EPLB, ``serve.expert_load``), as all three engines can
+(vLLM and SGLang ``--enable-eplb``, TensorRT-LLM's MoE load balancer) and wide-EP deployments do: without it the busiest
+expert rank of a 256-expert model at EP32 gets 2.6x the mean. With continuous batching a replica runs up to ``B``
+sequences per decode iteration; ``B`` is the largest batch whose decode iteration at the longest context (``input +
+output`` tokens, the p99 TPOT) meets the TPOT SLO and whose KV cache fits (on Trainium at Neuron's compiled buckets,
+``serve.buckets``: the prompt's, and the longest context's for every decoding sequence). One request costs a prefill
+pass and ``output / B`` of a decode iteration per generated token, so a replica serves ``1 / (t_prefill + output x
+t_decode(B) / B)`` requests per second; replicas run at ``utilisation`` of that to keep queueing for TTFT in check. The
+layout with the lowest cost (devices x price per device-hour, or devices x watts where a price is missing) wins;
+``verify`` (a batching simulation, see ``serve.simulate``) may then add replicas until the simulated p99s meet the SLOs.
 """
 
 from __future__ import annotations
@@ -295,7 +296,7 @@ def layouts(
             try:
                 cost = replica_cost(
                     shape, cluster, tp=tp, pp=pp, ep=ep, dp_attention=dp, weights=weights, eff=eff,
-                    max_batch=min(MAX_BATCH, DEFAULT_MAX_BATCH * dp),
+                    max_batch=min(MAX_BATCH, DEFAULT_MAX_BATCH * dp), eplb=ep > 1,
                 )  # fmt: skip
             except ValueError as exc:
                 reasons.append(f"{where} {weights.value}: {exc}")
@@ -314,7 +315,9 @@ def layouts(
             padded = buckets.pad(context) if buckets is not None else context
             engine: ReplicaCost | SpeculativeCost = group
             if speculative is not None:
-                config = ServeConfig(tp=tp, ep=ep, dp_attention=dp, weights=weights, speculative=speculative)
+                config = ServeConfig(
+                    tp=tp, ep=ep, dp_attention=dp, weights=weights, speculative=speculative, eplb=ep > 1
+                )
                 drafter = draft_cost(shape, cluster, config, eff, draft)
                 engine = SpeculativeCost(cost=group, drafter=drafter, spec=speculative)
             prefill = engine.iteration_s(prompt - cached, 0, 0, 1, cached)

@@ -176,6 +176,7 @@ def serve_config(case: InferenceCase) -> ServeConfig:
         kv_precision=_kv_precision(s),
         prefix_hit=check_share("serving.prefix_hit", s.get("prefix_hit") or 0.0),
         two_batch_overlap=_flag("serving", s, "two_batch_overlap"),
+        eplb=_flag("serving", s, "eplb"),
         prefill_chunk=_whole("serving", s, "prefill_chunk", MAX_TOKENS, "tokens", default=0),
         bucketing=_bucketing(case),
     )
@@ -357,7 +358,7 @@ def prepare(case: InferenceCase) -> Prepared:
         unit_core=config.unit_core, weights=config.weights, per_request_host_work=serves_requests(case),
         eff=ServeEfficiency(), attention=config.attention, cuda_graphs=replays_cuda_graphs(case),
         kv_precision=config.kv_precision, two_batch_overlap=config.two_batch_overlap,
-        latent_precision=latent_precision(case),
+        latent_precision=latent_precision(case), eplb=config.eplb,
     )  # fmt: skip
     spec = config.speculative
     draft = get_model(spec.draft_model) if spec is not None and spec.draft_model is not None else None
