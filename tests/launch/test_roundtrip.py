@@ -192,18 +192,27 @@ def test_refused_fields(framework: Framework, change: dict[str, object], field: 
     pp=st.sampled_from([1, 2]),
     expert=st.booleans(),
     overlap=st.booleans(),
+    balance=st.booleans(),
     batch=st.integers(1, 4096),
     weights=st.sampled_from([WeightFormat.BF16, WeightFormat.FP16, WeightFormat.FP8]),
     kv_fp8=st.booleans(),
 )
 def test_sglang_roundtrip(
-    tp: int, dp_attention: int, pp: int, expert: bool, overlap: bool, batch: int, weights: WeightFormat, kv_fp8: bool
+    tp: int,
+    dp_attention: int,
+    pp: int,
+    expert: bool,
+    overlap: bool,
+    balance: bool,
+    batch: int,
+    weights: WeightFormat,
+    kv_fp8: bool,
 ) -> None:
     """rainier's layout -> sglang.launch_server flags -> the same layout, data-parallel attention included."""
     ep = tp * dp_attention if dp_attention > 1 or expert else 1
     kv = Precision.FP8 if kv_fp8 else (Precision.FP16 if weights is WeightFormat.FP16 else Precision.BF16)
     layout = ServeConfig(tp=tp, pp=pp, ep=ep, dp_attention=dp_attention, batch=batch, weights=weights,
-                         kv_precision=kv, two_batch_overlap=overlap and ep > 1)  # fmt: skip
+                         kv_precision=kv, two_batch_overlap=overlap and ep > 1, eplb=balance and ep > 1)  # fmt: skip
     text = write_launch(Framework.SGLANG, MOE, serve=layout, model_name="mixtral-8x7b", devices_per_node=8)
     assert ("--nnodes" in text) == (tp * dp_attention * pp > 8)
     config = _roundtrip(Framework.SGLANG, text)
@@ -211,6 +220,20 @@ def test_sglang_roundtrip(
     assert got is not None and config.model is not None and config.model.name == "mixtral-8x7b"
     assert (got.tp, got.dp_attention, got.pp, got.ep, got.batch, got.weights, got.kv, got.two_batch_overlap) == (
         tp, dp_attention, pp, ep, batch, weights, kv, layout.two_batch_overlap)  # fmt: skip
+    assert got.eplb == layout.eplb
+
+
+def test_eplb_is_written_for_vllm_and_sglang_and_refused_for_trtllm() -> None:
+    """``--enable-eplb`` in vLLM and SGLang; TensorRT-LLM's balancer needs a file of measured expert statistics."""
+    layout = ServeConfig(tp=8, ep=8, batch=64, eplb=True)
+    text = write_launch(Framework.VLLM, MOE, serve=layout, model_name="mixtral-8x7b")
+    assert "--enable-eplb" in text
+    got = _roundtrip(Framework.VLLM, text).serve
+    assert got is not None and got.eplb and got.ep == 8
+    with pytest.raises(ValueError, match=r"^eplb=True cannot be written for trtllm"):
+        write_launch(Framework.TRTLLM, MOE, serve=layout)
+    with pytest.raises(ValueError, match=r"^eplb=True is invalid"):
+        ServeConfig(tp=8, batch=64, eplb=True)  # nothing to balance without expert parallelism
 
 
 def test_sglang_writes_wide_expert_parallelism_as_its_docs_do() -> None:

@@ -42,9 +42,10 @@ def run_export(
     kv_precision: str | None = None,
     dp_attention: int = 1,
     two_batch_overlap: bool = False,
+    eplb: bool = False,
 ) -> str:
     """The launch text of ``model`` for framework ``to``: a training ``plan``, or a serving layout (tp/pp/ep/batch;
-    ``dp_attention`` and ``two_batch_overlap`` for sglang).
+    ``dp_attention`` and ``two_batch_overlap`` for sglang; ``eplb`` for vllm and sglang).
 
     ``accelerator`` (with ``count``) sets devices per node from its default system (a serving replica wider than
     a node gets sglang's multi-node flags), and ``count`` lets ``plan`` leave out dp.
@@ -69,7 +70,7 @@ def run_export(
         kv = parse_kv_precision(kv_precision)
         layout = ServeConfig(
             tp=tp, pp=pp, ep=ep, dp_attention=dp_attention, batch=batch, weights=WeightFormat.parse(precision),
-            kv_precision=kv, two_batch_overlap=two_batch_overlap,
+            kv_precision=kv, two_batch_overlap=two_batch_overlap, eplb=eplb,
         )  # fmt: skip
         return write_launch(framework, shape, serve=layout, model_name=model, devices_per_node=per_node)
     if plan is None:

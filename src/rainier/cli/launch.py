@@ -39,6 +39,9 @@ def export(
     two_batch_overlap: Annotated[
         bool, typer.Option("--two-batch-overlap", help="Serving (sglang): overlap the expert all-to-all (ep > 1).")
     ] = False,
+    eplb: Annotated[
+        bool, typer.Option("--eplb", help="Serving (vllm, sglang): place the experts by their load (ep > 1).")
+    ] = False,
     batch: Annotated[int, typer.Option("--batch", help="Serving: the batch cap (max sequences).")] = 1,
     precision: Annotated[str, typer.Option("--precision", help="Serving: weight format.")] = "bf16",
     kv_precision: Annotated[str | None, typer.Option("--kv-precision", help="Serving: KV-cache format.")] = None,
@@ -62,6 +65,7 @@ def export(
         kv_precision=kv_precision,
         dp_attention=dp_attention,
         two_batch_overlap=two_batch_overlap,
+        eplb=eplb,
     )
     if out is None:
         typer.echo(text, nl=False)

@@ -7,7 +7,8 @@ lengths are the benchmark's, not the server's, so they are neither written nor r
 vLLM (``vllm serve MODEL``; engine arguments of vllm-project/vllm ``vllm/engine/arg_utils.py``):
 ``--tensor-parallel-size``/``-tp``, ``--pipeline-parallel-size``/``-pp``, ``--enable-expert-parallel`` (the MoE
 layers then use expert parallelism over the tp x dp ranks instead of tensor parallelism, so one replica's ep = tp),
-``--max-num-seqs`` (the batch cap), ``--quantization fp8`` (weights quantised to fp8 at load), ``--dtype``,
+``--enable-eplb`` (experts placed by their load, ``serve.expert_load``), ``--max-num-seqs`` (the batch cap),
+``--quantization fp8`` (weights quantised to fp8 at load), ``--dtype``,
 ``--kv-cache-dtype``. TensorRT-LLM (``tensorrt_llm/llmapi/llm_args.py``; the YAML given to
 ``trtllm-serve --extra_llm_api_options``): ``tensor_parallel_size``, ``pipeline_parallel_size``,
 ``moe_expert_parallel_size``, ``max_batch_size`` (default 2048), ``kv_cache_config.dtype``; the trtllm-serve flags
@@ -20,11 +21,12 @@ SGLang (``python -m sglang.launch_server``; sgl-project/sglang ``docs/advanced_f
 ``--enable-dp-attention`` splits them into data-parallel attention groups of ``tp-size / dp-size`` ranks whose MoE
 layers share ``--ep-size`` (``--ep``, ``--expert-parallel-size``) expert ranks; ``--moe-a2a-backend deepep`` sends
 the tokens to the experts across nodes, ``--enable-two-batch-overlap`` overlaps that exchange with the other
-micro-batch, ``--max-running-requests`` caps the batch, ``--quantization fp8`` quantises the weights at load and
-``--kv-cache-dtype`` stores the cache (``fp8_e4m3``, ``fp8_e5m2``, ``bf16``). rainier's layout ``tp x
-dp_attention`` with ``ep = tp x dp_attention`` is SGLang's ``--tp-size tp x dp_attention --dp-size dp_attention
---enable-dp-attention --ep-size tp x dp_attention``; a replica wider than a node adds ``--nnodes``, ``--node-rank``
-and ``--dist-init-addr``, the same command run on every node with its rank.
+micro-batch, ``--enable-eplb`` places the experts by their load, ``--max-running-requests`` caps the batch,
+``--quantization fp8`` quantises the weights at load and ``--kv-cache-dtype`` stores the cache (``fp8_e4m3``,
+``fp8_e5m2``, ``bf16``). rainier's layout ``tp x dp_attention`` with ``ep = tp x dp_attention`` is SGLang's
+``--tp-size tp x dp_attention --dp-size dp_attention --enable-dp-attention --ep-size tp x dp_attention``; a replica
+wider than a node adds ``--nnodes``, ``--node-rank`` and ``--dist-init-addr``, the same command run on every node
+with its rank.
 """
 
 from __future__ import annotations
@@ -184,14 +186,16 @@ def read_vllm(flags: Flags, where: str) -> LaunchConfig:
     data_parallel = flags.get("--data-parallel-size", where) or flags.get("-dp", where)
     if data_parallel is not None:
         notes.append(f"--data-parallel-size {data_parallel[0]}: that many replicas of this layout")
+    ep = tp if flags.has("--enable-expert-parallel") else 1
     serve = _config(
         where,
         tp=tp,
         pp=pp,
-        ep=tp if flags.has("--enable-expert-parallel") else 1,
+        ep=ep,
         batch=batch,
         weights=weights,
         kv_precision=kv,
+        eplb=flags.has("--enable-eplb") and ep > 1,
     )
     used = {
         "--tensor-parallel-size",
@@ -204,6 +208,7 @@ def read_vllm(flags: Flags, where: str) -> LaunchConfig:
         "--dtype",
         "--kv-cache-dtype",
         "--enable-expert-parallel",
+        "--enable-eplb",
         "--model",
         "--data-parallel-size",
         "-dp",
@@ -224,6 +229,9 @@ def _refuse_serving(framework: Framework, config: ServeConfig) -> None:
             ("dp_attention", config.dp_attention, 1, f"data-parallel attention is {why}"),
             ("two_batch_overlap", config.two_batch_overlap, False, why),
         ]
+    if framework is Framework.TRTLLM:
+        why = "TensorRT-LLM's load balancer takes a moe_config.load_balancer file of measured expert statistics"
+        checks.append(("eplb", config.eplb, False, why))
     for field, value, default, why in checks:
         if value != default:
             raise not_expressible(framework, field, getattr(value, "value", value), why)
@@ -241,6 +249,8 @@ def write_vllm(model: str, config: ServeConfig) -> str:
     ]
     if config.ep > 1:
         args.append(("--enable-expert-parallel", ()))
+    if config.eplb:
+        args.append(("--enable-eplb", ()))
     args.append(("--max-num-seqs", (str(config.batch),)))
     args += _format_args(fw, config, "fp8", "vLLM")
     return format_command(["vllm", "serve", model], args)
@@ -402,6 +412,7 @@ def read_sglang(flags: Flags, where: str) -> LaunchConfig:
         weights=weights,
         kv_precision=kv,
         two_batch_overlap=flags.has("--enable-two-batch-overlap") and ep > 1,
+        eplb=flags.has("--enable-eplb") and ep > 1,
     )
     cluster = None
     nodes = flags.get("--nnodes", where)
@@ -414,8 +425,8 @@ def read_sglang(flags: Flags, where: str) -> LaunchConfig:
     # nodes meet and this node's rank do not change the layout
     used = {*_SGL_TP, *_SGL_DP, *_SGL_EP, *_SGL_PP, "--model-path", "--model", "--enable-ep-moe",
             "--enable-dp-attention", "--max-running-requests", "--quantization", "--dtype", "--kv-cache-dtype",
-            "--enable-two-batch-overlap", "--speculative-algorithm", "--moe-a2a-backend", "--enable-deepep-moe",
-            "--nnodes", "--node-rank", "--dist-init-addr"}  # fmt: skip
+            "--enable-two-batch-overlap", "--enable-eplb", "--speculative-algorithm", "--moe-a2a-backend",
+            "--enable-deepep-moe", "--nnodes", "--node-rank", "--dist-init-addr"}  # fmt: skip
     return _served(Framework.SGLANG, where, model, serve, notes, sorted(flags.names() - used), cluster)
 
 
@@ -436,6 +447,8 @@ def write_sglang(model: str, config: ServeConfig, devices_per_node: int | None =
         args.append(("--moe-a2a-backend", ("deepep",)))  # the token exchange rainier costs (serve.dispatch)
     if config.two_batch_overlap:
         args.append(("--enable-two-batch-overlap", ()))
+    if config.eplb:
+        args.append(("--enable-eplb", ()))
     args.append(("--max-running-requests", (str(config.batch),)))
     args += _format_args(fw, config, "fp8_e4m3", "SGLang")
     devices = world * config.pp

@@ -22,6 +22,7 @@ def launch_lines(config: Any) -> list[str]:
         s = doc["serve"]
         wide = f" --dp-attention {s['dp_attention']}" if s.get("dp_attention", 1) > 1 else ""
         wide += " --two-batch-overlap" if s.get("two_batch_overlap") else ""
+        wide += " --eplb" if s.get("eplb") else ""
         lines.append(
             f"serving: --tp {s['tp']} --pp {s['pp']} --ep {s['ep']}{wide} --batch {s['batch']} "
             f"--precision {s['precision']} --kv-precision {s['kv_precision']}"
