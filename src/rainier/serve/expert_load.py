@@ -11,8 +11,8 @@ The model: a rank's load is the sum of its experts' loads. With ``k = slots / ep
 independently of their popularity, its coefficient of variation is ``cv_expert / sqrt(k)`` from popularity, plus the
 Poisson noise ``1 / sqrt(mean)`` of the batch's ``mean`` copies per rank; the busiest of ``ep`` ranks sits at the
 expected maximum of ``ep`` normal draws (Blom's approximation). An expert-parallel load balancer (EPLB: DeepSeek-V3
-report sec. 3.4; SGLang ``--enable-eplb``, TensorRT-LLM's ``moe_load_balancer``) places and replicates experts from
-their measured popularity, which leaves a small placement residual instead.
+report sec. 3.4; vLLM and SGLang ``--enable-eplb``, TensorRT-LLM's ``moe_config.load_balancer``) places and
+replicates experts from their measured popularity, which leaves a small placement residual instead.
 
 Both constants come from one published measurement, TensorRT-LLM tech blog 4 Table 1 (DeepSeek-R1 on 32 GB200, a
 machine-translation dataset, 1,024 routed tokens per rank on average; imbalance ratio ``(max - mean) / mean``
@@ -58,7 +58,8 @@ def placement_cv2(experts: int, slots: int, ep: int, *, balanced: bool) -> float
 
     A model routing over fewer, coarser experts spreads its load more evenly: the per-expert CV squared is taken
     in proportion to the expert count, from the measured 256 (an assumption: one model was measured). Mixtral's 8
-    experts get a CV of 0.38, DeepSeek-V3's 256 the measured 2.14."""
+    experts get a CV of 0.38, DeepSeek-V3's 256 the measured 2.14. With every slot a distinct expert the expert
+    count cancels: a rank's CV squared is ``EXPERT_CV2 x ep / 256`` whatever the model (EP8: 0.38, 1.54x busiest)."""
     if ep <= 1:
         return 0.0
     if balanced:
