@@ -365,7 +365,9 @@ def serve_simulate(
         if not as_json:
             _err.print(f"wrote {requests_out}")
     if as_json:
-        layout = {"tp": tp, "pp": pp, "replicas": result.replicas, "prefill_replicas": result.prefill_replicas}
+        layout = {"tp": tp, "pp": pp, "ep": ep, "dp_attention": dp_attention, "eplb": eplb,
+                  "two_batch_overlap": two_batch_overlap, "replicas": result.replicas,
+                  "prefill_replicas": result.prefill_replicas}  # fmt: skip
         target = {"model": model, "cluster": cluster, "accelerator": accelerator, "count": count, "layout": layout}
         emit_json({**target, **result.to_dict()})
     else:
