@@ -19,6 +19,7 @@ from rainier.serve.expert_load import (
     MEASURED_MEAN_COPIES,
     UNBALANCED_RATIO,
     busiest_load,
+    busiest_touched,
     expected_max_normal,
     placement_cv2,
 )
@@ -125,3 +126,26 @@ def test_eplb_from_the_cli_shortens_an_expert_parallel_prefill() -> None:
     assert eplb_out["ttft_ms"] < plain_out["ttft_ms"]
     refused = runner.invoke(app, [*base, "--eplb"])  # ep = 1: nothing to balance
     assert refused.exit_code == 2 and "eplb" in refused.output
+
+
+def test_the_step_waits_for_the_rank_that_touched_most_experts() -> None:
+    """Mixtral at one token: top-2 of 8 experts. Under TP8 every rank reads a slice of the two experts (a quarter of
+    an expert's bytes each); under EP8 two ranks read a whole expert while the others idle, and the step waits for
+    them: the normal approximation of the largest of 8 binomial(1, 1/4) counts puts the busiest rank at
+    0.25 + z_8 x 0.433 = 0.87 of an expert (exactly 1)."""
+    z8 = expected_max_normal(8)
+    assert busiest_touched(0.25, z8, 1) == pytest.approx(0.25 + z8 * math.sqrt(0.25 * 0.75))
+    assert busiest_touched(0.25, 0.0, 1) == 0.25  # no expert parallelism: the mean
+    assert busiest_touched(1.0, z8, 32) == 1.0  # every expert touched: nothing to wait for
+    assert busiest_touched(0.9, 5.0, 4) == 1.0  # at most every slot
+    shape, cluster = get_model("mixtral-8x7b"), cluster_of("h100-sxm", 8)
+    tp = replica_cost(shape, cluster, tp=8, eff=IDEAL)
+    ep = replica_cost(shape, cluster, tp=8, ep=8, eff=IDEAL)
+    assert ep.experts_per_rank == 1 and tp.experts_per_rank == 0
+    rate = tp.hbm_bytes_per_s * tp.tp_devices * IDEAL.memory
+    touched = 1 - (1 - 2 / 8)
+    extra = ep.expert_weight_bytes * (busiest_touched(touched, z8, 1) - touched) / rate
+    # (the combine's partial rows, one per tp rank under TP8, differ by a few hundred ns besides)
+    assert ep.parts(0, 1, 512)["gemm"] - tp.parts(0, 1, 512)["gemm"] == pytest.approx(extra, rel=1e-3)
+    # a large batch touches every expert on every rank: the layouts read alike
+    assert ep.parts(0, 512, 512 * 512)["gemm"] >= tp.parts(0, 512, 512 * 512)["gemm"]

@@ -71,7 +71,7 @@ from rainier.serve.dispatch import (
     placed_levels,
 )
 from rainier.serve.efficiency import ServeEfficiency
-from rainier.serve.expert_load import busiest_load, expected_max_normal, placement_cv2
+from rainier.serve.expert_load import busiest_load, busiest_touched, expected_max_normal, placement_cv2
 from rainier.serve.limits import MAX_BATCH, MAX_DEGREE, check_int
 from rainier.workload import count_params, kv_cache_bytes_per_token
 from rainier.workload.flops import FLOP_PER_MAC, attention_core_flop_per_token, flops_per_token
@@ -313,7 +313,7 @@ class ReplicaCost:
         untouched = 1.0 - top_k / num_experts if num_experts > 1 else 1.0
         expert_rate = (self.expert_flop_per_s or self.flop_per_s) * self.tp_devices * dp * eff.compute
         expert_per_token = self.expert_flop_per_token
-        extreme, load_cv2 = self.expert_load_extreme, self.expert_load_cv2
+        extreme, load_cv2, per_rank = self.expert_load_extreme, self.expert_load_cv2, self.experts_per_rank
         dense_bytes, expert_bytes = self.dense_weight_bytes, self.expert_weight_bytes
         elementwise = self.elementwise_bytes_per_token
         prefill_flop = self.attention_flop_per_context_token
@@ -357,7 +357,8 @@ class ReplicaCost:
                 touched = 1.0 - untouched**tokens if num_experts > 1 and tokens > 0 else 1.0
                 expert_tokens = tokens + num_experts * touched * pad / top_k
                 compute = gemm_flop / flop_rate + load * expert_tokens * expert_per_token / expert_rate
-                weight_time = (dense_bytes + expert_bytes * touched / dp) / byte_rate
+                read = busiest_touched(touched, extreme, per_rank) if extreme else touched
+                weight_time = (dense_bytes + expert_bytes * read / dp) / byte_rate
             else:
                 compute, weight_time = gemm_flop / flop_rate, dense_weight_time
             gemm = (weight_time if weight_time > compute else compute) if tokens else 0.0  # max(), first on ties
@@ -442,7 +443,9 @@ class ReplicaCost:
         copies = rank_tokens * self.top_k * dp / self.ep
         load = busiest_load(copies, self.expert_load_extreme, self.expert_load_cv2, self.ep)
         gemm_compute = gemm_flop / flop_rate + load * expert_tokens * self.expert_flop_per_token / expert_rate
-        weight_bytes = self.dense_weight_bytes + self.expert_weight_bytes * touched / dp  # per group's tp ranks
+        # each rank reads its touched experts' weights, and the step waits for the rank that touched most
+        read = busiest_touched(touched, self.expert_load_extreme, self.experts_per_rank)
+        weight_bytes = self.dense_weight_bytes + self.expert_weight_bytes * read / dp  # per group's tp ranks
         gemm = max(gemm_compute, weight_bytes / byte_rate) if tokens else 0.0
         gemm += rank_tokens * self.elementwise_bytes_per_token / byte_rate
         # prompts attend causally to themselves (P^2 / (2 x prompts) pairs) and to their cached context; decode
@@ -526,6 +529,7 @@ class ReplicaCost:
     # (0 without expert parallelism) and the squared CV of a rank's load from its experts' popularity
     expert_load_extreme: float = 0.0
     expert_load_cv2: float = 0.0
+    experts_per_rank: int = 0  # expert slots each ep rank holds (0 without expert parallelism)
 
     def _overlapped_parts(
         self, prefill_tokens: int, decode_seqs: int, kv_tokens: int, prefill_seqs: int, queries: int, cached: int
@@ -798,6 +802,7 @@ def replica_cost(
         window_share=shape.sliding_window_share,
         expert_load_extreme=expected_max_normal(ep) if num_experts > 1 else 0.0,
         expert_load_cv2=placement_cv2(num_experts, slots, ep, balanced=balanced) if num_experts > 1 else 0.0,
+        experts_per_rank=slots // ep if num_experts > 1 and ep > 1 else 0,
     )
 
 
