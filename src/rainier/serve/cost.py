@@ -14,7 +14,10 @@ Its time is a roofline per kernel class plus collectives and fixed overheads (sh
   iteration's time per sequence the gentle fall with the batch that keeps an engine under Poisson load near
   its capacity at a large batch (``serve.inflight``, MLPerf Server); a roofline alone has it flat past the
   ridge. A MoE decode step reads only the experts its tokens select: of ``E`` experts with top-``k`` routing,
-  ``n`` tokens touch ``E (1 - (1 - k/E)^n)`` on average, and each pads its own rows.
+  ``n`` tokens touch ``E (1 - (1 - k/E)^n)`` on average, and each pads its own rows. Under expert parallelism
+  the step waits for the busiest expert rank: the one with the most routed copies (its experts' GEMMs and its
+  share of the all-to-all) and the one that touched the most of its experts (its weight reads), both
+  ``serve.expert_load``.
 - memory-bound kernels: each token's fused add-norms (on every tensor-parallel rank), rotary embedding,
   activation function and, in a MoE layer, the combine of its experts' output rows move
   ``elementwise_bytes_per_token`` through HBM, after the GEMMs;
