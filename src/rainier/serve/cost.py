@@ -723,12 +723,12 @@ def replica_cost(
         expert_params = per_expert * num_experts * shape.num_moe_layers
         expert_flop = FLOP_PER_MAC * per_expert * top_k * shape.num_moe_layers
     expert_bytes = expert_params * weights.expert_bytes
-    if ep > 1 and num_experts % ep:
+    slots = math.ceil(num_experts / ep) * ep
+    if slots != num_experts:
         # An expert count that ep does not divide leaves ceil(E/ep) expert slots per rank, the spare ones filled by
         # redundant copies of hot experts (DeepSeek-V3 report sec. 3.4, EPLB: 256 experts in 288 slots on 72 GPUs);
         # every slot is stored and read like an expert.
-        expert_bytes *= math.ceil(num_experts / ep) * ep / num_experts
-    slots = math.ceil(num_experts / ep) * ep
+        expert_bytes *= slots / num_experts
     balanced = eplb or slots != num_experts
     # An NVFP4 checkpoint of an MLA model keeps the latent projections (workload.params.mla_latent_params) in 16 bits,
     # with the router and the LM head: NVIDIA's NVFP4 DeepSeek-R1 lists every layer's self_attn.fused_a (q_a + kv_a),
