@@ -83,16 +83,18 @@ def test_one_sequence_reads_its_groups_weights_and_waits_for_a_rank_with_a_touch
     """Decode of one sequence is weight-read bound: a rank reads its group's share of the non-expert weights and
     its touched experts. Top-2 of 8 touches a quarter of the experts on average, but each of the 8 ranks holds one
     whole expert, so two ranks read a whole one and the step waits for them (serve.expert_load.busiest_touched: the
-    normal approximation of the largest of 8 binomial counts, 0.87 of an expert)."""
+    normal approximation of the largest of 8 binomial counts, 0.87 of an expert). Without padded rows one token's
+    matmuls are a few hundredths of its reads, so the soft roofline is the reads to a few parts in 10^4."""
     shape, cluster = get_model("mixtral-8x7b"), cluster_of("h100-sxm", 8)
-    cost = replica_cost(shape, cluster, tp=2, ep=8, dp_attention=4, eff=IDEAL)
+    cost = replace(replica_cost(shape, cluster, tp=2, ep=8, dp_attention=4, eff=IDEAL), tile_tokens=0.0)
     dense, experts = _mixtral_bytes()
     bw = get_accelerator("h100-sxm").hbm_bw_bytes_per_s
     elementwise = cost.elementwise_bytes_per_token / 4 / (2 * bw)  # the token's group: a quarter, on 2 ranks
     read = dense - _embedding_bytes()
     busiest = busiest_touched(0.25, expected_max_normal(8), 1)
     assert busiest == pytest.approx(0.87, abs=0.005)
-    assert cost.parts(0, 1, 0)["gemm"] == pytest.approx((read / 2 + experts * busiest / 8) / bw + elementwise)
+    expected = (read / 2 + experts * busiest / 8) / bw + elementwise
+    assert cost.parts(0, 1, 0)["gemm"] == pytest.approx(expected, rel=1e-3)
 
 
 def test_a_group_attends_over_its_own_sequences_only() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 from hypothesis import given, settings
@@ -42,11 +43,13 @@ def test_awq_and_gptq_store_four_bits_and_a_group_scale() -> None:
     # layers, the whole bf16 head, and no more of the embedding than a token's row
     bf16 = replica_cost(shape, cluster_of("h100-sxm", 4), tp=4, weights=WeightFormat.BF16, eff=IDEAL)
     assert cost.flop_per_s == bf16.flop_per_s
+    # without padded rows one token's matmuls add ~1e-4 to its reads under the soft roofline
+    cost, bf16 = replace(cost, tile_tokens=0.0), replace(bf16, tile_tokens=0.0)
     norms = cost.elementwise_bytes_per_token / (cost.hbm_bytes_per_s * cost.tp_devices)  # the token's own kernels
     weights = cost.parts(0, 1, 0)["gemm"] - norms
     rate = cost.hbm_bytes_per_s * cost.tp_devices
-    assert weights == pytest.approx((layers * INT4_BYTES_PER_WEIGHT + table * 2.0) / rate)
-    assert bf16.parts(0, 1, 0)["gemm"] - norms == pytest.approx((layers + table) * 2.0 / rate)
+    assert weights == pytest.approx((layers * INT4_BYTES_PER_WEIGHT + table * 2.0) / rate, rel=1e-3)
+    assert bf16.parts(0, 1, 0)["gemm"] - norms == pytest.approx((layers + table) * 2.0 / rate, rel=1e-3)
 
 
 def test_mxfp4_experts_shrink_only_the_experts_and_multiply_in_fp4_where_the_chip_can() -> None:
@@ -71,7 +74,9 @@ def test_fp8_kv_cache_halves_the_cache_and_its_reads() -> None:
     fp8 = replica_cost(shape, cluster, tp=1, eff=IDEAL, kv_precision=Precision.FP8)
     assert fp8.kv_bytes_per_token_replica == pytest.approx(bf16.kv_bytes_per_token_replica / 2)
     assert fp8.kv_capacity >= 2 * bf16.kv_capacity - 1
-    assert fp8.parts(0, 64, 64 * 32_000)["attention"] == pytest.approx(bf16.parts(0, 64, 64 * 32_000)["attention"] / 2)
+    # decode attention is far below the ridge (a few FLOPs per cached byte): its matmuls add ~1e-4 in quadrature
+    half = bf16.parts(0, 64, 64 * 32_000)["attention"] / 2
+    assert fp8.parts(0, 64, 64 * 32_000)["attention"] == pytest.approx(half, rel=1e-3)
     assert parse_kv_precision("auto") is None and parse_kv_precision("fp8_e4m3") is Precision.FP8
     with pytest.raises(InputError, match="kv-precision"):
         parse_kv_precision("int2")

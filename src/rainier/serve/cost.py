@@ -4,9 +4,19 @@ A replica is ``tp x pp`` ranks (NeuronCores for ``unit=core`` configurations) on
 dp_attention x pp`` with data-parallel attention (below). One iteration
 prefills some new tokens and decodes one token for each running sequence (continuous batching, Yu et al. 2022).
 Its time is a roofline per kernel class plus collectives and fixed overheads (shared/reference/formulas.md,
-"Inference"):
+"Inference"). Each roofline is *soft*: a kernel class whose matmuls take ``c`` and whose HBM traffic takes ``m``
+takes ``hypot(c, m) = sqrt(c^2 + m^2)``, not ``max(c, m)``. The two agree far from the ridge (within 1% once one
+side is 7x the other, 12% at 2x); at the ridge the kernel takes 1.41x the max, each side running at 71% of its
+rate. The max assumes a kernel hides its loads under its matmuls perfectly. A tiled kernel is a two-stage pipeline
+(load a tile, multiply it) with a few buffers between the stages; when the stages are equally fast, each stalls
+whenever the other's tile is late, and a two-station line of exponential servers with no buffer between them runs
+at 2/3 of either's rate, with one buffer at 3/4 (Hillier and Boling 1967, "Finite queues in series with exponential
+or Erlang service times", Operations Research 15(2)). Real tile times vary less than exponential ones and kernels
+keep 2-7 stages, so those fractions bound the stall from below; 71% sits between them. The exponent is chosen, not
+fitted: 2, 3 and 4 all improved the held-out median on the public inference cases (docs/architecture.md), and 2 is
+applied to both kernel classes alike.
 
-- weight GEMMs: ``max(2 x active weights x (tokens + tile_tokens) / FLOP/s, weight bytes read / HBM bandwidth)``
+- weight GEMMs: ``hypot(2 x active weights x (tokens + tile_tokens) / FLOP/s, weight bytes read / HBM bandwidth)``
   -- compute-bound in prefill, memory-bound in decode. A GEMM computes whole output tiles, so its token rows are
   padded up to a multiple of the tile (NVIDIA, "Matrix Multiplication Background User's Guide", sec. 3, tile
   quantisation): over the batch sizes an engine runs that is half a tile on average, ``tile_tokens`` = the
@@ -21,7 +31,7 @@ Its time is a roofline per kernel class plus collectives and fixed overheads (sh
 - memory-bound kernels: each token's fused add-norms (on every tensor-parallel rank), rotary embedding,
   activation function and, in a MoE layer, the combine of its experts' output rows move
   ``elementwise_bytes_per_token`` through HBM, after the GEMMs;
-- attention: ``max(QK^T and AV FLOPs / FLOP/s, KV-cache bytes read / HBM bandwidth + score traffic)``, the
+- attention: ``hypot(QK^T and AV FLOPs / FLOP/s, KV-cache bytes read / HBM bandwidth + score traffic)``, the
   score traffic being that of an unfused kernel writing and reading the ``s x s`` scores (Korthikanti et al.
   2022 sec. 4; ~0 for fused kernels, Dao et al. 2022);
 - tensor parallelism: two all-reduces of the iteration's activations per layer (Megatron-LM's layout), on the
@@ -364,7 +374,7 @@ class ReplicaCost:
                 weight_time = (dense_bytes + expert_bytes * read / dp) / byte_rate
             else:
                 compute, weight_time = gemm_flop / flop_rate, dense_weight_time
-            gemm = (weight_time if weight_time > compute else compute) if tokens else 0.0  # max(), first on ties
+            gemm = math.hypot(compute, weight_time) if tokens else 0.0  # the soft roofline (module docstring)
             gemm += rank_tokens * elementwise / byte_rate
             attended: float = kv_tokens
             cached_read: float = cached
@@ -388,7 +398,7 @@ class ReplicaCost:
             kv_read = (attended + decode_seqs) / dp + (cached_read + prefill_tokens) * share
             kv_bytes = kv_read * kv_per_token * kv_reads
             by_bytes = kv_bytes / kv_rate + pairs * scores * score_bytes_each / byte_rate
-            total = gemm + (by_bytes if by_bytes > by_flop else by_flop)
+            total = gemm + math.hypot(by_flop, by_bytes)
             if tensor_parallel:
                 total += all_reduces * (slope * (rank_tokens * hidden_bytes) + fixed)
             if ep > 1 and tokens:
@@ -449,7 +459,7 @@ class ReplicaCost:
         # each rank reads its touched experts' weights, and the step waits for the rank that touched most
         read = busiest_touched(touched, self.expert_load_extreme, self.experts_per_rank)
         weight_bytes = self.dense_weight_bytes + self.expert_weight_bytes * read / dp  # per group's tp ranks
-        gemm = max(gemm_compute, weight_bytes / byte_rate) if tokens else 0.0
+        gemm = math.hypot(gemm_compute, weight_bytes / byte_rate) if tokens else 0.0
         gemm += rank_tokens * self.elementwise_bytes_per_token / byte_rate
         # prompts attend causally to themselves (P^2 / (2 x prompts) pairs) and to their cached context; decode
         # tokens to their caches
@@ -474,7 +484,7 @@ class ReplicaCost:
         score_bytes = pairs * self.scores_per_pair * self.score_bytes
         kv_rate = self.hbm_bytes_per_s * self.tp_devices * eff.kv_memory
         attention_rate = (self.attention_flop_per_s or self.flop_per_s) * self.tp_devices * eff.compute
-        attention = max(attention_flop / attention_rate, kv_bytes / kv_rate + score_bytes / byte_rate)
+        attention = math.hypot(attention_flop / attention_rate, kv_bytes / kv_rate + score_bytes / byte_rate)
         slope, intercept = self.all_reduce
         message = rank_tokens * self.hidden_bytes_per_token  # each group's all-reduces carry its own tokens
         # one all-reduce after attention in every layer, one after the MLP -- except in MoE layers under expert
