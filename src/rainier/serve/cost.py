@@ -7,14 +7,15 @@ Its time is a roofline per kernel class plus collectives and fixed overheads (sh
 "Inference"). Each roofline is *soft*: a kernel class whose matmuls take ``c`` and whose HBM traffic takes ``m``
 takes ``hypot(c, m) = sqrt(c^2 + m^2)``, not ``max(c, m)``. The two agree far from the ridge (within 1% once one
 side is 7x the other, 12% at 2x); at the ridge the kernel takes 1.41x the max, each side running at 71% of its
-rate. The max assumes a kernel hides its loads under its matmuls perfectly. A tiled kernel is a two-stage pipeline
-(load a tile, multiply it) with a few buffers between the stages; when the stages are equally fast, each stalls
-whenever the other's tile is late, and a two-station line of exponential servers with no buffer between them runs
-at 2/3 of either's rate, with one buffer at 3/4 (Hillier and Boling 1967, "Finite queues in series with exponential
-or Erlang service times", Operations Research 15(2)). Real tile times vary less than exponential ones and kernels
-keep 2-7 stages, so those fractions bound the stall from below; 71% sits between them. The exponent is chosen, not
-fitted: 2, 3 and 4 all improved the held-out median on the public inference cases (docs/architecture.md), and 2 is
-applied to both kernel classes alike.
+rate. The max assumes a kernel hides its loads under its matmuls perfectly. A tiled kernel is a pipeline (load a
+tile, multiply it) with a few buffers between the stages; when the stages are equally fast, each stalls whenever
+the other's tile is late, so near the ridge neither runs at its full rate: two exponential servers in series with
+no buffer between them run at 2/3 of either's rate, rising towards 1 as buffers are added (Hillier and Boling 1967,
+"Finite queues in series with exponential or Erlang service times", Operations Research 15(2)). That shows the max
+is optimistic near the ridge; it does not fix how much. The form and its exponent are chosen, not fitted and not
+measured here (no kernel timings of these chips near their ridge are in hand): exponents 2, 3 and 4 all improved
+the held-out median on the public inference cases (docs/architecture.md), and 2, the simplest, is applied to both
+kernel classes alike. A measured GEMM time against its row count at the ridge would replace it.
 
 - weight GEMMs: ``hypot(2 x active weights x (tokens + tile_tokens) / FLOP/s, weight bytes read / HBM bandwidth)``
   -- compute-bound in prefill, memory-bound in decode. A GEMM computes whole output tiles, so its token rows are
