@@ -109,6 +109,25 @@ def test_iteration_time_grows_with_batch_and_cache(batch: int, context: int, ext
     assert cost.iteration_s(0, batch, batch * (context + extra)) >= base
 
 
+@settings(max_examples=60, deadline=None)
+@given(tokens=st.integers(min_value=1, max_value=65_536))
+def test_the_soft_roofline_lies_between_the_max_and_the_sum(tokens: int) -> None:
+    """The weight GEMMs of any batch take between the larger of their matmul and weight-read times (a perfect
+    overlap) and their sum (none), 1.41x the larger where the two are equal (serve.cost docstring)."""
+    cost = replica_cost(get_model("llama-3.1-8b"), cluster_of("h100-sxm", 1), tp=1, eff=IDEAL)
+    flop_rate = cost.flop_per_s * cost.tp_devices
+    pad = cost.tile_tokens
+    matmul = ((tokens + pad) * cost.gemm_flop_per_token + (1 + pad) * cost.head_flop_per_token) / flop_rate
+    read = cost.dense_weight_bytes / (cost.hbm_bytes_per_s * cost.tp_devices)
+    gemm = cost.parts(tokens, 0, 0)["gemm"] - tokens * cost.elementwise_bytes_per_token / (
+        cost.hbm_bytes_per_s * cost.tp_devices
+    )
+    assert max(matmul, read) <= gemm * (1 + 1e-9) and gemm <= matmul + read
+    assert gemm == pytest.approx(math.hypot(matmul, read))
+    ridge = read / ((cost.gemm_flop_per_token + cost.head_flop_per_token) / flop_rate)  # matmul == read here
+    assert 250 < ridge < 350  # bf16 on an H100: 989 TFLOP/s over 3.35 TB/s, ~295 tokens of 2-byte weights
+
+
 def test_more_bandwidth_never_slows_decode() -> None:
     shape, cluster = get_model("llama-3-70b"), cluster_of("h100-sxm", 8)
     slow = replica_cost(shape, cluster, tp=8, eff=ServeEfficiency(memory=0.5, kv_memory=0.5))
