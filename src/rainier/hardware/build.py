@@ -115,6 +115,7 @@ def build_fabric(fields: Fields) -> Fabric:
         direction=fields.choice("direction", DIRECTIONS),
         bw_per=fields.choice("bw_per", tuple(s.value for s in BandwidthScope)),
         latency_s=units.us(fields.number("latency_us")),
+        in_network_reduction=fields.boolean("in_network_reduction", required=False, default=False),
         notes=fields.string("notes", required=False),
         **_provenance(fields, estimated),
     )

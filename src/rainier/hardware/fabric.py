@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from rainier.errors import field_error
 from rainier.hardware._checks import (
     FrozenMap,
     check_enum,
@@ -80,6 +81,9 @@ class Fabric:
     direction: Direction
     bw_per: BandwidthScope
     latency_s: float
+    # the switches reduce in the network (NVLink SHARP on NVSwitch gen 3 and later): a rank sends its buffer into
+    # an all-reduce once and receives the sum once (``serve.allreduce``)
+    in_network_reduction: bool = False
     notes: str = ""
     sources: Mapping[str, str] = field(default_factory=FrozenMap)
     estimated: frozenset[str] = frozenset()
@@ -92,6 +96,8 @@ class Fabric:
         object.__setattr__(self, "direction", check_enum("direction", Direction, self.direction))
         object.__setattr__(self, "bw_per", check_enum("bw_per", BandwidthScope, self.bw_per))
         check_positive("latency_s", self.latency_s)
+        if not isinstance(self.in_network_reduction, bool):
+            raise field_error("in_network_reduction", self.in_network_reduction, "true or false")
         check_text("notes", self.notes, allow_empty=True)
         object.__setattr__(self, "sources", check_sources("sources", self.sources))
         object.__setattr__(self, "estimated", frozenset(self.estimated))
@@ -111,6 +117,7 @@ class Fabric:
             "bw_per": self.bw_per.value,
             "bw_bytes_per_s_per_direction": self.bw_bytes_per_s_per_direction,
             "latency_s": self.latency_s,
+            "in_network_reduction": self.in_network_reduction,
             "notes": self.notes,
             "sources": jsonable(self.sources),
             "estimated": jsonable(self.estimated),
