@@ -63,7 +63,7 @@ def test_a_draft_model_pays_its_own_layers_collectives_at_the_targets_tp() -> No
     config = ServeConfig(tp=64, unit_core=True, batch=1, input_len=128, output_len=512, speculative=spec)
     drafter = draft_cost(shape, cluster, config, EFF, draft)
     assert drafter is not None and drafter.num_layers == 28
-    slope, intercept = drafter.all_reduce
+    slope, intercept = drafter.all_reduce.library  # Neuron: its collective library's ring or tree
     parts = drafter.parts(0, 1, 600)
     # two all-reduces in each of the 28 layers, each paying the links' and the call's latency
     assert parts["tp_comm"] == pytest.approx(56 * (slope * 1024 * 2 + intercept + EFF.collective_latency_s))

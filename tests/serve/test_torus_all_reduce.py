@@ -8,6 +8,7 @@ import pytest
 from rainier.hardware import cluster_of, get_system
 from rainier.perf.collectives import Level
 from rainier.perf.comm import group_cost
+from rainier.serve.allreduce import EngineAllReduce
 from rainier.serve.cost import replica_cost
 from rainier.serve.dispatch import concurrent_torus_axes, placed_levels
 from rainier.serve.efficiency import ServeEfficiency
@@ -58,5 +59,6 @@ def test_trn1_tp32_prefill_all_reduce_is_cheaper_than_axis_by_axis() -> None:
     shape = get_model("llama-2-70b")
     cost = replica_cost(shape, cluster_of("trn1", 16), tp=32, unit_core=True, eff=ServeEfficiency(comm=1.0))
     levels = placed_levels(cluster_of("trn1", 16), 2, "tp", 32, 1.0)
-    assert cost.all_reduce == group_cost(concurrent_torus_axes(levels)).all_reduce
-    assert cost.all_reduce[0] < group_cost(levels).all_reduce[0]
+    # Neuron keeps its library's collective: no engine kernels, no in-network reduction
+    assert cost.all_reduce == EngineAllReduce(library=group_cost(concurrent_torus_axes(levels)).all_reduce)
+    assert cost.all_reduce.library[0] < group_cost(levels).all_reduce[0]

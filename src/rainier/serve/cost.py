@@ -36,7 +36,10 @@ kernel classes alike. A measured GEMM time against its row count at the ridge wo
   score traffic being that of an unfused kernel writing and reading the ``s x s`` scores (Korthikanti et al.
   2022 sec. 4; ~0 for fused kernels, Dao et al. 2022);
 - tensor parallelism: two all-reduces of the iteration's activations per layer (Megatron-LM's layout), on the
-  placed topology levels (``parallel.placement``, alpha-beta, ``perf.collectives``);
+  placed topology levels (``parallel.placement``, alpha-beta, ``perf.collectives``), each by the algorithm the
+  engine picks for its size (``serve.allreduce``: one-shot and two-shot peer-to-peer kernels for small messages
+  on one NVIDIA node, the collective library's ring or tree, or NVLink SHARP where the switches reduce), plus a
+  fitted per-call latency;
 - per-layer and per-iteration overheads (kernel launches, sampling, scheduling): fitted per accelerator family;
 - the engine's host work per running request each step (scheduling it, preparing its inputs, sampling and
   processing its output), which the GPU waits for: ``sequence_overhead_s`` x the busiest group's requests, one
@@ -76,6 +79,7 @@ from rainier.errors import field_error
 from rainier.hardware import Accelerator, Cluster
 from rainier.perf.comm import GroupCost, group_cost
 from rainier.precision import Precision
+from rainier.serve.allreduce import EngineAllReduce, engine_all_reduce
 from rainier.serve.buckets import Buckets, runtime_buckets
 from rainier.serve.dispatch import (
     ExpertExchange,
@@ -280,7 +284,7 @@ class ReplicaCost:
     weight_bytes_per_device: float
     flop_per_s: float  # per device, at the matmul precision
     hbm_bytes_per_s: float  # per device
-    all_reduce: tuple[float, float]  # seconds = slope x bytes + intercept, on the placed tp group
+    all_reduce: EngineAllReduce  # one all-reduce's seconds by its bytes, on the placed tp group (serve.allreduce)
     eff: ServeEfficiency
     engine_max_batch: int = DEFAULT_MAX_BATCH
 
@@ -336,10 +340,10 @@ class ReplicaCost:
         scores, score_bytes_each = self.scores_per_pair, self.score_bytes
         kv_rate = self.hbm_bytes_per_s * self.tp_devices * eff.kv_memory
         attention_rate = (self.attention_flop_per_s or self.flop_per_s) * self.tp_devices * eff.compute
-        slope, intercept = self.all_reduce
+        all_reduce_s = self.all_reduce.seconds
         hidden_bytes = self.hidden_bytes_per_token
         all_reduces = self.num_layers * ALL_REDUCES_PER_LAYER - (self.moe_layers if self.ep > 1 else 0)
-        fixed = intercept + eff.collective_latency_s
+        call_latency = eff.collective_latency_s
         tensor_parallel = self.tp_devices > 1
         ep, moe_layers = self.ep, self.moe_layers
         a2a_slope, a2a_intercept = self.all_to_all
@@ -401,7 +405,7 @@ class ReplicaCost:
             by_bytes = kv_bytes / kv_rate + pairs * scores * score_bytes_each / byte_rate
             total = gemm + math.hypot(by_flop, by_bytes)
             if tensor_parallel:
-                total += all_reduces * (slope * (rank_tokens * hidden_bytes) + fixed)
+                total += all_reduces * (all_reduce_s(rank_tokens * hidden_bytes) + call_latency)
             if ep > 1 and tokens:
                 routed_bytes = load * copies * dispatch_bytes + load * copies * hidden_bytes
                 exchange = a2a_prefill_slope if prefill_tokens else a2a_slope
@@ -486,13 +490,13 @@ class ReplicaCost:
         kv_rate = self.hbm_bytes_per_s * self.tp_devices * eff.kv_memory
         attention_rate = (self.attention_flop_per_s or self.flop_per_s) * self.tp_devices * eff.compute
         attention = math.hypot(attention_flop / attention_rate, kv_bytes / kv_rate + score_bytes / byte_rate)
-        slope, intercept = self.all_reduce
         message = rank_tokens * self.hidden_bytes_per_token  # each group's all-reduces carry its own tokens
         # one all-reduce after attention in every layer, one after the MLP -- except in MoE layers under expert
-        # parallelism, whose experts exchange tokens by all-to-all instead (below)
+        # parallelism, whose experts exchange tokens by all-to-all instead (below); each by the algorithm the
+        # engine picks for its size (serve.allreduce: links' bytes and latencies), then the call's own latency
         all_reduces = self.num_layers * ALL_REDUCES_PER_LAYER - (self.moe_layers if self.ep > 1 else 0)
-        fixed = intercept + eff.collective_latency_s  # the links' latencies, then the call's own
-        comm = all_reduces * (slope * message + fixed) if self.tp_devices > 1 else 0
+        per_call = self.all_reduce.seconds(message) + eff.collective_latency_s
+        comm = all_reduces * per_call if self.tp_devices > 1 else 0
         expert = 0.0
         if self.ep > 1 and tokens:
             a2a_slope, a2a_intercept = self.all_to_all
@@ -580,11 +584,10 @@ class ReplicaCost:
 
     def with_efficiency(self, eff: ServeEfficiency) -> ReplicaCost:
         """The same replica under other efficiencies (the all-reduce bandwidth term scales with ``comm``)."""
-        slope, intercept = self.all_reduce
         a2a_slope, a2a_intercept = self.all_to_all
         scale = self.eff.comm / eff.comm
         return replace(
-            self, eff=eff, all_reduce=(slope * scale, intercept), all_to_all=(a2a_slope * scale, a2a_intercept),
+            self, eff=eff, all_reduce=self.all_reduce.scaled(scale), all_to_all=(a2a_slope * scale, a2a_intercept),
             all_to_all_network=self.all_to_all_network * scale,
         )  # fmt: skip
 
@@ -645,9 +648,13 @@ def windowed_attention(
     return pairs, attended, cached_read
 
 
-def _placed_group(cluster: Cluster, cores: int, axis: str, degree: int, comm: float) -> GroupCost:
-    """Collective coefficients of a group of ``degree`` consecutive ranks on ``cluster``, links at ``comm``."""
-    return group_cost(concurrent_torus_axes(placed_levels(cluster, cores, axis, degree, comm)))
+def _placed_all_reduce(cluster: Cluster, cores: int, degree: int, comm: float) -> EngineAllReduce:
+    """The all-reduce of a tensor-parallel group of ``degree`` consecutive ranks on ``cluster``, links at ``comm``:
+    the collective library's coefficients (``perf.comm``), and the engine's own kernels where it runs them."""
+    levels = concurrent_torus_axes(placed_levels(cluster, cores, "tp", degree, comm))
+    library: GroupCost = group_cost(levels)
+    devices = max(degree // cores, 1)
+    return engine_all_reduce(cluster, levels, library.all_reduce, devices)
 
 
 def ranks_per_device(cluster: Cluster, unit_core: bool) -> int:
@@ -768,7 +775,7 @@ def replica_cost(
     weight_per_device = replica_weight_bytes / devices
     free = accelerator.hbm_bytes * MEMORY_UTILIZATION * devices - replica_weight_bytes
     tp_devices = max(tp / cores, 1.0)
-    cost = _placed_group(cluster, cores, "tp", tp, eff.comm)
+    all_reduce = _placed_all_reduce(cluster, cores, tp, eff.comm)
     exchange = expert_all_to_all(cluster, cores, ep, eff.comm) if ep > 1 else ExpertExchange(0.0, 0.0)
     return ReplicaCost(
         model=shape.name,
@@ -792,7 +799,7 @@ def replica_cost(
         weight_bytes_per_device=weight_per_device,
         flop_per_s=accelerator.peak_flop_per_s(matmul),
         hbm_bytes_per_s=accelerator.hbm_bw_bytes_per_s,
-        all_reduce=cost.all_reduce,
+        all_reduce=all_reduce,
         all_to_all=(exchange.slope, exchange.intercept),
         all_to_all_network=exchange.network_slope,
         ep_nodes=exchange.nodes,
