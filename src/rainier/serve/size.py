@@ -9,11 +9,17 @@ gets expert-parallel layouts (``_degrees``): its experts spread over the tensor 
 ``tp`` ranks inside a scale-up domain, every routed expert's weights spread over all ``ep = tp x dp_attention``
 ranks, the dispatch and combine crossing the scale-out network (SGLang's DP attention with DeepEP, TensorRT-LLM's
 wide EP) -- which is how a model too big for one scale-up domain is served without pipelining (under data-parallel
-attention an unloaded prompt is prefilled by one group while the others wait, and a loaded replica prefills one
-prompt per group at once, which is what its capacity counts; each group caps its own batch at the engine
-default). Expert-parallel layouts place their experts by load (EPLB, ``serve.expert_load``), as all three engines can
-(vLLM and SGLang ``--enable-eplb``, TensorRT-LLM's MoE load balancer) and wide-EP deployments do: without it the busiest
-expert rank of a 256-expert model at EP32 gets 2.6x the mean. With continuous batching a replica runs up to ``B``
+attention an unloaded prompt is prefilled by one group while the others wait; each group caps its own batch at
+the engine default). The groups run in lockstep, so a prompt stalls every group's decodes for its own group's
+whole pass, and it shares that pass with the other groups' prompts only if they arrive in the same iteration: a
+replica whose decode batch is ``B`` sequences of ``output`` tokens takes ``k = B / output`` new prompts per
+iteration in the steady state, prefills them ``n = min(dp, max(1, round(k)))`` at a time, each at ``1/n`` of
+that pass (``dp_prefill_s``), and its TPOT is the decode iteration plus ``k`` such shares
+(``_largest_batch``): one loaded group's pass per iteration once ``k`` reaches 1. Its capacity counts the same
+share per request. Expert-parallel layouts place their experts by load (EPLB, ``serve.expert_load``), as all three
+engines can (vLLM and SGLang ``--enable-eplb``, TensorRT-LLM's MoE load balancer) and wide-EP deployments do:
+without it the busiest expert rank of a 256-expert model at EP32 gets 2.6x the mean. With continuous batching a
+replica runs up to ``B``
 sequences per decode iteration; ``B`` is the largest batch whose decode iteration at the longest context (``input +
 output`` tokens, the p99 TPOT) meets the TPOT SLO and whose KV cache fits (on Trainium at Neuron's compiled buckets,
 ``serve.buckets``: the prompt's, and the longest context's for every decoding sequence). One request costs a prefill
@@ -324,17 +330,25 @@ def layouts(
             if slo.ttft_s is not None and prefill > slo.ttft_s:
                 reasons.append(f"{where} {weights.value}: prefill alone takes {prefill * 1e3:.0f} ms > TTFT target")
                 continue
-            batch = _largest_batch(engine, cap, padded, slo.tpot_s)
+            stall = None
+            if dp > 1:  # data-parallel attention: each prompt's share of its group's pass, which every group waits for
+
+                def stall(
+                    b: int, engine: ReplicaCost | SpeculativeCost = engine, dp: int = dp, new: int = prompt - cached
+                ) -> float:
+                    return dp_prefill_s(engine, dp, b / traffic.output_len, new, cached)
+
+            batch = _largest_batch(engine, cap, padded, slo.tpot_s, stall, traffic.output_len)
             if batch == 0:
                 reasons.append(f"{where} {weights.value}: one sequence's decode step misses the TPOT target")
                 continue
             tpot = engine.iteration_s(0, batch, batch * padded)
+            busy = prefill
+            if stall is not None:
+                busy = stall(batch)
+                tpot += batch / traffic.output_len * busy
             middle = traffic.input_len + traffic.output_len // 2 if buckets is None else padded
             mean_decode = engine.iteration_s(0, batch, batch * middle)
-            # a loaded replica prefills one prompt per attention group at once: each costs 1/dp of such a pass
-            busy = prefill
-            if dp > 1:
-                busy = engine.iteration_s(dp * (prompt - cached), 0, 0, dp, dp * cached) / dp
             per_request = busy + traffic.output_len * mean_decode / batch
             if slo.e2e_s is not None and prefill + traffic.output_len * tpot > slo.e2e_s:
                 reasons.append(f"{where} {weights.value}: an unloaded request misses the end-to-end target")
@@ -372,13 +386,35 @@ def _speculation_text(spec: Speculation | None) -> str:
     return text
 
 
-def _largest_batch(cost: IterationCost, cap: int, context: int, tpot_s: float | None) -> int:
-    """Largest decode batch <= cap whose iteration at ``context`` tokens per sequence meets ``tpot_s``."""
+def dp_prefill_s(
+    cost: ReplicaCost | SpeculativeCost, dp: int, per_iteration: float, new_tokens: int, cached: int
+) -> float:
+    """Seconds of a data-parallel attention replica's time one prompt of ``new_tokens`` (after ``cached``) costs
+    when ``per_iteration`` prompts arrive per iteration: they are prefilled ``n = min(dp, max(1, round(k)))`` at a
+    time, one per group, in a pass every group waits for, and each pays ``1/n`` of it (module docstring)."""
+    n = min(dp, max(1, round(per_iteration)))
+    return cost.iteration_s(n * new_tokens, 0, 0, n, n * cached) / n
+
+
+def _largest_batch(
+    cost: IterationCost,
+    cap: int,
+    context: int,
+    tpot_s: float | None,
+    stall: Callable[[int], float] | None = None,
+    output_len: int = 1,
+) -> int:
+    """Largest decode batch <= cap whose iteration at ``context`` tokens per sequence meets ``tpot_s``, with
+    ``batch / output_len`` prompts' ``stall`` per iteration added where prefills stop every decode (module
+    docstring)."""
     if tpot_s is None:
         return cap
 
     def ok(batch: int) -> bool:
-        return cost.iteration_s(0, batch, batch * context) <= tpot_s
+        step = cost.iteration_s(0, batch, batch * context)
+        if stall is not None:
+            step += batch / output_len * stall(batch)
+        return step <= tpot_s
 
     if not ok(1):
         return 0
