@@ -29,18 +29,26 @@ def test_eight_h100s_run_one_shot_then_two_shot_then_the_library() -> None:
     assert ar.seconds(small) == pytest.approx(NVLINK_ALPHA + 7 * small / NVLINK4)
     middle = 1 * MIB  # two-shot: a reduce-scatter and an all-gather, two synchronisations
     assert ar.seconds(middle) == pytest.approx(2 * NVLINK_ALPHA + 2 * 7 / 8 * middle / NVLINK4)
-    # vLLM's switch points: one-shot under 256 KiB on up to 8 ranks, the engine's kernels under 8 MiB
-    assert ar.one_shot_below == 256 * KIB and ar.custom_below == CUSTOM_MAX_BYTES
+    assert (ar.algorithm(small), ar.algorithm(middle)) == ("one-shot", "two-shot")
+    assert ar.custom_below == CUSTOM_MAX_BYTES  # the engines' kernels serve buffers under 8 MiB
     large = 64 * MIB  # NCCL: ring or tree, or NVLS on NVSwitch gen 3, whichever is faster
     ring = ar.library[0] * large + ar.library[1]
     assert ar.in_network is not None
-    assert ar.seconds(large) == pytest.approx(min(ring, large / NVLINK4 + 2 * NVLINK_ALPHA))
-    assert ar.seconds(large) < ring  # NVLS: each rank sends and receives its buffer once, a ring 2 x 7/8 of it
+    assert ar.seconds(large) == pytest.approx(min(ring, large / NVLINK4 + ar.library[1]))
+    assert ar.seconds(large) < ring and ar.algorithm(large) == "NVLS"  # each rank's buffer in and out once
 
 
-def test_one_shot_limits_follow_the_group_size() -> None:
-    assert _all_reduce("h100-sxm", 8, 2).one_shot_below == CUSTOM_MAX_BYTES  # two ranks: always one-shot
-    assert _all_reduce("h100-sxm", 8, 4).one_shot_below == 512 * KIB
+def test_two_ranks_run_one_shot_up_to_the_kernels_limit() -> None:
+    # two ranks read the same bytes either way (one peer's whole buffer), so one synchronisation always wins,
+    # as vLLM's kernel does for every size it takes
+    ar = _all_reduce("h100-sxm", 8, 2)
+    assert ar.algorithm(CUSTOM_MAX_BYTES - 16) == "one-shot" and ar.algorithm(CUSTOM_MAX_BYTES) != "one-shot"
+
+
+@given(st.floats(min_value=0.0, max_value=1e9), st.floats(min_value=0.0, max_value=1e9))
+def test_a_larger_buffer_never_takes_less_time(a: float, b: float) -> None:
+    for ar in (_all_reduce("h100-sxm", 8, 8), _all_reduce("h100-sxm", 8, 4), _all_reduce("a100-80gb", 8, 8)):
+        assert ar.seconds(min(a, b)) <= ar.seconds(max(a, b)) + 1e-15
 
 
 def test_a100_has_no_in_network_reduction_and_neuron_only_its_library() -> None:
@@ -70,9 +78,21 @@ def test_decode_all_reduces_are_cheaper_with_the_engines_kernels() -> None:
 def test_scaling_the_links_scales_only_the_bandwidth_terms(nbytes: float, factor: float) -> None:
     ar = _all_reduce("h100-sxm", 8, 8)
     scaled = ar.scaled(factor)
-    assert (scaled.one_shot_below, scaled.custom_below) == (ar.one_shot_below, ar.custom_below)
+    assert scaled.custom_below == ar.custom_below
     for line, moved in ((ar.one_shot, scaled.one_shot), (ar.two_shot, scaled.two_shot), (ar.library, scaled.library)):
         assert moved == (pytest.approx(line[0] * factor), line[1])
     # a time at least the latency of the algorithm in use, and never negative
     assert scaled.seconds(nbytes) >= min(ar.one_shot[1], ar.two_shot[1], ar.library[1]) - 1e-15
     assert math.isfinite(scaled.seconds(nbytes))
+
+
+def test_serve_estimate_names_the_algorithm_of_each_phase() -> None:
+    from rainier.serve.estimate import ServeConfig, estimate_serving
+
+    config = ServeConfig(tp=8, batch=16, input_len=2048, output_len=256)
+    est = estimate_serving(get_model("llama-3.1-70b"), cluster_of("h100-sxm", 8), config).to_dict()
+    prefill, decode = est["tp_all_reduce"]["prefill"], est["tp_all_reduce"]["decode"]
+    assert prefill["bytes"] == 16 * 2048 * 8192 * 2 and prefill["algorithm"] == "NVLS"  # 512 MiB per call
+    assert decode["bytes"] == 16 * 8192 * 2 and decode["algorithm"] in ("one-shot", "two-shot")
+    single = estimate_serving(get_model("llama-3-8b"), cluster_of("h100-sxm", 1), ServeConfig(tp=1, batch=1))
+    assert single.to_dict()["tp_all_reduce"] is None

@@ -88,6 +88,12 @@ def serve_tables(est: dict[str, Any]) -> list[Table]:
             f" (largest batch at these lengths: {est['max_batch']:,})",
         ),
     )
+    reduce = est.get("tp_all_reduce")
+    if reduce:
+        head.add_row(
+            "tp all-reduce",
+            "; ".join(f"{phase} {_bytes(r['bytes'])} per call: {r['algorithm']}" for phase, r in reduce.items()),
+        )
     head.add_row("efficiency set", est["efficiency"])
     parts = Table(title="where an iteration's time goes (ms)", title_justify="left")
     parts.add_column("part")
@@ -96,6 +102,13 @@ def serve_tables(est: dict[str, Any]) -> list[Table]:
     for name, value in est["prefill_parts_ms"].items():
         parts.add_row(name, f"{value:,.3f}", f"{est['decode_parts_ms'][name]:,.3f}")
     return [head, parts]
+
+
+def _bytes(n: float) -> str:
+    for unit, size in (("MiB", 2**20), ("KiB", 2**10)):
+        if n >= size:
+            return f"{n / size:,.1f} {unit}"
+    return f"{n:,.0f} B"
 
 
 def serve_fit_tables(result: dict[str, Any]) -> list[Table]:

@@ -415,6 +415,15 @@ class ReplicaCost:
 
         return duration
 
+    def tp_all_reduce(self, prefill_tokens: int, decode_seqs: int, prefill_seqs: int = 1) -> dict[str, Any] | None:
+        """The tensor-parallel all-reduce of such an iteration: its bytes per call (the busiest group's tokens) and
+        the algorithm the engine runs for them (``serve.allreduce``); None for a replica without one."""
+        if self.tp_devices <= 1:
+            return None
+        share = busiest_share(prefill_seqs, self.dp_attention)
+        nbytes = (prefill_tokens * share + decode_seqs / self.dp_attention) * self.hidden_bytes_per_token
+        return {"bytes": nbytes, "algorithm": self.all_reduce.algorithm(nbytes)}
+
     def pass_s(self, decode_seqs: int, kv_tokens: int, queries: int = 1) -> float:
         """A decode pass of ``queries`` tokens per sequence (speculative verification, or one drafter step)
         without the per-iteration overhead, which the step it belongs to pays once."""

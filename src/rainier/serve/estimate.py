@@ -151,6 +151,9 @@ class ServeEstimate:
     # Neuron's compiled lengths this configuration runs at (serve.buckets): the prompt's bucket, and the decode
     # steps' buckets at the first and the last token; None off Neuron
     buckets: tuple[int, int, int] | None = None
+    # each iteration's tensor-parallel all-reduce, prefill and mid-output decode: bytes per call and the algorithm
+    # the engine runs for them (serve.allreduce); None without tensor parallelism
+    tp_all_reduce: dict[str, dict[str, Any]] | None = None
     intervals: dict[str, float] = field(default_factory=dict)
     """``<quantity>_low`` / ``_high`` from the serving model's held-out errors (``serve.residuals``), if added."""
 
@@ -211,6 +214,7 @@ class ServeEstimate:
                 if self.buckets is None
                 else dict(zip(("prompt", "decode_first", "decode_last"), self.buckets, strict=True))
             ),
+            "tp_all_reduce": self.tp_all_reduce,
             **self.intervals,
         }
 
@@ -285,7 +289,15 @@ def estimate_serving(
         decode_parts=cost.parts(0, b, b * mid),
         efficiency_key=key,
         buckets=None if buckets is None else (prompt, buckets.pad(i + 1), buckets.pad(i + max(o - 1, 1))),
+        tp_all_reduce=_all_reduces(cost, b * (prompt - cached), b),
     )
+
+
+def _all_reduces(cost: ReplicaCost, prefill_tokens: int, batch: int) -> dict[str, dict[str, Any]] | None:
+    """The prefill's and a decode step's tensor-parallel all-reduce (``ReplicaCost.tp_all_reduce``)."""
+    prefill = cost.tp_all_reduce(prefill_tokens, 0, prefill_seqs=batch)
+    decode = cost.tp_all_reduce(0, batch)
+    return None if prefill is None or decode is None else {"prefill": prefill, "decode": decode}
 
 
 def config_buckets(accelerator: Accelerator, shape: TransformerShape, config: ServeConfig) -> Buckets | None:
