@@ -76,6 +76,9 @@ def test_catalog_tables_render() -> None:
         result = runner.invoke(app, ["catalog", kind])
         assert result.exit_code == 0, result.output
     assert "rainier-trn2-500k" in runner.invoke(app, ["catalog", "clusters"]).stdout
+    rows = json.loads(runner.invoke(app, ["catalog", "fabrics", "--json"]).stdout)
+    sharp = {row["id"] for row in rows if row["in_network_reduction"]}
+    assert sharp == {"nvlink4", "nvlink5"}  # NVSwitch gen 3 and later reduce in the switch; A100's gen 2 does not
 
 
 def test_unknown_catalog_kind_is_usage_error() -> None:

@@ -87,8 +87,11 @@ def systems_table(rows: Iterable[Mapping[str, Any]]) -> Table:
 
 
 def fabrics_table(rows: Iterable[Mapping[str, Any]]) -> Table:
-    table = Table(title="fabrics (bandwidth per direction; * = estimate)", title_justify="left")
-    for column in ("id", "kind", "stated", "direction", "per direction", "per", "latency"):
+    table = Table(
+        title="fabrics (bandwidth per direction; * = estimate; SHARP: the switches reduce all-reduces in the network)",
+        title_justify="left",
+    )
+    for column in ("id", "kind", "stated", "direction", "per direction", "per", "latency", "SHARP"):
         table.add_column(column, justify="right" if column in ("stated", "per direction", "latency") else "left")
     for r in rows:
         table.add_row(
@@ -99,6 +102,7 @@ def fabrics_table(rows: Iterable[Mapping[str, Any]]) -> Table:
             fmt.si(r["bw_bytes_per_s_per_direction"], "B/s"),
             r["bw_per"],
             f"{r['latency_s'] * 1e6:.1f} us{_est(r, 'latency_us')}",
+            "yes" if r.get("in_network_reduction") else "",
         )
     return table
 
