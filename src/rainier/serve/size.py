@@ -19,14 +19,14 @@ that pass (``dp_prefill_s``), and its TPOT is the decode iteration plus ``k`` su
 share per request. Expert-parallel layouts place their experts by load (EPLB, ``serve.expert_load``), as all three
 engines can (vLLM and SGLang ``--enable-eplb``, TensorRT-LLM's MoE load balancer) and wide-EP deployments do:
 without it the busiest expert rank of a 256-expert model at EP32 gets 2.6x the mean. With continuous batching a
-replica runs up to ``B``
-sequences per decode iteration; ``B`` is the largest batch whose decode iteration at the longest context (``input +
-output`` tokens, the p99 TPOT) meets the TPOT SLO and whose KV cache fits (on Trainium at Neuron's compiled buckets,
-``serve.buckets``: the prompt's, and the longest context's for every decoding sequence). One request costs a prefill
-pass and ``output / B`` of a decode iteration per generated token, so a replica serves ``1 / (t_prefill + output x
-t_decode(B) / B)`` requests per second; replicas run at ``utilisation`` of that to keep queueing for TTFT in check. The
-layout with the lowest cost (devices x price per device-hour, or devices x watts where a price is missing) wins;
-``verify`` (a batching simulation, see ``serve.simulate``) may then add replicas until the simulated p99s meet the SLOs.
+replica runs up to ``B`` sequences per decode iteration; ``B`` is the largest batch whose decode iteration at the
+longest context (``input + output`` tokens, the p99 TPOT) meets the TPOT SLO and whose KV cache fits (on Trainium
+at Neuron's compiled buckets, ``serve.buckets``: the prompt's, and the longest context's for every decoding
+sequence). One request costs a prefill pass and ``output / B`` of a decode iteration per generated token, so a
+replica serves ``1 / (t_prefill + output x t_decode(B) / B)`` requests per second; replicas run at ``utilisation``
+of that to keep queueing for TTFT in check. The layout with the lowest cost (devices x price per device-hour, or
+devices x watts where a price is missing) wins; ``verify`` (a batching simulation, see ``serve.simulate``) may then
+add replicas until the simulated p99s meet the SLOs.
 """
 
 from __future__ import annotations
@@ -342,11 +342,8 @@ def layouts(
             if batch == 0:
                 reasons.append(f"{where} {weights.value}: one sequence's decode step misses the TPOT target")
                 continue
-            tpot = engine.iteration_s(0, batch, batch * padded)
-            busy = prefill
-            if stall is not None:
-                busy = stall(batch)
-                tpot += batch / traffic.output_len * busy
+            tpot = _loaded_tpot_s(engine, batch, padded, stall, traffic.output_len)
+            busy = prefill if stall is None else stall(batch)
             middle = traffic.input_len + traffic.output_len // 2 if buckets is None else padded
             mean_decode = engine.iteration_s(0, batch, batch * middle)
             per_request = busy + traffic.output_len * mean_decode / batch
@@ -396,6 +393,17 @@ def dp_prefill_s(
     return cost.iteration_s(n * new_tokens, 0, 0, n, n * cached) / n
 
 
+def _loaded_tpot_s(
+    cost: IterationCost, batch: int, context: int, stall: Callable[[int], float] | None, output_len: int
+) -> float:
+    """A decode iteration of ``batch`` sequences at ``context`` tokens each, plus the ``batch / output_len`` prompts'
+    ``stall`` per iteration where prefills stop every decode (module docstring)."""
+    step = cost.iteration_s(0, batch, batch * context)
+    if stall is not None:
+        step += batch / output_len * stall(batch)
+    return step
+
+
 def _largest_batch(
     cost: IterationCost,
     cap: int,
@@ -411,10 +419,7 @@ def _largest_batch(
         return cap
 
     def ok(batch: int) -> bool:
-        step = cost.iteration_s(0, batch, batch * context)
-        if stall is not None:
-            step += batch / output_len * stall(batch)
-        return step <= tpot_s
+        return _loaded_tpot_s(cost, batch, context, stall, output_len) <= tpot_s
 
     if not ok(1):
         return 0
