@@ -123,12 +123,16 @@ CASES = [
 # sees them) and their rates as LoadGen reports them: all 9.8%, leave-one-group-out 14.7%, p90 73.1% (held out: MLPerf
 # B200 24.9% -> 28.9%, H200 partners 10.3% -> 8.5%). The soft roofline (serve.cost: compute and memory time of each
 # kernel class in quadrature, not their max) moved the held-out set the other way from the fitted one: all 9.73% ->
-# 10.04%, leave-one-group-out 13.47% -> 12.78%, p90 69.7% -> 66.1%; Trainium2 36.7% -> 37.5%. The guards below
-# follow that fit (the fit is deterministic: a change that moves it refits).
-ALL_MEDIAN, TRUSTED_P90, LOGO_MEDIAN, LOGO_P90, STATIC_MEDIAN = 10.6, 65.0, 15.0, 74.0, 8.5
-# Trainium2 (issue 13's target: 15%): trust A+B rows 10.3%; with the trust-C DeepSeek-V3 contrib port's rows (its
-# native-API case read since its precision text "bf16 (FP8 checkpoint dequantized ...)" parses) 37.5%.
-TRN2_MEDIAN, TRN2_TRUSTED_MEDIAN = 38.0, 12.5
+# 10.04%, leave-one-group-out 13.47% -> 12.78%, p90 69.7% -> 66.1%; Trainium2 36.7% -> 37.5%. Every source
+# weighed alike in the fit (serve.fitting.group_weights; the Trainium1 CSV's 96 rows had set the Trainium family
+# alone): all 10.29% -> 9.61%, A+B p90 60.3%, leave-one-group-out 12.86% -> 12.42%, p90 65.3% -> 64.8%; the
+# Trainium2 file 37.6% -> 22.7%, its trust A+B rows 10.4% -> 17.0% (the EAGLE-3 rows from +38% to +23%, the
+# Llama 3.1 8B and Qwen3 baselines' TTFT and throughput from 11-14% to 17-18%), the static set 7.2% -> 8.1%. The
+# guards below follow that fit (the fit is deterministic: a change that moves it refits).
+ALL_MEDIAN, TRUSTED_P90, LOGO_MEDIAN, LOGO_P90, STATIC_MEDIAN = 10.0, 63.0, 13.0, 68.0, 8.5
+# Trainium2 (issue 13's target: 15%): trust A+B rows 17.0%; with the trust-C DeepSeek-V3 contrib port's rows (its
+# native-API case read since its precision text "bf16 (FP8 checkpoint dequantized ...)" parses) 22.7%.
+TRN2_MEDIAN, TRN2_TRUSTED_MEDIAN = 25.0, 17.5
 
 
 def test_every_inference_case_is_predicted_within_the_targets(calibrated: tuple[Path, dict[str, Any]]) -> None:

@@ -7,7 +7,8 @@ generation's, a vendor family from ``MIN_CASES_PER_VENDOR`` fitted cases and eve
 ``MIN_CASES_PER_ACCELERATOR`` -- by least
 squares on log errors with physical bounds and a soft-L1 loss (a few Neuron long-context rows contradict their own
 TTFT and TPOT: 8,192 output tokens at the published median TPOT would take half the published time; a robust loss
-keeps them from pulling every other case), except the ``GLOBAL_PARAMETERS``, fitted once on every case between two
+keeps them from pulling every other case) with every source weighed alike (``group_weights``), except the
+``GLOBAL_PARAMETERS``, fitted once on every case between two
 fits of the hierarchy; ``leave_one_group_out`` refits without each source in turn and predicts it.
 
 Static cases enter the fit by their own predictions (``serve.estimate``, microseconds each). In-flight cases
@@ -149,8 +150,25 @@ def _responses(items: Sequence[Prepared], at: ServeEfficiency, known: dict[str, 
     return out
 
 
-def _log_errors(item: Prepared, predicted: Mapping[str, float]) -> list[float]:
-    weight = FIT_WEIGHT[item.case.trust]
+def group_weights(items: Sequence[Prepared]) -> dict[str, float]:
+    """A residual weight per group (one published source) that gives every group of steering cases the same total
+    squared weight, sqrt(mean targets per group / the group's targets): a fit that predicts sources it has not
+    seen is the product (leave-one-group-out), and a source's many rows are its one benchmark setup, engine and
+    software release measured many times, not that many independent looks at the chips. Weighed by row, the
+    Trainium1 table's 96 rows from one CSV of one release would set the Trainium family alone, and MLPerf's three
+    submissions of 40 rows each most of NVIDIA's. Groups without steering cases get 1 (they weigh nothing)."""
+    counts: dict[str, int] = {}
+    for item in items:
+        if _steers(item):
+            counts[item.case.group] = counts.get(item.case.group, 0) + len(item.targets)
+    if not counts:
+        return {}
+    mean = sum(counts.values()) / len(counts)
+    return {group: math.sqrt(mean / n) for group, n in counts.items()}
+
+
+def _log_errors(item: Prepared, predicted: Mapping[str, float], weights: Mapping[str, float]) -> list[float]:
+    weight = FIT_WEIGHT[item.case.trust] * weights.get(item.case.group, 1.0)
     return [weight * math.log(predicted[m] / v) for m, v in item.targets]
 
 
@@ -171,10 +189,14 @@ def _least_squares(
 
 
 def _fit_entry(
-    items: Sequence[Prepared], parent: ServeEfficiency | None, responses: Responses, held: Mapping[str, float]
+    items: Sequence[Prepared],
+    parent: ServeEfficiency | None,
+    responses: Responses,
+    held: Mapping[str, float],
+    weights: Mapping[str, float],
 ) -> ServeEfficiency:
-    """Least squares on log errors of ``items``' targets, pulled towards ``parent`` when given; the ``held``
-    parameters (``GLOBAL_PARAMETERS``) keep their values."""
+    """Least squares on log errors of ``items``' targets (each group's weighed by ``weights``), pulled towards
+    ``parent`` when given; the ``held`` parameters (``GLOBAL_PARAMETERS``) keep their values."""
     names = tuple(n for n in PARAMETERS if n not in held)
     anchor = _vector(parent, names) if parent is not None else None
     used = [i for i in items if _steers(i) and (i.fitted or i.case.id in responses)]
@@ -183,9 +205,8 @@ def _fit_entry(
         eff = _efficiency(x, names, held)
         out: list[float] = []
         for item in used:
-            out.extend(
-                _log_errors(item, predict_metrics(item, eff) if item.fitted else responses[item.case.id].predict(eff))
-            )
+            predicted = predict_metrics(item, eff) if item.fitted else responses[item.case.id].predict(eff)
+            out.extend(_log_errors(item, predicted, weights))
         if anchor is not None:
             out.extend(PRIOR_WEIGHT * (np.log(x + 1e-2) - np.log(anchor + 1e-2)))
         return np.array(out)
@@ -194,7 +215,11 @@ def _fit_entry(
 
 
 def _fit_global(
-    items: Sequence[Prepared], table: ServeEfficiencyTable, responses: Responses, held: Mapping[str, float]
+    items: Sequence[Prepared],
+    table: ServeEfficiencyTable,
+    responses: Responses,
+    held: Mapping[str, float],
+    weights: Mapping[str, float],
 ) -> dict[str, float]:
     """The ``GLOBAL_PARAMETERS`` on every steering case, each under its own entry of ``table``."""
     names = tuple(held)
@@ -206,9 +231,8 @@ def _fit_global(
         out: list[float] = []
         for item, entry in used:
             eff = entry.with_(**values)
-            out.extend(
-                _log_errors(item, predict_metrics(item, eff) if item.fitted else responses[item.case.id].predict(eff))
-            )
+            predicted = predict_metrics(item, eff) if item.fitted else responses[item.case.id].predict(eff)
+            out.extend(_log_errors(item, predicted, weights))
         return np.array(out)
 
     x = _least_squares(residuals, np.array([held[n] / SCALE[n] for n in names]), names)
@@ -237,15 +261,16 @@ def fit_table(
     known: dict[str, list[Response]] = {}
     deepest: dict[str, Response] = {}
     held = {name: getattr(ServeEfficiency(), name) for name in GLOBAL_PARAMETERS}
+    weights = group_weights(items)
 
     def fitted(mine: Sequence[Prepared], parent: ServeEfficiency) -> ServeEfficiency:
         if responses is not None:
-            return _fit_entry(mine, parent, responses, held)
+            return _fit_entry(mine, parent, responses, held, weights)
         at = parent
         for _ in range(EXPANSION_ROUNDS):  # re-expand where the fit moved far from the expansion points
             local = _responses(mine, at, known)
             deepest.update(local)
-            entry = _fit_entry(mine, parent, local, held)
+            entry = _fit_entry(mine, parent, local, held, weights)
             point = coordinates(entry)
             if all(_reach(r.at, point) <= EXPANSION_REACH for r in local.values()):
                 break
@@ -253,7 +278,8 @@ def fit_table(
         return entry
 
     def hierarchy() -> tuple[dict[str, ServeEfficiency], dict[str, int]]:
-        entries = {DEFAULT_KEY: _fit_entry(items, None, {}, held)}  # static cases only: see the module docstring
+        # static cases only: see the module docstring
+        entries = {DEFAULT_KEY: _fit_entry(items, None, {}, held, weights)}
         counts = {DEFAULT_KEY: len(items)}
 
         def below(mine: Sequence[Prepared], parent: str, depth: int) -> None:
@@ -276,7 +302,7 @@ def fit_table(
     entries, counts = hierarchy()
     for _ in range(GLOBAL_ROUNDS):  # the global parameters on every case, then the hierarchy under them
         table = ServeEfficiencyTable(entries=entries, provenance={})
-        held = _fit_global(items, table, responses if responses is not None else deepest, held)
+        held = _fit_global(items, table, responses if responses is not None else deepest, held, weights)
         entries, counts = hierarchy()
     return ServeEfficiencyTable(entries=entries, provenance={}), counts, deepest
 
