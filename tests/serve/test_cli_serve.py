@@ -132,3 +132,6 @@ def test_calibrate_reports_the_priors_and_the_fit() -> None:
     before, after = doc["before"], doc["after"]["summary"]
     assert doc["written"] is None and before["predicted"] == after["predicted"] > 100
     assert after["median_abs_error_pct"] < before["median_abs_error_pct"]
+    weights = doc["group_weights"]  # every source's rows carry the same total weight (serve.fitting.group_weights)
+    assert "AWS_Neuron_trn1_inference" in weights and len(weights) >= 4
+    assert weights["AWS_Neuron_trn1_inference"] == min(weights.values())  # the largest table, the smallest weight

@@ -56,3 +56,21 @@ def test_weights_keep_the_total_and_equalise_the_groups(sizes: dict[str, int]) -
     assert all(math.isclose(w, per_group[0]) for w in per_group)
     # the squared weights sum to the number of targets: the fit's scale against its priors is unchanged
     assert sum(per_group) == pytest.approx(sum(sizes.values()))
+
+
+def test_the_calibrate_tables_list_each_sources_weight() -> None:
+    from rainier.report.serve_view import serve_fit_tables
+
+    stats = ("median", "mean", "p90", "max")
+    summary: dict[str, float] = {"count": 2, "skipped": 0, **{f"{s}_abs_error_pct": 5.0 for s in stats}}
+    result = {
+        "entries": {"default": {"compute": 0.5}},
+        "group_weights": {"big table": 0.5, "one tutorial": 2.0},
+        "before": summary,
+        "after": {"summary": summary},
+        "written": None,
+    }
+    titles = [str(t.title) for t in serve_fit_tables(result)]
+    assert any("weight per source" in t for t in titles)
+    table = next(t for t in serve_fit_tables(result) if "weight per source" in str(t.title))
+    assert table.row_count == 2

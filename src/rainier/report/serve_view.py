@@ -120,7 +120,16 @@ def serve_fit_tables(result: dict[str, Any]) -> list[Table]:
         params.add_column(key, justify="right")
     for name in next(iter(entries.values())):
         params.add_row(name, *(f"{entries[key][name]:.4g}" for key in entries))
-    tables = [params, summary_table(result["before"], title="before the fit (priors)")]
+    tables = [params]
+    if result.get("group_weights"):
+        # every source's rows together carry the same weight (serve.fitting.group_weights)
+        weights = Table(title="residual weight per source (each source's rows weigh alike)", title_justify="left")
+        weights.add_column("group")
+        weights.add_column("weight", justify="right")
+        for group, weight in result["group_weights"].items():
+            weights.add_row(group, f"{weight:.3f}")
+        tables.append(weights)
+    tables.append(summary_table(result["before"], title="before the fit (priors)"))
     tables.append(summary_table(result["after"]["summary"], title="after the fit"))
     if "leave_one_group_out" in result:
         tables.append(summary_table(result["leave_one_group_out"], title="leave one group out"))

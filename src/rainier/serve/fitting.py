@@ -358,6 +358,8 @@ def calibrate_inference_file(
             "p90_abs_error_pct": round(fit.after.summary["p90_abs_error_pct"], 3),
             "cases_per_entry": fit.cases_per_entry,
             "prior_weight": PRIOR_WEIGHT,
+            # each steering group's residual weight (group_weights): every source carries the same total
+            "group_weights": {group: round(w, 4) for group, w in sorted(group_weights(items).items())},
         },
         "entries": {
             key: {name: float(f"{getattr(eff, name):.6g}") for name in PARAMETERS}
@@ -379,6 +381,7 @@ def calibrate_inference_file(
         "before": fit.before.summary if fit.before is not None else None,
         "after": fit.after.to_dict(),
         "entries": document["entries"],
+        "group_weights": document["provenance"]["group_weights"],
         "written": written,
     }
     if cross_validate:
