@@ -155,8 +155,9 @@ def group_weights(items: Sequence[Prepared]) -> dict[str, float]:
     squared weight, sqrt(mean targets per group / the group's targets): a fit that predicts sources it has not
     seen is the product (leave-one-group-out), and a source's many rows are its one benchmark setup, engine and
     software release measured many times, not that many independent looks at the chips. Weighed by row, the
-    Trainium1 table's 96 rows from one CSV of one release would set the Trainium family alone, and MLPerf's three
-    submissions of 40 rows each most of NVIDIA's. Groups without steering cases get 1 (they weigh nothing)."""
+    Trainium1 table's 96 steering rows from one CSV of one release would set the Trainium family alone, and NIM's
+    27-point sweep would outweigh MLPerf v4.1's five Offline rows (its Server rows are scored, not fitted) more
+    than five to one. Groups without steering cases get no entry and weigh nothing."""
     counts: dict[str, int] = {}
     for item in items:
         if _steers(item):
