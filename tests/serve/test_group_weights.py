@@ -1,9 +1,10 @@
-"""The serving fit weighs every published source alike (serve.fitting.group_weights)."""
+"""The serving fit: every published source weighs alike (serve.fitting.group_weights); calibrate says how far it is."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, cast
 
 import pytest
@@ -74,3 +75,16 @@ def test_the_calibrate_tables_list_each_sources_weight() -> None:
     assert any("weight per source" in t for t in titles)
     table = next(t for t in serve_fit_tables(result) if "weight per source" in str(t.title))
     assert table.row_count == 2
+
+
+def test_calibrate_reports_its_progress_fold_by_fold(tmp_path: Path) -> None:
+    """A serving calibration with leave-one-group-out (minutes on the four files) says what it is doing."""
+    from rainier.serve.fitting import calibrate_inference_file
+
+    said: list[str] = []
+    cases = Path(__file__).resolve().parents[2] / "validation" / "inference-trn2.yaml"
+    calibrate_inference_file(cases, dry_run=True, cross_validate=True, score_prior=False, progress=said.append)
+    folds = [m for m in said if "fold" in m]
+    assert said[0] == "preparing the inference cases" and any(m.startswith("fitting ") for m in said)
+    assert len(folds) >= 2 and folds[0].startswith("leave-one-group-out: fold 1/")
+    assert folds[-1].startswith(f"leave-one-group-out: fold {len(folds)}/{len(folds)}, holding out ")

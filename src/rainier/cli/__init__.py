@@ -491,9 +491,16 @@ def calibrate(
         from rainier.serve.fitting import calibrate_inference_file
 
         command = " ".join(["rainier calibrate", *(shlex.quote(str(path)) for path in cases)])
-        result = calibrate_inference_file(
-            cases, out=out, dry_run=dry_run, cross_validate=leave_one_group_out, command=command
-        )
+        on_terminal = not as_json and _err.is_terminal
+        with _err.status("fitting ...") if on_terminal else contextlib.nullcontext() as status:
+            result = calibrate_inference_file(
+                cases,
+                out=out,
+                dry_run=dry_run,
+                cross_validate=leave_one_group_out,
+                command=command,
+                progress=status.update if status is not None else None,
+            )
         if as_json:
             emit_json(result)
         else:

@@ -41,7 +41,7 @@ from scipy.optimize import least_squares
 
 from rainier import __version__
 from rainier.calibrate.cases import Trust
-from rainier.calibrate.fit import TRUST_WEIGHT
+from rainier.calibrate.fit import TRUST_WEIGHT, Progress
 from rainier.calibrate.score import CaseResult, ValidationReport
 from rainier.calibrate.summary import summarize
 from rainier.catalog.loader import catalog_file
@@ -316,14 +316,20 @@ def fit_serving(items: Sequence[Prepared], *, score_prior: bool = True) -> Serve
     return ServeFit(table=table, before=before, after=after, cases_per_entry=counts, responses=responses)
 
 
-def leave_one_group_out(items: Sequence[Prepared], responses: Responses | None = None) -> ValidationReport:
+def leave_one_group_out(
+    items: Sequence[Prepared], responses: Responses | None = None, *, progress: Progress | None = None
+) -> ValidationReport:
     """Each group predicted by a fit on the other groups, its in-flight cases entering through ``responses`` (the
-    full fit's, by default expanded anew); folds with the same fitted cases share one fit."""
+    full fit's, by default expanded anew); folds with the same fitted cases share one fit. ``progress`` hears of
+    each fold as it starts."""
     if responses is None:
         responses = fit_table(items)[2]
     rows: list[CaseResult] = []
     fits: dict[frozenset[str], ServeEfficiencyTable] = {}
-    for group in dict.fromkeys(i.case.group for i in items):
+    groups = tuple(dict.fromkeys(i.case.group for i in items))
+    for number, group in enumerate(groups, start=1):
+        if progress is not None:
+            progress(f"leave-one-group-out: fold {number}/{len(groups)}, holding out {group}")
         train = [i for i in items if i.case.group != group]
         held = [i for i in items if i.case.group == group]
         key = frozenset(i.case.id for i in train if _steers(i))
@@ -341,12 +347,16 @@ def calibrate_inference_file(
     cross_validate: bool = False,
     command: str = "rainier calibrate validation/inference.yaml",
     score_prior: bool = True,
+    progress: Progress | None = None,
 ) -> dict[str, Any]:
     """``rainier calibrate inference.yaml [more.yaml ...]``: fit, report before/after (and LOGO), write the fit.
 
     ``score_prior=False`` leaves out the priors' report (``before`` is None), which for the in-flight MLPerf Server
     cases is a rate search per case more and steers nothing: the suite's reproduction of the fit skips it."""
+    say = progress or (lambda _message: None)
+    say("preparing the inference cases")
     items, _ = _prepared(load_inference_cases(path))
+    say(f"fitting {len(items)} cases (in-flight cases simulated)")
     fit = fit_serving(items, score_prior=score_prior)
     document = {
         "provenance": {
@@ -386,7 +396,7 @@ def calibrate_inference_file(
         "written": written,
     }
     if cross_validate:
-        held_out = leave_one_group_out(items, fit.responses)
+        held_out = leave_one_group_out(items, fit.responses, progress=progress)
         result["leave_one_group_out"] = held_out.summary
         if written is not None:
             from rainier.serve.residuals import SERVE_RESIDUALS_FILE, write_serve_residuals
