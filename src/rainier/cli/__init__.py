@@ -486,44 +486,40 @@ def calibrate(
 
     first, inference = _one_kind(cases)
     check_output(out, "--out", *cases)
-    if inference:
-        from rainier.report.serve_view import serve_fit_tables
-        from rainier.serve.fitting import calibrate_inference_file
+    excluded = tuple(exclude_group or ())
+    show_status = not as_json and _err.is_terminal
+    with _err.status("fitting ...") if show_status else contextlib.nullcontext() as status:
+        progress = status.update if status is not None else None
+        if inference:
+            from rainier.serve.fitting import calibrate_inference_file
 
-        command = " ".join(["rainier calibrate", *(shlex.quote(str(path)) for path in cases)])
-        on_terminal = not as_json and _err.is_terminal
-        with _err.status("fitting ...") if on_terminal else contextlib.nullcontext() as status:
+            command = " ".join(["rainier calibrate", *(shlex.quote(str(path)) for path in cases)])
             result = calibrate_inference_file(
-                cases,
+                cases, out=out, dry_run=dry_run, cross_validate=leave_one_group_out, command=command, progress=progress
+            )
+        else:
+            command = " ".join(
+                ["rainier calibrate", shlex.quote(str(first))]
+                + [f"--exclude-group {shlex.quote(g)}" for g in excluded]
+                + ([f"--out {shlex.quote(str(out))}"] if out is not None else [])
+            )
+            run = calibrate_file(
+                first,
+                exclude_groups=excluded,
                 out=out,
                 dry_run=dry_run,
                 cross_validate=leave_one_group_out,
                 command=command,
-                progress=status.update if status is not None else None,
+                progress=progress,
             )
+    if inference:
+        from rainier.report.serve_view import serve_fit_tables
+
         if as_json:
             emit_json(result)
         else:
             _print_tables(serve_fit_tables(result))
         return
-    cases_file = first
-    excluded = tuple(exclude_group or ())
-    command = " ".join(
-        ["rainier calibrate", shlex.quote(str(cases_file))]
-        + [f"--exclude-group {shlex.quote(g)}" for g in excluded]
-        + ([f"--out {shlex.quote(str(out))}"] if out is not None else [])
-    )
-    show_status = not as_json and _err.is_terminal
-    with _err.status("fitting ...") if show_status else contextlib.nullcontext() as status:
-        run = calibrate_file(
-            cases_file,
-            exclude_groups=excluded,
-            out=out,
-            dry_run=dry_run,
-            cross_validate=leave_one_group_out,
-            command=command,
-            progress=status.update if status is not None else None,
-        )
     doc = run.to_dict()
     if as_json:
         emit_json(doc)
