@@ -123,7 +123,7 @@ def serve_fit_tables(result: dict[str, Any]) -> list[Table]:
     tables = [params]
     if result.get("group_weights"):
         # every source's rows together carry the same weight (serve.fitting.group_weights)
-        weights = Table(title="residual weight per source (each source's rows weigh alike)", title_justify="left")
+        weights = Table(title="residual weight per source", title_justify="left")
         weights.add_column("group")
         weights.add_column("weight", justify="right")
         for group, weight in result["group_weights"].items():
