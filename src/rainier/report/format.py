@@ -34,6 +34,14 @@ def kib(num_bytes: float) -> str:
     return f"{num_bytes / 1024:,.1f} KiB"
 
 
+def binary(num_bytes: float) -> str:
+    """Bytes in the largest binary unit they reach, up to MiB: 512.0 MiB, 256.0 KiB, 96 B."""
+    for unit, size in (("MiB", 2**20), ("KiB", 2**10)):
+        if num_bytes >= size:
+            return f"{num_bytes / size:,.1f} {unit}"
+    return f"{num_bytes:,.0f} B"
+
+
 def duration(seconds: float) -> str:
     """A time in the unit that reads best: 2.86 s, 12.4 min, 3.10 h."""
     if seconds >= 3600:

@@ -8,6 +8,7 @@ from typing import Any
 from rich.table import Table
 from rich.text import Text
 
+from rainier.report import format as fmt
 from rainier.report.calibrate_view import summary_table
 from rainier.serve.size import layout_label
 
@@ -92,7 +93,7 @@ def serve_tables(est: dict[str, Any]) -> list[Table]:
     if reduce:
         head.add_row(
             "tp all-reduce",
-            "; ".join(f"{phase} {_bytes(r['bytes'])} per call: {r['algorithm']}" for phase, r in reduce.items()),
+            "; ".join(f"{phase} {fmt.binary(r['bytes'])} per call: {r['algorithm']}" for phase, r in reduce.items()),
         )
     head.add_row("efficiency set", est["efficiency"])
     parts = Table(title="where an iteration's time goes (ms)", title_justify="left")
@@ -102,13 +103,6 @@ def serve_tables(est: dict[str, Any]) -> list[Table]:
     for name, value in est["prefill_parts_ms"].items():
         parts.add_row(name, f"{value:,.3f}", f"{est['decode_parts_ms'][name]:,.3f}")
     return [head, parts]
-
-
-def _bytes(n: float) -> str:
-    for unit, size in (("MiB", 2**20), ("KiB", 2**10)):
-        if n >= size:
-            return f"{n / size:,.1f} {unit}"
-    return f"{n:,.0f} B"
 
 
 def serve_fit_tables(result: dict[str, Any]) -> list[Table]:
