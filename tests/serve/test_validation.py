@@ -127,9 +127,13 @@ CASES = [
 # weighed alike in the fit (serve.fitting.group_weights; the Trainium1 CSV's 96 rows had set the Trainium family
 # alone): all 10.29% -> 9.61%, A+B p90 60.3%, leave-one-group-out 12.86% -> 12.42%, p90 65.3% -> 64.8%; the
 # Trainium2 file 37.6% -> 22.7%, its trust A+B rows 10.4% -> 17.0% (the EAGLE-3 rows from +38% to +23%, the
-# Llama 3.1 8B and Qwen3 baselines' TTFT and throughput from 11-14% to 17-18%), the static set 7.2% -> 8.1%. The
-# guards below follow that fit (the fit is deterministic: a change that moves it refits).
-ALL_MEDIAN, TRUSTED_P90, LOGO_MEDIAN, LOGO_P90, STATIC_MEDIAN = 10.0, 63.0, 13.0, 68.0, 8.5
+# Llama 3.1 8B and Qwen3 baselines' TTFT and throughput from 11-14% to 17-18%), the static set 7.2% -> 8.1%. MLPerf
+# Offline cases simulated with the samples LoadGen issued (num_requests, up to 16 full batches per replica, where
+# they had run four): all 9.61% -> 9.79%, A+B p90 60.3% -> 58.3%, leave-one-group-out 12.42% -> 12.05%, p90 64.8%
+# -> 64.6%, mean 26.6% -> 25.6%. The guards below follow that fit (the fit is deterministic: a change that moves it
+# refits); the held-out median's guard keeps half a point above it, the knee noise of the MLPerf rows
+# (docs/architecture.md, serve fitting).
+ALL_MEDIAN, TRUSTED_P90, LOGO_MEDIAN, LOGO_P90, STATIC_MEDIAN = 10.0, 61.0, 12.6, 68.0, 8.5
 # Trainium2 (issue 13's target: 15%): trust A+B rows 17.0%; with the trust-C DeepSeek-V3 contrib port's rows (its
 # native-API case read since its precision text "bf16 (FP8 checkpoint dequantized ...)" parses) 22.7%.
 TRN2_MEDIAN, TRN2_TRUSTED_MEDIAN = 25.0, 17.5
