@@ -381,6 +381,14 @@ def _drop(block: str, key: str) -> Any:
     return change
 
 
+def _both(first: Any, second: Any) -> Any:
+    def change(case: dict[str, Any]) -> None:
+        first(case)
+        second(case)
+
+    return change
+
+
 def _target(key: str, value: Any) -> Any:
     def change(case: dict[str, Any]) -> None:
         if value is _drop:
@@ -395,7 +403,10 @@ def _target(key: str, value: Any) -> Any:
     ("change", "reason"),
     [
         (_set("serving", "batch", "lots"), "serving.batch='lots' is invalid: a whole number of sequences"),
-        (_set("serving", "batch", None), "serving.load=None is invalid: offline, rate, max_rate or concurrency"),
+        (
+            _both(_set("serving", "batch", None), _set("serving", "load", "burst")),
+            "serving.load='burst' is invalid: offline, rate, max_rate or concurrency",
+        ),
         (_drop("serving", "batch"), "serving.batch=None is invalid: a whole number of sequences (required)"),
         (_set("serving", "batch", 10**30), "serving.batch=1000000000000000000000000000000 is invalid"),
         (_set("serving", "batch", 1e300), "serving.batch=1e+300 is invalid"),

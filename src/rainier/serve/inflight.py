@@ -120,7 +120,8 @@ class Load(enum.StrEnum):
 
 
 RATE_KEYS = ("output_tokens_per_s", "output_tokens_per_s_per_device", "total_tokens_per_s", "requests_per_s")
-SLO_KEYS = ("ttft_p99_ms", "tpot_p99_ms")  # the p99 bounds a max_rate search holds (MLPerf LLM benchmarks)
+# the p99 bounds a max_rate search holds: MLPerf's LLM benchmarks bound TTFT and TPOT, GPT-J the whole request
+SLO_KEYS = ("ttft_p99_ms", "tpot_p99_ms", "e2e_latency_p99_ms")
 RATE_SEARCH_STEPS = 7  # bisection steps: the rate within 1% of the offline capacity
 # The search's upper end, over the offline capacity: an offline run of equal requests moves in lockstep waves (a
 # batch admitted together finishes together, then refills in prompt-heavy iterations), so a Poisson stream keeps
@@ -484,7 +485,8 @@ def steady_window_s(slo: tuple[tuple[str, float], ...], output_len: int) -> floa
     """A max_rate trial's Poisson window: LoadGen's ten minutes, or ``STEADY_LIFETIMES`` of the longest request
     lifetime the bounds allow where that is shorter (the steady state is what sets the percentiles)."""
     bounds = dict(slo)
-    lifetime_s = (bounds.get("ttft_p99_ms", 0.0) + (output_len - 1) * bounds.get("tpot_p99_ms", 0.0)) / 1e3
+    token_bounds_ms = bounds.get("ttft_p99_ms", 0.0) + (output_len - 1) * bounds.get("tpot_p99_ms", 0.0)
+    lifetime_s = max(token_bounds_ms, bounds.get("e2e_latency_p99_ms", 0.0)) / 1e3
     if lifetime_s <= 0.0:
         return LOADGEN_MIN_DURATION_S
     return min(LOADGEN_MIN_DURATION_S, STEADY_LIFETIMES * lifetime_s)

@@ -20,13 +20,16 @@ from pathlib import Path
 from typing import Any
 
 from rainier.calibrate.cases import Case, CaseFile, InferenceCase, SkippedCase, load_cases
+from rainier.calibrate.plan_block import Assumption
 from rainier.calibrate.score import CaseResult, ValidationReport, error_pct, select_group
 from rainier.calibrate.summary import summarize
 from rainier.errors import InputError, field_error
 from rainier.hardware import cluster_of, get_accelerator
 from rainier.precision import Precision
+from rainier.serve.bench_load import is_mlperf, mlperf_dataset, read_bench_load
 from rainier.serve.buckets import Buckets
 from rainier.serve.cost import AttentionKernels, ReplicaCost, WeightFormat, parse_kv_precision, replica_cost
+from rainier.serve.datasets import length_samples, request_means
 from rainier.serve.efficiency import (
     ServeEfficiency,
     ServeEfficiencyTable,
@@ -89,6 +92,7 @@ class Prepared:
     decode_only: bool = False  # phase: decode, a decode server scored on its decode iterations
     buckets: Buckets | None = None  # the runtime's compiled lengths (Neuron), static cases
     counted_share: float = 1.0  # output tokens as the benchmark counted them, per token generated (_counted_share)
+    assumptions: tuple[Assumption, ...] = ()  # what rainier supplied that the case left open (its load, read from text)
 
     @property
     def generation(self) -> str:
@@ -347,6 +351,7 @@ def _bench_limits(
 def prepare(case: InferenceCase) -> Prepared:
     """A case ready to predict; a field that is missing, mistyped, out of range or inexpressible raises an
     ``InputError`` (a ``ValueError``) naming it, and :func:`_prepared` skips the case with that reason."""
+    case, assumed_lengths = _benchmark_lengths(case)
     shape = shape_from_validation_model(case.model, source=case.id)
     system = dict(case.system)
     accelerator = get_accelerator(_text("system", system, "accelerator", "an accelerator id"))
@@ -365,11 +370,14 @@ def prepare(case: InferenceCase) -> Prepared:
     drafter = draft_cost(shape, cluster, config, ServeEfficiency(), draft)
     decode_only = _phase(case, config, targets) == "decode"
     load = None
+    assumed = assumed_lengths
     if case.serving.get("batch", 0) is None:
         if config.speculative is not None:
             raise field_error("serving.speculative", "in-flight", "static batches only (the simulator drafts nothing)")
+        serving, assumed_load = _stated_load(case)
+        assumed += assumed_load
         load = in_flight_of(
-            _bench_limits(_scheduler_limits(case.serving, config.dp_attention), shape, config, accelerator.hbm_bytes),
+            _bench_limits(_scheduler_limits(serving, config.dp_attention), shape, config, accelerator.hbm_bytes),
             cluster.num_devices, cost.replica_devices,
             kv_tokens=cost.kv_capacity, context_len=shape.seq_len,
             large_gpu=vllm_large_gpu(accelerator.hbm_bytes, accelerator.id),
@@ -382,8 +390,45 @@ def prepare(case: InferenceCase) -> Prepared:
     buckets = config_buckets(accelerator, shape, config)
     return Prepared(
         case, config, cost, targets, accelerator.id, accelerator.family.value, drafter, load, decode_only, buckets,
-        _counted_share(case, config.output_len),
+        _counted_share(case, config.output_len), assumed,
     )  # fmt: skip
+
+
+def _benchmark_lengths(case: InferenceCase) -> tuple[InferenceCase, tuple[Assumption, ...]]:
+    """The case with the mean request lengths of its benchmark's dataset where an MLPerf run leaves them out
+    (``serve.bench_load.mlperf_dataset``; the dataset's mean input, and its mean reference output where the
+    dataset counts output tokens), each recorded as an assumption."""
+    serving = case.serving
+    missing = [key for key in ("input_len", "output_len") if serving.get(key) is None]
+    framework = str(serving.get("framework") or "")
+    if not missing or not is_mlperf(case.id, case.group, framework, case.notes, case.source):
+        return case, ()
+    dataset = mlperf_dataset(str(case.model.get("name") or ""))
+    if dataset is None:
+        return case, ()
+    samples = length_samples(dataset)
+    means = dict(zip(("input_len", "output_len"), request_means(samples, None, None), strict=True))
+    if "output_len" in missing and samples.mean_output is None:
+        missing.remove("output_len")  # the dataset counts no output tokens: left for the case to state
+    filled = {key: means[key] for key in missing}
+    assumed = tuple(
+        Assumption(field=f"serving.{key}", text=f"serving.{key}: {value} (mean of MLPerf's {dataset} dataset)")
+        for key, value in filled.items()
+    )  # fmt: skip
+    return replace(case, serving={**serving, **filled}), assumed
+
+
+def _stated_load(case: InferenceCase) -> tuple[dict[str, Any], tuple[Assumption, ...]]:
+    """The case's ``serving`` block with its in-flight load: as stated, or where ``serving.load`` is left out (the
+    shared schema has no such field) as its words describe it (``serve.bench_load``), recorded as an assumption."""
+    serving = dict(case.serving)
+    if serving.get("load") is not None:
+        return serving, ()
+    read = read_bench_load(
+        serving, case_id=case.id, group=case.group, model_name=str(case.model.get("name") or ""), notes=case.notes,
+        target_notes=[str(t.get("note") or "") for t in case.targets], source=case.source,
+    )  # fmt: skip
+    return {**serving, **read.fields}, (Assumption(field="serving.load", text=read.text),)
 
 
 def _counted_share(case: InferenceCase, output_len: int) -> float:
@@ -490,6 +535,7 @@ def score(
                     measured=measured,
                     predicted=predicted[metric],
                     error_pct=error_pct(predicted[metric], measured),
+                    assumptions=item.assumptions,
                 )
             )
     return ValidationReport(rows=tuple(rows), summary=summarize([r.scored() for r in rows]))
