@@ -17,6 +17,7 @@ from rainier.serve.cost import AttentionKernels, replica_cost
 from rainier.serve.efficiency import ServeEfficiency
 from rainier.serve.speculative import SpecMethod, Speculation, parse_speculation, speculation_from_case
 from rainier.workload import get_model
+from rainier.workload.registry import has_model
 
 runner = CliRunner()
 ROOT = Path(__file__).resolve().parents[2]
@@ -45,6 +46,34 @@ def test_case_text_is_read_for_method_k_and_acceptance() -> None:
     spec = speculation_from_case(text)
     assert spec is not None and spec.method is SpecMethod.EAGLE3 and spec.tokens_per_step == 3.22
     assert speculation_from_case(None) is None
+
+
+@pytest.mark.parametrize(
+    ("text", "method", "k", "draft", "rate"),
+    [
+        ("fused speculation, draft model meta-llama/Llama-3.2-1B-Instruct, speculation_length 7", SpecMethod.DRAFT, 7,
+         "meta-llama/Llama-3.2-1B-Instruct", None),
+        ("vLLM with Llama-3.2-1B as draft, 5 speculative tokens", SpecMethod.DRAFT, 5, "Llama-3.2-1B", None),
+        ("EAGLE speculative decoding, speculation_length=5, acceptance rate 0.7", SpecMethod.EAGLE, 5, None, 0.7),
+        ("EAGLE-3, max_draft_len 3, acceptance rate 60%", SpecMethod.EAGLE3, 3, None, 0.6),
+        ("MTP, num_nextn_predict_layers 1", SpecMethod.MTP, 1, None, None),
+        ("Medusa, 4 medusa heads", SpecMethod.MEDUSA, 4, None, None),
+        ("prompt lookup decoding, k=4", SpecMethod.NGRAM, 4, None, None),
+        # a method named beats a model that follows the word "draft" (the target's name in an EAGLE head's)
+        ("EAGLE draft for llama-3.1-8b, num_speculative_tokens 2", SpecMethod.EAGLE, 2, None, None),
+    ],
+)  # fmt: skip
+def test_engines_wordings_of_speculation(
+    text: str, method: SpecMethod, k: int, draft: str | None, rate: float | None
+) -> None:
+    spec = speculation_from_case(text, known_model=has_model)
+    assert spec is not None
+    assert (spec.method, spec.num_tokens, spec.draft_model, spec.acceptance_rate) == (method, k, draft, rate)
+
+
+def test_speculation_text_without_its_tokens_is_refused() -> None:
+    with pytest.raises(InputError, match="speculative tokens per step"):
+        speculation_from_case("EAGLE speculative decoding", known_model=has_model)
 
 
 def _tpot(*extra: str) -> float:

@@ -23,6 +23,7 @@ from rainier.workload import (
     resolve_model,
     shape_from_validation_model,
 )
+from rainier.workload.registry import has_model
 
 from .conftest import DATA
 
@@ -251,3 +252,24 @@ def test_a_published_size_that_only_a_shared_vocabulary_matrix_explains_ties_the
     assert not shape_from_validation_model(gemma, source="t").tied_embeddings
     # a size the tied count does not reach either (another field of the block is off): left untied
     assert not shape_from_validation_model({**gemma, "params_b": 10.0}, source="t").tied_embeddings
+
+
+@pytest.mark.parametrize(
+    ("name", "catalog_id"),
+    [
+        ("meta-llama/Llama-3.1-8B-Instruct", "llama-3.1-8b"),
+        ("Meta-Llama-3.1-8B-Instruct", "llama-3.1-8b"),
+        ("meta-llama/Llama-2-70b-chat-hf", "llama-2-70b"),
+        ("meta-llama/Llama-3.2-1B-Instruct", "llama-3.2-1b"),
+        ("openai/gpt-oss-120b", "gpt-oss-120b"),
+    ],
+)
+def test_hugging_face_repository_ids_name_catalog_models(name: str, catalog_id: str) -> None:
+    """An organisation prefix and a tuning suffix name the same network as the catalog's id."""
+    assert has_model(name)
+    assert get_entry(name).id == catalog_id
+
+
+def test_other_paths_and_names_stay_unknown() -> None:
+    assert not has_model("./configs/model.json")
+    assert not has_model("meta-llama/Llama-9-1B-Instruct")

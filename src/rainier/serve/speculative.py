@@ -188,10 +188,44 @@ def parse_speculation(text: str) -> Speculation:
     return Speculation(method=method, **values)
 
 
-_FREE_TEXT = re.compile(r"num_speculative_tokens\D{0,4}(\d+)", re.IGNORECASE)
+# The speculative tokens per step as the engines' flags and write-ups name them: vLLM num_speculative_tokens, NxD
+# Inference speculation_length, TensorRT-LLM max_draft_len / num_nextn_predict_layers, SGLang
+# speculative_num_steps (its draft steps), Medusa's heads, and prose ("5 speculative tokens", "k=4").
+_FREE_TEXT = re.compile(
+    r"(?:num_speculative_tokens|speculation[_ ]length|num[_ ]draft[_ ]tokens|max[_ ]draft[_ ]len|"
+    r"num_nextn_predict_layers|speculative[_ ]num[_ ]steps|medusa[_ ]num[_ ]heads)\D{0,4}(\d+)"
+    r"|(\d+)\s+(?:speculative|draft(?:ed)?|medusa)\s+(?:tokens|heads)|\bk\s*=\s*(\d+)",
+    re.IGNORECASE,
+)
 _DRAFT_NAME = re.compile(r"^\s*draft\s+(?:model\s+)?([\w./-]+)", re.IGNORECASE)
-_RATE = re.compile(r"acceptance rate\D{0,4}(\d+(?:\.\d+)?)\s*%", re.IGNORECASE)
-_LENGTH = re.compile(r"acceptance length\D{0,4}(\d+(?:\.\d+)?)", re.IGNORECASE)
+_DRAFT_ANYWHERE = re.compile(
+    r"draft(?:[\s_-]+model)?\s*[:=]?\s*([\w./-]+)|([\w./-]+)\s+as\s+(?:the\s+|a\s+)?draft", re.IGNORECASE
+)
+_RATE = re.compile(r"acceptance rate\D{0,4}(\d+(?:\.\d+)?)\s*(%?)", re.IGNORECASE)
+_LENGTH = re.compile(r"(?:acceptance|accepted|acceptance[_ ]length|mean accepted)\s*length\D{0,4}(\d+(?:\.\d+)?)",
+                     re.IGNORECASE)  # fmt: skip
+_METHOD_WORDS = (
+    ("eagle3", SpecMethod.EAGLE3), ("eagle-3", SpecMethod.EAGLE3), ("eagle", SpecMethod.EAGLE),
+    ("medusa", SpecMethod.MEDUSA), ("mtp", SpecMethod.MTP), ("nextn", SpecMethod.MTP),
+    ("multi-token prediction", SpecMethod.MTP), ("n-gram", SpecMethod.NGRAM), ("ngram", SpecMethod.NGRAM),
+    ("prompt lookup", SpecMethod.NGRAM),
+)  # fmt: skip
+
+
+def _speculative_tokens(text: str) -> int | None:
+    found = _FREE_TEXT.search(text)
+    if found is None:
+        return None
+    return int(next(g for g in found.groups() if g is not None))
+
+
+def _named_draft(text: str, known_model: Callable[[str], bool]) -> str | None:
+    """The first catalog model the text names as its draft (``draft NAME``, ``draft model: NAME``)."""
+    for found in _DRAFT_ANYWHERE.finditer(text):
+        name = (found[1] or found[2]).rstrip(".,;")
+        if known_model(name):
+            return name
+    return None
 
 
 def speculation_from_case(
@@ -227,25 +261,32 @@ def speculation_from_case(
         )
     text = str(value)
     low = text.lower()
+    k = _speculative_tokens(text)
     named = _DRAFT_NAME.match(text)
-    if named is not None and known_model(named[1]):
-        k_text = _FREE_TEXT.search(text)
-        if k_text is None:
+    draft = named[1] if named is not None and known_model(named[1]) else None
+    method = None if draft else next((m for word, m in _METHOD_WORDS if word in low), None)
+    if method is None and draft is None:
+        draft = _named_draft(text, known_model)  # a draft model named anywhere, no other method said
+    if draft is not None:
+        if k is None:
             raise field_error("serving.speculative", quote(text), "num_speculative_tokens with the draft model")
-        return Speculation(method=SpecMethod.DRAFT, num_tokens=int(k_text[1]), draft_model=named[1])
-    method = SpecMethod.EAGLE3 if "eagle3" in low else SpecMethod.EAGLE if "eagle" in low else None
-    method = method or (SpecMethod.MEDUSA if "medusa" in low else SpecMethod.MTP if "mtp" in low else None)
-    k = _FREE_TEXT.search(text)
+        method = SpecMethod.DRAFT
     if method is None or k is None:
         raise field_error(
-            "serving.speculative", quote(text), "a method (eagle, eagle3, medusa, mtp) and num_speculative_tokens"
-        )
+            "serving.speculative", quote(text),
+            "a method (a catalog draft model, eagle, eagle3, medusa, mtp, ngram) and the speculative tokens per "
+            "step (num_speculative_tokens, speculation_length, max_draft_len, ...)",
+        )  # fmt: skip
     rate, length = _RATE.search(text), _LENGTH.search(text)
+    accept = None
+    if rate and not length:
+        accept = float(rate[1]) / 100 if rate[2] or float(rate[1]) > 1 else float(rate[1])
     return Speculation(
         method=method,
-        num_tokens=int(k[1]),
+        num_tokens=k,
         acceptance_length=float(length[1]) if length else None,
-        acceptance_rate=float(rate[1]) / 100 if rate and not length else None,
+        acceptance_rate=accept,
+        draft_model=draft,
     )
 
 

@@ -9,6 +9,7 @@ cases, so a case's model block resolves to the cited catalog shape.
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -187,23 +188,41 @@ def models() -> Registry[TransformerShape]:
     return Registry("model", {entry.id: entry.shape for entry in model_entries()})
 
 
+# A Hugging Face repository id's organisation ("meta-llama/"), and the tuning suffixes of its model names, which
+# name the same network: "meta-llama/Llama-3.1-8B-Instruct" is the catalog's llama-3.1-8b.
+_HF_ORG = re.compile(r"^[\w.-]+/")
+_TUNING_SUFFIX = re.compile(r"(?:-(?:instruct|chat|hf|base|it))+$")
+
+
+def _catalog_id(name: str) -> str | None:
+    """The catalog id ``name`` is (case-insensitive): an id or alias, as written or without a Hugging Face
+    organisation, a leading ``meta-`` or a tuning suffix (``-Instruct``, ``-chat``, ``-hf``, ``-base``, ``-it``)."""
+    key = name.strip().lower()
+    bare = _HF_ORG.sub("", key)
+    for candidate in dict.fromkeys(
+        (key, bare, _TUNING_SUFFIX.sub("", bare), _TUNING_SUFFIX.sub("", bare).removeprefix("meta-"))
+    ):
+        if candidate in model_entries():
+            return candidate
+        if candidate in _alias_index():
+            return _alias_index()[candidate]
+    return None
+
+
 def get_entry(name: str) -> ModelEntry:
-    """A catalog entry by id or alias (case-insensitive), else :class:`UnknownNameError` with suggestions."""
+    """A catalog entry by id or alias (case-insensitive, also as a Hugging Face repository id: ``_catalog_id``),
+    else :class:`UnknownNameError` with suggestions."""
     if not isinstance(name, str):
         raise InputError(f"model name must be text, got {type(name).__name__}")
-    key = name.strip().lower()
-    registry = model_entries()
-    if key in registry:
-        return registry.get(key)
-    if key in _alias_index():
-        return registry.get(_alias_index()[key])
-    raise UnknownNameError("model", name, registry.ids())
+    found = _catalog_id(name)
+    if found is None:
+        raise UnknownNameError("model", name, model_entries().ids())
+    return model_entries().get(found)
 
 
 def has_model(name: str) -> bool:
-    """Whether the catalog holds ``name`` as an id or alias (case-insensitive)."""
-    key = name.strip().lower()
-    return key in model_entries() or key in _alias_index()
+    """Whether the catalog holds ``name`` (``_catalog_id``)."""
+    return _catalog_id(name) is not None
 
 
 def get_model(name: str) -> TransformerShape:
