@@ -52,6 +52,20 @@ def test_awq_and_gptq_store_four_bits_and_a_group_scale() -> None:
     assert bf16.parts(0, 1, 0)["gemm"] - norms == pytest.approx((layers + table) * 2.0 / rate, rel=1e-3)
 
 
+def test_int8_is_w8a8_at_the_chips_int8_rate_with_a_16_bit_cache() -> None:
+    """The shared schema's precision ``int8`` (SmoothQuant-style W8A8): one byte per weight and int8 matmuls."""
+    assert WeightFormat.parse("W8A8") is WeightFormat.parse("int8") is WeightFormat.INT8
+    shape = get_model("llama-2-7b")
+    int8 = replica_cost(shape, cluster_of("a100-80gb", 1), tp=1, weights=WeightFormat.INT8, eff=IDEAL)
+    bf16 = replica_cost(shape, cluster_of("a100-80gb", 1), tp=1, weights=WeightFormat.BF16, eff=IDEAL)
+    assert int8.flop_per_s == pytest.approx(2 * bf16.flop_per_s)  # A100: 624 int8 TOPS against 312 bf16
+    # the layers at one byte; the embedding and LM head stay 16-bit, as with every quantised format here
+    assert bf16.weight_bytes_per_device / 2 < int8.weight_bytes_per_device < 0.55 * bf16.weight_bytes_per_device
+    assert WeightFormat.INT8.kv is Precision.BF16
+    with pytest.raises(InputError, match="no int8 matmuls"):
+        replica_cost(shape, cluster_of("b300", 1), tp=1, weights=WeightFormat.INT8, eff=IDEAL)
+
+
 def test_mxfp4_experts_shrink_only_the_experts_and_multiply_in_fp4_where_the_chip_can() -> None:
     shape = get_model("mixtral-8x7b")
     h100 = replica_cost(shape, cluster_of("h100-sxm", 1), tp=1, weights=WeightFormat.MXFP4_EXPERTS, eff=IDEAL)

@@ -31,7 +31,7 @@ from rainier.serve.speculative import parse_speculation
 from rainier.units import SECONDS_PER_HOUR
 from rainier.workload import resolve_model
 
-PRECISION_ALLOWED = "bf16, fp16, fp8, fp4, int8-weights, int4-weights (awq, gptq) or mxfp4-experts"
+PRECISION_ALLOWED = "bf16, fp16, fp8, fp4, int8 (w8a8), int8-weights, int4-weights (awq, gptq) or mxfp4-experts"
 
 
 def parse_unit(unit: str) -> bool:

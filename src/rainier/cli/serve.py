@@ -41,8 +41,8 @@ PrecisionOption = Annotated[
     str,
     typer.Option(
         "--precision",
-        help="Weights: bf16, fp16, fp8, fp4 (Blackwell, Trainium3), int8-weights, int4-weights (AWQ/GPTQ) or "
-        "mxfp4-experts (gpt-oss).",
+        help="Weights: bf16, fp16, fp8, fp4 (Blackwell, Trainium3), int8 (W8A8), int8-weights, int4-weights "
+        "(AWQ/GPTQ) or mxfp4-experts (gpt-oss).",
     ),
 ]
 KvPrecisionOption = Annotated[

@@ -183,6 +183,8 @@ class WeightFormat(enum.StrEnum):
 
     - ``bf16``/``fp16``/``fp8``/``fp4``: weights stored and multiplied in that format (fp8 and fp4 keep an fp8 KV
       cache, TensorRT-LLM's default with them);
+    - ``int8``: int8 weights and int8 matmuls (W8A8, SmoothQuant; Xiao et al. 2023), at the chip's int8 rate, with a
+      16-bit KV cache;
     - ``int8-weights``/``int4-weights``: weight-only quantisation (W8A16, W4A16 as AWQ/GPTQ store it), dequantised
       in the GEMM and multiplied in bf16;
     - ``mxfp4-experts``: a MoE model's routed experts in MXFP4 and everything else in bf16 (gpt-oss); the experts
@@ -193,6 +195,7 @@ class WeightFormat(enum.StrEnum):
     FP16 = "fp16"
     FP8 = "fp8"
     FP4 = "fp4"  # NVFP4/MXFP4 weights and matmuls (Blackwell, Trainium3), FP8 KV cache
+    INT8 = "int8"  # W8A8: int8 weights and matmuls (the shared schema's precision "int8")
     INT8_WEIGHTS = "int8-weights"
     INT4_WEIGHTS = "int4-weights"
     MXFP4_EXPERTS = "mxfp4-experts"
@@ -211,6 +214,7 @@ class WeightFormat(enum.StrEnum):
         """Bytes per weight of everything but a MoE model's routed experts."""
         return {
             WeightFormat.FP8: 1.0,
+            WeightFormat.INT8: 1.0,
             WeightFormat.INT8_WEIGHTS: 1.0,
             WeightFormat.FP4: FP4_BYTES_PER_WEIGHT,
             WeightFormat.INT4_WEIGHTS: INT4_BYTES_PER_WEIGHT,
@@ -224,7 +228,10 @@ class WeightFormat(enum.StrEnum):
     @property
     def matmul(self) -> Precision:
         """The precision the (non-expert) GEMMs multiply in."""
-        formats = {WeightFormat.FP8: Precision.FP8, WeightFormat.FP16: Precision.FP16, WeightFormat.FP4: Precision.FP4}
+        formats = {
+            WeightFormat.FP8: Precision.FP8, WeightFormat.FP16: Precision.FP16, WeightFormat.FP4: Precision.FP4,
+            WeightFormat.INT8: Precision.INT8,
+        }  # fmt: skip
         return formats.get(self, Precision.BF16)
 
     def expert_matmul(self, accelerator: Accelerator) -> Precision:
@@ -246,6 +253,13 @@ WEIGHT_FORMAT_ALIASES = {
     "int4": "int4-weights",
     "w8a16": "int8-weights",
     "mxfp4": "mxfp4-experts",
+    "int4-awq": "int4-weights",
+    "w8a8": "int8",
+    "smoothquant": "int8",
+    "nvfp4": "fp4",
+    "fp8_e4m3": "fp8",
+    "float16": "fp16",
+    "bfloat16": "bf16",
 }
 KV_PRECISIONS = (Precision.BF16, Precision.FP16, Precision.FP8)
 

@@ -138,6 +138,19 @@ def _text(block: str, fields: Any, key: str, allowed: str, *, default: str | Non
     return value
 
 
+def _weight_format(stated: str) -> WeightFormat:
+    """The format a case's precision names, as written or by its first word ("fp8 weights, fp8 KV" is fp8)."""
+    try:
+        return WeightFormat.parse(stated)
+    except InputError:
+        first = re.split(r"[\s,;/+]+", stated.strip(), maxsplit=1)[0]
+        if not first or first == stated.strip():
+            raise
+        if re.search(r"weight[- ]only", stated, re.IGNORECASE) and first.lower() in ("int8", "int4"):
+            return WeightFormat.parse(f"{first}-weights")  # W8A16 / W4A16, multiplied in 16 bits
+        return WeightFormat.parse(first)
+
+
 def serve_config(case: InferenceCase) -> ServeConfig:
     """A case's ``serving`` block as a :class:`ServeConfig`; a bad field is an ``InputError`` naming it."""
     s = dict(case.serving)
@@ -149,7 +162,7 @@ def serve_config(case: InferenceCase) -> ServeConfig:
     precision = _text("serving", s, "precision", ", ".join(w.value for w in WeightFormat), default="bf16")
     stated = precision.split(" (", 1)[0].strip()  # "bf16 (FP8 checkpoint dequantized at load)": the format, a remark
     try:
-        weights = WeightFormat.INT8_WEIGHTS if INT8_NOTE in case.notes else WeightFormat.parse(stated)
+        weights = WeightFormat.INT8_WEIGHTS if INT8_NOTE in case.notes else _weight_format(stated)
     except InputError:
         raise field_error("serving.precision", precision, ", ".join(w.value for w in WeightFormat)) from None
     tp = _whole("serving", s, "tp", MAX_DEGREE, "ranks", default=1)
