@@ -108,3 +108,48 @@ def test_a_schema_only_mlperf_case_is_predicted_with_its_assumptions() -> None:
     assert [a.field for a in stated.assumptions] == ["serving.load"]
     rate = predict_metrics(stated, ServeEfficiency())["output_tokens_per_s"]
     assert rate == pytest.approx(predict_metrics(item, ServeEfficiency())["output_tokens_per_s"], rel=0.02)
+
+
+def test_an_in_flight_latency_noted_as_p99_is_scored_as_the_p99() -> None:
+    """The schema keeps medians in ttft_ms unless the note says otherwise; a static batch has no spread to read."""
+    targets = (
+        {"metric": "ttft_ms", "value": 400.0, "note": "p99 TTFT (LLMPerf)"},
+        {"metric": "tpot_ms", "value": 30.0, "note": "p50 (p90 31, p99 33)"},
+        {"metric": "output_tokens_per_s", "value": 24000.0},
+    )
+    case = _mlperf_case({"input_len": 222, "output_len": 219})
+    in_flight = prepare(InferenceCase(**{**_fields(case), "targets": targets}))
+    assert [m for m, _ in in_flight.targets] == ["ttft_p99_ms", "tpot_ms", "output_tokens_per_s"]
+    static = {**_fields(case), "targets": targets, "serving": {**case.serving, "batch": 8, "input_len": 222,
+                                                               "output_len": 219}}  # fmt: skip
+    assert [m for m, _ in prepare(InferenceCase(**static)).targets] == ["ttft_ms", "tpot_ms", "output_tokens_per_s"]
+
+
+def _fields(case: InferenceCase) -> dict[str, Any]:
+    return {name: getattr(case, name) for name in InferenceCase.__dataclass_fields__}
+
+
+def _moe_case(serving: dict[str, Any], notes: str = "") -> InferenceCase:
+    model = {"name": "deepseek-v3", "arch": "moe", "layers": 61, "hidden": 7168, "ffn_hidden": 18432, "heads": 128,
+             "kv_heads": 128, "head_dim": 192, "vocab": 129280, "seq_len": 163840, "activation": "swiglu",
+             "num_experts": 256, "top_k": 8, "shared_experts": 1, "expert_ffn_hidden": 2048, "params_b": 671,
+             "mla": {"q_lora_rank": 1536, "kv_lora_rank": 512, "qk_nope_head_dim": 128, "qk_rope_head_dim": 64,
+                     "v_head_dim": 128}}  # fmt: skip
+    return InferenceCase(
+        id="dsv3", group="g", trust=Trust.B, source="s", model=model, system={"accelerator": "h200-sxm", "count": 16},
+        serving={"degrees_unit": "device", "pp": 1, "batch": 64, "input_len": 1000, "output_len": 1000,
+                 "precision": "fp8", "framework": "SGLang", **serving},
+        targets=({"metric": "output_tokens_per_s", "value": 1000.0},), notes=notes,
+    )  # fmt: skip
+
+
+def test_the_schemas_wide_expert_layouts_are_read_as_data_parallel_attention() -> None:
+    """The shared schema has no field for attention data parallelism: ep over tp ranks implies it, and so do the
+    engines' words for it where ep = tp."""
+    wide = prepare(_moe_case({"tp": 1, "ep": 16}))
+    assert (wide.config.tp, wide.config.dp_attention) == (1, 16)
+    assert [a.field for a in wide.assumptions] == ["serving.dp_attention"]
+    named = prepare(_moe_case({"tp": 8, "ep": 8}, notes="TensorRT-LLM with enable_attention_dp"))
+    assert (named.config.tp, named.config.dp_attention) == (1, 8)
+    plain = prepare(_moe_case({"tp": 8, "ep": 8}))
+    assert (plain.config.tp, plain.config.dp_attention, plain.assumptions) == (8, 1, ())

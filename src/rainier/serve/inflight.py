@@ -103,7 +103,8 @@ _VLLM_VERSION = re.compile(r"vllm\s+v?(\d+)\.(\d+)", re.IGNORECASE)
 # NIM for LLMs serves TensorRT-LLM engines built with that default.
 TRTLLM_TOKEN_BUDGET_VERSION = (0, 11)
 TRTLLM_TOKEN_BUDGET = 8192
-_TRTLLM_VERSION = re.compile(r"tensorrt-llm\s+v?(\d+)\.(\d+)", re.IGNORECASE)
+# "TensorRT-LLM v0.17", "TensorRT LLM 1.0", "TRT-LLM 0.21"
+TRTLLM_VERSION = re.compile(r"(?:tensorrt[-_ ]llm|trt[-_ ]?llm)\s+v?(\d+)\.(\d+)", re.IGNORECASE)
 # The TensorRT each TensorRT-LLM release depends on ("Infrastructure Changes" of its release notes): a build named
 # by commit that runs a newer TensorRT than a release's postdates that release (``_trtllm_release``).
 TENSORRT_OF_TRTLLM_RELEASE = {(0, 10): (10, 0), (0, 11): (10, 2), (0, 12): (10, 3), (0, 13): (10, 4), (0, 15): (10, 6)}
@@ -276,10 +277,11 @@ def _trtllm_release(framework: str) -> tuple[int, int] | None:
     LLMs (2025 engines) as the newest listed; None for other engines or an undated build."""
     if "nim for llms" in framework.lower():
         return max(TENSORRT_OF_TRTLLM_RELEASE)
-    trtllm = _TRTLLM_VERSION.search(framework)
+    trtllm = TRTLLM_VERSION.search(framework)
     if trtllm is not None:
         return int(trtllm.group(1)), int(trtllm.group(2))
-    tensorrt = _TENSORRT_VERSION.search(framework) if "tensorrt-llm" in framework.lower() else None
+    named = re.search(r"tensorrt[-_ ]llm|trt-?llm", framework, re.IGNORECASE) is not None
+    tensorrt = _TENSORRT_VERSION.search(framework) if named else None
     if tensorrt is None:
         return None
     ran_on = int(tensorrt.group(1)), int(tensorrt.group(2))
@@ -357,7 +359,7 @@ def _stepped(value: float, steps: tuple[tuple[float, int], ...], floor: int) -> 
 
 def is_trtllm_bench(framework: str) -> bool:
     """Whether a case ran trtllm-bench (its throughput or latency command)."""
-    return "trtllm-bench" in framework.lower()
+    return re.search(r"trt-?llm[-_ ]bench", framework, re.IGNORECASE) is not None
 
 
 def _is_trtllm(framework: str) -> bool:

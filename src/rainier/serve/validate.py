@@ -38,6 +38,7 @@ from rainier.serve.efficiency import (
 )
 from rainier.serve.estimate import ServeConfig, config_buckets, draft_cost, static_batch_times
 from rainier.serve.inflight import (
+    TRTLLM_VERSION,
     BenchModel,
     InFlight,
     Load,
@@ -253,9 +254,25 @@ def _kv_precision(s: Mapping[str, Any]) -> Precision | None:
     return Precision.BF16 if any(engine in framework for engine in AUTO_KV_16BIT_ENGINES) else None
 
 
+_P99_OF = {"ttft_ms": "ttft_p99_ms", "tpot_ms": "tpot_p99_ms", "e2e_latency_ms": "e2e_latency_p99_ms"}
+_STATISTIC = re.compile(r"\b(p50|median|mean|average|avg|50th|p9[059]|9[059]th)\b", re.IGNORECASE)
+
+
+def _stated_statistic(note: object) -> str | None:
+    """The statistic a target's note names first (``p99``, ``99th`` -> "p99"; medians and means -> "p50")."""
+    found = _STATISTIC.search(str(note or ""))
+    if found is None:
+        return None
+    word = found[1].lower()
+    return "p99" if word in ("p99", "99th") else "p50" if word in ("p50", "median", "50th") else word
+
+
 def case_targets(case: InferenceCase) -> tuple[tuple[str, float], ...]:
-    """The case's targets the serving model predicts, as (metric, value); a malformed one is an ``InputError``."""
+    """The case's targets the serving model predicts, as (metric, value); a malformed one is an ``InputError``.
+    An in-flight case's latency whose note says it is a p99 (the shared schema keeps medians in ``ttft_ms``,
+    ``tpot_ms`` and ``e2e_latency_ms`` "unless the target note says otherwise") is scored as that p99."""
     out: list[tuple[str, float]] = []
+    in_flight = case.serving.get("batch", 0) is None
     for index, target in enumerate(case.targets):
         where = f"targets[{index}]"
         metric = _text(where, target, "metric", "a metric name, e.g. " + ", ".join(METRICS))
@@ -264,13 +281,14 @@ def case_targets(case: InferenceCase) -> tuple[tuple[str, float], ...]:
         value = target.get("value")
         if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
             raise field_error(f"{where}.value", value, f"a positive finite measurement of {metric}")
+        if in_flight and metric in _P99_OF and _stated_statistic(target.get("note")) == "p99":
+            metric = _P99_OF[metric]  # the schema's latencies are medians "unless the target note says otherwise"
         out.append((metric, float(value)))
     if not out:
         raise field_error("targets", [t.get("metric") for t in case.targets], f"at least one of {', '.join(METRICS)}")
     return tuple(out)
 
 
-_TRTLLM_VERSION = re.compile(r"tensorrt-llm\s+v?(\d+)\.(\d+)", re.IGNORECASE)
 XQA_VERSION = (0, 7)  # TensorRT-LLM release that brought the XQA decode kernel for MQA/GQA (release notes, v0.7.0)
 # First TensorRT-LLM release timed here with the batch manager rather than gptSession (per-kernel host launches, a
 # static batch sampled on the device; the gptSession cases in validation/inference.yaml are v0.5-0.6).
@@ -279,7 +297,7 @@ GRAPH_REPLAY_VERSION = (0, 7)
 
 def _trtllm_version(case: InferenceCase) -> tuple[int, int] | None:
     """The TensorRT-LLM (major, minor) a case's ``framework`` names, if any."""
-    found = _TRTLLM_VERSION.search(str(case.serving.get("framework") or ""))
+    found = TRTLLM_VERSION.search(str(case.serving.get("framework") or ""))
     return (int(found[1]), int(found[2])) if found is not None else None
 
 
@@ -334,9 +352,9 @@ def _scheduler_limits(serving: Mapping[str, Any], groups: int) -> dict[str, Any]
     rank under enable_attention_dp)."""
     fields = dict(serving)
     if groups > 1 and fields.get("attention_dp") is True:
-        for key in ("max_batch", "max_num_tokens"):
+        for key, most in (("max_batch", MAX_BATCH), ("max_num_tokens", MAX_TOKENS)):
             if isinstance(fields.get(key), int) and not isinstance(fields[key], bool):
-                fields[key] *= groups
+                fields[key] = min(fields[key] * groups, most)
     return fields
 
 
@@ -365,6 +383,8 @@ def prepare(case: InferenceCase) -> Prepared:
     """A case ready to predict; a field that is missing, mistyped, out of range or inexpressible raises an
     ``InputError`` (a ``ValueError``) naming it, and :func:`_prepared` skips the case with that reason."""
     case, assumed_lengths = _benchmark_lengths(case)
+    case, assumed_layout = _attention_layout(case)
+    assumed_lengths += assumed_layout
     shape = shape_from_validation_model(case.model, source=case.id)
     system = dict(case.system)
     accelerator = get_accelerator(_text("system", system, "accelerator", "an accelerator id"))
@@ -429,6 +449,38 @@ def _benchmark_lengths(case: InferenceCase) -> tuple[InferenceCase, tuple[Assump
         for key, value in filled.items()
     )  # fmt: skip
     return replace(case, serving={**serving, **filled}), assumed
+
+
+_ATTENTION_DP = re.compile(
+    r"(?:enable[-_ ])?(?:attention[-_ ]dp|dp[-_ ]attention|data[- ]parallel attention)", re.IGNORECASE
+)
+
+
+def _attention_layout(case: InferenceCase) -> tuple[InferenceCase, tuple[Assumption, ...]]:
+    """The case with its data-parallel attention where the shared schema, which has no field for it, leaves it to
+    be inferred: experts over more ranks than the tensor-parallel group (``ep`` > ``tp``) are ``ep / tp`` attention
+    groups (SGLang's and TensorRT-LLM's wide-EP layouts); ``ep`` = ``tp`` with words naming attention data
+    parallelism (``enable_attention_dp``, ``--enable-dp-attention``) is TensorRT-LLM's ``attention_dp``."""
+    serving = case.serving
+    stated = ("dp_attention", "attention_dp")
+    if any(serving.get(key) is not None for key in stated):
+        return case, ()
+    tp, ep = serving.get("tp"), serving.get("ep")
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (tp, ep)):
+        return case, ()
+    assert isinstance(tp, int) and isinstance(ep, int)
+    if ep > tp and ep % tp == 0:
+        text = f"serving.dp_attention: {ep // tp} (ep {ep} over tp {tp}: the experts' ranks beyond the tensor group)"
+        return replace(case, serving={**serving, "dp_attention": ep // tp}), (
+            Assumption(field="serving.dp_attention", text=text),
+        )
+    words = f"{serving.get('framework') or ''} {case.notes}"
+    if ep == tp > 1 and _ATTENTION_DP.search(words):
+        text = "serving.attention_dp: true (the case's words name attention data parallelism, ep = tp)"
+        return replace(case, serving={**serving, "attention_dp": True}), (
+            Assumption(field="serving.attention_dp", text=text),
+        )
+    return case, ()
 
 
 def _stated_load(case: InferenceCase) -> tuple[dict[str, Any], tuple[Assumption, ...]]:
