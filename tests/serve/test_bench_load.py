@@ -9,7 +9,12 @@ import pytest
 import yaml
 
 from rainier.calibrate.cases import InferenceCase, Trust
-from rainier.serve.bench_load import MLPERF_LIMITS, mlperf_benchmark, read_bench_load
+from rainier.serve.bench_load import (
+    MLPERF_LIMITS,
+    engine_settings_from_words,
+    mlperf_benchmark,
+    read_bench_load,
+)
 from rainier.serve.efficiency import ServeEfficiency
 from rainier.serve.inflight import Load
 from rainier.serve.limits import MAX_BATCH
@@ -199,3 +204,16 @@ def test_every_case_here_prepares_in_the_shared_schema_alone() -> None:
                 assert bare.config.speculative.tokens_per_step == full.config.speculative.tokens_per_step
             prepared += 1
     assert prepared > 150
+
+
+def test_engine_settings_are_read_from_the_launch_command_in_the_framework() -> None:
+    read = engine_settings_from_words(
+        {"framework": "vLLM 0.10, vllm serve --kv-cache-dtype fp8 --max-num-seqs 128 --max-num-batched-tokens 4096"}
+    )
+    assert read is not None
+    assert read.fields == {"kv_cache_dtype": "fp8", "max_batch": 128, "max_num_batched_tokens": 4096}
+    stated = {"framework": "TensorRT-LLM, KV cache FP16, max_num_tokens 2048", "kv_cache_precision": "fp8",
+              "max_batch": 64}  # fmt: skip
+    read = engine_settings_from_words(stated)  # what the fields state wins
+    assert read is not None and read.fields == {"max_num_tokens": 2048}
+    assert engine_settings_from_words({"framework": "SGLang 0.4"}) is None

@@ -178,3 +178,46 @@ def read_bench_load(serving: Mapping[str, Any], *, case_id: str, group: str, mod
     fields["load"] = "offline"
     return BenchLoad(fields, "serving.load: offline (throughput mode: every request at once; no rate or concurrency "
                              "stated)")  # fmt: skip
+
+
+# Engine settings a case's words may carry where its fields do not (launch flags and prose).
+_KV_WORDS = (
+    re.compile(r"kv[-_ ]cache[-_ ]dtype\s*[=: ]\s*(fp8(?:_e4m3|_e5m2)?|bf16|fp16|auto)\b"),
+    re.compile(r"kv[-_ ]cache\s+(?:in\s+)?(fp8|bf16|fp16)\b"),
+    re.compile(r"(?<![a-z0-9])(fp8|bf16|fp16)[-_ ]?kv(?![a-z])"),
+)
+_LIMIT_WORDS = (
+    (
+        "max_batch",
+        re.compile(r"(?:max[-_]batch[-_]size|max[-_]num[-_]seqs|max[-_]running[-_]requests)\s*[=: ]\s*(\d+)"),
+    ),
+    ("max_num_tokens", re.compile(r"max[-_]num[-_]tokens\s*[=: ]\s*(\d+)")),
+    ("max_num_batched_tokens", re.compile(r"max[-_]num[-_]batched[-_]tokens\s*[=: ]\s*(\d+)")),
+    ("chunked_prefill_size", re.compile(r"chunked[-_]prefill[-_]size\s*[=: ]\s*(\d+)")),
+)
+_BUDGET_KEYS = ("max_num_tokens", "max_num_batched_tokens", "chunked_prefill_size")
+
+
+def engine_settings_from_words(serving: Mapping[str, Any]) -> BenchLoad | None:
+    """The KV-cache format and the engine limits (``max_batch``, the token budget) a case's framework states in
+    words (``--kv-cache-dtype fp8``, ``KV cache FP16``; ``--max-num-seqs 256``, ``max_num_tokens 8192``,
+    ``--chunked-prefill-size 4096``) where its fields do not; None when it adds none. Neither notes nor ids are
+    read: notes compare a run with others and an id may carry its group's name (stop 48: reading them gave the vLLM
+    blog's bf16-KV runs, ``vllm-blog-fp8kv-...-kvbf16``, the fp8 cache they are compared with)."""
+    framework = str(serving.get("framework") or "").lower()
+    fields: dict[str, Any] = {}
+    if serving.get("kv_cache_precision") is None and serving.get("kv_cache_dtype") is None:
+        kv = _first(_KV_WORDS, (framework,))
+        if kv is not None:
+            fields["kv_cache_dtype"] = kv
+    budget_stated = any(serving.get(key) is not None for key in _BUDGET_KEYS)
+    for key, pattern in _LIMIT_WORDS:
+        if serving.get(key) is not None or (key in _BUDGET_KEYS and (budget_stated or set(_BUDGET_KEYS) & set(fields))):
+            continue
+        found = _first((pattern,), (framework,))
+        if found is not None and int(found) > 0:
+            fields[key] = int(found)
+    if not fields:
+        return None
+    said = ", ".join(f"{key} {value}" for key, value in fields.items())
+    return BenchLoad(fields, f"serving: {said} (from the case's framework)")

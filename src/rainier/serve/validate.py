@@ -26,7 +26,7 @@ from rainier.calibrate.summary import summarize
 from rainier.errors import InputError, field_error
 from rainier.hardware import cluster_of, get_accelerator
 from rainier.precision import Precision
-from rainier.serve.bench_load import is_mlperf, mlperf_dataset, read_bench_load
+from rainier.serve.bench_load import engine_settings_from_words, is_mlperf, mlperf_dataset, read_bench_load
 from rainier.serve.buckets import Buckets
 from rainier.serve.cost import AttentionKernels, ReplicaCost, WeightFormat, parse_kv_precision, replica_cost
 from rainier.serve.datasets import length_samples, request_means
@@ -385,6 +385,10 @@ def prepare(case: InferenceCase) -> Prepared:
     case, assumed_lengths = _benchmark_lengths(case)
     case, assumed_layout = _attention_layout(case)
     assumed_lengths += assumed_layout
+    words = engine_settings_from_words(case.serving)
+    if words is not None:
+        case = replace(case, serving={**case.serving, **words.fields})
+        assumed_lengths += (Assumption(field="serving", text=words.text),)
     shape = shape_from_validation_model(case.model, source=case.id)
     system = dict(case.system)
     accelerator = get_accelerator(_text("system", system, "accelerator", "an accelerator id"))
