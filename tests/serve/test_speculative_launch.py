@@ -7,6 +7,7 @@ from dataclasses import replace
 
 import pytest
 
+from rainier.calibrate.cases import InferenceCase, Trust
 from rainier.errors import InputError
 from rainier.hardware import cluster_of
 from rainier.serve.cost import ReplicaCost, replica_cost
@@ -20,6 +21,7 @@ from rainier.serve.speculative import (
     speculation_from_case,
     speculative_step_s,
 )
+from rainier.serve.validate import serve_config
 from rainier.workload import get_model
 from rainier.workload.registry import has_model
 
@@ -88,3 +90,33 @@ def test_case_text_naming_a_catalog_draft_model_is_costed_as_that_model() -> Non
     assert unknown is not None and unknown.method is SpecMethod.EAGLE  # not in the catalog: an EAGLE-style head
     default = speculation_from_case(text)  # no catalog to look in: the older reading
     assert default is not None and default.method is SpecMethod.EAGLE
+
+
+def test_nxd_inference_counts_the_pending_token_in_its_speculation_length() -> None:
+    """NxD Inference's speculation_length k verifies k tokens: k - 1 proposals, and k drafter passes (the last
+    fills the drafter's cache)."""
+    nxdi = parse_speculation("draft:k=7,model=qwen3-0.6b,accept=0.7,launch=nxdi")
+    plain = parse_speculation("draft:k=6,model=qwen3-0.6b,accept=0.7")
+    assert nxdi.counts_pending and not nxdi.separate_launch
+    assert (nxdi.proposals, nxdi.verified_tokens, nxdi.draft_passes) == (6, 7, 7)
+    assert nxdi.tokens_per_step == pytest.approx(plain.tokens_per_step)
+    with pytest.raises(InputError, match="from 1 to the 7 tokens"):
+        parse_speculation("eagle:k=7,len=7.5,launch=nxdi")
+
+
+def test_a_neuron_case_naming_nxd_inference_speculation_counts_the_pending_token() -> None:
+    def config(accelerator: str, framework: str) -> Speculation | None:
+        case = InferenceCase(
+            id="x", group="g", trust=Trust.B, source="s", model={"name": "qwen3-32b"},
+            system={"accelerator": accelerator, "count": 16},
+            serving={"degrees_unit": "neuroncore", "tp": 64, "batch": 1, "input_len": 128, "output_len": 512,
+                     "precision": "bf16", "framework": framework,
+                     "speculative": "draft model Qwen/Qwen3-0.6B, speculation_length 7"},
+            targets=(),
+        )  # fmt: skip
+        return serve_config(case).speculative
+
+    nxdi = config("trn2", "vLLM 0.9.1 with the NxD Inference backend, enable_fused_speculation")
+    assert nxdi is not None and nxdi.counts_pending and nxdi.proposals == 6
+    gpu = config("h100-sxm", "vLLM 0.9.1")
+    assert gpu is not None and not gpu.counts_pending and gpu.proposals == 7

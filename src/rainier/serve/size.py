@@ -380,6 +380,8 @@ def _speculation_text(spec: Speculation | None) -> str:
         text += f",len={spec.acceptance_length:g}"
     if spec.draft_model is not None:
         text += f",model={spec.draft_model}"
+    if spec.separate_launch or spec.counts_pending:
+        text += ",launch=separate" if spec.separate_launch else ",launch=nxdi"
     return text
 
 

@@ -15,6 +15,13 @@ What a drafter costs follows from what it is:
 - ``draft``: a separate small model (``model=``), ``k`` of its own decode steps on the same devices;
 - ``ngram``: prompt lookup, no model (costed as free).
 
+NxD Inference counts its ``speculation_length`` as the tokens the target verifies, the pending one included: the
+drafter runs that many passes, uses the first ``k - 1`` as proposals and the last to fill its own cache ("k
+iterations of the draft model. We use only first k-1 tokens. Extra run is for populating the kv cache",
+neuronx-distributed-inference ``models/model_base.py`` ``_token_gen_forward``; the EAGLE path likewise runs ``k -
+1`` draft steps, the target over ``k`` tokens and a final draft run, ``_eagle_token_gen_forward``), and the vLLM
+Neuron plugin passes ``num_speculative_tokens`` as that length (vllm-neuron ``neuronx_distributed_model_loader.py``).
+Such a speculation is ``counts_pending``: ``k - 1`` proposals, ``k`` tokens verified, ``k`` drafter passes.
 Where the drafter runs matters on runtimes that launch compiled programs from the host (Neuron): NxD Inference's
 fused speculation (``enable_fused_speculation``) compiles the draft loop and the verification into one program, one
 launch per step; vLLM Neuron's EAGLE proposer compiles the drafter as its own program ("Single fused forward: KV
@@ -79,6 +86,9 @@ class Speculation:
     acceptance_length: float | None = None  # mean tokens a step yields, bonus included, in [1, k + 1]
     draft_model: str | None = None  # catalog name or config.json, for method=draft
     separate_launch: bool = False  # the drafter is its own compiled program, launched once more per step
+    # k counts the tokens the target verifies, the pending one included (NxD Inference's speculation_length):
+    # k - 1 proposals, and the drafter's k-th pass only fills its own cache
+    counts_pending: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.num_tokens, bool) or not isinstance(self.num_tokens, int):
@@ -87,16 +97,18 @@ class Speculation:
             raise field_error("speculative.k", self.num_tokens, f"a whole number from 1 to {MAX_SPECULATIVE_TOKENS}")
         if self.acceptance_rate is not None and not 0 < self.acceptance_rate < 1:
             raise field_error("speculative.accept", self.acceptance_rate, "a per-token acceptance rate in (0, 1)")
-        if self.acceptance_length is not None and not 1 <= self.acceptance_length <= self.num_tokens + 1:
+        if self.acceptance_length is not None and not 1 <= self.acceptance_length <= self.verified_tokens:
             raise field_error(
                 "speculative.len",
                 self.acceptance_length,
-                f"a mean acceptance length from 1 to k + 1 = {self.num_tokens + 1}",
+                f"a mean acceptance length from 1 to the {self.verified_tokens} tokens a step verifies",
             )
         if self.acceptance_rate is not None and self.acceptance_length is not None:
             raise field_error("speculative", "accept and len", "one of accept (per token) or len (per step)")
         if not isinstance(self.separate_launch, bool):
-            raise field_error("speculative.launch", self.separate_launch, "fused or separate")
+            raise field_error("speculative.launch", self.separate_launch, "fused, separate or nxdi")
+        if self.counts_pending and self.separate_launch:
+            raise field_error("speculative.launch", "nxdi and separate", "one of them")
         if (self.method is SpecMethod.DRAFT) != (self.draft_model is not None):
             raise field_error("speculative.model", self.draft_model, "a draft model with method draft (only then)")
 
@@ -106,7 +118,17 @@ class Speculation:
         if self.acceptance_length is not None:
             return self.acceptance_length
         alpha = self.acceptance_rate if self.acceptance_rate is not None else DEFAULT_ACCEPTANCE[self.method]
-        return (1.0 - alpha ** (self.num_tokens + 1)) / (1.0 - alpha)
+        return (1.0 - alpha**self.verified_tokens) / (1.0 - alpha)
+
+    @property
+    def proposals(self) -> int:
+        """Tokens the drafter proposes per step."""
+        return self.num_tokens - 1 if self.counts_pending else self.num_tokens
+
+    @property
+    def verified_tokens(self) -> int:
+        """Query tokens of the target's verification pass: the proposals and the pending token."""
+        return self.proposals + 1
 
     @property
     def draft_passes(self) -> int:
@@ -135,6 +157,7 @@ class Speculation:
             "acceptance_length": self.acceptance_length,
             "draft_model": self.draft_model,
             "separate_launch": self.separate_launch,
+            "counts_pending": self.counts_pending,
             "tokens_per_step": self.tokens_per_step,
         }
 
@@ -146,15 +169,17 @@ _KEYS = {
     "model": "draft_model",
     "launch": "separate_launch",
 }
-_LAUNCH = {"fused": False, "separate": True}
-_SYNTAX = "METHOD:k=K[,accept=RATE | ,len=TOKENS][,model=DRAFT][,launch=fused|separate] with METHOD " + ", ".join(
+_LAUNCH = {"fused": False, "separate": True, "nxdi": False}
+_SYNTAX = "METHOD:k=K[,accept=RATE | ,len=TOKENS][,model=DRAFT][,launch=fused|separate|nxdi] with METHOD " + ", ".join(
     m.value for m in SpecMethod
 )
 
 
 def parse_speculation(text: str) -> Speculation:
     """``eagle3:k=3,accept=0.74`` (or ``len=3.22``), ``draft:k=4,model=llama-3.1-8b``, ``mtp:k=1``;
-    ``launch=separate`` when the drafter runs as its own program (vLLM Neuron's EAGLE), ``fused`` (the default)
+    ``launch=separate`` when the drafter runs as its own program (vLLM Neuron's EAGLE), ``launch=nxdi`` for NxD
+    Inference's fused speculation (one launch; ``k`` is its ``speculation_length``, the tokens verified: ``k - 1``
+    proposals, the drafter's last pass filling its own cache), ``fused`` (the default)
     otherwise."""
     method_text, _, rest = text.strip().partition(":")
     try:
@@ -175,6 +200,7 @@ def parse_speculation(text: str) -> Speculation:
             if raw.lower() not in _LAUNCH:
                 raise field_error("speculative.launch", raw, "fused or separate")
             values[name] = _LAUNCH[raw.lower()]
+            values["counts_pending"] = raw.lower() == "nxdi"
             continue
         try:
             number = float(raw) if name != "num_tokens" else int(raw)
@@ -349,7 +375,7 @@ def speculative_step_s(
     the ``k + 1``-token verification, and the drafter's sequential passes, each with its own layers' collectives at
     the target's tensor parallelism."""
     launches = 2 if spec.separate_launch and drafter is not None else 1
-    verify = cost.pass_s(decode_seqs, kv_tokens, queries=spec.num_tokens + 1)
+    verify = cost.pass_s(decode_seqs, kv_tokens, queries=spec.verified_tokens)
     draft = spec.draft_passes * (drafter.pass_s(decode_seqs, kv_tokens) if drafter is not None else 0.0)
     host = launches * cost.eff.iteration_overhead_s + cost.request_overhead_s * decode_seqs
     return host + verify + draft

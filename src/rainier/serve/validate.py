@@ -219,13 +219,25 @@ def _flag(block: str, fields: Mapping[str, Any], key: str) -> bool:
     return value
 
 
+_NXDI = re.compile(r"nxd[- ]?inference|nxdi|neuronx[-_]distributed[-_]inference|fused[-_ ]speculation|"
+                   r"speculation[-_ ]length", re.IGNORECASE)  # fmt: skip
+
+
 def _launched(case: InferenceCase, spec: Speculation | None) -> Speculation | None:
     """The case's speculation with where its drafter runs, from its engine: the vLLM Neuron plugin compiles an
     EAGLE drafter as its own program, launched after the target's (``serve.speculative``); NxD Inference's fused
-    speculation and the GPU engines run one launch per step."""
+    speculation runs one launch per step, its ``k`` counting the tokens verified (``counts_pending``), as do the
+    GPU engines with ``k`` proposals."""
+    if spec is None:
+        return None
     framework = str(case.serving.get("framework") or "").lower()
-    separate = "vllm neuron" in framework and spec is not None and spec.method in (SpecMethod.EAGLE, SpecMethod.EAGLE3)
-    return replace(spec, separate_launch=True) if spec is not None and separate else spec
+    if "vllm neuron" in framework and spec.method in (SpecMethod.EAGLE, SpecMethod.EAGLE3):
+        return replace(spec, separate_launch=True)
+    words = f"{framework} {case.serving.get('speculative') or ''}"
+    neuron = str(case.system.get("accelerator") or "").lower().startswith(("trn", "inf"))
+    if neuron and spec.method is not SpecMethod.NGRAM and _NXDI.search(words):
+        return replace(spec, counts_pending=True)
+    return spec
 
 
 # Engines whose ``--kv-cache-dtype auto`` (their default) stores the cache in the model's activation dtype, 16-bit,
