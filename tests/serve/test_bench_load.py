@@ -217,3 +217,24 @@ def test_engine_settings_are_read_from_the_launch_command_in_the_framework() -> 
     read = engine_settings_from_words(stated)  # what the fields state wins
     assert read is not None and read.fields == {"max_num_tokens": 2048}
     assert engine_settings_from_words({"framework": "SGLang 0.4"}) is None
+
+
+def test_an_in_flight_case_that_speculates_is_simulated_with_its_drafter() -> None:
+    """A closed loop of EAGLE-3 requests: the simulator drafts and verifies, so tokens come faster than without."""
+
+    def case(speculative: str | None) -> InferenceCase:
+        return InferenceCase(
+            id="x", group="g", trust=Trust.B, source="s",
+            model={"name": "llama-3.1-8b", "arch": "dense", "layers": 32, "hidden": 4096, "ffn_hidden": 14336,
+                   "heads": 32, "kv_heads": 8, "vocab": 128256, "seq_len": 131072, "activation": "swiglu"},
+            system={"accelerator": "h100-sxm", "count": 1},
+            serving={"tp": 1, "batch": None, "input_len": 1000, "output_len": 500, "precision": "bf16",
+                     "framework": "SGLang 0.4.9, bench_serving --max-concurrency 4", "speculative": speculative},
+            targets=({"metric": "tpot_ms", "value": 5.0},),
+        )  # fmt: skip
+
+    plain = prepare(case(None))
+    eagle = prepare(case("EAGLE-3, num_speculative_tokens 3, mean acceptance length 3.0"))
+    assert eagle.in_flight is not None and not eagle.linearised
+    faster = predict_metrics(plain, ServeEfficiency())["tpot_ms"] / predict_metrics(eagle, ServeEfficiency())["tpot_ms"]
+    assert 1.5 < faster < 3.0

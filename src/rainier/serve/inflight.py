@@ -60,6 +60,7 @@ from rainier.serve.limits import (
 )
 from rainier.serve.results import Percentiles, ServeTimeline, request_latencies, summarise
 from rainier.serve.simulate import Request, ServeScenario, ranged_lengths, simulate_timeline
+from rainier.serve.speculative import SpeculativeCost
 from rainier.units import GIB
 
 DEFAULT_ENGINE_MAX_BATCH = 256  # vLLM's default max_num_seqs (EngineArgs), and any engine not named below
@@ -369,7 +370,7 @@ def _is_trtllm(framework: str) -> bool:
 
 
 def simulate_case(
-    load: InFlight, cost: ReplicaCost, input_len: int, output_len: int, *, prefix_hit: float = 0.0
+    load: InFlight, cost: ReplicaCost | SpeculativeCost, input_len: int, output_len: int, *, prefix_hit: float = 0.0
 ) -> dict[str, float]:
     """The metrics an in-flight benchmark reports, measured on the simulated run (at the highest rate within the
     case's SLO for ``load: max_rate``).
@@ -386,17 +387,17 @@ def simulate_case(
 
 @functools.lru_cache(maxsize=CACHED_RUNS)
 def _cached_case(
-    load: InFlight, cost: ReplicaCost, input_len: int, output_len: int, prefix_hit: float
+    load: InFlight, cost: ReplicaCost | SpeculativeCost, input_len: int, output_len: int, prefix_hit: float
 ) -> tuple[tuple[str, float], ...]:
     return tuple(_simulate_case(load, cost, input_len, output_len, prefix_hit).items())
 
 
 def _simulate_case(
-    load: InFlight, cost: ReplicaCost, input_len: int, output_len: int, prefix_hit: float
+    load: InFlight, cost: ReplicaCost | SpeculativeCost, input_len: int, output_len: int, prefix_hit: float
 ) -> dict[str, float]:
     if load.load is Load.MAX_RATE:
         return max_rate_within_slo(load, cost, input_len, output_len, prefix_hit=prefix_hit)
-    engine = replace(cost, engine_max_batch=load.max_batch)
+    engine = _with_max_batch(cost, load.max_batch)
     n = load.requests(pipeline_groups(engine)[0])
     chunking: dict[str, Any] = {}
     if load.token_budget is not None and load.chunked:
@@ -494,8 +495,15 @@ def steady_window_s(slo: tuple[tuple[str, float], ...], output_len: int) -> floa
     return min(LOADGEN_MIN_DURATION_S, STEADY_LIFETIMES * lifetime_s)
 
 
+def _with_max_batch(cost: ReplicaCost | SpeculativeCost, max_batch: int) -> ReplicaCost | SpeculativeCost:
+    """The replica's engine with ``max_batch`` running sequences (a speculating one's target engine)."""
+    if isinstance(cost, SpeculativeCost):
+        return replace(cost, cost=replace(cost.cost, engine_max_batch=max_batch))
+    return replace(cost, engine_max_batch=max_batch)
+
+
 def max_rate_within_slo(
-    load: InFlight, cost: ReplicaCost, input_len: int, output_len: int, *, prefix_hit: float = 0.0
+    load: InFlight, cost: ReplicaCost | SpeculativeCost, input_len: int, output_len: int, *, prefix_hit: float = 0.0
 ) -> dict[str, float]:
     """The metrics at the highest Poisson rate whose p99 latencies meet ``load.slo``, as an MLPerf submitter finds it.
 

@@ -49,7 +49,7 @@ from rainier.serve.inflight import (
     vllm_large_gpu,
 )
 from rainier.serve.limits import MAX_BATCH, MAX_DEGREE, MAX_DEVICES, MAX_TOKENS, check_int, check_share
-from rainier.serve.speculative import SpecMethod, Speculation, speculation_from_case
+from rainier.serve.speculative import SpecMethod, Speculation, SpeculativeCost, speculation_from_case
 from rainier.units import GIB
 from rainier.workload import shape_from_validation_model
 from rainier.workload.params import count_params
@@ -115,9 +115,11 @@ class Prepared:
         under an offline or closed-loop load, whose engines stay full, so their metrics follow the iteration times
         smoothly. Open-loop (``rate``, ``max_rate``) cases are scored, not fitted: their latencies are queueing
         delays that turn sharply near saturation, where no expansion holds (and a ``max_rate`` point is a search
-        of a dozen simulations)."""
+        of a dozen simulations). Speculating in-flight cases are scored too: their response would need the
+        drafter's efficiencies as well, and none of the public cases is one."""
         load = self.in_flight
-        return load is not None and load.load in LINEARISED_LOADS and self.config.dp_attention == 1
+        plain = self.config.dp_attention == 1 and self.config.speculative is None
+        return load is not None and load.load in LINEARISED_LOADS and plain
 
 
 def _whole(block: str, fields: Any, key: str, high: int, unit: str, *, default: int | None = None) -> int:
@@ -421,8 +423,6 @@ def prepare(case: InferenceCase) -> Prepared:
     load = None
     assumed = assumed_lengths
     if case.serving.get("batch", 0) is None:
-        if config.speculative is not None:
-            raise field_error("serving.speculative", "in-flight", "static batches only (the simulator drafts nothing)")
         serving, assumed_load = _stated_load(case)
         assumed += assumed_load
         load = in_flight_of(
@@ -556,9 +556,12 @@ def predict_metrics(item: Prepared, eff: ServeEfficiency) -> dict[str, float]:
 def _predicted(item: Prepared, eff: ServeEfficiency) -> dict[str, float]:
     cost = item.cost.with_efficiency(eff)
     c = item.config
-    if item.in_flight is not None:
-        return simulate_case(item.in_flight, cost, c.input_len, c.output_len, prefix_hit=c.prefix_hit)
     drafter = item.drafter.with_efficiency(eff) if item.drafter is not None else None
+    if item.in_flight is not None:
+        engine: ReplicaCost | SpeculativeCost = cost
+        if c.speculative is not None:  # each engine iteration drafts and verifies (serve.speculative)
+            engine = SpeculativeCost(cost=cost, drafter=drafter, spec=c.speculative)
+        return simulate_case(item.in_flight, engine, c.input_len, c.output_len, prefix_hit=c.prefix_hit)
     times = static_batch_times(
         cost, c.batch, c.input_len, c.output_len, speculative=c.speculative, drafter=drafter,
         cached=c.cached_tokens(), chunk=c.prefill_chunk, buckets=item.buckets,
