@@ -141,7 +141,8 @@ def _moe_case(serving: dict[str, Any], notes: str = "") -> InferenceCase:
              "mla": {"q_lora_rank": 1536, "kv_lora_rank": 512, "qk_nope_head_dim": 128, "qk_rope_head_dim": 64,
                      "v_head_dim": 128}}  # fmt: skip
     return InferenceCase(
-        id="dsv3", group="g", trust=Trust.B, source="s", model=model, system={"accelerator": "h200-sxm", "count": 16},
+        id="dsv3-decode", group="g", trust=Trust.B, source="s", model=model,
+        system={"accelerator": "h200-sxm", "count": 16},
         serving={"degrees_unit": "device", "pp": 1, "batch": 64, "input_len": 1000, "output_len": 1000,
                  "precision": "fp8", "framework": "SGLang", **serving},
         targets=({"metric": "output_tokens_per_s", "value": 1000.0},), notes=notes,
@@ -238,3 +239,14 @@ def test_an_in_flight_case_that_speculates_is_simulated_with_its_drafter() -> No
     assert eagle.in_flight is not None and not eagle.linearised
     faster = predict_metrics(plain, ServeEfficiency())["tpot_ms"] / predict_metrics(eagle, ServeEfficiency())["tpot_ms"]
     assert 1.5 < faster < 3.0
+
+
+def test_a_disaggregated_sides_phase_and_moe_features_are_read_from_its_words() -> None:
+    framework = "SGLang with PD disaggregation, DP attention, DeepEP, EPLB, two-batch overlap"
+    decode = prepare(_moe_case({"tp": 1, "ep": 16, "framework": framework}, notes=""))
+    assert decode.decode_only and {a.field for a in decode.assumptions} >= {"serving.phase", "serving"}
+    assert decode.cost.two_batch_overlap
+    off = engine_settings_from_words({"framework": "SGLang PD disaggregation; two-batch overlap disabled, no EPLB"})
+    assert off is not None and off.fields == {"two_batch_overlap": False, "eplb": False}
+    plain = prepare(_moe_case({"tp": 1, "ep": 16}))  # no disaggregation named: both phases on one replica
+    assert not plain.decode_only

@@ -196,14 +196,22 @@ _LIMIT_WORDS = (
     ("chunked_prefill_size", re.compile(r"chunked[-_]prefill[-_]size\s*[=: ]\s*(\d+)")),
 )
 _BUDGET_KEYS = ("max_num_tokens", "max_num_batched_tokens", "chunked_prefill_size")
+# SGLang's and TensorRT-LLM's MoE features by name, unless the words say they were off
+_FLAG_WORDS = (
+    ("two_batch_overlap", re.compile(r"two[- ]batch[- ]overlap|\btbo\b")),
+    ("eplb", re.compile(r"\beplb\b|expert[- ]parallel(?:ism)? load balanc")),
+)
+_OFF = re.compile(r"^\W{0,3}(?:disabled|off|not used|no\b)|(?:\bno|without|disable[ds]?)\W{1,3}$")
 
 
 def engine_settings_from_words(serving: Mapping[str, Any]) -> BenchLoad | None:
-    """The KV-cache format and the engine limits (``max_batch``, the token budget) a case's framework states in
-    words (``--kv-cache-dtype fp8``, ``KV cache FP16``; ``--max-num-seqs 256``, ``max_num_tokens 8192``,
-    ``--chunked-prefill-size 4096``) where its fields do not; None when it adds none. Neither notes nor ids are
-    read: notes compare a run with others and an id may carry its group's name (stop 48: reading them gave the vLLM
-    blog's bf16-KV runs, ``vllm-blog-fp8kv-...-kvbf16``, the fp8 cache they are compared with)."""
+    """The KV-cache format, the engine limits (``max_batch``, the token budget) and the MoE features
+    (``two_batch_overlap``, ``eplb``; off where the words say "disabled", "off" or "no") a case's framework
+    states in words (``--kv-cache-dtype fp8``, ``KV cache FP16``; ``--max-num-seqs 256``, ``max_num_tokens 8192``,
+    ``--chunked-prefill-size 4096``; ``two-batch overlap``, ``EPLB``) where its fields do not; None when it adds
+    none. Neither notes nor ids are read: notes compare a run with others and an id may carry its group's name
+    (stop 48: reading them gave the vLLM blog's bf16-KV runs, ``vllm-blog-fp8kv-...-kvbf16``, the fp8 cache they
+    are compared with)."""
     framework = str(serving.get("framework") or "").lower()
     fields: dict[str, Any] = {}
     if serving.get("kv_cache_precision") is None and serving.get("kv_cache_dtype") is None:
@@ -217,6 +225,12 @@ def engine_settings_from_words(serving: Mapping[str, Any]) -> BenchLoad | None:
         found = _first((pattern,), (framework,))
         if found is not None and int(found) > 0:
             fields[key] = int(found)
+    for key, pattern in _FLAG_WORDS:
+        named = pattern.search(framework) if serving.get(key) is None else None
+        if named is not None:
+            before = framework[max(0, named.start() - 12) : named.start()]
+            after = framework[named.end() : named.end() + 12]
+            fields[key] = not (_OFF.search(after) or _OFF.search(before))
     if not fields:
         return None
     said = ", ".join(f"{key} {value}" for key, value in fields.items())

@@ -399,6 +399,8 @@ def prepare(case: InferenceCase) -> Prepared:
     case, assumed_lengths = _benchmark_lengths(case)
     case, assumed_layout = _attention_layout(case)
     assumed_lengths += assumed_layout
+    case, assumed_phase = _disaggregated_phase(case)
+    assumed_lengths += assumed_phase
     words = engine_settings_from_words(case.serving)
     if words is not None:
         case = replace(case, serving={**case.serving, **words.fields})
@@ -496,6 +498,30 @@ def _attention_layout(case: InferenceCase) -> tuple[InferenceCase, tuple[Assumpt
         return replace(case, serving={**serving, "attention_dp": True}), (
             Assumption(field="serving.attention_dp", text=text),
         )
+    return case, ()
+
+
+_DISAGGREGATED = re.compile(r"disaggregat|\bpd\b|\bpd-|\d+p\d+d\b|prefill (?:instance|server|node)|"
+                            r"decode (?:instance|server|node)", re.IGNORECASE)  # fmt: skip
+_PHASE_WORD = re.compile(r"(?<![a-z])(prefill|decode)(?![a-z])", re.IGNORECASE)
+
+
+def _disaggregated_phase(case: InferenceCase) -> tuple[InferenceCase, tuple[Assumption, ...]]:
+    """The case with its ``phase`` where the shared schema, which has no field for it, leaves one side of a
+    disaggregated prefill/decode deployment measured alone to be inferred: its id or framework names the
+    disaggregation and exactly one side (the id first), a prefill side generating one token."""
+    serving = case.serving
+    framework = str(serving.get("framework") or "")
+    if serving.get("phase") is not None or not _DISAGGREGATED.search(f"{case.id} {framework}"):
+        return case, ()
+    for text in (case.id, framework):
+        named = {word.lower() for word in _PHASE_WORD.findall(text)}
+        if len(named) == 1:
+            phase = named.pop()
+            if phase == "prefill" and serving.get("output_len") != 1:
+                return case, ()
+            text = f"serving.phase: {phase} (one side of a disaggregated deployment, as the case's words say)"
+            return replace(case, serving={**serving, "phase": phase}), (Assumption(field="serving.phase", text=text),)
     return case, ()
 
 
