@@ -269,10 +269,14 @@ def test_tensorrt_llm_attention_dp_is_one_attention_group_per_rank() -> None:
     assert (item.config.tp, item.config.dp_attention, item.config.ep) == (1, 8, 8)
     assert item.in_flight is not None
     assert item.in_flight.max_batch == 8 * 512 and item.in_flight.token_budget == 8 * 4608
-    plain = replace(found[0], serving={**found[0].serving, "attention_dp": None})
+    plain = replace(found[0], serving={**found[0].serving, "attention_dp": False})
     item = prepare(plain)
     assert (item.config.tp, item.config.dp_attention) == (8, 1)
     assert item.in_flight is not None and item.in_flight.max_batch == 512
+    # left out, as the shared schema leaves it: the case's notes name enable_attention_dp, which is read
+    unstated = prepare(replace(found[0], serving={**found[0].serving, "attention_dp": None}))
+    assert (unstated.config.tp, unstated.config.dp_attention) == (1, 8)
+    assert [a.field for a in unstated.assumptions] == ["serving.attention_dp"]
 
 
 def test_moe_combine_moves_each_expert_output_row_through_hbm() -> None:
