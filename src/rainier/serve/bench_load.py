@@ -6,14 +6,15 @@ The shared validation schema (`../shared/validation/README.md`) records an in-fl
 leaves ``load`` out is read here for the load its benchmark ran, from its id, group, framework, notes and
 targets' notes, and the reading is reported with the case as an assumption:
 
-- **MLPerf Inference** (the word ``MLPerf`` anywhere): the scenario named in the id, the framework, the group or
-  the notes. Offline issues every query at once (``offline``); Server and Interactive are Poisson streams the
-  submitter pushed to the highest rate that met the benchmark's p99 latency limits (``max_rate``), the limits of
-  LoadGen's ``mlperf.conf`` for the benchmark the model is (``MLPERF_LIMITS``). A submission tunes its engines'
-  batch for throughput (NVIDIA's configs set ``gpu_batch_size`` from 128 to 6,000 sequences per engine, v4.1 and
-  v5.1), so where the case states no ``max_batch`` the KV cache alone bounds it, not an engine's default (on the
-  44 MLPerf cases here with their configs' engine settings removed: median 18.5% with TensorRT-LLM's defaults,
-  15.0% bounded by the cache, 12.2% with the configs' own).
+- **MLPerf Inference** (``MLPerf`` or ``MLCommons`` in the id, group, framework or source; notes may only compare
+  a run with one): the scenario named in the id, the framework, the group or the notes. Offline issues every
+  query at once (``offline``); Server and Interactive are Poisson streams the submitter pushed to the highest rate
+  that met the benchmark's p99 latency limits (``max_rate``), the limits of LoadGen's ``mlperf.conf`` for the
+  benchmark the model is (``MLPERF_LIMITS``). A submission tunes its engines' batch for throughput (NVIDIA's
+  configs set ``gpu_batch_size`` from 128 to 6,000 sequences per engine, v4.1 and v5.1), so where the case states
+  no ``max_batch`` the KV cache alone bounds it, not an engine's default (on the 44 MLPerf cases here with their
+  configs' engine settings removed: median 18.5% with TensorRT-LLM's defaults, 15.0% bounded by the cache, 12.2%
+  with the configs' own).
 - **A closed loop** (``--max-concurrency 8``, ``concurrency 50``, ``conc8``, ``8 concurrent requests``):
   ``concurrency``.
 - **A Poisson stream** (``--request-rate 4``, ``qps 1``, ``4 req/s``): ``rate``; ``request-rate inf`` is the
@@ -110,9 +111,10 @@ def mlperf_dataset(model_name: str) -> str | None:
     return None if benchmark is None else MLPERF_DATASETS.get(benchmark)
 
 
-def is_mlperf(case_id: str, group: str, framework: str, notes: str = "", source: str = "") -> bool:
-    """Whether a case's words say it is an MLPerf Inference run."""
-    return any("mlperf" in t.lower() for t in (case_id, group, framework, notes, source))
+def is_mlperf(case_id: str, group: str, framework: str, source: str = "") -> bool:
+    """Whether a case's id, group, framework or source says it is an MLPerf Inference run (its notes may only
+    compare it with one)."""
+    return any("mlperf" in t.lower() or "mlcommons" in t.lower() for t in (case_id, group, framework, source))
 
 
 def _first(patterns: Iterable[re.Pattern[str]], texts: Iterable[str]) -> str | None:
@@ -145,7 +147,7 @@ def read_bench_load(serving: Mapping[str, Any], *, case_id: str, group: str, mod
     count = _first(_REQUESTS[:1], texts) or _first(_REQUESTS[1:], texts[:3])
     if count is not None and int(count.replace(",", "")) > 0:
         fields["num_requests"] = int(count.replace(",", ""))
-    if is_mlperf(case_id, group, framework, notes, source):
+    if is_mlperf(case_id, group, framework, source):
         scenario = _scenario(texts)
         tuned = {} if serving.get("max_batch") is not None else {"max_batch": MAX_BATCH}
         batch_text = "; engine batch bounded by its KV cache alone" if tuned else ""

@@ -452,7 +452,7 @@ def _benchmark_lengths(case: InferenceCase) -> tuple[InferenceCase, tuple[Assump
     serving = case.serving
     missing = [key for key in ("input_len", "output_len") if serving.get(key) is None]
     framework = str(serving.get("framework") or "")
-    if not missing or not is_mlperf(case.id, case.group, framework, case.notes, case.source):
+    if not missing or not is_mlperf(case.id, case.group, framework, case.source):
         return case, ()
     dataset = mlperf_dataset(str(case.model.get("name") or ""))
     if dataset is None:
