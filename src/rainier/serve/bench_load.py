@@ -32,6 +32,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from rainier.serve.datasets import length_samples, request_means
+from rainier.serve.inflight import TOKEN_BUDGET_KEYS
 from rainier.serve.limits import MAX_BATCH
 
 # LoadGen's p99 latency limits per LLM benchmark, Server and Interactive scenarios, in ms (mlcommons LoadGen
@@ -89,10 +91,12 @@ _REQUESTS = (
 
 @dataclass(frozen=True, slots=True)
 class BenchLoad:
-    """The ``serving`` fields a case's words give its load, and the sentence that says so."""
+    """A reading of a case's words: the ``serving`` fields it gives (its load, or what else the shared schema
+    cannot state), the sentence that says so, and the field that sentence is an assumption about."""
 
     fields: dict[str, Any]
     text: str
+    field: str = "serving.load"
 
 
 def mlperf_benchmark(model_name: str, interactive: bool = False) -> str | None:
@@ -197,7 +201,6 @@ _LIMIT_WORDS = (
     ("max_num_batched_tokens", re.compile(r"max[-_]num[-_]batched[-_]tokens\s*[=: ]\s*(\d+)")),
     ("chunked_prefill_size", re.compile(r"chunked[-_]prefill[-_]size\s*[=: ]\s*(\d+)")),
 )
-_BUDGET_KEYS = ("max_num_tokens", "max_num_batched_tokens", "chunked_prefill_size")
 # SGLang's and TensorRT-LLM's MoE features by name, unless the words say they were off
 _FLAG_WORDS = (
     ("two_batch_overlap", re.compile(r"two[- ]batch[- ]overlap|\btbo\b")),
@@ -220,13 +223,15 @@ def engine_settings_from_words(serving: Mapping[str, Any]) -> BenchLoad | None:
         kv = _first(_KV_WORDS, (framework,))
         if kv is not None:
             fields["kv_cache_dtype"] = kv
-    budget_stated = any(serving.get(key) is not None for key in _BUDGET_KEYS)
+    budget_known = any(serving.get(key) is not None for key in TOKEN_BUDGET_KEYS)  # one budget at most
     for key, pattern in _LIMIT_WORDS:
-        if serving.get(key) is not None or (key in _BUDGET_KEYS and (budget_stated or set(_BUDGET_KEYS) & set(fields))):
+        budget = key in TOKEN_BUDGET_KEYS
+        if serving.get(key) is not None or (budget and budget_known):
             continue
         found = _first((pattern,), (framework,))
         if found is not None and int(found) > 0:
             fields[key] = int(found)
+            budget_known = budget_known or budget
     for key, pattern in _FLAG_WORDS:
         named = pattern.search(framework) if serving.get(key) is None else None
         if named is not None:
@@ -236,4 +241,72 @@ def engine_settings_from_words(serving: Mapping[str, Any]) -> BenchLoad | None:
     if not fields:
         return None
     said = ", ".join(f"{key} {value}" for key, value in fields.items())
-    return BenchLoad(fields, f"serving: {said} (from the case's framework)")
+    return BenchLoad(fields, f"serving: {said} (from the case's framework)", field="serving")
+
+
+def mlperf_lengths(
+    serving: Mapping[str, Any], *, case_id: str, group: str, model_name: str, source: str = ""
+) -> tuple[BenchLoad, ...]:
+    """The mean request lengths of an MLPerf run's dataset where its case leaves them out (``mlperf_dataset``:
+    the dataset's mean input, and its mean reference output where the dataset counts output tokens), one reading
+    per length."""
+    missing = [key for key in ("input_len", "output_len") if serving.get(key) is None]
+    if not missing or not is_mlperf(case_id, group, str(serving.get("framework") or ""), source):
+        return ()
+    dataset = mlperf_dataset(model_name)
+    if dataset is None:
+        return ()
+    samples = length_samples(dataset)
+    means = dict(zip(("input_len", "output_len"), request_means(samples, None, None), strict=True))
+    if "output_len" in missing and samples.mean_output is None:
+        missing.remove("output_len")  # the dataset counts no output tokens: left for the case to state
+    return tuple(
+        BenchLoad({key: means[key]}, f"serving.{key}: {means[key]} (mean of MLPerf's {dataset} dataset)",
+                  field=f"serving.{key}")
+        for key in missing
+    )  # fmt: skip
+
+
+_ATTENTION_DP = re.compile(r"(?:enable[-_ ])?(?:attention[-_ ]dp|dp[-_ ]attention|data[- ]parallel attention)")
+
+
+def attention_layout(serving: Mapping[str, Any], *, notes: str = "") -> BenchLoad | None:
+    """Data-parallel attention where the shared schema, which has no field for it, leaves it to be inferred:
+    experts over more ranks than the tensor-parallel group (``ep`` > ``tp``) are ``ep / tp`` attention groups
+    (SGLang's and TensorRT-LLM's wide-EP layouts); ``ep`` = ``tp`` with words naming attention data parallelism
+    (``enable_attention_dp``, ``--enable-dp-attention``) is TensorRT-LLM's ``attention_dp``."""
+    if serving.get("dp_attention") is not None or serving.get("attention_dp") is not None:
+        return None
+    tp, ep = serving.get("tp"), serving.get("ep")
+    if not (isinstance(tp, int) and isinstance(ep, int)) or isinstance(tp, bool) or isinstance(ep, bool):
+        return None
+    if 0 < tp < ep and ep % tp == 0:
+        text = f"serving.dp_attention: {ep // tp} (ep {ep} over tp {tp}: the experts' ranks beyond the tensor group)"
+        return BenchLoad({"dp_attention": ep // tp}, text, field="serving.dp_attention")
+    if ep == tp > 1 and _ATTENTION_DP.search(f"{serving.get('framework') or ''} {notes}".lower()):
+        text = "serving.attention_dp: true (the case's words name attention data parallelism, ep = tp)"
+        return BenchLoad({"attention_dp": True}, text, field="serving.attention_dp")
+    return None
+
+
+_DISAGGREGATED = re.compile(r"disaggregat|\bpd\b|\bpd-|\d+p\d+d\b|prefill (?:instance|server|node)|"
+                            r"decode (?:instance|server|node)")  # fmt: skip
+_PHASE_WORD = re.compile(r"(?<![a-z])(prefill|decode)(?![a-z])")
+
+
+def disaggregated_phase(serving: Mapping[str, Any], *, case_id: str) -> BenchLoad | None:
+    """The ``phase`` of one side of a disaggregated prefill/decode deployment measured alone, which the shared
+    schema has no field for: its id or framework names the disaggregation and exactly one side (the id first), a
+    prefill side generating one token."""
+    framework = str(serving.get("framework") or "").lower()
+    if serving.get("phase") is not None or not _DISAGGREGATED.search(f"{case_id.lower()} {framework}"):
+        return None
+    for text in (case_id.lower(), framework):
+        named = set(_PHASE_WORD.findall(text))
+        if len(named) == 1:
+            phase = str(named.pop())
+            if phase == "prefill" and serving.get("output_len") != 1:
+                return None
+            said = f"serving.phase: {phase} (one side of a disaggregated deployment, as the case's words say)"
+            return BenchLoad({"phase": phase}, said, field="serving.phase")
+    return None

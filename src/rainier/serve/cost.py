@@ -246,6 +246,9 @@ class WeightFormat(enum.StrEnum):
         return Precision.FP8 if self in (WeightFormat.FP8, WeightFormat.FP4) else Precision.BF16
 
 
+# The engines' and frameworks' spellings of the 16- and 8-bit formats (vLLM's --kv-cache-dtype fp8_e4m3, PyTorch's
+# bfloat16), for weights and KV caches alike.
+DTYPE_SPELLINGS = {"fp8_e4m3": "fp8", "fp8_e5m2": "fp8", "float16": "fp16", "bfloat16": "bf16"}
 WEIGHT_FORMAT_ALIASES = {
     "awq": "int4-weights",
     "gptq": "int4-weights",
@@ -257,9 +260,7 @@ WEIGHT_FORMAT_ALIASES = {
     "w8a8": "int8",
     "smoothquant": "int8",
     "nvfp4": "fp4",
-    "fp8_e4m3": "fp8",
-    "float16": "fp16",
-    "bfloat16": "bf16",
+    **DTYPE_SPELLINGS,
 }
 KV_PRECISIONS = (Precision.BF16, Precision.FP16, Precision.FP8)
 
@@ -269,7 +270,7 @@ def parse_kv_precision(text: str | None) -> Precision | None:
     if text is None or text.strip().lower() in ("", "auto"):
         return None
     key = text.strip().lower()
-    key = {"fp8_e4m3": "fp8", "fp8_e5m2": "fp8", "float16": "fp16", "bfloat16": "bf16"}.get(key, key)
+    key = DTYPE_SPELLINGS.get(key, key)
     for p in KV_PRECISIONS:
         if p.value == key:
             return p

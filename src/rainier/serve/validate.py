@@ -24,12 +24,18 @@ from rainier.calibrate.plan_block import Assumption
 from rainier.calibrate.score import CaseResult, ValidationReport, error_pct, select_group
 from rainier.calibrate.summary import summarize
 from rainier.errors import InputError, field_error
-from rainier.hardware import cluster_of, get_accelerator
+from rainier.hardware import Vendor, cluster_of, get_accelerator
 from rainier.precision import Precision
-from rainier.serve.bench_load import engine_settings_from_words, is_mlperf, mlperf_dataset, read_bench_load
+from rainier.serve.bench_load import (
+    BenchLoad,
+    attention_layout,
+    disaggregated_phase,
+    engine_settings_from_words,
+    mlperf_lengths,
+    read_bench_load,
+)
 from rainier.serve.buckets import Buckets
 from rainier.serve.cost import AttentionKernels, ReplicaCost, WeightFormat, parse_kv_precision, replica_cost
-from rainier.serve.datasets import length_samples, request_means
 from rainier.serve.efficiency import (
     ServeEfficiency,
     ServeEfficiencyTable,
@@ -225,6 +231,14 @@ _NXDI = re.compile(r"nxd[- ]?inference|nxdi|neuronx[-_]distributed[-_]inference|
                    r"speculation[-_ ]length", re.IGNORECASE)  # fmt: skip
 
 
+def _on_neuron(case: InferenceCase) -> bool:
+    """Whether the case's chips run AWS's Neuron runtime (Trainium, Inferentia)."""
+    try:
+        return get_accelerator(str(case.system.get("accelerator") or "")).vendor is Vendor.AWS
+    except InputError:
+        return False
+
+
 def _launched(case: InferenceCase, spec: Speculation | None) -> Speculation | None:
     """The case's speculation with where its drafter runs, from its engine: the vLLM Neuron plugin compiles an
     EAGLE drafter as its own program, launched after the target's (``serve.speculative``); NxD Inference's fused
@@ -236,8 +250,7 @@ def _launched(case: InferenceCase, spec: Speculation | None) -> Speculation | No
     if "vllm neuron" in framework and spec.method in (SpecMethod.EAGLE, SpecMethod.EAGLE3):
         return replace(spec, separate_launch=True)
     words = f"{framework} {case.serving.get('speculative') or ''}"
-    neuron = str(case.system.get("accelerator") or "").lower().startswith(("trn", "inf"))
-    if neuron and spec.method is not SpecMethod.NGRAM and _NXDI.search(words):
+    if _on_neuron(case) and spec.method is not SpecMethod.NGRAM and _NXDI.search(words):
         return replace(spec, counts_pending=True)
     return spec
 
@@ -396,15 +409,7 @@ def _bench_limits(
 def prepare(case: InferenceCase) -> Prepared:
     """A case ready to predict; a field that is missing, mistyped, out of range or inexpressible raises an
     ``InputError`` (a ``ValueError``) naming it, and :func:`_prepared` skips the case with that reason."""
-    case, assumed_lengths = _benchmark_lengths(case)
-    case, assumed_layout = _attention_layout(case)
-    assumed_lengths += assumed_layout
-    case, assumed_phase = _disaggregated_phase(case)
-    assumed_lengths += assumed_phase
-    words = engine_settings_from_words(case.serving)
-    if words is not None:
-        case = replace(case, serving={**case.serving, **words.fields})
-        assumed_lengths += (Assumption(field="serving", text=words.text),)
+    case, assumed = _schema_readings(case)
     shape = shape_from_validation_model(case.model, source=case.id)
     system = dict(case.system)
     accelerator = get_accelerator(_text("system", system, "accelerator", "an accelerator id"))
@@ -423,7 +428,6 @@ def prepare(case: InferenceCase) -> Prepared:
     drafter = draft_cost(shape, cluster, config, ServeEfficiency(), draft)
     decode_only = _phase(case, config, targets) == "decode"
     load = None
-    assumed = assumed_lengths
     if case.serving.get("batch", 0) is None:
         serving, assumed_load = _stated_load(case)
         assumed += assumed_load
@@ -445,84 +449,28 @@ def prepare(case: InferenceCase) -> Prepared:
     )  # fmt: skip
 
 
-def _benchmark_lengths(case: InferenceCase) -> tuple[InferenceCase, tuple[Assumption, ...]]:
-    """The case with the mean request lengths of its benchmark's dataset where an MLPerf run leaves them out
-    (``serve.bench_load.mlperf_dataset``; the dataset's mean input, and its mean reference output where the
-    dataset counts output tokens), each recorded as an assumption."""
-    serving = case.serving
-    missing = [key for key in ("input_len", "output_len") if serving.get(key) is None]
-    framework = str(serving.get("framework") or "")
-    if not missing or not is_mlperf(case.id, case.group, framework, case.source):
-        return case, ()
-    dataset = mlperf_dataset(str(case.model.get("name") or ""))
-    if dataset is None:
-        return case, ()
-    samples = length_samples(dataset)
-    means = dict(zip(("input_len", "output_len"), request_means(samples, None, None), strict=True))
-    if "output_len" in missing and samples.mean_output is None:
-        missing.remove("output_len")  # the dataset counts no output tokens: left for the case to state
-    filled = {key: means[key] for key in missing}
-    assumed = tuple(
-        Assumption(field=f"serving.{key}", text=f"serving.{key}: {value} (mean of MLPerf's {dataset} dataset)")
-        for key, value in filled.items()
-    )  # fmt: skip
-    return replace(case, serving={**serving, **filled}), assumed
+def _schema_readings(case: InferenceCase) -> tuple[InferenceCase, tuple[Assumption, ...]]:
+    """The case with what the shared schema cannot state read from its words (``serve.bench_load``): an MLPerf
+    run's dataset lengths, data-parallel attention, a disaggregated side's phase and the engine settings of a
+    launch command, each on the case as the readings before left it, and the assumptions they record."""
+    readers: tuple[Callable[[Mapping[str, Any]], tuple[BenchLoad, ...]], ...] = (
+        lambda s: mlperf_lengths(
+            s, case_id=case.id, group=case.group, model_name=str(case.model.get("name") or ""), source=case.source
+        ),
+        lambda s: _some(attention_layout(s, notes=case.notes)),
+        lambda s: _some(disaggregated_phase(s, case_id=case.id)),
+        lambda s: _some(engine_settings_from_words(s)),
+    )
+    assumed: list[Assumption] = []
+    for read in readers:
+        for found in read(case.serving):
+            case = replace(case, serving={**case.serving, **found.fields})
+            assumed.append(Assumption(field=found.field, text=found.text))
+    return case, tuple(assumed)
 
 
-_ATTENTION_DP = re.compile(
-    r"(?:enable[-_ ])?(?:attention[-_ ]dp|dp[-_ ]attention|data[- ]parallel attention)", re.IGNORECASE
-)
-
-
-def _attention_layout(case: InferenceCase) -> tuple[InferenceCase, tuple[Assumption, ...]]:
-    """The case with its data-parallel attention where the shared schema, which has no field for it, leaves it to
-    be inferred: experts over more ranks than the tensor-parallel group (``ep`` > ``tp``) are ``ep / tp`` attention
-    groups (SGLang's and TensorRT-LLM's wide-EP layouts); ``ep`` = ``tp`` with words naming attention data
-    parallelism (``enable_attention_dp``, ``--enable-dp-attention``) is TensorRT-LLM's ``attention_dp``."""
-    serving = case.serving
-    stated = ("dp_attention", "attention_dp")
-    if any(serving.get(key) is not None for key in stated):
-        return case, ()
-    tp, ep = serving.get("tp"), serving.get("ep")
-    if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (tp, ep)):
-        return case, ()
-    assert isinstance(tp, int) and isinstance(ep, int)
-    if ep > tp and ep % tp == 0:
-        text = f"serving.dp_attention: {ep // tp} (ep {ep} over tp {tp}: the experts' ranks beyond the tensor group)"
-        return replace(case, serving={**serving, "dp_attention": ep // tp}), (
-            Assumption(field="serving.dp_attention", text=text),
-        )
-    words = f"{serving.get('framework') or ''} {case.notes}"
-    if ep == tp > 1 and _ATTENTION_DP.search(words):
-        text = "serving.attention_dp: true (the case's words name attention data parallelism, ep = tp)"
-        return replace(case, serving={**serving, "attention_dp": True}), (
-            Assumption(field="serving.attention_dp", text=text),
-        )
-    return case, ()
-
-
-_DISAGGREGATED = re.compile(r"disaggregat|\bpd\b|\bpd-|\d+p\d+d\b|prefill (?:instance|server|node)|"
-                            r"decode (?:instance|server|node)", re.IGNORECASE)  # fmt: skip
-_PHASE_WORD = re.compile(r"(?<![a-z])(prefill|decode)(?![a-z])", re.IGNORECASE)
-
-
-def _disaggregated_phase(case: InferenceCase) -> tuple[InferenceCase, tuple[Assumption, ...]]:
-    """The case with its ``phase`` where the shared schema, which has no field for it, leaves one side of a
-    disaggregated prefill/decode deployment measured alone to be inferred: its id or framework names the
-    disaggregation and exactly one side (the id first), a prefill side generating one token."""
-    serving = case.serving
-    framework = str(serving.get("framework") or "")
-    if serving.get("phase") is not None or not _DISAGGREGATED.search(f"{case.id} {framework}"):
-        return case, ()
-    for text in (case.id, framework):
-        named = {word.lower() for word in _PHASE_WORD.findall(text)}
-        if len(named) == 1:
-            phase = named.pop()
-            if phase == "prefill" and serving.get("output_len") != 1:
-                return case, ()
-            text = f"serving.phase: {phase} (one side of a disaggregated deployment, as the case's words say)"
-            return replace(case, serving={**serving, "phase": phase}), (Assumption(field="serving.phase", text=text),)
-    return case, ()
+def _some(reading: BenchLoad | None) -> tuple[BenchLoad, ...]:
+    return () if reading is None else (reading,)
 
 
 def _stated_load(case: InferenceCase) -> tuple[dict[str, Any], tuple[Assumption, ...]]:
@@ -535,7 +483,7 @@ def _stated_load(case: InferenceCase) -> tuple[dict[str, Any], tuple[Assumption,
         serving, case_id=case.id, group=case.group, model_name=str(case.model.get("name") or ""), notes=case.notes,
         target_notes=[str(t.get("note") or "") for t in case.targets], source=case.source,
     )  # fmt: skip
-    return {**serving, **read.fields}, (Assumption(field="serving.load", text=read.text),)
+    return {**serving, **read.fields}, (Assumption(field=read.field, text=read.text),)
 
 
 def _counted_share(case: InferenceCase, output_len: int) -> float:
