@@ -197,9 +197,42 @@ def test_an_nvfp4_mla_checkpoint_keeps_its_latent_projections_in_16_bits() -> No
         return replica_cost(shape, cluster, tp=8, ep=8, weights=weights, eff=IDEAL, latent_precision=latent_precision)
 
     bf16, fp8 = cost(WeightFormat.FP4), cost(WeightFormat.FP4, Precision.FP8)
-    assert bf16.dense_weight_bytes - fp8.dense_weight_bytes == pytest.approx(latent * 1.0)
-    assert bf16.gemm_flop_per_token - fp8.gemm_flop_per_token == pytest.approx(2 * latent * (4 - 2))
+    # with the 7 extra copies of the down-projections every tp rank holds (q_a and kv_a, 61 x 7168 x 2112)
+    held = latent + 7 * 61 * 7168 * (1536 + 576)
+    assert bf16.dense_weight_bytes - fp8.dense_weight_bytes == pytest.approx(held * 1.0)
+    assert bf16.gemm_flop_per_token - fp8.gemm_flop_per_token == pytest.approx(2 * held * (4 - 2))
     plain = cost(WeightFormat.FP8)  # fp8 weights: the projections are fp8 like the rest, whatever latent_precision
     assert cost(WeightFormat.FP8, Precision.BF16).dense_weight_bytes == plain.dense_weight_bytes
     with pytest.raises(ValueError, match="latent_precision"):
         cost(WeightFormat.FP4, Precision.FP4)
+
+
+def test_mla_down_projections_are_replicated_on_every_tensor_parallel_rank() -> None:
+    """DeepSeek-V3's W_DQ (7168 x 1536) and W_DKV with the rotary key (7168 x 576) are whole on each of the tp
+    ranks: at tp 8, 7 extra copies of 61 x 7168 x 2112 weights are stored and read per pass (1 byte each in fp8),
+    and their GEMMs run 7 more times; without MLA, tensor parallelism splits every weight and adds nothing."""
+    shape, cluster = get_model("deepseek-v3"), cluster_of("h200-sxm", 8)
+    one = replica_cost(shape, cluster, tp=1, weights=WeightFormat.FP8, eff=IDEAL)
+    eight = replica_cost(shape, cluster, tp=8, weights=WeightFormat.FP8, eff=IDEAL)
+    down = 61 * 7168 * (1536 + 512 + 64)
+    assert eight.dense_weight_bytes - one.dense_weight_bytes == 7 * down
+    assert eight.gemm_flop_per_token - one.gemm_flop_per_token == 2 * 7 * down
+    assert eight.weight_bytes_per_device * 8 - one.weight_bytes_per_device == pytest.approx(7 * down)
+    # data-parallel attention groups of one rank each hold one copy per group, as they hold the rest of attention
+    groups = replica_cost(shape, cluster, tp=1, ep=8, dp_attention=8, weights=WeightFormat.FP8, eff=IDEAL)
+    assert groups.gemm_flop_per_token == one.gemm_flop_per_token
+    llama = get_model("llama-3.1-70b")
+    dense = [replica_cost(llama, cluster, tp=tp, eff=IDEAL) for tp in (1, 8)]
+    assert dense[0].dense_weight_bytes == dense[1].dense_weight_bytes
+    assert dense[0].gemm_flop_per_token == dense[1].gemm_flop_per_token
+
+
+def test_neuron_ranks_each_hold_the_mla_down_projections() -> None:
+    """On Trainium2 a tensor-parallel rank is a logical NeuronCore (LNC=2, 4 per chip): DeepSeek-V3 at tp 64 on
+    16 chips holds 64 copies of the bf16 down-projections, 1.85 GB a rank."""
+    shape, cluster = get_model("deepseek-v3"), cluster_of("trn2", 16)
+    cost = replica_cost(shape, cluster, tp=64, unit_core=True, eff=IDEAL)
+    flat = replica_cost(shape, cluster, tp=4, unit_core=True, eff=IDEAL)  # one chip's 4 ranks
+    down = 61 * 7168 * (1536 + 512 + 64) * 2
+    assert cost.dense_weight_bytes - flat.dense_weight_bytes == pytest.approx(60 * down)
+    assert down == pytest.approx(1.847e9, rel=1e-3)

@@ -49,7 +49,12 @@ kernel classes alike. A measured GEMM time against its row count at the ridge wo
   TensorRT-LLM's gptSession (before 0.7) has none: its benchmark runs a static batch as one tensor, sampled on the
   device (``per_request_host_work``);
 - the LM head: kept in 16 bits by quantised checkpoints and multiplied at the 16-bit rate; the untied input
-  embedding is stored but only gathered from, so it takes memory and no bandwidth (``_unquantised_params``).
+  embedding is stored but only gathered from, so it takes memory and no bandwidth (``_unquantised_params``);
+- MLA's down-projections (``W_DQ``, ``W_DKV`` with the rotary key: ``workload.params.mla_down_params``) are
+  replicated, not split, over the attention's tensor-parallel ranks, as the engines build them (vLLM's and
+  SGLang's ``ReplicatedLinear`` q_a_proj / kv_a_proj_with_mqa, NxD Inference's DeepSeek-V3 port): each rank stores
+  and reads the whole matrices and multiplies the full latents, ``tp - 1`` copies more than one (1.85 GB a rank
+  for DeepSeek-V3 in bf16, four times its share of every other non-expert weight at tp 64).
 
 Data-parallel attention (SGLang ``--enable-dp-attention``, vLLM ``--data-parallel-size`` with
 ``--enable-expert-parallel``, TensorRT-LLM ``enable_attention_dp``; DeepSeek-V3 report sec. 3.4) serves a MoE model
@@ -93,7 +98,7 @@ from rainier.serve.expert_load import busiest_load, busiest_touched, expected_ma
 from rainier.serve.limits import MAX_BATCH, MAX_DEGREE, check_int
 from rainier.workload import count_params, kv_cache_bytes_per_token
 from rainier.workload.flops import FLOP_PER_MAC, attention_core_flop_per_token, flops_per_token
-from rainier.workload.params import ParamCounts, mla_latent_params
+from rainier.workload.params import ParamCounts, mla_down_params, mla_latent_params
 from rainier.workload.shape import PositionEmbedding, TransformerShape, window_keys
 
 ACTIVATION_BYTES = 2.0  # 16-bit activations in the tensor-parallel all-reduces
@@ -787,7 +792,16 @@ def replica_cost(
     latent_bytes = 1.0 if latent_format is Precision.FP8 else TABLE_BYTES
     quantised_params = counts.total - expert_params - head_params - unread_params - latent_params
     kept_bytes = head_params * TABLE_BYTES + latent_params * latent_bytes
-    read_weight_bytes = quantised_params * weights.weight_bytes + kept_bytes + expert_bytes
+    # MLA's down-projections (W_DQ, W_DKV with the rotary key) are not split over the attention's tensor-parallel
+    # ranks: every rank holds the whole matrices, reads them each pass and multiplies the full latents itself (vLLM
+    # and SGLang build q_a_proj and kv_a_proj_with_mqa as ReplicatedLinear, NxD Inference's DeepSeek-V3 port as
+    # plain nn.Linear; only the up-projections and o_proj are column- and row-parallel). The tp - 1 extra copies
+    # are counted as stored and read weights and as GEMM FLOPs at the latents' rate.
+    copies = ranks // (dp_attention * pp) - 1
+    down_params = shape.num_layers * mla_down_params(shape) * copies
+    down_bytes = latent_bytes if latent_params else weights.weight_bytes
+    down_flop = FLOP_PER_MAC * down_params * (latent_rate if latent_params else 1.0)
+    read_weight_bytes = quantised_params * weights.weight_bytes + kept_bytes + expert_bytes + down_params * down_bytes
     total_weight_bytes = read_weight_bytes + unread_params * TABLE_BYTES
     kv_rank = kv_cache_bytes_per_token(shape, precision=kv_format, tp_degree=tp)
     kv_replica = kv_rank * tp  # bytes per context token over the replica (replicated KV heads counted)
@@ -806,7 +820,7 @@ def replica_cost(
         num_layers=shape.num_layers,
         replica_devices=devices,
         tp_devices=tp_devices,
-        gemm_flop_per_token=per_token.forward_matmul_flop - head - expert_flop + latent_extra_flop,
+        gemm_flop_per_token=per_token.forward_matmul_flop - head - expert_flop + latent_extra_flop + down_flop,
         head_flop_per_token=head * accelerator.peak_flop_per_s(matmul) / accelerator.peak_flop_per_s(head_precision),
         attention_flop_per_context_token=attention_core_flop_per_token(shape, 1, causal=False) * head_padding,
         decode_attention_flop_per_context_token=mla_decode_attention_flop(shape) * head_padding,

@@ -128,6 +128,17 @@ def mla_latent_params(shape: TransformerShape) -> int:
     return query + kv_down + kv_up
 
 
+def mla_down_params(shape: TransformerShape) -> int:
+    """One MLA layer's down-projections, weights only: the query's ``W_DQ`` (none without a query latent) and the
+    joint key-value ``W_DKV`` with the rotary key's ``W_KR`` (DeepSeek-V2 sec. 2.1.2-2.1.3): the part of
+    ``mla_latent_params`` that maps the hidden state to the latents, before any head is split off (0 without MLA)."""
+    mla = shape.mla
+    if mla is None:
+        return 0
+    query = shape.hidden_dim * mla.q_lora_rank if mla.q_lora_rank is not None else 0
+    return query + shape.hidden_dim * (mla.kv_lora_rank + mla.qk_rope_head_dim)
+
+
 def attention_params(shape: TransformerShape) -> int:
     """Attention projections of one layer, with their biases and any attention-internal norms."""
     h = shape.hidden_dim
