@@ -236,3 +236,15 @@ def test_neuron_ranks_each_hold_the_mla_down_projections() -> None:
     down = 61 * 7168 * (1536 + 512 + 64) * 2
     assert cost.dense_weight_bytes - flat.dense_weight_bytes == pytest.approx(60 * down)
     assert down == pytest.approx(1.847e9, rel=1e-3)
+
+
+def test_kv_projections_are_copied_to_ranks_beyond_the_kv_heads() -> None:
+    """Llama 3 70B (8 KV heads of 128) at tp 32 on Trainium1: each of the 32 ranks holds one whole KV head, so the
+    K and V projections (80 x 2 x 8192 x 1024 weights) are held 4 times; at tp 8 they are split, one head a rank."""
+    shape, cluster = get_model("llama-3-70b"), cluster_of("trn1", 16)
+    kv = 80 * 2 * 8192 * 8 * 128
+    split = replica_cost(shape, cluster, tp=8, unit_core=True, eff=IDEAL)
+    copied = replica_cost(shape, cluster, tp=32, unit_core=True, eff=IDEAL)
+    assert copied.dense_weight_bytes - split.dense_weight_bytes == 3 * kv * 2  # bf16
+    assert copied.gemm_flop_per_token - split.gemm_flop_per_token == 2 * 3 * kv
+    assert copied.kv_bytes_per_token_replica == 4 * split.kv_bytes_per_token_replica  # the cache is copied alike

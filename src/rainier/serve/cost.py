@@ -54,7 +54,9 @@ kernel classes alike. A measured GEMM time against its row count at the ridge wo
   replicated, not split, over the attention's tensor-parallel ranks, as the engines build them (vLLM's and
   SGLang's ``ReplicatedLinear`` q_a_proj / kv_a_proj_with_mqa, NxD Inference's DeepSeek-V3 port): each rank stores
   and reads the whole matrices and multiplies the full latents, ``tp - 1`` copies more than one (1.85 GB a rank
-  for DeepSeek-V3 in bf16, four times its share of every other non-expert weight at tp 64).
+  for DeepSeek-V3 in bf16, four times its share of every other non-expert weight at tp 64); likewise the K/V
+  projections of a model with fewer KV heads than tensor-parallel ranks, whose heads are copied to every rank
+  (vLLM ``num_kv_head_replicas``, NxD Inference ``REPLICATE_TO_TP_DEGREE``) as their cache is.
 
 Data-parallel attention (SGLang ``--enable-dp-attention``, vLLM ``--data-parallel-size`` with
 ``--enable-expert-parallel``, TensorRT-LLM ``enable_attention_dp``; DeepSeek-V3 report sec. 3.4) serves a MoE model
@@ -801,7 +803,16 @@ def replica_cost(
     down_params = shape.num_layers * mla_down_params(shape) * copies
     down_bytes = latent_bytes if latent_params else weights.weight_bytes
     down_flop = FLOP_PER_MAC * down_params * (latent_rate if latent_params else 1.0)
+    # With more tensor-parallel ranks than KV heads, the KV heads are copied, not split: each rank holds a whole
+    # head's K and V projections (vLLM QKVParallelLinear, num_kv_head_replicas = tp / kv_heads; NxD Inference's
+    # GQA.REPLICATE_TO_TP_DEGREE), as it holds that head's cache. The tp / kv_heads - 1 extra copies of every
+    # K/V projection are stored, read each pass and multiplied, like the down-projections above.
+    kv_copies = 0
+    if shape.mla is None and tp > shape.num_kv_heads and tp % shape.num_kv_heads == 0:
+        kv_copies = tp // shape.num_kv_heads - 1
+    kv_proj_params = shape.num_layers * 2 * shape.hidden_dim * shape.num_kv_heads * shape.head_dim * kv_copies
     read_weight_bytes = quantised_params * weights.weight_bytes + kept_bytes + expert_bytes + down_params * down_bytes
+    read_weight_bytes += kv_proj_params * weights.weight_bytes
     total_weight_bytes = read_weight_bytes + unread_params * TABLE_BYTES
     kv_rank = kv_cache_bytes_per_token(shape, precision=kv_format, tp_degree=tp)
     kv_replica = kv_rank * tp  # bytes per context token over the replica (replicated KV heads counted)
@@ -820,7 +831,14 @@ def replica_cost(
         num_layers=shape.num_layers,
         replica_devices=devices,
         tp_devices=tp_devices,
-        gemm_flop_per_token=per_token.forward_matmul_flop - head - expert_flop + latent_extra_flop + down_flop,
+        gemm_flop_per_token=(
+            per_token.forward_matmul_flop
+            - head
+            - expert_flop
+            + latent_extra_flop
+            + down_flop
+            + FLOP_PER_MAC * kv_proj_params
+        ),
         head_flop_per_token=head * accelerator.peak_flop_per_s(matmul) / accelerator.peak_flop_per_s(head_precision),
         attention_flop_per_context_token=attention_core_flop_per_token(shape, 1, causal=False) * head_padding,
         decode_attention_flop_per_context_token=mla_decode_attention_flop(shape) * head_padding,
