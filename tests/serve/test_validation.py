@@ -130,13 +130,18 @@ CASES = [
 # Llama 3.1 8B and Qwen3 baselines' TTFT and throughput from 11-14% to 17-18%), the static set 7.2% -> 8.1%. MLPerf
 # Offline cases simulated with the samples LoadGen issued (num_requests, up to 16 full batches per replica, where
 # they had run four): all 9.61% -> 9.79%, A+B p90 60.3% -> 58.3%, leave-one-group-out 12.42% -> 12.05%, p90 64.8%
-# -> 64.6%, mean 26.6% -> 25.6%. The guards below follow that fit (the fit is deterministic: a change that moves it
+# -> 64.6%, mean 26.6% -> 25.6%. MLA down-projections and, beyond the KV heads, K/V projections copied to every
+# tensor-parallel rank (serve.cost): all 9.79% -> 9.93%, A+B p90 58.3% -> 57.4%, leave-one-group-out 12.05% ->
+# 12.21%, p90 64.6% -> 64.5% (Trainium1 held out 11.9% -> 10.8%; the DeepSeek-V3 port 60.7% -> 42.2%; MLPerf B200
+# 15.0% -> 20.7%, its Llama 3.1 405B max-rate latencies moved by the NVIDIA entries' fourth digits); the Trainium2
+# trust A+B rows 17.0% -> 18.0% (Qwen3-32B at tp 64 holds 8 copies of its K/V projections), the static set 8.1% ->
+# 8.5%. The guards below follow that fit (the fit is deterministic: a change that moves it
 # refits); the held-out median's guard keeps half a point above it, the knee noise of the MLPerf rows
 # (docs/architecture.md, serve fitting).
 ALL_MEDIAN, TRUSTED_P90, LOGO_MEDIAN, LOGO_P90, STATIC_MEDIAN = 10.0, 61.0, 12.6, 68.0, 8.5
-# Trainium2 (issue 13's target: 15%): trust A+B rows 17.0%; with the trust-C DeepSeek-V3 contrib port's rows (its
-# native-API case read since its precision text "bf16 (FP8 checkpoint dequantized ...)" parses) 22.7%.
-TRN2_MEDIAN, TRN2_TRUSTED_MEDIAN = 25.0, 17.5
+# Trainium2 (issue 13's target: 15%): trust A+B rows 18.0%; with the trust-C DeepSeek-V3 contrib port's rows (its
+# native-API case read since its precision text "bf16 (FP8 checkpoint dequantized ...)" parses) 22.8%.
+TRN2_MEDIAN, TRN2_TRUSTED_MEDIAN = 25.0, 18.5
 
 
 def test_every_inference_case_is_predicted_within_the_targets(calibrated: tuple[Path, dict[str, Any]]) -> None:
