@@ -248,3 +248,15 @@ def test_kv_projections_are_copied_to_ranks_beyond_the_kv_heads() -> None:
     assert copied.dense_weight_bytes - split.dense_weight_bytes == 3 * kv * 2  # bf16
     assert copied.gemm_flop_per_token - split.gemm_flop_per_token == 2 * 3 * kv
     assert copied.kv_bytes_per_token_replica == 4 * split.kv_bytes_per_token_replica  # the cache is copied alike
+
+
+def test_padded_heads_hold_padded_projections() -> None:
+    """Llama 2 13B (40 heads of 128, no GQA) at tp 32: transformers-neuronx pads the heads to 64, two a rank, and
+    with them the Q, K, V and O columns: 24 more heads' worth of each of the four 5120 x 128 matrices per layer, 40
+    layers, stored and read like the real ones (as the padded heads' attention and cache already were)."""
+    shape, cluster = get_model("llama-2-13b"), cluster_of("trn1", 16)
+    even = replica_cost(shape, cluster, tp=8, unit_core=True, eff=IDEAL)  # 5 heads a rank, nothing padded
+    padded = replica_cost(shape, cluster, tp=32, unit_core=True, eff=IDEAL)
+    extra = 40 * 4 * 5120 * 128 * 24
+    assert padded.dense_weight_bytes - even.dense_weight_bytes == pytest.approx(extra * 2)
+    assert padded.gemm_flop_per_token - even.gemm_flop_per_token == pytest.approx(2 * extra)

@@ -744,7 +744,7 @@ def replica_cost(
         allowed = f"{layout} = {ranks:,} ranks: a replica of at most {cluster.num_devices:,} devices ({cluster.id})"
         raise field_error(name, value, allowed)
     # Heads that tp does not divide are padded to the next multiple (transformers-neuronx pads, e.g. 40 -> 64 at
-    # tp=32); the padded heads cost attention time and KV cache like real ones.
+    # tp=32); the padded heads cost attention time, KV cache and projection weights like real ones.
     head_padding = 1.0 if tp % shape.num_heads == 0 else math.ceil(shape.num_heads / tp) * tp / shape.num_heads
     if ep > 1 and dp_attention == 1 and (shape.moe is None or tp % ep or shape.moe.num_experts % ep):
         raise field_error("ep", ep, "a divisor of tp and of the expert count, for a MoE model (1 otherwise)")
@@ -811,6 +811,15 @@ def replica_cost(
     if shape.mla is None and tp > shape.num_kv_heads and tp % shape.num_kv_heads == 0:
         kv_copies = tp // shape.num_kv_heads - 1
     kv_proj_params = shape.num_layers * 2 * shape.hidden_dim * shape.num_kv_heads * shape.head_dim * kv_copies
+    # Heads that tp does not divide are padded (above): the padded heads' Q and O columns, and K and V where the KV
+    # heads are padded too, are stored, read and multiplied like real ones (transformers-neuronx pads the weights).
+    if head_padding > 1.0 and shape.mla is None:
+        kv_padding = 1.0
+        if shape.num_kv_heads % tp and tp % shape.num_kv_heads:
+            kv_padding = math.ceil(shape.num_kv_heads / tp) * tp / shape.num_kv_heads
+        per_head = 2 * shape.num_layers * shape.hidden_dim * shape.head_dim
+        padded = (head_padding - 1.0) * shape.num_heads + (kv_padding - 1.0) * shape.num_kv_heads
+        kv_proj_params += round(per_head * padded)
     read_weight_bytes = quantised_params * weights.weight_bytes + kept_bytes + expert_bytes + down_params * down_bytes
     read_weight_bytes += kv_proj_params * weights.weight_bytes
     total_weight_bytes = read_weight_bytes + unread_params * TABLE_BYTES
