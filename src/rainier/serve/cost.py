@@ -56,7 +56,8 @@ kernel classes alike. A measured GEMM time against its row count at the ridge wo
   and reads the whole matrices and multiplies the full latents, ``tp - 1`` copies more than one (1.85 GB a rank
   for DeepSeek-V3 in bf16, four times its share of every other non-expert weight at tp 64); likewise the K/V
   projections of a model with fewer KV heads than tensor-parallel ranks, whose heads are copied to every rank
-  (vLLM ``num_kv_head_replicas``, NxD Inference ``REPLICATE_TO_TP_DEGREE``) as their cache is.
+  (vLLM ``num_kv_head_replicas``, NxD Inference ``REPLICATE_TO_TP_DEGREE``) as their cache is, and the padded
+  heads' projections where tp does not divide the heads (transformers-neuronx).
 
 Data-parallel attention (SGLang ``--enable-dp-attention``, vLLM ``--data-parallel-size`` with
 ``--enable-expert-parallel``, TensorRT-LLM ``enable_attention_dp``; DeepSeek-V3 report sec. 3.4) serves a MoE model
@@ -746,6 +747,10 @@ def replica_cost(
     # Heads that tp does not divide are padded to the next multiple (transformers-neuronx pads, e.g. 40 -> 64 at
     # tp=32); the padded heads cost attention time, KV cache and projection weights like real ones.
     head_padding = 1.0 if tp % shape.num_heads == 0 else math.ceil(shape.num_heads / tp) * tp / shape.num_heads
+    # KV heads that tp neither divides nor is divided by are padded the same way (their cache and projections)
+    kv_padding = 1.0
+    if shape.num_kv_heads % tp and tp % shape.num_kv_heads:
+        kv_padding = math.ceil(shape.num_kv_heads / tp) * tp / shape.num_kv_heads
     if ep > 1 and dp_attention == 1 and (shape.moe is None or tp % ep or shape.moe.num_experts % ep):
         raise field_error("ep", ep, "a divisor of tp and of the expert count, for a MoE model (1 otherwise)")
     accelerator = cluster.accelerator
@@ -799,8 +804,7 @@ def replica_cost(
     # and SGLang build q_a_proj and kv_a_proj_with_mqa as ReplicatedLinear, NxD Inference's DeepSeek-V3 port as
     # plain nn.Linear; only the up-projections and o_proj are column- and row-parallel). The tp - 1 extra copies
     # are counted as stored and read weights and as GEMM FLOPs at the latents' rate.
-    copies = ranks // (dp_attention * pp) - 1
-    down_params = shape.num_layers * mla_down_params(shape) * copies
+    down_params = shape.num_layers * mla_down_params(shape) * (tp - 1)
     down_bytes = latent_bytes if latent_params else weights.weight_bytes
     down_flop = FLOP_PER_MAC * down_params * (latent_rate if latent_params else 1.0)
     # With more tensor-parallel ranks than KV heads, the KV heads are copied, not split: each rank holds a whole
@@ -810,23 +814,21 @@ def replica_cost(
     kv_copies = 0
     if shape.mla is None and tp > shape.num_kv_heads and tp % shape.num_kv_heads == 0:
         kv_copies = tp // shape.num_kv_heads - 1
-    kv_proj_params = shape.num_layers * 2 * shape.hidden_dim * shape.num_kv_heads * shape.head_dim * kv_copies
     # Heads that tp does not divide are padded (above): the padded heads' Q and O columns, and K and V where the KV
     # heads are padded too, are stored, read and multiplied like real ones (transformers-neuronx pads the weights).
+    # Both count as head projections held beyond one split copy.
+    per_head = 2 * shape.num_layers * shape.hidden_dim * shape.head_dim  # one head's pair of projections
+    extra_heads = float(kv_copies * shape.num_kv_heads)
     if head_padding > 1.0 and shape.mla is None:
-        kv_padding = 1.0
-        if shape.num_kv_heads % tp and tp % shape.num_kv_heads:
-            kv_padding = math.ceil(shape.num_kv_heads / tp) * tp / shape.num_kv_heads
-        per_head = 2 * shape.num_layers * shape.hidden_dim * shape.head_dim
-        padded = (head_padding - 1.0) * shape.num_heads + (kv_padding - 1.0) * shape.num_kv_heads
-        kv_proj_params += round(per_head * padded)
+        extra_heads += (head_padding - 1.0) * shape.num_heads + (kv_padding - 1.0) * shape.num_kv_heads
+    extra_head_params = round(per_head * extra_heads)
     read_weight_bytes = quantised_params * weights.weight_bytes + kept_bytes + expert_bytes + down_params * down_bytes
-    read_weight_bytes += kv_proj_params * weights.weight_bytes
+    read_weight_bytes += extra_head_params * weights.weight_bytes
     total_weight_bytes = read_weight_bytes + unread_params * TABLE_BYTES
     kv_rank = kv_cache_bytes_per_token(shape, precision=kv_format, tp_degree=tp)
     kv_replica = kv_rank * tp  # bytes per context token over the replica (replicated KV heads counted)
-    if shape.num_kv_heads % tp and tp % shape.num_kv_heads:
-        kv_replica *= math.ceil(shape.num_kv_heads / tp) * tp / shape.num_kv_heads / max(shape.num_kv_heads / tp, 1.0)
+    if kv_padding > 1.0:
+        kv_replica *= kv_padding / max(shape.num_kv_heads / tp, 1.0)
         kv_replica = max(kv_replica, kv_rank * tp)
     # every data-parallel attention group holds its own copy of the non-expert weights
     replica_weight_bytes = total_weight_bytes + (dp_attention - 1) * (total_weight_bytes - expert_bytes)
@@ -846,7 +848,7 @@ def replica_cost(
             - expert_flop
             + latent_extra_flop
             + down_flop
-            + FLOP_PER_MAC * kv_proj_params
+            + FLOP_PER_MAC * extra_head_params
         ),
         head_flop_per_token=head * accelerator.peak_flop_per_s(matmul) / accelerator.peak_flop_per_s(head_precision),
         attention_flop_per_context_token=attention_core_flop_per_token(shape, 1, causal=False) * head_padding,

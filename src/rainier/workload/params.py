@@ -119,13 +119,10 @@ def mla_latent_params(shape: TransformerShape) -> int:
     if mla is None:
         return 0
     h, heads = shape.hidden_dim, shape.num_heads
-    if mla.q_lora_rank is not None:
-        query = h * mla.q_lora_rank + mla.q_lora_rank * heads * mla.qk_head_dim
-    else:
-        query = h * heads * mla.qk_head_dim
-    kv_down = h * (mla.kv_lora_rank + mla.qk_rope_head_dim)
+    query_in = mla.q_lora_rank if mla.q_lora_rank is not None else h  # W_UQ's input, or the full projection's
+    query_up = query_in * heads * mla.qk_head_dim
     kv_up = mla.kv_lora_rank * heads * (mla.qk_nope_head_dim + mla.v_head_dim)
-    return query + kv_down + kv_up
+    return mla_down_params(shape) + query_up + kv_up
 
 
 def mla_down_params(shape: TransformerShape) -> int:
