@@ -52,10 +52,12 @@ def test_weights_and_all_to_all_bytes_per_rank_by_hand() -> None:
     cost = replica_cost(shape, cluster, tp=2, ep=8, dp_attention=4, eff=IDEAL)
     dense, experts = _mixtral_bytes()
     assert cost.replica_devices == 8
-    # each of the 4 attention groups holds the non-expert weights over its 2 ranks; the experts are split 8 ways
-    assert cost.weight_bytes_per_device == pytest.approx(dense / 2 + experts / 8)
+    # each of the 4 attention groups holds the non-expert weights over its 2 ranks (the router whole on each rank:
+    # one copy more per group); the experts are split 8 ways
+    router = 32 * 8 * 4096 * 2.0
+    assert cost.weight_bytes_per_device == pytest.approx(dense / 2 + router / 2 + experts / 8)
     h100 = get_accelerator("h100-sxm")
-    free = h100.hbm_bytes * MEMORY_UTILIZATION * 8 - (4 * dense + experts)
+    free = h100.hbm_bytes * MEMORY_UTILIZATION * 8 - (4 * (dense + router) + experts)
     assert cost.kv_capacity == int(free // cost.kv_bytes_per_token)
     # 64 decoding sequences: 64 x top-2 = 128 token copies, 16 per rank on average, each dispatched and combined
     # in bf16; the busiest of the 8 ranks (one expert each, no EPLB) gets 1 + z_8 x CV times that

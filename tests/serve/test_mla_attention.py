@@ -215,9 +215,10 @@ def test_mla_down_projections_are_replicated_on_every_tensor_parallel_rank() -> 
     one = replica_cost(shape, cluster, tp=1, weights=WeightFormat.FP8, eff=IDEAL)
     eight = replica_cost(shape, cluster, tp=8, weights=WeightFormat.FP8, eff=IDEAL)
     down = 61 * 7168 * (1536 + 512 + 64)
-    assert eight.dense_weight_bytes - one.dense_weight_bytes == 7 * down
-    assert eight.gemm_flop_per_token - one.gemm_flop_per_token == 2 * 7 * down
-    assert eight.weight_bytes_per_device * 8 - one.weight_bytes_per_device == pytest.approx(7 * down)
+    router = 58 * (256 * 7168 + 256)  # 58 MoE layers' gates and sigmoid biases, 16-bit and copied as well
+    assert eight.dense_weight_bytes - one.dense_weight_bytes == 7 * down + 7 * router * 2
+    assert eight.gemm_flop_per_token - one.gemm_flop_per_token == 2 * 7 * (down + router)
+    assert eight.weight_bytes_per_device * 8 - one.weight_bytes_per_device == pytest.approx(7 * (down + 2 * router))
     # data-parallel attention groups of one rank each hold one copy per group, as they hold the rest of attention
     groups = replica_cost(shape, cluster, tp=1, ep=8, dp_attention=8, weights=WeightFormat.FP8, eff=IDEAL)
     assert groups.gemm_flop_per_token == one.gemm_flop_per_token
@@ -234,8 +235,10 @@ def test_neuron_ranks_each_hold_the_mla_down_projections() -> None:
     cost = replica_cost(shape, cluster, tp=64, unit_core=True, eff=IDEAL)
     flat = replica_cost(shape, cluster, tp=4, unit_core=True, eff=IDEAL)  # one chip's 4 ranks
     down = 61 * 7168 * (1536 + 512 + 64) * 2
-    assert cost.dense_weight_bytes - flat.dense_weight_bytes == pytest.approx(60 * down)
+    router = 58 * (256 * 7168 + 256) * 4  # NxD's fp32 router, copied alike: 0.43 GB a rank
+    assert cost.dense_weight_bytes - flat.dense_weight_bytes == pytest.approx(60 * (down + router))
     assert down == pytest.approx(1.847e9, rel=1e-3)
+    assert router == pytest.approx(0.4258e9, rel=1e-3)
 
 
 def test_kv_projections_are_copied_to_ranks_beyond_the_kv_heads() -> None:
@@ -260,3 +263,21 @@ def test_padded_heads_hold_padded_projections() -> None:
     extra = 40 * 4 * 5120 * 128 * 24
     assert padded.dense_weight_bytes - even.dense_weight_bytes == pytest.approx(extra * 2)
     assert padded.gemm_flop_per_token - even.gemm_flop_per_token == pytest.approx(2 * extra)
+
+
+def test_the_moe_router_is_copied_to_every_rank_and_never_quantised() -> None:
+    """Mixtral 8x7B's gates (32 layers x 8 experts x 4096) are whole on each tensor-parallel rank and stay 16-bit
+    under an fp8 checkpoint (vLLM's ReplicatedLinear gate, quant_config=None): at tp 8, 7 extra copies of 2 bytes
+    a weight beyond tp 1, and 2 bytes instead of 1 at tp 1; a dense model's weights are unchanged by tp."""
+    shape, cluster = get_model("mixtral-8x7b"), cluster_of("h100-sxm", 8)
+    router = 32 * 8 * 4096
+    one = replica_cost(shape, cluster, tp=1, weights=WeightFormat.FP8, eff=IDEAL)
+    eight = replica_cost(shape, cluster, tp=8, weights=WeightFormat.FP8, eff=IDEAL)
+    assert eight.dense_weight_bytes - one.dense_weight_bytes == 7 * router * 2
+    assert eight.gemm_flop_per_token - one.gemm_flop_per_token == 2 * 7 * router
+    bf16 = replica_cost(shape, cluster, tp=1, weights=WeightFormat.BF16, eff=IDEAL)
+    # bf16 -> fp8 halves every quantised weight's bytes but the router's (and the 16-bit LM head's)
+    head = shape.vocab_size * shape.hidden_dim
+    assert bf16.dense_weight_bytes - one.dense_weight_bytes == pytest.approx(
+        bf16.dense_weight_bytes / 2 - head - router
+    )

@@ -57,7 +57,11 @@ kernel classes alike. A measured GEMM time against its row count at the ridge wo
   for DeepSeek-V3 in bf16, four times its share of every other non-expert weight at tp 64); likewise the K/V
   projections of a model with fewer KV heads than tensor-parallel ranks, whose heads are copied to every rank
   (vLLM ``num_kv_head_replicas``, NxD Inference ``REPLICATE_TO_TP_DEGREE``) as their cache is, and the padded
-  heads' projections where tp does not divide the heads (transformers-neuronx).
+  heads' projections where tp does not divide the heads (transformers-neuronx);
+- a MoE model's router (hidden x experts per MoE layer) is likewise replicated on every tensor-parallel rank and
+  never quantised: 16 bits on GPUs (vLLM ``ReplicatedLinear`` gate with ``quant_config=None``, ModelOpt's NVFP4
+  ``exclude_modules``), fp32 under NxD (``RouterConfig``'s default dtype); 0.43 GB a rank for DeepSeek-V3 at
+  tp 64 on Trainium2.
 
 Data-parallel attention (SGLang ``--enable-dp-attention``, vLLM ``--data-parallel-size`` with
 ``--enable-expert-parallel``, TensorRT-LLM ``enable_attention_dp``; DeepSeek-V3 report sec. 3.4) serves a MoE model
@@ -84,7 +88,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from rainier.errors import field_error
-from rainier.hardware import Accelerator, Cluster
+from rainier.hardware import Accelerator, Cluster, Vendor
 from rainier.perf.comm import GroupCost, group_cost
 from rainier.precision import Precision
 from rainier.serve.allreduce import EngineAllReduce, engine_all_reduce
@@ -106,6 +110,9 @@ from rainier.workload.shape import PositionEmbedding, TransformerShape, window_k
 
 ACTIVATION_BYTES = 2.0  # 16-bit activations in the tensor-parallel all-reduces
 TABLE_BYTES = 2.0  # the LM head and embedding tables, 16-bit in every checkpoint format (_unquantised_params)
+# NxD's MoE router (neuronx_distributed modules/moe: RouterConfig, dtype float32 unless router_dtype is given; NxD
+# Inference's DeepSeek-V3 port sets it so) holds its weights in fp32; the GPU engines keep them in 16 bits
+ROUTER_BYTES_NEURON = 4.0
 ALL_REDUCES_PER_LAYER = 2  # after attention and after the MLP (Shoeybi et al. 2019, fig. 3)
 # Experts that multiply in fp8 or fp4 receive their tokens in fp8: quantised (1 x 128 tiles, one fp32 scale each)
 # before the dispatch, and combined back in bf16 (DeepSeek-V3 technical report sec. 3.3.2; DeepEP's "FP8 dispatching
@@ -797,8 +804,16 @@ def replica_cost(
     latent_rate = accelerator.peak_flop_per_s(matmul) / accelerator.peak_flop_per_s(latent_format)
     latent_extra_flop = FLOP_PER_MAC * latent_params * (latent_rate - 1.0)
     latent_bytes = 1.0 if latent_format is Precision.FP8 else TABLE_BYTES
-    quantised_params = counts.total - expert_params - head_params - unread_params - latent_params
-    kept_bytes = head_params * TABLE_BYTES + latent_params * latent_bytes
+    # The MoE router (hidden x experts per MoE layer, ``ParamCounts.router``) is neither quantised nor split over
+    # the tensor-parallel ranks: every rank holds the whole gate, reads it each pass and scores every token itself
+    # (vLLM builds Mixtral's and DeepSeek's gate as ReplicatedLinear with quant_config=None, SGLang's MoEGate is a
+    # plain parameter, NVIDIA's NVFP4 DeepSeek-R1 lists mlp.gate in exclude_modules, NxD's RouterTopK is a plain
+    # nn.Linear in fp32, ``ROUTER_BYTES_NEURON``). The tp - 1 extra copies are stored, read and multiplied like
+    # the MLA down-projections below (their FLOPs are a few per million of a token's).
+    router_bytes = ROUTER_BYTES_NEURON if accelerator.vendor is Vendor.AWS else TABLE_BYTES
+    router_copies = counts.router * (tp - 1)
+    quantised_params = counts.total - expert_params - head_params - unread_params - latent_params - counts.router
+    kept_bytes = head_params * TABLE_BYTES + latent_params * latent_bytes + counts.router * router_bytes * tp
     # MLA's down-projections (W_DQ, W_DKV with the rotary key) are not split over the attention's tensor-parallel
     # ranks: every rank holds the whole matrices, reads them each pass and multiplies the full latents itself (vLLM
     # and SGLang build q_a_proj and kv_a_proj_with_mqa as ReplicatedLinear, NxD Inference's DeepSeek-V3 port as
@@ -848,7 +863,7 @@ def replica_cost(
             - expert_flop
             + latent_extra_flop
             + down_flop
-            + FLOP_PER_MAC * extra_head_params
+            + FLOP_PER_MAC * (extra_head_params + router_copies)
         ),
         head_flop_per_token=head * accelerator.peak_flop_per_s(matmul) / accelerator.peak_flop_per_s(head_precision),
         attention_flop_per_context_token=attention_core_flop_per_token(shape, 1, causal=False) * head_padding,

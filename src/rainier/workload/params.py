@@ -62,6 +62,11 @@ class ParamCounts:
         return self.dense_layer.active * self.num_dense_layers + moe
 
     @property
+    def router(self) -> int:
+        """The MoE layers' routers (gate weights, and the bias of a sigmoid router), all layers; 0 for a dense model."""
+        return self.moe_layer.router * self.num_moe_layers if self.moe_layer is not None else 0
+
+    @property
     def embeddings_total(self) -> int:
         """Token and position tables plus an untied output head."""
         return self.embedding + self.position_embedding + self.output_head
@@ -97,7 +102,7 @@ class ParamCounts:
             "mlp": dense.mlp * n_dense,
             "routed_experts": moe.mlp * n_moe if moe else 0,
             "shared_experts": moe.shared_experts * n_moe if moe else 0,
-            "router": moe.router * n_moe if moe else 0,
+            "router": self.router,
             "norms": dense.norms * n_dense + (moe.norms * n_moe if moe else 0) + self.final_norm,
             "output_head": self.output_head,
         }
