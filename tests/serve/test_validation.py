@@ -137,13 +137,16 @@ CASES = [
 # trust A+B rows 17.0% -> 18.0% (Qwen3-32B at tp 64 holds 8 copies of its K/V projections), the static set 8.1% ->
 # 8.5%. Padded heads' Q/K/V/O columns held like real ones (Llama 2 13B at tp 32 on Trainium1): all 9.91%,
 # leave-one-group-out 12.13%, p90 64.5%, A+B p90 58.6%; Trainium1 mean 16.1% -> 15.8% (median 6.2% -> 7.0%), its
-# Llama 2 13B rows 5 to 11 points closer; Trainium2 trusted rows 17.7%. The guards below follow that fit (the fit
+# Llama 2 13B rows 5 to 11 points closer; Trainium2 trusted rows 17.7%. A MoE router copied to every tensor-parallel
+# rank, never quantised (fp32 under NxD): all 9.91% -> 9.82%, A+B p90 58.6% -> 58.1%, leave-one-group-out 12.13%,
+# p90 64.5% -> 63.7%; the Trainium2 file 22.9% -> 20.2% (the DeepSeek-V3 port's decode 4-5 points closer), its
+# trusted rows 17.7%; the static set 8.49%. The guards below follow that fit (the fit
 # is deterministic: a change that moves it refits); the held-out median's guard keeps half a point above it, the
 # knee noise of the MLPerf rows (docs/architecture.md, serve fitting).
 ALL_MEDIAN, TRUSTED_P90, LOGO_MEDIAN, LOGO_P90, STATIC_MEDIAN = 10.0, 61.0, 12.6, 68.0, 8.5
 # Trainium2 (issue 13's target: 15%): trust A+B rows 17.7%; with the trust-C DeepSeek-V3 contrib port's rows (its
-# native-API case read since its precision text "bf16 (FP8 checkpoint dequantized ...)" parses) 22.9%.
-TRN2_MEDIAN, TRN2_TRUSTED_MEDIAN = 25.0, 18.5
+# native-API case read since its precision text "bf16 (FP8 checkpoint dequantized ...)" parses) 20.2%.
+TRN2_MEDIAN, TRN2_TRUSTED_MEDIAN = 22.0, 18.5
 
 
 def test_every_inference_case_is_predicted_within_the_targets(calibrated: tuple[Path, dict[str, Any]]) -> None:
