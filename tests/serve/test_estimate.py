@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from rainier.hardware import cluster_of, get_accelerator
 from rainier.precision import Precision
-from rainier.serve.cost import WeightFormat, replica_cost
+from rainier.serve.cost import MEMORY_UTILIZATION, WeightFormat, replica_cost, usable_memory_bytes
 from rainier.serve.efficiency import ServeEfficiency
 from rainier.serve.estimate import ServeConfig, estimate_serving
 from rainier.workload import count_params, get_model, kv_cache_bytes_per_token
@@ -231,3 +231,19 @@ def test_iteration_function_is_iteration_s_bit_for_bit(
     cost = replica_cost(shape, cluster, eff=ServeEfficiency(), **kwargs)  # type: ignore[arg-type]
     duration = cost.iteration_function()
     assert duration(prefill, decode, kv, prompts, cached) == cost.iteration_s(prefill, decode, kv, prompts, cached)
+
+
+def test_neuron_devices_keep_a_runtime_reserve_per_core_not_vllms_fraction() -> None:
+    """A GPU engine fills 0.9 of its memory (vLLM's gpu_memory_utilization); a Neuron device keeps 1 GiB for each
+    logical core's programs and scratchpad: 92 of a Trainium2's 96 GiB (4 logical cores), 30 of a Trainium1's 32.
+    With it NxD Inference's DeepSeek-V3 port, which runs bf16 at tp 64 on 16 Trainium2 chips (86.5 GiB of weights
+    a chip, copies of the MLA down-projections and the fp32 router included), fits, as it did when measured."""
+    gib = 2**30
+    assert usable_memory_bytes(get_accelerator("trn2")) == 92 * gib
+    assert usable_memory_bytes(get_accelerator("trn1")) == 30 * gib
+    h100 = get_accelerator("h100-sxm")
+    assert usable_memory_bytes(h100) == MEMORY_UTILIZATION * h100.hbm_bytes
+    config = ServeConfig(tp=64, batch=1, input_len=256, output_len=256, unit_core=True)
+    result = estimate_serving(get_model("deepseek-v3"), cluster_of("trn2", 16), config, efficiency=IDEAL)
+    assert result.weight_bytes_per_device == pytest.approx(86.5 * gib, rel=2e-3)
+    assert result.fits and result.usable_bytes == 92 * gib

@@ -10,7 +10,7 @@ from typing import Any
 from rainier.api import resolve_cluster
 from rainier.errors import InputError, field_error
 from rainier.hardware import get_accelerator
-from rainier.serve.cost import MEMORY_UTILIZATION, AttentionKernels, WeightFormat, parse_kv_precision
+from rainier.serve.cost import AttentionKernels, WeightFormat, parse_kv_precision
 from rainier.serve.datasets import named_dataset, request_means
 from rainier.serve.efficiency import ServeEfficiency, ServeEfficiencyTable
 from rainier.serve.estimate import ServeConfig, ServeEstimate, estimate_serving
@@ -128,13 +128,13 @@ def run_serve_estimate(
                 f"a batch whose prefill activations ({result.activation_bytes_per_device / 2**30:.1f} GiB per device) "
                 "fit the memory reserve; prefill fewer prompts at once",
             )
-        if result.weight_bytes_per_device >= MEMORY_UTILIZATION * result.capacity_bytes_per_device:
+        if result.weight_bytes_per_device >= result.usable_bytes:
             raise field_error(
                 "tp",
                 result.config.tp,
                 f"a layout whose weights fit: {model}'s take {result.weight_bytes_per_device / 2**30:,.1f} GiB per "
                 f"device at tp={result.config.tp}, pp={result.config.pp}, of "
-                f"{MEMORY_UTILIZATION * result.capacity_bytes_per_device / 2**30:,.1f} GiB usable on "
+                f"{result.usable_bytes / 2**30:,.1f} GiB usable on "
                 f"{target.accelerator.id} (raise --tp or --pp, or store the weights in fp8 or int4)",
             )
         if result.max_batch == 0:

@@ -133,6 +133,21 @@ NORM_BYTES_PER_HIDDEN = 2 * 4 * ACTIVATION_BYTES
 COMBINE_BYTES_PER_COPY = 2 * ACTIVATION_BYTES
 # Share of device memory the engine may use for weights + KV cache: vLLM's default gpu_memory_utilization.
 MEMORY_UTILIZATION = 0.9
+# Neuron's runtimes have no such fraction: NxD Inference and transformers-neuronx size the KV cache from the
+# configured batch and sequence length, and the runtime keeps the rest of the HBM for each NeuronCore's programs
+# (code, DMA rings: ~0.1 GB a core) and scratchpad, allocated in pages of 512 MB by default (aws-neuron-sdk
+# neuron-runtime/explore/device-memory.rst). The allowance here, 1 GiB a logical core (the code and rings and one
+# page, rounded up), is not a measurement; it is bounded by NxD Inference's DeepSeek-V3 port, which runs bf16 at
+# tp 64 on one trn2.48xlarge with 86.6 GiB of weights on each 96 GiB chip (0.90 of its HBM, beyond vLLM's fraction).
+NEURON_RESERVE_BYTES_PER_CORE = float(2**30)
+
+
+def usable_memory_bytes(accelerator: Accelerator) -> float:
+    """Device memory an engine may fill with weights and KV cache: ``MEMORY_UTILIZATION`` of a GPU's (or TPU's),
+    a Neuron device's less ``NEURON_RESERVE_BYTES_PER_CORE`` for each of its logical cores."""
+    if accelerator.vendor is Vendor.AWS:
+        return accelerator.hbm_bytes - accelerator.num_logical_cores * NEURON_RESERVE_BYTES_PER_CORE
+    return accelerator.hbm_bytes * MEMORY_UTILIZATION
 
 
 # An unfused attention kernel writes each score and reads it back around the softmax, which runs in fp32:
@@ -848,7 +863,7 @@ def replica_cost(
     # every data-parallel attention group holds its own copy of the non-expert weights
     replica_weight_bytes = total_weight_bytes + (dp_attention - 1) * (total_weight_bytes - expert_bytes)
     weight_per_device = replica_weight_bytes / devices
-    free = accelerator.hbm_bytes * MEMORY_UTILIZATION * devices - replica_weight_bytes
+    free = usable_memory_bytes(accelerator) * devices - replica_weight_bytes
     tp_devices = max(tp / cores, 1.0)
     all_reduce = _placed_all_reduce(cluster, cores, tp, eff.comm)
     exchange = expert_all_to_all(cluster, cores, ep, eff.comm) if ep > 1 else ExpertExchange(0.0, 0.0)

@@ -27,6 +27,7 @@ from rainier.serve.cost import (
     WeightFormat,
     check_dp_attention,
     replica_cost,
+    usable_memory_bytes,
 )
 from rainier.serve.efficiency import ServeEfficiency, ServeEfficiencyTable, committed_serve_efficiency
 from rainier.serve.limits import MAX_BATCH, MAX_DEGREE, MAX_TOKENS, check_int, check_share
@@ -156,11 +157,18 @@ class ServeEstimate:
     tp_all_reduce: dict[str, dict[str, Any]] | None = None
     intervals: dict[str, float] = field(default_factory=dict)
     """``<quantity>_low`` / ``_high`` from the serving model's held-out errors (``serve.residuals``), if added."""
+    # what weights and KV cache may fill (serve.cost.usable_memory_bytes); 0: MEMORY_UTILIZATION of the capacity
+    usable_bytes_per_device: float = 0.0
+
+    @property
+    def usable_bytes(self) -> float:
+        """Device memory for weights and KV cache; the rest is the reserve the prefill's activations use."""
+        return self.usable_bytes_per_device or MEMORY_UTILIZATION * self.capacity_bytes_per_device
 
     @property
     def fits(self) -> bool:
         """The batch's KV cache fits beside the weights, and the prefill's activations fit the reserve."""
-        reserve = (1.0 - MEMORY_UTILIZATION) * self.capacity_bytes_per_device
+        reserve = self.capacity_bytes_per_device - self.usable_bytes
         return self.config.batch <= self.max_batch and self.activation_bytes_per_device <= reserve
 
     @property
@@ -203,6 +211,7 @@ class ServeEstimate:
                 "kv_cache": self.kv_bytes_per_device / GIB,
                 "activations": self.activation_bytes_per_device / GIB,
                 "capacity": self.capacity_bytes_per_device / GIB,
+                "usable": self.usable_bytes / GIB,
             },
             "fits": self.fits,
             "max_batch": self.max_batch,
@@ -290,6 +299,7 @@ def estimate_serving(
         efficiency_key=key,
         buckets=None if buckets is None else (prompt, buckets.pad(i + 1), buckets.pad(i + max(o - 1, 1))),
         tp_all_reduce=_all_reduces(cost, b * (prompt - cached), b),
+        usable_bytes_per_device=usable_memory_bytes(cluster.accelerator),
     )
 
 
