@@ -246,4 +246,4 @@ def test_neuron_devices_keep_a_runtime_reserve_per_core_not_vllms_fraction() -> 
     config = ServeConfig(tp=64, batch=1, input_len=256, output_len=256, unit_core=True)
     result = estimate_serving(get_model("deepseek-v3"), cluster_of("trn2", 16), config, efficiency=IDEAL)
     assert result.weight_bytes_per_device == pytest.approx(86.5 * gib, rel=2e-3)
-    assert result.fits and result.usable_bytes == 92 * gib
+    assert result.fits and result.usable_bytes_per_device == 92 * gib

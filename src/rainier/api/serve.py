@@ -128,13 +128,13 @@ def run_serve_estimate(
                 f"a batch whose prefill activations ({result.activation_bytes_per_device / 2**30:.1f} GiB per device) "
                 "fit the memory reserve; prefill fewer prompts at once",
             )
-        if result.weight_bytes_per_device >= result.usable_bytes:
+        if result.weight_bytes_per_device >= result.usable_bytes_per_device:
             raise field_error(
                 "tp",
                 result.config.tp,
                 f"a layout whose weights fit: {model}'s take {result.weight_bytes_per_device / 2**30:,.1f} GiB per "
                 f"device at tp={result.config.tp}, pp={result.config.pp}, of "
-                f"{result.usable_bytes / 2**30:,.1f} GiB usable on "
+                f"{result.usable_bytes_per_device / 2**30:,.1f} GiB usable on "
                 f"{target.accelerator.id} (raise --tp or --pp, or store the weights in fp8 or int4)",
             )
         if result.max_batch == 0:

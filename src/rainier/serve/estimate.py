@@ -21,7 +21,6 @@ from rainier.precision import Precision
 from rainier.serve.buckets import Buckets, runtime_buckets
 from rainier.serve.cost import (
     ACTIVATION_BYTES,
-    MEMORY_UTILIZATION,
     AttentionKernels,
     ReplicaCost,
     WeightFormat,
@@ -145,6 +144,7 @@ class ServeEstimate:
     kv_bytes_per_device: float
     activation_bytes_per_device: float  # transient, one layer of the batch's prefill at a time
     capacity_bytes_per_device: float
+    usable_bytes_per_device: float  # what weights and KV cache may fill (serve.cost.usable_memory_bytes)
     max_batch: int  # largest batch whose KV cache fits with these lengths
     prefill_parts: dict[str, float]
     decode_parts: dict[str, float]
@@ -157,18 +157,12 @@ class ServeEstimate:
     tp_all_reduce: dict[str, dict[str, Any]] | None = None
     intervals: dict[str, float] = field(default_factory=dict)
     """``<quantity>_low`` / ``_high`` from the serving model's held-out errors (``serve.residuals``), if added."""
-    # what weights and KV cache may fill (serve.cost.usable_memory_bytes); 0: MEMORY_UTILIZATION of the capacity
-    usable_bytes_per_device: float = 0.0
-
-    @property
-    def usable_bytes(self) -> float:
-        """Device memory for weights and KV cache; the rest is the reserve the prefill's activations use."""
-        return self.usable_bytes_per_device or MEMORY_UTILIZATION * self.capacity_bytes_per_device
 
     @property
     def fits(self) -> bool:
-        """The batch's KV cache fits beside the weights, and the prefill's activations fit the reserve."""
-        reserve = self.capacity_bytes_per_device - self.usable_bytes
+        """The batch's KV cache fits beside the weights, and the prefill's activations fit the reserve (the memory
+        beyond what weights and KV cache may fill)."""
+        reserve = self.capacity_bytes_per_device - self.usable_bytes_per_device
         return self.config.batch <= self.max_batch and self.activation_bytes_per_device <= reserve
 
     @property
@@ -211,7 +205,7 @@ class ServeEstimate:
                 "kv_cache": self.kv_bytes_per_device / GIB,
                 "activations": self.activation_bytes_per_device / GIB,
                 "capacity": self.capacity_bytes_per_device / GIB,
-                "usable": self.usable_bytes / GIB,
+                "usable": self.usable_bytes_per_device / GIB,
             },
             "fits": self.fits,
             "max_batch": self.max_batch,
@@ -293,13 +287,13 @@ def estimate_serving(
         kv_bytes_per_device=kv_per_device,
         activation_bytes_per_device=activations,
         capacity_bytes_per_device=capacity,
+        usable_bytes_per_device=usable_memory_bytes(cluster.accelerator),
         max_batch=max_batch,
         prefill_parts=cost.parts(b * (prompt - cached), 0, 0, prefill_seqs=b, cached_tokens=b * cached),
         decode_parts=cost.parts(0, b, b * mid),
         efficiency_key=key,
         buckets=None if buckets is None else (prompt, buckets.pad(i + 1), buckets.pad(i + max(o - 1, 1))),
         tp_all_reduce=_all_reduces(cost, b * (prompt - cached), b),
-        usable_bytes_per_device=usable_memory_bytes(cluster.accelerator),
     )
 
 
