@@ -10,6 +10,7 @@ import pytest
 from rainier.errors import InputError
 from rainier.hardware import cluster_of
 from rainier.serve.cost import replica_cost
+from rainier.serve.datasets import length_samples
 from rainier.serve.efficiency import ServeEfficiency
 from rainier.serve.inflight import (
     LOADGEN_MIN_DURATION_S,
@@ -205,3 +206,21 @@ def test_a_benchmark_spread_of_lengths_is_replayed() -> None:
     assert inputs.min() >= 50 and inputs.max() <= 150 and outputs.min() >= 128 and outputs.max() <= 384
     with pytest.raises(InputError, match="length_range"):
         ServeScenario(cost=FixedCost(), rate_per_s=10.0, duration_s=10.0, length_range=-0.1)
+
+
+def test_a_long_tailed_mix_runs_five_lifetimes_of_its_longest_request() -> None:
+    """A length mix's trial lasts until its longest request has lived five times over (at least LoadGen's ten
+    minutes): the long requests keep filling the batch until then, and a shorter window reads a low TPOT."""
+    r1 = (("ttft_p99_ms", 2000.0), ("tpot_p99_ms", 80.0))
+    mix = length_samples("mlperf-deepseek-r1")
+    longest = mix.longest_output(3748)
+    assert longest == mix.max_output_len == 20_000  # the answers the harness caps, scaled to the case's mean
+    assert steady_window_s(r1, 3748, longest) == pytest.approx(5 * (2.0 + 19_999 * 0.08))
+    assert steady_window_s(r1, 3748) == LOADGEN_MIN_DURATION_S  # every request the mean: ten minutes, as before
+    llama70 = (("ttft_p99_ms", 2000.0), ("tpot_p99_ms", 200.0))
+    orca = length_samples("mlperf-llama2-70b").longest_output(274)
+    assert 274 < orca <= 1024
+    assert steady_window_s(llama70, 274, orca) == pytest.approx(max(600.0, 5 * (2.0 + (orca - 1) * 0.2)))
+    short = (("ttft_p99_ms", 100.0), ("tpot_p99_ms", 10.0))
+    assert steady_window_s(short, 10, 20) == LOADGEN_MIN_DURATION_S  # never below the run's ten minutes
+    assert length_samples("mlperf-llama3.1-8b").longest_output(100) == 100  # outputs not token counts: the mean

@@ -73,6 +73,14 @@ class LengthSamples:
         outputs = _scaled_outputs(self.outputs[picks], scale, self.max_output_len)
         return inputs, outputs
 
+    def longest_output(self, output_mean: int) -> int:
+        """The longest output a draw at ``output_mean`` generates: the dataset's longest sample scaled as ``draw``
+        scales it, within the benchmark's cap (``output_mean`` itself where the outputs are not token counts)."""
+        if self.outputs is None:
+            return output_mean
+        scale = _output_scale(self, output_mean)
+        return int(_scaled_outputs(self.outputs.max(keepdims=True), scale, self.max_output_len)[0])
+
     def describe(self) -> dict[str, object]:
         mean_output = self.mean_output
         return {
