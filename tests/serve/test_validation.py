@@ -189,3 +189,7 @@ def test_leave_one_group_out_stays_useful(calibrated: tuple[Path, dict[str, Any]
     _, result = calibrated
     assert result["leave_one_group_out"]["median_abs_error_pct"] <= LOGO_MEDIAN
     assert result["leave_one_group_out"]["p90_abs_error_pct"] <= LOGO_P90
+    # each held-out row, with the group whose fold predicted it
+    rows = result["leave_one_group_out_cases"]
+    assert len(rows) == result["leave_one_group_out"]["count"]
+    assert sorted(row["id"] for row in rows) == sorted(row["id"] for row in result["after"]["cases"])

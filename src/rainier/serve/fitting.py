@@ -398,6 +398,8 @@ def calibrate_inference_file(
     if cross_validate:
         held_out = leave_one_group_out(items, fit.responses, progress=progress)
         result["leave_one_group_out"] = held_out.summary
+        # every target as its group's fold predicted it: which rows a group's held-out median stands on
+        result["leave_one_group_out_cases"] = [row.to_dict() for row in held_out.rows]
         if written is not None:
             from rainier.serve.residuals import SERVE_RESIDUALS_FILE, write_serve_residuals
 
