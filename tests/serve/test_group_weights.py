@@ -29,6 +29,7 @@ class _Item:
     targets: tuple[tuple[str, float], ...]
     fitted: bool = True
     linearised: bool = False
+    consistent: bool = True
 
 
 def _items(sizes: dict[str, int], **kw: Any) -> list[Any]:

@@ -94,7 +94,9 @@ def test_an_expansion_serves_every_point_within_its_reach(monkeypatch: pytest.Mo
 
     monkeypatch.setattr(fitting, "linearise", fake_linearise)
     case = SimpleNamespace(id="c", trust=Trust.A)
-    item = SimpleNamespace(case=case, linearised=True, fitted=False, targets=(("output_tokens_per_s", 1.0),))
+    item = SimpleNamespace(
+        case=case, linearised=True, fitted=False, consistent=True, targets=(("output_tokens_per_s", 1.0),)
+    )
     known: dict[str, list[Response]] = {}
     base = ServeEfficiency()
     first = fitting._responses([item], base, known)["c"]  # type: ignore[list-item]

@@ -72,7 +72,7 @@ NCCOM_TEST_32MIB_S = (2.711e-3, 2.754e-3)
 
 
 def test_the_fitted_trainium1_all_reduce_takes_what_neurons_own_measurement_does() -> None:
-    """The committed fit's Trainium1 comm fraction (about 0.18 of NeuronLink-v2) is not a free factor standing in for
+    """The committed fit's Trainium1 comm fraction (about 0.2 of NeuronLink-v2) is not a free factor standing in for
     something else: a TP32 all-reduce of the 32 MiB a 2,048-token Llama 3 70B prefill sends per call takes, under it,
     within 15% of the 2.7 ms nccom-test publishes for that size (Neuron's collectives reach about 23 GB/s of bus
     bandwidth there, far below the links' rate, and over 100 GB/s only at 512 MiB). A refit that drifted to a fraction

@@ -145,13 +145,15 @@ CASES = [
 # read as TensorRT-LLM's fp8): the fit is unchanged (max-rate cases do not steer it); all 9.82% -> 9.78%, p90 61.1% ->
 # 60.6%, leave-one-group-out 12.13% -> 12.06%, p90 63.7% -> 63.0%, MLPerf B200 held out 20.7% -> 15.0%; GB200's
 # Interactive run, which publishes no config, taking the rest of B200's (768 requests, 768 tokens a step, chunked):
-# all 9.65%, leave-one-group-out 12.04%, GB200/GB300 in sample 17.4% -> 15.7%. The guards below follow that fit (the fit
-# is deterministic: a change that moves it refits); the held-out median's guard keeps half a point above it, the
-# knee noise of the MLPerf rows (docs/architecture.md, serve fitting).
-ALL_MEDIAN, TRUSTED_P90, LOGO_MEDIAN, LOGO_P90, STATIC_MEDIAN = 10.0, 61.0, 12.6, 68.0, 8.5
-# Trainium2 (issue 13's target: 15%): trust A+B rows 17.7%; with the trust-C DeepSeek-V3 contrib port's rows (its
-# native-API case read since its precision text "bf16 (FP8 checkpoint dequantized ...)" parses) 20.2%.
-TRN2_MEDIAN, TRN2_TRUSTED_MEDIAN = 22.0, 18.5
+# all 9.65%, leave-one-group-out 12.04%, GB200/GB300 in sample 17.4% -> 15.7%. Rows whose published rate contradicts
+# their own TTFT and TPOT by more than 1.25x (three Trainium1 rows of SDK 2.18.0) scored and not fitted: all 9.65% ->
+# 9.33%, A+B p90 56.8% -> 56.9%, leave-one-group-out 12.04% -> 12.09%, p90 63.0% -> 63.5%, the static set 8.49% ->
+# 6.19%. The guards below follow that fit (the fit is deterministic: a change that moves it refits); the held-out
+# median's guard keeps half a point above it, the knee noise of the MLPerf rows (docs/architecture.md, serve fitting).
+ALL_MEDIAN, TRUSTED_P90, LOGO_MEDIAN, LOGO_P90, STATIC_MEDIAN = 9.8, 59.0, 12.6, 68.0, 6.8
+# Trainium2 (issue 13's target: 15%): trust A+B rows 11.8%; with the trust-C DeepSeek-V3 contrib port's rows (its
+# native-API case read since its precision text "bf16 (FP8 checkpoint dequantized ...)" parses) 20.9%.
+TRN2_MEDIAN, TRN2_TRUSTED_MEDIAN = 22.0, 12.5
 
 
 def test_every_inference_case_is_predicted_within_the_targets(calibrated: tuple[Path, dict[str, Any]]) -> None:

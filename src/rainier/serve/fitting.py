@@ -122,8 +122,9 @@ EXPANSION_REACH, EXPANSION_ROUNDS = math.log(1.2), 3
 
 
 def _steers(item: Prepared) -> bool:
-    """Whether ``item`` enters a fit (its own predictions or its response) with a weight above zero."""
-    return (item.fitted or item.linearised) and FIT_WEIGHT[item.case.trust] > 0
+    """Whether ``item`` enters a fit (its own predictions or its response) with a weight above zero: a case whose
+    published numbers disagree with each other (``validate._self_consistency``) is scored only."""
+    return (item.fitted or item.linearised) and FIT_WEIGHT[item.case.trust] > 0 and item.consistent
 
 
 def _reach(a: tuple[float, ...], b: tuple[float, ...]) -> float:

@@ -100,6 +100,7 @@ class Prepared:
     buckets: Buckets | None = None  # the runtime's compiled lengths (Neuron), static cases
     counted_share: float = 1.0  # output tokens as the benchmark counted them, per token generated (_counted_share)
     assumptions: tuple[Assumption, ...] = ()  # what rainier supplied that the case left open (its load, read from text)
+    consistent: bool = True  # its published rate and latencies describe one run (_self_consistency); else not fitted
 
     @property
     def generation(self) -> str:
@@ -443,10 +444,47 @@ def prepare(case: InferenceCase) -> Prepared:
                 f"({cost.weight_bytes_per_device / GIB:.0f} GiB per device) and one request's KV cache",
             )  # fmt: skip
     buckets = config_buckets(accelerator, shape, config)
+    counted = _counted_share(case, config.output_len)
+    disagreement = None if load is not None else _self_consistency(targets, config, counted, cost.replica_devices)
+    if disagreement is not None:
+        assumed += (disagreement,)
     return Prepared(
         case, config, cost, targets, accelerator.id, accelerator.family.value, drafter, load, decode_only, buckets,
-        _counted_share(case, config.output_len), assumed,
+        counted, assumed, disagreement is None,
     )  # fmt: skip
+
+
+# How far a static case's published output rate may sit from the one its own latencies give before the row is taken
+# to describe more than one run. The p50 TPOT stands in for the mean over a decode whose cache grows, and a rate may
+# count host work between the timed calls: on the public cases that puts the two within 0.86-1.02 of each other,
+# except three Trainium1 rows of Neuron SDK 2.18.0 at 1.65-2.33 (validation/inference.yaml).
+CONSISTENCY_BOUND = 1.25
+
+
+def _self_consistency(
+    targets: Sequence[tuple[str, float]], config: ServeConfig, counted_share: float, replica_devices: int
+) -> Assumption | None:
+    """A static batch's published output rate against the run its own TTFT and p50 TPOT describe, ``batch x
+    output tokens`` over ``TTFT + (output - 1) x TPOT``: outside :data:`CONSISTENCY_BOUND` of each other, one of the
+    row's numbers is not from the run the others are (which one, the row does not say), so the case is scored and
+    does not steer the fit, and the assumption says why. None when they agree or the row lacks one of them."""
+    found = dict(targets)
+    rate = found.get("output_tokens_per_s")
+    if rate is None and "output_tokens_per_s_per_device" in found:
+        rate = found["output_tokens_per_s_per_device"] * replica_devices
+    if rate is None or "ttft_ms" not in found or "tpot_ms" not in found:
+        return None
+    run_s = (found["ttft_ms"] + (config.output_len - 1) * found["tpot_ms"]) / 1e3
+    implied = config.batch * config.output_len * counted_share / run_s
+    ratio = implied / rate
+    if 1 / CONSISTENCY_BOUND <= ratio <= CONSISTENCY_BOUND:
+        return None
+    return Assumption(
+        field="targets",
+        text=f"the row's TTFT and TPOT give {implied:.4g} output tokens/s for {config.batch} x {config.output_len} "
+        f"tokens, {ratio:.2f}x its published rate of {rate:.4g}: its numbers disagree by more than "
+        f"{CONSISTENCY_BOUND}x, so the case is scored and does not steer the fit",
+    )
 
 
 def _schema_readings(case: InferenceCase) -> tuple[InferenceCase, tuple[Assumption, ...]]:
