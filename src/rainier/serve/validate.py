@@ -445,7 +445,9 @@ def prepare(case: InferenceCase) -> Prepared:
             )  # fmt: skip
     buckets = config_buckets(accelerator, shape, config)
     counted = _counted_share(case, config.output_len)
-    disagreement = None if load is not None else _self_consistency(targets, config, counted, cost.replica_devices)
+    disagreement = (
+        None if load is not None else _self_consistency(case.id, targets, config, counted, cost.replica_devices)
+    )
     if disagreement is not None:
         assumed += (disagreement,)
     return Prepared(
@@ -462,7 +464,7 @@ CONSISTENCY_BOUND = 1.25
 
 
 def _self_consistency(
-    targets: Sequence[tuple[str, float]], config: ServeConfig, counted_share: float, replica_devices: int
+    case_id: str, targets: Sequence[tuple[str, float]], config: ServeConfig, counted_share: float, replica_devices: int
 ) -> Assumption | None:
     """A static batch's published output rate against the run its own TTFT and p50 TPOT describe, ``batch x
     output tokens`` over ``TTFT + (output - 1) x TPOT``: outside :data:`CONSISTENCY_BOUND` of each other, one of the
@@ -481,9 +483,9 @@ def _self_consistency(
         return None
     return Assumption(
         field="targets",
-        text=f"the row's TTFT and TPOT give {implied:.4g} output tokens/s for {config.batch} x {config.output_len} "
-        f"tokens, {ratio:.2f}x its published rate of {rate:.4g}: its numbers disagree by more than "
-        f"{CONSISTENCY_BOUND}x, so the case is scored and does not steer the fit",
+        text=f"{case_id}: the row's TTFT and TPOT give {implied:.4g} output tokens/s for {config.batch} x "
+        f"{config.output_len} tokens, {ratio:.2f}x its published rate of {rate:.4g}: its numbers disagree by more "
+        f"than {CONSISTENCY_BOUND}x, so the case is scored and does not steer the fit",
     )
 
 
