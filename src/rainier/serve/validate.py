@@ -42,7 +42,7 @@ from rainier.serve.efficiency import (
     committed_serve_efficiency,
     load_serve_efficiency,
 )
-from rainier.serve.estimate import ServeConfig, config_buckets, draft_cost, static_batch_times
+from rainier.serve.estimate import ServeConfig, StaticBatchTimes, config_buckets, draft_cost, static_batch_times
 from rainier.serve.inflight import (
     TRTLLM_VERSION,
     BenchModel,
@@ -476,7 +476,7 @@ def _self_consistency(
         rate = found["output_tokens_per_s_per_device"] * replica_devices
     if rate is None or "ttft_ms" not in found or "tpot_ms" not in found:
         return None
-    run_s = (found["ttft_ms"] + (config.output_len - 1) * found["tpot_ms"]) / 1e3
+    run_s = StaticBatchTimes(found["ttft_ms"] / 1e3, (), found["tpot_ms"] / 1e3).e2e_s(config.output_len)
     implied = config.batch * config.output_len * counted_share / run_s
     ratio = implied / rate
     if 1 / CONSISTENCY_BOUND <= ratio <= CONSISTENCY_BOUND:
